@@ -1,0 +1,39 @@
+"""Image decoding shared by the image datasets and by ``nnlab predict``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+class ImageReadError(ValueError):
+    pass
+
+
+def load_image(path: str | Path, size: tuple[int, int], channels: int = 3) -> np.ndarray:
+    """Decode, convert (grayscale, CMYK, palette, RGBA...) and resize to HWC uint8.
+
+    Raises :class:`ImageReadError` naming the file when it is missing, truncated or not
+    an image.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "P", "PA"):
+                # composite transparency onto white instead of dropping it to black
+                rgba = im.convert("RGBA")
+                im = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+            im = im.convert("L" if channels == 1 else "RGB")
+            im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(f"{path}: not a readable image ({err})") from None
+    return arr[..., None] if arr.ndim == 2 else arr

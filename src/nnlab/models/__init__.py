@@ -1,0 +1,1 @@
+"""Plain nn.Modules and the registry that maps params to them."""
