@@ -55,8 +55,10 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
 
 def _remote(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
     files = {}
+    # a local folder given as `path:` replaces the mirrors (checksums still verified)
+    mirrors = [Path(cfg.path).resolve().as_uri()] if cfg.path else cfg.mirrors
     for fname, checksum in FILES.values():
-        urls = [m.rstrip("/") + "/" + fname for m in cfg.mirrors]
+        urls = [m.rstrip("/") + "/" + fname for m in mirrors]
         got = fetch(urls, out_dir / fname, checksum, timeout=cfg.timeout, retries=cfg.retries)
         files[fname] = got
     return {"files": files}
