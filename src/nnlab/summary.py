@@ -76,7 +76,8 @@ def summary_text(net: nn.Module, spec: DataSpec, title: str = "") -> str:
     lines = []
     if title:
         lines.append(f'Model: "{title}"')
-    lines += ["_" * width, f"{'Layer (type)':<{w1}}{'Output Shape':<{w2}}{'Param #':>12}", "=" * width]
+    header = f"{'Layer (type)':<{w1}}{'Output Shape':<{w2}}{'Param #':>12}"
+    lines += ["_" * width, header, "=" * width]
     for i, (name, shape, params) in enumerate(rows):
         lines.append(f"{name:<{w1}}{shape:<{w2}}{params:>12,}")
         lines.append("_" * width if i < len(rows) - 1 else "=" * width)

@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from nnlab.data.sources import info
 from nnlab.summary import summary_text
 
 MODEL_ROOT = Path("models")
+# run.json and summary.txt are written before the first checkpoint: expected, not a problem
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc", "train/lr")
 
 
@@ -79,7 +82,7 @@ def is_global_zero_env() -> bool:
 def resumable_checkpoint(model_dir: Path, phash: str) -> Path | None:
     """``last.ckpt`` of an interrupted run with the same params, else None."""
     last = model_dir / "last.ckpt"
-    if not last.is_file() or (model_dir / tracking.RECEIPT).is_file() and _finished(model_dir):
+    if not last.is_file() or ((model_dir / tracking.RECEIPT).is_file() and _finished(model_dir)):
         return None
     try:
         ckpt = torch.load(last, map_location="cpu", weights_only=False)

@@ -125,14 +125,16 @@ def fetch(
             try:
                 digest = _download_once(url, dest, algo_digest, timeout)
                 return {"url": url, "checksum": digest}
-            except (urllib.error.URLError, OSError, ValueError) as err:
-                failures.append(f"{url}: {getattr(err, 'reason', err)}")
+            except (urllib.error.URLError, OSError, ValueError, ChecksumError) as err:
+                if isinstance(err, urllib.error.HTTPError):
+                    failures.append(f"{url}: HTTP {err.code} {err.reason}")
+                else:
+                    failures.append(f"{url}: {getattr(err, 'reason', err)}")
                 if _permanent(err) or attempt == retries:
                     break
                 time.sleep(min(0.5 * 2**attempt, 4.0))
-    mismatches = [f for f in failures if "checksum mismatch" in f]
-    if mismatches and len(mismatches) == len(urls):
-        raise ChecksumError("; ".join(mismatches))
+    if all("checksum mismatch" in f for f in failures):
+        raise ChecksumError("; ".join(dict.fromkeys(failures)))
     raise DownloadError(f"could not download {dest.name}: " + "; ".join(failures))
 
 
@@ -161,7 +163,7 @@ def check_archive(archive: str | Path) -> None:
                     _check_member(zi.filename, target)
                     mode = zi.external_attr >> 16
                     if mode and (mode & 0o170000) == 0o120000:
-                        raise UnsafeArchiveError(f"{archive.name}: member {zi.filename!r} is a link")
+                        raise UnsafeArchiveError(f"member {zi.filename!r} is a link")
             return
         with tarfile.open(archive) as tf:
             for m in tf.getmembers():

@@ -1,0 +1,37 @@
+"""A real 2-process DDP run on the CPU, through the CLI in a subprocess (as `dvc repro` runs it).
+
+Lightning relaunches the command for rank 1; only rank 0 may write files or MLflow records.
+"""
+
+import os
+import subprocess
+import sys
+
+import yaml
+
+from nnlab import tracking
+from tests.conftest import TINY
+
+
+def test_ddp_two_processes_one_run_one_set_of_files(project):
+    raw = {**TINY, "trainer": {**TINY["trainer"], "devices": 2, "strategy": "ddp"}}
+    raw["experiments"] = {"mnist_cnn": TINY["experiments"]["mnist_cnn"]}
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    nnlab = os.path.join(os.path.dirname(sys.executable), "nnlab")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run([nnlab, "train", "mnist_cnn"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "GLOBAL_RANK: 1" in proc.stderr or "Initializing distributed: GLOBAL_RANK: 1" in (
+        proc.stdout + proc.stderr)
+    model_dir = project / "models/mnist_cnn"
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "best.ckpt", "history.csv", "last.ckpt", "run.json", "summary.txt"]
+    receipt = tracking.read_receipt(model_dir)
+    assert receipt["devices"] == 2 and receipt["strategy"] == "DDPStrategy"
+    client = tracking.client(root=project)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.info.run_id for r in runs] == [receipt["run_id"]]
+    # per-epoch metrics were logged once (rank 0), not once per rank
+    assert len(client.get_metric_history(receipt["run_id"], "val/acc")) == 2

@@ -1,0 +1,108 @@
+import hashlib
+import time
+
+import numpy as np
+import pytest
+
+from nnlab.data import mnist
+from nnlab.data.prepare import load_arrays, load_meta, run_download, run_split
+from nnlab.data.sources import DownloadError
+from nnlab.files import read_json
+from tests.conftest import tiny_params
+from tests.http_server import dead_url, serve
+
+
+def test_idx_roundtrip(tmp_path):
+    arr = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    for name in ("a-idx3-ubyte", "b-idx3-ubyte.gz"):
+        mnist.write_idx(tmp_path / name, arr)
+        np.testing.assert_array_equal(mnist.read_idx(tmp_path / name), arr)
+
+
+def test_idx_bad_magic_and_truncation(tmp_path):
+    (tmp_path / "junk").write_bytes(b"\x01\x02\x03\x04rest")
+    with pytest.raises(ValueError, match="bad magic"):
+        mnist.read_idx(tmp_path / "junk")
+    mnist.write_idx(tmp_path / "t", np.zeros((3, 4), np.uint8))
+    data = (tmp_path / "t").read_bytes()
+    (tmp_path / "t").write_bytes(data[:-2])
+    with pytest.raises(ValueError, match="truncated"):
+        mnist.read_idx(tmp_path / "t")
+
+
+@pytest.fixture
+def fake_mirror(tmp_path, monkeypatch):
+    """Four tiny IDX files on a local mirror, with mnist.FILES pointing at their checksums."""
+    rng = np.random.default_rng(1)
+    srv = tmp_path / "mirror"
+    srv.mkdir()
+    files = {}
+    sizes = {"train": 120, "test": 40}
+    for split, n in sizes.items():
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        for kind, arr in (("images", images), ("labels", labels)):
+            key = f"{split}_{kind}"
+            fname, _ = mnist.FILES[key]
+            mnist.write_idx(srv / fname, arr)
+            files[key] = (fname, "md5:" + hashlib.md5((srv / fname).read_bytes()).hexdigest())
+    monkeypatch.setattr(mnist, "FILES", files)
+    return srv
+
+
+def test_download_and_split_from_mirror(tmp_path, fake_mirror):
+    with serve(fake_mirror) as url:
+        params = tiny_params(**{"data.mnist": {"source": "remote", "mirrors": [url + "/"]}})
+        manifest = run_download(params, "mnist", tmp_path)
+    assert manifest["source"] == "remote"
+    assert set(manifest["files"]) == {f for f, _ in mnist.FILES.values()}
+    run_split(params, "mnist", tmp_path)
+    split = read_json(tmp_path / "data/split/mnist/manifest.json")
+    assert split["counts"] == {"train": 110, "val": 10, "test": 40}  # official test kept
+    assert split["test"] == "official t10k test set"
+
+
+def test_remote_never_falls_back_and_fails_fast(tmp_path):
+    params = tiny_params(**{"data.mnist": {"source": "remote", "mirrors": [dead_url()]}})
+    t0 = time.perf_counter()
+    with pytest.raises(DownloadError, match="train-images"):
+        run_download(params, "mnist", tmp_path)
+    assert time.perf_counter() - t0 < 5
+    assert not (tmp_path / "data/raw/mnist").exists()
+
+
+def test_auto_falls_back_loudly(tmp_path, capsys):
+    params = tiny_params(**{"data.mnist": {"source": "auto", "mirrors": [dead_url()]}})
+    manifest = run_download(params, "mnist", tmp_path)
+    assert "bundled" in manifest["source"]
+    assert "WARNING" in capsys.readouterr().err
+    on_disk = read_json(tmp_path / "data/raw/mnist/manifest.json")
+    assert on_disk["source"] == manifest["source"] and on_disk["fallback_reason"]
+
+
+def test_split_stratified_and_deterministic(mnist_root, tmp_path):
+    params = tiny_params()
+    run_download(params, "mnist", tmp_path)
+    run_split(params, "mnist", tmp_path)
+    for split in ("train", "val", "test"):
+        a = load_arrays("mnist", split, mnist_root)
+        b = load_arrays("mnist", split, tmp_path)
+        np.testing.assert_array_equal(a["x"], b["x"])
+        np.testing.assert_array_equal(a["y"], b["y"])
+        assert a["x"].dtype == np.uint8 and a["x"].shape[1:] == (28, 28, 1)
+        counts = np.bincount(a["y"], minlength=10)
+        assert counts.max() - counts.min() <= 2, counts  # stratified
+    meta = load_meta("mnist", mnist_root)
+    assert meta["input_shape"] == [1, 28, 28] and meta["source"].startswith("bundled")
+    # different seed -> different split
+    run_split(tiny_params(seed=8), "mnist", tmp_path)
+    assert not np.array_equal(load_arrays("mnist", "val", tmp_path)["y"],
+                              load_arrays("mnist", "val", mnist_root)["y"]) or not np.array_equal(
+        load_arrays("mnist", "val", tmp_path)["x"], load_arrays("mnist", "val", mnist_root)["x"])
+
+
+def test_split_before_download_says_which_stage(tmp_path):
+    from nnlab.data.prepare import StageOrderError
+
+    with pytest.raises(StageOrderError, match="nnlab download mnist"):
+        run_split(tiny_params(), "mnist", tmp_path)

@@ -1,0 +1,100 @@
+"""End to end: the real dvc.yaml in a temporary git repo, shrunk through params only."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nnlab import tracking
+from nnlab.files import read_json
+from tests.conftest import REPO
+from tests.http_server import dead_url
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "nnlab-test", "GIT_AUTHOR_EMAIL": "test@nnlab.invalid",
+    "GIT_COMMITTER_NAME": "nnlab-test", "GIT_COMMITTER_EMAIL": "test@nnlab.invalid",
+}
+
+
+def _run(cmd, cwd, env):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc.stdout + proc.stderr
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def shrink(raw: dict) -> dict:
+    """Tiny, offline, fast: every dataset falls back loudly, every experiment runs 1 epoch."""
+    dead = dead_url()
+    for cfg in raw["data"].values():
+        cfg.update(source="auto", mirrors=[dead], path=None, retries=0, timeout=2)
+        cfg["max_samples"] = 200
+        if "synthetic_size" in cfg:
+            cfg["synthetic_size"] = 120
+        if "image_size" in cfg:
+            cfg["image_size"] = 32
+        if "split_sizes" in cfg:
+            cfg["split_sizes"] = None
+    for exp in raw["experiments"].values():
+        exp["epochs"] = 1
+    raw["trainer"].update(progress_bar=False, num_workers=0)
+    return raw
+
+
+def test_dvc_repro_end_to_end(tmp_path):
+    work = tmp_path / "repo"
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file():
+            (work / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, work / f)
+    raw = shrink(yaml.safe_load((work / "params.yaml").read_text()))
+    (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = {**os.environ, **GIT_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    _run(["git", "init", "-q"], work, env)
+    _run(["git", "add", "-A"], work, env)
+    _run(["git", "commit", "-qm", "init"], work, env)
+
+    out = _run(["dvc", "repro"], work, env)
+    experiments = list(raw["experiments"])
+    assert {f"train@{e}" for e in experiments} <= _ran(out)
+    assert "nnlab comparison" in out  # compare prints its table at the end
+    for name in experiments:
+        metrics = read_json(work / f"reports/experiments/{name}/metrics.json")
+        assert 0 <= metrics["test/acc"] <= 1
+    table = (work / "reports/comparison.md").read_text()
+    assert all(f"| {name} |" in table for name in experiments)
+    client = tracking.client(root=work)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sorted(r.info.run_name for r in runs) == sorted(experiments)
+    for name in experiments:
+        receipt = tracking.read_receipt(work / "models" / name)
+        run = client.get_run(receipt["run_id"])
+        assert "test/acc" in run.data.metrics and run.data.tags["data.source"] != "remote"
+
+    # nothing changed: nothing reruns
+    out = _run(["dvc", "repro"], work, env)
+    assert _ran(out) == set() and "up to date" in out
+
+    # one experiment's param changed: only its train/evaluate and compare rerun
+    _run(["git", "add", "-A"], work, env)
+    _run(["git", "commit", "-qm", "lock"], work, env)
+    out = _run(["dvc", "exp", "run", "-S", "experiments.mnist_mlp.lr=0.005"], work, env)
+    assert _ran(out) == {"train@mnist_mlp", "evaluate@mnist_mlp", "compare"}
+    shown = _run(["dvc", "exp", "show", "--no-pager", "--csv"], work, env)
+    assert "0.005" in shown and "test/acc" in shown
+    metrics = _run(["dvc", "metrics", "show"], work, env)
+    assert "reports/experiments/mnist_cnn/metrics.json" in metrics

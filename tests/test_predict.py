@@ -1,0 +1,48 @@
+import json
+
+import numpy as np
+from PIL import Image
+
+from nnlab.cli import main
+from nnlab.data.prepare import load_arrays
+from nnlab.predict import predict
+from nnlab.train import train
+from tests.conftest import tiny_params
+
+
+def test_predict_images_and_bad_files(project, tmp_path, monkeypatch, capsys):
+    params = tiny_params(**{"experiments.mnist_cnn.epochs": 3})
+    train(params, "mnist_cnn", project)
+    test = load_arrays("mnist", "test", project)
+    files = []
+    for i in range(4):
+        img = np.asarray(test["x"][i, :, :, 0])
+        if i % 2:  # dark digit on white, bigger, RGB: must be converted back
+            img = 255 - img
+            pil = Image.fromarray(img).resize((112, 112)).convert("RGB")
+        else:
+            pil = Image.fromarray(img)
+        path = tmp_path / f"digit{i}.png"
+        pil.save(path)
+        files.append(str(path))
+    (tmp_path / "notes.png").write_text("not an image")
+    files += [str(tmp_path / "missing.png"), str(tmp_path / "notes.png")]
+
+    results = predict(params, "mnist_cnn", files, project)
+    assert [r["file"] for r in results] == files
+    good, bad = results[:4], results[4:]
+    for r in good:
+        assert r["label"] in "0123456789" and 0 < r["probability"] <= 1
+        assert abs(sum(r["probabilities"].values()) - 1) < 1e-3
+    assert "no such file" in bad[0]["error"] and "missing.png" in bad[0]["error"]
+    assert "not a readable image" in bad[1]["error"]
+    # the model agrees with itself on the original and the inverted, resized copies
+    labels = [r["label"] for r in good]
+    truth = [str(int(test["y"][i])) for i in range(4)]
+    assert sum(a == b for a, b in zip(labels, truth, strict=True)) >= 2
+
+    (project / "params.yaml").write_text(json.dumps(tiny_params().model_dump()))
+    monkeypatch.chdir(project)
+    assert main(["predict", "mnist_cnn", *files[:1], files[4], "--json"]) == 1
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert lines[0]["label"] in "0123456789" and "error" in lines[1]
