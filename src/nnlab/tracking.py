@@ -30,11 +30,11 @@ def tracking_uri(root: Path = Path(".")) -> str:
     return f"sqlite:///{store / 'mlflow.db'}"
 
 
-def artifact_location(root: Path = Path(".")) -> str | None:
+def artifact_location(root: Path = Path("."), experiment: str = "") -> str | None:
     """Artifact root for experiments this project creates in its own local store."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return None  # the server decides
-    return (Path(root).resolve() / "mlruns" / "artifacts").as_uri()
+    return (Path(root).resolve() / "mlruns" / "artifacts" / experiment).as_uri()
 
 
 def git_info(root: Path = Path(".")) -> dict[str, str]:
@@ -83,7 +83,7 @@ def make_logger(
         run_name=experiment,
         tracking_uri=tracking_uri(root),
         tags=tags,
-        artifact_location=artifact_location(root),
+        artifact_location=artifact_location(root, dataset),
         run_id=run_id,
         log_model=False,
     )
