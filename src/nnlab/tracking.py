@@ -61,7 +61,6 @@ def run_tags(experiment: str, dataset: str, data_source: str, root: Path) -> dic
         "nnlab.experiment": experiment,
         "nnlab.dataset": dataset,
         "data.source": data_source,
-        "mlflow.runName": experiment,
         **git_info(root),
     }
     if os.environ.get("DVC_EXP_NAME"):
