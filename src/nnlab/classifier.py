@@ -56,6 +56,10 @@ class Classifier(L.LightningModule):
         self.save_hyperparameters()
         self.spec = spec_from_meta(meta)
         self.net = build_model(model, self.spec, model_options)
+        # Options the builder resolved itself (a pretrained backbone that fell back to another
+        # one) go into the checkpoint, so that loading it rebuilds the net that was trained.
+        if getattr(self.net, "resolved_options", None):
+            self.hparams.model_options = {**(model_options or {}), **self.net.resolved_options}
         self.binary = self.spec.num_outputs == 1
         task = {"task": "binary"} if self.binary else {
             "task": "multiclass", "num_classes": self.spec.num_classes
@@ -67,6 +71,35 @@ class Classifier(L.LightningModule):
         self.val_acc_best = MaxMetric()
         if channels_last and self.spec.kind == "image":
             self.net = self.net.to(memory_format=torch.channels_last)
+        self.assets: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------------- assets
+    # Files the split stage lists in meta["assets"] (e.g. a text vocabulary) travel inside
+    # the checkpoint, not in hparams (which go to MLflow params): a checkpoint alone then
+    # predicts on raw input, and they reach the model's spec as spec.extra["assets"].
+    def setup(self, stage: str) -> None:
+        names = self.hparams.meta.get("assets", [])
+        dm = getattr(self.trainer, "datamodule", None)
+        if names and not self.assets and dm is not None:
+            from nnlab.data.prepare import split_dir
+            from nnlab.files import read_json
+
+            folder = split_dir(dm.dataset_name, dm.root)
+            self.set_assets({name: read_json(folder / name) for name in names})
+
+    def set_assets(self, assets: dict[str, Any]) -> None:
+        from dataclasses import replace
+
+        self.assets = dict(assets)
+        self.spec = replace(self.spec, extra={**self.spec.extra, "assets": self.assets})
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.assets:
+            checkpoint["nnlab_assets"] = self.assets
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if checkpoint.get("nnlab_assets"):
+            self.set_assets(checkpoint["nnlab_assets"])
 
     # ----------------------------------------------------------------------- forward
     def inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -90,12 +123,24 @@ class Classifier(L.LightningModule):
         return probabilities(logits).argmax(-1)
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(*self.inputs(batch))
+        if "features" in batch:  # the net's frozen base already ran (nnlab.features)
+            logits = self.net.head(batch["features"].float())
+        else:
+            logits = self(*self.inputs(batch))
         return self.loss(logits, batch["y"]), logits
 
     # ----------------------------------------------------------------------- loops
     def on_train_start(self) -> None:
         self.val_acc_best.reset()
+
+    def on_train_epoch_start(self) -> None:
+        # A parameter group with "unfreeze_epoch" trains at LR 0 before that epoch and at
+        # "unfrozen_lr" from it on: its parameters stay in the optimizer (and in DDP's reducer)
+        # all along, and every rank switches at the same epoch.
+        for group in self.optimizers().param_groups:
+            if "unfreeze_epoch" in group:
+                unfrozen = self.current_epoch >= group["unfreeze_epoch"]
+                group["lr"] = group["unfrozen_lr"] if unfrozen else 0.0
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits = self._step(batch)

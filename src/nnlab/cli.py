@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
         ("train", "experiment", "train one experiment"),
         ("evaluate", "experiment", "score an experiment's best checkpoint on the test split"),
         ("summary", "experiment", "print a Keras-style model summary"),
+        ("features", "experiment", "cache a frozen pretrained base's outputs for training"),
     ):
         sp = sub.add_parser(cmd, help=help_)
         sp.add_argument(arg)
@@ -63,6 +64,10 @@ def _run(args: argparse.Namespace, params, root: Path) -> int:
         from nnlab.data.prepare import run_split
 
         run_split(params, _dataset(params, args.dataset), root)
+    elif cmd == "features":
+        from nnlab.features import run_features
+
+        run_features(params, args.experiment, root)
     elif cmd == "train":
         from nnlab.train import train
 

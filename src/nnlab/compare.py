@@ -12,8 +12,17 @@ from nnlab.files import atomic_file, read_json
 
 COLUMNS = [
     "experiment", "dataset", "model", "params", "epochs", "test/acc", "test/loss",
-    "best val/acc", "train s", "data source", "run id",
+    "best val/acc", "train s", "data source", "pretrained", "run id",
 ]
+
+
+def pretrained_cell(pretrained: dict[str, str] | None) -> str:
+    """The pretrained backbone actually used; a fallback one in bold, like substitute data."""
+    if not pretrained:
+        return "-"
+    if pretrained.get("fallback"):
+        return f"**{pretrained.get('backbone', '?')} (fallback)**"
+    return str(pretrained.get("backbone", "?"))
 
 
 def _row(name: str, root: Path) -> dict[str, Any] | None:
@@ -36,6 +45,7 @@ def _row(name: str, root: Path) -> dict[str, Any] | None:
         "best val/acc": f"{m.get('best_val_acc') or float('nan'):.4f}",
         "train s": f"{m.get('train_seconds') or 0:.1f}",
         "data source": source if source == "remote" else f"**{source}**",
+        "pretrained": pretrained_cell(run.get("pretrained")),
         "run id": str(run.get("run_id", ""))[:12],
     }
 
@@ -47,7 +57,6 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def compare(params: Params, root: Path = Path(".")) -> str:
-    from nnlab.evaluate import REPORT_ROOT
     from nnlab.viz import comparison_chart
 
     root = Path(root)
@@ -57,6 +66,9 @@ def compare(params: Params, root: Path = Path(".")) -> str:
     if any(r["data source"].startswith("**") for r in rows):
         text += ("\n**Bold** data sources are offline substitutes (bundled sample or synthetic "
                  "data): those accuracies are not comparable to the real datasets.\n")
+    if any(r["pretrained"].startswith("**") for r in rows):
+        text += ("\n**Bold** pretrained backbones are offline fallbacks (the requested weights "
+                 "were unreachable): those results are not the requested model's.\n")
     if missing:
         text += f"\nNot evaluated yet: {', '.join(missing)}\n"
     out = root / "reports"

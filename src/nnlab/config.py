@@ -56,6 +56,8 @@ class DataConfig(_Strict):
     image_size: int = Field(150, ge=8)
     split_sizes: list[int] | None = None
     synthetic_size: int = Field(600, ge=10)
+    # the synthetic image fallback is drawn and stored at this size, not image_size
+    synthetic_image_size: int = Field(64, ge=8)
     # text
     vocab_size: int = Field(10000, ge=10)
     max_len: int = Field(200, ge=4)
@@ -81,6 +83,10 @@ class AugmentStep(_Strict):
     args: dict[str, Any] = {}
 
 
+FINETUNE_KEYS: dict[str, type | tuple[type, ...]] = {"unfreeze_epoch": int,
+                                                     "backbone_lr": (int, float)}
+
+
 class ExperimentConfig(_Strict):
     dataset: Literal["mnist", "cats_vs_dogs", "imdb"]
     model: str
@@ -102,6 +108,17 @@ class ExperimentConfig(_Strict):
         from nnlab.models.registry import check_model
 
         check_model(self.model, self.model_options)
+        return self
+
+    @model_validator(mode="after")
+    def _check_finetune(self) -> ExperimentConfig:
+        # read by nets that define param_groups (models/transfer.py): when the trainable part
+        # of a pretrained base joins (epoch), and its learning rate
+        for key, value in self.finetune.items():
+            if key not in FINETUNE_KEYS:
+                raise ValueError(f"finetune.{key}: unknown key (known: {', '.join(FINETUNE_KEYS)})")
+            if isinstance(value, bool) or not isinstance(value, FINETUNE_KEYS[key]) or value < 0:
+                raise ValueError(f"finetune.{key}: expected a number >= 0, got {value!r}")
         return self
 
 

@@ -76,6 +76,37 @@ def classification_metrics(
     return per_class, cm
 
 
+def write_text_examples(
+    arrays: dict[str, np.ndarray],
+    y: np.ndarray,
+    probs: np.ndarray,
+    classes: list[str],
+    assets: dict[str, Any],
+    out: Path,
+    per_class: int = 3,
+) -> None:
+    """A few test texts per class plus the most confidently wrong ones, with probabilities,
+    decoded with the vocabulary the model carries (what the model read: <unk> for unknowns)."""
+    from nnlab.data.text import VOCAB_ASSET, Vocabulary
+
+    if VOCAB_ASSET not in assets:
+        return
+    vocab = Vocabulary.from_json(assets[VOCAB_ASSET])
+    pred = probs.argmax(1)
+    wrong = np.flatnonzero(pred != y)
+    picks = [("sample", i) for c in range(len(classes)) for i in np.flatnonzero(y == c)[:per_class]]
+    picks += [("most confidently wrong", i)
+              for i in wrong[np.argsort(-probs[wrong, pred[wrong]])][:per_class]]
+    lines = ["# Test examples", ""]
+    for kind, i in picks:
+        p = ", ".join(f"P({c}) = {probs[i, k]:.3f}" for k, c in enumerate(classes))
+        text = vocab.decode(arrays["x"][i], arrays["len"][i] if "len" in arrays else None)
+        lines += [f"## test #{i} ({kind}): actual {classes[y[i]]}, predicted "
+                  f"{classes[pred[i]]}; {p}", "", f"> {text}", ""]
+    with atomic_file(out, "w") as fh:
+        fh.write("\n".join(lines))
+
+
 def evaluate(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     exp = params.experiment(name)
     root = Path(root)
@@ -113,6 +144,16 @@ def evaluate(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any
         viz.confusion_matrix(cm, classes, figures / "confusion_matrix.png", name)
         viz.misclassified(test, y, probs, classes, figures / "misclassified.png", model.spec)
         viz.model_pictures(model, test, figures, root)
+        if exp.augment:  # what the training batches looked like
+            from nnlab.data.augment import build_augment
+
+            train_x = load_arrays(exp.dataset, "train", root)["x"]
+            viz.augmented_samples(train_x, build_augment(exp.augment, params.seed, rank=0),
+                                  figures / "augmented_samples.png")
+        if model.spec.kind == "text":
+            write_text_examples(test, y, probs, classes, model.assets, tmp / "examples.md")
+        for asset, obj in model.assets.items():  # what the checkpoint carries, e.g. vocab.json
+            write_json(tmp / "assets" / asset, obj)
         total, _ = count_parameters(model.net)
         write_json(tmp / "run.json", {
             "experiment": name,
@@ -120,6 +161,7 @@ def evaluate(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any
             "model": exp.model,
             "params_total": total,
             "data_source": receipt.get("data_source", "unknown"),
+            "pretrained": receipt.get("pretrained"),  # which pretrained weights, if any
             "run_id": receipt["run_id"],
         })
     tracking.log_to_run(

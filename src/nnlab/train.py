@@ -28,6 +28,7 @@ from nnlab.config import Params
 from nnlab.data.datamodule import ArrayDataModule
 from nnlab.data.prepare import split_dir
 from nnlab.data.sources import info
+from nnlab.features import training_features
 from nnlab.summary import summary_text
 
 MODEL_ROOT = Path("models")
@@ -145,6 +146,11 @@ def train(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     )
     if exp.init_from:
         init_weights(model, root / MODEL_ROOT / exp.init_from / "best.ckpt")
+    features = training_features(name, exp, model.net, root)
+    if features is not None:  # the frozen base already ran once: the head trains on its outputs
+        dm.features_dir = features
+        info(f"train@{name}: training the head on the frozen base's cached features {features}")
+    pretrained = dict(getattr(model.net, "provenance", {}))  # a pretrained base: which weights
 
     resume = resumable_checkpoint(model_dir, phash)
     run_id = None
@@ -157,9 +163,9 @@ def train(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
         model_dir.mkdir(parents=True, exist_ok=True)
 
     source = dm.meta.get("source", "unknown")
-    logger = tracking.make_logger(
-        name, exp.dataset, tracking.run_tags(name, exp.dataset, source, root), root, run_id
-    )
+    tags = tracking.run_tags(name, exp.dataset, source, root)
+    tags.update({f"pretrained.{key}": value for key, value in pretrained.items()})
+    logger = tracking.make_logger(name, exp.dataset, tags, root, run_id)
     history = History()
     callbacks: list[Callback] = [
         ModelCheckpoint(
@@ -200,6 +206,10 @@ def train(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
             "data_source": source,
             "status": "RUNNING",
         }
+        if pretrained:
+            receipt["pretrained"] = pretrained
+        if features is not None:
+            receipt["trained_on"] = str(features.relative_to(root))
         tracking.write_receipt(model_dir, receipt)
         logger.log_hyperparams(flat)
         (model_dir / "summary.txt").write_text(summary_text(model.net, model.spec, name) + "\n")

@@ -1,23 +1,84 @@
 """Albumentations pipelines built from params, and per-worker/per-rank seeding.
 
-albumentations 2.x draws from the pipeline's own generator, which a DataLoader worker
-inherits as a copy: without reseeding every worker (and every DDP rank) would produce the
-same augmentations. :func:`worker_init` reseeds from torch's per-worker seed, which differs
-per worker and per epoch (fresh workers) and, under ``seed_everything(workers=True)``, per
-rank; in the main process the pipeline is seeded from ``seed`` and the rank.
+An experiment's ``augment:`` is a list of albumentations 2.x transforms with their keyword
+arguments (``{name: Affine, args: {rotate: [-40, 40]}}``); a step whose ``args`` hold a
+``transforms:`` list (``OneOf``, ``SomeOf``, ``Sequential``) nests further steps. Unknown names,
+invalid values and old-style keyword arguments (which albumentations would only warn about and
+ignore) are errors naming the step.
+
+Seeding. albumentations draws from generators owned by the pipeline, which every DataLoader
+worker would inherit as identical copies. The streams are therefore derived explicitly:
+
+* in the main process from ``(seed, rank)``;
+* in a DataLoader worker (:func:`worker_init`) from ``(torch's per-worker base seed, worker id,
+  rank)``. The base seed comes from the main process's torch generator, so it is reproducible
+  under ``seed_everything`` and new for each epoch when workers are not persistent; persistent
+  workers continue their own streams, which also differ from epoch to epoch.
+
+albumentations itself hands the *same* seed to every transform of a pipeline, so two transforms
+with the same probability (say HorizontalFlip and VerticalFlip at p=0.5) would always fire
+together; :meth:`Augment.reseed` gives every transform its own child seed instead.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
+# albumentations asks PyPI for a newer version on import (a network call in every worker)
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+_STREAM_TAG = 0x6E6E6C61  # keeps augmentation streams apart from Lightning's own worker seeds
+
 
 class AugmentError(ValueError):
-    pass
+    """An ``augment:`` step that albumentations cannot build as written."""
+
+
+def _step_parts(step: Any) -> tuple[str, dict[str, Any]]:
+    if hasattr(step, "name"):
+        return step.name, dict(step.args)
+    if isinstance(step, dict) and "name" in step:
+        return step["name"], dict(step.get("args") or {})
+    raise AugmentError(f"expected {{name: ..., args: {{...}}}}, got {step!r}")
+
+
+def _build(step: Any, where: str):
+    import albumentations as A
+    from albumentations.core.composition import BaseCompose
+    from albumentations.core.transforms_interface import BasicTransform
+
+    name, args = _step_parts(step)
+    cls = getattr(A, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, BasicTransform | BaseCompose)):
+        raise AugmentError(f"{where} {name}: no such albumentations transform")
+    if issubclass(cls, BaseCompose):
+        children = args.pop("transforms", None)
+        if not isinstance(children, list) or not children:
+            raise AugmentError(f"{where} {name}: needs a non-empty 'transforms' list of steps")
+        args["transforms"] = [_build(c, f"{where}.transforms[{i}]") for i, c in enumerate(children)]
+    with warnings.catch_warnings():
+        # albumentations ignores unknown/old keyword arguments with a warning only
+        warnings.simplefilter("error")
+        try:
+            return cls(**args)
+        except (TypeError, ValueError, UserWarning, DeprecationWarning) as err:
+            shown = {k: v for k, v in args.items() if k != "transforms"}
+            raise AugmentError(f"{where} {name}{shown}: {err}") from None
+
+
+def _seed_all(transform: Any, seed_seq: np.random.SeedSequence) -> None:
+    """A distinct child seed for the pipeline and for every (nested) transform."""
+    children = list(getattr(transform, "transforms", []) or [])
+    own, *kids = seed_seq.spawn(1 + len(children))
+    transform.set_random_seed(int(own.generate_state(1)[0]))
+    if children:  # BaseCompose.set_random_seed also reseeds the children: override that
+        for child, ss in zip(children, kids, strict=True):
+            _seed_all(child, ss)
 
 
 class Augment:
@@ -26,43 +87,44 @@ class Augment:
     def __init__(self, steps: list[Any], seed: int):
         import albumentations as A
 
-        transforms = []
-        for i, step in enumerate(steps):
-            name = step.name if hasattr(step, "name") else step["name"]
-            args = dict(step.args if hasattr(step, "args") else step.get("args", {}))
-            cls = getattr(A, name, None)
-            if cls is None or not isinstance(cls, type):
-                raise AugmentError(f"augment[{i}]: albumentations has no transform {name!r}")
-            with warnings.catch_warnings():
-                # albumentations ignores unknown/old keyword arguments with a warning only
-                warnings.simplefilter("error")
-                try:
-                    transforms.append(cls(**args))
-                except (TypeError, ValueError, UserWarning, DeprecationWarning) as err:
-                    raise AugmentError(f"augment[{i}] {name}{args}: {err}") from None
-        self.compose = A.Compose(transforms, seed=seed)
-        self.seed = seed
+        transforms = [_build(step, f"augment[{i}]") for i, step in enumerate(steps)]
+        self.compose = A.Compose(transforms)
+        self.reseed(seed)
 
-    def reseed(self, seed: int) -> None:
-        self.compose.set_random_seed(seed)
+    def reseed(self, *entropy: int) -> None:
+        """Restart the stream from ``entropy`` (any ints: seed, worker id, rank...)."""
+        self.seed = tuple(int(e) for e in entropy)
+        _seed_all(self.compose, np.random.SeedSequence([*self.seed, _STREAM_TAG]))
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         return self.compose(image=np.ascontiguousarray(image))["image"]
 
 
+def current_rank() -> int:
+    """Global rank: torch.distributed when initialised, else Lightning's, else 0."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return int(torch.distributed.get_rank())
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
 def build_augment(steps: list[Any], seed: int, rank: int | None = None) -> Augment:
-    if rank is None:
-        rank = int(torch.distributed.get_rank()) if torch.distributed.is_initialized() else 0
-    return Augment(steps, seed=seed + 1_000_003 * rank)
+    """The training pipeline of one process; each rank gets its own stream."""
+    aug = Augment(steps, seed)
+    aug.reseed(seed, current_rank() if rank is None else rank)
+    return aug
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: Lightning's seeding, then a distinct augmentation seed."""
+    """DataLoader ``worker_init_fn``: Lightning's seeding, then a distinct augmentation stream
+    per (epoch's base seed, worker, rank)."""
     from lightning.fabric.utilities.seed import pl_worker_init_function
 
-    pl_worker_init_function(worker_id)
+    base_seed = torch.initial_seed() - worker_id
+    rank = current_rank()
+    pl_worker_init_function(worker_id, rank)
     info = torch.utils.data.get_worker_info()
-    dataset = info.dataset
-    transform = getattr(dataset, "transform", None)
+    transform = getattr(info.dataset, "transform", None) if info is not None else None
     if isinstance(transform, Augment):
-        transform.reseed(int(torch.initial_seed() % 2**32))
+        transform.reseed(base_seed, worker_id, rank)

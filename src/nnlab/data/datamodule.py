@@ -51,6 +51,9 @@ class ArrayDataset(Dataset):
             values = np.empty((len(idx), *arr.shape[1:]), dtype=arr.dtype)
             values[order] = arr[idx[order]]
             batch[key] = values
+        if "features" in batch:  # a frozen base's cached outputs (nnlab.features), not images
+            return {"features": torch.from_numpy(batch["features"]),
+                    "y": torch.from_numpy(batch["y"].astype(np.int64))}
         x = batch["x"]
         if self.transform is not None:
             x = np.stack([self.transform(image) for image in x])
@@ -89,6 +92,9 @@ class ArrayDataModule(L.LightningDataModule):
         self.meta = load_meta(dataset, self.root)  # fails early, naming the missing stage
         self.spec = spec_from_meta(self.meta)
         self.datasets: dict[str, ArrayDataset] = {}
+        # set by train when the net's frozen base was run once by features@<experiment>:
+        # batches then carry its cached outputs ("features") instead of images
+        self.features_dir: Path | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -97,6 +103,11 @@ class ArrayDataModule(L.LightningDataModule):
 
         transform = build_augment(self.exp.augment, self.seed) if self.exp.augment else None
         for split in ("train", "val", "test"):
+            if self.features_dir is not None:
+                from nnlab.features import load_features
+
+                self.datasets[split] = ArrayDataset(load_features(self.features_dir, split))
+                continue
             arrays = load_arrays(self.dataset_name, split, self.root)
             self.datasets[split] = ArrayDataset(arrays, transform if split == "train" else None)
 

@@ -133,7 +133,7 @@ def run_split(params: Params, dataset: str, root: Path = Path(".")) -> dict[str,
             "source": meta["source"],
             "raw_manifest": str(raw / "manifest.json"),
             "seed": params.seed,
-            "counts": {s: int(len(prepared.arrays[s]["y"])) for s in SPLITS},
+            "counts": {s: len(prepared.arrays[s]["y"]) for s in SPLITS},
             "class_counts": {
                 s: class_counts(prepared.arrays[s]["y"], prepared.classes) for s in SPLITS
             },

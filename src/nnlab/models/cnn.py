@@ -32,3 +32,25 @@ def cnn_small(spec: DataSpec, filters: int = 32, dense: int = 64) -> nn.Module:
         nn.ReLU(),
         nn.Linear(dense, spec.num_outputs),
     )
+
+
+@register("convnet4")
+def convnet4(spec: DataSpec, dropout: float = 0.5) -> nn.Module:
+    """The lecture's cats-vs-dogs CNN: four 3x3 'same' conv blocks (32, 64, 128, 128 filters,
+    ReLU, max-pool 2), Flatten, Dropout, Dense 512, Dense 256, one logit per output.
+    5,681,345 parameters at 150x150x3 with one logit."""
+    layers: list[nn.Module] = []
+    channels = spec.input_shape[0]
+    for filters in (32, 64, 128, 128):
+        layers += [nn.Conv2d(channels, filters, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        channels = filters
+    body = nn.Sequential(*layers, nn.Flatten())
+    return nn.Sequential(
+        *body,
+        nn.Dropout(dropout),
+        nn.Linear(_flat_features(body, spec.input_shape), 512),
+        nn.ReLU(),
+        nn.Linear(512, 256),
+        nn.ReLU(),
+        nn.Linear(256, spec.num_outputs),
+    )

@@ -1,0 +1,114 @@
+"""IMDB data stages on 50,000 reviews.
+
+1. download@imdb's conversion: reading the tar members directly into ``reviews.jsonl.gz``
+   (what the stage does) versus the baseline, extracting the archive (``safe_extract``) and
+   reading the 50,000 files back.
+2. split@imdb: tokenize, build the 10,000-word vocabulary from the training split, encode to
+   int32 arrays of max_len 200 (``imdb.split``), with its phases timed separately.
+
+Uses ../shared/datasets/aclImdb.tar.gz when present, else a generated archive of 50,000
+synthetic reviews of IMDB-like length (the ratios then say less about real files). Runs
+alternate baseline/ours ``--repeat`` times; medians are printed.
+
+    flock /tmp/nnlab-heavy.lock nice -n 5 python benchmarks/bench_imdb_split.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import statistics
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nnlab.config import DataConfig
+from nnlab.data import imdb
+from nnlab.data.sources import safe_extract
+from nnlab.data.text import Vocabulary, tokenize
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_ARCHIVE = REPO.parent / "shared" / "datasets" / "aclImdb.tar.gz"
+
+
+def generated_archive(path: Path, n: int = 50_000) -> Path:
+    rng = np.random.default_rng(0)
+    with tarfile.open(path, "w:gz") as tf:
+        for i in range(n):
+            label = i % 2
+            text = " ".join(imdb.synthetic_review(rng, label) for _ in range(6)).encode()
+            info = tarfile.TarInfo(f"aclImdb/{'train' if i < n // 2 else 'test'}/"
+                                   f"{'pos' if label else 'neg'}/{i}_5.txt")
+            info.size = len(text)
+            tf.addfile(info, io.BytesIO(text))
+    return path
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--archive", type=Path, default=SHARED_ARCHIVE)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-imdb-") as tmp:
+        tmp = Path(tmp)
+        archive = args.archive
+        if not archive.is_file():
+            print(f"{archive} not found: generating 50,000 synthetic reviews instead")
+            archive = generated_archive(tmp / "generated.tar.gz")
+        print(f"archive: {archive} ({archive.stat().st_size / 1e6:.1f} MB)")
+
+        def extract_then_read() -> None:
+            safe_extract(archive, tmp / "extracted")
+            imdb.write_reviews(imdb.read_folder(tmp / "extracted"), tmp / "a.jsonl.gz", "bench")
+
+        def stream() -> None:
+            imdb.write_reviews(imdb.read_archive(archive), tmp / "raw" / imdb.REVIEWS, "bench")
+
+        (tmp / "raw").mkdir()
+        base, ours = [], []
+        for _ in range(args.repeat):
+            base.append(timed(extract_then_read))
+            ours.append(timed(stream))
+            shutil.rmtree(tmp / "extracted")
+        b, o = statistics.median(base), statistics.median(ours)
+        print(f"\n1. download@imdb conversion (median of {args.repeat})")
+        print(f"   extract all files, read them back   {b:6.2f} s   (baseline)")
+        print(f"   read tar members directly (ours)     {o:6.2f} s   speed-up x{b / o:.2f}")
+
+        cfg = DataConfig(vocab_size=10000, max_len=200)
+        totals = []
+        for _ in range(args.repeat):
+            totals.append(timed(lambda: imdb.split(cfg, tmp / "raw", 42)))
+        t_read = timed(lambda: imdb.read_reviews(tmp / "raw"))
+        reviews = imdb.read_reviews(tmp / "raw")
+        texts = reviews["train"][0] + reviews["test"][0]
+        tokens: list[list[str]] = []
+        t_tok = timed(lambda: tokens.extend(tokenize(t) for t in texts))
+        vocab_box: list[Vocabulary] = []
+        t_vocab = timed(lambda: vocab_box.append(
+            Vocabulary.build(tokens[: len(reviews["train"][0])], 10000, 200)))
+        t_enc = timed(lambda: vocab_box[0].encode(tokens))
+        n_words = sum(map(len, tokens))
+        print(f"\n2. split@imdb on {len(texts):,} reviews ({n_words / 1e6:.1f} M words), "
+              f"vocab 10,000, max_len 200")
+        print(f"   imdb.split total (median of {args.repeat})  {statistics.median(totals):6.2f} s")
+        print(f"     read reviews.jsonl.gz      {t_read:6.2f} s")
+        rate = n_words / t_tok / 1e6
+        print(f"     tokenize                   {t_tok:6.2f} s  ({rate:.1f} M words/s)")
+        print(f"     vocabulary (train only)    {t_vocab:6.2f} s")
+        print(f"     encode to int32 arrays     {t_enc:6.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,423 @@
+"""Cats vs dogs: photos in class folders -> uint8 arrays at ``image_size``.
+
+Where the images come from (download stage, ``data/raw/cats_vs_dogs/images/``):
+
+* ``path:`` a local folder, .zip or .tar(.gz) laid out as ``<split>/<class>/*`` or
+  ``<class>/*`` (class names are the folder names); archives are checked member by member
+  before anything is extracted;
+* else the ``mirrors:`` (default: the public ``cats_and_dogs_filtered.zip``, 2,000 training and
+  1,000 validation images). Append ``#sha256=<hex>`` (or ``#md5=``) to a mirror URL to pin its
+  checksum; without one the archive is still checked (length, zip CRCs) and its sha256 recorded;
+* with ``source: auto`` and no mirror reachable, or ``source: synthetic``: drawn cartoon cats
+  and dogs (seeded; random position, size, rotation, colours, clutter), loudly labelled.
+
+How they are split (split stage): every image used is decoded once (Pillow, any mode -> RGB),
+resized to ``image_size`` and stored uint8; unreadable files are skipped and listed.
+
+* ``train/``, ``validation/`` and ``test/`` folders: kept as they are;
+* ``train/`` and ``validation/`` only (the remote default, ../shared/datasets/cats_and_dogs_small):
+  ``train`` is kept and ``validation`` is halved, stratified, into ``val`` and ``test``, so the
+  training set stays the one the folder's authors chose and no validation image leaks into
+  training (remote default: 2000/500/500; cats_and_dogs_small: 2000/250/250);
+* anything else (``<class>/*``, the full Kaggle set): pooled, then ``split_sizes``
+  (train/val/test, lecture: 2000/1000/1000) drawn stratified and seeded, scaled down in
+  proportion when there are fewer images. Only the images drawn are decoded; a file that fails
+  is replaced by the next one of its class.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zipfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from nnlab.config import DataConfig
+from nnlab.data.images import IMAGE_SUFFIXES, ImageReadError, load_image
+from nnlab.data.prepare import Prepared
+from nnlab.data.sources import (
+    DownloadError,
+    copy_tree,
+    fetch,
+    info,
+    is_archive,
+    safe_extract,
+    with_fallback,
+)
+from nnlab.files import file_digest, read_json
+
+IMAGES = "images"  # under data/raw/cats_vs_dogs/
+SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
+SYNTHETIC = "synthetic cartoon cats and dogs"
+SYNTHETIC_CLASSES = ("cats", "dogs")
+_IGNORED_DIRS = ("__MACOSX",)
+
+
+# ----------------------------------------------------------------------------- download
+
+
+def _mirror(entry: str) -> tuple[str, str | None]:
+    """``url#sha256=<hex>`` -> (url, "sha256:<hex>")."""
+    url, _, fragment = entry.partition("#")
+    algo, _, digest = fragment.partition("=")
+    return url, (f"{algo}:{digest}" if digest else None)
+
+
+def _remote(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
+    if not cfg.mirrors:
+        raise DownloadError("data.cats_vs_dogs.mirrors is empty and no path: is set")
+    failures = []
+    for entry in cfg.mirrors:
+        url, checksum = _mirror(entry)
+        archive = out_dir / (PurePosixPath(urlparse(url).path).name or "download")
+        try:
+            got = fetch([url], archive, checksum, timeout=cfg.timeout, retries=cfg.retries)
+        except DownloadError as err:
+            failures.append(str(err))
+            continue
+        if checksum is None:
+            bad = _corrupt(archive)
+            if bad:
+                archive.unlink()
+                failures.append(f"{url}: damaged archive ({bad})")
+                continue
+            info(f"cats_vs_dogs: {url} has no pinned checksum; got {got['checksum']} "
+                 f"(append #{got['checksum'].replace(':', '=')} to the mirror to pin it)")
+        safe_extract(archive, out_dir / IMAGES)
+        archive.unlink()
+        return {"url": url, "checksum": got["checksum"], "pinned": checksum is not None,
+                **_describe(out_dir / IMAGES, url)}
+    raise DownloadError("; ".join(failures))
+
+
+def _corrupt(archive: Path) -> str | None:
+    """Why a downloaded archive is unusable, or None (zip CRCs are checked in full)."""
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                bad = zf.testzip()
+            return f"bad CRC in {bad}" if bad else None
+        return None if is_archive(archive) else "neither a zip nor a tar archive"
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        return str(err)
+
+
+def _from_path(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
+    src = Path(cfg.path).expanduser()
+    if not src.exists():
+        raise FileNotFoundError(f"data.cats_vs_dogs.path: {src} does not exist")
+    manifest: dict[str, Any] = {"path": str(src.resolve())}
+    if src.is_dir():
+        copy_tree(src, out_dir / IMAGES)
+    elif is_archive(src):
+        safe_extract(src, out_dir / IMAGES)
+        manifest["checksum"] = "sha256:" + file_digest(src)
+    else:
+        raise ValueError(
+            f"data.cats_vs_dogs.path: {src} is neither a folder nor a .zip/.tar(.gz) archive"
+        )
+    return {**manifest, **_describe(out_dir / IMAGES, f"data.cats_vs_dogs.path {src}")}
+
+
+def _synthetic(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    n = cfg.synthetic_size
+    size = cfg.synthetic_image_size
+    for i in range(n):
+        label = i % 2
+        folder = out_dir / IMAGES / SYNTHETIC_CLASSES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        img = draw_animal(rng, label, size)
+        Image.fromarray(img).save(folder / f"{SYNTHETIC_CLASSES[label][:-1]}.{i}.png")
+    return {"generator": "nnlab.data.cats_vs_dogs.draw_animal", "seed": seed,
+            "image_size": size, **_describe(out_dir / IMAGES, SYNTHETIC)}
+
+
+def download(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
+    # A `path:` that is missing or malformed is an error, never a reason to fall back.
+    return with_fallback(
+        cfg.source,
+        (lambda: _from_path(cfg, out_dir)) if cfg.path else (lambda: _remote(cfg, out_dir)),
+        lambda: _synthetic(cfg, out_dir, seed),
+        dataset="cats_vs_dogs",
+        fallback_name=SYNTHETIC,
+    )
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def _visible(p: Path) -> bool:
+    return not p.name.startswith(".") and p.name not in _IGNORED_DIRS
+
+
+def _image_root(folder: Path) -> Path:
+    """Descend through wrapper folders (``cats_and_dogs_filtered/``) to the layout's root."""
+    while True:
+        entries = [p for p in folder.iterdir() if _visible(p)]
+        if len(entries) == 1 and entries[0].is_dir() and any(
+            p.is_dir() and _visible(p) for p in entries[0].iterdir()
+        ):
+            folder = entries[0]
+        else:
+            return folder
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def find_layout(
+    images: Path, shown: str | None = None
+) -> tuple[dict[str, dict[str, list[Path]]], list[Path]]:
+    """({split or "pool": {class: [image files]}}, [ignored files]); raises on a bad layout,
+    naming the folder as ``shown`` (where the user put it) when given."""
+    if not images.is_dir():
+        raise ValueError(f"{images}: no images folder; rerun download@cats_vs_dogs")
+    root = _image_root(images)
+    shown = shown or str(images)
+    dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
+    ignored = [p for p in root.iterdir() if p.is_file()]
+    by_split = {SPLIT_NAMES[d.name.lower()]: d for d in dirs if d.name.lower() in SPLIT_NAMES}
+    if "train" in by_split:
+        tops = {s: sorted(c for c in d.iterdir() if c.is_dir() and _visible(c))
+                for s, d in by_split.items()}
+        ignored += [p for d in dirs if d not in by_split.values() for p in _files(d)]
+    else:
+        tops = {"pool": dirs}
+    layout: dict[str, dict[str, list[Path]]] = {}
+    for split, class_dirs in tops.items():
+        layout[split] = {}
+        for c in class_dirs:
+            files = _files(c)
+            layout[split][c.name] = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+            ignored += [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
+        if len(layout[split]) < 2:
+            where = root / ("" if split == "pool" else by_split[split].name)
+            raise ValueError(
+                f"{shown}: {where.relative_to(images)}/ should hold one folder per class (at "
+                f"least two, e.g. cats/ dogs/), found {sorted(layout[split]) or 'none'}"
+            )
+    classes = {s: sorted(c) for s, c in layout.items()}
+    if len({tuple(c) for c in classes.values()}) > 1:
+        raise ValueError(f"{shown}: the splits have different class folders: {classes}")
+    return layout, ignored
+
+
+def _describe(images: Path, shown: str) -> dict[str, Any]:
+    layout, ignored = find_layout(images, shown)
+    return {
+        "layout": sorted(layout),
+        "files": {s: {c: len(f) for c, f in cls.items()} for s, cls in layout.items()},
+        "ignored_files": len(ignored),
+    }
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def _largest_remainder(exact: np.ndarray, total: int, deficit: np.ndarray) -> np.ndarray:
+    """Integers summing to ``total`` near ``exact``; leftovers go where ``deficit`` is largest."""
+    out = np.floor(exact).astype(int)
+    for i in np.argsort(-(deficit - out), kind="stable")[: total - out.sum()]:
+        out[i] += 1
+    return out
+
+
+def _quotas(sizes: list[int], class_sizes: list[int]) -> list[list[int]]:
+    """Per split, per class counts: each class contributes in proportion to its size and is
+    cut at the split proportions; rounding keeps every split within one of its size."""
+    want, total = sum(sizes), sum(class_sizes)
+    cls = np.asarray(class_sizes)
+    used = _largest_remainder(cls * want / total, want, cls * want / total)
+    share = np.asarray(sizes) / want
+    out = np.zeros((len(sizes), len(cls)), dtype=int)
+    for c, m in enumerate(used):
+        expected = share * used[: c + 1].sum()  # what each split should hold so far
+        out[:, c] = _largest_remainder(share * m, int(m), expected - out[:, :c].sum(1))
+    return out.tolist()
+
+
+def _plan(
+    layout: dict[str, dict[str, list[Path]]], cfg: DataConfig, seed: int
+) -> tuple[dict[str, list[tuple[int, int, Iterator[Path]]]], str]:
+    """Per split: (label, how many images, where to draw them from) for each class."""
+    rng = np.random.default_rng(seed)
+    classes = sorted(next(iter(layout.values())))
+
+    def shuffled(files: list[Path]) -> Iterator[Path]:
+        order = rng.permutation(len(files))
+        return iter([files[i] for i in order])
+
+    def share(pool: dict[str, list[Path]], sizes: dict[str, int]):
+        counts = [len(pool[c]) for c in classes]
+        queues = [shuffled(pool[c]) for c in classes]  # shared: failures draw replacements
+        quotas = _quotas(list(sizes.values()), counts)
+        return {s: [(k, q[k], queues[k]) for k in range(len(classes))]
+                for s, q in zip(sizes, quotas, strict=True)}
+
+    total = sum(len(f) for split in layout.values() for f in split.values())
+    cap = min(1.0, cfg.max_samples / total) if cfg.max_samples else 1.0
+    if set(layout) >= {"train", "val", "test"}:
+        plan = {}
+        for s in ("train", "val", "test"):
+            n = sum(len(f) for f in layout[s].values())
+            plan.update(share(layout[s], {s: math.floor(n * cap)}))
+        return plan, "kept the folder's train/validation/test split"
+    if set(layout) == {"train", "val"}:
+        n_train = sum(len(f) for f in layout["train"].values())
+        n_val = math.floor(sum(len(f) for f in layout["val"].values()) * cap)
+        return {
+            **share(layout["train"], {"train": math.floor(n_train * cap)}),
+            **share(layout["val"], {"val": n_val - n_val // 2, "test": n_val // 2}),
+        }, "kept train; halved validation (stratified) into val and test"
+    pool: dict[str, list[Path]] = {c: [] for c in classes}
+    for split in layout.values():
+        for c, files in split.items():
+            pool[c] += files
+    n = math.floor(total * cap)
+    if cfg.split_sizes:
+        want = list(cfg.split_sizes)
+        if sum(want) > n:  # fewer images than asked for: same proportions
+            want = [math.floor(w * n / sum(want)) for w in want]
+    else:
+        want = [0, round(n * cfg.val_fraction), round(n * cfg.test_fraction)]
+        want[0] = n - want[1] - want[2]
+    how = f"pooled {total} files; drew train/val/test = {want} (stratified, seed {seed})"
+    return share(pool, dict(zip(("train", "val", "test"), want, strict=True))), how
+
+
+def _try_load(path: Path, size: int) -> np.ndarray | str:
+    try:
+        return load_image(path, (size, size), channels=3)
+    except ImageReadError as err:
+        return str(err).removeprefix(f"{path}: ")
+
+
+def _decode(
+    entries: list[tuple[int, int, Iterator[Path]]], size: int, pool: ThreadPoolExecutor,
+    skipped: list[dict[str, str]], base: Path,
+) -> dict[str, np.ndarray]:
+    """Decode each class's quota straight into one preallocated uint8 array."""
+    x = np.empty((sum(q for _, q, _ in entries), size, size, 3), dtype=np.uint8)
+    y = np.empty(len(x), dtype=np.int64)
+    k = 0
+    for label, quota, queue in entries:
+        got = 0
+        while got < quota:
+            batch = [f for _, f in zip(range(quota - got), queue, strict=False)]
+            if not batch:
+                break  # the class ran out of readable files
+            for f, result in zip(batch, pool.map(lambda p: _try_load(p, size), batch),
+                                 strict=True):
+                if isinstance(result, str):
+                    skipped.append({"file": str(f.relative_to(base)), "reason": result})
+                else:
+                    x[k], y[k] = result, label
+                    k += 1
+                    got += 1
+    return {"x": x[:k], "y": y[:k]}
+
+
+def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:
+    raw_manifest = read_json(raw_dir / "manifest.json")
+    synthetic = raw_manifest.get("source") == SYNTHETIC
+    size = cfg.synthetic_image_size if synthetic else cfg.image_size
+    images = raw_dir / IMAGES
+    layout, ignored = find_layout(images)
+    classes = sorted(next(iter(layout.values())))
+    plan, how = _plan(layout, cfg, seed)
+    skipped = [{"file": str(f.relative_to(images)), "reason": "not an image file"}
+               for f in ignored]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        arrays = {s: _decode(plan[s], size, pool, skipped, images)
+                  for s in ("train", "val", "test")}
+    for s, a in arrays.items():
+        if len(a["y"]) == 0:
+            raise ValueError(f"{images}: no readable images for the {s} split ({how})")
+    if skipped:
+        info(f"split@cats_vs_dogs: skipped {len(skipped)} unreadable or non-image files "
+             f"(listed in the manifest), e.g. {skipped[0]['file']}: {skipped[0]['reason']}")
+    return Prepared(
+        kind="image",
+        classes=classes,
+        arrays=arrays,
+        meta={"image_size": size},
+        manifest={"image_size": size, "split": how, "skipped_count": len(skipped),
+                  "skipped": skipped},
+    )
+
+
+def load_input(path: Path, spec) -> dict[str, np.ndarray]:
+    """One photo as the model sees it: RGB, resized to the training size."""
+    _, h, w = spec.input_shape
+    return {"x": load_image(path, (h, w), channels=3)}
+
+
+# ----------------------------------------------------------------------------- synthetic
+
+
+def draw_animal(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
+    """A cartoon cat (0: pointed ears, whiskers) or dog (1: floppy ears, snout) on clutter.
+
+    Head position, size and rotation, colours and background clutter are random, so a model
+    must learn the shape rather than a place or a colour, and augmentation has work to do.
+    """
+    from PIL import Image, ImageDraw, ImageFilter
+
+    s = 2 * size  # draw at twice the size, then downsample (anti-aliasing)
+    base = rng.integers(40, 216, 3)
+    grad = np.linspace(-1, 1, s)[:, None, None] * rng.integers(-40, 40, 3)
+    bg = np.clip(base + grad + rng.normal(0, 12, (s, s, 3)), 0, 255).astype(np.uint8)
+    canvas = Image.fromarray(bg)
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(int(rng.integers(1, 5))):  # clutter: boxes and blobs
+        x0, y0 = rng.integers(0, s, 2)
+        w, h = rng.integers(s // 10, s // 3, 2)
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape([x0, y0, x0 + w, y0 + h], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+
+    r = s * rng.uniform(0.17, 0.27)
+    layer = Image.new("RGBA", (s, s), (0, 0, 0, 0))
+    d = ImageDraw.Draw(layer)
+    cx, cy = s / 2, s / 2
+    fur = (*(int(v) for v in rng.integers(30, 230, 3)), 255)
+    dark = (20, 20, 20, 255)
+    if label == 0:  # cat: two pointed ears on top
+        for side in (-1, 1):
+            a, b = np.deg2rad(90 - side * 20), np.deg2rad(90 - side * 70)
+            tip = (cx + side * 0.75 * r, cy - 1.6 * r)
+            d.polygon([(cx + r * np.cos(a), cy - r * np.sin(a)), tip,
+                       (cx + r * np.cos(b), cy - r * np.sin(b))], fill=fur)
+    else:  # dog: two long floppy ears hanging at the sides
+        for side in (-1, 1):
+            ex = cx + side * 0.95 * r
+            d.ellipse([ex - 0.35 * r, cy - 0.6 * r, ex + 0.35 * r, cy + 0.95 * r], fill=fur)
+    d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fur)
+    for side in (-1, 1):  # eyes
+        ex, ey = cx + side * 0.4 * r, cy - 0.15 * r
+        d.ellipse([ex - 0.12 * r, ey - 0.12 * r, ex + 0.12 * r, ey + 0.12 * r], fill=dark)
+    if label == 0:  # small nose, whiskers
+        d.polygon([(cx - 0.1 * r, cy + 0.2 * r), (cx + 0.1 * r, cy + 0.2 * r),
+                   (cx, cy + 0.32 * r)], fill=dark)
+        for side in (-1, 1):
+            for dy in (-0.08, 0.08):
+                d.line([(cx + side * 0.2 * r, cy + 0.35 * r),
+                        (cx + side * 1.25 * r, cy + (0.35 + 3 * dy) * r)], fill=dark, width=1)
+    else:  # snout with a big nose
+        d.ellipse([cx - 0.4 * r, cy + 0.15 * r, cx + 0.4 * r, cy + 0.75 * r],
+                  fill=(*(min(255, v + 40) for v in fur[:3]), 255))
+        d.ellipse([cx - 0.16 * r, cy + 0.2 * r, cx + 0.16 * r, cy + 0.42 * r], fill=dark)
+    layer = layer.rotate(rng.uniform(-45, 45), resample=Image.Resampling.BICUBIC)
+    dx, dy = (rng.uniform(-0.5, 0.5, 2) * (s - 2.2 * r)).astype(int)
+    canvas.paste(layer, (int(dx), int(dy)), layer)
+    canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.2)))
+    return np.asarray(canvas.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)

@@ -1,0 +1,376 @@
+"""Cats vs dogs: download (local HTTP, path:, fallback), safe archives, split, model, runs."""
+
+import io
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+from PIL import Image
+
+from nnlab.classifier import Classifier
+from nnlab.config import load_params
+from nnlab.data.augment import Augment
+from nnlab.data.cats_vs_dogs import IMAGES, SYNTHETIC
+from nnlab.data.datamodule import ArrayDataModule
+from nnlab.data.prepare import load_arrays, load_meta, run_download, run_split
+from nnlab.data.sources import DownloadError, UnsafeArchiveError
+from nnlab.files import file_digest, read_json
+from nnlab.models.registry import DataSpec, build_model
+from tests.conftest import REPO, SHARED, tiny_params
+from tests.http_server import dead_url, serve
+
+COLORS = {"cats": (200, 60, 40), "dogs": (40, 80, 200)}
+
+
+def _photo(path: Path, cls: str, i: int, mode: str = "RGB", fmt: str = "JPEG") -> None:
+    rng = np.random.default_rng(i)
+    arr = np.clip(np.array(COLORS[cls]) + rng.normal(0, 20, (18 + i % 5, 22, 3)), 0, 255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr.astype(np.uint8)).convert(mode).save(path, format=fmt)
+
+
+def make_photos(root: Path, counts: dict[str, int], split: str = "") -> None:
+    """``counts`` good images per class under root/[split/]<class>/."""
+    for cls, n in counts.items():
+        for i in range(n):
+            _photo(root / split / cls / f"{cls[:-1]}.{i}.jpg", cls, i)
+
+
+def add_awkward_files(root: Path) -> list[str]:
+    """The odd files a real folder holds; returns the ones split must skip (relative)."""
+    cats, dogs = root / "train" / "cats", root / "train" / "dogs"
+    _photo(cats / "gray.jpg", "cats", 1, mode="L")
+    _photo(cats / "alpha.png", "cats", 2, mode="RGBA", fmt="PNG")
+    _photo(dogs / "palette.png", "dogs", 3, mode="P", fmt="PNG")
+    _photo(dogs / "cmyk.jpg", "dogs", 4, mode="CMYK")
+    _photo(dogs / "UPPER.JPG", "dogs", 5)
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(buf, format="JPEG")
+    (cats / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (dogs / "notes.jpg").write_text("this is not a picture")
+    (dogs / "readme.txt").write_text("hello")
+    (root / ".DS_Store").write_bytes(b"\0")
+    return ["train/cats/truncated.jpg", "train/dogs/notes.jpg", "train/dogs/readme.txt"]
+
+
+def cvd_params(**data):
+    block = {"source": "remote", "image_size": 16, "split_sizes": [8, 4, 4], **data}
+    return tiny_params(**{"data.cats_vs_dogs": block})
+
+
+def _tree(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+# ----------------------------------------------------------------------------- download
+
+
+def test_path_folder_with_train_validation_and_awkward_files(tmp_path):
+    src = tmp_path / "photos"
+    make_photos(src, {"cats": 6, "dogs": 6}, "train")
+    make_photos(src, {"cats": 4, "dogs": 4}, "validation")
+    bad = add_awkward_files(src)
+    params = cvd_params(path=str(src))
+    root = tmp_path / "project"
+    manifest = run_download(params, "cats_vs_dogs", root)
+    assert manifest["source"] == "remote" and manifest["path"] == str(src.resolve())
+    assert manifest["files"]["train"] == {"cats": 9, "dogs": 10}  # incl. the two bad .jpg
+
+    split = run_split(params, "cats_vs_dogs", root)
+    # train kept (17 readable), validation halved, stratified, into val and test
+    assert split["counts"] == {"train": 17, "val": 4, "test": 4}
+    assert split["class_counts"]["train"] == {"cats": 8, "dogs": 9}
+    assert split["class_counts"]["val"] == split["class_counts"]["test"] == {"cats": 2, "dogs": 2}
+    assert sorted(s["file"] for s in split["skipped"]) == sorted([*bad, ".DS_Store"])
+    reasons = {s["file"]: s["reason"] for s in split["skipped"]}
+    assert "truncated" in reasons["train/cats/truncated.jpg"].lower()
+    assert "not a readable image" in reasons["train/dogs/notes.jpg"]
+    assert reasons["train/dogs/readme.txt"] == "not an image file"
+    assert split["skipped_count"] == 4
+    train = load_arrays("cats_vs_dogs", "train", root)
+    assert isinstance(train["x"], np.memmap)
+    assert train["x"].shape == (17, 16, 16, 3) and train["x"].dtype == np.uint8
+    meta = load_meta("cats_vs_dogs", root)
+    assert meta["classes"] == ["cats", "dogs"] and meta["input_shape"] == [3, 16, 16]
+    # colour survives every mode: cats red, dogs blue (grayscale ones are grey, not black)
+    x, y = np.asarray(train["x"], float), np.asarray(train["y"])
+    assert (x[y == 0, ..., 0].mean() > x[y == 0, ..., 2].mean())
+    assert (x[y == 1, ..., 2].mean() > x[y == 1, ..., 0].mean())
+    assert x.reshape(len(x), -1).mean(1).min() > 40
+
+
+def _zip_folder(folder: Path, archive: Path, prefix: str = "") -> None:
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                zf.write(p, prefix + str(p.relative_to(folder)))
+
+
+def test_zip_over_http_pinned_checksum_wrapper_folder(tmp_path):
+    src = tmp_path / "photos"
+    make_photos(src, {"cats": 4, "dogs": 4}, "train")
+    make_photos(src, {"cats": 2, "dogs": 2}, "validation")
+    make_photos(src, {"cats": 2, "dogs": 2}, "test")
+    (tmp_path / "srv").mkdir()
+    archive = tmp_path / "srv" / "cats_and_dogs_filtered.zip"
+    _zip_folder(src, archive, prefix="cats_and_dogs_filtered/")
+    sha = file_digest(archive)
+    root = tmp_path / "project"
+    with serve(tmp_path / "srv") as url:
+        good = f"{url}/cats_and_dogs_filtered.zip#sha256={sha}"
+        params = cvd_params(mirrors=[f"{url}/missing.zip", good])
+        manifest = run_download(params, "cats_vs_dogs", root)
+    assert manifest["url"] == f"{url}/cats_and_dogs_filtered.zip"
+    assert manifest["checksum"] == f"sha256:{sha}" and manifest["pinned"] is True
+    assert sorted(p.name for p in (root / "data/raw/cats_vs_dogs").iterdir()) == [
+        IMAGES, "manifest.json"]  # the archive is gone once extracted
+    split = run_split(params, "cats_vs_dogs", root)
+    assert split["counts"] == {"train": 8, "val": 4, "test": 4}  # all three splits kept
+    assert split["skipped_count"] == 0
+
+
+def test_unpinned_zip_is_crc_checked_and_its_sha_recorded(tmp_path):
+    src = tmp_path / "photos"
+    make_photos(src, {"cats": 3, "dogs": 3})
+    (tmp_path / "srv").mkdir()
+    _zip_folder(src, tmp_path / "srv" / "good.zip")
+    data = bytearray((tmp_path / "srv" / "good.zip").read_bytes())
+    first = data.index(b"\xff\xd8")  # corrupt the first JPEG's bytes: CRC mismatch
+    data[first + 40 : first + 60] = b"\0" * 20
+    (tmp_path / "srv" / "bad.zip").write_bytes(bytes(data))
+    root = tmp_path / "project"
+    with serve(tmp_path / "srv") as url:
+        with pytest.raises(DownloadError, match="damaged archive"):
+            run_download(cvd_params(mirrors=[f"{url}/bad.zip"]), "cats_vs_dogs", root)
+        assert not (root / "data/raw/cats_vs_dogs").exists()
+        params = cvd_params(mirrors=[f"{url}/bad.zip", f"{url}/good.zip"])
+        manifest = run_download(params, "cats_vs_dogs", root)
+    assert manifest["url"].endswith("good.zip") and manifest["pinned"] is False
+    assert manifest["checksum"] == "sha256:" + file_digest(tmp_path / "srv" / "good.zip")
+
+
+def test_wrong_checksum_remote_fails_auto_falls_back_loudly(tmp_path, capsys):
+    src = tmp_path / "photos"
+    make_photos(src, {"cats": 2, "dogs": 2})
+    (tmp_path / "srv").mkdir()
+    _zip_folder(src, tmp_path / "srv" / "a.zip")
+    root = tmp_path / "project"
+    with serve(tmp_path / "srv") as url:
+        mirror = f"{url}/a.zip#sha256={'0' * 64}"
+        with pytest.raises(DownloadError, match="checksum mismatch"):
+            run_download(cvd_params(mirrors=[mirror]), "cats_vs_dogs", root)
+    assert not (root / "data/raw/cats_vs_dogs").exists()
+    params = cvd_params(source="auto", mirrors=[f"{dead_url()}/a.zip"], synthetic_size=12,
+                        synthetic_image_size=20)
+    manifest = run_download(params, "cats_vs_dogs", root)
+    assert manifest["source"] == SYNTHETIC and "Connection refused" in manifest["fallback_reason"]
+    assert "SYNTHETIC" in capsys.readouterr().err
+    split = run_split(params, "cats_vs_dogs", root)
+    assert split["source"] == SYNTHETIC and load_meta("cats_vs_dogs", root)["source"] == SYNTHETIC
+    assert load_meta("cats_vs_dogs", root)["input_shape"] == [3, 20, 20]  # its own size
+
+
+@pytest.mark.parametrize("kind", ["zip-dotdot", "tar-absolute", "tar-symlink-out"])
+def test_unsafe_archive_in_path_refused_nothing_left(tmp_path, kind):
+    archive = tmp_path / ("evil.zip" if kind.startswith("zip") else "evil.tar.gz")
+    good = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(good, format="JPEG")
+    if kind == "zip-dotdot":
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("cats/ok.jpg", good.getvalue())
+            zf.writestr("dogs/../../escaped.jpg", good.getvalue())
+    else:
+        with tarfile.open(archive, "w:gz") as tf:
+            ok = tarfile.TarInfo("cats/ok.jpg")
+            ok.size = len(good.getvalue())
+            tf.addfile(ok, io.BytesIO(good.getvalue()))
+            if kind == "tar-absolute":
+                bad = tarfile.TarInfo(str(tmp_path / "escaped.jpg"))
+                bad.size = len(good.getvalue())
+                tf.addfile(bad, io.BytesIO(good.getvalue()))
+            else:
+                bad = tarfile.TarInfo("dogs/link.jpg")
+                bad.type, bad.linkname = tarfile.SYMTYPE, "../../../escaped.jpg"
+                tf.addfile(bad)
+    before = _tree(tmp_path)
+    with pytest.raises(UnsafeArchiveError, match="refused"):
+        run_download(cvd_params(source="auto", path=str(archive)), "cats_vs_dogs", tmp_path / "p")
+    after = {p for p in _tree(tmp_path) - before if not (tmp_path / p).is_dir()}
+    assert not after  # nothing extracted, no temp files, no fallback data
+    assert not (tmp_path / "p/data/raw/cats_vs_dogs").exists()
+    assert not list(tmp_path.parent.glob("escaped.jpg"))
+
+
+def test_bad_path_is_an_error_not_a_fallback(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data.cats_vs_dogs.path: .*nowhere"):
+        run_download(cvd_params(source="auto", path=str(tmp_path / "nowhere")), "cats_vs_dogs",
+                     tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="neither a folder nor"):
+        run_download(cvd_params(path=str(tmp_path / "notes.txt")), "cats_vs_dogs", tmp_path)
+    make_photos(tmp_path / "one", {"cats": 2})
+    with pytest.raises(ValueError, match=r"path .*one: \./ should hold one folder per class"):
+        run_download(cvd_params(path=str(tmp_path / "one")), "cats_vs_dogs", tmp_path)
+    assert not (tmp_path / "data/raw/cats_vs_dogs").exists()
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def _pooled(tmp_path, n_per_class: int, **data) -> tuple[Path, dict]:
+    src = tmp_path / "pool"
+    if not src.exists():
+        make_photos(src, {"cats": n_per_class, "dogs": n_per_class})
+        with tarfile.open(tmp_path / "pool.tar.gz", "w:gz") as tf:
+            tf.add(src, arcname="PetImages")
+    params = cvd_params(path=str(tmp_path / "pool.tar.gz"), **data)
+    root = tmp_path / f"project-{len(list(tmp_path.glob('project-*')))}"
+    run_download(params, "cats_vs_dogs", root)
+    return root, run_split(params, "cats_vs_dogs", root)
+
+
+def test_pooled_tar_draws_split_sizes_stratified_and_seeded(tmp_path):
+    root, split = _pooled(tmp_path, 12)
+    assert split["counts"] == {"train": 8, "val": 4, "test": 4}  # split_sizes, 8 unused
+    for s in ("train", "val", "test"):
+        assert len(set(split["class_counts"][s].values())) == 1
+    assert "pooled 24 files" in split["split"]
+    same, _ = _pooled(tmp_path, 12)
+    other_seed, _ = _pooled(tmp_path, 12)
+    for s in ("train", "val", "test"):
+        np.testing.assert_array_equal(load_arrays("cats_vs_dogs", s, root)["x"],
+                                      load_arrays("cats_vs_dogs", s, same)["x"])
+    params = tiny_params(**{"seed": 99, "data.cats_vs_dogs": {
+        "source": "remote", "image_size": 16, "split_sizes": [8, 4, 4],
+        "path": str(tmp_path / "pool.tar.gz")}})
+    run_split(params, "cats_vs_dogs", other_seed)
+    assert not np.array_equal(load_arrays("cats_vs_dogs", "train", root)["x"],
+                              load_arrays("cats_vs_dogs", "train", other_seed)["x"])
+
+
+def test_too_few_images_scales_split_sizes_and_replaces_unreadable(tmp_path):
+    src = tmp_path / "pool"
+    make_photos(src, {"cats": 6, "dogs": 6})
+    (src / "cats" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    params = cvd_params(path=str(src), split_sizes=[2000, 1000, 1000])
+    run_download(params, "cats_vs_dogs", tmp_path / "p")
+    split = run_split(params, "cats_vs_dogs", tmp_path / "p")
+    # 13 files -> 6/3/3 (2:1:1), per class 3/1or2/1or2; the broken cat replaced by another
+    assert sum(split["counts"].values()) == 12 and split["counts"]["train"] == 6
+    assert [s["file"] for s in split["skipped"]] == ["cats/broken.jpg"]
+
+
+# ----------------------------------------------------------------------------- model and runs
+
+
+def test_convnet4_has_the_lecture_parameter_count():
+    net = build_model("convnet4", DataSpec("image", (3, 150, 150), ("cats", "dogs")))
+    assert sum(p.numel() for p in net.parameters()) == 5_681_345
+    from nnlab.summary import summary_text
+
+    assert "Total params: 5,681,345" in summary_text(
+        net, DataSpec("image", (3, 150, 150), ("cats", "dogs")))
+
+
+def test_params_yaml_blocks():
+    params = load_params(REPO / "params.yaml")
+    block = params.dataset("cats_vs_dogs").model_dump()
+    assert {"source", "mirrors", "path"} <= set(block)  # what download@ depends on
+    assert params.dataset("cats_vs_dogs").image_size == 150
+    assert params.experiment("catdog_cnn").model == "convnet4"
+    assert not params.experiment("catdog_cnn").augment
+    assert params.experiment("catdog_cnn_aug").augment
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("catdog")
+    params = _run_params()
+    run_download(params, "cats_vs_dogs", root)
+    run_split(params, "cats_vs_dogs", root)
+    return root
+
+
+def _run_params(**overrides):
+    real = load_params(REPO / "params.yaml")
+    experiments = {}
+    for name in ("catdog_cnn", "catdog_cnn_aug"):
+        exp = real.experiment(name).model_dump()
+        experiments[name] = {**exp, "epochs": 1, "batch_size": 8}
+    return tiny_params(**{
+        "data.cats_vs_dogs": {"source": "synthetic", "synthetic_size": 40,
+                              "synthetic_image_size": 32},
+        "experiments": experiments, **overrides,
+    })
+
+
+@pytest.mark.filterwarnings("error::UserWarning:albumentations")
+def test_fast_dev_run_both_experiments_augment_train_only(synthetic_root):
+    params = _run_params()
+    for name in ("catdog_cnn", "catdog_cnn_aug"):
+        exp = params.experiment(name)
+        dm = ArrayDataModule("cats_vs_dogs", exp, params.trainer, params.seed, synthetic_root)
+        model = Classifier(model=exp.model, meta=dm.meta, lr=exp.lr, optimizer=exp.optimizer)
+        trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False,
+                            enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(model, datamodule=dm)
+        assert trainer.state.finished and float(trainer.callback_metrics["train/loss"]) > 0
+        assert model.spec.num_outputs == 1
+        transforms = {s: dm.datasets[s].transform for s in ("train", "val", "test")}
+        if exp.augment:
+            assert isinstance(transforms["train"], Augment)
+        assert transforms["val"] is None and transforms["test"] is None
+
+
+def test_train_evaluate_predict_aug(synthetic_root, tmp_path, capsys):
+    from nnlab.cli import main
+    from nnlab.evaluate import evaluate
+    from nnlab.train import train
+
+    root = tmp_path / "project"
+    shutil.copytree(synthetic_root, root)
+    params = _run_params()
+    receipt = train(params, "catdog_cnn_aug", root)
+    assert receipt["data_source"] == SYNTHETIC
+    metrics = evaluate(params, "catdog_cnn_aug", root)
+    figures = root / "reports/experiments/catdog_cnn_aug/figures"
+    assert (figures / "augmented_samples.png").stat().st_size > 1000
+    run = read_json(root / "reports/experiments/catdog_cnn_aug/run.json")
+    assert run["data_source"] == SYNTHETIC
+    assert 0 <= metrics["test/acc"] <= 1
+
+    photo = tmp_path / "photo.jpg"  # any size, any mode: resized to the training size
+    Image.open(next((root / "data/raw/cats_vs_dogs" / IMAGES / "dogs").iterdir())).convert(
+        "L").resize((90, 70)).save(photo)
+    monkey_cwd = Path.cwd()
+    try:
+        import os
+
+        os.chdir(root)
+        import yaml
+
+        (root / "params.yaml").write_text(yaml.safe_dump(_raw(params)))
+        assert main(["predict", "catdog_cnn_aug", str(photo)]) == 0
+    finally:
+        os.chdir(monkey_cwd)
+    out = capsys.readouterr().out.strip().split("\t")
+    assert out[0] == str(photo) and out[1] in ("cats", "dogs") and 0.5 <= float(out[2]) <= 1
+
+
+def _raw(params) -> dict:
+    return params.model_dump(mode="json")
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not (SHARED / "datasets/cats_and_dogs_small").is_dir(),
+                    reason="../shared/datasets/cats_and_dogs_small absent")
+def test_shared_cats_and_dogs_small_layout():
+    from nnlab.data.cats_vs_dogs import find_layout
+
+    layout, _ = find_layout(SHARED / "datasets/cats_and_dogs_small")
+    assert set(layout) == {"train", "val"}
+    assert {c: len(f) for c, f in layout["train"].items()} == {"cats": 1000, "dogs": 1000}

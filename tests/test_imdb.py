@@ -1,0 +1,337 @@
+"""IMDB: download (archive, folder, HTTP, offline fallback), safe archives, tokenizer and
+vocabulary, the split stage, and predict on a text file from the checkpoint alone."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from nnlab.data import imdb
+from nnlab.data.prepare import run_download, run_split
+from nnlab.data.sources import ChecksumError, DownloadError, UnsafeArchiveError
+from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, tokenize
+from tests.conftest import SHARED, tiny_params
+from tests.http_server import dead_url, serve
+
+REVIEWS = {
+    ("train", "pos"): ["A great film.<br /><br />Loved it!", "Wonderful acting, great plot."],
+    ("train", "neg"): ["Awful. Just awful!!", "Boring plot; bad acting."],
+    ("test", "pos"): ["Great great zyzzyva.", "Wonderful."],
+    ("test", "neg"): ["Bad, boring zyzzyva.", "Awful film."],
+}
+
+
+def imdb_params(**overrides):
+    """Tiny params with an imdb block (synthetic unless overridden) and both experiments."""
+    model = {"embed_dim": 16, "hidden": 16}
+    base = {
+        "data.imdb": {"source": "synthetic", "synthetic_size": 240, "test_fraction": 0.25,
+                      "vocab_size": 200, "max_len": 40, "val_fraction": 0.2, "retries": 0,
+                      "timeout": 2},
+        "experiments.imdb_gru": {"dataset": "imdb", "model": "gru", "epochs": 1,
+                                 "batch_size": 32, "model_options": model},
+        "experiments.imdb_lstm": {"dataset": "imdb", "model": "lstm", "epochs": 1,
+                                  "batch_size": 32, "model_options": model},
+    }
+    return tiny_params(**{**base, **overrides})
+
+
+def _add(tf: tarfile.TarFile, name: str, data: bytes = b"x", **attrs) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    tf.addfile(info, io.BytesIO(data) if info.isfile() else None)
+
+
+def make_archive(path: Path, extra=()) -> Path:
+    """A tiny aclImdb-layout .tar.gz (plus ``extra`` members: (name, attrs) pairs)."""
+    with tarfile.open(path, "w:gz") as tf:
+        _add(tf, "aclImdb/README", b"readme")
+        for (split, label), texts in REVIEWS.items():
+            for i, text in enumerate(texts):
+                _add(tf, f"aclImdb/{split}/{label}/{i}_{7 if label == 'pos' else 2}.txt",
+                     text.encode())
+        _add(tf, "aclImdb/train/unsup/0_0.txt", b"unlabelled, skipped")
+        for name, attrs in extra:
+            _add(tf, name, **attrs)
+    return path
+
+
+def make_folder(root: Path) -> Path:
+    for (split, label), texts in REVIEWS.items():
+        folder = root / "aclImdb" / split / label
+        folder.mkdir(parents=True)
+        for i, text in enumerate(texts):
+            (folder / f"{i}_5.txt").write_text(text)
+    return root
+
+
+def read_raw(root: Path) -> list[dict]:
+    with gzip.open(root / "data/raw/imdb" / imdb.REVIEWS, "rt") as fh:
+        return [json.loads(line) for line in fh]
+
+
+# ----------------------------------------------------------------------------- tokenizer
+
+
+def test_tokenize_lowercases_strips_breaks_and_punctuation():
+    text = "This movie was NOT good.<br /><br />It isn't bad, either...<BR>10/10!"
+    assert tokenize(text) == ["this", "movie", "was", "not", "good", "it", "isn't", "bad",
+                              "either", "10", "10"]
+    assert tokenize("") == []
+    assert "br" not in tokenize("a<br/>b<br />c")
+
+
+def test_vocabulary_most_frequent_with_pad_and_unknown():
+    texts = [["b", "a", "b", "c"], ["b", "a", "d"]]
+    vocab = Vocabulary.build(texts, size=4, max_len=5)
+    assert vocab.tokens == ("<pad>", "<unk>", "b", "a")  # c and d (once each) do not fit
+    ids, lengths = vocab.encode([["a", "zzz", "b"], []])
+    assert ids.dtype == np.int32 and ids.shape == (2, 5)
+    assert ids[0].tolist() == [3, UNK_INDEX, 2, PAD_INDEX, PAD_INDEX]
+    assert lengths.tolist() == [3, 0]
+    assert Vocabulary.from_json(json.loads(json.dumps(vocab.to_json()))) == vocab
+
+
+def test_encode_keeps_last_or_first_tokens():
+    words = ["w1", "w2", "w3", "w4", "w5"]
+    last = Vocabulary.build([words], 10, max_len=3, keep="last")
+    ids, lengths = last.encode([words])
+    assert last.decode(ids[0], lengths[0]) == "w3 w4 w5" and lengths[0] == 3
+    first = Vocabulary.build([words], 10, max_len=3, keep="first")
+    assert first.decode(first.encode([words])[0][0]) == "w1 w2 w3"
+
+
+# ----------------------------------------------------------------------------- download
+
+
+def test_download_from_local_archive_skips_unsup_and_records_checksum(tmp_path):
+    archive = make_archive(tmp_path / "aclImdb.tar.gz")
+    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(archive)})
+    manifest = run_download(params, "imdb", tmp_path)
+    rows = read_raw(tmp_path)
+    assert len(rows) == 8 and {r["split"] for r in rows} == {"train", "test"}
+    assert all("unlabelled" not in r["text"] for r in rows)
+    assert manifest["source"] == "remote"  # real data, from a local copy
+    assert manifest["checksum"] == "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert manifest["counts"]["train/positive"] == 2
+    assert sorted(p.name for p in (tmp_path / "data/raw/imdb").iterdir()) == [
+        "manifest.json", imdb.REVIEWS]  # nothing extracted
+
+
+def test_download_from_folder_matches_archive(tmp_path):
+    folder = make_folder(tmp_path / "src")
+    run_download(imdb_params(**{"data.imdb.source": "auto",
+                              "data.imdb.path": str(folder / "aclImdb")}), "imdb", tmp_path)
+    texts = sorted(r["text"] for r in read_raw(tmp_path))
+    assert texts == sorted(t for ts in REVIEWS.values() for t in ts)
+
+
+def test_missing_path_is_an_error_not_a_fallback(tmp_path):
+    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(tmp_path / "no")})
+    with pytest.raises(FileNotFoundError, match=r"data\.imdb\.path"):
+        run_download(params, "imdb", tmp_path)
+
+
+def test_folder_without_reviews_names_what_is_missing(tmp_path):
+    (tmp_path / "src" / "train" / "pos").mkdir(parents=True)
+    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(tmp_path / "src")})
+    with pytest.raises(ValueError, match="no reviews for train/negative"):
+        run_download(params, "imdb", tmp_path)
+    assert not (tmp_path / "data/raw/imdb").exists()
+
+
+@pytest.mark.parametrize(
+    ("member", "attrs"),
+    [
+        ("aclImdb/../../evil.txt", {}),
+        ("/etc/evil.txt", {}),
+        ("aclImdb/train/pos/link.txt", {"type": tarfile.SYMTYPE, "linkname": "../../../../x"}),
+        ("aclImdb/train/pos/abs.txt", {"type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}),
+        ("aclImdb/train/pos/hard.txt", {"type": tarfile.LNKTYPE, "linkname": "../../../../x"}),
+        ("aclImdb/dev", {"type": tarfile.CHRTYPE}),
+        ("aclImdb/fifo", {"type": tarfile.FIFOTYPE}),
+    ],
+    ids=["dotdot", "absolute", "symlink-out", "symlink-abs", "hardlink-out", "device", "fifo"],
+)
+def test_unsafe_archive_refused_and_nothing_written(tmp_path, member, attrs):
+    archive = make_archive(tmp_path / "bad.tar.gz", extra=[(member, attrs)])
+    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(archive)})
+    with pytest.raises(UnsafeArchiveError, match="refused"):
+        run_download(params, "imdb", tmp_path)
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data/raw").iterdir())
+    assert not (tmp_path.parent / "evil.txt").exists()
+
+
+def test_download_over_http_verified_and_archive_dropped(tmp_path, monkeypatch):
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    archive = make_archive(srv / imdb.ARCHIVE)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    monkeypatch.setattr(imdb, "SHA256", f"sha256:{digest}")
+    with serve(srv) as url:
+        params = imdb_params(**{"data.imdb.source": "remote",
+                                "data.imdb.mirrors": [dead_url() + "/", url + "/"]})
+        manifest = run_download(params, "imdb", tmp_path)
+    assert manifest["files"][imdb.ARCHIVE]["url"] == f"{url}/{imdb.ARCHIVE}"
+    assert len(read_raw(tmp_path)) == 8
+    assert not (tmp_path / "data/raw/imdb" / imdb.ARCHIVE).exists()
+
+
+def test_wrong_checksum_fails_under_remote(tmp_path):
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    make_archive(srv / imdb.ARCHIVE)  # not the official file
+    with serve(srv) as url:
+        params = imdb_params(**{"data.imdb.source": "remote", "data.imdb.mirrors": [url]})
+        with pytest.raises(ChecksumError, match=imdb.SHA256):
+            run_download(params, "imdb", tmp_path)
+    assert not (tmp_path / "data/raw/imdb").exists()
+
+
+def test_offline_auto_falls_back_to_synthetic_loudly(tmp_path, capsys):
+    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.mirrors": [dead_url()]})
+    manifest = run_download(params, "imdb", tmp_path)
+    assert manifest["source"] == "synthetic reviews"
+    assert "could not download" in manifest["fallback_reason"]
+    assert "SYNTHETIC REVIEWS" in capsys.readouterr().err
+    run_split(params, "imdb", tmp_path)
+    meta = json.loads((tmp_path / "data/split/imdb/meta.json").read_text())
+    assert meta["source"] == "synthetic reviews"
+
+
+def test_remote_never_falls_back(tmp_path):
+    params = imdb_params(**{"data.imdb.source": "remote", "data.imdb.mirrors": [dead_url()]})
+    with pytest.raises(DownloadError):
+        run_download(params, "imdb", tmp_path)
+
+
+def test_bundled_source_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"data\.imdb\.source"):
+        run_download(imdb_params(**{"data.imdb.source": "bundled"}), "imdb", tmp_path)
+
+
+def test_synthetic_labels_depend_on_word_order():
+    rng = np.random.default_rng(0)
+    texts = {label: [tokenize(imdb.synthetic_review(rng, label)) for _ in range(400)]
+             for label in (0, 1)}
+    # every adjective and "not" occur in both classes about equally often...
+    for word in ("good", "bad", "not"):
+        pos = sum(word in t for t in texts[1])
+        neg = sum(word in t for t in texts[0])
+        assert abs(pos - neg) < 0.25 * max(pos, neg), (word, pos, neg)
+    # ...while "not" right before an adjective decides the label
+    assert any(" not good" in " ".join(t) for t in texts[0])
+    assert not any(" not good" in " ".join(t) for t in texts[1])
+    assert any("not bad at all" in " ".join(t) for t in texts[1])
+    # seeded: the same seed gives the same reviews
+    again = np.random.default_rng(0)
+    assert tokenize(imdb.synthetic_review(again, 0)) == texts[0][0]
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def test_split_vocabulary_from_train_only(tmp_path):
+    folder = make_folder(tmp_path / "src")
+    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(folder),
+                            "data.imdb.val_fraction": 0.5,
+                            "data.imdb.max_len": 8})
+    run_download(params, "imdb", tmp_path)
+    manifest = run_split(params, "imdb", tmp_path)
+    out = tmp_path / "data/split/imdb"
+    vocab = Vocabulary.from_json(json.loads((out / "vocab.json").read_text()))
+    assert "zyzzyva" not in vocab.tokens  # test-only word
+    assert "br" not in vocab.tokens
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["kind"] == "text" and meta["input_shape"] == [8]
+    assert meta["vocab_size"] == len(vocab) and meta["assets"] == ["vocab.json"]
+    assert manifest["counts"] == {"train": 2, "val": 2, "test": 4}
+    # words only in the validation reviews are unknown too
+    x_train, len_train = np.load(out / "train_x.npy"), np.load(out / "train_len.npy")
+    train_words = {w for i in range(2) for w in vocab.decode(x_train[i], len_train[i]).split()}
+    assert set(vocab.tokens[2:]) == train_words
+    x, lengths = np.load(out / "test_x.npy"), np.load(out / "test_len.npy")
+    assert x.dtype == np.int32 and lengths.max() <= 8
+    great = vocab.index.get("great", UNK_INDEX)
+    row = next(i for i in range(4) if x[i, 0] == great)  # "great great zyzzyva" (a positive)
+    assert x[row, :3].tolist() == [great, great, UNK_INDEX] and lengths[row] == 3
+
+
+def test_split_is_seeded_and_balanced(tmp_path):
+    params = imdb_params()
+    run_download(params, "imdb", tmp_path / "a")
+    run_download(params, "imdb", tmp_path / "b")
+    ma = run_split(params, "imdb", tmp_path / "a")
+    run_split(params, "imdb", tmp_path / "b")
+    for f in ("train_x.npy", "val_len.npy", "test_y.npy"):
+        a = np.load(tmp_path / "a/data/split/imdb" / f)
+        assert np.array_equal(a, np.load(tmp_path / "b/data/split/imdb" / f))
+    assert ma["class_counts"]["train"]["positive"] == ma["class_counts"]["train"]["negative"]
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+@pytest.fixture(scope="module")
+def trained_gru(tmp_path_factory):
+    """imdb_gru trained 1 epoch on tiny synthetic data, then evaluated."""
+    from nnlab.evaluate import evaluate
+    from nnlab.train import train
+
+    root = tmp_path_factory.mktemp("imdb_project")
+    params = imdb_params()
+    run_download(params, "imdb", root)
+    run_split(params, "imdb", root)
+    train(params, "imdb_gru", root)
+    evaluate(params, "imdb_gru", root)
+    return root, params
+
+
+def test_evaluate_writes_text_examples_and_vocabulary(trained_gru):
+    root, _ = trained_gru
+    report = root / "reports/experiments/imdb_gru"
+    examples = (report / "examples.md").read_text()
+    assert "P(positive) =" in examples and "most confidently wrong" in examples
+    vocab = json.loads((report / "assets/vocab.json").read_text())
+    assert vocab == json.loads((root / "data/split/imdb/vocab.json").read_text())
+
+
+def test_predict_text_file_without_data_dir(trained_gru, tmp_path, monkeypatch, capsys):
+    from nnlab.cli import main
+
+    src, params = trained_gru
+    root = tmp_path / "copy"
+    shutil.copytree(src / "models", root / "models")  # no data/: the checkpoint has the vocab
+    review = root / "review.txt"
+    review.write_text("The acting was not good at all.<br />I did not like it.")
+    empty = root / "empty.txt"
+    empty.write_text("... !!!")
+    (root / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    monkeypatch.chdir(root)
+    rc = main(["predict", "imdb_gru", "review.txt", "empty.txt"])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 1  # one file failed
+    file, label, prob = out[0].split("\t")
+    assert file == "review.txt" and label in ("positive", "negative")
+    assert 0.5 <= float(prob) <= 1.0
+    assert out[1].startswith("empty.txt\tERROR") and "no words" in out[1]
+
+
+@pytest.mark.shared
+def test_shared_archive_layout_if_present():
+    archive = SHARED / "datasets" / "aclImdb.tar.gz"
+    if not archive.is_file():
+        pytest.skip("../shared/datasets/aclImdb.tar.gz not present")
+    first = next(imdb.read_archive(archive))
+    assert first["split"] in ("train", "test") and first["label"] in (0, 1) and first["text"]

@@ -1,0 +1,164 @@
+"""LSTM/GRU: padding invariance over packed sequences, summary, fast_dev_run of both models
+with the vocabulary carried in the checkpoint, and a GRU learning the negation task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nnlab.models.registry import DataSpec, build_model
+from tests.test_imdb import imdb_params
+
+SPEC = DataSpec(kind="text", input_shape=(30,), classes=("negative", "positive"),
+                vocab_size=50, extra={"pad_index": 0, "max_len": 30})
+
+
+def _padded(reviews: list[list[int]], width: int, fill: int = 0) -> tuple[torch.Tensor, ...]:
+    x = torch.full((len(reviews), width), fill, dtype=torch.int32)
+    for i, r in enumerate(reviews):
+        x[i, : len(r)] = torch.tensor(r)
+    return x, torch.tensor([len(r) for r in reviews])
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru"])
+@pytest.mark.parametrize("options", [{}, {"bidirectional": True, "num_layers": 2, "dropout": 0.3}])
+def test_padding_does_not_change_the_logit(model, options):
+    torch.manual_seed(0)
+    net = build_model(model, SPEC, {"embed_dim": 8, "hidden": 12, **options}).eval()
+    reviews = [[5, 9, 3, 7, 2, 8, 4], [6, 6], [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]]
+    with torch.no_grad():
+        short = net(*_padded(reviews, 11))
+        long = net(*_padded(reviews, 30))
+        garbage = net(*_padded(reviews, 30, fill=17))  # even non-pad tokens after the end
+        alone = torch.cat([net(*_padded([r], 30)) for r in reviews])  # batch order, sorting
+    assert short.shape == (3, 1)
+    torch.testing.assert_close(short, long, rtol=0, atol=1e-6)
+    torch.testing.assert_close(short, garbage, rtol=0, atol=1e-6)
+    torch.testing.assert_close(short, alone, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru"])
+def test_unpacked_mode_computes_the_same_unidirectional_function(model):
+    torch.manual_seed(0)
+    options = {"embed_dim": 8, "hidden": 12, "num_layers": 2}
+    packed = build_model(model, SPEC, options).eval()
+    plain = build_model(model, SPEC, {**options, "packed": False}).eval()
+    plain.load_state_dict(packed.state_dict())
+    x, lengths = _padded([[5, 9, 3], [6, 6, 7, 8, 9, 1]], 30)
+    with torch.no_grad():
+        torch.testing.assert_close(packed(x, lengths), plain(x, lengths), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="bidirectional needs packed"):
+        build_model(model, SPEC, {"bidirectional": True, "packed": False})
+
+
+def test_text_models_need_a_vocabulary():
+    image = DataSpec(kind="image", input_shape=(1, 28, 28), classes=("a", "b"))
+    with pytest.raises(ValueError, match="vocab"):
+        build_model("lstm", image)
+
+
+def test_summary_shows_embedding_recurrent_and_dense():
+    from nnlab.summary import summary_text
+
+    net = build_model("lstm", SPEC, {"embed_dim": 8, "hidden": 12, "bidirectional": True})
+    text = summary_text(net, SPEC, "imdb_lstm")
+    assert "(None, 30, 8)" in text  # embedding of a full-length review
+    assert "rnn (LSTM)" in text and "head (Linear)" in text and "(None, 1)" in text
+    total = sum(p.numel() for p in net.parameters())
+    assert f"Total params: {total:,}" in text
+
+
+@pytest.fixture(scope="module")
+def imdb_root(tmp_path_factory):
+    from nnlab.data.prepare import run_download, run_split
+
+    root = tmp_path_factory.mktemp("imdb_rnn")
+    params = imdb_params()
+    run_download(params, "imdb", root)
+    run_split(params, "imdb", root)
+    return root
+
+
+@pytest.mark.parametrize("name", ["imdb_lstm", "imdb_gru"])
+def test_fast_dev_run_and_checkpoint_carries_vocabulary(imdb_root, tmp_path, name):
+    import lightning as L
+
+    from nnlab.classifier import Classifier
+    from nnlab.data.datamodule import ArrayDataModule
+    from nnlab.evaluate import load_classifier
+    from nnlab.files import read_json
+
+    params = imdb_params()
+    exp = params.experiment(name)
+    dm = ArrayDataModule("imdb", exp, params.trainer, params.seed, imdb_root)
+    model = Classifier(model=exp.model, meta=dm.meta, model_options=exp.model_options)
+    trainer = L.Trainer(accelerator="cpu", devices=1, fast_dev_run=2, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=dm)
+    assert trainer.state.finished
+    ckpt = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(ckpt)
+    vocab = read_json(imdb_root / "data/split/imdb/vocab.json")
+    raw = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert raw["nnlab_assets"]["vocab.json"] == vocab
+    assert "<unk>" not in str(raw["hyper_parameters"])  # not in hparams (MLflow params)
+    loaded = load_classifier(ckpt)
+    assert loaded.spec.extra["assets"]["vocab.json"]["tokens"] == vocab["tokens"]
+
+
+@pytest.fixture
+def one_thread():
+    """Small recurrent steps run fastest on one thread (and suffer least on busy cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_gru_learns_negation_where_bag_of_words_cannot(one_thread):
+    from nnlab.data.imdb import synthetic_review
+    from nnlab.data.text import Vocabulary, tokenize
+
+    rng = np.random.default_rng(1)
+    torch.manual_seed(1)
+
+    def make(n):
+        y = np.arange(n) % 2
+        return [tokenize(synthetic_review(rng, int(label))) for label in y], y
+
+    train_words, y_train = make(1000)
+    test_words, y_test = make(300)
+    vocab = Vocabulary.build(train_words, 500, max_len=64)
+    x_train, len_train = vocab.encode(train_words)
+    x_test, len_test = vocab.encode(test_words)
+
+    def counts(x):
+        m = np.zeros((len(x), len(vocab)))
+        for i, row in enumerate(x):
+            np.add.at(m[i], row, 1)
+        m[:, 0] = 1  # bias
+        return m
+
+    a = counts(x_train)
+    w = np.linalg.solve(a.T @ a + np.eye(len(vocab)), a.T @ (2.0 * y_train - 1))
+    bow_acc = float(((counts(x_test) @ w > 0) == y_test).mean())
+
+    net = build_model("gru", SPEC.__class__(**{**SPEC.__dict__, "vocab_size": len(vocab)}),
+                      {"embed_dim": 16, "hidden": 32})
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    xs, ls = torch.from_numpy(x_train), torch.from_numpy(len_train)
+    ys = torch.from_numpy(y_train.astype(np.float32))
+    for _ in range(6):
+        for b in torch.randperm(len(xs)).split(32):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                net(xs[b], ls[b]).squeeze(-1), ys[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        logits = net(torch.from_numpy(x_test), torch.from_numpy(len_test)).squeeze(-1)
+    gru_acc = float(((logits > 0).numpy() == y_test).mean())
+    assert bow_acc < 0.65, bow_acc  # unigram counts carry (almost) no signal
+    assert gru_acc > 0.85, gru_acc

@@ -1,0 +1,354 @@
+"""Transfer learning: VGG16 / EfficientNet-Lite0 bases, the weights fallback rule, the cached
+feature stage and DDP-safe fine-tuning. Offline: random-init VGG16 and a tiny stand-in base."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+
+from nnlab import tracking
+from nnlab.classifier import Classifier, count_parameters
+from nnlab.compare import pretrained_cell
+from nnlab.config import parse_params
+from nnlab.data.prepare import load_arrays
+from nnlab.evaluate import load_classifier, predict_arrays
+from nnlab.features import StaleFeaturesError, run_features, training_features
+from nnlab.files import read_json, write_json
+from nnlab.models import transfer
+from nnlab.models.registry import DataSpec, build_model, loading_checkpoint, register
+from nnlab.summary import summary_text
+from nnlab.train import train
+from tests.http_server import dead_url, serve
+
+pytestmark = pytest.mark.filterwarnings(
+    "error::DeprecationWarning:albumentations.*", "error::UserWarning:albumentations.*"
+)
+
+VGG16_CONV = 14_714_688
+VGG16_BLOCK5 = 7_079_424
+RGB32 = DataSpec(kind="image", input_shape=(3, 32, 32), classes=("cats", "dogs"))
+
+
+@register("tiny_transfer")
+def tiny_transfer(spec: DataSpec, trainable_blocks: int = 0) -> nn.Module:
+    """A stand-in pretrained base: five conv blocks (8 channels, pool 2), random init."""
+    torch.manual_seed(0)
+    blocks = [nn.Sequential(nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1), nn.ReLU(inplace=True),
+                            nn.MaxPool2d(2)) for i in range(5)]
+    return transfer.TransferNet(blocks, spec.num_outputs, spec.input_shape, hidden=16,
+                                trainable_blocks=trainable_blocks,
+                                provenance={"backbone": "tiny", "weights": "random (test)"})
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+def make_split(root, counts=(32, 16, 16), size=32, seed=0) -> None:
+    """A data/split/cats_vs_dogs folder as split@cats_vs_dogs writes it: dogs have a bright
+    square somewhere, cats a dark one."""
+    rng = np.random.default_rng(seed)
+    folder = root / "data/split/cats_vs_dogs"
+    folder.mkdir(parents=True)
+    for split, n in zip(("train", "val", "test"), counts, strict=True):
+        y = np.arange(n) % 2
+        x = rng.integers(90, 160, (n, size, size, 3), dtype=np.uint8)
+        for i, label in enumerate(y):
+            r, c = rng.integers(0, size - 10, 2)
+            x[i, r:r + 10, c:c + 10] = 250 if label else 5
+        np.save(folder / f"{split}_x.npy", x)
+        np.save(folder / f"{split}_y.npy", y.astype(np.int64))
+    write_json(folder / "meta.json", {"dataset": "cats_vs_dogs", "kind": "image",
+                                      "input_shape": [3, size, size], "classes": ["cats", "dogs"],
+                                      "source": "synthetic (test)"})
+    write_json(folder / "manifest.json", {"source": "synthetic (test)"})
+
+
+def params_for(**experiments):
+    return parse_params({
+        "seed": 3,
+        "trainer": {"accelerator": "cpu", "devices": 1, "progress_bar": False,
+                    "log_every_n_steps": 1},
+        "data": {"cats_vs_dogs": {"source": "synthetic"}},
+        "experiments": experiments,
+    })
+
+
+FEAT = {"dataset": "cats_vs_dogs", "model": "tiny_transfer", "epochs": 3, "batch_size": 8,
+        "lr": 0.01}
+FLIP = [{"name": "HorizontalFlip", "args": {"p": 0.5}}]
+
+
+@pytest.fixture
+def catdog(tmp_path):
+    make_split(tmp_path)
+    return tmp_path
+
+
+# ----------------------------------------------------------------------------- the bases
+
+
+def test_vgg16_conv_base_counts_frozen_and_trainable():
+    net = build_model("vgg16", RGB32, {"weights": "none"})
+    assert count_parameters(net.base) == (VGG16_CONV, 0)
+    assert len(net.blocks) == 5
+    assert sum(isinstance(m, nn.Conv2d) for m in net.base.modules()) == 13
+    assert net(torch.rand(2, 3, 32, 32)).shape == (2, 1)
+    text = summary_text(net, RGB32, "catdog_vgg16_features")
+    head = 512 * 256 + 256 + 256 + 1
+    assert f"Total params: {VGG16_CONV + head:,}" in text
+    assert f"Trainable params: {head:,}" in text
+    assert f"Non-trainable params: {VGG16_CONV:,}" in text
+
+    tuned = build_model("vgg16", RGB32, {"weights": "none", "trainable_blocks": 1})
+    assert count_parameters(tuned.base)[1] == VGG16_BLOCK5
+    assert all(p.requires_grad for p in tuned.blocks[4].parameters())
+    assert not any(p.requires_grad for b in tuned.blocks[:4] for p in b.parameters())
+
+
+def test_vgg16_flatten_head_is_the_lectures_at_150px():
+    spec = DataSpec(kind="image", input_shape=(3, 150, 150), classes=("cats", "dogs"))
+    net = build_model("vgg16", spec, {"weights": "none", "pool": "flatten"})
+    assert net.head[0].in_features == 4 * 4 * 512
+    assert count_parameters(net.head)[0] == 8192 * 256 + 256 + 256 + 1
+
+
+def test_base_stays_in_inference_mode_and_normalises_inputs():
+    net = build_model("tiny_transfer", RGB32).train()
+    assert net.head.training and not net.base.training
+    x = torch.ones(1, 3, 32, 32)
+    expected = (x - torch.tensor(transfer.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        transfer.IMAGENET_STD).view(1, 3, 1, 1)
+    assert torch.allclose(net.base.normalize(x), expected)
+
+
+def test_lite0_fallback_loads_the_packaged_imagenet_weights():
+    net = build_model("vgg16", RGB32, {"source": "bundled"})
+    assert net.provenance["backbone"] == "efficientnet_lite0"
+    assert net.provenance["fallback"]
+    assert net.resolved_options == {"backbone": "efficientnet_lite0"}
+    package = torch.load(transfer.lite0_weights_file(), map_location="cpu", weights_only=True)
+    assert torch.equal(net.blocks[0][0].conv.weight, package["_conv_stem.weight"])
+    assert torch.equal(net.blocks[4][-1].conv.weight, package["_conv_head.weight"])
+    assert torch.equal(net.blocks[4][-2].project_conv.weight,
+                       package["_blocks.15._project_conv.weight"])
+    assert torch.equal(net.blocks[4][-2].bn2.running_var, package["_blocks.15._bn2.running_var"])
+    assert count_parameters(net.base) == (3_371_008, 0)  # Lite0 without its ImageNet classifier
+
+
+def test_unreachable_vgg16_weights_fall_back_loudly_or_refuse(monkeypatch, tmp_path, capfd):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(transfer, "_vgg16_url", lambda: f"{dead_url()}/vgg16-397923af.pth")
+    t0 = time.perf_counter()
+    net = build_model("vgg16", RGB32, {"source": "auto", "timeout": 5})
+    assert time.perf_counter() - t0 < 60
+    assert net.provenance["backbone"] == "efficientnet_lite0"
+    assert "unreachable" in net.provenance["fallback"]
+    assert "EFFICIENTNET-LITE0" in capfd.readouterr().err
+    with pytest.raises(transfer.WeightsUnavailable, match="remote"):
+        build_model("vgg16", RGB32, {"source": "remote", "timeout": 5})
+
+
+def test_vgg16_weights_come_through_the_torch_hub_cache(monkeypatch, tmp_path):
+    """The download path itself, from a local server: hash-checked file in TORCH_HOME."""
+    served = tmp_path / "served"
+    served.mkdir()
+    reference = transfer.vgg16_blocks()
+    state = {f"features.{k}": v for k, v in nn.Sequential(*[m for b in reference for m in b])
+             .state_dict().items()}
+    raw = tmp_path / "vgg16.pth"
+    torch.save(state, raw)
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()[:8]
+    (served / f"vgg16-{digest}.pth").write_bytes(raw.read_bytes())
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with serve(served) as url:
+        monkeypatch.setattr(transfer, "_vgg16_url", lambda: f"{url}/vgg16-{digest}.pth")
+        net = build_model("vgg16", RGB32, {"source": "remote"})
+    assert net.provenance == {"backbone": "vgg16",
+                              "weights": "ImageNet (torchvision IMAGENET1K_V1)"}
+    assert (tmp_path / f"torch/hub/checkpoints/vgg16-{digest}.pth").is_file()
+    assert torch.equal(net.blocks[4][-3].weight, reference[4][-3].weight)  # conv5_3
+
+
+def test_local_weights_file_and_bad_file(tmp_path):
+    reference = transfer.vgg16_blocks()
+    flat = nn.Sequential(*[m for b in reference for m in b])
+    torch.save(flat.state_dict(), tmp_path / "conv_base.pth")  # the conv base alone: N.weight
+    net = build_model("vgg16", RGB32, {"weights": str(tmp_path / "conv_base.pth")})
+    assert torch.equal(net.blocks[0][0].weight, reference[0][0].weight)
+    assert net.provenance["weights"].endswith("conv_base.pth")
+    (tmp_path / "junk.pth").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match=r"junk\.pth"):
+        build_model("vgg16", RGB32, {"weights": str(tmp_path / "junk.pth")})
+
+
+def test_nothing_is_fetched_while_a_checkpoint_loads(monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("fetched weights while loading a checkpoint")
+
+    monkeypatch.setattr(transfer, "fetch_vgg16_state", boom)
+    monkeypatch.setattr(transfer, "lite0_weights_file", boom)
+    with loading_checkpoint():
+        net = build_model("vgg16", RGB32, {"source": "remote"})
+        lite = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
+    assert net.provenance["weights"] == "from the checkpoint"
+    assert count_parameters(lite.base)[0] == 3_371_008
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match="trainable_blocks"):
+        build_model("vgg16", RGB32, {"weights": "none", "trainable_blocks": 6})
+    with pytest.raises(ValueError, match="source"):
+        build_model("vgg16", RGB32, {"source": "sometimes"})
+    gray = DataSpec(kind="image", input_shape=(1, 28, 28), classes=tuple("0123456789"))
+    with pytest.raises(ValueError, match="RGB"):
+        build_model("vgg16", gray, {"weights": "none"})
+    with pytest.raises(ValueError, match="unfreeze"):
+        build_model("tiny_transfer", RGB32).param_groups(0.1, {"unfreez_epoch": 1})
+
+
+def test_finetune_params_are_validated():
+    from nnlab.config import ConfigError
+
+    good = {**FEAT, "finetune": {"unfreeze_epoch": 2, "backbone_lr": 1e-5}}
+    assert params_for(x=good).experiment("x").finetune["unfreeze_epoch"] == 2
+    with pytest.raises(ConfigError, match="finetune.unfreez_epoch: unknown key"):
+        params_for(x={**FEAT, "finetune": {"unfreez_epoch": 2}})
+    with pytest.raises(ConfigError, match="finetune.backbone_lr"):
+        params_for(x={**FEAT, "finetune": {"backbone_lr": "slow"}})
+
+
+def test_checkpoint_rebuilds_the_fallback_backbone(catdog):
+    """A run that fell back to EfficientNet-Lite0 reloads as EfficientNet-Lite0."""
+    meta = read_json(catdog / "data/split/cats_vs_dogs/meta.json")
+    model = Classifier(model="vgg16", meta=meta, model_options={"source": "bundled"})
+    assert model.hparams.model_options["backbone"] == "efficientnet_lite0"
+    import lightning as L
+
+    trainer = L.Trainer(max_epochs=0, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=catdog)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(catdog / "lite.ckpt", weights_only=False)
+    loaded = load_classifier(catdog / "lite.ckpt")
+    assert loaded.net.provenance["backbone"] == "efficientnet_lite0"
+    for a, b in zip(model.net.state_dict().values(), loaded.net.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+
+
+def test_compare_marks_a_fallback_backbone():
+    assert pretrained_cell(None) == "-"
+    assert pretrained_cell({"backbone": "vgg16", "weights": "x"}) == "vgg16"
+    assert pretrained_cell({"backbone": "efficientnet_lite0", "fallback": "offline"}) == (
+        "**efficientnet_lite0 (fallback)**")
+
+
+# ----------------------------------------------------------------------------- cached features
+
+
+def test_feature_stage_writes_reuses_and_feeds_training(catdog):
+    params = params_for(tiny_feat=FEAT, tiny_aug={**FEAT, "augment": FLIP},
+                        tiny_tuned={**FEAT, "model_options": {"trainable_blocks": 1}},
+                        cnn={**FEAT, "model": "cnn_small"})
+    manifest = run_features(params, "tiny_feat", catdog)
+    folder = catdog / "data/features/tiny_feat"
+    assert manifest["cached"] and manifest["pretrained"]["backbone"] == "tiny"
+    feats = np.load(folder / "train_features.npy")
+    assert feats.dtype == np.float16 and feats.shape == (32, 8)
+    net = build_model("tiny_transfer", RGB32).eval()
+    x = torch.from_numpy(np.load(catdog / "data/split/cats_vs_dogs/train_x.npy")[:4])
+    with torch.no_grad():
+        direct = net.base(x.permute(0, 3, 1, 2).float() / 255).numpy()
+    np.testing.assert_allclose(feats[:4], direct, rtol=2e-3, atol=2e-3)
+
+    before = (folder / "train_features.npy").stat().st_mtime_ns
+    assert run_features(params, "tiny_feat", catdog)["signature"] == manifest["signature"]
+    assert (folder / "train_features.npy").stat().st_mtime_ns == before  # reused, not redone
+
+    for name, reason in (("tiny_aug", "augmentation"), ("tiny_tuned", "trainable"),
+                         ("cnn", "no frozen pretrained base")):
+        other = run_features(params, name, catdog)
+        assert not other["cached"] and reason in other["reason"]
+        assert sorted(p.name for p in (catdog / f"data/features/{name}").iterdir()) == [
+            "manifest.json"]
+
+    receipt = train(params, "tiny_feat", catdog)
+    assert receipt["trained_on"] == "data/features/tiny_feat"
+    assert receipt["pretrained"]["backbone"] == "tiny"
+    run = tracking.client(root=catdog).get_run(receipt["run_id"])
+    assert run.data.tags["pretrained.backbone"] == "tiny"
+    # the checkpoint holds base + head: it scores images as well as training saw features
+    model = load_classifier(catdog / "models/tiny_feat/best.ckpt")
+    val = load_arrays("cats_vs_dogs", "val", catdog)
+    probs, _ = predict_arrays(model, val)
+    acc = float((probs.argmax(1) == np.asarray(val["y"])).mean())
+    assert acc == pytest.approx(receipt["best_val_acc"], abs=1 / 16 + 1e-6)
+
+    # another split (or base) than the cached one is refused, not silently used
+    np.save(catdog / "data/split/cats_vs_dogs/train_x.npy",
+            np.zeros((32, 32, 32, 3), dtype=np.uint8))
+    with pytest.raises(StaleFeaturesError, match="nnlab features tiny_feat"):
+        training_features("tiny_feat", params.experiment("tiny_feat"), model.net, catdog)
+
+
+def test_features_without_a_cache_train_on_images(catdog):
+    params = params_for(tiny_feat=FEAT)
+    receipt = train(params, "tiny_feat", catdog)  # no features stage ran: the slow path
+    assert "trained_on" not in receipt and receipt["status"] == "FINISHED"
+
+
+# ----------------------------------------------------------------------------- DDP fine-tuning
+
+
+class SaveWeights(Callback):
+    """Every rank saves its net after each epoch (module level: ddp_spawn pickles it)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def on_train_epoch_end(self, trainer, module):
+        torch.save({k: v.detach().clone() for k, v in module.net.state_dict().items()},
+                   self.folder / f"rank{trainer.global_rank}_epoch{trainer.current_epoch}.pt")
+
+
+def test_ddp_finetune_unfreezes_on_every_rank_alike(catdog):
+    import lightning as L
+
+    from nnlab.data.datamodule import ArrayDataModule
+
+    exp = {**FEAT, "epochs": 2, "batch_size": 4, "augment": FLIP,
+           "model_options": {"trainable_blocks": 1},
+           "finetune": {"unfreeze_epoch": 1, "backbone_lr": 0.05}}
+    params = params_for(tuned=exp)
+    cfg = params.experiment("tuned")
+    dm = ArrayDataModule("cats_vs_dogs", cfg, params.trainer, params.seed, catdog)
+    model = Classifier(model=cfg.model, meta=dm.meta, model_options=cfg.model_options,
+                       optimizer="sgd", lr=0.05, finetune=cfg.finetune)
+    start = {k: v.clone() for k, v in model.net.state_dict().items()}
+    out = catdog / "weights"
+    out.mkdir()
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=2,
+                        logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, callbacks=[SaveWeights(out)],
+                        default_root_dir=catdog)
+    trainer.fit(model, datamodule=dm)
+    w = {(r, e): torch.load(out / f"rank{r}_epoch{e}.pt", weights_only=True)
+         for r in (0, 1) for e in (0, 1)}
+    for e in (0, 1):
+        for key in start:
+            assert torch.equal(w[0, e][key], w[1, e][key]), f"ranks differ at {key}, epoch {e}"
+
+    def changed(prefix, a, b):
+        return any(not torch.equal(a[k], b[k]) for k in a if k.startswith(prefix))
+
+    assert changed("head.", start, w[0, 0])
+    assert not changed("base.block5.", start, w[0, 0])  # LR 0 before unfreeze_epoch
+    assert changed("base.block5.", w[0, 0], w[0, 1])  # trains from epoch 1 on
+    for frozen in ("base.block1.", "base.block4."):
+        assert not changed(frozen, start, w[0, 1])
+
