@@ -109,10 +109,12 @@ def _member(name, kind=tarfile.REGTYPE, link=""):
         _member("ok/link", tarfile.SYMTYPE, "../../outside"),
         _member("ok/abs", tarfile.SYMTYPE, "/etc/passwd"),
         _member("ok/hard", tarfile.LNKTYPE, "../../x"),
+        _member("a/b/hard", tarfile.LNKTYPE, "../x"),  # hard links resolve from the root
         _member("ok/fifo", tarfile.FIFOTYPE),
         _member("ok/dev", tarfile.CHRTYPE),
     ],
-    ids=["absolute", "dotdot", "symlink-out", "symlink-abs", "hardlink-out", "fifo", "device"],
+    ids=["absolute", "dotdot", "symlink-out", "symlink-abs", "hardlink-out", "hardlink-root",
+         "fifo", "device"],
 )
 def test_unsafe_tar_refused_nothing_extracted(tmp_path, member):
     archive = _tar_with(tmp_path, "a.tar.gz", member)

@@ -141,13 +141,14 @@ def fetch(
 # ----------------------------------------------------------------------------- archives
 
 
-def _check_member(name: str, target: Path, link: str | None = None) -> None:
+def _check_member(name: str, target: Path, link: str | None = None, hard: bool = False) -> None:
     path = PurePosixPath(name)
     if path.is_absolute() or name.startswith(("/", "\\")) or ".." in path.parts:
         raise UnsafeArchiveError(f"member {name!r} has an absolute path or '..'")
     if link is not None:
         link_path = PurePosixPath(link)
-        resolved = (target / path.parent / link_path).resolve()
+        # a symlink points relative to its own folder, a tar hard link to the archive root
+        resolved = (target / (PurePosixPath() if hard else path.parent) / link_path).resolve()
         if link_path.is_absolute() or not resolved.is_relative_to(target.resolve()):
             raise UnsafeArchiveError(f"member {name!r} links outside the target: {link!r}")
 
@@ -168,7 +169,7 @@ def check_archive(archive: str | Path) -> None:
         with tarfile.open(archive) as tf:
             for m in tf.getmembers():
                 if m.issym() or m.islnk():
-                    _check_member(m.name, target, m.linkname)
+                    _check_member(m.name, target, m.linkname, hard=m.islnk())
                 elif m.isfile() or m.isdir():
                     _check_member(m.name, target)
                 else:
