@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -60,8 +61,8 @@ def bare(params, root: Path, epochs: int, batch_size: int) -> tuple[float, int]:
 
     torch.manual_seed(0)
     arrays = load_arrays("mnist", "train", root)
-    x = torch.from_numpy(arrays["x"][:]).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW
-    y = torch.from_numpy(arrays["y"][:])
+    x = torch.from_numpy(np.array(arrays["x"])).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW
+    y = torch.from_numpy(np.array(arrays["y"]))
     net = build_model("cnn_small", spec_from_meta(load_meta("mnist", root)))
     opt = torch.optim.RMSprop(net.parameters(), lr=1e-3)
     net.train()
