@@ -46,6 +46,14 @@ def tiny_transfer(spec: DataSpec, trainable_blocks: int = 0) -> nn.Module:
                                 provenance={"backbone": "tiny", "weights": "random (test)"})
 
 
+@register("tiny_unseeded")
+def tiny_unseeded(spec: DataSpec) -> nn.Module:
+    """Like ``weights: none``: a random base drawn from the global generator."""
+    blocks = [nn.Sequential(nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1), nn.MaxPool2d(2))
+              for i in range(5)]
+    return transfer.TransferNet(blocks, spec.num_outputs, spec.input_shape, hidden=8)
+
+
 # ----------------------------------------------------------------------------- fixtures
 
 
@@ -294,6 +302,12 @@ def test_feature_stage_writes_reuses_and_feeds_training(catdog):
             np.zeros((32, 32, 32, 3), dtype=np.uint8))
     with pytest.raises(StaleFeaturesError, match="nnlab features tiny_feat"):
         training_features("tiny_feat", params.experiment("tiny_feat"), model.net, catdog)
+
+
+def test_random_init_base_is_the_same_in_the_stage_and_in_training(catdog):
+    params = params_for(rand={**FEAT, "model": "tiny_unseeded", "epochs": 1})
+    assert run_features(params, "rand", catdog)["cached"]
+    assert train(params, "rand", catdog)["trained_on"] == "data/features/rand"
 
 
 def test_features_without_a_cache_train_on_images(catdog):

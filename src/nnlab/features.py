@@ -134,7 +134,10 @@ def run_features(params: Params, name: str, root: Path = Path(".")) -> dict[str,
         info(f"features@{name}: nothing to cache ({reason})")
         return manifest
 
-    model = _classifier(exp, meta)
+    import lightning as L
+
+    L.seed_everything(params.seed, workers=True, verbose=False)  # as train does: a randomly
+    model = _classifier(exp, meta)  # initialised base (weights: none) is then the same one
     signature = _signature(exp, model.net, root)
     old = _manifest(out)
     if old.get("cached") and old.get("signature") == signature and all(
