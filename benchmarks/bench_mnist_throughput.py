@@ -56,8 +56,8 @@ def pipeline(params, root: Path, epochs: int) -> tuple[float, int]:
 
 
 def bare(params, root: Path, epochs: int, batch_size: int) -> tuple[float, int]:
-    from nnlab.data.datamodule import spec_from_meta
     from nnlab.data.prepare import load_meta
+    from nnlab.spec import spec_from_meta
 
     torch.manual_seed(0)
     arrays = load_arrays("mnist", "train", root)

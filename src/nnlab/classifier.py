@@ -18,8 +18,8 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import Accuracy
 
-from nnlab.data.datamodule import spec_from_meta
 from nnlab.models.registry import build_model
+from nnlab.spec import spec_from_meta
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,

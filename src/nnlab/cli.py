@@ -81,9 +81,9 @@ def _run(args: argparse.Namespace, params, root: Path) -> int:
 
         print(compare(params, root))
     elif cmd == "summary":
-        from nnlab.data.datamodule import spec_from_meta
         from nnlab.data.prepare import load_meta
         from nnlab.models.registry import build_model, loading_checkpoint
+        from nnlab.spec import spec_from_meta
         from nnlab.summary import summary_text
 
         exp = params.experiment(args.experiment)

@@ -111,8 +111,8 @@ def compute(model, arrays: dict[str, np.ndarray], batch_size: int = 64) -> np.nd
 
 def run_features(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     """Write ``data/features/<name>/`` (or keep it when its signature still holds)."""
-    from nnlab.data.datamodule import spec_from_meta
     from nnlab.models.registry import build_model, loading_checkpoint
+    from nnlab.spec import spec_from_meta
 
     exp = params.experiment(name)
     root = Path(root)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nnlab.models.registry import DataSpec
+from nnlab.spec import DataSpec
 
 
 def example_inputs(spec: DataSpec, batch: int = 1) -> tuple[torch.Tensor, ...]:

@@ -19,17 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nnlab.config import ExperimentConfig, TrainerConfig
 from nnlab.data.prepare import load_arrays, load_meta
-from nnlab.models.registry import DataSpec
-
-
-def spec_from_meta(meta: dict[str, Any]) -> DataSpec:
-    return DataSpec(
-        kind=meta["kind"],
-        input_shape=tuple(meta["input_shape"]),
-        classes=tuple(meta["classes"]),
-        vocab_size=int(meta.get("vocab_size", 0)),
-        extra={k: v for k, v in meta.items() if k in ("pad_index", "max_len")},
-    )
+from nnlab.spec import spec_from_meta
 
 
 class ArrayDataset(Dataset):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nnlab.models.registry import DataSpec, register
+from nnlab.models.registry import register
+from nnlab.spec import DataSpec
 
 
 def _flat_features(body: nn.Module, input_shape: tuple[int, ...]) -> int:

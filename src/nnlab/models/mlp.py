@@ -6,7 +6,8 @@ import math
 
 from torch import nn
 
-from nnlab.models.registry import DataSpec, register
+from nnlab.models.registry import register
+from nnlab.spec import DataSpec
 
 
 @register("mlp")

@@ -11,30 +11,11 @@ import contextlib
 import contextvars
 import inspect
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-
-@dataclass(frozen=True)
-class DataSpec:
-    """Shape of the prepared data a model is built for."""
-
-    kind: str  # "image" or "text"
-    input_shape: tuple[int, ...]  # (C, H, W) for images, (max_len,) for text
-    classes: tuple[str, ...]
-    vocab_size: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def num_outputs(self) -> int:
-        return 1 if self.num_classes == 2 else self.num_classes
-
+from nnlab.spec import DataSpec
 
 _LOADING = contextvars.ContextVar("nnlab_loading_checkpoint", default=False)
 

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from nnlab.models.registry import DataSpec, register
+from nnlab.models.registry import register
+from nnlab.spec import DataSpec
 
 
 class RecurrentClassifier(nn.Module):

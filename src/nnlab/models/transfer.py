@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnlab.models.registry import DataSpec, is_loading_checkpoint, register
+from nnlab.models.registry import is_loading_checkpoint, register
+from nnlab.spec import DataSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -1,0 +1,55 @@
+"""Every path a stage reads or writes, under the names ``dvc.yaml`` uses. No I/O here.
+
+Experiment, dataset and cache names are identifiers (``[A-Za-z0-9_][A-Za-z0-9_.-]*``), never
+paths: every function below refuses anything else, so no name can reach outside the project
+folder (``..``, ``/``, an empty name) whatever params.yaml holds.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+RAW = Path("data/raw")  # download@<dataset>
+SPLIT = Path("data/split")  # split@<dataset> and features@<cache>: the split format
+MODELS = Path("models")  # train@<experiment>
+REPORTS = Path("reports/experiments")  # evaluate@<experiment>
+COMPARISON = Path("reports")  # compare: comparison.{md,csv,png}
+MLRUNS = Path("mlruns")  # the local MLflow store (not a DVC output)
+
+MANIFEST = "manifest.json"  # where a data output came from
+META = "meta.json"  # what a model needs to know about a split (nnlab.spec.DataSpec)
+RECEIPT = "run.json"  # which MLflow run made the checkpoint beside it
+BEST = "best.ckpt"
+LAST = "last.ckpt"
+HISTORY = "history.csv"
+SUMMARY = "summary.txt"
+METRICS = "metrics.json"  # the DVC metrics of an experiment: headline numbers only
+PER_CLASS = "per_class.json"  # precision/recall/F1/support per class (not a DVC metric)
+CONFUSION = "confusion.csv"  # DVC plot data
+FIGURES = "figures"
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """``name`` if it is an identifier, else ValueError naming it."""
+    if not isinstance(name, str) or NAME.fullmatch(name) is None:
+        raise ValueError(f"{what} {name!r} is not an identifier ([A-Za-z0-9_][A-Za-z0-9_.-]*)")
+    return name
+
+
+def raw_dir(dataset: str, root: Path = Path(".")) -> Path:
+    return Path(root) / RAW / check_name(dataset, "dataset")
+
+
+def split_dir(dataset: str, root: Path = Path(".")) -> Path:
+    return Path(root) / SPLIT / check_name(dataset, "dataset")
+
+
+def model_dir(experiment: str, root: Path = Path(".")) -> Path:
+    return Path(root) / MODELS / check_name(experiment, "experiment")
+
+
+def report_dir(experiment: str, root: Path = Path(".")) -> Path:
+    return Path(root) / REPORTS / check_name(experiment, "experiment")
