@@ -18,7 +18,7 @@ TINY = {
     "trainer": {
         "accelerator": "cpu",
         "devices": 1,
-        "progress_bar": False,
+        "enable_progress_bar": False,
         "log_every_n_steps": 1,
     },
     "data": {"mnist": {"source": "bundled", "max_samples": 400, "test_fraction": 0.25}},

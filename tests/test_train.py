@@ -1,17 +1,18 @@
 import csv
+import hashlib
+import shutil
 import signal
 
 import lightning as L
-import numpy as np
 import pytest
 
 from nnlab import tracking
-from nnlab.classifier import Classifier
+from nnlab.classifier import inference_trainer
 from nnlab.data.datamodule import ArrayDataModule
-from nnlab.data.prepare import StageOrderError, load_arrays
-from nnlab.evaluate import evaluate, load_classifier, predict_arrays
+from nnlab.data.prepare import StageOrderError
+from nnlab.evaluate import evaluate, load_classifier
 from nnlab.files import read_json
-from nnlab.train import train
+from nnlab.train import TrainingError, build_classifier, train
 from tests.conftest import tiny_params
 
 
@@ -22,12 +23,17 @@ def _runs(root, name=None):
     return [r for r in runs if name is None or r.info.run_name == name]
 
 
+def _snapshot(folder):
+    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def test_fast_dev_run_both_mnist_models(project):
     params = tiny_params()
     for name in ("mnist_mlp", "mnist_cnn"):
         exp = params.experiment(name)
-        dm = ArrayDataModule("mnist", exp, params.trainer, params.seed, project)
-        model = Classifier(model=exp.model, meta=dm.meta, model_options=exp.model_options)
+        dm = ArrayDataModule("mnist", exp, params.loader, params.seed, project)
+        model = build_classifier(params, name, dm.meta, "x")
         trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False,
                             enable_progress_bar=False, enable_model_summary=False)
         trainer.fit(model, datamodule=dm)
@@ -43,19 +49,22 @@ def test_train_logs_one_run_and_writes_outputs(project):
         p.name for p in model_dir.iterdir()
     }
     assert receipt["status"] == "FINISHED" and receipt["epochs_run"] == 2
-    uri = receipt["tracking_uri"]
-    assert uri.startswith("sqlite:///") and str(project) in uri
+    assert "tracking_uri" not in receipt and str(project) not in str(receipt)
     runs = _runs(project)
     assert len(runs) == 1
     run = runs[0]
-    assert run.info.run_id == receipt["run_id"]
+    assert run.info.run_id == receipt["run_id"] and run.info.status == "FINISHED"
     assert run.data.tags["data.source"].startswith("bundled")
     assert run.data.tags["nnlab.experiment"] == "mnist_cnn"
     assert "git.commit" in run.data.tags
+    # params once, as flat keys: no second copy of the Classifier's arguments
     assert run.data.params["experiment.epochs"] == "2"
     assert run.data.params["trainer.accelerator"] == "cpu"
-    for key in ("train/loss", "train/acc", "val/loss", "val/acc", "train/lr"):
+    assert "lr" not in run.data.params and "meta" not in run.data.params
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best"):
         assert key in run.data.metrics, key
+    assert any(k.startswith("lr-") for k in run.data.metrics)  # LearningRateMonitor
+    assert run.data.metrics["val/acc_best"] == pytest.approx(receipt["val/acc_best"], abs=1e-4)
     history = tracking.client(root=project).get_metric_history(run.info.run_id, "val/acc")
     assert len(history) == 2  # one point per epoch
     with open(model_dir / "history.csv") as fh:
@@ -64,33 +73,38 @@ def test_train_logs_one_run_and_writes_outputs(project):
 
 
 def test_best_checkpoint_reproduces_logged_val_acc(project):
-    receipt = train(tiny_params(), "mnist_mlp", project)
-    model = load_classifier(project / "models/mnist_mlp/best.ckpt")
-    val = load_arrays("mnist", "val", project)
-    probs, _ = predict_arrays(model, val)
-    acc = float((probs.argmax(1) == np.asarray(val["y"])).mean())
-    assert acc == pytest.approx(receipt["best_val_acc"], abs=1e-6)
+    params = tiny_params(**{"experiments.mnist_mlp.epochs": 3})
+    receipt = train(params, "mnist_mlp", project)
+    best = project / "models/mnist_mlp/best.ckpt"
+    exp = params.experiment("mnist_mlp")
+    dm = ArrayDataModule("mnist", exp, params.loader, params.seed, project)
+    (result,) = inference_trainer(params).validate(load_classifier(best), datamodule=dm,
+                                                   ckpt_path=str(best), verbose=False)
+    logged = tracking.client(root=project).get_metric_history(receipt["run_id"], "val/acc")
+    assert result["val/acc"] == pytest.approx(max(m.value for m in logged), abs=1e-6)
+    assert result["val/acc"] == pytest.approx(receipt["val/acc_best"], abs=1e-4)
 
 
 def test_same_params_same_metrics_on_cpu(project, tmp_path):
-    import shutil
-
     other = tmp_path / "other"
     shutil.copytree(project, other)
     a = train(tiny_params(), "mnist_mlp", project)
     b = train(tiny_params(), "mnist_mlp", other)
-    assert a["best_val_acc"] == b["best_val_acc"]
+    assert a["val/acc_best"] == b["val/acc_best"]
     assert (project / "models/mnist_mlp/history.csv").read_text() == (
         other / "models/mnist_mlp/history.csv").read_text()
 
 
 def test_interrupted_training_resumes_from_last_ckpt(project, monkeypatch):
+    from nnlab.classifier import Classifier
+
     params = tiny_params(**{"experiments.mnist_mlp.epochs": 3})
     original = Classifier.on_train_epoch_start
 
     def interrupt(self):
         if self.current_epoch == 1:
             raise KeyboardInterrupt
+        original(self)
 
     monkeypatch.setattr(Classifier, "on_train_epoch_start", interrupt)
     handler = signal.getsignal(signal.SIGINT)
@@ -111,6 +125,11 @@ def test_interrupted_training_resumes_from_last_ckpt(project, monkeypatch):
     assert len(_runs(project)) == 1
     rows = (model_dir / "history.csv").read_text().splitlines()
     assert len(rows) == 4  # header + 3 epochs, the first from before the interruption
+    import torch
+
+    elapsed = torch.load(model_dir / "last.ckpt", weights_only=False)["callbacks"]
+    timer = next(v for k, v in elapsed.items() if k.startswith("Timer"))
+    assert resumed["train_seconds"] == pytest.approx(timer["time_elapsed"]["train"], abs=0.5)
 
     # changed params: no resume, a fresh run
     changed = tiny_params(**{"experiments.mnist_mlp.epochs": 3, "experiments.mnist_mlp.lr": 0.01})
@@ -118,19 +137,67 @@ def test_interrupted_training_resumes_from_last_ckpt(project, monkeypatch):
     assert fresh["run_id"] != first["run_id"]
 
 
-def test_evaluate_writes_reports_and_logs_into_training_run(project):
+def test_a_run_that_fails_before_its_first_epoch_leaves_the_outputs(project, monkeypatch):
+    params = tiny_params()
+    train(params, "mnist_mlp", project)
+    model_dir = project / "models/mnist_mlp"
+    before = _snapshot(model_dir)
+    changed = tiny_params(**{"experiments.mnist_mlp.lr": 0.05})
+
+    def ctrl_c(self, stage=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ArrayDataModule, "setup", ctrl_c)  # Ctrl-C while loading data
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):
+            train(changed, "mnist_mlp", project)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    monkeypatch.undo()
+    assert _snapshot(model_dir) == before
+    shutil.rmtree(project / "data/split/mnist")  # data missing: a clean error, nothing lost
+    with pytest.raises(StageOrderError, match="split@mnist"):
+        train(changed, "mnist_mlp", project)
+    assert _snapshot(model_dir) == before
+
+
+def test_a_training_without_checkpoint_is_not_finished(project):
+    params = tiny_params(**{"trainer.limit_val_batches": 0})
+    with pytest.raises(TrainingError, match="best.ckpt"):
+        train(params, "mnist_mlp", project)
+    (run,) = _runs(project)
+    assert run.info.status == "FAILED"
+
+
+def test_evaluate_runs_trainer_test_and_logs_into_training_run(project, monkeypatch):
+    calls = []
+    real_test = L.Trainer.test
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get("ckpt_path"))
+        return real_test(self, *args, **kwargs)
+
+    monkeypatch.setattr(L.Trainer, "test", spy)
     params = tiny_params()
     receipt = train(params, "mnist_cnn", project)
     metrics = evaluate(params, "mnist_cnn", project)
+    assert calls and calls[0].endswith("models/mnist_cnn/best.ckpt")
     report = project / "reports/experiments/mnist_cnn"
     on_disk = read_json(report / "metrics.json")
+    assert set(on_disk) == {"test/acc", "test/loss", "val/acc_best", "epochs_run",
+                            "train_seconds"}
     assert on_disk["test/acc"] == metrics["test/acc"] and 0 <= metrics["test/acc"] <= 1
-    assert set(on_disk["per_class"]) == {str(d) for d in range(10)}
-    assert sum(c["support"] for c in on_disk["per_class"].values()) == on_disk["test/n"]
+    assert on_disk["val/acc_best"] == receipt["val/acc_best"]
+    per_class = read_json(report / "per_class.json")
+    assert set(per_class) == {str(d) for d in range(10)}
+    n = sum(c["support"] for c in per_class.values())
+    rows = (report / "confusion.csv").read_text().splitlines()
+    assert rows[0] == "actual,predicted" and len(rows) == n + 1
+    correct = sum(a == p for a, p in (r.split(",") for r in rows[1:]))
+    assert correct / n == pytest.approx(metrics["test/acc"], abs=1e-4)
     for png in ("confusion_matrix.png", "learning_curves.png", "misclassified.png"):
         assert (report / "figures" / png).stat().st_size > 1000
-    rows = (report / "confusion.csv").read_text().splitlines()
-    assert rows[0] == "actual,predicted" and len(rows) == on_disk["test/n"] + 1
     run = tracking.client(root=project).get_run(receipt["run_id"])
     assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
     arts = [a.path for a in tracking.client(root=project).list_artifacts(receipt["run_id"])]
@@ -147,6 +214,7 @@ def test_compare_table(project):
         evaluate(params, name, project)
     text = compare(params, project)
     assert "| mnist_mlp | mnist | mlp |" in text and "| mnist_cnn |" in text
+    assert "val/acc_best" in text.splitlines()[2]
     assert "**bundled" in text  # the offline substitute is flagged
     assert (project / "reports/comparison.png").stat().st_size > 1000
     assert (project / "reports/comparison.csv").read_text().count("\n") == 3
@@ -155,10 +223,3 @@ def test_compare_table(project):
 def test_train_before_split_names_the_stage(tmp_path):
     with pytest.raises(StageOrderError, match="split@mnist"):
         train(tiny_params(), "mnist_cnn", tmp_path)
-
-
-def test_tracking_uri_respects_environment(monkeypatch, tmp_path):
-    assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5999"
-    assert tracking.artifact_location(tmp_path) is None

@@ -2,9 +2,14 @@
 
 Two classes -> one logit, BCE-with-logits, sigmoid; more -> one logit per class, cross-entropy,
 softmax. The net is built from the registry inside ``__init__`` from saved hyperparameters, so
-a checkpoint alone is enough to rebuild the model (``Classifier.load_from_checkpoint``).
-Metrics are torchmetrics objects (reduced across DDP ranks); losses are logged with
-``sync_dist=True``. Names are the same in Lightning, MLflow and metrics.json.
+a checkpoint alone rebuilds the model (``Classifier.load_from_checkpoint``). Every number is a
+torchmetrics object (reduced across DDP ranks) and has one name, the same in Lightning,
+MLflow, metrics.json and the comparison: ``train/loss``, ``train/acc``, ``val/loss``,
+``val/acc``, ``val/acc_best``, ``test/loss``, ``test/acc``.
+
+Training, validation, test and prediction share one forward path (:meth:`logits`); the test
+step also accumulates the confusion matrix and per-class precision/recall/F1, and keeps the
+class probabilities of each test sample for the evaluation figures.
 """
 
 from __future__ import annotations
@@ -15,8 +20,14 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import Accuracy
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics.classification import (
+    Accuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
 
 from nnlab.models.registry import build_model
 from nnlab.spec import spec_from_meta
@@ -37,55 +48,69 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=-1)
 
 
+def scale_inputs(batch: dict[str, torch.Tensor], channels_last: bool = False) -> tuple:
+    """Model inputs from a batch: uint8 images become floats in [0, 1] here, on the device;
+    cached features (float16 on disk) become float32; token ids go with their lengths."""
+    x = batch["x"]
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255.0)
+        if channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+    elif x.is_floating_point():
+        x = x.float()
+    return (x, batch["len"]) if "len" in batch else (x,)
+
+
 class Classifier(L.LightningModule):
     def __init__(
         self,
+        *,
         model: str,
         meta: dict[str, Any],
-        model_options: dict[str, Any] | None = None,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
-        channels_last: bool = False,
-        finetune: dict[str, Any] | None = None,
-        experiment: str = "",
-        params_hash: str = "",
+        model_options: dict[str, Any],
+        optimizer: str,
+        lr: float,
+        weight_decay: float,
+        momentum: float,
+        channels_last: bool,
+        finetune: dict[str, Any] | None,
+        experiment: str,
+        params_hash: str,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # params reach MLflow once, from train
         self.spec = spec_from_meta(meta)
         self.net = build_model(model, self.spec, model_options)
         # Options the builder resolved itself (a pretrained backbone that fell back to another
         # one) go into the checkpoint, so that loading it rebuilds the net that was trained.
         if getattr(self.net, "resolved_options", None):
-            self.hparams.model_options = {**(model_options or {}), **self.net.resolved_options}
+            self.hparams.model_options = {**model_options, **self.net.resolved_options}
         self.binary = self.spec.num_outputs == 1
-        task = {"task": "binary"} if self.binary else {
-            "task": "multiclass", "num_classes": self.spec.num_classes
-        }
-        self.train_acc = Accuracy(**task)
-        self.val_acc = Accuracy(**task)
-        self.train_loss = MeanMetric()
-        self.val_loss = MeanMetric()
+        k = self.spec.num_classes
+        task = {"task": "binary"} if self.binary else {"task": "multiclass", "num_classes": k}
+        self.train_acc, self.val_acc, self.test_acc = (Accuracy(**task) for _ in range(3))
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric() for _ in range(3))
         self.val_acc_best = MaxMetric()
+        self.test_per_class = MetricCollection({
+            "precision": MulticlassPrecision(k, average=None),
+            "recall": MulticlassRecall(k, average=None),
+            "f1": MulticlassF1Score(k, average=None),
+        })
+        self.test_confusion = MulticlassConfusionMatrix(k)
+        self.test_probs: list[torch.Tensor] = []
         if channels_last and self.spec.kind == "image":
             self.net = self.net.to(memory_format=torch.channels_last)
         self.assets: dict[str, Any] = {}
 
     # ----------------------------------------------------------------------- assets
     # Files the split stage lists in meta["assets"] (e.g. a text vocabulary) travel inside
-    # the checkpoint, not in hparams (which go to MLflow params): a checkpoint alone then
-    # predicts on raw input, and they reach the model's spec as spec.extra["assets"].
+    # the checkpoint, not in hparams: a checkpoint alone then predicts on raw input, and they
+    # reach the model's spec as spec.extra["assets"].
     def setup(self, stage: str) -> None:
         names = self.hparams.meta.get("assets", [])
         dm = getattr(self.trainer, "datamodule", None)
         if names and not self.assets and dm is not None:
-            from nnlab.data.prepare import split_dir
-            from nnlab.files import read_json
-
-            folder = split_dir(dm.dataset_name, dm.root)
-            self.set_assets({name: read_json(folder / name) for name in names})
+            self.set_assets(dm.assets(names))
 
     def set_assets(self, assets: dict[str, Any]) -> None:
         from dataclasses import replace
@@ -102,32 +127,24 @@ class Classifier(L.LightningModule):
             self.set_assets(checkpoint["nnlab_assets"])
 
     # ----------------------------------------------------------------------- forward
-    def inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """Model inputs from a batch: uint8 images are scaled to [0, 1] here, on the device."""
-        x = batch["x"]
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
-            if self.hparams.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-        return (x, batch["len"]) if "len" in batch else (x,)
-
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.net(*inputs)
+
+    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self(*scale_inputs(batch, self.hparams.channels_last))
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.binary:
             return F.binary_cross_entropy_with_logits(logits.squeeze(-1).float(), y.float())
         return F.cross_entropy(logits.float(), y)
 
-    def predictions(self, logits: torch.Tensor) -> torch.Tensor:
-        return probabilities(logits).argmax(-1)
-
-    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        if "features" in batch:  # the net's frozen base already ran (nnlab.features)
-            logits = self.net.head(batch["features"].float())
-        else:
-            logits = self(*self.inputs(batch))
-        return self.loss(logits, batch["y"]), logits
+    def _step(self, batch: dict[str, torch.Tensor], acc, loss_metric) -> tuple:
+        logits = self.logits(batch)
+        loss = self.loss(logits, batch["y"])
+        pred = probabilities(logits.detach()).argmax(-1)
+        acc.update(pred, batch["y"])
+        loss_metric.update(loss.detach(), weight=len(batch["y"]))
+        return loss, logits, pred
 
     # ----------------------------------------------------------------------- loops
     def on_train_start(self) -> None:
@@ -143,11 +160,7 @@ class Classifier(L.LightningModule):
                 group["lr"] = group["unfrozen_lr"] if unfrozen else 0.0
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, logits = self._step(batch)
-        n = len(batch["y"])
-        self.train_loss.update(loss.detach(), weight=n)
-        self.train_acc.update(self.predictions(logits.detach()), batch["y"])
-        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        loss, _, _ = self._step(batch, self.train_acc, self.train_loss)
         return loss
 
     def _log_train_epoch(self) -> None:
@@ -155,7 +168,6 @@ class Classifier(L.LightningModule):
             return
         self.log("train/loss", self.train_loss.compute())
         self.log("train/acc", self.train_acc.compute(), prog_bar=True)
-        self.log("train/lr", max(g["lr"] for g in self.optimizers().param_groups))
         self.train_loss.reset()
         self.train_acc.reset()
 
@@ -163,9 +175,7 @@ class Classifier(L.LightningModule):
         self._log_train_epoch()  # only when no validation ran this epoch
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss, logits = self._step(batch)
-        self.val_loss.update(loss, weight=len(batch["y"]))
-        self.val_acc.update(self.predictions(logits), batch["y"])
+        self._step(batch, self.val_acc, self.val_loss)
 
     def on_validation_epoch_end(self) -> None:
         acc = self.val_acc.compute()
@@ -181,11 +191,30 @@ class Classifier(L.LightningModule):
         self.val_acc_best.update(acc)
         self.log("val/acc_best", self.val_acc_best.compute())
 
+    def on_test_epoch_start(self) -> None:
+        self.test_probs = []
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        _, logits, pred = self._step(batch, self.test_acc, self.test_loss)
+        self.test_per_class.update(pred, batch["y"])
+        self.test_confusion.update(pred, batch["y"])
+        self.test_probs.append(probabilities(logits).cpu())
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/acc", self.test_acc.compute())
+        self.log("test/loss", self.test_loss.compute())
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return probabilities(self.logits(batch))
+
     # ----------------------------------------------------------------------- optimizer
     def param_groups(self) -> list[dict[str, Any]]:
-        """Parameter groups for the optimizer; a net may define its own ``param_groups``."""
+        """Parameter groups for the optimizer; a net may define its own (NetHooks)."""
         if hasattr(self.net, "param_groups"):
-            return self.net.param_groups(self.hparams.lr, self.hparams.finetune or {})
+            from nnlab.config import FinetuneConfig
+
+            finetune = FinetuneConfig(**(self.hparams.finetune or {}))
+            return self.net.param_groups(self.hparams.lr, finetune)
         return [{"params": [p for p in self.net.parameters() if p.requires_grad]}]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -201,3 +230,19 @@ def count_parameters(net: nn.Module) -> tuple[int, int]:
     total = sum(p.numel() for p in net.parameters())
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     return total, trainable
+
+
+def inference_trainer(params: Any) -> L.Trainer:
+    """A Trainer for test, predict and feature extraction: the training's accelerator and
+    precision on ONE device (a DistributedSampler would pad the test set with duplicates)."""
+    kwargs = params.trainer.kwargs()
+    return L.Trainer(
+        accelerator=kwargs.get("accelerator", "auto"),
+        devices=1,
+        num_nodes=1,
+        precision=kwargs.get("precision", "32-true"),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )

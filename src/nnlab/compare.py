@@ -1,4 +1,8 @@
-"""Compare: one table of every experiment -> reports/comparison.{md,csv,png}, printed."""
+"""Compare: one table of every experiment -> reports/comparison.{md,csv,png}, printed.
+
+Reads only the evaluate stage's JSON files (no torch): the numbers keep their names
+(``test/acc``, ``val/acc_best``, ...), the same as in metrics.json and MLflow.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,13 @@ import io
 from pathlib import Path
 from typing import Any
 
+from nnlab import paths
 from nnlab.config import Params
 from nnlab.files import atomic_file, read_json
 
 COLUMNS = [
-    "experiment", "dataset", "model", "params", "epochs", "test/acc", "test/loss",
-    "best val/acc", "train s", "data source", "pretrained", "run id",
+    "experiment", "dataset", "model", "params", "epochs_run", "test/acc", "test/loss",
+    "val/acc_best", "train_seconds", "data source", "pretrained", "run id",
 ]
 
 
@@ -25,25 +30,27 @@ def pretrained_cell(pretrained: dict[str, str] | None) -> str:
     return str(pretrained.get("backbone", "?"))
 
 
-def _row(name: str, root: Path) -> dict[str, Any] | None:
-    from nnlab.evaluate import REPORT_ROOT
+def _number(value: Any, digits: int) -> str:
+    return "-" if value is None else f"{float(value):.{digits}f}"
 
-    report = root / REPORT_ROOT / name
-    if not (report / "metrics.json").is_file() or not (report / "run.json").is_file():
+
+def _row(name: str, root: Path) -> dict[str, Any] | None:
+    report = paths.report_dir(name, root)
+    if not (report / paths.METRICS).is_file() or not (report / paths.RECEIPT).is_file():
         return None
-    m = read_json(report / "metrics.json")
-    run = read_json(report / "run.json")
+    m = read_json(report / paths.METRICS)
+    run = read_json(report / paths.RECEIPT)
     source = run.get("data_source", "?")
     return {
         "experiment": name,
         "dataset": run["dataset"],
         "model": run["model"],
         "params": f"{run['params_total']:,}",
-        "epochs": m.get("epochs_run", "?"),
-        "test/acc": f"{m['test/acc']:.4f}",
-        "test/loss": f"{m['test/loss']:.4f}",
-        "best val/acc": f"{m.get('best_val_acc') or float('nan'):.4f}",
-        "train s": f"{m.get('train_seconds') or 0:.1f}",
+        "epochs_run": m.get("epochs_run", "?"),
+        "test/acc": _number(m["test/acc"], 4),
+        "test/loss": _number(m["test/loss"], 4),
+        "val/acc_best": _number(m.get("val/acc_best"), 4),
+        "train_seconds": _number(m.get("train_seconds"), 1),
         "data source": source if source == "remote" else f"**{source}**",
         "pretrained": pretrained_cell(run.get("pretrained")),
         "run id": str(run.get("run_id", ""))[:12],
@@ -56,9 +63,35 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def compare(params: Params, root: Path = Path(".")) -> str:
-    from nnlab.viz import comparison_chart
+def comparison_chart(rows: list[dict[str, Any]], out: Path) -> None:
+    """Bar chart of test accuracy per experiment; offline substitutes hatched."""
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["experiment"] for r in rows]
+    accs = [float(r["test/acc"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(rows) + 2), 4))
+    bars = ax.bar(names, accs, color="tab:blue")
+    for bar, r in zip(bars, rows, strict=True):
+        if str(r["data source"]).startswith("**") or str(r.get("pretrained", "")).startswith("**"):
+            bar.set_hatch("//")
+            bar.set_alpha(0.6)
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{bar.get_height():.3f}",
+                ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test/acc")
+    ax.set_title("nnlab: test accuracy by experiment\n(hatched = offline substitute data or "
+                 "pretrained backbone)", fontsize=10)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    fig.tight_layout()
+    with atomic_file(out, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
+    plt.close(fig)
+
+
+def compare(params: Params, root: Path = Path(".")) -> str:
     root = Path(root)
     rows = [r for name in params.experiments if (r := _row(name, root)) is not None]
     missing = [n for n in params.experiments if n not in {r["experiment"] for r in rows}]
@@ -71,7 +104,7 @@ def compare(params: Params, root: Path = Path(".")) -> str:
                  "were unreachable): those results are not the requested model's.\n")
     if missing:
         text += f"\nNot evaluated yet: {', '.join(missing)}\n"
-    out = root / "reports"
+    out = root / paths.COMPARISON
     with atomic_file(out / "comparison.md", "w") as fh:
         fh.write(text)
     buf = io.StringIO()

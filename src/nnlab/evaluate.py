@@ -1,34 +1,35 @@
-"""Evaluate: the best checkpoint on the test split.
+"""Evaluate: ``trainer.test`` on the best checkpoint, on the training's accelerator.
 
-Writes ``reports/<experiment>/``: ``metrics.json`` (DVC metrics: test/acc, test/loss, per-class
-precision/recall/F1), ``confusion.csv`` and ``history.csv`` (DVC plot data), and PNGs
-(confusion matrix, learning curves, misclassified test samples, plus whatever the model
-family's pictures add). All of it is logged into the training's MLflow run.
+Writes ``reports/experiments/<experiment>/``: ``metrics.json`` (the DVC metrics, headline
+numbers only: test/acc, test/loss, val/acc_best, epochs_run, train_seconds),
+``per_class.json`` (precision/recall/F1/support per class), ``confusion.csv`` and
+``history.csv`` (DVC plot data), ``run.json`` (what the comparison reads) and PNGs (learning
+curves, confusion matrix, misclassified test samples, and for conv nets feature maps, filter
+patterns and Grad-CAM). All of it is logged into the training's MLflow run.
 """
 
 from __future__ import annotations
 
 import csv
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from nnlab import tracking, viz
-from nnlab.classifier import Classifier, count_parameters, probabilities
-from nnlab.config import Params
-from nnlab.data.datamodule import ArrayDataset
+from nnlab import paths, tracking, viz
+from nnlab.classifier import Classifier, count_parameters, inference_trainer, scale_inputs
+from nnlab.config import Params, check_experiment
+from nnlab.data.datamodule import ArrayDataModule, ArrayDataset
 from nnlab.data.prepare import load_arrays
 from nnlab.data.sources import info
 from nnlab.files import atomic_dir, atomic_file, write_json
-from nnlab.train import MODEL_ROOT
-
-REPORT_ROOT = Path("reports/experiments")
 
 
 def load_classifier(checkpoint: Path) -> Classifier:
+    """The model a checkpoint holds, rebuilt from its hyperparameters (nothing fetched)."""
     if not checkpoint.is_file():
         raise FileNotFoundError(
             f"{checkpoint}: no checkpoint; run `dvc repro train@{checkpoint.parent.name}` first"
@@ -40,50 +41,9 @@ def load_classifier(checkpoint: Path) -> Classifier:
     return model.eval()
 
 
-@torch.inference_mode()
-def predict_arrays(
-    model: Classifier, arrays: dict[str, np.ndarray], batch_size: int = 256
-) -> tuple[np.ndarray, float]:
-    """Class probabilities (N, C) for a split, and the mean loss."""
-    data = ArrayDataset(arrays)
-    probs, loss_sum = [], 0.0
-    for start in range(0, len(data), batch_size):
-        batch = data.__getitems__(list(range(start, min(start + batch_size, len(data)))))
-        logits = model(*model.inputs(batch))
-        loss_sum += float(model.loss(logits, batch["y"])) * len(batch["y"])
-        probs.append(probabilities(logits).numpy())
-    return np.concatenate(probs), loss_sum / max(len(data), 1)
-
-
-def classification_metrics(
-    y: np.ndarray, pred: np.ndarray, classes: list[str]
-) -> tuple[dict[str, Any], np.ndarray]:
-    k = len(classes)
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (y, pred), 1)
-    per_class = {}
-    for i, name in enumerate(classes):
-        tp = cm[i, i]
-        precision = tp / cm[:, i].sum() if cm[:, i].sum() else 0.0
-        recall = tp / cm[i, :].sum() if cm[i, :].sum() else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {
-            "precision": round(float(precision), 4),
-            "recall": round(float(recall), 4),
-            "f1": round(float(f1), 4),
-            "support": int(cm[i, :].sum()),
-        }
-    return per_class, cm
-
-
 def write_text_examples(
-    arrays: dict[str, np.ndarray],
-    y: np.ndarray,
-    probs: np.ndarray,
-    classes: list[str],
-    assets: dict[str, Any],
-    out: Path,
-    per_class: int = 3,
+    arrays: dict[str, np.ndarray], y: np.ndarray, probs: np.ndarray, classes: list[str],
+    assets: dict[str, Any], out: Path, per_class: int = 3,
 ) -> None:
     """A few test texts per class plus the most confidently wrong ones, with probabilities,
     decoded with the vocabulary the model carries (what the model read: <unk> for unknowns)."""
@@ -107,59 +67,82 @@ def write_text_examples(
         fh.write("\n".join(lines))
 
 
+def _per_class(model: Classifier, classes: list[str]) -> dict[str, dict[str, float]]:
+    values = {k: v.cpu().tolist() for k, v in model.test_per_class.compute().items()}
+    support = model.test_confusion.compute().sum(1).cpu().tolist()
+    return {c: {**{k: round(float(v[i]), 4) for k, v in values.items()},
+                "support": int(support[i])} for i, c in enumerate(classes)}
+
+
+def _pictures(params: Params, name: str, model: Classifier, test: dict[str, np.ndarray],
+              y: np.ndarray, probs: np.ndarray, figures: Path, root: Path) -> None:
+    exp = params.experiment(name)
+    classes = list(model.spec.classes)
+    cm = model.test_confusion.compute().cpu().numpy()
+    viz.confusion_matrix(cm, classes, figures / "confusion_matrix.png", name)
+    if model.spec.kind != "image":
+        return
+    viz.misclassified(test, y, probs, classes, figures / "misclassified.png")
+    picks = viz.sample_indices(y, n=6)
+    (x,) = scale_inputs(ArrayDataset({"x": test["x"]}).__getitems__(picks))
+    viz.model_pictures(model.net.float(), x, y[picks], classes, figures, seed=params.seed)
+    if exp.augment:  # what the training batches looked like
+        from nnlab.data.augment import build_augment
+
+        train_x = load_arrays(exp.dataset, "train", root)["x"]
+        viz.augmented_samples(train_x, build_augment(exp.augment, params.seed, rank=0),
+                              figures / "augmented_samples.png")
+
+
 def evaluate(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     exp = params.experiment(name)
     root = Path(root)
-    model_dir = root / MODEL_ROOT / name
+    check_experiment(params, name)
+    model_dir = paths.model_dir(name, root)
     receipt = tracking.read_receipt(model_dir)
-    model = load_classifier(model_dir / "best.ckpt")
+    best = model_dir / paths.BEST
+    model = load_classifier(best)
+    dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
+    # the training's callbacks are not needed to score the weights ckpt_path restores
+    warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
+    inference_trainer(params).test(model, datamodule=dm, ckpt_path=str(best), verbose=False)
+    model = model.cpu()
     test = load_arrays(exp.dataset, "test", root)
     y = np.asarray(test["y"])
-    probs, loss = predict_arrays(model, test, batch_size=max(exp.batch_size, 64))
-    pred = probs.argmax(1)
+    probs = torch.cat(model.test_probs).numpy()
     classes = list(model.spec.classes)
-    per_class, cm = classification_metrics(y, pred, classes)
     metrics = {
-        "test/acc": round(float((pred == y).mean()), 4),
-        "test/loss": round(loss, 4),
-        "test/n": len(y),
+        "test/acc": round(float(model.test_acc.compute()), 4),
+        "test/loss": round(float(model.test_loss.compute()), 4),
+        "val/acc_best": receipt.get("val/acc_best"),
         "epochs_run": receipt.get("epochs_run"),
-        "best_val_acc": receipt.get("best_val_acc"),
         "train_seconds": receipt.get("train_seconds"),
-        "per_class": per_class,
     }
-    out = root / REPORT_ROOT / name
+    out = paths.report_dir(name, root)
     with atomic_dir(out) as tmp:
-        write_json(tmp / "metrics.json", metrics)
-        with atomic_file(tmp / "confusion.csv", "w") as fh:
+        write_json(tmp / paths.METRICS, metrics)
+        write_json(tmp / paths.PER_CLASS, _per_class(model, classes))
+        pred = probs.argmax(1)
+        with atomic_file(tmp / paths.CONFUSION, "w") as fh:
             w = csv.writer(fh)
             w.writerow(["actual", "predicted"])
             w.writerows([classes[a], classes[p]] for a, p in zip(y, pred, strict=True))
-        if (model_dir / "history.csv").is_file():
-            shutil.copy(model_dir / "history.csv", tmp / "history.csv")
-        figures = tmp / "figures"
+        figures = tmp / paths.FIGURES
         figures.mkdir()
-        if (model_dir / "history.csv").is_file():
-            viz.learning_curves(tmp / "history.csv", figures / "learning_curves.png", name)
-        viz.confusion_matrix(cm, classes, figures / "confusion_matrix.png", name)
-        viz.misclassified(test, y, probs, classes, figures / "misclassified.png", model.spec)
-        viz.model_pictures(model, test, figures, root)
-        if exp.augment:  # what the training batches looked like
-            from nnlab.data.augment import build_augment
-
-            train_x = load_arrays(exp.dataset, "train", root)["x"]
-            viz.augmented_samples(train_x, build_augment(exp.augment, params.seed, rank=0),
-                                  figures / "augmented_samples.png")
+        if (model_dir / paths.HISTORY).is_file():
+            shutil.copy(model_dir / paths.HISTORY, tmp / paths.HISTORY)
+            viz.learning_curves(tmp / paths.HISTORY, figures / "learning_curves.png", name)
+        _pictures(params, name, model, test, y, probs, figures, root)
         if model.spec.kind == "text":
             write_text_examples(test, y, probs, classes, model.assets, tmp / "examples.md")
         for asset, obj in model.assets.items():  # what the checkpoint carries, e.g. vocab.json
             write_json(tmp / "assets" / asset, obj)
-        total, _ = count_parameters(model.net)
-        write_json(tmp / "run.json", {
+        write_json(tmp / paths.RECEIPT, {
             "experiment": name,
             "dataset": exp.dataset,
             "model": exp.model,
-            "params_total": total,
+            "params_total": count_parameters(model.net)[0],
+            "test_samples": len(y),
             "data_source": receipt.get("data_source", "unknown"),
             "pretrained": receipt.get("pretrained"),  # which pretrained weights, if any
             "run_id": receipt["run_id"],
@@ -171,6 +154,6 @@ def evaluate(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any
         artifact_path="evaluation",
         root=root,
     )
-    info(f"evaluate@{name}: test/acc {metrics['test/acc']:.4f}, test/loss {loss:.4f} -> {out}")
+    info(f"evaluate@{name}: test/acc {metrics['test/acc']:.4f}, "
+         f"test/loss {metrics['test/loss']:.4f} -> {out}")
     return metrics
-

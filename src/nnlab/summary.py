@@ -1,11 +1,20 @@
-"""Keras-style model summary: layer, output shape, parameter count, then the totals."""
+"""Keras-style model summary: layer, output shape, parameter count, then the totals.
+
+``nnlab summary <experiment>`` needs nothing but params.yaml: the input shape comes from the
+split's meta.json when the data exists (the size really used, e.g. by an offline substitute),
+else from the dataset's params. A head trained on a frozen base's features is shown with that
+base in front of it, as it runs on a photo.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from nnlab.spec import DataSpec
+from nnlab import paths
+from nnlab.spec import DataSpec, spec_from_meta
 
 
 def example_inputs(spec: DataSpec, batch: int = 1) -> tuple[torch.Tensor, ...]:
@@ -88,3 +97,41 @@ def summary_text(net: nn.Module, spec: DataSpec, title: str = "") -> str:
         "_" * width,
     ]
     return "\n".join(lines)
+
+
+def dataset_spec(params, dataset: str, root: Path = Path(".")) -> DataSpec:
+    """The spec of a split: its meta.json when prepared, else what params say it will be.
+    For a features cache, ``extra`` holds its base (random weights: shapes only) and the
+    spec of the images it reads."""
+    from nnlab.files import read_json
+
+    file = paths.split_dir(dataset, root) / paths.META
+    meta = read_json(file) if file.is_file() else None
+    if dataset in params.features:
+        from nnlab.models.backbones import base_output_shape, build_base
+
+        cfg = params.features[dataset]
+        image = dataset_spec(params, cfg.from_, root)
+        backbone = (meta or {}).get("derived", {}).get("backbone", cfg.backbone)  # as used
+        base, _ = build_base(backbone, pool=cfg.pool, weights="none",
+                             input_shape=image.input_shape)
+        shape = tuple(base_output_shape(base, image.input_shape))
+        return DataSpec("features", shape, image.classes, extra={"base": base, "image": image})
+    if meta is not None:
+        return spec_from_meta(meta)
+    from nnlab.data import dataset_module
+
+    return dataset_module(dataset).spec(params.dataset(dataset))
+
+
+def summarize(params, name: str, root: Path = Path(".")) -> str:
+    """The summary of an experiment's net, from params alone (nothing downloaded)."""
+    from nnlab.models.registry import build_model, loading_checkpoint
+
+    exp = params.experiment(name)
+    with loading_checkpoint():  # shapes and counts only: no weight download
+        spec = dataset_spec(params, exp.dataset, root)
+        net = build_model(exp.model, spec, dict(exp.model_options))
+    if spec.kind == "features":  # as it runs on a photo: the frozen base, then the head
+        return summary_text(nn.Sequential(spec.extra["base"], net), spec.extra["image"], name)
+    return summary_text(net, spec, name)

@@ -101,6 +101,13 @@ def read_receipt(model_dir: Path) -> dict[str, Any]:
     return read_json(path)
 
 
+def receipt_or_empty(model_dir: Path) -> dict[str, Any]:
+    try:
+        return read_receipt(model_dir)
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
 def client(receipt: dict[str, Any] | None = None, root: Path = Path(".")):
     from mlflow.tracking import MlflowClient
 

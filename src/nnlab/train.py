@@ -2,39 +2,47 @@
 
 Outputs (``models/<experiment>/``, a persistent DVC out so a killed run can resume):
 ``best.ckpt`` (by ``val/acc``), ``last.ckpt``, ``history.csv`` (one row per epoch),
-``summary.txt`` and ``run.json`` (the MLflow receipt). Under DDP only global rank 0 writes
-files or MLflow records; Lightning launches the other ranks from the same command, and they
-read params.yaml themselves.
+``summary.txt`` and ``run.json`` (the receipt tying the checkpoint to its MLflow run).
+
+Nothing in ``models/<experiment>/`` changes until the run has really started: params, data,
+net, augmentation and Trainer are all built and checked first, and the folder of an earlier
+run is only cleared when the first training epoch begins (:class:`StartRun`). A run that
+fails before that (a bad value, missing data, Ctrl-C during set-up) leaves it as it was.
+Under DDP only global rank 0 writes files or MLflow records; Lightning launches the other
+ranks from the same command, and they read params.yaml themselves.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import sys
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    Timer,
+)
 
-from nnlab import tracking
+from nnlab import paths, tracking
 from nnlab.classifier import Classifier
-from nnlab.config import Params
+from nnlab.config import Params, check_experiment
 from nnlab.data.datamodule import ArrayDataModule
-from nnlab.data.prepare import split_dir
 from nnlab.data.sources import info
-from nnlab.features import training_features
+from nnlab.files import atomic_file
 from nnlab.summary import summary_text
 
-MODEL_ROOT = Path("models")
-# run.json and summary.txt are written before the first checkpoint: expected, not a problem
-warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc", "train/lr")
+HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
+
+
+class TrainingError(RuntimeError):
+    """A training ended without producing what it promises (no best checkpoint)."""
 
 
 class History(Callback):
@@ -66,8 +74,6 @@ class History(Callback):
         self.rows = list(state.get("rows", []))
 
     def write(self, path: Path) -> None:
-        from nnlab.files import atomic_file
-
         with atomic_file(path, "w") as fh:
             writer = csv.DictWriter(fh, fieldnames=["epoch", *HISTORY_KEYS], restval="")
             writer.writeheader()
@@ -75,15 +81,46 @@ class History(Callback):
                 writer.writerow(row)
 
 
-def is_global_zero_env() -> bool:
-    """Rank 0 before the Trainer exists (DDP children get RANK/LOCAL_RANK/NODE_RANK)."""
-    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+class StartRun(Callback):
+    """When the first training epoch begins (everything built, sanity check passed): clear
+    an earlier run's outputs (unless resuming) and write the RUNNING receipt and summary."""
+
+    def __init__(self, model_dir: Path, receipt: dict[str, Any], summary: str, fresh: bool):
+        self.model_dir, self.receipt, self.summary, self.fresh = model_dir, receipt, summary, fresh
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        if self.fresh and self.model_dir.exists():
+            shutil.rmtree(self.model_dir)
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        self.receipt["run_id"] = trainer.logger.run_id
+        self.receipt["experiment_id"] = trainer.logger.experiment_id
+        tracking.write_receipt(self.model_dir, self.receipt)
+        (self.model_dir / paths.SUMMARY).write_text(self.summary + "\n")
+
+
+def build_classifier(params: Params, name: str, meta: dict[str, Any], phash: str) -> Classifier:
+    exp = params.experiment(name)
+    return Classifier(
+        model=exp.model,
+        meta=meta,
+        model_options=dict(exp.model_options),
+        optimizer=exp.optimizer,
+        lr=exp.lr,
+        weight_decay=exp.weight_decay,
+        momentum=exp.momentum,
+        channels_last=exp.channels_last,
+        finetune=exp.finetune.model_dump() if exp.finetune else None,
+        experiment=name,
+        params_hash=phash,
+    )
 
 
 def resumable_checkpoint(model_dir: Path, phash: str) -> Path | None:
     """``last.ckpt`` of an interrupted run with the same params, else None."""
-    last = model_dir / "last.ckpt"
-    if not last.is_file() or ((model_dir / tracking.RECEIPT).is_file() and _finished(model_dir)):
+    last = model_dir / paths.LAST
+    if not last.is_file() or tracking.receipt_or_empty(model_dir).get("status") == "FINISHED":
         return None
     try:
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
@@ -94,142 +131,88 @@ def resumable_checkpoint(model_dir: Path, phash: str) -> Path | None:
     return last
 
 
-def _finished(model_dir: Path) -> bool:
-    try:
-        return tracking.read_receipt(model_dir).get("status") == "FINISHED"
-    except (FileNotFoundError, ValueError):
-        return False
+def _callbacks(params: Params, name: str, model_dir: Path) -> list[Callback]:
+    exp = params.experiment(name)
+    callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=model_dir, filename="best", monitor="val/acc", mode="max",
+                        save_last=True, auto_insert_metric_name=False,
+                        enable_version_counter=False),
+        History(),
+        Timer(),  # its elapsed time is kept in last.ckpt: a resumed run adds to it
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
+    if exp.patience is not None:
+        callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=exp.patience))
+    return callbacks
 
 
-def build_trainer(params: Params, max_epochs: int, **kwargs: Any) -> L.Trainer:
-    t = params.trainer
-    extra: dict[str, Any] = {}
-    if t.limit_batches is not None:
-        extra = {"limit_train_batches": t.limit_batches, "limit_val_batches": t.limit_batches}
-    return L.Trainer(
-        accelerator=t.accelerator,
-        devices=t.devices,
-        strategy=t.strategy,
-        num_nodes=t.num_nodes,
-        precision=t.precision,
-        deterministic=t.deterministic,
-        log_every_n_steps=t.log_every_n_steps,
-        max_epochs=max_epochs,
-        **extra,
-        **kwargs,
-    )
+def _callback(trainer: L.Trainer, kind: type) -> Any:
+    return next(c for c in trainer.callbacks if isinstance(c, kind))
 
 
 def train(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     """Fit one experiment; returns the run receipt (on rank 0)."""
     exp = params.experiment(name)
     root = Path(root)
-    split_dir(exp.dataset, root)  # says which stage to run if the data is missing
-    model_dir = root / MODEL_ROOT / name
+    model_dir = paths.model_dir(name, root)
+    check_experiment(params, name)  # augmentation, Trainer values, devices: before anything
     flat = params.flat(name)
     phash = tracking.params_hash(flat)
 
-    L.seed_everything(params.seed, workers=True)
-    dm = ArrayDataModule(exp.dataset, exp, params.trainer, params.seed, root)
-    model = Classifier(
-        model=exp.model,
-        meta=dm.meta,
-        model_options=exp.model_options,
-        optimizer=exp.optimizer,
-        lr=exp.lr,
-        weight_decay=exp.weight_decay,
-        momentum=exp.momentum,
-        channels_last=params.trainer.channels_last,
-        finetune=exp.finetune,
-        experiment=name,
-        params_hash=phash,
-    )
-    if exp.init_from:
-        init_weights(model, root / MODEL_ROOT / exp.init_from / "best.ckpt")
-    features = training_features(name, exp, model.net, root)
-    if features is not None:  # the frozen base already ran once: the head trains on its outputs
-        dm.features_dir = features
-        info(f"train@{name}: training the head on the frozen base's cached features {features}")
-    pretrained = dict(getattr(model.net, "provenance", {}))  # a pretrained base: which weights
-
+    L.seed_everything(params.seed, workers=True, verbose=False)
+    dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
+    model = build_classifier(params, name, dm.meta, phash)
     resume = resumable_checkpoint(model_dir, phash)
-    run_id = None
-    if resume is not None:
-        run_id = _receipt_or_empty(model_dir).get("run_id")
-        info(f"train@{name}: resuming from {resume}")
-    elif is_global_zero_env() and model_dir.exists():
-        shutil.rmtree(model_dir)
-    if is_global_zero_env():
-        model_dir.mkdir(parents=True, exist_ok=True)
-
+    receipt = tracking.receipt_or_empty(model_dir) if resume else {}
     source = dm.meta.get("source", "unknown")
+    pretrained = dict(getattr(model.net, "provenance", {})) or dm.meta.get("pretrained") or {}
     tags = tracking.run_tags(name, exp.dataset, source, root)
-    tags.update({f"pretrained.{key}": value for key, value in pretrained.items()})
-    logger = tracking.make_logger(name, exp.dataset, tags, root, run_id)
-    history = History()
-    callbacks: list[Callback] = [
-        ModelCheckpoint(
-            dirpath=model_dir,
-            filename="best",
-            monitor="val/acc",
-            mode="max",
-            save_last=True,
-            auto_insert_metric_name=False,
-            enable_version_counter=False,
-        ),
-        history,
-    ]
-    if exp.patience is not None:
-        callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=exp.patience))
-    if params.trainer.progress_bar:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(leave=True))
-    trainer = build_trainer(
-        params,
-        exp.epochs,
+    tags.update({f"pretrained.{key}": str(value) for key, value in pretrained.items()})
+    logger = tracking.make_logger(name, exp.dataset, tags, root, receipt.get("run_id"))
+    receipt.update(experiment=name, dataset=exp.dataset, params_hash=phash, data_source=source,
+                   status="RUNNING", **({"pretrained": pretrained} if pretrained else {}))
+    callbacks = _callbacks(params, name, model_dir)
+    callbacks.append(StartRun(model_dir, receipt, summary_text(model.net, model.spec, name),
+                              fresh=resume is None))
+    trainer = L.Trainer(
+        **params.trainer.kwargs(),
+        max_epochs=exp.epochs,
         logger=logger,
         callbacks=callbacks,
-        enable_progress_bar=params.trainer.progress_bar,
         enable_model_summary=False,
         default_root_dir=str(model_dir),
     )
-    receipt: dict[str, Any] = {}
+    if resume is not None:
+        info(f"train@{name}: resuming from {resume}")
     if trainer.is_global_zero:
-        receipt = {
-            "experiment": name,
-            "dataset": exp.dataset,
-            "run_id": logger.run_id,
-            "experiment_id": logger.experiment_id,
-            "tracking_uri": tracking.tracking_uri(root),
-            "params_hash": phash,
-            "data_source": source,
-            "status": "RUNNING",
-        }
-        if pretrained:
-            receipt["pretrained"] = pretrained
-        if features is not None:
-            receipt["trained_on"] = str(features.relative_to(root))
-        tracking.write_receipt(model_dir, receipt)
         logger.log_hyperparams(flat)
-        (model_dir / "summary.txt").write_text(summary_text(model.net, model.spec, name) + "\n")
-
-    t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm, ckpt_path=str(resume) if resume else None)
-    seconds = time.perf_counter() - t0
     if trainer.interrupted:
-        info(f"train@{name}: interrupted; {model_dir / 'last.ckpt'} kept, rerun to resume")
+        if (model_dir / paths.LAST).is_file():
+            info(f"train@{name}: interrupted; {model_dir / paths.LAST} kept, rerun to resume")
         sys.exit(130)
     if not trainer.is_global_zero:
         return {}
+    return _finish(trainer, params, name, model_dir, receipt, root)
 
-    history.write(model_dir / "history.csv")
+
+def _finish(
+    trainer: L.Trainer, params: Params, name: str, model_dir: Path, receipt: dict[str, Any],
+    root: Path,
+) -> dict[str, Any]:
+    """Write history and the FINISHED receipt, and attach the outputs to the MLflow run."""
+    exp = params.experiment(name)
+    if not (model_dir / paths.BEST).is_file():
+        trainer.logger.finalize("failed")  # never FINISHED without a checkpoint
+        raise TrainingError(f"train@{name}: no {paths.BEST} was written (no validation "
+                            f"batch ran? check the val split and limit_val_batches)")
+    _callback(trainer, History).write(model_dir / paths.HISTORY)
+    best = _callback(trainer, ModelCheckpoint).best_model_score
     receipt.update(
         status="FINISHED",
         epochs_run=trainer.current_epoch,
-        train_seconds=round(seconds + float(receipt.get("train_seconds", 0) or 0), 2),
-        best_checkpoint=str((model_dir / "best.ckpt").relative_to(root)),
-        best_val_acc=_metric(trainer, "val/acc_best"),
+        train_seconds=round(_callback(trainer, Timer).time_elapsed("train"), 2),
+        **{"val/acc_best": round(float(best), 4) if best is not None else None},
         early_stopped=bool(exp.patience and trainer.current_epoch < exp.epochs),
         devices=trainer.num_devices,
         num_nodes=trainer.num_nodes,
@@ -239,46 +222,11 @@ def train(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     tracking.write_receipt(model_dir, receipt)
     tracking.log_to_run(
         receipt,
-        metrics={"train_seconds": receipt["train_seconds"], "epochs_run": trainer.current_epoch},
-        artifacts=[
-            model_dir / "summary.txt",
-            model_dir / "history.csv",
-            split_dir(exp.dataset, root) / "manifest.json",
-            model_dir / "best.ckpt",
-        ],
+        metrics={"train_seconds": receipt["train_seconds"], "epochs_run": receipt["epochs_run"]},
+        artifacts=[model_dir / paths.SUMMARY, model_dir / paths.HISTORY,
+                   paths.split_dir(exp.dataset, root) / paths.MANIFEST, model_dir / paths.BEST],
         root=root,
     )
-    info(
-        f"train@{name}: {receipt['epochs_run']} epochs in {receipt['train_seconds']:.1f}s, "
-        f"best val/acc {receipt['best_val_acc']:.4f}, run {receipt['run_id']}"
-    )
+    info(f"train@{name}: {receipt['epochs_run']} epochs in {receipt['train_seconds']:.1f}s, "
+         f"best val/acc {receipt['val/acc_best']}, run {receipt['run_id']}")
     return receipt
-
-
-def _metric(trainer: L.Trainer, key: str) -> float:
-    value = trainer.callback_metrics.get(key)
-    return float(value) if value is not None else float("nan")
-
-
-def _receipt_or_empty(model_dir: Path) -> dict[str, Any]:
-    try:
-        return tracking.read_receipt(model_dir)
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-def init_weights(model: Classifier, checkpoint: Path) -> None:
-    """Start from another experiment's best weights (same architecture)."""
-    if not checkpoint.is_file():
-        raise FileNotFoundError(
-            f"{checkpoint}: init_from needs that experiment trained first "
-            f"(`dvc repro train@{checkpoint.parent.name}`)"
-        )
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    net_state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    missing, unexpected = model.net.load_state_dict(net_state, strict=False)
-    if unexpected or missing:
-        raise ValueError(
-            f"{checkpoint}: weights do not fit experiment {model.hparams.experiment!r} "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )

@@ -1,9 +1,11 @@
-"""One LightningDataModule over the prepared split arrays, for every dataset.
+"""One LightningDataModule over prepared split arrays, for every dataset (derived ones too).
 
 The dataset fetches whole batches (``__getitems__``): one fancy-index into the memory-mapped
 arrays per batch instead of one Python call per sample, which keeps the loader as fast as a
 bare loop over tensors. Images stay uint8 until they reach the device (the Classifier scales
-them), so workers and host-to-device copies move a quarter of the bytes.
+them), so workers and host-to-device copies move a quarter of the bytes. A derived dataset
+(a frozen base's outputs, ``features@<cache>``) is just another split: float16 vectors in
+``{split}_x.npy``; nothing here knows about caches.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nnlab.config import ExperimentConfig, TrainerConfig
+from nnlab.config import ExperimentConfig, LoaderConfig
 from nnlab.data.prepare import load_arrays, load_meta
+from nnlab.files import read_json
+from nnlab.paths import split_dir
 from nnlab.spec import spec_from_meta
+
+SPLITS = ("train", "val", "test")
 
 
 class ArrayDataset(Dataset):
@@ -31,7 +37,7 @@ class ArrayDataset(Dataset):
         self.transform = transform
 
     def __len__(self) -> int:
-        return len(self.arrays["y"])
+        return len(self.arrays["x"])
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices)
@@ -41,18 +47,14 @@ class ArrayDataset(Dataset):
             values = np.empty((len(idx), *arr.shape[1:]), dtype=arr.dtype)
             values[order] = arr[idx[order]]
             batch[key] = values
-        if "features" in batch:  # a frozen base's cached outputs (nnlab.features), not images
-            return {"features": torch.from_numpy(batch["features"]),
-                    "y": torch.from_numpy(batch["y"].astype(np.int64))}
-        x = batch["x"]
+        x = batch.pop("x")
         if self.transform is not None:
             x = np.stack([self.transform(image) for image in x])
         if x.ndim == 4:  # images: NHWC -> NCHW, still uint8
             x = x.transpose(0, 3, 1, 2)
         out = {"x": torch.from_numpy(np.ascontiguousarray(x))}
-        out["y"] = torch.from_numpy(batch["y"].astype(np.int64))
-        if "len" in batch:
-            out["len"] = torch.from_numpy(batch["len"].astype(np.int64))
+        for key, values in batch.items():  # labels, lengths
+            out[key] = torch.from_numpy(values.astype(np.int64))
         return out
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -64,27 +66,49 @@ def _whole_batch(batch: Any) -> Any:
     return batch
 
 
+def make_loader(
+    data: Dataset, batch_size: int, loader: LoaderConfig, shuffle: bool = False
+) -> DataLoader:
+    """The one way a DataLoader is built (training, evaluation, features, predict)."""
+    from nnlab.data.augment import worker_init
+
+    workers = loader.num_workers
+    pin = torch.cuda.is_available() if loader.pin_memory == "auto" else loader.pin_memory
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        persistent_workers=workers > 0 and loader.persistent_workers,
+        pin_memory=bool(pin),
+        collate_fn=_whole_batch,
+        worker_init_fn=worker_init if workers > 0 else None,
+    )
+
+
 class ArrayDataModule(L.LightningDataModule):
     def __init__(
         self,
         dataset: str,
         experiment: ExperimentConfig,
-        trainer: TrainerConfig,
-        seed: int = 0,
+        loader: LoaderConfig,
+        seed: int,
         root: Path = Path("."),
     ):
         super().__init__()
         self.dataset_name = dataset
         self.exp = experiment
-        self.tcfg = trainer
+        self.loader = loader
         self.seed = seed
         self.root = Path(root)
         self.meta = load_meta(dataset, self.root)  # fails early, naming the missing stage
         self.spec = spec_from_meta(self.meta)
         self.datasets: dict[str, ArrayDataset] = {}
-        # set by train when the net's frozen base was run once by features@<experiment>:
-        # batches then carry its cached outputs ("features") instead of images
-        self.features_dir: Path | None = None
+
+    def assets(self, names: list[str]) -> dict[str, Any]:
+        """Files listed in meta["assets"] (a vocabulary): they travel in the checkpoint."""
+        folder = split_dir(self.dataset_name, self.root)
+        return {name: read_json(folder / name) for name in names}
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -92,38 +116,18 @@ class ArrayDataModule(L.LightningDataModule):
         from nnlab.data.augment import build_augment
 
         transform = build_augment(self.exp.augment, self.seed) if self.exp.augment else None
-        for split in ("train", "val", "test"):
-            if self.features_dir is not None:
-                from nnlab.features import load_features
-
-                self.datasets[split] = ArrayDataset(load_features(self.features_dir, split))
-                continue
+        for split in SPLITS:
             arrays = load_arrays(self.dataset_name, split, self.root)
             self.datasets[split] = ArrayDataset(arrays, transform if split == "train" else None)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        from nnlab.data.augment import worker_init
-
-        workers = self.tcfg.num_workers
-        pin = self.tcfg.pin_memory
-        if pin == "auto":
-            pin = torch.cuda.is_available()
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.exp.batch_size,
-            shuffle=shuffle,
-            num_workers=workers,
-            persistent_workers=workers > 0 and self.tcfg.persistent_workers,
-            pin_memory=bool(pin),
-            collate_fn=_whole_batch,
-            worker_init_fn=worker_init if workers > 0 else None,
-        )
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        return make_loader(self.datasets[split], self.exp.batch_size, self.loader, shuffle)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
