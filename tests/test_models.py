@@ -5,8 +5,15 @@ import pytest
 import torch
 
 from nnlab.classifier import count_parameters
-from nnlab.models.registry import (BUILDERS, DataSpec, NetHooks, SplitNet, TunableNet,
-                                   build_model, check_options)
+from nnlab.models.registry import (
+    BUILDERS,
+    DataSpec,
+    NetHooks,
+    SplitNet,
+    TunableNet,
+    build_model,
+    check_options,
+)
 from nnlab.summary import summary_rows, summary_text
 
 MNIST = DataSpec(kind="image", input_shape=(1, 28, 28), classes=tuple("0123456789"))

@@ -189,7 +189,7 @@ def _schema(builder: Callable[..., Any]) -> type[pydantic.BaseModel]:
     }
     return pydantic.create_model(
         f"{builder.__name__}_options",
-        __config__=ConfigDict(strict=True, extra="forbid", arbitrary_types_allowed=True),
+        __config__=ConfigDict(strict=True, extra="forbid"),
         __module__=builder.__module__,
         **fields,
     )
