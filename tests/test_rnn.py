@@ -1,4 +1,4 @@
-"""LSTM/GRU: padding invariance over packed sequences, summary, fast_dev_run of both models
+"""LSTM/GRU: padding invariance (padded and packed paths), summary, fast_dev_run of both models
 with the vocabulary carried in the checkpoint, and a GRU learning the negation task."""
 
 from __future__ import annotations
@@ -39,16 +39,26 @@ def test_padding_does_not_change_the_logit(model, options):
 
 
 @pytest.mark.parametrize("model", ["lstm", "gru"])
-def test_unpacked_mode_computes_the_same_unidirectional_function(model):
+def test_padded_default_computes_the_packed_function(model):
+    """Unidirectional nets run padded by default; packing gives the same logits."""
     torch.manual_seed(0)
     options = {"embed_dim": 8, "hidden": 12, "num_layers": 2}
-    packed = build_model(model, SPEC, options).eval()
-    plain = build_model(model, SPEC, {**options, "packed": False}).eval()
-    plain.load_state_dict(packed.state_dict())
-    x, lengths = _padded([[5, 9, 3], [6, 6, 7, 8, 9, 1]], 30)
+    plain = build_model(model, SPEC, options).eval()
+    packed = build_model(model, SPEC, {**options, "packed": True}).eval()
+    assert not plain.packed and packed.packed
+    packed.load_state_dict(plain.state_dict())
+    x, lengths = _padded([[5, 9, 3], [6, 6, 7, 8, 9, 1], [4], [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]],
+                         30, fill=13)
     with torch.no_grad():
-        torch.testing.assert_close(packed(x, lengths), plain(x, lengths), rtol=0, atol=1e-5)
-    with pytest.raises(ValueError, match="bidirectional needs packed"):
+        expected = packed(x, lengths)
+        torch.testing.assert_close(plain(x, lengths), expected, rtol=0, atol=1e-5)
+        assert not torch.allclose(plain(x, torch.full_like(lengths, 10)), expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru"])
+def test_bidirectional_packs_by_default_and_refuses_padding(model):
+    assert build_model(model, SPEC, {"bidirectional": True}).packed
+    with pytest.raises(ValueError, match=r"model_options\.packed: .*bidirectional needs packed"):
         build_model(model, SPEC, {"bidirectional": True, "packed": False})
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
+import torchvision
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
@@ -17,11 +19,15 @@ from nnlab.classifier import Classifier, count_parameters
 from nnlab.compare import pretrained_cell
 from nnlab.config import parse_params
 from nnlab.data.prepare import load_arrays
+from nnlab.data.sources import DownloadError
 from nnlab.evaluate import load_classifier, predict_arrays
 from nnlab.features import StaleFeaturesError, run_features, training_features
 from nnlab.files import read_json, write_json
-from nnlab.models import transfer
-from nnlab.models.registry import DataSpec, build_model, loading_checkpoint, register
+from nnlab.models.backbones import assemble_base, base_output_shape, build_base
+from nnlab.models.backbones import efficientnet_lite0 as lite0
+from nnlab.models.backbones import vgg16 as vgg16_base
+from nnlab.models.registry import BUILDERS, DataSpec, NetHooks, build_model, loading_checkpoint
+from nnlab.models.transfer import TransferNet
 from nnlab.summary import summary_text
 from nnlab.train import train
 from tests.http_server import dead_url, serve
@@ -32,26 +38,43 @@ pytestmark = pytest.mark.filterwarnings(
 
 VGG16_CONV = 14_714_688
 VGG16_BLOCK5 = 7_079_424
+LITE0_CONV = 3_371_008  # EfficientNet-Lite0 without its ImageNet classifier
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 RGB32 = DataSpec(kind="image", input_shape=(3, 32, 32), classes=("cats", "dogs"))
 
 
-@register("tiny_transfer")
-def tiny_transfer(spec: DataSpec, trainable_blocks: int = 0) -> nn.Module:
+def tiny_transfer(spec: DataSpec, *, trainable_blocks: int = 0) -> nn.Module:
     """A stand-in pretrained base: five conv blocks (8 channels, pool 2), random init."""
     torch.manual_seed(0)
     blocks = [nn.Sequential(nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1), nn.ReLU(inplace=True),
                             nn.MaxPool2d(2)) for i in range(5)]
-    return transfer.TransferNet(blocks, spec.num_outputs, spec.input_shape, hidden=16,
-                                trainable_blocks=trainable_blocks,
-                                provenance={"backbone": "tiny", "weights": "random (test)"})
+    return TransferNet(assemble_base(blocks, IMAGENET, "avg"), spec.num_outputs,
+                       spec.input_shape, hidden=16, dropout=0.5,
+                       trainable_blocks=trainable_blocks,
+                       provenance={"backbone": "tiny", "weights": "random (test)"})
 
 
-@register("tiny_unseeded")
 def tiny_unseeded(spec: DataSpec) -> nn.Module:
     """Like ``weights: none``: a random base drawn from the global generator."""
     blocks = [nn.Sequential(nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1), nn.MaxPool2d(2))
               for i in range(5)]
-    return transfer.TransferNet(blocks, spec.num_outputs, spec.input_shape, hidden=8)
+    return TransferNet(assemble_base(blocks, IMAGENET, "avg"), spec.num_outputs,
+                       spec.input_shape, hidden=8, dropout=0.5)
+
+
+@pytest.fixture(autouse=True)
+def stand_in_models(monkeypatch):
+    """The stand-ins join the registry for this module's tests only."""
+    monkeypatch.setitem(BUILDERS, "tiny_transfer", tiny_transfer)
+    monkeypatch.setitem(BUILDERS, "tiny_unseeded", tiny_unseeded)
+
+
+@dataclass
+class Finetune:
+    """The typed ``finetune`` block that ``param_groups`` reads."""
+
+    unfreeze_epoch: int = 0
+    backbone_lr: float | None = None
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -103,9 +126,14 @@ def catdog(tmp_path):
 
 def test_vgg16_conv_base_counts_frozen_and_trainable():
     net = build_model("vgg16", RGB32, {"weights": "none"})
+    assert isinstance(net, NetHooks)
+    assert net.provenance == {"backbone": "vgg16", "weights": "random init (weights: none)"}
     assert count_parameters(net.base) == (VGG16_CONV, 0)
     assert len(net.blocks) == 5
     assert sum(isinstance(m, nn.Conv2d) for m in net.base.modules()) == 13
+    assert [sum(isinstance(m, nn.Conv2d) for m in b.modules()) for b in net.blocks] == [
+        2, 2, 3, 3, 3]
+    assert all(isinstance(b[-1], nn.MaxPool2d) for b in net.blocks)  # cut after each pool
     assert net(torch.rand(2, 3, 32, 32)).shape == (2, 1)
     text = summary_text(net, RGB32, "catdog_vgg16_features")
     head = 512 * 256 + 256 + 256 + 1
@@ -119,6 +147,15 @@ def test_vgg16_conv_base_counts_frozen_and_trainable():
     assert not any(p.requires_grad for b in tuned.blocks[:4] for p in b.parameters())
 
 
+def test_build_base_is_frozen_and_reports_its_output_shape():
+    base, provenance = build_base("vgg16", pool="flatten", weights="none",
+                                  input_shape=(3, 150, 150))
+    assert provenance["backbone"] == "vgg16" and "fallback" not in provenance
+    assert not base.training and not any(p.requires_grad for p in base.parameters())
+    assert base_output_shape(base, (3, 150, 150)) == (4 * 4 * 512,)
+    assert base_output_shape(base, (3, 64, 64)) == (2 * 2 * 512,)
+
+
 def test_vgg16_flatten_head_is_the_lectures_at_150px():
     spec = DataSpec(kind="image", input_shape=(3, 150, 150), classes=("cats", "dogs"))
     net = build_model("vgg16", spec, {"weights": "none", "pool": "flatten"})
@@ -130,94 +167,161 @@ def test_base_stays_in_inference_mode_and_normalises_inputs():
     net = build_model("tiny_transfer", RGB32).train()
     assert net.head.training and not net.base.training
     x = torch.ones(1, 3, 32, 32)
-    expected = (x - torch.tensor(transfer.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(
-        transfer.IMAGENET_STD).view(1, 3, 1, 1)
-    assert torch.allclose(net.base.normalize(x), expected)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGENET)
+    assert torch.allclose(net.base.normalize(x), (x - mean) / std)
+    # VGG16's normalisation is the one its weights' preset transforms use
+    assert vgg16_base.NORMALIZE == IMAGENET
+
+
+def test_param_groups_follow_the_typed_finetune_block():
+    frozen = build_model("tiny_transfer", RGB32)
+    assert [g["name"] for g in frozen.param_groups(0.1, None)] == ["head"]
+    net = build_model("tiny_transfer", RGB32, {"trainable_blocks": 2})
+    head, backbone = net.param_groups(0.1, None)
+    assert head["lr"] == 0.1 and head["params"] == list(net.head.parameters())
+    assert backbone["lr"] == pytest.approx(0.01) and backbone["unfreeze_epoch"] == 0
+    assert backbone["params"] == [p for b in net.blocks[3:] for p in b.parameters()]
+    _, later = net.param_groups(0.1, Finetune(unfreeze_epoch=2, backbone_lr=1e-4))
+    assert later["lr"] == 0.0 and later["unfreeze_epoch"] == 2 and later["unfrozen_lr"] == 1e-4
+    _, default_lr = net.param_groups(0.1, Finetune(unfreeze_epoch=1))
+    assert default_lr["unfrozen_lr"] == pytest.approx(0.01)
 
 
 def test_lite0_fallback_loads_the_packaged_imagenet_weights():
     net = build_model("vgg16", RGB32, {"source": "bundled"})
     assert net.provenance["backbone"] == "efficientnet_lite0"
-    assert net.provenance["fallback"]
+    assert "bundled" in net.provenance["fallback"]
     assert net.resolved_options == {"backbone": "efficientnet_lite0"}
-    package = torch.load(transfer.lite0_weights_file(), map_location="cpu", weights_only=True)
+    package = torch.load(lite0.weights_file(), map_location="cpu", weights_only=True)
     assert torch.equal(net.blocks[0][0].conv.weight, package["_conv_stem.weight"])
     assert torch.equal(net.blocks[4][-1].conv.weight, package["_conv_head.weight"])
     assert torch.equal(net.blocks[4][-2].project_conv.weight,
                        package["_blocks.15._project_conv.weight"])
     assert torch.equal(net.blocks[4][-2].bn2.running_var, package["_blocks.15._bn2.running_var"])
-    assert count_parameters(net.base) == (3_371_008, 0)  # Lite0 without its ImageNet classifier
+    assert count_parameters(net.base) == (LITE0_CONV, 0)
+    x = torch.tensor([0.0, 0.5, 1.0]).view(1, 3, 1, 1)
+    assert torch.equal(net.base.normalize(x), 2 * x - 1)  # the Lite0 weights expect [-1, 1]
+    asked = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
+    assert "fallback" not in asked.provenance and not asked.resolved_options
 
 
 def test_unreachable_vgg16_weights_fall_back_loudly_or_refuse(monkeypatch, tmp_path, capfd):
+    """A dead URL: a DownloadError within the timeout; auto falls back, remote refuses."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(transfer, "_vgg16_url", lambda: f"{dead_url()}/vgg16-397923af.pth")
+    monkeypatch.setattr(vgg16_base.WEIGHTS.value, "url", f"{dead_url()}/vgg16-397923af.pth")
     t0 = time.perf_counter()
     net = build_model("vgg16", RGB32, {"source": "auto", "timeout": 5})
     assert time.perf_counter() - t0 < 60
     assert net.provenance["backbone"] == "efficientnet_lite0"
-    assert "unreachable" in net.provenance["fallback"]
-    assert "EFFICIENTNET-LITE0" in capfd.readouterr().err
-    with pytest.raises(transfer.WeightsUnavailable, match="remote"):
+    assert "vgg16-397923af.pth" in net.provenance["fallback"]
+    assert net.resolved_options == {"backbone": "efficientnet_lite0"}
+    assert "EFFICIENTNET_LITE0" in capfd.readouterr().err
+    with pytest.raises(DownloadError, match="vgg16-397923af.pth"):
         build_model("vgg16", RGB32, {"source": "remote", "timeout": 5})
+
+
+def test_fallback_rule_per_source(monkeypatch):
+    """auto falls back when the fetch fails, remote never does, bundled never fetches."""
+    calls = []
+
+    def offline(timeout):
+        calls.append(timeout)
+        raise DownloadError("no network (test)")
+
+    monkeypatch.setattr(vgg16_base, "pretrained", offline)
+    base, provenance = build_base("vgg16", source="auto", timeout=3, input_shape=(3, 32, 32))
+    assert calls == [3]
+    assert provenance["backbone"] == "efficientnet_lite0"
+    assert provenance["fallback"] == "no network (test)"
+    assert base_output_shape(base, (3, 32, 32)) == (1280,)
+    with pytest.raises(DownloadError, match="no network"):
+        build_base("vgg16", source="remote", input_shape=(3, 32, 32))
+    assert len(calls) == 2
+    _, bundled = build_base("vgg16", source="bundled", input_shape=(3, 32, 32))
+    assert len(calls) == 2 and bundled["backbone"] == "efficientnet_lite0"
+    assert "bundled" in bundled["fallback"]
+
+
+class ConvOnlyVGG(torchvision.models.vgg.VGG):
+    """torchvision's VGG without its classifier, so that a test can serve a small (conv-only)
+    weights file through the real weights API."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.classifier = nn.Identity()
 
 
 def test_vgg16_weights_come_through_the_torch_hub_cache(monkeypatch, tmp_path):
     """The download path itself, from a local server: hash-checked file in TORCH_HOME."""
     served = tmp_path / "served"
     served.mkdir()
-    reference = transfer.vgg16_blocks()
+    reference = vgg16_base.blocks()
     state = {f"features.{k}": v for k, v in nn.Sequential(*[m for b in reference for m in b])
              .state_dict().items()}
     raw = tmp_path / "vgg16.pth"
     torch.save(state, raw)
     digest = hashlib.sha256(raw.read_bytes()).hexdigest()[:8]
     (served / f"vgg16-{digest}.pth").write_bytes(raw.read_bytes())
+    (served / "vgg16-00000000.pth").write_bytes(raw.read_bytes())  # a wrong hash
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torchvision.models.vgg, "VGG", ConvOnlyVGG)
     with serve(served) as url:
-        monkeypatch.setattr(transfer, "_vgg16_url", lambda: f"{url}/vgg16-{digest}.pth")
+        monkeypatch.setattr(vgg16_base.WEIGHTS.value, "url", f"{url}/vgg16-{digest}.pth")
         net = build_model("vgg16", RGB32, {"source": "remote"})
+        monkeypatch.setattr(vgg16_base.WEIGHTS.value, "url", f"{url}/vgg16-00000000.pth")
+        with pytest.raises(DownloadError, match="hash"):
+            build_model("vgg16", RGB32, {"source": "remote"})
     assert net.provenance == {"backbone": "vgg16",
                               "weights": "ImageNet (torchvision IMAGENET1K_V1)"}
     assert (tmp_path / f"torch/hub/checkpoints/vgg16-{digest}.pth").is_file()
+    assert not (tmp_path / "torch/hub/checkpoints/vgg16-00000000.pth").exists()
     assert torch.equal(net.blocks[4][-3].weight, reference[4][-3].weight)  # conv5_3
 
 
 def test_local_weights_file_and_bad_file(tmp_path):
-    reference = transfer.vgg16_blocks()
+    reference = vgg16_base.blocks()
     flat = nn.Sequential(*[m for b in reference for m in b])
     torch.save(flat.state_dict(), tmp_path / "conv_base.pth")  # the conv base alone: N.weight
     net = build_model("vgg16", RGB32, {"weights": str(tmp_path / "conv_base.pth")})
     assert torch.equal(net.blocks[0][0].weight, reference[0][0].weight)
     assert net.provenance["weights"].endswith("conv_base.pth")
+    whole = {**{f"features.{k}": v for k, v in flat.state_dict().items()},
+             "classifier.6.bias": torch.zeros(1000)}  # a whole VGG16: the classifier is ignored
+    torch.save({"state_dict": whole}, tmp_path / "whole.pth")
+    net = build_model("vgg16", RGB32, {"weights": str(tmp_path / "whole.pth")})
+    assert torch.equal(net.blocks[4][-3].weight, reference[4][-3].weight)
     (tmp_path / "junk.pth").write_text("not a checkpoint")
     with pytest.raises(ValueError, match=r"junk\.pth"):
         build_model("vgg16", RGB32, {"weights": str(tmp_path / "junk.pth")})
+    torch.save({"0.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match=r"other\.pth: weights do not fit"):
+        build_model("vgg16", RGB32, {"weights": str(tmp_path / "other.pth")})
+    with pytest.raises(FileNotFoundError, match="model_options.weights"):
+        build_model("vgg16", RGB32, {"weights": str(tmp_path / "missing.pth")})
 
 
 def test_nothing_is_fetched_while_a_checkpoint_loads(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("fetched weights while loading a checkpoint")
 
-    monkeypatch.setattr(transfer, "fetch_vgg16_state", boom)
-    monkeypatch.setattr(transfer, "lite0_weights_file", boom)
+    monkeypatch.setattr(vgg16_base, "pretrained", boom)
+    monkeypatch.setattr(lite0, "pretrained", boom)
+    monkeypatch.setattr(lite0, "weights_file", boom)
     with loading_checkpoint():
         net = build_model("vgg16", RGB32, {"source": "remote"})
         lite = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
     assert net.provenance["weights"] == "from the checkpoint"
-    assert count_parameters(lite.base)[0] == 3_371_008
+    assert count_parameters(lite.base)[0] == LITE0_CONV
 
 
 def test_bad_options_are_named():
-    with pytest.raises(ValueError, match="trainable_blocks"):
+    with pytest.raises(ValueError, match="model_options.trainable_blocks"):
         build_model("vgg16", RGB32, {"weights": "none", "trainable_blocks": 6})
-    with pytest.raises(ValueError, match="source"):
+    with pytest.raises(ValueError, match="model_options.source"):
         build_model("vgg16", RGB32, {"source": "sometimes"})
     gray = DataSpec(kind="image", input_shape=(1, 28, 28), classes=tuple("0123456789"))
     with pytest.raises(ValueError, match="RGB"):
         build_model("vgg16", gray, {"weights": "none"})
-    with pytest.raises(ValueError, match="unfreeze"):
-        build_model("tiny_transfer", RGB32).param_groups(0.1, {"unfreez_epoch": 1})
 
 
 def test_finetune_params_are_validated():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nnlab.models.registry import register
 from nnlab.spec import DataSpec
 
 
@@ -14,8 +13,7 @@ def _flat_features(body: nn.Module, input_shape: tuple[int, ...]) -> int:
         return body(torch.zeros(1, *input_shape)).flatten(1).shape[1]
 
 
-@register("cnn_small")
-def cnn_small(spec: DataSpec, filters: int = 32, dense: int = 64) -> nn.Module:
+def cnn_small(spec: DataSpec, *, filters: int, dense: int) -> nn.Module:
     """The lecture's MNIST CNN: two 3x3 'valid' conv + max-pool blocks, Dense, Dense."""
     channels = spec.input_shape[0]
     body = nn.Sequential(
@@ -35,8 +33,7 @@ def cnn_small(spec: DataSpec, filters: int = 32, dense: int = 64) -> nn.Module:
     )
 
 
-@register("convnet4")
-def convnet4(spec: DataSpec, dropout: float = 0.5) -> nn.Module:
+def convnet4(spec: DataSpec, *, dropout: float) -> nn.Module:
     """The lecture's cats-vs-dogs CNN: four 3x3 'same' conv blocks (32, 64, 128, 128 filters,
     ReLU, max-pool 2), Flatten, Dropout, Dense 512, Dense 256, one logit per output.
     5,681,345 parameters at 150x150x3 with one logit."""

@@ -6,12 +6,10 @@ import math
 
 from torch import nn
 
-from nnlab.models.registry import register
 from nnlab.spec import DataSpec
 
 
-@register("mlp")
-def mlp(spec: DataSpec, hidden: int = 512, dropout: float = 0.0) -> nn.Module:
+def mlp(spec: DataSpec, *, hidden: int, dropout: float) -> nn.Module:
     in_features = math.prod(spec.input_shape)
     return nn.Sequential(
         nn.Flatten(),

@@ -1,16 +1,18 @@
-"""Recurrent text classifiers: Embedding -> LSTM or GRU -> last hidden state(s) -> Dense.
+"""Recurrent text classifiers: Embedding -> LSTM or GRU -> last real token's state(s) -> Dense.
 
-The recurrent layer runs over *packed* sequences (``pack_padded_sequence`` with the true
-lengths), so it stops at each review's last real token: the padding never reaches the hidden
-state, and a review gives the same logit however far it is padded. With ``bidirectional``
-the last layer's final forward and backward states are concatenated.
+Each review's representation is the recurrent layer's state at its last real token, so the
+padding never reaches it and a review gives the same logit however far it is padded. Two ways
+to get there, chosen by ``packed`` (None, the default: packed exactly when bidirectional):
 
-``packed: false`` runs the layer over the whole padded batch instead and reads its output at
-each review's last real token: for a unidirectional net that is the same function (the
-padding comes after that token), and on CPU it trains several times faster: PyTorch's CPU
-kernels (oneDNN for the LSTM) do far better on a padded batch than on a packed one, whose
-time steps shrink as reviews end (``benchmarks/bench_imdb_train.py``).
-A backward direction would start in the padding, so it is refused with ``bidirectional``.
+- padded (unidirectional): the layer runs over the whole padded batch and its output is read
+  at each review's last real token (the padding comes after it). On CPU this trains several
+  times faster than packing: PyTorch's CPU kernels (oneDNN for the LSTM) do far better on a
+  padded batch than on a packed one, whose time steps shrink as reviews end
+  (``benchmarks/bench_imdb_train.py``).
+- packed: the layer runs over ``pack_padded_sequence`` with the true lengths and stops at each
+  review's end. A backward direction needs this (it would otherwise start in the padding), so
+  ``bidirectional`` with ``packed: false`` is refused; the last layer's final forward and
+  backward states are concatenated.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from nnlab.models.registry import register
 from nnlab.spec import DataSpec
 
 
@@ -27,28 +28,29 @@ class RecurrentClassifier(nn.Module):
     def __init__(
         self,
         cell: str,
-        vocab_size: int,
-        num_outputs: int,
-        pad_index: int = 0,
-        embed_dim: int = 64,
-        hidden: int = 64,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        packed: bool = True,
+        spec: DataSpec,
+        *,
+        embed_dim: int,
+        hidden: int,
+        num_layers: int,
+        bidirectional: bool,
+        dropout: float,
+        packed: bool | None,
     ):
         super().__init__()
-        if vocab_size < 2:
-            raise ValueError(f"{cell}: needs a vocabulary (vocab_size {vocab_size}): text only")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"{cell}: dropout must be in [0, 1), got {dropout}")
+        if spec.vocab_size < 2:
+            raise ValueError(f"{cell}: needs a vocabulary (vocab_size {spec.vocab_size}): "
+                             f"text only")
+        if packed is None:
+            packed = bidirectional
         if bidirectional and not packed:
-            raise ValueError(f"{cell}: bidirectional needs packed: true (the backward direction "
-                             f"would otherwise start in the padding)")
+            raise ValueError(f"model_options.packed: {cell} with bidirectional needs packed: true "
+                             f"(the backward direction would otherwise start in the padding)")
         rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.packed = packed
         self.directions = 2 if bidirectional else 1
-        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_index)
+        self.embedding = nn.Embedding(spec.vocab_size, embed_dim,
+                                      padding_idx=int(spec.extra.get("pad_index", 0)))
         self.rnn = rnn_cls(
             embed_dim,
             hidden,
@@ -58,7 +60,7 @@ class RecurrentClassifier(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,  # between stacked layers only
         )
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden * self.directions, num_outputs)
+        self.head = nn.Linear(hidden * self.directions, spec.num_outputs)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if lengths is None:
@@ -77,43 +79,3 @@ class RecurrentClassifier(nn.Module):
             idx = (lengths - 1).to(out.device)
             last = out[torch.arange(len(out), device=out.device), idx]
         return self.head(self.dropout(last))
-
-
-def _build(cell: str, spec: DataSpec, **options) -> nn.Module:
-    return RecurrentClassifier(
-        cell,
-        spec.vocab_size,
-        spec.num_outputs,
-        pad_index=int(spec.extra.get("pad_index", 0)),
-        **options,
-    )
-
-
-@register("lstm")
-def lstm(
-    spec: DataSpec,
-    embed_dim: int = 64,
-    hidden: int = 64,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    dropout: float = 0.0,
-    packed: bool = True,
-) -> nn.Module:
-    """Embedding -> LSTM over packed sequences -> last hidden state(s) -> Dense 1 logit."""
-    return _build("lstm", spec, embed_dim=embed_dim, hidden=hidden, num_layers=num_layers,
-                  bidirectional=bidirectional, dropout=dropout, packed=packed)
-
-
-@register("gru")
-def gru(
-    spec: DataSpec,
-    embed_dim: int = 64,
-    hidden: int = 64,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    dropout: float = 0.0,
-    packed: bool = True,
-) -> nn.Module:
-    """Embedding -> GRU over packed sequences -> last hidden state(s) -> Dense 1 logit."""
-    return _build("gru", spec, embed_dim=embed_dim, hidden=hidden, num_layers=num_layers,
-                  bidirectional=bidirectional, dropout=dropout, packed=packed)
