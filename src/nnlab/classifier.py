@@ -29,7 +29,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from nnlab.models.registry import build_model
+from nnlab.models.registry import TunableNet, build_model
 from nnlab.spec import spec_from_meta
 
 OPTIMIZERS = {
@@ -210,11 +210,11 @@ class Classifier(L.LightningModule):
     # ----------------------------------------------------------------------- optimizer
     def param_groups(self) -> list[dict[str, Any]]:
         """Parameter groups for the optimizer; a net may define its own (NetHooks)."""
-        if hasattr(self.net, "param_groups"):
+        if isinstance(self.net, TunableNet):
             from nnlab.config import FinetuneConfig
 
-            finetune = FinetuneConfig(**(self.hparams.finetune or {}))
-            return self.net.param_groups(self.hparams.lr, finetune)
+            ft = self.hparams.finetune
+            return self.net.param_groups(self.hparams.lr, FinetuneConfig(**ft) if ft else None)
         return [{"params": [p for p in self.net.parameters() if p.requires_grad]}]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
