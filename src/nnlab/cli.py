@@ -67,8 +67,10 @@ def _debug(args: argparse.Namespace) -> bool:
 
 
 def _one_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return "; ".join(lines) or type(err).__name__
+    text = ""
+    for line in filter(None, (line.strip() for line in str(err).splitlines())):
+        text += (" " if text.endswith(":") else "; ") + line if text else line
+    return text or type(err).__name__
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -336,7 +336,7 @@ def _check_model(model: str, options: dict[str, Any]) -> None:
         return
     builders = getattr(registry, "BUILDERS", None)
     if builders is not None and model not in builders:
-        raise _key_error("model", f"unknown model {_show(model)} "
+        raise _key_error("model", f"unknown model {_quote(model)} "
                                   f"(known: {', '.join(sorted(builders))})")
     try:
         registry.check_options(model, options)
@@ -365,7 +365,7 @@ class Params(_Strict):
             try:
                 check_name(name, what)
             except ValueError as err:
-                raise ValueError(str(err)) from None
+                raise _key_error("", str(err)) from None
         return value
 
     @model_validator(mode="after")
@@ -377,26 +377,26 @@ class Params(_Strict):
                                                      "with a dataset under data:")
             if feat.from_ not in data:
                 raise _key_error(f"features.{name}.from",
-                                 f"{_show(feat.from_)} has no block under data: "
+                                 f"{_quote(feat.from_)} has no block under data: "
                                  f"(known: {', '.join(data) or 'none'})")
         for name, exp in self.experiments.items():
             if exp.dataset not in data and exp.dataset not in self.features:
                 known = ", ".join([*data, *self.features]) or "none"
                 raise _key_error(f"experiments.{name}.dataset",
-                                 f"{_show(exp.dataset)} has no block under data: or "
+                                 f"{_quote(exp.dataset)} has no block under data: or "
                                  f"features: (known: {known})")
         return self
 
     def experiment(self, name: str) -> ExperimentConfig:
         if name not in self.experiments:
-            raise ConfigError(f"{PARAMS_FILE}: no experiment {_show(name)} "
+            raise ConfigError(f"{PARAMS_FILE}: no experiment {_quote(name)} "
                               f"(known: {', '.join(sorted(self.experiments))})")
         return self.experiments[name]
 
     def dataset(self, name: str) -> DataConfig:
         data = self.data.present()
         if name not in data:
-            raise ConfigError(f"{PARAMS_FILE}: no dataset {_show(name)} under data: "
+            raise ConfigError(f"{PARAMS_FILE}: no dataset {_quote(name)} under data: "
                               f"(known: {', '.join(data) or 'none'})")
         return data[name]
 
@@ -444,19 +444,25 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 # ---------------------------------------------------------------- messages
 
 
+def _cut(text: str, limit: int = _SHOW) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _quote(name: Any) -> str:
+    """A name (key, experiment, dataset) as a message quotes it."""
+    return _cut(repr(name))
+
+
 def _show(value: Any) -> str:
     """A value as a message shows it: short, YAML-like, never a whole block."""
     if isinstance(value, dict):
-        return f"a mapping of {len(value)} keys"
+        return f"a mapping of {len(value)} key{'s' * (len(value) != 1)}"
     if isinstance(value, list | tuple):
         flat = all(isinstance(v, int | float | bool) for v in value)
         return repr(list(value)) if flat and len(value) <= 6 else f"a list of {len(value)}"
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
-    text = repr(value)
-    if isinstance(value, str):
-        text = "the string " + (text if len(text) <= _SHOW else text[: _SHOW - 4] + "...'")
-    return text if len(text) <= _SHOW + 11 else text[:_SHOW] + "..."
+    return f"the string {_quote(value)}" if isinstance(value, str) else _cut(repr(value))
 
 
 def _loc(parts: Any) -> str:
@@ -491,7 +497,7 @@ def _describe(err: ValidationError) -> str:
         parts = tuple(e["loc"])
         ctx = e.get("ctx") or {}
         if e["type"] == "nnlab_key":
-            parts += tuple(ctx["key"].split("."))
+            parts += tuple(k for k in ctx["key"].split(".") if k)
             lines.append(f"{_loc(parts)}: {ctx['message']}")
         elif e["type"] == "extra_forbidden":
             known = _known_keys(parts[:-1])
@@ -500,7 +506,7 @@ def _describe(err: ValidationError) -> str:
         elif e["type"] == "missing":
             lines.append(f"{_loc(parts)}: required key missing")
         else:
-            msg = e["msg"].removeprefix("Value error, ")
+            msg = _cut(e["msg"].removeprefix("Value error, "), 200)
             if e["type"] == "float_type" and isinstance(e.get("input"), str):
                 msg += " (write numbers unquoted, e.g. 0.001 or 1.0e-3)"
             where = f"{_loc(parts)}: " if parts else ""
@@ -528,7 +534,7 @@ class _Loader(yaml.SafeLoader):
                 break
             if first != key_node.start_mark.line + 1:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {_show(key)} (first on line {first})",
+                    None, None, f"duplicate key {_quote(key)} (first on line {first})",
                     key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
 
