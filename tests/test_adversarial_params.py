@@ -84,6 +84,22 @@ CASES = [
     ("strategy", raw_with(**{"trainer.strategy": "ddpp"}), ["trainer.strategy", "'ddpp'"]),
     ("precision", raw_with(**{"trainer.precision": "8-mixed"}),
      ["trainer.precision", "'8-mixed'"]),
+    ("precision-float", raw_with(**{"trainer.precision": 16.0}), ["trainer.precision", "16.0"]),
+    ("clip-algorithm", raw_with(**{"trainer.gradient_clip_algorithm": "sideways"}),
+     ["trainer.gradient_clip_algorithm", "'sideways'"]),
+    ("limit-batches-string", raw_with(**{"trainer.limit_train_batches": "0.1"}),
+     ["trainer.limit_train_batches", "'0.1'"]),
+    ("limit-batches-fraction", raw_with(**{"trainer.limit_val_batches": 1.5}),
+     ["trainer.limit_val_batches", "1.5"]),
+    ("model-summary-null", raw_with(**{"trainer.enable_model_summary": "no"}),
+     ["trainer.enable_model_summary", "'no'"]),
+    ("seed-too-big", raw_with(seed=2**40), ["seed", str(2**40)]),
+    ("lr-inf", "data: {mnist: {}}\nexperiments: {m: {dataset: mnist, model: mlp, epochs: 1, "
+               "lr: .inf}}\n", ["experiments.m.lr", "inf"]),
+    ("int-key", "data: {mnist: {}}\nexperiments: {1: {dataset: mnist, model: mlp, epochs: 1}}\n",
+     ["experiments: key 1 is not a string"]),
+    ("experiment-null", "data: {mnist: {}}\nexperiments: {m: null}\n",
+     ["experiments.m: expected a mapping", "null"]),
     ("devices-string", raw_with(**{"trainer.devices": "two"}), ["trainer.devices", "'two'"]),
     ("devices-empty-list", raw_with(**{"trainer.devices": []}), ["trainer.devices", "[]"]),
     ("reserved-max_epochs", raw_with(**{"trainer.max_epochs": 5}),
@@ -185,13 +201,19 @@ def test_cpu_devices_beyond_the_cores(tmp_path, monkeypatch, capsys):
 
 
 def test_huge_values_are_not_dumped(tmp_path, monkeypatch, capsys):
-    big = {f"k{i}": list(range(50)) for i in range(2000)}
+    big = {f"k{i}": list(range(50)) for i in range(300)}
     raw = raw_with(**{"experiments.m.epochs": big, "experiments.m.lr": "x" * 100000,
                       "experiments.m.batch_size": list(range(10000))})
     code, line = run_cli(tmp_path, monkeypatch, capsys, raw)
     assert code == 2
-    assert "a mapping of 2000 keys" in line and "a list of 10000" in line
+    assert "a mapping of 300 keys" in line and "a list of 10000" in line
     assert "xxxx..." in line and len(line) < 500
+
+
+def _one(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
 
 
 def test_folder_as_params(tmp_path, monkeypatch, capsys):
@@ -217,6 +239,23 @@ def test_unknown_names_on_the_command_line(tmp_path, monkeypatch, capsys):
         assert code == 2 and expected in line, line
 
 
+def test_not_a_regular_file(tmp_path, monkeypatch, capsys):
+    os.mkfifo(tmp_path / "pipe.yaml")  # reading it would block forever
+    monkeypatch.chdir(tmp_path)
+    assert main(["--params", "pipe.yaml", "train", "m"]) == 2
+    assert _one(capsys) == "nnlab: error: pipe.yaml: not a regular file (a pipe or a device?)"
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("{a: " * 5000 + "1" + "}" * 5000 + "\n", "nested too deeply"),
+    ("[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ("# " + "x" * (2**20 + 10) + "\n", "bytes; a params file is text of at most 1 MiB"),
+])
+def test_pathological_files(tmp_path, monkeypatch, capsys, content, expected):
+    code, line = run_cli(tmp_path, monkeypatch, capsys, content)
+    assert code == 2 and expected in line and len(line) < 300, line
+
+
 def test_precision_16_accepted(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw_with(**{"trainer.precision": 16})))
@@ -232,7 +271,8 @@ def test_precision_16_accepted(tmp_path):
         ({"experiments.m.augment": [{"name": "Affine", "args": {"rotate": "lots"}}]},
          ["experiments.m.augment[0]", "Affine"]),
         ({"trainer.strategy": "fsdp"}, ["trainer:", "fsdp"]),
-        ({"trainer.gradient_clip_algorithm": "sideways"}, ["trainer:", "sideways"]),
+        ({"trainer.max_time": "banana"}, ["trainer:", "banana"]),
+        ({"trainer.profiler": "nonsense"}, ["trainer:", "profiler"]),
     ],
 )
 def test_runtime_checks_before_any_file(tmp_path, monkeypatch, capsys, overrides, expected):

@@ -37,6 +37,7 @@ from nnlab.paths import check_name
 DATASETS = ("mnist", "cats_vs_dogs", "imdb")
 PARAMS_FILE = "params.yaml"
 _SHOW = 60  # longest value shown in a message
+MAX_BYTES = 2**20  # a params file larger than this is not one
 
 
 class ConfigError(ValueError):
@@ -67,14 +68,20 @@ Devices = _either('"auto", an int >= -1 or a non-empty list of device indices',
                   lambda v: v == "auto", lambda v: _is_int(v) and v >= -1,
                   lambda v: isinstance(v, list) and len(v) > 0
                   and all(_is_int(i) and i >= 0 for i in v))
+Batches = _either("an int >= 0 (batches), a float in [0, 1] (a fraction) or null",
+                  lambda v: v is None, lambda v: _is_int(v) and v >= 0,
+                  lambda v: type(v) is float and 0 <= v <= 1)
 Threads = _either('an int >= 1 or "auto"', lambda v: _is_int(v) and v >= 1,
                   lambda v: v == "auto")
 BoolOrAuto = _either('true, false or "auto"', lambda v: type(v) is bool, lambda v: v == "auto")
 BoolOrWarn = _either('true, false or "warn"', lambda v: type(v) is bool, lambda v: v == "warn")
 
 
+_MODEL = {"frozen": True, "strict": True, "allow_inf_nan": False}
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", **_MODEL)
 
 
 # ---------------------------------------------------------------- trainer: lightning.Trainer
@@ -130,11 +137,16 @@ PRECISIONS = (
 )  # fmt: skip
 
 
+# trainer keys nnlab always passes, with its own defaults
+_ALWAYS = ("accelerator", "devices", "strategy", "num_nodes", "precision", "deterministic",
+           "log_every_n_steps", "enable_progress_bar")
+
+
 class TrainerConfig(BaseModel):
     """Keyword arguments of ``lightning.Trainer``: the typed ones below, with nnlab's defaults,
     plus any other key of :data:`TRAINER_KEYS` as written (Lightning checks those values)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+    model_config = ConfigDict(extra="allow", **_MODEL)
 
     accelerator: Literal[ACCELERATORS] = "auto"
     devices: Devices = "auto"
@@ -144,6 +156,36 @@ class TrainerConfig(BaseModel):
     deterministic: BoolOrWarn = "warn"
     log_every_n_steps: int = Field(10, ge=1)
     enable_progress_bar: bool = True
+    # Lightning's own defaults: passed on only when written. (A default of None on a field
+    # that is not Optional: writing null is an error, as it would be for Lightning.)
+    limit_train_batches: Batches = None
+    limit_val_batches: Batches = None
+    limit_test_batches: Batches = None
+    limit_predict_batches: Batches = None
+    overfit_batches: Batches = None
+    val_check_interval: Batches = None
+    check_val_every_n_epoch: int | None = Field(None, ge=1)
+    num_sanity_val_steps: int | None = Field(None, ge=-1)
+    accumulate_grad_batches: int = Field(None, ge=1)
+    gradient_clip_val: float | None = Field(None, ge=0)
+    gradient_clip_algorithm: Literal["value", "norm"] | None = None
+    fast_dev_run: _either("true, false or a number of batches >= 0",
+                          lambda v: type(v) is bool, lambda v: _is_int(v) and v >= 0) = None
+    benchmark: bool | None = None
+    enable_model_summary: bool | None = None
+    inference_mode: bool = None
+    use_distributed_sampler: bool = None
+    detect_anomaly: bool = None
+    barebones: bool = None
+    sync_batchnorm: bool = None
+    reload_dataloaders_every_n_epochs: int = Field(None, ge=0)
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _no_float_precision(cls, value: Any) -> Any:
+        if type(value) not in (int, str):  # 16.0 == 16, but Lightning wants 16 or "16-mixed"
+            raise ValueError("expected one of " + ", ".join(map(str, PRECISIONS)))
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -165,8 +207,10 @@ class TrainerConfig(BaseModel):
         return self
 
     def kwargs(self) -> dict[str, Any]:
-        """The keyword arguments for ``lightning.Trainer`` (nnlab adds the RESERVED ones)."""
-        return self.model_dump()
+        """The keyword arguments for ``lightning.Trainer`` (nnlab adds the RESERVED ones):
+        nnlab's defaults and whatever params.yaml sets."""
+        return {**{key: getattr(self, key) for key in _ALWAYS},
+                **self.model_dump(exclude_unset=True)}
 
 
 class LoaderConfig(_Strict):
@@ -350,7 +394,7 @@ def _check_model(model: str, options: dict[str, Any]) -> None:
 
 
 class Params(_Strict):
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1)  # the range seed_everything takes
     trainer: TrainerConfig = TrainerConfig()
     loader: LoaderConfig = LoaderConfig()
     data: DataBlocks = DataBlocks()
@@ -496,7 +540,14 @@ def _describe(err: ValidationError) -> str:
     for e in err.errors():
         parts = tuple(e["loc"])
         ctx = e.get("ctx") or {}
-        if e["type"] == "nnlab_key":
+        if e["type"] == "invalid_key" or parts[-1:] == ("[key]",):
+            parts = parts[:-2] if parts[-1:] == ("[key]",) else parts[:-1]
+            where = f"{_loc(parts)}: " if parts else ""
+            lines.append(f"{where}key {_show(e.get('input'))} is not a string")
+        elif e["type"] in ("model_type", "dict_type"):
+            lines.append(f"{_loc(parts) or 'top level'}: expected a mapping "
+                         f"(got {_show(e.get('input'))})")
+        elif e["type"] == "nnlab_key":
             parts += tuple(k for k in ctx["key"].split(".") if k)
             lines.append(f"{_loc(parts)}: {ctx['message']}")
         elif e["type"] == "extra_forbidden":
@@ -569,7 +620,12 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder, not a params file")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path}: not a regular file (a pipe or a device?)")
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes; a params file is text of "
+                              f"at most {MAX_BYTES // 2**20} MiB")
         data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found (run nnlab from the project root)") from None
@@ -585,6 +641,8 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raw = yaml.load(text, Loader=_Loader)  # a SafeLoader
     except yaml.YAMLError as err:
         raise ConfigError(_yaml_error(path, err)) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a params file") from None
     return parse_params(raw, str(path))
 
 
