@@ -234,7 +234,8 @@ def test_unknown_names_on_the_command_line(tmp_path, monkeypatch, capsys):
     for args, expected in ((["train", "nope"], "no experiment 'nope'"),
                            (["download", "imdb"], "no dataset 'imdb'"),
                            (["download", "../x"], "no dataset '../x'"),
-                           (["features", "mnist"], "'mnist' is a dataset, not a features cache")):
+                           (["features", "mnist"], "no features cache 'mnist' under features: "
+                                                   "(known: cvd)")):
         code, line = run_cli(tmp_path, monkeypatch, capsys, VALID, args)
         assert code == 2 and expected in line, line
 

@@ -112,9 +112,9 @@ def _run(args: argparse.Namespace, root: Path) -> int:
 
         run_split(params, _dataset(params, args.dataset), root)
     elif cmd == "features":
-        if params.features_of(args.cache) is None:
-            raise ConfigError(f"{args.params}: {args.cache!r} is a dataset, not a features "
-                              f"cache (known: {', '.join(params.features) or 'none'})")
+        if args.cache not in params.features:
+            raise ConfigError(f"{args.params}: no features cache {args.cache!r} under "
+                              f"features: (known: {', '.join(params.features) or 'none'})")
         from nnlab.features import run_features
 
         run_features(params, args.cache, root)

@@ -71,6 +71,8 @@ Devices = _either('"auto", an int >= -1 or a non-empty list of device indices',
 Batches = _either("an int >= 0 (batches), a float in [0, 1] (a fraction) or null",
                   lambda v: v is None, lambda v: _is_int(v) and v >= 0,
                   lambda v: type(v) is float and 0 <= v <= 1)
+FastDevRun = _either("true, false or a number of batches >= 0", lambda v: type(v) is bool,
+                     lambda v: _is_int(v) and v >= 0)
 Threads = _either('an int >= 1 or "auto"', lambda v: _is_int(v) and v >= 1,
                   lambda v: v == "auto")
 BoolOrAuto = _either('true, false or "auto"', lambda v: type(v) is bool, lambda v: v == "auto")
@@ -169,8 +171,7 @@ class TrainerConfig(BaseModel):
     accumulate_grad_batches: int = Field(None, ge=1)
     gradient_clip_val: float | None = Field(None, ge=0)
     gradient_clip_algorithm: Literal["value", "norm"] | None = None
-    fast_dev_run: _either("true, false or a number of batches >= 0",
-                          lambda v: type(v) is bool, lambda v: _is_int(v) and v >= 0) = None
+    fast_dev_run: FastDevRun = None
     benchmark: bool | None = None
     enable_model_summary: bool | None = None
     inference_mode: bool = None
@@ -387,7 +388,7 @@ def _check_model(model: str, options: dict[str, Any]) -> None:
     except ValueError as err:
         named = [k for k in options if re.search(rf"\b{re.escape(k)}\b", str(err))]
         key = f"model_options.{named[0]}" if len(named) == 1 else "model_options"
-        raise _key_error(key, str(err)) from None
+        raise _key_error(key, _cut(str(err), 200)) from None
 
 
 # ---------------------------------------------------------------- the whole file
