@@ -116,7 +116,7 @@ def test_help_imports_no_heavy_library():
 
 def _server_args(**kw) -> argparse.Namespace:
     base = dict(host="127.0.0.1", port=5000, backend_store_uri=None, artifacts_destination=None,
-                app_name=None, workers=None)
+                app_name=None, workers=None, allowed_hosts=None)
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -134,9 +134,11 @@ def test_server_command_defaults(tmp_path):
 def test_server_command_pass_through(tmp_path):
     cmd = server_command(_server_args(host="0.0.0.0", port=8080, app_name="basic-auth",
                                       workers="4", backend_store_uri="postgresql://db/mlflow",
+                                      allowed_hosts="mlflow.lab.example",
                                       artifacts_destination="s3://bucket/mlflow"), tmp_path)
     for opt, value in (("--host", "0.0.0.0"), ("--port", "8080"), ("--app-name", "basic-auth"),
                        ("--workers", "4"), ("--backend-store-uri", "postgresql://db/mlflow"),
+                       ("--allowed-hosts", "mlflow.lab.example"),
                        ("--artifacts-destination", "s3://bucket/mlflow")):
         assert cmd[cmd.index(opt) + 1] == value
     assert not (tmp_path / "mlruns").exists()
@@ -151,3 +153,11 @@ def test_server_prints_url_and_export(tmp_path, monkeypatch, capsys):
     assert "http://127.0.0.1:5123" in err
     assert "export MLFLOW_TRACKING_URI=http://127.0.0.1:5123" in err
     assert calls and calls[0][calls[0].index("--port") + 1] == "5123"
+
+
+def test_server_on_every_interface_prints_a_reachable_url(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(subprocess, "call", lambda cmd: 0)
+    monkeypatch.chdir(tmp_path)
+    assert main(["server", "--host", "0.0.0.0"]) == 0
+    export = [line for line in capsys.readouterr().err.splitlines() if "export" in line]
+    assert export and "0.0.0.0" not in export[0] and export[0].endswith(":5000")

@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help=f"show tracebacks (or set {DEBUG_ENV}=1)")
-    p = argparse.ArgumentParser(prog="nnlab", description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog="nnlab", description=__doc__.split("\n")[0].replace("``", ""),
                                 parents=[common])
     p.add_argument("--params", default=PARAMS_FILE, help="params file (default: params.yaml)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                          "<project>/mlruns/server-artifacts)")
     sp.add_argument("--app-name", default=None, help="passed to mlflow server (e.g. basic-auth)")
     sp.add_argument("--workers", default=None, help="passed to mlflow server")
+    sp.add_argument("--allowed-hosts", default=None,
+                    help="passed to mlflow server: Host headers it answers besides localhost "
+                         "and private IPs (e.g. a DNS name)")
     return p
 
 
@@ -198,15 +201,28 @@ def server_command(args: argparse.Namespace, root: Path) -> list[str]:
         cmd += ["--app-name", args.app_name]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
+    if args.allowed_hosts:
+        cmd += ["--allowed-hosts", args.allowed_hosts]
     return cmd
 
 
-def _server(args: argparse.Namespace, root: Path) -> int:
+def _lan_address() -> str:
+    """This machine's address on its network (MLflow answers private IPs by default)."""
     import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # UDP: picks the interface, sends nothing
+            return s.getsockname()[0]
+        except OSError:
+            return socket.gethostname()
+
+
+def _server(args: argparse.Namespace, root: Path) -> int:
     import subprocess
 
     cmd = server_command(args, root)
-    host = socket.getfqdn() if args.host in ("0.0.0.0", "::") else args.host
+    host = _lan_address() if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{host}:{args.port}"
     store, artifacts = (cmd[cmd.index(opt) + 1]
                         for opt in ("--backend-store-uri", "--artifacts-destination"))
