@@ -205,6 +205,12 @@ def test_finetune_is_typed():
         small(**{"experiments.head.finetune": {"unfreeze_epoch": 3}})
 
 
+def test_repo_experiments_pass_the_runtime_checks():
+    params = load_params(REPO / "params.yaml")
+    for name in params.experiments:
+        check_experiment(params, name)  # augment steps build, Lightning takes trainer:
+
+
 def test_check_experiment_builds_augment_steps():
     steps = [{"name": "HorizontalFlip", "args": {"p": 0.5}},
              {"name": "Affine", "args": {"rotat": 3}}]
