@@ -386,9 +386,12 @@ def _check_model(model: str, options: dict[str, Any]) -> None:
     try:
         registry.check_options(model, options)
     except ValueError as err:
-        named = [k for k in options if re.search(rf"\b{re.escape(k)}\b", str(err))]
-        key = f"model_options.{named[0]}" if len(named) == 1 else "model_options"
-        raise _key_error(key, _cut(str(err), 200)) from None
+        key, message = "model_options", str(err)
+        if (prefixed := re.match(r"(model_options\.[^:\s]+): (.*)", message)) is not None:
+            key, message = prefixed.groups()  # the registry names the option itself
+        elif len(named := [k for k in options if re.search(rf"\b{re.escape(k)}\b", message)]) == 1:
+            key = f"model_options.{named[0]}"
+        raise _key_error(key, _cut(message, 200)) from None
 
 
 # ---------------------------------------------------------------- the whole file
