@@ -1,61 +1,111 @@
-"""``nnlab`` command line: parses arguments, loads params, calls one function."""
+"""``nnlab`` command line: parses arguments, loads params, calls one function.
+
+Every expected failure prints one line, ``nnlab: error: ...``, and exits nonzero (2 for bad
+params, 130 when interrupted, 1 otherwise). ``--debug`` or ``NNLAB_DEBUG=1`` adds the traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 
-from nnlab.config import PARAMS_FILE, ConfigError, load_params
+from nnlab.config import PARAMS_FILE, ConfigError, check_experiment, load_params
+
+DEBUG_ENV = "NNLAB_DEBUG"
+EXPECTED = (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSError)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nnlab", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help=f"show tracebacks (or set {DEBUG_ENV}=1)")
+    p = argparse.ArgumentParser(prog="nnlab", description=__doc__.split("\n")[0].replace("``", ""),
+                                parents=[common])
     p.add_argument("--params", default=PARAMS_FILE, help="params file (default: params.yaml)")
     sub = p.add_subparsers(dest="command", required=True)
     for cmd, arg, help_ in (
         ("download", "dataset", "fetch a dataset's raw files (or its offline fallback)"),
         ("split", "dataset", "decode, split and store a dataset as arrays"),
+        ("features", "cache", "run a frozen pretrained base once over a dataset (features:)"),
         ("train", "experiment", "train one experiment"),
         ("evaluate", "experiment", "score an experiment's best checkpoint on the test split"),
         ("summary", "experiment", "print a Keras-style model summary"),
-        ("features", "experiment", "cache a frozen pretrained base's outputs for training"),
     ):
-        sp = sub.add_parser(cmd, help=help_)
+        sp = sub.add_parser(cmd, help=help_, parents=[common])
         sp.add_argument(arg)
-    sub.add_parser("compare", help="table and chart of all evaluated experiments")
-    sp = sub.add_parser("predict", help="predict labels for files with an experiment's model")
+    sub.add_parser("compare", help="table and chart of all evaluated experiments",
+                   parents=[common])
+    sp = sub.add_parser("predict", help="predict labels for files with an experiment's model",
+                        parents=[common])
     sp.add_argument("experiment")
     sp.add_argument("files", nargs="+")
     sp.add_argument("--json", action="store_true", help="one JSON object per line")
-    sp = sub.add_parser("ui", help="open the MLflow UI on this project's runs")
+    sp = sub.add_parser("ui", help="open the MLflow UI on this project's runs", parents=[common])
     sp.add_argument("--port", type=int, default=5000)
     sp.add_argument("--host", default="127.0.0.1")
+    sp = sub.add_parser("server", parents=[common],
+                        help="an MLflow tracking server that proxies artifacts (for many machines)")
+    sp.add_argument("--host", default="127.0.0.1",
+                    help="interface to listen on (0.0.0.0: every one, for a LAN)")
+    sp.add_argument("--port", type=int, default=5000)
+    sp.add_argument("--backend-store-uri", default=None,
+                    help="runs and metrics (default: sqlite:///<project>/mlruns/server.db)")
+    sp.add_argument("--artifacts-destination", default=None,
+                    help="where artifacts go: a folder or a URI (default: "
+                         "<project>/mlruns/server-artifacts)")
+    sp.add_argument("--app-name", default=None, help="passed to mlflow server (e.g. basic-auth)")
+    sp.add_argument("--workers", default=None, help="passed to mlflow server")
+    sp.add_argument("--allowed-hosts", default=None,
+                    help="passed to mlflow server: Host headers it answers besides localhost "
+                         "and private IPs (e.g. a DNS name)")
     return p
+
+
+def _debug(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _one_line(err: BaseException) -> str:
+    text = ""
+    for line in filter(None, (line.strip() for line in str(err).splitlines())):
+        text += (" " if text.endswith(":") else "; ") + line if text else line
+    return text or type(err).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    root = Path(".")
+    debug = _debug(args)
     try:
-        if args.command == "ui":
-            return _ui(args.host, args.port, root)
-        params = load_params(args.params)
-        return _run(args, params, root)
-    except ConfigError as err:
-        print(f"nnlab: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("nnlab: interrupted", file=sys.stderr)
-        return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        print(f"nnlab: error: {err}", file=sys.stderr)
-        return 1
+        return _run(args, Path("."))
+    except (KeyboardInterrupt, Exception) as err:
+        message, code = _failure(err, debug)
+        if debug:
+            traceback.print_exception(err)
+        print(f"nnlab: error: {message}", file=sys.stderr)
+        return code
 
 
-def _run(args: argparse.Namespace, params, root: Path) -> int:
+def _failure(err: BaseException, debug: bool) -> tuple[str, int]:
+    """The one line and the exit status for an exception."""
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted", 130
+    if isinstance(err, EXPECTED):
+        return _one_line(err), 2 if isinstance(err, ConfigError) else 1
+    hint = "" if debug else " (rerun with --debug for the traceback)"
+    return f"{type(err).__name__}: {_one_line(err)}{hint}", 1
+
+
+def _run(args: argparse.Namespace, root: Path) -> int:
     cmd = args.command
+    if cmd == "ui":
+        return _ui(args.host, args.port, root)
+    if cmd == "server":
+        return _server(args, root)
+    params = load_params(args.params)
     if cmd == "download":
         from nnlab.data.prepare import run_download
 
@@ -65,9 +115,12 @@ def _run(args: argparse.Namespace, params, root: Path) -> int:
 
         run_split(params, _dataset(params, args.dataset), root)
     elif cmd == "features":
+        if args.cache not in params.features:
+            raise ConfigError(f"{args.params}: no features cache {args.cache!r} under "
+                              f"features: (known: {', '.join(params.features) or 'none'})")
         from nnlab.features import run_features
 
-        run_features(params, args.experiment, root)
+        run_features(params, args.cache, root)
     elif cmd == "train":
         from nnlab.train import train
 
@@ -81,29 +134,38 @@ def _run(args: argparse.Namespace, params, root: Path) -> int:
 
         print(compare(params, root))
     elif cmd == "summary":
-        from nnlab.data.prepare import load_meta
-        from nnlab.models.registry import build_model, loading_checkpoint
-        from nnlab.spec import spec_from_meta
-        from nnlab.summary import summary_text
-
-        exp = params.experiment(args.experiment)
-        spec = spec_from_meta(load_meta(exp.dataset, root))
-        with loading_checkpoint():  # shapes and counts only: no weight download
-            net = build_model(exp.model, spec, exp.model_options)
-        print(summary_text(net, spec, args.experiment))
+        _summary(params, args.experiment, root)
     elif cmd == "predict":
-        from nnlab.predict import predict
-
-        results = predict(params, args.experiment, args.files, root)
-        for r in results:
-            if args.json:
-                print(json.dumps(r))
-            elif "error" in r:
-                print(f"{r['file']}\tERROR\t{r['error']}")
-            else:
-                print(f"{r['file']}\t{r['label']}\t{r['probability']:.4f}")
-        return 1 if any("error" in r for r in results) else 0
+        return _predict(params, args, root)
     return 0
+
+
+def _summary(params, name: str, root: Path) -> None:
+    from nnlab.data.prepare import load_meta
+    from nnlab.models.registry import build_model, loading_checkpoint
+    from nnlab.spec import spec_from_meta
+    from nnlab.summary import summary_text
+
+    exp = params.experiment(name)
+    check_experiment(params, name)
+    spec = spec_from_meta(load_meta(exp.dataset, root))
+    with loading_checkpoint():  # shapes and counts only: no weight download
+        net = build_model(exp.model, spec, exp.model_options)
+    print(summary_text(net, spec, name))
+
+
+def _predict(params, args: argparse.Namespace, root: Path) -> int:
+    from nnlab.predict import predict
+
+    results = predict(params, args.experiment, args.files, root)
+    for r in results:
+        if args.json:
+            print(json.dumps(r))
+        elif "error" in r:
+            print(f"{r['file']}\tERROR\t{r['error']}")
+        else:
+            print(f"{r['file']}\t{r['label']}\t{r['probability']:.4f}")
+    return 1 if any("error" in r for r in results) else 0
 
 
 def _dataset(params, name: str) -> str:
@@ -112,7 +174,6 @@ def _dataset(params, name: str) -> str:
 
 
 def _ui(host: str, port: int, root: Path) -> int:
-    import os
     import subprocess
 
     from nnlab.tracking import artifact_location, tracking_uri
@@ -123,6 +184,51 @@ def _ui(host: str, port: int, root: Path) -> int:
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         cmd += ["--default-artifact-root", artifact_location(root)]
     print(f"nnlab: MLflow UI on http://{host}:{port} (store {uri})", file=sys.stderr)
+    return subprocess.call(cmd)
+
+
+def server_command(args: argparse.Namespace, root: Path) -> list[str]:
+    """The ``mlflow server`` command line for ``nnlab server`` (folders it needs are made)."""
+    store = Path(root).resolve() / "mlruns"
+    backend = args.backend_store_uri or f"sqlite:///{store / 'server.db'}"
+    artifacts = args.artifacts_destination or str(store / "server-artifacts")
+    if args.backend_store_uri is None:
+        store.mkdir(parents=True, exist_ok=True)  # sqlite makes the file, not its folder
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
+           "--artifacts-destination", artifacts, "--serve-artifacts",
+           "--host", args.host, "--port", str(args.port)]
+    if args.app_name:
+        cmd += ["--app-name", args.app_name]
+    if args.workers:
+        cmd += ["--workers", str(args.workers)]
+    if args.allowed_hosts:
+        cmd += ["--allowed-hosts", args.allowed_hosts]
+    return cmd
+
+
+def _lan_address() -> str:
+    """This machine's address on its network (MLflow answers private IPs by default)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # UDP: picks the interface, sends nothing
+            return s.getsockname()[0]
+        except OSError:
+            return socket.gethostname()
+
+
+def _server(args: argparse.Namespace, root: Path) -> int:
+    import subprocess
+
+    cmd = server_command(args, root)
+    host = _lan_address() if args.host in ("0.0.0.0", "::") else args.host
+    url = f"http://{host}:{args.port}"
+    store, artifacts = (cmd[cmd.index(opt) + 1]
+                        for opt in ("--backend-store-uri", "--artifacts-destination"))
+    print(f"nnlab: MLflow tracking server on {url} (store {store}, artifacts {artifacts})",
+          file=sys.stderr)
+    print(f"export MLFLOW_TRACKING_URI={url}", file=sys.stderr)
     return subprocess.call(cmd)
 
 

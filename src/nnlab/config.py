@@ -1,102 +1,315 @@
 """Typed view of params.yaml. The only module that reads it.
 
-Every other module receives these objects. Validation happens on load: an unknown key,
-a wrong type or an impossible value stops with one message naming the key and the value,
-before any file is touched.
+Every other module receives these objects. Validation happens on load: an unknown key, a wrong
+type or an impossible value stops with one message naming the key and the value, before any file
+is touched. Types are strict (``"64"`` is not 64, ``true`` is not 1) and every default lives in
+its model field. Loading imports neither torch nor Lightning; the checks that need them are in
+:func:`check_experiment`, which the stages call before they touch a file.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import os
+import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from nnlab.paths import check_name
 
 DATASETS = ("mnist", "cats_vs_dogs", "imdb")
 PARAMS_FILE = "params.yaml"
+_SHOW = 60  # longest value shown in a message
+MAX_BYTES = 2**20  # a params file larger than this is not one
 
 
 class ConfigError(ValueError):
     """params.yaml is missing, malformed or holds an invalid value."""
 
 
+def _key_error(key: str, message: str) -> PydanticCustomError:
+    """An error about ``key`` (dotted, relative to the model that raises it)."""
+    return PydanticCustomError("nnlab_key", "{message}", {"key": key, "message": message})
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _either(expected: str, *accept: Callable[[Any], bool]) -> Any:
+    """A field that holds one of several shapes, with one message when it holds none."""
+
+    def validate(v: Any) -> Any:
+        if any(ok(v) for ok in accept):
+            return v
+        raise ValueError(f"expected {expected}")
+
+    return Annotated[Any, PlainValidator(validate)]
+
+
+Devices = _either('"auto", an int >= -1 or a non-empty list of device indices',
+                  lambda v: v == "auto", lambda v: _is_int(v) and v >= -1,
+                  lambda v: isinstance(v, list) and len(v) > 0
+                  and all(_is_int(i) and i >= 0 for i in v))
+Batches = _either("an int >= 0 (batches), a float in [0, 1] (a fraction) or null",
+                  lambda v: v is None, lambda v: _is_int(v) and v >= 0,
+                  lambda v: type(v) is float and 0 <= v <= 1)
+FastDevRun = _either("true, false or a number of batches >= 0", lambda v: type(v) is bool,
+                     lambda v: _is_int(v) and v >= 0)
+Threads = _either('an int >= 1 or "auto"', lambda v: _is_int(v) and v >= 1,
+                  lambda v: v == "auto")
+BoolOrAuto = _either('true, false or "auto"', lambda v: type(v) is bool, lambda v: v == "auto")
+BoolOrWarn = _either('true, false or "warn"', lambda v: type(v) is bool, lambda v: v == "warn")
+
+
+_MODEL = {"frozen": True, "strict": True, "allow_inf_nan": False}
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", **_MODEL)
 
 
-class TrainerConfig(_Strict):
-    accelerator: str = "auto"
-    devices: int | str | list[int] = "auto"
-    strategy: str = "auto"
+# ---------------------------------------------------------------- trainer: lightning.Trainer
+
+# Arguments of lightning.Trainer.__init__ that params.yaml may set (tests/test_config.py checks
+# this against the installed Lightning). nnlab sets the RESERVED ones itself.
+TRAINER_KEYS = (
+    "accelerator", "strategy", "devices", "num_nodes", "precision", "fast_dev_run", "max_time",
+    "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+    "overfit_batches", "val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps",
+    "log_every_n_steps", "enable_progress_bar", "enable_model_summary",
+    "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm", "deterministic",
+    "benchmark", "inference_mode", "use_distributed_sampler", "profiler", "detect_anomaly",
+    "barebones", "sync_batchnorm", "reload_dataloaders_every_n_epochs", "enable_autolog_hparams",
+    "model_registry",
+)  # fmt: skip
+RESERVED = {
+    "max_epochs": "set per experiment as experiments.<name>.epochs",
+    "min_epochs": "training length is experiments.<name>.epochs (and .patience)",
+    "max_steps": "training length is experiments.<name>.epochs",
+    "min_steps": "training length is experiments.<name>.epochs (and .patience)",
+    "logger": "nnlab logs to MLflow (set MLFLOW_TRACKING_URI for a server)",
+    "callbacks": "nnlab sets checkpointing, early stopping (experiments.<name>.patience) "
+                 "and the progress bar (trainer.enable_progress_bar)",
+    "default_root_dir": "outputs go to models/<experiment>/",
+    "enable_checkpointing": "nnlab always keeps best.ckpt and last.ckpt in models/<experiment>/",
+    "plugins": "not settable from params.yaml (Lightning detects the cluster environment)",
+}  # fmt: skip
+MOVED = {
+    "num_workers": "moved to loader.num_workers",
+    "persistent_workers": "moved to loader.persistent_workers",
+    "pin_memory": "moved to loader.pin_memory",
+    "progress_bar": "renamed to Lightning's trainer.enable_progress_bar",
+    "limit_batches": "use Lightning's trainer.limit_train_batches and trainer.limit_val_batches",
+    "channels_last": "moved per experiment: experiments.<name>.channels_last",
+}
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
+# lightning.pytorch.strategies.StrategyRegistry plus "auto" (checked by a test)
+STRATEGIES = (
+    "auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true",
+    "ddp_fork", "ddp_fork_find_unused_parameters_false", "ddp_fork_find_unused_parameters_true",
+    "ddp_notebook", "ddp_notebook_find_unused_parameters_false",
+    "ddp_notebook_find_unused_parameters_true", "ddp_spawn",
+    "ddp_spawn_find_unused_parameters_false", "ddp_spawn_find_unused_parameters_true",
+    "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_2_offload",
+    "deepspeed_stage_3", "deepspeed_stage_3_offload", "deepspeed_stage_3_offload_nvme", "fsdp",
+    "fsdp_cpu_offload", "single_device", "single_tpu", "single_xla", "xla", "xla_debug",
+)  # fmt: skip
+# every input Lightning's precision argument accepts (checked by a test)
+PRECISIONS = (
+    16, 32, 64, "16-mixed", "bf16-mixed", "32-true", "16-true", "bf16-true", "64-true",
+    "transformer-engine", "transformer-engine-float16", "16", "32", "64", "bf16",
+)  # fmt: skip
+
+
+# trainer keys nnlab always passes, with its own defaults
+_ALWAYS = ("accelerator", "devices", "strategy", "num_nodes", "precision", "deterministic",
+           "log_every_n_steps", "enable_progress_bar")
+
+
+class TrainerConfig(BaseModel):
+    """Keyword arguments of ``lightning.Trainer``: the typed ones below, with nnlab's defaults,
+    plus any other key of :data:`TRAINER_KEYS` as written (Lightning checks those values)."""
+
+    model_config = ConfigDict(extra="allow", **_MODEL)
+
+    accelerator: Literal[ACCELERATORS] = "auto"
+    devices: Devices = "auto"
+    strategy: Literal[STRATEGIES] = "auto"
     num_nodes: int = Field(1, ge=1)
-    precision: str = "32-true"
-    deterministic: bool | Literal["warn"] = True
+    precision: Literal[PRECISIONS] = "32-true"
+    deterministic: BoolOrWarn = "warn"
     log_every_n_steps: int = Field(10, ge=1)
     enable_progress_bar: bool = True
-    limit_train_batches: float | None = None
-    limit_val_batches: float | None = None
+    # Lightning's own defaults: passed on only when written. (A default of None on a field
+    # that is not Optional: writing null is an error, as it would be for Lightning.)
+    limit_train_batches: Batches = None
+    limit_val_batches: Batches = None
+    limit_test_batches: Batches = None
+    limit_predict_batches: Batches = None
+    overfit_batches: Batches = None
+    val_check_interval: Batches = None
+    check_val_every_n_epoch: int | None = Field(None, ge=1)
+    num_sanity_val_steps: int | None = Field(None, ge=-1)
+    accumulate_grad_batches: int = Field(None, ge=1)
+    gradient_clip_val: float | None = Field(None, ge=0)
+    gradient_clip_algorithm: Literal["value", "norm"] | None = None
+    fast_dev_run: FastDevRun = None
+    benchmark: bool | None = None
+    enable_model_summary: bool | None = None
+    inference_mode: bool = None
+    use_distributed_sampler: bool = None
+    detect_anomaly: bool = None
+    barebones: bool = None
+    sync_batchnorm: bool = None
+    reload_dataloaders_every_n_epochs: int = Field(None, ge=0)
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _no_float_precision(cls, value: Any) -> Any:
+        if type(value) not in (int, str):  # 16.0 == 16, but Lightning wants 16 or "16-mixed"
+            raise ValueError("expected one of " + ", ".join(map(str, PRECISIONS)))
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        for key in data if isinstance(data, dict) else ():
+            hint = RESERVED.get(key) or MOVED.get(key)
+            if hint is None and key not in TRAINER_KEYS:
+                hint = "unknown key: not an argument of lightning.Trainer"
+            if hint is not None:
+                raise _key_error(str(key), hint)
+        return data
+
+    @model_validator(mode="after")
+    def _cpu_devices(self) -> TrainerConfig:
+        cores = os.cpu_count() or 1
+        if self.accelerator == "cpu" and _is_int(self.devices) and self.devices > cores:
+            raise _key_error("devices", f"{self.devices} processes with accelerator: cpu, but "
+                                        f"this machine has {cores} cores")
+        return self
 
     def kwargs(self) -> dict[str, Any]:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
+        """The keyword arguments for ``lightning.Trainer`` (nnlab adds the RESERVED ones):
+        nnlab's defaults and whatever params.yaml sets."""
+        return {**{key: getattr(self, key) for key in _ALWAYS},
+                **self.model_dump(exclude_unset=True)}
 
 
 class LoaderConfig(_Strict):
+    """The DataLoaders and torch threads of each training/evaluation process."""
+
     num_workers: int = Field(0, ge=0)
     persistent_workers: bool = True
-    pin_memory: bool | Literal["auto"] = "auto"
-    threads: int | Literal["auto"] = "auto"
+    pin_memory: BoolOrAuto = "auto"
+    # torch threads per process; auto: the cores shared among the jobs running at once
+    threads: Threads = "auto"
 
 
-class FinetuneConfig(_Strict):
-    unfreeze_epoch: int = Field(0, ge=0)
-    backbone_lr: float | None = Field(None, gt=0)
+# ---------------------------------------------------------------- data: one model per dataset
+
+_PIN = re.compile(r"sha256=[0-9a-fA-F]{64}|md5=[0-9a-fA-F]{32}")
+
+
+def _check_mirror(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "file") or not (parts.netloc or parts.path):
+        raise ValueError("expected an http(s):// or file:// URL")
+    if "#" in url and _PIN.fullmatch(parts.fragment) is None:
+        raise ValueError("a #fragment pins the file: #sha256=<64 hex> or #md5=<32 hex>")
+    return url
+
+
+class DataConfig(_Strict):
+    """What every dataset block has: where the data comes from and how hard to try."""
+
+    source: str = "auto"  # each dataset narrows it to the sources it has
+    mirrors: list[Annotated[str, AfterValidator(_check_mirror)]] = []
+    path: str | None = None
+    timeout: float = Field(10.0, gt=0, le=300)  # seconds without a byte before a retry
+    retries: int = Field(2, ge=0, le=10)
+    total_timeout: float = Field(1800.0, gt=0, le=86400)  # seconds per download attempt
+    max_samples: int | None = Field(None, ge=10)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _fractions(self) -> DataConfig:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise _key_error("test_fraction", f"val_fraction + test_fraction must be < 1, got "
+                                              f"{self.val_fraction} + {self.test_fraction}")
+        return self
+
+
+class MnistConfig(DataConfig):
+    source: Literal["auto", "remote", "bundled"] = "auto"
+
+
+class _ArchiveConfig(DataConfig):
+    """A dataset downloaded as an archive, with a synthetic offline substitute."""
+
+    source: Literal["auto", "remote", "synthetic"] = "auto"
+    synthetic_size: int = Field(600, ge=10)
+    max_unpacked_mb: int = Field(4096, ge=1)  # refuse archives that unpack to more
+    max_ratio: float = Field(100.0, ge=1)  # ... or that compress better than this
+
+
+class CatsVsDogsConfig(_ArchiveConfig):
+    image_size: int = Field(150, ge=8, le=1024)
+    split_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=3,
+                                                                   max_length=3)
+    # the synthetic fallback is drawn and stored at this size, not image_size
+    synthetic_image_size: int = Field(64, ge=8, le=1024)
+
+
+class ImdbConfig(_ArchiveConfig):
+    vocab_size: int = Field(10000, ge=10)
+    max_len: int = Field(200, ge=4)
+
+
+class DataBlocks(_Strict):
+    mnist: MnistConfig | None = None
+    cats_vs_dogs: CatsVsDogsConfig | None = None
+    imdb: ImdbConfig | None = None
+
+    def present(self) -> dict[str, DataConfig]:
+        return {name: cfg for name in DATASETS if (cfg := getattr(self, name)) is not None}
+
+
+# ---------------------------------------------------------------- features: derived datasets
 
 
 class FeaturesConfig(_Strict):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    """A derived dataset: a frozen pretrained base run once over every split of ``from``."""
+
     from_: str = Field(alias="from")
     backbone: Literal["vgg16", "efficientnet_lite0"]
     pool: Literal["avg", "max", "flatten"] = "avg"
     source: Literal["auto", "remote", "bundled"] = "auto"
-    weights: str = "imagenet"
+    weights: str = "imagenet"  # "imagenet", "none" or a file
     batch_size: int = Field(64, ge=1)
-    timeout: float = Field(10.0, gt=0)
+    timeout: float = Field(10.0, gt=0, le=300)
 
 
-class DataConfig(_Strict):
-    """One dataset's block under ``data:``. Fields a dataset does not use stay at defaults."""
-
-    source: Literal["auto", "remote", "bundled", "synthetic"] = "auto"
-    mirrors: list[str] = []
-    path: str | None = None
-    val_fraction: float = Field(0.1, gt=0, lt=1)
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    max_samples: int | None = Field(None, ge=10)
-    timeout: float = Field(10.0, gt=0)
-    retries: int = Field(2, ge=0)
-    # images
-    image_size: int = Field(150, ge=8)
-    split_sizes: list[int] | None = None
-    synthetic_size: int = Field(600, ge=10)
-    # the synthetic image fallback is drawn and stored at this size, not image_size
-    synthetic_image_size: int = Field(64, ge=8)
-    # text
-    vocab_size: int = Field(10000, ge=10)
-    max_len: int = Field(200, ge=4)
-
-    @model_validator(mode="after")
-    def _check(self) -> DataConfig:
-        if self.val_fraction + self.test_fraction >= 1:
-            raise ValueError(
-                f"val_fraction + test_fraction must be < 1, got "
-                f"{self.val_fraction} + {self.test_fraction}"
-            )
-        if self.split_sizes is not None and (
-            len(self.split_sizes) != 3 or any(n < 1 for n in self.split_sizes)
-        ):
-            raise ValueError(f"split_sizes must be three positive counts, got {self.split_sizes}")
-        return self
+# ---------------------------------------------------------------- experiments
 
 
 class AugmentStep(_Strict):
@@ -106,8 +319,15 @@ class AugmentStep(_Strict):
     args: dict[str, Any] = {}
 
 
+class FinetuneConfig(_Strict):
+    """A pretrained base's trainable part joins training at ``unfreeze_epoch``."""
+
+    unfreeze_epoch: int = Field(0, ge=0)
+    backbone_lr: float | None = Field(None, gt=0)  # None: lr / 10
+
+
 class ExperimentConfig(_Strict):
-    dataset: str
+    dataset: str  # a key of data: or of features:
     model: str
     epochs: int = Field(ge=1)
     batch_size: int = Field(32, ge=1)
@@ -122,56 +342,137 @@ class ExperimentConfig(_Strict):
     channels_last: bool = False
 
     @model_validator(mode="after")
-    def _check_model(self) -> ExperimentConfig:
-        from nnlab.models.registry import check_model
-
-        check_model(self.model, self.model_options)
+    def _check(self) -> ExperimentConfig:
+        if self.momentum != 0 and self.optimizer in ("adam", "adamw"):
+            raise _key_error("momentum", f"{self.optimizer} has no momentum (got "
+                                         f"{self.momentum}; use sgd or rmsprop, or drop it)")
+        if self.finetune is not None and self.finetune.unfreeze_epoch >= self.epochs:
+            raise _key_error("finetune.unfreeze_epoch",
+                             f"{self.finetune.unfreeze_epoch} >= epochs ({self.epochs}): the "
+                             f"base would never train")
+        _check_model(self.model, self.model_options)
         return self
 
+
+class _NoTorch(importlib.abc.MetaPathFinder):
+    """Makes ``import torch`` (and Lightning) fail while the registry is imported."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.split(".")[0] in ("torch", "lightning", "torchvision"):
+            raise ImportError(f"{name} is not imported while loading params")
+
+
+def _registry() -> Any:
+    """``nnlab.models.registry`` if it imports without torch and has ``check_options``."""
+    blocker = _NoTorch()
+    sys.meta_path.insert(0, blocker)
+    try:
+        module = importlib.import_module("nnlab.models.registry")
+    except ImportError:
+        return None
+    finally:
+        sys.meta_path.remove(blocker)
+    return module if hasattr(module, "check_options") else None
+
+
+def _check_model(model: str, options: dict[str, Any]) -> None:
+    registry = _registry()
+    if registry is None:  # a registry that needs torch: build_model checks at training time
+        return
+    builders = getattr(registry, "BUILDERS", None)
+    if builders is not None and model not in builders:
+        raise _key_error("model", f"unknown model {_quote(model)} "
+                                  f"(known: {', '.join(sorted(builders))})")
+    try:
+        registry.check_options(model, options)
+    except ValueError as err:
+        key, message = "model_options", str(err)
+        if (prefixed := re.match(r"(model_options\.[^:\s]+): (.*)", message)) is not None:
+            key, message = prefixed.groups()  # the registry names the option itself
+        elif len(named := [k for k in options if re.search(rf"\b{re.escape(k)}\b", message)]) == 1:
+            key = f"model_options.{named[0]}"
+        raise _key_error(key, _cut(message, 200)) from None
+
+
+# ---------------------------------------------------------------- the whole file
 
 
 class Params(_Strict):
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1)  # the range seed_everything takes
     trainer: TrainerConfig = TrainerConfig()
     loader: LoaderConfig = LoaderConfig()
+    data: DataBlocks = DataBlocks()
     features: dict[str, FeaturesConfig] = {}
-    data: dict[Literal["mnist", "cats_vs_dogs", "imdb"], DataConfig] = {}
     experiments: dict[str, ExperimentConfig]
+
+    @field_validator("features", "experiments")
+    @classmethod
+    def _names(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        what = {"features": "features cache", "experiments": "experiment"}[info.field_name]
+        for name in value:
+            try:
+                check_name(name, what)
+            except ValueError as err:
+                raise _key_error("", str(err)) from None
+        return value
 
     @model_validator(mode="after")
     def _check_refs(self) -> Params:
+        data = self.data.present()
+        for name, feat in self.features.items():
+            if name in DATASETS:
+                raise _key_error(f"features.{name}", "a features cache cannot share a name "
+                                                     "with a dataset under data:")
+            if feat.from_ not in data:
+                raise _key_error(f"features.{name}.from",
+                                 f"{_quote(feat.from_)} has no block under data: "
+                                 f"(known: {', '.join(data) or 'none'})")
         for name, exp in self.experiments.items():
-            if exp.dataset not in self.data and exp.dataset not in self.features:
-                raise ValueError(
-                    f"experiments.{name}.dataset: {exp.dataset!r} has no block under data:"
-                )
+            if exp.dataset not in data and exp.dataset not in self.features:
+                known = ", ".join([*data, *self.features]) or "none"
+                raise _key_error(f"experiments.{name}.dataset",
+                                 f"{_quote(exp.dataset)} has no block under data: or "
+                                 f"features: (known: {known})")
         return self
-
-    def source_dataset(self, name: str) -> str:
-        return self.features[name].from_ if name in self.features else name
 
     def experiment(self, name: str) -> ExperimentConfig:
         if name not in self.experiments:
-            known = ", ".join(sorted(self.experiments))
-            raise ConfigError(f"{PARAMS_FILE}: no experiment {name!r} (known: {known})")
+            raise ConfigError(f"{PARAMS_FILE}: no experiment {_quote(name)} "
+                              f"(known: {', '.join(sorted(self.experiments))})")
         return self.experiments[name]
 
     def dataset(self, name: str) -> DataConfig:
-        if name not in self.data:
-            known = ", ".join(sorted(self.data))
-            raise ConfigError(f"{PARAMS_FILE}: no dataset {name!r} under data: (known: {known})")
-        return self.data[name]
+        data = self.data.present()
+        if name not in data:
+            raise ConfigError(f"{PARAMS_FILE}: no dataset {_quote(name)} under data: "
+                              f"(known: {', '.join(data) or 'none'})")
+        return data[name]
+
+    def features_of(self, name: str) -> FeaturesConfig | None:
+        """The features cache ``name`` is, or None for a dataset under data:."""
+        if name in self.features:
+            return self.features[name]
+        self.dataset(name)  # neither: a ConfigError naming the datasets
+        return None
+
+    def source_dataset(self, name: str) -> str:
+        """The key of data: that a dataset or a features cache comes from."""
+        feat = self.features_of(name)
+        return name if feat is None else feat.from_
 
     def flat(self, experiment: str) -> dict[str, Any]:
         """Every param that shapes one experiment, flattened to dotted keys (for MLflow)."""
         exp = self.experiment(experiment)
-        tree = {
+        source = self.source_dataset(exp.dataset)
+        tree: dict[str, Any] = {
             "seed": self.seed,
-            "trainer": self.trainer.model_dump(),
+            "trainer": self.trainer.kwargs(),
             "loader": self.loader.model_dump(),
-            "data": {(src := self.source_dataset(exp.dataset)): self.dataset(src).model_dump()},
-            "experiment": exp.model_dump(),
+            "data": {source: self.dataset(source).model_dump()},
         }
+        if (feat := self.features_of(exp.dataset)) is not None:
+            tree["features"] = {exp.dataset: feat.model_dump(by_alias=True)}
+        tree["experiment"] = exp.model_dump()
         return flatten(tree)
 
 
@@ -188,42 +489,220 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _describe(err: ValidationError, raw: dict) -> str:
+# ---------------------------------------------------------------- messages
+
+
+def _cut(text: str, limit: int = _SHOW) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _quote(name: Any) -> str:
+    """A name (key, experiment, dataset) as a message quotes it."""
+    return _cut(repr(name))
+
+
+def _show(value: Any) -> str:
+    """A value as a message shows it: short, YAML-like, never a whole block."""
+    if isinstance(value, dict):
+        return f"a mapping of {len(value)} key{'s' * (len(value) != 1)}"
+    if isinstance(value, list | tuple):
+        flat = all(isinstance(v, int | float | bool) for v in value)
+        return repr(list(value)) if flat and len(value) <= 6 else f"a list of {len(value)}"
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return f"the string {_quote(value)}" if isinstance(value, str) else _cut(repr(value))
+
+
+def _loc(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out
+
+
+def _known_keys(parts: tuple[Any, ...]) -> list[str]:
+    """The keys the model at ``parts`` (a path into Params) accepts."""
+    tp: Any = Params
+    for part in parts:
+        while get_origin(tp) in (Union, Annotated) or type(tp).__name__ == "UnionType":
+            tp = next((a for a in get_args(tp) if a is not type(None)), None)
+        if get_origin(tp) in (dict, list):
+            tp = get_args(tp)[-1]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            return []
+    while type(tp).__name__ == "UnionType" or get_origin(tp) is Union:
+        tp = next((a for a in get_args(tp) if a is not type(None)), None)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [f.alias or name for name, f in tp.model_fields.items()]
+    return []
+
+
+def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            lines.append(f"{loc}: unknown key")
-        elif e["type"] == "literal_error" and loc:
-            lines.append(f"{loc}: {e.get('input')!r} is not allowed ({msg})")
-        elif loc:
-            lines.append(f"{loc}: {msg} (got {e.get('input')!r})")
+        parts = tuple(e["loc"])
+        ctx = e.get("ctx") or {}
+        if e["type"] == "invalid_key" or parts[-1:] == ("[key]",):
+            parts = parts[:-2] if parts[-1:] == ("[key]",) else parts[:-1]
+            where = f"{_loc(parts)}: " if parts else ""
+            lines.append(f"{where}key {_show(e.get('input'))} is not a string")
+        elif e["type"] in ("model_type", "dict_type"):
+            lines.append(f"{_loc(parts) or 'top level'}: expected a mapping "
+                         f"(got {_show(e.get('input'))})")
+        elif e["type"] == "nnlab_key":
+            parts += tuple(k for k in ctx["key"].split(".") if k)
+            lines.append(f"{_loc(parts)}: {ctx['message']}")
+        elif e["type"] == "extra_forbidden":
+            known = _known_keys(parts[:-1])
+            hint = f" (known: {', '.join(known)})" if known else ""
+            lines.append(f"{_loc(parts)}: unknown key{hint}")
+        elif e["type"] == "missing":
+            lines.append(f"{_loc(parts)}: required key missing")
         else:
-            lines.append(msg)
+            msg = _cut(e["msg"].removeprefix("Value error, "), 200)
+            if e["type"] == "float_type" and isinstance(e.get("input"), str):
+                msg += " (write numbers unquoted, e.g. 0.001 or 1.0e-3)"
+            where = f"{_loc(parts)}: " if parts else ""
+            lines.append(f"{where}{msg} (got {_show(e.get('input'))})")
+    if len(lines) > 5:
+        lines[5:] = [f"and {len(lines) - 5} more"]
     return "; ".join(lines)
+
+
+# ---------------------------------------------------------------- reading the file
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with duplicate keys refused and YAML 1.2 floats (``1e-3``, as DVC reads them)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {_quote(key)} (first on line {first})",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def parse_params(raw: Any, where: str = PARAMS_FILE) -> Params:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping at the top level, got {type(raw).__name__}")
+        got = "an empty file" if raw is None else _show(raw)
+        raise ConfigError(f"{where}: expected a mapping (seed, trainer, data, experiments...) "
+                          f"at the top level, got {got}")
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(f"{where}: {_describe(err, raw)}") from None
+        raise ConfigError(f"{where}: {_describe(err)}") from None
+
+
+def _yaml_error(path: Path, err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or " ".join(str(err).split())
+    if mark is None:
+        return f"{path}: not valid YAML: {problem}"
+    return f"{path}: line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: not found (run nnlab from the project root)")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a params file")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path}: not a regular file (a pipe or a device?)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes; a params file is text of "
+                              f"at most {MAX_BYTES // 2**20} MiB")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found (run nnlab from the project root)") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a text file (no UTF-8 at byte {err.start})") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a text file (it holds NUL bytes)")
+    try:
+        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(_yaml_error(path, err)) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a params file") from None
     return parse_params(raw, str(path))
 
 
+# ---------------------------------------------------------------- checks that need torch
+
+
+def _reason(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def check_experiment(params: Params, name: str) -> None:
-    """Checks that need torch: placeholder until the config rewrite lands."""
-    params.experiment(name)
+    """What only torch, albumentations and Lightning can tell: every augment step builds, the
+    Trainer accepts ``trainer:`` and the devices it names exist. ConfigError otherwise."""
+    exp = params.experiment(name)
+    from nnlab.data.augment import build_augment
+
+    for i, step in enumerate(exp.augment):
+        try:
+            build_augment([step], params.seed, rank=0)
+        except Exception as err:
+            reason = _reason(err).removeprefix("augment[0] ")
+            raise ConfigError(f"{PARAMS_FILE}: experiments.{name}.augment[{i}]: {reason}") from None
+    _check_devices(params.trainer)
+    import logging
+    import warnings
+
+    import lightning as L
+
+    quiet = logging.getLogger("lightning.pytorch")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # a dry construction: its notes come again with the real one
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            L.Trainer(**params.trainer.kwargs(), logger=False, enable_checkpointing=False,
+                      max_epochs=1)
+    except Exception as err:
+        raise ConfigError(f"{PARAMS_FILE}: trainer: Lightning rejects it: {_reason(err)}") from None
+    finally:
+        quiet.setLevel(level)
+
+
+def _check_devices(t: TrainerConfig) -> None:
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if t.accelerator in ("gpu", "cuda") or (t.accelerator == "auto" and gpus > 0):
+        have, what = gpus, "CUDA devices"
+    elif t.accelerator in ("cpu", "auto"):
+        have, what = os.cpu_count() or 1, "cores"
+    else:
+        return
+    wanted = t.devices if _is_int(t.devices) else len(t.devices) if isinstance(t.devices, list) \
+        else 0  # fmt: skip
+    too_high = [i for i in t.devices if i >= have] if isinstance(t.devices, list) else []
+    if wanted > have or (too_high and what == "CUDA devices"):
+        raise ConfigError(f"{PARAMS_FILE}: trainer.devices: {_show(t.devices)} with accelerator: "
+                          f"{t.accelerator}, but this machine has {have} {what}")
