@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nnlab import config
 from nnlab.cli import main
 from nnlab.config import (
     PRECISIONS,
@@ -34,10 +33,6 @@ SMALL = {
         "head": {"dataset": "cvd_vgg", "model": "mlp", "epochs": 3, "optimizer": "rmsprop"},
     },
 }
-# True once nnlab.models.registry imports without torch and offers check_options
-REGISTRY = config._registry() is not None
-needs_registry = pytest.mark.xfail(not REGISTRY, strict=False,
-                                   reason="nnlab.models.registry is not torch-free yet")
 
 
 def small(**overrides):
@@ -126,13 +121,11 @@ def test_bad_values_name_key_and_value(key, value, expected):
     assert str(value) in str(err.value) or "unknown key" in expected
 
 
-@needs_registry
 def test_unknown_model_is_named():
     with pytest.raises(ConfigError, match=r"experiments\.mnist_cnn\.model: .*'resnet9000'"):
         small(**{"experiments.mnist_cnn.model": "resnet9000"})
 
 
-@needs_registry
 @pytest.mark.parametrize("options", [{"widht": 3}, {"hidden": "big"}])
 def test_model_options_checked_against_the_builder(options):
     key = next(iter(options))
@@ -251,19 +244,3 @@ def test_missing_params_file(tmp_path):
         load_params(tmp_path / "params.yaml")
 
 
-def test_model_check_goes_through_the_registry(monkeypatch):
-    """The indirection itself, with a stand-in torch-free registry."""
-    import types
-
-    def check_options(model, options):
-        if not isinstance(options.get("hidden", 1), int):
-            raise ValueError(f"model {model!r}: option 'hidden' expects an int")
-
-    fake = types.SimpleNamespace(BUILDERS={"mlp": None, "cnn_small": None},
-                                 check_options=check_options)
-    monkeypatch.setattr(config, "_registry", lambda: fake)
-    with pytest.raises(ConfigError, match=r"experiments\.mnist_mlp\.model_options\.hidden: "):
-        small(**{"experiments.mnist_mlp.model_options": {"hidden": "big"}})
-    with pytest.raises(ConfigError, match=r"experiments\.mnist_cnn\.model: .*'vit'.*cnn_small"):
-        small(**{"experiments.mnist_cnn.model": "vit"})
-    assert small().experiment("mnist_mlp").model_options == {"hidden": 32}

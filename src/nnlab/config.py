@@ -9,11 +9,8 @@ its model field. Loading imports neither torch nor Lightning; the checks that ne
 
 from __future__ import annotations
 
-import importlib
-import importlib.abc
 import os
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -354,43 +351,17 @@ class ExperimentConfig(_Strict):
         return self
 
 
-class _NoTorch(importlib.abc.MetaPathFinder):
-    """Makes ``import torch`` (and Lightning) fail while the registry is imported."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name.split(".")[0] in ("torch", "lightning", "torchvision"):
-            raise ImportError(f"{name} is not imported while loading params")
-
-
-def _registry() -> Any:
-    """``nnlab.models.registry`` if it imports without torch and has ``check_options``."""
-    blocker = _NoTorch()
-    sys.meta_path.insert(0, blocker)
-    try:
-        module = importlib.import_module("nnlab.models.registry")
-    except ImportError:
-        return None
-    finally:
-        sys.meta_path.remove(blocker)
-    return module if hasattr(module, "check_options") else None
-
-
 def _check_model(model: str, options: dict[str, Any]) -> None:
-    registry = _registry()
-    if registry is None:  # a registry that needs torch: build_model checks at training time
-        return
-    builders = getattr(registry, "BUILDERS", None)
-    if builders is not None and model not in builders:
-        raise _key_error("model", f"unknown model {_quote(model)} "
-                                  f"(known: {', '.join(sorted(builders))})")
+    """Names and value types of ``model_options``, against the builder's signature (the
+    registry imports no torch)."""
+    from nnlab.models.registry import check_options
+
     try:
-        registry.check_options(model, options)
+        check_options(model, options)
     except ValueError as err:
-        key, message = "model_options", str(err)
-        if (prefixed := re.match(r"(model_options\.[^:\s]+): (.*)", message)) is not None:
-            key, message = prefixed.groups()  # the registry names the option itself
-        elif len(named := [k for k in options if re.search(rf"\b{re.escape(k)}\b", message)]) == 1:
-            key = f"model_options.{named[0]}"
+        message = str(err)
+        named = re.match(r"(model_options\.[^:\s]+): (.*)", message)
+        key, message = named.groups() if named else ("model", message)
         raise _key_error(key, _cut(message, 200)) from None
 
 

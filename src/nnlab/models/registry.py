@@ -9,30 +9,28 @@ is not an int, ``true`` is not an int, ``"0.5"`` is not a float; an int is a flo
 config loader rejects bad options without building anything. This module imports no torch: each
 builder imports its family module when it runs.
 
-Optional hooks a net may offer (:class:`NetHooks`, checkable with ``isinstance``):
-
-``base`` and ``head`` (:class:`SplitNet`)
-    sub-modules with ``net(x) == net.head(net.base(x))``; when ``base`` has no trainable
-    parameters its outputs can be computed once and cached (``nnlab.features``).
-``param_groups(lr, finetune) -> list[dict]`` (:class:`TunableNet`)
-    the optimizer's parameter groups. Each group has ``params``, ``lr`` and a ``name``; a group
-    that starts frozen also has ``unfreeze_epoch`` (from that epoch on its learning rate becomes
-    ``unfrozen_lr``; before it is 0). ``finetune`` is the experiment's :class:`Finetune` block,
-    or None when it has none.
+Optional hooks a net may offer, and the checkpoint-loading switch, are in
+:mod:`nnlab.models.hooks` (re-exported here).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
 from pydantic import ConfigDict, Field
 
+from nnlab.models.hooks import (
+    Finetune,
+    NetHooks,
+    SplitNet,
+    TunableNet,
+    is_loading_checkpoint,
+    loading_checkpoint,
+)
 from nnlab.spec import DataSpec
 
 if TYPE_CHECKING:
@@ -40,56 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BUILDERS", "DataSpec", "Finetune", "NetHooks", "SplitNet", "TunableNet",
            "build_model", "check_options", "is_loading_checkpoint", "loading_checkpoint"]
-
-# ----------------------------------------------------------------------------- hooks
-
-
-@runtime_checkable
-class Finetune(Protocol):
-    """The ``finetune`` block of an experiment, as :meth:`TunableNet.param_groups` reads it."""
-
-    unfreeze_epoch: int  # the epoch from which the trainable part of a pretrained base learns
-    backbone_lr: float | None  # its learning rate then; None: lr / 10
-
-
-@runtime_checkable
-class SplitNet(Protocol):
-    """A net that is ``head(base(x))``."""
-
-    base: nn.Module
-    head: nn.Module
-
-
-@runtime_checkable
-class TunableNet(Protocol):
-    """A net that chooses its own optimizer parameter groups."""
-
-    def param_groups(self, lr: float, finetune: Finetune | None) -> list[dict[str, Any]]: ...
-
-
-@runtime_checkable
-class NetHooks(SplitNet, TunableNet, Protocol):
-    """Both optional hooks (what a pretrained base under a new head offers)."""
-
-
-# ----------------------------------------------------------------------------- loading
-
-_LOADING = contextvars.ContextVar("nnlab_loading_checkpoint", default=False)
-
-
-@contextlib.contextmanager
-def loading_checkpoint() -> Iterator[None]:
-    """Inside, builders skip fetching pretrained weights: a checkpoint will overwrite them."""
-    token = _LOADING.set(True)
-    try:
-        yield
-    finally:
-        _LOADING.reset(token)
-
-
-def is_loading_checkpoint() -> bool:
-    return _LOADING.get()
-
 
 # ----------------------------------------------------------------------------- builders
 
@@ -228,5 +176,3 @@ def check_options(model: str, options: dict[str, Any]) -> None:
 def build_model(name: str, spec: DataSpec, options: dict[str, Any] | None = None) -> nn.Module:
     return BUILDERS[name](spec, **_validated(name, dict(options or {})))
 
-
-check_model = check_options  # the name config.py still imports; drop once it calls check_options

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from nnlab.models.backbones import base_output_shape, build_base
-from nnlab.models.registry import Finetune
+from nnlab.models.hooks import Finetune
 from nnlab.spec import DataSpec
 
 

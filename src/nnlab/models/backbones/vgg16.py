@@ -17,7 +17,7 @@ from torchvision.models import VGG16_Weights
 from torchvision.models import vgg16 as tv_vgg16
 
 from nnlab.data.sources import DownloadError
-from nnlab.models.backbones import load_checked
+from nnlab.models.backbones.state import load_checked
 
 WEIGHTS = VGG16_Weights.IMAGENET1K_V1
 _PRESET = WEIGHTS.transforms()

@@ -1,0 +1,36 @@
+"""Reading weight files for the pretrained bases: weights only, errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict file (a bare one, or ``{"state_dict": ...}``), safely (weights only)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"model_options.weights: {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors, zip errors, refused globals...
+        raise ValueError(f"model_options.weights: {path} is not a readable state dict "
+                         f"({type(err).__name__}: {err})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"model_options.weights: {path} holds a {type(state).__name__}, "
+                         f"not a state dict")
+    return state
+
+
+def load_checked(module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """``load_state_dict`` that names ``where`` and a few keys when the weights do not fit."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:  # missing/unexpected keys, wrong shapes
+        first = str(err).splitlines()[1:2] or [str(err)]
+        raise ValueError(f"{where}: weights do not fit the architecture "
+                         f"({first[0].strip()[:200]})") from None
