@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnlab.classifier import Classifier
+from nnlab.train import build_classifier
 from nnlab.config import load_params
 from nnlab.data.augment import Augment
 from nnlab.data.cats_vs_dogs import IMAGES, SYNTHETIC
@@ -313,8 +313,8 @@ def test_fast_dev_run_both_experiments_augment_train_only(synthetic_root):
     params = _run_params()
     for name in ("catdog_cnn", "catdog_cnn_aug"):
         exp = params.experiment(name)
-        dm = ArrayDataModule("cats_vs_dogs", exp, params.trainer, params.seed, synthetic_root)
-        model = Classifier(model=exp.model, meta=dm.meta, lr=exp.lr, optimizer=exp.optimizer)
+        dm = ArrayDataModule("cats_vs_dogs", exp, params.loader, params.seed, synthetic_root)
+        model = build_classifier(params, name, dm.meta, "test")
         trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False,
                             enable_progress_bar=False, enable_model_summary=False)
         trainer.fit(model, datamodule=dm)

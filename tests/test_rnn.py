@@ -94,15 +94,15 @@ def imdb_root(tmp_path_factory):
 def test_fast_dev_run_and_checkpoint_carries_vocabulary(imdb_root, tmp_path, name):
     import lightning as L
 
-    from nnlab.classifier import Classifier
+    from nnlab.train import build_classifier
     from nnlab.data.datamodule import ArrayDataModule
     from nnlab.evaluate import load_classifier
     from nnlab.files import read_json
 
     params = imdb_params()
     exp = params.experiment(name)
-    dm = ArrayDataModule("imdb", exp, params.trainer, params.seed, imdb_root)
-    model = Classifier(model=exp.model, meta=dm.meta, model_options=exp.model_options)
+    dm = ArrayDataModule("imdb", exp, params.loader, params.seed, imdb_root)
+    model = build_classifier(params, name, dm.meta, "test")
     trainer = L.Trainer(accelerator="cpu", devices=1, fast_dev_run=2, logger=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, datamodule=dm)
