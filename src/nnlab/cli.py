@@ -13,7 +13,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from nnlab.config import PARAMS_FILE, ConfigError, check_experiment, load_params
+from nnlab.config import PARAMS_FILE, ConfigError, load_params
 
 DEBUG_ENV = "NNLAB_DEBUG"
 EXPECTED = (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSError)
@@ -115,9 +115,6 @@ def _run(args: argparse.Namespace, root: Path) -> int:
 
         run_split(params, _dataset(params, args.dataset), root)
     elif cmd == "features":
-        if args.cache not in params.features:
-            raise ConfigError(f"{args.params}: no features cache {args.cache!r} under "
-                              f"features: (known: {', '.join(params.features) or 'none'})")
         from nnlab.features import run_features
 
         run_features(params, args.cache, root)
@@ -134,24 +131,12 @@ def _run(args: argparse.Namespace, root: Path) -> int:
 
         print(compare(params, root))
     elif cmd == "summary":
-        _summary(params, args.experiment, root)
+        from nnlab.summary import summarize
+
+        print(summarize(params, args.experiment, root))
     elif cmd == "predict":
         return _predict(params, args, root)
     return 0
-
-
-def _summary(params, name: str, root: Path) -> None:
-    from nnlab.data.prepare import load_meta
-    from nnlab.models.registry import build_model, loading_checkpoint
-    from nnlab.spec import spec_from_meta
-    from nnlab.summary import summary_text
-
-    exp = params.experiment(name)
-    check_experiment(params, name)
-    spec = spec_from_meta(load_meta(exp.dataset, root))
-    with loading_checkpoint():  # shapes and counts only: no weight download
-        net = build_model(exp.model, spec, exp.model_options)
-    print(summary_text(net, spec, name))
 
 
 def _predict(params, args: argparse.Namespace, root: Path) -> int:
@@ -206,24 +191,13 @@ def server_command(args: argparse.Namespace, root: Path) -> list[str]:
     return cmd
 
 
-def _lan_address() -> str:
-    """This machine's address on its network (MLflow answers private IPs by default)."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("10.255.255.255", 1))  # UDP: picks the interface, sends nothing
-            return s.getsockname()[0]
-        except OSError:
-            return socket.gethostname()
-
-
 def _server(args: argparse.Namespace, root: Path) -> int:
+    import socket
     import subprocess
 
     cmd = server_command(args, root)
-    host = _lan_address() if args.host in ("0.0.0.0", "::") else args.host
-    url = f"http://{host}:{args.port}"
+    lan = args.host in ("0.0.0.0", "::")  # every interface: reach it by this machine's name
+    url = f"http://{socket.gethostname() if lan else args.host}:{args.port}"
     store, artifacts = (cmd[cmd.index(opt) + 1]
                         for opt in ("--backend-store-uri", "--artifacts-destination"))
     print(f"nnlab: MLflow tracking server on {url} (store {store}, artifacts {artifacts})",

@@ -175,11 +175,10 @@ def train(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     callbacks.append(StartRun(model_dir, receipt, summary_text(model.net, model.spec, name),
                               fresh=resume is None))
     trainer = L.Trainer(
-        **params.trainer.kwargs(),
+        **{"enable_model_summary": False, **params.trainer.kwargs()},  # summary.txt has it
         max_epochs=exp.epochs,
         logger=logger,
         callbacks=callbacks,
-        enable_model_summary=False,
         default_root_dir=str(model_dir),
     )
     if resume is not None:
