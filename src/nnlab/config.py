@@ -52,6 +52,9 @@ class DataConfig(_Strict):
     max_samples: int | None = Field(None, ge=10)
     timeout: float = Field(10.0, gt=0)
     retries: int = Field(2, ge=0)
+    total_timeout: float = Field(1800.0, gt=0)
+    max_unpacked_mb: int = Field(4096, ge=1)
+    max_ratio: float = Field(100.0, gt=1)
     # images
     image_size: int = Field(150, ge=8)
     split_sizes: list[int] | None = None
