@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from nnlab.config import DataConfig
-from nnlab.data.prepare import Prepared, stratified_split, subsample
+from nnlab.data.prepare import Prepared, refuse_empty, stratified_split, subsample
 from nnlab.data.sources import (
     Limits,
     archive_files,
@@ -206,6 +206,7 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:
         "val": ([texts[i] for i in keep[val_idx]], y[keep][val_idx]),
         "test": ([texts_t[i] for i in keep_t], y_t[keep_t]),
     }
+    refuse_empty("imdb", {s: len(ys) for s, (_, ys) in parts.items()}, cfg)
     tokens = {s: [tokenize(t) for t in ts] for s, (ts, _) in parts.items()}
     vocab = Vocabulary.build(tokens["train"], cfg.vocab_size, cfg.max_len, keep="last")
     arrays, stats = {}, {}

@@ -73,6 +73,16 @@ def subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndar
     return keep
 
 
+def refuse_empty(dataset: str, counts: dict[str, int], cfg: DataConfig) -> None:
+    """One line naming the dataset and every split that would be empty."""
+    empty = [s for s in SPLITS if counts.get(s, 0) == 0]
+    if empty:
+        raise ValueError(
+            f"split@{dataset}: the {' and '.join(empty)} split would be empty ({counts}); "
+            f"raise data.{dataset}.max_samples (now {cfg.max_samples}) or the split fractions"
+        )
+
+
 def class_counts(y: np.ndarray, classes: list[str]) -> dict[str, int]:
     return {c: int((y == i).sum()) for i, c in enumerate(classes)}
 
@@ -102,13 +112,7 @@ def run_split(params: Params, dataset: str, root: Path = Path(".")) -> dict[str,
     raw_manifest = read_json(raw / "manifest.json")
     with interruptible():
         prepared: Prepared = dataset_module(dataset).split(cfg, raw, params.seed)
-    empty = [s for s in SPLITS if len(prepared.arrays[s]["y"]) == 0]
-    if empty:
-        counts = {s: len(prepared.arrays[s]["y"]) for s in SPLITS}
-        raise ValueError(
-            f"split@{dataset}: the {' and '.join(empty)} split would be empty ({counts}); "
-            f"raise data.{dataset}.max_samples (now {cfg.max_samples}) or the split fractions"
-        )
+    refuse_empty(dataset, {s: len(prepared.arrays[s]["y"]) for s in SPLITS}, cfg)
     out = root / SPLIT_ROOT / dataset
     with interruptible(), atomic_dir(out) as tmp:
         for split in SPLITS:

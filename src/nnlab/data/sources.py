@@ -234,22 +234,36 @@ class _Member:
     open: Callable[[], IO[bytes]]
 
 
-class _Counted:
-    """A read-only stream that counts what comes out and stops past ``limit`` bytes."""
+class _Capped:
+    """A (decompressed) stream that refuses to go past ``limit`` bytes, whether by reading
+    or by seeking (tarfile seeks over member data; a gzip stream decompresses to do so)."""
 
-    def __init__(self, raw: IO[bytes], limit: int, why: str) -> None:
-        self.raw, self.limit, self.why, self.count = raw, limit, why, 0
+    def __init__(self, raw: IO[bytes], limit: int, error: ArchiveError) -> None:
+        self.raw, self.limit, self.error = raw, limit, error
+
+    def _checked(self, value):
+        if self.raw.tell() > self.limit:
+            raise self.error
+        return value
 
     def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.count += len(data)
-        if self.count > self.limit:
-            raise UnsafeArchiveError(self.why)
-        return data
+        room = self.limit + 1 - self.raw.tell()
+        return self._checked(self.raw.read(room if n < 0 or n > room else n))
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == 0 and pos > self.limit:
+            raise self.error
+        return self._checked(self.raw.seek(pos, whence))
+
+    def tell(self) -> int:
+        return self.raw.tell()
 
 
-_TAR_DECOMPRESSORS = {b"\x1f\x8b": gzip.GzipFile, b"BZh": bz2.BZ2File,
-                      b"\xfd7zXZ\x00": lzma.LZMAFile}
+_TAR_DECOMPRESSORS: dict[bytes, Callable[[IO[bytes]], IO[bytes]]] = {
+    b"\x1f\x8b": lambda raw: gzip.GzipFile(fileobj=raw),
+    b"BZh": bz2.BZ2File,
+    b"\xfd7zXZ\x00": lzma.LZMAFile,
+}
 # what reading a damaged archive raises, besides our own errors
 _READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError,
                 zlib.error, lzma.LZMAError, NotImplementedError, RuntimeError, ValueError,
@@ -315,13 +329,16 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
         head = raw.read(6)
         raw.seek(0)
         opener = next((o for m, o in _TAR_DECOMPRESSORS.items() if head.startswith(m)), None)
-        stream = opener(fileobj=raw) if opener else raw
-        # the whole tar stream (headers included) is capped by the ratio as it decompresses
-        cap = max(_SMALL, limits.max_ratio * size) if opener else size
-        counted = _Counted(stream, int(min(cap, limits.max_bytes * 2 + _MB)),
-                           f"the tar stream unpacks to over max_ratio={limits.max_ratio:g} "
-                           f"times its size or max_unpacked_mb (a compression bomb?)")
-        with tarfile.open(fileobj=counted, mode="r|") as tf:  # type: ignore[call-overload]
+        stream = opener(raw) if opener else raw
+        if opener:  # the whole tar stream (headers included) is capped as it decompresses
+            cap = int(min(max(_SMALL, limits.max_ratio * size), limits.max_bytes * 2 + _MB))
+            capped = _Capped(stream, cap, UnsafeArchiveError(
+                f"the tar stream unpacks to over max_ratio={limits.max_ratio:g} times its size "
+                f"or max_unpacked_mb (a compression bomb?)"))
+        else:
+            capped = _Capped(raw, size, ArchiveError("a member runs past the end of the file "
+                                                     "(truncated?)"))
+        with tarfile.open(fileobj=capped, mode="r:") as tf:  # type: ignore[call-overload]
             for m in tf:
                 if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
                     kind = ("symlink" if m.issym() else "hard link" if m.islnk() else
@@ -329,6 +346,11 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
                     raise UnsafeArchiveError(f"member {m.name!r} is a {kind}")
                 yield _Member(_safe_parts(m.name), m.isdir(), m.size,
                               lambda m=m: tf.extractfile(m))
+            # tarfile ends quietly at an unreadable header or a cut: require the end marker
+            capped.seek(tf.offset)
+            if capped.read(tarfile.BLOCKSIZE) != tarfile.NUL * tarfile.BLOCKSIZE:
+                raise ArchiveError(f"no end-of-archive marker after {len(tf.members)} members "
+                                   f"(truncated, or a damaged header at byte {tf.offset})")
 
 
 def _members(path: Path, fmt: str, limits: Limits) -> Iterator[_Member]:
