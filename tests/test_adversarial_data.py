@@ -646,26 +646,31 @@ def test_trickle_fetch_is_cut_off_without_part_files(tmp_path):
 
 _KILLED = """
 import sys
-from nnlab.files import interruptible
-from nnlab.data.sources import fetch
-with interruptible():
-    fetch([sys.argv[1]], sys.argv[2], timeout=30, total_timeout=60, retries=0)
+from pathlib import Path
+from nnlab.config import parse_params
+from nnlab.data.prepare import run_download
+block = {"source": "remote", "mirrors": [sys.argv[1]], "timeout": 30, "retries": 0}
+params = parse_params({"seed": 1, "data": {"cats_vs_dogs": block}, "experiments": {}})
+run_download(params, "cats_vs_dogs", Path(sys.argv[2]))
 """
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT],
                          ids=["signal-sigterm", "signal-ctrl-c"])
-def test_killed_download_leaves_no_part_file(tmp_path, sig):
-    out = tmp_path / "dl"
+def test_killed_download_stage_leaves_no_temp_files(world, sig):
+    """A download stage killed mid-transfer: its temp folder and .part file are removed, the
+    earlier output stays."""
+    raw = world.root / "data/raw"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
+    world.freeze()
     with raw_server(trickle) as url:
-        proc = subprocess.Popen([sys.executable, "-c", _KILLED, f"{url}/f.bin",
-                                 str(out / "f.bin")], env=env, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED, f"{url}/photos.zip",
+                                 str(world.root)], env=env, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 20
-            while not (out.exists() and list(out.iterdir())) and time.monotonic() < deadline:
+            while not list(raw.glob(".cats_vs_dogs.tmp-*/.photos.zip.*.part")):
+                assert time.monotonic() < deadline, "the download never started"
                 time.sleep(0.05)
-            assert list(out.iterdir()), "the download never started"
             time.sleep(0.2)
             proc.send_signal(sig)
             code = proc.wait(10)
@@ -674,10 +679,11 @@ def test_killed_download_leaves_no_part_file(tmp_path, sig):
             proc.wait()
     # SIGTERM: SystemExit(143) through every finally; Ctrl-C: KeyboardInterrupt, likewise
     assert code == 143 if sig == signal.SIGTERM else code != 0
-    assert list(out.iterdir()) == []  # the .part file was removed
+    world.assert_untouched()
 
 
 def test_interruptible_restores_the_previous_handler():
+    """Inside, SIGTERM raises SystemExit (so finally blocks run); after, the old handler."""
     from nnlab.files import interruptible
 
     def mine(signum, frame):

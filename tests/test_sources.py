@@ -190,3 +190,18 @@ def test_atomic_dir_restores_old_output_when_the_swap_fails(tmp_path, monkeypatc
         (tmp / "new.txt").write_text("new")
     assert (dest / "good.txt").read_text() == "earlier output"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_atomic_writes_fsync_file_and_folder(tmp_path, monkeypatch):
+    import nnlab.files
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(nnlab.files.os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    with atomic_file(tmp_path / "f.txt", "w") as fh:
+        fh.write("x")
+    assert len(synced) == 2  # the file, then its folder
+    synced.clear()
+    with atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert len(synced) == 3  # the file, the new folder, the parent after the rename

@@ -35,6 +35,8 @@ import numpy as np
 from nnlab.config import DataConfig
 from nnlab.data.prepare import Prepared, refuse_empty, stratified_split, subsample
 from nnlab.data.sources import (
+    ArchiveError,
+    DownloadError,
     Limits,
     archive_files,
     fetch,
@@ -163,6 +165,8 @@ def _remote(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
     try:
         records = read_archive(archive, Limits.of(cfg), got["url"])
         counts = write_reviews(records, out_dir / REVIEWS, got["url"])
+    except ArchiveError as err:  # a mirror's failure: under auto, fall back
+        raise DownloadError(str(err)) from None
     finally:
         archive.unlink(missing_ok=True)  # the compact file replaces it
     return {"files": {ARCHIVE: got}, "counts": counts}

@@ -124,6 +124,8 @@ def _permanent(err: Exception) -> bool:
         errno.EHOSTUNREACH,
     ):
         return True
+    if isinstance(err, http.client.RemoteDisconnected):  # may be a dropped keep-alive: retry
+        return False
     return isinstance(err, ChecksumError | ValueError | http.client.BadStatusLine)
 
 
@@ -476,23 +478,30 @@ def walk_files(root: Path) -> tuple[list[Path], dict[str, int]]:
     stack = [Path()]
     while stack:
         rel = stack.pop()
-        with os.scandir(root / rel) as it:
-            for entry in it:
-                if entry.is_symlink():
-                    skipped["skipped_symlinks"] += 1
-                elif entry.is_dir(follow_symlinks=False):
-                    stack.append(rel / entry.name)
-                elif entry.is_file(follow_symlinks=False):
-                    files.append(rel / entry.name)
-                else:
-                    skipped["skipped_special"] += 1
+        try:
+            with os.scandir(root / rel) as it:
+                entries = list(it)
+        except OSError as err:
+            raise ValueError(f"{root / rel}: cannot read this folder ({err.strerror})") from None
+        for entry in entries:
+            if entry.is_symlink():
+                skipped["skipped_symlinks"] += 1
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append(rel / entry.name)
+            elif entry.is_file(follow_symlinks=False):
+                files.append(rel / entry.name)
+            else:
+                skipped["skipped_special"] += 1
     return sorted(files), skipped
 
 
 def read_nofollow(path: Path) -> bytes:
     """A regular file's bytes; a link swapped in meanwhile is refused (``O_NOFOLLOW``)."""
-    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
-        return fh.read()
+    try:
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
+            return fh.read()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read ({err.strerror})") from None
 
 
 def copy_tree(src: Path, dest: Path) -> dict[str, int]:
@@ -501,8 +510,11 @@ def copy_tree(src: Path, dest: Path) -> dict[str, int]:
     with atomic_dir(dest) as tmp:
         for rel in files:
             target = _mkdirs(tmp, rel.parts[:-1]) / rel.name
-            flags = os.O_RDONLY | os.O_NOFOLLOW
-            with os.fdopen(os.open(src / rel, flags), "rb") as fin, open(target, "xb") as fout:
+            try:
+                fin = os.fdopen(os.open(src / rel, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+            except OSError as err:
+                raise ValueError(f"{src / rel}: cannot read ({err.strerror})") from None
+            with fin, open(target, "xb") as fout:
                 while chunk := fin.read(_MB):
                     fout.write(chunk)
     if any(skipped.values()):
