@@ -77,11 +77,13 @@ def read_archive(archive: Path, limits: Limits | None = None, shown: str | None 
     Every member is checked first: an unsafe archive is refused before anything is read.
     """
     shown = shown or str(archive)
-    for name, data in archive_files(archive, limits=limits or Limits(), shown=shown):
+    members = archive_files(archive, limits=limits or Limits(), shown=shown,
+                            keep=lambda name: _MEMBER.search(name) is not None)
+    for name, data in members:
         m = _MEMBER.search(name)
-        if m is not None:
-            text = _decode(data, f"{shown}:{name}")
-            yield {"split": m[1], "label": _FOLDER_LABEL[m[2]], "id": m[3], "text": text}
+        assert m is not None
+        text = _decode(data, f"{shown}:{name}")
+        yield {"split": m[1], "label": _FOLDER_LABEL[m[2]], "id": m[3], "text": text}
 
 
 def read_folder(folder: Path, skipped: dict[str, int] | None = None

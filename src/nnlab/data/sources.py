@@ -359,8 +359,16 @@ def _members(path: Path, fmt: str, limits: Limits) -> Iterator[_Member]:
     return (_zip_members if fmt == "zip" else _tar_members)(path, limits)
 
 
-def _check(path: Path, fmt: str, limits: Limits) -> None:
-    """Every member, before anything is read: types, names, duplicates, declared sizes."""
+def _format(path: Path, shown: str) -> str:
+    fmt = archive_format(path, shown)
+    if fmt is None:
+        raise ArchiveError(f"{shown}: neither a zip nor a tar archive")
+    return fmt
+
+
+def _checked(path: Path, fmt: str, limits: Limits) -> Iterator[_Member]:
+    """Every member, checked as it comes (type, name, duplicates, declared sizes); the checks
+    on the whole archive run once the last member has been seen."""
     total, seen, files = 0, {}, []
     for m in _members(path, fmt, limits):
         name = "/".join(m.parts)
@@ -373,6 +381,7 @@ def _check(path: Path, fmt: str, limits: Limits) -> None:
         if total > limits.max_bytes:
             raise UnsafeArchiveError(f"unpacks to over max_unpacked_mb="
                                      f"{limits.max_bytes // _MB} MiB")
+        yield m
     _ratio_check("the archive", total, path.stat().st_size, limits)
     if files and all(f.endswith(_NESTED) for f in files):
         raise UnsafeArchiveError("holds only nested archives (unpack the inner one and give "
@@ -410,29 +419,22 @@ def _named(shown: str) -> Iterator[None]:
         raise ArchiveError(f"{shown}: damaged archive ({type(err).__name__}: {text})") from None
 
 
-def _files(path: Path, limits: Limits, shown: str
-           ) -> Iterator[tuple[tuple[str, ...], Iterator[bytes] | None]]:
-    """(parts, chunks) per member (chunks None for a folder), after checking all of them.
-    Callers consume it inside ``_named(shown)``."""
-    fmt = archive_format(path, shown)
-    if fmt is None:
-        raise ArchiveError(f"{shown}: neither a zip nor a tar archive")
-    _check(path, fmt, limits)
-    budget = [limits.max_bytes]
-    for m in _members(path, fmt, limits):
-        yield m.parts, (None if m.is_dir else _read_member(m, budget))
-
-
-def archive_files(archive: str | Path, *, limits: Limits = Limits(), shown: str | None = None
+def archive_files(archive: str | Path, *, limits: Limits = Limits(), shown: str | None = None,
+                  keep: Callable[[str], bool] = lambda name: True
                   ) -> Iterator[tuple[str, bytes]]:
-    """(member name, content) of every regular file, in archive order; nothing is written.
-    Every member is checked first. ``shown`` names the archive in errors (a URL for a
+    """(member name, content) of the regular files whose name ``keep`` accepts, in archive
+    order; nothing is written. One pass: the kept contents are held until every member has
+    been checked, then handed out. ``shown`` names the archive in errors (a URL for a
     download; default: its path)."""
     shown = shown or str(archive)
+    kept = []
     with _named(shown):
-        for parts, chunks in _files(Path(archive), limits, shown):
-            if chunks is not None:
-                yield "/".join(parts), b"".join(chunks)
+        budget = [limits.max_bytes]
+        for m in _checked(Path(archive), _format(Path(archive), shown), limits):
+            name = "/".join(m.parts)
+            if not m.is_dir and keep(name):
+                kept.append((name, b"".join(_read_member(m, budget))))
+    yield from kept
 
 
 def _mkdirs(root: Path, parts: tuple[str, ...]) -> Path:
@@ -453,16 +455,20 @@ def safe_extract(archive: str | Path, dest: str | Path, *, limits: Limits = Limi
                  shown: str | None = None) -> Path:
     """Extract a zip or tar into ``dest`` (atomic) after checking every member; see
     :func:`archive_files` for ``shown``. Files are created new (``O_EXCL|O_NOFOLLOW``)."""
-    shown = shown or str(archive)
+    shown, archive = shown or str(archive), Path(archive)
     with _named(shown), atomic_dir(dest) as tmp:
-        for parts, chunks in _files(Path(archive), limits, shown):
-            if chunks is None:
-                _mkdirs(tmp, parts)
+        fmt = _format(archive, shown)
+        for _ in _checked(archive, fmt, limits):  # every member before anything is written
+            pass
+        budget = [limits.max_bytes]
+        for m in _members(archive, fmt, limits):
+            if m.is_dir:
+                _mkdirs(tmp, m.parts)
                 continue
-            folder = _mkdirs(tmp, parts[:-1])
+            folder = _mkdirs(tmp, m.parts[:-1])
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-            with os.fdopen(os.open(folder / parts[-1], flags, 0o666), "wb") as out:
-                for chunk in chunks:
+            with os.fdopen(os.open(folder / m.parts[-1], flags, 0o666), "wb") as out:
+                for chunk in _read_member(m, budget):
                     out.write(chunk)
     return Path(dest)
 
