@@ -2,12 +2,16 @@
 
 Where the images come from (download stage, ``data/raw/cats_vs_dogs/images/``):
 
-* ``path:`` a local folder, .zip or .tar(.gz) laid out as ``<split>/<class>/*`` or
-  ``<class>/*`` (class names are the folder names); archives are checked member by member
-  before anything is extracted;
+* ``path:`` a local folder, zip or tar(.gz/.bz2/.xz) (recognised by content) laid out as
+  ``<split>/<class>/*`` or ``<class>/*`` (class names are the folder names). Archives are
+  checked member by member before anything is extracted (no links or special files, size and
+  ratio caps: :mod:`nnlab.data.sources`); a folder is copied without following symlinks
+  (skipped and counted in the manifest). A missing ``path:`` is an error under every source;
 * else the ``mirrors:`` (default: the public ``cats_and_dogs_filtered.zip``, 2,000 training and
-  1,000 validation images). Append ``#sha256=<hex>`` (or ``#md5=``) to a mirror URL to pin its
-  checksum; without one the archive is still checked (length, zip CRCs) and its sha256 recorded;
+  1,000 validation images). Append ``#sha256=<64 hex>`` (or ``#md5=<32 hex>``) to a mirror URL
+  to pin its checksum (any other fragment is an error); without one the archive is still
+  checked (length, zip CRCs) and its sha256 recorded. A mirror that fails in any way (network,
+  checksum, damaged or unsafe archive) passes the turn to the next one;
 * with ``source: auto`` and no mirror reachable, or ``source: synthetic``: drawn cartoon cats
   and dogs (seeded; random position, size, rotation, colours, clutter), loudly labelled.
 
@@ -22,7 +26,10 @@ resized to ``image_size`` and stored uint8; unreadable files are skipped and lis
 * anything else (``<class>/*``, the full Kaggle set): pooled, then ``split_sizes``
   (train/val/test, lecture: 2000/1000/1000) drawn stratified and seeded, scaled down in
   proportion when there are fewer images. Only the images drawn are decoded; a file that fails
-  is replaced by the next one of its class.
+  is replaced by a spare file of the same class drawn for the SAME split (each split gets its
+  quota plus its share of the spare files), so one split's bad files never shrink another.
+  A split left short says so in the console and in the manifest (``shortfall``); an empty one
+  is refused.
 """
 
 from __future__ import annotations

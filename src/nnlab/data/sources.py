@@ -243,19 +243,19 @@ class _Capped:
     def __init__(self, raw: IO[bytes], limit: int, error: ArchiveError) -> None:
         self.raw, self.limit, self.error = raw, limit, error
 
-    def _checked(self, value):
+    def _within(self, value):
         if self.raw.tell() > self.limit:
             raise self.error
         return value
 
     def read(self, n: int = -1) -> bytes:
         room = self.limit + 1 - self.raw.tell()
-        return self._checked(self.raw.read(room if n < 0 or n > room else n))
+        return self._within(self.raw.read(room if n < 0 or n > room else n))
 
     def seek(self, pos: int, whence: int = 0) -> int:
         if whence == 0 and pos > self.limit:
             raise self.error
-        return self._checked(self.raw.seek(pos, whence))
+        return self._within(self.raw.seek(pos, whence))
 
     def tell(self) -> int:
         return self.raw.tell()
