@@ -348,6 +348,17 @@ class World:
         assert sorted(p.name for p in self.tmp.parent.iterdir()) == self.siblings
         assert (self.tmp / "outside" / "secret.txt").read_bytes() == SECRET
 
+    def assert_only(self, dataset: str) -> None:
+        """After an accepted input: only ``data/raw/<dataset>`` changed, no temp file anywhere,
+        nothing outside the project."""
+        out = f"project/data/raw/{dataset}"
+        keep = lambda snap: {k: v for k, v in snap.items() if not k.startswith(out)}  # noqa: E731
+        after = _snapshot(self.tmp)
+        assert keep(after) == keep(self.before)
+        assert not [k for k in after if Path(k).name.startswith(".")], after
+        assert sorted(p.name for p in self.tmp.parent.iterdir()) == self.siblings
+        assert (self.tmp / "outside" / "secret.txt").read_bytes() == SECRET
+
     def refuses(self, call, exc, pattern: str, names: str) -> str:
         self.freeze()
         with pytest.raises(exc) as err:
@@ -392,15 +403,19 @@ def test_imdb_zip_with_reviews_is_accepted_by_design(world):
     reviews = [(f"aclImdb/{s}/{lab}/{i}_5.txt", f"review {s} {lab} {i}".encode())
                for s in ("train", "test") for lab in ("pos", "neg") for i in range(2)]
     archive = _zip(world.inputs / "aclImdb.zip", reviews)
+    world.freeze()
     manifest = run_download(_params("imdb", path=str(archive)), "imdb", world.root)
+    world.assert_only("imdb")
     assert manifest["counts"] == {f"{s}/{c}": 2 for s in ("train", "test")
                                   for c in ("negative", "positive")}
 
 
 def test_safe_archive_extracts_exactly_its_files(world):
     archive = _tar(world.inputs / "good.tar.bz2", _good_tar(), mode="w:bz2")
+    world.freeze()
     manifest = run_download(_params("cats_vs_dogs", path=str(archive)), "cats_vs_dogs",
                             world.root)
+    world.assert_only("cats_vs_dogs")
     images = world.root / "data/raw/cats_vs_dogs/images"
     assert sorted(str(p.relative_to(images)) for p in images.rglob("*.jpg")) == sorted(
         n for n, _ in GOOD)
@@ -441,9 +456,11 @@ def test_folder_links_are_skipped_and_counted_never_followed(world, kind):
         (src / "cats" / "etc").symlink_to("/etc")
     else:
         os.mkfifo(src / "cats" / "pipe.jpg")
+    world.freeze()
     t0 = time.perf_counter()
     manifest = run_download(_params("cats_vs_dogs", path=str(src)), "cats_vs_dogs", world.root)
     assert time.perf_counter() - t0 < 10  # no hang on a loop or a FIFO
+    world.assert_only("cats_vs_dogs")
     key = "skipped_special" if kind == "fifo" else "skipped_symlinks"
     assert manifest[key] == (2 if kind == "loop" else 1)
     images = world.root / "data/raw/cats_vs_dogs/images"
@@ -457,20 +474,22 @@ def test_imdb_folder_symlinked_review_is_not_stored(world):
     src = _imdb_folder(world.inputs)
     (src / "aclImdb/train/pos/1_9.txt").symlink_to(world.tmp / "outside" / "secret.txt")
     (src / "aclImdb/train/neg/loop").symlink_to(src / "aclImdb")
+    world.freeze()
     manifest = run_download(_params("imdb", path=str(src)), "imdb", world.root)
+    world.assert_only("imdb")
     assert manifest["skipped_symlinks"] == 2
     assert manifest["counts"]["train/positive"] == 1
     raw = (world.root / "data/raw/imdb/reviews.jsonl.gz").read_bytes()
     assert b"outside the project" not in __import__("gzip").decompress(raw)
 
 
-@pytest.mark.parametrize("dataset", ["cats_vs_dogs", "imdb", "mnist"])
-@pytest.mark.parametrize("source", ["auto", "remote", "synthetic"])
+MISSING = [(d, s) for d in ("cats_vs_dogs", "imdb") for s in ("auto", "remote", "synthetic")]
+MISSING += [("mnist", s) for s in ("auto", "remote", "bundled")]
+
+
+@pytest.mark.parametrize(("dataset", "source"), MISSING,
+                         ids=[f"folder-missing-path-{s}-{d}" for d, s in MISSING])
 def test_missing_path_is_an_error_under_every_source(world, dataset, source):
-    if dataset == "imdb" and source == "synthetic":
-        source = "auto"
-    if dataset == "mnist" and source == "synthetic":
-        source = "bundled"
     params = _params(dataset, source=source, path=str(world.tmp / "typo"),
                      mirrors=[f"{dead_url()}/x.zip"])
     t0 = time.perf_counter()
@@ -595,7 +614,7 @@ def test_hostile_mirror_then_good_mirror_then_fallback(world, name):
                          synthetic_size=10, synthetic_image_size=8, **block)
         manifest = run_download(params, "cats_vs_dogs", world.root)
     assert manifest["source"].startswith("synthetic") and bad in manifest["fallback_reason"]
-    assert not [p for p in world.root.rglob(".*") if p.is_file() or p.is_dir()]
+    world.assert_only("cats_vs_dogs")
 
 
 @pytest.mark.parametrize("first", ["damaged.zip", "evil.zip"],
@@ -609,7 +628,7 @@ def test_bad_archive_from_first_mirror_moves_on(world, first):
         params = _params("cats_vs_dogs", mirrors=[f"{url}/{first}", f"{url}/good.zip"])
         manifest = run_download(params, "cats_vs_dogs", world.root)
     assert manifest["url"] == f"{url}/good.zip"
-    assert not [p for p in world.root.rglob(".*")]
+    world.assert_only("cats_vs_dogs")
 
 
 @pytest.mark.parametrize("fragment", ["#sha256:" + "0" * 64, "#sha256=abc", "#sha1=" + "0" * 40,
