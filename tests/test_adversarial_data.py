@@ -84,7 +84,7 @@ def _tar(path: Path, entries, mode: str = "w:gz") -> Path:
     return path
 
 
-def _good_tar(extra=(), mode="w:gz"):
+def _good_tar(extra=()):
     return [(n, d, {}) for n, d in GOOD] + list(extra)
 
 
@@ -111,22 +111,23 @@ def _hard(link: str) -> dict:
     return {"type": tarfile.LNKTYPE, "linkname": link}
 
 
-def _cve_chain(t: Path) -> list:
-    """The CVE-2025-4517 shape: long folder names, a chain of symlinks each of which looks
-    local, and a final link whose text resolves outside once the chain is followed; then a
-    file written through it and a hard link to a file outside."""
-    long = "d" * 240
-    entries, path = [], ""
-    for step in "abcdefghijklmnop":
-        entries.append((f"{path}{long}", None, {"type": tarfile.DIRTYPE}))
-        entries.append((f"{path}{step}", None, _sym(long)))
-        path += f"{long}/"
-    chain = "/".join("abcdefghijklmnop")
-    entries.append(("escape", None, _sym(chain + "/" + "../" * 16 + "../../../outside")))
-    entries.append(("escape/pwned.jpg", _jpeg(9), {}))
-    entries.append(("hardlink", None, _hard("escape/secret.txt")))
-    entries.append(("hardlink", b"overwritten", {}))
-    return entries
+def _cve_chain() -> list:
+    """The CVE-2025-4517 class: long folder names and a chain of symlinks whose text never
+    leaves the archive ("d.../up" -> "..", one level up, harmless on its own) but which,
+    followed on disk, climbs out: "escape" -> "<long>/<long>/up/up/../.." is lexically
+    "<long>", physically two levels above the target. Then a file written through it and a
+    hard link to a file outside. A purely textual check (the project's old one) passed it."""
+    long = ["d" * 240, "e" * 240]
+    return [
+        (long[0], None, {"type": tarfile.DIRTYPE}),
+        (f"{long[0]}/{long[1]}", None, {"type": tarfile.DIRTYPE}),
+        (f"{long[0]}/up", None, _sym("..")),
+        (f"{long[0]}/{long[1]}/up", None, _sym("..")),
+        ("escape", None, _sym(f"{long[0]}/{long[1]}/up/up/../..")),
+        ("escape/outside/pwned.jpg", _jpeg(9), {}),
+        ("hardlink", None, _hard("escape/outside/secret.txt")),
+        ("hardlink", b"overwritten", {}),
+    ]
 
 
 def _lying_zip(t: Path) -> Path:
@@ -184,7 +185,7 @@ def _write(path: Path, data: bytes) -> Path:
 # (id, dataset, builder(t) -> input path, error regex); every one must be refused
 ARCHIVES = [
     ("tar-cve-2025-4517-symlink-chain", "cats_vs_dogs",
-     lambda t: _tar(t / "cve.tar", _good_tar(_cve_chain(t)), mode="w"), r"symlink"),
+     lambda t: _tar(t / "cve.tar", _good_tar(_cve_chain()), mode="w"), r"symlink"),
     ("tar-absolute-name", "cats_vs_dogs",
      lambda t: _tar(t / "a.tar.gz", _good_tar([(str(t / "outside" / "abs.jpg"), b"x", {})])),
      r"absolute path or '\.\.'"),
