@@ -1,8 +1,11 @@
 import hashlib
 import io
+import os
+import stat
 import tarfile
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,7 @@ from nnlab.data.sources import (
     safe_extract,
     with_fallback,
 )
+from nnlab.files import atomic_dir, atomic_file
 from tests.http_server import dead_url, serve
 
 
@@ -134,7 +138,70 @@ def test_unsafe_zip_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_safe_archive_extracts_with_inner_symlink(tmp_path):
+def test_inner_symlink_refused_even_when_it_stays_inside(tmp_path):
+    # dataset archives have no reason to hold links: every link is refused, harmless or not
     archive = _tar_with(tmp_path, "a.tar.gz", _member("ok/link", tarfile.SYMTYPE, "file.txt"))
-    safe_extract(archive, tmp_path / "out")
+    with pytest.raises(UnsafeArchiveError, match=r"a\.tar\.gz: refused: .*ok/link.*symlink"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_plain_archive_extracts_with_umask_modes(tmp_path):
+    archive = _tar_with(tmp_path, "a.tar.gz", _member("ok/more.txt"))
+    old = os.umask(0o027)
+    try:
+        safe_extract(archive, tmp_path / "out")
+    finally:
+        os.umask(old)
     assert (tmp_path / "out" / "ok" / "file.txt").read_text() == "x"
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o750
+    assert stat.S_IMODE((tmp_path / "out" / "ok" / "more.txt").stat().st_mode) == 0o640
+
+
+def test_atomic_file_honours_umask_and_keeps_old_on_error(tmp_path):
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_file(target, "w") as fh:
+        fh.write("half")
+        raise RuntimeError("crash")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+    old = os.umask(0o022)
+    try:
+        with atomic_file(target, "w") as fh:
+            fh.write("new")
+    finally:
+        os.umask(old)
+    assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_atomic_dir_restores_old_output_when_the_swap_fails(tmp_path, monkeypatch):
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "good.txt").write_text("earlier output")
+    real_rename = Path.rename
+
+    def failing(self, target):
+        if Path(target) == dest and self.name.startswith(".out.tmp-"):
+            raise OSError("disk went away")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing)
+    with pytest.raises(OSError, match="disk went away"), atomic_dir(dest) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert (dest / "good.txt").read_text() == "earlier output"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_atomic_writes_fsync_file_and_folder(tmp_path, monkeypatch):
+    import nnlab.files
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(nnlab.files.os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    with atomic_file(tmp_path / "f.txt", "w") as fh:
+        fh.write("x")
+    assert len(synced) == 2  # the file, then its folder
+    synced.clear()
+    with atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert len(synced) == 3  # the file, the new folder, the parent after the rename

@@ -1,4 +1,12 @@
-"""Atomic file and directory writes: a crashed stage never leaves a half-written output."""
+"""Atomic file and directory writes: a crashed or killed stage never leaves a half-written
+output, and never a temporary file.
+
+* Outputs honour the umask (``mkstemp``/``mkdtemp`` create 0600/0700; they are widened to
+  what a plain ``open``/``mkdir`` would have made).
+* Data is fsynced before the rename that publishes it, and the folder after it.
+* :func:`interruptible` turns SIGTERM into :class:`SystemExit` while a stage runs, so the
+  ``finally`` clean-ups below run when ``dvc`` or a scheduler stops the process.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +15,79 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 
+def umask() -> int:
+    """The process umask, read without changing it where Linux allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def fsync_dir(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_tree(root: Path) -> None:
+    """fsync every file and folder under ``root`` (links are never followed)."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        fsync_dir(folder)
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside ``dest``; on success it replaces ``dest``."""
+    """Yield a fresh temporary directory beside ``dest``; on success it replaces ``dest``.
+
+    If the new folder cannot be moved into place, the old ``dest`` is put back.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
+        tmp.chmod(0o777 & ~umask())
         yield tmp
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        _sync_tree(tmp)
+        if dest.exists() or dest.is_symlink():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             dest.rename(old)
-            tmp.rename(dest)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                tmp.rename(dest)
+            except BaseException:
+                old.rename(dest)
+                raise
+            fsync_dir(dest.parent)
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink()
         else:
             tmp.rename(dest)
+            fsync_dir(dest.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -40,12 +100,35 @@ def atomic_file(dest: str | Path, mode: str = "wb") -> Iterator[Any]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, mode) as fh:
             yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, dest)
+        fsync_dir(dest.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`SystemExit` (exit status 143) in the main thread,
+    so every ``finally`` clean-up runs; the previous handler is restored afterwards.
+    Outside the main thread (where handlers cannot be set) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -2,12 +2,16 @@
 
 Where the images come from (download stage, ``data/raw/cats_vs_dogs/images/``):
 
-* ``path:`` a local folder, .zip or .tar(.gz) laid out as ``<split>/<class>/*`` or
-  ``<class>/*`` (class names are the folder names); archives are checked member by member
-  before anything is extracted;
+* ``path:`` a local folder, zip or tar(.gz/.bz2/.xz) (recognised by content) laid out as
+  ``<split>/<class>/*`` or ``<class>/*`` (class names are the folder names). Archives are
+  checked member by member before anything is extracted (no links or special files, size and
+  ratio caps: :mod:`nnlab.data.sources`); a folder is copied without following symlinks
+  (skipped and counted in the manifest). A missing ``path:`` is an error under every source;
 * else the ``mirrors:`` (default: the public ``cats_and_dogs_filtered.zip``, 2,000 training and
-  1,000 validation images). Append ``#sha256=<hex>`` (or ``#md5=``) to a mirror URL to pin its
-  checksum; without one the archive is still checked (length, zip CRCs) and its sha256 recorded;
+  1,000 validation images). Append ``#sha256=<64 hex>`` (or ``#md5=<32 hex>``) to a mirror URL
+  to pin its checksum (any other fragment is an error); without one the archive is still
+  checked (length, zip CRCs) and its sha256 recorded. A mirror that fails in any way (network,
+  checksum, damaged or unsafe archive) passes the turn to the next one;
 * with ``source: auto`` and no mirror reachable, or ``source: synthetic``: drawn cartoon cats
   and dogs (seeded; random position, size, rotation, colours, clutter), loudly labelled.
 
@@ -22,14 +26,16 @@ resized to ``image_size`` and stored uint8; unreadable files are skipped and lis
 * anything else (``<class>/*``, the full Kaggle set): pooled, then ``split_sizes``
   (train/val/test, lecture: 2000/1000/1000) drawn stratified and seeded, scaled down in
   proportion when there are fewer images. Only the images drawn are decoded; a file that fails
-  is replaced by the next one of its class.
+  is replaced by a spare file of the same class drawn for the SAME split (each split gets its
+  quota plus its share of the spare files), so one split's bad files never shrink another.
+  A split left short says so in the console and in the manifest (``shortfall``); an empty one
+  is refused.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -42,107 +48,85 @@ from nnlab.config import DataConfig
 from nnlab.data.images import IMAGE_SUFFIXES, ImageReadError, load_image
 from nnlab.data.prepare import Prepared
 from nnlab.data.sources import (
+    ArchiveError,
     DownloadError,
+    Limits,
     copy_tree,
     fetch,
     info,
-    is_archive,
+    local_path,
+    parse_mirror,
     safe_extract,
     with_fallback,
 )
+from nnlab.data.synthetic import draw_animal as draw_animal  # re-exported for old callers
+from nnlab.data.synthetic import write_animals
 from nnlab.files import file_digest, read_json
 
 IMAGES = "images"  # under data/raw/cats_vs_dogs/
 SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
 SYNTHETIC = "synthetic cartoon cats and dogs"
-SYNTHETIC_CLASSES = ("cats", "dogs")
 _IGNORED_DIRS = ("__MACOSX",)
 
 
 # ----------------------------------------------------------------------------- download
 
 
-def _mirror(entry: str) -> tuple[str, str | None]:
-    """``url#sha256=<hex>`` -> (url, "sha256:<hex>")."""
-    url, _, fragment = entry.partition("#")
-    algo, _, digest = fragment.partition("=")
-    return url, (f"{algo}:{digest}" if digest else None)
-
-
 def _remote(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
+    """The first mirror whose archive downloads, verifies and extracts; a failure of any
+    kind (network, checksum, damaged or unsafe archive) moves on to the next mirror."""
     if not cfg.mirrors:
         raise DownloadError("data.cats_vs_dogs.mirrors is empty and no path: is set")
+    pinned = [parse_mirror(entry) for entry in cfg.mirrors]  # a bad pin: ValueError, no fallback
     failures = []
-    for entry in cfg.mirrors:
-        url, checksum = _mirror(entry)
+    for url, checksum in pinned:
         archive = out_dir / (PurePosixPath(urlparse(url).path).name or "download")
         try:
-            got = fetch([url], archive, checksum, timeout=cfg.timeout, retries=cfg.retries)
-        except DownloadError as err:
+            got = fetch([url], archive, checksum, timeout=cfg.timeout, retries=cfg.retries,
+                        total_timeout=cfg.total_timeout)
+            safe_extract(archive, out_dir / IMAGES, limits=Limits.of(cfg), shown=url)
+        except (DownloadError, ArchiveError) as err:
             failures.append(str(err))
             continue
+        finally:
+            archive.unlink(missing_ok=True)
         if checksum is None:
-            bad = _corrupt(archive)
-            if bad:
-                archive.unlink()
-                failures.append(f"{url}: damaged archive ({bad})")
-                continue
             info(f"cats_vs_dogs: {url} has no pinned checksum; got {got['checksum']} "
                  f"(append #{got['checksum'].replace(':', '=')} to the mirror to pin it)")
-        safe_extract(archive, out_dir / IMAGES)
-        archive.unlink()
         return {"url": url, "checksum": got["checksum"], "pinned": checksum is not None,
                 **_describe(out_dir / IMAGES, url)}
     raise DownloadError("; ".join(failures))
 
 
-def _corrupt(archive: Path) -> str | None:
-    """Why a downloaded archive is unusable, or None (zip CRCs are checked in full)."""
-    try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                bad = zf.testzip()
-            return f"bad CRC in {bad}" if bad else None
-        return None if is_archive(archive) else "neither a zip nor a tar archive"
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        return str(err)
-
-
 def _from_path(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
-    src = Path(cfg.path).expanduser()
-    if not src.exists():
-        raise FileNotFoundError(f"data.cats_vs_dogs.path: {src} does not exist")
+    src = local_path(cfg.path, "data.cats_vs_dogs.path")
     manifest: dict[str, Any] = {"path": str(src.resolve())}
     if src.is_dir():
-        copy_tree(src, out_dir / IMAGES)
-    elif is_archive(src):
-        safe_extract(src, out_dir / IMAGES)
+        manifest.update(copy_tree(src, out_dir / IMAGES))
+    elif src.is_file():
+        shown = f"data.cats_vs_dogs.path: {src}"
+        try:
+            safe_extract(src, out_dir / IMAGES, limits=Limits.of(cfg), shown=shown)
+        except ArchiveError as err:
+            if "neither a zip nor a tar" in str(err):
+                raise ArchiveError(f"{shown} is neither a folder nor a zip/tar archive") from None
+            raise
         manifest["checksum"] = "sha256:" + file_digest(src)
     else:
-        raise ValueError(
-            f"data.cats_vs_dogs.path: {src} is neither a folder nor a .zip/.tar(.gz) archive"
-        )
+        raise ValueError(f"data.cats_vs_dogs.path: {src} is neither a folder nor a file")
     return {**manifest, **_describe(out_dir / IMAGES, f"data.cats_vs_dogs.path {src}")}
 
 
 def _synthetic(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    n = cfg.synthetic_size
-    size = cfg.synthetic_image_size
-    for i in range(n):
-        label = i % 2
-        folder = out_dir / IMAGES / SYNTHETIC_CLASSES[label]
-        folder.mkdir(parents=True, exist_ok=True)
-        img = draw_animal(rng, label, size)
-        Image.fromarray(img).save(folder / f"{SYNTHETIC_CLASSES[label][:-1]}.{i}.png")
-    return {"generator": "nnlab.data.cats_vs_dogs.draw_animal", "seed": seed,
-            "image_size": size, **_describe(out_dir / IMAGES, SYNTHETIC)}
+    write_animals(out_dir / IMAGES, cfg.synthetic_size, cfg.synthetic_image_size, seed)
+    return {"generator": "nnlab.data.synthetic.draw_animal", "seed": seed,
+            "image_size": cfg.synthetic_image_size, **_describe(out_dir / IMAGES, SYNTHETIC)}
 
 
 def download(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
-    # A `path:` that is missing or malformed is an error, never a reason to fall back.
+    # A `path:` that is missing or malformed is an error under every source, never a fallback.
+    if cfg.path:
+        local_path(cfg.path, "data.cats_vs_dogs.path")
     return with_fallback(
         cfg.source,
         (lambda: _from_path(cfg, out_dir)) if cfg.path else (lambda: _remote(cfg, out_dir)),
@@ -253,16 +237,22 @@ def _plan(
     rng = np.random.default_rng(seed)
     classes = sorted(next(iter(layout.values())))
 
-    def shuffled(files: list[Path]) -> Iterator[Path]:
-        order = rng.permutation(len(files))
-        return iter([files[i] for i in order])
-
     def share(pool: dict[str, list[Path]], sizes: dict[str, int]):
+        """Each split gets its own files: its quota plus a share of the spare files (in
+        proportion to the quota) to replace unreadable ones, so no split eats another's."""
         counts = [len(pool[c]) for c in classes]
-        queues = [shuffled(pool[c]) for c in classes]  # shared: failures draw replacements
-        quotas = _quotas(list(sizes.values()), counts)
-        return {s: [(k, q[k], queues[k]) for k in range(len(classes))]
-                for s, q in zip(sizes, quotas, strict=True)}
+        quotas = np.asarray(_quotas(list(sizes.values()), counts))  # (split, class)
+        plan: dict[str, list] = {s: [] for s in sizes}
+        for k, c in enumerate(classes):
+            files = [pool[c][i] for i in rng.permutation(len(pool[c]))]
+            q = quotas[:, k]
+            spare = len(files) - int(q.sum())
+            extra = (_largest_remainder(spare * q / q.sum(), spare, spare * q / q.sum())
+                     if q.sum() else np.zeros_like(q))
+            ends = np.cumsum(q + extra)
+            for s, quota, start, end in zip(sizes, q, ends - q - extra, ends, strict=True):
+                plan[s].append((k, int(quota), iter(files[start:end])))
+        return plan
 
     total = sum(len(f) for split in layout.values() for f in split.values())
     cap = min(1.0, cfg.max_samples / total) if cfg.max_samples else 1.0
@@ -342,82 +332,26 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:
                   for s in ("train", "val", "test")}
     for s, a in arrays.items():
         if len(a["y"]) == 0:
-            raise ValueError(f"{images}: no readable images for the {s} split ({how})")
+            raise ValueError(f"split@cats_vs_dogs: the {s} split would be empty: no readable "
+                             f"images drawn for it ({how}); raise max_samples or add images")
     if skipped:
         info(f"split@cats_vs_dogs: skipped {len(skipped)} unreadable or non-image files "
              f"(listed in the manifest), e.g. {skipped[0]['file']}: {skipped[0]['reason']}")
-    return Prepared(
-        kind="image",
-        classes=classes,
-        arrays=arrays,
-        meta={"image_size": size},
-        manifest={"image_size": size, "split": how, "skipped_count": len(skipped),
-                  "skipped": skipped},
-    )
+    manifest = {"image_size": size, "split": how, "skipped_count": len(skipped),
+                "skipped": skipped}
+    requested = {s: sum(q for _, q, _ in plan[s]) for s in arrays}
+    shortfall = {s: {"requested": requested[s], "got": len(a["y"])}
+                 for s, a in arrays.items() if len(a["y"]) < requested[s]}
+    if shortfall:
+        manifest["shortfall"] = shortfall
+        info("split@cats_vs_dogs: too few readable images to fill "
+             + ", ".join(f"{s} ({v['got']} of {v['requested']})" for s, v in shortfall.items())
+             + "; replacements come only from the same split's files")
+    return Prepared(kind="image", classes=classes, arrays=arrays, meta={"image_size": size},
+                    manifest=manifest)
 
 
 def load_input(path: Path, spec) -> dict[str, np.ndarray]:
     """One photo as the model sees it: RGB, resized to the training size."""
     _, h, w = spec.input_shape
     return {"x": load_image(path, (h, w), channels=3)}
-
-
-# ----------------------------------------------------------------------------- synthetic
-
-
-def draw_animal(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
-    """A cartoon cat (0: pointed ears, whiskers) or dog (1: floppy ears, snout) on clutter.
-
-    Head position, size and rotation, colours and background clutter are random, so a model
-    must learn the shape rather than a place or a colour, and augmentation has work to do.
-    """
-    from PIL import Image, ImageDraw, ImageFilter
-
-    s = 2 * size  # draw at twice the size, then downsample (anti-aliasing)
-    base = rng.integers(40, 216, 3)
-    grad = np.linspace(-1, 1, s)[:, None, None] * rng.integers(-40, 40, 3)
-    bg = np.clip(base + grad + rng.normal(0, 12, (s, s, 3)), 0, 255).astype(np.uint8)
-    canvas = Image.fromarray(bg)
-    draw = ImageDraw.Draw(canvas)
-    for _ in range(int(rng.integers(1, 5))):  # clutter: boxes and blobs
-        x0, y0 = rng.integers(0, s, 2)
-        w, h = rng.integers(s // 10, s // 3, 2)
-        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
-        shape([x0, y0, x0 + w, y0 + h], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-
-    r = s * rng.uniform(0.17, 0.27)
-    layer = Image.new("RGBA", (s, s), (0, 0, 0, 0))
-    d = ImageDraw.Draw(layer)
-    cx, cy = s / 2, s / 2
-    fur = (*(int(v) for v in rng.integers(30, 230, 3)), 255)
-    dark = (20, 20, 20, 255)
-    if label == 0:  # cat: two pointed ears on top
-        for side in (-1, 1):
-            a, b = np.deg2rad(90 - side * 20), np.deg2rad(90 - side * 70)
-            tip = (cx + side * 0.75 * r, cy - 1.6 * r)
-            d.polygon([(cx + r * np.cos(a), cy - r * np.sin(a)), tip,
-                       (cx + r * np.cos(b), cy - r * np.sin(b))], fill=fur)
-    else:  # dog: two long floppy ears hanging at the sides
-        for side in (-1, 1):
-            ex = cx + side * 0.95 * r
-            d.ellipse([ex - 0.35 * r, cy - 0.6 * r, ex + 0.35 * r, cy + 0.95 * r], fill=fur)
-    d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fur)
-    for side in (-1, 1):  # eyes
-        ex, ey = cx + side * 0.4 * r, cy - 0.15 * r
-        d.ellipse([ex - 0.12 * r, ey - 0.12 * r, ex + 0.12 * r, ey + 0.12 * r], fill=dark)
-    if label == 0:  # small nose, whiskers
-        d.polygon([(cx - 0.1 * r, cy + 0.2 * r), (cx + 0.1 * r, cy + 0.2 * r),
-                   (cx, cy + 0.32 * r)], fill=dark)
-        for side in (-1, 1):
-            for dy in (-0.08, 0.08):
-                d.line([(cx + side * 0.2 * r, cy + 0.35 * r),
-                        (cx + side * 1.25 * r, cy + (0.35 + 3 * dy) * r)], fill=dark, width=1)
-    else:  # snout with a big nose
-        d.ellipse([cx - 0.4 * r, cy + 0.15 * r, cx + 0.4 * r, cy + 0.75 * r],
-                  fill=(*(min(255, v + 40) for v in fur[:3]), 255))
-        d.ellipse([cx - 0.16 * r, cy + 0.2 * r, cx + 0.16 * r, cy + 0.42 * r], fill=dark)
-    layer = layer.rotate(rng.uniform(-45, 45), resample=Image.Resampling.BICUBIC)
-    dx, dy = (rng.uniform(-0.5, 0.5, 2) * (s - 2.2 * r)).astype(int)
-    canvas.paste(layer, (int(dx), int(dy)), layer)
-    canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.2)))
-    return np.asarray(canvas.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -11,18 +12,30 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 
 class ImageReadError(ValueError):
-    pass
+    """One file that cannot be used as an image (named in the message)."""
+
+
+# What decoding a hostile or damaged file can raise. A decompression bomb's header
+# (PIL.Image.DecompressionBombError, not an OSError) is refused like any unreadable file.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
+                  ZeroDivisionError, struct.error, MemoryError, Image.DecompressionBombError,
+                  Image.DecompressionBombWarning)
 
 
 def load_image(path: str | Path, size: tuple[int, int], channels: int = 3) -> np.ndarray:
     """Decode, convert (grayscale, CMYK, palette, RGBA...) and resize to HWC uint8.
 
-    Raises :class:`ImageReadError` naming the file when it is missing, truncated or not
-    an image.
+    Raises :class:`ImageReadError` naming the file when it is missing, truncated, not an
+    image, or claims more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (checked on the header,
+    before anything is decoded).
     """
     path = Path(path)
     try:
         with Image.open(path) as im:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and im.width * im.height > limit:
+                raise Image.DecompressionBombError(
+                    f"{im.width}x{im.height} pixels, over the {limit} limit (decompression bomb?)")
             im.load()
             im = ImageOps.exif_transpose(im)
             if im.mode in ("RGBA", "LA", "P", "PA"):
@@ -34,6 +47,6 @@ def load_image(path: str | Path, size: tuple[int, int], channels: int = 3) -> np
             arr = np.asarray(im, dtype=np.uint8)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
-    except (OSError, SyntaxError, ValueError) as err:
+    except _DECODE_ERRORS as err:
         raise ImageReadError(f"{path}: not a readable image ({err})") from None
     return arr[..., None] if arr.ndim == 2 else arr

@@ -4,10 +4,12 @@ half positive, half negative.
 download@imdb fetches the official ``aclImdb_v1.tar.gz`` (checksum verified), or reads the
 archive or folder named by ``path:`` (the official layout, ``<split>/<pos|neg>/*.txt``), and
 stores the labelled reviews as one compact file, ``reviews.jsonl.gz`` (one JSON object per
-line: split, label, id, text). The tar members are read directly after every member has been
-checked (:func:`nnlab.data.sources.check_archive`): writing 50,000 small files to disk and
-reading them back is what made extraction slow, and the unlabelled ``unsup/`` reviews are not
-needed. Offline, under ``source: auto``, a seeded synthetic review set stands in (loudly):
+line: split, label, id, text). The archive (tar or zip, recognised by its content) is read
+member by member after every member has been checked (:func:`nnlab.data.sources.
+archive_files`): writing 50,000 small files to disk and reading them back is what made
+extraction slow, and the unlabelled ``unsup/`` reviews are not needed. A folder is read
+without following symlinks (they are skipped and counted). Offline, under ``source: auto``,
+a seeded synthetic review set (:mod:`nnlab.data.synthetic`) stands in (loudly):
 its labels depend on word order ("not good" is negative, "not bad at all" positive), so a
 bag of words cannot solve it and a recurrent net can.
 
@@ -24,7 +26,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,21 @@ from typing import Any
 import numpy as np
 
 from nnlab.config import DataConfig
-from nnlab.data.prepare import Prepared, stratified_split, subsample
-from nnlab.data.sources import check_archive, fetch, is_archive, with_fallback
+from nnlab.data.prepare import Prepared, refuse_empty, stratified_split, subsample
+from nnlab.data.sources import (
+    ArchiveError,
+    DownloadError,
+    Limits,
+    archive_files,
+    fetch,
+    local_path,
+    parse_mirror,
+    read_nofollow,
+    walk_files,
+    with_fallback,
+)
+from nnlab.data.synthetic import synthetic_review as synthetic_review  # re-exported
+from nnlab.data.synthetic import synthetic_reviews
 from nnlab.data.text import PAD_INDEX, VOCAB_ASSET, Vocabulary, tokenize
 from nnlab.files import file_digest
 
@@ -56,31 +70,35 @@ def _decode(data: bytes, where: str) -> str:
         raise ValueError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
-def read_archive(archive: Path) -> Iterator[dict[str, Any]]:
-    """Labelled reviews of an aclImdb tar, read member by member; nothing is extracted.
+def read_archive(archive: Path, limits: Limits | None = None, shown: str | None = None
+                 ) -> Iterator[dict[str, Any]]:
+    """Labelled reviews of an aclImdb tar or zip, read member by member; nothing is extracted.
 
     Every member is checked first: an unsafe archive is refused before anything is read.
     """
-    check_archive(archive)
-    with tarfile.open(archive) as tf:
-        for member in tf:
-            m = _MEMBER.search(member.name)
-            if m is None or not member.isfile():
-                continue
-            fh = tf.extractfile(member)
-            assert fh is not None
-            text = _decode(fh.read(), f"{archive}:{member.name}")
-            yield {"split": m[1], "label": _FOLDER_LABEL[m[2]], "id": m[3], "text": text}
+    shown = shown or str(archive)
+    members = archive_files(archive, limits=limits or Limits(), shown=shown,
+                            keep=lambda name: _MEMBER.search(name) is not None)
+    for name, data in members:
+        m = _MEMBER.search(name)
+        assert m is not None
+        text = _decode(data, f"{shown}:{name}")
+        yield {"split": m[1], "label": _FOLDER_LABEL[m[2]], "id": m[3], "text": text}
 
 
-def read_folder(folder: Path) -> Iterator[dict[str, Any]]:
-    """Labelled reviews of an extracted aclImdb folder (``folder`` or ``folder/aclImdb``)."""
+def read_folder(folder: Path, skipped: dict[str, int] | None = None
+                ) -> Iterator[dict[str, Any]]:
+    """Labelled reviews of an extracted aclImdb folder (``folder`` or ``folder/aclImdb``).
+    Symlinks and special files are never read; their counts go into ``skipped``."""
     base = folder / "aclImdb" if (folder / "aclImdb" / "train").is_dir() else folder
-    for split in ("train", "test"):
-        for sub, label in _FOLDER_LABEL.items():
-            for f in sorted((base / split / sub).glob("*.txt")):
-                yield {"split": split, "label": label, "id": f.stem,
-                       "text": _decode(f.read_bytes(), str(f))}
+    files, counts = walk_files(base)
+    if skipped is not None:
+        skipped.update(counts)
+    for rel in files:
+        m = _MEMBER.search(rel.as_posix())
+        if m is not None and len(rel.parts) == 3:
+            yield {"split": m[1], "label": _FOLDER_LABEL[m[2]], "id": m[3],
+                   "text": _decode(read_nofollow(base / rel), str(base / rel))}
 
 
 def write_reviews(records: Iterator[dict[str, Any]], out: Path, origin: str) -> dict[str, Any]:
@@ -122,28 +140,35 @@ def read_reviews(raw_dir: Path) -> dict[str, tuple[list[str], np.ndarray]]:
 # ----------------------------------------------------------------------------- download
 
 
-def _local(path: Path, out_dir: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise FileNotFoundError(f"data.imdb.path: {path} does not exist")
+def _local(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
+    path = local_path(cfg.path, "data.imdb.path")
+    shown = f"data.imdb.path: {path}"
     if path.is_dir():
-        counts = write_reviews(read_folder(path), out_dir / REVIEWS, str(path))
-        return {"path": str(path), "counts": counts}
-    if not is_archive(path):
-        raise ValueError(f"data.imdb.path: {path} is neither a folder nor a tar archive")
-    counts = write_reviews(read_archive(path), out_dir / REVIEWS, str(path))
+        skipped: dict[str, int] = {}
+        counts = write_reviews(read_folder(path, skipped), out_dir / REVIEWS, str(path))
+        return {"path": str(path), "counts": counts, **skipped}
+    if not path.is_file():
+        raise ValueError(f"{shown} is neither a folder nor a file")
+    counts = write_reviews(read_archive(path, Limits.of(cfg), shown), out_dir / REVIEWS, shown)
     # a local archive may be a repack: its checksum is recorded, not compared with the official
     return {"path": str(path), "checksum": "sha256:" + file_digest(path), "counts": counts}
 
 
 def _remote(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
     if cfg.path:
-        return _local(Path(cfg.path).expanduser(), out_dir)
-    urls = [m if m.endswith((".tar.gz", ".tgz")) else m.rstrip("/") + "/" + ARCHIVE
-            for m in cfg.mirrors]
+        return _local(cfg, out_dir)
+    urls = []
+    for entry in cfg.mirrors:
+        url, _ = parse_mirror(entry)  # the official checksum is pinned here, not per mirror
+        urls.append(url if url.endswith((".tar.gz", ".tgz")) else url.rstrip("/") + "/" + ARCHIVE)
     archive = out_dir / ARCHIVE
-    got = fetch(urls, archive, SHA256, timeout=cfg.timeout, retries=cfg.retries)
+    got = fetch(urls, archive, SHA256, timeout=cfg.timeout, retries=cfg.retries,
+                total_timeout=cfg.total_timeout)
     try:
-        counts = write_reviews(read_archive(archive), out_dir / REVIEWS, got["url"])
+        records = read_archive(archive, Limits.of(cfg), got["url"])
+        counts = write_reviews(records, out_dir / REVIEWS, got["url"])
+    except ArchiveError as err:  # a mirror's failure: under auto, fall back
+        raise DownloadError(str(err)) from None
     finally:
         archive.unlink(missing_ok=True)  # the compact file replaces it
     return {"files": {ARCHIVE: got}, "counts": counts}
@@ -153,6 +178,8 @@ def download(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
     if cfg.source == "bundled":
         raise ValueError("data.imdb.source: 'bundled' is not available for imdb "
                          "(use auto, remote or synthetic)")
+    if cfg.path:  # missing: an error under every source, never a fallback
+        local_path(cfg.path, "data.imdb.path")
     return with_fallback(
         cfg.source,
         lambda: _remote(cfg, out_dir),
@@ -162,59 +189,12 @@ def download(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
     )
 
 
-# ----------------------------------------------------------------------------- synthetic
-
-_POSITIVE = ["good", "great", "excellent", "wonderful", "brilliant", "enjoyable", "funny",
-             "moving", "clever", "beautiful"]
-_NEGATIVE = ["bad", "awful", "terrible", "boring", "dull", "poor", "weak", "predictable",
-             "silly", "clumsy"]
-_ASPECTS = ["the acting", "the plot", "the story", "the script", "the music", "the ending",
-            "the cast", "the direction", "the dialogue", "this movie", "the film",
-            "the camera work"]
-_FILLER = [
-    "i saw it on a rainy sunday", "my friend did not want to come", "it is not a short film",
-    "the cinema was not full", "we watched it at home", "it was made in 1998",
-    "it runs for about two hours", "i had not read the book", "there is a dog in it",
-    "the lead actor is not new to the genre", "my sister picked it", "the popcorn was cold",
-    "it is based on a true story", "nobody in the room said a word", "i did not know the director",
-    "the second half takes place in paris", "the trailer shows most of it",
-]
-
-
-def synthetic_review(rng: np.random.Generator, label: int) -> str:
-    """One review whose label is carried by word order: "<aspect> was [not] <adj> [at all]".
-
-    Each adjective and the word "not" are as frequent in positive as in negative reviews
-    (negated half of the time, and "not" also occurs in neutral sentences): only the order
-    "not" + adjective decides.
-    """
-    sentences = [str(s) for s in rng.choice(_FILLER, size=rng.integers(2, 7), replace=False)]
-    for _ in range(rng.integers(1, 3)):
-        negated = bool(rng.integers(2))
-        words = _POSITIVE if label != negated else _NEGATIVE  # negation flips the polarity
-        phrase = f"{rng.choice(_ASPECTS)} was {'not ' if negated else ''}{rng.choice(words)}"
-        if negated and rng.random() < 0.5:
-            phrase += " at all"
-        sentences.insert(int(rng.integers(len(sentences) + 1)), phrase)
-    text = ". ".join(sentences).capitalize() + "."
-    return text.replace(". ", ". <br /><br />", 1) if rng.random() < 0.3 else text
-
-
 def _synthetic(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
-    n = cfg.synthetic_size
-    n_test = max(2, round(n * cfg.test_fraction))
-
-    def records() -> Iterator[dict[str, Any]]:
-        for i in range(n):
-            label = i % 2
-            split = "test" if i < n_test else "train"
-            yield {"split": split, "label": label, "id": f"syn{i:06d}",
-                   "text": synthetic_review(rng, label)}
-
-    counts = write_reviews(records(), out_dir / REVIEWS, "synthetic")
-    return {"files": {REVIEWS: {"url": "nnlab.data.imdb.synthetic_review"}}, "counts": counts,
-            "seed": seed}
+    n_test = max(2, round(cfg.synthetic_size * cfg.test_fraction))
+    records = synthetic_reviews(cfg.synthetic_size, n_test, seed)
+    counts = write_reviews(records, out_dir / REVIEWS, "synthetic")
+    return {"files": {REVIEWS: {"url": "nnlab.data.synthetic.synthetic_review"}},
+            "counts": counts, "seed": seed}
 
 
 # ----------------------------------------------------------------------------- split
@@ -232,6 +212,7 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:
         "val": ([texts[i] for i in keep[val_idx]], y[keep][val_idx]),
         "test": ([texts_t[i] for i in keep_t], y_t[keep_t]),
     }
+    refuse_empty("imdb", {s: len(ys) for s, (_, ys) in parts.items()}, cfg)
     tokens = {s: [tokenize(t) for t in ts] for s, (ts, _) in parts.items()}
     vocab = Vocabulary.build(tokens["train"], cfg.vocab_size, cfg.max_len, keep="last")
     arrays, stats = {}, {}

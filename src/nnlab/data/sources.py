@@ -1,8 +1,16 @@
-"""Getting raw data: checksummed downloads, safe archive extraction, the offline fallback rule.
+"""Getting raw data: checksummed downloads, safe archives and folders, the fallback rule.
 
-* :func:`fetch` tries each mirror in turn, retries transient failures, verifies the checksum
-  and writes atomically: a wrong or partial file never stays on disk.
-* :func:`safe_extract` checks every member of a zip or tar before extracting anything.
+* :func:`fetch` tries each mirror in turn, retries transient failures, cuts off an attempt
+  after ``total_timeout`` seconds, verifies the checksum and writes atomically: a wrong or
+  partial file never stays on disk. Every network or protocol failure is a
+  :class:`DownloadError` once no mirror is left.
+* :func:`safe_extract` and :func:`archive_files` handle zip and tar(.gz/.bz2/.xz) archives
+  recognised by their content, never by their name. Every member is checked before anything
+  is extracted or read: only regular files and folders with relative names are accepted (no
+  links of any kind, devices or FIFOs), and the total size and compression ratio are capped,
+  both as declared and as counted while reading. Extraction is done here, member by member,
+  so safety does not depend on the Python patch level's ``tarfile`` filters.
+* :func:`copy_tree` and :func:`walk_files` read a user's folder without following links.
 * :func:`with_fallback` is the one rule for offline substitutes: ``remote`` never falls back,
   ``auto`` falls back loudly when the remote source fails, ``bundled``/``synthetic`` go
   straight to the substitute.
@@ -10,35 +18,51 @@
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import errno
+import gzip
 import hashlib
-import shutil
+import http.client
+import lzma
+import os
+import re
 import socket
+import stat
 import sys
 import tarfile
 import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from nnlab.files import atomic_dir, atomic_file
 
 USER_AGENT = "nnlab/0.1 (+https://github.com/)"
+_MB = 1 << 20
+_SMALL = _MB  # below this many unpacked bytes a ratio cannot make a bomb
+_PIN = re.compile(r"(sha256=[0-9a-fA-F]{64}|md5=[0-9a-fA-F]{32})")
 
 
 class DownloadError(RuntimeError):
-    """No mirror delivered a file with the expected checksum."""
+    """No mirror delivered a usable file."""
 
 
 class ChecksumError(DownloadError):
     pass
 
 
-class UnsafeArchiveError(ValueError):
-    """An archive member would land outside the target directory, or is not a plain file."""
+class ArchiveError(ValueError):
+    """An archive is damaged, not an archive, or ambiguous (one line naming it)."""
+
+
+class UnsafeArchiveError(ArchiveError):
+    """A member is a link, a special file, escapes the target, or the archive is a bomb."""
 
 
 def warn(message: str) -> None:
@@ -48,6 +72,34 @@ def warn(message: str) -> None:
 
 def info(message: str) -> None:
     print(f"nnlab: {message}", file=sys.stderr, flush=True)
+
+
+def parse_mirror(entry: str) -> tuple[str, str | None]:
+    """``url#sha256=<64 hex>`` (or ``#md5=<32 hex>``) -> (url, "sha256:<hex>"); a URL
+    without ``#`` is unpinned. Any other fragment is a ValueError, never silently unpinned."""
+    url, hash_sign, fragment = entry.partition("#")
+    if not hash_sign:
+        return url, None
+    if not _PIN.fullmatch(fragment):
+        raise ValueError(f"mirror {entry!r}: the pin must be #sha256=<64 hex digits> or "
+                         f"#md5=<32 hex digits>, got #{fragment}")
+    algo, _, digest = fragment.partition("=")
+    return url, f"{algo}:{digest.lower()}"
+
+
+def local_path(path: str, key: str) -> Path:
+    """A user's ``path:``: it must exist (an error under every source, never a fallback)."""
+    src = Path(path).expanduser()
+    if not src.exists():
+        raise FileNotFoundError(f"{key}: {src} does not exist")
+    return src
+
+
+# ----------------------------------------------------------------------------- downloads
+
+# every way a mirror can fail on the wire; all of them move on to the next mirror
+NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError, ValueError,
+                  ChecksumError)
 
 
 def _parse_checksum(checksum: str | None) -> tuple[str, str] | None:
@@ -72,28 +124,51 @@ def _permanent(err: Exception) -> bool:
         errno.EHOSTUNREACH,
     ):
         return True
-    return isinstance(err, ChecksumError | ValueError)
+    if isinstance(err, http.client.RemoteDisconnected):  # may be a dropped keep-alive: retry
+        return False
+    return isinstance(err, ChecksumError | ValueError | http.client.BadStatusLine)
 
 
-def _download_once(url: str, dest: Path, algo_digest: tuple[str, str] | None, timeout: float):
+def _describe_error(url: str, err: BaseException) -> str:
+    if isinstance(err, urllib.error.HTTPError):
+        return f"{url}: HTTP {err.code} {err.reason}"
+    if isinstance(err, ChecksumError):
+        return str(err)
+    if isinstance(err, http.client.IncompleteRead):
+        return f"{url}: connection closed early ({len(err.partial)} bytes read)"
+    reason = getattr(err, "reason", None) or err
+    text = str(reason).strip().replace("\n", " ") or type(reason).__name__
+    return f"{url}: {type(reason).__name__}: {text}"
+
+
+def _download_once(url: str, dest: Path, algo_digest: tuple[str, str] | None, timeout: float,
+                   total_timeout: float) -> str:
+    deadline = time.monotonic() + total_timeout
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    with atomic_file(dest) as out, urllib.request.urlopen(req, timeout=timeout) as resp:
-        hasher = hashlib.new(algo_digest[0] if algo_digest else "sha256")
+    algo = algo_digest[0] if algo_digest else "sha256"
+    with atomic_file(dest) as out, \
+            urllib.request.urlopen(req, timeout=min(timeout, total_timeout)) as resp:
+        hasher = hashlib.new(algo)
         expected = resp.headers.get("Content-Length")
         size = 0
-        while chunk := resp.read(1 << 20):
+        # read1: whatever has arrived, so a server trickling bytes meets the deadline too
+        read = getattr(resp, "read1", resp.read)
+        while chunk := read(_MB):
             hasher.update(chunk)
             out.write(chunk)
             size += len(chunk)
-        if expected is not None and size != int(expected):
-            raise urllib.error.URLError(f"incomplete read: {size} of {expected} bytes")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not complete after total_timeout={total_timeout:g}s "
+                                   f"({size} bytes)")
+        if expected is not None and expected.isdigit() and size != int(expected):
+            raise http.client.IncompleteRead(b"\0" * size, int(expected) - size)
         actual = hasher.hexdigest()
         if algo_digest and actual != algo_digest[1]:
             raise ChecksumError(
                 f"{dest.name}: checksum mismatch from {url}: expected "
-                f"{algo_digest[0]}:{algo_digest[1]}, got {algo_digest[0]}:{actual}"
+                f"{algo}:{algo_digest[1]}, got {algo}:{actual}"
             )
-    return f"{algo_digest[0] if algo_digest else 'sha256'}:{actual}"
+    return f"{algo}:{actual}"
 
 
 def fetch(
@@ -103,11 +178,13 @@ def fetch(
     *,
     timeout: float = 10.0,
     retries: int = 2,
+    total_timeout: float = 1800.0,
 ) -> dict[str, Any]:
     """Download ``dest`` from the first mirror that delivers the expected checksum.
 
-    Returns ``{"url": ..., "checksum": ...}``. A file already at ``dest`` with the right
-    checksum is kept. Raises :class:`DownloadError` listing every mirror's failure.
+    ``timeout`` bounds each network read, ``total_timeout`` each whole attempt. Returns
+    ``{"url": ..., "checksum": ...}``. A file already at ``dest`` with the right checksum is
+    kept. Raises :class:`DownloadError` listing every mirror's failure.
     """
     dest = Path(dest)
     algo_digest = _parse_checksum(checksum)
@@ -123,13 +200,10 @@ def fetch(
     for url in urls:
         for attempt in range(retries + 1):
             try:
-                digest = _download_once(url, dest, algo_digest, timeout)
+                digest = _download_once(url, dest, algo_digest, timeout, total_timeout)
                 return {"url": url, "checksum": digest}
-            except (urllib.error.URLError, OSError, ValueError, ChecksumError) as err:
-                if isinstance(err, urllib.error.HTTPError):
-                    failures.append(f"{url}: HTTP {err.code} {err.reason}")
-                else:
-                    failures.append(f"{url}: {getattr(err, 'reason', err)}")
+            except NETWORK_ERRORS as err:
+                failures.append(_describe_error(url, err))
                 if _permanent(err) or attempt == retries:
                     break
                 time.sleep(min(0.5 * 2**attempt, 4.0))
@@ -141,68 +215,318 @@ def fetch(
 # ----------------------------------------------------------------------------- archives
 
 
-def _check_member(name: str, target: Path, link: str | None = None, hard: bool = False) -> None:
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what an archive may unpack to: total bytes, and the compression ratio of the
+    whole archive and of any one member (only checked past 1 MiB unpacked)."""
+
+    max_bytes: int = 4096 * _MB
+    max_ratio: float = 100.0
+
+    @classmethod
+    def of(cls, cfg: Any) -> Limits:
+        return cls(cfg.max_unpacked_mb * _MB, cfg.max_ratio)
+
+
+@dataclass(frozen=True)
+class _Member:
+    parts: tuple[str, ...]  # the checked relative path
+    is_dir: bool
+    size: int  # declared uncompressed size
+    open: Callable[[], IO[bytes]]
+
+
+class _Capped:
+    """A (decompressed) stream that refuses to go past ``limit`` bytes, whether by reading
+    or by seeking (tarfile seeks over member data; a gzip stream decompresses to do so)."""
+
+    def __init__(self, raw: IO[bytes], limit: int, error: ArchiveError) -> None:
+        self.raw, self.limit, self.error = raw, limit, error
+
+    def _within(self, value):
+        if self.raw.tell() > self.limit:
+            raise self.error
+        return value
+
+    def read(self, n: int = -1) -> bytes:
+        room = self.limit + 1 - self.raw.tell()
+        return self._within(self.raw.read(room if n < 0 or n > room else n))
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == 0 and pos > self.limit:
+            raise self.error
+        return self._within(self.raw.seek(pos, whence))
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
+_TAR_DECOMPRESSORS: dict[bytes, Callable[[IO[bytes]], IO[bytes]]] = {
+    b"\x1f\x8b": lambda raw: gzip.GzipFile(fileobj=raw),
+    b"BZh": bz2.BZ2File,
+    b"\xfd7zXZ\x00": lzma.LZMAFile,
+}
+# what reading a damaged archive raises, besides our own errors
+_READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError,
+                zlib.error, lzma.LZMAError, NotImplementedError, RuntimeError, ValueError,
+                UnicodeDecodeError)
+_NESTED = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz", ".gz")
+
+
+def archive_format(path: str | Path, shown: str | None = None) -> str | None:
+    """"zip", "tar" (plain or compressed) or None, from the content. A file that reads as
+    both (a tar carrying a zip at its end, a polyglot) is an :class:`ArchiveError`."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    tar = head[257:262] == b"ustar" or any(head.startswith(m) for m in _TAR_DECOMPRESSORS)
+    zip_ = head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
+    ends_like_zip = zipfile.is_zipfile(path)
+    if tar and (zip_ or ends_like_zip):
+        raise ArchiveError(f"{shown or path}: refused: reads both as a tar and as a zip "
+                           f"(ambiguous; repack it as one plain archive)")
+    if zip_:
+        if not ends_like_zip:
+            raise ArchiveError(f"{shown or path}: damaged archive (a zip without its central "
+                               f"directory: truncated?)")
+        return "zip"
+    return "tar" if tar else None
+
+
+def _safe_parts(name: str) -> tuple[str, ...]:
+    if not name or "\x00" in name or "\\" in name:
+        raise UnsafeArchiveError(f"member {name!r} has an unusable name")
     path = PurePosixPath(name)
-    if path.is_absolute() or name.startswith(("/", "\\")) or ".." in path.parts:
+    if path.is_absolute() or ".." in path.parts:
         raise UnsafeArchiveError(f"member {name!r} has an absolute path or '..'")
-    if link is not None:
-        link_path = PurePosixPath(link)
-        # a symlink points relative to its own folder, a tar hard link to the archive root
-        resolved = (target / (PurePosixPath() if hard else path.parent) / link_path).resolve()
-        if link_path.is_absolute() or not resolved.is_relative_to(target.resolve()):
-            raise UnsafeArchiveError(f"member {name!r} links outside the target: {link!r}")
+    return path.parts
 
 
-def check_archive(archive: str | Path) -> None:
-    """Raise :class:`UnsafeArchiveError` if any member is unsafe; extract nothing."""
-    archive = Path(archive)
-    target = Path("/nnlab-extract-target")
-    try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                for zi in zf.infolist():
-                    _check_member(zi.filename, target)
-                    mode = zi.external_attr >> 16
-                    if mode and (mode & 0o170000) == 0o120000:
-                        raise UnsafeArchiveError(f"member {zi.filename!r} is a link")
-            return
-        with tarfile.open(archive) as tf:
-            for m in tf.getmembers():
-                if m.issym() or m.islnk():
-                    _check_member(m.name, target, m.linkname, hard=m.islnk())
-                elif m.isfile() or m.isdir():
-                    _check_member(m.name, target)
-                else:
-                    raise UnsafeArchiveError(
-                        f"member {m.name!r} is a device, FIFO or other special file"
-                    )
-    except UnsafeArchiveError as err:
-        raise UnsafeArchiveError(f"{archive}: refused: {err}") from None
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
-        raise UnsafeArchiveError(f"{archive}: not a readable zip or tar archive: {err}") from None
+def _ratio_check(what: str, unpacked: int, packed: int, limits: Limits) -> None:
+    if unpacked > _SMALL and unpacked > limits.max_ratio * max(packed, 1):
+        raise UnsafeArchiveError(
+            f"{what} unpacks {unpacked} bytes from {packed} (ratio over max_ratio="
+            f"{limits.max_ratio:g}: a compression bomb?)")
 
 
-def safe_extract(archive: str | Path, dest: str | Path) -> Path:
-    """Extract a zip or tar(.gz) into ``dest`` after checking every member; atomic."""
-    archive = Path(archive)
-    check_archive(archive)
-    with atomic_dir(dest) as tmp:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(tmp)
+def _zip_members(path: Path, limits: Limits) -> Iterator[_Member]:
+    with zipfile.ZipFile(path) as zf:
+        for zi in zf.infolist():
+            mode = zi.external_attr >> 16
+            kind = stat.S_IFMT(mode)
+            if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+                raise UnsafeArchiveError(f"member {zi.filename!r} is a link or special file "
+                                         f"(mode {oct(mode)})")
+            if zi.flag_bits & 0x1:
+                raise UnsafeArchiveError(f"member {zi.filename!r} is encrypted")
+            _ratio_check(f"member {zi.filename!r}", zi.file_size, zi.compress_size, limits)
+            is_dir = zi.is_dir() or kind == stat.S_IFDIR
+            yield _Member(_safe_parts(zi.filename), is_dir, zi.file_size,
+                          lambda zi=zi: zf.open(zi))
+
+
+def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
+    size = path.stat().st_size
+    with open(path, "rb") as raw:
+        head = raw.read(6)
+        raw.seek(0)
+        opener = next((o for m, o in _TAR_DECOMPRESSORS.items() if head.startswith(m)), None)
+        stream = opener(raw) if opener else raw
+        if opener:  # the whole tar stream (headers included) is capped as it decompresses
+            cap = int(min(max(_SMALL, limits.max_ratio * size), limits.max_bytes * 2 + _MB))
+            capped = _Capped(stream, cap, UnsafeArchiveError(
+                f"the tar stream unpacks to over max_ratio={limits.max_ratio:g} times its size "
+                f"or max_unpacked_mb (a compression bomb?)"))
         else:
-            with tarfile.open(archive) as tf:
-                tf.extractall(tmp, filter="data")
+            capped = _Capped(raw, size, ArchiveError("a member runs past the end of the file "
+                                                     "(truncated?)"))
+        with tarfile.open(fileobj=capped, mode="r:") as tf:  # type: ignore[call-overload]
+            for m in tf:
+                if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
+                    kind = ("symlink" if m.issym() else "hard link" if m.islnk() else
+                            "device, FIFO or other special file")
+                    raise UnsafeArchiveError(f"member {m.name!r} is a {kind}")
+                yield _Member(_safe_parts(m.name), m.isdir(), m.size,
+                              lambda m=m: tf.extractfile(m))
+            # tarfile ends quietly at an unreadable header or a cut: require the end marker
+            capped.seek(tf.offset)
+            if capped.read(tarfile.BLOCKSIZE) != tarfile.NUL * tarfile.BLOCKSIZE:
+                raise ArchiveError(f"no end-of-archive marker after {len(tf.members)} members "
+                                   f"(truncated, or a damaged header at byte {tf.offset})")
+
+
+def _members(path: Path, fmt: str, limits: Limits) -> Iterator[_Member]:
+    return (_zip_members if fmt == "zip" else _tar_members)(path, limits)
+
+
+def _format(path: Path, shown: str) -> str:
+    fmt = archive_format(path, shown)
+    if fmt is None:
+        raise ArchiveError(f"{shown}: neither a zip nor a tar archive")
+    return fmt
+
+
+def _checked(path: Path, fmt: str, limits: Limits) -> Iterator[_Member]:
+    """Every member, checked as it comes (type, name, duplicates, declared sizes); the checks
+    on the whole archive run once the last member has been seen."""
+    total, seen, files = 0, {}, []
+    for m in _members(path, fmt, limits):
+        name = "/".join(m.parts)
+        if (not m.is_dir and (not m.parts or m.parts in seen)) or seen.get(m.parts) is False:
+            raise UnsafeArchiveError(f"member {name!r} appears twice or has no file name")
+        seen[m.parts] = m.is_dir
+        if not m.is_dir:
+            files.append(name.lower())
+            total += m.size
+        if total > limits.max_bytes:
+            raise UnsafeArchiveError(f"unpacks to over max_unpacked_mb="
+                                     f"{limits.max_bytes // _MB} MiB")
+        yield m
+    _ratio_check("the archive", total, path.stat().st_size, limits)
+    if files and all(f.endswith(_NESTED) for f in files):
+        raise UnsafeArchiveError("holds only nested archives (unpack the inner one and give "
+                                 "that instead)")
+
+
+def _read_member(m: _Member, budget: list[int]) -> Iterator[bytes]:
+    """The member's bytes in chunks, counted against its declared size and the budget."""
+    got = 0
+    with m.open() as fh:
+        while chunk := fh.read(_MB):
+            got += len(chunk)
+            budget[0] -= len(chunk)
+            if got > m.size or budget[0] < 0:
+                raise UnsafeArchiveError(f"member {'/'.join(m.parts)!r} holds more bytes than "
+                                         f"its header declares or than max_unpacked_mb")
+            yield chunk
+    if got != m.size:
+        raise ArchiveError(f"member {'/'.join(m.parts)!r} is truncated ({got} of {m.size} "
+                           f"bytes)")
+
+
+@contextlib.contextmanager
+def _named(shown: str) -> Iterator[None]:
+    """Turn every failure of reading an archive into one line naming it as ``shown``."""
+    try:
+        yield
+    except ArchiveError as err:
+        if str(err).startswith(shown):
+            raise
+        prefix = "refused" if isinstance(err, UnsafeArchiveError) else "damaged archive"
+        raise type(err)(f"{shown}: {prefix}: {err}") from None
+    except _READ_ERRORS as err:
+        text = str(err).strip().replace("\n", " ") or type(err).__name__
+        raise ArchiveError(f"{shown}: damaged archive ({type(err).__name__}: {text})") from None
+
+
+def archive_files(archive: str | Path, *, limits: Limits = Limits(), shown: str | None = None,
+                  keep: Callable[[str], bool] = lambda name: True
+                  ) -> Iterator[tuple[str, bytes]]:
+    """(member name, content) of the regular files whose name ``keep`` accepts, in archive
+    order; nothing is written. One pass: the kept contents are held until every member has
+    been checked, then handed out. ``shown`` names the archive in errors (a URL for a
+    download; default: its path)."""
+    shown = shown or str(archive)
+    kept = []
+    with _named(shown):
+        budget = [limits.max_bytes]
+        for m in _checked(Path(archive), _format(Path(archive), shown), limits):
+            name = "/".join(m.parts)
+            if not m.is_dir and keep(name):
+                kept.append((name, b"".join(_read_member(m, budget))))
+    yield from kept
+
+
+def _mkdirs(root: Path, parts: tuple[str, ...]) -> Path:
+    """Create ``root/parts...`` one level at a time, refusing anything but a real folder."""
+    path = root
+    for part in parts:
+        path = path / part
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise ArchiveError(f"member {'/'.join(parts)!r} is both a file and a "
+                                   f"folder") from None
+    return path
+
+
+def safe_extract(archive: str | Path, dest: str | Path, *, limits: Limits = Limits(),
+                 shown: str | None = None) -> Path:
+    """Extract a zip or tar into ``dest`` (atomic) after checking every member; see
+    :func:`archive_files` for ``shown``. Files are created new (``O_EXCL|O_NOFOLLOW``)."""
+    shown, archive = shown or str(archive), Path(archive)
+    with _named(shown), atomic_dir(dest) as tmp:
+        fmt = _format(archive, shown)
+        for _ in _checked(archive, fmt, limits):  # every member before anything is written
+            pass
+        budget = [limits.max_bytes]
+        for m in _members(archive, fmt, limits):
+            if m.is_dir:
+                _mkdirs(tmp, m.parts)
+                continue
+            folder = _mkdirs(tmp, m.parts[:-1])
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            with os.fdopen(os.open(folder / m.parts[-1], flags, 0o666), "wb") as out:
+                for chunk in _read_member(m, budget):
+                    out.write(chunk)
     return Path(dest)
 
 
-def is_archive(path: Path) -> bool:
-    return path.is_file() and (zipfile.is_zipfile(path) or tarfile.is_tarfile(path))
+# ----------------------------------------------------------------------------- folders
 
 
-def copy_tree(src: Path, dest: Path) -> None:
+def walk_files(root: Path) -> tuple[list[Path], dict[str, int]]:
+    """Regular files under ``root`` (sorted, relative) and what was skipped: symlinks (never
+    followed, so loops cannot hang) and special files (FIFOs, sockets, devices)."""
+    files: list[Path] = []
+    skipped = {"skipped_symlinks": 0, "skipped_special": 0}
+    stack = [Path()]
+    while stack:
+        rel = stack.pop()
+        try:
+            with os.scandir(root / rel) as it:
+                entries = list(it)
+        except OSError as err:
+            raise ValueError(f"{root / rel}: cannot read this folder ({err.strerror})") from None
+        for entry in entries:
+            if entry.is_symlink():
+                skipped["skipped_symlinks"] += 1
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append(rel / entry.name)
+            elif entry.is_file(follow_symlinks=False):
+                files.append(rel / entry.name)
+            else:
+                skipped["skipped_special"] += 1
+    return sorted(files), skipped
+
+
+def read_nofollow(path: Path) -> bytes:
+    """A regular file's bytes; a link swapped in meanwhile is refused (``O_NOFOLLOW``)."""
+    try:
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
+            return fh.read()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read ({err.strerror})") from None
+
+
+def copy_tree(src: Path, dest: Path) -> dict[str, int]:
+    """Copy the regular files of ``src`` to ``dest`` (atomic); returns the skipped counts."""
+    files, skipped = walk_files(src)
     with atomic_dir(dest) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True, symlinks=False)
+        for rel in files:
+            target = _mkdirs(tmp, rel.parts[:-1]) / rel.name
+            try:
+                fin = os.fdopen(os.open(src / rel, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+            except OSError as err:
+                raise ValueError(f"{src / rel}: cannot read ({err.strerror})") from None
+            with fin, open(target, "xb") as fout:
+                while chunk := fin.read(_MB):
+                    fout.write(chunk)
+    if any(skipped.values()):
+        info(f"{src}: skipped {skipped['skipped_symlinks']} symlinks and "
+             f"{skipped['skipped_special']} special files (links are never followed)")
+    return skipped
 
 
 # ----------------------------------------------------------------------------- fallback rule

@@ -1,0 +1,719 @@
+"""Hostile inputs for the data layer: archives, folders, images, splits and downloads.
+
+Every case builds its input in its own temporary folder and runs offline (servers listen on
+127.0.0.1 and stop with the test). A refused input must give ONE line naming the file, URL or
+key; leave the earlier output untouched; leave no temporary or ``.part`` file; and write
+nothing outside the project (the whole temporary folder, a secret file beside the project
+and the folders next to it are compared before and after). Case ids start with their class
+(``tar-``, ``zip-``, ``format-``, ``imdb-``, ``folder-``, ``image-``, ``split-``, ``net-``,
+``signal-``) so the report can count them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nnlab.data.images import ImageReadError, load_image
+from nnlab.data.prepare import run_download, run_split
+from nnlab.data.sources import DownloadError, fetch
+from nnlab.files import write_json
+from tests.conftest import REPO, tiny_params
+from tests.http_server import (
+    chunked_cut_short,
+    dead_url,
+    garbage,
+    length_cut_short,
+    raw_server,
+    serve,
+    status,
+    trickle,
+)
+
+SECRET = b"outside the project: must never change\n"
+EARLIER = {"earlier": "good output"}
+
+
+def _jpeg(i: int, color=(200, 60, 40)) -> bytes:
+    rng = np.random.default_rng(i)
+    arr = np.clip(np.array(color) + rng.normal(0, 20, (12, 12, 3)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+GOOD = [(f"{c}/{c[:-1]}.{i}.jpg", _jpeg(i)) for c in ("cats", "dogs") for i in range(3)]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` (a few hundred bytes in all)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def _tar(path: Path, entries, mode: str = "w:gz") -> Path:
+    """entries: (name, data or None, {TarInfo attributes}); data None means no payload."""
+    with tarfile.open(path, mode, format=tarfile.GNU_FORMAT) as tf:
+        for name, data, attrs in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data) if data is not None else 0
+            for key, value in attrs.items():
+                setattr(info, key, value)
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _good_tar(extra=()):
+    return [(n, d, {}) for n, d in GOOD] + list(extra)
+
+
+def _zip(path: Path, entries, compression=zipfile.ZIP_DEFLATED) -> Path:
+    """entries: (name or ZipInfo, data)."""
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        for name, data in entries:
+            zf.writestr(name, data)
+    return path
+
+
+def _symlink_zipinfo(name: str) -> zipfile.ZipInfo:
+    zi = zipfile.ZipInfo(name)
+    zi.create_system = 3
+    zi.external_attr = 0o120777 << 16
+    return zi
+
+
+def _sym(link: str) -> dict:
+    return {"type": tarfile.SYMTYPE, "linkname": link}
+
+
+def _hard(link: str) -> dict:
+    return {"type": tarfile.LNKTYPE, "linkname": link}
+
+
+def _cve_chain() -> list:
+    """The CVE-2025-4517 class: long folder names and a chain of symlinks whose text never
+    leaves the archive ("d.../up" -> "..", one level up, harmless on its own) but which,
+    followed on disk, climbs out: "escape" -> "<long>/<long>/up/up/../.." is lexically
+    "<long>", physically two levels above the target. Then a file written through it and a
+    hard link to a file outside. A purely textual check (the project's old one) passed it."""
+    long = ["d" * 240, "e" * 240]
+    return [
+        (long[0], None, {"type": tarfile.DIRTYPE}),
+        (f"{long[0]}/{long[1]}", None, {"type": tarfile.DIRTYPE}),
+        (f"{long[0]}/up", None, _sym("..")),
+        (f"{long[0]}/{long[1]}/up", None, _sym("..")),
+        ("escape", None, _sym(f"{long[0]}/{long[1]}/up/up/../..")),
+        ("escape/outside/pwned.jpg", _jpeg(9), {}),
+        ("hardlink", None, _hard("escape/outside/secret.txt")),
+        ("hardlink", b"overwritten", {}),
+    ]
+
+
+def _lying_zip(t: Path) -> Path:
+    """A zip whose central directory and local header say 100 bytes for a 2 MiB member."""
+    path = _zip(t / "lying.zip", [*GOOD, ("cats/big.jpg", b"\0" * (2 << 20))])
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        zi = zf.getinfo("cats/big.jpg")
+    local = zi.header_offset
+    data[local + 22 : local + 26] = struct.pack("<I", 100)
+    central = data.rindex(b"PK\x01\x02")  # the last central record: the big member
+    data[central + 24 : central + 28] = struct.pack("<I", 100)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _bad_crc_zip(t: Path) -> Path:
+    path = _zip(t / "crc.zip", GOOD, compression=zipfile.ZIP_STORED)
+    data = bytearray(path.read_bytes())
+    first = data.index(b"\xff\xd8")
+    data[first + 40 : first + 60] = b"\0" * 20
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _tar_ending_in_zip(t: Path) -> Path:
+    inner = _zip(t / "inner.zip", GOOD).read_bytes()
+    path = _tar(t / "outer.tar", [*_good_tar()[:1], ("data.zip", inner, {})], mode="w")
+    (t / "inner.zip").unlink()
+    return path
+
+
+def _zip_and_tar(t: Path) -> Path:
+    """A polyglot: starts like a zip, has a tar header at 257, and a zip directory at the end."""
+    plain = _tar(t / "p.tar", [("PK\x03\x04", _jpeg(1), {}), *_good_tar()], mode="w")
+    inner = _zip(t / "z.zip", GOOD).read_bytes()
+    path = t / "both.zip"
+    path.write_bytes(plain.read_bytes() + inner)
+    plain.unlink()
+    (t / "z.zip").unlink()
+    return path
+
+
+def _truncated(path: Path, keep: float = 0.6) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+# (id, dataset, builder(t) -> input path, error regex); every one must be refused
+ARCHIVES = [
+    ("tar-cve-2025-4517-symlink-chain", "cats_vs_dogs",
+     lambda t: _tar(t / "cve.tar", _good_tar(_cve_chain()), mode="w"), r"symlink"),
+    ("tar-absolute-name", "cats_vs_dogs",
+     lambda t: _tar(t / "a.tar.gz", _good_tar([(str(t / "outside" / "abs.jpg"), b"x", {})])),
+     r"absolute path or '\.\.'"),
+    ("tar-dotdot", "cats_vs_dogs",
+     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/../../../outside/x.jpg", b"x", {})])),
+     r"absolute path or '\.\.'"),
+    ("tar-hardlink-outside", "cats_vs_dogs",
+     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/h.jpg", None,
+                                                _hard("../../outside/secret.txt"))])),
+     r"hard link"),
+    ("tar-hardlink-inside", "cats_vs_dogs",
+     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/h.jpg", None, _hard("cats/cat.0.jpg"))])),
+     r"hard link"),
+    ("tar-symlink-outside", "cats_vs_dogs",
+     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/s.jpg", None,
+                                                _sym(str(t / "outside/secret.txt")))])),
+     r"symlink"),
+    ("tar-symlink-inside", "cats_vs_dogs",
+     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/s.jpg", None, _sym("cat.0.jpg"))])),
+     r"symlink"),
+    ("tar-char-device", "cats_vs_dogs",
+     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/dev", None, {"type": tarfile.CHRTYPE})])),
+     r"device, FIFO"),
+    ("tar-block-device", "cats_vs_dogs",
+     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/blk", None, {"type": tarfile.BLKTYPE})])),
+     r"device, FIFO"),
+    ("tar-fifo", "cats_vs_dogs",
+     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/fifo", None,
+                                                {"type": tarfile.FIFOTYPE})])),
+     r"device, FIFO"),
+    ("tar-contiguous-file", "cats_vs_dogs",
+     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/c.jpg", b"x",
+                                                {"type": tarfile.CONTTYPE})])),
+     r"special file"),
+    ("tar-duplicate-member", "cats_vs_dogs",
+     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/cat.0.jpg", b"replaced", {})])),
+     r"appears twice"),
+    ("tar-gz-bomb-ratio", "cats_vs_dogs",
+     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/zeros.jpg", b"\0" * (24 << 20), {})])),
+     r"max_ratio", {"max_unpacked_mb": 64}),
+    ("tar-bomb-total-size", "cats_vs_dogs",
+     lambda t: _tar(t / "a.tar", _good_tar([("cats/big.jpg", os.urandom(3 << 20), {})]),
+                    mode="w"),
+     r"max_unpacked_mb"),
+    ("tar-lying-size-field", "cats_vs_dogs",
+     lambda t: _write(t / "a.tar", _lie_tar_size(_tar(t / "x.tar", _good_tar(), mode="w"))),
+     r"damaged archive"),
+    ("tar-truncated-gz", "cats_vs_dogs",
+     lambda t: _truncated(_tar(t / "a.tar.gz", _good_tar())), r"damaged archive"),
+    ("tar-truncated-mid-member", "cats_vs_dogs",
+     lambda t: _truncated(_tar(t / "a.tar", _good_tar(), mode="w"), 0.35), r"damaged archive"),
+    ("tar-truncated-at-member-boundary", "cats_vs_dogs",
+     lambda t: _truncated(_tar(t / "a.tar", _good_tar(), mode="w"), 0.3),
+     r"no end-of-archive marker"),
+    ("zip-symlink", "cats_vs_dogs",
+     lambda t: _zip(t / "a.zip", [*GOOD, (_symlink_zipinfo("cats/s.jpg"),
+                                          "../../outside/secret.txt")]),
+     r"link or special file"),
+    ("zip-dotdot", "cats_vs_dogs",
+     lambda t: _zip(t / "a.zip", [*GOOD, ("cats/../../outside/x.jpg", b"x")]),
+     r"absolute path or '\.\.'"),
+    ("zip-absolute-name", "cats_vs_dogs",
+     lambda t: _zip(t / "a.zip", [*GOOD, (str(t / "outside" / "abs.jpg"), b"x")]),
+     r"absolute path or '\.\.'"),
+    ("zip-bomb-ratio", "cats_vs_dogs",
+     lambda t: _zip(t / "a.zip", [*GOOD, ("cats/zeros.jpg", b"\0" * (24 << 20))]),
+     r"max_ratio", {"max_unpacked_mb": 64}),
+    ("zip-bomb-total-size", "cats_vs_dogs",
+     lambda t: _zip(t / "a.zip", [*GOOD, ("cats/big.jpg", os.urandom(3 << 20))],
+                    compression=zipfile.ZIP_STORED),
+     r"max_unpacked_mb"),
+    ("zip-lying-header", "cats_vs_dogs", _lying_zip, r"damaged archive"),
+    ("zip-bad-crc", "cats_vs_dogs", _bad_crc_zip, r"damaged archive.*CRC"),
+    ("zip-truncated", "cats_vs_dogs",
+     lambda t: _truncated(_zip(t / "a.zip", GOOD)), r"damaged archive"),
+    ("zip-file-and-folder", "cats_vs_dogs",
+     lambda t: _zip(t / "a.zip", [*GOOD, ("cats/x", b"file"), ("cats/x/y.jpg", b"x")]),
+     r"both a file and a folder|damaged archive"),
+    ("format-tar-ending-in-zip", "cats_vs_dogs", _tar_ending_in_zip, r"both as a tar and"),
+    ("format-zip-that-is-a-tar", "cats_vs_dogs", _zip_and_tar, r"both as a tar and"),
+    ("format-only-nested-archive", "cats_vs_dogs",
+     lambda t: _tar(t / "a.tar.gz", [("photos.zip", _zip(t / "i.zip", GOOD).read_bytes(), {})]),
+     r"only nested archives"),
+    ("format-not-an-archive", "cats_vs_dogs",
+     lambda t: _write(t / "photos.zip", b"just some text, not an archive\n"),
+     r"neither a folder nor a zip/tar"),
+    ("format-empty-file", "cats_vs_dogs",
+     lambda t: _write(t / "photos.tar.gz", b""), r"neither a folder nor a zip/tar"),
+    ("format-gzip-of-non-tar", "cats_vs_dogs",
+     lambda t: _write(t / "photos.tar.gz", __import__("gzip").compress(b"hello " * 300)),
+     r"damaged archive"),
+    ("imdb-zip-without-reviews", "imdb",
+     lambda t: _zip(t / "aclImdb.zip", GOOD), r"no reviews for"),
+    ("imdb-tar-symlink-review", "imdb",
+     lambda t: _tar(t / "acl.tar.gz", [("aclImdb/train/pos/0_9.txt", b"good", {}),
+                                       ("aclImdb/train/pos/1_9.txt", None,
+                                        _sym("/etc/passwd"))]),
+     r"symlink"),
+    ("imdb-tar-hardlink-review", "imdb",
+     lambda t: _tar(t / "acl.tar.gz", [("aclImdb/train/pos/0_9.txt", b"good", {}),
+                                       ("aclImdb/train/neg/1_1.txt", None,
+                                        _hard("aclImdb/train/pos/0_9.txt"))]),
+     r"hard link"),
+    ("imdb-zip-bomb", "imdb",
+     lambda t: _zip(t / "acl.zip", [("aclImdb/train/pos/0_9.txt", b"a " * (12 << 20))]),
+     r"max_ratio"),
+]
+
+
+def _lie_tar_size(plain: Path) -> bytes:
+    """The first member's size field says 1 byte: the rest of its data is read as headers."""
+    data = bytearray(plain.read_bytes())
+    field = data[124:136]
+    data[124:136] = b"%011o\0" % 1
+    header = data[:512]
+    header[148:156] = b" " * 8
+    data[148:156] = b"%06o\0 " % sum(header)
+    assert field != data[124:136]
+    plain.unlink()
+    return bytes(data)
+
+
+# ----------------------------------------------------------------------------- harness
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every entry under root (links not followed) -> its kind and content digest."""
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(folder) / name
+            if p.is_symlink():
+                out[str(p.relative_to(root))] = "link:" + os.readlink(p)
+            elif p.is_file():
+                out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+            else:
+                out[str(p.relative_to(root))] = "dir"
+    return out
+
+
+class World:
+    """A temporary project with earlier outputs, a secret file beside it, and snapshots."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.root = tmp / "project"
+        self.inputs = tmp / "in"
+        self.inputs.mkdir()
+        (tmp / "outside").mkdir()
+        (tmp / "outside" / "secret.txt").write_bytes(SECRET)
+        for ds in ("mnist", "cats_vs_dogs", "imdb"):
+            write_json(self.root / "data/raw" / ds / "manifest.json", EARLIER)
+            write_json(self.root / "data/split" / ds / "manifest.json", EARLIER)
+
+    def freeze(self) -> None:
+        self.before = _snapshot(self.tmp)
+        self.siblings = sorted(p.name for p in self.tmp.parent.iterdir())
+
+    def assert_untouched(self) -> None:
+        assert _snapshot(self.tmp) == self.before  # no temp, .part, escaped or changed file
+        assert sorted(p.name for p in self.tmp.parent.iterdir()) == self.siblings
+        assert (self.tmp / "outside" / "secret.txt").read_bytes() == SECRET
+
+    def assert_only(self, dataset: str) -> None:
+        """After an accepted input: only ``data/raw/<dataset>`` changed, no temp file anywhere,
+        nothing outside the project."""
+        out = f"project/data/raw/{dataset}"
+        keep = lambda snap: {k: v for k, v in snap.items() if not k.startswith(out)}  # noqa: E731
+        after = _snapshot(self.tmp)
+        assert keep(after) == keep(self.before)
+        assert not [k for k in after if Path(k).name.startswith(".")], after
+        assert sorted(p.name for p in self.tmp.parent.iterdir()) == self.siblings
+        assert (self.tmp / "outside" / "secret.txt").read_bytes() == SECRET
+
+    def refuses(self, call, exc, pattern: str, names: str) -> str:
+        self.freeze()
+        with pytest.raises(exc) as err:
+            call()
+        msg = str(err.value)
+        assert "\n" not in msg.strip(), msg  # one line
+        assert names in msg, msg
+        assert ".tmp-" not in msg and ".part" not in msg, msg  # never a temp path
+        assert __import__("re").search(pattern, msg), msg
+        self.assert_untouched()
+        return msg
+
+
+@pytest.fixture
+def world(tmp_path) -> World:
+    return World(tmp_path)
+
+
+def _params(dataset: str, **block):
+    base = {"cats_vs_dogs": {"source": "remote", "image_size": 16, "split_sizes": [2, 2, 2],
+                             "max_unpacked_mb": 2, "retries": 0, "timeout": 2},
+            "imdb": {"source": "remote", "retries": 0, "timeout": 2, "max_unpacked_mb": 20},
+            "mnist": {"source": "remote", "retries": 0, "timeout": 2}}[dataset]
+    return tiny_params(**{f"data.{dataset}": {**base, **block}})
+
+
+# ----------------------------------------------------------------------------- archives
+
+
+@pytest.mark.parametrize(("dataset", "build", "pattern", "block"),
+                         [(*a[1:4], a[4] if len(a) > 4 else {}) for a in ARCHIVES],
+                         ids=[a[0] for a in ARCHIVES])
+@pytest.mark.parametrize("source", ["remote", "auto"])
+def test_hostile_archive_as_path_is_refused(world, dataset, build, pattern, block, source):
+    archive = build(world.inputs)
+    params = _params(dataset, source=source, path=str(archive), **block)
+    world.refuses(lambda: run_download(params, dataset, world.root), ValueError, pattern,
+                  f"data.{dataset}.path: {archive}")  # a bad path: never a fallback
+
+
+def test_imdb_zip_with_reviews_is_accepted_by_design(world):
+    reviews = [(f"aclImdb/{s}/{lab}/{i}_5.txt", f"review {s} {lab} {i}".encode())
+               for s in ("train", "test") for lab in ("pos", "neg") for i in range(2)]
+    archive = _zip(world.inputs / "aclImdb.zip", reviews)
+    world.freeze()
+    manifest = run_download(_params("imdb", path=str(archive)), "imdb", world.root)
+    world.assert_only("imdb")
+    assert manifest["counts"] == {f"{s}/{c}": 2 for s in ("train", "test")
+                                  for c in ("negative", "positive")}
+
+
+def test_safe_archive_extracts_exactly_its_files(world):
+    archive = _tar(world.inputs / "good.tar.bz2", _good_tar(), mode="w:bz2")
+    world.freeze()
+    manifest = run_download(_params("cats_vs_dogs", path=str(archive)), "cats_vs_dogs",
+                            world.root)
+    world.assert_only("cats_vs_dogs")
+    images = world.root / "data/raw/cats_vs_dogs/images"
+    assert sorted(str(p.relative_to(images)) for p in images.rglob("*.jpg")) == sorted(
+        n for n, _ in GOOD)
+    assert manifest["files"] == {"pool": {"cats": 3, "dogs": 3}}
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def _photo_folder(root: Path) -> Path:
+    for name, data in GOOD:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def _imdb_folder(root: Path) -> Path:
+    for s in ("train", "test"):
+        for lab in ("pos", "neg"):
+            (root / "aclImdb" / s / lab).mkdir(parents=True)
+            (root / "aclImdb" / s / lab / "0_5.txt").write_text(f"a {lab} review")
+    return root
+
+
+@pytest.mark.parametrize("kind", ["file-outside", "loop", "dangling", "folder-outside", "fifo"],
+                         ids=lambda k: f"folder-{k}")
+def test_folder_links_are_skipped_and_counted_never_followed(world, kind):
+    src = _photo_folder(world.inputs / "photos")
+    link = src / "cats" / "cat.9.jpg"
+    if kind == "file-outside":
+        link.symlink_to(world.tmp / "outside" / "secret.txt")
+    elif kind == "loop":
+        (src / "cats" / "loop").symlink_to(src / "cats")
+        (src / "dogs" / "up").symlink_to("..")
+    elif kind == "dangling":
+        link.symlink_to(world.tmp / "nowhere.jpg")
+    elif kind == "folder-outside":
+        (src / "cats" / "etc").symlink_to("/etc")
+    else:
+        os.mkfifo(src / "cats" / "pipe.jpg")
+    world.freeze()
+    t0 = time.perf_counter()
+    manifest = run_download(_params("cats_vs_dogs", path=str(src)), "cats_vs_dogs", world.root)
+    assert time.perf_counter() - t0 < 10  # no hang on a loop or a FIFO
+    world.assert_only("cats_vs_dogs")
+    key = "skipped_special" if kind == "fifo" else "skipped_symlinks"
+    assert manifest[key] == (2 if kind == "loop" else 1)
+    images = world.root / "data/raw/cats_vs_dogs/images"
+    copied = sorted(str(p.relative_to(images)) for p in images.rglob("*"))
+    assert copied == sorted(["cats", "dogs", *(n for n, _ in GOOD)])
+    assert not any(p.is_symlink() for p in images.rglob("*"))
+    assert (world.tmp / "outside" / "secret.txt").read_bytes() == SECRET
+
+
+def test_imdb_folder_symlinked_review_is_not_stored(world):
+    src = _imdb_folder(world.inputs)
+    (src / "aclImdb/train/pos/1_9.txt").symlink_to(world.tmp / "outside" / "secret.txt")
+    (src / "aclImdb/train/neg/loop").symlink_to(src / "aclImdb")
+    world.freeze()
+    manifest = run_download(_params("imdb", path=str(src)), "imdb", world.root)
+    world.assert_only("imdb")
+    assert manifest["skipped_symlinks"] == 2
+    assert manifest["counts"]["train/positive"] == 1
+    raw = (world.root / "data/raw/imdb/reviews.jsonl.gz").read_bytes()
+    assert b"outside the project" not in __import__("gzip").decompress(raw)
+
+
+MISSING = [(d, s) for d in ("cats_vs_dogs", "imdb") for s in ("auto", "remote", "synthetic")]
+MISSING += [("mnist", s) for s in ("auto", "remote", "bundled")]
+
+
+@pytest.mark.parametrize(("dataset", "source"), MISSING,
+                         ids=[f"folder-missing-path-{s}-{d}" for d, s in MISSING])
+def test_missing_path_is_an_error_under_every_source(world, dataset, source):
+    params = _params(dataset, source=source, path=str(world.tmp / "typo"),
+                     mirrors=[f"{dead_url()}/x.zip"])
+    t0 = time.perf_counter()
+    world.refuses(lambda: run_download(params, dataset, world.root), FileNotFoundError,
+                  "does not exist", f"data.{dataset}.path: {world.tmp / 'typo'}")
+    assert time.perf_counter() - t0 < 2  # no retries
+
+
+# ----------------------------------------------------------------------------- images
+
+BAD_IMAGES = {
+    "image-bomb-header-30000": _png_header(30000, 30000),
+    "image-bomb-warning-range": _png_header(10000, 10000),
+    "image-truncated": _jpeg(3)[:200],
+    "image-not-an-image": b"<html>this is not a picture</html>",
+    "image-zero-bytes": b"",
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_IMAGES), ids=list(BAD_IMAGES))
+def test_unreadable_image_is_one_error_for_predict(tmp_path, name):
+    path = tmp_path / "photo.png"
+    path.write_bytes(BAD_IMAGES[name])
+    with pytest.raises(ImageReadError) as err:
+        load_image(path, (16, 16))
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+def test_unreadable_images_skipped_counted_and_shortfall_reported(world, capsys):
+    src = _photo_folder(world.inputs / "photos")
+    for i, data in enumerate(BAD_IMAGES.values()):
+        (src / ("cats" if i % 2 else "dogs") / f"bad{i}.png").write_bytes(data)
+    # 11 files, 6 readable: asking for all 11 must come up short, and say so
+    params = _params("cats_vs_dogs", path=str(src), split_sizes=[5, 3, 3])
+    run_download(params, "cats_vs_dogs", world.root)
+    split = run_split(params, "cats_vs_dogs", world.root)
+    assert split["skipped_count"] == 5
+    assert {s["file"] for s in split["skipped"]} == {
+        f"{'cats' if i % 2 else 'dogs'}/bad{i}.png" for i in range(5)}
+    assert any("decompression bomb" in s["reason"].lower() or "pixels" in s["reason"]
+               for s in split["skipped"])
+    short = split["shortfall"]
+    for s, n in split["counts"].items():
+        assert n == (short[s]["got"] if s in short else n)
+    assert sum(v["requested"] - v["got"] for v in short.values()) == 5
+    assert "too few readable images" in capsys.readouterr().err
+
+
+def test_replacements_come_from_the_same_split(world):
+    """Exactly as many files as requested, two unreadable: each split that drew a bad file is
+    short by it (no split takes another's files), and the manifest says which."""
+    src = _photo_folder(world.inputs / "photos")
+    for i in range(3, 5):
+        (src / "cats" / f"cat.{i}.jpg").write_bytes(_jpeg(i))
+        (src / "dogs" / f"dog.{i}.jpg").write_bytes(_jpeg(i))
+    (src / "cats" / "cat.0.jpg").write_bytes(b"broken")
+    (src / "dogs" / "dog.0.jpg").write_bytes(b"broken")
+    params = _params("cats_vs_dogs", path=str(src), split_sizes=[6, 2, 2])
+    run_download(params, "cats_vs_dogs", world.root)
+    split = run_split(params, "cats_vs_dogs", world.root)
+    want = {"train": 6, "val": 2, "test": 2}
+    short = split.get("shortfall", {})
+    assert sum(want[s] - n for s, n in split["counts"].items()) == 2
+    for s, n in split["counts"].items():
+        assert (want[s] - n) == (short[s]["requested"] - short[s]["got"] if s in short else 0)
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "imdb"], ids=lambda d: f"split-empty-{d}")
+def test_empty_split_is_refused_naming_dataset_and_split(world, dataset):
+    block = ({"source": "bundled", "max_samples": 10} if dataset == "mnist" else
+             {"source": "synthetic", "synthetic_size": 40, "max_samples": 10,
+              "val_fraction": 0.05})
+    params = tiny_params(**{f"data.{dataset}": block})
+    run_download(params, dataset, world.root)
+    world.refuses(lambda: run_split(params, dataset, world.root), ValueError,
+                  r"the val( and test)? split would be empty", f"split@{dataset}")
+
+
+# ----------------------------------------------------------------------------- downloads
+
+
+def _good_zip_server_dir(t: Path) -> Path:
+    srv = t / "srv"
+    srv.mkdir()
+    _zip(srv / "good.zip", GOOD)
+    _bad_crc_zip(t).rename(srv / "damaged.zip")
+    _zip(srv / "evil.zip", [*GOOD, (_symlink_zipinfo("cats/s.jpg"), "/etc/passwd")])
+    return srv
+
+
+HOSTILE_SERVERS = {
+    "net-garbage-not-http": (garbage, r"BadStatusLine|RemoteDisconnected"),
+    "net-chunked-cut-short": (chunked_cut_short, r"connection closed early|IncompleteRead"),
+    "net-content-length-cut-short": (length_cut_short, r"connection closed early"),
+    "net-http-500": (status(500), r"HTTP 500"),
+    "net-http-404": (status(404), r"HTTP 404"),
+    "net-trickle-total-timeout": (trickle, r"total_timeout=1s"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_SERVERS), ids=list(HOSTILE_SERVERS))
+def test_hostile_mirror_then_good_mirror_then_fallback(world, name):
+    reply, pattern = HOSTILE_SERVERS[name]
+    srv = _good_zip_server_dir(world.tmp)
+    with raw_server(reply) as bad, serve(srv) as good:
+        block = {"total_timeout": 1, "timeout": 3}
+        # remote: one line naming the URL; earlier output kept
+        params = _params("cats_vs_dogs", mirrors=[f"{bad}/photos.zip"], **block)
+        t0 = time.perf_counter()
+        world.refuses(lambda: run_download(params, "cats_vs_dogs", world.root), DownloadError,
+                      pattern, f"{bad}/photos.zip")
+        assert time.perf_counter() - t0 < 8
+        # the next mirror is tried
+        params = _params("cats_vs_dogs", mirrors=[f"{bad}/photos.zip", f"{good}/good.zip"],
+                         **block)
+        assert run_download(params, "cats_vs_dogs", world.root)["url"] == f"{good}/good.zip"
+        # auto: falls back loudly, the reason names the URL
+        params = _params("cats_vs_dogs", source="auto", mirrors=[f"{bad}/photos.zip"],
+                         synthetic_size=10, synthetic_image_size=8, **block)
+        manifest = run_download(params, "cats_vs_dogs", world.root)
+    assert manifest["source"].startswith("synthetic") and bad in manifest["fallback_reason"]
+    world.assert_only("cats_vs_dogs")
+
+
+@pytest.mark.parametrize("first", ["damaged.zip", "evil.zip"],
+                         ids=["net-damaged-first-mirror", "net-unsafe-first-mirror"])
+def test_bad_archive_from_first_mirror_moves_on(world, first):
+    srv = _good_zip_server_dir(world.tmp)
+    with serve(srv) as url:
+        params = _params("cats_vs_dogs", mirrors=[f"{url}/{first}"])
+        world.refuses(lambda: run_download(params, "cats_vs_dogs", world.root), DownloadError,
+                      r"damaged archive|refused", f"{url}/{first}")
+        params = _params("cats_vs_dogs", mirrors=[f"{url}/{first}", f"{url}/good.zip"])
+        manifest = run_download(params, "cats_vs_dogs", world.root)
+    assert manifest["url"] == f"{url}/good.zip"
+    world.assert_only("cats_vs_dogs")
+
+
+@pytest.mark.parametrize("fragment", ["#sha256:" + "0" * 64, "#sha256=abc", "#sha1=" + "0" * 40,
+                                      "#"],
+                         ids=["net-pin-colon", "net-pin-short", "net-pin-algo", "net-pin-empty"])
+def test_malformed_pin_is_an_error_not_unpinned(world, fragment):
+    params = _params("cats_vs_dogs", source="auto",
+                     mirrors=[f"http://127.0.0.1:9/photos.zip{fragment}"])
+    world.refuses(lambda: run_download(params, "cats_vs_dogs", world.root), ValueError,
+                  r"#sha256=<64 hex digits>", "photos.zip")
+
+
+def test_pinned_checksum_mismatch_remote_fails_auto_falls_back(world):
+    srv = _good_zip_server_dir(world.tmp)
+    with serve(srv) as url:
+        mirror = f"{url}/good.zip#sha256={'0' * 64}"
+        world.refuses(lambda: run_download(_params("cats_vs_dogs", mirrors=[mirror]),
+                                           "cats_vs_dogs", world.root),
+                      DownloadError, "checksum mismatch", f"{url}/good.zip")
+        params = _params("cats_vs_dogs", source="auto", mirrors=[mirror], synthetic_size=10,
+                         synthetic_image_size=8)
+        assert run_download(params, "cats_vs_dogs", world.root)["source"].startswith(
+            "synthetic")
+
+
+def test_trickle_fetch_is_cut_off_without_part_files(tmp_path):
+    with raw_server(trickle) as url:
+        t0 = time.perf_counter()
+        with pytest.raises(DownloadError, match=r"total_timeout=0\.5s"):
+            fetch([f"{url}/f.bin"], tmp_path / "f.bin", timeout=5, total_timeout=0.5, retries=0)
+    assert time.perf_counter() - t0 < 4
+    assert not list(tmp_path.iterdir())
+
+
+_KILLED = """
+import sys
+from pathlib import Path
+from nnlab.config import parse_params
+from nnlab.data.prepare import run_download
+block = {"source": "remote", "mirrors": [sys.argv[1]], "timeout": 30, "retries": 0}
+params = parse_params({"seed": 1, "data": {"cats_vs_dogs": block}, "experiments": {}})
+run_download(params, "cats_vs_dogs", Path(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT],
+                         ids=["signal-sigterm", "signal-ctrl-c"])
+def test_killed_download_stage_leaves_no_temp_files(world, sig):
+    """A download stage killed mid-transfer: its temp folder and .part file are removed, the
+    earlier output stays."""
+    raw = world.root / "data/raw"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
+    world.freeze()
+    with raw_server(trickle) as url:
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED, f"{url}/photos.zip",
+                                 str(world.root)], env=env, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while not list(raw.glob(".cats_vs_dogs.tmp-*/.photos.zip.*.part")):
+                assert time.monotonic() < deadline, "the download never started"
+                time.sleep(0.05)
+            time.sleep(0.2)
+            proc.send_signal(sig)
+            code = proc.wait(10)
+        finally:
+            proc.kill()
+            proc.wait()
+    # SIGTERM: SystemExit(143) through every finally; Ctrl-C: KeyboardInterrupt, likewise
+    assert code == 143 if sig == signal.SIGTERM else code != 0
+    world.assert_untouched()
+
+
+def test_interruptible_restores_the_previous_handler():
+    """Inside, SIGTERM raises SystemExit (so finally blocks run); after, the old handler."""
+    from nnlab.files import interruptible
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with interruptible():
+            assert signal.getsignal(signal.SIGTERM) is not mine
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
