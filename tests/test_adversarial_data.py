@@ -636,10 +636,16 @@ def test_bad_archive_from_first_mirror_moves_on(world, first):
                                       "#"],
                          ids=["net-pin-colon", "net-pin-short", "net-pin-algo", "net-pin-empty"])
 def test_malformed_pin_is_an_error_not_unpinned(world, fragment):
-    params = _params("cats_vs_dogs", source="auto",
-                     mirrors=[f"http://127.0.0.1:9/photos.zip{fragment}"])
-    world.refuses(lambda: run_download(params, "cats_vs_dogs", world.root), ValueError,
-                  r"#sha256=<64 hex digits>", "photos.zip")
+    from nnlab.config import ConfigError
+    from nnlab.data.sources import parse_mirror
+
+    mirror = f"http://127.0.0.1:9/photos.zip{fragment}"
+    # params.yaml is refused when loaded, naming the mirror...
+    world.refuses(lambda: _params("cats_vs_dogs", source="auto", mirrors=[mirror]),
+                  ConfigError, r"mirrors\[0\]: .*#sha256=<64 hex", "photos.zip")
+    # ... and the downloader's own parser refuses it too (defence in depth)
+    world.refuses(lambda: parse_mirror(mirror), ValueError, r"#sha256=<64 hex digits>",
+                  "photos.zip")
 
 
 def test_pinned_checksum_mismatch_remote_fails_auto_falls_back(world):

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnlab.train import build_classifier
 from nnlab.config import load_params
 from nnlab.data.augment import Augment
 from nnlab.data.cats_vs_dogs import IMAGES, SYNTHETIC
@@ -20,6 +19,7 @@ from nnlab.data.prepare import load_arrays, load_meta, run_download, run_split
 from nnlab.data.sources import DownloadError, UnsafeArchiveError
 from nnlab.files import file_digest, read_json
 from nnlab.models.registry import DataSpec, build_model
+from nnlab.train import build_classifier
 from tests.conftest import REPO, SHARED, tiny_params
 from tests.http_server import dead_url, serve
 

@@ -317,7 +317,8 @@ def test_predict_text_file_without_data_dir(trained_gru, tmp_path, monkeypatch, 
     review.write_text("The acting was not good at all.<br />I did not like it.")
     empty = root / "empty.txt"
     empty.write_text("... !!!")
-    (root / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    raw = params.model_dump(mode="json", by_alias=True, exclude_none=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(root)
     rc = main(["predict", "imdb_gru", "review.txt", "empty.txt"])
     out = capsys.readouterr().out.splitlines()

@@ -94,10 +94,10 @@ def imdb_root(tmp_path_factory):
 def test_fast_dev_run_and_checkpoint_carries_vocabulary(imdb_root, tmp_path, name):
     import lightning as L
 
-    from nnlab.train import build_classifier
     from nnlab.data.datamodule import ArrayDataModule
     from nnlab.evaluate import load_classifier
     from nnlab.files import read_json
+    from nnlab.train import build_classifier
 
     params = imdb_params()
     exp = params.experiment(name)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -59,9 +60,10 @@ from nnlab.data.sources import (
     safe_extract,
     with_fallback,
 )
+from nnlab.data.synthetic import ANIMAL_CLASSES, write_animals
 from nnlab.data.synthetic import draw_animal as draw_animal  # re-exported for old callers
-from nnlab.data.synthetic import write_animals
 from nnlab.files import file_digest, read_json
+from nnlab.spec import DataSpec
 
 IMAGES = "images"  # under data/raw/cats_vs_dogs/
 SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
@@ -117,20 +119,15 @@ def _from_path(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
     return {**manifest, **_describe(out_dir / IMAGES, f"data.cats_vs_dogs.path {src}")}
 
 
-def _synthetic(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
-    write_animals(out_dir / IMAGES, cfg.synthetic_size, cfg.synthetic_image_size, seed)
-    return {"generator": "nnlab.data.synthetic.draw_animal", "seed": seed,
-            "image_size": cfg.synthetic_image_size, **_describe(out_dir / IMAGES, SYNTHETIC)}
-
-
-def download(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
+def download(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
     # A `path:` that is missing or malformed is an error under every source, never a fallback.
     if cfg.path:
         local_path(cfg.path, "data.cats_vs_dogs.path")
     return with_fallback(
         cfg.source,
         (lambda: _from_path(cfg, out_dir)) if cfg.path else (lambda: _remote(cfg, out_dir)),
-        lambda: _synthetic(cfg, out_dir, seed),
+        lambda: {"generator": "nnlab.data.synthetic.draw_animal",
+                 "drawn_by": "split@cats_vs_dogs (synthetic_size, synthetic_image_size, seed)"},
         dataset="cats_vs_dogs",
         fallback_name=SYNTHETIC,
     )
@@ -318,10 +315,16 @@ def _decode(
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:
-    raw_manifest = read_json(raw_dir / "manifest.json")
-    synthetic = raw_manifest.get("source") == SYNTHETIC
-    size = cfg.synthetic_image_size if synthetic else cfg.image_size
-    images = raw_dir / IMAGES
+    """The photos of download@cats_vs_dogs, or (offline substitute) drawings made here from
+    ``synthetic_size``, ``synthetic_image_size`` and the seed, which this stage depends on."""
+    if read_json(raw_dir / "manifest.json").get("source") != SYNTHETIC:
+        return _split_images(cfg, raw_dir / IMAGES, cfg.image_size, seed)
+    with tempfile.TemporaryDirectory(prefix="nnlab-drawings-") as tmp:
+        write_animals(Path(tmp), cfg.synthetic_size, cfg.synthetic_image_size, seed)
+        return _split_images(cfg, Path(tmp), cfg.synthetic_image_size, seed)
+
+
+def _split_images(cfg: DataConfig, images: Path, size: int, seed: int) -> Prepared:
     layout, ignored = find_layout(images)
     classes = sorted(next(iter(layout.values())))
     plan, how = _plan(layout, cfg, seed)
@@ -355,3 +358,9 @@ def load_input(path: Path, spec) -> dict[str, np.ndarray]:
     """One photo as the model sees it: RGB, resized to the training size."""
     _, h, w = spec.input_shape
     return {"x": load_image(path, (h, w), channels=3)}
+
+
+def spec(cfg: DataConfig) -> DataSpec:
+    """What split@cats_vs_dogs will produce from photos, from params alone (class names
+    are the folders' own once the data is there)."""
+    return DataSpec("image", (3, cfg.image_size, cfg.image_size), ANIMAL_CLASSES)

@@ -49,13 +49,15 @@ from nnlab.data.sources import (
 from nnlab.data.synthetic import synthetic_review as synthetic_review  # re-exported
 from nnlab.data.synthetic import synthetic_reviews
 from nnlab.data.text import PAD_INDEX, VOCAB_ASSET, Vocabulary, tokenize
-from nnlab.files import file_digest
+from nnlab.files import file_digest, read_json
+from nnlab.spec import DataSpec
 
 ARCHIVE = "aclImdb_v1.tar.gz"
 SHA256 = "sha256:c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 REVIEWS = "reviews.jsonl.gz"
 VOCAB = VOCAB_ASSET
 CLASSES = ["negative", "positive"]
+SYNTHETIC = "synthetic reviews"
 _FOLDER_LABEL = {"neg": 0, "pos": 1}
 _MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/([^/]+)\.txt$")
 
@@ -119,21 +121,34 @@ def write_reviews(records: Iterator[dict[str, Any]], out: Path, origin: str) -> 
     return counts
 
 
-def read_reviews(raw_dir: Path) -> dict[str, tuple[list[str], np.ndarray]]:
-    """split -> (texts, labels) from ``reviews.jsonl.gz``."""
-    path = raw_dir / REVIEWS
+def _stored_reviews(path: Path) -> Iterator[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; rerun `nnlab download imdb`")
-    texts: dict[str, list[str]] = {"train": [], "test": []}
-    labels: dict[str, list[int]] = {"train": [], "test": []}
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             try:
-                r = json.loads(line)
-                texts[r["split"]].append(r["text"])
-                labels[r["split"]].append(int(r["label"]))
-            except (ValueError, KeyError, TypeError) as err:
+                yield json.loads(line)
+            except ValueError as err:
                 raise ValueError(f"{path}: line {n} is not a review record ({err})") from None
+
+
+def read_reviews(raw_dir: Path, cfg: DataConfig | None = None, seed: int = 0
+                 ) -> dict[str, tuple[list[str], np.ndarray]]:
+    """split -> (texts, labels): ``reviews.jsonl.gz``, or for the offline substitute the
+    synthetic reviews made here from ``synthetic_size``, ``test_fraction`` and the seed."""
+    if cfg is not None and read_json(raw_dir / "manifest.json").get("source") == SYNTHETIC:
+        n_test = max(2, round(cfg.synthetic_size * cfg.test_fraction))
+        records = synthetic_reviews(cfg.synthetic_size, n_test, seed)
+    else:
+        records = _stored_reviews(raw_dir / REVIEWS)
+    texts: dict[str, list[str]] = {"train": [], "test": []}
+    labels: dict[str, list[int]] = {"train": [], "test": []}
+    for r in records:
+        try:
+            texts[r["split"]].append(r["text"])
+            labels[r["split"]].append(int(r["label"]))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{raw_dir / REVIEWS}: not a review record ({err})") from None
     return {s: (texts[s], np.asarray(labels[s], dtype=np.int64)) for s in texts}
 
 
@@ -174,7 +189,7 @@ def _remote(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
     return {"files": {ARCHIVE: got}, "counts": counts}
 
 
-def download(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
+def download(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
     if cfg.source == "bundled":
         raise ValueError("data.imdb.source: 'bundled' is not available for imdb "
                          "(use auto, remote or synthetic)")
@@ -183,25 +198,18 @@ def download(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
     return with_fallback(
         cfg.source,
         lambda: _remote(cfg, out_dir),
-        lambda: _synthetic(cfg, out_dir, seed),
+        lambda: {"generator": "nnlab.data.synthetic.synthetic_review",
+                 "written_by": "split@imdb (synthetic_size, test_fraction, seed)"},
         dataset="imdb",
-        fallback_name="synthetic reviews",
+        fallback_name=SYNTHETIC,
     )
-
-
-def _synthetic(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
-    n_test = max(2, round(cfg.synthetic_size * cfg.test_fraction))
-    records = synthetic_reviews(cfg.synthetic_size, n_test, seed)
-    counts = write_reviews(records, out_dir / REVIEWS, "synthetic")
-    return {"files": {REVIEWS: {"url": "nnlab.data.synthetic.synthetic_review"}},
-            "counts": counts, "seed": seed}
 
 
 # ----------------------------------------------------------------------------- split
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:
-    reviews = read_reviews(raw_dir)
+    reviews = read_reviews(raw_dir, cfg, seed)
     texts, y = reviews["train"]
     texts_t, y_t = reviews["test"]
     keep = subsample(y, cfg.max_samples, seed)
@@ -252,3 +260,9 @@ def load_input(path: Path, spec) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: no words to classify")
     ids, lengths = vocab.encode([words])
     return {"x": ids[0], "len": lengths[0]}
+
+
+def spec(cfg: DataConfig) -> DataSpec:
+    """What split@imdb will produce, from params alone (``nnlab summary`` before any data)."""
+    return DataSpec("text", (cfg.max_len,), tuple(CLASSES), vocab_size=cfg.vocab_size,
+                    extra={"pad_index": PAD_INDEX, "max_len": cfg.max_len})

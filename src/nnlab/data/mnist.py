@@ -15,6 +15,7 @@ from nnlab.config import DataConfig
 from nnlab.data.prepare import Prepared, stratified_split, subsample
 from nnlab.data.sources import fetch, local_path, read_nofollow, with_fallback
 from nnlab.files import atomic_file
+from nnlab.spec import DataSpec
 
 # The files and checksums torchvision uses; mirrors come from params.yaml.
 FILES = {
@@ -100,7 +101,7 @@ def _bundled(out_dir: Path) -> dict[str, Any]:
     }
 
 
-def download(cfg: DataConfig, out_dir: Path, seed: int) -> dict[str, Any]:
+def download(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
     if cfg.path:  # missing: an error under every source, never a fallback
         local_path(cfg.path, "data.mnist.path")
     return with_fallback(
@@ -149,3 +150,8 @@ def load_input(path: Path, spec) -> dict[str, np.ndarray]:
     if x.mean() > 127:  # dark digit on a light background: invert
         x = 255 - x
     return {"x": x}
+
+
+def spec(cfg: DataConfig) -> DataSpec:
+    """What split@mnist will produce, from params alone: 28x28 grey digits, ten classes."""
+    return DataSpec("image", (1, 28, 28), tuple(CLASSES))

@@ -93,7 +93,7 @@ def run_download(params: Params, dataset: str, root: Path = Path(".")) -> dict[s
     out = root / RAW_ROOT / dataset
     t0 = time.perf_counter()
     with interruptible(), atomic_dir(out) as tmp:
-        manifest = module.download(cfg, tmp, params.seed)
+        manifest = module.download(cfg, tmp)
         manifest = {"dataset": dataset, **manifest}
         manifest["seconds"] = round(time.perf_counter() - t0, 2)
         write_json(tmp / "manifest.json", manifest)
