@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 from nnlab.config import PARAMS_FILE, ConfigError, load_params
+from nnlab.files import interruptible
 
 DEBUG_ENV = "NNLAB_DEBUG"
 EXPECTED = (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSError)
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     debug = _debug(args)
     try:
-        return _run(args, Path("."))
+        with interruptible():  # SIGTERM runs every clean-up, as Ctrl-C does
+            return _run(args, Path("."))
     except (KeyboardInterrupt, Exception) as err:
         message, code = _failure(err, debug)
         if debug:
