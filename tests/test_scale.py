@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
 
-from nnlab import threads
+from nnlab import threads, tracking
+from tests.conftest import REPO, TINY
 
 
 @pytest.fixture
@@ -155,3 +160,197 @@ def test_sizer_unregisters_when_training_fails(jobs, keep_torch_threads):
     with pytest.raises(RuntimeError, match="boom"):
         _fit([threads.ThreadSizer("auto")], model=Broken())
     assert threads.live_jobs() == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Slow: the CLI as users run it. Tiny data, one epoch, every wait bounded, every process killed.
+# ---------------------------------------------------------------------------------------------
+
+BIN = Path(sys.executable).parent
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "nnlab-test", "GIT_AUTHOR_EMAIL": "test@nnlab.invalid",
+    "GIT_COMMITTER_NAME": "nnlab-test", "GIT_COMMITTER_EMAIL": "test@nnlab.invalid",
+}
+# Runs the CLI with one extra Lightning callback that writes a checksum of the weights each
+# rank ends with to $NNLAB_TEST_WEIGHTS_SUM/rank<global rank> (test instrumentation only).
+WITH_WEIGHTS_SUM = """
+import hashlib, os, sys
+import lightning.pytorch as pl
+
+class WeightsSum(pl.Callback):
+    def on_fit_end(self, trainer, module):
+        h = hashlib.sha256()
+        for key, value in sorted(module.state_dict().items()):
+            h.update(key.encode() + value.detach().cpu().contiguous().numpy().tobytes())
+        folder = os.environ["NNLAB_TEST_WEIGHTS_SUM"]
+        with open(os.path.join(folder, f"rank{trainer.global_rank}"), "w") as fh:
+            fh.write(h.hexdigest())
+
+_init = pl.Trainer.__init__
+def _with_sum(self, *args, **kwargs):
+    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), WeightsSum()]
+    _init(self, *args, **kwargs)
+pl.Trainer.__init__ = _with_sum
+
+from nnlab.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **GIT_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1", **extra}
+    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "RANK", "LOCAL_RANK",
+                "NODE_RANK", "WORLD_SIZE", "SLURM_PROCID", "GROUP_RANK"):
+        if var not in extra:
+            env.pop(var, None)
+    return env
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def _wait_all(procs: list[subprocess.Popen], timeout: float) -> list[tuple[int, str]]:
+    """(returncode, output) of each process; all are killed if any outlives ``timeout``."""
+    deadline = time.monotonic() + timeout
+    results = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            results.append((p.returncode, out))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate(timeout=30)
+    return results
+
+
+def _tiny_project_params(root: Path, experiments: dict, **trainer) -> None:
+    """The conftest TINY params with these experiments (and trainer keys) as params.yaml."""
+    raw = {**TINY, "trainer": {**TINY["trainer"], **trainer}, "experiments": experiments}
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def _runs(uri: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(tracking_uri=uri)
+    return c.search_runs([e.experiment_id for e in c.search_experiments()])
+
+
+@pytest.mark.slow
+def test_two_nodes_on_loopback_one_run_one_set_of_outputs_same_weights(project, tmp_path):
+    _tiny_project_params(project, {"mnist_cnn": TINY["experiments"]["mnist_cnn"]},
+                         num_nodes=2, devices=1, strategy="ddp")
+    node1 = tmp_path / "node1"  # the second node's own copy of the project: it writes nothing
+    shutil.copytree(project, node1)
+    sums = tmp_path / "sums"
+    sums.mkdir()
+    port = str(_free_port())
+    procs = []
+    for rank, cwd in ((0, project), (1, node1)):
+        env = _env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(rank),
+                   WORLD_SIZE="2", GLOO_SOCKET_IFNAME="lo",
+                   NNLAB_TEST_WEIGHTS_SUM=str(sums))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", WITH_WEIGHTS_SUM, "train", "mnist_cnn"], cwd=cwd, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    results = _wait_all(procs, timeout=400)
+    for rc, out in results:
+        assert rc == 0, out[-3000:]
+    assert (sums / "rank0").read_text() == (sums / "rank1").read_text()
+
+    model_dir = project / "models/mnist_cnn"
+    assert {"best.ckpt", "last.ckpt", "history.csv", "run.json"} <= {
+        p.name for p in model_dir.iterdir()}
+    receipt = tracking.read_receipt(model_dir)
+    assert receipt["num_nodes"] == 2
+    runs = _runs(tracking.resolve_uri(project))
+    assert [r.info.run_id for r in runs] == [receipt["run_id"]]
+    epochs = TINY["experiments"]["mnist_cnn"]["epochs"]
+    c = tracking.client(project)
+    assert len(c.get_metric_history(receipt["run_id"], "val/acc")) == epochs
+    # node 1 created nothing: no outputs, no store, no logs
+    assert sorted(p.name for p in node1.iterdir()) == sorted(p.name for p in project.iterdir()
+                                                             if p.name not in ("models",
+                                                                               "mlruns"))
+
+
+def _ran(output: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="module")
+def dvc_repo(tmp_path_factory) -> Path:
+    """This repository's tracked files in a fresh git repo with tiny params (MNIST bundled
+    sample, one 1-epoch MLP), after `dvc repro` and a commit of dvc.lock. Copy it to use it."""
+    work = tmp_path_factory.mktemp("dvc_repo") / "repo"
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file():
+            (work / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, work / f)
+    raw = yaml.safe_load((work / "params.yaml").read_text())
+    raw["data"] = {"mnist": {**raw["data"]["mnist"], **TINY["data"]["mnist"], "max_samples": 300}}
+    mlp = {**raw["experiments"]["mnist_mlp"], "epochs": 1}
+    raw["experiments"] = {"mnist_mlp": mlp}
+    raw["trainer"].update(accelerator="cpu", devices=1)
+    if "progress_bar" in raw["trainer"]:  # (moves out of trainer: after the config rewrite)
+        raw["trainer"]["progress_bar"] = False
+    (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = _env()
+    _run(["git", "init", "-q"], work, env)
+    _run(["git", "add", "-A"], work, env)
+    _run(["git", "commit", "-qm", "init"], work, env)
+    assert "train@mnist_mlp" in _ran(_run(["dvc", "repro"], work, env))
+    _run(["git", "add", "-A"], work, env)
+    _run(["git", "commit", "-qm", "repro"], work, env)
+    return work
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "dvc.yaml: evaluate's and compare's `cache: false` outputs (metrics.json, confusion.csv, "
+    "history.csv, run.json, comparison.*) lie under the git-ignored /reports/, so neither git "
+    "nor `dvc push` carries them and the clone reruns evaluate@ and compare (verified: without "
+    "`cache: false` this test passes). Remove this mark when dvc.yaml is fixed."))
+def test_dvc_remote_round_trip_into_a_fresh_clone(dvc_repo, tmp_path):
+    from PIL import Image
+
+    from nnlab.data.prepare import load_arrays
+
+    work, remote, clone = tmp_path / "repo", tmp_path / "remote", tmp_path / "clone"
+    shutil.copytree(dvc_repo, work)
+    env = _env()
+    _run(["dvc", "remote", "add", "-d", "store", str(remote)], work, env)
+    _run(["git", "commit", "-qam", "remote"], work, env)
+    _run(["dvc", "push"], work, env)
+
+    _run(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
+    assert not (clone / "models").exists()
+    _run(["dvc", "pull"], clone, env)
+    out = _run(["dvc", "repro"], clone, env)
+    assert _ran(out) == set(), out
+    assert "up to date" in _run(["dvc", "status"], clone, env)
+
+    digit = tmp_path / "digit.png"
+    Image.fromarray(np.asarray(load_arrays("mnist", "test", clone)["x"][0]).squeeze()).save(digit)
+    out = _run([str(BIN / "nnlab"), "predict", "mnist_mlp", str(digit)], clone, env)
+    assert str(digit) in out and "ERROR" not in out
+    assert not (clone / "mlruns").exists()  # nothing ran: no store was even created
