@@ -354,3 +354,60 @@ def test_dvc_remote_round_trip_into_a_fresh_clone(dvc_repo, tmp_path):
     out = _run([str(BIN / "nnlab"), "predict", "mnist_mlp", str(digit)], clone, env)
     assert str(digit) in out and "ERROR" not in out
     assert not (clone / "mlruns").exists()  # nothing ran: no store was even created
+
+
+def _wait_for_queue(work: Path, env: dict[str, str], timeout: float = 600) -> str:
+    """`dvc queue status` once nothing is queued or running (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = _run(["dvc", "queue", "status"], work, env, timeout=120)
+        if not any(w in status for w in ("Queued", "Running")):
+            return status
+        assert time.monotonic() < deadline, f"queue still busy after {timeout}s:\n{status}"
+        time.sleep(5)
+
+
+def _check_dvc_exp_runs(work: Path, expected: dict[str, float], tmp_path: Path) -> None:
+    """Each named DVC experiment is one finished MLflow run in the project's own store, with
+    its lr, its evaluation, and artifacts kept in the project (the temp copy is gone)."""
+    c = tracking.client(work)
+    runs = {r.data.tags.get("dvc.exp_name"): r for r in _runs(tracking.resolve_uri(work))}
+    for name, lr in expected.items():
+        assert name in runs, f"no MLflow run tagged dvc.exp_name={name}: {sorted(runs, key=str)}"
+        run = runs[name]
+        assert run.info.status == "FINISHED"
+        # (the key is "experiment.lr" today; any dotted key ending in .lr will do)
+        assert [float(v) for k, v in run.data.params.items() if k.endswith(".lr")] == [lr]
+        assert "test/acc" in run.data.metrics
+        assert run.info.artifact_uri.startswith((work / "mlruns/artifacts").resolve().as_uri())
+        dst = tmp_path / "artifacts" / name
+        dst.mkdir(parents=True)
+        c.download_artifacts(run.info.run_id, "", str(dst))
+        assert (dst / "best.ckpt").is_file() and (dst / "evaluation/metrics.json").is_file()
+    leftovers = [p for p in (work / ".dvc/tmp/exps").glob("tmp*") if p.is_dir()]
+    assert leftovers == []  # the temporary copies are deleted: their runs survived them
+
+
+@pytest.mark.slow
+def test_queued_and_temp_experiments_land_in_the_project_store(dvc_repo, tmp_path):
+    work = tmp_path / "repo"
+    # (without the template's store: MLflow keeps each experiment's absolute artifact folder)
+    shutil.copytree(dvc_repo, work, ignore=shutil.ignore_patterns("mlruns"))
+    env = _env()
+    lrs = {"queued-a": 0.01, "queued-b": 0.02}
+    try:
+        for name, lr in lrs.items():
+            _run(["dvc", "exp", "run", "--queue", "-n", name,
+                  "-S", f"experiments.mnist_mlp.lr={lr}"], work, env)
+        _run(["dvc", "queue", "start", "-j", "2"], work, env)
+        status = _wait_for_queue(work, env)
+        assert status.count("Success") == 2, status
+    finally:
+        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=work, env=env,
+                       capture_output=True, timeout=120)
+    _check_dvc_exp_runs(work, lrs, tmp_path)
+
+    _run(["dvc", "exp", "run", "--temp", "-n", "temp-c", "-S", "experiments.mnist_mlp.lr=0.03"],
+         work, env)
+    _check_dvc_exp_runs(work, {"temp-c": 0.03}, tmp_path / "temp")
+    assert not (work / ".dvc/tmp/exps/mlruns").exists()
