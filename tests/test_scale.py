@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -411,3 +412,93 @@ def test_queued_and_temp_experiments_land_in_the_project_store(dvc_repo, tmp_pat
          work, env)
     _check_dvc_exp_runs(work, {"temp-c": 0.03}, tmp_path / "temp")
     assert not (work / ".dvc/tmp/exps/mlruns").exists()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A tracking server on 127.0.0.1 with its own SQLite store, proxying artifacts; always
+    stopped. (After the CLI rewrite: `nnlab server --port <port>` starts the same server.)"""
+    import urllib.request
+
+    port = _free_port()
+    store = tmp_path / "server"
+    store.mkdir()
+    cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri",
+           f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts"),
+           "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=store, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "MLflow server did not answer in 120 s"
+            time.sleep(1)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_two_clones_share_one_tracking_server(mnist_root, tmp_path, mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    jobs = {"mnist_mlp": tmp_path / "clone_a", "mnist_cnn": tmp_path / "clone_b"}
+    for clone in jobs.values():
+        shutil.copytree(mnist_root, clone)
+        _tiny_project_params(clone, TINY["experiments"])
+    env = _env(MLFLOW_TRACKING_URI=mlflow_server)
+    nnlab = str(BIN / "nnlab")
+    first, second = jobs.items()
+    procs = [subprocess.Popen([nnlab, "train", first[0]], cwd=first[1], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+    try:
+        receipt = first[1] / "models" / first[0] / "run.json"
+        deadline = time.monotonic() + 300
+        while not receipt.is_file() and procs[0].poll() is None:  # the first run has started
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        procs.append(subprocess.Popen([nnlab, "train", second[0]], cwd=second[1], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))
+    finally:
+        results = _wait_all(procs, timeout=400)
+    for rc, out in results:
+        assert rc == 0, out[-3000:]
+    for name, clone in jobs.items():
+        _run([nnlab, "evaluate", name], clone, env, timeout=300)
+
+    c = MlflowClient(tracking_uri=mlflow_server)
+    runs = {r.data.tags["nnlab.experiment"]: r for r in _runs(mlflow_server)}
+    assert sorted(runs) == sorted(jobs)
+    for name, clone in jobs.items():
+        run = runs[name]
+        assert run.info.status == "FINISHED" and run.data.params
+        assert tracking.read_receipt(clone / "models" / name)["run_id"] == run.info.run_id
+        epochs = TINY["experiments"][name]["epochs"]
+        assert len(c.get_metric_history(run.info.run_id, "val/acc")) == epochs
+        assert {"test/acc", "train_seconds"} <= set(run.data.metrics)
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server
+        dst = tmp_path / "downloads" / name
+        dst.mkdir(parents=True)
+        c.download_artifacts(run.info.run_id, "", str(dst))
+        assert (dst / "best.ckpt").stat().st_size > 0
+        assert (dst / "evaluation/figures/confusion_matrix.png").stat().st_size > 0
+        assert not (clone / "mlruns").exists()  # nothing went to a local store
+    exp = c.get_experiment(runs["mnist_mlp"].info.experiment_id)
+    assert exp.tags[tracking.EXPERIMENT_KIND_TAG] == tracking.EXPERIMENT_KIND
