@@ -123,31 +123,41 @@ class _Seen(threads.Callback):
             threads.register(self.other.pid)
 
 
-def _fit(callbacks, epochs=2, model=None):
+def _fit(callbacks, epochs=2, model=None, logger=False):
     import lightning as L
     from lightning.pytorch.demos.boring_classes import BoringModel
 
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, limit_train_batches=2,
-                        limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        limit_val_batches=0, logger=logger, enable_checkpointing=False,
+                        log_every_n_steps=1,
                         enable_progress_bar=False, enable_model_summary=False,
                         callbacks=callbacks)
     trainer.fit(model or BoringModel())
 
 
 def test_sizer_registers_replans_each_epoch_and_unregisters(jobs, keep_torch_threads,
-                                                            monkeypatch):
+                                                            monkeypatch, tmp_path):
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
     monkeypatch.setattr(threads, "available_cores", lambda: 4)
     sizer = threads.ThreadSizer("auto", num_workers=0)
     seen = _Seen(sizer)
     seen.other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    logger = CSVLogger(tmp_path / "logs", name="", version="")
     try:
-        _fit([sizer, seen])
+        _fit([sizer, seen], logger=logger)
     finally:
         seen.other.kill()
         seen.other.wait(timeout=60)
     (jobs0, threads0, plan0), (jobs1, threads1, plan1) = seen.seen
     assert (jobs0, threads0, plan0["threads"]) == (1, 4, 4)
     assert (jobs1, threads1, plan1["threads"]) == (2, 2, 2)  # the other job took half
+    with open(Path(logger.log_dir) / "metrics.csv") as fh:
+        logged = [(r["loader/threads"], r["loader/jobs"]) for r in csv.DictReader(fh)
+                  if r.get("loader/threads")]
+    assert logged == [("4", "1"), ("2", "2")]
     assert not (jobs / f"{os.getpid()}.json").exists()
 
 

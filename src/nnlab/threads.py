@@ -157,8 +157,10 @@ class ThreadSizer(Callback):
     """Registers this process as a job at setup, sizes torch's threads then and at every
     training epoch start, and unregisters at teardown or on an exception.
 
-    ``plan`` holds the latest plan (log it: ``loader.threads_used`` = ``plan["threads"]``);
-    the DataModule reads ``plan["num_workers"]`` when it builds its loaders (after setup).
+    ``plan`` holds the latest plan; the DataModule reads ``plan["num_workers"]`` when it
+    builds its loaders (after setup). Rank 0 logs ``loader/threads`` and ``loader/jobs`` (the
+    live processes counted) to the Trainer's loggers at each epoch: they change as jobs come
+    and go.
     """
 
     def __init__(self, threads: int | str = "auto", num_workers: int = 0) -> None:
@@ -180,6 +182,10 @@ class ThreadSizer(Callback):
         workers = self.plan["num_workers"]
         self._replan()
         self.plan["num_workers"] = workers
+        if trainer.is_global_zero:
+            metrics = {"loader/threads": self.plan["threads"], "loader/jobs": self.plan["jobs"]}
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         unregister()
