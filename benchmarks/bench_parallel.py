@@ -1,0 +1,96 @@
+"""Two trainings at once on one machine: do they share the cores or fight over them?
+
+mnist_cnn and catdog_cnn (bundled MNIST sample, synthetic cats and dogs: offline, small) are
+trained through the `nnlab` CLI in a temporary project, one after the other and then as two
+parallel jobs, first with torch's default (``loader.threads`` = the core count in every
+process: what each job did before sizing) and then with ``loader.threads: auto`` (nnlab.threads
+splits the cores between the live jobs). Prints wall times and parallel / serial: with
+sizing, running both at once should take no longer than running them in turn (<= 1.0).
+
+Needs the params schema with a ``loader:`` block (``threads: auto | int``). Heavy: keep the
+machine otherwise idle.
+
+    flock /tmp/nnlab-heavy.lock python benchmarks/bench_parallel.py [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+JOBS = ("mnist_cnn", "catdog_cnn")
+
+
+def write_params(root: Path, threads: int | str, epochs: int) -> None:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["data"] = {
+        "mnist": {**raw["data"]["mnist"], "source": "bundled", "max_samples": 3000},
+        "cats_vs_dogs": {**raw["data"]["cats_vs_dogs"], "source": "synthetic",
+                         "synthetic_size": 600},
+    }
+    raw["experiments"] = {name: {**raw["experiments"][name], "epochs": epochs, "patience": None}
+                          for name in JOBS}
+    raw["trainer"].update(accelerator="cpu", devices=1)
+    raw["trainer"].pop("progress_bar", None)
+    raw.setdefault("loader", {})["threads"] = threads
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def nnlab(root: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+    for var in ("MLFLOW_TRACKING_URI", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(var, None)  # torch's own default, as a user's shell has it
+    return subprocess.Popen([sys.executable, "-m", "nnlab.cli", *args], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        out, _ = p.communicate(timeout=3600)
+        if p.returncode != 0:
+            sys.exit(f"bench_parallel: {' '.join(p.args[3:])} failed:\n{out[-3000:]}")
+
+
+def wall(root: Path, parallel: bool) -> float:
+    t0 = time.perf_counter()
+    if parallel:
+        wait([nnlab(root, "train", name) for name in JOBS])
+    else:
+        for name in JOBS:
+            wait([nnlab(root, "train", name)])
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=2)
+    args = ap.parse_args()
+    from nnlab.threads import available_cores
+
+    cores = available_cores()
+    with tempfile.TemporaryDirectory(prefix="nnlab-bench-parallel-") as tmp:
+        root = Path(tmp)
+        write_params(root, cores, args.epochs)
+        for dataset in ("mnist", "cats_vs_dogs"):
+            wait([nnlab(root, "download", dataset)])
+            wait([nnlab(root, "split", dataset)])
+        print(f"# two trainings ({', '.join(JOBS)}; {args.epochs} epochs) on {cores} cores\n")
+        print("| threads | serial s | parallel s | parallel / serial |\n|---|---|---|---|")
+        for label, threads in ((f"{cores} (torch default)", cores), ("auto (sized)", "auto")):
+            write_params(root, threads, args.epochs)
+            serial, both = wall(root, parallel=False), wall(root, parallel=True)
+            print(f"| {label} | {serial:.1f} | {both:.1f} | {both / serial:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,514 @@
+"""Outgrowing one machine.
+
+Fast: thread sizing (``nnlab.threads``): the plan and the registry of live jobs.
+Slow (``-m slow``, through the CLI as users run it): two nodes over gloo on 127.0.0.1, a DVC
+remote round trip into a fresh clone, queued and ``--temp`` DVC experiments landing in the
+project's MLflow store, and two clones training against one MLflow tracking server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from nnlab import threads, tracking
+from tests.conftest import REPO, TINY
+
+
+@pytest.fixture
+def jobs(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "jobs"
+    monkeypatch.setenv("NNLAB_JOBS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def keep_torch_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=60)
+    return proc.pid
+
+
+@pytest.mark.parametrize(
+    ("cores", "jobs_alive", "workers", "expected"),
+    [
+        (2, 1, 0, (2, 2, 0)),   # alone: every core
+        (2, 2, 0, (1, 1, 0)),   # two jobs on two cores: one each, not two each
+        (8, 3, 0, (2, 2, 0)),
+        (8, 1, 2, (6, 2, 2)),   # workers come out of the share
+        (8, 2, 8, (1, 2, 3)),   # ... but never all of it
+        (2, 5, 4, (1, 1, 0)),   # more jobs than cores: one thread, no workers
+    ],
+)
+def test_auto_plan_splits_the_cores_between_live_jobs(cores, jobs_alive, workers, expected):
+    p = threads.plan("auto", workers, jobs=jobs_alive, cores=cores)
+    assert (p["threads"], p["interop_threads"], p["num_workers"]) == expected
+    assert p["threads"] + p["num_workers"] <= max(cores // jobs_alive, 1)
+
+
+def test_processes_per_node_count_before_the_siblings_register():
+    assert threads.plan("auto", 0, processes_per_node=4, jobs=1, cores=8)["threads"] == 2
+    assert threads.plan("auto", 0, processes_per_node=2, jobs=6, cores=12)["threads"] == 2
+
+
+def test_an_explicit_thread_count_is_taken_as_given():
+    p = threads.plan(3, 2, jobs=4, cores=2)
+    assert (p["threads"], p["interop_threads"], p["num_workers"]) == (3, None, 2)
+    for bad in (0, -1, True, "4", 2.0):
+        with pytest.raises(ValueError, match="loader.threads"):
+            threads.plan(bad, 0, jobs=1, cores=2)
+
+
+def test_registry_counts_live_processes_and_drops_stale_ones(jobs):
+    assert threads.live_jobs() == 0  # no folder yet
+    threads.register()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        threads.register(sleeper.pid)
+        threads.register(dead := _dead_pid())
+        # a live pid whose start time differs: the pid was reused after its job died
+        reused = jobs / f"{os.getppid()}.json"
+        reused.write_text(json.dumps({"pid": os.getppid(), "start": "1"}))
+        (jobs / "junk.json").write_text("{not json")
+        assert threads.live_jobs() == 2
+        assert sorted(p.name for p in jobs.glob("*.json")) == sorted(
+            [f"{os.getpid()}.json", f"{sleeper.pid}.json"])
+        assert not (jobs / f"{dead}.json").exists()
+        assert threads.plan("auto", 0, cores=4)["threads"] == 2
+    finally:
+        sleeper.kill()
+        sleeper.wait(timeout=60)
+    assert threads.live_jobs() == 1  # the sleeper is gone
+    threads.unregister()
+    assert threads.live_jobs() == 0
+
+
+def test_a_folder_owned_by_someone_else_is_not_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(tmp_path).st_uid + 1)
+    assert threads.register(folder=tmp_path) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_apply_sets_torch_threads(keep_torch_threads):
+    p = threads.apply(threads.plan("auto", 0, jobs=1, cores=1))
+    assert torch.get_num_threads() == p["threads"] == 1
+
+
+class _Seen(threads.Callback):
+    """Records what the sizer saw at each epoch (after it ran: callbacks run in order)."""
+
+    def __init__(self, sizer):
+        self.sizer, self.seen = sizer, []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.seen.append((threads.live_jobs(), torch.get_num_threads(), dict(self.sizer.plan)))
+        if trainer.current_epoch == 0:  # another job starts during epoch 0
+            threads.register(self.other.pid)
+
+
+def _fit(callbacks, epochs=2, model=None, logger=False):
+    import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, limit_train_batches=2,
+                        limit_val_batches=0, logger=logger, enable_checkpointing=False,
+                        log_every_n_steps=1,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=callbacks)
+    trainer.fit(model or BoringModel())
+
+
+def test_sizer_registers_replans_each_epoch_and_unregisters(jobs, keep_torch_threads,
+                                                            monkeypatch, tmp_path):
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    sizer = threads.ThreadSizer("auto", num_workers=0)
+    seen = _Seen(sizer)
+    seen.other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    logger = CSVLogger(tmp_path / "logs", name="", version="")
+    try:
+        _fit([sizer, seen], logger=logger)
+    finally:
+        seen.other.kill()
+        seen.other.wait(timeout=60)
+    (jobs0, threads0, plan0), (jobs1, threads1, plan1) = seen.seen
+    assert (jobs0, threads0, plan0["threads"]) == (1, 4, 4)
+    assert (jobs1, threads1, plan1["threads"]) == (2, 2, 2)  # the other job took half
+    with open(Path(logger.log_dir) / "metrics.csv") as fh:
+        logged = [(r["loader/threads"], r["loader/jobs"]) for r in csv.DictReader(fh)
+                  if r.get("loader/threads")]
+    assert logged == [("4", "1"), ("2", "2")]
+    assert not (jobs / f"{os.getpid()}.json").exists()
+
+
+def test_sizer_unregisters_when_training_fails(jobs, keep_torch_threads):
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    class Broken(BoringModel):
+        def training_step(self, batch, batch_idx):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        _fit([threads.ThreadSizer("auto")], model=Broken())
+    assert threads.live_jobs() == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Slow: the CLI as users run it. Tiny data, one epoch, every wait bounded, every process killed.
+# ---------------------------------------------------------------------------------------------
+
+BIN = Path(sys.executable).parent
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "nnlab-test", "GIT_AUTHOR_EMAIL": "test@nnlab.invalid",
+    "GIT_COMMITTER_NAME": "nnlab-test", "GIT_COMMITTER_EMAIL": "test@nnlab.invalid",
+}
+# Runs the CLI with one extra Lightning callback that writes a checksum of the weights each
+# rank ends with to $NNLAB_TEST_WEIGHTS_SUM/rank<global rank> (test instrumentation only).
+WITH_WEIGHTS_SUM = """
+import hashlib, os, sys
+import lightning.pytorch as pl
+
+class WeightsSum(pl.Callback):
+    def on_fit_end(self, trainer, module):
+        h = hashlib.sha256()
+        for key, value in sorted(module.state_dict().items()):
+            h.update(key.encode() + value.detach().cpu().contiguous().numpy().tobytes())
+        folder = os.environ["NNLAB_TEST_WEIGHTS_SUM"]
+        with open(os.path.join(folder, f"rank{trainer.global_rank}"), "w") as fh:
+            fh.write(h.hexdigest())
+
+_init = pl.Trainer.__init__
+def _with_sum(self, *args, **kwargs):
+    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), WeightsSum()]
+    _init(self, *args, **kwargs)
+pl.Trainer.__init__ = _with_sum
+
+from nnlab.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **GIT_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1", **extra}
+    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "RANK", "LOCAL_RANK",
+                "NODE_RANK", "WORLD_SIZE", "SLURM_PROCID", "GROUP_RANK"):
+        if var not in extra:
+            env.pop(var, None)
+    return env
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def _wait_all(procs: list[subprocess.Popen], timeout: float) -> list[tuple[int, str]]:
+    """(returncode, output) of each process; all are killed if any outlives ``timeout``."""
+    deadline = time.monotonic() + timeout
+    results = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            results.append((p.returncode, out))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate(timeout=30)
+    return results
+
+
+def _tiny_project_params(root: Path, experiments: dict, **trainer) -> None:
+    """The conftest TINY params with these experiments (and trainer keys) as params.yaml."""
+    raw = {**TINY, "trainer": {**TINY["trainer"], **trainer}, "experiments": experiments}
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def _runs(uri: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(tracking_uri=uri)
+    return c.search_runs([e.experiment_id for e in c.search_experiments()])
+
+
+@pytest.mark.slow
+def test_two_nodes_on_loopback_one_run_one_set_of_outputs_same_weights(project, tmp_path):
+    _tiny_project_params(project, {"mnist_cnn": TINY["experiments"]["mnist_cnn"]},
+                         num_nodes=2, devices=1, strategy="ddp")
+    node1 = tmp_path / "node1"  # the second node's own copy of the project: it writes nothing
+    shutil.copytree(project, node1)
+    sums = tmp_path / "sums"
+    sums.mkdir()
+    port = str(_free_port())
+    procs = []
+    for rank, cwd in ((0, project), (1, node1)):
+        env = _env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(rank),
+                   WORLD_SIZE="2", GLOO_SOCKET_IFNAME="lo",
+                   NNLAB_TEST_WEIGHTS_SUM=str(sums))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", WITH_WEIGHTS_SUM, "train", "mnist_cnn"], cwd=cwd, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    results = _wait_all(procs, timeout=400)
+    for rc, out in results:
+        assert rc == 0, out[-3000:]
+    assert (sums / "rank0").read_text() == (sums / "rank1").read_text()
+
+    model_dir = project / "models/mnist_cnn"
+    assert {"best.ckpt", "last.ckpt", "history.csv", "run.json"} <= {
+        p.name for p in model_dir.iterdir()}
+    receipt = tracking.read_receipt(model_dir)
+    assert receipt["num_nodes"] == 2
+    runs = _runs(tracking.resolve_uri(project))
+    assert [r.info.run_id for r in runs] == [receipt["run_id"]]
+    epochs = TINY["experiments"]["mnist_cnn"]["epochs"]
+    c = tracking.client(project)
+    assert len(c.get_metric_history(receipt["run_id"], "val/acc")) == epochs
+    # node 1 created nothing: no outputs, no store, no logs
+    assert sorted(p.name for p in node1.iterdir()) == sorted(p.name for p in project.iterdir()
+                                                             if p.name not in ("models",
+                                                                               "mlruns"))
+
+
+def _ran(output: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="module")
+def dvc_repo(tmp_path_factory) -> Path:
+    """This repository's tracked files in a fresh git repo with tiny params (MNIST bundled
+    sample, one 1-epoch MLP), after `dvc repro` and a commit of dvc.lock. Copy it to use it."""
+    work = tmp_path_factory.mktemp("dvc_repo") / "repo"
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file():
+            (work / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, work / f)
+    raw = yaml.safe_load((work / "params.yaml").read_text())
+    raw["data"] = {"mnist": {**raw["data"]["mnist"], **TINY["data"]["mnist"], "max_samples": 300}}
+    mlp = {**raw["experiments"]["mnist_mlp"], "epochs": 1}
+    raw["experiments"] = {"mnist_mlp": mlp}
+    raw["trainer"].update(accelerator="cpu", devices=1)
+    if "progress_bar" in raw["trainer"]:  # (moves out of trainer: after the config rewrite)
+        raw["trainer"]["progress_bar"] = False
+    (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = _env()
+    _run(["git", "init", "-q"], work, env)
+    _run(["git", "add", "-A"], work, env)
+    _run(["git", "commit", "-qm", "init"], work, env)
+    assert "train@mnist_mlp" in _ran(_run(["dvc", "repro"], work, env))
+    _run(["git", "add", "-A"], work, env)
+    _run(["git", "commit", "-qm", "repro"], work, env)
+    return work
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "dvc.yaml: evaluate's and compare's `cache: false` outputs (metrics.json, confusion.csv, "
+    "history.csv, run.json, comparison.*) lie under the git-ignored /reports/, so neither git "
+    "nor `dvc push` carries them and the clone reruns evaluate@ and compare (verified: without "
+    "`cache: false` this test passes). Remove this mark when dvc.yaml is fixed."))
+def test_dvc_remote_round_trip_into_a_fresh_clone(dvc_repo, tmp_path):
+    from PIL import Image
+
+    from nnlab.data.prepare import load_arrays
+
+    work, remote, clone = tmp_path / "repo", tmp_path / "remote", tmp_path / "clone"
+    shutil.copytree(dvc_repo, work)
+    env = _env()
+    _run(["dvc", "remote", "add", "-d", "store", str(remote)], work, env)
+    _run(["git", "commit", "-qam", "remote"], work, env)
+    _run(["dvc", "push"], work, env)
+
+    _run(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
+    assert not (clone / "models").exists()
+    _run(["dvc", "pull"], clone, env)
+    out = _run(["dvc", "repro"], clone, env)
+    assert _ran(out) == set(), out
+    assert "up to date" in _run(["dvc", "status"], clone, env)
+
+    digit = tmp_path / "digit.png"
+    Image.fromarray(np.asarray(load_arrays("mnist", "test", clone)["x"][0]).squeeze()).save(digit)
+    out = _run([str(BIN / "nnlab"), "predict", "mnist_mlp", str(digit)], clone, env)
+    assert str(digit) in out and "ERROR" not in out
+    assert not (clone / "mlruns").exists()  # nothing ran: no store was even created
+
+
+def _wait_for_queue(work: Path, env: dict[str, str], timeout: float = 600) -> str:
+    """`dvc queue status` once nothing is queued or running (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = _run(["dvc", "queue", "status"], work, env, timeout=120)
+        if not any(w in status for w in ("Queued", "Running")):
+            return status
+        assert time.monotonic() < deadline, f"queue still busy after {timeout}s:\n{status}"
+        time.sleep(5)
+
+
+def _check_dvc_exp_runs(work: Path, expected: dict[str, float], tmp_path: Path) -> None:
+    """Each named DVC experiment is one finished MLflow run in the project's own store, with
+    its lr, its evaluation, and artifacts kept in the project (the temp copy is gone)."""
+    c = tracking.client(work)
+    runs = {r.data.tags.get("dvc.exp_name"): r for r in _runs(tracking.resolve_uri(work))}
+    for name, lr in expected.items():
+        assert name in runs, f"no MLflow run tagged dvc.exp_name={name}: {sorted(runs, key=str)}"
+        run = runs[name]
+        assert run.info.status == "FINISHED"
+        # (the key is "experiment.lr" today; any dotted key ending in .lr will do)
+        assert [float(v) for k, v in run.data.params.items() if k.endswith(".lr")] == [lr]
+        assert "test/acc" in run.data.metrics
+        assert run.info.artifact_uri.startswith((work / "mlruns/artifacts").resolve().as_uri())
+        dst = tmp_path / "artifacts" / name
+        dst.mkdir(parents=True)
+        c.download_artifacts(run.info.run_id, "", str(dst))
+        assert (dst / "best.ckpt").is_file() and (dst / "evaluation/metrics.json").is_file()
+    leftovers = [p for p in (work / ".dvc/tmp/exps").glob("tmp*") if p.is_dir()]
+    assert leftovers == []  # the temporary copies are deleted: their runs survived them
+
+
+@pytest.mark.slow
+def test_queued_and_temp_experiments_land_in_the_project_store(dvc_repo, tmp_path):
+    work = tmp_path / "repo"
+    # (without the template's store: MLflow keeps each experiment's absolute artifact folder)
+    shutil.copytree(dvc_repo, work, ignore=shutil.ignore_patterns("mlruns"))
+    env = _env()
+    lrs = {"queued-a": 0.01, "queued-b": 0.02}
+    try:
+        for name, lr in lrs.items():
+            _run(["dvc", "exp", "run", "--queue", "-n", name,
+                  "-S", f"experiments.mnist_mlp.lr={lr}"], work, env)
+        _run(["dvc", "queue", "start", "-j", "2"], work, env)
+        status = _wait_for_queue(work, env)
+        assert status.count("Success") == 2, status
+    finally:
+        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=work, env=env,
+                       capture_output=True, timeout=120)
+    _check_dvc_exp_runs(work, lrs, tmp_path)
+
+    _run(["dvc", "exp", "run", "--temp", "-n", "temp-c", "-S", "experiments.mnist_mlp.lr=0.03"],
+         work, env)
+    _check_dvc_exp_runs(work, {"temp-c": 0.03}, tmp_path / "temp")
+    assert not (work / ".dvc/tmp/exps/mlruns").exists()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A tracking server on 127.0.0.1 with its own SQLite store, proxying artifacts; always
+    stopped. (After the CLI rewrite: `nnlab server --port <port>` starts the same server.)"""
+    import urllib.request
+
+    port = _free_port()
+    store = tmp_path / "server"
+    store.mkdir()
+    cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri",
+           f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts"),
+           "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=store, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "MLflow server did not answer in 120 s"
+            time.sleep(1)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_two_clones_share_one_tracking_server(mnist_root, tmp_path, mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    jobs = {"mnist_mlp": tmp_path / "clone_a", "mnist_cnn": tmp_path / "clone_b"}
+    for clone in jobs.values():
+        shutil.copytree(mnist_root, clone)
+        _tiny_project_params(clone, TINY["experiments"])
+    env = _env(MLFLOW_TRACKING_URI=mlflow_server)
+    nnlab = str(BIN / "nnlab")
+    first, second = jobs.items()
+    procs = [subprocess.Popen([nnlab, "train", first[0]], cwd=first[1], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+    try:
+        receipt = first[1] / "models" / first[0] / "run.json"
+        deadline = time.monotonic() + 300
+        while not receipt.is_file() and procs[0].poll() is None:  # the first run has started
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        procs.append(subprocess.Popen([nnlab, "train", second[0]], cwd=second[1], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))
+    finally:
+        results = _wait_all(procs, timeout=400)
+    for rc, out in results:
+        assert rc == 0, out[-3000:]
+    for name, clone in jobs.items():
+        _run([nnlab, "evaluate", name], clone, env, timeout=300)
+
+    c = MlflowClient(tracking_uri=mlflow_server)
+    runs = {r.data.tags["nnlab.experiment"]: r for r in _runs(mlflow_server)}
+    assert sorted(runs) == sorted(jobs)
+    for name, clone in jobs.items():
+        run = runs[name]
+        assert run.info.status == "FINISHED" and run.data.params
+        assert tracking.read_receipt(clone / "models" / name)["run_id"] == run.info.run_id
+        epochs = TINY["experiments"][name]["epochs"]
+        assert len(c.get_metric_history(run.info.run_id, "val/acc")) == epochs
+        assert {"test/acc", "train_seconds"} <= set(run.data.metrics)
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server
+        dst = tmp_path / "downloads" / name
+        dst.mkdir(parents=True)
+        c.download_artifacts(run.info.run_id, "", str(dst))
+        assert (dst / "best.ckpt").stat().st_size > 0
+        assert (dst / "evaluation/figures/confusion_matrix.png").stat().st_size > 0
+        assert not (clone / "mlruns").exists()  # nothing went to a local store
+    exp = c.get_experiment(runs["mnist_mlp"].info.experiment_id)
+    assert exp.tags[tracking.EXPERIMENT_KIND_TAG] == tracking.EXPERIMENT_KIND
