@@ -321,9 +321,8 @@ def dvc_repo(tmp_path_factory) -> Path:
     raw["data"] = {"mnist": {**raw["data"]["mnist"], **TINY["data"]["mnist"], "max_samples": 300}}
     mlp = {**raw["experiments"]["mnist_mlp"], "epochs": 1}
     raw["experiments"] = {"mnist_mlp": mlp}
-    raw["trainer"].update(accelerator="cpu", devices=1)
-    if "progress_bar" in raw["trainer"]:  # (moves out of trainer: after the config rewrite)
-        raw["trainer"]["progress_bar"] = False
+    raw["trainer"].update(accelerator="cpu", devices=1, enable_progress_bar=False)
+    raw["features"] = {}
     (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     env = _env()
     _run(["git", "init", "-q"], work, env)
@@ -336,11 +335,6 @@ def dvc_repo(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "dvc.yaml: evaluate's and compare's `cache: false` outputs (metrics.json, confusion.csv, "
-    "history.csv, run.json, comparison.*) lie under the git-ignored /reports/, so neither git "
-    "nor `dvc push` carries them and the clone reruns evaluate@ and compare (verified: without "
-    "`cache: false` this test passes). Remove this mark when dvc.yaml is fixed."))
 def test_dvc_remote_round_trip_into_a_fresh_clone(dvc_repo, tmp_path):
     from PIL import Image
 
@@ -387,8 +381,7 @@ def _check_dvc_exp_runs(work: Path, expected: dict[str, float], tmp_path: Path) 
         assert name in runs, f"no MLflow run tagged dvc.exp_name={name}: {sorted(runs, key=str)}"
         run = runs[name]
         assert run.info.status == "FINISHED"
-        # (the key is "experiment.lr" today; any dotted key ending in .lr will do)
-        assert [float(v) for k, v in run.data.params.items() if k.endswith(".lr")] == [lr]
+        assert float(run.data.params["experiment.lr"]) == lr
         assert "test/acc" in run.data.metrics
         assert run.info.artifact_uri.startswith((work / "mlruns/artifacts").resolve().as_uri())
         dst = tmp_path / "artifacts" / name
@@ -426,16 +419,14 @@ def test_queued_and_temp_experiments_land_in_the_project_store(dvc_repo, tmp_pat
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    """A tracking server on 127.0.0.1 with its own SQLite store, proxying artifacts; always
-    stopped. (After the CLI rewrite: `nnlab server --port <port>` starts the same server.)"""
+    """`nnlab server` on 127.0.0.1 with its own SQLite store, proxying artifacts; always
+    stopped."""
     import urllib.request
 
     port = _free_port()
     store = tmp_path / "server"
     store.mkdir()
-    cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri",
-           f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts"),
-           "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    cmd = [str(BIN / "nnlab"), "server", "--port", str(port), "--workers", "1"]
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(cmd, cwd=store, env=_env(), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)

@@ -235,8 +235,11 @@ def count_parameters(net: nn.Module) -> tuple[int, int]:
 def inference_trainer(params: Any) -> L.Trainer:
     """A Trainer for test, predict and feature extraction: the training's accelerator and
     precision on ONE device (a DistributedSampler would pad the test set with duplicates)."""
+    from nnlab.threads import ThreadSizer
+
     kwargs = params.trainer.kwargs()
     return L.Trainer(
+        callbacks=[ThreadSizer(params.loader.threads, params.loader.num_workers)],
         accelerator=kwargs.get("accelerator", "auto"),
         devices=1,
         num_nodes=1,

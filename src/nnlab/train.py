@@ -37,6 +37,7 @@ from nnlab.data.datamodule import ArrayDataModule
 from nnlab.data.sources import info
 from nnlab.files import atomic_file
 from nnlab.summary import summary_text
+from nnlab.threads import ThreadSizer
 
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 
@@ -134,6 +135,7 @@ def resumable_checkpoint(model_dir: Path, phash: str) -> Path | None:
 def _callbacks(params: Params, name: str, model_dir: Path) -> list[Callback]:
     exp = params.experiment(name)
     callbacks: list[Callback] = [
+        ThreadSizer(params.loader.threads, params.loader.num_workers),  # first: sizes threads
         ModelCheckpoint(dirpath=model_dir, filename="best", monitor="val/acc", mode="max",
                         save_last=True, auto_insert_metric_name=False,
                         enable_version_counter=False),
@@ -172,6 +174,7 @@ def train(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     receipt.update(experiment=name, dataset=exp.dataset, params_hash=phash, data_source=source,
                    status="RUNNING", **({"pretrained": pretrained} if pretrained else {}))
     callbacks = _callbacks(params, name, model_dir)
+    dm.num_workers = lambda: _callback(trainer, ThreadSizer).plan["num_workers"]
     callbacks.append(StartRun(model_dir, receipt, summary_text(model.net, model.spec, name),
                               fresh=resume is None))
     trainer = L.Trainer(
@@ -183,7 +186,7 @@ def train(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     )
     if resume is not None:
         info(f"train@{name}: resuming from {resume}")
-    if trainer.is_global_zero:
+    if logger:  # rank 0
         logger.log_hyperparams(flat)
     trainer.fit(model, datamodule=dm, ckpt_path=str(resume) if resume else None)
     if trainer.interrupted:

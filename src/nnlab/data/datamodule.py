@@ -67,12 +67,14 @@ def _whole_batch(batch: Any) -> Any:
 
 
 def make_loader(
-    data: Dataset, batch_size: int, loader: LoaderConfig, shuffle: bool = False
+    data: Dataset, batch_size: int, loader: LoaderConfig, shuffle: bool = False,
+    workers: int | None = None,
 ) -> DataLoader:
-    """The one way a DataLoader is built (training, evaluation, features, predict)."""
+    """The one way a DataLoader is built (training, evaluation, features, predict);
+    ``workers`` (default ``loader.num_workers``) as sized for the jobs running now."""
     from nnlab.data.augment import worker_init
 
-    workers = loader.num_workers
+    workers = loader.num_workers if workers is None else workers
     pin = torch.cuda.is_available() if loader.pin_memory == "auto" else loader.pin_memory
     return DataLoader(
         data,
@@ -104,6 +106,9 @@ class ArrayDataModule(L.LightningDataModule):
         self.meta = load_meta(dataset, self.root)  # fails early, naming the missing stage
         self.spec = spec_from_meta(self.meta)
         self.datasets: dict[str, ArrayDataset] = {}
+        # DataLoader workers, asked when the loaders are built (train sets it to the thread
+        # sizer's plan, made at setup from the cores and the jobs running then)
+        self.num_workers: Callable[[], int] = lambda: loader.num_workers
 
     def assets(self, names: list[str]) -> dict[str, Any]:
         """Files listed in meta["assets"] (a vocabulary): they travel in the checkpoint."""
@@ -121,7 +126,8 @@ class ArrayDataModule(L.LightningDataModule):
             self.datasets[split] = ArrayDataset(arrays, transform if split == "train" else None)
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        return make_loader(self.datasets[split], self.exp.batch_size, self.loader, shuffle)
+        return make_loader(self.datasets[split], self.exp.batch_size, self.loader, shuffle,
+                           self.num_workers())
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
