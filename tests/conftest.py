@@ -42,6 +42,13 @@ def tiny_params(**overrides) -> Params:
     return parse_params(raw)
 
 
+def params_text(params: Params) -> str:
+    """``params`` as a params.yaml would hold them (aliases, no unset optional keys)."""
+    import yaml
+
+    return yaml.safe_dump(params.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_mlflow(monkeypatch, tmp_path):
     """Each test gets its own store: never the user's MLFLOW_TRACKING_URI or ./mlruns."""

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from nnlab.data import imdb
 from nnlab.data.prepare import run_download, run_split
 from nnlab.data.sources import ChecksumError, DownloadError, UnsafeArchiveError
 from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, tokenize
-from tests.conftest import SHARED, tiny_params
+from tests.conftest import SHARED, params_text, tiny_params
 from tests.http_server import dead_url, serve
 
 REVIEWS = {
@@ -317,8 +316,7 @@ def test_predict_text_file_without_data_dir(trained_gru, tmp_path, monkeypatch, 
     review.write_text("The acting was not good at all.<br />I did not like it.")
     empty = root / "empty.txt"
     empty.write_text("... !!!")
-    raw = params.model_dump(mode="json", by_alias=True, exclude_none=True)
-    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    (root / "params.yaml").write_text(params_text(params))
     monkeypatch.chdir(root)
     rc = main(["predict", "imdb_gru", "review.txt", "empty.txt"])
     out = capsys.readouterr().out.splitlines()

@@ -7,7 +7,7 @@ from nnlab.cli import main
 from nnlab.data.prepare import load_arrays
 from nnlab.predict import predict
 from nnlab.train import train
-from tests.conftest import tiny_params
+from tests.conftest import params_text, tiny_params
 
 
 def test_predict_images_and_bad_files(project, tmp_path, monkeypatch, capsys):
@@ -41,7 +41,7 @@ def test_predict_images_and_bad_files(project, tmp_path, monkeypatch, capsys):
     truth = [str(int(test["y"][i])) for i in range(4)]
     assert sum(a == b for a, b in zip(labels, truth, strict=True)) >= 2
 
-    (project / "params.yaml").write_text(json.dumps(tiny_params().model_dump()))
+    (project / "params.yaml").write_text(params_text(tiny_params()))
     monkeypatch.chdir(project)
     assert main(["predict", "mnist_cnn", *files[:1], files[4], "--json"]) == 1
     lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]

@@ -163,11 +163,13 @@ class Classifier(L.LightningModule):
         loss, _, _ = self._step(batch, self.train_acc, self.train_loss)
         return loss
 
+    # Epoch values come from torchmetrics, already reduced over ranks; sync_dist=True only
+    # tells Lightning so (their mean over ranks is the same number).
     def _log_train_epoch(self) -> None:
         if self.train_loss.update_count == 0:
             return
-        self.log("train/loss", self.train_loss.compute())
-        self.log("train/acc", self.train_acc.compute(), prog_bar=True)
+        self.log("train/loss", self.train_loss.compute(), sync_dist=True)
+        self.log("train/acc", self.train_acc.compute(), prog_bar=True, sync_dist=True)
         self.train_loss.reset()
         self.train_acc.reset()
 
@@ -179,8 +181,8 @@ class Classifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         acc = self.val_acc.compute()
-        self.log("val/loss", self.val_loss.compute(), prog_bar=True)
-        self.log("val/acc", acc, prog_bar=True)
+        self.log("val/loss", self.val_loss.compute(), prog_bar=True, sync_dist=True)
+        self.log("val/acc", acc, prog_bar=True, sync_dist=True)
         self.val_loss.reset()
         self.val_acc.reset()
         if self.trainer.sanity_checking:
@@ -189,7 +191,7 @@ class Classifier(L.LightningModule):
         # every per-epoch metric is in place when checkpoints and History record the epoch.
         self._log_train_epoch()
         self.val_acc_best.update(acc)
-        self.log("val/acc_best", self.val_acc_best.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
     def on_test_epoch_start(self) -> None:
         self.test_probs = []
@@ -201,8 +203,8 @@ class Classifier(L.LightningModule):
         self.test_probs.append(probabilities(logits).cpu())
 
     def on_test_epoch_end(self) -> None:
-        self.log("test/acc", self.test_acc.compute())
-        self.log("test/loss", self.test_loss.compute())
+        self.log("test/acc", self.test_acc.compute(), sync_dist=True)
+        self.log("test/loss", self.test_loss.compute(), sync_dist=True)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return probabilities(self.logits(batch))

@@ -132,7 +132,7 @@ def resumable_checkpoint(model_dir: Path, phash: str) -> Path | None:
     return last
 
 
-def _callbacks(params: Params, name: str, model_dir: Path) -> list[Callback]:
+def _callbacks(params: Params, name: str, model_dir: Path, with_logger: bool) -> list[Callback]:
     exp = params.experiment(name)
     callbacks: list[Callback] = [
         ThreadSizer(params.loader.threads, params.loader.num_workers),  # first: sizes threads
@@ -141,8 +141,9 @@ def _callbacks(params: Params, name: str, model_dir: Path) -> list[Callback]:
                         enable_version_counter=False),
         History(),
         Timer(),  # its elapsed time is kept in last.ckpt: a resumed run adds to it
-        LearningRateMonitor(logging_interval="epoch"),
     ]
+    if with_logger:  # rank 0: the learning rate of every parameter group, per epoch
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     if exp.patience is not None:
         callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=exp.patience))
     return callbacks
@@ -173,8 +174,8 @@ def train(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     logger = tracking.make_logger(name, exp.dataset, tags, root, receipt.get("run_id"))
     receipt.update(experiment=name, dataset=exp.dataset, params_hash=phash, data_source=source,
                    status="RUNNING", **({"pretrained": pretrained} if pretrained else {}))
-    callbacks = _callbacks(params, name, model_dir)
-    dm.num_workers = lambda: _callback(trainer, ThreadSizer).plan["num_workers"]
+    callbacks = _callbacks(params, name, model_dir, with_logger=bool(logger))
+    dm.sizer = callbacks[0]
     callbacks.append(StartRun(model_dir, receipt, summary_text(model.net, model.spec, name),
                               fresh=resume is None))
     trainer = L.Trainer(

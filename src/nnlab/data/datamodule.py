@@ -106,9 +106,9 @@ class ArrayDataModule(L.LightningDataModule):
         self.meta = load_meta(dataset, self.root)  # fails early, naming the missing stage
         self.spec = spec_from_meta(self.meta)
         self.datasets: dict[str, ArrayDataset] = {}
-        # DataLoader workers, asked when the loaders are built (train sets it to the thread
-        # sizer's plan, made at setup from the cores and the jobs running then)
-        self.num_workers: Callable[[], int] = lambda: loader.num_workers
+        # train hands over its ThreadSizer: the loaders then take the workers it planned at
+        # setup from the cores and the jobs running then
+        self.sizer: Any = None
 
     def assets(self, names: list[str]) -> dict[str, Any]:
         """Files listed in meta["assets"] (a vocabulary): they travel in the checkpoint."""
@@ -126,8 +126,9 @@ class ArrayDataModule(L.LightningDataModule):
             self.datasets[split] = ArrayDataset(arrays, transform if split == "train" else None)
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        workers = self.sizer.plan["num_workers"] if self.sizer is not None else None
         return make_loader(self.datasets[split], self.exp.batch_size, self.loader, shuffle,
-                           self.num_workers())
+                           workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
