@@ -200,7 +200,7 @@ def _device(net: Any) -> Any:
 
 def ascend_filters(
     net: Any, module: Any, *, in_channels: int = 3, filters: int = 8, steps: int = 30,
-    size: int = 64, seed: int = 0, lr: float = 0.05, jitter: int = 2,
+    size: int = 64, seed: int = 0, lr: float = 0.02, jitter: int = 2,
 ) -> Any:
     """Gradient ascent in input space: (k, in_channels, size, size) images in [0, 1], image i
     maximising the mean activation (2-pixel border excluded) of channel i of ``module``'s
@@ -214,9 +214,10 @@ def ascend_filters(
     gen = torch.Generator().manual_seed(seed)
     img = (0.5 + 0.02 * torch.randn(filters, in_channels, size, size, generator=gen))
     img = img.clamp(0, 1).to(_device(net))
-    shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=gen).tolist()
+    shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=gen)
+    shifts[steps - steps // 3:] = 0  # the last third unshifted: ends on the filter's own mean
     with torch.enable_grad():
-        for dy, dx in shifts:
+        for dy, dx in shifts.tolist():
             img.requires_grad_(True)
             act = _output_of(net, module, torch.roll(img, (dy, dx), dims=(2, 3)))
             if act.ndim != 4:
@@ -249,7 +250,7 @@ def _stretch(img: np.ndarray) -> np.ndarray:
 
 def filter_patterns(
     net: Any, layers: list[tuple[str, Any]], out_dir: Path, *, filters: int = 8,
-    steps: int = 30, size: int = 64, seed: int = 0, lr: float = 0.05,
+    steps: int = 30, size: int = 64, seed: int = 0, lr: float = 0.02, jitter: int = 2,
 ) -> list[Path]:
     """One grid per layer, ``filter_patterns_<name>.png``: the inputs that maximise the mean
     activation of the layer's first ``filters`` channels (:func:`ascend_filters`). Cost grows
@@ -261,7 +262,8 @@ def filter_patterns(
     with _inspecting(net):
         for name, module in layers:
             images = ascend_filters(net, module, in_channels=in_channels, filters=filters,
-                                    steps=steps, size=size, seed=seed, lr=lr).cpu().numpy()
+                                    steps=steps, size=size, seed=seed, lr=lr,
+                                    jitter=jitter).cpu().numpy()
             i, path = depth.get(id(module), (None, name))
             where = f"conv layer {i} of {len(depth)}, '{path}'" if i else f"'{path}'"
             title = (f"{name} ({where}): input maximising each channel's mean activation\n"
