@@ -198,6 +198,14 @@ def test_pattern_layers_of_plain_nets_count_their_convs():
     assert viz.pattern_layers(nn.Sequential(nn.Flatten(), nn.Linear(4, 2))) == []
 
 
+def test_pattern_layers_of_vgg16_are_the_lectures():
+    vgg = build_model("vgg16", CATDOG, {"weights": "none"})  # random init: no download
+    assert [n for n, _ in viz.pattern_layers(vgg)] == ["block1_conv2", "block3_conv3",
+                                                       "block5_conv3"]
+    assert [n for n, _ in viz.pattern_layers(vgg, n=5)] == [f"block{i}_conv{c}" for i, c in
+                                                            enumerate((2, 2, 3, 3, 3), 1)]
+
+
 def test_filters_are_capped_at_the_layers_channels():
     net = planted_net()
     with viz._inspecting(net):

@@ -446,7 +446,7 @@ def model_pictures(
                                    steps=steps, size=size or min(x.shape[-1], 64), seed=seed)
     cams, pred, prob = grad_cam(net, x)
     y = np.asarray(y)
-    titles = [f"{classes[int(t)]}: predicted {classes[int(p)]}\np={q:.2f}"
+    titles = [f"{classes[int(t)]}: predicted {classes[int(p)]}\np={q:.3f}"
               for t, p, q in zip(y, pred, prob, strict=True)]
     gradcam_figure(x.cpu().numpy(), cams, titles, out_dir / "gradcam.png",
                    title=f"Grad-CAM of the predicted class at '{conv_layers(net)[-1][0]}' "
