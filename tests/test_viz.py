@@ -149,7 +149,7 @@ def test_ascent_raises_each_filters_mean_activation_and_leaves_the_net_alone():
         with viz._inspecting(net):
             start = viz.ascend_filters(net, conv, filters=4, steps=0, size=32)
             found = viz.ascend_filters(net, conv, filters=4, steps=30, size=32)
-            gain = [viz._channel_means(viz._output_of(net, conv, img), 4) for img in (start,
+            gain = [viz._channel_means(viz._output_of(net, conv, img)[0], 4) for img in (start,
                                                                                       found)]
         assert found.shape == (4, 3, 32, 32) and found.min() >= 0 and found.max() <= 1
         assert (gain[1] > gain[0]).all(), name
@@ -174,7 +174,7 @@ def test_filter_patterns_are_deterministic_and_one_png_per_layer(tmp_path):
     net = transfer_style_net().eval()
     layers = viz.pattern_layers(net)
     assert [name for name, _ in layers] == ["block1_conv2", "block3_conv2", "block5_conv2"]
-    assert layers[-1][1] is net.base.block5[2]
+    assert layers[-1][1] is net.base.block5[4]  # the ReLU after conv2 and its BatchNorm
     runs = []
     for out in (tmp_path / "a", tmp_path / "b"):
         out.mkdir()
@@ -193,7 +193,7 @@ def test_pattern_layers_of_plain_nets_count_their_convs():
     net = build_model("convnet4", DataSpec("image", (3, 64, 64), ("cats", "dogs")))
     layers = viz.pattern_layers(net, n=3)
     assert [name for name, _ in layers] == ["conv1", "conv3", "conv4"]
-    assert [m for _, m in layers] == [net[0], net[6], net[9]]
+    assert [m for _, m in layers] == [net[1], net[7], net[10]]  # the convs' ReLUs
     assert [name for name, _ in viz.pattern_layers(net, n=1)] == ["conv1"]
     assert viz.pattern_layers(nn.Sequential(nn.Flatten(), nn.Linear(4, 2))) == []
 

@@ -133,11 +133,38 @@ def conv_layers(net: Any) -> list[tuple[str, Any]]:
     return [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
 
 
+def _activations() -> tuple[type, ...]:
+    from torch import nn
+
+    return nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish
+
+
+def _activated(net: Any, conv: Any) -> Any:
+    """The activation module that follows ``conv`` in its parent nn.Sequential (past any
+    BatchNorm), if there is one used only there, else ``conv``: the mean of a conv's linear
+    output depends only on the input's mean colour, its rectified output's does not."""
+    from torch import nn
+
+    acts = _activations()
+    uses = [m for _, m in net.named_modules(remove_duplicate=False)]
+    for parent in net.modules():
+        children = list(parent.children()) if isinstance(parent, nn.Sequential) else []
+        if not any(c is conv for c in children):
+            continue
+        after = children[[c is conv for c in children].index(True) + 1:]
+        after = [c for c in after if not isinstance(c, nn.BatchNorm2d)][:1]
+        if after and isinstance(after[0], acts) and sum(m is after[0] for m in uses) == 1:
+            return after[0]
+    return conv
+
+
 def pattern_layers(net: Any, n: int = 3) -> list[tuple[str, Any]]:
     """``n`` conv layers spread over the net's depth (first, middle, last for n=3), labelled
     like Keras: for a net with ``blockK`` modules (a TransferNet's base) the last conv of the
     first, middle and last block (``block1_conv2``, ``block3_conv3``, ``block5_conv3`` for
-    VGG16); otherwise ``conv1``, ``conv3``, ... counting all the net's Conv2d layers."""
+    VGG16); otherwise ``conv1``, ``conv3``, ... counting all the net's Conv2d layers. The
+    module returned is the conv's activation where it has one (:func:`_activated`), as a
+    Keras ``Conv2D(activation="relu")`` layer's output is."""
     convs = {id(m): i for i, (_, m) in enumerate(conv_layers(net), 1)}
     candidates = []
     for name, block in net.named_modules():
@@ -150,7 +177,7 @@ def pattern_layers(net: Any, n: int = 3) -> list[tuple[str, Any]]:
     if not candidates:
         return []
     picks = np.unique(np.linspace(0, len(candidates) - 1, max(n, 1)).round().astype(int))
-    return [candidates[i] for i in picks]
+    return [(candidates[i][0], _activated(net, candidates[i][1])) for i in picks]
 
 
 class _Reached(Exception):
@@ -161,18 +188,26 @@ class _Reached(Exception):
         self.output = output
 
 
-def _output_of(net: Any, module: Any, x: Any) -> Any:
-    """``module``'s output for the input ``x``, running the net only up to that module."""
+def _output_of(net: Any, module: Any, x: Any, keep_input: bool = False) -> tuple[Any, Any]:
+    """(``module``'s output, a copy of its input if ``keep_input`` else None) for the net's
+    input ``x``, running the net only up to that module."""
+    seen: dict[str, Any] = {}
+
+    def copy_input(mod, inputs):
+        seen["input"] = inputs[0].clone()  # before an in-place activation overwrites it
+
     def stop(mod, inputs, output):
         raise _Reached(output)
 
-    handle = module.register_forward_hook(stop)
+    handles = [module.register_forward_pre_hook(copy_input)] if keep_input else []
+    handles.append(module.register_forward_hook(stop))
     try:
         net(x)
     except _Reached as reached:
-        return reached.output
+        return reached.output, seen.get("input")
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     raise ValueError(f"{type(module).__name__} is not used in the net's forward pass")
 
 
@@ -208,9 +243,12 @@ def ascend_filters(
     moves by ``lr`` times the gradient divided by its RMS (per image) and clamps to [0, 1];
     a seeded random shift of up to ``jitter`` pixels before each step keeps the patterns from
     locking onto single pixels. All filters of the layer are optimised as one batch; the net
-    runs only up to ``module``. The net must be in eval mode (see :func:`filter_patterns`)."""
+    runs only up to ``module``. The net must be in eval mode (see :func:`filter_patterns`).
+    For an activation module (ReLU...) the objective adds 1% of the mean of its input, so
+    that a filter silent on grey noise still gets a gradient towards what wakes it up."""
     import torch
 
+    leak = 0.01 if isinstance(module, _activations()) else 0.0
     gen = torch.Generator().manual_seed(seed)
     img = (0.5 + 0.02 * torch.randn(filters, in_channels, size, size, generator=gen))
     img = img.clamp(0, 1).to(_device(net))
@@ -219,12 +257,14 @@ def ascend_filters(
     with torch.enable_grad():
         for dy, dx in shifts.tolist():
             img.requires_grad_(True)
-            act = _output_of(net, module, torch.roll(img, (dy, dx), dims=(2, 3)))
+            act, pre = _output_of(net, module, torch.roll(img, (dy, dx), dims=(2, 3)), leak > 0)
             if act.ndim != 4:
                 raise ValueError(f"filter patterns need a conv layer's (N, C, H, W) output, "
                                  f"{type(module).__name__} gives {tuple(act.shape)}")
             k = min(filters, act.shape[1])
             score = _channel_means(act[:k], k)
+            if leak:
+                score = score + leak * _channel_means(pre[:k], k)
             (grad,) = torch.autograd.grad(score.sum(), img)
             grad = grad[:k] / grad[:k].pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().add(1e-8)
             img = (img.detach()[:k] + lr * grad).clamp_(0, 1)
@@ -255,7 +295,12 @@ def filter_patterns(
     """One grid per layer, ``filter_patterns_<name>.png``: the inputs that maximise the mean
     activation of the layer's first ``filters`` channels (:func:`ascend_filters`). Cost grows
     with ``filters * steps * size**2`` and with the layer's depth."""
-    depth = {id(m): (i, path) for i, (path, m) in enumerate(conv_layers(net), 1)}
+    from torch import nn
+
+    depth, convs = {}, 0  # module -> (convs up to and including it, its path)
+    for path, m in net.named_modules():
+        convs += isinstance(m, nn.Conv2d)
+        depth[id(m)] = (convs, f"{path}: {type(m).__name__}")
     first = next(iter(conv_layers(net)), (None, None))[1]
     in_channels = first.in_channels if first is not None else 3
     written = []
@@ -264,8 +309,8 @@ def filter_patterns(
             images = ascend_filters(net, module, in_channels=in_channels, filters=filters,
                                     steps=steps, size=size, seed=seed, lr=lr,
                                     jitter=jitter).cpu().numpy()
-            i, path = depth.get(id(module), (None, name))
-            where = f"conv layer {i} of {len(depth)}, '{path}'" if i else f"'{path}'"
+            i, path = depth.get(id(module), (0, name))
+            where = f"after conv layer {i} of {convs}, '{path}'" if i else f"'{path}'"
             title = (f"{name} ({where}): input maximising each channel's mean activation\n"
                      f"{steps} steps of gradient ascent from grey noise (seed {seed}), "
                      f"{size}x{size} px, contrast stretched")
@@ -383,10 +428,12 @@ GRADCAM_LABEL = "Grad-CAM (relative importance, 0-1)"
 
 
 def gradcam_figure(
-    images: np.ndarray, cams: np.ndarray, titles: list[str], out: Path, title: str = ""
+    images: np.ndarray, cams: np.ndarray, titles: list[str], out: Path, title: str = "",
+    wrong: Any = (),
 ) -> None:
     """Each column: a photo (CHW in [0, 1]) and the photo with its Grad-CAM heatmap
-    colour-mapped over it; one shared colour bar."""
+    colour-mapped over it; one shared colour bar. Titles of columns flagged in ``wrong``
+    (misclassified) are red."""
     n = len(images)
     fig, axes = plt.subplots(2, n, figsize=(max(2.2 * n, 5.0), 5.6), squeeze=False,
                              layout="constrained")
@@ -395,7 +442,8 @@ def gradcam_figure(
         img = _as_image(images[i])
         gray = "gray" if img.ndim == 2 else None
         axes[0, i].imshow(img, cmap=gray, vmin=0, vmax=1)
-        axes[0, i].set_title(titles[i], fontsize=8)
+        axes[0, i].set_title(titles[i], fontsize=8,
+                             color="red" if i < len(wrong) and wrong[i] else "black")
         axes[1, i].imshow(img, cmap=gray, vmin=0, vmax=1)
         heat = axes[1, i].imshow(cams[i], cmap="jet", alpha=0.5, vmin=0, vmax=1)
         for ax in axes[:, i]:
@@ -450,7 +498,7 @@ def model_pictures(
               for t, p, q in zip(y, pred, prob, strict=True)]
     gradcam_figure(x.cpu().numpy(), cams, titles, out_dir / "gradcam.png",
                    title=f"Grad-CAM of the predicted class at '{conv_layers(net)[-1][0]}' "
-                         f"(the last conv layer)")
+                         f"(the last conv layer); misclassified in red", wrong=pred != y)
     return [*written, out_dir / "gradcam.png"]
 
 
