@@ -121,13 +121,15 @@ def test_gradcam_figure_has_a_colour_bar_and_the_probability_in_the_title(tmp_pa
     def spy(fig, path):
         seen["axes"] = [ax.get_label() for ax in fig.axes]
         seen["texts"] = [ax.get_title() for ax in fig.axes] + [ax.get_xlabel() for ax in fig.axes]
+        seen["colours"] = [ax.title.get_color() for ax in fig.axes[:3]]  # the top row
         save(fig, path)
 
     monkeypatch.setattr(viz, "_save", spy)
     x = images(3).numpy()
     cams = np.random.default_rng(0).random((3, 32, 32))
     titles = [f"cats: predicted dogs\np={p:.2f}" for p in (0.61, 0.72, 0.93)]
-    viz.gradcam_figure(x, cams, titles, tmp_path / "gradcam.png")
+    viz.gradcam_figure(x, cams, titles, tmp_path / "gradcam.png", wrong=[True, False, False])
+    assert seen["colours"] == ["red", "black", "black"]  # the photos' titles; misclassified red
     assert len(seen["axes"]) == 2 * 3 + 1 and "<colorbar>" in seen["axes"]
     assert viz.GRADCAM_LABEL in seen["texts"] and "cats: predicted dogs\np=0.93" in seen["texts"]
     img = read_png(tmp_path / "gradcam.png")
