@@ -1,11 +1,13 @@
-"""Pictures: learning curves, confusion matrix, sample grids, misclassified examples.
-
-Model-family pictures (feature maps, filters, Grad-CAM) plug in through ``model_pictures``.
+"""Pictures: learning curves, confusion matrix, sample grids, misclassified examples, and
+what conv nets see inside (``model_pictures``: feature maps, filter patterns, Grad-CAM).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,8 @@ import numpy as np
 
 
 def _save(fig, path: Path) -> None:
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -55,18 +58,26 @@ def confusion_matrix(cm: np.ndarray, classes: list[str], out: Path, title: str =
     _save(fig, out)
 
 
-def image_grid(images: np.ndarray, titles: list[str], out: Path, cols: int = 8) -> None:
-    """Grid of HWC uint8 images with a title each."""
+def image_grid(
+    images: np.ndarray, titles: list[str], out: Path, cols: int = 8, title: str = ""
+) -> None:
+    """Grid of HW(C) images (uint8, or float in [0, 1]) with a title each."""
     n = len(images)
     if n == 0:
         return
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
+    width = max(1.6 * cols, 6.4 if title else 0)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 1.8 * rows + 0.3 * title.count("\n")),
+                             squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, img, title in zip(axes.flat, images, titles, strict=False):
-        ax.imshow(img.squeeze(), cmap="gray" if img.shape[-1] == 1 else None)
-        ax.set_title(title, fontsize=7)
+    for ax, img, label in zip(axes.flat, images, titles, strict=False):
+        gray = img.ndim == 2 or img.shape[-1] == 1
+        ax.imshow(img.squeeze(), cmap="gray" if gray else None)
+        ax.set_title(label, fontsize=7)
+    if title:  # wrapped to the figure's width (about 14 characters an inch at this size)
+        fig.suptitle("\n".join(textwrap.fill(line, int(14 * width)) for line in title.split("\n")),
+                     fontsize=8)
     _save(fig, out)
 
 
@@ -100,11 +111,19 @@ def misclassified(
 
 
 # ----------------------------------------------------------------------------- looking inside
-# What a convolutional net sees (the lecture's "visualizing what convnets learn"): the outputs
-# of its first conv layers for one image, the filters of its first conv layer, and Grad-CAM
-# heatmaps (Selvaraju et al. 2017) of the predicted class over a few test images. Generic over
-# nets: the conv layers are found by walking the modules; nets without any (MLP, RNN) and
-# non-image data get none of these pictures.
+# What a convolutional net sees (the lecture's "visualizing what convnets learn"):
+# - feature maps: the outputs of its first conv layers for one image;
+# - filter patterns: for a few filters at several depths, the input that maximises the filter's
+#   mean activation, found by gradient ascent in input space (inputs are in [0, 1]; any
+#   normalisation is inside the net);
+# - Grad-CAM (Selvaraju et al. 2017): where the last conv layer's evidence for the predicted
+#   class lies, as a colour-mapped heatmap over the photo.
+# Generic over nets: conv layers are found by walking the modules (a plain nn.Sequential, a
+# TransferNet with ``.base`` blocks, or base and head composed); nets without any (MLP, RNN)
+# and non-image data get none of these pictures. The net's parameters are never changed and
+# never receive gradients.
+
+_BLOCK = re.compile(r"(?:^|\.)(block\d+)$")
 
 
 def conv_layers(net: Any) -> list[tuple[str, Any]]:
@@ -112,6 +131,195 @@ def conv_layers(net: Any) -> list[tuple[str, Any]]:
     from torch import nn
 
     return [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def _activations() -> tuple[type, ...]:
+    from torch import nn
+
+    return nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish
+
+
+def _activated(net: Any, conv: Any) -> Any:
+    """The activation module that follows ``conv`` in its parent nn.Sequential (past any
+    BatchNorm), if there is one used only there, else ``conv``: the mean of a conv's linear
+    output depends only on the input's mean colour, its rectified output's does not."""
+    from torch import nn
+
+    acts = _activations()
+    uses = [m for _, m in net.named_modules(remove_duplicate=False)]
+    for parent in net.modules():
+        children = list(parent.children()) if isinstance(parent, nn.Sequential) else []
+        if not any(c is conv for c in children):
+            continue
+        after = children[[c is conv for c in children].index(True) + 1:]
+        after = [c for c in after if not isinstance(c, nn.BatchNorm2d)][:1]
+        if after and isinstance(after[0], acts) and sum(m is after[0] for m in uses) == 1:
+            return after[0]
+    return conv
+
+
+def pattern_layers(net: Any, n: int = 3) -> list[tuple[str, Any]]:
+    """``n`` conv layers spread over the net's depth (first, middle, last for n=3), labelled
+    like Keras: for a net with ``blockK`` modules (a TransferNet's base) the last conv of the
+    first, middle and last block (``block1_conv2``, ``block3_conv3``, ``block5_conv3`` for
+    VGG16); otherwise ``conv1``, ``conv3``, ... counting all the net's Conv2d layers. The
+    module returned is the conv's activation where it has one (:func:`_activated`), as a
+    Keras ``Conv2D(activation="relu")`` layer's output is."""
+    convs = {id(m): i for i, (_, m) in enumerate(conv_layers(net), 1)}
+    candidates = []
+    for name, block in net.named_modules():
+        match = _BLOCK.search(name)
+        in_block = conv_layers(block) if match else []
+        if in_block:
+            candidates.append((f"{match.group(1)}_conv{len(in_block)}", in_block[-1][1]))
+    if not candidates:
+        candidates = [(f"conv{convs[id(m)]}", m) for _, m in conv_layers(net)]
+    if not candidates:
+        return []
+    picks = np.unique(np.linspace(0, len(candidates) - 1, max(n, 1)).round().astype(int))
+    return [(candidates[i][0], _activated(net, candidates[i][1])) for i in picks]
+
+
+class _Reached(Exception):
+    """Raised by a forward hook: the layer being studied has been computed, stop there."""
+
+    def __init__(self, output: Any):
+        super().__init__()
+        self.output = output
+
+
+def _output_of(net: Any, module: Any, x: Any, keep_input: bool = False) -> tuple[Any, Any]:
+    """(``module``'s output, a copy of its input if ``keep_input`` else None) for the net's
+    input ``x``, running the net only up to that module."""
+    seen: dict[str, Any] = {}
+
+    def copy_input(mod, inputs):
+        seen["input"] = inputs[0].clone()  # before an in-place activation overwrites it
+
+    def stop(mod, inputs, output):
+        raise _Reached(output)
+
+    handles = [module.register_forward_pre_hook(copy_input)] if keep_input else []
+    handles.append(module.register_forward_hook(stop))
+    try:
+        net(x)
+    except _Reached as reached:
+        return reached.output, seen.get("input")
+    finally:
+        for handle in handles:
+            handle.remove()
+    raise ValueError(f"{type(module).__name__} is not used in the net's forward pass")
+
+
+@contextlib.contextmanager
+def _inspecting(net: Any):
+    """The net in eval mode with no parameter requiring grad; each module's mode and each
+    parameter's flag restored afterwards."""
+    modes = [(m, m.training) for m in net.modules()]
+    flags = [(p, p.requires_grad) for p in net.parameters()]
+    net.eval().requires_grad_(False)
+    try:
+        yield net
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m, mode in modes:
+            m.training = mode
+
+
+def _device(net: Any) -> Any:
+    import torch
+
+    return next(net.parameters(), torch.empty(0)).device
+
+
+def ascend_filters(
+    net: Any, module: Any, *, in_channels: int = 3, filters: int = 8, steps: int = 30,
+    size: int = 64, seed: int = 0, lr: float = 0.02, jitter: int = 2,
+) -> Any:
+    """Gradient ascent in input space: (k, in_channels, size, size) images in [0, 1], image i
+    maximising the mean activation (2-pixel border excluded) of channel i of ``module``'s
+    output, k = min(filters, channels). Starts from grey plus small seeded noise; each step
+    moves by ``lr`` times the gradient divided by its RMS (per image) and clamps to [0, 1];
+    a seeded random shift of up to ``jitter`` pixels before each step keeps the patterns from
+    locking onto single pixels. All filters of the layer are optimised as one batch; the net
+    runs only up to ``module``. The net must be in eval mode (see :func:`filter_patterns`).
+    For an activation module (ReLU...) the objective adds 1% of the mean of its input, so
+    that a filter silent on grey noise still gets a gradient towards what wakes it up."""
+    import torch
+
+    leak = 0.01 if isinstance(module, _activations()) else 0.0
+    gen = torch.Generator().manual_seed(seed)
+    img = (0.5 + 0.02 * torch.randn(filters, in_channels, size, size, generator=gen))
+    img = img.clamp(0, 1).to(_device(net))
+    shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=gen)
+    shifts[steps - steps // 3:] = 0  # the last third unshifted: ends on the filter's own mean
+    with torch.enable_grad():
+        for dy, dx in shifts.tolist():
+            img.requires_grad_(True)
+            act, pre = _output_of(net, module, torch.roll(img, (dy, dx), dims=(2, 3)), leak > 0)
+            if act.ndim != 4:
+                raise ValueError(f"filter patterns need a conv layer's (N, C, H, W) output, "
+                                 f"{type(module).__name__} gives {tuple(act.shape)}")
+            k = min(filters, act.shape[1])
+            score = _channel_means(act[:k], k)
+            if leak:
+                score = score + leak * _channel_means(pre[:k], k)
+            (grad,) = torch.autograd.grad(score.sum(), img)
+            grad = grad[:k] / grad[:k].pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().add(1e-8)
+            img = (img.detach()[:k] + lr * grad).clamp_(0, 1)
+    return img.detach()
+
+
+def _channel_means(act: Any, k: int) -> Any:
+    """(k,): mean of channel i of sample i, without a 2-pixel border when the map is large."""
+    import torch
+
+    if min(act.shape[-2:]) >= 8:
+        act = act[..., 2:-2, 2:-2]
+    idx = torch.arange(k, device=act.device)
+    return act[idx, idx].float().mean(dim=(1, 2))
+
+
+def _stretch(img: np.ndarray) -> np.ndarray:
+    """CHW pattern -> HW(C) with its contrast stretched for display (mean 0.5, std 0.15)."""
+    img = np.asarray(img, dtype=np.float64)
+    img = (img - img.mean()) / max(img.std(), 1e-8) * 0.15 + 0.5
+    return _as_image(img)
+
+
+def filter_patterns(
+    net: Any, layers: list[tuple[str, Any]], out_dir: Path, *, filters: int = 8,
+    steps: int = 30, size: int = 64, seed: int = 0, lr: float = 0.02, jitter: int = 2,
+) -> list[Path]:
+    """One grid per layer, ``filter_patterns_<name>.png``: the inputs that maximise the mean
+    activation of the layer's first ``filters`` channels (:func:`ascend_filters`). Cost grows
+    with ``filters * steps * size**2`` and with the layer's depth."""
+    from torch import nn
+
+    depth, convs = {}, 0  # module -> (convs up to and including it, its path)
+    for path, m in net.named_modules():
+        convs += isinstance(m, nn.Conv2d)
+        depth[id(m)] = (convs, f"{path}: {type(m).__name__}")
+    first = next(iter(conv_layers(net)), (None, None))[1]
+    in_channels = first.in_channels if first is not None else 3
+    written = []
+    with _inspecting(net):
+        for name, module in layers:
+            images = ascend_filters(net, module, in_channels=in_channels, filters=filters,
+                                    steps=steps, size=size, seed=seed, lr=lr,
+                                    jitter=jitter).cpu().numpy()
+            i, path = depth.get(id(module), (0, name))
+            where = f"after conv layer {i} of {convs}, '{path}'" if i else f"'{path}'"
+            title = (f"{name} ({where}): input maximising each channel's mean activation\n"
+                     f"{steps} steps of gradient ascent from grey noise (seed {seed}), "
+                     f"{size}x{size} px, contrast stretched")
+            out = Path(out_dir) / f"filter_patterns_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.png"
+            image_grid(np.stack([_stretch(im) for im in images]),
+                       [f"channel {c}" for c in range(len(images))], out,
+                       cols=min(8, len(images)), title=title)
+            written.append(out)
+    return written
 
 
 def layer_outputs(net: Any, x: Any, modules: list[Any]) -> list[Any]:
@@ -130,9 +338,10 @@ def layer_outputs(net: Any, x: Any, modules: list[Any]) -> list[Any]:
     return [captured[id(m)] for m in modules]
 
 
-def grad_cam(net: Any, x: Any, layer: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def grad_cam(net: Any, x: Any, layer: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Grad-CAM of the predicted class: ((N, H, W) heatmaps in [0, 1] at the input's size,
-    (N,) predicted classes). ``layer`` defaults to the net's last Conv2d."""
+    (N,) predicted classes, (N,) their probabilities: sigmoid of a single logit, softmax of
+    several). ``layer`` defaults to the net's last Conv2d. Runs the net in eval mode."""
     import torch
     import torch.nn.functional as F
 
@@ -149,15 +358,17 @@ def grad_cam(net: Any, x: Any, layer: Any = None) -> tuple[np.ndarray, np.ndarra
 
     handle = layer.register_forward_hook(hook)
     try:
-        with torch.enable_grad():
+        with _inspecting(net), torch.enable_grad():
             inp = x.detach().clone().requires_grad_(True)  # a graph even through frozen layers
             logits = net(inp).float()
             if logits.shape[-1] == 1:  # one logit: evidence for "1" is +logit, for "0" -logit
                 pred = (logits[:, 0] > 0).long()
                 score = torch.where(pred == 1, logits[:, 0], -logits[:, 0])
+                prob = torch.sigmoid(score)
             else:
                 pred = logits.argmax(-1)
                 score = logits.gather(1, pred[:, None])[:, 0]
+                prob = logits.softmax(-1).gather(1, pred[:, None])[:, 0]
             (grads,) = torch.autograd.grad(score.sum(), store["a"])
     finally:
         handle.remove()
@@ -166,7 +377,7 @@ def grad_cam(net: Any, x: Any, layer: Any = None) -> tuple[np.ndarray, np.ndarra
     cam = F.relu((weights * a).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     peak = cam.flatten(1).max(dim=1).values.clamp_min(1e-12)[:, None, None]
-    return (cam / peak).numpy(), pred.numpy()
+    return (cam / peak).cpu().numpy(), pred.cpu().numpy(), prob.detach().cpu().numpy()
 
 
 def _as_image(x: np.ndarray) -> np.ndarray:
@@ -180,87 +391,115 @@ def feature_maps(
 ) -> None:
     """One image's outputs of the first ``n_layers`` conv layers, ``per_layer`` channels each."""
     convs = conv_layers(net)[:n_layers]
-    maps = layer_outputs(net, x[:1], [m for _, m in convs])
+    with _inspecting(net):
+        maps = layer_outputs(net, x[:1], [m for _, m in convs])
     fig, axes = plt.subplots(len(convs) + 1, per_layer, squeeze=False,
                              figsize=(1.1 * per_layer, 1.25 * (len(convs) + 1)))
     for ax in axes.flat:
         ax.axis("off")
-    axes[0, 0].imshow(_as_image(x[0].detach().cpu().numpy()),
+    axes[0, 0].imshow(_as_image(x[0].detach().float().cpu().numpy()),
                       cmap="gray" if x.shape[1] == 1 else None)
     axes[0, 0].set_title("input", fontsize=7)
     fig.suptitle(f"{title} outputs of the first conv layers (up to {per_layer} channels "
                  f"each)".strip(), fontsize=9)
     for row, ((name, _), fmap) in enumerate(zip(convs, maps, strict=True), 1):
-        fmap = fmap[0].float().numpy()
+        fmap = fmap[0].float().cpu().numpy()
         for c in range(min(per_layer, len(fmap))):
             axes[row, c].imshow(fmap[c], cmap="viridis")
         axes[row, 0].set_title(f"{name} {tuple(fmap.shape)}", fontsize=6, loc="left")
     _save(fig, out)
 
 
-def conv_filters(conv: Any, out: Path, limit: int = 64, title: str = "") -> None:
-    """The kernels of one conv layer: RGB tiles for 3 input channels, else their mean, each
-    scaled to [0, 1]."""
+def conv_weights(conv: Any, out: Path, limit: int = 32, title: str = "") -> None:
+    """The raw kernels (weights, not patterns) of one conv layer: RGB tiles for 3 input
+    channels, else their mean, each scaled to [0, 1]."""
     w = conv.weight.detach().float().cpu().numpy()[:limit]
     w = w if w.shape[1] == 3 else w.mean(axis=1, keepdims=True)
     lo = w.min(axis=(1, 2, 3), keepdims=True)
     hi = w.max(axis=(1, 2, 3), keepdims=True)
-    tiles = (w - lo) / np.maximum(hi - lo, 1e-12)
-    cols = 8
-    rows = (len(tiles) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.1 * rows + 0.4), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, tile in zip(axes.flat, tiles, strict=False):
-        ax.imshow(_as_image(tile), cmap="gray" if tile.shape[0] == 1 else None,
-                  interpolation="nearest")
-    fig.suptitle(f"{title} first conv layer: {len(tiles)} of {conv.weight.shape[0]} filters "
-                 f"{tuple(conv.weight.shape[1:])}".strip(), fontsize=9)
-    _save(fig, out)
+    tiles = [_as_image(t) for t in (w - lo) / np.maximum(hi - lo, 1e-12)]
+    image_grid(np.stack(tiles), [f"filter {c}" for c in range(len(tiles))], out,
+               title=f"{title} raw WEIGHTS of the first conv layer: {len(tiles)} of "
+                     f"{conv.weight.shape[0]} kernels {tuple(conv.weight.shape[1:])}, each "
+                     f"scaled to [0, 1] (not the patterns they respond to)".strip())
 
 
-def gradcam_figure(images: np.ndarray, cams: np.ndarray, titles: list[str], out: Path) -> None:
-    """Each column: a test image and its Grad-CAM heatmap laid over it."""
+GRADCAM_LABEL = "Grad-CAM (relative importance, 0-1)"
+
+
+def gradcam_figure(
+    images: np.ndarray, cams: np.ndarray, titles: list[str], out: Path, title: str = "",
+    wrong: Any = (),
+) -> None:
+    """Each column: a photo (CHW in [0, 1]) and the photo with its Grad-CAM heatmap
+    colour-mapped over it; one shared colour bar. Titles of columns flagged in ``wrong``
+    (misclassified) are red."""
     n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(2 * n, 4.3), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(max(2.2 * n, 5.0), 5.6), squeeze=False,
+                             layout="constrained")
+    heat = None
     for i in range(n):
         img = _as_image(images[i])
-        gray = img.ndim == 2
-        axes[0, i].imshow(img, cmap="gray" if gray else None)
-        axes[0, i].set_title(titles[i], fontsize=7)
-        axes[1, i].imshow(img, cmap="gray" if gray else None)
-        axes[1, i].imshow(cams[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        gray = "gray" if img.ndim == 2 else None
+        axes[0, i].imshow(img, cmap=gray, vmin=0, vmax=1)
+        axes[0, i].set_title(titles[i], fontsize=8,
+                             color="red" if i < len(wrong) and wrong[i] else "black")
+        axes[1, i].imshow(img, cmap=gray, vmin=0, vmax=1)
+        heat = axes[1, i].imshow(cams[i], cmap="jet", alpha=0.5, vmin=0, vmax=1)
         for ax in axes[:, i]:
-            ax.axis("off")
-    axes[1, 0].set_title("Grad-CAM, predicted class", fontsize=7, loc="left")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("photo", fontsize=8)
+    axes[1, 0].set_ylabel("Grad-CAM overlay", fontsize=8)
+    if heat is not None:
+        bar = fig.colorbar(heat, ax=axes[1, :].tolist(), location="bottom", shrink=0.6,
+                           aspect=30)
+        bar.set_label(GRADCAM_LABEL, fontsize=8)
+    fig.suptitle(title or "Grad-CAM of the predicted class: where the last conv layer finds "
+                 "its evidence", fontsize=9)
     _save(fig, out)
+
+
+def example_indices(y: np.ndarray, n: int = 6) -> list[int]:
+    """Up to ``n`` indices of ``y``, as evenly spread over the classes as they allow."""
+    y = np.asarray(y)
+    per_class = [np.flatnonzero(y == c) for c in np.unique(y)]
+    picks: list[int] = []
+    for rank in range(max((len(p) for p in per_class), default=0)):
+        picks += [int(p[rank]) for p in per_class if rank < len(p)]
+        if len(picks) >= n:
+            break
+    return sorted(picks[:n])
 
 
 def model_pictures(
-    model: Any, arrays: dict[str, np.ndarray], out_dir: Path, root: Path, n: int = 6
+    net: Any, x: Any, y: Any, classes: list[str], out_dir: Path, *, filters: int = 8,
+    steps: int = 30, size: int | None = None, seed: int = 0, n_layers: int = 3,
 ) -> list[Path]:
-    """feature_maps.png, filters.png and gradcam.png for a few test images, for any net with
-    conv layers on image data (``model`` is a Classifier); returns the files written."""
-    from nnlab.data.datamodule import ArrayDataset
-
-    if model.spec.kind != "image" or not conv_layers(model.net) or "x" not in arrays:
+    """The lecture's pictures of a conv net, for the float batch ``x`` (N, C, H, W) in [0, 1]
+    with true classes ``y`` (a few images, e.g. :func:`example_indices` of a test set):
+    feature_maps.png (first image), first_conv_weights.png, one filter_patterns_<layer>.png
+    per :func:`pattern_layers` (``filters`` channels, ``steps`` steps at ``size`` px, default
+    the images' size up to 64; ``filters=0`` skips them) and gradcam.png. Returns the files
+    written; none for nets without Conv2d layers or inputs that are not images."""
+    if getattr(x, "ndim", 0) != 4 or not conv_layers(net) or len(x) == 0:
         return []
-    y = np.asarray(arrays["y"])
-    per_class = [np.flatnonzero(y == c)[: (n + 1) // 2] for c in np.unique(y)]
-    picks = sorted(int(i) for i in np.concatenate(per_class)[:n]) if len(y) else []
-    if not picks:
-        return []
-    batch = ArrayDataset({"x": arrays["x"], "y": y}).__getitems__(picks)
-    (x,) = model.inputs(batch)
-    net = model.net.eval()
     out_dir = Path(out_dir)
+    x = x.detach().float().to(_device(net))
     feature_maps(net, x, out_dir / "feature_maps.png")
-    conv_filters(conv_layers(net)[0][1], out_dir / "filters.png")
-    cams, pred = grad_cam(net, x)
-    classes = list(model.spec.classes)
-    titles = [f"{classes[y[i]]}: predicted {classes[p]}" for i, p in zip(picks, pred, strict=True)]
-    gradcam_figure(x.detach().float().cpu().numpy(), cams, titles, out_dir / "gradcam.png")
-    return [out_dir / f for f in ("feature_maps.png", "filters.png", "gradcam.png")]
+    conv_weights(conv_layers(net)[0][1], out_dir / "first_conv_weights.png")
+    written = [out_dir / "feature_maps.png", out_dir / "first_conv_weights.png"]
+    if filters > 0 and steps > 0:
+        written += filter_patterns(net, pattern_layers(net, n_layers), out_dir, filters=filters,
+                                   steps=steps, size=size or min(x.shape[-1], 64), seed=seed)
+    cams, pred, prob = grad_cam(net, x)
+    y = np.asarray(y)
+    titles = [f"{classes[int(t)]}: predicted {classes[int(p)]}\np={q:.3f}"
+              for t, p, q in zip(y, pred, prob, strict=True)]
+    gradcam_figure(x.cpu().numpy(), cams, titles, out_dir / "gradcam.png",
+                   title=f"Grad-CAM of the predicted class at '{conv_layers(net)[-1][0]}' "
+                         f"(the last conv layer); misclassified in red", wrong=pred != y)
+    return [*written, out_dir / "gradcam.png"]
 
 
 def comparison_chart(rows: list[dict[str, Any]], out: Path) -> None:
