@@ -20,7 +20,7 @@ from nnlab.data.sources import DownloadError, UnsafeArchiveError
 from nnlab.files import file_digest, read_json
 from nnlab.models.registry import DataSpec, build_model
 from nnlab.train import build_classifier
-from tests.conftest import REPO, SHARED, tiny_params
+from tests.conftest import REPO, SHARED, params_text, tiny_params
 from tests.http_server import dead_url, serve
 
 COLORS = {"cats": (200, 60, 40), "dogs": (40, 80, 200)}
@@ -349,16 +349,15 @@ def test_train_evaluate_predict_aug(synthetic_root, tmp_path, capsys):
     assert 0 <= metrics["test/acc"] <= 1
 
     photo = tmp_path / "photo.jpg"  # any size, any mode: resized to the training size
-    Image.open(next((root / "data/raw/cats_vs_dogs" / IMAGES / "dogs").iterdir())).convert(
-        "L").resize((90, 70)).save(photo)
+    dog = load_arrays("cats_vs_dogs", "test", root)
+    Image.fromarray(np.asarray(dog["x"][int(np.flatnonzero(np.asarray(dog["y"]) == 1)[0])])
+                    ).convert("L").resize((90, 70)).save(photo)
     monkey_cwd = Path.cwd()
     try:
         import os
 
         os.chdir(root)
-        import yaml
-
-        (root / "params.yaml").write_text(yaml.safe_dump(_raw(params)))
+        (root / "params.yaml").write_text(params_text(params))
         assert main(["predict", "catdog_cnn_aug", str(photo)]) == 0
     finally:
         os.chdir(monkey_cwd)
@@ -366,8 +365,6 @@ def test_train_evaluate_predict_aug(synthetic_root, tmp_path, capsys):
     assert out[0] == str(photo) and out[1] in ("cats", "dogs") and 0.5 <= float(out[2]) <= 1
 
 
-def _raw(params) -> dict:
-    return params.model_dump(mode="json")
 
 
 @pytest.mark.shared

@@ -365,6 +365,17 @@ def _check_model(model: str, options: dict[str, Any]) -> None:
         raise _key_error(key, _cut(message, 200)) from None
 
 
+# ---------------------------------------------------------------- figures
+
+
+class FiguresConfig(_Strict):
+    """What evaluate draws for conv nets (the lecture's "looking inside" pictures)."""
+
+    images: int = Field(6, ge=1, le=64)  # test images in the Grad-CAM and feature-map figures
+    filters: int = Field(8, ge=0, le=64)  # filter patterns per layer (0: none)
+    steps: int = Field(30, ge=1, le=1000)  # gradient-ascent steps per pattern
+
+
 # ---------------------------------------------------------------- the whole file
 
 
@@ -375,6 +386,7 @@ class Params(_Strict):
     data: DataBlocks = DataBlocks()
     features: dict[str, FeaturesConfig] = {}
     experiments: dict[str, ExperimentConfig]
+    figures: FiguresConfig = FiguresConfig()
 
     @field_validator("features", "experiments")
     @classmethod

@@ -83,9 +83,11 @@ def _pictures(params: Params, name: str, model: Classifier, test: dict[str, np.n
     if model.spec.kind != "image":
         return
     viz.misclassified(test, y, probs, classes, figures / "misclassified.png")
-    picks = viz.sample_indices(y, n=6)
+    fig = params.figures
+    picks = viz.example_indices(y, fig.images)
     (x,) = scale_inputs(ArrayDataset({"x": test["x"]}).__getitems__(picks))
-    viz.model_pictures(model.net.float(), x, y[picks], classes, figures, seed=params.seed)
+    viz.model_pictures(model.net.float(), x, y[picks], classes, figures,
+                       filters=fig.filters, steps=fig.steps, seed=params.seed)
     if exp.augment:  # what the training batches looked like
         from nnlab.data.augment import build_augment
 
