@@ -277,10 +277,10 @@ def test_precision_16_accepted(tmp_path):
     ],
 )
 def test_runtime_checks_before_any_file(tmp_path, monkeypatch, capsys, overrides, expected):
-    """summary runs check_experiment before it reads data: nothing exists, yet the error is
-    about params, not about the missing split."""
-    code, line = run_cli(tmp_path, monkeypatch, capsys, raw_with(**overrides), ["summary", "m"])
-    assert code == 2
+    """train runs check_experiment before it reads data or touches models/: nothing exists,
+    yet the error is about params, not about the missing split, and nothing is written."""
+    code, line = run_cli(tmp_path, monkeypatch, capsys, raw_with(**overrides), ["train", "m"])
+    assert code == 2 and not (tmp_path / "models").exists()
     for part in expected:
         assert part in line, line
 

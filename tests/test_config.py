@@ -55,7 +55,7 @@ def test_repo_params_load():
     assert (feat.dataset, feat.model) == ("cats_vs_dogs_vgg16", "mlp")
     assert params.source_dataset(feat.dataset) == "cats_vs_dogs"
     assert params.experiment("catdog_vgg16_finetune").finetune.unfreeze_epoch == 2
-    assert params.experiment("imdb_gru").model_options["packed"] is False
+    assert "packed" not in params.experiment("imdb_gru").model_options  # the fast default
     assert params.loader.threads == "auto"
     assert params.trainer.kwargs()["enable_progress_bar"] is True
 

@@ -51,7 +51,8 @@ def run_features(params: Params, cache: str, root: Path = Path(".")) -> dict[str
 
     if cache not in params.features:
         known = ", ".join(sorted(params.features)) or "none"
-        raise ConfigError(f"params.yaml: no features cache {cache!r} (known: {known})")
+        raise ConfigError(f"params.yaml: no features cache {cache!r} under features: "
+                          f"(known: {known})")
     cfg = params.features[cache]
     root = Path(root)
     meta = load_meta(cfg.from_, root)
