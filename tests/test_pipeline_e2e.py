@@ -43,13 +43,15 @@ def shrink(raw: dict) -> dict:
         if "synthetic_size" in cfg:
             cfg["synthetic_size"] = 120
         if "image_size" in cfg:
-            cfg["image_size"] = 32
+            cfg["image_size"] = cfg["synthetic_image_size"] = 32
         if "split_sizes" in cfg:
             cfg["split_sizes"] = None
     for cache in raw.get("features", {}).values():
         cache["source"] = "bundled"  # the packaged fallback base, without a network attempt
     for exp in raw["experiments"].values():
         exp["epochs"] = 1
+        if exp.get("finetune"):  # the head alone for one epoch, then the base joins
+            exp["epochs"], exp["finetune"]["unfreeze_epoch"] = 2, 1
         if "source" in exp.get("model_options", {}):
             exp["model_options"]["source"] = "bundled"
     raw["trainer"].update(enable_progress_bar=False)

@@ -17,14 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from nnlab import paths
 from nnlab.config import DataConfig, Params
 from nnlab.data import dataset_module
 from nnlab.data.sources import info
 from nnlab.files import atomic_dir, interruptible, read_json, write_json
 
 SPLITS = ("train", "val", "test")
-RAW_ROOT = Path("data/raw")
-SPLIT_ROOT = Path("data/split")
 
 
 class StageOrderError(RuntimeError):
@@ -90,7 +89,7 @@ def class_counts(y: np.ndarray, classes: list[str]) -> dict[str, int]:
 def run_download(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
     cfg = params.dataset(dataset)
     module = dataset_module(dataset)
-    out = root / RAW_ROOT / dataset
+    out = paths.raw_dir(dataset, root)
     t0 = time.perf_counter()
     with interruptible(), atomic_dir(out) as tmp:
         manifest = module.download(cfg, tmp)
@@ -103,7 +102,7 @@ def run_download(params: Params, dataset: str, root: Path = Path(".")) -> dict[s
 
 def run_split(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
     cfg: DataConfig = params.dataset(dataset)
-    raw = root / RAW_ROOT / dataset
+    raw = paths.raw_dir(dataset, root)
     if not (raw / "manifest.json").is_file():
         raise StageOrderError(
             f"{raw}: no downloaded data; run `nnlab download {dataset}` "
@@ -113,7 +112,7 @@ def run_split(params: Params, dataset: str, root: Path = Path(".")) -> dict[str,
     with interruptible():
         prepared: Prepared = dataset_module(dataset).split(cfg, raw, params.seed)
     refuse_empty(dataset, {s: len(prepared.arrays[s]["y"]) for s in SPLITS}, cfg)
-    out = root / SPLIT_ROOT / dataset
+    out = paths.split_dir(dataset, root)
     with interruptible(), atomic_dir(out) as tmp:
         for split in SPLITS:
             for key, arr in prepared.arrays[split].items():
@@ -135,7 +134,7 @@ def run_split(params: Params, dataset: str, root: Path = Path(".")) -> dict[str,
         manifest = {
             "dataset": dataset,
             "source": meta["source"],
-            "raw_manifest": str(raw / "manifest.json"),
+            "download": raw_manifest,  # where the data came from
             "seed": params.seed,
             "counts": {s: len(prepared.arrays[s]["y"]) for s in SPLITS},
             "class_counts": {
@@ -149,8 +148,9 @@ def run_split(params: Params, dataset: str, root: Path = Path(".")) -> dict[str,
 
 
 def split_dir(dataset: str, root: Path = Path(".")) -> Path:
-    path = root / SPLIT_ROOT / dataset
-    if not (path / "meta.json").is_file():
+    """``data/split/<dataset>``, or StageOrderError naming the stage to run when missing."""
+    path = paths.split_dir(dataset, root)
+    if not (path / paths.META).is_file():
         raise StageOrderError(
             f"{path}: no prepared data; run `dvc repro split@{dataset}` "
             f"(or `nnlab download {dataset} && nnlab split {dataset}`) first"
