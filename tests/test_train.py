@@ -219,6 +219,17 @@ def test_compare_table(project):
     assert (project / "reports/comparison.png").stat().st_size > 1000
     assert (project / "reports/comparison.csv").read_text().count("\n") == 3
 
+    from nnlab.lecture import lecture, standard_error
+
+    assert standard_error(0.8, 250) == pytest.approx(0.0253, abs=1e-4)
+    text = lecture(params, project, notes="Notes here.")
+    row = next(line for line in text.splitlines() if line.startswith("| mnist_cnn |"))
+    acc = read_json(project / "reports/experiments/mnist_cnn/metrics.json")["test/acc"]
+    n = read_json(project / "reports/experiments/mnist_cnn/run.json")["test_samples"]
+    assert f"{acc:.3f} ± {standard_error(acc, n):.3f} (n = {n})" in row
+    assert "0.985" in row and "`dvc exp run evaluate@mnist_cnn`" in row
+    assert (project / "reports/lecture.md").read_text() == text and "Notes here." in text
+
 
 def test_train_before_split_names_the_stage(tmp_path):
     with pytest.raises(StageOrderError, match="split@mnist"):

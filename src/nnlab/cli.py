@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument(arg)
     sub.add_parser("compare", help="table and chart of all evaluated experiments",
                    parents=[common])
+    sp = sub.add_parser("lecture", parents=[common],
+                        help="reports/lecture.md: the lecture's numbers next to the evaluated ones")
+    sp.add_argument("--notes", default=None, help="a Markdown file appended below the table")
     sp = sub.add_parser("predict", help="predict labels for files with an experiment's model",
                         parents=[common])
     sp.add_argument("experiment")
@@ -128,6 +131,10 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         from nnlab.evaluate import evaluate
 
         evaluate(params, args.experiment, root)
+    elif cmd == "lecture":
+        from nnlab.lecture import lecture
+
+        print(lecture(params, root, Path(args.notes).read_text() if args.notes else ""))
     elif cmd == "compare":
         from nnlab.compare import compare
 
