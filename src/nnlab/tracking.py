@@ -130,10 +130,12 @@ def receipt_or_empty(model_dir: Path) -> dict[str, Any]:
 
 
 def client(root: Path = Path(".")):
-    """A client on the store this process resolves now (never one named in a receipt)."""
+    """A client on the store this process resolves now (never one named in a receipt); its
+    Model Registry is that store too (not a registry URI set earlier in this process)."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri(root))
+    uri = tracking_uri(root)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def ensure_experiment(name: str, root: Path = Path(".")) -> str:

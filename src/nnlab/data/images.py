@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 from pathlib import Path
 
@@ -51,5 +52,6 @@ def load_image(path: str | Path | bytes, size: tuple[int, int], channels: int = 
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
     except _DECODE_ERRORS as err:
-        raise ImageReadError(f"{path}: not a readable image ({err})") from None
+        reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the bytes", str(err))
+        raise ImageReadError(f"{path}: not a readable image ({reason})") from None
     return arr[..., None] if arr.ndim == 2 else arr
