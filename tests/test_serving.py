@@ -102,13 +102,16 @@ def test_best_model_is_registered_and_predicts_like_nnlab_predict(project, tmp_p
     run_id = _train_evaluate(params, "mnist_cnn", project)
     client = tracking.client(project)
     before = client.get_run(run_id).info
+    env = {k: os.environ.get(k) for k in serving.STORE_VARS}
     assert serving.log_best_model(params, "mnist_cnn", project) == "1"
-    assert "MLFLOW_TRACKING_URI" not in os.environ  # the process's settings are untouched
+    assert env == {k: os.environ.get(k) for k in serving.STORE_VARS}  # left as they were
     after = client.get_run(run_id)
     assert (after.info.status, after.info.end_time) == (before.status, before.end_time)
     assert len(after.outputs.model_outputs) == 1  # the runs table's Models column
     version = client.get_model_version_by_alias("mnist_cnn", "best")
     assert (str(version.version), version.run_id) == ("1", run_id)
+    acc = read_json(project / "reports/experiments/mnist_cnn/metrics.json")["test/acc"]
+    assert version.tags["test/acc"] == f"{acc:.4f}"
 
     files = _pngs(project, tmp_path)
     expected = predict(params, "mnist_cnn", [str(f) for f in files], project)

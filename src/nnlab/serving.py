@@ -223,6 +223,9 @@ def log_best_model(params: Params, name: str, root: Path = Path(".")) -> str | N
             )
         client.set_terminated(run.run_id, run.status, end_time=run.end_time)  # as it was
     version = str(logged.registered_model_version)
+    acc = client.get_run(run.run_id).data.metrics.get(METRIC)
+    if acc is not None:  # shown beside the version in the registry
+        client.set_model_version_tag(name, version, METRIC, f"{acc:.4f}")
     best = move_alias(name, root)
     info(f"evaluate@{name}: model registered as {name} version {version}; "
          f"alias @{ALIAS} -> version {best}")
