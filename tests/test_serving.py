@@ -197,3 +197,35 @@ def test_a_run_the_store_lacks_logs_nothing(project, capfd):
     assert serving.log_best_model(params, "mnist_mlp", project) is None
     assert "is not in" in capfd.readouterr().err
     assert tracking.client(project).search_registered_models() == []
+
+
+def test_a_head_on_a_features_cache_serves_raw_photos(tmp_path, store):
+    """The registered model of a head trained on cached features carries the frozen base and
+    classifies encoded photos, as nnlab predict does; its inputs are the cache's splits."""
+    from nnlab.features import run_features
+    from tests.test_transfer import HEAD, cache_params, make_split
+
+    make_split(tmp_path)
+    params = cache_params(head=HEAD)
+    run_features(params, "cats_lite0", tmp_path)
+    run_id = train(params, "head", tmp_path)["run_id"]
+    digests = tracking.log_datasets(run_id, "cats_lite0", tmp_path)
+    assert digests[2] == split_digest(load_arrays("cats_lite0", "test", tmp_path))
+    inputs = tracking.client(tmp_path).get_run(run_id).inputs.dataset_inputs
+    assert {i.dataset.name for i in inputs} == {"cats_lite0"}
+    assert all(("nnlab.derived_from", "cats_vs_dogs") in {(t.key, t.value) for t in i.tags}
+               for i in inputs)
+    evaluate(params, "head", tmp_path)
+    assert serving.log_best_model(params, "head", tmp_path) == "1"
+    photos = np.load(tmp_path / "data/split/cats_vs_dogs/test_x.npy")[:3]
+    files = []
+    for i, img in enumerate(photos):
+        files.append(tmp_path / f"p{i}.png")
+        Image.fromarray(img).save(files[-1])
+    expected = predict(params, "head", [str(f) for f in files], tmp_path)
+    store(tmp_path)
+    out = mlflow.pyfunc.load_model("models:/head@best").predict(
+        pd.DataFrame({"image": [f.read_bytes() for f in files]}))
+    for row, want in zip(out.itertuples(), expected, strict=True):
+        assert row.label == want["label"]
+        assert row.p_dogs == pytest.approx(want["probabilities"]["dogs"], abs=1e-4)
