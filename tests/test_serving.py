@@ -189,6 +189,23 @@ def test_log_model_false_logs_and_registers_nothing(project):
     assert client.search_logged_models(experiment_ids=[experiment]) == []
 
 
+def test_the_model_goes_to_the_projects_store_whatever_mlflow_was_set_to(project, tmp_path,
+                                                                        monkeypatch):
+    params = tiny_params()
+    _train_evaluate(params, "mnist_mlp", project)
+    # MLflow's global URI left on another store (an earlier MLFlowLogger in this process: the
+    # variable it also set has gone, as between two tests)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    mlflow.set_tracking_uri(other)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    try:
+        assert serving.log_best_model(params, "mnist_mlp", project) == "1"
+        assert mlflow.get_tracking_uri() == other
+    finally:
+        mlflow.set_tracking_uri(tracking.resolve_uri(project))
+    assert [m.name for m in tracking.client(project).search_registered_models()] == ["mnist_mlp"]
+
+
 def test_a_run_the_store_lacks_logs_nothing(project, capfd):
     params = tiny_params()
     _train_evaluate(params, "mnist_mlp", project)

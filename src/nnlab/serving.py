@@ -167,12 +167,18 @@ def input_example(model, dataset: str, root: Path, n: int = 2) -> pd.DataFrame:
 @contextmanager
 def _fluent_store(uri: str):
     """MLflow's fluent API (log_model, registration) on ``uri`` for a moment, through the
-    variables MLflow reads; the process's own settings are as they were afterwards."""
+    variables MLflow reads, and through its global URI where one was set in this process
+    (Lightning's MLFlowLogger sets it); both are as they were afterwards."""
     saved = {k: os.environ.get(k) for k in STORE_VARS}
     os.environ.update(dict.fromkeys(STORE_VARS, uri))
+    previous = mlflow.get_tracking_uri()  # the global one, if set: it wins over the variables
+    if previous != uri:
+        mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
+        if previous != uri:
+            mlflow.set_tracking_uri(previous)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
