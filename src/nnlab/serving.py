@@ -219,15 +219,17 @@ def log_best_model(params: Params, name: str, root: Path = Path(".")) -> str | N
             artifacts[BASE_TREE] = tmp
         code = Path(tmp) / "nnlab_model.py"  # models from code: nothing pickled
         code.write_text(MODEL_CODE)
-        with _fluent_store(tracking.tracking_uri(root)), mlflow.start_run(run_id=run.run_id):
-            logged = mlflow.pyfunc.log_model(
-                name=name, python_model=code, artifacts=artifacts,
-                code_paths=[str(Path(nnlab.__file__).parent)],
-                pip_requirements=[_pinned(d) for d in REQUIREMENTS],
-                input_example=example, signature=signature, registered_model_name=name,
-                tags={"nnlab.experiment": name},
-            )
-        client.set_terminated(run.run_id, run.status, end_time=run.end_time)  # as it was
+        try:
+            with _fluent_store(tracking.tracking_uri(root)), mlflow.start_run(run_id=run.run_id):
+                logged = mlflow.pyfunc.log_model(
+                    name=name, python_model=code, artifacts=artifacts,
+                    code_paths=[str(Path(nnlab.__file__).parent)],
+                    pip_requirements=[_pinned(d) for d in REQUIREMENTS],
+                    input_example=example, signature=signature, registered_model_name=name,
+                    tags={"nnlab.experiment": name},
+                )
+        finally:  # the training run's status and end as they were, even if logging failed
+            client.set_terminated(run.run_id, run.status, end_time=run.end_time)
     version = str(logged.registered_model_version)
     acc = client.get_run(run.run_id).data.metrics.get(METRIC)
     if acc is not None:  # shown beside the version in the registry
