@@ -246,3 +246,20 @@ def test_a_head_on_a_features_cache_serves_raw_photos(tmp_path, store):
     for row, want in zip(out.itertuples(), expected, strict=True):
         assert row.label == want["label"]
         assert row.p_dogs == pytest.approx(want["probabilities"]["dogs"], abs=1e-4)
+
+
+def test_a_failed_model_upload_leaves_the_training_run_as_it_was(project, monkeypatch):
+    params = tiny_params()
+    run_id = _train_evaluate(params, "mnist_mlp", project)
+    client = tracking.client(project)
+    before = client.get_run(run_id).info
+
+    def refuse(**kwargs):
+        raise OSError("artifact store full")
+
+    monkeypatch.setattr(mlflow.pyfunc, "log_model", refuse)
+    with pytest.raises(OSError, match="artifact store full"):
+        serving.log_best_model(params, "mnist_mlp", project)
+    after = client.get_run(run_id).info
+    assert (after.status, after.end_time) == ("FINISHED", before.end_time)
+    assert client.search_registered_models() == []
