@@ -379,10 +379,18 @@ class FiguresConfig(_Strict):
 # ---------------------------------------------------------------- the whole file
 
 
+class TrackingConfig(_Strict):
+    """What evaluate adds to MLflow beyond metrics and files."""
+
+    # the best checkpoint as an MLflow pyfunc model, registered under the experiment's name
+    log_model: bool = True
+
+
 class Params(_Strict):
     seed: int = Field(42, ge=0, le=2**32 - 1)  # the range seed_everything takes
     trainer: TrainerConfig = TrainerConfig()
     loader: LoaderConfig = LoaderConfig()
+    tracking: TrackingConfig = TrackingConfig()
     data: DataBlocks = DataBlocks()
     features: dict[str, FeaturesConfig] = {}
     experiments: dict[str, ExperimentConfig]

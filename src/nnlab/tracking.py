@@ -130,10 +130,12 @@ def receipt_or_empty(model_dir: Path) -> dict[str, Any]:
 
 
 def client(root: Path = Path(".")):
-    """A client on the store this process resolves now (never one named in a receipt)."""
+    """A client on the store this process resolves now (never one named in a receipt); its
+    Model Registry is that store too (not a registry URI set earlier in this process)."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri(root))
+    uri = tracking_uri(root)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def ensure_experiment(name: str, root: Path = Path(".")) -> str:
@@ -291,3 +293,79 @@ def log_to_run(
         elif Path(path).is_file():
             c.log_artifact(run_id, str(path), artifact_path)
     return True
+
+
+# ---------------------------------------------------------------- dataset inputs of a run
+
+DATASET_CONTEXT = "mlflow.data.context"  # mlflow.utils.mlflow_tags.MLFLOW_DATASET_CONTEXT
+
+
+def dataset_source(raw_manifest: dict[str, Any]):
+    """Where a dataset came from, as an MLflow DatasetSource: the user's local ``path``, the
+    URL it was downloaded from, or (offline fallback, bundled sample) the generator's name."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+    if raw_manifest.get("path"):
+        return resolve_dataset_source(Path(raw_manifest["path"]).as_uri())
+    urls = [f.get("url", "") for f in raw_manifest.get("files", {}).values()
+            if isinstance(f, dict)]
+    for url in urls:
+        if url.startswith(("http://", "https://")):
+            return HTTPDatasetSource(url)
+    return CodeDatasetSource({k: str(raw_manifest[k]) for k in ("source", "fallback_reason")
+                              if k in raw_manifest})
+
+
+def _split_dataset(name: str, digest: str, source, arrays: dict[str, Any]):
+    """An MLflow MetaDataset of one split: its digest, a tensor schema, its size as profile."""
+    import numpy as np
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.types import Schema, TensorSpec
+
+    class SplitDataset(MetaDataset):
+        @property
+        def profile(self) -> dict[str, int]:
+            return {"num_rows": len(arrays["y"])}
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self.profile)}
+
+    schema = Schema([TensorSpec(np.dtype(a.dtype), (-1, *a.shape[1:]), key)
+                     for key, a in sorted(arrays.items())])
+    return SplitDataset(source, name=name, digest=digest, schema=schema)
+
+
+def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> list[str]:
+    """Log the train, val and test splits of ``data/split/<dataset>`` as the run's dataset
+    inputs (context tag train/val/test), with the split manifest's digests. For a derived
+    dataset (a features cache) the source is that of the dataset it was made from. Returns
+    the digests in split order; nothing on ranks other than 0."""
+    from mlflow.entities import DatasetInput, InputTag
+
+    from nnlab import paths
+    from nnlab.data.prepare import SPLITS, load_arrays, load_meta, split_digest
+
+    if not is_global_zero_env():
+        return []
+    meta = load_meta(dataset, root)
+    manifest = read_json(paths.split_dir(dataset, root) / paths.MANIFEST)
+    origin = meta.get("derived", {}).get("from", dataset)
+    raw_file = paths.raw_dir(origin, root) / paths.MANIFEST
+    source = dataset_source(read_json(raw_file) if raw_file.is_file() else {
+        "source": meta.get("source", "unknown")})
+    tags = {"nnlab.kind": meta["kind"], "nnlab.source": str(meta.get("source", "unknown"))}
+    if origin != dataset:
+        tags["nnlab.derived_from"] = origin
+    inputs, digests = [], []
+    for split in SPLITS:
+        arrays = load_arrays(dataset, split, root)
+        digest = manifest.get("digests", {}).get(split) or split_digest(arrays)
+        ds = _split_dataset(dataset, digest, source, arrays)
+        extra = {**tags, "nnlab.samples": str(len(arrays["y"]))}
+        inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[
+            InputTag(DATASET_CONTEXT, split), *(InputTag(k, v) for k, v in extra.items())]))
+        digests.append(digest)
+    client(root).log_inputs(run_id, datasets=inputs)
+    return digests

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import re
 import struct
 from pathlib import Path
 
@@ -22,16 +24,18 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyErr
                   Image.DecompressionBombWarning)
 
 
-def load_image(path: str | Path, size: tuple[int, int], channels: int = 3) -> np.ndarray:
+def load_image(path: str | Path | bytes, size: tuple[int, int], channels: int = 3) -> np.ndarray:
     """Decode, convert (grayscale, CMYK, palette, RGBA...) and resize to HWC uint8.
 
-    Raises :class:`ImageReadError` naming the file when it is missing, truncated, not an
-    image, or claims more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (checked on the header,
-    before anything is decoded).
+    ``path`` is a file, or the encoded image itself (``bytes``: PNG, JPEG... as served).
+    Raises :class:`ImageReadError` naming the file (or ``<N bytes>``) when it is missing,
+    truncated, not an image, or claims more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``
+    (checked on the header, before anything is decoded).
     """
-    path = Path(path)
+    data = bytes(path) if isinstance(path, bytes | bytearray) else None
+    path = f"<{len(data)} bytes>" if data is not None else Path(path)
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data) if data is not None else path) as im:
             limit = Image.MAX_IMAGE_PIXELS
             if limit and im.width * im.height > limit:
                 raise Image.DecompressionBombError(
@@ -48,5 +52,6 @@ def load_image(path: str | Path, size: tuple[int, int], channels: int = 3) -> np
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
     except _DECODE_ERRORS as err:
-        raise ImageReadError(f"{path}: not a readable image ({err})") from None
+        reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the bytes", str(err))
+        raise ImageReadError(f"{path}: not a readable image ({reason})") from None
     return arr[..., None] if arr.ndim == 2 else arr

@@ -5,11 +5,13 @@ Split output (``data/split/<dataset>/``), the interface every later stage reads:
 * ``{train,val,test}_x.npy``: uint8 images (N, H, W, C) or int token ids (N, max_len);
 * ``{train,val,test}_y.npy``: int64 labels; ``{split}_len.npy`` true lengths for text;
 * ``meta.json``: kind, input shape, class names, vocabulary size, data source;
-* ``manifest.json``: where the data came from and the class counts of each split.
+* ``manifest.json``: where the data came from, the class counts and the content digest of
+  each split (:func:`split_digest`, the dataset digest MLflow shows for a run's inputs).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +88,17 @@ def class_counts(y: np.ndarray, classes: list[str]) -> dict[str, int]:
     return {c: int((y == i).sum()) for i, c in enumerate(classes)}
 
 
+def split_digest(arrays: dict[str, np.ndarray]) -> str:
+    """A short, stable sha256 of one split's content: every array's name, dtype, shape and
+    bytes, in name order (the same arrays give the same digest on any machine)."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}:{arr.dtype.str}:{arr.shape};".encode())
+        h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()[:16]
+
+
 def run_download(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
     cfg = params.dataset(dataset)
     module = dataset_module(dataset)
@@ -140,6 +153,7 @@ def run_split(params: Params, dataset: str, root: Path = Path(".")) -> dict[str,
             "class_counts": {
                 s: class_counts(prepared.arrays[s]["y"], prepared.classes) for s in SPLITS
             },
+            "digests": {s: split_digest(prepared.arrays[s]) for s in SPLITS},
             **prepared.manifest,
         }
         write_json(tmp / "manifest.json", manifest)
