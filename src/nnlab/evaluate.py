@@ -156,6 +156,9 @@ def evaluate(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any
         artifact_path="evaluation",
         root=root,
     )
+    from nnlab import serving  # mlflow.pyfunc only here
+
+    serving.log_best_model(params, name, root)  # registered; alias best on the best test/acc
     info(f"evaluate@{name}: test/acc {metrics['test/acc']:.4f}, "
          f"test/loss {metrics['test/loss']:.4f} -> {out}")
     return metrics

@@ -26,7 +26,7 @@ from nnlab import paths
 from nnlab.classifier import inference_trainer, scale_inputs
 from nnlab.config import ConfigError, Params
 from nnlab.data.datamodule import SPLITS, ArrayDataset, make_loader
-from nnlab.data.prepare import load_arrays, load_meta
+from nnlab.data.prepare import load_arrays, load_meta, split_digest
 from nnlab.data.sources import info
 from nnlab.files import atomic_dir, read_json, write_json
 from nnlab.spec import DataSpec
@@ -67,14 +67,16 @@ def run_features(params: Params, cache: str, root: Path = Path(".")) -> dict[str
     trainer = inference_trainer(params)
     t0 = time.perf_counter()
     counts: dict[str, int] = {}
+    digests: dict[str, str] = {}
     with atomic_dir(paths.split_dir(cache, root)) as tmp:
         for split in SPLITS:
             arrays = load_arrays(cfg.from_, split, root)
             loader = make_loader(ArrayDataset({"x": arrays["x"]}), cfg.batch_size, params.loader)
             feats = torch.cat(trainer.predict(module, dataloaders=loader)).numpy()
-            np.save(tmp / f"{split}_x.npy", feats.astype(np.float16), allow_pickle=False)
-            np.save(tmp / f"{split}_y.npy", np.asarray(arrays["y"], dtype=np.int64))
-            counts[split] = len(feats)
+            out = {"x": feats.astype(np.float16), "y": np.asarray(arrays["y"], dtype=np.int64)}
+            for key, value in out.items():
+                np.save(tmp / f"{split}_{key}.npy", value, allow_pickle=False)
+            counts[split], digests[split] = len(feats), split_digest(out)
         torch.save(base.state_dict(), tmp / BASE_WEIGHTS)
         derived = {"from": cfg.from_, "backbone": provenance["backbone"], "pool": cfg.pool,
                    "image_shape": meta["input_shape"], "base_weights": BASE_WEIGHTS}
@@ -89,7 +91,7 @@ def run_features(params: Params, cache: str, root: Path = Path(".")) -> dict[str
         })
         seconds = round(time.perf_counter() - t0, 2)
         manifest = {"dataset": cache, **derived, "pretrained": provenance, "counts": counts,
-                    "dtype": "float16", "seconds": seconds,
+                    "digests": digests, "dtype": "float16", "seconds": seconds,
                     "source_manifest": read_json(paths.split_dir(cfg.from_, root)
                                                  / paths.MANIFEST)}
         write_json(tmp / paths.MANIFEST, manifest)

@@ -99,6 +99,9 @@ class StartRun(Callback):
         self.receipt["experiment_id"] = trainer.logger.experiment_id
         tracking.write_receipt(self.model_dir, self.receipt)
         (self.model_dir / paths.SUMMARY).write_text(self.summary + "\n")
+        if self.fresh:  # a resumed run has its dataset inputs already
+            dm = trainer.datamodule
+            tracking.log_datasets(self.receipt["run_id"], dm.dataset_name, dm.root)
 
 
 def build_classifier(params: Params, name: str, meta: dict[str, Any], phash: str) -> Classifier:
