@@ -94,8 +94,8 @@ def imdb_root(tmp_path_factory):
 def test_fast_dev_run_and_checkpoint_carries_vocabulary(imdb_root, tmp_path, name):
     import lightning as L
 
+    from nnlab.classifier import load_classifier
     from nnlab.data.datamodule import ArrayDataModule
-    from nnlab.evaluate import load_classifier
     from nnlab.files import read_json
     from nnlab.train import build_classifier
 

@@ -7,10 +7,10 @@ import lightning as L
 import pytest
 
 from nnlab import tracking
-from nnlab.classifier import inference_trainer
+from nnlab.classifier import inference_trainer, load_classifier
 from nnlab.data.datamodule import ArrayDataModule
 from nnlab.data.prepare import StageOrderError
-from nnlab.evaluate import evaluate, load_classifier
+from nnlab.evaluate import evaluate
 from nnlab.files import read_json
 from nnlab.train import TrainingError, build_classifier, train
 from tests.conftest import tiny_params

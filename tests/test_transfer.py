@@ -15,11 +15,10 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from nnlab import tracking
-from nnlab.classifier import count_parameters
+from nnlab.classifier import count_parameters, load_classifier
 from nnlab.compare import pretrained_cell
 from nnlab.config import parse_params
 from nnlab.data.sources import DownloadError
-from nnlab.evaluate import load_classifier
 from nnlab.features import run_features
 from nnlab.files import read_json, write_json
 from nnlab.models.backbones import assemble_base, base_output_shape, build_base

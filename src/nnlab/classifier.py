@@ -14,6 +14,7 @@ class probabilities of each test sample for the evaluation figures.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -251,3 +252,16 @@ def inference_trainer(params: Any) -> L.Trainer:
         enable_progress_bar=False,
         enable_model_summary=False,
     )
+
+
+def load_classifier(checkpoint: Path) -> Classifier:
+    """The model a checkpoint holds, rebuilt from its hyperparameters (nothing fetched)."""
+    if not checkpoint.is_file():
+        raise FileNotFoundError(
+            f"{checkpoint}: no checkpoint; run `dvc repro train@{checkpoint.parent.name}` first"
+        )
+    from nnlab.models.registry import loading_checkpoint
+
+    with loading_checkpoint():
+        model = Classifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    return model.eval()

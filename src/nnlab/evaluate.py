@@ -20,25 +20,18 @@ import numpy as np
 import torch
 
 from nnlab import paths, tracking, viz
-from nnlab.classifier import Classifier, count_parameters, inference_trainer, scale_inputs
+from nnlab.classifier import (
+    Classifier,
+    count_parameters,
+    inference_trainer,
+    load_classifier,
+    scale_inputs,
+)
 from nnlab.config import Params, check_experiment
 from nnlab.data.datamodule import ArrayDataModule, ArrayDataset
 from nnlab.data.prepare import load_arrays
 from nnlab.data.sources import info
 from nnlab.files import atomic_dir, atomic_file, write_json
-
-
-def load_classifier(checkpoint: Path) -> Classifier:
-    """The model a checkpoint holds, rebuilt from its hyperparameters (nothing fetched)."""
-    if not checkpoint.is_file():
-        raise FileNotFoundError(
-            f"{checkpoint}: no checkpoint; run `dvc repro train@{checkpoint.parent.name}` first"
-        )
-    from nnlab.models.registry import loading_checkpoint
-
-    with loading_checkpoint():
-        model = Classifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
-    return model.eval()
 
 
 def write_text_examples(

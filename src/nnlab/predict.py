@@ -14,11 +14,10 @@ import numpy as np
 import torch
 
 from nnlab import paths
-from nnlab.classifier import inference_trainer
+from nnlab.classifier import inference_trainer, load_classifier
 from nnlab.config import Params
 from nnlab.data import dataset_module
 from nnlab.data.datamodule import ArrayDataset, make_loader
-from nnlab.evaluate import load_classifier
 
 
 def predict(params: Params, name: str, files: list[str], root: Path = Path(".")) -> list[dict]:

@@ -66,7 +66,7 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
     """A best checkpoint behind MLflow's pyfunc interface (see the module docstring)."""
 
     def load_context(self, context) -> None:
-        from nnlab.evaluate import load_classifier
+        from nnlab.classifier import load_classifier
 
         self.use(load_classifier(Path(context.artifacts[CHECKPOINT])),
                  Path(context.artifacts.get(BASE_TREE, ".")))
@@ -193,7 +193,7 @@ def log_best_model(params: Params, name: str, root: Path = Path(".")) -> str | N
     store does not hold (one warning line, as for the evaluation's files)."""
     from mlflow.models import infer_signature
 
-    from nnlab.evaluate import load_classifier
+    from nnlab.classifier import load_classifier
 
     root = Path(root)
     if not params.tracking.log_model or not tracking.is_global_zero_env():
