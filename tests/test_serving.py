@@ -39,9 +39,20 @@ def store(monkeypatch):
 
 
 def _train_evaluate(params, name, root) -> str:
+    """Train and evaluate without evaluate's own model logging: the tests call it."""
+    from nnlab.config import TrackingConfig
+
     receipt = train(params, name, root)
-    evaluate(params, name, root)
+    evaluate(params.model_copy(update={"tracking": TrackingConfig(log_model=False)}), name, root)
     return receipt["run_id"]
+
+
+def test_evaluate_registers_the_best_model(project):
+    params = tiny_params()
+    receipt = train(params, "mnist_mlp", project)
+    evaluate(params, "mnist_mlp", project)
+    version = tracking.client(project).get_model_version_by_alias("mnist_mlp", "best")
+    assert str(version.version) == "1" and version.run_id == receipt["run_id"]
 
 
 def test_splits_are_the_runs_dataset_inputs(project):
@@ -232,8 +243,9 @@ def test_a_head_on_a_features_cache_serves_raw_photos(tmp_path, store):
     assert {i.dataset.name for i in inputs} == {"cats_lite0"}
     assert all(("nnlab.derived_from", "cats_vs_dogs") in {(t.key, t.value) for t in i.tags}
                for i in inputs)
-    evaluate(params, "head", tmp_path)
-    assert serving.log_best_model(params, "head", tmp_path) == "1"
+    evaluate(params, "head", tmp_path)  # registers the model (base and head) as version 1
+    client = tracking.client(tmp_path)
+    assert str(client.get_model_version_by_alias("head", "best").version) == "1"
     photos = np.load(tmp_path / "data/split/cats_vs_dogs/test_x.npy")[:3]
     files = []
     for i, img in enumerate(photos):

@@ -235,14 +235,17 @@ def count_parameters(net: nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
-def inference_trainer(params: Any) -> L.Trainer:
+def inference_trainer(params: Any = None) -> L.Trainer:
     """A Trainer for test, predict and feature extraction: the training's accelerator and
-    precision on ONE device (a DistributedSampler would pad the test set with duplicates)."""
+    precision (``params``; without them, whatever is there) on ONE device (a
+    DistributedSampler would pad the test set with duplicates)."""
+    from nnlab.config import LoaderConfig
     from nnlab.threads import ThreadSizer
 
-    kwargs = params.trainer.kwargs()
+    kwargs = params.trainer.kwargs() if params is not None else {}
+    loader = params.loader if params is not None else LoaderConfig()
     return L.Trainer(
-        callbacks=[ThreadSizer(params.loader.threads, params.loader.num_workers)],
+        callbacks=[ThreadSizer(loader.threads, loader.num_workers)],
         accelerator=kwargs.get("accelerator", "auto"),
         devices=1,
         num_nodes=1,

@@ -25,7 +25,6 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -72,74 +71,39 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
                  Path(context.artifacts.get(BASE_TREE, ".")))
 
     def use(self, model, base_root: Path = Path(".")) -> NnlabModel:
-        """Serve ``model`` (a loaded Classifier); a head on a features cache is composed with
-        its base, whose weights lie under ``base_root`` as in a project."""
-        from nnlab.data import dataset_module
+        """Serve ``model`` (a loaded Classifier) as ``nnlab predict`` does; a head on a
+        features cache is composed with its base, whose weights lie under ``base_root``."""
+        from nnlab.predict import Predictor
 
-        meta = model.hparams.meta
-        if model.spec.kind == "features":
-            from nnlab.features import compose
-
-            model.net, model.spec = compose(model.net, meta, base_root)
-        self.model = model.cpu().eval()
+        self.predictor = Predictor(model.cpu(), base_root)
         self.column = COLUMNS[model.spec.kind]
-        self.module = dataset_module(meta.get("derived", {}).get("from", meta["dataset"]))
         return self
 
-    def _sample(self, value: Any) -> dict[str, np.ndarray]:
-        """One input as the model reads it (ValueError: why it cannot be read)."""
-        if self.column == "image":
-            if not isinstance(value, bytes | bytearray):
-                raise ValueError(f"expected encoded image bytes, got {type(value).__name__}")
-            return self.module.load_input(bytes(value), self.model.spec)
-        from nnlab.data.text import VOCAB_ASSET, Vocabulary, tokenize
-
-        if not isinstance(value, str):
-            raise ValueError(f"expected a review text, got {type(value).__name__}")
-        words = tokenize(value)
-        if not words:
-            raise ValueError("no words to classify")
-        vocab = Vocabulary.from_json(self.model.spec.extra["assets"][VOCAB_ASSET])
-        ids, lengths = vocab.encode([words])
-        return {"x": ids[0], "len": lengths[0]}
-
-    def probabilities(self, samples: list[dict[str, np.ndarray]]) -> np.ndarray:
-        """(N, classes) probabilities, through the Classifier's own predict_step."""
-        import torch
-
-        from nnlab.data.datamodule import ArrayDataset
-
-        arrays = {k: np.stack([s[k] for s in samples]) for k in samples[0]}
-        data = ArrayDataset(arrays)
-        with torch.inference_mode():
-            return torch.cat([self.model.predict_step(data.__getitems__(list(range(i, min(
-                i + BATCH, len(samples))))), 0) for i in range(0, len(samples), BATCH)]).numpy()
+    @property
+    def model(self):
+        return self.predictor.model
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        from nnlab.classifier import inference_trainer
+
         if self.column not in model_input.columns:
             raise ValueError(f"expected a DataFrame with a column {self.column!r} "
                              f"(got {list(model_input.columns)})")
-        classes = list(self.model.spec.classes)
-        samples, errors = [], []
-        for i, value in enumerate(model_input[self.column]):
-            try:
-                samples.append(self._sample(value))
-                errors.append(None)
-            except (OSError, ValueError) as err:
-                errors.append(f"row {i}: {err}")
-        ok = np.array([e is None for e in errors], dtype=bool)
-        full = np.full((len(errors), len(classes)), np.nan)
-        if samples:
-            full[ok] = self.probabilities(samples)
-        rows = list(zip(full, ok, strict=True))
+        values = [bytes(v) if isinstance(v, bytearray) else v for v in model_input[self.column]]
+        wanted = bytes if self.column == "image" else str  # never a path: no file is opened
+        checked = [v if isinstance(v, wanted) else ValueError(
+            f"expected {'encoded image bytes' if wanted is bytes else 'a review text'}, got "
+            f"{type(v).__name__}") for v in values]
+        results = self.predictor.run(checked, inference_trainer(), BATCH)
+        classes = self.predictor.classes
         out = pd.DataFrame({
-            "label": pd.Series([classes[int(p.argmax())] if good else None for p, good in rows],
-                               dtype=object),
-            "probability": [float(p.max()) if good else np.nan for p, good in rows],
+            "label": pd.Series([r.get("label") for r in results], dtype=object),
+            "probability": [r.get("probability", np.nan) for r in results],
         })
-        for k, c in enumerate(classes):
-            out[f"p_{c}"] = full[:, k]
-        out["error"] = pd.Series(errors, dtype=object)
+        for c in classes:
+            out[f"p_{c}"] = [r.get("probabilities", {}).get(c, np.nan) for r in results]
+        out["error"] = pd.Series([f"row {i}: {r['error']}" if "error" in r else None
+                                  for i, r in enumerate(results)], dtype=object)
         return out
 
 

@@ -354,8 +354,8 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int) -> Prepar
                     manifest=manifest)
 
 
-def load_input(path: Path, spec) -> dict[str, np.ndarray]:
-    """One photo as the model sees it: RGB, resized to the training size."""
+def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
+    """One photo (a file or its bytes) as the model sees it: RGB, at the training size."""
     _, h, w = spec.input_shape
     return {"x": load_image(path, (h, w), channels=3)}
 

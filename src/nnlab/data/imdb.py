@@ -248,17 +248,21 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:
     )
 
 
-def load_input(path: Path, spec) -> dict[str, np.ndarray]:
-    """A review in a text file -> token ids and length, with the vocabulary the model was
-    trained with (carried by the checkpoint, so ``data/`` is not needed)."""
+def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
+    """A review (a text file, its bytes, or the text itself) -> token ids and length, with
+    the vocabulary the model was trained with (carried by the checkpoint: no data/ needed)."""
     vocab_json = spec.extra.get("assets", {}).get(VOCAB)
+    shown = f"{source}: " if isinstance(source, Path) else ""  # a file is named
     if vocab_json is None:
-        raise ValueError(f"{path}: the model carries no {VOCAB}; retrain it to predict on text")
-    vocab = Vocabulary.from_json(vocab_json)
-    words = tokenize(_decode(Path(path).read_bytes(), str(path)))
+        raise ValueError(f"{shown}the model carries no {VOCAB}; retrain it to predict on text")
+    if isinstance(source, Path):
+        source = source.read_bytes()
+    text = _decode(source, shown.rstrip(": ") or "the review") if isinstance(source, bytes) \
+        else source
+    words = tokenize(text)
     if not words:
-        raise ValueError(f"{path}: no words to classify")
-    ids, lengths = vocab.encode([words])
+        raise ValueError(f"{shown}no words to classify")
+    ids, lengths = Vocabulary.from_json(vocab_json).encode([words])
     return {"x": ids[0], "len": lengths[0]}
 
 

@@ -141,8 +141,8 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:
     return Prepared(kind="image", classes=CLASSES, arrays=arrays, manifest={"test": test_from})
 
 
-def load_input(path: Path, spec) -> dict[str, np.ndarray]:
-    """One image file as MNIST sees digits: 28x28 grayscale, white digit on black."""
+def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
+    """One image (a file or its bytes) as MNIST sees digits: 28x28 grey, white on black."""
     from nnlab.data.images import load_image
 
     _, h, w = spec.input_shape
