@@ -32,7 +32,12 @@ TINY = {
 
 def tiny_params(**overrides) -> Params:
     """TINY with dotted-key overrides: ``tiny_params(**{"experiments.x.epochs": 3})``."""
-    raw = copy.deepcopy(TINY)
+    return with_overrides(TINY, **overrides)
+
+
+def with_overrides(base: dict, **overrides) -> Params:
+    """``base`` (not changed) with dotted-key overrides, parsed."""
+    raw = copy.deepcopy(base)
     for dotted, value in overrides.items():
         node = raw
         *parents, leaf = dotted.split(".")
@@ -40,6 +45,20 @@ def tiny_params(**overrides) -> Params:
             node = node.setdefault(key, {})
         node[leaf] = value
     return parse_params(raw)
+
+
+def copy_repo(work: Path) -> Path:
+    """This repository's git-tracked files, copied into ``work`` (a new project folder)."""
+    import shutil
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file():
+            (work / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, work / f)
+    return work
 
 
 def params_text(params: Params) -> str:

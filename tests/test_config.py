@@ -18,6 +18,7 @@ from nnlab.config import (
     load_params,
     parse_params,
 )
+from tests.conftest import with_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -37,14 +38,7 @@ SMALL = {
 
 def small(**overrides):
     """SMALL parsed, with dotted-key overrides: ``small(**{"experiments.x.epochs": 3})``."""
-    raw = copy.deepcopy(SMALL)
-    for dotted, value in overrides.items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return parse_params(raw)
+    return with_overrides(SMALL, **overrides)
 
 
 def test_repo_params_load():

@@ -2,7 +2,6 @@
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import yaml
 
 from nnlab import tracking
 from nnlab.files import read_json
-from tests.conftest import REPO
+from tests.conftest import copy_repo
 from tests.http_server import dead_url
 
 pytestmark = pytest.mark.slow
@@ -61,12 +60,7 @@ def shrink(raw: dict) -> dict:
 
 def test_dvc_repro_end_to_end(tmp_path):
     work = tmp_path / "repo"
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
-                           check=True).stdout.split()
-    for f in files:
-        if (REPO / f).is_file():
-            (work / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, work / f)
+    copy_repo(work)
     raw = shrink(yaml.safe_load((work / "params.yaml").read_text()))
     (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {**os.environ, **GIT_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}

@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from nnlab import threads, tracking
-from tests.conftest import REPO, TINY
+from tests.conftest import TINY, copy_repo
 
 
 @pytest.fixture
@@ -311,12 +311,7 @@ def dvc_repo(tmp_path_factory) -> Path:
     """This repository's tracked files in a fresh git repo with tiny params (MNIST bundled
     sample, one 1-epoch MLP), after `dvc repro` and a commit of dvc.lock. Copy it to use it."""
     work = tmp_path_factory.mktemp("dvc_repo") / "repo"
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
-                           check=True).stdout.split()
-    for f in files:
-        if (REPO / f).is_file():
-            (work / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, work / f)
+    copy_repo(work)
     raw = yaml.safe_load((work / "params.yaml").read_text())
     raw["data"] = {"mnist": {**raw["data"]["mnist"], **TINY["data"]["mnist"], "max_samples": 300}}
     mlp = {**raw["experiments"]["mnist_mlp"], "epochs": 1}

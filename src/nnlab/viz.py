@@ -500,28 +500,3 @@ def model_pictures(
                    title=f"Grad-CAM of the predicted class at '{conv_layers(net)[-1][0]}' "
                          f"(the last conv layer); misclassified in red", wrong=pred != y)
     return [*written, out_dir / "gradcam.png"]
-
-
-def comparison_chart(rows: list[dict[str, Any]], out: Path) -> None:
-    """Bar chart of test accuracy per experiment; offline substitutes hatched."""
-    from nnlab.files import atomic_file
-
-    names = [r["experiment"] for r in rows]
-    accs = [float(r["test/acc"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(rows) + 2), 4))
-    bars = ax.bar(names, accs, color="tab:blue")
-    for bar, r in zip(bars, rows, strict=True):
-        if str(r["data source"]).startswith("**") or str(r.get("pretrained", "")).startswith("**"):
-            bar.set_hatch("//")
-            bar.set_alpha(0.6)
-        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{bar.get_height():.3f}",
-                ha="center", va="bottom", fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("test accuracy")
-    ax.set_title("nnlab: test accuracy by experiment\n(hatched = offline substitute data or "
-                 "pretrained backbone)", fontsize=10)
-    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
-    fig.tight_layout()
-    with atomic_file(out, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=100)
-    plt.close(fig)
