@@ -20,6 +20,7 @@ One MLflow experiment per dataset, one run per training. ``models/<experiment>/r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -132,9 +133,15 @@ def receipt_or_empty(model_dir: Path) -> dict[str, Any]:
 def client(root: Path = Path(".")):
     """A client on the store this process resolves now (never one named in a receipt); its
     Model Registry is that store too (not a registry URI set earlier in this process)."""
+    return _client(tracking_uri(root))
+
+
+@functools.cache
+def _client(uri: str):
+    """One client per store and process: opening a SQLite store (engine, schema check) costs
+    about a second, so a stage that logs several times opens it once."""
     from mlflow.tracking import MlflowClient
 
-    uri = tracking_uri(root)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

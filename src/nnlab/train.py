@@ -191,7 +191,10 @@ def train(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     if resume is not None:
         info(f"train@{name}: resuming from {resume}")
     if logger:  # rank 0
-        logger.log_hyperparams(flat)
+        # the input size really used (an offline substitute may draw smaller images than
+        # data.<ds>.image_size asks for: the split's meta.json says which)
+        logger.log_hyperparams({**flat, "data.input_shape": "x".join(
+            str(d) for d in dm.meta["input_shape"])})
     trainer.fit(model, datamodule=dm, ckpt_path=str(resume) if resume else None)
     if trainer.interrupted:
         if (model_dir / paths.LAST).is_file():
