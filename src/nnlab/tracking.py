@@ -96,11 +96,9 @@ def ensure_store(uri: str, store: Path) -> None:
     parallel jobs never race on the schema (``duplicate column name``)."""
     if uri in _READY:
         return
-    from mlflow.tracking import MlflowClient
-
     store.mkdir(parents=True, exist_ok=True)
     with _locked(store / ".lock"):
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # builds the schema
+        _client(uri).search_experiments(max_results=1)  # builds the schema
     _READY.add(uri)
 
 
