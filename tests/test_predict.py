@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -46,3 +47,33 @@ def test_predict_images_and_bad_files(project, tmp_path, monkeypatch, capsys):
     assert main(["predict", "mnist_cnn", *files[:1], files[4], "--json"]) == 1
     lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
     assert lines[0]["label"] in "0123456789" and "error" in lines[1]
+
+
+def test_predict_keeps_the_good_files_beside_hostile_ones(project, tmp_path):
+    """A decompression-bomb header, a truncated file, a folder, a symlink loop and junk each
+    get their own error; the good files are still predicted; nothing is written anywhere."""
+    from tests.test_adversarial_data import BAD_IMAGES
+
+    params = tiny_params(**{"experiments.mnist_cnn.epochs": 1})
+    train(params, "mnist_cnn", project)
+    test = load_arrays("mnist", "test", project)
+    files = []
+    for i in range(2):
+        good = tmp_path / f"good{i}.png"
+        Image.fromarray(np.asarray(test["x"][i, :, :, 0])).save(good)
+        files.append(str(good))
+    for name, data in BAD_IMAGES.items():
+        (tmp_path / f"{name}.png").write_bytes(data)
+        files.insert(1, str(tmp_path / f"{name}.png"))
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    files += [str(tmp_path), str(tmp_path / "loop.png")]
+    before = sorted(p.name for p in tmp_path.parent.iterdir())
+    results = predict(params, "mnist_cnn", files, project)
+    assert [r["file"] for r in results] == files
+    good = [r for r in results if "label" in r]
+    assert [r["file"] for r in good] == [f for f in files if Path(f).name.startswith("good")]
+    for r in results:
+        if "error" in r:
+            assert "\n" not in r["error"] and (r["file"] in r["error"]
+                                               or "bytes" in r["error"]), r
+    assert sorted(p.name for p in tmp_path.parent.iterdir()) == before

@@ -156,10 +156,21 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_the_outputs(project, mon
         signal.signal(signal.SIGINT, handler)
     monkeypatch.undo()
     assert _snapshot(model_dir) == before
+    from nnlab.config import ConfigError
+
+    outside = sorted(p.name for p in project.parent.iterdir())
+    for bad, match in (({"trainer.accelerator": "gpu"}, "trainer"),
+                       ({"experiments.mnist_mlp.augment": [{"name": "Rotate",
+                                                           "args": {"limit": "far"}}]},
+                        r"experiments\.mnist_mlp\.augment\[0\]")):
+        with pytest.raises(ConfigError, match=match):  # a bad value: refused before anything
+            train(tiny_params(**bad), "mnist_mlp", project)
+        assert _snapshot(model_dir) == before
     shutil.rmtree(project / "data/split/mnist")  # data missing: a clean error, nothing lost
     with pytest.raises(StageOrderError, match="split@mnist"):
         train(changed, "mnist_mlp", project)
     assert _snapshot(model_dir) == before
+    assert sorted(p.name for p in project.parent.iterdir()) == outside  # nothing beside it
 
 
 def test_a_training_without_checkpoint_is_not_finished(project):
