@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from bench_catdog_common import REPO, build_cache, median, photo_folder
-from nnlab.config import load_params
-from nnlab.data.augment import build_augment, worker_init
-from nnlab.data.datamodule import ArrayDataset, _whole_batch
+from bench_catdog_common import build_cache, photo_folder
+from common import REPO, alternate, loading_samples_per_s, result
+from nnlab.config import LoaderConfig, load_params
+from nnlab.data.augment import build_augment
+from nnlab.data.datamodule import ArrayDataset, make_loader
 
 
 class TorchvisionAugment:
@@ -51,15 +51,9 @@ def per_image(transform, images: np.ndarray) -> float:
 
 
 def through_loader(transform, arrays, workers: int, epochs: int = 2) -> float:
-    loader = DataLoader(ArrayDataset(arrays, transform), batch_size=32, shuffle=True,
-                        num_workers=workers, collate_fn=_whole_batch,
-                        worker_init_fn=worker_init if workers else None,
-                        persistent_workers=workers > 0)
-    n, t0 = 0, time.perf_counter()
-    for _ in range(epochs):
-        for b in loader:
-            n += len(b["y"])
-    return n / (time.perf_counter() - t0)
+    loader = make_loader(ArrayDataset(arrays, transform), 32, LoaderConfig(num_workers=workers),
+                         shuffle=True)
+    return loading_samples_per_s(lambda: loader, epochs)
 
 
 def main() -> None:
@@ -82,12 +76,12 @@ def main() -> None:
         rows += [(f"DataLoader, {w} workers", lambda t, w=w: through_loader(t, arrays, w))
                  for w in (0, 2)]
         for label, run in rows:
-            a, b = [], []
-            for _ in range(args.repeats):  # alternate so background load hits both alike
-                a.append(run(albu))
-                b.append(run(tv))
-            print(f"{label:26s}: albumentations {median(a):7.0f} img/s   torchvision.v2 "
-                  f"{median(b):7.0f} img/s   ratio albu/tv {median(a) / median(b):.2f}x")
+            got = alternate({"albu": lambda run=run: run(albu), "tv": lambda run=run: run(tv)},
+                            args.repeats)
+            print(f"{label:26s}: albumentations {got['albu']:7.0f} img/s   torchvision.v2 "
+                  f"{got['tv']:7.0f} img/s")
+            result(f"augmentation, {label}, albumentations / torchvision (img/s)",
+                   got["albu"] / got["tv"])
 
 
 if __name__ == "__main__":

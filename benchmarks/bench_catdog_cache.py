@@ -1,11 +1,14 @@
-"""convnet4 training throughput: the prepared uint8 cache (what split@cats_vs_dogs stores)
-versus decoding and resizing the JPEGs every epoch (torchvision ImageFolder + Resize), same
-images, batch size, threads and model; plus channels-last versus contiguous on the cache.
+"""convnet4 training throughput: the prepared uint8 cache (what split@cats_vs_dogs stores,
+read through the pipeline's ArrayDataset and make_loader) versus the baseline, decoding and
+resizing the JPEGs every epoch (torchvision ImageFolder + Resize); same images, batch size,
+threads and model (catdog_cnn: channels-last, as params.yaml has it).
 
 Runs alternate (folder, cache, folder, cache...) so background load hits both alike; medians
-are printed with the ratio cache/folder (the cache must win).
+are printed with the ratios cache/folder, for loading alone and for training (the cache must
+win). Channels-last versus contiguous: bench_channels_last.py.
 
     flock /tmp/nnlab-heavy.lock nice -n 5 python benchmarks/bench_catdog_cache.py
+    (quick set: benchmarks/run_quick.sh)
 """
 
 from __future__ import annotations
@@ -18,49 +21,43 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from bench_catdog_common import (
-    build_cache,
+from bench_catdog_common import build_cache, convnet4, photo_folder
+from common import (
+    alternate,
     classifier,
-    median,
-    photo_folder,
-    train_images_per_s,
+    endless,
+    image_meta,
+    loading_samples_per_s,
+    make_params,
+    quiet,
+    result,
+    train_samples_per_s,
 )
-from nnlab.data.datamodule import ArrayDataset, _whole_batch
+from nnlab.config import LoaderConfig
+from nnlab.data.datamodule import ArrayDataset, make_loader
 
 
-def folder_loader(folder: Path, size: int, batch: int) -> DataLoader:
+def folder_batches(folder: Path, size: int, batch: int):
     from torchvision.datasets import ImageFolder
     from torchvision.transforms import v2
 
     tf = v2.Compose([v2.Resize((size, size)), v2.PILToTensor()])  # uint8, as the cache
-    return DataLoader(ImageFolder(str(folder), transform=tf), batch_size=batch, shuffle=True)
-
-
-def as_dicts(loader):
-    for x, y in loader:
+    for x, y in DataLoader(ImageFolder(str(folder), transform=tf), batch_size=batch,
+                           shuffle=True):
         yield {"x": x, "y": y}
 
 
-def cache_loader(arrays, batch: int) -> DataLoader:
-    return DataLoader(ArrayDataset(arrays), batch_size=batch, shuffle=True,
-                      collate_fn=_whole_batch)
-
-
-def loader_only(batches) -> float:
-    t0, n = time.perf_counter(), 0
-    for b in batches:
-        n += len(b["y"])
-    return n / (time.perf_counter() - t0)
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=320)
     ap.add_argument("--size", type=int, default=150)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--batches", type=int, default=8, help="timed training batches per run")
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
+    quiet()
+    params = make_params({"catdog_cnn": convnet4(args.batch_size)})
+    meta = image_meta((3, args.size, args.size))
     with tempfile.TemporaryDirectory() as tmp:
         folder, what = photo_folder(Path(tmp), args.images)
         t0 = time.perf_counter()
@@ -70,29 +67,28 @@ def main() -> None:
         print(f"building the cache (decode + resize once): {time.perf_counter() - t0:.1f} s")
 
         def fold():
-            return as_dicts(folder_loader(folder, args.size, args.batch_size))
+            return folder_batches(folder, args.size, args.batch_size)
 
         def cache():
-            return cache_loader(arrays, args.batch_size)
+            return make_loader(ArrayDataset(arrays), args.batch_size, LoaderConfig(),
+                               shuffle=True)
 
-        lf = [loader_only(fold()) for _ in range(args.repeats)]
-        lc = [loader_only(cache()) for _ in range(args.repeats)]
-        print(f"loading only     : folder {median(lf):8.1f} img/s   cache {median(lc):8.1f} "
-              f"img/s   ratio cache/folder {median(lc) / median(lf):.1f}x")
+        load = alternate({"folder": lambda: loading_samples_per_s(fold),
+                          "cache": lambda: loading_samples_per_s(cache)}, args.repeats)
+        print(f"loading only     : folder {load['folder']:8.1f} img/s   cache "
+              f"{load['cache']:8.1f} img/s")
+        result("loading, cache / folder (img/s)", load["cache"] / load["folder"])
 
-        for cl in (True, False):  # warm-up, untimed: first steps build oneDNN kernels
-            train_images_per_s(classifier(args.size, cl), cache(), 2)
-        tf_, tc = [], []
-        for _ in range(args.repeats):
-            tf_.append(train_images_per_s(classifier(args.size, True), fold(), args.batches))
-            tc.append(train_images_per_s(classifier(args.size, True), cache(), args.batches))
-        print(f"convnet4 training: folder {median(tf_):8.1f} img/s   cache {median(tc):8.1f} "
-              f"img/s   ratio cache/folder {median(tc) / median(tf_):.2f}x  (channels_last)")
+        def training(batches) -> float:
+            return train_samples_per_s(classifier(params, "catdog_cnn", meta), endless(batches),
+                                       args.batches)
 
-        cf = [train_images_per_s(classifier(args.size, False), cache(), args.batches)
-              for _ in range(args.repeats)]
-        print(f"memory format    : contiguous {median(cf):6.1f} img/s   channels_last "
-              f"{median(tc):6.1f} img/s   ratio {median(tc) / median(cf):.2f}x  (cache)")
+        training(cache)  # warm-up, untimed: the first steps build oneDNN kernels
+        train = alternate({"folder": lambda: training(fold), "cache": lambda: training(cache)},
+                          args.repeats)
+        print(f"convnet4 training: folder {train['folder']:8.1f} img/s   cache "
+              f"{train['cache']:8.1f} img/s")
+        result("convnet4 training, cache / folder (img/s)", train["cache"] / train["folder"])
 
 
 if __name__ == "__main__":

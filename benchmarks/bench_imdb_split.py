@@ -1,4 +1,4 @@
-"""IMDB data stages on 50,000 reviews.
+"""IMDB data stages on the 50,000 reviews of aclImdb.
 
 1. download@imdb's conversion: reading the tar members directly into ``reviews.jsonl.gz``
    (what the stage does) versus the baseline, extracting the archive (``safe_extract``) and
@@ -6,11 +6,13 @@
 2. split@imdb: tokenize, build the 10,000-word vocabulary from the training split, encode to
    int32 arrays of max_len 200 (``imdb.split``), with its phases timed separately.
 
-Uses ../shared/datasets/aclImdb.tar.gz when present, else a generated archive of 50,000
-synthetic reviews of IMDB-like length (the ratios then say less about real files). Runs
-alternate baseline/ours ``--repeat`` times; medians are printed.
+Uses ../shared/datasets/aclImdb.tar.gz when present, else a generated archive of
+``--reviews`` synthetic reviews of IMDB-like length (the ratios then say less about real
+files). Runs alternate baseline/ours ``--repeat`` times; medians and the ratio
+baseline/ours are printed.
 
     flock /tmp/nnlab-heavy.lock nice -n 5 python benchmarks/bench_imdb_split.py
+    (quick set: benchmarks/run_quick.sh; without the archive: --archive none --reviews 2000)
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import argparse
 import io
 import shutil
-import statistics
 import tarfile
 import tempfile
 import time
@@ -26,21 +27,23 @@ from pathlib import Path
 
 import numpy as np
 
-from nnlab.config import DataConfig
+from common import SHARED, alternate, result
+from nnlab.config import ImdbConfig
 from nnlab.data import imdb
 from nnlab.data.sources import safe_extract
+from nnlab.data.synthetic import synthetic_review
 from nnlab.data.text import Vocabulary, tokenize
+from nnlab.files import write_json
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_ARCHIVE = REPO.parent / "shared" / "datasets" / "aclImdb.tar.gz"
+SHARED_ARCHIVE = SHARED / "aclImdb.tar.gz"
 
 
-def generated_archive(path: Path, n: int = 50_000) -> Path:
+def generated_archive(path: Path, n: int) -> Path:
     rng = np.random.default_rng(0)
     with tarfile.open(path, "w:gz") as tf:
         for i in range(n):
             label = i % 2
-            text = " ".join(imdb.synthetic_review(rng, label) for _ in range(6)).encode()
+            text = " ".join(synthetic_review(rng, label) for _ in range(6)).encode()
             info = tarfile.TarInfo(f"aclImdb/{'train' if i < n // 2 else 'test'}/"
                                    f"{'pos' if label else 'neg'}/{i}_5.txt")
             info.size = len(text)
@@ -58,38 +61,38 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--archive", type=Path, default=SHARED_ARCHIVE)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--reviews", type=int, default=50_000, help="of a generated archive")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-imdb-") as tmp:
         tmp = Path(tmp)
         archive = args.archive
         if not archive.is_file():
-            print(f"{archive} not found: generating 50,000 synthetic reviews instead")
-            archive = generated_archive(tmp / "generated.tar.gz")
+            print(f"{archive} not found: generating {args.reviews:,} synthetic reviews instead")
+            archive = generated_archive(tmp / "generated.tar.gz", args.reviews)
         print(f"archive: {archive} ({archive.stat().st_size / 1e6:.1f} MB)")
 
         def extract_then_read() -> None:
             safe_extract(archive, tmp / "extracted")
             imdb.write_reviews(imdb.read_folder(tmp / "extracted"), tmp / "a.jsonl.gz", "bench")
+            shutil.rmtree(tmp / "extracted")
 
         def stream() -> None:
             imdb.write_reviews(imdb.read_archive(archive), tmp / "raw" / imdb.REVIEWS, "bench")
 
         (tmp / "raw").mkdir()
-        base, ours = [], []
-        for _ in range(args.repeat):
-            base.append(timed(extract_then_read))
-            ours.append(timed(stream))
-            shutil.rmtree(tmp / "extracted")
-        b, o = statistics.median(base), statistics.median(ours)
+        write_json(tmp / "raw" / "manifest.json", {"source": str(archive)})  # not synthetic
+        got = alternate({"base": lambda: timed(extract_then_read), "ours": lambda: timed(stream)},
+                        args.repeat)
+        b, o = got["base"], got["ours"]
         print(f"\n1. download@imdb conversion (median of {args.repeat})")
         print(f"   extract all files, read them back   {b:6.2f} s   (baseline)")
-        print(f"   read tar members directly (ours)     {o:6.2f} s   speed-up x{b / o:.2f}")
+        print(f"   read tar members directly (ours)     {o:6.2f} s")
+        result("download@imdb: extract + read files / read tar members (s)", b / o)
 
-        cfg = DataConfig(vocab_size=10000, max_len=200)
-        totals = []
-        for _ in range(args.repeat):
-            totals.append(timed(lambda: imdb.split(cfg, tmp / "raw", 42)))
+        cfg = ImdbConfig(vocab_size=10000, max_len=200)
+        total = alternate({"split": lambda: timed(lambda: imdb.split(cfg, tmp / "raw", 42))},
+                          args.repeat)["split"]
         t_read = timed(lambda: imdb.read_reviews(tmp / "raw"))
         reviews = imdb.read_reviews(tmp / "raw")
         texts = reviews["train"][0] + reviews["test"][0]
@@ -102,12 +105,14 @@ def main() -> None:
         n_words = sum(map(len, tokens))
         print(f"\n2. split@imdb on {len(texts):,} reviews ({n_words / 1e6:.1f} M words), "
               f"vocab 10,000, max_len 200")
-        print(f"   imdb.split total (median of {args.repeat})  {statistics.median(totals):6.2f} s")
+        print(f"   imdb.split total (median of {args.repeat})  {total:6.2f} s")
         print(f"     read reviews.jsonl.gz      {t_read:6.2f} s")
         rate = n_words / t_tok / 1e6
         print(f"     tokenize                   {t_tok:6.2f} s  ({rate:.1f} M words/s)")
         print(f"     vocabulary (train only)    {t_vocab:6.2f} s")
         print(f"     encode to int32 arrays     {t_enc:6.2f} s")
+        result(f"split@imdb on {len(texts):,} reviews (s)", total, "s")
+        result("split@imdb tokenizer (M words/s)", rate, "M/s")
 
 
 if __name__ == "__main__":

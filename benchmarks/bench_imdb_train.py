@@ -1,27 +1,35 @@
 """LSTM/GRU training throughput (reviews/s: forward, backward, Adam step) on IMDB-shaped
-batches: packed sequences (what the models do) versus plain padded batches, each with random
-batches and with length bucketing (batches cut from length-sorted chunks of 50 batches, so
-a batch holds reviews of similar length and is trimmed to its longest).
+batches, four variants of the registry's nets (``model_options.packed``):
 
-Lengths come from data/split/imdb/train_len.npy when that holds the real data (pass
---lengths), else from a log-normal fit of IMDB review lengths (median 175 words, mean 234)
-truncated to max_len; token ids are random (throughput does not depend on them). The same
-batches are used for every variant; variants alternate over --repeat rounds; medians.
+* padded (the baseline, and what imdb_lstm/imdb_gru do: ``packed`` unset = packed only when
+  bidirectional): the layer runs over the padded batch, trimmed to its longest review, and
+  is read at each review's last real token;
+* packed: ``pack_padded_sequence`` with the true lengths;
+* each with random batches and with length bucketing (batches cut from length-sorted chunks
+  of 50 batches, so a batch holds reviews of similar length and is trimmed to its longest).
+
+Prints median reviews/s and each variant's ratio to padded, per cell. Lengths come from a
+train_len.npy of a real split (``--lengths data/split/imdb/train_len.npy``), else from a
+log-normal fit of IMDB review lengths (median 175 words, mean 234) cut at max_len; token ids
+are random (throughput does not depend on them). The same batches are used for every
+variant; variants alternate over --repeat rounds.
 
     flock /tmp/nnlab-heavy.lock nice -n 5 python benchmarks/bench_imdb_train.py
+    (quick set: benchmarks/run_quick.sh)
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from nnlab.models.registry import DataSpec, build_model
+from common import alternate, result
+from nnlab.models.registry import build_model
+from nnlab.spec import DataSpec
 
 
 def imdb_like_lengths(n: int, max_len: int, rng: np.random.Generator) -> np.ndarray:
@@ -100,15 +108,14 @@ def main() -> None:
                 for name, packed, _ in variants}
         for name, _, bucket in variants:  # warm-up
             throughput(nets[name], x, lengths_t, plans[bucket][:2])
-        results: dict[str, list[float]] = {name: [] for name, _, _ in variants}
-        for _ in range(args.repeat):
-            for name, _, bucket in variants:
-                results[name].append(throughput(nets[name], x, lengths_t, plans[bucket]))
-        base = statistics.median(results["padded"])
+        rates = alternate({name: lambda net=nets[name], plan=plans[bucket]: throughput(
+            net, x, lengths_t, plan) for name, _, bucket in variants}, args.repeat)
+        base = rates["padded"]
         print(f"\n{cell.upper()} training throughput (median reviews/s, ratio to padded)")
         for name, _, _ in variants:
-            r = statistics.median(results[name])
-            print(f"   {name:<20} {r:8.0f}   x{r / base:.2f}")
+            print(f"   {name:<20} {rates[name]:8.0f}   x{rates[name] / base:.2f}")
+        for name, _, _ in variants[1:]:
+            result(f"{cell.upper()} training, {name} / padded (reviews/s)", rates[name] / base)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ Three cases: mnist_cnn (cnn_small on the bundled MNIST sample), convnet4 without
 (synthetic cats vs dogs, --image-size px) and the GRU (synthetic reviews, padded batches).
 Runs alternate (bare, pipeline, bare, pipeline, ...) so background load hits both alike; the
 figure is the median ratio pipeline/bare of samples per second (target >= 0.95).
+Channels-last versus contiguous for every conv net: bench_channels_last.py.
 
     python benchmarks/bench_train_loop.py [--epochs 2] [--repeats 3] [--cases mnist_cnn,gru]
+    (quick set: benchmarks/run_quick.sh)
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ import lightning as L
 import numpy as np
 import torch
 
+from common import classifier, fit, make_params, prepare, quiet, result
 from nnlab.classifier import scale_inputs
-from nnlab.config import parse_params
-from nnlab.data.datamodule import ArrayDataModule, ArrayDataset
-from nnlab.data.prepare import load_arrays, run_download, run_split
-from nnlab.train import build_classifier
+from nnlab.data.datamodule import ArrayDataset
+from nnlab.data.prepare import load_arrays, load_meta
 
 CASES = {
     "mnist_cnn": {"dataset": "mnist", "model": "cnn_small", "batch_size": 64,
@@ -36,37 +37,22 @@ CASES = {
 }
 
 
-def prepare(root: Path, image_size: int, channels_last: bool):
-    params = parse_params({
-        "seed": 0,
-        "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False},
-        "data": {"mnist": {"source": "bundled"},
-                 "cats_vs_dogs": {"source": "synthetic", "synthetic_size": 800,
-                                  "synthetic_image_size": image_size},
-                 "imdb": {"source": "synthetic", "synthetic_size": 4000}},
-        "experiments": {name: {**case, "epochs": 1,
-                               "channels_last": channels_last and name == "convnet4"}
-                        for name, case in CASES.items()},
-    })
-    for dataset in params.data:
-        run_download(params, dataset, root)
-        run_split(params, dataset, root)
+def project(root: Path, image_size: int, channels_last: bool, samples: int):
+    params = make_params(
+        {name: {**case, "epochs": 1, "channels_last": channels_last and name == "convnet4"}
+         for name, case in CASES.items()},
+        {"mnist": {"source": "bundled", "max_samples": samples},
+         "cats_vs_dogs": {"source": "synthetic", "synthetic_size": min(samples, 800),
+                          "synthetic_image_size": image_size},
+         "imdb": {"source": "synthetic", "synthetic_size": samples}},
+    )
+    prepare(params, root)
     return params
 
 
 def pipeline(params, name: str, root: Path, epochs: int) -> float:
-    exp = params.experiment(name)
-    L.seed_everything(0, verbose=False)
-    dm = ArrayDataModule(exp.dataset, exp, params.loader, 0, root)
-    model = build_classifier(params, name, dm.meta, "bench")
-    trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_epochs=epochs, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, num_sanity_val_steps=0,
-    )
-    t0 = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
-    return len(dm.datasets["train"]) * epochs / (time.perf_counter() - t0)
+    seconds, samples = fit(params, name, root, epochs, validate=False)
+    return samples / seconds
 
 
 def bare(params, name: str, root: Path, epochs: int) -> float:
@@ -75,8 +61,7 @@ def bare(params, name: str, root: Path, epochs: int) -> float:
     L.seed_everything(0, verbose=False)
     arrays = {k: np.array(v) for k, v in load_arrays(exp.dataset, "train", root).items()}
     tensors = ArrayDataset(arrays).__getitems__(list(range(len(arrays["y"]))))
-    meta_model = build_classifier(params, name, ArrayDataModule(
-        exp.dataset, exp, params.loader, 0, root).meta, "bench")
+    meta_model = classifier(params, name, load_meta(exp.dataset, root))
     net, loss_fn = meta_model.net, meta_model.loss
     opt = meta_model.configure_optimizers()
     net.train()
@@ -99,13 +84,16 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--channels-last", action="store_true", help="convnet4 in channels-last")
     ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--samples", type=int, default=4000,
+                    help="MNIST sample cap and synthetic reviews (cats: at most 800)")
     args = ap.parse_args()
+    quiet()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, epochs {args.epochs}, "
           f"repeats {args.repeats}, convnet4 at {args.image_size}px"
           f"{' channels-last' if args.channels_last else ''}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        params = prepare(root, args.image_size, args.channels_last)
+        params = project(root, args.image_size, args.channels_last, args.samples)
         for name in args.cases.split(","):
             bare(params, name, root, 1)  # warm-up: allocator, kernels, imports
             pipeline(params, name, root, 1)
@@ -118,6 +106,8 @@ def main() -> None:
                       f"ratio {p / b:.3f}")
             print(f"{name}: median ratio pipeline/bare {statistics.median(ratios):.3f} "
                   f"(target >= 0.95)")
+            result(f"{name} training, pipeline / bare loop (samples/s)",
+                   statistics.median(ratios))
 
 
 if __name__ == "__main__":
