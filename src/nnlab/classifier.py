@@ -89,8 +89,12 @@ class Classifier(L.LightningModule):
         self.binary = self.spec.num_outputs == 1
         k = self.spec.num_classes
         task = {"task": "binary"} if self.binary else {"task": "multiclass", "num_classes": k}
-        self.train_acc, self.val_acc, self.test_acc = (Accuracy(**task) for _ in range(3))
-        self.train_loss, self.val_loss, self.test_loss = (MeanMetric() for _ in range(3))
+        # every step updates these: no per-call input checks (labels and predictions are made
+        # here), and a NaN loss shows as a NaN mean instead of being dropped
+        self.train_acc, self.val_acc, self.test_acc = (Accuracy(**task, validate_args=False)
+                                                       for _ in range(3))
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable")
+                                                          for _ in range(3))
         self.val_acc_best = MaxMetric()
         self.test_per_class = MetricCollection({
             "precision": MulticlassPrecision(k, average=None),
@@ -139,10 +143,14 @@ class Classifier(L.LightningModule):
             return F.binary_cross_entropy_with_logits(logits.squeeze(-1).float(), y.float())
         return F.cross_entropy(logits.float(), y)
 
+    def predicted_class(self, logits: torch.Tensor) -> torch.Tensor:
+        """The argmax of :func:`probabilities`, without computing them."""
+        return (logits[:, 0] > 0).long() if self.binary else logits.argmax(-1)
+
     def _step(self, batch: dict[str, torch.Tensor], acc, loss_metric) -> tuple:
         logits = self.logits(batch)
         loss = self.loss(logits, batch["y"])
-        pred = probabilities(logits.detach()).argmax(-1)
+        pred = self.predicted_class(logits.detach())
         acc.update(pred, batch["y"])
         loss_metric.update(loss.detach(), weight=len(batch["y"]))
         return loss, logits, pred
