@@ -88,3 +88,19 @@ def test_config_and_compare_do_not_import_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_summary_from_params_alone_gives_the_lecture_counts(tmp_path):
+    """`nnlab summary` on a fresh clone: no data/, no download, the lecture's numbers."""
+    import shutil
+
+    shutil.copy(SRC.parent / "params.yaml", tmp_path / "params.yaml")
+    nnlab = Path(sys.executable).parent / "nnlab"
+    counts = {"mnist_mlp": "Total params: 407,050", "mnist_cnn": "Total params: 61,482",
+              "catdog_cnn": "Total params: 5,681,345",
+              "catdog_vgg16_features": "Non-trainable params: 14,714,688"}
+    for name, expected in counts.items():
+        proc = subprocess.run([str(nnlab), "summary", name], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0 and expected in proc.stdout, proc.stderr[-1000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
