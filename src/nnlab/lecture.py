@@ -37,12 +37,10 @@ def standard_error(acc: float, n: int) -> float:
     return math.sqrt(acc * (1 - acc) / n) if n else float("nan")
 
 
-def reproduce_command(name: str, source_manifest: dict[str, Any], dataset: str) -> str:
-    """The command that reruns the row: the data it was scored on, then its evaluate stage."""
-    download = source_manifest.get("download", {})
-    overrides = ""
-    if download.get("path"):
-        overrides = f"-S data.{dataset}.path={download['path']} "
+def reproduce_command(name: str, path: str | None, dataset: str) -> str:
+    """The command that reruns the row: the data it was scored on (``path:`` as written in
+    params.yaml), then its evaluate stage."""
+    overrides = f"-S data.{dataset}.path={path} " if path else ""
     return f"dvc exp run {overrides}evaluate@{name}"
 
 
@@ -52,8 +50,6 @@ def _row(params: Params, name: str, root: Path) -> dict[str, Any] | None:
         return None
     metrics, run = read_json(report / paths.METRICS), read_json(report / paths.RECEIPT)
     dataset = params.source_dataset(params.experiment(name).dataset)
-    manifest_file = paths.split_dir(dataset, root) / paths.MANIFEST
-    manifest = read_json(manifest_file) if manifest_file.is_file() else {}
     acc, n = float(metrics["test/acc"]), int(run.get("test_samples") or 0)
     pretrained = run.get("pretrained") or {}
     source = run.get("data_source", "?")
@@ -68,7 +64,7 @@ def _row(params: Params, name: str, root: Path) -> dict[str, Any] | None:
         "epochs": metrics.get("epochs_run", "?"),
         "train": f"{float(metrics.get('train_seconds') or 0) / 60:.1f} min",
         "data": source,
-        "command": f"`{reproduce_command(name, manifest, dataset)}`",
+        "command": f"`{reproduce_command(name, params.dataset(dataset).path, dataset)}`",
     }
 
 

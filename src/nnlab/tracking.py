@@ -312,8 +312,8 @@ def dataset_source(raw_manifest: dict[str, Any]):
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.http_dataset_source import HTTPDatasetSource
 
-    if raw_manifest.get("path"):
-        return resolve_dataset_source(Path(raw_manifest["path"]).as_uri())
+    if raw_manifest.get("path"):  # (as recorded; a relative one is the project's)
+        return resolve_dataset_source(Path(raw_manifest["path"]).absolute().as_uri())
     urls = [f.get("url", "") for f in raw_manifest.get("files", {}).values()
             if isinstance(f, dict)]
     for url in urls:

@@ -161,12 +161,13 @@ def _local(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
     if path.is_dir():
         skipped: dict[str, int] = {}
         counts = write_reviews(read_folder(path, skipped), out_dir / REVIEWS, str(path))
-        return {"path": str(path), "counts": counts, **skipped}
+        return {"path": str(path.resolve()), "counts": counts, **skipped}
     if not path.is_file():
         raise ValueError(f"{shown} is neither a folder nor a file")
     counts = write_reviews(read_archive(path, Limits.of(cfg), shown), out_dir / REVIEWS, shown)
     # a local archive may be a repack: its checksum is recorded, not compared with the official
-    return {"path": str(path), "checksum": "sha256:" + file_digest(path), "counts": counts}
+    return {"path": str(path.resolve()), "checksum": "sha256:" + file_digest(path),
+            "counts": counts}
 
 
 def _remote(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
