@@ -88,6 +88,8 @@ def read_json_str(text: str):
 def test_dataset_source_is_the_path_the_url_or_the_fallback(tmp_path):
     local = tracking.dataset_source({"path": str(tmp_path), "files": {}})
     assert local._get_source_type() == "local" and str(tmp_path) in local.to_json()
+    relative = tracking.dataset_source({"path": "../shared/datasets/aclImdb.tar.gz"})
+    assert "shared/datasets/aclImdb.tar.gz" in relative.to_json()  # taken absolute
     http = tracking.dataset_source({"files": {"a.gz": {"url": "https://example.org/a.gz"}}})
     assert http._get_source_type() == "http" and http.url == "https://example.org/a.gz"
     fallback = tracking.dataset_source({"source": "synthetic reviews", "files": {}})
