@@ -309,11 +309,16 @@ def dataset_source(raw_manifest: dict[str, Any]):
     """Where a dataset came from, as an MLflow DatasetSource: the user's local ``path``, the
     URL it was downloaded from, or (offline fallback, bundled sample) the generator's name."""
     from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.http_dataset_source import HTTPDatasetSource
 
     if raw_manifest.get("path"):  # (as recorded; a relative one is the project's)
-        return resolve_dataset_source(Path(raw_manifest["path"]).absolute().as_uri())
+        import warnings
+
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+        with warnings.catch_warnings():  # MLflow registers its local source twice and says so
+            warnings.simplefilter("ignore", UserWarning)
+            return resolve_dataset_source(Path(raw_manifest["path"]).absolute().as_uri())
     urls = [f.get("url", "") for f in raw_manifest.get("files", {}).values()
             if isinstance(f, dict)]
     for url in urls:
