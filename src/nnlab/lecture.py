@@ -52,7 +52,10 @@ def _row(params: Params, name: str, root: Path) -> dict[str, Any] | None:
     dataset = params.source_dataset(params.experiment(name).dataset)
     acc, n = float(metrics["test/acc"]), int(run.get("test_samples") or 0)
     pretrained = run.get("pretrained") or {}
+    path = params.dataset(dataset).path
     source = run.get("data_source", "?")
+    if path and source == "remote":  # the real data, read from the user's copy
+        source = f"real, from {path}"
     if pretrained.get("backbone"):
         fallback = " (fallback)" if pretrained.get("fallback") else ""
         source += f"; base {pretrained['backbone']}{fallback}"
@@ -64,7 +67,7 @@ def _row(params: Params, name: str, root: Path) -> dict[str, Any] | None:
         "epochs": metrics.get("epochs_run", "?"),
         "train": f"{float(metrics.get('train_seconds') or 0) / 60:.1f} min",
         "data": source,
-        "command": f"`{reproduce_command(name, params.dataset(dataset).path, dataset)}`",
+        "command": f"`{reproduce_command(name, path, dataset)}`",
     }
 
 
