@@ -100,6 +100,26 @@ def test_registry_counts_live_processes_and_drops_stale_ones(jobs):
     assert threads.live_jobs() == 0
 
 
+def test_a_stopped_job_is_not_counted_until_it_resumes(jobs):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        threads.register(sleeper.pid)
+        assert threads.live_jobs() == 1
+        os.kill(sleeper.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while threads.live_jobs() and time.monotonic() < deadline:  # the stop lands async
+            time.sleep(0.05)
+        assert threads.live_jobs() == 0
+        assert (jobs / f"{sleeper.pid}.json").exists()  # kept: it is coming back
+        os.kill(sleeper.pid, signal.SIGCONT)
+        while not threads.live_jobs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threads.live_jobs() == 1
+    finally:
+        sleeper.kill()
+        sleeper.wait(timeout=60)
+
+
 def test_a_folder_owned_by_someone_else_is_not_used(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "getuid", lambda: os.stat(tmp_path).st_uid + 1)
     assert threads.register(folder=tmp_path) is None

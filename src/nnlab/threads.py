@@ -43,16 +43,24 @@ def jobs_dir() -> Path:
     return Path(os.environ.get("NNLAB_JOBS_DIR") or f"/tmp/nnlab-jobs-{os.getuid()}")
 
 
-def _start_time(pid: int) -> str | None:
-    """When ``pid`` started (clock ticks since boot), to tell a reused pid apart; None if gone."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name; None if gone, [] if unknown."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
         return None
     except OSError:
-        stat = ""
-    if stat:
-        return stat.rsplit(")", 1)[1].split()[19]
+        return []
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot), to tell a reused pid apart; None if gone."""
+    fields = _proc_stat(pid)
+    if fields is None:
+        return None
+    if fields:
+        return fields[19]
     try:  # no /proc: alive or not is all we can tell
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -85,7 +93,8 @@ def unregister(pid: int | None = None, folder: Path | None = None) -> None:
 
 
 def live_jobs(folder: Path | None = None) -> int:
-    """How many registered processes are alive (stale files are removed)."""
+    """How many registered processes are alive and running (stale files are removed). A
+    stopped job (SIGSTOP, Ctrl-Z) uses no core, so it is not counted until it resumes."""
     folder = folder or jobs_dir()
     count = 0
     for path in folder.glob("*.json") if folder.is_dir() else []:
@@ -96,7 +105,8 @@ def live_jobs(folder: Path | None = None) -> int:
         except (OSError, ValueError, KeyError, TypeError):
             alive = False
         if alive:
-            count += 1
+            fields = _proc_stat(int(entry["pid"])) or ["R"]
+            count += fields[0] not in ("T", "t")  # stopped, or stopped by a tracer
         else:
             path.unlink(missing_ok=True)
     return count
