@@ -267,6 +267,25 @@ def test_split_vocabulary_from_train_only(tmp_path):
     assert x[row, :3].tolist() == [great, great, UNK_INDEX] and lengths[row] == 3
 
 
+@pytest.mark.parametrize("truncate, kept", [("last", "great film loved it"),
+                                             ("first", "a great film loved")])
+def test_split_truncates_long_reviews_on_the_side_params_name(tmp_path, truncate, kept):
+    folder = make_folder(tmp_path / "src")
+    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(folder),
+                            "data.imdb.max_len": 4, "data.imdb.truncate": truncate,
+                            "data.imdb.val_fraction": 0.5})
+    run_download(params, "imdb", tmp_path)
+    run_split(params, "imdb", tmp_path)
+    out = tmp_path / "data/split/imdb"
+    vocab = Vocabulary.from_json(json.loads((out / "vocab.json").read_text()))
+    texts = {vocab.decode(x, n) for split in ("train", "val") for x, n in zip(
+        np.load(out / f"{split}_x.npy"), np.load(out / f"{split}_len.npy"), strict=True)}
+    assert kept in texts  # "A great film. Loved it!" cut to 4 words
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["truncate"].startswith(f"keep the {truncate}")
+    assert vocab.keep == truncate  # predict cuts a new review the same way
+
+
 def test_split_is_seeded_and_balanced(tmp_path):
     params = imdb_params()
     run_download(params, "imdb", tmp_path / "a")

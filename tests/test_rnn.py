@@ -172,3 +172,77 @@ def test_gru_learns_negation_where_bag_of_words_cannot(one_thread):
     gru_acc = float(((logits > 0).numpy() == y_test).mean())
     assert bow_acc < 0.65, bow_acc  # unigram counts carry (almost) no signal
     assert gru_acc > 0.85, gru_acc
+
+
+def _padding(order: list[int], lengths: np.ndarray, batch: int) -> float:
+    """Fraction of a batch's trimmed tensor that is padding, over all batches of ``order``."""
+    cut = [lengths[order[i : i + batch]] for i in range(0, len(order), batch)]
+    return 1 - sum(c.sum() for c in cut) / sum(len(c) * c.max() for c in cut)
+
+
+def test_length_buckets_cover_every_sample_once_and_cut_the_padding():
+    from nnlab.data.datamodule import LengthBucketSampler
+
+    rng = np.random.default_rng(0)
+    lengths = np.clip(rng.lognormal(np.log(175), 0.75, 3210).astype(int), 5, 500)
+    sampler = LengthBucketSampler(lengths, batch_size=32, shuffle=True, seed=3)
+    sampler.set_epoch(0)
+    first = list(sampler)
+    assert sorted(first) == list(range(len(lengths))) and len(sampler) == len(lengths)
+    random = rng.permutation(len(lengths)).tolist()
+    assert _padding(first, lengths, 32) < 0.1 < 0.4 < _padding(random, lengths, 32)
+    # the batch order is shuffled: long and short batches alternate, not a sorted sweep
+    maxima = [lengths[first[i : i + 32]].max() for i in range(0, 3200, 32)]
+    assert maxima != sorted(maxima) and maxima != sorted(maxima, reverse=True)
+    # seeded by epoch: the same epoch repeats, the next differs, a resumed run agrees
+    sampler.set_epoch(0)
+    assert list(sampler) == first
+    assert list(sampler) != first  # the epoch advanced by itself
+    again = LengthBucketSampler(lengths, 32, True, seed=3)
+    again.set_epoch(1)
+    sampler.set_epoch(1)
+    assert list(again) == list(sampler)
+    # evaluation: length order, every sample once
+    ordered = list(LengthBucketSampler(lengths, 32, shuffle=False, seed=3))
+    assert sorted(ordered) == list(range(len(lengths)))
+    assert np.all(np.diff(lengths[ordered]) >= 0)
+
+
+def test_length_buckets_under_ddp_ranks_split_the_epoch_and_stay_bucketed():
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    from nnlab.data.datamodule import LengthBucketSampler
+
+    lengths = np.random.default_rng(1).integers(5, 400, 2048)
+    ranks = []
+    for rank in range(2):
+        inner = LengthBucketSampler(lengths, 32, True, seed=5)
+        wrapper = DistributedSamplerWrapper(inner, num_replicas=2, rank=rank, shuffle=False)
+        ranks.append(list(wrapper))
+    assert sorted(ranks[0] + ranks[1]) == list(range(len(lengths)))
+    for order in ranks:  # each rank's batches of 16 come from one 32-sample bucket
+        assert _padding(order, lengths, 16) < 0.1
+
+
+def test_bucketed_training_runs_and_only_text_may_bucket(imdb_root):
+    import lightning as L
+
+    from nnlab.config import ConfigError
+    from nnlab.data.datamodule import ArrayDataModule, LengthBucketSampler
+    from nnlab.train import build_classifier
+
+    params = imdb_params(**{"experiments.imdb_gru.bucket_by_length": True})
+    exp = params.experiment("imdb_gru")
+    dm = ArrayDataModule("imdb", exp, params.loader, params.seed, imdb_root)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert isinstance(loader.sampler, LengthBucketSampler)
+    assert sum(len(b["y"]) for b in loader) == len(dm.datasets["train"])
+    model = build_classifier(params, "imdb_gru", dm.meta, "test")
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=2, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False)
+    trainer.fit(model, datamodule=dm)
+    assert trainer.state.finished and loader.sampler.epoch >= 1  # Lightning set the epoch
+    with pytest.raises(ConfigError, match=r"experiments\.mnist_cnn\.bucket_by_length: .*mnist"):
+        imdb_params(**{"experiments.mnist_cnn.bucket_by_length": True})

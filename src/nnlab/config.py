@@ -32,6 +32,7 @@ from pydantic_core import PydanticCustomError
 from nnlab.paths import check_name
 
 DATASETS = ("mnist", "cats_vs_dogs", "imdb")
+TEXT_DATASETS = ("imdb",)  # datasets whose samples have lengths
 PARAMS_FILE = "params.yaml"
 _SHOW = 60  # longest value shown in a message
 MAX_BYTES = 2**20  # a params file larger than this is not one
@@ -280,6 +281,7 @@ class CatsVsDogsConfig(_ArchiveConfig):
 class ImdbConfig(_ArchiveConfig):
     vocab_size: int = Field(10000, ge=10)
     max_len: int = Field(200, ge=4)
+    truncate: Literal["first", "last"] = "last"  # which max_len tokens of a longer review stay
 
 
 class DataBlocks(_Strict):
@@ -337,6 +339,9 @@ class ExperimentConfig(_Strict):
     augment: list[AugmentStep] = []
     finetune: FinetuneConfig | None = None
     channels_last: bool = False
+    # text: training batches of reviews of similar length (random batches cut from
+    # length-sorted chunks), each trimmed to its longest review; val/test read in length order
+    bucket_by_length: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
@@ -424,6 +429,10 @@ class Params(_Strict):
                 raise _key_error(f"experiments.{name}.dataset",
                                  f"{_quote(exp.dataset)} has no block under data: or "
                                  f"features: (known: {known})")
+            if exp.bucket_by_length and exp.dataset not in TEXT_DATASETS:
+                raise _key_error(f"experiments.{name}.bucket_by_length",
+                                 f"{_quote(exp.dataset)} has no lengths to bucket by (text "
+                                 f"only: {', '.join(TEXT_DATASETS)})")
         return self
 
     def experiment(self, name: str) -> ExperimentConfig:

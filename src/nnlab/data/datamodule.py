@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nnlab.config import ExperimentConfig, LoaderConfig
 from nnlab.data.prepare import load_arrays, load_meta
@@ -61,6 +61,48 @@ class ArrayDataset(Dataset):
         return {k: v[0] for k, v in self.__getitems__([index]).items()}
 
 
+class LengthBucketSampler(Sampler[int]):
+    """Sample order for text whose batches are trimmed to their longest sample (the recurrent
+    nets do that): samples of similar length share a batch, so little of it is padding.
+
+    Training (``shuffle``): each epoch, a random permutation is cut into chunks of
+    ``chunk_batches`` batches; each chunk is sorted by length and cut into batches, and the
+    batches are shuffled (the one short batch stays last). Evaluation: the samples in length
+    order. The order depends only on ``seed`` and the epoch (``set_epoch``, which Lightning
+    calls), so DDP ranks agree; Lightning's sampler wrapper then deals each rank every
+    world_size-th index, which keeps each rank's batches length-sorted. Every sample comes
+    once per epoch.
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int,
+                 chunk_batches: int = 50):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.chunk = batch_size * chunk_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        if not self.shuffle:
+            return iter(np.argsort(self.lengths, kind="stable").tolist())
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1  # the next epoch differs even where nobody calls set_epoch
+        order = rng.permutation(len(self.lengths))
+        chunks = [order[i : i + self.chunk] for i in range(0, len(order), self.chunk)]
+        order = np.concatenate([c[np.argsort(self.lengths[c], kind="stable")] for c in chunks])
+        n_full = len(order) // self.batch_size
+        full = order[: n_full * self.batch_size].reshape(n_full, self.batch_size)
+        shuffled = full[rng.permutation(n_full)].ravel()
+        return iter(np.concatenate([shuffled, order[n_full * self.batch_size :]]).tolist())
+
+
 def _whole_batch(batch: Any) -> Any:
     """collate_fn: ``__getitems__`` already returns a collated batch."""
     return batch
@@ -68,10 +110,11 @@ def _whole_batch(batch: Any) -> Any:
 
 def make_loader(
     data: Dataset, batch_size: int, loader: LoaderConfig, shuffle: bool = False,
-    workers: int | None = None,
+    workers: int | None = None, sampler: Sampler | None = None,
 ) -> DataLoader:
     """The one way a DataLoader is built (training, evaluation, features, predict);
-    ``workers`` (default ``loader.num_workers``) as sized for the jobs running now."""
+    ``workers`` (default ``loader.num_workers``) as sized for the jobs running now; a
+    ``sampler`` (which then does any shuffling) replaces the plain order."""
     from nnlab.data.augment import worker_init
 
     workers = loader.num_workers if workers is None else workers
@@ -79,7 +122,8 @@ def make_loader(
     return DataLoader(
         data,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         num_workers=workers,
         persistent_workers=workers > 0 and loader.persistent_workers,
         pin_memory=bool(pin),
@@ -127,8 +171,11 @@ class ArrayDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         workers = self.sizer.plan["num_workers"] if self.sizer is not None else None
-        return make_loader(self.datasets[split], self.exp.batch_size, self.loader, shuffle,
-                           workers)
+        data, sampler = self.datasets[split], None
+        if self.exp.bucket_by_length:
+            sampler = LengthBucketSampler(data.arrays["len"], self.exp.batch_size, shuffle,
+                                          self.seed)
+        return make_loader(data, self.exp.batch_size, self.loader, shuffle, workers, sampler)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -14,10 +14,11 @@ its labels depend on word order ("not good" is negative, "not bad at all" positi
 bag of words cannot solve it and a recurrent net can.
 
 split@imdb tokenizes (:mod:`nnlab.data.text`), builds the vocabulary from the training split
-only, and stores each review as its LAST ``max_len`` token ids plus its true length. The end
-of a review usually holds the verdict ("... 8/10, go and see it"), and the RNN's last hidden
-state is closest to the last tokens; Keras' ``pad_sequences`` keeps the end for the same
-reason. The vocabulary goes beside the arrays as ``vocab.json`` and is listed in
+only, and stores each review as ``max_len`` token ids plus its true length. A longer review
+keeps its LAST ``max_len`` tokens by default (``truncate: last``): the end of a review usually
+holds the verdict ("... 8/10, go and see it"), and the RNN's last hidden state is closest to
+the last tokens; Keras' ``pad_sequences`` keeps the end too. ``truncate: first`` keeps the
+beginning. The vocabulary goes beside the arrays as ``vocab.json`` and is listed in
 ``meta["assets"]``, so the checkpoint carries it (see :class:`nnlab.classifier.Classifier`).
 """
 
@@ -223,7 +224,7 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:
     }
     refuse_empty("imdb", {s: len(ys) for s, (_, ys) in parts.items()}, cfg)
     tokens = {s: [tokenize(t) for t in ts] for s, (ts, _) in parts.items()}
-    vocab = Vocabulary.build(tokens["train"], cfg.vocab_size, cfg.max_len, keep="last")
+    vocab = Vocabulary.build(tokens["train"], cfg.vocab_size, cfg.max_len, keep=cfg.truncate)
     arrays, stats = {}, {}
     for s, (_, ys) in parts.items():
         ids, lengths = vocab.encode(tokens[s])
@@ -241,7 +242,7 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:
         classes=CLASSES,
         arrays=arrays,
         meta={"vocab_size": len(vocab), "pad_index": PAD_INDEX, "max_len": cfg.max_len,
-              "truncate": "keep the last max_len tokens", "assets": [VOCAB]},
+              "truncate": f"keep the {cfg.truncate} max_len tokens", "assets": [VOCAB]},
         manifest={"test": "official test set (or the synthetic test part)",
                   "vocabulary": {"size": len(vocab), "built_from": "train split only"},
                   "lengths": stats},
