@@ -242,6 +242,37 @@ def test_compare_table(project):
     assert (project / "reports/lecture.md").read_text() == text and "Notes here." in text
 
 
+def test_lecture_command_sets_what_differs_from_the_committed_params(tmp_path):
+    import subprocess
+
+    import yaml
+
+    from nnlab.lecture import committed_params, overrides, reproduce_command
+    from tests.conftest import TINY
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    assert committed_params(tmp_path) is None  # not a repository
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "params.yaml"], check=True)
+    subprocess.run([*git, "commit", "-qm", "p"], check=True)
+    committed = committed_params(tmp_path)
+    assert committed is not None and committed.experiments == tiny_params().experiments
+    now = tiny_params(**{"experiments.mnist_cnn.epochs": 30, "data.mnist.path": "../shared/m",
+                         "experiments.mnist_cnn.augment": [{"name": "HorizontalFlip",
+                                                            "args": {"p": 0.5}}]})
+    changed = overrides(now, committed, "mnist_cnn")
+    assert changed == {"data.mnist.path": "../shared/m", "experiments.mnist_cnn.epochs": 30,
+                       "experiments.mnist_cnn.augment": [{"name": "HorizontalFlip",
+                                                         "args": {"p": 0.5}}]}
+    assert overrides(now, committed, "mnist_mlp") == {"data.mnist.path": "../shared/m"}
+    assert overrides(now, None, "mnist_cnn") == {"data.mnist.path": "../shared/m"}
+    assert reproduce_command("mnist_cnn", changed) == (
+        "dvc exp run -S data.mnist.path=../shared/m -S experiments.mnist_cnn.epochs=30 "
+        "-S 'experiments.mnist_cnn.augment=[{name: HorizontalFlip, args: {p: 0.5}}]' "
+        "evaluate@mnist_cnn")
+
+
 def test_train_before_split_names_the_stage(tmp_path):
     with pytest.raises(StageOrderError, match="split@mnist"):
         train(tiny_params(), "mnist_cnn", tmp_path)

@@ -462,6 +462,11 @@ class Params(_Strict):
 
     def flat(self, experiment: str) -> dict[str, Any]:
         """Every param that shapes one experiment, flattened to dotted keys (for MLflow)."""
+        return flatten(self.tree(experiment))
+
+    def tree(self, experiment: str) -> dict[str, Any]:
+        """Every param that shapes one experiment, nested as in params.yaml (the experiment's
+        own block under ``experiment``)."""
         exp = self.experiment(experiment)
         source = self.source_dataset(exp.dataset)
         tree: dict[str, Any] = {
@@ -473,7 +478,7 @@ class Params(_Strict):
         if (feat := self.features_of(exp.dataset)) is not None:
             tree["features"] = {exp.dataset: feat.model_dump(by_alias=True)}
         tree["experiment"] = exp.model_dump()
-        return flatten(tree)
+        return tree
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -4,17 +4,23 @@ For every experiment it reads what evaluate wrote (metrics.json, run.json) and t
 manifest, and gives the lecture's (or the book's: Chollet, *Deep Learning with Python*, on the
 same 2,000-photo cats-vs-dogs set and IMDB) reference accuracy, our test accuracy with its
 standard error on the held-out test split (``sqrt(p (1 - p) / n)``), the epochs, the training
-wall time, the data source and the command that reproduces the row. Reads JSON only.
+wall time, the data source and the command that reproduces the row from a clean checkout: its
+``-S`` overrides are the params of the experiment that differ from the committed params.yaml
+(``git show HEAD:params.yaml``), such as the path of the real data.
 """
 
 from __future__ import annotations
 
 import math
+import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from nnlab import paths
-from nnlab.config import Params
+from nnlab.config import PARAMS_FILE, ConfigError, Params, parse_params
 from nnlab.files import atomic_file, read_json
 
 OUT = Path("reports/lecture.md")
@@ -37,14 +43,56 @@ def standard_error(acc: float, n: int) -> float:
     return math.sqrt(acc * (1 - acc) / n) if n else float("nan")
 
 
-def reproduce_command(name: str, path: str | None, dataset: str) -> str:
-    """The command that reruns the row: the data it was scored on (``path:`` as written in
-    params.yaml), then its evaluate stage."""
-    overrides = f"-S data.{dataset}.path={path} " if path else ""
-    return f"dvc exp run {overrides}evaluate@{name}"
+def committed_params(root: Path) -> Params | None:
+    """params.yaml as committed at HEAD, or None (no git, no commit, not valid)."""
+    try:
+        text = subprocess.run(["git", "show", f"HEAD:{PARAMS_FILE}"], cwd=root, check=True,
+                              capture_output=True, text=True, timeout=30).stdout
+        return parse_params(yaml.safe_load(text), f"HEAD:{PARAMS_FILE}")
+    except (OSError, subprocess.SubprocessError, yaml.YAMLError, ConfigError):
+        return None
 
 
-def _row(params: Params, name: str, root: Path) -> dict[str, Any] | None:
+def overrides(params: Params, committed: Params | None, name: str) -> dict[str, Any]:
+    """The params of experiment ``name`` that differ from the committed ones, as the dotted
+    params.yaml keys ``dvc exp run -S`` takes. Without a committed copy of the experiment:
+    only the data's ``path``."""
+    exp = params.experiment(name)
+    if committed is None or name not in committed.experiments:
+        path = params.dataset(params.source_dataset(exp.dataset)).path
+        return {f"data.{params.source_dataset(exp.dataset)}.path": path} if path else {}
+    now, then = params.tree(name), committed.tree(name)
+    now[f"experiments.{name}"], then[f"experiments.{name}"] = now.pop("experiment"), \
+        then.pop("experiment")
+    return _differences(now, then)
+
+
+def _differences(now: Any, then: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys whose values differ; mappings are compared key by key, anything else
+    (lists too) as a whole."""
+    if isinstance(now, dict) and isinstance(then, dict):
+        out: dict[str, Any] = {}
+        for key in [*now, *(k for k in then if k not in now)]:
+            out.update(_differences(now.get(key), then.get(key), f"{prefix}{key}."))
+        return out
+    return {} if now == then else {prefix.rstrip("."): now}
+
+
+def reproduce_command(name: str, changed: dict[str, Any]) -> str:
+    """The command that reruns the row: ``-S`` for each changed param, then its evaluate
+    stage (dvc reruns what that changes upstream: the download, the split, the training)."""
+    sets = "".join(f"-S {shlex.quote(f'{key}={_value(value)}')} "
+                   for key, value in changed.items())
+    return f"dvc exp run {sets}evaluate@{name}"
+
+
+def _value(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
+    return text.removesuffix("\n...").strip()
+
+
+def _row(params: Params, name: str, root: Path, committed: Params | None
+         ) -> dict[str, Any] | None:
     report = paths.report_dir(name, root)
     if not (report / paths.METRICS).is_file():
         return None
@@ -67,7 +115,7 @@ def _row(params: Params, name: str, root: Path) -> dict[str, Any] | None:
         "epochs": metrics.get("epochs_run", "?"),
         "train": f"{float(metrics.get('train_seconds') or 0) / 60:.1f} min",
         "data": source,
-        "command": f"`{reproduce_command(name, path, dataset)}`",
+        "command": f"`{reproduce_command(name, overrides(params, committed, name))}`",
     }
 
 
@@ -76,7 +124,8 @@ COLUMNS = {"experiment": "experiment", "reference": "lecture / book", "ours": "o
 
 
 def lecture(params: Params, root: Path = Path("."), notes: str = "") -> str:
-    rows = [r for name in params.experiments if (r := _row(params, name, root))]
+    committed = committed_params(Path(root))
+    rows = [r for name in params.experiments if (r := _row(params, name, root, committed))]
     lines = ["# The lecture's numbers, reproduced", "",
              "Test accuracy on each experiment's held-out test split, ± one standard error "
              "(sqrt(p(1-p)/n)). Generated by `nnlab lecture` from reports/experiments/.", "",
