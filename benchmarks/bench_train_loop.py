@@ -2,10 +2,13 @@
 a bare PyTorch loop over the same tensors: same net, batches, optimizer, threads and epochs.
 
 Three cases: mnist_cnn (cnn_small on the bundled MNIST sample), convnet4 without augmentation
-(synthetic cats vs dogs, --image-size px) and the GRU (synthetic reviews, padded batches).
-Runs alternate (bare, pipeline, bare, pipeline, ...) so background load hits both alike; the
-figure is the median ratio pipeline/bare of samples per second (target >= 0.95).
-Channels-last versus contiguous for every conv net: bench_channels_last.py.
+(synthetic cats vs dogs, --image-size px) and the GRU (synthetic reviews, padded batches),
+the conv nets in channels-last as params.yaml has them (--contiguous: not). Two pipelines:
+"pipeline", a bare Trainer (no progress bar, callbacks or logger), and "stage", with the
+train stage's callbacks (thread sizing, checkpoints, History, Timer) and its progress bar;
+MLflow is left out (it logs per epoch only). Runs alternate (bare, pipeline, stage, bare, ...)
+so background load hits them alike; the figures are the median ratios to bare of samples per
+second (target >= 0.95). Channels-last versus contiguous: bench_channels_last.py.
 
     python benchmarks/bench_train_loop.py [--epochs 2] [--repeats 3] [--cases mnist_cnn,gru]
     (quick set: benchmarks/run_quick.sh)
@@ -39,7 +42,7 @@ CASES = {
 
 def project(root: Path, image_size: int, channels_last: bool, samples: int):
     params = make_params(
-        {name: {**case, "epochs": 1, "channels_last": channels_last and name == "convnet4"}
+        {name: {**case, "epochs": 1, "channels_last": channels_last and name != "gru"}
          for name, case in CASES.items()},
         {"mnist": {"source": "bundled", "max_samples": samples},
          "cats_vs_dogs": {"source": "synthetic", "synthetic_size": min(samples, 800),
@@ -50,8 +53,8 @@ def project(root: Path, image_size: int, channels_last: bool, samples: int):
     return params
 
 
-def pipeline(params, name: str, root: Path, epochs: int) -> float:
-    seconds, samples = fit(params, name, root, epochs, validate=False)
+def pipeline(params, name: str, root: Path, epochs: int, stage: bool = False) -> float:
+    seconds, samples = fit(params, name, root, epochs, validate=False, stage=stage)
     return samples / seconds
 
 
@@ -82,32 +85,37 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--channels-last", action="store_true", help="convnet4 in channels-last")
+    ap.add_argument("--contiguous", action="store_true",
+                    help="the conv nets in contiguous (NCHW) format, not channels-last")
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--samples", type=int, default=4000,
                     help="MNIST sample cap and synthetic reviews (cats: at most 800)")
     args = ap.parse_args()
     quiet()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, epochs {args.epochs}, "
-          f"repeats {args.repeats}, convnet4 at {args.image_size}px"
-          f"{' channels-last' if args.channels_last else ''}")
+          f"repeats {args.repeats}, convnet4 at {args.image_size}px, conv nets "
+          f"{'contiguous' if args.contiguous else 'channels-last'}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        params = project(root, args.image_size, args.channels_last, args.samples)
+        params = project(root, args.image_size, not args.contiguous, args.samples)
         for name in args.cases.split(","):
             bare(params, name, root, 1)  # warm-up: allocator, kernels, imports
             pipeline(params, name, root, 1)
-            ratios = []
+            pipeline(params, name, root, 1, stage=True)
+            ratios: dict[str, list[float]] = {"pipeline": [], "stage": []}
             for r in range(args.repeats):
                 b = bare(params, name, root, args.epochs)
                 p = pipeline(params, name, root, args.epochs)
-                ratios.append(p / b)
+                s = pipeline(params, name, root, args.epochs, stage=True)
+                ratios["pipeline"].append(p / b)
+                ratios["stage"].append(s / b)
                 print(f"{name} repeat {r}: bare {b:8.0f}/s   pipeline {p:8.0f}/s   "
-                      f"ratio {p / b:.3f}")
-            print(f"{name}: median ratio pipeline/bare {statistics.median(ratios):.3f} "
-                  f"(target >= 0.95)")
-            result(f"{name} training, pipeline / bare loop (samples/s)",
-                   statistics.median(ratios))
+                      f"stage {s:8.0f}/s   ratios {p / b:.3f} {s / b:.3f}")
+            for what, values in ratios.items():
+                print(f"{name}: median ratio {what}/bare {statistics.median(values):.3f} "
+                      f"(target >= 0.95)")
+                result(f"{name} training, {what} / bare loop (samples/s)",
+                       statistics.median(values))
 
 
 if __name__ == "__main__":

@@ -127,25 +127,33 @@ def train_samples_per_s(model, batches: Iterable[dict], max_batches: int,
 
 
 def fit(params, name: str, root: Path, epochs: int | None = None,
-        validate: bool = True) -> tuple[float, int]:
+        validate: bool = True, stage: bool = False) -> tuple[float, int]:
     """(seconds of the training loop, training samples seen) of ``trainer.fit`` as train runs
-    it (ArrayDataModule, build_classifier, lightning.Trainer), without MLflow, checkpoints or
-    thread sizing."""
+    it (ArrayDataModule, build_classifier, lightning.Trainer), without MLflow. ``stage``: with
+    the train stage's callbacks (thread sizing, checkpoints, History, Timer) and its progress
+    bar (``trainer.enable_progress_bar``); otherwise a bare Trainer."""
     import lightning as L
 
     from nnlab.data.datamodule import ArrayDataModule
+    from nnlab.train import _callbacks
 
     exp = params.experiment(name)
     epochs = epochs or exp.epochs
     L.seed_everything(params.seed, verbose=False)
     dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
     model = classifier(params, name, dm.meta)
+    callbacks = _callbacks(params, name, root / "models" / name, with_logger=False) \
+        if stage else []
+    if stage:
+        dm.sizer = callbacks[0]
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_epochs=epochs, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu", devices=1, max_epochs=epochs, logger=False, callbacks=callbacks,
+        enable_checkpointing=stage, enable_model_summary=False,
+        enable_progress_bar=stage and params.trainer.enable_progress_bar,
         num_sanity_val_steps=0, default_root_dir=root,
         **({} if validate else {"limit_val_batches": 0}),
     )
+
     class LoopClock(L.Callback):
         """From the first epoch's start to the loop's end: Trainer setup and teardown are
         left out, as a bare loop has none."""

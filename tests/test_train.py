@@ -1,5 +1,6 @@
 import csv
 import hashlib
+import os
 import shutil
 import signal
 
@@ -276,3 +277,22 @@ def test_lecture_command_sets_what_differs_from_the_committed_params(tmp_path):
 def test_train_before_split_names_the_stage(tmp_path):
     with pytest.raises(StageOrderError, match="split@mnist"):
         train(tiny_params(), "mnist_cnn", tmp_path)
+
+
+def test_lightnings_nvml_check_is_dropped_only_where_nvml_is_absent(monkeypatch):
+    import ctypes
+
+    from nnlab import classifier
+
+    def absent(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setenv(classifier.NVML_CHECK, "1")
+    monkeypatch.setattr(ctypes, "CDLL", absent)
+    assert classifier.skip_absent_nvml() and classifier.NVML_CHECK not in os.environ
+    import torch
+
+    assert torch.cuda.is_available() is False  # the CUDA runtime's answer here
+    monkeypatch.setenv(classifier.NVML_CHECK, "1")
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: object())  # a driver is installed
+    assert not classifier.skip_absent_nvml() and os.environ[classifier.NVML_CHECK] == "1"
