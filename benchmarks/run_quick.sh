@@ -67,7 +67,7 @@ bench() {  # bench <script> <args...>: one benchmark, its output and uptimes in 
     fi
 }
 
-bench bench_train_loop.py --epochs 1 --repeats 1 --samples 1000
+bench bench_train_loop.py --epochs 2 --repeats 3 --samples 4000
 bench bench_channels_last.py --size 96 --ft-size 64 --batches 4 --repeats 2
 bench bench_catdog_cache.py --images 128 --size 96 --batches 4 --repeats 1
 bench bench_catdog_augment.py --images 128 --repeats 1
