@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 from nnlab.config import PARAMS_FILE, ConfigError, load_params
@@ -80,9 +82,26 @@ def _one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+class _DropAdvert(logging.Filter):
+    """Lightning's "💡 Tip: ... try installing litlogger" line, printed by every Trainer."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_library_noise() -> None:
+    """Two lines that every training or evaluation stage would print and no user can act on:
+    Lightning's advert for its cloud logger, and the deprecation warning Lightning's own
+    ``_pytree`` module triggers in torch. ``--debug`` keeps them."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvert())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     debug = _debug(args)
+    if not debug:
+        quiet_library_noise()
     try:
         with interruptible():  # SIGTERM runs every clean-up, as Ctrl-C does
             return _run(args, Path("."))
