@@ -296,3 +296,21 @@ def test_lightnings_nvml_check_is_dropped_only_where_nvml_is_absent(monkeypatch)
     monkeypatch.setenv(classifier.NVML_CHECK, "1")
     monkeypatch.setattr(ctypes, "CDLL", lambda name: object())  # a driver is installed
     assert not classifier.skip_absent_nvml() and os.environ[classifier.NVML_CHECK] == "1"
+
+
+def test_evaluate_refuses_a_split_made_after_the_training(project):
+    from nnlab.data.prepare import run_split
+
+    params = tiny_params()
+    train(params, "mnist_mlp", project)
+    receipt = tracking.read_receipt(project / "models/mnist_mlp")
+    assert set(receipt["split_digests"]) == {"train", "val", "test"}
+    evaluate(params, "mnist_mlp", project)  # the split it was trained on: scored
+    report = project / "reports/experiments/mnist_mlp"
+    before = _snapshot(report)
+    resplit = tiny_params(**{"data.mnist.max_samples": 300})  # by hand, outside dvc repro
+    run_split(resplit, "mnist", project)
+    with pytest.raises(StageOrderError, match=r"data/split/mnist: changed since .*"
+                                              r"models/mnist_mlp.*rerun train@mnist_mlp"):
+        evaluate(resplit, "mnist_mlp", project)
+    assert _snapshot(report) == before  # the earlier report is kept as it was

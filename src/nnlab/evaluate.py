@@ -29,7 +29,7 @@ from nnlab.classifier import (
 )
 from nnlab.config import Params, check_experiment
 from nnlab.data.datamodule import ArrayDataModule, ArrayDataset
-from nnlab.data.prepare import load_arrays
+from nnlab.data.prepare import StageOrderError, load_arrays, split_digests
 from nnlab.data.sources import info
 from nnlab.files import atomic_dir, atomic_file, write_json
 
@@ -89,12 +89,27 @@ def _pictures(params: Params, name: str, model: Classifier, test: dict[str, np.n
                               figures / "augmented_samples.png")
 
 
+def _check_same_split(receipt: dict[str, Any], dataset: str, name: str, root: Path) -> None:
+    """Refuse to score a checkpoint on a split other than the one it was trained on (a
+    re-split with other data params, by hand outside ``dvc repro``): its test samples, or
+    their encoding, would differ from the ones the run's numbers belong to."""
+    trained_on = receipt.get("split_digests") or {}
+    now = split_digests(dataset, root)
+    if trained_on and now and trained_on != now:
+        changed = ", ".join(f"{s} {trained_on.get(s)} -> {now.get(s)}" for s in sorted(now)
+                            if trained_on.get(s) != now.get(s))
+        raise StageOrderError(
+            f"{paths.split_dir(dataset, root)}: changed since {paths.model_dir(name, root)} "
+            f"was trained ({changed}); rerun train@{name} first (dvc repro does)")
+
+
 def evaluate(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     exp = params.experiment(name)
     root = Path(root)
     check_experiment(params, name)
     model_dir = paths.model_dir(name, root)
     receipt = tracking.read_receipt(model_dir)
+    _check_same_split(receipt, exp.dataset, name, root)
     best = model_dir / paths.BEST
     model = load_classifier(best)
     dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)

@@ -34,6 +34,7 @@ from nnlab import paths, tracking
 from nnlab.classifier import Classifier
 from nnlab.config import Params, check_experiment
 from nnlab.data.datamodule import ArrayDataModule
+from nnlab.data.prepare import split_digests
 from nnlab.data.sources import info
 from nnlab.files import atomic_file
 from nnlab.summary import summary_text
@@ -176,7 +177,8 @@ def train(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     tags.update({f"pretrained.{key}": str(value) for key, value in pretrained.items()})
     logger = tracking.make_logger(name, exp.dataset, tags, root, receipt.get("run_id"))
     receipt.update(experiment=name, dataset=exp.dataset, params_hash=phash, data_source=source,
-                   status="RUNNING", **({"pretrained": pretrained} if pretrained else {}))
+                   split_digests=split_digests(exp.dataset, root), status="RUNNING",
+                   **({"pretrained": pretrained} if pretrained else {}))
     callbacks = _callbacks(params, name, model_dir, with_logger=bool(logger))
     dm.sizer = callbacks[0]
     callbacks.append(StartRun(model_dir, receipt, summary_text(model.net, model.spec, name),

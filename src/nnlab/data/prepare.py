@@ -176,6 +176,12 @@ def load_meta(dataset: str, root: Path = Path(".")) -> dict[str, Any]:
     return read_json(split_dir(dataset, root) / "meta.json")
 
 
+def split_digests(dataset: str, root: Path = Path(".")) -> dict[str, str]:
+    """The content digest of each split, from the split's manifest ({} if it has none)."""
+    manifest = split_dir(dataset, root) / paths.MANIFEST
+    return dict(read_json(manifest).get("digests", {})) if manifest.is_file() else {}
+
+
 def load_arrays(dataset: str, split: str, root: Path = Path(".")) -> dict[str, np.ndarray]:
     """Memory-mapped arrays of one split: nothing is copied into RAM until indexed."""
     path = split_dir(dataset, root)
