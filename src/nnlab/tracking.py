@@ -355,12 +355,12 @@ def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> list[str]
     from mlflow.entities import DatasetInput, InputTag
 
     from nnlab import paths
-    from nnlab.data.prepare import SPLITS, load_arrays, load_meta, split_digest
+    from nnlab.data.prepare import SPLITS, load_arrays, load_meta, split_digest, split_digests
 
     if not is_global_zero_env():
         return []
     meta = load_meta(dataset, root)
-    manifest = read_json(paths.split_dir(dataset, root) / paths.MANIFEST)
+    recorded = split_digests(dataset, root)
     origin = meta.get("derived", {}).get("from", dataset)
     raw_file = paths.raw_dir(origin, root) / paths.MANIFEST
     source = dataset_source(read_json(raw_file) if raw_file.is_file() else {
@@ -371,7 +371,7 @@ def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> list[str]
     inputs, digests = [], []
     for split in SPLITS:
         arrays = load_arrays(dataset, split, root)
-        digest = manifest.get("digests", {}).get(split) or split_digest(arrays)
+        digest = recorded.get(split) or split_digest(arrays)
         ds = _split_dataset(dataset, digest, source, arrays)
         extra = {**tags, "nnlab.samples": str(len(arrays["y"]))}
         inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[

@@ -15,11 +15,12 @@ bag of words cannot solve it and a recurrent net can.
 
 split@imdb tokenizes (:mod:`nnlab.data.text`), builds the vocabulary from the training split
 only, and stores each review as ``max_len`` token ids plus its true length. A longer review
-keeps its LAST ``max_len`` tokens by default (``truncate: last``): the end of a review usually
-holds the verdict ("... 8/10, go and see it"), and the RNN's last hidden state is closest to
-the last tokens; Keras' ``pad_sequences`` keeps the end too. ``truncate: first`` keeps the
-beginning. The vocabulary goes beside the arrays as ``vocab.json`` and is listed in
-``meta["assets"]``, so the checkpoint carries it (see :class:`nnlab.classifier.Classifier`).
+keeps its LAST ``max_len`` tokens unless params say otherwise (``truncate: last``, as Keras'
+``pad_sequences``: the end of a review often holds the verdict, "... 8/10, go and see it").
+``truncate: first`` keeps the beginning; params.yaml chooses it because the LSTM scored
+higher with it on the real reviews (docs/lecture-notes.md). The vocabulary goes beside the
+arrays as ``vocab.json`` and is listed in ``meta["assets"]``, so the checkpoint carries it
+(see :class:`nnlab.classifier.Classifier`).
 """
 
 from __future__ import annotations
