@@ -61,10 +61,10 @@ def overrides(params: Params, committed: Params | None, name: str) -> dict[str, 
     """The params of experiment ``name`` that differ from the committed ones, as the dotted
     params.yaml keys ``dvc exp run -S`` takes. Without a committed copy of the experiment:
     only the data's ``path``."""
-    exp = params.experiment(name)
     if committed is None or name not in committed.experiments:
-        path = params.dataset(params.source_dataset(exp.dataset)).path
-        return {f"data.{params.source_dataset(exp.dataset)}.path": path} if path else {}
+        dataset = params.source_dataset(params.experiment(name).dataset)
+        path = params.dataset(dataset).path
+        return {f"data.{dataset}.path": path} if path else {}
     now, then = params.tree(name), committed.tree(name)
     now[f"experiments.{name}"], then[f"experiments.{name}"] = now.pop("experiment"), \
         then.pop("experiment")

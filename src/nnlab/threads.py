@@ -43,31 +43,24 @@ def jobs_dir() -> Path:
     return Path(os.environ.get("NNLAB_JOBS_DIR") or f"/tmp/nnlab-jobs-{os.getuid()}")
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    """The fields of ``/proc/<pid>/stat`` after the command name; None if gone, [] if unknown."""
+def _process(pid: int) -> tuple[str | None, bool]:
+    """(when ``pid`` started, in clock ticks since boot, to tell a reused pid apart; whether it
+    is stopped), from one read of ``/proc/<pid>/stat``. The start is None if the process is
+    gone, "" where /proc cannot tell (then alive or not is all that is known)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[19], fields[0] in ("T", "t")  # stopped, or stopped by a tracer
     except FileNotFoundError:
-        return None
+        return None, False
     except OSError:
-        return []
-    return stat.rsplit(")", 1)[1].split()
-
-
-def _start_time(pid: int) -> str | None:
-    """When ``pid`` started (clock ticks since boot), to tell a reused pid apart; None if gone."""
-    fields = _proc_stat(pid)
-    if fields is None:
-        return None
-    if fields:
-        return fields[19]
-    try:  # no /proc: alive or not is all we can tell
+        pass
+    try:  # no /proc
         os.kill(pid, 0)
     except ProcessLookupError:
-        return None
+        return None, False
     except PermissionError:
         pass
-    return ""
+    return "", False
 
 
 def register(pid: int | None = None, folder: Path | None = None) -> Path | None:
@@ -81,7 +74,7 @@ def register(pid: int | None = None, folder: Path | None = None) -> Path | None:
             return None
         path = folder / f"{pid}.json"
         tmp = folder / f".{pid}.tmp"
-        tmp.write_text(json.dumps({"pid": pid, "start": _start_time(pid)}))
+        tmp.write_text(json.dumps({"pid": pid, "start": _process(pid)[0]}))
         tmp.replace(path)
     except OSError:
         return None
@@ -100,13 +93,12 @@ def live_jobs(folder: Path | None = None) -> int:
     for path in folder.glob("*.json") if folder.is_dir() else []:
         try:
             entry = json.loads(path.read_text())
-            start = _start_time(int(entry["pid"]))
+            start, stopped = _process(int(entry["pid"]))
             alive = start is not None and start == entry["start"]
         except (OSError, ValueError, KeyError, TypeError):
-            alive = False
+            alive = stopped = False
         if alive:
-            fields = _proc_stat(int(entry["pid"])) or ["R"]
-            count += fields[0] not in ("T", "t")  # stopped, or stopped by a tracer
+            count += not stopped
         else:
             path.unlink(missing_ok=True)
     return count
