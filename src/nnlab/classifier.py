@@ -298,8 +298,9 @@ def load_classifier(checkpoint: Path) -> Classifier:
         raise FileNotFoundError(
             f"{checkpoint}: no checkpoint; run `dvc repro train@{checkpoint.parent.name}` first"
         )
+    from nnlab.files import reading_checkpoint
     from nnlab.models.registry import loading_checkpoint
 
-    with loading_checkpoint():
-        model = Classifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    with loading_checkpoint(), reading_checkpoint(checkpoint):  # tensors and plain data only
+        model = Classifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     return model.eval()

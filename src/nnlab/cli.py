@@ -17,6 +17,7 @@ from pathlib import Path
 
 from nnlab.config import PARAMS_FILE, ConfigError, load_params
 from nnlab.files import interruptible
+from nnlab.paths import check_name
 
 DEBUG_ENV = "NNLAB_DEBUG"
 EXPECTED = (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSError)
@@ -39,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
         ("summary", "experiment", "print a Keras-style model summary"),
     ):
         sp = sub.add_parser(cmd, help=help_, parents=[common])
-        sp.add_argument(arg)
+        sp.add_argument(arg, nargs="?" if cmd != "summary" else None,
+                        help=f"under dvc repro: the {cmd}@<{arg}> of DVC_STAGE")
     sub.add_parser("compare", help="table and chart of all evaluated experiments",
                    parents=[common])
     sp = sub.add_parser("lecture", parents=[common],
@@ -130,6 +132,9 @@ def _run(args: argparse.Namespace, root: Path) -> int:
     if cmd == "server":
         return _server(args, root)
     params = load_params(args.params)
+    for arg in ("dataset", "cache", "experiment"):
+        if hasattr(args, arg) and getattr(args, arg) is None:
+            setattr(args, arg, stage_item(cmd, arg))
     if cmd == "download":
         from nnlab.data.prepare import run_download
 
@@ -179,6 +184,18 @@ def _predict(params, args: argparse.Namespace, root: Path) -> int:
         else:
             print(f"{r['file']}\t{r['label']}\t{r['probability']:.4f}")
     return 1 if any("error" in r for r in results) else 0
+
+
+def stage_item(cmd: str, what: str) -> str:
+    """The item of stage ``cmd@<item>`` that ``dvc repro`` runs, from DVC_STAGE (set by DVC,
+    ``[dvc.yaml:]train@<experiment>``): dvc.yaml's commands never name it, so that no params
+    key reaches a shell."""
+    stage = os.environ.get("DVC_STAGE", "")
+    name, _, item = stage.rpartition(":")[2].partition("@")
+    if name != cmd or not item:
+        raise ValueError(f"nnlab {cmd}: name the {what} "
+                         f"(DVC_STAGE is {stage!r}, not {cmd}@<{what}>)")
+    return check_name(item, what)
 
 
 def _dataset(params, name: str) -> str:

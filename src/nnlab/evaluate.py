@@ -115,7 +115,8 @@ def evaluate(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any
     dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
     # the training's callbacks are not needed to score the weights ckpt_path restores
     warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
-    inference_trainer(params).test(model, datamodule=dm, ckpt_path=str(best), verbose=False)
+    inference_trainer(params).test(model, datamodule=dm, ckpt_path=str(best), verbose=False,
+                                   weights_only=True)
     model = model.cpu()
     test = load_arrays(exp.dataset, "test", root)
     y = np.asarray(test["y"])

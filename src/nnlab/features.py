@@ -28,7 +28,7 @@ from nnlab.config import ConfigError, Params
 from nnlab.data.datamodule import SPLITS, ArrayDataset, make_loader
 from nnlab.data.prepare import load_arrays, load_meta, split_digest
 from nnlab.data.sources import info
-from nnlab.files import atomic_dir, read_json, write_json
+from nnlab.files import atomic_dir, load_checkpoint, read_json, write_json
 from nnlab.spec import DataSpec
 
 BASE_WEIGHTS = "base.pt"
@@ -108,8 +108,7 @@ def compose(head: nn.Module, meta: dict[str, Any], root: Path = Path(".")) -> tu
     image_shape = tuple(derived["image_shape"])
     base, _ = build_base(derived["backbone"], pool=derived["pool"], weights="none",
                          input_shape=image_shape)
-    state = torch.load(paths.split_dir(meta["dataset"], root) / derived["base_weights"],
-                       map_location="cpu", weights_only=True)
+    state = load_checkpoint(paths.split_dir(meta["dataset"], root) / derived["base_weights"])
     base.load_state_dict(state)
     spec = DataSpec(kind="image", input_shape=image_shape, classes=tuple(meta["classes"]))
     return nn.Sequential(base.eval(), head), spec

@@ -138,7 +138,44 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON file's content; a file that is not JSON is one ValueError naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a valid JSON file ({err})") from None
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint that holds more than tensors and plain data: it is never unpickled."""
+
+
+@contextlib.contextmanager
+def reading_checkpoint(path: str | Path) -> Iterator[None]:
+    """Turns what ``torch.load(weights_only=True)`` raises on ``path`` into one line naming
+    the file: a pickle of anything but tensors and plain data is refused (nothing in it
+    runs), and a truncated or corrupt file is said to be one."""
+    import pickle
+
+    try:
+        yield
+    except pickle.UnpicklingError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = lines[1] if len(lines) > 1 else (lines or [type(err).__name__])[0]
+        raise UnsafeCheckpointError(
+            f"{path}: refused: this checkpoint holds objects other than tensors and plain data "
+            f"(a pickle could run code: {reason})") from None
+    except (RuntimeError, EOFError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt: {first})"
+                         ) from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's content: tensors and plain data only (see :func:`reading_checkpoint`)."""
+    import torch
+
+    with reading_checkpoint(path):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def file_digest(path: str | Path, algo: str = "sha256") -> str:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import (
     Callback,
     EarlyStopping,
@@ -36,7 +35,7 @@ from nnlab.config import Params, check_experiment
 from nnlab.data.datamodule import ArrayDataModule
 from nnlab.data.prepare import split_digests
 from nnlab.data.sources import info
-from nnlab.files import atomic_file
+from nnlab.files import UnsafeCheckpointError, atomic_file, load_checkpoint
 from nnlab.summary import summary_text
 from nnlab.threads import ThreadSizer
 
@@ -128,8 +127,11 @@ def resumable_checkpoint(model_dir: Path, phash: str) -> Path | None:
     if not last.is_file() or tracking.receipt_or_empty(model_dir).get("status") == "FINISHED":
         return None
     try:
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
-    except Exception:  # an unreadable checkpoint is not worth resuming
+        ckpt = load_checkpoint(last)  # a hostile pickle is refused here, never run
+    except UnsafeCheckpointError:
+        raise
+    except ValueError as err:  # a truncated checkpoint is not worth resuming
+        info(f"train@{model_dir.name}: not resuming: {err}")
         return None
     if ckpt.get("hyper_parameters", {}).get("params_hash") != phash:
         return None
@@ -197,7 +199,8 @@ def train(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
         # data.<ds>.image_size asks for: the split's meta.json says which)
         logger.log_hyperparams({**flat, "data.input_shape": "x".join(
             str(d) for d in dm.meta["input_shape"])})
-    trainer.fit(model, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    trainer.fit(model, datamodule=dm, ckpt_path=str(resume) if resume else None,
+                weights_only=True)
     if trainer.interrupted:
         if (model_dir / paths.LAST).is_file():
             info(f"train@{name}: interrupted; {model_dir / paths.LAST} kept, rerun to resume")

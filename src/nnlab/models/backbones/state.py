@@ -7,17 +7,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nnlab.files import load_checkpoint
+
 
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict file (a bare one, or ``{"state_dict": ...}``), safely (weights only)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"model_options.weights: {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, zip errors, refused globals...
-        raise ValueError(f"model_options.weights: {path} is not a readable state dict "
-                         f"({type(err).__name__}: {err})") from None
+    state = load_checkpoint(path)  # weights only: a hostile pickle is refused, never run
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

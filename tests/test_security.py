@@ -1,0 +1,124 @@
+"""Hostile files never run code: checkpoints are read as tensors and plain data only, and no
+params key reaches the shell that DVC runs a stage's command in."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from nnlab.cli import main
+from nnlab.files import UnsafeCheckpointError, load_checkpoint
+from nnlab.models.backbones.state import read_state
+from nnlab.train import train
+from tests.conftest import TINY, copy_repo, params_text, tiny_params
+
+
+class _Runs:
+    """Unpickling this runs ``touch <marker>``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _plant(path: Path, marker: Path, like: Path | None = None) -> None:
+    """A checkpoint at ``path`` (``like``'s content, if given) that runs code when unpickled."""
+    content = torch.load(like, weights_only=True) if like else {"state_dict": {}}
+    torch.save({**content, "payload": _Runs(marker)}, path)
+
+
+@pytest.fixture
+def trained(project, monkeypatch):
+    monkeypatch.chdir(project)
+    params = tiny_params()
+    (project / "params.yaml").write_text(params_text(params))
+    train(params, "mnist_mlp", project)
+    return project
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_a_hostile_best_checkpoint_is_refused_by_evaluate_and_predict(trained, tmp_path, capsys,
+                                                                     command):
+    marker = tmp_path / "ran"
+    best = trained / "models/mnist_mlp/best.ckpt"
+    _plant(best, marker, like=best)
+    args = [command, "mnist_mlp"] + (["digit.png"] if command == "predict" else [])
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert not marker.exists()
+    assert len(err.splitlines()) == 1
+    assert "best.ckpt: refused" in err and "tensors and plain data" in err
+
+
+def test_a_hostile_last_checkpoint_is_refused_before_resuming(trained, tmp_path, capsys):
+    marker = tmp_path / "ran"
+    model_dir = trained / "models/mnist_mlp"
+    receipt = json.loads((model_dir / "run.json").read_text())
+    receipt["status"] = "RUNNING"  # an interrupted run: train would look at last.ckpt
+    (model_dir / "run.json").write_text(json.dumps(receipt))
+    _plant(model_dir / "last.ckpt", marker, like=model_dir / "last.ckpt")
+    before = sorted(p.name for p in model_dir.iterdir())
+    assert main(["train", "mnist_mlp"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert not marker.exists()
+    assert "last.ckpt: refused" in err
+    assert sorted(p.name for p in model_dir.iterdir()) == before  # nothing deleted
+
+
+def test_weight_files_and_truncated_checkpoints_are_one_line_naming_the_file(tmp_path):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "weights.pt"
+    _plant(evil, marker)
+    with pytest.raises(UnsafeCheckpointError, match="weights.pt: refused"):
+        read_state(evil)
+    with pytest.raises(UnsafeCheckpointError, match="weights.pt: refused"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+    good = tmp_path / "good.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(1000)}}, good)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match="cut.ckpt: not a readable checkpoint"):
+        load_checkpoint(cut)
+
+
+HOSTILE_KEYS = ["x;touch {m};echo", "y$(touch {m})", "z`touch {m}`", "q'$(touch {m})'",
+                'd"; touch {m}; "', "n\ntouch {m}"]
+
+
+@pytest.mark.slow
+def test_no_experiment_key_reaches_a_shell_under_dvc_repro(tmp_path):
+    """Upstream stages cached, then experiments whose keys are shell code: every train stage
+    stops in one line, and nothing of any key runs."""
+    root = copy_repo(tmp_path / "repo")
+    marker = tmp_path / "ran"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t.invalid"}
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["data"] = {"mnist": {**raw["data"]["mnist"], "source": "bundled", "max_samples": 400}}
+    raw["features"], raw["experiments"] = {}, {}
+
+    def run(*cmd):
+        return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    for cmd in (["git", "init", "-q"], ["dvc", "repro", "split@mnist"]):
+        proc = run(*cmd)
+        assert proc.returncode == 0, proc.stderr
+    for key in HOSTILE_KEYS:
+        key = key.format(m=marker)
+        exps = {key: TINY["experiments"]["mnist_mlp"]}
+        (root / "params.yaml").write_text(yaml.safe_dump({**raw, "experiments": exps}))
+        assert run("dvc", "status", f"train@{key}").returncode == 0  # DVC takes the key
+        proc = run("dvc", "repro", f"train@{key}")
+        assert proc.returncode != 0, key
+        assert not marker.exists(), f"{key!r} ran: {proc.stdout}{proc.stderr}"
