@@ -30,8 +30,9 @@ from PIL import Image
 
 from nnlab.data.images import ImageReadError, load_image
 from nnlab.data.prepare import run_download, run_split
-from nnlab.data.sources import DownloadError, fetch
+from nnlab.data.sources import fetch
 from nnlab.files import write_json
+from nnlab.log import DownloadError
 from tests.conftest import REPO, tiny_params
 from tests.http_server import (
     chunked_cut_short,

@@ -16,8 +16,9 @@ from nnlab.data.augment import Augment
 from nnlab.data.cats_vs_dogs import IMAGES, SYNTHETIC
 from nnlab.data.datamodule import ArrayDataModule
 from nnlab.data.prepare import load_arrays, load_meta, run_download, run_split
-from nnlab.data.sources import DownloadError, UnsafeArchiveError
+from nnlab.data.sources import UnsafeArchiveError
 from nnlab.files import file_digest, read_json
+from nnlab.log import DownloadError
 from nnlab.models.registry import DataSpec, build_model
 from nnlab.train import build_classifier
 from tests.conftest import REPO, SHARED, params_text, tiny_params

@@ -16,8 +16,9 @@ import pytest
 
 from nnlab.data import imdb
 from nnlab.data.prepare import run_download, run_split
-from nnlab.data.sources import ChecksumError, DownloadError, UnsafeArchiveError
+from nnlab.data.sources import ChecksumError, UnsafeArchiveError
 from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, tokenize
+from nnlab.log import DownloadError
 from tests.conftest import SHARED, params_text, tiny_params
 from tests.http_server import dead_url, serve
 

@@ -6,8 +6,8 @@ import pytest
 
 from nnlab.data import mnist
 from nnlab.data.prepare import load_arrays, load_meta, run_download, run_split
-from nnlab.data.sources import DownloadError
 from nnlab.files import read_json
+from nnlab.log import DownloadError
 from tests.conftest import tiny_params
 from tests.http_server import dead_url, serve
 

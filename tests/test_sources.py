@@ -11,13 +11,12 @@ import pytest
 
 from nnlab.data.sources import (
     ChecksumError,
-    DownloadError,
     UnsafeArchiveError,
     fetch,
     safe_extract,
-    with_fallback,
 )
 from nnlab.files import atomic_dir, atomic_file
+from nnlab.log import DownloadError, with_fallback
 from tests.http_server import dead_url, serve
 
 

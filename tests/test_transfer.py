@@ -18,9 +18,9 @@ from nnlab import tracking
 from nnlab.classifier import count_parameters, load_classifier
 from nnlab.compare import pretrained_cell
 from nnlab.config import parse_params
-from nnlab.data.sources import DownloadError
 from nnlab.features import run_features
 from nnlab.files import read_json, write_json
+from nnlab.log import DownloadError
 from nnlab.models.backbones import assemble_base, base_output_shape, build_base
 from nnlab.models.backbones import efficientnet_lite0 as lite0
 from nnlab.models.backbones import vgg16 as vgg16_base

@@ -30,8 +30,8 @@ from nnlab.classifier import (
 from nnlab.config import Params, check_experiment
 from nnlab.data.datamodule import ArrayDataModule, ArrayDataset
 from nnlab.data.prepare import StageOrderError, load_arrays, split_digests
-from nnlab.data.sources import info
 from nnlab.files import atomic_dir, atomic_file, write_json
+from nnlab.log import info
 
 
 def write_text_examples(

@@ -27,8 +27,8 @@ from nnlab.classifier import inference_trainer, scale_inputs
 from nnlab.config import ConfigError, Params
 from nnlab.data.datamodule import SPLITS, ArrayDataset, make_loader
 from nnlab.data.prepare import load_arrays, load_meta, split_digest
-from nnlab.data.sources import info
 from nnlab.files import atomic_dir, load_checkpoint, read_json, write_json
+from nnlab.log import info
 from nnlab.spec import DataSpec
 
 BASE_WEIGHTS = "base.pt"

@@ -33,7 +33,7 @@ import pandas as pd
 import nnlab
 from nnlab import paths, tracking
 from nnlab.config import Params
-from nnlab.data.sources import info
+from nnlab.log import info
 
 CHECKPOINT = "checkpoint"  # artifact: the best checkpoint
 BASE_TREE = "base"  # artifact: data/split/<cache>/base.pt, the tree features.compose reads

@@ -29,8 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from nnlab.data.sources import info
 from nnlab.files import read_json, write_json
+from nnlab.log import info
 
 RECEIPT = "run.json"
 STORE = "mlruns"

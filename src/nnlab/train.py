@@ -34,8 +34,8 @@ from nnlab.classifier import Classifier
 from nnlab.config import Params, check_experiment
 from nnlab.data.datamodule import ArrayDataModule
 from nnlab.data.prepare import split_digests
-from nnlab.data.sources import info
 from nnlab.files import UnsafeCheckpointError, atomic_file, load_checkpoint
+from nnlab.log import info
 from nnlab.summary import summary_text
 from nnlab.threads import ThreadSizer
 

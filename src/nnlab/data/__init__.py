@@ -3,7 +3,7 @@
 A dataset module provides
 
 * ``download(cfg, out_dir, seed) -> manifest``: fill ``out_dir`` with raw files (remote, a
-  local ``path:``, or the offline fallback through :func:`nnlab.data.sources.with_fallback`);
+  local ``path:``, or the offline fallback through :func:`nnlab.log.with_fallback`);
 * ``split(cfg, raw_dir, seed) -> Prepared``: read the raw files into arrays, split them.
 
 The stage functions in :mod:`nnlab.data.prepare` do the rest (atomic outputs, manifests).

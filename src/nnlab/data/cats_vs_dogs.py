@@ -50,19 +50,17 @@ from nnlab.data.images import IMAGE_SUFFIXES, ImageReadError, load_image
 from nnlab.data.prepare import Prepared
 from nnlab.data.sources import (
     ArchiveError,
-    DownloadError,
     Limits,
     copy_tree,
     fetch,
-    info,
     local_path,
     parse_mirror,
     safe_extract,
-    with_fallback,
 )
 from nnlab.data.synthetic import ANIMAL_CLASSES, write_animals
 from nnlab.data.synthetic import draw_animal as draw_animal  # re-exported for old callers
 from nnlab.files import file_digest, read_json
+from nnlab.log import DownloadError, info, with_fallback
 from nnlab.spec import DataSpec
 
 IMAGES = "images"  # under data/raw/cats_vs_dogs/

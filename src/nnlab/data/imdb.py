@@ -38,7 +38,6 @@ from nnlab.config import DataConfig
 from nnlab.data.prepare import Prepared, refuse_empty, stratified_split, subsample
 from nnlab.data.sources import (
     ArchiveError,
-    DownloadError,
     Limits,
     archive_files,
     fetch,
@@ -46,12 +45,12 @@ from nnlab.data.sources import (
     parse_mirror,
     read_nofollow,
     walk_files,
-    with_fallback,
 )
 from nnlab.data.synthetic import synthetic_review as synthetic_review  # re-exported
 from nnlab.data.synthetic import synthetic_reviews
 from nnlab.data.text import PAD_INDEX, VOCAB_ASSET, Vocabulary, tokenize
 from nnlab.files import file_digest, read_json
+from nnlab.log import DownloadError, with_fallback
 from nnlab.spec import DataSpec
 
 ARCHIVE = "aclImdb_v1.tar.gz"

@@ -13,8 +13,9 @@ import numpy as np
 
 from nnlab.config import DataConfig
 from nnlab.data.prepare import Prepared, stratified_split, subsample
-from nnlab.data.sources import fetch, local_path, read_nofollow, with_fallback
+from nnlab.data.sources import fetch, local_path, read_nofollow
 from nnlab.files import atomic_file
+from nnlab.log import with_fallback
 from nnlab.spec import DataSpec
 
 # The files and checksums torchvision uses; mirrors come from params.yaml.

@@ -22,8 +22,8 @@ import numpy as np
 from nnlab import paths
 from nnlab.config import DataConfig, Params
 from nnlab.data import dataset_module
-from nnlab.data.sources import info
 from nnlab.files import atomic_dir, interruptible, read_json, write_json
+from nnlab.log import info
 
 SPLITS = ("train", "val", "test")
 

@@ -29,7 +29,6 @@ import os
 import re
 import socket
 import stat
-import sys
 import tarfile
 import time
 import urllib.error
@@ -42,15 +41,12 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from nnlab.files import atomic_dir, atomic_file
+from nnlab.log import DownloadError, info
 
 USER_AGENT = "nnlab/0.1 (+https://github.com/)"
 _MB = 1 << 20
 _SMALL = _MB  # below this many unpacked bytes a ratio cannot make a bomb
 _PIN = re.compile(r"(sha256=[0-9a-fA-F]{64}|md5=[0-9a-fA-F]{32})")
-
-
-class DownloadError(RuntimeError):
-    """No mirror delivered a usable file."""
 
 
 class ChecksumError(DownloadError):
@@ -63,15 +59,6 @@ class ArchiveError(ValueError):
 
 class UnsafeArchiveError(ArchiveError):
     """A member is a link, a special file, escapes the target, or the archive is a bomb."""
-
-
-def warn(message: str) -> None:
-    """A loud console message (stderr, so it shows in `dvc repro` output)."""
-    print(f"\n*** nnlab WARNING: {message}\n", file=sys.stderr, flush=True)
-
-
-def info(message: str) -> None:
-    print(f"nnlab: {message}", file=sys.stderr, flush=True)
 
 
 def parse_mirror(entry: str) -> tuple[str, str | None]:
@@ -530,42 +517,3 @@ def copy_tree(src: Path, dest: Path) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------- fallback rule
-
-
-def with_fallback(
-    source: str,
-    remote: Callable[[], dict[str, Any]],
-    fallback: Callable[[], dict[str, Any]],
-    *,
-    dataset: str,
-    fallback_name: str,
-) -> dict[str, Any]:
-    """Run ``remote`` or the offline ``fallback`` according to ``source``.
-
-    Both return a manifest dict; the result carries ``source`` and, for a fallback, why.
-    """
-    if source == "remote":
-        manifest = remote()
-        manifest.setdefault("source", "remote")
-        return manifest
-    if source in ("bundled", "synthetic"):
-        info(f"{dataset}: using the {fallback_name} (source: {source})")
-        manifest = fallback()
-        manifest["source"] = fallback_name
-        manifest["fallback_reason"] = f"source: {source} in params.yaml"
-        return manifest
-    try:
-        manifest = remote()
-        manifest.setdefault("source", "remote")
-        return manifest
-    except DownloadError as err:
-        warn(
-            f"{dataset}: remote source unreachable ({err}).\n"
-            f"    Falling back to the {fallback_name.upper()} (source: auto).\n"
-            f"    Results are NOT comparable to the real dataset; set source: remote to "
-            f"fail instead."
-        )
-        manifest = fallback()
-        manifest["source"] = fallback_name
-        manifest["fallback_reason"] = str(err)
-        return manifest

