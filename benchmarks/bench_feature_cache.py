@@ -59,7 +59,7 @@ def main() -> None:
         params, what = catdog_project(root, args.images, args.size, experiments,
                                       {CACHE: {"from": "cats_vs_dogs", **base}},
                                       val=args.images // 8)
-        from nnlab.features import run_features
+        from nnlab.stages.features import run as run_features
 
         t0 = time.perf_counter()
         manifest = run_features(params, CACHE, root)

@@ -70,7 +70,8 @@ def make_params(experiments: dict[str, dict[str, Any]], data: dict[str, Any] | N
 
 def prepare(params, root: Path) -> None:
     """download@ and split@ of every dataset under ``data:``, into ``root``."""
-    from nnlab.data.prepare import run_download, run_split
+    from nnlab.stages.download import run as run_download
+    from nnlab.stages.split import run as run_split
 
     for dataset in params.data.present():
         run_download(params, dataset, root)
@@ -85,7 +86,7 @@ def image_meta(shape: tuple[int, int, int], classes: int = 2) -> dict[str, Any]:
 
 def classifier(params, name: str, meta: dict[str, Any]):
     """The experiment's Classifier, as train builds it (seeded: every variant starts alike)."""
-    from nnlab.train import build_classifier
+    from nnlab.stages.train import build_classifier
 
     torch.manual_seed(0)
     return build_classifier(params, name, meta, "bench")
@@ -135,7 +136,7 @@ def fit(params, name: str, root: Path, epochs: int | None = None,
     import lightning as L
 
     from nnlab.data.datamodule import ArrayDataModule
-    from nnlab.train import _callbacks
+    from nnlab.stages.train import _callbacks
 
     exp = params.experiment(name)
     epochs = epochs or exp.epochs

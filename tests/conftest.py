@@ -80,7 +80,8 @@ def _isolated_mlflow(monkeypatch, tmp_path):
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory) -> Path:
     """A project directory with tiny MNIST downloaded (bundled sample) and split."""
-    from nnlab.data.prepare import run_download, run_split
+    from nnlab.stages.download import run as run_download
+    from nnlab.stages.split import run as run_split
 
     root = tmp_path_factory.mktemp("mnist_project")
     params = tiny_params()

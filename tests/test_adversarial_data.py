@@ -29,10 +29,11 @@ import pytest
 from PIL import Image
 
 from nnlab.data.images import ImageReadError, load_image
-from nnlab.data.prepare import run_download, run_split
 from nnlab.data.sources import fetch
 from nnlab.files import write_json
 from nnlab.log import DownloadError
+from nnlab.stages.download import run as run_download
+from nnlab.stages.split import run as run_split
 from tests.conftest import REPO, tiny_params
 from tests.http_server import (
     chunked_cut_short,
@@ -675,7 +676,7 @@ _KILLED = """
 import sys
 from pathlib import Path
 from nnlab.config import parse_params
-from nnlab.data.prepare import run_download
+from nnlab.stages.download import run as run_download
 block = {"source": "remote", "mirrors": [sys.argv[1]], "timeout": 30, "retries": 0}
 params = parse_params({"seed": 1, "data": {"cats_vs_dogs": block}, "experiments": {}})
 run_download(params, "cats_vs_dogs", Path(sys.argv[2]))

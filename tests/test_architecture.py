@@ -1,4 +1,5 @@
-"""The shape of the code: no import cycles, and light commands that do not import torch."""
+"""The shape of the code: imports point one way (a lower layer never imports a higher one),
+no import cycles, and light commands that do not import torch."""
 
 import ast
 import subprocess
@@ -67,10 +68,55 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-def test_no_import_cycle_among_nnlab_modules():
+# Lowest first; a module may import its own group and every lower layer, nothing else.
+LAYERS = [
+    {"ground": ("nnlab", "nnlab.paths", "nnlab.spec", "nnlab.files", "nnlab.log")},
+    {"config": ("nnlab.config",)},
+    {"data": ("nnlab.data",), "models": ("nnlab.models",)},
+    {"library": ("nnlab.classifier", "nnlab.tracking", "nnlab.viz", "nnlab.threads",
+                 "nnlab.serving", "nnlab.summary", "nnlab.checks")},
+    {"commands": ("nnlab.stages", "nnlab.predict", "nnlab.lecture", "nnlab.server")},
+    {"cli": ("nnlab.cli",)},
+]
+
+
+def place(module: str) -> tuple[int, str]:
+    """(layer, group) of a module: the longest prefix listed in LAYERS."""
+    found = [(len(prefix), i, group) for i, layer in enumerate(LAYERS)
+             for group, prefixes in layer.items() for prefix in prefixes
+             if module == prefix or module.startswith(prefix + ".")]
+    assert found, f"{module} has no place in LAYERS"
+    _, layer, group = max(found)
+    return layer, group
+
+
+def wrong_way(graph: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for module, deps in graph.items():
+        layer, group = place(module)
+        for dep in deps:
+            dep_layer, dep_group = place(dep)
+            if dep_layer > layer or (dep_layer == layer and dep_group != group):
+                bad.append(f"{module} imports {dep}")
+    return sorted(bad)
+
+
+def test_the_layer_check_finds_wrong_way_imports():
+    assert wrong_way({"nnlab.config": {"nnlab.models.registry"}}) == [
+        "nnlab.config imports nnlab.models.registry"]
+    assert wrong_way({"nnlab.models.cnn": {"nnlab.data.sources"}}) == [
+        "nnlab.models.cnn imports nnlab.data.sources"]
+    assert wrong_way({"nnlab.stages.train": {"nnlab.classifier", "nnlab.log"}}) == []
+
+
+def test_imports_point_one_way():
     graph = import_graph()
-    assert "nnlab.train" in graph and "nnlab.classifier" in graph["nnlab.train"]
-    cycle = find_cycle(graph)
+    assert "nnlab.classifier" in graph["nnlab.stages.train"]  # the graph is really read
+    assert wrong_way(graph) == []
+
+
+def test_no_import_cycle_among_nnlab_modules():
+    cycle = find_cycle(import_graph())
     assert cycle is None, " -> ".join(cycle)
 
 
@@ -79,8 +125,8 @@ def test_config_and_compare_do_not_import_torch(tmp_path):
         "import sys\n"
         "from nnlab.config import load_params\n"
         f"params = load_params({str(SRC.parent / 'params.yaml')!r})\n"
-        "from nnlab.compare import compare\n"
-        f"compare(params, {str(tmp_path)!r})\n"
+        "from nnlab.stages.compare import run\n"
+        f"run(params, {str(tmp_path)!r})\n"
         "heavy = [m for m in ('torch', 'lightning', 'mlflow', 'albumentations') "
         "if m in sys.modules]\n"
         "assert not heavy, heavy\n"

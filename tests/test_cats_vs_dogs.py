@@ -15,12 +15,14 @@ from nnlab.config import load_params
 from nnlab.data.augment import Augment
 from nnlab.data.cats_vs_dogs import IMAGES, SYNTHETIC
 from nnlab.data.datamodule import ArrayDataModule
-from nnlab.data.prepare import load_arrays, load_meta, run_download, run_split
+from nnlab.data.prepare import load_arrays, load_meta
 from nnlab.data.sources import UnsafeArchiveError
 from nnlab.files import file_digest, read_json
 from nnlab.log import DownloadError
 from nnlab.models.registry import DataSpec, build_model
-from nnlab.train import build_classifier
+from nnlab.stages.download import run as run_download
+from nnlab.stages.split import run as run_split
+from nnlab.stages.train import build_classifier
 from tests.conftest import REPO, SHARED, params_text, tiny_params
 from tests.http_server import dead_url, serve
 
@@ -334,8 +336,8 @@ def test_fast_dev_run_both_experiments_augment_train_only(synthetic_root):
 
 def test_train_evaluate_predict_aug(synthetic_root, tmp_path, capsys):
     from nnlab.cli import main
-    from nnlab.evaluate import evaluate
-    from nnlab.train import train
+    from nnlab.stages.evaluate import run as evaluate
+    from nnlab.stages.train import run as train
 
     root = tmp_path / "project"
     shutil.copytree(synthetic_root, root)

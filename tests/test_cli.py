@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from nnlab import cli
-from nnlab.cli import main, server_command
+from nnlab.cli import main
+from nnlab.server import server_command
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "lightning", "mlflow", "albumentations", "torchvision")

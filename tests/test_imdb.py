@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from nnlab.data import imdb
-from nnlab.data.prepare import run_download, run_split
 from nnlab.data.sources import ChecksumError, UnsafeArchiveError
 from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, tokenize
 from nnlab.log import DownloadError
+from nnlab.stages.download import run as run_download
+from nnlab.stages.split import run as run_split
 from tests.conftest import SHARED, params_text, tiny_params
 from tests.http_server import dead_url, serve
 
@@ -305,8 +306,8 @@ def test_split_is_seeded_and_balanced(tmp_path):
 @pytest.fixture(scope="module")
 def trained_gru(tmp_path_factory):
     """imdb_gru trained 1 epoch on tiny synthetic data, then evaluated."""
-    from nnlab.evaluate import evaluate
-    from nnlab.train import train
+    from nnlab.stages.evaluate import run as evaluate
+    from nnlab.stages.train import run as train
 
     root = tmp_path_factory.mktemp("imdb_project")
     params = imdb_params()

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from nnlab.data import mnist
-from nnlab.data.prepare import load_arrays, load_meta, run_download, run_split
+from nnlab.data.prepare import load_arrays, load_meta
 from nnlab.files import read_json
 from nnlab.log import DownloadError
+from nnlab.stages.download import run as run_download
+from nnlab.stages.split import run as run_split
 from tests.conftest import tiny_params
 from tests.http_server import dead_url, serve
 

@@ -7,7 +7,7 @@ from PIL import Image
 from nnlab.cli import main
 from nnlab.data.prepare import load_arrays
 from nnlab.predict import predict
-from nnlab.train import train
+from nnlab.stages.train import run as train
 from tests.conftest import params_text, tiny_params
 
 

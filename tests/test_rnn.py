@@ -81,7 +81,8 @@ def test_summary_shows_embedding_recurrent_and_dense():
 
 @pytest.fixture(scope="module")
 def imdb_root(tmp_path_factory):
-    from nnlab.data.prepare import run_download, run_split
+    from nnlab.stages.download import run as run_download
+    from nnlab.stages.split import run as run_split
 
     root = tmp_path_factory.mktemp("imdb_rnn")
     params = imdb_params()
@@ -97,7 +98,7 @@ def test_fast_dev_run_and_checkpoint_carries_vocabulary(imdb_root, tmp_path, nam
     from nnlab.classifier import load_classifier
     from nnlab.data.datamodule import ArrayDataModule
     from nnlab.files import read_json
-    from nnlab.train import build_classifier
+    from nnlab.stages.train import build_classifier
 
     params = imdb_params()
     exp = params.experiment(name)
@@ -229,7 +230,7 @@ def test_bucketed_training_runs_and_only_text_may_bucket(imdb_root):
 
     from nnlab.config import ConfigError
     from nnlab.data.datamodule import ArrayDataModule, LengthBucketSampler
-    from nnlab.train import build_classifier
+    from nnlab.stages.train import build_classifier
 
     params = imdb_params(**{"experiments.imdb_gru.bucket_by_length": True})
     exp = params.experiment("imdb_gru")

@@ -14,7 +14,7 @@ import yaml
 from nnlab.cli import main
 from nnlab.files import UnsafeCheckpointError, load_checkpoint
 from nnlab.models.backbones.state import read_state
-from nnlab.train import train
+from nnlab.stages.train import run as train
 from tests.conftest import TINY, copy_repo, params_text, tiny_params
 
 

@@ -13,19 +13,19 @@ from PIL import Image
 
 from nnlab import serving, tracking
 from nnlab.data.prepare import load_arrays, split_digest
-from nnlab.evaluate import evaluate
 from nnlab.files import read_json
 from nnlab.predict import predict
-from nnlab.train import train
+from nnlab.stages.evaluate import run as evaluate
+from nnlab.stages.train import run as train
 from tests.conftest import tiny_params
 
 
 @pytest.fixture(autouse=True)
 def no_pictures(monkeypatch):
     """The evaluation's figures play no part here: skipped to keep the tests fast."""
-    import nnlab.evaluate
+    import nnlab.stages.evaluate
 
-    monkeypatch.setattr(nnlab.evaluate, "_pictures", lambda *a, **k: None, raising=False)
+    monkeypatch.setattr(nnlab.stages.evaluate, "_pictures", lambda *a, **k: None, raising=False)
 
 
 @pytest.fixture
@@ -163,7 +163,8 @@ def test_alias_best_follows_the_highest_test_acc(project):
 
 
 def test_text_model_round_trip(tmp_path, store):
-    from nnlab.data.prepare import run_download, run_split
+    from nnlab.stages.download import run as run_download
+    from nnlab.stages.split import run as run_split
     from tests.test_imdb import imdb_params
 
     params = imdb_params()
@@ -232,7 +233,7 @@ def test_a_run_the_store_lacks_logs_nothing(project, capfd):
 def test_a_head_on_a_features_cache_serves_raw_photos(tmp_path, store):
     """The registered model of a head trained on cached features carries the frozen base and
     classifies encoded photos, as nnlab predict does; its inputs are the cache's splits."""
-    from nnlab.features import run_features
+    from nnlab.stages.features import run as run_features
     from tests.test_transfer import HEAD, cache_params, make_split
 
     make_split(tmp_path)

@@ -33,7 +33,7 @@ def trained(tmp_path_factory, mnist_root) -> Path:
     """A project where mnist_mlp was trained for one epoch (its own store in mlruns/)."""
     root = tmp_path_factory.mktemp("trained") / "clone1"
     shutil.copytree(mnist_root, root)
-    from nnlab.train import train
+    from nnlab.stages.train import run as train
 
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
@@ -79,7 +79,7 @@ def test_second_clone_uses_its_own_store_and_never_the_first(trained, tmp_path, 
 
 
 def test_evaluate_in_a_second_clone_does_not_crash(trained, tmp_path):
-    from nnlab.evaluate import evaluate
+    from nnlab.stages.evaluate import run as evaluate
 
     clone = tmp_path / "clone2"
     shutil.copytree(trained, clone, ignore=shutil.ignore_patterns("mlruns"))

@@ -11,9 +11,10 @@ from nnlab import tracking
 from nnlab.classifier import inference_trainer, load_classifier
 from nnlab.data.datamodule import ArrayDataModule
 from nnlab.data.prepare import StageOrderError
-from nnlab.evaluate import evaluate
 from nnlab.files import read_json
-from nnlab.train import TrainingError, build_classifier, train
+from nnlab.stages.evaluate import run as evaluate
+from nnlab.stages.train import TrainingError, build_classifier
+from nnlab.stages.train import run as train
 from tests.conftest import tiny_params
 
 
@@ -218,7 +219,7 @@ def test_evaluate_runs_trainer_test_and_logs_into_training_run(project, monkeypa
 
 
 def test_compare_table(project):
-    from nnlab.compare import compare
+    from nnlab.stages.compare import run as compare
 
     params = tiny_params()
     for name in params.experiments:
@@ -299,7 +300,7 @@ def test_lightnings_nvml_check_is_dropped_only_where_nvml_is_absent(monkeypatch)
 
 
 def test_evaluate_refuses_a_split_made_after_the_training(project):
-    from nnlab.data.prepare import run_split
+    from nnlab.stages.split import run as run_split
 
     params = tiny_params()
     train(params, "mnist_mlp", project)

@@ -16,9 +16,7 @@ from torch import nn
 
 from nnlab import tracking
 from nnlab.classifier import count_parameters, load_classifier
-from nnlab.compare import pretrained_cell
 from nnlab.config import parse_params
-from nnlab.features import run_features
 from nnlab.files import read_json, write_json
 from nnlab.log import DownloadError
 from nnlab.models.backbones import assemble_base, base_output_shape, build_base
@@ -26,8 +24,11 @@ from nnlab.models.backbones import efficientnet_lite0 as lite0
 from nnlab.models.backbones import vgg16 as vgg16_base
 from nnlab.models.registry import BUILDERS, DataSpec, NetHooks, build_model, loading_checkpoint
 from nnlab.models.transfer import TransferNet
+from nnlab.stages.compare import pretrained_cell
+from nnlab.stages.features import run as run_features
+from nnlab.stages.train import build_classifier
+from nnlab.stages.train import run as train
 from nnlab.summary import summary_text
-from nnlab.train import build_classifier, train
 from tests.http_server import dead_url, serve
 
 pytestmark = pytest.mark.filterwarnings(
@@ -394,8 +395,8 @@ def test_feature_stage_writes_a_derived_dataset_in_the_split_format(catdog):
 def test_a_head_trains_on_the_cache_and_predicts_raw_photos(catdog, tmp_path):
     from PIL import Image
 
-    from nnlab.evaluate import evaluate
     from nnlab.predict import predict
+    from nnlab.stages.evaluate import run as evaluate
     from nnlab.summary import summarize
 
     params = cache_params(head=HEAD)

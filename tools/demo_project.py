@@ -39,8 +39,8 @@ def run(params, name: str, root: Path) -> None:
     """train and evaluate one experiment; its dataset inputs and model are logged here until
     train and evaluate log them themselves."""
     from nnlab import serving, tracking
-    from nnlab.evaluate import evaluate
-    from nnlab.train import train
+    from nnlab.stages.evaluate import run as evaluate
+    from nnlab.stages.train import run as train
 
     client = tracking.client(root)
     run_id = train(params, name, root)["run_id"]
@@ -54,7 +54,8 @@ def run(params, name: str, root: Path) -> None:
 def main(root: Path) -> None:
     from nnlab import tracking
     from nnlab.config import load_params
-    from nnlab.data.prepare import run_download, run_split
+    from nnlab.stages.download import run as run_download
+    from nnlab.stages.split import run as run_split
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))

@@ -7,6 +7,7 @@ params, 130 when interrupted, 1 otherwise). ``--debug`` or ``NNLAB_DEBUG=1`` add
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -23,6 +24,16 @@ DEBUG_ENV = "NNLAB_DEBUG"
 EXPECTED = (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSError)
 
 
+STAGES = {  # dvc.yaml's stages: command -> (the item it names, help)
+    "download": ("dataset", "fetch a dataset's raw files (or its offline substitute)"),
+    "split": ("dataset", "decode, split and store a dataset as arrays"),
+    "features": ("cache", "run a frozen pretrained base once over a dataset (features:)"),
+    "train": ("experiment", "train one experiment"),
+    "evaluate": ("experiment", "score an experiment's best checkpoint on the test split"),
+    "compare": (None, "table and chart of all evaluated experiments"),
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -31,19 +42,13 @@ def _parser() -> argparse.ArgumentParser:
                                 parents=[common])
     p.add_argument("--params", default=PARAMS_FILE, help="params file (default: params.yaml)")
     sub = p.add_subparsers(dest="command", required=True)
-    for cmd, arg, help_ in (
-        ("download", "dataset", "fetch a dataset's raw files (or its offline fallback)"),
-        ("split", "dataset", "decode, split and store a dataset as arrays"),
-        ("features", "cache", "run a frozen pretrained base once over a dataset (features:)"),
-        ("train", "experiment", "train one experiment"),
-        ("evaluate", "experiment", "score an experiment's best checkpoint on the test split"),
-        ("summary", "experiment", "print a Keras-style model summary"),
-    ):
+    for cmd, (item, help_) in STAGES.items():
         sp = sub.add_parser(cmd, help=help_, parents=[common])
-        sp.add_argument(arg, nargs="?" if cmd != "summary" else None,
-                        help=f"under dvc repro: the {cmd}@<{arg}> of DVC_STAGE")
-    sub.add_parser("compare", help="table and chart of all evaluated experiments",
-                   parents=[common])
+        if item:
+            sp.add_argument("item", nargs="?", metavar=item,
+                            help=f"default: the <{item}> of DVC_STAGE={cmd}@<{item}>")
+    sp = sub.add_parser("summary", help="print a Keras-style model summary", parents=[common])
+    sp.add_argument("experiment")
     sp = sub.add_parser("lecture", parents=[common],
                         help="reports/lecture.md: the lecture's numbers next to the evaluated ones")
     sp.add_argument("--notes", default=None, help="a Markdown file appended below the table")
@@ -127,42 +132,22 @@ def _failure(err: BaseException, debug: bool) -> tuple[str, int]:
 
 def _run(args: argparse.Namespace, root: Path) -> int:
     cmd = args.command
-    if cmd == "ui":
-        return _ui(args.host, args.port, root)
-    if cmd == "server":
-        return _server(args, root)
+    if cmd in ("ui", "server"):
+        from nnlab import server
+
+        return getattr(server, cmd)(args, root)
     params = load_params(args.params)
-    for arg in ("dataset", "cache", "experiment"):
-        if hasattr(args, arg) and getattr(args, arg) is None:
-            setattr(args, arg, stage_item(cmd, arg))
-    if cmd == "download":
-        from nnlab.data.prepare import run_download
-
-        run_download(params, _dataset(params, args.dataset), root)
-    elif cmd == "split":
-        from nnlab.data.prepare import run_split
-
-        run_split(params, _dataset(params, args.dataset), root)
-    elif cmd == "features":
-        from nnlab.features import run_features
-
-        run_features(params, args.cache, root)
-    elif cmd == "train":
-        from nnlab.train import train
-
-        train(params, args.experiment, root)
-    elif cmd == "evaluate":
-        from nnlab.evaluate import evaluate
-
-        evaluate(params, args.experiment, root)
+    if cmd in STAGES:
+        stage = importlib.import_module(f"nnlab.stages.{cmd}")
+        item = STAGES[cmd][0]
+        if item is None:
+            print(stage.run(params, root))
+        else:
+            stage.run(params, check_name(args.item or stage_item(cmd, item), item), root)
     elif cmd == "lecture":
         from nnlab.lecture import lecture
 
         print(lecture(params, root, Path(args.notes).read_text() if args.notes else ""))
-    elif cmd == "compare":
-        from nnlab.compare import compare
-
-        print(compare(params, root))
     elif cmd == "summary":
         from nnlab.summary import summarize
 
@@ -195,60 +180,7 @@ def stage_item(cmd: str, what: str) -> str:
     if name != cmd or not item:
         raise ValueError(f"nnlab {cmd}: name the {what} "
                          f"(DVC_STAGE is {stage!r}, not {cmd}@<{what}>)")
-    return check_name(item, what)
-
-
-def _dataset(params, name: str) -> str:
-    params.dataset(name)  # raises a ConfigError naming the known datasets
-    return name
-
-
-def _ui(host: str, port: int, root: Path) -> int:
-    import subprocess
-
-    from nnlab.tracking import artifact_location, tracking_uri
-
-    uri = tracking_uri(root)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--host", host, "--port", str(port)]
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        cmd += ["--default-artifact-root", artifact_location(root)]
-    print(f"nnlab: MLflow UI on http://{host}:{port} (store {uri})", file=sys.stderr)
-    return subprocess.call(cmd)
-
-
-def server_command(args: argparse.Namespace, root: Path) -> list[str]:
-    """The ``mlflow server`` command line for ``nnlab server`` (folders it needs are made)."""
-    store = Path(root).resolve() / "mlruns"
-    backend = args.backend_store_uri or f"sqlite:///{store / 'server.db'}"
-    artifacts = args.artifacts_destination or str(store / "server-artifacts")
-    if args.backend_store_uri is None:
-        store.mkdir(parents=True, exist_ok=True)  # sqlite makes the file, not its folder
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
-           "--artifacts-destination", artifacts, "--serve-artifacts",
-           "--host", args.host, "--port", str(args.port)]
-    if args.app_name:
-        cmd += ["--app-name", args.app_name]
-    if args.workers:
-        cmd += ["--workers", str(args.workers)]
-    if args.allowed_hosts:
-        cmd += ["--allowed-hosts", args.allowed_hosts]
-    return cmd
-
-
-def _server(args: argparse.Namespace, root: Path) -> int:
-    import socket
-    import subprocess
-
-    cmd = server_command(args, root)
-    lan = args.host in ("0.0.0.0", "::")  # every interface: reach it by this machine's name
-    url = f"http://{socket.gethostname() if lan else args.host}:{args.port}"
-    store, artifacts = (cmd[cmd.index(opt) + 1]
-                        for opt in ("--backend-store-uri", "--artifacts-destination"))
-    print(f"nnlab: MLflow tracking server on {url} (store {store}, artifacts {artifacts})",
-          file=sys.stderr)
-    print(f"export MLFLOW_TRACKING_URI={url}", file=sys.stderr)
-    return subprocess.call(cmd)
+    return item
 
 
 def run() -> None:

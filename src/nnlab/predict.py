@@ -28,7 +28,7 @@ class Predictor:
     def __init__(self, model: Classifier, root: Path = Path(".")):
         meta = model.hparams.meta
         if model.spec.kind == "features":
-            from nnlab.features import compose
+            from nnlab.models.backbones import compose
 
             model.net, model.spec = compose(model.net, meta, Path(root))
         self.model = model.eval()

@@ -1,4 +1,4 @@
-"""The download and split stages, shared by every dataset.
+"""What the download and split stages share: the split format, stratified splitting, readers.
 
 Split output (``data/split/<dataset>/``), the interface every later stage reads:
 
@@ -12,7 +12,6 @@ Split output (``data/split/<dataset>/``), the interface every later stage reads:
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,8 @@ from typing import Any
 import numpy as np
 
 from nnlab import paths
-from nnlab.config import DataConfig, Params
-from nnlab.data import dataset_module
-from nnlab.files import atomic_dir, interruptible, read_json, write_json
-from nnlab.log import info
+from nnlab.config import DataConfig
+from nnlab.files import read_json
 
 SPLITS = ("train", "val", "test")
 
@@ -97,68 +94,6 @@ def split_digest(arrays: dict[str, np.ndarray]) -> str:
         h.update(f"{key}:{arr.dtype.str}:{arr.shape};".encode())
         h.update(memoryview(arr).cast("B"))
     return h.hexdigest()[:16]
-
-
-def run_download(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
-    cfg = params.dataset(dataset)
-    module = dataset_module(dataset)
-    out = paths.raw_dir(dataset, root)
-    t0 = time.perf_counter()
-    with interruptible(), atomic_dir(out) as tmp:
-        manifest = module.download(cfg, tmp)
-        manifest = {"dataset": dataset, **manifest}
-        manifest["seconds"] = round(time.perf_counter() - t0, 2)
-        write_json(tmp / "manifest.json", manifest)
-    info(f"download@{dataset}: {manifest['source']} -> {out}")
-    return manifest
-
-
-def run_split(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
-    cfg: DataConfig = params.dataset(dataset)
-    raw = paths.raw_dir(dataset, root)
-    if not (raw / "manifest.json").is_file():
-        raise StageOrderError(
-            f"{raw}: no downloaded data; run `nnlab download {dataset}` "
-            f"(or `dvc repro download@{dataset}`) first"
-        )
-    raw_manifest = read_json(raw / "manifest.json")
-    with interruptible():
-        prepared: Prepared = dataset_module(dataset).split(cfg, raw, params.seed)
-    refuse_empty(dataset, {s: len(prepared.arrays[s]["y"]) for s in SPLITS}, cfg)
-    out = paths.split_dir(dataset, root)
-    with interruptible(), atomic_dir(out) as tmp:
-        for split in SPLITS:
-            for key, arr in prepared.arrays[split].items():
-                np.save(tmp / f"{split}_{key}.npy", arr, allow_pickle=False)
-        x0 = prepared.arrays["train"]["x"]
-        shape = list(x0.shape[1:])
-        input_shape = [shape[2], shape[0], shape[1]] if prepared.kind == "image" else shape
-        meta = {
-            "dataset": dataset,
-            "kind": prepared.kind,
-            "input_shape": input_shape,
-            "classes": prepared.classes,
-            "source": raw_manifest.get("source", "unknown"),
-            **prepared.meta,
-        }
-        write_json(tmp / "meta.json", meta)
-        for name, obj in prepared.files.items():
-            write_json(tmp / name, obj)
-        manifest = {
-            "dataset": dataset,
-            "source": meta["source"],
-            "download": raw_manifest,  # where the data came from
-            "seed": params.seed,
-            "counts": {s: len(prepared.arrays[s]["y"]) for s in SPLITS},
-            "class_counts": {
-                s: class_counts(prepared.arrays[s]["y"], prepared.classes) for s in SPLITS
-            },
-            "digests": {s: split_digest(prepared.arrays[s]) for s in SPLITS},
-            **prepared.manifest,
-        }
-        write_json(tmp / "manifest.json", manifest)
-    info(f"split@{dataset}: {manifest['counts']} ({meta['source']}) -> {out}")
-    return manifest
 
 
 def split_dir(dataset: str, root: Path = Path(".")) -> Path:

@@ -27,14 +27,18 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from functools import partial
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
 
+from nnlab import paths
+from nnlab.files import load_checkpoint
 from nnlab.models.backbones.state import read_state
 from nnlab.models.hooks import is_loading_checkpoint
+from nnlab.spec import DataSpec
 
 BACKBONES = ("vgg16", "efficientnet_lite0")
 POOLS = ("avg", "max", "flatten")
@@ -127,3 +131,15 @@ def build_base(
     found = _blocks(backbone, str(weights), source, timeout)
     blocks = found.pop("blocks")
     return assemble_base(blocks, _family(found["backbone"]).NORMALIZE, pool), found
+
+
+def compose(head: nn.Module, meta: dict[str, Any], root: Path = Path(".")) -> tuple:
+    """(base + head as one net on images, the image spec) for a head trained on a cache."""
+    derived = meta["derived"]
+    image_shape = tuple(derived["image_shape"])
+    base, _ = build_base(derived["backbone"], pool=derived["pool"], weights="none",
+                         input_shape=image_shape)
+    state = load_checkpoint(paths.split_dir(meta["dataset"], root) / derived["base_weights"])
+    base.load_state_dict(state)
+    spec = DataSpec(kind="image", input_shape=image_shape, classes=tuple(meta["classes"]))
+    return nn.Sequential(base.eval(), head), spec

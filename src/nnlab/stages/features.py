@@ -27,9 +27,8 @@ from nnlab.classifier import inference_trainer, scale_inputs
 from nnlab.config import ConfigError, Params
 from nnlab.data.datamodule import SPLITS, ArrayDataset, make_loader
 from nnlab.data.prepare import load_arrays, load_meta, split_digest
-from nnlab.files import atomic_dir, load_checkpoint, read_json, write_json
+from nnlab.files import atomic_dir, read_json, write_json
 from nnlab.log import info
-from nnlab.spec import DataSpec
 
 BASE_WEIGHTS = "base.pt"
 
@@ -45,7 +44,7 @@ class FrozenBase(L.LightningModule):
         return self.base(*scale_inputs(batch)).float().cpu()
 
 
-def run_features(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
+def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
     """Write ``data/split/<cache>/``: the base's outputs for every split of its source."""
     from nnlab.models.backbones import build_base
 
@@ -98,17 +97,3 @@ def run_features(params: Params, cache: str, root: Path = Path(".")) -> dict[str
     info(f"features@{cache}: {sum(counts.values())} images of {cfg.from_} through the frozen "
          f"{provenance['backbone']} base in {seconds:.1f}s -> features {list(feats.shape[1:])}")
     return manifest
-
-
-def compose(head: nn.Module, meta: dict[str, Any], root: Path = Path(".")) -> tuple:
-    """(base + head as one net on images, the image spec) for a head trained on a cache."""
-    from nnlab.models.backbones import build_base
-
-    derived = meta["derived"]
-    image_shape = tuple(derived["image_shape"])
-    base, _ = build_base(derived["backbone"], pool=derived["pool"], weights="none",
-                         input_shape=image_shape)
-    state = load_checkpoint(paths.split_dir(meta["dataset"], root) / derived["base_weights"])
-    base.load_state_dict(state)
-    spec = DataSpec(kind="image", input_shape=image_shape, classes=tuple(meta["classes"]))
-    return nn.Sequential(base.eval(), head), spec

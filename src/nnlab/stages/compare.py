@@ -91,7 +91,7 @@ def comparison_chart(rows: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
-def compare(params: Params, root: Path = Path(".")) -> str:
+def run(params: Params, root: Path = Path(".")) -> str:
     root = Path(root)
     rows = [r for name in params.experiments if (r := _row(name, root)) is not None]
     missing = [n for n in params.experiments if n not in {r["experiment"] for r in rows}]

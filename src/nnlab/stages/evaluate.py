@@ -103,7 +103,7 @@ def _check_same_split(receipt: dict[str, Any], dataset: str, name: str, root: Pa
             f"was trained ({changed}); rerun train@{name} first (dvc repro does)")
 
 
-def evaluate(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
+def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     exp = params.experiment(name)
     root = Path(root)
     check_experiment(params, name)

@@ -159,7 +159,7 @@ def _callback(trainer: L.Trainer, kind: type) -> Any:
     return next(c for c in trainer.callbacks if isinstance(c, kind))
 
 
-def train(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
+def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     """Fit one experiment; returns the run receipt (on rank 0)."""
     exp = params.experiment(name)
     root = Path(root)

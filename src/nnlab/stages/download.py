@@ -1,0 +1,27 @@
+"""download@<dataset>: a dataset's raw files (or its loud offline substitute) in data/raw/."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from nnlab import paths
+from nnlab.config import Params
+from nnlab.data import dataset_module
+from nnlab.files import atomic_dir, interruptible, write_json
+from nnlab.log import info
+
+
+def run(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
+    cfg = params.dataset(dataset)
+    module = dataset_module(dataset)
+    out = paths.raw_dir(dataset, root)
+    t0 = time.perf_counter()
+    with interruptible(), atomic_dir(out) as tmp:
+        manifest = module.download(cfg, tmp)
+        manifest = {"dataset": dataset, **manifest}
+        manifest["seconds"] = round(time.perf_counter() - t0, 2)
+        write_json(tmp / "manifest.json", manifest)
+    info(f"download@{dataset}: {manifest['source']} -> {out}")
+    return manifest
