@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
@@ -136,6 +138,7 @@ def test_config_and_compare_do_not_import_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_summary_from_params_alone_gives_the_lecture_counts(tmp_path):
     """`nnlab summary` on a fresh clone: no data/, no download, the lecture's numbers."""
     import shutil

@@ -1,15 +1,9 @@
-"""The one LightningModule: wraps any registered net for binary or multi-class classification.
+"""The one LightningModule: any registered net as a binary or multi-class classifier.
 
-Two classes -> one logit, BCE-with-logits, sigmoid; more -> one logit per class, cross-entropy,
-softmax. The net is built from the registry inside ``__init__`` from saved hyperparameters, so
-a checkpoint alone rebuilds the model (``Classifier.load_from_checkpoint``). Every number is a
-torchmetrics object (reduced across DDP ranks) and has one name, the same in Lightning,
-MLflow, metrics.json and the comparison: ``train/loss``, ``train/acc``, ``val/loss``,
-``val/acc``, ``val/acc_best``, ``test/loss``, ``test/acc``.
-
-Training, validation, test and prediction share one forward path (:meth:`logits`); the test
-step also accumulates the confusion matrix and per-class precision/recall/F1, and keeps the
-class probabilities of each test sample for the evaluation figures.
+Two classes: one logit, BCE, sigmoid; more: one logit per class, cross-entropy, softmax. The net
+is rebuilt from the saved hyperparameters, so a checkpoint alone restores the model. Every number
+is a torchmetrics object (reduced across DDP ranks) under one name, the same in Lightning,
+MLflow, metrics.json and the comparison: ``train/loss``, ``val/acc``, ``test/acc``, ...
 """
 
 from __future__ import annotations
@@ -41,13 +35,9 @@ NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 def skip_absent_nvml() -> bool:
     """Undo Lightning's ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` where NVML is absent; True if so.
 
-    Lightning sets it at import so that ``torch.cuda.is_available()`` asks NVML instead of
-    initialising CUDA (which would poison forked workers). Until CUDA is initialised, torch
-    then loads NVML on every such call, and ``torch.optim`` makes one at every optimizer
-    step: on a machine without the NVIDIA driver (a CUDA build of torch training on the CPU)
-    that is a failed ``dlopen`` per step, 0.25 ms here, about 4% of a mnist_cnn step, before
-    torch falls back to the CUDA runtime's count (0). Without NVML that fallback is the only
-    answer, so torch may as well ask it directly; with NVML nothing changes."""
+    With it set and no NVIDIA driver (a CUDA build of torch on a CPU machine), every
+    ``torch.cuda.is_available()`` call, one per optimizer step, tries and fails to load NVML
+    before answering 0 devices; without NVML that answer is all torch can give anyway."""
     if os.environ.get(NVML_CHECK) != "1":
         return False
     try:

@@ -30,6 +30,7 @@ METRICS = "metrics.json"  # the DVC metrics of an experiment: headline numbers o
 PER_CLASS = "per_class.json"  # precision/recall/F1/support per class (not a DVC metric)
 CONFUSION = "confusion.csv"  # DVC plot data
 FIGURES = "figures"
+EXAMPLES = "examples.md"  # test texts with their predictions (figures/, text models)
 
 
 def check_name(name: str, what: str = "name") -> str:

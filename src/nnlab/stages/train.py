@@ -1,15 +1,11 @@
-"""Training: builds the Trainer from params and fits one experiment.
+"""train@<experiment>: fit one experiment into ``models/<experiment>/``.
 
-Outputs (``models/<experiment>/``, a persistent DVC out so a killed run can resume):
-``best.ckpt`` (by ``val/acc``), ``last.ckpt``, ``history.csv`` (one row per epoch),
-``summary.txt`` and ``run.json`` (the receipt tying the checkpoint to its MLflow run).
-
-Nothing in ``models/<experiment>/`` changes until the run has really started: params, data,
-net, augmentation and Trainer are all built and checked first, and the folder of an earlier
-run is only cleared when the first training epoch begins (:class:`StartRun`). A run that
-fails before that (a bad value, missing data, Ctrl-C during set-up) leaves it as it was.
-Under DDP only global rank 0 writes files or MLflow records; Lightning launches the other
-ranks from the same command, and they read params.yaml themselves.
+Writes ``best.ckpt`` (by ``val/acc``), ``last.ckpt``, ``history.csv``, ``summary.txt`` and
+``run.json``, the receipt tying the checkpoint to its MLflow run, params hash and split digests.
+Everything is built and checked before the folder changes: an earlier run's outputs are only
+cleared when the first epoch begins, so a run that fails to start leaves them as they were. A
+persistent DVC output: a killed run resumes from ``last.ckpt`` if its params are unchanged.
+Under DDP only global rank 0 writes files or MLflow records.
 """
 
 from __future__ import annotations
@@ -30,8 +26,9 @@ from lightning.pytorch.callbacks import (
 )
 
 from nnlab import paths, tracking
+from nnlab.checks import check_experiment
 from nnlab.classifier import Classifier
-from nnlab.config import Params, check_experiment
+from nnlab.config import Params
 from nnlab.data.datamodule import ArrayDataModule
 from nnlab.data.prepare import split_digests
 from nnlab.files import UnsafeCheckpointError, atomic_file, load_checkpoint
@@ -47,26 +44,31 @@ class TrainingError(RuntimeError):
 
 
 class History(Callback):
-    """Per-epoch metrics, kept in the checkpoint so a resumed run keeps its curves."""
+    """Per-epoch metrics in ``history.csv``, rewritten after every epoch; kept in the
+    checkpoint, so a resumed run keeps its curves."""
 
-    def __init__(self) -> None:
-        self.rows: list[dict[str, float]] = []
+    def __init__(self, path: Path) -> None:
+        self.path, self.rows = path, []
 
     def _record(self, trainer: L.Trainer) -> None:
-        row: dict[str, float] = {"epoch": trainer.current_epoch}
-        for key in HISTORY_KEYS:
-            if key in trainer.callback_metrics:
-                row[key] = float(trainer.callback_metrics[key])
+        row = {"epoch": trainer.current_epoch}
+        row.update({k: float(trainer.callback_metrics[k]) for k in HISTORY_KEYS
+                    if k in trainer.callback_metrics})
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # runs before ModelCheckpoint's hook (Lightning orders checkpoint callbacks last)
+        # before ModelCheckpoint's hook (Lightning orders checkpoint callbacks last)
         if not trainer.sanity_checking:
             self._record(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not any(r["epoch"] == trainer.current_epoch for r in self.rows):
             self._record(trainer)
+        if trainer.is_global_zero:
+            with atomic_file(self.path, "w") as fh:
+                writer = csv.DictWriter(fh, fieldnames=["epoch", *HISTORY_KEYS], restval="")
+                writer.writeheader()
+                writer.writerows(sorted(self.rows, key=lambda r: r["epoch"]))
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": self.rows}
@@ -74,17 +76,10 @@ class History(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rows = list(state.get("rows", []))
 
-    def write(self, path: Path) -> None:
-        with atomic_file(path, "w") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["epoch", *HISTORY_KEYS], restval="")
-            writer.writeheader()
-            for row in sorted(self.rows, key=lambda r: r["epoch"]):
-                writer.writerow(row)
-
 
 class StartRun(Callback):
-    """When the first training epoch begins (everything built, sanity check passed): clear
-    an earlier run's outputs (unless resuming) and write the RUNNING receipt and summary."""
+    """When the first epoch begins (all built, sanity check passed): clear an earlier run's
+    outputs unless resuming, write the RUNNING receipt and the summary, log the datasets."""
 
     def __init__(self, model_dir: Path, receipt: dict[str, Any], summary: str, fresh: bool):
         self.model_dir, self.receipt, self.summary, self.fresh = model_dir, receipt, summary, fresh
@@ -95,8 +90,8 @@ class StartRun(Callback):
         if self.fresh and self.model_dir.exists():
             shutil.rmtree(self.model_dir)
         self.model_dir.mkdir(parents=True, exist_ok=True)
-        self.receipt["run_id"] = trainer.logger.run_id
-        self.receipt["experiment_id"] = trainer.logger.experiment_id
+        self.receipt.update(run_id=trainer.logger.run_id,
+                            experiment_id=trainer.logger.experiment_id)
         tracking.write_receipt(self.model_dir, self.receipt)
         (self.model_dir / paths.SUMMARY).write_text(self.summary + "\n")
         if self.fresh:  # a resumed run has its dataset inputs already
@@ -107,17 +102,11 @@ class StartRun(Callback):
 def build_classifier(params: Params, name: str, meta: dict[str, Any], phash: str) -> Classifier:
     exp = params.experiment(name)
     return Classifier(
-        model=exp.model,
-        meta=meta,
-        model_options=dict(exp.model_options),
-        optimizer=exp.optimizer,
-        lr=exp.lr,
-        weight_decay=exp.weight_decay,
-        momentum=exp.momentum,
-        channels_last=exp.channels_last,
+        model=exp.model, meta=meta, model_options=dict(exp.model_options),
+        optimizer=exp.optimizer, lr=exp.lr, weight_decay=exp.weight_decay,
+        momentum=exp.momentum, channels_last=exp.channels_last,
         finetune=exp.finetune.model_dump() if exp.finetune else None,
-        experiment=name,
-        params_hash=phash,
+        experiment=name, params_hash=phash,
     )
 
 
@@ -133,38 +122,16 @@ def resumable_checkpoint(model_dir: Path, phash: str) -> Path | None:
     except ValueError as err:  # a truncated checkpoint is not worth resuming
         info(f"train@{model_dir.name}: not resuming: {err}")
         return None
-    if ckpt.get("hyper_parameters", {}).get("params_hash") != phash:
-        return None
-    return last
-
-
-def _callbacks(params: Params, name: str, model_dir: Path, with_logger: bool) -> list[Callback]:
-    exp = params.experiment(name)
-    callbacks: list[Callback] = [
-        ThreadSizer(params.loader.threads, params.loader.num_workers),  # first: sizes threads
-        ModelCheckpoint(dirpath=model_dir, filename="best", monitor="val/acc", mode="max",
-                        save_last=True, auto_insert_metric_name=False,
-                        enable_version_counter=False),
-        History(),
-        Timer(),  # its elapsed time is kept in last.ckpt: a resumed run adds to it
-    ]
-    if with_logger:  # rank 0: the learning rate of every parameter group, per epoch
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-    if exp.patience is not None:
-        callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=exp.patience))
-    return callbacks
-
-
-def _callback(trainer: L.Trainer, kind: type) -> Any:
-    return next(c for c in trainer.callbacks if isinstance(c, kind))
+    return last if ckpt.get("hyper_parameters", {}).get("params_hash") == phash else None
 
 
 def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     """Fit one experiment; returns the run receipt (on rank 0)."""
-    exp = params.experiment(name)
-    root = Path(root)
+    exp, root = params.experiment(name), Path(root)
     model_dir = paths.model_dir(name, root)
     check_experiment(params, name)  # augmentation, Trainer values, devices: before anything
+    if model_dir.is_symlink():
+        raise ValueError(f"{model_dir}: is a symbolic link; train writes only real folders")
     flat = params.flat(name)
     phash = tracking.params_hash(flat)
 
@@ -181,24 +148,30 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     receipt.update(experiment=name, dataset=exp.dataset, params_hash=phash, data_source=source,
                    split_digests=split_digests(exp.dataset, root), status="RUNNING",
                    **({"pretrained": pretrained} if pretrained else {}))
-    callbacks = _callbacks(params, name, model_dir, with_logger=bool(logger))
-    dm.sizer = callbacks[0]
-    callbacks.append(StartRun(model_dir, receipt, summary_text(model.net, model.spec, name),
-                              fresh=resume is None))
+
+    dm.sizer = ThreadSizer(params.loader.threads, params.loader.num_workers)
+    best = ModelCheckpoint(dirpath=model_dir, filename="best", monitor="val/acc", mode="max",
+                           save_last=True, auto_insert_metric_name=False,
+                           enable_version_counter=False)
+    history = History(model_dir / paths.HISTORY)
+    timer = Timer()  # its elapsed time is kept in last.ckpt: a resumed run adds to it
+    start = StartRun(model_dir, receipt, summary_text(model.net, model.spec, name),
+                     fresh=resume is None)
+    callbacks = [dm.sizer, best, history, timer, start]
+    if logger:  # rank 0: the learning rate of every parameter group, per epoch
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if exp.patience is not None:
+        callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=exp.patience))
     trainer = L.Trainer(
         **{"enable_model_summary": False, **params.trainer.kwargs()},  # summary.txt has it
-        max_epochs=exp.epochs,
-        logger=logger,
-        callbacks=callbacks,
+        max_epochs=exp.epochs, logger=logger, callbacks=callbacks,
         default_root_dir=str(model_dir),
     )
     if resume is not None:
         info(f"train@{name}: resuming from {resume}")
-    if logger:  # rank 0
-        # the input size really used (an offline substitute may draw smaller images than
-        # data.<ds>.image_size asks for: the split's meta.json says which)
-        logger.log_hyperparams({**flat, "data.input_shape": "x".join(
-            str(d) for d in dm.meta["input_shape"])})
+    if logger:  # rank 0; the input size really used (a substitute may draw smaller images)
+        shape = "x".join(str(d) for d in dm.meta["input_shape"])
+        logger.log_hyperparams({**flat, "data.input_shape": shape})
     trainer.fit(model, datamodule=dm, ckpt_path=str(resume) if resume else None,
                 weights_only=True)
     if trainer.interrupted:
@@ -207,26 +180,16 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
         sys.exit(130)
     if not trainer.is_global_zero:
         return {}
-    return _finish(trainer, params, name, model_dir, receipt, root)
 
-
-def _finish(
-    trainer: L.Trainer, params: Params, name: str, model_dir: Path, receipt: dict[str, Any],
-    root: Path,
-) -> dict[str, Any]:
-    """Write history and the FINISHED receipt, and attach the outputs to the MLflow run."""
-    exp = params.experiment(name)
-    if not (model_dir / paths.BEST).is_file():
+    if best.best_model_score is None or not (model_dir / paths.BEST).is_file():
         trainer.logger.finalize("failed")  # never FINISHED without a checkpoint
         raise TrainingError(f"train@{name}: no {paths.BEST} was written (no validation "
                             f"batch ran? check the val split and limit_val_batches)")
-    _callback(trainer, History).write(model_dir / paths.HISTORY)
-    best = _callback(trainer, ModelCheckpoint).best_model_score
     receipt.update(
         status="FINISHED",
         epochs_run=trainer.current_epoch,
-        train_seconds=round(_callback(trainer, Timer).time_elapsed("train"), 2),
-        **{"val/acc_best": round(float(best), 4) if best is not None else None},
+        train_seconds=round(timer.time_elapsed("train"), 2),
+        **{"val/acc_best": round(float(best.best_model_score), 4)},
         early_stopped=bool(exp.patience and trainer.current_epoch < exp.epochs),
         devices=trainer.num_devices,
         num_nodes=trainer.num_nodes,
