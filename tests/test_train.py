@@ -175,6 +175,32 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_the_outputs(project, mon
     assert sorted(p.name for p in project.parent.iterdir()) == outside  # nothing beside it
 
 
+def test_a_second_training_of_one_experiment_is_refused_at_once(project):
+    from nnlab.files import exclusive
+
+    (project / "models").mkdir()
+    refused = pytest.raises(RuntimeError, match=r"\.mnist_mlp\.lock: train@mnist_mlp is "
+                                                rf"already running \(pid {os.getpid()}\)")
+    with exclusive(project / "models/.mnist_mlp.lock", "train@mnist_mlp"), refused:
+        train(tiny_params(), "mnist_mlp", project)  # while another training holds the lock
+    assert not (project / "models/mnist_mlp").exists()
+    train(tiny_params(), "mnist_mlp", project)  # the lock went with its holder
+
+
+def test_an_unusable_jobs_dir_or_a_linked_model_folder_is_refused_before_any_epoch(
+        project, monkeypatch, tmp_path):
+    monkeypatch.setenv("NNLAB_JOBS_DIR", "/dev/null")
+    with pytest.raises(ValueError, match="NNLAB_JOBS_DIR=/dev/null: not a folder"):
+        train(tiny_params(), "mnist_mlp", project)
+    assert not (project / "models/mnist_mlp").exists()
+    monkeypatch.delenv("NNLAB_JOBS_DIR")
+    (project / "models").mkdir()
+    (project / "models/mnist_mlp").symlink_to(tmp_path)
+    with pytest.raises(ValueError, match="mnist_mlp: is a symbolic link"):
+        train(tiny_params(), "mnist_mlp", project)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_training_without_checkpoint_is_not_finished(project):
     params = tiny_params(**{"trainer.limit_val_batches": 0})
     with pytest.raises(TrainingError, match="best.ckpt"):

@@ -131,6 +131,27 @@ def interruptible() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def exclusive(lock: Path, what: str) -> Iterator[None]:
+    """Hold ``lock`` (an flock, released by the kernel when the process ends) for ``what``;
+    a second holder is refused at once, in one line naming the lock and its holder."""
+    import fcntl
+
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise RuntimeError(f"{lock}: {what} is already running (pid {holder}); wait for it "
+                               f"or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_file(path, "w") as fh:
         json.dump(obj, fh, indent=2, sort_keys=False, default=str)

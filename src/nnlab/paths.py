@@ -30,6 +30,7 @@ METRICS = "metrics.json"  # the DVC metrics of an experiment: headline numbers o
 PER_CLASS = "per_class.json"  # precision/recall/F1/support per class (not a DVC metric)
 CONFUSION = "confusion.csv"  # DVC plot data
 FIGURES = "figures"
+LOCK = ".lock"  # models/.<experiment>.lock: held while the experiment trains
 EXAMPLES = "examples.md"  # test texts with their predictions (figures/, text models)
 
 
@@ -54,3 +55,12 @@ def model_dir(experiment: str, root: Path = Path(".")) -> Path:
 
 def report_dir(experiment: str, root: Path = Path(".")) -> Path:
     return Path(root) / REPORTS / check_name(experiment, "experiment")
+
+
+SPLITS = ("train", "val", "test")  # the splits of data/split/<dataset>, in this order
+VOCAB = "vocab.json"  # a text split's vocabulary, beside its arrays and in the checkpoint
+STORE_DB = "mlflow.db"  # in MLRUNS: the local MLflow store's runs
+STORE_ARTIFACTS = "artifacts"  # in MLRUNS: the local store's artifacts, one folder per experiment
+STORE_LOCK = ".lock"  # in MLRUNS: held while the local store is created
+SERVER_DB = "server.db"  # in MLRUNS: `nnlab server`'s runs
+SERVER_ARTIFACTS = "server-artifacts"  # in MLRUNS: `nnlab server`'s artifacts

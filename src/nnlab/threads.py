@@ -1,14 +1,10 @@
 """CPU threads shared by the nnlab jobs running at once on one machine.
 
-Torch starts as many intra-op threads as there are cores in every process; two trainings on
-two cores then fight over them and each runs far slower than half speed. With
-``loader.threads: auto`` every nnlab process takes an equal share of the cores this process
-may use (affinity and cgroup quota), counting the nnlab processes alive right now in a small
-registry: one file per process in ``$NNLAB_JOBS_DIR`` (default ``/tmp/nnlab-jobs-<uid>``,
-the same for every shell, queue worker and job step of the user). Files of dead processes are
-ignored and removed. Jobs come and go, so the share is recomputed at each training epoch
-(``torch.set_num_threads`` may change at run time; inter-op threads only once, before any
-parallel work). An integer ``threads`` is taken as given.
+With ``loader.threads: auto`` every nnlab process takes an equal share of the cores it may use
+(affinity, cgroup quota), counting the nnlab processes alive now in a registry: one file per
+process in ``$NNLAB_JOBS_DIR`` (default ``/tmp/nnlab-jobs-<uid>``). Torch would otherwise start
+a thread per core in every process, and parallel trainings would fight over them. Jobs come and
+go, so the share is recomputed at each training epoch. An integer ``threads`` is taken as given.
 """
 
 from __future__ import annotations
@@ -41,6 +37,15 @@ def available_cores() -> int:
 
 def jobs_dir() -> Path:
     return Path(os.environ.get("NNLAB_JOBS_DIR") or f"/tmp/nnlab-jobs-{os.getuid()}")
+
+
+def check_jobs_dir() -> None:
+    """A ``NNLAB_JOBS_DIR`` that cannot hold the registry is refused before anything runs."""
+    folder = os.environ.get("NNLAB_JOBS_DIR")
+    path = Path(folder or ".")
+    if folder and not (path.is_dir() or (not path.exists() and os.access(path.parent, os.W_OK))):
+        raise ValueError(f"NNLAB_JOBS_DIR={folder}: not a folder nnlab can write its job "
+                         f"registry in (unset it to use /tmp/nnlab-jobs-<uid>)")
 
 
 def _process(pid: int) -> tuple[str | None, bool]:
@@ -82,7 +87,8 @@ def register(pid: int | None = None, folder: Path | None = None) -> Path | None:
 
 
 def unregister(pid: int | None = None, folder: Path | None = None) -> None:
-    (folder or jobs_dir()).joinpath(f"{pid or os.getpid()}.json").unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (folder or jobs_dir()).joinpath(f"{pid or os.getpid()}.json").unlink(missing_ok=True)
 
 
 def live_jobs(folder: Path | None = None) -> int:
@@ -166,6 +172,7 @@ class ThreadSizer(Callback):
     """
 
     def __init__(self, threads: int | str = "auto", num_workers: int = 0) -> None:
+        check_jobs_dir()
         self.threads = threads
         self.num_workers = num_workers
         self.processes_per_node = 1

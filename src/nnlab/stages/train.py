@@ -11,6 +11,7 @@ Under DDP only global rank 0 writes files or MLflow records.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -31,12 +32,14 @@ from nnlab.classifier import Classifier
 from nnlab.config import Params
 from nnlab.data.datamodule import ArrayDataModule
 from nnlab.data.prepare import split_digests
-from nnlab.files import UnsafeCheckpointError, atomic_file, load_checkpoint
+from nnlab.files import UnsafeCheckpointError, atomic_file, exclusive, load_checkpoint
 from nnlab.log import info
 from nnlab.summary import summary_text
 from nnlab.threads import ThreadSizer
 
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
+# set in the processes a launcher (Lightning, torchrun, SLURM) starts for ranks other than 0
+RANK_VARS = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
 
 
 class TrainingError(RuntimeError):
@@ -126,12 +129,21 @@ def resumable_checkpoint(model_dir: Path, phash: str) -> Path | None:
 
 
 def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
-    """Fit one experiment; returns the run receipt (on rank 0)."""
-    exp, root = params.experiment(name), Path(root)
+    """Fit one experiment; returns the run receipt (on rank 0). Checks come first; then a
+    second training of the same experiment, in this project, is refused until this one ends."""
     model_dir = paths.model_dir(name, root)
     check_experiment(params, name)  # augmentation, Trainer values, devices: before anything
     if model_dir.is_symlink():
         raise ValueError(f"{model_dir}: is a symbolic link; train writes only real folders")
+    if any(os.environ.get(var, "0") != "0" for var in RANK_VARS):
+        return _fit(params, name, Path(root))  # a launched rank: rank 0 holds the lock
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(model_dir.with_name(f".{name}{paths.LOCK}"), f"train@{name}"):
+        return _fit(params, name, Path(root))
+
+
+def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
+    exp, model_dir = params.experiment(name), paths.model_dir(name, root)
     flat = params.flat(name)
     phash = tracking.params_hash(flat)
 
