@@ -135,18 +135,24 @@ def fit(params, name: str, root: Path, epochs: int | None = None,
     bar (``trainer.enable_progress_bar``); otherwise a bare Trainer."""
     import lightning as L
 
+    from lightning.pytorch.callbacks import ModelCheckpoint, Timer
+
     from nnlab.data.datamodule import ArrayDataModule
-    from nnlab.stages.train import _callbacks
+    from nnlab.stages.train import History
+    from nnlab.threads import ThreadSizer
 
     exp = params.experiment(name)
     epochs = epochs or exp.epochs
     L.seed_everything(params.seed, verbose=False)
     dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
     model = classifier(params, name, dm.meta)
-    callbacks = _callbacks(params, name, root / "models" / name, with_logger=False) \
-        if stage else []
-    if stage:
-        dm.sizer = callbacks[0]
+    callbacks = []
+    if stage:  # what the train stage adds to a bare Trainer
+        dm.sizer = ThreadSizer(params.loader.threads, params.loader.num_workers)
+        out = root / "models" / name
+        callbacks = [dm.sizer, History(out / "history.csv"), Timer(),
+                     ModelCheckpoint(dirpath=out, filename="best", monitor="val/acc", mode="max",
+                                     save_last=True, enable_version_counter=False)]
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_epochs=epochs, logger=False, callbacks=callbacks,
         enable_checkpointing=stage, enable_model_summary=False,

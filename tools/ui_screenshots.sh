@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Screenshots of the MLflow UI on an nnlab project, for docs/images/ (not part of the tests).
 #
-#   tools/ui_screenshots.sh [project]
+#   tools/ui_screenshots.sh <project>
 #
-# project: a folder whose mlruns/ holds runs; without it, a tiny offline project is made in a
-# temporary folder (tools/demo_project.py: mnist_mlp, mnist_cnn, imdb_gru, about 2 minutes).
+# project: a clone in which the default `dvc repro` ran (its mlruns/ holds the lecture's runs).
 # Starts `nnlab ui` on 127.0.0.1 and a free port, captures with headless Chromium (Debian:
 # apt-get install chromium) at 1400x900, writes docs/images/mlflow_*.png, and stops the
 # server on exit, whatever happens.
@@ -16,7 +15,7 @@ browser=$(command -v chromium || command -v chromium-browser || command -v googl
 [ -n "$browser" ] || { echo "ui_screenshots: no chromium (apt-get install -y chromium)" >&2; exit 1; }
 command -v nnlab >/dev/null || { echo "ui_screenshots: no nnlab command (activate the venv)" >&2; exit 1; }
 
-project=${1:-}
+project=${1:?usage: tools/ui_screenshots.sh <project where dvc repro ran>}
 tmp=$(mktemp -d)
 server=
 cleanup() {
@@ -28,10 +27,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-if [ -z "$project" ]; then
-    project=$tmp/project
-    python "$repo/tools/demo_project.py" "$project"
-fi
 project=$(cd "$project" && pwd)
 [ -f "$project/mlruns/mlflow.db" ] || [ -n "${MLFLOW_TRACKING_URI:-}" ] \
     || { echo "ui_screenshots: $project has no runs (mlruns/mlflow.db)" >&2; exit 1; }
