@@ -1,13 +1,27 @@
 """LSTM/GRU: padding invariance (padded and packed paths), summary, fast_dev_run of both models
-with the vocabulary carried in the checkpoint, and a GRU learning the negation task."""
+with the vocabulary carried in the checkpoint, a GRU learning the negation task, and length
+buckets."""
 
 from __future__ import annotations
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
+from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 
+from nnlab import paths
+from nnlab.classifier import load_classifier
+from nnlab.config import ConfigError
+from nnlab.data.datamodule import ArrayDataModule, LengthBucketSampler
+from nnlab.data.synthetic import synthetic_review
+from nnlab.data.text import Vocabulary, tokenize
+from nnlab.files import load_checkpoint, read_json
 from nnlab.models.registry import DataSpec, build_model
+from nnlab.stages.download import run as run_download
+from nnlab.stages.split import run as run_split
+from nnlab.stages.train import build_classifier
+from nnlab.summary import summary_text
 from tests.test_imdb import imdb_params
 
 SPEC = DataSpec(kind="text", input_shape=(30,), classes=("negative", "positive"),
@@ -56,21 +70,15 @@ def test_padded_default_computes_the_packed_function(model):
 
 
 @pytest.mark.parametrize("model", ["lstm", "gru"])
-def test_bidirectional_packs_by_default_and_refuses_padding(model):
+def test_bidirectional_packs_by_default_refuses_padding_and_text_only(model):
     assert build_model(model, SPEC, {"bidirectional": True}).packed
     with pytest.raises(ValueError, match=r"model_options\.packed: .*bidirectional needs packed"):
         build_model(model, SPEC, {"bidirectional": True, "packed": False})
-
-
-def test_text_models_need_a_vocabulary():
-    image = DataSpec(kind="image", input_shape=(1, 28, 28), classes=("a", "b"))
     with pytest.raises(ValueError, match="vocab"):
-        build_model("lstm", image)
+        build_model(model, DataSpec(kind="image", input_shape=(1, 28, 28), classes=("a", "b")))
 
 
 def test_summary_shows_embedding_recurrent_and_dense():
-    from nnlab.summary import summary_text
-
     net = build_model("lstm", SPEC, {"embed_dim": 8, "hidden": 12, "bidirectional": True})
     text = summary_text(net, SPEC, "imdb_lstm")
     assert "(None, 30, 8)" in text  # embedding of a full-length review
@@ -81,9 +89,6 @@ def test_summary_shows_embedding_recurrent_and_dense():
 
 @pytest.fixture(scope="module")
 def imdb_root(tmp_path_factory):
-    from nnlab.stages.download import run as run_download
-    from nnlab.stages.split import run as run_split
-
     root = tmp_path_factory.mktemp("imdb_rnn")
     params = imdb_params()
     run_download(params, "imdb", root)
@@ -91,31 +96,25 @@ def imdb_root(tmp_path_factory):
     return root
 
 
+def fit(params, name: str, root, **trainer_options) -> tuple[L.Trainer, ArrayDataModule]:
+    dm = ArrayDataModule("imdb", params.experiment(name), params.loader, params.seed, root)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, **trainer_options)
+    trainer.fit(build_classifier(params, name, dm.meta, "test"), datamodule=dm)
+    assert trainer.state.finished
+    return trainer, dm
+
+
 @pytest.mark.parametrize("name", ["imdb_lstm", "imdb_gru"])
 def test_fast_dev_run_and_checkpoint_carries_vocabulary(imdb_root, tmp_path, name):
-    import lightning as L
-
-    from nnlab.classifier import load_classifier
-    from nnlab.data.datamodule import ArrayDataModule
-    from nnlab.files import read_json
-    from nnlab.stages.train import build_classifier
-
-    params = imdb_params()
-    exp = params.experiment(name)
-    dm = ArrayDataModule("imdb", exp, params.loader, params.seed, imdb_root)
-    model = build_classifier(params, name, dm.meta, "test")
-    trainer = L.Trainer(accelerator="cpu", devices=1, fast_dev_run=2, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, datamodule=dm)
-    assert trainer.state.finished
+    trainer, _ = fit(imdb_params(), name, imdb_root, fast_dev_run=2)
     ckpt = tmp_path / "m.ckpt"
     trainer.save_checkpoint(ckpt)
-    vocab = read_json(imdb_root / "data/split/imdb/vocab.json")
-    raw = torch.load(ckpt, map_location="cpu", weights_only=False)
-    assert raw["nnlab_assets"]["vocab.json"] == vocab
+    vocab = read_json(imdb_root / "data/split/imdb" / paths.VOCAB)
+    raw = load_checkpoint(ckpt)
+    assert raw["nnlab_assets"][paths.VOCAB] == vocab
     assert "<unk>" not in str(raw["hyper_parameters"])  # not in hparams (MLflow params)
-    loaded = load_classifier(ckpt)
-    assert loaded.spec.extra["assets"]["vocab.json"]["tokens"] == vocab["tokens"]
+    assert load_classifier(ckpt).spec.extra["assets"][paths.VOCAB]["tokens"] == vocab["tokens"]
 
 
 @pytest.fixture
@@ -128,9 +127,6 @@ def one_thread():
 
 
 def test_gru_learns_negation_where_bag_of_words_cannot(one_thread):
-    from nnlab.data.imdb import synthetic_review
-    from nnlab.data.text import Vocabulary, tokenize
-
     rng = np.random.default_rng(1)
     torch.manual_seed(1)
 
@@ -145,10 +141,8 @@ def test_gru_learns_negation_where_bag_of_words_cannot(one_thread):
     x_test, len_test = vocab.encode(test_words)
 
     def counts(x):
-        m = np.zeros((len(x), len(vocab)))
-        for i, row in enumerate(x):
-            np.add.at(m[i], row, 1)
-        m[:, 0] = 1  # bias
+        m = np.stack([np.bincount(row, minlength=len(vocab)) for row in x]).astype(float)
+        m[:, 0] = 1  # a bias instead of the padding's count
         return m
 
     a = counts(x_train)
@@ -182,8 +176,6 @@ def _padding(order: list[int], lengths: np.ndarray, batch: int) -> float:
 
 
 def test_length_buckets_cover_every_sample_once_and_cut_the_padding():
-    from nnlab.data.datamodule import LengthBucketSampler
-
     rng = np.random.default_rng(0)
     lengths = np.clip(rng.lognormal(np.log(175), 0.75, 3210).astype(int), 5, 500)
     sampler = LengthBucketSampler(lengths, batch_size=32, shuffle=True, seed=3)
@@ -210,10 +202,6 @@ def test_length_buckets_cover_every_sample_once_and_cut_the_padding():
 
 
 def test_length_buckets_under_ddp_ranks_split_the_epoch_and_stay_bucketed():
-    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
-
-    from nnlab.data.datamodule import LengthBucketSampler
-
     lengths = np.random.default_rng(1).integers(5, 400, 2048)
     ranks = []
     for rank in range(2):
@@ -226,24 +214,10 @@ def test_length_buckets_under_ddp_ranks_split_the_epoch_and_stay_bucketed():
 
 
 def test_bucketed_training_runs_and_only_text_may_bucket(imdb_root):
-    import lightning as L
-
-    from nnlab.config import ConfigError
-    from nnlab.data.datamodule import ArrayDataModule, LengthBucketSampler
-    from nnlab.stages.train import build_classifier
-
     params = imdb_params(**{"experiments.imdb_gru.bucket_by_length": True})
-    exp = params.experiment("imdb_gru")
-    dm = ArrayDataModule("imdb", exp, params.loader, params.seed, imdb_root)
-    dm.setup("fit")
-    loader = dm.train_dataloader()
-    assert isinstance(loader.sampler, LengthBucketSampler)
-    assert sum(len(b["y"]) for b in loader) == len(dm.datasets["train"])
-    model = build_classifier(params, "imdb_gru", dm.meta, "test")
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=2, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        enable_checkpointing=False)
-    trainer.fit(model, datamodule=dm)
-    assert trainer.state.finished and loader.sampler.epoch >= 1  # Lightning set the epoch
+    trainer, dm = fit(params, "imdb_gru", imdb_root, max_epochs=2, enable_checkpointing=False)
+    sampler = trainer.train_dataloader.sampler
+    assert isinstance(sampler, LengthBucketSampler) and sampler.epoch >= 1  # Lightning set it
+    assert sum(len(b["y"]) for b in trainer.train_dataloader) == len(dm.datasets["train"])
     with pytest.raises(ConfigError, match=r"experiments\.mnist_cnn\.bucket_by_length: .*mnist"):
         imdb_params(**{"experiments.mnist_cnn.bucket_by_length": True})

@@ -237,7 +237,7 @@ class Classifier(L.LightningModule):
 
     # ----------------------------------------------------------------------- optimizer
     def param_groups(self) -> list[dict[str, Any]]:
-        """Parameter groups for the optimizer; a net may define its own (NetHooks)."""
+        """Parameter groups for the optimizer; a net may define its own (TunableNet)."""
         if isinstance(self.net, TunableNet):
             from nnlab.config import FinetuneConfig
 

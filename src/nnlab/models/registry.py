@@ -1,43 +1,70 @@
-"""Model registry: the only place that maps an experiment's ``model`` name to an nn.Module.
+"""The only map from an experiment's ``model`` name to an nn.Module.
 
-``BUILDERS`` maps each name to a builder defined here. A builder takes the :class:`DataSpec`
-of the prepared data and the experiment's ``model_options`` as keyword-only arguments, and
-returns a plain ``nn.Module`` that maps a batch to logits: one per class, or a single logit
-for a two-class task. The builder's signature is the schema of ``model_options``:
-:func:`check_options` validates names and value types against it with pydantic (strict: ``"big"``
-is not an int, ``true`` is not an int, ``"0.5"`` is not a float; an int is a float), so the
-config loader rejects bad options without building anything. This module imports no torch: each
-builder imports its family module when it runs.
-
-Optional hooks a net may offer, and the checkpoint-loading switch, are in
-:mod:`nnlab.models.hooks` (re-exported here).
+A builder takes the :class:`DataSpec` of the prepared data and the experiment's
+``model_options`` as keyword-only arguments and returns a plain ``nn.Module`` mapping a batch to
+logits (one per class, or one for two classes). Its signature is the schema of
+``model_options``: :func:`check_options` validates them with pydantic (strict) without building
+anything. No torch at import: builders import it when they run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
-from collections.abc import Callable
+import math
+import reprlib
+from collections.abc import Callable, Iterator
 from functools import cache
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
 
 import pydantic
 from pydantic import ConfigDict, Field
 
-from nnlab.models.hooks import (
-    Finetune,
-    NetHooks,
-    SplitNet,
-    TunableNet,
-    is_loading_checkpoint,
-    loading_checkpoint,
-)
 from nnlab.spec import DataSpec
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["BUILDERS", "DataSpec", "Finetune", "NetHooks", "SplitNet", "TunableNet",
-           "build_model", "check_options", "is_loading_checkpoint", "loading_checkpoint"]
+__all__ = ["BUILDERS", "DataSpec", "SplitNet", "TunableNet", "build_model", "check_options",
+           "is_loading_checkpoint", "loading_checkpoint"]
+
+# ----------------------------------------------------------------------------- hooks
+
+
+@runtime_checkable
+class SplitNet(Protocol):
+    """A net that is ``head(base(x))``: a frozen base's outputs can be cached."""
+
+    base: nn.Module
+    head: nn.Module
+
+
+@runtime_checkable
+class TunableNet(Protocol):
+    """A net that chooses its optimizer parameter groups: each has ``params``, ``lr`` and
+    ``name``; a group that starts frozen also has ``unfreeze_epoch`` (its LR is 0 before that
+    epoch, ``unfrozen_lr`` from then on). ``finetune`` is the experiment's block, or None."""
+
+    def param_groups(self, lr: float, finetune: Any) -> list[dict[str, Any]]: ...
+
+
+_LOADING = contextvars.ContextVar("nnlab_loading_checkpoint", default=False)
+
+
+@contextlib.contextmanager
+def loading_checkpoint() -> Iterator[None]:
+    """Inside, builders fetch no pretrained weights: a checkpoint will overwrite them."""
+    token = _LOADING.set(True)
+    try:
+        yield
+    finally:
+        _LOADING.reset(token)
+
+
+def is_loading_checkpoint() -> bool:
+    return _LOADING.get()
+
 
 # ----------------------------------------------------------------------------- builders
 
@@ -45,25 +72,45 @@ Dropout = Annotated[float, Field(ge=0, lt=1)]
 Positive = Annotated[int, Field(ge=1)]
 
 
+def _flat_size(body: nn.Module, spec: DataSpec) -> int:
+    import torch
+
+    with torch.no_grad():
+        return body(torch.zeros(1, *spec.input_shape)).numel()
+
+
 def mlp(spec: DataSpec, *, hidden: Positive = 512, dropout: Dropout = 0.0) -> nn.Module:
     """The lecture's MLP: Flatten -> Dense(hidden) ReLU -> Dropout -> Dense."""
-    from nnlab.models.mlp import mlp as build
+    from torch import nn
 
-    return build(spec, hidden=hidden, dropout=dropout)
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(spec.input_shape), hidden), nn.ReLU(),
+                         nn.Dropout(dropout), nn.Linear(hidden, spec.num_outputs))
 
 
 def cnn_small(spec: DataSpec, *, filters: Positive = 32, dense: Positive = 64) -> nn.Module:
-    """The lecture's MNIST CNN: two conv + max-pool blocks, Dense, Dense."""
-    from nnlab.models.cnn import cnn_small as build
+    """The lecture's MNIST CNN: two 3x3 'valid' conv + max-pool blocks, Dense, Dense."""
+    from torch import nn
 
-    return build(spec, filters=filters, dense=dense)
+    body = nn.Sequential(nn.Conv2d(spec.input_shape[0], filters, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(filters, filters, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+    return nn.Sequential(*body, nn.Linear(_flat_size(body, spec), dense), nn.ReLU(),
+                         nn.Linear(dense, spec.num_outputs))
 
 
 def convnet4(spec: DataSpec, *, dropout: Dropout = 0.5) -> nn.Module:
-    """The lecture's cats-vs-dogs CNN: four conv blocks, Dropout, Dense 512, Dense 256."""
-    from nnlab.models.cnn import convnet4 as build
+    """The lecture's cats-vs-dogs CNN: four 3x3 'same' conv + max-pool blocks (32, 64, 128, 128
+    filters), Flatten, Dropout, Dense 512, Dense 256, Dense."""
+    from torch import nn
 
-    return build(spec, dropout=dropout)
+    layers: list[nn.Module] = []
+    channels = spec.input_shape[0]
+    for filters in (32, 64, 128, 128):
+        layers += [nn.Conv2d(channels, filters, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        channels = filters
+    body = nn.Sequential(*layers, nn.Flatten())
+    return nn.Sequential(*body, nn.Dropout(dropout), nn.Linear(_flat_size(body, spec), 512),
+                         nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                         nn.Linear(256, spec.num_outputs))
 
 
 def vgg16(
@@ -78,17 +125,20 @@ def vgg16(
     trainable_blocks: Annotated[int, Field(ge=0, le=5)] = 0,
     timeout: Annotated[float, Field(gt=0)] = 10.0,
 ) -> nn.Module:
-    """ImageNet-pretrained conv base (frozen except its last ``trainable_blocks``) + new head.
+    """An ImageNet-pretrained base, frozen but for its last ``trainable_blocks``, under a new
+    head. ``weights``: imagenet, none (random init) or a local state dict file; ``source`` as
+    for datasets (see :mod:`nnlab.models.backbones`)."""
+    from nnlab.models.backbones import build_base
+    from nnlab.models.transfer import TransferNet
 
-    ``weights``: ``imagenet`` (torchvision's, or under ``source: auto`` the packaged
-    EfficientNet-Lite0 fallback), ``none`` (random init: tests, shapes) or the path of a local
-    state dict file. ``source``: auto | remote | bundled, as for datasets.
-    """
-    from nnlab.models.transfer import transfer_net
-
-    return transfer_net(spec, backbone=backbone, weights=weights, source=source, pool=pool,
-                        hidden=hidden, dropout=dropout, trainable_blocks=trainable_blocks,
-                        timeout=timeout)
+    if is_loading_checkpoint():
+        weights = "none"  # nothing is fetched: the checkpoint holds the weights
+    base, provenance = build_base(backbone, pool=pool, source=source, weights=weights,
+                                  timeout=timeout, input_shape=spec.input_shape)
+    used = provenance["backbone"]
+    return TransferNet(base, spec, hidden=hidden, dropout=dropout,
+                       trainable_blocks=trainable_blocks, provenance=provenance,
+                       resolved_options={"backbone": used} if used != backbone else None)
 
 
 def _recurrent(cell: Literal["lstm", "gru"]) -> Callable[..., nn.Module]:
@@ -109,8 +159,7 @@ def _recurrent(cell: Literal["lstm", "gru"]) -> Callable[..., nn.Module]:
                                    dropout=dropout, packed=packed)
 
     build.__name__ = build.__qualname__ = cell
-    build.__doc__ = (f"Embedding -> {cell.upper()} -> last real token's hidden state(s) -> "
-                     f"Dense. ``packed``: None = only when bidirectional.")
+    build.__doc__ = f"Embedding -> {cell.upper()} -> last real token's state -> Dense."
     return build
 
 
@@ -123,29 +172,17 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "gru": _recurrent("gru"),
 }
 
-
 # ----------------------------------------------------------------------------- options
 
 
 @cache
 def _schema(builder: Callable[..., Any]) -> type[pydantic.BaseModel]:
-    """A strict pydantic model of the builder's keyword options (its annotations and defaults)."""
-    fields = {
-        name: (p.annotation, p.default)
-        for name, p in inspect.signature(builder).parameters.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
-    return pydantic.create_model(
-        f"{builder.__name__}_options",
-        __config__=ConfigDict(strict=True, extra="forbid"),
-        __module__=builder.__module__,
-        **fields,
-    )
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A strict pydantic model of the builder's keyword-only parameters."""
+    fields = {name: (p.annotation, p.default)
+              for name, p in inspect.signature(builder).parameters.items()
+              if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    return pydantic.create_model(f"{builder.__name__}_options", __module__=builder.__module__,
+                                 __config__=ConfigDict(strict=True, extra="forbid"), **fields)
 
 
 def _validated(model: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -154,25 +191,24 @@ def _validated(model: str, options: dict[str, Any]) -> dict[str, Any]:
     schema = _schema(BUILDERS[model])
     for key in options:
         if key not in schema.model_fields:
-            allowed = ", ".join(schema.model_fields) or "none"
             raise ValueError(f"model_options.{key}: model {model!r} has no such option "
-                             f"(options: {allowed})")
+                             f"(options: {', '.join(schema.model_fields) or 'none'})")
     try:
         checked = schema.model_validate(options)
     except pydantic.ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
-        raise ValueError(f"model_options.{key}: {_short(first['input'])} is not valid for "
+        raise ValueError(f"model_options.{key}: {reprlib.repr(first['input'])} is not valid for "
                          f"{model!r} ({first['msg'][0].lower()}{first['msg'][1:]})") from None
     return {key: getattr(checked, key) for key in options}
 
 
 def check_options(model: str, options: dict[str, Any]) -> None:
-    """Raise ValueError naming the model, or ``model_options.<key>`` and its value, when params
-    cannot build the model (unknown name, unknown option, wrong type, out of range)."""
+    """Raise ValueError naming the model, or ``model_options.<key>`` and its value, when the
+    options cannot build the model (unknown name or option, wrong type, out of range)."""
     _validated(model, options)
 
 
 def build_model(name: str, spec: DataSpec, options: dict[str, Any] | None = None) -> nn.Module:
-    return BUILDERS[name](spec, **_validated(name, dict(options or {})))
-
+    checked = _validated(name, dict(options or {}))
+    return BUILDERS[name](spec, **checked)

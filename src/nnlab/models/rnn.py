@@ -1,18 +1,11 @@
 """Recurrent text classifiers: Embedding -> LSTM or GRU -> last real token's state(s) -> Dense.
 
-Each review's representation is the recurrent layer's state at its last real token, so the
-padding never reaches it and a review gives the same logit however far it is padded. Two ways
-to get there, chosen by ``packed`` (None, the default: packed exactly when bidirectional):
-
-- padded (unidirectional): the layer runs over the whole padded batch and its output is read
-  at each review's last real token (the padding comes after it). On CPU this trains several
-  times faster than packing: PyTorch's CPU kernels (oneDNN for the LSTM) do far better on a
-  padded batch than on a packed one, whose time steps shrink as reviews end
-  (``benchmarks/bench_imdb_train.py``).
-- packed: the layer runs over ``pack_padded_sequence`` with the true lengths and stops at each
-  review's end. A backward direction needs this (it would otherwise start in the padding), so
-  ``bidirectional`` with ``packed: false`` is refused; the last layer's final forward and
-  backward states are concatenated.
+A review is represented by the recurrent state at its last real token, so its logit does not
+depend on how far it is padded. ``packed`` (None: exactly when bidirectional) chooses how:
+padded, the layer runs over the whole batch and its output is read at each review's last token
+(faster on CPU, see ``benchmarks/bench_imdb_train.py``); packed, it runs over
+``pack_padded_sequence`` and stops at each review's end, which a backward direction needs (it
+would otherwise start in the padding).
 """
 
 from __future__ import annotations

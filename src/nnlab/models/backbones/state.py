@@ -11,13 +11,13 @@ from nnlab.files import load_checkpoint
 
 
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict file (a bare one, or ``{"state_dict": ...}``), safely (weights only)."""
+    """A state dict file (a bare one, or ``{"state_dict": ...}``), through
+    :func:`nnlab.files.load_checkpoint`: a pickle of anything but tensors is refused."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"model_options.weights: {path} does not exist")
-    state = load_checkpoint(path)  # weights only: a hostile pickle is refused, never run
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
+    state = load_checkpoint(path)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise ValueError(f"model_options.weights: {path} holds a {type(state).__name__}, "
                          f"not a state dict")
@@ -25,7 +25,7 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_checked(module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """``load_state_dict`` that names ``where`` and a few keys when the weights do not fit."""
+    """``load_state_dict`` that names ``where`` and the first problem when weights do not fit."""
     try:
         module.load_state_dict(state)
     except RuntimeError as err:  # missing/unexpected keys, wrong shapes

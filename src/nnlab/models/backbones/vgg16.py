@@ -1,14 +1,9 @@
-"""torchvision's VGG16 conv base (13 conv layers, 14,714,688 parameters) as five blocks.
-
-The whole torchvision model is built first, with its weights (the weights API, a local file or
-random init), and only then is ``.features`` cut after each max-pool: no key remapping.
-"""
+"""torchvision's VGG16 conv base, built whole with its weights, then cut after each max-pool."""
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -20,44 +15,42 @@ from nnlab.log import DownloadError
 from nnlab.models.backbones.state import load_checked
 
 WEIGHTS = VGG16_Weights.IMAGENET1K_V1
-_PRESET = WEIGHTS.transforms()
-NORMALIZE = (tuple(_PRESET.mean), tuple(_PRESET.std))  # what the ImageNet weights expect
+NORMALIZE = (tuple(WEIGHTS.transforms().mean), tuple(WEIGHTS.transforms().std))
 BLOCK_ENDS = (5, 10, 17, 24, 31)  # .features indices just after each max-pool
 
 
-def _sliced(net: nn.Module) -> list[nn.Sequential]:
-    starts = (0, *BLOCK_ENDS[:-1])
-    return [nn.Sequential(*net.features[a:b]) for a, b in zip(starts, BLOCK_ENDS, strict=True)]
+def _sliced(features: nn.Sequential) -> list[nn.Sequential]:
+    return [nn.Sequential(*features[a:b]) for a, b in itertools.pairwise((0, *BLOCK_ENDS))]
 
 
 def blocks(state: dict[str, torch.Tensor] | None = None, where: str = "") -> list[nn.Sequential]:
-    """Random-init blocks, or those of a local state dict: a whole torchvision VGG16
-    (``features.*``; its classifier is ignored) or the conv base alone (``0.weight``, ...)."""
-    net = tv_vgg16(weights=None)
+    """Random-init blocks, or those of a local state dict: a whole torchvision VGG16 (its
+    classifier is ignored) or the conv base alone (``0.weight``, ...)."""
+    with torch.device("meta"):  # the classifier's 120M parameters are never allocated
+        features = tv_vgg16().features
+    features.to_empty(device="cpu")
+    for conv in features:
+        if isinstance(conv, nn.Conv2d):  # as torchvision's VGG initialises them
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
     if state is not None:
         conv = {k.removeprefix("features."): v for k, v in state.items()
                 if not k.startswith("classifier.")}
-        load_checked(net.features, conv, where)
-    return _sliced(net)
-
-
-@contextlib.contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(old)
+        load_checked(features, conv, where)
+    return _sliced(features)
 
 
 def pretrained(timeout: float) -> dict[str, Any]:
-    """The ImageNet blocks through torchvision's weights API (torch hub cache, ``TORCH_HOME``;
-    a download is hash-checked). Any network or hash failure is a ``DownloadError``."""
+    """The ImageNet blocks through torchvision's weights API (the torch hub cache under
+    ``TORCH_HOME``; a download is hash-checked). Any network or hash failure is a
+    ``DownloadError``."""
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # per network operation of the download
     try:
-        with _socket_timeout(timeout):
-            net = tv_vgg16(weights=WEIGHTS, progress=False)
+        net = tv_vgg16(weights=WEIGHTS, progress=False)
     except (OSError, RuntimeError) as err:  # URLError, timeouts; hash mismatch, bad file
         raise DownloadError(f"{WEIGHTS.url}: {err}") from None
-    return {"blocks": _sliced(net), "backbone": "vgg16",
+    finally:
+        socket.setdefaulttimeout(old)
+    return {"blocks": _sliced(net.features), "backbone": "vgg16",
             "weights": "ImageNet (torchvision IMAGENET1K_V1)"}
