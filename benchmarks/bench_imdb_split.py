@@ -30,7 +30,7 @@ import numpy as np
 from common import SHARED, alternate, result
 from nnlab.config import ImdbConfig
 from nnlab.data import imdb
-from nnlab.data.sources import safe_extract
+from nnlab.data.sources import Limits, safe_extract
 from nnlab.data.synthetic import synthetic_review
 from nnlab.data.text import Vocabulary, tokenize
 from nnlab.files import write_json
@@ -74,11 +74,13 @@ def main() -> None:
 
         def extract_then_read() -> None:
             safe_extract(archive, tmp / "extracted")
-            imdb.write_reviews(imdb.read_folder(tmp / "extracted"), tmp / "a.jsonl.gz", "bench")
+            imdb.write_reviews(imdb.read_texts(tmp / "extracted", "bench", Limits())[0],
+                               tmp / "a.jsonl.gz", "bench")
             shutil.rmtree(tmp / "extracted")
 
         def stream() -> None:
-            imdb.write_reviews(imdb.read_archive(archive), tmp / "raw" / imdb.REVIEWS, "bench")
+            imdb.write_reviews(imdb.read_texts(archive, "bench", Limits())[0],
+                               tmp / "raw" / imdb.REVIEWS, "bench")
 
         (tmp / "raw").mkdir()
         write_json(tmp / "raw" / "manifest.json", {"source": str(archive)})  # not synthetic

@@ -14,9 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nnlab import paths
 from nnlab.data import imdb
-from nnlab.data.sources import ChecksumError, UnsafeArchiveError
+from nnlab.data.sources import ChecksumError, Limits
+from nnlab.data.synthetic import synthetic_review
 from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, tokenize
+from nnlab.files import read_json
 from nnlab.log import DownloadError
 from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
@@ -46,16 +49,14 @@ def imdb_params(**overrides):
     return tiny_params(**{**base, **overrides})
 
 
-def _add(tf: tarfile.TarFile, name: str, data: bytes = b"x", **attrs) -> None:
+def _add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
-    for key, value in attrs.items():
-        setattr(info, key, value)
-    tf.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    tf.addfile(info, io.BytesIO(data))
 
 
-def make_archive(path: Path, extra=()) -> Path:
-    """A tiny aclImdb-layout .tar.gz (plus ``extra`` members: (name, attrs) pairs)."""
+def make_archive(path: Path) -> Path:
+    """A tiny aclImdb-layout .tar.gz."""
     with tarfile.open(path, "w:gz") as tf:
         _add(tf, "aclImdb/README", b"readme")
         for (split, label), texts in REVIEWS.items():
@@ -63,8 +64,6 @@ def make_archive(path: Path, extra=()) -> Path:
                 _add(tf, f"aclImdb/{split}/{label}/{i}_{7 if label == 'pos' else 2}.txt",
                      text.encode())
         _add(tf, "aclImdb/train/unsup/0_0.txt", b"unlabelled, skipped")
-        for name, attrs in extra:
-            _add(tf, name, **attrs)
     return path
 
 
@@ -116,32 +115,20 @@ def test_encode_keeps_last_or_first_tokens():
 # ----------------------------------------------------------------------------- download
 
 
-def test_download_from_local_archive_skips_unsup_and_records_checksum(tmp_path):
-    archive = make_archive(tmp_path / "aclImdb.tar.gz")
-    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(archive)})
+@pytest.mark.parametrize("kind", ["archive", "folder"])
+def test_download_from_local_archive_or_folder(tmp_path, kind):
+    src = (make_archive(tmp_path / "aclImdb.tar.gz") if kind == "archive" else
+           make_folder(tmp_path / "src") / "aclImdb")
+    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(src)})
     manifest = run_download(params, "imdb", tmp_path)
-    rows = read_raw(tmp_path)
-    assert len(rows) == 8 and {r["split"] for r in rows} == {"train", "test"}
-    assert all("unlabelled" not in r["text"] for r in rows)
-    assert manifest["source"] == "remote"  # real data, from a local copy
-    assert manifest["checksum"] == "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
-    assert manifest["counts"]["train/positive"] == 2
-    assert sorted(p.name for p in (tmp_path / "data/raw/imdb").iterdir()) == [
-        "manifest.json", imdb.REVIEWS]  # nothing extracted
-
-
-def test_download_from_folder_matches_archive(tmp_path):
-    folder = make_folder(tmp_path / "src")
-    run_download(imdb_params(**{"data.imdb.source": "auto",
-                              "data.imdb.path": str(folder / "aclImdb")}), "imdb", tmp_path)
     texts = sorted(r["text"] for r in read_raw(tmp_path))
-    assert texts == sorted(t for ts in REVIEWS.values() for t in ts)
-
-
-def test_missing_path_is_an_error_not_a_fallback(tmp_path):
-    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(tmp_path / "no")})
-    with pytest.raises(FileNotFoundError, match=r"data\.imdb\.path"):
-        run_download(params, "imdb", tmp_path)
+    assert texts == sorted(t for ts in REVIEWS.values() for t in ts)  # unsup/ left out
+    assert manifest["source"] == "remote"  # real data, from a local copy
+    assert manifest["counts"]["train"] == {"negative": 2, "positive": 2}
+    if kind == "archive":  # a local archive may be a repack: its checksum is recorded
+        assert manifest["checksum"] == "sha256:" + hashlib.sha256(src.read_bytes()).hexdigest()
+    assert sorted(p.name for p in (tmp_path / "data/raw/imdb").iterdir()) == [
+        paths.MANIFEST, imdb.REVIEWS]  # nothing extracted
 
 
 def test_folder_without_reviews_names_what_is_missing(tmp_path):
@@ -152,79 +139,44 @@ def test_folder_without_reviews_names_what_is_missing(tmp_path):
     assert not (tmp_path / "data/raw/imdb").exists()
 
 
-@pytest.mark.parametrize(
-    ("member", "attrs"),
-    [
-        ("aclImdb/../../evil.txt", {}),
-        ("/etc/evil.txt", {}),
-        ("aclImdb/train/pos/link.txt", {"type": tarfile.SYMTYPE, "linkname": "../../../../x"}),
-        ("aclImdb/train/pos/abs.txt", {"type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}),
-        ("aclImdb/train/pos/hard.txt", {"type": tarfile.LNKTYPE, "linkname": "../../../../x"}),
-        ("aclImdb/dev", {"type": tarfile.CHRTYPE}),
-        ("aclImdb/fifo", {"type": tarfile.FIFOTYPE}),
-    ],
-    ids=["dotdot", "absolute", "symlink-out", "symlink-abs", "hardlink-out", "device", "fifo"],
-)
-def test_unsafe_archive_refused_and_nothing_written(tmp_path, member, attrs):
-    archive = make_archive(tmp_path / "bad.tar.gz", extra=[(member, attrs)])
-    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(archive)})
-    with pytest.raises(UnsafeArchiveError, match="refused"):
-        run_download(params, "imdb", tmp_path)
-    assert not (tmp_path / "data").exists() or not any((tmp_path / "data/raw").iterdir())
-    assert not (tmp_path.parent / "evil.txt").exists()
-
-
 def test_download_over_http_verified_and_archive_dropped(tmp_path, monkeypatch):
     srv = tmp_path / "srv"
     srv.mkdir()
-    archive = make_archive(srv / imdb.ARCHIVE)
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    monkeypatch.setattr(imdb, "SHA256", f"sha256:{digest}")
-    with serve(srv) as url:
-        params = imdb_params(**{"data.imdb.source": "remote",
-                                "data.imdb.mirrors": [dead_url() + "/", url + "/"]})
-        manifest = run_download(params, "imdb", tmp_path)
-    assert manifest["files"][imdb.ARCHIVE]["url"] == f"{url}/{imdb.ARCHIVE}"
-    assert len(read_raw(tmp_path)) == 8
-    assert not (tmp_path / "data/raw/imdb" / imdb.ARCHIVE).exists()
-
-
-def test_wrong_checksum_fails_under_remote(tmp_path):
-    srv = tmp_path / "srv"
-    srv.mkdir()
-    make_archive(srv / imdb.ARCHIVE)  # not the official file
+    archive = make_archive(srv / imdb.ARCHIVE)  # not the official file
     with serve(srv) as url:
         params = imdb_params(**{"data.imdb.source": "remote", "data.imdb.mirrors": [url]})
         with pytest.raises(ChecksumError, match=imdb.SHA256):
             run_download(params, "imdb", tmp_path)
-    assert not (tmp_path / "data/raw/imdb").exists()
+        assert not (tmp_path / "data/raw/imdb").exists()
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        monkeypatch.setattr(imdb, "SHA256", f"sha256:{digest}")
+        params = imdb_params(**{"data.imdb.source": "remote",
+                                "data.imdb.mirrors": [dead_url() + "/", url + "/"]})
+        manifest = run_download(params, "imdb", tmp_path)
+    assert manifest["files"][imdb.ARCHIVE] == {"url": f"{url}/{imdb.ARCHIVE}", "pinned": True,
+                                               "checksum": f"sha256:{digest}"}
+    assert len(read_raw(tmp_path)) == 8
+    assert not (tmp_path / "data/raw/imdb" / imdb.ARCHIVE).exists()
 
 
-def test_offline_auto_falls_back_to_synthetic_loudly(tmp_path, capsys):
+def test_offline_remote_fails_auto_falls_back_to_synthetic_loudly(tmp_path, capsys):
+    with pytest.raises(DownloadError):
+        run_download(imdb_params(**{"data.imdb.source": "remote",
+                                    "data.imdb.mirrors": [dead_url()]}), "imdb", tmp_path)
+    with pytest.raises(ValueError, match=r"data\.imdb\.source"):
+        imdb_params(**{"data.imdb.source": "bundled"})  # imdb has no bundled sample
     params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.mirrors": [dead_url()]})
     manifest = run_download(params, "imdb", tmp_path)
     assert manifest["source"] == "synthetic reviews"
     assert "could not download" in manifest["fallback_reason"]
     assert "SYNTHETIC REVIEWS" in capsys.readouterr().err
     run_split(params, "imdb", tmp_path)
-    meta = json.loads((tmp_path / "data/split/imdb/meta.json").read_text())
-    assert meta["source"] == "synthetic reviews"
-
-
-def test_remote_never_falls_back(tmp_path):
-    params = imdb_params(**{"data.imdb.source": "remote", "data.imdb.mirrors": [dead_url()]})
-    with pytest.raises(DownloadError):
-        run_download(params, "imdb", tmp_path)
-
-
-def test_bundled_source_is_refused(tmp_path):
-    with pytest.raises(ValueError, match=r"data\.imdb\.source"):
-        run_download(imdb_params(**{"data.imdb.source": "bundled"}), "imdb", tmp_path)
+    assert read_json(tmp_path / "data/split/imdb" / paths.META)["source"] == "synthetic reviews"
 
 
 def test_synthetic_labels_depend_on_word_order():
     rng = np.random.default_rng(0)
-    texts = {label: [tokenize(imdb.synthetic_review(rng, label)) for _ in range(400)]
+    texts = {label: [tokenize(synthetic_review(rng, label)) for _ in range(400)]
              for label in (0, 1)}
     # every adjective and "not" occur in both classes about equally often...
     for word in ("good", "bad", "not"):
@@ -237,7 +189,7 @@ def test_synthetic_labels_depend_on_word_order():
     assert any("not bad at all" in " ".join(t) for t in texts[1])
     # seeded: the same seed gives the same reviews
     again = np.random.default_rng(0)
-    assert tokenize(imdb.synthetic_review(again, 0)) == texts[0][0]
+    assert tokenize(synthetic_review(again, 0)) == texts[0][0]
 
 
 # ----------------------------------------------------------------------------- split
@@ -251,12 +203,12 @@ def test_split_vocabulary_from_train_only(tmp_path):
     run_download(params, "imdb", tmp_path)
     manifest = run_split(params, "imdb", tmp_path)
     out = tmp_path / "data/split/imdb"
-    vocab = Vocabulary.from_json(json.loads((out / "vocab.json").read_text()))
+    vocab = Vocabulary.from_json(read_json(out / paths.VOCAB))
     assert "zyzzyva" not in vocab.tokens  # test-only word
     assert "br" not in vocab.tokens
-    meta = json.loads((out / "meta.json").read_text())
+    meta = read_json(out / paths.META)
     assert meta["kind"] == "text" and meta["input_shape"] == [8]
-    assert meta["vocab_size"] == len(vocab) and meta["assets"] == ["vocab.json"]
+    assert meta["vocab_size"] == len(vocab) and meta["assets"] == [paths.VOCAB]
     assert manifest["counts"] == {"train": 2, "val": 2, "test": 4}
     # words only in the validation reviews are unknown too
     x_train, len_train = np.load(out / "train_x.npy"), np.load(out / "train_len.npy")
@@ -279,11 +231,11 @@ def test_split_truncates_long_reviews_on_the_side_params_name(tmp_path, truncate
     run_download(params, "imdb", tmp_path)
     run_split(params, "imdb", tmp_path)
     out = tmp_path / "data/split/imdb"
-    vocab = Vocabulary.from_json(json.loads((out / "vocab.json").read_text()))
+    vocab = Vocabulary.from_json(read_json(out / paths.VOCAB))
     texts = {vocab.decode(x, n) for split in ("train", "val") for x, n in zip(
         np.load(out / f"{split}_x.npy"), np.load(out / f"{split}_len.npy"), strict=True)}
     assert kept in texts  # "A great film. Loved it!" cut to 4 words
-    meta = json.loads((out / "meta.json").read_text())
+    meta = read_json(out / paths.META)
     assert meta["truncate"].startswith(f"keep the {truncate}")
     assert vocab.keep == truncate  # predict cuts a new review the same way
 
@@ -318,13 +270,11 @@ def trained_gru(tmp_path_factory):
     return root, params
 
 
-def test_evaluate_writes_text_examples_and_vocabulary(trained_gru):
+def test_evaluate_writes_text_examples(trained_gru):
     root, _ = trained_gru
-    report = root / "reports/experiments/imdb_gru"
-    examples = (report / "examples.md").read_text()
+    figures = root / "reports/experiments/imdb_gru" / paths.FIGURES
+    examples = (figures / paths.EXAMPLES).read_text()
     assert "P(positive) =" in examples and "most confidently wrong" in examples
-    vocab = json.loads((report / "assets/vocab.json").read_text())
-    assert vocab == json.loads((root / "data/split/imdb/vocab.json").read_text())
 
 
 def test_predict_text_file_without_data_dir(trained_gru, tmp_path, monkeypatch, capsys):
@@ -353,5 +303,5 @@ def test_shared_archive_layout_if_present():
     archive = SHARED / "datasets" / "aclImdb.tar.gz"
     if not archive.is_file():
         pytest.skip("../shared/datasets/aclImdb.tar.gz not present")
-    first = next(imdb.read_archive(archive))
+    first = next(imdb.read_texts(archive, str(archive), Limits())[0])
     assert first["split"] in ("train", "test") and first["label"] in (0, 1) and first["text"]

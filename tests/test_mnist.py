@@ -1,9 +1,13 @@
+import gzip
 import hashlib
+import struct
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from nnlab import paths
 from nnlab.data import mnist
 from nnlab.data.prepare import load_arrays, load_meta
 from nnlab.files import read_json
@@ -14,10 +18,17 @@ from tests.conftest import tiny_params
 from tests.http_server import dead_url, serve
 
 
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """A uint8 array as a (gzipped if .gz) IDX file."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    with (gzip.open if path.suffix == ".gz" else open)(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+
+
 def test_idx_roundtrip(tmp_path):
     arr = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
     for name in ("a-idx3-ubyte", "b-idx3-ubyte.gz"):
-        mnist.write_idx(tmp_path / name, arr)
+        write_idx(tmp_path / name, arr)
         np.testing.assert_array_equal(mnist.read_idx(tmp_path / name), arr)
 
 
@@ -25,7 +36,7 @@ def test_idx_bad_magic_and_truncation(tmp_path):
     (tmp_path / "junk").write_bytes(b"\x01\x02\x03\x04rest")
     with pytest.raises(ValueError, match="bad magic"):
         mnist.read_idx(tmp_path / "junk")
-    mnist.write_idx(tmp_path / "t", np.zeros((3, 4), np.uint8))
+    write_idx(tmp_path / "t", np.zeros((3, 4), np.uint8))
     data = (tmp_path / "t").read_bytes()
     (tmp_path / "t").write_bytes(data[:-2])
     with pytest.raises(ValueError, match="truncated"):
@@ -46,22 +57,38 @@ def fake_mirror(tmp_path, monkeypatch):
         for kind, arr in (("images", images), ("labels", labels)):
             key = f"{split}_{kind}"
             fname, _ = mnist.FILES[key]
-            mnist.write_idx(srv / fname, arr)
+            write_idx(srv / fname, arr)
             files[key] = (fname, "md5:" + hashlib.md5((srv / fname).read_bytes()).hexdigest())
     monkeypatch.setattr(mnist, "FILES", files)
     return srv
 
 
-def test_download_and_split_from_mirror(tmp_path, fake_mirror):
+@pytest.mark.parametrize("where", ["mirror", "path"])
+def test_download_and_split_from_mirror_or_path(tmp_path, fake_mirror, where):
     with serve(fake_mirror) as url:
-        params = tiny_params(**{"data.mnist": {"source": "remote", "mirrors": [url + "/"]}})
+        block = {"source": "remote", "mirrors": [url + "/"]} if where == "mirror" else {
+            "source": "auto", "path": str(fake_mirror)}
+        params = tiny_params(**{"data.mnist": block})
         manifest = run_download(params, "mnist", tmp_path)
-    assert manifest["source"] == "remote"
-    assert set(manifest["files"]) == {f for f, _ in mnist.FILES.values()}
+    assert manifest["source"] == "remote" and manifest["path" if where == "path" else "files"]
+    assert {p.name for p in (tmp_path / "data/raw/mnist").glob("*.gz")} == {
+        f for f, _ in mnist.FILES.values()}
     run_split(params, "mnist", tmp_path)
-    split = read_json(tmp_path / "data/split/mnist/manifest.json")
+    split = read_json(tmp_path / "data/split/mnist" / paths.MANIFEST)
     assert split["counts"] == {"train": 110, "val": 10, "test": 40}  # official test kept
     assert split["test"] == "official t10k test set"
+
+
+def test_path_with_a_wrong_or_missing_file_is_an_error_not_a_fallback(tmp_path, fake_mirror):
+    params = tiny_params(**{"data.mnist": {"source": "auto", "path": str(fake_mirror)}})
+    name = mnist.FILES["test_labels"][0]
+    (fake_mirror / name).write_bytes(b"changed")
+    with pytest.raises(ValueError, match=f"data.mnist.path: .*{name}: checksum mismatch"):
+        run_download(params, "mnist", tmp_path)
+    (fake_mirror / name).unlink()
+    with pytest.raises(FileNotFoundError, match=f"no regular file {name}"):
+        run_download(params, "mnist", tmp_path)
+    assert not (tmp_path / "data/raw/mnist").exists()
 
 
 def test_remote_never_falls_back_and_fails_fast(tmp_path):
@@ -78,7 +105,7 @@ def test_auto_falls_back_loudly(tmp_path, capsys):
     manifest = run_download(params, "mnist", tmp_path)
     assert "bundled" in manifest["source"]
     assert "WARNING" in capsys.readouterr().err
-    on_disk = read_json(tmp_path / "data/raw/mnist/manifest.json")
+    on_disk = read_json(tmp_path / "data/raw/mnist" / paths.MANIFEST)
     assert on_disk["source"] == manifest["source"] and on_disk["fallback_reason"]
 
 

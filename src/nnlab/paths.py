@@ -64,3 +64,12 @@ STORE_ARTIFACTS = "artifacts"  # in MLRUNS: the local store's artifacts, one fol
 STORE_LOCK = ".lock"  # in MLRUNS: held while the local store is created
 SERVER_DB = "server.db"  # in MLRUNS: `nnlab server`'s runs
 SERVER_ARTIFACTS = "server-artifacts"  # in MLRUNS: `nnlab server`'s artifacts
+# figures evaluate writes into FIGURES
+LEARNING_CURVES_PNG = "learning_curves.png"
+CONFUSION_PNG = "confusion_matrix.png"
+MISCLASSIFIED_PNG = "misclassified.png"
+AUGMENTED_PNG = "augmented_samples.png"
+FEATURE_MAPS_PNG = "feature_maps.png"
+CONV_WEIGHTS_PNG = "first_conv_weights.png"
+FILTER_PATTERNS_PNG = "filter_patterns_{}.png"  # one per layer, by its Keras-like label
+GRADCAM_PNG = "gradcam.png"

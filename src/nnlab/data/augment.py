@@ -1,23 +1,14 @@
-"""Albumentations pipelines built from params, and per-worker/per-rank seeding.
+"""Albumentations pipelines built from params, with their own random streams.
 
-An experiment's ``augment:`` is a list of albumentations 2.x transforms with their keyword
-arguments (``{name: Affine, args: {rotate: [-40, 40]}}``); a step whose ``args`` hold a
-``transforms:`` list (``OneOf``, ``SomeOf``, ``Sequential``) nests further steps. Unknown names,
-invalid values and old-style keyword arguments (which albumentations would only warn about and
-ignore) are errors naming the step.
+An experiment's ``augment:`` lists albumentations 2.x transforms with their arguments (a step
+with a ``transforms:`` list, e.g. ``OneOf``, nests steps); unknown names, invalid values and
+old-style arguments (which albumentations would only warn about) are errors naming the step.
 
-Seeding. albumentations draws from generators owned by the pipeline, which every DataLoader
-worker would inherit as identical copies. The streams are therefore derived explicitly:
-
-* in the main process from ``(seed, rank)``;
-* in a DataLoader worker (:func:`worker_init`) from ``(torch's per-worker base seed, worker id,
-  rank)``. The base seed comes from the main process's torch generator, so it is reproducible
-  under ``seed_everything`` and new for each epoch when workers are not persistent; persistent
-  workers continue their own streams, which also differ from epoch to epoch.
-
-albumentations itself hands the *same* seed to every transform of a pipeline, so two transforms
-with the same probability (say HorizontalFlip and VerticalFlip at p=0.5) would always fire
-together; :meth:`Augment.reseed` gives every transform its own child seed instead.
+Seeding: albumentations keeps its generators in the pipeline, so every DataLoader worker would
+inherit the same copy and repeat the same augmentations; :func:`worker_init` reseeds each
+worker from (torch's per-worker base seed, worker id, rank), reproducible under
+``seed_everything`` and new each epoch. albumentations also gives every transform of a pipeline
+the same seed (two p=0.5 flips would fire together): each transform gets its own child seed.
 """
 
 from __future__ import annotations

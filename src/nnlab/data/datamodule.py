@@ -1,11 +1,8 @@
 """One LightningDataModule over prepared split arrays, for every dataset (derived ones too).
 
-The dataset fetches whole batches (``__getitems__``): one fancy-index into the memory-mapped
-arrays per batch instead of one Python call per sample, which keeps the loader as fast as a
-bare loop over tensors. Images stay uint8 until they reach the device (the Classifier scales
-them), so workers and host-to-device copies move a quarter of the bytes. A derived dataset
-(a frozen base's outputs, ``features@<cache>``) is just another split: float16 vectors in
-``{split}_x.npy``; nothing here knows about caches.
+Batches are fetched whole (``__getitems__``: one fancy-index into the memory-mapped arrays per
+batch, not one Python call per sample). Images stay uint8 until they reach the device, where
+the Classifier scales them.
 """
 
 from __future__ import annotations
@@ -20,17 +17,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nnlab.config import ExperimentConfig, LoaderConfig
+from nnlab.data.augment import build_augment, worker_init
 from nnlab.data.prepare import load_arrays, load_meta
 from nnlab.files import read_json
-from nnlab.paths import split_dir
+from nnlab.paths import SPLITS, split_dir
 from nnlab.spec import spec_from_meta
-
-SPLITS = ("train", "val", "test")
 
 
 class ArrayDataset(Dataset):
-    """Samples of one split. ``transform`` (training images only) maps an HWC uint8 image
-    to an HWC uint8 image; it is applied per sample."""
+    """Samples of one split; ``transform`` (training images only) maps HWC uint8 to HWC uint8."""
 
     def __init__(self, arrays: dict[str, np.ndarray], transform: Callable | None = None):
         self.arrays = arrays
@@ -62,16 +57,13 @@ class ArrayDataset(Dataset):
 
 
 class LengthBucketSampler(Sampler[int]):
-    """Sample order for text whose batches are trimmed to their longest sample (the recurrent
-    nets do that): samples of similar length share a batch, so little of it is padding.
+    """Sample order for text whose batches are trimmed to their longest sample: samples of
+    similar length share a batch, so little of it is padding.
 
-    Training (``shuffle``): each epoch, a random permutation is cut into chunks of
-    ``chunk_batches`` batches; each chunk is sorted by length and cut into batches, and the
-    batches are shuffled (the one short batch stays last). Evaluation: the samples in length
-    order. The order depends only on ``seed`` and the epoch (``set_epoch``, which Lightning
-    calls), so DDP ranks agree; Lightning's sampler wrapper then deals each rank every
-    world_size-th index, which keeps each rank's batches length-sorted. Every sample comes
-    once per epoch.
+    Training (``shuffle``): each epoch a seeded permutation is cut into chunks of
+    ``chunk_batches`` batches, each chunk sorted by length and cut into batches, and the batches
+    shuffled (the short one last). Evaluation: length order. The order depends only on ``seed``
+    and the epoch (``set_epoch``), so DDP ranks agree.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int,
@@ -108,39 +100,21 @@ def _whole_batch(batch: Any) -> Any:
     return batch
 
 
-def make_loader(
-    data: Dataset, batch_size: int, loader: LoaderConfig, shuffle: bool = False,
-    workers: int | None = None, sampler: Sampler | None = None,
-) -> DataLoader:
-    """The one way a DataLoader is built (training, evaluation, features, predict);
-    ``workers`` (default ``loader.num_workers``) as sized for the jobs running now; a
-    ``sampler`` (which then does any shuffling) replaces the plain order."""
-    from nnlab.data.augment import worker_init
-
+def make_loader(data: Dataset, batch_size: int, loader: LoaderConfig, shuffle: bool = False,
+                workers: int | None = None, sampler: Sampler | None = None) -> DataLoader:
+    """The one way a DataLoader is built (training, evaluation, features, predict); ``workers``
+    defaults to ``loader.num_workers``; a ``sampler`` (which then shuffles) replaces the order."""
     workers = loader.num_workers if workers is None else workers
     pin = torch.cuda.is_available() if loader.pin_memory == "auto" else loader.pin_memory
-    return DataLoader(
-        data,
-        batch_size=batch_size,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        num_workers=workers,
-        persistent_workers=workers > 0 and loader.persistent_workers,
-        pin_memory=bool(pin),
-        collate_fn=_whole_batch,
-        worker_init_fn=worker_init if workers > 0 else None,
-    )
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle and sampler is None,
+                      sampler=sampler, num_workers=workers, pin_memory=bool(pin),
+                      persistent_workers=workers > 0 and loader.persistent_workers,
+                      collate_fn=_whole_batch, worker_init_fn=worker_init if workers else None)
 
 
 class ArrayDataModule(L.LightningDataModule):
-    def __init__(
-        self,
-        dataset: str,
-        experiment: ExperimentConfig,
-        loader: LoaderConfig,
-        seed: int,
-        root: Path = Path("."),
-    ):
+    def __init__(self, dataset: str, experiment: ExperimentConfig, loader: LoaderConfig,
+                 seed: int, root: Path = Path(".")):
         super().__init__()
         self.dataset_name = dataset
         self.exp = experiment
@@ -150,9 +124,7 @@ class ArrayDataModule(L.LightningDataModule):
         self.meta = load_meta(dataset, self.root)  # fails early, naming the missing stage
         self.spec = spec_from_meta(self.meta)
         self.datasets: dict[str, ArrayDataset] = {}
-        # train hands over its ThreadSizer: the loaders then take the workers it planned at
-        # setup from the cores and the jobs running then
-        self.sizer: Any = None
+        self.sizer: Any = None  # train's ThreadSizer: the loaders take the workers it planned
 
     def assets(self, names: list[str]) -> dict[str, Any]:
         """Files listed in meta["assets"] (a vocabulary): they travel in the checkpoint."""
@@ -162,8 +134,6 @@ class ArrayDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        from nnlab.data.augment import build_augment
-
         transform = build_augment(self.exp.augment, self.seed) if self.exp.augment else None
         for split in SPLITS:
             arrays = load_arrays(self.dataset_name, split, self.root)

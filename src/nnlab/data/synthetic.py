@@ -1,11 +1,5 @@
-"""The offline substitutes, seeded: same seed, same data.
-
-* :func:`draw_animal` / :func:`write_animals`: cartoon cats and dogs for ``cats_vs_dogs``;
-* :func:`synthetic_review` / :func:`synthetic_reviews`: movie reviews for ``imdb`` whose
-  label is carried by word order, so a bag of words cannot solve them and a recurrent net can.
-
-They stand in only under ``source: auto`` (loudly) or ``source: synthetic``.
-"""
+"""The seeded offline substitutes: cartoon cats and dogs, and movie reviews whose label is
+carried by word order (a bag of words cannot solve them, a recurrent net can)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,9 @@
-"""Text to integer arrays: a small regex tokenizer and a frequency vocabulary.
+"""Text to integer arrays: a regex tokenizer and a frequency vocabulary.
 
-The tokenizer lower-cases, turns HTML line breaks (``<br />``) into spaces and keeps runs of
-letters and digits, with inner apostrophes (``don't``, ``isn't``: negations stay one word).
-Everything else is punctuation and is dropped. No model downloads, one regex pass per text.
-
-A :class:`Vocabulary` maps the ``size - 2`` most frequent training words to ``2..size-1``;
-index 0 is padding and 1 stands for every unknown word. Its JSON form (``to_json``) is what
-the split stage writes beside the arrays and what a checkpoint carries, so ``predict``
-tokenizes exactly as training did.
+Tokens are lower-cased runs of letters and digits with inner apostrophes (``don't`` stays one
+word); ``<br />`` and punctuation go. A :class:`Vocabulary` maps the ``size - 2`` most frequent
+training words to ``2..size-1`` (0 pads, 1 is every unknown word); its JSON form is written
+beside the arrays and carried by the checkpoint, so ``predict`` tokenizes as training did.
 """
 
 from __future__ import annotations
@@ -20,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from nnlab.paths import VOCAB as VOCAB_ASSET  # noqa: F401  (the name other layers import)
+
 PAD, UNK = "<pad>", "<unk>"
 PAD_INDEX, UNK_INDEX = 0, 1
-VOCAB_ASSET = "vocab.json"  # the file name a split stage lists in meta["assets"]
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
@@ -45,9 +42,8 @@ class Vocabulary:
             raise ValueError(f"keep must be 'first' or 'last', got {self.keep!r}")
 
     @classmethod
-    def build(
-        cls, texts: Iterable[Sequence[str]], size: int, max_len: int, keep: str = "last"
-    ) -> Vocabulary:
+    def build(cls, texts: Iterable[Sequence[str]], size: int, max_len: int, keep: str = "last"
+              ) -> Vocabulary:
         """The ``size - 2`` most frequent words of ``texts`` (ties: alphabetical)."""
         counts: Counter[str] = Counter()
         for words in texts:
@@ -70,9 +66,8 @@ class Vocabulary:
         lengths = np.zeros(len(texts), dtype=np.int64)
         for row, words in enumerate(texts):
             words = words[-self.max_len :] if self.keep == "last" else words[: self.max_len]
-            n = len(words)
-            ids[row, :n] = [index.get(w, UNK_INDEX) for w in words]
-            lengths[row] = n
+            ids[row, : len(words)] = [index.get(w, UNK_INDEX) for w in words]
+            lengths[row] = len(words)
         return ids, lengths
 
     def decode(self, ids: Sequence[int], length: int | None = None) -> str:
@@ -80,14 +75,9 @@ class Vocabulary:
         return " ".join(self.tokens[int(i)] for i in ids[:n])
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "tokenizer": "lower-case; <br /> and punctuation removed; [^\\W_]+('[^\\W_]+)*",
-            "pad_index": PAD_INDEX,
-            "unk_index": UNK_INDEX,
-            "max_len": self.max_len,
-            "keep": self.keep,
-            "tokens": list(self.tokens),
-        }
+        return {"tokenizer": "lower-case; <br /> and punctuation removed; [^\\W_]+('[^\\W_]+)*",
+                "pad_index": PAD_INDEX, "unk_index": UNK_INDEX, "max_len": self.max_len,
+                "keep": self.keep, "tokens": list(self.tokens)}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Vocabulary:

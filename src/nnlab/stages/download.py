@@ -15,13 +15,11 @@ from nnlab.log import info
 
 def run(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
     cfg = params.dataset(dataset)
-    module = dataset_module(dataset)
     out = paths.raw_dir(dataset, root)
     t0 = time.perf_counter()
     with interruptible(), atomic_dir(out) as tmp:
-        manifest = module.download(cfg, tmp)
-        manifest = {"dataset": dataset, **manifest}
+        manifest = {"dataset": dataset, **dataset_module(dataset).download(cfg, tmp)}
         manifest["seconds"] = round(time.perf_counter() - t0, 2)
-        write_json(tmp / "manifest.json", manifest)
+        write_json(tmp / paths.MANIFEST, manifest)
     info(f"download@{dataset}: {manifest['source']} -> {out}")
     return manifest

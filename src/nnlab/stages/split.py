@@ -1,5 +1,5 @@
-"""split@<dataset>: decode the raw files, split them, store arrays in data/split/ (the split
-format described in :mod:`nnlab.data.prepare`)."""
+"""split@<dataset>: the raw files decoded and split, as arrays in data/split/ (the format of
+:mod:`nnlab.data.prepare`)."""
 
 from __future__ import annotations
 
@@ -11,47 +11,34 @@ import numpy as np
 from nnlab import paths
 from nnlab.config import DataConfig, Params
 from nnlab.data import dataset_module
-from nnlab.data.prepare import (
-    SPLITS,
-    Prepared,
-    StageOrderError,
-    class_counts,
-    refuse_empty,
-    split_digest,
-)
+from nnlab.data.prepare import Prepared, StageOrderError, class_counts, refuse_empty, split_digest
 from nnlab.files import atomic_dir, interruptible, read_json, write_json
 from nnlab.log import info
+from nnlab.paths import SPLITS
 
 
 def run(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
     cfg: DataConfig = params.dataset(dataset)
     raw = paths.raw_dir(dataset, root)
-    if not (raw / "manifest.json").is_file():
-        raise StageOrderError(
-            f"{raw}: no downloaded data; run `nnlab download {dataset}` "
-            f"(or `dvc repro download@{dataset}`) first"
-        )
-    raw_manifest = read_json(raw / "manifest.json")
+    if not (raw / paths.MANIFEST).is_file():
+        raise StageOrderError(f"{raw}: no downloaded data; run `nnlab download {dataset}` "
+                              f"(or `dvc repro download@{dataset}`) first")
+    raw_manifest = read_json(raw / paths.MANIFEST)
     with interruptible():
         prepared: Prepared = dataset_module(dataset).split(cfg, raw, params.seed)
-    refuse_empty(dataset, {s: len(prepared.arrays[s]["y"]) for s in SPLITS}, cfg)
+    arrays = prepared.arrays
+    refuse_empty(dataset, {s: len(arrays[s]["y"]) for s in SPLITS}, cfg)
     out = paths.split_dir(dataset, root)
     with interruptible(), atomic_dir(out) as tmp:
         for split in SPLITS:
-            for key, arr in prepared.arrays[split].items():
+            for key, arr in arrays[split].items():
                 np.save(tmp / f"{split}_{key}.npy", arr, allow_pickle=False)
-        x0 = prepared.arrays["train"]["x"]
-        shape = list(x0.shape[1:])
-        input_shape = [shape[2], shape[0], shape[1]] if prepared.kind == "image" else shape
-        meta = {
-            "dataset": dataset,
-            "kind": prepared.kind,
-            "input_shape": input_shape,
-            "classes": prepared.classes,
-            "source": raw_manifest.get("source", "unknown"),
-            **prepared.meta,
-        }
-        write_json(tmp / "meta.json", meta)
+        shape = list(arrays["train"]["x"].shape[1:])
+        meta = {"dataset": dataset, "kind": prepared.kind,
+                "input_shape": shape[2:] + shape[:2] if prepared.kind == "image" else shape,
+                "classes": prepared.classes, "source": raw_manifest.get("source", "unknown"),
+                **prepared.meta}
+        write_json(tmp / paths.META, meta)
         for name, obj in prepared.files.items():
             write_json(tmp / name, obj)
         manifest = {
@@ -59,13 +46,11 @@ def run(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
             "source": meta["source"],
             "download": raw_manifest,  # where the data came from
             "seed": params.seed,
-            "counts": {s: len(prepared.arrays[s]["y"]) for s in SPLITS},
-            "class_counts": {
-                s: class_counts(prepared.arrays[s]["y"], prepared.classes) for s in SPLITS
-            },
-            "digests": {s: split_digest(prepared.arrays[s]) for s in SPLITS},
+            "counts": {s: len(arrays[s]["y"]) for s in SPLITS},
+            "class_counts": {s: class_counts(arrays[s]["y"], prepared.classes) for s in SPLITS},
+            "digests": {s: split_digest(arrays[s]) for s in SPLITS},
             **prepared.manifest,
         }
-        write_json(tmp / "manifest.json", manifest)
+        write_json(tmp / paths.MANIFEST, manifest)
     info(f"split@{dataset}: {manifest['counts']} ({meta['source']}) -> {out}")
     return manifest
