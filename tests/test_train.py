@@ -192,13 +192,15 @@ def test_an_unusable_jobs_dir_or_a_linked_model_folder_is_refused_before_any_epo
     monkeypatch.setenv("NNLAB_JOBS_DIR", "/dev/null")
     with pytest.raises(ValueError, match="NNLAB_JOBS_DIR=/dev/null: not a folder"):
         train(tiny_params(), "mnist_mlp", project)
-    assert not (project / "models/mnist_mlp").exists()
+    assert not (project / "models").exists()
     monkeypatch.delenv("NNLAB_JOBS_DIR")
     (project / "models").mkdir()
-    (project / "models/mnist_mlp").symlink_to(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (project / "models/mnist_mlp").symlink_to(elsewhere)
     with pytest.raises(ValueError, match="mnist_mlp: is a symbolic link"):
         train(tiny_params(), "mnist_mlp", project)
-    assert list(tmp_path.iterdir()) == []
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_a_training_without_checkpoint_is_not_finished(project):

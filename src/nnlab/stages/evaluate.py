@@ -32,6 +32,7 @@ from nnlab.data.prepare import StageOrderError, load_arrays, split_digests
 from nnlab.data.text import VOCAB_ASSET, Vocabulary
 from nnlab.files import atomic_dir, atomic_file, write_json
 from nnlab.log import info
+from nnlab.viz import inside
 
 
 def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
@@ -118,24 +119,23 @@ def _figures(params: Params, name: str, model: Classifier, test: dict[str, np.nd
     exp, figures, classes = params.experiment(name), out / paths.FIGURES, list(model.spec.classes)
     figures.mkdir()
     if (out / paths.HISTORY).is_file():
-        viz.learning_curves(out / paths.HISTORY, figures / "learning_curves.png", name)
-    cm = model.test_confusion.compute().cpu().numpy()
-    viz.confusion_matrix(cm, classes, figures / "confusion_matrix.png", name)
+        viz.learning_curves(out / paths.HISTORY, figures / paths.LEARNING_CURVES_PNG, name)
+    viz.confusion_matrix(model.test_confusion, classes, figures / paths.CONFUSION_PNG, name)
     if model.spec.kind == "text":
         write_text_examples(test, y, probs, classes, model.assets, figures / paths.EXAMPLES)
         return
     if model.spec.kind != "image":
         return
-    viz.misclassified(test, y, probs, classes, figures / "misclassified.png")
+    viz.misclassified(test["x"], y, probs, classes, figures / paths.MISCLASSIFIED_PNG)
     fig = params.figures
     picks = viz.example_indices(y, fig.images)
     (x,) = scale_inputs(ArrayDataset({"x": test["x"]}).__getitems__(picks))
-    viz.model_pictures(model.net.float(), x, y[picks], classes, figures,
-                       filters=fig.filters, steps=fig.steps, seed=params.seed)
+    inside.model_pictures(model.net.float(), x, y[picks], classes, figures,
+                          filters=fig.filters, steps=fig.steps, seed=params.seed)
     if exp.augment:  # what the training batches looked like
         train_x = load_arrays(exp.dataset, "train", root)["x"]
         viz.augmented_samples(train_x, build_augment(exp.augment, params.seed, rank=0),
-                              figures / "augmented_samples.png")
+                              figures / paths.AUGMENTED_PNG)
 
 
 def write_text_examples(

@@ -35,7 +35,7 @@ from nnlab.data.prepare import split_digests
 from nnlab.files import UnsafeCheckpointError, atomic_file, exclusive, load_checkpoint
 from nnlab.log import info
 from nnlab.summary import summary_text
-from nnlab.threads import ThreadSizer
+from nnlab.threads import ThreadSizer, check_jobs_dir
 
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 # set in the processes a launcher (Lightning, torchrun, SLURM) starts for ranks other than 0
@@ -133,6 +133,7 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     second training of the same experiment, in this project, is refused until this one ends."""
     model_dir = paths.model_dir(name, root)
     check_experiment(params, name)  # augmentation, Trainer values, devices: before anything
+    check_jobs_dir()
     if model_dir.is_symlink():
         raise ValueError(f"{model_dir}: is a symbolic link; train writes only real folders")
     if any(os.environ.get(var, "0") != "0" for var in RANK_VARS):
