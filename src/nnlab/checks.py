@@ -1,5 +1,97 @@
-"""Temporary: check_experiment moves here from config (being done)."""
+"""What only the libraries can judge in params.yaml: the model registry the model's options,
+albumentations the augment steps, Lightning ``trainer:``. The stages call these checks before
+they touch a file."""
 
-from nnlab.config import check_experiment
+from __future__ import annotations
 
-__all__ = ["check_experiment"]
+import inspect
+import logging
+import warnings
+from typing import Any, NoReturn, get_type_hints
+
+import lightning as L
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from nnlab.config import PARAMS_FILE, ConfigError, Params, TrainerConfig, show
+from nnlab.data.augment import build_augment
+from nnlab.models.registry import check_options
+
+# Lightning's annotations, read strictly: "64" is not 64, true is not 1
+_STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True, allow_inf_nan=False)
+
+
+def check_experiment(params: Params, name: str) -> None:
+    """ConfigError, one line naming the key and the value, unless the registry can build the
+    model, albumentations every augment step and Lightning a Trainer from ``trainer:``."""
+    exp, where = params.experiment(name), f"experiments.{name}."
+    check_model(params, name)
+    for i, step in enumerate(exp.augment):
+        try:
+            build_augment([step], params.seed, rank=0)
+        except Exception as err:
+            _fail(f"{where}augment[{i}]: {_reason(err).removeprefix('augment[0] ')}")
+    check_trainer(params.trainer)
+
+
+def check_model(params: Params, name: str) -> None:
+    """ConfigError naming ``model`` or ``model_options.<key>`` unless the registry can build the
+    experiment's model from them."""
+    exp = params.experiment(name)
+    try:
+        check_options(exp.model, exp.model_options)
+    except ValueError as err:
+        text = str(err)
+        _fail(f"experiments.{name}." + (text if text.startswith("model_options.")
+                                         else f"model: {text}"))
+
+
+def check_trainer(trainer: TrainerConfig) -> None:
+    """``trainer:`` as Lightning judges it: keys by the signature of ``lightning.Trainer``, types
+    by its annotations, values by building one (a refusal is pinned on the written key whose
+    removal lifts it). ConfigError otherwise."""
+    signature = inspect.signature(L.Trainer.__init__).parameters
+    types = get_type_hints(L.Trainer.__init__)
+    kwargs = trainer.kwargs()
+    for key, value in kwargs.items():
+        if key not in signature:
+            _fail(f"trainer.{key}: unknown key: not an argument of lightning.Trainer")
+        try:
+            TypeAdapter(types.get(key, Any), config=_STRICT).validate_python(value)
+        except ValidationError as err:
+            expected = "; ".join(dict.fromkeys(e["msg"] for e in err.errors()))
+            _fail(f"trainer.{key}: {expected} (got {show(value)})")
+    reason = _refusal(kwargs)
+    if reason is None:
+        return
+    written = trainer.model_dump(exclude_unset=True)
+    for key, value in written.items():
+        others = {k: v for k, v in written.items() if k != key}
+        if _refusal({**TrainerConfig().kwargs(), **others}) is None:
+            _fail(f"trainer.{key}: Lightning rejects {show(value)}: {reason}")
+    _fail(f"trainer: Lightning rejects it: {reason}")
+
+
+def _refusal(kwargs: dict[str, Any]) -> str | None:
+    """Why Lightning will not build a Trainer from ``kwargs``, or None. A dry build, kept quiet:
+    its notes come again with the real one."""
+    quiet = logging.getLogger("lightning.pytorch")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            L.Trainer(**kwargs, logger=False, enable_checkpointing=False, max_epochs=1)
+    except Exception as err:
+        return _reason(err)
+    finally:
+        quiet.setLevel(level)
+    return None
+
+
+def _reason(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _fail(message: str) -> NoReturn:
+    raise ConfigError(f"{PARAMS_FILE}: {message}") from None

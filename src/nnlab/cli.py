@@ -18,7 +18,6 @@ from pathlib import Path
 
 from nnlab.config import PARAMS_FILE, ConfigError, load_params
 from nnlab.files import interruptible
-from nnlab.paths import check_name
 
 DEBUG_ENV = "NNLAB_DEBUG"
 EXPECTED = (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSError)
@@ -143,7 +142,7 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         if item is None:
             print(stage.run(params, root))
         else:
-            stage.run(params, check_name(args.item or stage_item(cmd, item), item), root)
+            stage.run(params, args.item or stage_item(cmd, item), root)
     elif cmd == "lecture":
         from nnlab.lecture import lecture
 

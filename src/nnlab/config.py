@@ -1,10 +1,9 @@
-"""Typed view of params.yaml. The only module that reads it.
+"""Typed view of params.yaml; the only module that reads it.
 
-Every other module receives these objects. Validation happens on load: an unknown key, a wrong
-type or an impossible value stops with one message naming the key and the value, before any file
-is touched. Types are strict (``"64"`` is not 64, ``true`` is not 1) and every default lives in
-its model field. Loading imports neither torch nor Lightning; the checks that need them are in
-:func:`check_experiment`, which the stages call before they touch a file.
+An unknown key, a wrong type or an impossible value stops with one line naming the key and the
+value, before any file is touched. Types are strict (``"64"`` is not 64, ``true`` is not 1).
+Loading imports neither torch nor Lightning: what only the libraries can judge (the model's
+options, augment steps, ``trainer:``) is checked by ``nnlab.checks``.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -31,7 +30,6 @@ from pydantic_core import PydanticCustomError
 
 from nnlab.paths import check_name
 
-DATASETS = ("mnist", "cats_vs_dogs", "imdb")
 TEXT_DATASETS = ("imdb",)  # datasets whose samples have lengths
 PARAMS_FILE = "params.yaml"
 _SHOW = 60  # longest value shown in a message
@@ -47,10 +45,6 @@ def _key_error(key: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("nnlab_key", "{message}", {"key": key, "message": message})
 
 
-def _is_int(v: Any) -> bool:
-    return type(v) is int
-
-
 def _either(expected: str, *accept: Callable[[Any], bool]) -> Any:
     """A field that holds one of several shapes, with one message when it holds none."""
 
@@ -62,42 +56,25 @@ def _either(expected: str, *accept: Callable[[Any], bool]) -> Any:
     return Annotated[Any, PlainValidator(validate)]
 
 
-Devices = _either('"auto", an int >= -1 or a non-empty list of device indices',
-                  lambda v: v == "auto", lambda v: _is_int(v) and v >= -1,
-                  lambda v: isinstance(v, list) and len(v) > 0
-                  and all(_is_int(i) and i >= 0 for i in v))
-Batches = _either("an int >= 0 (batches), a float in [0, 1] (a fraction) or null",
-                  lambda v: v is None, lambda v: _is_int(v) and v >= 0,
-                  lambda v: type(v) is float and 0 <= v <= 1)
-FastDevRun = _either("true, false or a number of batches >= 0", lambda v: type(v) is bool,
-                     lambda v: _is_int(v) and v >= 0)
-Threads = _either('an int >= 1 or "auto"', lambda v: _is_int(v) and v >= 1,
+Threads = _either('an int >= 1 or "auto"', lambda v: type(v) is int and v >= 1,
                   lambda v: v == "auto")
 BoolOrAuto = _either('true, false or "auto"', lambda v: type(v) is bool, lambda v: v == "auto")
-BoolOrWarn = _either('true, false or "warn"', lambda v: type(v) is bool, lambda v: v == "warn")
-
-
-_MODEL = {"frozen": True, "strict": True, "allow_inf_nan": False}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", **_MODEL)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        known = [field.alias or name for name, field in cls.model_fields.items()]
+        for key in data if isinstance(data, dict) else ():
+            if isinstance(key, str) and key not in known:
+                raise _key_error(key, f"unknown key (known: {', '.join(known)})")
+        return data
 
 
-# ---------------------------------------------------------------- trainer: lightning.Trainer
-
-# Arguments of lightning.Trainer.__init__ that params.yaml may set (tests/test_config.py checks
-# this against the installed Lightning). nnlab sets the RESERVED ones itself.
-TRAINER_KEYS = (
-    "accelerator", "strategy", "devices", "num_nodes", "precision", "fast_dev_run", "max_time",
-    "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
-    "overfit_batches", "val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps",
-    "log_every_n_steps", "enable_progress_bar", "enable_model_summary",
-    "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm", "deterministic",
-    "benchmark", "inference_mode", "use_distributed_sampler", "profiler", "detect_anomaly",
-    "barebones", "sync_batchnorm", "reload_dataloaders_every_n_epochs", "enable_autolog_hparams",
-    "model_registry",
-)  # fmt: skip
+# Arguments of lightning.Trainer that nnlab sets itself, and keys that moved elsewhere.
 RESERVED = {
     "max_epochs": "set per experiment as experiments.<name>.epochs",
     "min_epochs": "training length is experiments.<name>.epochs (and .patience)",
@@ -118,98 +95,43 @@ MOVED = {
     "limit_batches": "use Lightning's trainer.limit_train_batches and trainer.limit_val_batches",
     "channels_last": "moved per experiment: experiments.<name>.channels_last",
 }
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
-# lightning.pytorch.strategies.StrategyRegistry plus "auto" (checked by a test)
-STRATEGIES = (
-    "auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true",
-    "ddp_fork", "ddp_fork_find_unused_parameters_false", "ddp_fork_find_unused_parameters_true",
-    "ddp_notebook", "ddp_notebook_find_unused_parameters_false",
-    "ddp_notebook_find_unused_parameters_true", "ddp_spawn",
-    "ddp_spawn_find_unused_parameters_false", "ddp_spawn_find_unused_parameters_true",
-    "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_2_offload",
-    "deepspeed_stage_3", "deepspeed_stage_3_offload", "deepspeed_stage_3_offload_nvme", "fsdp",
-    "fsdp_cpu_offload", "single_device", "single_tpu", "single_xla", "xla", "xla_debug",
-)  # fmt: skip
-# every input Lightning's precision argument accepts (checked by a test)
-PRECISIONS = (
-    16, 32, 64, "16-mixed", "bf16-mixed", "32-true", "16-true", "bf16-true", "64-true",
-    "transformer-engine", "transformer-engine-float16", "16", "32", "64", "bf16",
-)  # fmt: skip
-
-
-# trainer keys nnlab always passes, with its own defaults
-_ALWAYS = ("accelerator", "devices", "strategy", "num_nodes", "precision", "deterministic",
-           "log_every_n_steps", "enable_progress_bar")
 
 
 class TrainerConfig(BaseModel):
-    """Keyword arguments of ``lightning.Trainer``: the typed ones below, with nnlab's defaults,
-    plus any other key of :data:`TRAINER_KEYS` as written (Lightning checks those values)."""
+    """Keyword arguments of ``lightning.Trainer``: nnlab's defaults, and any other key as written.
+    Lightning judges keys, types and values (``nnlab.checks``); this model refuses what
+    nnlab sets itself or moved elsewhere, and more CPU processes than cores."""
 
-    model_config = ConfigDict(extra="allow", **_MODEL)
+    model_config = ConfigDict(extra="allow", frozen=True)
 
-    accelerator: Literal[ACCELERATORS] = "auto"
-    devices: Devices = "auto"
-    strategy: Literal[STRATEGIES] = "auto"
-    num_nodes: int = Field(1, ge=1)
-    precision: Literal[PRECISIONS] = "32-true"
-    deterministic: BoolOrWarn = "warn"
-    log_every_n_steps: int = Field(10, ge=1)
-    enable_progress_bar: bool = True
-    # Lightning's own defaults: passed on only when written. (A default of None on a field
-    # that is not Optional: writing null is an error, as it would be for Lightning.)
-    limit_train_batches: Batches = None
-    limit_val_batches: Batches = None
-    limit_test_batches: Batches = None
-    limit_predict_batches: Batches = None
-    overfit_batches: Batches = None
-    val_check_interval: Batches = None
-    check_val_every_n_epoch: int | None = Field(None, ge=1)
-    num_sanity_val_steps: int | None = Field(None, ge=-1)
-    accumulate_grad_batches: int = Field(None, ge=1)
-    gradient_clip_val: float | None = Field(None, ge=0)
-    gradient_clip_algorithm: Literal["value", "norm"] | None = None
-    fast_dev_run: FastDevRun = None
-    benchmark: bool | None = None
-    enable_model_summary: bool | None = None
-    inference_mode: bool = None
-    use_distributed_sampler: bool = None
-    detect_anomaly: bool = None
-    barebones: bool = None
-    sync_batchnorm: bool = None
-    reload_dataloaders_every_n_epochs: int = Field(None, ge=0)
-
-    @field_validator("precision", mode="before")
-    @classmethod
-    def _no_float_precision(cls, value: Any) -> Any:
-        if type(value) not in (int, str):  # 16.0 == 16, but Lightning wants 16 or "16-mixed"
-            raise ValueError("expected one of " + ", ".join(map(str, PRECISIONS)))
-        return value
+    accelerator: Any = "auto"
+    devices: Any = "auto"
+    strategy: Any = "auto"
+    num_nodes: Any = 1
+    precision: Any = "32-true"
+    deterministic: Any = "warn"
+    log_every_n_steps: Any = 10
+    enable_progress_bar: Any = True
 
     @model_validator(mode="before")
     @classmethod
-    def _known_keys(cls, data: Any) -> Any:
+    def _not_here(cls, data: Any) -> Any:
         for key in data if isinstance(data, dict) else ():
-            hint = RESERVED.get(key) or MOVED.get(key)
-            if hint is None and key not in TRAINER_KEYS:
-                hint = "unknown key: not an argument of lightning.Trainer"
-            if hint is not None:
+            if (hint := RESERVED.get(key) or MOVED.get(key)) is not None:
                 raise _key_error(str(key), hint)
         return data
 
     @model_validator(mode="after")
     def _cpu_devices(self) -> TrainerConfig:
         cores = os.cpu_count() or 1
-        if self.accelerator == "cpu" and _is_int(self.devices) and self.devices > cores:
+        if self.accelerator == "cpu" and type(self.devices) is int and self.devices > cores:
             raise _key_error("devices", f"{self.devices} processes with accelerator: cpu, but "
                                         f"this machine has {cores} cores")
         return self
 
     def kwargs(self) -> dict[str, Any]:
-        """The keyword arguments for ``lightning.Trainer`` (nnlab adds the RESERVED ones):
-        nnlab's defaults and whatever params.yaml sets."""
-        return {**{key: getattr(self, key) for key in _ALWAYS},
-                **self.model_dump(exclude_unset=True)}
+        """The keyword arguments for ``lightning.Trainer`` (nnlab adds the RESERVED ones)."""
+        return self.model_dump()
 
 
 class LoaderConfig(_Strict):
@@ -221,8 +143,6 @@ class LoaderConfig(_Strict):
     # torch threads per process; auto: the cores shared among the jobs running at once
     threads: Threads = "auto"
 
-
-# ---------------------------------------------------------------- data: one model per dataset
 
 _PIN = re.compile(r"sha256=[0-9a-fA-F]{64}|md5=[0-9a-fA-F]{32}")
 
@@ -290,10 +210,8 @@ class DataBlocks(_Strict):
     imdb: ImdbConfig | None = None
 
     def present(self) -> dict[str, DataConfig]:
-        return {name: cfg for name in DATASETS if (cfg := getattr(self, name)) is not None}
-
-
-# ---------------------------------------------------------------- features: derived datasets
+        return {name: cfg for name in DataBlocks.model_fields
+                if (cfg := getattr(self, name)) is not None}
 
 
 class FeaturesConfig(_Strict):
@@ -306,9 +224,6 @@ class FeaturesConfig(_Strict):
     weights: str = "imagenet"  # "imagenet", "none" or a file
     batch_size: int = Field(64, ge=1)
     timeout: float = Field(10.0, gt=0, le=300)
-
-
-# ---------------------------------------------------------------- experiments
 
 
 class AugmentStep(_Strict):
@@ -352,25 +267,7 @@ class ExperimentConfig(_Strict):
             raise _key_error("finetune.unfreeze_epoch",
                              f"{self.finetune.unfreeze_epoch} >= epochs ({self.epochs}): the "
                              f"base would never train")
-        _check_model(self.model, self.model_options)
         return self
-
-
-def _check_model(model: str, options: dict[str, Any]) -> None:
-    """Names and value types of ``model_options``, against the builder's signature (the
-    registry imports no torch)."""
-    from nnlab.models.registry import check_options
-
-    try:
-        check_options(model, options)
-    except ValueError as err:
-        message = str(err)
-        named = re.match(r"(model_options\.[^:\s]+): (.*)", message)
-        key, message = named.groups() if named else ("model", message)
-        raise _key_error(key, _cut(message, 200)) from None
-
-
-# ---------------------------------------------------------------- figures
 
 
 class FiguresConfig(_Strict):
@@ -379,9 +276,6 @@ class FiguresConfig(_Strict):
     images: int = Field(6, ge=1, le=64)  # test images in the Grad-CAM and feature-map figures
     filters: int = Field(8, ge=0, le=64)  # filter patterns per layer (0: none)
     steps: int = Field(30, ge=1, le=1000)  # gradient-ascent steps per pattern
-
-
-# ---------------------------------------------------------------- the whole file
 
 
 class TrackingConfig(_Strict):
@@ -416,7 +310,7 @@ class Params(_Strict):
     def _check_refs(self) -> Params:
         data = self.data.present()
         for name, feat in self.features.items():
-            if name in DATASETS:
+            if name in DataBlocks.model_fields:
                 raise _key_error(f"features.{name}", "a features cache cannot share a name "
                                                      "with a dataset under data:")
             if feat.from_ not in data:
@@ -494,9 +388,6 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-# ---------------------------------------------------------------- messages
-
-
 def _cut(text: str, limit: int = _SHOW) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -506,7 +397,7 @@ def _quote(name: Any) -> str:
     return _cut(repr(name))
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     """A value as a message shows it: short, YAML-like, never a whole block."""
     if isinstance(value, dict):
         return f"a mapping of {len(value)} key{'s' * (len(value) != 1)}"
@@ -525,25 +416,6 @@ def _loc(parts: Any) -> str:
     return out
 
 
-def _known_keys(parts: tuple[Any, ...]) -> list[str]:
-    """The keys the model at ``parts`` (a path into Params) accepts."""
-    tp: Any = Params
-    for part in parts:
-        while get_origin(tp) in (Union, Annotated) or type(tp).__name__ == "UnionType":
-            tp = next((a for a in get_args(tp) if a is not type(None)), None)
-        if get_origin(tp) in (dict, list):
-            tp = get_args(tp)[-1]
-        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
-            tp = tp.model_fields[part].annotation
-        else:
-            return []
-    while type(tp).__name__ == "UnionType" or get_origin(tp) is Union:
-        tp = next((a for a in get_args(tp) if a is not type(None)), None)
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return [f.alias or name for name, f in tp.model_fields.items()]
-    return []
-
-
 def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
@@ -552,17 +424,13 @@ def _describe(err: ValidationError) -> str:
         if e["type"] == "invalid_key" or parts[-1:] == ("[key]",):
             parts = parts[:-2] if parts[-1:] == ("[key]",) else parts[:-1]
             where = f"{_loc(parts)}: " if parts else ""
-            lines.append(f"{where}key {_show(e.get('input'))} is not a string")
+            lines.append(f"{where}key {show(e.get('input'))} is not a string")
         elif e["type"] in ("model_type", "dict_type"):
             lines.append(f"{_loc(parts) or 'top level'}: expected a mapping "
-                         f"(got {_show(e.get('input'))})")
+                         f"(got {show(e.get('input'))})")
         elif e["type"] == "nnlab_key":
             parts += tuple(k for k in ctx["key"].split(".") if k)
             lines.append(f"{_loc(parts)}: {ctx['message']}")
-        elif e["type"] == "extra_forbidden":
-            known = _known_keys(parts[:-1])
-            hint = f" (known: {', '.join(known)})" if known else ""
-            lines.append(f"{_loc(parts)}: unknown key{hint}")
         elif e["type"] == "missing":
             lines.append(f"{_loc(parts)}: required key missing")
         else:
@@ -570,13 +438,10 @@ def _describe(err: ValidationError) -> str:
             if e["type"] == "float_type" and isinstance(e.get("input"), str):
                 msg += " (write numbers unquoted, e.g. 0.001 or 1.0e-3)"
             where = f"{_loc(parts)}: " if parts else ""
-            lines.append(f"{where}{msg} (got {_show(e.get('input'))})")
+            lines.append(f"{where}{msg} (got {show(e.get('input'))})")
     if len(lines) > 5:
         lines[5:] = [f"and {len(lines) - 5} more"]
     return "; ".join(lines)
-
-
-# ---------------------------------------------------------------- reading the file
 
 
 class _Loader(yaml.SafeLoader):
@@ -608,21 +473,13 @@ _Loader.add_implicit_resolver(
 
 def parse_params(raw: Any, where: str = PARAMS_FILE) -> Params:
     if not isinstance(raw, dict):
-        got = "an empty file" if raw is None else _show(raw)
+        got = "an empty file" if raw is None else show(raw)
         raise ConfigError(f"{where}: expected a mapping (seed, trainer, data, experiments...) "
                           f"at the top level, got {got}")
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(f"{where}: {_describe(err)}") from None
-
-
-def _yaml_error(path: Path, err: yaml.YAMLError) -> str:
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or " ".join(str(err).split())
-    if mark is None:
-        return f"{path}: not valid YAML: {problem}"
-    return f"{path}: line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
@@ -649,65 +506,11 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     try:
         raw = yaml.load(text, Loader=_Loader)  # a SafeLoader
     except yaml.YAMLError as err:
-        raise ConfigError(_yaml_error(path, err)) from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "not valid YAML"
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise ConfigError(f"{path}: {where}: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a params file") from None
     return parse_params(raw, str(path))
 
-
-# ---------------------------------------------------------------- checks that need torch
-
-
-def _reason(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def check_experiment(params: Params, name: str) -> None:
-    """What only torch, albumentations and Lightning can tell: every augment step builds, the
-    Trainer accepts ``trainer:`` and the devices it names exist. ConfigError otherwise."""
-    exp = params.experiment(name)
-    from nnlab.data.augment import build_augment
-
-    for i, step in enumerate(exp.augment):
-        try:
-            build_augment([step], params.seed, rank=0)
-        except Exception as err:
-            reason = _reason(err).removeprefix("augment[0] ")
-            raise ConfigError(f"{PARAMS_FILE}: experiments.{name}.augment[{i}]: {reason}") from None
-    _check_devices(params.trainer)
-    import logging
-    import warnings
-
-    import lightning as L
-
-    quiet = logging.getLogger("lightning.pytorch")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # a dry construction: its notes come again with the real one
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            L.Trainer(**params.trainer.kwargs(), logger=False, enable_checkpointing=False,
-                      max_epochs=1)
-    except Exception as err:
-        raise ConfigError(f"{PARAMS_FILE}: trainer: Lightning rejects it: {_reason(err)}") from None
-    finally:
-        quiet.setLevel(level)
-
-
-def _check_devices(t: TrainerConfig) -> None:
-    import torch
-
-    gpus = torch.cuda.device_count()
-    if t.accelerator in ("gpu", "cuda") or (t.accelerator == "auto" and gpus > 0):
-        have, what = gpus, "CUDA devices"
-    elif t.accelerator in ("cpu", "auto"):
-        have, what = os.cpu_count() or 1, "cores"
-    else:
-        return
-    wanted = t.devices if _is_int(t.devices) else len(t.devices) if isinstance(t.devices, list) \
-        else 0  # fmt: skip
-    too_high = [i for i in t.devices if i >= have] if isinstance(t.devices, list) else []
-    if wanted > have or (too_high and what == "CUDA devices"):
-        raise ConfigError(f"{PARAMS_FILE}: trainer.devices: {_show(t.devices)} with accelerator: "
-                          f"{t.accelerator}, but this machine has {have} {what}")

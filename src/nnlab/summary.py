@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from nnlab import paths
+from nnlab.checks import check_model
 from nnlab.spec import DataSpec, spec_from_meta
 
 
@@ -129,6 +130,7 @@ def summarize(params, name: str, root: Path = Path(".")) -> str:
     from nnlab.models.registry import build_model, loading_checkpoint
 
     exp = params.experiment(name)
+    check_model(params, name)
     with loading_checkpoint():  # shapes and counts only: no weight download
         spec = dataset_spec(params, exp.dataset, root)
         net = build_model(exp.model, spec, dict(exp.model_options))

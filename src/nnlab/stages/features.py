@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from nnlab import paths
+from nnlab.checks import check_trainer
 from nnlab.classifier import inference_trainer, scale_inputs
 from nnlab.config import ConfigError, Params
 from nnlab.data.datamodule import SPLITS, ArrayDataset, make_loader
@@ -63,6 +64,7 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
                                   weights=cfg.weights, timeout=cfg.timeout,
                                   input_shape=tuple(meta["input_shape"]))
     module = FrozenBase(base)
+    check_trainer(params.trainer)
     trainer = inference_trainer(params)
     t0 = time.perf_counter()
     counts: dict[str, int] = {}
