@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import copy
 import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,11 +52,40 @@ def with_overrides(base: dict, **overrides) -> Params:
     return parse_params(raw)
 
 
+BIN = Path(sys.executable).parent  # the venv's nnlab and dvc
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess: the venv first, a git identity, one thread, and
+    none of this shell's tracking server, DVC experiment or DDP rank unless given."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
+           "GIT_AUTHOR_NAME": "nnlab-test", "GIT_AUTHOR_EMAIL": "test@nnlab.invalid",
+           "GIT_COMMITTER_NAME": "nnlab-test", "GIT_COMMITTER_EMAIL": "test@nnlab.invalid"}
+    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_STAGE", "RANK",
+                "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "SLURM_PROCID", "GROUP_RANK"):
+        env.pop(var, None)
+    return {**env, **extra}
+
+
+def run_ok(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 900) -> str:
+    """stdout + stderr of a command that must succeed (its output tail otherwise)."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def stages_ran(dvc_output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", dvc_output))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def copy_repo(work: Path) -> Path:
     """This repository's git-tracked files, copied into ``work`` (a new project folder)."""
-    import shutil
-    import subprocess
-
     files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
                            check=True).stdout.split()
     for f in files:
@@ -93,7 +127,6 @@ def mnist_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def project(mnist_root, tmp_path) -> Path:
     """A fresh copy of the prepared tiny MNIST project (safe to train in)."""
-    import shutil
 
     root = tmp_path / "project"
     shutil.copytree(mnist_root, root)

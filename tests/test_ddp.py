@@ -3,15 +3,13 @@
 Lightning relaunches the command for rank 1; only rank 0 may write files or MLflow records.
 """
 
-import os
 import subprocess
-import sys
 
 import pytest
 import yaml
 
 from nnlab import tracking
-from tests.conftest import TINY
+from tests.conftest import BIN, TINY, cli_env
 
 
 @pytest.mark.slow
@@ -19,10 +17,7 @@ def test_ddp_two_processes_one_run_one_set_of_files(project):
     raw = {**TINY, "trainer": {**TINY["trainer"], "devices": 2, "strategy": "ddp"}}
     raw["experiments"] = {"mnist_cnn": TINY["experiments"]["mnist_cnn"]}
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
-    nnlab = os.path.join(os.path.dirname(sys.executable), "nnlab")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([nnlab, "train", "mnist_cnn"], cwd=project, env=env,
+    proc = subprocess.run([str(BIN / "nnlab"), "train", "mnist_cnn"], cwd=project, env=cli_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "GLOBAL_RANK: 1" in proc.stderr or "Initializing distributed: GLOBAL_RANK: 1" in (

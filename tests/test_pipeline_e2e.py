@@ -1,36 +1,14 @@
 """End to end: the real dvc.yaml in a temporary git repo, shrunk through params only."""
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
 
 from nnlab import tracking
 from nnlab.files import read_json
-from tests.conftest import copy_repo
+from tests.conftest import BIN, cli_env, copy_repo, run_ok, stages_ran
 from tests.http_server import dead_url
 
 pytestmark = pytest.mark.slow
-
-BIN = Path(sys.executable).parent
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "nnlab-test", "GIT_AUTHOR_EMAIL": "test@nnlab.invalid",
-    "GIT_COMMITTER_NAME": "nnlab-test", "GIT_COMMITTER_EMAIL": "test@nnlab.invalid",
-}
-
-
-def _run(cmd, cwd, env):
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc.stdout + proc.stderr
-
-
-def _ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 def shrink(raw: dict) -> dict:
@@ -63,15 +41,14 @@ def test_dvc_repro_end_to_end(tmp_path):
     copy_repo(work)
     raw = shrink(yaml.safe_load((work / "params.yaml").read_text()))
     (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    env = {**os.environ, **GIT_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    _run(["git", "init", "-q"], work, env)
-    _run(["git", "add", "-A"], work, env)
-    _run(["git", "commit", "-qm", "init"], work, env)
+    env = cli_env()
+    run_ok(["git", "init", "-q"], work, env)
+    run_ok(["git", "add", "-A"], work, env)
+    run_ok(["git", "commit", "-qm", "init"], work, env)
 
-    out = _run(["dvc", "repro"], work, env)
+    out = run_ok(["dvc", "repro"], work, env)
     experiments = list(raw["experiments"])
-    ran = _ran(out)
+    ran = stages_ran(out)
     assert {f"train@{e}" for e in experiments} <= ran
     # only the caches under features: get a features stage
     assert {s for s in ran if s.startswith("features@")} == {
@@ -87,19 +64,34 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert sorted(r.info.run_name for r in runs) == sorted(experiments)
     for name in experiments:
         receipt = tracking.read_receipt(work / "models" / name)
-        run = client.get_run(receipt["run_id"])
+        run = client.getrun_ok(receipt["run_id"])
         assert "test/acc" in run.data.metrics and run.data.tags["data.source"] != "remote"
 
     # nothing changed: nothing reruns
-    out = _run(["dvc", "repro"], work, env)
-    assert _ran(out) == set() and "up to date" in out
+    out = run_ok(["dvc", "repro"], work, env)
+    assert stages_ran(out) == set() and "up to date" in out
+
+    # every file a stage writes is a declared output: a fresh clone pulls them all from a
+    # remote, DVC finds nothing changed, nothing reruns, and the models predict at once
+    remote, clone = tmp_path / "remote", tmp_path / "clone"
+    run_ok(["dvc", "remote", "add", "-d", "store", str(remote)], work, env)
+    run_ok(["git", "add", "-A"], work, env)
+    run_ok(["git", "commit", "-qm", "lock"], work, env)
+    run_ok(["dvc", "push"], work, env)
+    run_ok(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
+    run_ok(["dvc", "pull"], clone, env)
+    assert "up to date" in run_ok(["dvc", "status"], clone, env)
+    assert stages_ran(run_ok(["dvc", "repro"], clone, env)) == set()
+    review = tmp_path / "review.txt"
+    review.write_text("not good at all, a dull and boring film")
+    out = run_ok([str(BIN / "nnlab"), "predict", "imdb_lstm", str(review)], clone, env)
+    assert str(review) in out and "ERROR" not in out
+    assert not (clone / "mlruns").exists()  # nothing ran: no store was even created
 
     # one experiment's param changed: only its train/evaluate and compare rerun
-    _run(["git", "add", "-A"], work, env)
-    _run(["git", "commit", "-qm", "lock"], work, env)
-    out = _run(["dvc", "exp", "run", "-S", "experiments.catdog_cnn.lr=0.0005"], work, env)
-    assert _ran(out) == {"train@catdog_cnn", "evaluate@catdog_cnn", "compare"}
-    shown = _run(["dvc", "exp", "show", "--no-pager", "--csv"], work, env)
+    out = run_ok(["dvc", "exp", "run", "-S", "experiments.catdog_cnn.lr=0.0005"], work, env)
+    assert stages_ran(out) == {"train@catdog_cnn", "evaluate@catdog_cnn", "compare"}
+    shown = run_ok(["dvc", "exp", "show", "--no-pager", "--csv"], work, env)
     assert "0.0005" in shown and "test/acc" in shown and "val/acc_best" in shown
-    metrics = _run(["dvc", "metrics", "show"], work, env)
+    metrics = run_ok(["dvc", "metrics", "show"], work, env)
     assert "reports/experiments/mnist_cnn/metrics.json" in metrics

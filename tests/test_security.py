@@ -4,7 +4,6 @@ params key reaches the shell that DVC runs a stage's command in."""
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from nnlab.cli import main
 from nnlab.files import UnsafeCheckpointError, load_checkpoint
 from nnlab.models.backbones.state import read_state
 from nnlab.stages.train import run as train
-from tests.conftest import TINY, copy_repo, params_text, tiny_params
+from tests.conftest import TINY, cli_env, copy_repo, params_text, tiny_params
 
 
 class _Runs:
@@ -99,9 +98,7 @@ def test_no_experiment_key_reaches_a_shell_under_dvc_repro(tmp_path):
     stops in one line, and nothing of any key runs."""
     root = copy_repo(tmp_path / "repo")
     marker = tmp_path / "ran"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t.invalid"}
+    env = cli_env()
     raw = yaml.safe_load((root / "params.yaml").read_text())
     raw["data"] = {"mnist": {**raw["data"]["mnist"], "source": "bundled", "max_samples": 400}}
     raw["features"], raw["experiments"] = {}, {}
