@@ -140,7 +140,13 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
         return _fit(params, name, Path(root))  # a launched rank: rank 0 holds the lock
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(model_dir.with_name(f".{name}{paths.LOCK}"), f"train@{name}"):
-        return _fit(params, name, Path(root))
+        receipt = _fit(params, name, Path(root))
+    if "DVC_STAGE" not in os.environ and (Path(root) / "dvc.yaml").is_file():
+        # dvc.lock does not record this model: `dvc exp run` checks the workspace out (forced)
+        # before any stage runs, which deletes it or brings the recorded one back
+        info(f"train@{name}: trained outside DVC; record it with `dvc commit -f train@{name}`, "
+             f"or the next `dvc exp run` deletes models/{name} (or restores the recorded one)")
+    return receipt
 
 
 def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
