@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
+from unittest import mock
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from nnlab import cli
+from nnlab import cli, server, tracking
 from nnlab.cli import main
 from nnlab.server import server_command
 
@@ -21,68 +30,44 @@ def _err_lines(capsys) -> list[str]:
     return capsys.readouterr().err.strip().splitlines()
 
 
-def _raise(exc: BaseException):
-    def fail(*args, **kwargs):
-        raise exc
-
-    return fail
-
-
-def test_one_line_without_debug(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+@pytest.mark.parametrize(("before", "after", "env", "traceback"), [
+    ([], [], "", False), (["--debug"], [], "", True), ([], ["--debug"], "", True),
+    ([], [], "1", True), ([], [], "0", False),
+])
+def test_one_line_and_the_traceback_on_request(tmp_path, monkeypatch, capsys, before, after,
+                                               env, traceback):
+    monkeypatch.setenv(cli.DEBUG_ENV, env)
     monkeypatch.chdir(tmp_path)
-    assert main(["--params", ".", "train", "x"]) == 2
-    assert _err_lines(capsys) == ["nnlab: error: .: is a folder, not a params file"]
-
-
-@pytest.mark.parametrize("argv", [["--debug", "--params", ".", "train", "x"],
-                                  ["--params", ".", "train", "x", "--debug"]])
-def test_debug_flag_adds_the_traceback(tmp_path, monkeypatch, capsys, argv):
-    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert main(argv) == 2
+    assert main([*before, "--params", ".", "train", "x", *after]) == 2
     lines = _err_lines(capsys)
-    assert lines[0].startswith("Traceback")
-    assert any("ConfigError" in line for line in lines)
     assert lines[-1] == "nnlab: error: .: is a folder, not a params file"
+    assert lines[0].startswith("Traceback") is traceback and (len(lines) == 1) is not traceback
+    if traceback:
+        assert any("ConfigError" in line for line in lines)
 
 
-def test_debug_environment_variable(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(cli.DEBUG_ENV, "1")
-    assert main(["--params", ".", "train", "x"]) == 2
-    assert _err_lines(capsys)[0].startswith("Traceback")
-    monkeypatch.setenv(cli.DEBUG_ENV, "0")
-    assert main(["--params", ".", "train", "x"]) == 2
-    assert len(_err_lines(capsys)) == 1
-
-
-@pytest.mark.parametrize(
-    ("exc", "code", "expected"),
-    [
-        (RuntimeError("download failed:\n  mirror 1: timeout\n  mirror 2: 404"), 1,
-         "nnlab: error: download failed: mirror 1: timeout; mirror 2: 404"),
-        (FileNotFoundError(2, "No such file or directory", "data/split/x"), 1,
-         "nnlab: error: [Errno 2] No such file or directory: 'data/split/x'"),
-        (PermissionError(13, "Permission denied", "models"), 1,
-         "nnlab: error: [Errno 13] Permission denied: 'models'"),
-        (ValueError("bad image"), 1, "nnlab: error: bad image"),
-        (KeyboardInterrupt(), 130, "nnlab: error: interrupted"),
-        (KeyError("boom"), 1,
-         "nnlab: error: KeyError: 'boom' (rerun with --debug for the traceback)"),
-        (ZeroDivisionError(), 1, "nnlab: error: ZeroDivisionError: ZeroDivisionError (rerun"),
-    ],
-)
+@pytest.mark.parametrize(("exc", "code", "expected"), [
+    (RuntimeError("download failed:\n  mirror 1: timeout\n  mirror 2: 404"), 1,
+     "nnlab: error: download failed: mirror 1: timeout; mirror 2: 404"),
+    (FileNotFoundError(2, "No such file or directory", "data/split/x"), 1,
+     "nnlab: error: [Errno 2] No such file or directory: 'data/split/x'"),
+    (PermissionError(13, "Permission denied", "models"), 1,
+     "nnlab: error: [Errno 13] Permission denied: 'models'"),
+    (ValueError("bad image"), 1, "nnlab: error: bad image"),
+    (KeyboardInterrupt(), 130, "nnlab: error: interrupted"),
+    (KeyError("boom"), 1, "nnlab: error: KeyError: 'boom' (rerun with --debug for the traceback)"),
+    (ZeroDivisionError(), 1, "nnlab: error: ZeroDivisionError: ZeroDivisionError (rerun"),
+])
 def test_failures_print_one_line(monkeypatch, capsys, exc, code, expected):
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
-    monkeypatch.setattr(cli, "load_params", _raise(exc))
+    monkeypatch.setattr(cli, "load_params", mock.Mock(side_effect=exc))
     assert main(["train", "x"]) == code
     lines = _err_lines(capsys)
     assert len(lines) == 1 and lines[0].startswith(expected), lines
 
 
 def test_unexpected_error_with_debug_has_traceback_and_no_hint(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "load_params", _raise(KeyError("boom")))
+    monkeypatch.setattr(cli, "load_params", mock.Mock(side_effect=KeyError("boom")))
     assert main(["--debug", "train", "x"]) == 1
     lines = _err_lines(capsys)
     assert lines[0].startswith("Traceback") and "KeyError" in lines[-2]
@@ -95,24 +80,18 @@ def test_usage_errors_stay_argparse(capsys):
     assert exit_.value.code == 2
 
 
-def _imported(code: str) -> list[str]:
+@pytest.mark.parametrize("code", [
+    "import nnlab.config\nnnlab.config.load_params('params.yaml')",
+    "import contextlib, io, nnlab.cli\n"
+    "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+    "    nnlab.cli.main(['--help'])",
+])
+def test_loading_params_and_help_import_no_heavy_library(code):
     script = (f"import sys\n{code}\n"
               f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
                          text=True, timeout=120, check=True)
-    return eval(out.stdout.strip().splitlines()[-1])
-
-
-def test_loading_params_imports_no_heavy_library():
-    code = "import nnlab.config\nnnlab.config.load_params('params.yaml')"
-    assert _imported(code) == []
-
-
-def test_help_imports_no_heavy_library():
-    code = ("import contextlib, io, nnlab.cli\n"
-            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
-            "    nnlab.cli.main(['--help'])")
-    assert _imported(code) == []
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def _server_args(**kw) -> argparse.Namespace:
@@ -133,32 +112,92 @@ def test_server_command_defaults(tmp_path):
 
 
 def test_server_command_pass_through(tmp_path):
-    cmd = server_command(_server_args(host="0.0.0.0", port=8080, app_name="basic-auth",
-                                      workers="4", backend_store_uri="postgresql://db/mlflow",
-                                      allowed_hosts="mlflow.lab.example",
-                                      artifacts_destination="s3://bucket/mlflow"), tmp_path)
-    for opt, value in (("--host", "0.0.0.0"), ("--port", "8080"), ("--app-name", "basic-auth"),
-                       ("--workers", "4"), ("--backend-store-uri", "postgresql://db/mlflow"),
-                       ("--allowed-hosts", "mlflow.lab.example"),
-                       ("--artifacts-destination", "s3://bucket/mlflow")):
-        assert cmd[cmd.index(opt) + 1] == value
+    given = {"--host": "0.0.0.0", "--port": "8080", "--app-name": "basic-auth", "--workers": "4",
+             "--backend-store-uri": "postgresql://db/mlflow",
+             "--allowed-hosts": "mlflow.lab.example",
+             "--artifacts-destination": "s3://bucket/mlflow"}
+    cmd = server_command(_server_args(**{k[2:].replace("-", "_"): v for k, v in given.items()}),
+                         tmp_path)
+    assert {opt: cmd[cmd.index(opt) + 1] for opt in given} == given
     assert not (tmp_path / "mlruns").exists()
 
 
-def test_server_prints_url_and_export(tmp_path, monkeypatch, capsys):
-    calls = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+@pytest.fixture
+def started(monkeypatch, tmp_path) -> list[list[str]]:
+    """The commands nnlab would start (nothing is started)."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(server, "run_group", lambda cmd: calls.append(cmd) or 0)
     monkeypatch.chdir(tmp_path)
-    assert main(["server", "--port", "5123"]) == 0
+    return calls
+
+
+@pytest.mark.parametrize(("argv", "shown", "warned"), [
+    (["--host", "127.0.0.1"], "127.0.0.1", False),
+    (["--host", "0.0.0.0"], socket.gethostname(), True),  # anyone on the network
+    (["--host", "0.0.0.0", "--app-name", "basic-auth"], socket.gethostname(), False),
+])
+def test_server_prints_the_url_to_export(started, capsys, argv, shown, warned):
+    port = str(_free_port())
+    assert main(["server", *argv, "--port", port]) == 0
     err = capsys.readouterr().err
-    assert "http://127.0.0.1:5123" in err
-    assert "export MLFLOW_TRACKING_URI=http://127.0.0.1:5123" in err
-    assert calls and calls[0][calls[0].index("--port") + 1] == "5123"
+    assert f"export MLFLOW_TRACKING_URI=http://{shown}:{port}\n" in err
+    assert started[0][started[0].index("--port") + 1] == port
+    assert ("anyone on the network can read, write and delete" in err) is warned
 
 
-def test_server_on_every_interface_prints_a_reachable_url(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(subprocess, "call", lambda cmd: 0)
-    monkeypatch.chdir(tmp_path)
-    assert main(["server", "--host", "0.0.0.0"]) == 0
-    export = [line for line in capsys.readouterr().err.splitlines() if "export" in line]
-    assert export and "0.0.0.0" not in export[0] and export[0].endswith(":5000")
+@pytest.mark.parametrize("command", ["server", "ui"])
+def test_a_busy_port_is_one_line_before_mlflow_starts(started, capsys, command):
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert main([command, "--port", str(port)]) == 1
+    assert _err_lines(capsys) == [
+        f"nnlab: error: 127.0.0.1:{port}: cannot listen there (Address already in use); "
+        "choose another --host or --port"]
+    assert started == []
+
+
+def test_ui_prints_the_url_of_the_runs_in_the_model_training_view(started, capsys):
+    ids = sorted(tracking.ensure_experiment(name, Path(".")) for name in ("mnist", "imdb"))
+    assert main(["ui", "--port", str(_free_port())]) == 0
+    url = next(w for w in capsys.readouterr().err.split() if w.startswith("http://"))
+    page, _, query = urlsplit(url).fragment.partition("?")
+    assert page == "/compare-experiments/s"
+    assert parse_qs(query) == {"experiments": [json.dumps(ids)],
+                               "workflowType": ["machine_learning"]}
+
+
+def _free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_process_of_the_server(tmp_path):
+    """MLflow's uvicorn workers, job runner and huey consumers, in a process group of their own,
+    end with `nnlab server`."""
+    import psutil
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "nnlab.cli", "server", "--port", str(port)],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+                            start_new_session=True, stderr=subprocess.DEVNULL)
+    started: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 180
+        while True:  # until MLflow answers
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.5)
+        started = psutil.Process(proc.pid).children(recursive=True)
+        assert len(started) >= 3 and {os.getpgid(p.pid) for p in started} == {started[0].pid}
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        assert psutil.wait_procs(started, timeout=0)[1] == []  # none left
+    finally:
+        proc.kill()
+        for p in started:
+            with contextlib.suppress(psutil.Error):
+                p.kill()

@@ -1,21 +1,6 @@
-"""MLflow: where runs go, what they are tagged with, and the run receipt.
-
-Where runs go is decided afresh by every process, never read from a file:
-
-* ``MLFLOW_TRACKING_URI`` when set (a team server: every clone and node writes there);
-* else the project's own SQLite store ``<project>/mlruns/mlflow.db`` with artifacts under
-  ``<project>/mlruns/artifacts`` (current MLflow refuses a plain ``./mlruns`` file store).
-  ``<project>`` is the working copy, except inside a DVC temporary experiment workspace
-  (``dvc exp run --queue`` / ``--temp`` run in ``<repo>/.dvc/tmp/exps/...``, deleted afterwards):
-  there it is the original repository, so queued runs land in the project's store.
-
-Only global rank 0 touches the store (creating it, runs, artifacts); the other ranks of a
-DDP run, on every node, never create anything. The first creation of the SQLite store is
-serialised by an exclusive lock on ``mlruns/.lock``: queued jobs and nodes start at once.
-
-One MLflow experiment per dataset, one run per training. ``models/<experiment>/run.json``
-(the receipt, cached by DVC) ties a checkpoint to its MLflow run with portable fields only
-(run id, experiment name and id, params hash, status, ...): no path, no URI.
+"""MLflow: where runs go (decided afresh by every process: ``MLFLOW_TRACKING_URI``, else the
+project's SQLite store in ``mlruns/``), their tags and dataset inputs, and the run receipt
+(``models/<experiment>/run.json``: portable fields only, no path, no URI). Rank 0 only.
 """
 
 from __future__ import annotations
@@ -24,101 +9,196 @@ import functools
 import hashlib
 import json
 import os
+import re
 import subprocess
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from nnlab import paths
 from nnlab.files import read_json, write_json
 from nnlab.log import info
 
-RECEIPT = "run.json"
-STORE = "mlruns"
-# The experiment tag MLflow 3.x's UI reads to pick an experiment's view (mlflow/server/js
-# bundle: ExperimentKind.CUSTOM_MODEL_DEVELOPMENT = "custom_model_development"; without it
-# new experiments open in the GenAI view).
+# The experiment tag MLflow 3.x's UI reads to open an experiment on its runs (the model-training
+# view) rather than on traces (the GenAI view).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 # global rank, node rank and local rank as torchrun, SLURM and Lightning's launcher set them
 RANK_VARS = ("RANK", "SLURM_PROCID", "NODE_RANK", "GROUP_RANK", "LOCAL_RANK")
 LOCAL = ("tracking_uri", "artifact_uri")  # where a store was on the machine that trained
-_READY: set[str] = set()  # stores this process has already created or verified
+# MLflow's own bounds on a tracking server's answer, unless the user set them: a server that
+# does not answer fails a stage after two tries of 10 s (MLflow waits minutes by default).
+WAITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
 
 
 def is_global_zero_env() -> bool:
-    """True on global rank 0 before any Trainer exists (and in a plain single process).
-
-    Any rank variable that is set and non-zero means another process: ``RANK``/``GROUP_RANK``/
-    ``LOCAL_RANK`` (torchrun), ``SLURM_PROCID`` (srun), ``NODE_RANK``/``LOCAL_RANK``
-    (Lightning's own launcher and multi-node runs).
-    """
+    """True on global rank 0 before any Trainer exists: no rank variable is set but to 0."""
     return all(os.environ.get(k, "0").strip() in ("", "0") for k in RANK_VARS)
 
 
 def project_root(root: Path = Path(".")) -> Path:
-    """The repository whose ``mlruns/`` holds this working copy's runs.
-
-    Inside a DVC temporary experiment workspace that is the original repository: DVC passes
-    it as ``DVC_ROOT`` to queued and ``--temp`` runs, and the workspace is a folder under
-    ``<repo>/.dvc/tmp/exps/``. ``DVC_ROOT`` is trusted only when ``root`` lies in that
-    folder, so a stray variable never sends a clone's runs into another clone's store.
-    """
+    """The repository whose ``mlruns/`` holds this working copy's runs: inside a DVC temporary
+    workspace (``<repo>/.dvc/tmp/exps/...``: queued and ``--temp`` runs) the original one, found
+    by the folder's shape alone (a stray ``DVC_ROOT`` never redirects another clone)."""
     here = Path(root).resolve()
-    origin = os.environ.get("DVC_ROOT")
-    if origin and here.is_relative_to(Path(origin).resolve() / ".dvc" / "tmp" / "exps"):
-        return Path(origin).resolve()
-    parts = here.parts
-    for i in range(len(parts) - 3, 0, -1):
-        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
-            return Path(*parts[:i])
-    return here
-
-
-def store_dir(root: Path = Path(".")) -> Path:
-    return project_root(root) / STORE
+    repo, found, _ = f"{here}/".rpartition("/.dvc/tmp/exps/")
+    return Path(repo) if found else here
 
 
 def resolve_uri(root: Path = Path(".")) -> str:
     """``MLFLOW_TRACKING_URI``, else the project's SQLite store; creates nothing."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_dir(root) / 'mlflow.db'}"
+    store = project_root(root) / paths.MLRUNS / paths.STORE_DB
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store}"
 
 
 def tracking_uri(root: Path = Path(".")) -> str:
-    """:func:`resolve_uri`, with the local store created on global rank 0 (only there)."""
+    """:func:`resolve_uri`; the local store is created on global rank 0 (only there), and
+    MLflow's waits for a server are bounded (:data:`WAITS`) unless the user set them."""
+    for key, value in WAITS.items():
+        os.environ.setdefault(key, value)
     uri = resolve_uri(root)
-    if uri.startswith("sqlite:///") and is_global_zero_env():
-        ensure_store(uri, store_dir(root))
+    if is_global_zero_env():
+        _client(uri)
     return uri
 
 
-def ensure_store(uri: str, store: Path) -> None:
-    """Create (or migrate) the SQLite store once, holding ``store/.lock`` exclusively, so that
-    parallel jobs never race on the schema (``duplicate column name``)."""
-    if uri in _READY:
-        return
-    store.mkdir(parents=True, exist_ok=True)
-    with _locked(store / ".lock"):
-        _client(uri).search_experiments(max_results=1)  # builds the schema
-    _READY.add(uri)
+def answered(fn):
+    """``fn`` with a tracking server that did not answer in time as one RuntimeError naming it
+    (never its credentials) and the MLflow variables that bound the wait."""
 
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        from mlflow.exceptions import MlflowException
 
-@contextmanager
-def _locked(path: Path):
-    import fcntl
-
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            return fn(*args, **kwargs)
+        except MlflowException as err:
+            if not isinstance(err.__cause__ or err.__context__, OSError):  # requests' errors
+                raise
+            waits = ", ".join(f"{k}={os.environ.get(k)}" for k in WAITS)
+            raise RuntimeError(f"MLflow tracking server {redacted_uri()} did not answer "
+                               f"({waits}): start it, or unset MLFLOW_TRACKING_URI") from err
+
+    return call
 
 
 def artifact_location(root: Path = Path("."), experiment: str = "") -> str | None:
     """Artifact root for experiments this project creates in its own local store."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return None  # the server decides (proxied with --serve-artifacts)
-    return (store_dir(root) / "artifacts" / experiment).as_uri()
+    return (project_root(root) / paths.MLRUNS / paths.STORE_ARTIFACTS / experiment).as_uri()
+
+
+def client(root: Path = Path(".")):
+    """A client on the store this process resolves now (never one named in a receipt); its
+    Model Registry is that store too."""
+    return _client(tracking_uri(root))
+
+
+@functools.cache
+def _client(uri: str):
+    """One client per store and process; the first on a local store creates it, holding the
+    store's lock: parallel jobs would race on the schema (`duplicate column name`)."""
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    store = Path(uri.removeprefix("sqlite:///")).parent
+    store.mkdir(parents=True, exist_ok=True)
+    with open(store / paths.STORE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        c.search_experiments(max_results=1)
+    return c
+
+
+def ensure_experiment(name: str, root: Path = Path(".")) -> str:
+    """The id of MLflow experiment ``name``, created if missing, marked as model training."""
+    from mlflow.exceptions import MlflowException
+
+    c = client(root)
+    found = c.get_experiment_by_name(name)
+    try:
+        exp_id = found.experiment_id if found else c.create_experiment(
+            name, artifact_location=artifact_location(root, name))
+    except MlflowException:  # another job created it a moment ago
+        exp_id = c.get_experiment_by_name(name).experiment_id
+    c.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp_id
+
+
+def git_info(root: Path = Path(".")) -> dict[str, str]:
+    try:
+        commit, status = (subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                         timeout=10, check=True).stdout.strip()
+                          for args in (["rev-parse", "HEAD"], ["status", "--porcelain", "-uno"]))
+    except (OSError, subprocess.SubprocessError):
+        return {"git.commit": "unknown", "git.dirty": "unknown"}
+    return {"git.commit": commit, "git.dirty": str(bool(status)).lower()}
+
+
+def params_hash(flat: dict[str, Any]) -> str:
+    text = json.dumps(flat, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_tags(experiment: str, dataset: str, data_source: str, root: Path) -> dict[str, str]:
+    tags = {"nnlab.experiment": experiment, "nnlab.dataset": dataset, "data.source": data_source,
+            **git_info(root)}
+    dvc = {"dvc.exp_name": "DVC_EXP_NAME", "dvc.exp_baseline": "DVC_EXP_BASELINE_REV"}
+    tags.update({k: os.environ[v] for k, v in dvc.items() if os.environ.get(v)})  # dvc exp run
+    return tags
+
+
+@answered
+def make_logger(experiment: str, dataset: str, tags: dict[str, str], root: Path = Path("."),
+                 run_id: str | None = None):
+    """Lightning's MLFlowLogger for one training (``Trainer(logger=...)``), its experiment
+    created and tagged; a ``run_id`` this store lacks starts a new run. ``False`` (no logger)
+    on other ranks: even constructing an MLflow client creates a SQLite store."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    if not is_global_zero_env():
+        return False
+    ensure_experiment(dataset, root)
+    if run_id is not None and not run_exists(run_id, root):
+        info(f"MLflow run {run_id} is not in {redacted_uri(root)}: starting a new run")
+        run_id = None
+    return MLFlowLogger(experiment_name=dataset, run_name=experiment, tags=tags,
+                        tracking_uri=tracking_uri(root), run_id=run_id, log_model=False,
+                        artifact_location=artifact_location(root, dataset))
+
+
+def redacted_uri(root: Path = Path(".")) -> str:
+    """The tracking URI for messages, without the credentials a server URI may carry."""
+    return re.sub(r"://[^/@]*@", "://", resolve_uri(root))
+
+
+def run_exists(run_id: str, root: Path = Path(".")) -> bool:
+    """Whether the store holds the run (a store that does not answer raises)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client(root).get_run(run_id) is not None
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+
+
+def write_receipt(model_dir: Path, receipt: dict[str, Any]) -> None:
+    """Write ``run.json`` without the fields that would tie it to one machine's store."""
+    write_json(Path(model_dir) / paths.RECEIPT,
+               {k: v for k, v in receipt.items() if k not in LOCAL})
+
+
+def read_receipt(model_dir: Path) -> dict[str, Any]:
+    path = Path(model_dir) / paths.RECEIPT
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no run receipt; run `dvc repro train@{path.parent.name}` "
+                                "first")
+    return read_json(path)
 
 
 def receipt_or_empty(model_dir: Path) -> dict[str, Any]:
@@ -128,254 +208,83 @@ def receipt_or_empty(model_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def client(root: Path = Path(".")):
-    """A client on the store this process resolves now (never one named in a receipt); its
-    Model Registry is that store too (not a registry URI set earlier in this process)."""
-    return _client(tracking_uri(root))
-
-
-@functools.cache
-def _client(uri: str):
-    """One client per store and process: opening a SQLite store (engine, schema check) costs
-    about a second, so a stage that logs several times opens it once."""
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def ensure_experiment(name: str, root: Path = Path(".")) -> str:
-    """The id of MLflow experiment ``name``, created if missing, marked as model training."""
-    from mlflow.exceptions import MlflowException
-
-    c = client(root)
-    found = c.get_experiment_by_name(name)
-    if found is None:
-        try:
-            exp_id = c.create_experiment(name, artifact_location=artifact_location(root, name))
-        except MlflowException:  # another job created it a moment ago
-            found = c.get_experiment_by_name(name)
-            if found is None:
-                raise
-    if found is not None:
-        exp_id = found.experiment_id
-    if found is None or found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-        c.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-    return exp_id
-
-
-def git_info(root: Path = Path(".")) -> dict[str, str]:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        return {"git.commit": "unknown", "git.dirty": "unknown"}
-    return {"git.commit": commit, "git.dirty": str(dirty).lower()}
-
-
-def params_hash(flat: dict[str, Any]) -> str:
-    text = json.dumps(flat, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def run_tags(experiment: str, dataset: str, data_source: str, root: Path) -> dict[str, str]:
-    tags = {
-        "nnlab.experiment": experiment,
-        "nnlab.dataset": dataset,
-        "data.source": data_source,
-        **git_info(root),
-    }
-    if os.environ.get("DVC_EXP_NAME"):  # set by dvc exp run (workspace, --temp and --queue)
-        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
-    if os.environ.get("DVC_EXP_BASELINE_REV"):
-        tags["dvc.exp_baseline"] = os.environ["DVC_EXP_BASELINE_REV"]
-    return tags
-
-
-def make_logger(
-    experiment: str,
-    dataset: str,
-    tags: dict[str, str],
-    root: Path = Path("."),
-    run_id: str | None = None,
-):
-    """Lightning's MLFlowLogger for one training (pass it as ``Trainer(logger=...)``).
-
-    On rank 0 the experiment is created (and tagged) here; a ``run_id`` to resume that this
-    store does not hold starts a new run. Other ranks get ``False`` (no logger): even
-    constructing an MLflow client creates a SQLite store, which they must never do.
-    """
-    from lightning.pytorch.loggers import MLFlowLogger
-
-    if not is_global_zero_env():
-        return False
-    ensure_experiment(dataset, root)
-    if run_id is not None and not run_exists(run_id, root):
-        info(f"MLflow run {run_id} is not in {redacted_uri(root)}: starting a new run")
-        run_id = None
-    return MLFlowLogger(
-        experiment_name=dataset,
-        run_name=experiment,
-        tracking_uri=tracking_uri(root),
-        tags=tags,
-        artifact_location=artifact_location(root, dataset),
-        run_id=run_id,
-        log_model=False,
-    )
-
-
-def redacted_uri(root: Path = Path(".")) -> str:
-    """The tracking URI for messages, without the credentials a server URI may carry."""
-    from urllib.parse import urlsplit
-
-    uri = resolve_uri(root)
-    parts = urlsplit(uri)
-    if not (parts.username or parts.password):
-        return uri
-    port = f":{parts.port}" if parts.port else ""
-    return parts._replace(netloc=f"{parts.hostname}{port}").geturl()
-
-
-def run_exists(run_id: str, root: Path = Path(".")) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client(root).get_run(run_id)
-    except MlflowException:
-        return False
-    return True
-
-
-def write_receipt(model_dir: Path, receipt: dict[str, Any]) -> None:
-    """Write ``run.json`` without the fields that would tie it to one machine's store."""
-    write_json(Path(model_dir) / RECEIPT, {k: v for k, v in receipt.items() if k not in LOCAL})
-
-
-def read_receipt(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / RECEIPT
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no run receipt; run `dvc repro train@{Path(model_dir).name}` first"
-        )
-    return read_json(path)
-
-
-def log_to_run(
-    receipt: dict[str, Any],
-    metrics: dict[str, float] | None = None,
-    artifacts: list[Path] | None = None,
-    artifact_path: str | None = None,
-    tags: dict[str, str] | None = None,
-    root: Path = Path("."),
-) -> bool:
-    """Add metrics, tags and files to the run named in a receipt; False (one warning line)
-    when the resolved store does not hold that run: a checkpoint pulled from a DVC remote
-    into another clone or machine was trained against another store. Its files (metrics.json,
-    figures) are still written by the caller; a new run holding only evaluation numbers
-    would look like a complete training run, so none is made. Rank 0 only."""
+@answered
+def log_to_run(receipt: dict[str, Any], metrics: dict[str, float] | None = None,
+               artifacts: list[Path] | None = None, artifact_path: str | None = None,
+               tags: dict[str, str] | None = None, root: Path = Path(".")) -> bool:
+    """Add metrics, tags and files to the run named in a receipt (rank 0 only). False, with
+    one line, when the store does not hold that run (a checkpoint pulled into another clone or
+    machine): the caller's files are still written, and no run is made."""
     if not is_global_zero_env():
         return False
     run_id = receipt.get("run_id")
     if not run_id or not run_exists(run_id, root):
-        info(
-            f"warning: MLflow run {run_id} (models/{receipt.get('experiment', '?')}/{RECEIPT}) "
-            f"is not in {redacted_uri(root)}: nothing logged there (set MLFLOW_TRACKING_URI to the "
-            "store that trained it, or retrain here)"
-        )
+        info(f"warning: MLflow run {run_id} (models/{receipt.get('experiment', '?')}/"
+             f"{paths.RECEIPT}) is not in {redacted_uri(root)}: nothing logged there (set "
+             "MLFLOW_TRACKING_URI to the store that trained it, or retrain here)")
         return False
     c = client(root)
     for key, value in (metrics or {}).items():
         c.log_metric(run_id, key, float(value))
     for key, value in (tags or {}).items():
         c.set_tag(run_id, key, value)
-    for path in artifacts or []:
-        if Path(path).is_dir():
-            c.log_artifacts(run_id, str(path), artifact_path)
-        elif Path(path).is_file():
-            c.log_artifact(run_id, str(path), artifact_path)
+    for path in filter(Path.exists, map(Path, artifacts or [])):
+        (c.log_artifacts if path.is_dir() else c.log_artifact)(run_id, str(path), artifact_path)
     return True
 
 
-# ---------------------------------------------------------------- dataset inputs of a run
-
-DATASET_CONTEXT = "mlflow.data.context"  # mlflow.utils.mlflow_tags.MLFLOW_DATASET_CONTEXT
-
-
 def dataset_source(raw_manifest: dict[str, Any]):
-    """Where a dataset came from, as an MLflow DatasetSource: the user's local ``path``, the
-    URL it was downloaded from, or (offline fallback, bundled sample) the generator's name."""
+    """Where a dataset came from, as an MLflow DatasetSource: the user's local ``path`` (taken
+    absolute), the URL it was downloaded from, or (offline substitute) the generator's name."""
+    import warnings
+
     from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
 
-    if raw_manifest.get("path"):  # (as recorded; a relative one is the project's)
-        import warnings
-
-        from mlflow.data.dataset_source_registry import resolve_dataset_source
-
-        with warnings.catch_warnings():  # MLflow registers its local source twice and says so
-            warnings.simplefilter("ignore", UserWarning)
-            return resolve_dataset_source(Path(raw_manifest["path"]).absolute().as_uri())
-    urls = [f.get("url", "") for f in raw_manifest.get("files", {}).values()
-            if isinstance(f, dict)]
-    for url in urls:
-        if url.startswith(("http://", "https://")):
-            return HTTPDatasetSource(url)
-    return CodeDatasetSource({k: str(raw_manifest[k]) for k in ("source", "fallback_reason")
-                              if k in raw_manifest})
+    urls = [f.get("url", "") for f in raw_manifest.get("files", {}).values() if isinstance(f, dict)]
+    urls = [u for u in urls if u.startswith(("http://", "https://"))]
+    if raw_manifest.get("path"):
+        urls = [Path(raw_manifest["path"]).absolute().as_uri()]
+    if not urls:
+        return CodeDatasetSource({k: str(raw_manifest[k]) for k in ("source", "fallback_reason")
+                                  if k in raw_manifest})
+    with warnings.catch_warnings():  # MLflow registers its local source twice and says so
+        warnings.simplefilter("ignore", UserWarning)
+        return resolve_dataset_source(urls[0])
 
 
-def _split_dataset(name: str, digest: str, source, arrays: dict[str, Any]):
-    """An MLflow MetaDataset of one split: its digest, a tensor schema, its size as profile."""
-    import numpy as np
-    from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.types import Schema, TensorSpec
-
-    class SplitDataset(MetaDataset):
-        @property
-        def profile(self) -> dict[str, int]:
-            return {"num_rows": len(arrays["y"])}
-
-        def to_dict(self) -> dict[str, str]:
-            return {**super().to_dict(), "profile": json.dumps(self.profile)}
-
-    schema = Schema([TensorSpec(np.dtype(a.dtype), (-1, *a.shape[1:]), key)
-                     for key, a in sorted(arrays.items())])
-    return SplitDataset(source, name=name, digest=digest, schema=schema)
-
-
+@answered
 def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> list[str]:
-    """Log the train, val and test splits of ``data/split/<dataset>`` as the run's dataset
-    inputs (context tag train/val/test), with the split manifest's digests. For a derived
-    dataset (a features cache) the source is that of the dataset it was made from. Returns
-    the digests in split order; nothing on ranks other than 0."""
-    from mlflow.entities import DatasetInput, InputTag
-
-    from nnlab import paths
-    from nnlab.data.prepare import SPLITS, load_arrays, load_meta, split_digest, split_digests
+    """Log the splits of ``data/split/<dataset>`` as the run's dataset inputs (context tag
+    train/val/test) with the digests its manifest records; a derived dataset (a features cache)
+    has the source of the dataset it was made from. The digests in split order (rank 0 only)."""
+    import mlflow.data
+    import numpy as np
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     if not is_global_zero_env():
         return []
-    meta = load_meta(dataset, root)
-    recorded = split_digests(dataset, root)
+    folder = paths.split_dir(dataset, root)
+    meta = read_json(folder / paths.META)
+    manifest = folder / paths.MANIFEST
+    recorded = read_json(manifest).get("digests", {}) if manifest.is_file() else {}
     origin = meta.get("derived", {}).get("from", dataset)
-    raw_file = paths.raw_dir(origin, root) / paths.MANIFEST
-    source = dataset_source(read_json(raw_file) if raw_file.is_file() else {
+    raw = paths.raw_dir(origin, root) / paths.MANIFEST
+    source = dataset_source(read_json(raw) if raw.is_file() else {
         "source": meta.get("source", "unknown")})
     tags = {"nnlab.kind": meta["kind"], "nnlab.source": str(meta.get("source", "unknown"))}
     if origin != dataset:
         tags["nnlab.derived_from"] = origin
-    inputs, digests = [], []
-    for split in SPLITS:
-        arrays = load_arrays(dataset, split, root)
-        digest = recorded.get(split) or split_digest(arrays)
-        ds = _split_dataset(dataset, digest, source, arrays)
-        extra = {**tags, "nnlab.samples": str(len(arrays["y"]))}
-        inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[
-            InputTag(DATASET_CONTEXT, split), *(InputTag(k, v) for k, v in extra.items())]))
-        digests.append(digest)
+    inputs = []
+    for split in paths.SPLITS:
+        arrays = {f.stem.removeprefix(f"{split}_"): np.load(f, mmap_mode="r")
+                  for f in sorted(folder.glob(f"{split}_*.npy"))}
+        y = arrays.pop("y")
+        ds = mlflow.data.from_numpy(arrays, source=source, targets=y, name=dataset,
+                                    digest=recorded.get(split))  # else MLflow computes one
+        split_tags = {MLFLOW_DATASET_CONTEXT: split, **tags, "nnlab.samples": str(len(y))}
+        inputs.append(DatasetInput(Dataset(**ds.to_dict()),
+                                   [InputTag(k, v) for k, v in split_tags.items()]))
     client(root).log_inputs(run_id, datasets=inputs)
-    return digests
+    return [i.dataset.digest for i in inputs]
