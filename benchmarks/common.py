@@ -134,7 +134,6 @@ def fit(params, name: str, root: Path, epochs: int | None = None,
     the train stage's callbacks (thread sizing, checkpoints, History, Timer) and its progress
     bar (``trainer.enable_progress_bar``); otherwise a bare Trainer."""
     import lightning as L
-
     from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 
     from nnlab.data.datamodule import ArrayDataModule

@@ -77,7 +77,7 @@ LAYERS = [
     {"data": ("nnlab.data",), "models": ("nnlab.models",)},
     {"library": ("nnlab.classifier", "nnlab.tracking", "nnlab.viz", "nnlab.threads",
                  "nnlab.serving", "nnlab.summary", "nnlab.checks")},
-    {"commands": ("nnlab.stages", "nnlab.predict", "nnlab.lecture", "nnlab.server")},
+    {"commands": ("nnlab.stages", "nnlab.predict", "nnlab.server")},
     {"cli": ("nnlab.cli",)},
 ]
 

@@ -119,3 +119,18 @@ def test_no_experiment_key_reaches_a_shell_under_dvc_repro(tmp_path):
         proc = run("dvc", "repro", f"train@{key}")
         assert proc.returncode != 0, key
         assert not marker.exists(), f"{key!r} ran: {proc.stdout}{proc.stderr}"
+
+
+def test_a_full_disk_is_one_line_naming_the_folder_and_leaves_nothing(tmp_path):
+    from nnlab.files import atomic_dir, atomic_file
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/old.txt").write_text("earlier output")
+    with pytest.raises(OSError, match=f"no space left on {tmp_path}$"), \
+            atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "half.npy").write_bytes(b"x")
+        raise OSError("784000 requested and 8064 written")  # how numpy says it
+    with pytest.raises(OSError, match="no space left on"), atomic_file(tmp_path / "f") as fh:
+        fh.write(b"x")
+        raise OSError(28, "No space left on device")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["old.txt", "out"]

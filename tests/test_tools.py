@@ -29,3 +29,48 @@ def test_mcnemar_exact_is_the_two_sided_binomial_tail():
     tail = sum(math.comb(15, k) for k in range(4)) / 2**15
     assert mcnemar_exact(12, 3) == pytest.approx(2 * tail)
     assert mcnemar_exact(12, 3) < 0.05 < mcnemar_exact(9, 4)
+
+
+def test_lecture_table_and_what_differs_from_the_committed_params(project, tmp_path):
+    import subprocess
+
+    import yaml
+
+    from nnlab.files import read_json
+    from nnlab.stages.evaluate import run as evaluate
+    from nnlab.stages.train import run as train
+    from tests.conftest import TINY, tiny_params
+
+    lecture = _load("lecture")
+    params = tiny_params()
+    train(params, "mnist_cnn", project)
+    evaluate(params, "mnist_cnn", project)
+    assert lecture.standard_error(0.8, 250) == pytest.approx(0.0253, abs=1e-4)
+    text = lecture.lecture(params, project, notes="Notes here.")
+    row = next(line for line in text.splitlines() if line.startswith("| mnist_cnn |"))
+    acc = read_json(project / "reports/experiments/mnist_cnn/metrics.json")["test/acc"]
+    n = read_json(project / "reports/experiments/mnist_cnn/run.json")["test_samples"]
+    assert f"{acc:.3f} ± {lecture.standard_error(acc, n):.3f} (n = {n})" in row
+    assert "0.985" in row and "`dvc exp run evaluate@mnist_cnn`" in row
+    assert (project / "reports/lecture.md").read_text() == text and "Notes here." in text
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    assert lecture.committed_params(tmp_path) is None  # not a repository
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "params.yaml"], check=True)
+    subprocess.run([*git, "commit", "-qm", "p"], check=True)
+    committed = lecture.committed_params(tmp_path)
+    assert committed is not None and committed.experiments == tiny_params().experiments
+    flip = [{"name": "HorizontalFlip", "args": {"p": 0.5}}]
+    now = tiny_params(**{"experiments.mnist_cnn.epochs": 30, "data.mnist.path": "../shared/m",
+                         "experiments.mnist_cnn.augment": flip})
+    changed = lecture.overrides(now, committed, "mnist_cnn")
+    assert changed == {"data.mnist.path": "../shared/m", "experiments.mnist_cnn.epochs": 30,
+                       "experiments.mnist_cnn.augment": flip}
+    assert lecture.overrides(now, committed, "mnist_mlp") == {"data.mnist.path": "../shared/m"}
+    assert lecture.overrides(now, None, "mnist_cnn") == {"data.mnist.path": "../shared/m"}
+    assert lecture.reproduce_command("mnist_cnn", changed) == (
+        "dvc exp run -S data.mnist.path=../shared/m -S experiments.mnist_cnn.epochs=30 "
+        "-S 'experiments.mnist_cnn.augment=[{name: HorizontalFlip, args: {p: 0.5}}]' "
+        "evaluate@mnist_cnn")

@@ -260,48 +260,6 @@ def test_compare_table(project):
     assert (project / "reports/comparison.png").stat().st_size > 1000
     assert (project / "reports/comparison.csv").read_text().count("\n") == 3
 
-    from nnlab.lecture import lecture, standard_error
-
-    assert standard_error(0.8, 250) == pytest.approx(0.0253, abs=1e-4)
-    text = lecture(params, project, notes="Notes here.")
-    row = next(line for line in text.splitlines() if line.startswith("| mnist_cnn |"))
-    acc = read_json(project / "reports/experiments/mnist_cnn/metrics.json")["test/acc"]
-    n = read_json(project / "reports/experiments/mnist_cnn/run.json")["test_samples"]
-    assert f"{acc:.3f} ± {standard_error(acc, n):.3f} (n = {n})" in row
-    assert "0.985" in row and "`dvc exp run evaluate@mnist_cnn`" in row
-    assert (project / "reports/lecture.md").read_text() == text and "Notes here." in text
-
-
-def test_lecture_command_sets_what_differs_from_the_committed_params(tmp_path):
-    import subprocess
-
-    import yaml
-
-    from nnlab.lecture import committed_params, overrides, reproduce_command
-    from tests.conftest import TINY
-
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
-    assert committed_params(tmp_path) is None  # not a repository
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "params.yaml"], check=True)
-    subprocess.run([*git, "commit", "-qm", "p"], check=True)
-    committed = committed_params(tmp_path)
-    assert committed is not None and committed.experiments == tiny_params().experiments
-    now = tiny_params(**{"experiments.mnist_cnn.epochs": 30, "data.mnist.path": "../shared/m",
-                         "experiments.mnist_cnn.augment": [{"name": "HorizontalFlip",
-                                                            "args": {"p": 0.5}}]})
-    changed = overrides(now, committed, "mnist_cnn")
-    assert changed == {"data.mnist.path": "../shared/m", "experiments.mnist_cnn.epochs": 30,
-                       "experiments.mnist_cnn.augment": [{"name": "HorizontalFlip",
-                                                         "args": {"p": 0.5}}]}
-    assert overrides(now, committed, "mnist_mlp") == {"data.mnist.path": "../shared/m"}
-    assert overrides(now, None, "mnist_cnn") == {"data.mnist.path": "../shared/m"}
-    assert reproduce_command("mnist_cnn", changed) == (
-        "dvc exp run -S data.mnist.path=../shared/m -S experiments.mnist_cnn.epochs=30 "
-        "-S 'experiments.mnist_cnn.augment=[{name: HorizontalFlip, args: {p: 0.5}}]' "
-        "evaluate@mnist_cnn")
-
 
 def test_train_before_split_names_the_stage(tmp_path):
     with pytest.raises(StageOrderError, match="split@mnist"):

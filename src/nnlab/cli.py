@@ -48,9 +48,6 @@ def _parser() -> argparse.ArgumentParser:
                             help=f"default: the <{item}> of DVC_STAGE={cmd}@<{item}>")
     sp = sub.add_parser("summary", help="print a Keras-style model summary", parents=[common])
     sp.add_argument("experiment")
-    sp = sub.add_parser("lecture", parents=[common],
-                        help="reports/lecture.md: the lecture's numbers next to the evaluated ones")
-    sp.add_argument("--notes", default=None, help="a Markdown file appended below the table")
     sp = sub.add_parser("predict", help="predict labels for files with an experiment's model",
                         parents=[common])
     sp.add_argument("experiment")
@@ -143,10 +140,6 @@ def _run(args: argparse.Namespace, root: Path) -> int:
             print(stage.run(params, root))
         else:
             stage.run(params, args.item or stage_item(cmd, item), root)
-    elif cmd == "lecture":
-        from nnlab.lecture import lecture
-
-        print(lecture(params, root, Path(args.notes).read_text() if args.notes else ""))
     elif cmd == "summary":
         from nnlab.summary import summarize
 
@@ -184,9 +177,8 @@ def stage_item(cmd: str, what: str) -> str:
 
 def run() -> None:
     """The ``nnlab`` console script: :func:`main`, then an exit that skips the interpreter's
-    teardown. Every file is written (atomically) and every MLflow call has returned by then;
-    what is left is unloading torch, Lightning and MLflow, which takes about 2 s, paid by
-    each of a pipeline's ~20 stage processes."""
+    teardown (unloading torch, Lightning and MLflow), which every stage process would pay:
+    by then every file is written atomically and every MLflow call has returned."""
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

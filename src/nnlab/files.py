@@ -11,6 +11,7 @@ output, and never a temporary file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -60,6 +61,18 @@ def _sync_tree(root: Path) -> None:
 
 
 @contextlib.contextmanager
+def _space_named(folder: Path) -> Iterator[None]:
+    """A full disk, however the writer reports it (numpy: "N requested and M written"), is
+    one line naming the folder."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno == errno.ENOSPC or "requested and" in str(err):
+            raise OSError(errno.ENOSPC, f"no space left on {folder}") from None
+        raise
+
+
+@contextlib.contextmanager
 def atomic_dir(dest: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary directory beside ``dest``; on success it replaces ``dest``.
 
@@ -70,8 +83,9 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
         tmp.chmod(0o777 & ~umask())
-        yield tmp
-        _sync_tree(tmp)
+        with _space_named(dest.parent):
+            yield tmp
+            _sync_tree(tmp)
         if dest.exists() or dest.is_symlink():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             dest.rename(old)
@@ -101,7 +115,7 @@ def atomic_file(dest: str | Path, mode: str = "wb") -> Iterator[Any]:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
         os.fchmod(fd, 0o666 & ~umask())
-        with os.fdopen(fd, mode) as fh:
+        with _space_named(dest.parent), os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
