@@ -301,3 +301,16 @@ def test_evaluate_refuses_a_split_made_after_the_training(project):
                                               r"models/mnist_mlp.*rerun train@mnist_mlp"):
         evaluate(resplit, "mnist_mlp", project)
     assert _snapshot(report) == before  # the earlier report is kept as it was
+
+
+@pytest.mark.parametrize(("native", "expected"), [(False, "32-true"), (True, "bf16-mixed")])
+def test_precision_auto_trains_in_bf16_only_where_the_cpu_has_it(project, monkeypatch, native,
+                                                                  expected):
+    from nnlab import config
+
+    monkeypatch.setattr(config, "cpu_has_bf16", lambda: native)
+    receipt = train(tiny_params(**{"trainer.precision": "auto"}), "mnist_mlp", project)
+    assert receipt["precision"] == expected
+    (run,) = _runs(project)
+    assert run.data.tags["precision"] == expected
+    assert run.data.params["trainer.precision"] == expected

@@ -130,8 +130,34 @@ class TrainerConfig(BaseModel):
         return self
 
     def kwargs(self) -> dict[str, Any]:
-        """The keyword arguments for ``lightning.Trainer`` (nnlab adds the RESERVED ones)."""
-        return self.model_dump()
+        """The keyword arguments for ``lightning.Trainer`` (nnlab adds the RESERVED ones), with
+        ``precision: auto`` resolved for this machine (:func:`auto_precision`)."""
+        kwargs = self.model_dump()
+        if kwargs["precision"] == "auto":
+            kwargs["precision"] = auto_precision(kwargs["accelerator"])
+        return kwargs
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); without it bf16 is
+    emulated and slower than fp32."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def auto_precision(accelerator: Any) -> str:
+    """``precision: auto``: bf16-mixed where the hardware has native bf16, else full fp32 (16-bit
+    mixed on a GPU without bf16)."""
+    if accelerator != "cpu":
+        import torch
+
+        if torch.cuda.is_available():
+            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_has_bf16() else "32-true"
 
 
 class LoaderConfig(_Strict):

@@ -163,6 +163,7 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     pretrained = dict(getattr(model.net, "provenance", {})) or dm.meta.get("pretrained") or {}
     tags = tracking.run_tags(name, exp.dataset, source, root)
     tags.update({f"pretrained.{key}": str(value) for key, value in pretrained.items()})
+    tags["precision"] = str(params.trainer.kwargs()["precision"])  # as resolved on this machine
     logger = tracking.make_logger(name, exp.dataset, tags, root, receipt.get("run_id"))
     receipt.update(experiment=name, dataset=exp.dataset, params_hash=phash, data_source=source,
                    split_digests=split_digests(exp.dataset, root), status="RUNNING",
