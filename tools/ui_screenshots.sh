@@ -32,13 +32,6 @@ project=$(cd "$project" && pwd)
     || { echo "ui_screenshots: $project has no runs (mlruns/mlflow.db)" >&2; exit 1; }
 
 port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-# The browser reaches 127.0.0.1 by another name: on localhost the UI opens its Assistant panel
-# over a third of the page (the UI checks window.location.hostname). MLflow's host and CORS
-# checks are told the name.
-alias=nnlab-ui.test
-base=http://$alias:$port
-export MLFLOW_SERVER_ALLOWED_HOSTS="$alias:$port,127.0.0.1:$port"
-export MLFLOW_SERVER_CORS_ALLOWED_ORIGINS=$base
 # its own process group (setsid), so that the trap stops the server's workers too
 (cd "$project" && exec setsid nnlab ui --host 127.0.0.1 --port "$port") >"$tmp/ui.log" 2>&1 &
 server=$!
@@ -49,20 +42,25 @@ for _ in $(seq 120); do
 done
 curl -sf "http://127.0.0.1:$port/health" >/dev/null \
     || { echo "ui_screenshots: no UI on port $port after 60 s" >&2; exit 1; }
+base=http://127.0.0.1:$port
+start=$(grep -o "$base/[^ ]*" "$tmp/ui.log" | head -1)  # the address nnlab ui prints
 
-shot() {  # shot <file> <route after #> [height]: the "Model training" side of the UI
-    # (not GenAI), 40 s of virtual time for the charts to fetch and draw
+shot() {  # shot <file> <url> [height]: a fresh browser profile, as a new user's; 40 s of
+    # virtual time for the charts to fetch and draw
     "$browser" --headless=new --no-sandbox --disable-gpu --hide-scrollbars \
-        --run-all-compositor-stages-before-draw --host-resolver-rules="MAP $alias 127.0.0.1" \
-        --user-data-dir="$tmp/chrome" --window-size="1400,${3:-900}" --virtual-time-budget=40000 \
-        --screenshot="$tmp/shot.png" "$base/#$2?workflowType=machine_learning" \
-        </dev/null >"$tmp/chrome.log" 2>&1 || true
+        --run-all-compositor-stages-before-draw \
+        --user-data-dir="$tmp/chrome-$1" --window-size="1400,${3:-900}" --virtual-time-budget=40000 \
+        --screenshot="$tmp/shot.png" "$2" </dev/null >"$tmp/chrome.log" 2>&1 || true
     [ -s "$tmp/shot.png" ] || { tail -3 "$tmp/chrome.log" >&2; exit 1; }
     mv "$tmp/shot.png" "$out/$1"
-    echo "ui_screenshots: $out/$1 <- #$2"
+    echo "ui_screenshots: $out/$1 <- $2"
 }
 
 mkdir -p "$out"
+shot "mlflow_runs.png" "$start"  # what nnlab ui prints: the runs, model-training view
+# MLflow keeps that view on other pages once the user clicks its "Model training" toggle (it
+# remembers the click, not the URL): the pages below are shown as they look after that click
+view="?workflowType=machine_learning"
 # per experiment: its id, its run with the highest test/acc and that run's logged model;
 # then the registered model with the most versions
 python - "$project" >"$tmp/routes" <<'EOF'
@@ -85,14 +83,13 @@ if registered:
 EOF
 while read -r kind name id run model; do
     if [ "$kind" = registry ]; then
-        shot "mlflow_registered_model.png" "/models/$name"
+        shot "mlflow_registered_model.png" "$base/#/models/$name$view"
         continue
     fi
-    shot "mlflow_runs_$name.png" "/experiments/$id/runs"
     [ "$name" = mnist ] || continue
-    shot "mlflow_run_overview.png" "/experiments/$id/runs/$run/overview"
-    shot "mlflow_run_metrics.png" "/experiments/$id/runs/$run/model-metrics" 1900
+    shot "mlflow_run_overview.png" "$base/#/experiments/$id/runs/$run/overview$view"
+    shot "mlflow_run_metrics.png" "$base/#/experiments/$id/runs/$run/model-metrics$view" 1900
     shot "mlflow_run_artifacts.png" \
-        "/experiments/$id/runs/$run/artifactPath/evaluation/figures/learning_curves.png"
-    [ "$model" = - ] || shot "mlflow_logged_model.png" "/experiments/$id/models/$model"
+        "$base/#/experiments/$id/runs/$run/artifactPath/evaluation/figures/learning_curves.png$view"
+    [ "$model" = - ] || shot "mlflow_logged_model.png" "$base/#/experiments/$id/models/$model$view"
 done <"$tmp/routes"
