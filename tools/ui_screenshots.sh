@@ -87,9 +87,7 @@ while read -r kind name id run model; do
         continue
     fi
     [ "$name" = mnist ] || continue
-    shot "mlflow_run_overview.png" "$base/#/experiments/$id/runs/$run/overview$view"
     shot "mlflow_run_metrics.png" "$base/#/experiments/$id/runs/$run/model-metrics$view" 1900
     shot "mlflow_run_artifacts.png" \
         "$base/#/experiments/$id/runs/$run/artifactPath/evaluation/figures/learning_curves.png$view"
-    [ "$model" = - ] || shot "mlflow_logged_model.png" "$base/#/experiments/$id/models/$model$view"
 done <"$tmp/routes"
