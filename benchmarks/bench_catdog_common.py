@@ -68,7 +68,8 @@ def catdog_project(root: Path, n: int, size: int, experiments: dict[str, dict[st
     """A project in ``root`` whose cats_vs_dogs split holds ``n`` photos at ``size`` px
     (``val`` for val and for test, the rest for training): (params, description)."""
     folder, what = photo_folder(root, n)
-    data = {"cats_vs_dogs": {"source": "remote", "path": str(folder), "image_size": size,
+    data = {"cats_vs_dogs": {"kind": "image_folder", "source": "remote", "path": str(folder),
+                             "image_size": size,
                              "split_sizes": [n - 2 * val, val, val]}}
     params = make_params(experiments, data, features)
     prepare(params, root)

@@ -69,7 +69,8 @@ def rates(name: str, block: dict, shape: tuple[int, int, int], classes: int, bat
           repeats: int) -> dict[bool, float]:
     """Median images/s of the net, contiguous (False) and channels-last (True)."""
     params = make_params({f"{name}_{cl}": {**block, "channels_last": cl} for cl in (False, True)},
-                         {"mnist": {}, "cats_vs_dogs": {}})
+                         {"mnist": {"kind": "mnist", "source": "bundled"},
+                          "cats_vs_dogs": {"kind": "image_folder", "source": "synthetic"}})
     meta = image_meta(shape, classes)
     data = random_batches(batches + 2, block["batch_size"], shape, classes)
     models = {cl: classifier(params, f"{name}_{cl}", meta) for cl in (False, True)}

@@ -4,7 +4,7 @@
    (what the stage does) versus the baseline, extracting the archive (``safe_extract``) and
    reading the 50,000 files back.
 2. split@imdb: tokenize, build the 10,000-word vocabulary from the training split, encode to
-   int32 arrays of max_len 200 (``imdb.split``), with its phases timed separately.
+   int32 arrays of max_len 200 (``text_folder.split``), with its phases timed separately.
 
 Uses ../shared/datasets/aclImdb.tar.gz when present, else a generated archive of
 ``--reviews`` synthetic reviews of IMDB-like length (the ratios then say less about real
@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from common import SHARED, alternate, result
-from nnlab.config import ImdbConfig
-from nnlab.data import imdb
-from nnlab.data.sources import Limits, safe_extract
+from nnlab.config import TextFolderConfig
+from nnlab.data import text_folder
+from nnlab.data.sources import safe_extract
 from nnlab.data.synthetic import synthetic_review
-from nnlab.data.text import Vocabulary, tokenize
+from nnlab.data.text import Vocabulary, stored_texts, tokenize, write_texts
 from nnlab.files import write_json
+from nnlab.paths import RAW_TEXTS
 
 SHARED_ARCHIVE = SHARED / "aclImdb.tar.gz"
 
@@ -71,16 +72,17 @@ def main() -> None:
             print(f"{archive} not found: generating {args.reviews:,} synthetic reviews instead")
             archive = generated_archive(tmp / "generated.tar.gz", args.reviews)
         print(f"archive: {archive} ({archive.stat().st_size / 1e6:.1f} MB)")
+        cfg = TextFolderConfig(kind="text_folder", source="synthetic", vocab_size=10000,
+                               max_len=200, classes={"neg": "negative", "pos": "positive"})
 
         def extract_then_read() -> None:
             safe_extract(archive, tmp / "extracted")
-            imdb.write_reviews(imdb.read_texts(tmp / "extracted", "bench", Limits())[0],
-                               tmp / "a.jsonl.gz", "bench")
+            write_texts(text_folder.read_texts(cfg, tmp / "extracted", "bench")[0],
+                        tmp / "a.jsonl.gz")
             shutil.rmtree(tmp / "extracted")
 
         def stream() -> None:
-            imdb.write_reviews(imdb.read_texts(archive, "bench", Limits())[0],
-                               tmp / "raw" / imdb.REVIEWS, "bench")
+            write_texts(text_folder.read_texts(cfg, archive, "bench")[0], tmp / "raw" / RAW_TEXTS)
 
         (tmp / "raw").mkdir()
         write_json(tmp / "raw" / "manifest.json", {"source": str(archive)})  # not synthetic
@@ -92,23 +94,24 @@ def main() -> None:
         print(f"   read tar members directly (ours)     {o:6.2f} s")
         result("download@imdb: extract + read files / read tar members (s)", b / o)
 
-        cfg = ImdbConfig(vocab_size=10000, max_len=200)
-        total = alternate({"split": lambda: timed(lambda: imdb.split(cfg, tmp / "raw", 42))},
+        total = alternate({"split": lambda: timed(lambda: text_folder.split(cfg, tmp / "raw", 42,
+                                                                             "imdb"))},
                           args.repeat)["split"]
-        t_read = timed(lambda: imdb.read_reviews(tmp / "raw"))
-        reviews = imdb.read_reviews(tmp / "raw")
-        texts = reviews["train"][0] + reviews["test"][0]
+        t_read = timed(lambda: list(stored_texts(tmp / "raw" / RAW_TEXTS)))
+        records = list(stored_texts(tmp / "raw" / RAW_TEXTS))
+        train = [r["text"] for r in records if r["split"] == "train"]
+        texts = train + [r["text"] for r in records if r["split"] == "test"]
         tokens: list[list[str]] = []
         t_tok = timed(lambda: tokens.extend(tokenize(t) for t in texts))
         vocab_box: list[Vocabulary] = []
         t_vocab = timed(lambda: vocab_box.append(
-            Vocabulary.build(tokens[: len(reviews["train"][0])], 10000, 200)))
+            Vocabulary.build(tokens[: len(train)], 10000, 200)))
         t_enc = timed(lambda: vocab_box[0].encode(tokens))
         n_words = sum(map(len, tokens))
         print(f"\n2. split@imdb on {len(texts):,} reviews ({n_words / 1e6:.1f} M words), "
               f"vocab 10,000, max_len 200")
-        print(f"   imdb.split total (median of {args.repeat})  {total:6.2f} s")
-        print(f"     read reviews.jsonl.gz      {t_read:6.2f} s")
+        print(f"   text_folder.split total (median of {args.repeat})  {total:6.2f} s")
+        print(f"     read texts.jsonl.gz        {t_read:6.2f} s")
         rate = n_words / t_tok / 1e6
         print(f"     tokenize                   {t_tok:6.2f} s  ({rate:.1f} M words/s)")
         print(f"     vocabulary (train only)    {t_vocab:6.2f} s")

@@ -44,8 +44,9 @@ def project(root: Path, image_size: int, channels_last: bool, samples: int):
     params = make_params(
         {name: {**case, "epochs": 1, "channels_last": channels_last and name != "gru"}
          for name, case in CASES.items()},
-        {"mnist": {"source": "bundled", "max_samples": samples},
-         "cats_vs_dogs": {"source": "synthetic", "synthetic_size": min(samples, 800),
+        {"mnist": {"kind": "mnist", "source": "bundled", "max_samples": samples},
+         "cats_vs_dogs": {"kind": "image_folder", "source": "synthetic",
+                          "synthetic_size": min(samples, 800),
                           "synthetic_image_size": image_size},
          "imdb": {"source": "synthetic", "synthetic_size": samples}},
     )

@@ -62,7 +62,7 @@ def make_params(experiments: dict[str, dict[str, Any]], data: dict[str, Any] | N
         "seed": 0,
         "trainer": TRAINER,
         "loader": {"threads": torch.get_num_threads(), **loader},
-        "data": data or {"cats_vs_dogs": {}},
+        "data": data or {"cats_vs_dogs": {"kind": "image_folder", "source": "synthetic"}},
         "features": features or {},
         "experiments": experiments,
     })
@@ -73,7 +73,7 @@ def prepare(params, root: Path) -> None:
     from nnlab.stages.download import run as run_download
     from nnlab.stages.split import run as run_split
 
-    for dataset in params.data.present():
+    for dataset in params.data:
         run_download(params, dataset, root)
         run_split(params, dataset, root)
 

@@ -84,7 +84,7 @@ def pipeline(accelerator: str, work: Path) -> dict[str, float]:
     params = {
         "seed": 1,
         "trainer": {"accelerator": accelerator, "devices": 1, "strategy": "ddp"},
-        "data": {"mnist": {"source": "bundled", "max_samples": 2000}},
+        "data": {"mnist": {"kind": "mnist", "source": "bundled", "max_samples": 2000}},
         "experiments": {"mnist_cnn": {"dataset": "mnist", "model": "cnn_small", "epochs": 2,
                                       "batch_size": 64}},
     }

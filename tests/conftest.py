@@ -26,7 +26,8 @@ TINY = {
         "enable_progress_bar": False,
         "log_every_n_steps": 1,
     },
-    "data": {"mnist": {"source": "bundled", "max_samples": 400, "test_fraction": 0.25}},
+    "data": {"mnist": {"kind": "mnist", "source": "bundled", "max_samples": 400,
+                       "test_fraction": 0.25}},
     "experiments": {
         "mnist_mlp": {"dataset": "mnist", "model": "mlp", "epochs": 2, "batch_size": 32,
                       "model_options": {"hidden": 32}},

@@ -28,7 +28,6 @@ import pytest
 from PIL import Image
 
 from nnlab import paths
-from nnlab.data import imdb
 from nnlab.data.images import ImageReadError, load_image
 from nnlab.data.sources import fetch
 from nnlab.files import write_json
@@ -272,7 +271,7 @@ ARCHIVES = [
      lambda t: _write(t / "photos.tar.gz", gzip.compress(b"hello " * 300)),
      r"damaged archive"),
     ("imdb-zip-without-reviews", "imdb",
-     lambda t: _zip(t / "aclImdb.zip", GOOD), r"no reviews for"),
+     lambda t: _zip(t / "aclImdb.zip", GOOD), r"no labelled texts found"),
     ("imdb-tar-symlink-review", "imdb",
      lambda t: _tar(t / "acl.tar.gz", [("aclImdb/train/pos/0_9.txt", b"good", {}),
                                        ("aclImdb/train/pos/1_9.txt", None,
@@ -364,10 +363,12 @@ def world(tmp_path) -> World:
 
 
 def _params(dataset: str, **block):
-    base = {"cats_vs_dogs": {"source": "remote", "image_size": 16, "split_sizes": [2, 2, 2],
-                             "max_unpacked_mb": 2, "retries": 0, "timeout": 2},
-            "imdb": {"source": "remote", "retries": 0, "timeout": 2, "max_unpacked_mb": 20},
-            "mnist": {"source": "remote", "retries": 0, "timeout": 2}}[dataset]
+    base = {"cats_vs_dogs": {"kind": "image_folder", "source": "remote", "image_size": 16,
+                             "split_sizes": [2, 2, 2], "max_unpacked_mb": 2, "retries": 0,
+                             "timeout": 2},
+            "imdb": {"kind": "text_folder", "source": "remote", "retries": 0, "timeout": 2,
+                     "max_unpacked_mb": 20},
+            "mnist": {"kind": "mnist", "source": "remote", "retries": 0, "timeout": 2}}[dataset]
     return tiny_params(**{f"data.{dataset}": {**base, **block}})
 
 
@@ -392,7 +393,7 @@ def test_imdb_zip_with_reviews_is_accepted_by_design(world):
     world.freeze()
     manifest = run_download(_params("imdb", path=str(archive)), "imdb", world.root)
     world.assert_untouched("imdb")
-    assert manifest["counts"] == {s: {"negative": 2, "positive": 2} for s in ("train", "test")}
+    assert manifest["counts"] == {s: {"neg": 2, "pos": 2} for s in ("train", "test")}
 
 
 def test_safe_archive_extracts_exactly_its_files(world):
@@ -455,16 +456,23 @@ def test_folder_links_are_skipped_and_counted_never_followed(world, kind):
     assert (world.tmp / "outside" / "secret.txt").read_bytes() == SECRET
 
 
-def test_imdb_folder_symlinked_review_is_not_stored(world):
+def test_text_folder_symlinked_empty_or_binary_review_is_skipped_and_counted(world, capsys):
     src = _imdb_folder(world.inputs)
     (src / "aclImdb/train/pos/1_9.txt").symlink_to(world.tmp / "outside" / "secret.txt")
     (src / "aclImdb/train/neg/loop").symlink_to(src / "aclImdb")
+    (src / "aclImdb/train/pos/2_9.txt").write_text("  \n")
+    (src / "aclImdb/train/pos/3_9.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    (src / "aclImdb/test/neg/4_1.txt").write_bytes("caf\xe9".encode("latin-1"))
     world.freeze()
     manifest = run_download(_params("imdb", path=str(src)), "imdb", world.root)
     world.assert_untouched("imdb")
     assert manifest["skipped_symlinks"] == 2
-    assert manifest["counts"]["train"]["positive"] == 1
-    raw = (world.root / "data/raw/imdb" / imdb.REVIEWS).read_bytes()
+    assert {s["file"].split("/", 1)[1]: s["reason"][:13] for s in manifest["skipped"]} == {
+        "train/pos/2_9.txt": "empty", "train/pos/3_9.txt": "not UTF-8 tex",
+        "test/neg/4_1.txt": "not UTF-8 tex"}
+    assert manifest["skipped_count"] == 3 and "skipped 3 texts" in capsys.readouterr().err
+    assert manifest["counts"]["train"]["pos"] == 1
+    raw = (world.root / "data/raw/imdb" / paths.RAW_TEXTS).read_bytes()
     assert b"outside the project" not in gzip.decompress(raw)
 
 
@@ -528,9 +536,9 @@ def test_unreadable_images_skipped_counted_and_shortfall_reported(world, capsys)
 
 @pytest.mark.parametrize("dataset", ["mnist", "imdb"], ids=lambda d: f"split-empty-{d}")
 def test_empty_split_is_refused_naming_dataset_and_split(world, dataset):
-    block = ({"source": "bundled", "max_samples": 10} if dataset == "mnist" else
-             {"source": "synthetic", "synthetic_size": 40, "max_samples": 10,
-              "val_fraction": 0.05})
+    block = ({"kind": "mnist", "source": "bundled", "max_samples": 10} if dataset == "mnist"
+             else {"kind": "text_folder", "source": "synthetic", "synthetic_size": 40,
+                   "max_samples": 10, "val_fraction": 0.05})
     params = tiny_params(**{f"data.{dataset}": block})
     run_download(params, dataset, world.root)
     world.refuses(lambda: run_split(params, dataset, world.root), ValueError,
@@ -641,7 +649,8 @@ import sys
 from pathlib import Path
 from nnlab.config import parse_params
 from nnlab.stages.download import run as run_download
-block = {"source": "remote", "mirrors": [sys.argv[1]], "timeout": 30, "retries": 0}
+block = {"kind": "image_folder", "source": "remote", "mirrors": [sys.argv[1]], "timeout": 30,
+         "retries": 0}
 params = parse_params({"seed": 1, "data": {"cats_vs_dogs": block}, "experiments": {}})
 run_download(params, "cats_vs_dogs", Path(sys.argv[2]))
 """

@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = {
     "seed": 7,
     "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False},
-    "data": {"mnist": {"source": "bundled", "max_samples": 400, "test_fraction": 0.25},
-             "cats_vs_dogs": {"source": "synthetic"}},
+    "data": {"mnist": {"kind": "mnist", "source": "bundled", "max_samples": 400,
+                       "test_fraction": 0.25},
+             "cats_vs_dogs": {"kind": "image_folder", "source": "synthetic"}},
     "features": {"cvd_vgg": {"from": "cats_vs_dogs", "backbone": "vgg16"}},
     "experiments": {
         "mnist_mlp": {"dataset": "mnist", "model": "mlp", "epochs": 2,
@@ -50,7 +51,7 @@ def test_trainer_block_reaches_lightning():
 
 def test_yaml_floats_read_as_dvc_reads_them(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text("data: {mnist: {}}\n"
+    path.write_text("data: {mnist: {kind: mnist}}\n"
                     "experiments: {a: {dataset: mnist, model: mlp, epochs: 1, lr: 1e-3}}\n")
     assert load_params(path).experiment("a").lr == 0.001
 
@@ -58,7 +59,7 @@ def test_yaml_floats_read_as_dvc_reads_them(tmp_path):
 def test_merge_keys_are_not_duplicates(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(
-        "data: {mnist: {source: bundled}}\n"
+        "data: {mnist: {kind: mnist, source: bundled}}\n"
         "experiments:\n  a: &a {dataset: mnist, model: mlp, epochs: 1}\n"
         "  b: {<<: *a, epochs: 2}\n"
     )

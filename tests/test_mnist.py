@@ -66,8 +66,8 @@ def fake_mirror(tmp_path, monkeypatch):
 @pytest.mark.parametrize("where", ["mirror", "path"])
 def test_download_and_split_from_mirror_or_path(tmp_path, fake_mirror, where):
     with serve(fake_mirror) as url:
-        block = {"source": "remote", "mirrors": [url + "/"]} if where == "mirror" else {
-            "source": "auto", "path": str(fake_mirror)}
+        block = {"kind": "mnist", "source": "remote", "mirrors": [url + "/"]} \
+            if where == "mirror" else {"kind": "mnist", "source": "auto", "path": str(fake_mirror)}
         params = tiny_params(**{"data.mnist": block})
         manifest = run_download(params, "mnist", tmp_path)
     assert manifest["source"] == "remote" and manifest["path" if where == "path" else "files"]
@@ -80,7 +80,7 @@ def test_download_and_split_from_mirror_or_path(tmp_path, fake_mirror, where):
 
 
 def test_path_with_a_wrong_or_missing_file_is_an_error_not_a_fallback(tmp_path, fake_mirror):
-    params = tiny_params(**{"data.mnist": {"source": "auto", "path": str(fake_mirror)}})
+    params = tiny_params(**{"data.mnist.path": str(fake_mirror), "data.mnist.source": "auto"})
     name = mnist.FILES["test_labels"][0]
     (fake_mirror / name).write_bytes(b"changed")
     with pytest.raises(ValueError, match=f"data.mnist.path: .*{name}: checksum mismatch"):
@@ -92,7 +92,7 @@ def test_path_with_a_wrong_or_missing_file_is_an_error_not_a_fallback(tmp_path, 
 
 
 def test_remote_never_falls_back_and_fails_fast(tmp_path):
-    params = tiny_params(**{"data.mnist": {"source": "remote", "mirrors": [dead_url()]}})
+    params = tiny_params(**{"data.mnist.source": "remote", "data.mnist.mirrors": [dead_url()]})
     t0 = time.perf_counter()
     with pytest.raises(DownloadError, match="train-images"):
         run_download(params, "mnist", tmp_path)
@@ -101,7 +101,7 @@ def test_remote_never_falls_back_and_fails_fast(tmp_path):
 
 
 def test_auto_falls_back_loudly(tmp_path, capsys):
-    params = tiny_params(**{"data.mnist": {"source": "auto", "mirrors": [dead_url()]}})
+    params = tiny_params(**{"data.mnist.source": "auto", "data.mnist.mirrors": [dead_url()]})
     manifest = run_download(params, "mnist", tmp_path)
     assert "bundled" in manifest["source"]
     assert "WARNING" in capsys.readouterr().err

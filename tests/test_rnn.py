@@ -22,7 +22,7 @@ from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
 from nnlab.stages.train import build_classifier
 from nnlab.summary import summary_text
-from tests.test_imdb import imdb_params
+from tests.test_text_folder import imdb_params
 
 SPEC = DataSpec(kind="text", input_shape=(30,), classes=("negative", "positive"),
                 vocab_size=50, extra={"pad_index": 0, "max_len": 30})

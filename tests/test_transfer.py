@@ -62,8 +62,8 @@ def params_for(features=None, **experiments):
         "seed": 3,
         "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
                     "log_every_n_steps": 1},
-        "data": {"cats_vs_dogs": {"source": "synthetic", "synthetic_size": 64,
-                                  "synthetic_image_size": 32}},
+        "data": {"cats_vs_dogs": {"kind": "image_folder", "source": "synthetic",
+                                  "synthetic_size": 64, "synthetic_image_size": 32}},
         "experiments": experiments,
     })
 

@@ -30,7 +30,6 @@ from pydantic_core import PydanticCustomError
 
 from nnlab.paths import check_name
 
-TEXT_DATASETS = ("imdb",)  # datasets whose samples have lengths
 PARAMS_FILE = "params.yaml"
 _SHOW = 60  # longest value shown in a message
 MAX_BYTES = 2**20  # a params file larger than this is not one
@@ -183,61 +182,103 @@ def _check_mirror(url: str) -> str:
 
 
 class DataConfig(_Strict):
-    """What every dataset block has: where the data comes from and how hard to try."""
+    """What every dataset block has: its kind, where the data comes from, how hard to try."""
 
-    source: str = "auto"  # each dataset narrows it to the sources it has
+    kind: str
+    source: str = "auto"  # each kind narrows it to the sources it has
     mirrors: list[Annotated[str, AfterValidator(_check_mirror)]] = []
-    path: str | None = None
+    path: str | None = None  # relative to the project, absolute, or starting with ~
     timeout: float = Field(10.0, gt=0, le=300)  # seconds without a byte before a retry
     retries: int = Field(2, ge=0, le=10)
     total_timeout: float = Field(1800.0, gt=0, le=86400)  # seconds per download attempt
+    max_unpacked_mb: int = Field(4096, ge=1)  # refuse archives that unpack to more
+    max_ratio: float = Field(100.0, ge=1)  # ... or that compress better than this
     max_samples: int | None = Field(None, ge=10)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
 
     @model_validator(mode="after")
-    def _fractions(self) -> DataConfig:
+    def _check(self) -> DataConfig:
         if self.val_fraction + self.test_fraction >= 1:
             raise _key_error("test_fraction", f"val_fraction + test_fraction must be < 1, got "
                                               f"{self.val_fraction} + {self.test_fraction}")
+        if self.path is None and not self.mirrors and self.source in ("auto", "remote"):
+            raise _key_error("path", "required: a folder or a file (or mirrors: URLs to "
+                                     "download, or the offline substitute as source:)")
         return self
+
+    def class_names(self) -> dict[str, str] | None:
+        """``classes:`` as {label in the data: class name}, in class order; None: all of them."""
+        return None
 
 
 class MnistConfig(DataConfig):
+    kind: Literal["mnist"]
     source: Literal["auto", "remote", "bundled"] = "auto"
+    mirrors: list[Annotated[str, AfterValidator(_check_mirror)]] = [
+        "https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"]
 
 
-class _ArchiveConfig(DataConfig):
-    """A dataset downloaded as an archive, with a synthetic offline substitute."""
+def _check_classes(value: Any) -> list[str] | dict[str, str] | None:
+    if value is None:
+        return None
+    names = list(value.values()) if isinstance(value, dict) else value
+    if not isinstance(value, list | dict) or not all(type(n) is str for n in [*value, *names]):
+        raise ValueError("expected a list of class names, or a mapping {label in the data: "
+                         "class name}, all strings")
+    if len(value) < 2:
+        raise ValueError("a classifier needs at least two classes")
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"{_quote(twice[0])} is listed twice")
+    return value
+
+
+class _UserDataConfig(DataConfig):
+    """A dataset of labelled files, with a seeded synthetic substitute offline."""
 
     source: Literal["auto", "remote", "synthetic"] = "auto"
+    # a list fixes the class order or selects a subset; a mapping also names them
+    # ({label in the data: class name})
+    classes: Annotated[Any, PlainValidator(_check_classes)] = None
     synthetic_size: int = Field(600, ge=10)
-    max_unpacked_mb: int = Field(4096, ge=1)  # refuse archives that unpack to more
-    max_ratio: float = Field(100.0, ge=1)  # ... or that compress better than this
+
+    def class_names(self) -> dict[str, str] | None:
+        if isinstance(self.classes, list):
+            return {c: c for c in self.classes}
+        return None if self.classes is None else dict(self.classes)
 
 
-class CatsVsDogsConfig(_ArchiveConfig):
-    image_size: int = Field(150, ge=8, le=1024)
+class ImageFolderConfig(_UserDataConfig):
+    kind: Literal["image_folder"]
+    image_size: int = Field(150, ge=8, le=1024)  # the side of the square images
+    channels: Literal[1, 3] = 3
     split_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=3,
                                                                    max_length=3)
     # the synthetic fallback is drawn and stored at this size, not image_size
     synthetic_image_size: int = Field(64, ge=8, le=1024)
 
 
-class ImdbConfig(_ArchiveConfig):
+class _TextConfig(_UserDataConfig):
     vocab_size: int = Field(10000, ge=10)
     max_len: int = Field(200, ge=4)
-    truncate: Literal["first", "last"] = "last"  # which max_len tokens of a longer review stay
+    truncate: Literal["first", "last"] = "last"  # which max_len tokens of a longer text stay
 
 
-class DataBlocks(_Strict):
-    mnist: MnistConfig | None = None
-    cats_vs_dogs: CatsVsDogsConfig | None = None
-    imdb: ImdbConfig | None = None
+class TextFolderConfig(_TextConfig):
+    kind: Literal["text_folder"]
 
-    def present(self) -> dict[str, DataConfig]:
-        return {name: cfg for name in DataBlocks.model_fields
-                if (cfg := getattr(self, name)) is not None}
+
+class TextTableConfig(_TextConfig):
+    kind: Literal["text_table"]
+    text_column: str = "text"
+    label_column: str = "label"
+
+
+KINDS = ("mnist", "image_folder", "text_folder", "text_table")  # the readers in nnlab.data
+IMAGE_KINDS = ("mnist", "image_folder")
+TEXT_KINDS = ("text_folder", "text_table")  # datasets whose samples have lengths
+DataBlock = Annotated[MnistConfig | ImageFolderConfig | TextFolderConfig | TextTableConfig,
+                      Field(discriminator="kind")]
 
 
 class FeaturesConfig(_Strict):
@@ -316,15 +357,27 @@ class Params(_Strict):
     trainer: TrainerConfig = TrainerConfig()
     loader: LoaderConfig = LoaderConfig()
     tracking: TrackingConfig = TrackingConfig()
-    data: DataBlocks = DataBlocks()
+    data: dict[str, DataBlock] = {}
     features: dict[str, FeaturesConfig] = {}
     experiments: dict[str, ExperimentConfig]
     figures: FiguresConfig = FiguresConfig()
 
-    @field_validator("features", "experiments")
+    @field_validator("data", mode="before")
+    @classmethod
+    def _kinds(cls, value: Any) -> Any:
+        for name, block in value.items() if isinstance(value, dict) else ():
+            if not isinstance(block, dict):
+                raise _key_error(str(name), f"expected a mapping with kind: (got {show(block)})")
+            if block.get("kind") not in KINDS:
+                got = f"got {show(block['kind'])}" if "kind" in block else "missing"
+                raise _key_error(f"{name}.kind", f"expected one of {', '.join(KINDS)} ({got})")
+        return value
+
+    @field_validator("data", "features", "experiments")
     @classmethod
     def _names(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
-        what = {"features": "features cache", "experiments": "experiment"}[info.field_name]
+        what = {"data": "dataset", "features": "features cache",
+                "experiments": "experiment"}[info.field_name]
         for name in value:
             try:
                 check_name(name, what)
@@ -334,25 +387,44 @@ class Params(_Strict):
 
     @model_validator(mode="after")
     def _check_refs(self) -> Params:
-        data = self.data.present()
+        data = self.data
+        images = [n for n, d in data.items() if d.kind in IMAGE_KINDS]
         for name, feat in self.features.items():
-            if name in DataBlocks.model_fields:
+            if name in data:
                 raise _key_error(f"features.{name}", "a features cache cannot share a name "
                                                      "with a dataset under data:")
-            if feat.from_ not in data:
-                raise _key_error(f"features.{name}.from",
-                                 f"{_quote(feat.from_)} has no block under data: "
-                                 f"(known: {', '.join(data) or 'none'})")
+            if feat.from_ not in images:
+                what = (f"is a {data[feat.from_].kind} dataset; a pretrained image base needs "
+                        f"images" if feat.from_ in data else "has no block under data:")
+                raise _key_error(f"features.{name}.from", f"{_quote(feat.from_)} {what} (image "
+                                 f"datasets: {', '.join(images) or 'none'})")
         for name, exp in self.experiments.items():
             if exp.dataset not in data and exp.dataset not in self.features:
                 known = ", ".join([*data, *self.features]) or "none"
                 raise _key_error(f"experiments.{name}.dataset",
                                  f"{_quote(exp.dataset)} has no block under data: or "
                                  f"features: (known: {known})")
-            if exp.bucket_by_length and exp.dataset not in TEXT_DATASETS:
+            text = [n for n, d in data.items() if d.kind in TEXT_KINDS]
+            if exp.bucket_by_length and exp.dataset not in text:
                 raise _key_error(f"experiments.{name}.bucket_by_length",
                                  f"{_quote(exp.dataset)} has no lengths to bucket by (text "
-                                 f"only: {', '.join(TEXT_DATASETS)})")
+                                 f"datasets only: {', '.join(text) or 'none'})")
+        return self
+
+    @model_validator(mode="after")
+    def _no_case_twins(self) -> Params:
+        """Names a case-insensitive file system (macOS, Windows) stores as one folder: two
+        experiments (models/, reports/), a dataset and a features cache (data/split/)."""
+        split = [*(f"data.{n}" for n in self.data),
+                 *(f"features.{n}" for n in self.features)]
+        for keys in ([f"experiments.{n}" for n in self.experiments], split):
+            seen: dict[str, str] = {}
+            for key in keys:
+                first = seen.setdefault(key.split(".", 1)[1].lower(), key)
+                if first != key:
+                    raise _key_error(key, f"differs from {first} only in case: one folder on a "
+                                          "case-insensitive file system (macOS, Windows); rename "
+                                          "one")
         return self
 
     def experiment(self, name: str) -> ExperimentConfig:
@@ -362,11 +434,10 @@ class Params(_Strict):
         return self.experiments[name]
 
     def dataset(self, name: str) -> DataConfig:
-        data = self.data.present()
-        if name not in data:
+        if name not in self.data:
             raise ConfigError(f"{PARAMS_FILE}: no dataset {_quote(name)} under data: "
-                              f"(known: {', '.join(data) or 'none'})")
-        return data[name]
+                              f"(known: {', '.join(self.data) or 'none'})")
+        return self.data[name]
 
     def features_of(self, name: str) -> FeaturesConfig | None:
         """The features cache ``name`` is, or None for a dataset under data:."""
@@ -446,6 +517,8 @@ def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         parts = tuple(e["loc"])
+        if parts[:1] == ("data",) and parts[2:3] and parts[2] in KINDS:  # the union's tag
+            parts = parts[:2] + parts[3:]
         ctx = e.get("ctx") or {}
         if e["type"] == "invalid_key" or parts[-1:] == ("[key]",):
             parts = parts[:-2] if parts[-1:] == ("[key]",) else parts[:-1]

@@ -73,3 +73,8 @@ FEATURE_MAPS_PNG = "feature_maps.png"
 CONV_WEIGHTS_PNG = "first_conv_weights.png"
 FILTER_PATTERNS_PNG = "filter_patterns_{}.png"  # one per layer, by its Keras-like label
 GRADCAM_PNG = "gradcam.png"
+# in RAW/<dataset>: what download@ stores for split@ to read
+RAW_IMAGES = "images"  # an image folder, copied or extracted
+RAW_TEXTS = "texts.jsonl.gz"  # labelled texts, one JSON record a line
+RAW_BUNDLED = "bundled.npz"  # the bundled MNIST sample
+RAW_ARCHIVE = "archive"  # a mirror's archive while it is extracted

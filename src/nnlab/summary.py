@@ -1,9 +1,9 @@
 """Keras-style model summary: layer, output shape, parameter count, then the totals.
 
-``nnlab summary <experiment>`` needs nothing but params.yaml: the input shape comes from the
-split's meta.json when the data exists (the size really used, e.g. by an offline substitute),
-else from the dataset's params. A head trained on a frozen base's features is shown with that
-base in front of it, as it runs on a photo.
+``nnlab summary <experiment>`` needs nothing but params.yaml: the input shape and classes come
+from the split's meta.json when the data exists (the size really used, e.g. by an offline
+substitute), else from the dataset's params (any kind). A head trained on a frozen base's
+features is shown with that base in front of it, as it runs on an image.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision.transforms import v2
 
 from nnlab import paths
 from nnlab.checks import check_model
@@ -114,15 +115,18 @@ def dataset_spec(params, dataset: str, root: Path = Path(".")) -> DataSpec:
         cfg = params.features[dataset]
         image = dataset_spec(params, cfg.from_, root)
         backbone = (meta or {}).get("derived", {}).get("backbone", cfg.backbone)  # as used
-        base, _ = build_base(backbone, pool=cfg.pool, weights="none",
-                             input_shape=image.input_shape)
+        channels, *size = image.input_shape
+        base, _ = build_base(backbone, pool=cfg.pool, weights="none", input_shape=(3, *size))
+        if channels == 1:  # grey images: the channel repeated for the ImageNet base
+            base = nn.Sequential(v2.RGB(), base)
         shape = tuple(base_output_shape(base, image.input_shape))
         return DataSpec("features", shape, image.classes, extra={"base": base, "image": image})
     if meta is not None:
         return spec_from_meta(meta)
-    from nnlab.data import dataset_module
+    from nnlab.data import reader
 
-    return dataset_module(dataset).spec(params.dataset(dataset))
+    cfg = params.dataset(dataset)
+    return reader(cfg.kind).spec(cfg, dataset, Path(root))
 
 
 def summarize(params, name: str, root: Path = Path(".")) -> str:

@@ -1,17 +1,19 @@
-"""Datasets: a module per dataset, each with ``download(cfg, out_dir) -> manifest`` (raw files,
-through :func:`nnlab.data.sources.download_raw`), ``split(cfg, raw_dir, seed) -> Prepared``,
-``spec(cfg)`` and ``load_input(source, spec)`` (one input as the model sees it)."""
+"""Data: one reader module per dataset *kind* (``data.<name>.kind`` in params.yaml), each with
+``download(cfg, out_dir, name) -> manifest`` (raw files, through
+:func:`nnlab.data.sources.download_raw`), ``split(cfg, raw_dir, seed, name) -> Prepared``,
+``spec(cfg, name, root)`` (what split will produce, from params) and ``load_input(source, spec)``
+(one input as the model sees it)."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
-MODULES = {"mnist": "nnlab.data.mnist", "cats_vs_dogs": "nnlab.data.cats_vs_dogs",
-           "imdb": "nnlab.data.imdb"}
+from nnlab.config import KINDS
 
 
-def dataset_module(name: str) -> ModuleType:
-    if name not in MODULES:
-        raise ValueError(f"unknown dataset {name!r} (known: {', '.join(MODULES)})")
-    return importlib.import_module(MODULES[name])
+def reader(kind: str) -> ModuleType:
+    """The reader module of a dataset kind (also recorded as ``reader`` in a split's meta)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown dataset kind {kind!r} (known: {', '.join(KINDS)})")
+    return importlib.import_module(f"nnlab.data.{kind}")

@@ -1,4 +1,4 @@
-"""Image decoding shared by the image datasets and by ``nnlab predict``."""
+"""Image decoding shared by the image readers and by ``nnlab predict``."""
 
 from __future__ import annotations
 
@@ -24,14 +24,35 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyErr
                   Image.DecompressionBombWarning)
 
 
+MAX_ASPECT = 20  # a longer side more than this many times the shorter is no photo to squash
+
+
 def load_image(path: str | Path | bytes, size: tuple[int, int], channels: int = 3) -> np.ndarray:
-    """Decode, convert (grayscale, CMYK, palette, RGBA...) and resize to HWC uint8.
+    """Decode, convert (grayscale, 16-bit, CMYK, palette, RGBA...) and resize to HWC uint8.
 
     ``path`` is a file, or the encoded image itself (``bytes``: PNG, JPEG... as served).
     Raises :class:`ImageReadError` naming the file (or ``<N bytes>``) when it is missing,
-    truncated, not an image, or claims more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``
-    (checked on the header, before anything is decoded).
+    truncated, not an image, claims more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` or is
+    longer than ``MAX_ASPECT`` times its width (both checked on the header, before anything is
+    decoded).
     """
+    return decode_image(path, size, channels)[0]
+
+
+def _eight_bit(im: Image.Image) -> Image.Image:
+    """16- and 32-bit grey and float images scaled to 8 bits (``convert("L")`` clips them:
+    a 16-bit PNG would turn white)."""
+    arr = np.asarray(im, dtype=np.float64)
+    if im.mode.startswith("I;16") or arr.max(initial=0) > 255:
+        arr = arr * (255 / 65535 if arr.max(initial=0) <= 65535 else 255 / arr.max())
+    elif im.mode == "F" and arr.max(initial=0) <= 1:
+        arr = arr * 255
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+
+
+def decode_image(path: str | Path | bytes, size: tuple[int, int], channels: int = 3
+                 ) -> tuple[np.ndarray, str]:
+    """:func:`load_image` and the image's own mode (``L``, ``RGB``, ``I;16``, ``P``...)."""
     data = bytes(path) if isinstance(path, bytes | bytearray) else None
     path = f"<{len(data)} bytes>" if data is not None else Path(path)
     try:
@@ -40,8 +61,14 @@ def load_image(path: str | Path | bytes, size: tuple[int, int], channels: int = 
             if limit and im.width * im.height > limit:
                 raise Image.DecompressionBombError(
                     f"{im.width}x{im.height} pixels, over the {limit} limit (decompression bomb?)")
+            if max(im.size) > MAX_ASPECT * min(im.size):
+                raise ValueError(f"{im.width}x{im.height} pixels: one side over {MAX_ASPECT} "
+                                 f"times the other, too distorted to resize to {size[1]}x{size[0]}")
+            mode = im.mode
             im.load()
             im = ImageOps.exif_transpose(im)
+            if im.mode.startswith("I") or im.mode == "F":
+                im = _eight_bit(im)
             if im.mode in ("RGBA", "LA", "P", "PA"):
                 # composite transparency onto white instead of dropping it to black
                 rgba = im.convert("RGBA")
@@ -54,4 +81,4 @@ def load_image(path: str | Path | bytes, size: tuple[int, int], channels: int = 
     except _DECODE_ERRORS as err:
         reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the bytes", str(err))
         raise ImageReadError(f"{path}: not a readable image ({reason})") from None
-    return arr[..., None] if arr.ndim == 2 else arr
+    return (arr[..., None] if arr.ndim == 2 else arr), mode

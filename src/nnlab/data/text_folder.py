@@ -1,0 +1,85 @@
+"""Text folders: ``<split>/<label>/*.txt`` or ``<label>/*.txt``, any labels (the folder names, or
+``classes:``); the aclImdb layout of the IMDB reviews is one.
+
+download@ reads the folder or the archive (``path:``, or the mirrors' archive, pinned with
+``#sha256=``) member by member without extracting, into ``texts.jsonl.gz``. A symlinked, empty
+or binary file is skipped and counted; the rest is :mod:`nnlab.data.text`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from nnlab.config import DataConfig
+from nnlab.data.prepare import Prepared
+from nnlab.data.sources import Limits, read_files, walk_files
+from nnlab.data.text import (
+    SPLIT_NAMES,
+    decode,
+    download_texts,
+    load_input,  # noqa: F401  (this kind's reader of one input)
+    skipped_report,
+    split_texts,
+    text_spec,
+)
+from nnlab.spec import DataSpec
+
+_IN_SPLIT = re.compile(rf"(?:^|/)({'|'.join(SPLIT_NAMES)})/([^/]+)/([^/]+)\.txt$", re.IGNORECASE)
+_IN_LABEL = re.compile(r"(?:^|/)([^/]+)/([^/]+)\.txt$", re.IGNORECASE)
+EXPECTED = "expected <split>/<label>/*.txt or <label>/*.txt"
+
+
+def _place(name: str) -> tuple[str, str, str] | None:
+    """(split or "pool", label, id) of a member name, or None for a file of no label folder."""
+    if m := _IN_SPLIT.search(name):
+        return SPLIT_NAMES[m[1].lower()], m[2], m[3]
+    return ("pool", *m.groups()) if (m := _IN_LABEL.search(name)) else None
+
+
+def read_texts(cfg: DataConfig, src: Path, shown: str) -> tuple[list[dict[str, str]], dict]:
+    """The labelled texts of a folder or an archive (every member checked first; symlinks and
+    special files never read), and what was skipped. With ``classes:`` only their files are
+    read (aclImdb's unlabelled ``train/unsup/`` is then never loaded)."""
+    wanted = cfg.class_names()
+
+    def keep(name: str) -> bool:
+        place = _place(name)
+        return place is not None and (wanted is None or place[1] in wanted)
+
+    files, report = read_files(src, shown, Limits.of(cfg), keep)
+    records, skipped = [], []
+    for name, data in files:
+        split, label, text_id = _place(name)
+        try:
+            text = decode(data, name)
+        except ValueError as err:
+            skipped.append({"file": name, "reason": str(err).removeprefix(f"{name}: ")})
+            continue
+        if not text.strip():
+            skipped.append({"file": name, "reason": "empty"})
+            continue
+        records.append({"split": split, "label": label, "id": text_id, "text": text})
+    if any(r["split"] != "pool" for r in records):  # a split layout: files beside it ignored
+        report["ignored_files"] = sum(r["split"] == "pool" for r in records)
+        records = [r for r in records if r["split"] != "pool"]
+    return records, {**report, **skipped_report(skipped, shown)}
+
+
+def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
+    return download_texts(cfg, out_dir, name, lambda src, shown: read_texts(cfg, src, shown),
+                          EXPECTED)
+
+
+def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
+    return split_texts(cfg, raw_dir, seed, name)
+
+
+def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
+    def found(src: Path) -> list[str]:
+        """The label folders of a local folder, from the file names alone."""
+        places = [p for f in walk_files(src)[0] if (p := _place(f.as_posix()))]
+        return sorted({p[1] for p in [p for p in places if p[0] != "pool"] or places})
+
+    return text_spec(cfg, name, root, found)

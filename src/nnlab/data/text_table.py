@@ -1,0 +1,124 @@
+"""Text tables: a CSV, TSV or JSONL file of labelled texts (``path:`` or a mirror), or a folder
+or archive with one per split (``train.csv``, ``val.csv`` or ``validation.csv``, ``test.csv``);
+the columns are ``text_column:`` and ``label_column:``.
+
+Every cell is data, read as a string and never interpreted (a cell starting with ``=`` is text
+like any other). A missing column or a file that is not UTF-8 is one line naming the file; a row
+with an empty text or label is skipped and counted. The rest is :mod:`nnlab.data.text`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from nnlab.config import DataConfig
+from nnlab.data.prepare import Prepared
+from nnlab.data.sources import Limits, is_archive, read_files
+from nnlab.data.text import (
+    SPLIT_NAMES,
+    decode,
+    download_texts,
+    load_input,  # noqa: F401  (this kind's reader of one input)
+    skipped_report,
+    split_texts,
+    text_spec,
+)
+from nnlab.spec import DataSpec
+
+DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".jsonl": None, ".ndjson": None}
+EXPECTED = "expected a .csv, .tsv or .jsonl file, or one per split named train, val, test"
+
+
+def _rows(data: bytes, name: str, where: str, cfg: DataConfig, dataset: str
+          ) -> list[tuple[int, Any, Any]]:
+    """(line number, text cell, label cell) of every row of table ``name``; a missing cell is
+    None. Errors name the table as ``where``."""
+    text = decode(data, where).removeprefix("\ufeff")
+    cols = (cfg.text_column, cfg.label_column)
+    delimiter = DELIMITERS[PurePosixPath(name).suffix.lower()]
+    if delimiter is None:
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as err:
+                raise ValueError(f"{where}: line {n} is not JSON ({err})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: line {n} is not a JSON object")
+            rows.append((n, *(record.get(c) for c in cols)))
+        return rows
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, [])
+        for key, col in zip(("text_column", "label_column"), cols, strict=True):
+            if col not in header:
+                raise ValueError(f"{where}: no column {col!r} (data.{dataset}.{key}; the "
+                                 f"header has {', '.join(map(repr, header)) or 'nothing'})")
+        at = [header.index(c) for c in cols]
+        return [(reader.line_num, *(row[i] if i < len(row) else None for i in at))
+                for row in reader if row]
+    except csv.Error as err:
+        raise ValueError(f"{where}: line {reader.line_num}: {err}") from None
+
+
+def _label(cell: Any) -> tuple[str, str | None]:
+    """(the label as a string, or why there is none)."""
+    if type(cell) in (str, int) and str(cell).strip():
+        return str(cell).strip(), None
+    return "", "no label" if cell is None or cell == "" else "label is not a string or integer"
+
+
+def read_tables(cfg: DataConfig, src: Path, shown: str, dataset: str
+                ) -> tuple[list[dict[str, str]], dict]:
+    """The labelled texts of one table or of one table per split, and the skipped rows."""
+    report: dict[str, Any] = {}
+    single = src.is_file() and not is_archive(src)
+    if single:  # a table itself (from a mirror: named as its URL)
+        name = PurePosixPath(shown.split(": ", 1)[-1]).name
+        if PurePosixPath(name).suffix.lower() not in DELIMITERS:
+            raise ValueError(f"{shown}: not a table ({EXPECTED})")
+        if src.stat().st_size > Limits.of(cfg).max_bytes:
+            raise ValueError(f"{shown}: over max_unpacked_mb={cfg.max_unpacked_mb} MiB")
+        tables = [(name, src.read_bytes())]
+    else:
+        found, report = read_files(src, shown, Limits.of(cfg),
+                                   lambda n: PurePosixPath(n).suffix.lower() in DELIMITERS)
+        tables = list(found)
+    splits = {n: SPLIT_NAMES.get(PurePosixPath(n).stem.lower()) for n, _ in tables}
+    if len(tables) > 1 and not all(splits.values()):
+        raise ValueError(f"{shown}: several tables ({', '.join(sorted(splits))}); {EXPECTED}")
+    records, skipped = [], []
+    for name, data in tables:
+        where = shown if single else f"{shown}: {name}"
+        for line, text, cell in _rows(data, name, where, cfg, dataset):
+            label, reason = _label(cell)
+            if not isinstance(text, str) or not text.strip():
+                reason = "no text"
+            if reason:
+                skipped.append({"file": name, "row": line, "reason": reason})
+            else:
+                records.append({"split": splits[name] or "pool", "label": label,
+                                "id": f"{name}:{line:09d}", "text": text})
+    return records, {**report, **skipped_report(skipped, shown)}
+
+
+def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
+    return download_texts(cfg, out_dir, name,
+                          lambda src, shown: read_tables(cfg, src, shown, name), EXPECTED)
+
+
+def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
+    return split_texts(cfg, raw_dir, seed, name)
+
+
+def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
+    def found(src: Path) -> list[str]:
+        return sorted({r["label"] for r in read_tables(cfg, src, str(src), name)[0]})
+
+    return text_spec(cfg, name, root, found)

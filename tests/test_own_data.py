@@ -1,0 +1,403 @@
+"""A user's own data by params alone: image folders, text folders and CSV/JSONL tables of any
+number of classes, with bad data said in one line; and (slow) each through `dvc repro`, predict
+and the registry in a fresh project."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from nnlab.config import load_params, parse_params
+from nnlab.data import image_folder as image_folder_reader
+from nnlab.data.prepare import load_arrays, load_meta
+from nnlab.data.sources import data_path
+from nnlab.files import read_json
+from nnlab.spec import DataSpec
+from nnlab.stages.download import run as run_download
+from nnlab.stages.split import run as run_split
+from nnlab.summary import summarize
+from tests.conftest import BIN, cli_env, copy_repo, run_ok, stages_ran
+
+CLASSES = ["circle", "square", "triangle"]
+COLOURS = {"circle": (220, 40, 40), "square": (40, 200, 40), "triangle": (40, 40, 220)}
+TRAINER = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
+           "log_every_n_steps": 1}
+
+
+def shape_image(cls: str, i: int, mode: str, size: int = 20) -> Image.Image:
+    """A shape of its class's colour on grey noise, in ``mode`` (16-bit as ``I;16``)."""
+    rng = np.random.default_rng(i)
+    arr = np.clip(rng.normal(128, 20, (size, size + i % 3, 3)), 0, 255)
+    yy, xx = np.mgrid[: arr.shape[0], : arr.shape[1]]
+    c = size / 2
+    mask = {"circle": (yy - c) ** 2 + (xx - c) ** 2 < (size / 3) ** 2,
+            "square": (abs(yy - c) < size / 3) & (abs(xx - c) < size / 3),
+            "triangle": (yy > size / 5) & (abs(xx - c) < (yy - size / 5) / 2)}[cls]
+    arr[mask] = COLOURS[cls]
+    rgb = Image.fromarray(arr.astype(np.uint8))
+    if mode == "I;16":
+        return Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
+    return rgb.convert(mode)
+
+
+MODES = ["RGB", "L", "RGB", "P", "RGBA", "I;16", "RGB", "L"]
+
+
+def image_folder(root: Path, n: int = 8, split: str = "") -> Path:
+    """``n`` images per class (modes mixed: grey, 16-bit, palette, RGBA) under root/<class>/."""
+    for cls in CLASSES:
+        (root / split / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            shape_image(cls, i, MODES[i % len(MODES)]).save(root / split / cls / f"{i}.png")
+    return root
+
+
+WORDS = {"circle": "round ball wheel orbit", "square": "box grid tile block",
+         "triangle": "pyramid wedge arrow delta"}
+
+
+def sentence(cls: str, i: int) -> str:
+    words = WORDS[cls].split()
+    return f"the {words[i % 4]} and the {words[(i + 1) % 4]} number {i}"
+
+
+def params(name: str, block: dict, **experiment) -> dict:
+    exp = {"dataset": name, "epochs": 1, "batch_size": 8, **experiment}
+    return {"seed": 3, "trainer": TRAINER, "data": {name: block}, "experiments": {"exp": exp}}
+
+
+def prepared(tmp_path: Path, block: dict, name: str = "mine"):
+    p = parse_params(params(name, block, model="mlp"))
+    run_download(p, name, tmp_path)
+    return run_split(p, name, tmp_path)
+
+
+# ----------------------------------------------------------------------------- image folders
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_image_folder_of_any_classes_and_modes(tmp_path, channels):
+    src = image_folder(tmp_path / "photos")
+    split = prepared(tmp_path, {"kind": "image_folder", "path": "photos", "image_size": 12,
+                                "channels": channels, "val_fraction": 0.25,
+                                "test_fraction": 0.25})  # path: relative to the project
+    meta = load_meta("mine", tmp_path)
+    assert meta["classes"] == CLASSES and meta["input_shape"] == [channels, 12, 12]
+    assert meta["reader"] == "image_folder" and sum(split["counts"].values()) == 24
+    assert all(n >= 1 for s in split["class_counts"].values() for n in s.values())  # stratified
+    assert split["modes"] == {"I;16": 3, "L": 6, "P": 3, "RGB": 9, "RGBA": 3}
+    assert split["converted_count"] == (18 if channels == 1 else 15)
+    # a 16-bit grey image keeps its tones (PIL's convert("L") would make it white)
+    shape_image("circle", 5, "L").save(tmp_path / "eight.png")
+    as_trained = DataSpec("image", tuple(meta["input_shape"]), tuple(CLASSES))
+    x16, x8 = (image_folder_reader.load_input(f, as_trained)["x"].astype(int)
+               for f in (src / "circle/5.png", tmp_path / "eight.png"))
+    assert np.abs(x16 - x8).max() <= 1 and x16.mean() < 200
+
+
+def test_classes_select_order_and_name_them(tmp_path):
+    image_folder(tmp_path / "photos", n=4)
+    block = {"kind": "image_folder", "path": str(tmp_path / "photos"), "image_size": 8,
+             "classes": {"triangle": "tri", "circle": "circ"}}
+    split = prepared(tmp_path, block)
+    assert load_meta("mine", tmp_path)["classes"] == ["tri", "circ"]
+    assert split["left_out"] == {"square": 4} and sum(split["counts"].values()) == 8
+    y = load_arrays("mine", "train", tmp_path)
+    labels = np.asarray(y["y"])
+    colours = np.asarray(y["x"], float)[..., 2].mean((1, 2))  # blue: the triangles
+    assert colours[labels == 0].mean() > colours[labels == 1].mean()
+
+
+def test_train_and_test_folders_keep_test_and_draw_val_from_train(tmp_path):
+    image_folder(tmp_path / "photos", n=10, split="train")
+    image_folder(tmp_path / "photos", n=2, split="test")
+    split = prepared(tmp_path, {"kind": "image_folder", "path": str(tmp_path / "photos"),
+                                "image_size": 8, "val_fraction": 0.1})
+    assert split["counts"] == {"train": 27, "val": 3, "test": 6}
+    assert all(n == 1 for n in split["class_counts"]["val"].values())
+
+
+@pytest.mark.parametrize("case", ["one-class", "classes-typo", "too-few", "split-mismatch"])
+def test_bad_image_folders_are_one_line_naming_the_folder_or_key(tmp_path, case):
+    src = tmp_path / "photos"
+    block = {"kind": "image_folder", "path": str(src), "image_size": 8}
+    if case == "one-class":
+        shape_image("circle", 0, "RGB").save(_mk(src / "circle") / "0.png")
+        pattern, where = r"1 class \('circle'\); a classifier needs two", f"path: {src}"
+    elif case == "classes-typo":
+        image_folder(src, n=3)
+        block["classes"] = ["circle", "sqare"]
+        pattern, where = r"'sqare' is not in the data", "data.mine.classes"
+    elif case == "too-few":
+        image_folder(src, n=5)
+        for f in sorted((src / "square").iterdir())[2:]:
+            f.unlink()
+        pattern, where = r"class 'square' has 2 samples .* fewer than train and val and test", \
+            "data.mine.classes"
+    else:
+        image_folder(src, n=3, split="train")
+        image_folder(src, n=3, split="test")
+        (src / "test/square/0.png").rename(src / "test/0.png")
+        for f in (src / "test/square").iterdir():
+            f.unlink()
+        (src / "test/square").rmdir()
+        pattern, where = r"no class folder 'square' in the test split", f"path: {src}"
+    with pytest.raises(ValueError) as err:
+        prepared(tmp_path, block)
+    message = str(err.value)
+    assert "\n" not in message and where in message, message
+    assert re.search(pattern, message), message
+
+
+def _mk(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_extreme_aspect_ratio_is_skipped_and_counted(tmp_path, capsys):
+    src = image_folder(tmp_path / "photos", n=4)
+    Image.new("RGB", (4000, 2), "red").save(src / "circle" / "line.png")
+    split = prepared(tmp_path, {"kind": "image_folder", "path": str(src), "image_size": 8})
+    reasons = {s["file"]: s["reason"] for s in split["skipped"]}
+    assert "over 20 times the other" in reasons["circle/line.png"]
+    err = capsys.readouterr().err
+    assert sum(split["counts"].values()) == 12 and "skipped 1" in err
+    assert split["counts"]["val"] == 1 and "no val sample of class" in err  # said, not hidden
+
+
+# ----------------------------------------------------------------------------- texts
+
+
+def test_text_folder_of_labels_without_splits(tmp_path):
+    for cls in CLASSES:
+        _mk(tmp_path / "texts" / cls)
+        for i in range(10):
+            (tmp_path / "texts" / cls / f"{i}.txt").write_text(sentence(cls, i))
+    split = prepared(tmp_path, {"kind": "text_folder", "path": str(tmp_path / "texts"),
+                                "max_len": 8, "vocab_size": 50})
+    meta = load_meta("mine", tmp_path)
+    assert meta["classes"] == CLASSES and meta["kind"] == "text" and meta["input_shape"] == [8]
+    assert split["counts"] == {"train": 21, "val": 3, "test": 6}  # fractions of the pool
+    assert split["split"] == "val and test carved out (fractions)"
+
+
+def table(tmp_path: Path, fmt: str = "csv", rows: list | None = None, **columns) -> Path:
+    text, label = columns.get("text", "text"), columns.get("label", "label")
+    rows = rows if rows is not None else [
+        (sentence(cls, i), cls) for i in range(10) for cls in CLASSES]
+    path = tmp_path / f"reviews.{fmt}"
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps({text: t, label: c}) + "\n" for t, c in rows))
+    else:
+        import csv
+
+        with open(path, "w", newline="") as fh:
+            writer = csv.writer(fh, delimiter="," if fmt == "csv" else "\t")
+            writer.writerow([label, text])
+            writer.writerows([(c, t) for t, c in rows])
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+def test_text_table_with_awkward_rows(tmp_path, fmt, capsys):
+    rows = [(sentence(cls, i), cls) for i in range(10) for cls in CLASSES]
+    rows += [("", "circle"), ("no label at all", ""), ("=HYPERLINK(\"http://x\") cmd", "=1+1"),
+             ("=SUM(A1:A9) really", "=1+1"), ("=2+2 again", "=1+1")]
+    path = table(tmp_path, fmt, rows, text="review", label="stars")
+    block = {"kind": "text_table", "path": str(path), "text_column": "review",
+             "label_column": "stars", "max_len": 10, "vocab_size": 60}
+    split = prepared(tmp_path, block)
+    manifest = split["download"]
+    assert manifest["skipped_count"] == 2 and "skipped 2 texts" in capsys.readouterr().err
+    assert {s["reason"] for s in manifest["skipped"]} == {"no text", "no label"}
+    meta = load_meta("mine", tmp_path)
+    assert meta["classes"] == ["=1+1", *CLASSES]  # a cell is only ever data, kept as written
+    vocab = read_json(tmp_path / "data/split/mine/vocab.json")["tokens"]
+    assert "hyperlink" in vocab or "sum" in vocab or "again" in vocab
+
+
+def test_text_table_one_file_per_split_and_a_subset_of_classes(tmp_path):
+    folder = _mk(tmp_path / "tables")
+    for split, n in (("train", 10), ("validation", 3), ("test", 4)):
+        rows = [(sentence(c, i), c) for i in range(n) for c in CLASSES]
+        table(tmp_path, "jsonl", rows).rename(folder / f"{split}.jsonl")
+    block = {"kind": "text_table", "path": str(folder), "classes": ["triangle", "circle"],
+             "max_len": 8, "vocab_size": 40}
+    split = prepared(tmp_path, block)
+    assert split["counts"] == {"train": 20, "val": 6, "test": 8}
+    assert split["left_out"] == {"square": 17}
+    assert load_meta("mine", tmp_path)["classes"] == ["triangle", "circle"]
+
+
+@pytest.mark.parametrize("case", ["missing-column", "not-utf8", "not-json", "several-tables"])
+def test_bad_tables_are_one_line_naming_the_file_and_key(tmp_path, case):
+    path = table(tmp_path)
+    block = {"kind": "text_table", "path": str(path)}
+    if case == "missing-column":
+        block["text_column"] = "body"
+        expected = [f"{path}: no column 'body'", "data.mine.text_column", "'label', 'text'"]
+    elif case == "not-utf8":
+        path.write_bytes(b"label,text\ncircle,caf\xe9 au lait\n")
+        expected = [f"{path}: not UTF-8 text", "at byte 21"]
+    elif case == "not-json":
+        path = tmp_path / "t.jsonl"
+        path.write_text('{"text": "a", "label": "b"}\n[1, 2]\n')
+        block["path"] = str(path)
+        expected = [f"{path}: line 2 is not a JSON object"]
+    else:
+        block["path"] = str(tmp_path)
+        table(tmp_path, "tsv")
+        expected = [f"path: {tmp_path}: several tables (reviews.csv, reviews.tsv)"]
+    with pytest.raises(ValueError) as err:
+        prepared(tmp_path / "project", block)
+    message = str(err.value)
+    assert "\n" not in message and all(e in message for e in expected), message
+    assert not (tmp_path / "project/data/raw/mine").exists()
+
+
+# ----------------------------------------------------------------------------- params alone
+
+
+def test_summary_from_params_alone_counts_a_three_class_head(tmp_path):
+    """Before any download: the classes come from the local folder, the shape from params."""
+    image_folder(tmp_path / "photos", n=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params(
+        "mine", {"kind": "image_folder", "path": "photos", "image_size": 28, "channels": 1},
+        model="mlp", model_options={"hidden": 16})))
+    text = summarize(load_params(tmp_path / "params.yaml"), "exp", tmp_path)
+    h = 16
+    assert f"Total params: {784 * h + h + h * 3 + 3:,}" in text  # Dense 784->16, Dense 16->3
+    assert not (tmp_path / "data").exists()  # nothing written
+
+
+def test_path_relative_to_the_project_or_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data_path("photos", tmp_path) == tmp_path / "photos"
+    assert data_path("~/photos", tmp_path) == tmp_path / "home" / "photos"
+    assert data_path("/srv/photos", tmp_path) == Path("/srv/photos")
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def _shapes_png(cls: str, i: int) -> bytes:
+    buf = io.BytesIO()
+    shape_image(cls, 100 + i, "RGB", size=30).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+E2E = {
+    "image_folder": ({"kind": "image_folder", "path": "photos", "image_size": 28, "channels": 1},
+                     {"model": "mlp", "epochs": 2, "model_options": {"hidden": 16}}),
+    "text_folder": ({"kind": "text_folder", "path": "texts", "max_len": 12, "vocab_size": 60},
+                    {"model": "gru", "epochs": 2, "model_options": {"embed_dim": 8, "hidden": 8},
+                     "bucket_by_length": True}),
+    "text_table": ({"kind": "text_table", "path": "reviews.csv", "max_len": 12,
+                    "vocab_size": 60}, {"model": "lstm", "epochs": 2,
+                                        "model_options": {"embed_dim": 8, "hidden": 8}}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(E2E))
+def test_own_data_through_dvc_repro_predict_and_registry(tmp_path, kind):
+    """Two YAML blocks and no code: dvc repro runs download, split, train, evaluate, compare;
+    predict names the real classes; models:/<exp>@best predicts; summary counts by hand."""
+    import mlflow
+    import pandas as pd
+
+    from nnlab import tracking
+
+    work = copy_repo(_mk(tmp_path / "repo"))
+    if kind == "image_folder":
+        image_folder(work / "photos", n=12)
+    elif kind == "text_folder":
+        for i in range(12):
+            for cls in CLASSES:
+                (_mk(work / "texts" / cls) / f"{i}.txt").write_text(sentence(cls, i))
+    else:
+        table(work)
+    block, experiment = E2E[kind]
+    name = f"my_{kind}"
+    # the project's params.yaml with only the new dataset and experiment (dvc.yaml reads every
+    # other top-level block, features: too, even empty)
+    raw = yaml.safe_load((work / "params.yaml").read_text())
+    ours = params("shapes", block, **experiment)
+    raw["trainer"].update(TRAINER)
+    raw.update(data=ours["data"], features={}, experiments={name: ours["experiments"]["exp"]})
+    (work / "params.yaml").write_text(yaml.safe_dump(raw))
+    env = cli_env()
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "mine"]):
+        run_ok(cmd, work, env)
+
+    ran = stages_ran(run_ok([str(BIN / "dvc"), "repro"], work, env))
+    assert ran == {"download@shapes", "split@shapes", f"train@{name}", f"evaluate@{name}",
+                   "compare"}
+    metrics = read_json(work / f"reports/experiments/{name}/metrics.json")
+    assert 0 <= metrics["test/acc"] <= 1
+    assert f"| {name} |" in (work / "reports/comparison.md").read_text()
+    meta = read_json(work / "data/split/shapes/meta.json")
+    assert meta["classes"] == CLASSES
+
+    summary = run_ok([str(BIN / "nnlab"), "summary", name], work, env)
+    if kind == "image_folder":
+        h = 16
+        total = 784 * h + h + h * 3 + 3
+    else:  # embedding, one recurrent layer (gates x (input + hidden weights + 2 biases)), head
+        e = h = 8
+        gates = 3 if kind == "text_folder" else 4
+        total = meta["vocab_size"] * e + gates * h * (e + h + 2) + h * 3 + 3
+    assert f"Total params: {total:,}" in summary
+
+    if kind == "image_folder":
+        sample = work / "sample.png"
+        sample.write_bytes(_shapes_png("square", 1))
+        column = {"image": [_shapes_png(c, 2) for c in CLASSES]}
+    else:
+        sample = work / "sample.txt"
+        sample.write_text(sentence("square", 3))
+        column = {"text": [sentence(c, 5) for c in CLASSES]}
+    out = run_ok([str(BIN / "nnlab"), "predict", name, str(sample)], work, env)
+    line = next(x for x in out.splitlines() if x.startswith(str(sample)))
+    assert line.split("\t")[1] in CLASSES
+
+    mlflow.set_tracking_uri(tracking.resolve_uri(work))
+    try:
+        labels = mlflow.pyfunc.load_model(f"models:/{name}@best").predict(
+            pd.DataFrame(column))["label"].tolist()
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert len(labels) == 3 and set(labels) <= set(CLASSES)
+
+
+@pytest.mark.slow
+def test_grey_images_through_an_imagenet_base(tmp_path):
+    """A features cache of a grey dataset: the channel is repeated for the base, in the cache,
+    the summary and the composed net that predict runs on an image file."""
+    from nnlab.predict import predict
+    from nnlab.stages.features import run as run_features
+    from nnlab.stages.train import run as train
+
+    image_folder(tmp_path / "photos", n=6)
+    raw = params("grey", {"kind": "image_folder", "path": "photos", "image_size": 32,
+                          "channels": 1}, model="mlp", model_options={"hidden": 8})
+    raw["features"] = {"grey_base": {"from": "grey", "backbone": "efficientnet_lite0",
+                                     "source": "bundled"}}
+    raw["experiments"]["exp"]["dataset"] = "grey_base"
+    p = parse_params(raw)
+    run_download(p, "grey", tmp_path)
+    run_split(p, "grey", tmp_path)
+    run_features(p, "grey_base", tmp_path)
+    assert load_meta("grey_base", tmp_path)["derived"]["image_shape"] == [1, 32, 32]
+    assert "Non-trainable params:" in summarize(p, "exp", tmp_path)
+    train(p, "exp", tmp_path)
+    shape_image("square", 7, "RGB").save(tmp_path / "photo.png")
+    (out,) = predict(p, "exp", [str(tmp_path / "photo.png")], tmp_path)
+    assert out["label"] in CLASSES, out
