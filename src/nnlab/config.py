@@ -169,14 +169,14 @@ class LoaderConfig(_Strict):
     threads: Threads = "auto"
 
 
-_PIN = re.compile(r"sha256=[0-9a-fA-F]{64}|md5=[0-9a-fA-F]{32}")
+PIN = re.compile(r"sha256=[0-9a-fA-F]{64}|md5=[0-9a-fA-F]{32}")  # a mirror URL's #fragment
 
 
 def _check_mirror(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https", "file") or not (parts.netloc or parts.path):
         raise ValueError("expected an http(s):// or file:// URL")
-    if "#" in url and _PIN.fullmatch(parts.fragment) is None:
+    if "#" in url and PIN.fullmatch(parts.fragment) is None:
         raise ValueError("a #fragment pins the file: #sha256=<64 hex> or #md5=<32 hex>")
     return url
 

@@ -16,7 +16,6 @@ import hashlib
 import http.client
 import lzma
 import os
-import re
 import socket
 import stat
 import tarfile
@@ -31,13 +30,13 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 from urllib.parse import urlparse
 
+from nnlab.config import PIN
 from nnlab.files import atomic_dir, atomic_file, file_digest
 from nnlab.log import DownloadError, info, with_fallback
 
 USER_AGENT = "nnlab/0.1 (+https://github.com/)"
 _MB = 1 << 20
 _SMALL = _MB  # below this many unpacked bytes a ratio cannot make a bomb
-_PIN = re.compile(r"(sha256=[0-9a-fA-F]{64}|md5=[0-9a-fA-F]{32})")
 
 
 class ChecksumError(DownloadError):
@@ -58,7 +57,7 @@ def parse_mirror(entry: str) -> tuple[str, str | None]:
     url, hash_sign, fragment = entry.partition("#")
     if not hash_sign:
         return url, None
-    if not _PIN.fullmatch(fragment):
+    if not PIN.fullmatch(fragment):
         raise ValueError(f"mirror {entry!r}: the pin must be #sha256=<64 hex digits> or "
                          f"#md5=<32 hex digits>, got #{fragment}")
     algo, _, digest = fragment.partition("=")
