@@ -74,10 +74,22 @@ def test_unexpected_error_with_debug_has_traceback_and_no_hint(monkeypatch, caps
     assert lines[-1] == "nnlab: error: KeyError: 'boom'"
 
 
-def test_usage_errors_stay_argparse(capsys):
+@pytest.mark.parametrize(("argv", "said"), [
+    (["no-such-command"], "invalid choice"),
+    (["server", "--port", "99999"], "'99999' is not a port (1 to 65535)"),
+    (["ui", "--port", "-1"], "'-1' is not a port"),
+])
+def test_usage_errors_stay_argparse(capsys, argv, said):
     with pytest.raises(SystemExit) as exit_:
-        main(["no-such-command"])
-    assert exit_.value.code == 2
+        main(argv)
+    assert exit_.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_no_file_name_can_forge_a_line_or_escape_the_terminal(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "load_params", mock.Mock(
+        side_effect=FileNotFoundError("x\ny\x1b[31m.png: no such file")))
+    assert main(["train", "x"]) == 1
+    assert _err_lines(capsys) == ["nnlab: error: x; y\\x1b[31m.png: no such file"]
 
 
 @pytest.mark.parametrize("code", [

@@ -61,3 +61,11 @@ def test_predict_images_beside_bad_and_hostile_files(project, tmp_path, monkeypa
     assert main(["predict", "mnist_cnn", files[0], files[-4], "--json"]) == 1
     lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
     assert lines[0]["label"] in "0123456789" and "error" in lines[1]
+    # names that start with "-" are files, not options: as they are, or after --
+    for name in ("-dash.png", "--json.png"):
+        Path(name).write_bytes(Path(files[0]).read_bytes())
+    assert main(["predict", "mnist_cnn", "-dash.png", "--json"]) == 0
+    assert main(["predict", "--json", "mnist_cnn", "--", "--json.png", "-dash.png"]) == 0
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert [Path(r["file"]).name for r in lines] == ["-dash.png", "--json.png", "-dash.png"]
+    assert len({r["label"] for r in lines}) == 1

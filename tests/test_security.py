@@ -1,9 +1,13 @@
-"""Hostile files never run code: checkpoints are read as tensors and plain data only, and no
-params key reaches the shell that DVC runs a stage's command in."""
+"""Hostile files never run code: checkpoints are read as tensors and plain data only, no
+params key reaches the shell that DVC runs a stage's command in, and a FIFO, a device or a
+socket where a file is expected is refused, never opened."""
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,7 +15,8 @@ import torch
 import yaml
 
 from nnlab.cli import main
-from nnlab.files import UnsafeCheckpointError, load_checkpoint
+from nnlab.config import load_params
+from nnlab.files import UnsafeCheckpointError, file_digest, load_array, load_checkpoint, read_json
 from nnlab.models.backbones.state import read_state
 from nnlab.stages.train import run as train
 from tests.conftest import TINY, cli_env, copy_repo, params_text, tiny_params
@@ -86,6 +91,10 @@ def test_weight_files_and_truncated_checkpoints_are_one_line_naming_the_file(tmp
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(ValueError, match="cut.ckpt: not a readable checkpoint"):
         load_checkpoint(cut)
+    for junk in (b"hello", b"root:x:0:0:root:/root:/bin/sh\n", b"\x80"):  # not even a pickle
+        cut.write_bytes(junk)
+        with pytest.raises(ValueError, match="cut.ckpt: not a readable checkpoint"):
+            load_checkpoint(cut)
 
 
 HOSTILE_KEYS = ["x;touch {m};echo", "y$(touch {m})", "z`touch {m}`", "q'$(touch {m})'",
@@ -134,3 +143,65 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_leaves_nothing(tmp_path):
         fh.write(b"x")
         raise OSError(28, "No space left on device")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["old.txt", "out"]
+
+
+@pytest.fixture
+def special_files(tmp_path):
+    """A FIFO, a device and a socket, each where a file is expected."""
+    fifo, sock = tmp_path / "pipe.png", tmp_path / "sock.png"
+    os.mkfifo(fifo)
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(sock))
+        yield {"FIFO": fifo, "device": Path("/dev/zero"), "socket": sock}
+    with contextlib.suppress(OSError):  # a reader stuck in open() (the bug) gets its EOF
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def within(seconds: float, fn, *args):
+    """What ``fn(*args)`` returns or raises, which must come within ``seconds`` (opening a
+    FIFO to read would wait for a writer forever)."""
+    box = []
+
+    def call():
+        try:
+            box.append(fn(*args))
+        except Exception as err:
+            box.append(err)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert box, f"{fn.__name__}{args} blocked"
+    return box[0]
+
+
+@pytest.mark.parametrize("reader", [read_json, load_checkpoint, read_state, load_array,
+                                    file_digest, load_params])
+def test_a_fifo_a_device_or_a_socket_is_refused_never_opened(special_files, reader):
+    for path in special_files.values():
+        err = within(10, reader, path)
+        assert isinstance(err, OSError | ValueError), err
+        assert str(path) in str(err) and "\n" not in str(err)
+
+
+def test_predict_refuses_a_fifo_a_device_and_a_socket_beside_a_good_file(trained, special_files):
+    from PIL import Image
+
+    from nnlab.predict import predict
+
+    Image.new("L", (28, 28)).save(trained / "digit.png")
+    files = [*map(str, special_files.values()), str(trained / "digit.png")]
+    results = within(60, predict, tiny_params(), "mnist_mlp", files)
+    assert "label" in results[-1]
+    for path, kind, r in zip(files, special_files, results, strict=False):
+        assert path in r["error"] and kind.lower() in r["error"].lower(), r
+
+
+def test_mlflow_is_never_given_a_fifo_a_device_or_a_socket_to_copy(tmp_path, special_files):
+    from nnlab import tracking
+
+    run_id = tracking.make_logger("mnist_mlp", "mnist", {}, tmp_path).run_id
+    for path in special_files.values():
+        err = within(10, tracking.log_to_run, {"run_id": run_id}, None, [path], None, None,
+                     tmp_path)
+        assert isinstance(err, OSError) and str(path) in str(err)

@@ -37,6 +37,21 @@ def _train_evaluate(params, name, root) -> str:
     return receipt["run_id"]
 
 
+def _counting(monkeypatch) -> tuple[list, list]:
+    """The files torch.load reads and the Trainers evaluate and serving make, from now on."""
+    import torch
+
+    import nnlab.stages.evaluate
+
+    loads, trainers, load = [], [], torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(f) or load(f, *a, **k))
+    for module in (nnlab.stages.evaluate, serving):
+        make = module.inference_trainer
+        monkeypatch.setattr(module, "inference_trainer",
+                            lambda *a, make=make: trainers.append(1) or make(*a))
+    return loads, trainers
+
+
 def _inputs(root, run_id) -> dict[str, tuple]:
     """The run's dataset inputs by context (train/val/test): (dataset, tags)."""
     found = {}
@@ -66,7 +81,10 @@ def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(proj
     client = tracking.client(project)
     before = client.get_run(run_id).info
     env = {k: os.environ.get(k) for k in serving.STORE_VARS}
+    loads, trainers = _counting(monkeypatch)
     evaluate(params, "mnist_cnn", project)
+    # the work is done once: one checkpoint load, one Trainer (MLflow's check reuses both)
+    assert (len(loads), len(trainers)) == (1, 1)
     assert env == {k: os.environ.get(k) for k in serving.STORE_VARS}  # left as they were
     after = client.get_run(run_id)
     assert (after.info.status, after.info.end_time) == (before.status, before.end_time)
@@ -75,6 +93,9 @@ def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(proj
     assert (str(version.version), version.run_id) == ("1", run_id)
     acc = read_json(project / "reports/experiments/mnist_cnn/metrics.json")["test/acc"]
     assert version.tags["test/acc"] == f"{acc:.4f}"
+    evaluate(params, "mnist_cnn", project)  # the same checkpoint again: no new version
+    assert [str(v.version) for v in client.search_model_versions("name = 'mnist_cnn'")] == ["1"]
+    assert str(client.get_model_version_by_alias("mnist_cnn", "best").version) == "1"
 
     # the first test digits as PNG files, the last drawn dark on light paper, and a junk file
     files = [tmp_path / f"digit{i}.png" for i in range(3)]
@@ -115,6 +136,9 @@ def test_alias_best_follows_the_highest_test_acc(project):
     params = tiny_params()
     client = tracking.client(project)
     first = _train_evaluate(params, "mnist_cnn", project)
+    best = project / "models/mnist_cnn/best.ckpt"  # a link out of the folder, as DVC's
+    best.rename(project / "cache.ckpt")  # symlink cache makes it
+    best.symlink_to(project / "cache.ckpt")
     assert serving.log_best_model(params, "mnist_cnn", project) == "1"
     client.log_metric(first, "test/acc", 0.99)  # better than any tiny retraining
     second = _train_evaluate(tiny_params(**{"experiments.mnist_cnn.lr": 0.002}), "mnist_cnn",
@@ -132,7 +156,7 @@ def test_alias_best_follows_the_highest_test_acc(project):
 def test_text_model_round_trip(tmp_path, monkeypatch):
     from nnlab.stages.download import run as run_download
     from nnlab.stages.split import run as run_split
-    from tests.test_imdb import imdb_params
+    from tests.test_text_folder import imdb_params
 
     params = imdb_params()
     run_download(params, "imdb", tmp_path)

@@ -94,8 +94,9 @@ def test_server_uri_wins_and_creates_nothing_locally(tmp_path, monkeypatch):
     assert not (tmp_path / "mlruns").exists()
 
 
-def test_experiments_are_marked_as_model_training(tmp_path):
+def test_experiments_are_marked_as_model_training(tmp_path, monkeypatch):
     """The kind MLflow 3's UI reads to open an experiment on its runs, not in its GenAI view."""
+    monkeypatch.chdir(tmp_path)  # where MLflow puts the artifacts of an experiment made by hand
     exp_id = tracking.ensure_experiment("mnist", tmp_path)
     c = tracking.client(tmp_path)
     assert c.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
@@ -131,6 +132,33 @@ def test_a_server_that_does_not_answer_fails_in_one_bounded_line(tmp_path, monke
     message = str(err.value)
     assert f"http://127.0.0.1:{port} did not answer" in message and "secret" not in message
     assert "MLFLOW_HTTP_REQUEST_TIMEOUT=" in message and "\n" not in message
+
+
+def test_a_server_that_is_not_mlflow_is_one_line_naming_it(tmp_path, monkeypatch):
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>a login page</html>")
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page) as page:
+        threading.Thread(target=page.serve_forever, daemon=True).start()
+        port = page.server_address[1]
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://bob:secret@127.0.0.1:{port}")
+        with pytest.raises(RuntimeError) as err:
+            tracking.make_logger("mnist_mlp", "mnist", {}, tmp_path)
+        page.shutdown()
+    message = str(err.value)
+    assert message.startswith(f"MLflow tracking server http://127.0.0.1:{port} failed: ")
+    assert "login page" in message and "secret" not in message and "\n" not in message
 
 
 @pytest.mark.parametrize(("env", "zero"), [

@@ -284,7 +284,7 @@ def inference_trainer(params: Any = None) -> L.Trainer:
 
 def load_classifier(checkpoint: Path) -> Classifier:
     """The model a checkpoint holds, rebuilt from its hyperparameters (nothing fetched)."""
-    if not checkpoint.is_file():
+    if not checkpoint.exists():  # a FIFO or a device: refused by reading_checkpoint, naming it
         raise FileNotFoundError(
             f"{checkpoint}: no checkpoint; run `dvc repro train@{checkpoint.parent.name}` first"
         )

@@ -51,16 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("predict", help="predict labels for files with an experiment's model",
                         parents=[common])
     sp.add_argument("experiment")
-    sp.add_argument("files", nargs="+")
+    sp.add_argument("files", nargs="+", help="image or text files (after --, any name: "
+                                             "nnlab predict <experiment> -- -x.png)")
     sp.add_argument("--json", action="store_true", help="one JSON object per line")
     sp = sub.add_parser("ui", help="open the MLflow UI on this project's runs", parents=[common])
-    sp.add_argument("--port", type=int, default=5000)
+    sp.add_argument("--port", type=_port, default=5000)
     sp.add_argument("--host", default="127.0.0.1")
     sp = sub.add_parser("server", parents=[common],
                         help="an MLflow tracking server that proxies artifacts (for many machines)")
     sp.add_argument("--host", default="127.0.0.1",
                     help="interface to listen on (0.0.0.0: every one, for a LAN)")
-    sp.add_argument("--port", type=int, default=5000)
+    sp.add_argument("--port", type=_port, default=5000)
     sp.add_argument("--backend-store-uri", default=None,
                     help="runs and metrics (default: sqlite:///<project>/mlruns/server.db)")
     sp.add_argument("--artifacts-destination", default=None,
@@ -72,6 +73,25 @@ def _parser() -> argparse.ArgumentParser:
                     help="passed to mlflow server: Host headers it answers besides localhost "
                          "and private IPs (e.g. a DNS name)")
     return p
+
+
+def _dashed_files(argv: list[str]) -> list[str]:
+    """``nnlab predict <experiment> -x.png``: a name that starts with "-" and is none of
+    predict's options is a file, given to the parser as ``./-x.png`` (argparse would take it
+    for an unknown option and ask for the files)."""
+    if "predict" not in argv:
+        return argv
+    start = argv.index("predict") + 1
+    end = argv.index("--", start) if "--" in argv[start:] else len(argv)
+    options = ("--json", "--debug", "-h", "--help")
+    return [*argv[:start], *(f"./{a}" if a.startswith("-") and a not in options else a
+                             for a in argv[start:end]), *argv[end:]]
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1 to 65535)")
+    return int(text)
 
 
 def _debug(args: argparse.Namespace) -> bool:
@@ -101,7 +121,7 @@ def quiet_library_noise() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_dashed_files(sys.argv[1:] if argv is None else argv))
     debug = _debug(args)
     if not debug:
         quiet_library_noise()
@@ -112,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         message, code = _failure(err, debug)
         if debug:
             traceback.print_exception(err)
-        print(f"nnlab: error: {message}", file=sys.stderr)
+        print(f"nnlab: error: {shown(message)}", file=sys.stderr)
         return code
 
 
@@ -157,10 +177,16 @@ def _predict(params, args: argparse.Namespace, root: Path) -> int:
         if args.json:
             print(json.dumps(r))
         elif "error" in r:
-            print(f"{r['file']}\tERROR\t{r['error']}")
+            print(f"{shown(r['file'])}\tERROR\t{shown(r['error'])}")
         else:
-            print(f"{r['file']}\t{r['label']}\t{r['probability']:.4f}")
+            print(f"{shown(r['file'])}\t{r['label']}\t{r['probability']:.4f}")
     return 1 if any("error" in r for r in results) else 0
+
+
+def shown(text: str) -> str:
+    """``text`` for a terminal: a name's newlines, tabs and escape sequences as Python writes
+    them, so that no file name can forge a line or recolour the screen."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def stage_item(cmd: str, what: str) -> str:

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 import uuid
@@ -166,6 +167,24 @@ def exclusive(lock: Path, what: str) -> Iterator[None]:
         os.close(fd)
 
 
+def regular_file(path: str | Path) -> Path:
+    """``path`` if it is a regular file (links followed), else one OSError naming it: a FIFO, a
+    device or a socket is never opened (opening a FIFO to read waits for a writer forever)."""
+    path = Path(path)
+    try:
+        kind = stat.filemode(path.stat().st_mode)[0]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as err:
+        raise OSError(f"{path}: cannot read it ({err.strerror or err})") from None
+    if kind == "d":
+        raise IsADirectoryError(f"{path}: is a folder, not a file")
+    if kind != "-":
+        what = {"p": "a named pipe (FIFO)", "s": "a socket"}.get(kind, "a device")
+        raise OSError(f"{path}: is {what}, not a regular file: refused, never read")
+    return path
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_file(path, "w") as fh:
         json.dump(obj, fh, indent=2, sort_keys=False, default=str)
@@ -175,7 +194,7 @@ def write_json(path: str | Path, obj: Any) -> None:
 def read_json(path: str | Path) -> Any:
     """A JSON file's content; a file that is not JSON is one ValueError naming it."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(regular_file(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: not a valid JSON file ({err})") from None
 
@@ -191,6 +210,7 @@ def reading_checkpoint(path: str | Path) -> Iterator[None]:
     runs), and a truncated or corrupt file is said to be one."""
     import pickle
 
+    regular_file(path)
     try:
         yield
     except pickle.UnpicklingError as err:
@@ -199,10 +219,12 @@ def reading_checkpoint(path: str | Path) -> Iterator[None]:
         raise UnsafeCheckpointError(
             f"{path}: refused: this checkpoint holds objects other than tensors and plain data "
             f"(a pickle could run code: {reason})") from None
-    except (RuntimeError, EOFError, ValueError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt: {first})"
-                         ) from None
+    except (OSError, UnsafeCheckpointError):  # (another file's, nested: it names that one)
+        raise
+    except Exception as err:  # junk makes the unpickler raise anything (IndexError, KeyError...)
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt? "
+                         f"{type(err).__name__}: {first})") from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -215,7 +237,24 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def file_digest(path: str | Path, algo: str = "sha256") -> str:
     h = hashlib.new(algo)
-    with open(path, "rb") as fh:
+    with open(regular_file(path), "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def load_array(path: str | Path) -> Any:
+    """A ``.npy`` array, memory-mapped (nothing read until indexed); a truncated or corrupt file,
+    or one that holds objects (a pickle), is one ValueError naming it."""
+    import numpy as np
+
+    try:
+        array = np.load(regular_file(path), mmap_mode="r", allow_pickle=False)
+    except (ValueError, EOFError) as err:  # numpy's first sentence: no advice to unpickle
+        reason = str(err).split(". ")[0].rstrip(".")
+        raise ValueError(f"{path}: not a readable .npy array (truncated or corrupt? {reason})"
+                         ) from None
+    if not isinstance(array, np.ndarray):  # an .npz archive under a .npy name
+        array.close()
+        raise ValueError(f"{path}: not a .npy array (an .npz archive)")
+    return array

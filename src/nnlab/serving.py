@@ -24,14 +24,16 @@ import nnlab
 from nnlab import paths, tracking
 from nnlab.classifier import inference_trainer, load_classifier
 from nnlab.config import LoaderConfig, Params
-from nnlab.data import dataset_module
+from nnlab.data import reader
 from nnlab.data.datamodule import ArrayDataset, make_loader
+from nnlab.files import file_digest
 from nnlab.log import info
 
 CHECKPOINT = "checkpoint"  # artifact: the best checkpoint
 BASE_TREE = "base"  # artifact: data/split/<cache>/base.pt, the tree a features head needs
 ALIAS = "best"
 METRIC = "test/acc"
+DIGEST_TAG = "nnlab.checkpoint_sha256"  # on a model version: the checkpoint it holds
 STORE_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 BATCH = 256  # inputs per forward pass
 MODEL_CODE = """import mlflow
@@ -39,6 +41,7 @@ from nnlab.serving import NnlabModel
 
 mlflow.models.set_model(NnlabModel())
 """
+_LOGGING: dict[str, NnlabModel] = {}  # checkpoint sha256 -> the model being logged
 REQUIREMENTS = ("mlflow", "torch", "lightning", "torchmetrics", "numpy", "pandas", "pillow",
                 "pydantic", "pyyaml", "albumentations")
 
@@ -49,23 +52,36 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
     tokenizing training saw. Every input is read on its own: a bad one gets its own error."""
 
     def load_context(self, context) -> None:
-        self.use(load_classifier(Path(context.artifacts[CHECKPOINT])),
+        checkpoint = Path(context.artifacts[CHECKPOINT])
+        logging = _LOGGING and _LOGGING.get(file_digest(checkpoint))
+        if logging:  # MLflow loads the model log_best_model is logging, to check its example
+            vars(self).update(vars(logging))
+            return
+        self.use(load_classifier(checkpoint), checkpoint,
                  Path(context.artifacts.get(BASE_TREE, ".")))
 
-    def use(self, model, root: Path = Path(".")) -> NnlabModel:
-        """Serve ``model``; a features head's base weights lie under ``root``."""
+    def use(self, model, checkpoint: Path, root: Path = Path("."),
+            trainer: L.Trainer | None = None) -> NnlabModel:
+        """Serve ``model`` (loaded from ``checkpoint``) with ``trainer`` (default: a new
+        inference Trainer); a features head's base weights lie under ``root``. A checkpoint
+        whose meta nnlab cannot serve from is one ValueError naming it."""
         meta = model.hparams.meta
-        if model.spec.kind == "features":
-            from nnlab.models.backbones import compose
+        try:
+            if model.spec.kind == "features":
+                from nnlab.models.backbones import compose
 
-            model.net, model.spec = compose(model.net, meta, Path(root))
+                model.net, model.spec = compose(model.net, meta, Path(root))
+            self.reader = reader(meta["reader"])  # the split's kind: how its inputs are read
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{checkpoint}: cannot serve it ({type(err).__name__}: {err})"
+                             ) from None
         self.model = model.eval()
         self.classes = list(model.spec.classes)
         self.column = "text" if model.spec.kind == "text" else "image"
-        self.reader = dataset_module(meta.get("derived", {}).get("from", meta["dataset"]))
+        self.trainer = trainer or inference_trainer()
         return self
 
-    def run(self, values: list[Any], trainer: L.Trainer, batch_size: int = BATCH) -> list[dict]:
+    def run(self, values: list[Any], batch_size: int = BATCH) -> list[dict]:
         """Per input (a file, encoded image bytes or a review text): label, probability and
         per-class probabilities, or an error (an input given as an exception is its error)."""
         results: list[dict[str, Any]] = []
@@ -82,7 +98,7 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
             return results
         arrays = {k: np.stack([s[k] for s in samples]) for k in samples[0]}
         loader = make_loader(ArrayDataset(arrays), batch_size, LoaderConfig())
-        probs = torch.cat(trainer.predict(self.model, dataloaders=loader)).cpu().numpy()
+        probs = torch.cat(self.trainer.predict(self.model, dataloaders=loader)).cpu().numpy()
         for r, p in zip((r for r in results if not r), probs, strict=True):
             k = int(p.argmax())
             r.update(label=self.classes[k], probability=round(float(p[k]), 4),
@@ -101,7 +117,7 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
         checked = [v if isinstance(v, wanted) else ValueError(
             f"expected {'encoded image bytes' if wanted is bytes else 'a review text'}, got "
             f"{type(v).__name__}") for v in values]
-        results = self.run(checked, inference_trainer())
+        results = self.run(checked)
         out = pd.DataFrame({
             "label": pd.Series([r.get("label") for r in results], dtype=object),  # None, not NaN
             "probability": [r.get("probability", np.nan) for r in results],
@@ -140,14 +156,26 @@ def _pinned(dist: str) -> str:
         return dist
 
 
-@tracking.answered
-def log_best_model(params: Params, name: str, root: Path = Path(".")) -> str | None:
-    """Log experiment ``name``'s best checkpoint into its training run as an MLflow model,
-    register it under ``name``, move alias ``best`` to the version with the highest test/acc.
-    The new version, or None: ``tracking.log_model: false``, a rank other than 0, or a run the
-    store does not hold (one warning line, as for the evaluation's files)."""
-    from mlflow.models import infer_signature
+def signature(served: NnlabModel):
+    """What the model reads (encoded images or review texts) and returns, known without
+    running it."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
 
+    scores = ["probability", *(f"p_{c}" for c in served.classes)]
+    return ModelSignature(
+        Schema([ColSpec("binary" if served.column == "image" else "string", served.column)]),
+        Schema([ColSpec("string", "label"), *(ColSpec("double", s) for s in scores)]))
+
+
+@tracking.answered
+def log_best_model(params: Params, name: str, root: Path = Path("."), model=None,
+                   trainer: L.Trainer | None = None) -> str | None:
+    """Log experiment ``name``'s best checkpoint (``model``, if the caller loaded it already)
+    into its training run as an MLflow model, register it under ``name`` unless a version
+    holds the same checkpoint, and move alias ``best`` to the version with the highest
+    test/acc. The version, or None: ``tracking.log_model: false``, a rank other than 0, or a
+    run the store does not hold (one warning line, as for the evaluation's files)."""
     root = Path(root)
     if not params.tracking.log_model or not tracking.is_global_zero_env():
         return None
@@ -156,46 +184,64 @@ def log_best_model(params: Params, name: str, root: Path = Path(".")) -> str | N
     if not tracking.log_to_run(receipt, root=root):
         return None
     checkpoint = model_dir / paths.BEST
-    served = NnlabModel().use(load_classifier(checkpoint), root)
-    dataset = params.source_dataset(params.experiment(name).dataset)
-    example = input_example(served.model, dataset, root)
-    signature = infer_signature(example, served.predict(None, example).drop(columns="error"))
+    digest = file_digest(checkpoint)
     client = tracking.client(root)
-    uri = tracking.tracking_uri(root)
-    run = client.get_run(receipt["run_id"]).info
+    same = [v.version for v in client.search_model_versions(f"name = '{name}'")
+            if v.tags.get(DIGEST_TAG) == digest]
+    done = "registered as"
+    if same:  # evaluate rerun on the same weights (other figures, code)
+        version, done = str(min(same, key=int)), f"unchanged ({paths.BEST}): still"
+    else:
+        served = NnlabModel().use(model or load_classifier(checkpoint), checkpoint, root, trainer)
+        version = _log_model(served, params, name, checkpoint, digest, receipt["run_id"], root)
+        client.set_model_version_tag(name, version, DIGEST_TAG, digest)
+    acc = client.get_run(receipt["run_id"]).data.metrics.get(METRIC)
+    if acc is not None:  # shown beside the version in the registry
+        client.set_model_version_tag(name, version, METRIC, f"{acc:.4f}")
+    best = move_alias(name, root)
+    info(f"evaluate@{name}: model {done} {name} version {version}; "
+         f"alias @{ALIAS} -> version {best}")
+    return version
+
+
+def _log_model(served: NnlabModel, params: Params, name: str, checkpoint: Path, digest: str,
+               run_id: str, root: Path) -> str:
+    """Log ``served`` into run ``run_id`` with real test inputs as its example, registered:
+    the new version. MLflow's check of the example reuses ``served`` (no reload)."""
+    client = tracking.client(root)
+    run = client.get_run(run_id).info
+    example = input_example(served.model, params.source_dataset(params.experiment(name).dataset),
+                            root)
     previous = mlflow.get_tracking_uri()  # a global URI (MLFlowLogger sets one) beats the vars
-    with tempfile.TemporaryDirectory() as tmp:
-        artifacts = {CHECKPOINT: str(checkpoint)}
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)  # copies: MLflow refuses links (DVC's symlink cache) out of a folder
+        artifacts = {CHECKPOINT: str(shutil.copy(checkpoint, tmp / paths.BEST))}
         meta = served.model.hparams.meta
         if meta["kind"] == "features":  # the frozen base travels with the head
             rel = paths.split_dir(meta["dataset"]) / meta["derived"]["base_weights"]
-            (Path(tmp) / rel).parent.mkdir(parents=True)
-            shutil.copy(root / rel, Path(tmp) / rel)
-            artifacts[BASE_TREE] = tmp
-        code = Path(tmp) / "nnlab_model.py"  # the model's code, logged with it
+            (tmp / BASE_TREE / rel).parent.mkdir(parents=True)
+            shutil.copy(root / rel, tmp / BASE_TREE / rel)
+            artifacts[BASE_TREE] = str(tmp / BASE_TREE)
+        code = tmp / "nnlab_model.py"  # the model's code, logged with it
         code.write_text(MODEL_CODE)
         # MLflow's fluent API (log_model, registration) on this store for a moment
+        uri = tracking.tracking_uri(root)
         with mock.patch.dict(os.environ, dict.fromkeys(STORE_VARS, uri)):
             mlflow.set_tracking_uri(uri)  # (it sets MLFLOW_TRACKING_URI too: restored here)
+            _LOGGING[digest] = served
             try:
                 with mlflow.start_run(run_id=run.run_id):
                     logged = mlflow.pyfunc.log_model(
                         name=name, python_model=code, artifacts=artifacts,
                         code_paths=[str(Path(nnlab.__file__).parent)],
                         pip_requirements=[_pinned(d) for d in REQUIREMENTS],
-                        input_example=example, signature=signature,
+                        input_example=example, signature=signature(served),
                         registered_model_name=name, tags={"nnlab.experiment": name})
             finally:  # the training run's status and end as they were, even if logging failed
+                _LOGGING.pop(digest, None)
                 mlflow.set_tracking_uri(previous)
                 client.set_terminated(run.run_id, run.status, end_time=run.end_time)
-    version = str(logged.registered_model_version)
-    acc = client.get_run(run.run_id).data.metrics.get(METRIC)
-    if acc is not None:  # shown beside the version in the registry
-        client.set_model_version_tag(name, version, METRIC, f"{acc:.4f}")
-    best = move_alias(name, root)
-    info(f"evaluate@{name}: model registered as {name} version {version}; "
-         f"alias @{ALIAS} -> version {best}")
-    return version
+    return str(logged.registered_model_version)
 
 
 def move_alias(name: str, root: Path = Path(".")) -> str:

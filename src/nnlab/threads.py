@@ -17,6 +17,8 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
+from nnlab.files import read_json
+
 INTEROP_MAX = 2  # these models gain nothing from more inter-op threads
 
 
@@ -98,7 +100,7 @@ def live_jobs(folder: Path | None = None) -> int:
     count = 0
     for path in folder.glob("*.json") if folder.is_dir() else []:
         try:
-            entry = json.loads(path.read_text())
+            entry = read_json(path)  # a FIFO planted in the registry is refused, never read
             start, stopped = _process(int(entry["pid"]))
             alive = start is not None and start == entry["start"]
         except (OSError, ValueError, KeyError, TypeError):

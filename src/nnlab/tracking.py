@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nnlab import paths
-from nnlab.files import read_json, write_json
+from nnlab.files import load_array, read_json, regular_file, write_json
 from nnlab.log import info
 
 # The experiment tag MLflow 3.x's UI reads to open an experiment on its runs (the model-training
@@ -62,8 +62,9 @@ def tracking_uri(root: Path = Path(".")) -> str:
 
 
 def answered(fn):
-    """``fn`` with a tracking server that did not answer in time as one RuntimeError naming it
-    (never its credentials) and the MLflow variables that bound the wait."""
+    """``fn`` with a tracking server's failure as one RuntimeError naming it (never its
+    credentials): one that did not answer in time, with the MLflow variables that bound the
+    wait, or one whose answer MLflow refused (not an MLflow server?)."""
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
@@ -72,11 +73,16 @@ def answered(fn):
         try:
             return fn(*args, **kwargs)
         except MlflowException as err:
-            if not isinstance(err.__cause__ or err.__context__, OSError):  # requests' errors
+            server = redacted_uri()
+            if isinstance(err.__cause__ or err.__context__, OSError):  # requests' errors
+                waits = ", ".join(f"{k}={os.environ.get(k)}" for k in WAITS)
+                raise RuntimeError(f"MLflow tracking server {server} did not answer "
+                                   f"({waits}): start it, or unset MLFLOW_TRACKING_URI") from err
+            if not server.startswith(("http://", "https://")):
                 raise
-            waits = ", ".join(f"{k}={os.environ.get(k)}" for k in WAITS)
-            raise RuntimeError(f"MLflow tracking server {redacted_uri()} did not answer "
-                               f"({waits}): start it, or unset MLFLOW_TRACKING_URI") from err
+            reason = " ".join(str(err).split())
+            reason = reason if len(reason) <= 200 else reason[:197] + "..."
+            raise RuntimeError(f"MLflow tracking server {server} failed: {reason}") from err
 
     return call
 
@@ -88,6 +94,24 @@ def artifact_location(root: Path = Path("."), experiment: str = "") -> str | Non
     return (project_root(root) / paths.MLRUNS / paths.STORE_ARTIFACTS / experiment).as_uri()
 
 
+def check_inside(location: str, root: Path = Path(".")) -> None:
+    """RuntimeError unless the local store keeps ``location`` (an artifact folder) inside this
+    project's ``mlruns/``: a store moved or copied from elsewhere names its old folders, and
+    MLflow would write there. A server's store, and a bucket, decide for themselves."""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    url = urlparse(location)
+    if os.environ.get("MLFLOW_TRACKING_URI") or url.scheme not in ("", "file"):
+        return
+    store = project_root(root) / paths.MLRUNS
+    where = Path(url2pathname(url.path))
+    if not where.resolve().is_relative_to(store.resolve()):
+        raise RuntimeError(f"{store / paths.STORE_DB}: keeps artifacts in {where}, outside this "
+                           "project (was mlruns/ moved or copied?): move it aside to start a new "
+                           "store, or set MLFLOW_TRACKING_URI")
+
+
 def client(root: Path = Path(".")):
     """A client on the store this process resolves now (never one named in a receipt); its
     Model Registry is that store too."""
@@ -97,19 +121,27 @@ def client(root: Path = Path(".")):
 @functools.cache
 def _client(uri: str):
     """One client per store and process; the first on a local store creates it, holding the
-    store's lock: parallel jobs would race on the schema (`duplicate column name`)."""
+    store's lock: parallel jobs would race on the schema (`duplicate column name`). A file
+    that is not an SQLite database (corrupt, truncated) is one line naming it."""
     import fcntl
+    import sqlite3
 
     from mlflow.tracking import MlflowClient
 
     if not uri.startswith("sqlite:///"):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
-    store = Path(uri.removeprefix("sqlite:///")).parent
-    store.mkdir(parents=True, exist_ok=True)
-    with open(store / paths.STORE_LOCK, "a") as lock:
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.parent / paths.STORE_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        c = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        c.search_experiments(max_results=1)
+        try:
+            c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            c.search_experiments(max_results=1)
+        except Exception as err:
+            if not isinstance(err.__cause__, sqlite3.DatabaseError):  # SQLAlchemy's, wrapped
+                raise
+            raise RuntimeError(f"{db}: not a readable MLflow store ({err.__cause__}); move it "
+                               "aside to start a new one") from None
     return c
 
 
@@ -119,6 +151,8 @@ def ensure_experiment(name: str, root: Path = Path(".")) -> str:
 
     c = client(root)
     found = c.get_experiment_by_name(name)
+    if found:
+        check_inside(found.artifact_location, root)
     try:
         exp_id = found.experiment_id if found else c.create_experiment(
             name, artifact_location=artifact_location(root, name))
@@ -195,10 +229,13 @@ def write_receipt(model_dir: Path, receipt: dict[str, Any]) -> None:
 
 def read_receipt(model_dir: Path) -> dict[str, Any]:
     path = Path(model_dir) / paths.RECEIPT
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no run receipt; run `dvc repro train@{path.parent.name}` "
                                 "first")
-    return read_json(path)
+    receipt = read_json(path)
+    if not isinstance(receipt, dict) or not isinstance(receipt.get("run_id"), str):
+        raise ValueError(f"{path}: not a run receipt (no run_id); rerun train@{path.parent.name}")
+    return receipt
 
 
 def receipt_or_empty(model_dir: Path) -> dict[str, Any]:
@@ -224,11 +261,17 @@ def log_to_run(receipt: dict[str, Any], metrics: dict[str, float] | None = None,
              "MLFLOW_TRACKING_URI to the store that trained it, or retrain here)")
         return False
     c = client(root)
+    check_inside(c.get_run(run_id).info.artifact_uri, root)
+    uploads = [p for p in map(Path, artifacts or []) if p.exists()]
+    for path in uploads:  # MLflow would copy a FIFO or a device forever: refused first
+        for file in path.rglob("*") if path.is_dir() else [path]:
+            if not file.is_dir():
+                regular_file(file)
     for key, value in (metrics or {}).items():
         c.log_metric(run_id, key, float(value))
     for key, value in (tags or {}).items():
         c.set_tag(run_id, key, value)
-    for path in filter(Path.exists, map(Path, artifacts or [])):
+    for path in uploads:
         (c.log_artifacts if path.is_dir() else c.log_artifact)(run_id, str(path), artifact_path)
     return True
 
@@ -259,7 +302,6 @@ def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> list[str]
     train/val/test) with the digests its manifest records; a derived dataset (a features cache)
     has the source of the dataset it was made from. The digests in split order (rank 0 only)."""
     import mlflow.data
-    import numpy as np
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
@@ -278,7 +320,7 @@ def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> list[str]
         tags["nnlab.derived_from"] = origin
     inputs = []
     for split in paths.SPLITS:
-        arrays = {f.stem.removeprefix(f"{split}_"): np.load(f, mmap_mode="r")
+        arrays = {f.stem.removeprefix(f"{split}_"): load_array(f)
                   for f in sorted(folder.glob(f"{split}_*.npy"))}
         y = arrays.pop("y")
         ds = mlflow.data.from_numpy(arrays, source=source, targets=y, name=dataset,

@@ -19,7 +19,7 @@ import numpy as np
 from nnlab import paths
 from nnlab.config import DataConfig
 from nnlab.data.sources import data_path, is_archive
-from nnlab.files import read_json
+from nnlab.files import load_array, read_json
 from nnlab.log import info
 from nnlab.paths import SPLITS
 
@@ -157,7 +157,7 @@ def split_digests(dataset: str, root: Path = Path(".")) -> dict[str, str]:
 def load_arrays(dataset: str, split: str, root: Path = Path(".")) -> dict[str, np.ndarray]:
     """Memory-mapped arrays of one split: nothing is copied into RAM until indexed."""
     path = prepared_dir(dataset, root)
-    arrays = {f.stem.removeprefix(f"{split}_"): np.load(f, mmap_mode="r")
+    arrays = {f.stem.removeprefix(f"{split}_"): load_array(f)
               for f in sorted(path.glob(f"{split}_*.npy"))}
     if "x" not in arrays or "y" not in arrays:
         raise StageOrderError(f"{path}: split {split!r} is missing; rerun split@{dataset}")

@@ -35,11 +35,22 @@ def _number(value: Any, digits: int) -> str:
 
 
 def _row(name: str, root: Path) -> dict[str, Any] | None:
+    """The experiment's row, or None before its evaluation; files that do not hold what
+    evaluate writes are one ValueError naming them."""
     report = paths.report_dir(name, root)
-    if not (report / paths.METRICS).is_file() or not (report / paths.RECEIPT).is_file():
+    if not (report / paths.METRICS).exists() or not (report / paths.RECEIPT).exists():
         return None
     m = read_json(report / paths.METRICS)
     run = read_json(report / paths.RECEIPT)
+    try:
+        return _cells(name, m, run)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{report}: {paths.METRICS} and {paths.RECEIPT} are not what "
+                         f"evaluate@{name} writes ({type(err).__name__}: {err}); rerun it"
+                         ) from None
+
+
+def _cells(name: str, m: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     source = run.get("data_source", "?")
     return {
         "experiment": name,

@@ -8,11 +8,12 @@ checkpoint becomes the registered MLflow model.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 
@@ -37,11 +38,16 @@ from nnlab.viz import inside
 
 def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     exp, root = params.experiment(name), Path(root)
+    if not tracking.is_global_zero_env():  # it would write files, log nothing and say nothing
+        ranks = ", ".join(f"{k}={v}" for k in tracking.RANK_VARS if (v := os.environ.get(k)))
+        raise RuntimeError(f"evaluate@{name} runs as one process, not as a rank other than 0 "
+                           f"({ranks}): unset these variables")
     check_experiment(params, name)
     model_dir = paths.model_dir(name, root)
     receipt = tracking.read_receipt(model_dir)
     _check_same_split(receipt, exp.dataset, name, root)
-    model = _test(params, exp, model_dir / paths.BEST, root)
+    trainer = inference_trainer(params)  # the one Trainer: test, then the model's example
+    model = _test(trainer, params, exp, model_dir / paths.BEST, root)
     test = load_arrays(exp.dataset, "test", root)
     y, probs = np.asarray(test["y"]), torch.cat(model.test_probs).numpy()
     metrics = {
@@ -66,20 +72,20 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
         })
     tracking.log_to_run(receipt, metrics={k: metrics[k] for k in ("test/acc", "test/loss")},
                         artifacts=[out], artifact_path="evaluation", root=root)
-    serving.log_best_model(params, name, root)  # registered; alias best on the best test/acc
+    # registered (unless unchanged); alias best on the best test/acc
+    serving.log_best_model(params, name, root, model, trainer)
     info(f"evaluate@{name}: test/acc {metrics['test/acc']:.4f}, "
          f"test/loss {metrics['test/loss']:.4f} -> {out}")
     return metrics
 
 
-def _test(params: Params, exp: ExperimentConfig, best: Path, root: Path) -> Classifier:
-    """The checkpoint after ``trainer.test``: its metrics and test probabilities filled in."""
+def _test(trainer: L.Trainer, params: Params, exp: ExperimentConfig, best: Path, root: Path
+          ) -> Classifier:
+    """The checkpoint (loaded once) after ``trainer.test``: its metrics and test probabilities
+    filled in."""
     model = load_classifier(best)
     dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
-    # the training's callbacks are not needed to score the weights ckpt_path restores
-    warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
-    inference_trainer(params).test(model, datamodule=dm, ckpt_path=str(best), verbose=False,
-                                   weights_only=True)
+    trainer.test(model, datamodule=dm, verbose=False)
     return model.cpu()
 
 

@@ -90,16 +90,16 @@ class StartRun(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        if self.fresh and self.model_dir.exists():
-            shutil.rmtree(self.model_dir)
-        self.model_dir.mkdir(parents=True, exist_ok=True)
         self.receipt.update(run_id=trainer.logger.run_id,
                             experiment_id=trainer.logger.experiment_id)
+        if self.fresh:  # a resumed run has its dataset inputs already; a split that cannot be
+            dm = trainer.datamodule  # read stops here, before the earlier outputs are cleared
+            tracking.log_datasets(self.receipt["run_id"], dm.dataset_name, dm.root)
+            if self.model_dir.exists():
+                shutil.rmtree(self.model_dir)
+        self.model_dir.mkdir(parents=True, exist_ok=True)
         tracking.write_receipt(self.model_dir, self.receipt)
         (self.model_dir / paths.SUMMARY).write_text(self.summary + "\n")
-        if self.fresh:  # a resumed run has its dataset inputs already
-            dm = trainer.datamodule
-            tracking.log_datasets(self.receipt["run_id"], dm.dataset_name, dm.root)
 
 
 def build_classifier(params: Params, name: str, meta: dict[str, Any], phash: str) -> Classifier:

@@ -97,6 +97,7 @@ def compose(head: nn.Module, meta: dict[str, Any], root: Path = Path(".")) -> tu
     base, _ = build_base(derived["backbone"], pool=derived["pool"], weights="none",
                          input_shape=(3, *image_shape[1:]))
     base.load_state_dict(load_checkpoint(paths.split_dir(meta["dataset"], root)
-                                         / derived["base_weights"]))
+                                         / paths.check_name(derived["base_weights"],
+                                                            "derived.base_weights")))
     spec = DataSpec(kind="image", input_shape=image_shape, classes=tuple(meta["classes"]))
     return nn.Sequential(v2.RGB(), base.eval(), head), spec  # grey images: channel repeated

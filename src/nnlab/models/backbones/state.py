@@ -14,7 +14,7 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict file (a bare one, or ``{"state_dict": ...}``), through
     :func:`nnlab.files.load_checkpoint`: a pickle of anything but tensors is refused."""
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not path.exists():  # a FIFO or a device: refused by load_checkpoint, naming it
         raise FileNotFoundError(f"model_options.weights: {path} does not exist")
     state = load_checkpoint(path)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
