@@ -32,11 +32,18 @@ class TorchvisionAugment:
     def __init__(self) -> None:
         from torchvision.transforms import InterpolationMode, v2
 
-        self.tf = v2.Compose([
-            v2.RandomAffine(degrees=40, translate=(0.2, 0.2), scale=(0.8, 1.2),
-                            shear=(-11.3, 11.3), interpolation=InterpolationMode.BILINEAR),
-            v2.RandomHorizontalFlip(),
-        ])
+        self.tf = v2.Compose(
+            [
+                v2.RandomAffine(
+                    degrees=40,
+                    translate=(0.2, 0.2),
+                    scale=(0.8, 1.2),
+                    shear=(-11.3, 11.3),
+                    interpolation=InterpolationMode.BILINEAR,
+                ),
+                v2.RandomHorizontalFlip(),
+            ]
+        )
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         chw = torch.from_numpy(np.array(image)).permute(2, 0, 1)  # a writable copy
@@ -51,8 +58,9 @@ def per_image(transform, images: np.ndarray) -> float:
 
 
 def through_loader(transform, arrays, workers: int, epochs: int = 2) -> float:
-    loader = make_loader(ArrayDataset(arrays, transform), 32, LoaderConfig(num_workers=workers),
-                         shuffle=True)
+    loader = make_loader(
+        ArrayDataset(arrays, transform), 32, LoaderConfig(num_workers=workers), shuffle=True
+    )
     return loading_samples_per_s(lambda: loader, epochs)
 
 
@@ -68,20 +76,26 @@ def main() -> None:
         folder, what = photo_folder(Path(tmp), args.images)
         arrays = build_cache(folder, Path(tmp), args.size)
         images = np.asarray(arrays["x"])
-        print(f"images: {what} at {args.size}x{args.size}; torch threads "
-              f"{torch.get_num_threads()}")
+        print(f"images: {what} at {args.size}x{args.size}; torch threads {torch.get_num_threads()}")
         per_image(albu, images[:16])  # warm-up: first calls build kernels and caches
         per_image(tv, images[:16])
         rows = [("per image, main process", lambda t: per_image(t, images))]
-        rows += [(f"DataLoader, {w} workers", lambda t, w=w: through_loader(t, arrays, w))
-                 for w in (0, 2)]
+        rows += [
+            (f"DataLoader, {w} workers", lambda t, w=w: through_loader(t, arrays, w))
+            for w in (0, 2)
+        ]
         for label, run in rows:
-            got = alternate({"albu": lambda run=run: run(albu), "tv": lambda run=run: run(tv)},
-                            args.repeats)
-            print(f"{label:26s}: albumentations {got['albu']:7.0f} img/s   torchvision.v2 "
-                  f"{got['tv']:7.0f} img/s")
-            result(f"augmentation, {label}, albumentations / torchvision (img/s)",
-                   got["albu"] / got["tv"])
+            got = alternate(
+                {"albu": lambda run=run: run(albu), "tv": lambda run=run: run(tv)}, args.repeats
+            )
+            print(
+                f"{label:26s}: albumentations {got['albu']:7.0f} img/s   torchvision.v2 "
+                f"{got['tv']:7.0f} img/s"
+            )
+            result(
+                f"augmentation, {label}, albumentations / torchvision (img/s)",
+                got["albu"] / got["tv"],
+            )
 
 
 if __name__ == "__main__":

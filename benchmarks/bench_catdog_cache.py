@@ -42,8 +42,7 @@ def folder_batches(folder: Path, size: int, batch: int):
     from torchvision.transforms import v2
 
     tf = v2.Compose([v2.Resize((size, size)), v2.PILToTensor()])  # uint8, as the cache
-    for x, y in DataLoader(ImageFolder(str(folder), transform=tf), batch_size=batch,
-                           shuffle=True):
+    for x, y in DataLoader(ImageFolder(str(folder), transform=tf), batch_size=batch, shuffle=True):
         yield {"x": x, "y": y}
 
 
@@ -62,32 +61,44 @@ def main() -> None:
         folder, what = photo_folder(Path(tmp), args.images)
         t0 = time.perf_counter()
         arrays = build_cache(folder, Path(tmp), args.size)
-        print(f"images: {what}; {args.size}x{args.size}, batch {args.batch_size}, "
-              f"{torch.get_num_threads()} threads, num_workers 0")
+        print(
+            f"images: {what}; {args.size}x{args.size}, batch {args.batch_size}, "
+            f"{torch.get_num_threads()} threads, num_workers 0"
+        )
         print(f"building the cache (decode + resize once): {time.perf_counter() - t0:.1f} s")
 
         def fold():
             return folder_batches(folder, args.size, args.batch_size)
 
         def cache():
-            return make_loader(ArrayDataset(arrays), args.batch_size, LoaderConfig(),
-                               shuffle=True)
+            return make_loader(ArrayDataset(arrays), args.batch_size, LoaderConfig(), shuffle=True)
 
-        load = alternate({"folder": lambda: loading_samples_per_s(fold),
-                          "cache": lambda: loading_samples_per_s(cache)}, args.repeats)
-        print(f"loading only     : folder {load['folder']:8.1f} img/s   cache "
-              f"{load['cache']:8.1f} img/s")
+        load = alternate(
+            {
+                "folder": lambda: loading_samples_per_s(fold),
+                "cache": lambda: loading_samples_per_s(cache),
+            },
+            args.repeats,
+        )
+        print(
+            f"loading only     : folder {load['folder']:8.1f} img/s   cache "
+            f"{load['cache']:8.1f} img/s"
+        )
         result("loading, cache / folder (img/s)", load["cache"] / load["folder"])
 
         def training(batches) -> float:
-            return train_samples_per_s(classifier(params, "catdog_cnn", meta), endless(batches),
-                                       args.batches)
+            return train_samples_per_s(
+                classifier(params, "catdog_cnn", meta), endless(batches), args.batches
+            )
 
         training(cache)  # warm-up, untimed: the first steps build oneDNN kernels
-        train = alternate({"folder": lambda: training(fold), "cache": lambda: training(cache)},
-                          args.repeats)
-        print(f"convnet4 training: folder {train['folder']:8.1f} img/s   cache "
-              f"{train['cache']:8.1f} img/s")
+        train = alternate(
+            {"folder": lambda: training(fold), "cache": lambda: training(cache)}, args.repeats
+        )
+        print(
+            f"convnet4 training: folder {train['folder']:8.1f} img/s   cache "
+            f"{train['cache']:8.1f} img/s"
+        )
         result("convnet4 training, cache / folder (img/s)", train["cache"] / train["folder"])
 
 

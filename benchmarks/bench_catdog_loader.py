@@ -38,8 +38,9 @@ SETTINGS = [(0, False), (1, False), (1, True), (2, False), (2, True)]
 
 def loader(params, root: Path, workers: int, persistent: bool):
     """catdog_cnn_aug's training DataLoader with these loader settings."""
-    cfg = params.loader.model_copy(update={"num_workers": workers,
-                                           "persistent_workers": persistent})
+    cfg = params.loader.model_copy(
+        update={"num_workers": workers, "persistent_workers": persistent}
+    )
     L.seed_everything(0, workers=True, verbose=False)
     dm = ArrayDataModule("cats_vs_dogs", params.experiment("catdog_cnn_aug"), cfg, 0, root)
     dm.setup("fit")
@@ -59,15 +60,17 @@ def main() -> None:
     steps = [step.model_dump() for step in augment]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        params, what = catdog_project(root, args.images, args.size,
-                                      {"catdog_cnn_aug": convnet4(augment=steps)})
+        params, what = catdog_project(
+            root, args.images, args.size, {"catdog_cnn_aug": convnet4(augment=steps)}
+        )
         print(f"images: {what}; {args.size}x{args.size}, batch 32, augmented (catdog_cnn_aug)")
 
         def training(workers: int, persistent: bool) -> float:
             dl, meta = loader(params, root, workers, persistent)
             # several epochs' worth of batches: non-persistent workers restart in between
-            return train_samples_per_s(classifier(params, "catdog_cnn_aug", meta),
-                                       endless(lambda: dl), args.batches)
+            return train_samples_per_s(
+                classifier(params, "catdog_cnn_aug", meta), endless(lambda: dl), args.batches
+            )
 
         def loading(workers: int, persistent: bool) -> float:
             dl, _ = loader(params, root, workers, persistent)
@@ -77,11 +80,15 @@ def main() -> None:
         load = alternate({s: lambda s=s: loading(*s) for s in SETTINGS}, args.repeats)
         train = alternate({s: lambda s=s: training(*s) for s in SETTINGS}, args.repeats)
     base_l, base_t = load[(0, False)], train[(0, False)]
-    print(f"{'num_workers':>11} {'persistent':>10} {'loading img/s':>14} {'ratio':>6} "
-          f"{'training img/s':>15} {'ratio':>6}")
+    print(
+        f"{'num_workers':>11} {'persistent':>10} {'loading img/s':>14} {'ratio':>6} "
+        f"{'training img/s':>15} {'ratio':>6}"
+    )
     for w, p in SETTINGS:
-        print(f"{w:>11} {p!s:>10} {load[(w, p)]:>14.0f} {load[(w, p)] / base_l:>6.2f} "
-              f"{train[(w, p)]:>15.1f} {train[(w, p)] / base_t:>6.2f}")
+        print(
+            f"{w:>11} {p!s:>10} {load[(w, p)]:>14.0f} {load[(w, p)] / base_l:>6.2f} "
+            f"{train[(w, p)]:>15.1f} {train[(w, p)] / base_t:>6.2f}"
+        )
     for w, p in SETTINGS[1:]:
         what = f"num_workers {w}{', persistent' if p else ''}"
         result(f"augmented loading, {what} / 0 workers", load[(w, p)] / base_l)

@@ -45,8 +45,9 @@ def generated_archive(path: Path, n: int) -> Path:
         for i in range(n):
             label = i % 2
             text = " ".join(synthetic_review(rng, label) for _ in range(6)).encode()
-            info = tarfile.TarInfo(f"aclImdb/{'train' if i < n // 2 else 'test'}/"
-                                   f"{'pos' if label else 'neg'}/{i}_5.txt")
+            info = tarfile.TarInfo(
+                f"aclImdb/{'train' if i < n // 2 else 'test'}/{'pos' if label else 'neg'}/{i}_5.txt"
+            )
             info.size = len(text)
             tf.addfile(info, io.BytesIO(text))
     return path
@@ -72,13 +73,19 @@ def main() -> None:
             print(f"{archive} not found: generating {args.reviews:,} synthetic reviews instead")
             archive = generated_archive(tmp / "generated.tar.gz", args.reviews)
         print(f"archive: {archive} ({archive.stat().st_size / 1e6:.1f} MB)")
-        cfg = TextFolderConfig(kind="text_folder", source="synthetic", vocab_size=10000,
-                               max_len=200, classes={"neg": "negative", "pos": "positive"})
+        cfg = TextFolderConfig(
+            kind="text_folder",
+            source="synthetic",
+            vocab_size=10000,
+            max_len=200,
+            classes={"neg": "negative", "pos": "positive"},
+        )
 
         def extract_then_read() -> None:
             safe_extract(archive, tmp / "extracted")
-            write_texts(text_folder.read_texts(cfg, tmp / "extracted", "bench")[0],
-                        tmp / "a.jsonl.gz")
+            write_texts(
+                text_folder.read_texts(cfg, tmp / "extracted", "bench")[0], tmp / "a.jsonl.gz"
+            )
             shutil.rmtree(tmp / "extracted")
 
         def stream() -> None:
@@ -86,17 +93,19 @@ def main() -> None:
 
         (tmp / "raw").mkdir()
         write_json(tmp / "raw" / "manifest.json", {"source": str(archive)})  # not synthetic
-        got = alternate({"base": lambda: timed(extract_then_read), "ours": lambda: timed(stream)},
-                        args.repeat)
+        got = alternate(
+            {"base": lambda: timed(extract_then_read), "ours": lambda: timed(stream)}, args.repeat
+        )
         b, o = got["base"], got["ours"]
         print(f"\n1. download@imdb conversion (median of {args.repeat})")
         print(f"   extract all files, read them back   {b:6.2f} s   (baseline)")
         print(f"   read tar members directly (ours)     {o:6.2f} s")
         result("download@imdb: extract + read files / read tar members (s)", b / o)
 
-        total = alternate({"split": lambda: timed(lambda: text_folder.split(cfg, tmp / "raw", 42,
-                                                                             "imdb"))},
-                          args.repeat)["split"]
+        total = alternate(
+            {"split": lambda: timed(lambda: text_folder.split(cfg, tmp / "raw", 42, "imdb"))},
+            args.repeat,
+        )["split"]
         t_read = timed(lambda: list(stored_texts(tmp / "raw" / RAW_TEXTS)))
         records = list(stored_texts(tmp / "raw" / RAW_TEXTS))
         train = [r["text"] for r in records if r["split"] == "train"]
@@ -104,12 +113,15 @@ def main() -> None:
         tokens: list[list[str]] = []
         t_tok = timed(lambda: tokens.extend(tokenize(t) for t in texts))
         vocab_box: list[Vocabulary] = []
-        t_vocab = timed(lambda: vocab_box.append(
-            Vocabulary.build(tokens[: len(train)], 10000, 200)))
+        t_vocab = timed(
+            lambda: vocab_box.append(Vocabulary.build(tokens[: len(train)], 10000, 200))
+        )
         t_enc = timed(lambda: vocab_box[0].encode(tokens))
         n_words = sum(map(len, tokens))
-        print(f"\n2. split@imdb on {len(texts):,} reviews ({n_words / 1e6:.1f} M words), "
-              f"vocab 10,000, max_len 200")
+        print(
+            f"\n2. split@imdb on {len(texts):,} reviews ({n_words / 1e6:.1f} M words), "
+            f"vocab 10,000, max_len 200"
+        )
         print(f"   text_folder.split total (median of {args.repeat})  {total:6.2f} s")
         print(f"     read texts.jsonl.gz        {t_read:6.2f} s")
         rate = n_words / t_tok / 1e6

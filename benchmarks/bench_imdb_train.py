@@ -90,26 +90,48 @@ def main() -> None:
     for i, length in enumerate(lengths):
         x[i, length:] = 0
     lengths_t = torch.from_numpy(lengths)
-    spec = DataSpec(kind="text", input_shape=(args.max_len,), classes=("neg", "pos"),
-                    vocab_size=10000, extra={"pad_index": 0})
-    print(f"lengths: {where}; mean {lengths.mean():.0f}, {np.mean(lengths == args.max_len):.0%} "
-          f"at max_len {args.max_len}; batch {args.batch}; {args.batches} batches x "
-          f"{args.repeat} rounds; {args.threads} threads; embed/hidden {args.hidden}")
+    spec = DataSpec(
+        kind="text",
+        input_shape=(args.max_len,),
+        classes=("neg", "pos"),
+        vocab_size=10000,
+        extra={"pad_index": 0},
+    )
+    print(
+        f"lengths: {where}; mean {lengths.mean():.0f}, {np.mean(lengths == args.max_len):.0%} "
+        f"at max_len {args.max_len}; batch {args.batch}; {args.batches} batches x "
+        f"{args.repeat} rounds; {args.threads} threads; embed/hidden {args.hidden}"
+    )
     plans = {b: batches(lengths, args.batch, b, rng)[: args.batches] for b in (False, True)}
-    pad_frac = {b: 1 - sum(lengths[i].sum() for i in p) / sum(len(i) * lengths[i].max() for i in p)
-                for b, p in plans.items()}
-    print(f"padding inside the batches: random {pad_frac[False]:.0%}, "
-          f"bucketed {pad_frac[True]:.0%}")
-    variants = [("padded", False, False), ("packed", True, False),
-                ("padded + bucketing", False, True), ("packed + bucketing", True, True)]
+    pad_frac = {
+        b: 1 - sum(lengths[i].sum() for i in p) / sum(len(i) * lengths[i].max() for i in p)
+        for b, p in plans.items()
+    }
+    print(
+        f"padding inside the batches: random {pad_frac[False]:.0%}, bucketed {pad_frac[True]:.0%}"
+    )
+    variants = [
+        ("padded", False, False),
+        ("packed", True, False),
+        ("padded + bucketing", False, True),
+        ("packed + bucketing", True, True),
+    ]
     for cell in ("lstm", "gru"):
-        nets = {name: build_model(cell, spec, {"embed_dim": args.hidden, "hidden": args.hidden,
-                                              "packed": packed})
-                for name, packed, _ in variants}
+        nets = {
+            name: build_model(
+                cell, spec, {"embed_dim": args.hidden, "hidden": args.hidden, "packed": packed}
+            )
+            for name, packed, _ in variants
+        }
         for name, _, bucket in variants:  # warm-up
             throughput(nets[name], x, lengths_t, plans[bucket][:2])
-        rates = alternate({name: lambda net=nets[name], plan=plans[bucket]: throughput(
-            net, x, lengths_t, plan) for name, _, bucket in variants}, args.repeat)
+        rates = alternate(
+            {
+                name: lambda net=nets[name], plan=plans[bucket]: throughput(net, x, lengths_t, plan)
+                for name, _, bucket in variants
+            },
+            args.repeat,
+        )
         base = rates["padded"]
         print(f"\n{cell.upper()} training throughput (median reviews/s, ratio to padded)")
         for name, _, _ in variants:

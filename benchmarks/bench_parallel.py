@@ -33,14 +33,17 @@ JOBS = ("mnist_cnn", "catdog_cnn")
 def write_params(root: Path, threads: int | str, args: argparse.Namespace) -> None:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["data"] = {
-        "mnist": {**raw["data"]["mnist"], "source": "bundled",
-                  "max_samples": args.mnist_samples},
-        "cats_vs_dogs": {**raw["data"]["cats_vs_dogs"], "source": "synthetic",
-                         "synthetic_size": args.catdog_size},
+        "mnist": {**raw["data"]["mnist"], "source": "bundled", "max_samples": args.mnist_samples},
+        "cats_vs_dogs": {
+            **raw["data"]["cats_vs_dogs"],
+            "source": "synthetic",
+            "synthetic_size": args.catdog_size,
+        },
     }
     raw["features"] = {}
-    raw["experiments"] = {name: {**raw["experiments"][name], "epochs": args.epochs,
-                                 "patience": None} for name in JOBS}
+    raw["experiments"] = {
+        name: {**raw["experiments"][name], "epochs": args.epochs, "patience": None} for name in JOBS
+    }
     raw["trainer"].update(accelerator="cpu", devices=1, enable_progress_bar=False)
     raw["tracking"] = {"log_model": False}
     raw.setdefault("loader", {})["threads"] = threads
@@ -48,12 +51,22 @@ def write_params(root: Path, threads: int | str, args: argparse.Namespace) -> No
 
 
 def nnlab(root: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])
+        ),
+    }
     for var in ("MLFLOW_TRACKING_URI", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.pop(var, None)  # torch's own default, as a user's shell has it
-    return subprocess.Popen([sys.executable, "-m", "nnlab.cli", *args], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "nnlab.cli", *args],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait(procs: list[subprocess.Popen]) -> None:
@@ -77,8 +90,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--mnist-samples", type=int, default=3000, help="data.mnist.max_samples")
-    ap.add_argument("--catdog-size", type=int, default=600,
-                    help="data.cats_vs_dogs.synthetic_size")
+    ap.add_argument("--catdog-size", type=int, default=600, help="data.cats_vs_dogs.synthetic_size")
     args = ap.parse_args()
     from nnlab.threads import available_cores
 

@@ -41,8 +41,9 @@ def inputs(shape: tuple[int, ...], batch: int) -> tuple[torch.Tensor, ...]:
     return (x.contiguous(memory_format=torch.channels_last),) if shape[0] == 3 else (x,)
 
 
-def step_time(net: torch.nn.Module, x: tuple, y: torch.Tensor, bf16: bool, train: bool,
-              steps: int) -> float:
+def step_time(
+    net: torch.nn.Module, x: tuple, y: torch.Tensor, bf16: bool, train: bool, steps: int
+) -> float:
     """Median seconds per step over ``steps`` steps, after two untimed ones."""
     opt = torch.optim.RMSprop([p for p in net.parameters() if p.requires_grad], lr=1e-4)
     cast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
@@ -52,8 +53,11 @@ def step_time(net: torch.nn.Module, x: tuple, y: torch.Tensor, bf16: bool, train
         if train:
             with cast:
                 logits = net(*x)
-            loss = F.cross_entropy(logits.float(), y) if logits.shape[1] > 1 else \
-                F.binary_cross_entropy_with_logits(logits[:, 0].float(), y.float())
+            loss = (
+                F.cross_entropy(logits.float(), y)
+                if logits.shape[1] > 1
+                else F.binary_cross_entropy_with_logits(logits[:, 0].float(), y.float())
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -74,16 +78,22 @@ def main() -> None:
     args = ap.parse_args()
     quiet()
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; native bf16 on this "
-          f"CPU: {cpu_has_bf16()}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; native bf16 on this "
+        f"CPU: {cpu_has_bf16()}"
+    )
     variants = [("fp32", False, False), ("bf16", True, False)]
     if not args.no_compile:
         variants += [("fp32 compiled", False, True), ("bf16 compiled", True, True)]
     for name in args.nets.split(","):
         model, options, shape, classes, batch = NETS[name]
-        spec = DataSpec("text" if len(shape) == 1 else "image", shape,
-                        tuple(str(c) for c in range(classes)), vocab_size=10000,
-                        extra={"pad_index": 0, "max_len": 500})
+        spec = DataSpec(
+            "text" if len(shape) == 1 else "image",
+            shape,
+            tuple(str(c) for c in range(classes)),
+            vocab_size=10000,
+            extra={"pad_index": 0, "max_len": 500},
+        )
         net = build_model(model, spec, options)
         if shape[0] == 3:
             net = net.to(memory_format=torch.channels_last)
@@ -102,8 +112,10 @@ def main() -> None:
                     got[label].append(step_time(nets[label], x, y, bf16, train, args.steps))
             base = median(got["fp32"])
             what = "training" if train else "inference"
-            print(f"{name:16s} {what:9s} " + "   ".join(
-                f"{label} {median(v) * 1000:7.1f} ms" for label, v in got.items()))
+            print(
+                f"{name:16s} {what:9s} "
+                + "   ".join(f"{label} {median(v) * 1000:7.1f} ms" for label, v in got.items())
+            )
             for label, values in got.items():
                 if label != "fp32":
                     result(f"{name} {what}, fp32 / {label} (s per step)", base / median(values))

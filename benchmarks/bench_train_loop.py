@@ -32,23 +32,38 @@ from nnlab.data.datamodule import ArrayDataset
 from nnlab.data.prepare import load_arrays, load_meta
 
 CASES = {
-    "mnist_cnn": {"dataset": "mnist", "model": "cnn_small", "batch_size": 64,
-                  "optimizer": "rmsprop"},
-    "convnet4": {"dataset": "cats_vs_dogs", "model": "convnet4", "batch_size": 32,
-                 "optimizer": "rmsprop"},
+    "mnist_cnn": {
+        "dataset": "mnist",
+        "model": "cnn_small",
+        "batch_size": 64,
+        "optimizer": "rmsprop",
+    },
+    "convnet4": {
+        "dataset": "cats_vs_dogs",
+        "model": "convnet4",
+        "batch_size": 32,
+        "optimizer": "rmsprop",
+    },
     "gru": {"dataset": "imdb", "model": "gru", "batch_size": 64, "optimizer": "adam"},
 }
 
 
 def project(root: Path, image_size: int, channels_last: bool, samples: int):
     params = make_params(
-        {name: {**case, "epochs": 1, "channels_last": channels_last and name != "gru"}
-         for name, case in CASES.items()},
-        {"mnist": {"kind": "mnist", "source": "bundled", "max_samples": samples},
-         "cats_vs_dogs": {"kind": "image_folder", "source": "synthetic",
-                          "synthetic_size": min(samples, 800),
-                          "synthetic_image_size": image_size},
-         "imdb": {"source": "synthetic", "synthetic_size": samples}},
+        {
+            name: {**case, "epochs": 1, "channels_last": channels_last and name != "gru"}
+            for name, case in CASES.items()
+        },
+        {
+            "mnist": {"kind": "mnist", "source": "bundled", "max_samples": samples},
+            "cats_vs_dogs": {
+                "kind": "image_folder",
+                "source": "synthetic",
+                "synthetic_size": min(samples, 800),
+                "synthetic_image_size": image_size,
+            },
+            "imdb": {"source": "synthetic", "synthetic_size": samples},
+        },
     )
     prepare(params, root)
     return params
@@ -86,16 +101,25 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--contiguous", action="store_true",
-                    help="the conv nets in contiguous (NCHW) format, not channels-last")
+    ap.add_argument(
+        "--contiguous",
+        action="store_true",
+        help="the conv nets in contiguous (NCHW) format, not channels-last",
+    )
     ap.add_argument("--cases", default=",".join(CASES))
-    ap.add_argument("--samples", type=int, default=4000,
-                    help="MNIST sample cap and synthetic reviews (cats: at most 800)")
+    ap.add_argument(
+        "--samples",
+        type=int,
+        default=4000,
+        help="MNIST sample cap and synthetic reviews (cats: at most 800)",
+    )
     args = ap.parse_args()
     quiet()
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, epochs {args.epochs}, "
-          f"repeats {args.repeats}, convnet4 at {args.image_size}px, conv nets "
-          f"{'contiguous' if args.contiguous else 'channels-last'}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, epochs {args.epochs}, "
+        f"repeats {args.repeats}, convnet4 at {args.image_size}px, conv nets "
+        f"{'contiguous' if args.contiguous else 'channels-last'}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         params = project(root, args.image_size, not args.contiguous, args.samples)
@@ -110,13 +134,18 @@ def main() -> None:
                 s = pipeline(params, name, root, args.epochs, stage=True)
                 ratios["pipeline"].append(p / b)
                 ratios["stage"].append(s / b)
-                print(f"{name} repeat {r}: bare {b:8.0f}/s   pipeline {p:8.0f}/s   "
-                      f"stage {s:8.0f}/s   ratios {p / b:.3f} {s / b:.3f}")
+                print(
+                    f"{name} repeat {r}: bare {b:8.0f}/s   pipeline {p:8.0f}/s   "
+                    f"stage {s:8.0f}/s   ratios {p / b:.3f} {s / b:.3f}"
+                )
             for what, values in ratios.items():
-                print(f"{name}: median ratio {what}/bare {statistics.median(values):.3f} "
-                      f"(target >= 0.95)")
-                result(f"{name} training, {what} / bare loop (samples/s)",
-                       statistics.median(values))
+                print(
+                    f"{name}: median ratio {what}/bare {statistics.median(values):.3f} "
+                    f"(target >= 0.95)"
+                )
+                result(
+                    f"{name} training, {what} / bare loop (samples/s)", statistics.median(values)
+                )
 
 
 if __name__ == "__main__":

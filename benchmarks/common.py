@@ -52,20 +52,26 @@ def alternate(runs: dict[str, Callable[[], float]], repeats: int) -> dict[str, f
     return {name: median(values) for name, values in got.items()}
 
 
-def make_params(experiments: dict[str, dict[str, Any]], data: dict[str, Any] | None = None,
-                features: dict[str, Any] | None = None, **loader: Any):
+def make_params(
+    experiments: dict[str, dict[str, Any]],
+    data: dict[str, Any] | None = None,
+    features: dict[str, Any] | None = None,
+    **loader: Any,
+):
     """Params for a throwaway project: CPU, one device, no progress bar, and torch's current
     thread count (so a stage's thread sizing never changes it between variants)."""
     from nnlab.config import parse_params
 
-    return parse_params({
-        "seed": 0,
-        "trainer": TRAINER,
-        "loader": {"threads": torch.get_num_threads(), **loader},
-        "data": data or {"cats_vs_dogs": {"kind": "image_folder", "source": "synthetic"}},
-        "features": features or {},
-        "experiments": experiments,
-    })
+    return parse_params(
+        {
+            "seed": 0,
+            "trainer": TRAINER,
+            "loader": {"threads": torch.get_num_threads(), **loader},
+            "data": data or {"cats_vs_dogs": {"kind": "image_folder", "source": "synthetic"}},
+            "features": features or {},
+            "experiments": experiments,
+        }
+    )
 
 
 def prepare(params, root: Path) -> None:
@@ -107,8 +113,7 @@ def endless(make: Callable[[], Iterable[dict]]) -> Iterator[dict]:
         yield from make()
 
 
-def train_samples_per_s(model, batches: Iterable[dict], max_batches: int,
-                        warmup: int = 2) -> float:
+def train_samples_per_s(model, batches: Iterable[dict], max_batches: int, warmup: int = 2) -> float:
     """Samples/s of the Classifier's training step (forward incl. input scaling and memory
     format, loss, backward, optimizer step) over ``max_batches`` batches after ``warmup``."""
     opt = model.configure_optimizers()
@@ -127,8 +132,14 @@ def train_samples_per_s(model, batches: Iterable[dict], max_batches: int,
     return n / (time.perf_counter() - t0)
 
 
-def fit(params, name: str, root: Path, epochs: int | None = None,
-        validate: bool = True, stage: bool = False) -> tuple[float, int]:
+def fit(
+    params,
+    name: str,
+    root: Path,
+    epochs: int | None = None,
+    validate: bool = True,
+    stage: bool = False,
+) -> tuple[float, int]:
     """(seconds of the training loop, training samples seen) of ``trainer.fit`` as train runs
     it (ArrayDataModule, build_classifier, lightning.Trainer), without MLflow. ``stage``: with
     the train stage's callbacks (thread sizing, checkpoints, History, Timer) and its progress
@@ -149,14 +160,30 @@ def fit(params, name: str, root: Path, epochs: int | None = None,
     if stage:  # what the train stage adds to a bare Trainer
         dm.sizer = ThreadSizer(params.loader.threads, params.loader.num_workers)
         out = root / "models" / name
-        callbacks = [dm.sizer, History(out / "history.csv"), Timer(),
-                     ModelCheckpoint(dirpath=out, filename="best", monitor="val/acc", mode="max",
-                                     save_last=True, enable_version_counter=False)]
+        callbacks = [
+            dm.sizer,
+            History(out / "history.csv"),
+            Timer(),
+            ModelCheckpoint(
+                dirpath=out,
+                filename="best",
+                monitor="val/acc",
+                mode="max",
+                save_last=True,
+                enable_version_counter=False,
+            ),
+        ]
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_epochs=epochs, logger=False, callbacks=callbacks,
-        enable_checkpointing=stage, enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=epochs,
+        logger=False,
+        callbacks=callbacks,
+        enable_checkpointing=stage,
+        enable_model_summary=False,
         enable_progress_bar=stage and params.trainer.enable_progress_bar,
-        num_sanity_val_steps=0, default_root_dir=root,
+        num_sanity_val_steps=0,
+        default_root_dir=root,
         **({} if validate else {"limit_val_batches": 0}),
     )
 
@@ -174,4 +201,3 @@ def fit(params, name: str, root: Path, epochs: int | None = None,
     trainer.callbacks.append(clock)
     trainer.fit(model, datamodule=dm)
     return clock.seconds, len(dm.datasets["train"]) * epochs
-

@@ -44,9 +44,11 @@ def convnet4_throughput(device: str, steps: int, batch: int, size: int) -> dict[
     spec = DataSpec("image", (3, size, size), ("cat", "dog"))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     out = {}
-    for label, dtype, channels_last in (("fp32", None, False), ("bf16-mixed", torch.bfloat16,
-                                        False), ("bf16-mixed + channels-last", torch.bfloat16,
-                                                 True)):
+    for label, dtype, channels_last in (
+        ("fp32", None, False),
+        ("bf16-mixed", torch.bfloat16, False),
+        ("bf16-mixed + channels-last", torch.bfloat16, True),
+    ):
         torch.manual_seed(0)
         net = build_model("convnet4", spec, {}).to(device)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -85,19 +87,30 @@ def pipeline(accelerator: str, work: Path) -> dict[str, float]:
         "seed": 1,
         "trainer": {"accelerator": accelerator, "devices": 1, "strategy": "ddp"},
         "data": {"mnist": {"kind": "mnist", "source": "bundled", "max_samples": 2000}},
-        "experiments": {"mnist_cnn": {"dataset": "mnist", "model": "cnn_small", "epochs": 2,
-                                      "batch_size": 64}},
+        "experiments": {
+            "mnist_cnn": {"dataset": "mnist", "model": "cnn_small", "epochs": 2, "batch_size": 64}
+        },
     }
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
     env.pop("MLFLOW_TRACKING_URI", None)  # the temporary project's own store
     seconds = {}
-    for cmd in (["download", "mnist"], ["split", "mnist"], ["train", "mnist_cnn"],
-                ["evaluate", "mnist_cnn"]):
+    for cmd in (
+        ["download", "mnist"],
+        ["split", "mnist"],
+        ["train", "mnist_cnn"],
+        ["evaluate", "mnist_cnn"],
+    ):
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "nnlab.cli", *cmd], cwd=work, env=env,
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "nnlab.cli", *cmd],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if proc.returncode != 0:
             sys.exit(f"gpu_check: `nnlab {' '.join(cmd)}` failed:\n{proc.stderr[-3000:]}")
         seconds[cmd[0]] = time.perf_counter() - t0
@@ -113,18 +126,25 @@ def main() -> int:
     ap.add_argument("--cpu", action="store_true", help="toy sizes on the CPU (checks the script)")
     args = ap.parse_args()
     if not args.cpu and not torch.cuda.is_available():
-        print("gpu_check: no CUDA GPU visible (torch.cuda.is_available() is False); "
-              "run on a GPU machine, or with --cpu to check the script", file=sys.stderr)
+        print(
+            "gpu_check: no CUDA GPU visible (torch.cuda.is_available() is False); "
+            "run on a GPU machine, or with --cpu to check the script",
+            file=sys.stderr,
+        )
         return 2
     device = "cpu" if args.cpu else "cuda"
     small = args.cpu
     name = "CPU (--cpu)" if small else torch.cuda.get_device_name(0)
     print(f"# nnlab GPU check on {name}; torch {torch.__version__}")
 
-    rates = convnet4_throughput(device, steps=2 if small else 50, batch=8 if small else 64,
-                                size=64 if small else 150)
-    print("\n## convnet4 training, 150x150x3, batch 64 (images/s)" if not small else
-          "\n## convnet4 training, toy size (images/s)")
+    rates = convnet4_throughput(
+        device, steps=2 if small else 50, batch=8 if small else 64, size=64 if small else 150
+    )
+    print(
+        "\n## convnet4 training, 150x150x3, batch 64 (images/s)"
+        if not small
+        else "\n## convnet4 training, toy size (images/s)"
+    )
     for label, rate in rates.items():
         print(f"{label:28s} {rate:10.1f}   x{rate / rates['fp32']:.2f} vs fp32")
 
@@ -132,8 +152,10 @@ def main() -> int:
     gpu_rate = vgg16_throughput(device, 2 if small else 30, 8 if small else 64, size)
     cpu_rate = vgg16_throughput("cpu", 1 if small else 2, 8 if small else 16, size)
     print(f"\n## VGG16 conv base, feature extraction at {size}x{size} (images/s)")
-    print(f"{device:28s} {gpu_rate:10.1f}\ncpu{'':25s} {cpu_rate:10.1f}   "
-          f"{device} / cpu = x{gpu_rate / cpu_rate:.1f}")
+    print(
+        f"{device:28s} {gpu_rate:10.1f}\ncpu{'':25s} {cpu_rate:10.1f}   "
+        f"{device} / cpu = x{gpu_rate / cpu_rate:.1f}"
+    )
 
     with tempfile.TemporaryDirectory(prefix="nnlab-gpu-check-") as tmp:
         secs = pipeline("cpu" if small else "gpu", Path(tmp))

@@ -72,35 +72,52 @@ def _cell(text: str) -> str:
 
 
 def render(machine: dict[str, str], runs: list[Run]) -> str:
-    out = ["# Benchmark results", "",
-           "Written by `benchmarks/run_quick.sh` (through `benchmarks/results.py`): rerun it on "
-           "an idle machine rather than editing this file. A ratio (x) compares with the "
-           "baseline measured in the same run; each script's docstring says what it measures.",
-           "", "## Machine", ""]
+    out = [
+        "# Benchmark results",
+        "",
+        "Written by `benchmarks/run_quick.sh` (through `benchmarks/results.py`): rerun it on "
+        "an idle machine rather than editing this file. A ratio (x) compares with the "
+        "baseline measured in the same run; each script's docstring says what it measures.",
+        "",
+        "## Machine",
+        "",
+    ]
     out += [f"- {key}: {value}" for key, value in machine.items()]
-    out += ["", "## Figures", "",
-            "| benchmark | figure | value | command | load 1 min, before → after | time |",
-            "|---|---|---|---|---|---|"]
+    out += [
+        "",
+        "## Figures",
+        "",
+        "| benchmark | figure | value | command | load 1 min, before → after | time |",
+        "|---|---|---|---|---|---|",
+    ]
     for run in runs:
         figures = run.figures or [("FAILED" if run.status else "no figures printed", "", "")]
         for i, (label, value, unit) in enumerate(figures):
             first = i == 0
-            out.append("| " + " | ".join([
-                run.name if first else "",
-                _cell(label),
-                _value(value, unit) if value else "",
-                f"`{_cell(run.command)}`" if first else "",
-                _load(run) if first else "",
-                f"{run.seconds} s" if first and run.seconds is not None else "",
-            ]) + " |")
+            out.append(
+                "| "
+                + " | ".join(
+                    [
+                        run.name if first else "",
+                        _cell(label),
+                        _value(value, unit) if value else "",
+                        f"`{_cell(run.command)}`" if first else "",
+                        _load(run) if first else "",
+                        f"{run.seconds} s" if first and run.seconds is not None else "",
+                    ]
+                )
+                + " |"
+            )
     failed = [run for run in runs if run.status != 0]
     if failed:
         out += ["", "## Failures", ""]
         out += [f"- {run.name}: exit {run.status}: `{_cell(run.tail)}`" for run in failed]
     busy = [run.name for run in runs if (run.load_before or 0) > BUSY]
     if busy:
-        out += ["", f"Started above a {BUSY} load average (figures less trustworthy): "
-                    f"{', '.join(busy)}."]
+        out += [
+            "",
+            f"Started above a {BUSY} load average (figures less trustworthy): {', '.join(busy)}.",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -111,17 +128,19 @@ def main() -> int:
     args = ap.parse_args()
     machine_file = args.logs / "machine.txt"
     if not machine_file.is_file():
-        print(f"results.py: {machine_file}: missing (run benchmarks/run_quick.sh)",
-              file=sys.stderr)
+        print(f"results.py: {machine_file}: missing (run benchmarks/run_quick.sh)", file=sys.stderr)
         return 1
-    machine = dict(line.split(": ", 1) for line in machine_file.read_text().splitlines()
-                   if ": " in line)
+    machine = dict(
+        line.split(": ", 1) for line in machine_file.read_text().splitlines() if ": " in line
+    )
     runs = [parse_log(path) for path in sorted(args.logs.glob("[0-9][0-9]-*.log"))]
     tmp = args.out.with_name(f".{args.out.name}.tmp")
     tmp.write_text(render(machine, runs))
     os.replace(tmp, args.out)
-    print(f"results.py: {sum(len(r.figures) for r in runs)} figures of {len(runs)} "
-          f"benchmarks -> {args.out}")
+    print(
+        f"results.py: {sum(len(r.figures) for r in runs)} figures of {len(runs)} "
+        f"benchmarks -> {args.out}"
+    )
     return 0 if all(run.status == 0 for run in runs) else 1
 
 

@@ -26,11 +26,17 @@ TINY = {
         "enable_progress_bar": False,
         "log_every_n_steps": 1,
     },
-    "data": {"mnist": {"kind": "mnist", "source": "bundled", "max_samples": 400,
-                       "test_fraction": 0.25}},
+    "data": {
+        "mnist": {"kind": "mnist", "source": "bundled", "max_samples": 400, "test_fraction": 0.25}
+    },
     "experiments": {
-        "mnist_mlp": {"dataset": "mnist", "model": "mlp", "epochs": 2, "batch_size": 32,
-                      "model_options": {"hidden": 32}},
+        "mnist_mlp": {
+            "dataset": "mnist",
+            "model": "mlp",
+            "epochs": 2,
+            "batch_size": 32,
+            "model_options": {"hidden": 32},
+        },
         "mnist_cnn": {"dataset": "mnist", "model": "cnn_small", "epochs": 2, "batch_size": 32},
     },
 }
@@ -59,11 +65,27 @@ BIN = Path(sys.executable).parent  # the venv's nnlab and dvc
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment of a CLI subprocess: the venv first, a git identity, one thread, and
     none of this shell's tracking server, DVC experiment or DDP rank unless given."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
-           "GIT_AUTHOR_NAME": "nnlab-test", "GIT_AUTHOR_EMAIL": "test@nnlab.invalid",
-           "GIT_COMMITTER_NAME": "nnlab-test", "GIT_COMMITTER_EMAIL": "test@nnlab.invalid"}
-    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_STAGE", "RANK",
-                "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "SLURM_PROCID", "GROUP_RANK"):
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+        "GIT_AUTHOR_NAME": "nnlab-test",
+        "GIT_AUTHOR_EMAIL": "test@nnlab.invalid",
+        "GIT_COMMITTER_NAME": "nnlab-test",
+        "GIT_COMMITTER_EMAIL": "test@nnlab.invalid",
+    }
+    for var in (
+        "MLFLOW_TRACKING_URI",
+        "DVC_ROOT",
+        "DVC_EXP_NAME",
+        "DVC_STAGE",
+        "RANK",
+        "LOCAL_RANK",
+        "NODE_RANK",
+        "WORLD_SIZE",
+        "SLURM_PROCID",
+        "GROUP_RANK",
+    ):
         env.pop(var, None)
     return {**env, **extra}
 
@@ -87,8 +109,9 @@ def free_port() -> int:
 
 def copy_repo(work: Path) -> Path:
     """This repository's git-tracked files, copied into ``work`` (a new project folder)."""
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
-                           check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     for f in files:
         if (REPO / f).is_file():
             (work / f).parent.mkdir(parents=True, exist_ok=True)

@@ -109,7 +109,10 @@ def trickle(conn, stop) -> None:
 
 def status(code: int):
     """An HTTP error status with an empty body."""
+
     def reply(conn, stop) -> None:
-        conn.sendall(f"HTTP/1.1 {code} Boom\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                     .encode())
+        conn.sendall(
+            f"HTTP/1.1 {code} Boom\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+        )
+
     return reply

@@ -63,12 +63,19 @@ GOOD = [(f"{c}/{c[:-1]}.{i}.jpg", _jpeg(i)) for c in ("cats", "dogs") for i in r
 
 def _png_header(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width`` x ``height`` (a few hundred bytes in all)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+        + chunk(b"IEND", b"")
+    )
 
 
 # ----------------------------------------------------------------------------- builders
@@ -183,103 +190,214 @@ def _write(path: Path, data: bytes) -> Path:
 
 # (id, dataset, builder(t) -> input path, error regex); every one must be refused
 ARCHIVES = [
-    ("tar-cve-2025-4517-symlink-chain", "cats_vs_dogs",
-     lambda t: _tar(t / "cve.tar", _good_tar(_cve_chain()), mode="w"), r"symlink"),
-    ("tar-absolute-name", "cats_vs_dogs",
-     lambda t: _tar(t / "a.tar.gz", _good_tar([(str(t / "outside" / "abs.jpg"), b"x", {})])),
-     r"absolute path or '\.\.'"),
-    ("tar-dotdot", "cats_vs_dogs",
-     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/../../../outside/x.jpg", b"x", {})])),
-     r"absolute path or '\.\.'"),
-    ("tar-hardlink-outside", "cats_vs_dogs",
-     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/h.jpg", None,
-                                                _hard("../../outside/secret.txt"))])),
-     r"hard link"),
-    ("tar-hardlink-inside", "cats_vs_dogs",
-     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/h.jpg", None, _hard("cats/cat.0.jpg"))])),
-     r"hard link"),
-    ("tar-symlink-outside", "cats_vs_dogs",
-     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/s.jpg", None,
-                                                _sym(str(t / "outside/secret.txt")))])),
-     r"symlink"),
-    ("tar-symlink-inside", "cats_vs_dogs",
-     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/s.jpg", None, _sym("cat.0.jpg"))])),
-     r"symlink"),
-    ("tar-char-device", "cats_vs_dogs",
-     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/dev", None, {"type": tarfile.CHRTYPE})])),
-     r"device, FIFO"),
-    ("tar-fifo", "cats_vs_dogs",
-     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/fifo", None,
-                                                {"type": tarfile.FIFOTYPE})])),
-     r"device, FIFO"),
-    ("tar-contiguous-file", "cats_vs_dogs",
-     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/c.jpg", b"x",
-                                                {"type": tarfile.CONTTYPE})])),
-     r"special file"),
-    ("tar-duplicate-member", "cats_vs_dogs",
-     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/cat.0.jpg", b"replaced", {})])),
-     r"appears twice"),
-    ("tar-gz-bomb-ratio", "cats_vs_dogs",
-     lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/zeros.jpg", b"\0" * (24 << 20), {})])),
-     r"max_ratio", {"max_unpacked_mb": 64}),
-    ("tar-bomb-total-size", "cats_vs_dogs",
-     lambda t: _tar(t / "a.tar", _good_tar([("cats/big.jpg", os.urandom(3 << 20), {})]),
-                    mode="w"),
-     r"max_unpacked_mb"),
-    ("tar-lying-size-field", "cats_vs_dogs",
-     lambda t: _write(t / "a.tar", _lie_tar_size(_tar(t / "x.tar", _good_tar(), mode="w"))),
-     r"damaged archive"),
-    ("tar-truncated-gz", "cats_vs_dogs",
-     lambda t: _truncated(_tar(t / "a.tar.gz", _good_tar())), r"damaged archive"),
-    ("tar-truncated-mid-member", "cats_vs_dogs",
-     lambda t: _truncated(_tar(t / "a.tar", _good_tar(), mode="w"), 0.35), r"damaged archive"),
-    ("tar-truncated-at-member-boundary", "cats_vs_dogs",
-     lambda t: _truncated(_tar(t / "a.tar", _good_tar(), mode="w"), 0.3),
-     r"no end-of-archive marker"),
-    ("zip-symlink", "cats_vs_dogs",
-     lambda t: _zip(t / "a.zip", [*GOOD, (_symlink_zipinfo("cats/s.jpg"),
-                                          "../../outside/secret.txt")]),
-     r"link or special file"),
-    ("zip-dotdot", "cats_vs_dogs",
-     lambda t: _zip(t / "a.zip", [*GOOD, ("cats/../../outside/x.jpg", b"x")]),
-     r"absolute path or '\.\.'"),
-    ("zip-bomb-ratio", "cats_vs_dogs",
-     lambda t: _zip(t / "a.zip", [*GOOD, ("cats/zeros.jpg", b"\0" * (24 << 20))]),
-     r"max_ratio", {"max_unpacked_mb": 64}),
-    ("zip-bomb-total-size", "cats_vs_dogs",
-     lambda t: _zip(t / "a.zip", [*GOOD, ("cats/big.jpg", os.urandom(3 << 20))],
-                    compression=zipfile.ZIP_STORED),
-     r"max_unpacked_mb"),
+    (
+        "tar-cve-2025-4517-symlink-chain",
+        "cats_vs_dogs",
+        lambda t: _tar(t / "cve.tar", _good_tar(_cve_chain()), mode="w"),
+        r"symlink",
+    ),
+    (
+        "tar-absolute-name",
+        "cats_vs_dogs",
+        lambda t: _tar(t / "a.tar.gz", _good_tar([(str(t / "outside" / "abs.jpg"), b"x", {})])),
+        r"absolute path or '\.\.'",
+    ),
+    (
+        "tar-dotdot",
+        "cats_vs_dogs",
+        lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/../../../outside/x.jpg", b"x", {})])),
+        r"absolute path or '\.\.'",
+    ),
+    (
+        "tar-hardlink-outside",
+        "cats_vs_dogs",
+        lambda t: _tar(
+            t / "a.tar.gz", _good_tar([("cats/h.jpg", None, _hard("../../outside/secret.txt"))])
+        ),
+        r"hard link",
+    ),
+    (
+        "tar-hardlink-inside",
+        "cats_vs_dogs",
+        lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/h.jpg", None, _hard("cats/cat.0.jpg"))])),
+        r"hard link",
+    ),
+    (
+        "tar-symlink-outside",
+        "cats_vs_dogs",
+        lambda t: _tar(
+            t / "a.tar.gz", _good_tar([("cats/s.jpg", None, _sym(str(t / "outside/secret.txt")))])
+        ),
+        r"symlink",
+    ),
+    (
+        "tar-symlink-inside",
+        "cats_vs_dogs",
+        lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/s.jpg", None, _sym("cat.0.jpg"))])),
+        r"symlink",
+    ),
+    (
+        "tar-char-device",
+        "cats_vs_dogs",
+        lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/dev", None, {"type": tarfile.CHRTYPE})])),
+        r"device, FIFO",
+    ),
+    (
+        "tar-fifo",
+        "cats_vs_dogs",
+        lambda t: _tar(
+            t / "a.tar.gz", _good_tar([("cats/fifo", None, {"type": tarfile.FIFOTYPE})])
+        ),
+        r"device, FIFO",
+    ),
+    (
+        "tar-contiguous-file",
+        "cats_vs_dogs",
+        lambda t: _tar(
+            t / "a.tar.gz", _good_tar([("cats/c.jpg", b"x", {"type": tarfile.CONTTYPE})])
+        ),
+        r"special file",
+    ),
+    (
+        "tar-duplicate-member",
+        "cats_vs_dogs",
+        lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/cat.0.jpg", b"replaced", {})])),
+        r"appears twice",
+    ),
+    (
+        "tar-gz-bomb-ratio",
+        "cats_vs_dogs",
+        lambda t: _tar(t / "a.tar.gz", _good_tar([("cats/zeros.jpg", b"\0" * (24 << 20), {})])),
+        r"max_ratio",
+        {"max_unpacked_mb": 64},
+    ),
+    (
+        "tar-bomb-total-size",
+        "cats_vs_dogs",
+        lambda t: _tar(
+            t / "a.tar", _good_tar([("cats/big.jpg", os.urandom(3 << 20), {})]), mode="w"
+        ),
+        r"max_unpacked_mb",
+    ),
+    (
+        "tar-lying-size-field",
+        "cats_vs_dogs",
+        lambda t: _write(t / "a.tar", _lie_tar_size(_tar(t / "x.tar", _good_tar(), mode="w"))),
+        r"damaged archive",
+    ),
+    (
+        "tar-truncated-gz",
+        "cats_vs_dogs",
+        lambda t: _truncated(_tar(t / "a.tar.gz", _good_tar())),
+        r"damaged archive",
+    ),
+    (
+        "tar-truncated-mid-member",
+        "cats_vs_dogs",
+        lambda t: _truncated(_tar(t / "a.tar", _good_tar(), mode="w"), 0.35),
+        r"damaged archive",
+    ),
+    (
+        "tar-truncated-at-member-boundary",
+        "cats_vs_dogs",
+        lambda t: _truncated(_tar(t / "a.tar", _good_tar(), mode="w"), 0.3),
+        r"no end-of-archive marker",
+    ),
+    (
+        "zip-symlink",
+        "cats_vs_dogs",
+        lambda t: _zip(
+            t / "a.zip", [*GOOD, (_symlink_zipinfo("cats/s.jpg"), "../../outside/secret.txt")]
+        ),
+        r"link or special file",
+    ),
+    (
+        "zip-dotdot",
+        "cats_vs_dogs",
+        lambda t: _zip(t / "a.zip", [*GOOD, ("cats/../../outside/x.jpg", b"x")]),
+        r"absolute path or '\.\.'",
+    ),
+    (
+        "zip-bomb-ratio",
+        "cats_vs_dogs",
+        lambda t: _zip(t / "a.zip", [*GOOD, ("cats/zeros.jpg", b"\0" * (24 << 20))]),
+        r"max_ratio",
+        {"max_unpacked_mb": 64},
+    ),
+    (
+        "zip-bomb-total-size",
+        "cats_vs_dogs",
+        lambda t: _zip(
+            t / "a.zip",
+            [*GOOD, ("cats/big.jpg", os.urandom(3 << 20))],
+            compression=zipfile.ZIP_STORED,
+        ),
+        r"max_unpacked_mb",
+    ),
     ("zip-lying-header", "cats_vs_dogs", _lying_zip, r"damaged archive"),
     ("zip-bad-crc", "cats_vs_dogs", _bad_crc_zip, r"damaged archive.*CRC"),
-    ("zip-truncated", "cats_vs_dogs",
-     lambda t: _truncated(_zip(t / "a.zip", GOOD)), r"damaged archive"),
-    ("zip-file-and-folder", "cats_vs_dogs",
-     lambda t: _zip(t / "a.zip", [*GOOD, ("cats/x", b"file"), ("cats/x/y.jpg", b"x")]),
-     r"both a file and a folder|damaged archive"),
+    (
+        "zip-truncated",
+        "cats_vs_dogs",
+        lambda t: _truncated(_zip(t / "a.zip", GOOD)),
+        r"damaged archive",
+    ),
+    (
+        "zip-file-and-folder",
+        "cats_vs_dogs",
+        lambda t: _zip(t / "a.zip", [*GOOD, ("cats/x", b"file"), ("cats/x/y.jpg", b"x")]),
+        r"both a file and a folder|damaged archive",
+    ),
     ("format-tar-ending-in-zip", "cats_vs_dogs", _tar_ending_in_zip, r"both as a tar and"),
     ("format-zip-that-is-a-tar", "cats_vs_dogs", _zip_and_tar, r"both as a tar and"),
-    ("format-only-nested-archive", "cats_vs_dogs",
-     lambda t: _tar(t / "a.tar.gz", [("photos.zip", _zip(t / "i.zip", GOOD).read_bytes(), {})]),
-     r"only nested archives"),
-    ("format-not-an-archive", "cats_vs_dogs",
-     lambda t: _write(t / "photos.zip", b"just some text, not an archive\n"),
-     r"neither a folder nor a zip/tar"),
-    ("format-empty-file", "cats_vs_dogs",
-     lambda t: _write(t / "photos.tar.gz", b""), r"neither a folder nor a zip/tar"),
-    ("format-gzip-of-non-tar", "cats_vs_dogs",
-     lambda t: _write(t / "photos.tar.gz", gzip.compress(b"hello " * 300)),
-     r"damaged archive"),
-    ("imdb-zip-without-reviews", "imdb",
-     lambda t: _zip(t / "aclImdb.zip", GOOD), r"no labelled texts found"),
-    ("imdb-tar-symlink-review", "imdb",
-     lambda t: _tar(t / "acl.tar.gz", [("aclImdb/train/pos/0_9.txt", b"good", {}),
-                                       ("aclImdb/train/pos/1_9.txt", None,
-                                        _sym("/etc/passwd"))]),
-     r"symlink"),
-    ("imdb-zip-bomb", "imdb",
-     lambda t: _zip(t / "acl.zip", [("aclImdb/train/pos/0_9.txt", b"a " * (12 << 20))]),
-     r"max_ratio"),
+    (
+        "format-only-nested-archive",
+        "cats_vs_dogs",
+        lambda t: _tar(t / "a.tar.gz", [("photos.zip", _zip(t / "i.zip", GOOD).read_bytes(), {})]),
+        r"only nested archives",
+    ),
+    (
+        "format-not-an-archive",
+        "cats_vs_dogs",
+        lambda t: _write(t / "photos.zip", b"just some text, not an archive\n"),
+        r"neither a folder nor a zip/tar",
+    ),
+    (
+        "format-empty-file",
+        "cats_vs_dogs",
+        lambda t: _write(t / "photos.tar.gz", b""),
+        r"neither a folder nor a zip/tar",
+    ),
+    (
+        "format-gzip-of-non-tar",
+        "cats_vs_dogs",
+        lambda t: _write(t / "photos.tar.gz", gzip.compress(b"hello " * 300)),
+        r"damaged archive",
+    ),
+    (
+        "imdb-zip-without-reviews",
+        "imdb",
+        lambda t: _zip(t / "aclImdb.zip", GOOD),
+        r"no labelled texts found",
+    ),
+    (
+        "imdb-tar-symlink-review",
+        "imdb",
+        lambda t: _tar(
+            t / "acl.tar.gz",
+            [
+                ("aclImdb/train/pos/0_9.txt", b"good", {}),
+                ("aclImdb/train/pos/1_9.txt", None, _sym("/etc/passwd")),
+            ],
+        ),
+        r"symlink",
+    ),
+    (
+        "imdb-zip-bomb",
+        "imdb",
+        lambda t: _zip(t / "acl.zip", [("aclImdb/train/pos/0_9.txt", b"a " * (12 << 20))]),
+        r"max_ratio",
+    ),
 ]
 
 
@@ -336,8 +454,10 @@ class World:
         """Nothing changed but ``data/raw/<dataset>`` when given: no temp, .part, escaped or
         changed file, nothing beside the project."""
         out = f"project/data/raw/{dataset}"
-        keep = lambda snap: {k: v for k, v in snap.items()  # noqa: E731
-                             if dataset is None or not k.startswith(out)}
+
+        def keep(snap):
+            return {k: v for k, v in snap.items() if dataset is None or not k.startswith(out)}
+
         after = _snapshot(self.tmp)
         assert keep(after) == keep(self.before)
         assert not [k for k in after if Path(k).name.startswith(".")], after
@@ -363,32 +483,54 @@ def world(tmp_path) -> World:
 
 
 def _params(dataset: str, **block):
-    base = {"cats_vs_dogs": {"kind": "image_folder", "source": "remote", "image_size": 16,
-                             "split_sizes": [2, 2, 2], "max_unpacked_mb": 2, "retries": 0,
-                             "timeout": 2},
-            "imdb": {"kind": "text_folder", "source": "remote", "retries": 0, "timeout": 2,
-                     "max_unpacked_mb": 20},
-            "mnist": {"kind": "mnist", "source": "remote", "retries": 0, "timeout": 2}}[dataset]
+    base = {
+        "cats_vs_dogs": {
+            "kind": "image_folder",
+            "source": "remote",
+            "image_size": 16,
+            "split_sizes": [2, 2, 2],
+            "max_unpacked_mb": 2,
+            "retries": 0,
+            "timeout": 2,
+        },
+        "imdb": {
+            "kind": "text_folder",
+            "source": "remote",
+            "retries": 0,
+            "timeout": 2,
+            "max_unpacked_mb": 20,
+        },
+        "mnist": {"kind": "mnist", "source": "remote", "retries": 0, "timeout": 2},
+    }[dataset]
     return tiny_params(**{f"data.{dataset}": {**base, **block}})
 
 
 # ----------------------------------------------------------------------------- archives
 
 
-@pytest.mark.parametrize(("dataset", "build", "pattern", "block"),
-                         [(*a[1:4], a[4] if len(a) > 4 else {}) for a in ARCHIVES],
-                         ids=[a[0] for a in ARCHIVES])
-def test_hostile_archive_as_path_is_refused_never_a_fallback(world, dataset, build, pattern,
-                                                             block):
+@pytest.mark.parametrize(
+    ("dataset", "build", "pattern", "block"),
+    [(*a[1:4], a[4] if len(a) > 4 else {}) for a in ARCHIVES],
+    ids=[a[0] for a in ARCHIVES],
+)
+def test_hostile_archive_as_path_is_refused_never_a_fallback(world, dataset, build, pattern, block):
     archive = build(world.inputs)
     params = _params(dataset, source="auto", path=str(archive), **block)
-    world.refuses(lambda: run_download(params, dataset, world.root), ValueError, pattern,
-                  f"data.{dataset}.path: {archive}")  # a bad path: never a fallback
+    world.refuses(
+        lambda: run_download(params, dataset, world.root),
+        ValueError,
+        pattern,
+        f"data.{dataset}.path: {archive}",
+    )  # a bad path: never a fallback
 
 
 def test_imdb_zip_with_reviews_is_accepted_by_design(world):
-    reviews = [(f"aclImdb/{s}/{lab}/{i}_5.txt", f"review {s} {lab} {i}".encode())
-               for s in ("train", "test") for lab in ("pos", "neg") for i in range(2)]
+    reviews = [
+        (f"aclImdb/{s}/{lab}/{i}_5.txt", f"review {s} {lab} {i}".encode())
+        for s in ("train", "test")
+        for lab in ("pos", "neg")
+        for i in range(2)
+    ]
     archive = _zip(world.inputs / "aclImdb.zip", reviews)
     world.freeze()
     manifest = run_download(_params("imdb", path=str(archive)), "imdb", world.root)
@@ -399,12 +541,12 @@ def test_imdb_zip_with_reviews_is_accepted_by_design(world):
 def test_safe_archive_extracts_exactly_its_files(world):
     archive = _tar(world.inputs / "good.tar.bz2", _good_tar(), mode="w:bz2")
     world.freeze()
-    manifest = run_download(_params("cats_vs_dogs", path=str(archive)), "cats_vs_dogs",
-                            world.root)
+    manifest = run_download(_params("cats_vs_dogs", path=str(archive)), "cats_vs_dogs", world.root)
     world.assert_untouched("cats_vs_dogs")
     images = world.root / "data/raw/cats_vs_dogs/images"
     assert sorted(str(p.relative_to(images)) for p in images.rglob("*.jpg")) == sorted(
-        n for n, _ in GOOD)
+        n for n, _ in GOOD
+    )
     assert manifest["counts"] == {"pool": {"cats": 3, "dogs": 3}}
 
 
@@ -426,8 +568,11 @@ def _imdb_folder(root: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("kind", ["file-outside", "loop", "dangling", "folder-outside", "fifo"],
-                         ids=lambda k: f"folder-{k}")
+@pytest.mark.parametrize(
+    "kind",
+    ["file-outside", "loop", "dangling", "folder-outside", "fifo"],
+    ids=lambda k: f"folder-{k}",
+)
 def test_folder_links_are_skipped_and_counted_never_followed(world, kind):
     src = _photo_folder(world.inputs / "photos")
     link = src / "cats" / "cat.9.jpg"
@@ -468,8 +613,10 @@ def test_text_folder_symlinked_empty_or_binary_review_is_skipped_and_counted(wor
     world.assert_untouched("imdb")
     assert manifest["skipped_symlinks"] == 2
     assert {s["file"].split("/", 1)[1]: s["reason"][:13] for s in manifest["skipped"]} == {
-        "train/pos/2_9.txt": "empty", "train/pos/3_9.txt": "not UTF-8 tex",
-        "test/neg/4_1.txt": "not UTF-8 tex"}
+        "train/pos/2_9.txt": "empty",
+        "train/pos/3_9.txt": "not UTF-8 tex",
+        "test/neg/4_1.txt": "not UTF-8 tex",
+    }
     assert manifest["skipped_count"] == 3 and "skipped 3 texts" in capsys.readouterr().err
     assert manifest["counts"]["train"]["pos"] == 1
     raw = (world.root / "data/raw/imdb" / paths.RAW_TEXTS).read_bytes()
@@ -480,14 +627,20 @@ MISSING = [(d, s) for d in ("cats_vs_dogs", "imdb") for s in ("auto", "remote", 
 MISSING += [("mnist", s) for s in ("auto", "remote", "bundled")]
 
 
-@pytest.mark.parametrize(("dataset", "source"), MISSING,
-                         ids=[f"folder-missing-path-{s}-{d}" for d, s in MISSING])
+@pytest.mark.parametrize(
+    ("dataset", "source"), MISSING, ids=[f"folder-missing-path-{s}-{d}" for d, s in MISSING]
+)
 def test_missing_path_is_an_error_under_every_source(world, dataset, source):
-    params = _params(dataset, source=source, path=str(world.tmp / "typo"),
-                     mirrors=[f"{dead_url()}/x.zip"])
+    params = _params(
+        dataset, source=source, path=str(world.tmp / "typo"), mirrors=[f"{dead_url()}/x.zip"]
+    )
     t0 = time.perf_counter()
-    world.refuses(lambda: run_download(params, dataset, world.root), FileNotFoundError,
-                  "does not exist", f"data.{dataset}.path: {world.tmp / 'typo'}")
+    world.refuses(
+        lambda: run_download(params, dataset, world.root),
+        FileNotFoundError,
+        "does not exist",
+        f"data.{dataset}.path: {world.tmp / 'typo'}",
+    )
     assert time.perf_counter() - t0 < 2  # no retries
 
 
@@ -521,9 +674,12 @@ def test_unreadable_images_skipped_counted_and_shortfall_reported(world, capsys)
     split = run_split(params, "cats_vs_dogs", world.root)
     assert split["skipped_count"] == 5
     assert {s["file"] for s in split["skipped"]} == {
-        f"{'cats' if i % 2 else 'dogs'}/bad{i}.png" for i in range(5)}
-    assert any("decompression bomb" in s["reason"].lower() or "pixels" in s["reason"]
-               for s in split["skipped"])
+        f"{'cats' if i % 2 else 'dogs'}/bad{i}.png" for i in range(5)
+    }
+    assert any(
+        "decompression bomb" in s["reason"].lower() or "pixels" in s["reason"]
+        for s in split["skipped"]
+    )
     short = split["shortfall"]
     for s, n in split["counts"].items():
         assert n == (short[s]["got"] if s in short else n)
@@ -536,13 +692,25 @@ def test_unreadable_images_skipped_counted_and_shortfall_reported(world, capsys)
 
 @pytest.mark.parametrize("dataset", ["mnist", "imdb"], ids=lambda d: f"split-empty-{d}")
 def test_empty_split_is_refused_naming_dataset_and_split(world, dataset):
-    block = ({"kind": "mnist", "source": "bundled", "max_samples": 10} if dataset == "mnist"
-             else {"kind": "text_folder", "source": "synthetic", "synthetic_size": 40,
-                   "max_samples": 10, "val_fraction": 0.05})
+    block = (
+        {"kind": "mnist", "source": "bundled", "max_samples": 10}
+        if dataset == "mnist"
+        else {
+            "kind": "text_folder",
+            "source": "synthetic",
+            "synthetic_size": 40,
+            "max_samples": 10,
+            "val_fraction": 0.05,
+        }
+    )
     params = tiny_params(**{f"data.{dataset}": block})
     run_download(params, dataset, world.root)
-    world.refuses(lambda: run_split(params, dataset, world.root), ValueError,
-                  r"the val( and test)? split would be empty", f"split@{dataset}")
+    world.refuses(
+        lambda: run_split(params, dataset, world.root),
+        ValueError,
+        r"the val( and test)? split would be empty",
+        f"split@{dataset}",
+    )
 
 
 # ----------------------------------------------------------------------------- downloads
@@ -576,63 +744,95 @@ def test_hostile_mirror_then_good_mirror_then_fallback(world, name):
         # remote: one line naming the URL; earlier output kept
         params = _params("cats_vs_dogs", mirrors=[f"{bad}/photos.zip"], **block)
         t0 = time.perf_counter()
-        world.refuses(lambda: run_download(params, "cats_vs_dogs", world.root), DownloadError,
-                      pattern, f"{bad}/photos.zip")
+        world.refuses(
+            lambda: run_download(params, "cats_vs_dogs", world.root),
+            DownloadError,
+            pattern,
+            f"{bad}/photos.zip",
+        )
         assert time.perf_counter() - t0 < 8
         # the next mirror is tried
-        params = _params("cats_vs_dogs", mirrors=[f"{bad}/photos.zip", f"{good}/good.zip"],
-                         **block)
+        params = _params("cats_vs_dogs", mirrors=[f"{bad}/photos.zip", f"{good}/good.zip"], **block)
         got = run_download(params, "cats_vs_dogs", world.root)["files"]["archive"]
         assert got["url"] == f"{good}/good.zip"
         # auto: falls back loudly, the reason names the URL
-        params = _params("cats_vs_dogs", source="auto", mirrors=[f"{bad}/photos.zip"],
-                         synthetic_size=10, synthetic_image_size=8, **block)
+        params = _params(
+            "cats_vs_dogs",
+            source="auto",
+            mirrors=[f"{bad}/photos.zip"],
+            synthetic_size=10,
+            synthetic_image_size=8,
+            **block,
+        )
         manifest = run_download(params, "cats_vs_dogs", world.root)
     assert manifest["source"].startswith("synthetic") and bad in manifest["fallback_reason"]
     world.assert_untouched("cats_vs_dogs")
 
 
-@pytest.mark.parametrize("first", ["damaged.zip", "evil.zip"],
-                         ids=["net-damaged-first-mirror", "net-unsafe-first-mirror"])
+@pytest.mark.parametrize(
+    "first",
+    ["damaged.zip", "evil.zip"],
+    ids=["net-damaged-first-mirror", "net-unsafe-first-mirror"],
+)
 def test_bad_archive_from_first_mirror_moves_on(world, first):
     srv = _good_zip_server_dir(world.tmp)
     with serve(srv) as url:
         params = _params("cats_vs_dogs", mirrors=[f"{url}/{first}"])
-        world.refuses(lambda: run_download(params, "cats_vs_dogs", world.root), DownloadError,
-                      r"damaged archive|refused", f"{url}/{first}")
+        world.refuses(
+            lambda: run_download(params, "cats_vs_dogs", world.root),
+            DownloadError,
+            r"damaged archive|refused",
+            f"{url}/{first}",
+        )
         params = _params("cats_vs_dogs", mirrors=[f"{url}/{first}", f"{url}/good.zip"])
         manifest = run_download(params, "cats_vs_dogs", world.root)
     assert manifest["files"]["archive"]["url"] == f"{url}/good.zip"
     world.assert_untouched("cats_vs_dogs")
 
 
-@pytest.mark.parametrize("fragment", ["#sha256:" + "0" * 64, "#sha256=abc", "#sha1=" + "0" * 40,
-                                      "#"],
-                         ids=["net-pin-colon", "net-pin-short", "net-pin-algo", "net-pin-empty"])
+@pytest.mark.parametrize(
+    "fragment",
+    ["#sha256:" + "0" * 64, "#sha256=abc", "#sha1=" + "0" * 40, "#"],
+    ids=["net-pin-colon", "net-pin-short", "net-pin-algo", "net-pin-empty"],
+)
 def test_malformed_pin_is_an_error_not_unpinned(world, fragment):
     from nnlab.config import ConfigError
     from nnlab.data.sources import parse_mirror
 
     mirror = f"http://127.0.0.1:9/photos.zip{fragment}"
     # params.yaml is refused when loaded, naming the mirror...
-    world.refuses(lambda: _params("cats_vs_dogs", source="auto", mirrors=[mirror]),
-                  ConfigError, r"mirrors\[0\]: .*#sha256=<64 hex", "photos.zip")
+    world.refuses(
+        lambda: _params("cats_vs_dogs", source="auto", mirrors=[mirror]),
+        ConfigError,
+        r"mirrors\[0\]: .*#sha256=<64 hex",
+        "photos.zip",
+    )
     # ... and the downloader's own parser refuses it too (defence in depth)
-    world.refuses(lambda: parse_mirror(mirror), ValueError, r"#sha256=<64 hex digits>",
-                  "photos.zip")
+    world.refuses(
+        lambda: parse_mirror(mirror), ValueError, r"#sha256=<64 hex digits>", "photos.zip"
+    )
 
 
 def test_pinned_checksum_mismatch_remote_fails_auto_falls_back(world):
     srv = _good_zip_server_dir(world.tmp)
     with serve(srv) as url:
         mirror = f"{url}/good.zip#sha256={'0' * 64}"
-        world.refuses(lambda: run_download(_params("cats_vs_dogs", mirrors=[mirror]),
-                                           "cats_vs_dogs", world.root),
-                      DownloadError, "checksum mismatch", f"{url}/good.zip")
-        params = _params("cats_vs_dogs", source="auto", mirrors=[mirror], synthetic_size=10,
-                         synthetic_image_size=8)
-        assert run_download(params, "cats_vs_dogs", world.root)["source"].startswith(
-            "synthetic")
+        world.refuses(
+            lambda: run_download(
+                _params("cats_vs_dogs", mirrors=[mirror]), "cats_vs_dogs", world.root
+            ),
+            DownloadError,
+            "checksum mismatch",
+            f"{url}/good.zip",
+        )
+        params = _params(
+            "cats_vs_dogs",
+            source="auto",
+            mirrors=[mirror],
+            synthetic_size=10,
+            synthetic_image_size=8,
+        )
+        assert run_download(params, "cats_vs_dogs", world.root)["source"].startswith("synthetic")
 
 
 def test_trickle_fetch_is_cut_off_without_part_files(tmp_path):
@@ -656,8 +856,9 @@ run_download(params, "cats_vs_dogs", Path(sys.argv[2]))
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT],
-                         ids=["signal-sigterm", "signal-ctrl-c"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT], ids=["signal-sigterm", "signal-ctrl-c"]
+)
 def test_killed_download_stage_leaves_no_temp_files(world, sig):
     """A download stage killed mid-transfer: its temp folder and .part file are removed, the
     earlier output stays."""
@@ -665,8 +866,11 @@ def test_killed_download_stage_leaves_no_temp_files(world, sig):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     world.freeze()
     with raw_server(trickle) as url:
-        proc = subprocess.Popen([sys.executable, "-c", _KILLED, f"{url}/photos.zip",
-                                 str(world.root)], env=env, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _KILLED, f"{url}/photos.zip", str(world.root)],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 20
             while not list(raw.glob(".cats_vs_dogs.tmp-*/.*.part")):
@@ -697,4 +901,3 @@ def test_interruptible_restores_the_previous_handler():
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, previous)
-

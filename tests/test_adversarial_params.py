@@ -14,8 +14,10 @@ from nnlab.cli import main
 VALID = {
     "seed": 1,
     "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False},
-    "data": {"mnist": {"kind": "mnist", "source": "bundled"},
-             "cats_vs_dogs": {"kind": "image_folder", "source": "synthetic"}},
+    "data": {
+        "mnist": {"kind": "mnist", "source": "bundled"},
+        "cats_vs_dogs": {"kind": "image_folder", "source": "synthetic"},
+    },
     "features": {"cvd": {"from": "cats_vs_dogs", "backbone": "vgg16"}},
     "experiments": {
         "m": {"dataset": "mnist", "model": "mlp", "epochs": 1},
@@ -76,21 +78,29 @@ CASES = {
     "string-for-int": bad("experiments.m.batch_size", "64", "'64'"),
     "bool-for-int": bad("experiments.m.epochs", True, "true"),
     # (safe_dump writes the string 1e-3 unquoted; the loader reads 1e-3 as a float)
-    "quoted-float": (yaml.safe_dump(VALID).replace("epochs: 1\n", "epochs: 1\n    lr: '1e-3'\n"),
-                     ["experiments.m.lr", "'1e-3'"]),
+    "quoted-float": (
+        yaml.safe_dump(VALID).replace("epochs: 1\n", "epochs: 1\n    lr: '1e-3'\n"),
+        ["experiments.m.lr", "'1e-3'"],
+    ),
     "float-for-int": bad("seed", 1.5, "1.5"),
     "too-big": bad("seed", 2**40, str(2**40)),
     "zero-timeout": bad("data.mnist.timeout", 0, "0"),
-    "inf": ("data: {mnist: {kind: mnist}}\nexperiments: {m: {dataset: mnist, model: mlp, "
-            "epochs: 1, lr: .inf}}\n", ["experiments.m.lr", "inf"]),
+    "inf": (
+        "data: {mnist: {kind: mnist}}\nexperiments: {m: {dataset: mnist, model: mlp, "
+        "epochs: 1, lr: .inf}}\n",
+        ["experiments.m.lr", "inf"],
+    ),
     "list-length": bad("data.cats_vs_dogs.split_sizes", [1, 2], "[1, 2]"),
     "either-shape": bad("loader.threads", 0, "0"),
     "not-a-source": bad("data.cats_vs_dogs.source", "bundled", "'bundled'"),
-    "int-key": ("data: {mnist: {kind: mnist}}\nexperiments: {1: {dataset: mnist, model: mlp, "
-                "epochs: 1}}\n",
-                ["experiments: key 1 is not a string"]),
-    "null-block": ("data: {mnist: {kind: mnist}}\nexperiments: {m: null}\n",
-                   ["experiments.m: expected a mapping", "null"]),
+    "int-key": (
+        "data: {mnist: {kind: mnist}}\nexperiments: {1: {dataset: mnist, model: mlp, epochs: 1}}\n",
+        ["experiments: key 1 is not a string"],
+    ),
+    "null-block": (
+        "data: {mnist: {kind: mnist}}\nexperiments: {m: null}\n",
+        ["experiments.m: expected a mapping", "null"],
+    ),
     "reserved-max_epochs": bad("trainer.max_epochs", 5, "experiments.<name>.epochs"),
     "reserved-logger": bad("trainer.logger", True, "MLflow"),
     "moved-num_workers": bad("trainer.num_workers", 2, "loader.num_workers"),
@@ -99,45 +109,61 @@ CASES = {
     "dataset-without-kind": bad("data.cifar", {}, "data.cifar.kind", "image_folder", "missing"),
     "unknown-kind": bad("data.cifar", {"kind": "cifar"}, "data.cifar.kind", "text_table"),
     "kind-key-of-another-kind": bad("data.cats_vs_dogs.vocab_size", 100, "unknown key"),
-    "no-path-nor-mirrors": (raw_with(**{"data.cats_vs_dogs.source": "auto"}),
-                            ["data.cats_vs_dogs.path", "required"]),
+    "no-path-nor-mirrors": (
+        raw_with(**{"data.cats_vs_dogs.source": "auto"}),
+        ["data.cats_vs_dogs.path", "required"],
+    ),
     "channels": bad("data.cats_vs_dogs.channels", 2, "1 or 3"),
     "one-class": bad("data.cats_vs_dogs.classes", ["cats"], "at least two"),
-    "features-from-text": (raw_with(**{"data.t": {"kind": "text_table", "path": "t.csv"},
-                                       "features.cvd.from": "t"}),
-                           ["features.cvd.from", "text_table", "cats_vs_dogs"]),
+    "features-from-text": (
+        raw_with(**{"data.t": {"kind": "text_table", "path": "t.csv"}, "features.cvd.from": "t"}),
+        ["features.cvd.from", "text_table", "cats_vs_dogs"],
+    ),
     "alias-spelled-as-field": bad("features.cvd.from_", "mnist", "unknown key"),
     "unknown-nested-key": bad("experiments.h.finetune", {"unfreez_epoch": 1}, "unfreeze_epoch"),
-    "mirror-colon-pin": bad("data.mnist.mirrors", ["https://a.org/x#sha256:" + HEX],
-                            "mirrors[0]", "sha256=<64 hex>"),
-    "mirror-short-pin": bad("data.mnist.mirrors", ["https://a.org/", "https://b.org/x#sha256=abc"],
-                            "mirrors[1]", "#sha256=abc"),
+    "mirror-colon-pin": bad(
+        "data.mnist.mirrors", ["https://a.org/x#sha256:" + HEX], "mirrors[0]", "sha256=<64 hex>"
+    ),
+    "mirror-short-pin": bad(
+        "data.mnist.mirrors",
+        ["https://a.org/", "https://b.org/x#sha256=abc"],
+        "mirrors[1]",
+        "#sha256=abc",
+    ),
     "mirror-md5-64": bad("data.mnist.mirrors", ["https://a.org/x#md5=" + HEX], "md5="),
     "mirror-ftp": bad("data.mnist.mirrors", ["ftp://a.org/x.zip"], "mirrors[0]", "ftp://"),
     "mirror-a-path": bad("data.mnist.mirrors", ["../../etc/passwd"], "../../etc/passwd"),
-    "name-dotdot": (raw_with(**{"experiments|../../x": M}),
-                    ["experiments", "'../../x'", "not an identifier"]),
+    "name-dotdot": (
+        raw_with(**{"experiments|../../x": M}),
+        ["experiments", "'../../x'", "not an identifier"],
+    ),
     "name-empty": (raw_with(**{"experiments|": M}), ["experiments", "''", "not an identifier"]),
-    "name-slash": (raw_with(**{"features|a/b": {"from": "mnist", "backbone": "vgg16"}}),
-                   ["features", "'a/b'", "not an identifier"]),
+    "name-slash": (
+        raw_with(**{"features|a/b": {"from": "mnist", "backbone": "vgg16"}}),
+        ["features", "'a/b'", "not an identifier"],
+    ),
     "unknown-dataset": bad("experiments.m.dataset", "cifar", "'cifar'", "cvd"),
     "dataset-without-block": bad("experiments.m.dataset", "imdb", "'imdb'"),
     "features-from-unknown": bad("features.cvd.from", "imagenet", "'imagenet'"),
-    "features-named-as-dataset": bad("features.mnist", {"from": "cats_vs_dogs",
-                                                        "backbone": "vgg16"}, "dataset"),
+    "features-named-as-dataset": bad(
+        "features.mnist", {"from": "cats_vs_dogs", "backbone": "vgg16"}, "dataset"
+    ),
     "bucket-without-lengths": bad("experiments.m.bucket_by_length", True, "'mnist'"),
     "momentum-adam": bad("experiments.m.momentum", 0.9, "adam has no momentum", "0.9"),
     "unfreeze-never": bad("experiments.h.finetune", {"unfreeze_epoch": 2}, ">= epochs (2)"),
     "negative": bad("experiments.h.finetune", {"unfreeze_epoch": -1}, "unfreeze_epoch", "-1"),
     "missing": bad("experiments.m.epochs", ..., "required key missing"),
     "mapping-for-list": bad("experiments.m.augment", {"name": "Blur"}, "a mapping"),
-    "fractions-sum": (raw_with(**{"data.mnist.val_fraction": 0.5,
-                                  "data.mnist.test_fraction": 0.5}),
-                      ["data.mnist.test_fraction", "0.5 + 0.5"]),
+    "fractions-sum": (
+        raw_with(**{"data.mnist.val_fraction": 0.5, "data.mnist.test_fraction": 0.5}),
+        ["data.mnist.test_fraction", "0.5 + 0.5"],
+    ),
     "duplicate-top": (yaml.safe_dump(VALID) + "seed: 2\n", ["duplicate key 'seed'", "line"]),
-    "duplicate-nested": ("data: {mnist: {kind: mnist}}\nexperiments:\n  m:\n    dataset: mnist\n"
-                         "    model: mlp\n    epochs: 1\n    epochs: 2\n",
-                         ["params.yaml: line 7", "duplicate key 'epochs'", "first on line 6"]),
+    "duplicate-nested": (
+        "data: {mnist: {kind: mnist}}\nexperiments:\n  m:\n    dataset: mnist\n"
+        "    model: mlp\n    epochs: 1\n    epochs: 2\n",
+        ["params.yaml: line 7", "duplicate key 'epochs'", "first on line 6"],
+    ),
     "invalid-yaml": ("seed: 1\nexperiments: [\n  m: {a: 1\n", ["params.yaml: line", "column"]),
     "tab-indent": ("seed: 1\n\texperiments: {}\n", ["params.yaml: line 2"]),
     "top-level-list": ("- seed\n- 1\n", ["params.yaml", "expected a mapping", "a list of 2"]),
@@ -148,11 +174,16 @@ CASES = {
     "nested-maps": ("{a: " * 5000 + "1" + "}" * 5000 + "\n", ["nested too deeply"]),
     "nested-lists": ("[" * 5000 + "]" * 5000 + "\n", ["nested too deeply"]),
     "huge-file": ("# " + "x" * (2**20 + 10) + "\n", ["bytes; a params file is text of at most"]),
-    "huge-values": (raw_with(**{"experiments.m.epochs": {f"k{i}": list(range(50))
-                                                         for i in range(300)},
-                                "experiments.m.lr": "x" * 100000,
-                                "experiments.m.batch_size": list(range(10000))}),
-                    ["a mapping of 300 keys", "a list of 10000", "xxxx..."]),
+    "huge-values": (
+        raw_with(
+            **{
+                "experiments.m.epochs": {f"k{i}": list(range(50)) for i in range(300)},
+                "experiments.m.lr": "x" * 100000,
+                "experiments.m.batch_size": list(range(10000)),
+            }
+        ),
+        ["a mapping of 300 keys", "a list of 10000", "xxxx..."],
+    ),
 }
 
 
@@ -168,19 +199,29 @@ def test_bad_params_one_line(tmp_path, monkeypatch, capsys, content, expected):
 # it reads data or touches models/ (nothing exists, yet the error is about params)
 RUNTIME = {
     "unknown-model": bad("experiments.m.model", "resnet9000", "'resnet9000'"),
-    "unknown-model-option": bad("experiments.m.model_options", {"widht": 3},
-                                "model_options.widht"),
-    "model-option-type": bad("experiments.m.model_options", {"hidden": "big"},
-                             "model_options.hidden", "'big'"),
-    "augment-unknown-transform": bad("experiments.m.augment",
-                                     [{"name": "Blur", "args": {"blur_limit": [3, 7]}},
-                                      {"name": "NoSuchTransform"}],
-                                     "augment[1]", "NoSuchTransform"),
-    "augment-bad-arg": bad("experiments.m.augment", [{"name": "Affine", "args": {"rotat": 3}}],
-                           "augment[0]", "Affine", "rotat"),
-    "augment-arg-type": bad("experiments.m.augment", [{"name": "Affine",
-                                                       "args": {"rotate": "lots"}}],
-                            "augment[0]", "lots"),
+    "unknown-model-option": bad("experiments.m.model_options", {"widht": 3}, "model_options.widht"),
+    "model-option-type": bad(
+        "experiments.m.model_options", {"hidden": "big"}, "model_options.hidden", "'big'"
+    ),
+    "augment-unknown-transform": bad(
+        "experiments.m.augment",
+        [{"name": "Blur", "args": {"blur_limit": [3, 7]}}, {"name": "NoSuchTransform"}],
+        "augment[1]",
+        "NoSuchTransform",
+    ),
+    "augment-bad-arg": bad(
+        "experiments.m.augment",
+        [{"name": "Affine", "args": {"rotat": 3}}],
+        "augment[0]",
+        "Affine",
+        "rotat",
+    ),
+    "augment-arg-type": bad(
+        "experiments.m.augment",
+        [{"name": "Affine", "args": {"rotate": "lots"}}],
+        "augment[0]",
+        "lots",
+    ),
     "trainer-unknown-key": bad("trainer.epochz", 3, "not an argument of lightning.Trainer"),
     "trainer-string-for-number": bad("trainer.limit_train_batches", "0.1", "'0.1'"),
     "trainer-bool-for-int": bad("trainer.limit_train_batches", True, "true"),
@@ -199,8 +240,10 @@ RUNTIME = {
     "trainer-profiler": bad("trainer.profiler", "nonsense", "'nonsense'"),
     "trainer-nodes": bad("trainer.num_nodes", 0, "0", "positive"),
     # no machine here has 64 GPUs: Lightning refuses the accelerator (no GPU) or the devices
-    "trainer-gpus": (raw_with(**{"trainer.accelerator": "gpu", "trainer.devices": 64}),
-                     ["trainer.", "gpu"]),
+    "trainer-gpus": (
+        raw_with(**{"trainer.accelerator": "gpu", "trainer.devices": 64}),
+        ["trainer.", "gpu"],
+    ),
 }
 
 
@@ -218,11 +261,15 @@ def test_cpu_devices_beyond_the_cores(tmp_path, monkeypatch, capsys):
     assert code == 2 and "trainer.devices: 7" in line and "2 cores" in line, line
 
 
-@pytest.mark.parametrize(("make", "expected"), [
-    (lambda path: path.mkdir(), "conf: is a folder, not a params file"),
-    (os.mkfifo, "conf: not a regular file (a pipe or a device?)"),  # reading it would block
-    (lambda path: None, "conf: not found (run nnlab from the project root)"),
-], ids=["folder", "fifo", "missing"])
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda path: path.mkdir(), "conf: is a folder, not a params file"),
+        (os.mkfifo, "conf: not a regular file (a pipe or a device?)"),  # reading it would block
+        (lambda path: None, "conf: not found (run nnlab from the project root)"),
+    ],
+    ids=["folder", "fifo", "missing"],
+)
 def test_params_path_that_is_no_file(tmp_path, monkeypatch, capsys, make, expected):
     make(tmp_path / "conf")
     monkeypatch.chdir(tmp_path)
@@ -230,12 +277,15 @@ def test_params_path_that_is_no_file(tmp_path, monkeypatch, capsys, make, expect
     assert capsys.readouterr().err.strip().splitlines() == [f"nnlab: error: {expected}"]
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["train", "nope"], "no experiment 'nope'"),
-    (["download", "imdb"], "no dataset 'imdb'"),
-    (["download", "../x"], "'../x'"),  # not an identifier: a ConfigError too
-    (["features", "mnist"], "no features cache 'mnist' under features: (known: cvd)"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["train", "nope"], "no experiment 'nope'"),
+        (["download", "imdb"], "no dataset 'imdb'"),
+        (["download", "../x"], "'../x'"),  # not an identifier: a ConfigError too
+        (["features", "mnist"], "no features cache 'mnist' under features: (known: cvd)"),
+    ],
+)
 def test_unknown_names_on_the_command_line(tmp_path, monkeypatch, capsys, args, expected):
     code, line = run_cli(tmp_path, monkeypatch, capsys, VALID, args)
     assert code == 2 and expected in line, line

@@ -29,8 +29,10 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
-                                    + ([base] if base else []))
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - node.level + 1]
+                        + ([base] if base else [])
+                    )
                 targets = [f"{base}.{a.name}" for a in node.names] + [base]
             else:
                 continue
@@ -52,7 +54,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for dep in sorted(graph.get(node, ())):
             if state.get(dep) == 1:
-                return [*stack[stack.index(dep):], dep]
+                return [*stack[stack.index(dep) :], dep]
             if dep not in state and (cycle := visit(dep)):
                 return cycle
         stack.pop()
@@ -75,8 +77,17 @@ LAYERS = [
     {"ground": ("nnlab", "nnlab.paths", "nnlab.spec", "nnlab.files", "nnlab.log")},
     {"config": ("nnlab.config",)},
     {"data": ("nnlab.data",), "models": ("nnlab.models",)},
-    {"library": ("nnlab.classifier", "nnlab.tracking", "nnlab.viz", "nnlab.threads",
-                 "nnlab.serving", "nnlab.summary", "nnlab.checks")},
+    {
+        "library": (
+            "nnlab.classifier",
+            "nnlab.tracking",
+            "nnlab.viz",
+            "nnlab.threads",
+            "nnlab.serving",
+            "nnlab.summary",
+            "nnlab.checks",
+        )
+    },
     {"commands": ("nnlab.stages", "nnlab.predict", "nnlab.server")},
     {"cli": ("nnlab.cli",)},
 ]
@@ -84,9 +95,13 @@ LAYERS = [
 
 def place(module: str) -> tuple[int, str]:
     """(layer, group) of a module: the longest prefix listed in LAYERS."""
-    found = [(len(prefix), i, group) for i, layer in enumerate(LAYERS)
-             for group, prefixes in layer.items() for prefix in prefixes
-             if module == prefix or module.startswith(prefix + ".")]
+    found = [
+        (len(prefix), i, group)
+        for i, layer in enumerate(LAYERS)
+        for group, prefixes in layer.items()
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
     assert found, f"{module} has no place in LAYERS"
     _, layer, group = max(found)
     return layer, group
@@ -105,9 +120,11 @@ def wrong_way(graph: dict[str, set[str]]) -> list[str]:
 
 def test_the_layer_check_finds_wrong_way_imports():
     assert wrong_way({"nnlab.config": {"nnlab.models.registry"}}) == [
-        "nnlab.config imports nnlab.models.registry"]
+        "nnlab.config imports nnlab.models.registry"
+    ]
     assert wrong_way({"nnlab.models.cnn": {"nnlab.data.sources"}}) == [
-        "nnlab.models.cnn imports nnlab.data.sources"]
+        "nnlab.models.cnn imports nnlab.data.sources"
+    ]
     assert wrong_way({"nnlab.stages.train": {"nnlab.classifier", "nnlab.log"}}) == []
 
 
@@ -133,8 +150,7 @@ def test_config_and_compare_do_not_import_torch(tmp_path):
         "if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -145,11 +161,15 @@ def test_summary_from_params_alone_gives_the_lecture_counts(tmp_path):
 
     shutil.copy(SRC.parent / "params.yaml", tmp_path / "params.yaml")
     nnlab = Path(sys.executable).parent / "nnlab"
-    counts = {"mnist_mlp": "Total params: 407,050", "mnist_cnn": "Total params: 61,482",
-              "catdog_cnn": "Total params: 5,681,345",
-              "catdog_vgg16_features": "Non-trainable params: 14,714,688"}
+    counts = {
+        "mnist_mlp": "Total params: 407,050",
+        "mnist_cnn": "Total params: 61,482",
+        "catdog_cnn": "Total params: 5,681,345",
+        "catdog_vgg16_features": "Non-trainable params: 14,714,688",
+    }
     for name, expected in counts.items():
-        proc = subprocess.run([str(nnlab), "summary", name], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=300)
+        proc = subprocess.run(
+            [str(nnlab), "summary", name], cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
         assert proc.returncode == 0 and expected in proc.stdout, proc.stderr[-1000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written

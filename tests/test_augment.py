@@ -62,10 +62,21 @@ def test_bad_steps_are_errors_naming_the_step(step, message):
 
 
 def test_nested_steps():
-    aug = Augment([{"name": "OneOf", "args": {"p": 1.0, "transforms": [
-        {"name": "HorizontalFlip", "args": {"p": 1.0}},
-        {"name": "VerticalFlip", "args": {"p": 1.0}},
-    ]}}], seed=3)
+    aug = Augment(
+        [
+            {
+                "name": "OneOf",
+                "args": {
+                    "p": 1.0,
+                    "transforms": [
+                        {"name": "HorizontalFlip", "args": {"p": 1.0}},
+                        {"name": "VerticalFlip", "args": {"p": 1.0}},
+                    ],
+                },
+            }
+        ],
+        seed=3,
+    )
     img = _image()
     seen = {aug(img).tobytes() for _ in range(40)}
     assert seen == {img[:, ::-1].tobytes(), img[::-1].tobytes()}
@@ -76,8 +87,13 @@ def test_nested_steps():
 def test_transforms_draw_independently():
     """albumentations seeds every transform of a pipeline alike: two p=0.5 flips would
     always fire together. Each transform gets its own stream here."""
-    aug = Augment([{"name": "HorizontalFlip", "args": {"p": 0.5}},
-                   {"name": "VerticalFlip", "args": {"p": 0.5}}], seed=11)
+    aug = Augment(
+        [
+            {"name": "HorizontalFlip", "args": {"p": 0.5}},
+            {"name": "VerticalFlip", "args": {"p": 0.5}},
+        ],
+        seed=11,
+    )
     img = _image()
     outcomes = {aug(img).tobytes() for _ in range(64)}
     assert {img[:, ::-1].tobytes(), img[::-1].tobytes()} <= outcomes  # one flip without the other
@@ -101,10 +117,18 @@ def _loader(seed: int, persistent: bool, n: int = 8, batch: int = 4) -> DataLoad
     """Eight copies of one image, two workers: batch 0 from worker 0, batch 1 from worker 1."""
     torch.manual_seed(seed)
     x = np.repeat(_image(size=16)[None], n, axis=0)
-    ds = ArrayDataset({"x": x, "y": np.zeros(n, np.int64)},
-                      build_augment(lecture_steps(), seed, rank=0))
-    return DataLoader(ds, batch_size=batch, shuffle=False, num_workers=2, collate_fn=_whole_batch,
-                      worker_init_fn=worker_init, persistent_workers=persistent)
+    ds = ArrayDataset(
+        {"x": x, "y": np.zeros(n, np.int64)}, build_augment(lecture_steps(), seed, rank=0)
+    )
+    return DataLoader(
+        ds,
+        batch_size=batch,
+        shuffle=False,
+        num_workers=2,
+        collate_fn=_whole_batch,
+        worker_init_fn=worker_init,
+        persistent_workers=persistent,
+    )
 
 
 def _epoch(loader) -> list[np.ndarray]:

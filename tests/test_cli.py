@@ -30,12 +30,19 @@ def _err_lines(capsys) -> list[str]:
     return capsys.readouterr().err.strip().splitlines()
 
 
-@pytest.mark.parametrize(("before", "after", "env", "traceback"), [
-    ([], [], "", False), (["--debug"], [], "", True), ([], ["--debug"], "", True),
-    ([], [], "1", True), ([], [], "0", False),
-])
-def test_one_line_and_the_traceback_on_request(tmp_path, monkeypatch, capsys, before, after,
-                                               env, traceback):
+@pytest.mark.parametrize(
+    ("before", "after", "env", "traceback"),
+    [
+        ([], [], "", False),
+        (["--debug"], [], "", True),
+        ([], ["--debug"], "", True),
+        ([], [], "1", True),
+        ([], [], "0", False),
+    ],
+)
+def test_one_line_and_the_traceback_on_request(
+    tmp_path, monkeypatch, capsys, before, after, env, traceback
+):
     monkeypatch.setenv(cli.DEBUG_ENV, env)
     monkeypatch.chdir(tmp_path)
     assert main([*before, "--params", ".", "train", "x", *after]) == 2
@@ -46,18 +53,34 @@ def test_one_line_and_the_traceback_on_request(tmp_path, monkeypatch, capsys, be
         assert any("ConfigError" in line for line in lines)
 
 
-@pytest.mark.parametrize(("exc", "code", "expected"), [
-    (RuntimeError("download failed:\n  mirror 1: timeout\n  mirror 2: 404"), 1,
-     "nnlab: error: download failed: mirror 1: timeout; mirror 2: 404"),
-    (FileNotFoundError(2, "No such file or directory", "data/split/x"), 1,
-     "nnlab: error: [Errno 2] No such file or directory: 'data/split/x'"),
-    (PermissionError(13, "Permission denied", "models"), 1,
-     "nnlab: error: [Errno 13] Permission denied: 'models'"),
-    (ValueError("bad image"), 1, "nnlab: error: bad image"),
-    (KeyboardInterrupt(), 130, "nnlab: error: interrupted"),
-    (KeyError("boom"), 1, "nnlab: error: KeyError: 'boom' (rerun with --debug for the traceback)"),
-    (ZeroDivisionError(), 1, "nnlab: error: ZeroDivisionError: ZeroDivisionError (rerun"),
-])
+@pytest.mark.parametrize(
+    ("exc", "code", "expected"),
+    [
+        (
+            RuntimeError("download failed:\n  mirror 1: timeout\n  mirror 2: 404"),
+            1,
+            "nnlab: error: download failed: mirror 1: timeout; mirror 2: 404",
+        ),
+        (
+            FileNotFoundError(2, "No such file or directory", "data/split/x"),
+            1,
+            "nnlab: error: [Errno 2] No such file or directory: 'data/split/x'",
+        ),
+        (
+            PermissionError(13, "Permission denied", "models"),
+            1,
+            "nnlab: error: [Errno 13] Permission denied: 'models'",
+        ),
+        (ValueError("bad image"), 1, "nnlab: error: bad image"),
+        (KeyboardInterrupt(), 130, "nnlab: error: interrupted"),
+        (
+            KeyError("boom"),
+            1,
+            "nnlab: error: KeyError: 'boom' (rerun with --debug for the traceback)",
+        ),
+        (ZeroDivisionError(), 1, "nnlab: error: ZeroDivisionError: ZeroDivisionError (rerun"),
+    ],
+)
 def test_failures_print_one_line(monkeypatch, capsys, exc, code, expected):
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
     monkeypatch.setattr(cli, "load_params", mock.Mock(side_effect=exc))
@@ -74,11 +97,14 @@ def test_unexpected_error_with_debug_has_traceback_and_no_hint(monkeypatch, caps
     assert lines[-1] == "nnlab: error: KeyError: 'boom'"
 
 
-@pytest.mark.parametrize(("argv", "said"), [
-    (["no-such-command"], "invalid choice"),
-    (["server", "--port", "99999"], "'99999' is not a port (1 to 65535)"),
-    (["ui", "--port", "-1"], "'-1' is not a port"),
-])
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["no-such-command"], "invalid choice"),
+        (["server", "--port", "99999"], "'99999' is not a port (1 to 65535)"),
+        (["ui", "--port", "-1"], "'-1' is not a port"),
+    ],
+)
 def test_usage_errors_stay_argparse(capsys, argv, said):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
@@ -86,29 +112,50 @@ def test_usage_errors_stay_argparse(capsys, argv, said):
 
 
 def test_no_file_name_can_forge_a_line_or_escape_the_terminal(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "load_params", mock.Mock(
-        side_effect=FileNotFoundError("x\ny\x1b[31m.png: no such file")))
+    monkeypatch.setattr(
+        cli,
+        "load_params",
+        mock.Mock(side_effect=FileNotFoundError("x\ny\x1b[31m.png: no such file")),
+    )
     assert main(["train", "x"]) == 1
     assert _err_lines(capsys) == ["nnlab: error: x; y\\x1b[31m.png: no such file"]
 
 
-@pytest.mark.parametrize("code", [
-    "import nnlab.config\nnnlab.config.load_params('params.yaml')",
-    "import contextlib, io, nnlab.cli\n"
-    "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
-    "    nnlab.cli.main(['--help'])",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import nnlab.config\nnnlab.config.load_params('params.yaml')",
+        "import contextlib, io, nnlab.cli\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    nnlab.cli.main(['--help'])",
+    ],
+)
 def test_loading_params_and_help_import_no_heavy_library(code):
-    script = (f"import sys\n{code}\n"
-              f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
-                         text=True, timeout=120, check=True)
+    script = (
+        f"import sys\n{code}\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def _server_args(**kw) -> argparse.Namespace:
-    base = dict(host="127.0.0.1", port=5000, backend_store_uri=None, artifacts_destination=None,
-                app_name=None, workers=None, allowed_hosts=None)
+    base = dict(
+        host="127.0.0.1",
+        port=5000,
+        backend_store_uri=None,
+        artifacts_destination=None,
+        app_name=None,
+        workers=None,
+        allowed_hosts=None,
+    )
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -124,12 +171,18 @@ def test_server_command_defaults(tmp_path):
 
 
 def test_server_command_pass_through(tmp_path):
-    given = {"--host": "0.0.0.0", "--port": "8080", "--app-name": "basic-auth", "--workers": "4",
-             "--backend-store-uri": "postgresql://db/mlflow",
-             "--allowed-hosts": "mlflow.lab.example",
-             "--artifacts-destination": "s3://bucket/mlflow"}
-    cmd = server_command(_server_args(**{k[2:].replace("-", "_"): v for k, v in given.items()}),
-                         tmp_path)
+    given = {
+        "--host": "0.0.0.0",
+        "--port": "8080",
+        "--app-name": "basic-auth",
+        "--workers": "4",
+        "--backend-store-uri": "postgresql://db/mlflow",
+        "--allowed-hosts": "mlflow.lab.example",
+        "--artifacts-destination": "s3://bucket/mlflow",
+    }
+    cmd = server_command(
+        _server_args(**{k[2:].replace("-", "_"): v for k, v in given.items()}), tmp_path
+    )
     assert {opt: cmd[cmd.index(opt) + 1] for opt in given} == given
     assert not (tmp_path / "mlruns").exists()
 
@@ -143,11 +196,14 @@ def started(monkeypatch, tmp_path) -> list[list[str]]:
     return calls
 
 
-@pytest.mark.parametrize(("argv", "shown", "warned"), [
-    (["--host", "127.0.0.1"], "127.0.0.1", False),
-    (["--host", "0.0.0.0"], socket.gethostname(), True),  # anyone on the network
-    (["--host", "0.0.0.0", "--app-name", "basic-auth"], socket.gethostname(), False),
-])
+@pytest.mark.parametrize(
+    ("argv", "shown", "warned"),
+    [
+        (["--host", "127.0.0.1"], "127.0.0.1", False),
+        (["--host", "0.0.0.0"], socket.gethostname(), True),  # anyone on the network
+        (["--host", "0.0.0.0", "--app-name", "basic-auth"], socket.gethostname(), False),
+    ],
+)
 def test_server_prints_the_url_to_export(started, capsys, argv, shown, warned):
     port = str(_free_port())
     assert main(["server", *argv, "--port", port]) == 0
@@ -164,7 +220,8 @@ def test_a_busy_port_is_one_line_before_mlflow_starts(started, capsys, command):
         assert main([command, "--port", str(port)]) == 1
     assert _err_lines(capsys) == [
         f"nnlab: error: 127.0.0.1:{port}: cannot listen there (Address already in use); "
-        "choose another --host or --port"]
+        "choose another --host or --port"
+    ]
     assert started == []
 
 
@@ -174,8 +231,10 @@ def test_ui_prints_the_url_of_the_runs_in_the_model_training_view(started, capsy
     url = next(w for w in capsys.readouterr().err.split() if w.startswith("http://"))
     page, _, query = urlsplit(url).fragment.partition("?")
     assert page == "/compare-experiments/s"
-    assert parse_qs(query) == {"experiments": [json.dumps(ids)],
-                               "workflowType": ["machine_learning"]}
+    assert parse_qs(query) == {
+        "experiments": [json.dumps(ids)],
+        "workflowType": ["machine_learning"],
+    }
 
 
 def _free_port() -> int:
@@ -190,9 +249,13 @@ def test_sigterm_stops_every_process_of_the_server(tmp_path):
     import psutil
 
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "nnlab.cli", "server", "--port", str(port)],
-                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-                            start_new_session=True, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nnlab.cli", "server", "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        start_new_session=True,
+        stderr=subprocess.DEVNULL,
+    )
     started: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 180

@@ -13,13 +13,18 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = {
     "seed": 7,
     "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False},
-    "data": {"mnist": {"kind": "mnist", "source": "bundled", "max_samples": 400,
-                       "test_fraction": 0.25},
-             "cats_vs_dogs": {"kind": "image_folder", "source": "synthetic"}},
+    "data": {
+        "mnist": {"kind": "mnist", "source": "bundled", "max_samples": 400, "test_fraction": 0.25},
+        "cats_vs_dogs": {"kind": "image_folder", "source": "synthetic"},
+    },
     "features": {"cvd_vgg": {"from": "cats_vs_dogs", "backbone": "vgg16"}},
     "experiments": {
-        "mnist_mlp": {"dataset": "mnist", "model": "mlp", "epochs": 2,
-                      "model_options": {"hidden": 32}},
+        "mnist_mlp": {
+            "dataset": "mnist",
+            "model": "mlp",
+            "epochs": 2,
+            "model_options": {"hidden": 32},
+        },
         "mnist_cnn": {"dataset": "mnist", "model": "cnn_small", "epochs": 2, "batch_size": 32},
         "head": {"dataset": "cvd_vgg", "model": "mlp", "epochs": 3, "optimizer": "rmsprop"},
     },
@@ -40,8 +45,16 @@ def test_repo_experiments_pass_every_check():
 def test_trainer_block_reaches_lightning():
     import lightning as L
 
-    params = small(**{"trainer": {"limit_train_batches": 0.25, "gradient_clip_val": 1.0,
-                                  "precision": 64, "accelerator": "cpu"}})
+    params = small(
+        **{
+            "trainer": {
+                "limit_train_batches": 0.25,
+                "gradient_clip_val": 1.0,
+                "precision": 64,
+                "accelerator": "cpu",
+            }
+        }
+    )
     check_experiment(params, "mnist_cnn")  # nnlab's defaults plus what is written
     trainer = L.Trainer(**params.trainer.kwargs(), logger=False, enable_checkpointing=False)
     assert (trainer.limit_train_batches, trainer.gradient_clip_val) == (0.25, 1.0)
@@ -51,8 +64,10 @@ def test_trainer_block_reaches_lightning():
 
 def test_yaml_floats_read_as_dvc_reads_them(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text("data: {mnist: {kind: mnist}}\n"
-                    "experiments: {a: {dataset: mnist, model: mlp, epochs: 1, lr: 1e-3}}\n")
+    path.write_text(
+        "data: {mnist: {kind: mnist}}\n"
+        "experiments: {a: {dataset: mnist, model: mlp, epochs: 1, lr: 1e-3}}\n"
+    )
     assert load_params(path).experiment("a").lr == 0.001
 
 
@@ -67,10 +82,17 @@ def test_merge_keys_are_not_duplicates(tmp_path):
 
 
 def test_good_values_are_kept():
-    mirrors = ["https://x.org/a.zip#sha256=" + "a" * 64, "http://x.org/b#md5=" + "0" * 32,
-               "file:///tmp/c.tar.gz"]
-    params = small(**{"data.mnist.mirrors": mirrors,
-                      "experiments.head.finetune": {"unfreeze_epoch": 1, "backbone_lr": 1e-5}})
+    mirrors = [
+        "https://x.org/a.zip#sha256=" + "a" * 64,
+        "http://x.org/b#md5=" + "0" * 32,
+        "file:///tmp/c.tar.gz",
+    ]
+    params = small(
+        **{
+            "data.mnist.mirrors": mirrors,
+            "experiments.head.finetune": {"unfreeze_epoch": 1, "backbone_lr": 1e-5},
+        }
+    )
     assert params.dataset("mnist").mirrors == mirrors
     assert params.experiment("head").finetune.backbone_lr == 1e-5
 

@@ -17,16 +17,28 @@ def test_ddp_two_processes_one_run_one_set_of_files(project):
     raw = {**TINY, "trainer": {**TINY["trainer"], "devices": 2, "strategy": "ddp"}}
     raw["experiments"] = {"mnist_cnn": TINY["experiments"]["mnist_cnn"]}
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
-    proc = subprocess.run([str(BIN / "nnlab"), "train", "mnist_cnn"], cwd=project, env=cli_env(),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(BIN / "nnlab"), "train", "mnist_cnn"],
+        cwd=project,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "GLOBAL_RANK: 1" in proc.stderr or "Initializing distributed: GLOBAL_RANK: 1" in (
-        proc.stdout + proc.stderr)
+        proc.stdout + proc.stderr
+    )
     ours = [line for line in proc.stderr.splitlines() if line.startswith("nnlab")]
     assert ours and len(ours) == len(set(ours)), ours  # each message once, not once per rank
     model_dir = project / "models/mnist_cnn"
     assert sorted(p.name for p in model_dir.iterdir()) == [
-        "best.ckpt", "history.csv", "last.ckpt", "run.json", "summary.txt"]
+        "best.ckpt",
+        "history.csv",
+        "last.ckpt",
+        "run.json",
+        "summary.txt",
+    ]
     receipt = tracking.read_receipt(model_dir)
     assert receipt["devices"] == 2 and receipt["strategy"] == "DDPStrategy"
     client = tracking.client(root=project)

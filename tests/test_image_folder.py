@@ -60,8 +60,13 @@ def add_awkward_files(root: Path) -> list[str]:
 
 
 def cvd_params(**data):
-    block = {"kind": "image_folder", "source": "remote", "image_size": 16,
-             "split_sizes": [8, 4, 4], **data}
+    block = {
+        "kind": "image_folder",
+        "source": "remote",
+        "image_size": 16,
+        "split_sizes": [8, 4, 4],
+        **data,
+    }
     return tiny_params(**{"data.cats_vs_dogs": block})
 
 
@@ -97,8 +102,8 @@ def test_path_folder_with_train_validation_and_awkward_files(tmp_path):
     assert meta["classes"] == ["cats", "dogs"] and meta["input_shape"] == [3, 16, 16]
     # colour survives every mode: cats red, dogs blue (grayscale ones are grey, not black)
     x, y = np.asarray(train["x"], float), np.asarray(train["y"])
-    assert (x[y == 0, ..., 0].mean() > x[y == 0, ..., 2].mean())
-    assert (x[y == 1, ..., 2].mean() > x[y == 1, ..., 0].mean())
+    assert x[y == 0, ..., 0].mean() > x[y == 0, ..., 2].mean()
+    assert x[y == 1, ..., 2].mean() > x[y == 1, ..., 0].mean()
     assert x.reshape(len(x), -1).mean(1).min() > 40
     assert {"L", "RGBA", "P", "CMYK"} <= set(split["modes"]) and split["converted_count"] >= 4
 
@@ -129,10 +134,15 @@ def test_zip_over_http_after_missing_and_damaged_mirrors(tmp_path, pinned):
         good = f"{url}/cats_and_dogs_filtered.zip" + (f"#sha256={sha}" if pinned else "")
         params = cvd_params(mirrors=[f"{url}/missing.zip", f"{url}/bad.zip", good])
         manifest = run_download(params, "cats_vs_dogs", root)
-    assert manifest["files"]["archive"] == {"url": f"{url}/cats_and_dogs_filtered.zip",
-                                            "checksum": f"sha256:{sha}", "pinned": pinned}
+    assert manifest["files"]["archive"] == {
+        "url": f"{url}/cats_and_dogs_filtered.zip",
+        "checksum": f"sha256:{sha}",
+        "pinned": pinned,
+    }
     assert sorted(p.name for p in (root / "data/raw/cats_vs_dogs").iterdir()) == [
-        paths.RAW_IMAGES, paths.MANIFEST]  # the archive is gone once extracted
+        paths.RAW_IMAGES,
+        paths.MANIFEST,
+    ]  # the archive is gone once extracted
     split = run_split(params, "cats_vs_dogs", root)
     assert split["counts"] == {"train": 8, "val": 4, "test": 4}  # all three splits kept
     assert split["skipped_count"] == 0
@@ -140,8 +150,9 @@ def test_zip_over_http_after_missing_and_damaged_mirrors(tmp_path, pinned):
 
 def test_offline_auto_falls_back_loudly_to_drawings_at_their_own_size(tmp_path, capsys):
     root = tmp_path / "project"
-    params = cvd_params(source="auto", mirrors=[f"{dead_url()}/a.zip"], synthetic_size=12,
-                        synthetic_image_size=20)
+    params = cvd_params(
+        source="auto", mirrors=[f"{dead_url()}/a.zip"], synthetic_size=12, synthetic_image_size=20
+    )
     manifest = run_download(params, "cats_vs_dogs", root)
     assert manifest["source"] == SYNTHETIC and "Connection refused" in manifest["fallback_reason"]
     assert "SYNTHETIC" in capsys.readouterr().err
@@ -174,12 +185,15 @@ def test_pooled_tar_draws_split_sizes_stratified_and_seeded(tmp_path):
     same, _ = _pooled(tmp_path, 12)
     other_seed, _ = _pooled(tmp_path, 12)
     for s in ("train", "val", "test"):
-        np.testing.assert_array_equal(load_arrays("cats_vs_dogs", s, root)["x"],
-                                      load_arrays("cats_vs_dogs", s, same)["x"])
+        np.testing.assert_array_equal(
+            load_arrays("cats_vs_dogs", s, root)["x"], load_arrays("cats_vs_dogs", s, same)["x"]
+        )
     params = cvd_params(path=str(tmp_path / "pool.tar.gz")).model_copy(update={"seed": 99})
     run_split(params, "cats_vs_dogs", other_seed)
-    assert not np.array_equal(load_arrays("cats_vs_dogs", "train", root)["x"],
-                              load_arrays("cats_vs_dogs", "train", other_seed)["x"])
+    assert not np.array_equal(
+        load_arrays("cats_vs_dogs", "train", root)["x"],
+        load_arrays("cats_vs_dogs", "train", other_seed)["x"],
+    )
 
 
 def test_too_few_images_scales_split_sizes_loudly_and_replaces_unreadable(tmp_path, capsys):
@@ -190,15 +204,17 @@ def test_too_few_images_scales_split_sizes_loudly_and_replaces_unreadable(tmp_pa
     run_download(params, "cats_vs_dogs", tmp_path / "p")
     split = run_split(params, "cats_vs_dogs", tmp_path / "p")
     assert split["split_sizes_scaled"] == {"asked": [2000, 1000, 1000], "images": 13}
-    assert "split_sizes asks for [2000, 1000, 1000] images but there are 13" in \
-        capsys.readouterr().err
+    assert (
+        "split_sizes asks for [2000, 1000, 1000] images but there are 13" in capsys.readouterr().err
+    )
     # 13 files -> 6/3/3 (2:1:1); the broken cat is replaced only by a spare file of its own
     # split (the one spare cat goes to train), else that split reports a shortfall
     short = split.get("shortfall", {})
     missing = sum(v["requested"] - v["got"] for v in short.values())
     assert sum(split["counts"].values()) + missing == 12 and missing <= 1
-    assert {s: n + (short[s]["requested"] - n if s in short else 0)
-            for s, n in split["counts"].items()} == {"train": 6, "val": 3, "test": 3}
+    assert {
+        s: n + (short[s]["requested"] - n if s in short else 0) for s, n in split["counts"].items()
+    } == {"train": 6, "val": 3, "test": 3}
     assert [s["file"] for s in split["skipped"]] == ["cats/broken.jpg"]
 
 
@@ -220,11 +236,18 @@ def _run_params(**overrides):
     for name in ("catdog_cnn", "catdog_cnn_aug"):
         exp = real.experiment(name).model_dump()
         experiments[name] = {**exp, "epochs": 1, "batch_size": 8}
-    return tiny_params(**{
-        "data.cats_vs_dogs": {"kind": "image_folder", "source": "synthetic",
-                              "synthetic_size": 40, "synthetic_image_size": 32},
-        "experiments": experiments, **overrides,
-    })
+    return tiny_params(
+        **{
+            "data.cats_vs_dogs": {
+                "kind": "image_folder",
+                "source": "synthetic",
+                "synthetic_size": 40,
+                "synthetic_image_size": 32,
+            },
+            "experiments": experiments,
+            **overrides,
+        }
+    )
 
 
 @pytest.mark.filterwarnings("error::UserWarning:albumentations")
@@ -234,8 +257,13 @@ def test_fast_dev_run_both_experiments_augment_train_only(synthetic_root):
         exp = params.experiment(name)
         dm = ArrayDataModule("cats_vs_dogs", exp, params.loader, params.seed, synthetic_root)
         model = build_classifier(params, name, dm.meta, "test")
-        trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False,
-                            enable_progress_bar=False, enable_model_summary=False)
+        trainer = L.Trainer(
+            fast_dev_run=True,
+            accelerator="cpu",
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
         trainer.fit(model, datamodule=dm)
         assert trainer.state.finished and float(trainer.callback_metrics["train/loss"]) > 0
         assert model.spec.num_outputs == 1
@@ -264,8 +292,9 @@ def test_train_evaluate_predict_aug(synthetic_root, tmp_path, capsys, monkeypatc
 
     photo = tmp_path / "photo.jpg"  # any size, any mode: resized to the training size
     dog = load_arrays("cats_vs_dogs", "test", root)
-    Image.fromarray(np.asarray(dog["x"][int(np.flatnonzero(np.asarray(dog["y"]) == 1)[0])])
-                    ).convert("L").resize((90, 70)).save(photo)
+    Image.fromarray(
+        np.asarray(dog["x"][int(np.flatnonzero(np.asarray(dog["y"]) == 1)[0])])
+    ).convert("L").resize((90, 70)).save(photo)
     (root / "params.yaml").write_text(params_text(params))
     monkeypatch.chdir(root)
     assert main(["predict", "catdog_cnn_aug", str(photo)]) == 0
@@ -274,8 +303,10 @@ def test_train_evaluate_predict_aug(synthetic_root, tmp_path, capsys, monkeypatc
 
 
 @pytest.mark.shared
-@pytest.mark.skipif(not (SHARED / "datasets/cats_and_dogs_small").is_dir(),
-                    reason="../shared/datasets/cats_and_dogs_small absent")
+@pytest.mark.skipif(
+    not (SHARED / "datasets/cats_and_dogs_small").is_dir(),
+    reason="../shared/datasets/cats_and_dogs_small absent",
+)
 def test_shared_cats_and_dogs_small_layout():
     layout, _ = find_layout(SHARED / "datasets/cats_and_dogs_small")
     assert set(layout) == {"train", "val"}

@@ -66,13 +66,17 @@ def fake_mirror(tmp_path, monkeypatch):
 @pytest.mark.parametrize("where", ["mirror", "path"])
 def test_download_and_split_from_mirror_or_path(tmp_path, fake_mirror, where):
     with serve(fake_mirror) as url:
-        block = {"kind": "mnist", "source": "remote", "mirrors": [url + "/"]} \
-            if where == "mirror" else {"kind": "mnist", "source": "auto", "path": str(fake_mirror)}
+        block = (
+            {"kind": "mnist", "source": "remote", "mirrors": [url + "/"]}
+            if where == "mirror"
+            else {"kind": "mnist", "source": "auto", "path": str(fake_mirror)}
+        )
         params = tiny_params(**{"data.mnist": block})
         manifest = run_download(params, "mnist", tmp_path)
     assert manifest["source"] == "remote" and manifest["path" if where == "path" else "files"]
     assert {p.name for p in (tmp_path / "data/raw/mnist").glob("*.gz")} == {
-        f for f, _ in mnist.FILES.values()}
+        f for f, _ in mnist.FILES.values()
+    }
     run_split(params, "mnist", tmp_path)
     split = read_json(tmp_path / "data/split/mnist" / paths.MANIFEST)
     assert split["counts"] == {"train": 110, "val": 10, "test": 40}  # official test kept
@@ -125,9 +129,11 @@ def test_split_stratified_and_deterministic(mnist_root, tmp_path):
     assert meta["input_shape"] == [1, 28, 28] and meta["source"].startswith("bundled")
     # different seed -> different split
     run_split(tiny_params(seed=8), "mnist", tmp_path)
-    assert not np.array_equal(load_arrays("mnist", "val", tmp_path)["y"],
-                              load_arrays("mnist", "val", mnist_root)["y"]) or not np.array_equal(
-        load_arrays("mnist", "val", tmp_path)["x"], load_arrays("mnist", "val", mnist_root)["x"])
+    assert not np.array_equal(
+        load_arrays("mnist", "val", tmp_path)["y"], load_arrays("mnist", "val", mnist_root)["y"]
+    ) or not np.array_equal(
+        load_arrays("mnist", "val", tmp_path)["x"], load_arrays("mnist", "val", mnist_root)["x"]
+    )
 
 
 def test_split_before_download_says_which_stage(tmp_path):

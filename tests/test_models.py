@@ -12,11 +12,14 @@ MNIST = DataSpec(kind="image", input_shape=(1, 28, 28), classes=tuple("012345678
 CATDOG = DataSpec(kind="image", input_shape=(3, 150, 150), classes=("cats", "dogs"))
 
 
-@pytest.mark.parametrize(("model", "spec", "total", "logits"), [
-    ("mlp", MNIST, 407_050, 10),
-    ("cnn_small", MNIST, 61_482, 10),
-    ("convnet4", CATDOG, 5_681_345, 1),  # two classes: one logit
-])
+@pytest.mark.parametrize(
+    ("model", "spec", "total", "logits"),
+    [
+        ("mlp", MNIST, 407_050, 10),
+        ("cnn_small", MNIST, 61_482, 10),
+        ("convnet4", CATDOG, 5_681_345, 1),  # two classes: one logit
+    ],
+)
 def test_lecture_parameter_counts_and_outputs(model, spec, total, logits):
     net = build_model(model, spec)
     assert count_parameters(net) == (total, total)
@@ -27,8 +30,13 @@ def test_lecture_parameter_counts_and_outputs(model, spec, total, logits):
 def test_cnn_small_adapts_to_the_input_and_matches_the_keras_shapes():
     rows = summary_rows(build_model("cnn_small", MNIST), MNIST)
     assert [shape for name, shape, _ in rows if "ReLU" not in name] == [
-        "(None, 26, 26, 32)", "(None, 13, 13, 32)", "(None, 11, 11, 32)", "(None, 5, 5, 32)",
-        "(None, 800)", "(None, 64)", "(None, 10)",
+        "(None, 26, 26, 32)",
+        "(None, 13, 13, 32)",
+        "(None, 11, 11, 32)",
+        "(None, 5, 5, 32)",
+        "(None, 800)",
+        "(None, 64)",
+        "(None, 10)",
     ]
     rgb = DataSpec(kind="image", input_shape=(3, 32, 32), classes=("cats", "dogs"))
     assert build_model("cnn_small", rgb)(torch.zeros(2, 3, 32, 32)).shape == (2, 1)
@@ -44,26 +52,35 @@ def test_summary_counts_trainable_and_frozen_parameters():
 
 
 def test_options_are_checked_without_importing_torch():
-    code = "import sys, nnlab.models.registry as r; r.check_options('vgg16', {'pool': 'max'}); " \
-           "assert 'torch' not in sys.modules, 'torch imported'"
+    code = (
+        "import sys, nnlab.models.registry as r; r.check_options('vgg16', {'pool': 'max'}); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize(("model", "options", "message"), [
-    ("mlp", {"hidden": "big"}, r"model_options\.hidden: 'big' .*integer"),
-    ("mlp", {"hidden": True}, r"model_options\.hidden: True .*integer"),
-    ("mlp", {"hidden": 0}, r"model_options\.hidden: 0 .*greater than or equal to 1"),
-    ("mlp", {"dropout": "0.5"}, r"model_options\.dropout: '0\.5' .*number"),
-    ("mlp", {"dropout": 1.0}, r"model_options\.dropout: 1\.0 .*less than 1"),
-    ("vgg16", {"pool": "mean"}, r"model_options\.pool: 'mean' .*'avg', 'max' or 'flatten'"),
-    ("vgg16", {"trainable_blocks": 6}, r"model_options\.trainable_blocks: 6"),
-    ("lstm", {"packed": "yes"}, r"model_options\.packed: 'yes' .*boolean"),
-    ("gru", {"bidirectional": 1}, r"model_options\.bidirectional: 1 .*boolean"),
-    ("mlp", {"hiden": 3}, r"model_options\.hiden: .*no such option \(options: hidden, dropout\)"),
-    ("resnet", {}, r"unknown model 'resnet' \(known: cnn_small, convnet4, gru, lstm, mlp"),
-    ("mlp", {"hidden": "x" * 500}, r"^model_options\.hidden: .{0,120}$"),  # shortened
-])
+@pytest.mark.parametrize(
+    ("model", "options", "message"),
+    [
+        ("mlp", {"hidden": "big"}, r"model_options\.hidden: 'big' .*integer"),
+        ("mlp", {"hidden": True}, r"model_options\.hidden: True .*integer"),
+        ("mlp", {"hidden": 0}, r"model_options\.hidden: 0 .*greater than or equal to 1"),
+        ("mlp", {"dropout": "0.5"}, r"model_options\.dropout: '0\.5' .*number"),
+        ("mlp", {"dropout": 1.0}, r"model_options\.dropout: 1\.0 .*less than 1"),
+        ("vgg16", {"pool": "mean"}, r"model_options\.pool: 'mean' .*'avg', 'max' or 'flatten'"),
+        ("vgg16", {"trainable_blocks": 6}, r"model_options\.trainable_blocks: 6"),
+        ("lstm", {"packed": "yes"}, r"model_options\.packed: 'yes' .*boolean"),
+        ("gru", {"bidirectional": 1}, r"model_options\.bidirectional: 1 .*boolean"),
+        (
+            "mlp",
+            {"hiden": 3},
+            r"model_options\.hiden: .*no such option \(options: hidden, dropout\)",
+        ),
+        ("resnet", {}, r"unknown model 'resnet' \(known: cnn_small, convnet4, gru, lstm, mlp"),
+        ("mlp", {"hidden": "x" * 500}, r"^model_options\.hidden: .{0,120}$"),  # shortened
+    ],
+)
 def test_bad_model_options_are_named(model, options, message):
     with pytest.raises(ValueError, match=message):
         check_options(model, options)

@@ -27,8 +27,7 @@ from tests.conftest import BIN, cli_env, copy_repo, run_ok, stages_ran
 
 CLASSES = ["circle", "square", "triangle"]
 COLOURS = {"circle": (220, 40, 40), "square": (40, 200, 40), "triangle": (40, 40, 220)}
-TRAINER = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
-           "log_every_n_steps": 1}
+TRAINER = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False, "log_every_n_steps": 1}
 
 
 def shape_image(cls: str, i: int, mode: str, size: int = 20) -> Image.Image:
@@ -37,9 +36,11 @@ def shape_image(cls: str, i: int, mode: str, size: int = 20) -> Image.Image:
     arr = np.clip(rng.normal(128, 20, (size, size + i % 3, 3)), 0, 255)
     yy, xx = np.mgrid[: arr.shape[0], : arr.shape[1]]
     c = size / 2
-    mask = {"circle": (yy - c) ** 2 + (xx - c) ** 2 < (size / 3) ** 2,
-            "square": (abs(yy - c) < size / 3) & (abs(xx - c) < size / 3),
-            "triangle": (yy > size / 5) & (abs(xx - c) < (yy - size / 5) / 2)}[cls]
+    mask = {
+        "circle": (yy - c) ** 2 + (xx - c) ** 2 < (size / 3) ** 2,
+        "square": (abs(yy - c) < size / 3) & (abs(xx - c) < size / 3),
+        "triangle": (yy > size / 5) & (abs(xx - c) < (yy - size / 5) / 2),
+    }[cls]
     arr[mask] = COLOURS[cls]
     rgb = Image.fromarray(arr.astype(np.uint8))
     if mode == "I;16":
@@ -59,8 +60,11 @@ def image_folder(root: Path, n: int = 8, split: str = "") -> Path:
     return root
 
 
-WORDS = {"circle": "round ball wheel orbit", "square": "box grid tile block",
-         "triangle": "pyramid wedge arrow delta"}
+WORDS = {
+    "circle": "round ball wheel orbit",
+    "square": "box grid tile block",
+    "triangle": "pyramid wedge arrow delta",
+}
 
 
 def sentence(cls: str, i: int) -> str:
@@ -85,9 +89,17 @@ def prepared(tmp_path: Path, block: dict, name: str = "mine"):
 @pytest.mark.parametrize("channels", [1, 3])
 def test_image_folder_of_any_classes_and_modes(tmp_path, channels):
     src = image_folder(tmp_path / "photos")
-    split = prepared(tmp_path, {"kind": "image_folder", "path": "photos", "image_size": 12,
-                                "channels": channels, "val_fraction": 0.25,
-                                "test_fraction": 0.25})  # path: relative to the project
+    split = prepared(
+        tmp_path,
+        {
+            "kind": "image_folder",
+            "path": "photos",
+            "image_size": 12,
+            "channels": channels,
+            "val_fraction": 0.25,
+            "test_fraction": 0.25,
+        },
+    )  # path: relative to the project
     meta = load_meta("mine", tmp_path)
     assert meta["classes"] == CLASSES and meta["input_shape"] == [channels, 12, 12]
     assert meta["reader"] == "image_folder" and sum(split["counts"].values()) == 24
@@ -97,15 +109,21 @@ def test_image_folder_of_any_classes_and_modes(tmp_path, channels):
     # a 16-bit grey image keeps its tones (PIL's convert("L") would make it white)
     shape_image("circle", 5, "L").save(tmp_path / "eight.png")
     as_trained = DataSpec("image", tuple(meta["input_shape"]), tuple(CLASSES))
-    x16, x8 = (image_folder_reader.load_input(f, as_trained)["x"].astype(int)
-               for f in (src / "circle/5.png", tmp_path / "eight.png"))
+    x16, x8 = (
+        image_folder_reader.load_input(f, as_trained)["x"].astype(int)
+        for f in (src / "circle/5.png", tmp_path / "eight.png")
+    )
     assert np.abs(x16 - x8).max() <= 1 and x16.mean() < 200
 
 
 def test_classes_select_order_and_name_them(tmp_path):
     image_folder(tmp_path / "photos", n=4)
-    block = {"kind": "image_folder", "path": str(tmp_path / "photos"), "image_size": 8,
-             "classes": {"triangle": "tri", "circle": "circ"}}
+    block = {
+        "kind": "image_folder",
+        "path": str(tmp_path / "photos"),
+        "image_size": 8,
+        "classes": {"triangle": "tri", "circle": "circ"},
+    }
     split = prepared(tmp_path, block)
     assert load_meta("mine", tmp_path)["classes"] == ["tri", "circ"]
     assert split["left_out"] == {"square": 4} and sum(split["counts"].values()) == 8
@@ -118,8 +136,15 @@ def test_classes_select_order_and_name_them(tmp_path):
 def test_train_and_test_folders_keep_test_and_draw_val_from_train(tmp_path):
     image_folder(tmp_path / "photos", n=10, split="train")
     image_folder(tmp_path / "photos", n=2, split="test")
-    split = prepared(tmp_path, {"kind": "image_folder", "path": str(tmp_path / "photos"),
-                                "image_size": 8, "val_fraction": 0.1})
+    split = prepared(
+        tmp_path,
+        {
+            "kind": "image_folder",
+            "path": str(tmp_path / "photos"),
+            "image_size": 8,
+            "val_fraction": 0.1,
+        },
+    )
     assert split["counts"] == {"train": 27, "val": 3, "test": 6}
     assert all(n == 1 for n in split["class_counts"]["val"].values())
 
@@ -139,8 +164,10 @@ def test_bad_image_folders_are_one_line_naming_the_folder_or_key(tmp_path, case)
         image_folder(src, n=5)
         for f in sorted((src / "square").iterdir())[2:]:
             f.unlink()
-        pattern, where = r"class 'square' has 2 samples .* fewer than train and val and test", \
-            "data.mine.classes"
+        pattern, where = (
+            r"class 'square' has 2 samples .* fewer than train and val and test",
+            "data.mine.classes",
+        )
     else:
         image_folder(src, n=3, split="train")
         image_folder(src, n=3, split="test")
@@ -180,8 +207,10 @@ def test_text_folder_of_labels_without_splits(tmp_path):
         _mk(tmp_path / "texts" / cls)
         for i in range(10):
             (tmp_path / "texts" / cls / f"{i}.txt").write_text(sentence(cls, i))
-    split = prepared(tmp_path, {"kind": "text_folder", "path": str(tmp_path / "texts"),
-                                "max_len": 8, "vocab_size": 50})
+    split = prepared(
+        tmp_path,
+        {"kind": "text_folder", "path": str(tmp_path / "texts"), "max_len": 8, "vocab_size": 50},
+    )
     meta = load_meta("mine", tmp_path)
     assert meta["classes"] == CLASSES and meta["kind"] == "text" and meta["input_shape"] == [8]
     assert split["counts"] == {"train": 21, "val": 3, "test": 6}  # fractions of the pool
@@ -190,8 +219,11 @@ def test_text_folder_of_labels_without_splits(tmp_path):
 
 def table(tmp_path: Path, fmt: str = "csv", rows: list | None = None, **columns) -> Path:
     text, label = columns.get("text", "text"), columns.get("label", "label")
-    rows = rows if rows is not None else [
-        (sentence(cls, i), cls) for i in range(10) for cls in CLASSES]
+    rows = (
+        rows
+        if rows is not None
+        else [(sentence(cls, i), cls) for i in range(10) for cls in CLASSES]
+    )
     path = tmp_path / f"reviews.{fmt}"
     if fmt == "jsonl":
         path.write_text("".join(json.dumps({text: t, label: c}) + "\n" for t, c in rows))
@@ -208,11 +240,22 @@ def table(tmp_path: Path, fmt: str = "csv", rows: list | None = None, **columns)
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
 def test_text_table_with_awkward_rows(tmp_path, fmt, capsys):
     rows = [(sentence(cls, i), cls) for i in range(10) for cls in CLASSES]
-    rows += [("", "circle"), ("no label at all", ""), ("=HYPERLINK(\"http://x\") cmd", "=1+1"),
-             ("=SUM(A1:A9) really", "=1+1"), ("=2+2 again", "=1+1")]
+    rows += [
+        ("", "circle"),
+        ("no label at all", ""),
+        ('=HYPERLINK("http://x") cmd', "=1+1"),
+        ("=SUM(A1:A9) really", "=1+1"),
+        ("=2+2 again", "=1+1"),
+    ]
     path = table(tmp_path, fmt, rows, text="review", label="stars")
-    block = {"kind": "text_table", "path": str(path), "text_column": "review",
-             "label_column": "stars", "max_len": 10, "vocab_size": 60}
+    block = {
+        "kind": "text_table",
+        "path": str(path),
+        "text_column": "review",
+        "label_column": "stars",
+        "max_len": 10,
+        "vocab_size": 60,
+    }
     split = prepared(tmp_path, block)
     manifest = split["download"]
     assert manifest["skipped_count"] == 2 and "skipped 2 texts" in capsys.readouterr().err
@@ -228,8 +271,13 @@ def test_text_table_one_file_per_split_and_a_subset_of_classes(tmp_path):
     for split, n in (("train", 10), ("validation", 3), ("test", 4)):
         rows = [(sentence(c, i), c) for i in range(n) for c in CLASSES]
         table(tmp_path, "jsonl", rows).rename(folder / f"{split}.jsonl")
-    block = {"kind": "text_table", "path": str(folder), "classes": ["triangle", "circle"],
-             "max_len": 8, "vocab_size": 40}
+    block = {
+        "kind": "text_table",
+        "path": str(folder),
+        "classes": ["triangle", "circle"],
+        "max_len": 8,
+        "vocab_size": 40,
+    }
     split = prepared(tmp_path, block)
     assert split["counts"] == {"train": 20, "val": 6, "test": 8}
     assert split["left_out"] == {"square": 17}
@@ -268,9 +316,16 @@ def test_bad_tables_are_one_line_naming_the_file_and_key(tmp_path, case):
 def test_summary_from_params_alone_counts_a_three_class_head(tmp_path):
     """Before any download: the classes come from the local folder, the shape from params."""
     image_folder(tmp_path / "photos", n=2)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params(
-        "mine", {"kind": "image_folder", "path": "photos", "image_size": 28, "channels": 1},
-        model="mlp", model_options={"hidden": 16})))
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump(
+            params(
+                "mine",
+                {"kind": "image_folder", "path": "photos", "image_size": 28, "channels": 1},
+                model="mlp",
+                model_options={"hidden": 16},
+            )
+        )
+    )
     text = summarize(load_params(tmp_path / "params.yaml"), "exp", tmp_path)
     h = 16
     assert f"Total params: {784 * h + h + h * 3 + 3:,}" in text  # Dense 784->16, Dense 16->3
@@ -294,14 +349,23 @@ def _shapes_png(cls: str, i: int) -> bytes:
 
 
 E2E = {
-    "image_folder": ({"kind": "image_folder", "path": "photos", "image_size": 28, "channels": 1},
-                     {"model": "mlp", "epochs": 2, "model_options": {"hidden": 16}}),
-    "text_folder": ({"kind": "text_folder", "path": "texts", "max_len": 12, "vocab_size": 60},
-                    {"model": "gru", "epochs": 2, "model_options": {"embed_dim": 8, "hidden": 8},
-                     "bucket_by_length": True}),
-    "text_table": ({"kind": "text_table", "path": "reviews.csv", "max_len": 12,
-                    "vocab_size": 60}, {"model": "lstm", "epochs": 2,
-                                        "model_options": {"embed_dim": 8, "hidden": 8}}),
+    "image_folder": (
+        {"kind": "image_folder", "path": "photos", "image_size": 28, "channels": 1},
+        {"model": "mlp", "epochs": 2, "model_options": {"hidden": 16}},
+    ),
+    "text_folder": (
+        {"kind": "text_folder", "path": "texts", "max_len": 12, "vocab_size": 60},
+        {
+            "model": "gru",
+            "epochs": 2,
+            "model_options": {"embed_dim": 8, "hidden": 8},
+            "bucket_by_length": True,
+        },
+    ),
+    "text_table": (
+        {"kind": "text_table", "path": "reviews.csv", "max_len": 12, "vocab_size": 60},
+        {"model": "lstm", "epochs": 2, "model_options": {"embed_dim": 8, "hidden": 8}},
+    ),
 }
 
 
@@ -338,8 +402,13 @@ def test_own_data_through_dvc_repro_predict_and_registry(tmp_path, kind):
         run_ok(cmd, work, env)
 
     ran = stages_ran(run_ok([str(BIN / "dvc"), "repro"], work, env))
-    assert ran == {"download@shapes", "split@shapes", f"train@{name}", f"evaluate@{name}",
-                   "compare"}
+    assert ran == {
+        "download@shapes",
+        "split@shapes",
+        f"train@{name}",
+        f"evaluate@{name}",
+        "compare",
+    }
     metrics = read_json(work / f"reports/experiments/{name}/metrics.json")
     assert 0 <= metrics["test/acc"] <= 1
     assert f"| {name} |" in (work / "reports/comparison.md").read_text()
@@ -370,8 +439,11 @@ def test_own_data_through_dvc_repro_predict_and_registry(tmp_path, kind):
 
     mlflow.set_tracking_uri(tracking.resolve_uri(work))
     try:
-        labels = mlflow.pyfunc.load_model(f"models:/{name}@best").predict(
-            pd.DataFrame(column))["label"].tolist()
+        labels = (
+            mlflow.pyfunc.load_model(f"models:/{name}@best")
+            .predict(pd.DataFrame(column))["label"]
+            .tolist()
+        )
     finally:
         mlflow.set_tracking_uri(None)
     assert len(labels) == 3 and set(labels) <= set(CLASSES)
@@ -386,10 +458,15 @@ def test_grey_images_through_an_imagenet_base(tmp_path):
     from nnlab.stages.train import run as train
 
     image_folder(tmp_path / "photos", n=6)
-    raw = params("grey", {"kind": "image_folder", "path": "photos", "image_size": 32,
-                          "channels": 1}, model="mlp", model_options={"hidden": 8})
-    raw["features"] = {"grey_base": {"from": "grey", "backbone": "efficientnet_lite0",
-                                     "source": "bundled"}}
+    raw = params(
+        "grey",
+        {"kind": "image_folder", "path": "photos", "image_size": 32, "channels": 1},
+        model="mlp",
+        model_options={"hidden": 8},
+    )
+    raw["features"] = {
+        "grey_base": {"from": "grey", "backbone": "efficientnet_lite0", "source": "bundled"}
+    }
     raw["experiments"]["exp"]["dataset"] = "grey_base"
     p = parse_params(raw)
     run_download(p, "grey", tmp_path)

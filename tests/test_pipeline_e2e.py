@@ -52,7 +52,8 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert {f"train@{e}" for e in experiments} <= ran
     # only the caches under features: get a features stage
     assert {s for s in ran if s.startswith("features@")} == {
-        f"features@{c}" for c in raw["features"]}
+        f"features@{c}" for c in raw["features"]
+    }
     assert "nnlab comparison" in out  # compare prints its table at the end
     for name in experiments:
         metrics = read_json(work / f"reports/experiments/{name}/metrics.json")

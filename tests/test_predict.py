@@ -36,8 +36,12 @@ def test_predict_images_beside_bad_and_hostile_files(project, tmp_path, monkeypa
         (tmp_path / f"{name}.png").write_bytes(data)
         files.insert(1, str(tmp_path / f"{name}.png"))
     (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
-    files += [str(tmp_path / "missing.png"), str(tmp_path / "notes.png"), str(tmp_path),
-              str(tmp_path / "loop.png")]
+    files += [
+        str(tmp_path / "missing.png"),
+        str(tmp_path / "notes.png"),
+        str(tmp_path),
+        str(tmp_path / "loop.png"),
+    ]
     before = sorted(p.name for p in tmp_path.parent.iterdir())
 
     results = predict(params, "mnist_cnn", files, project)

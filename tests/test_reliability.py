@@ -16,11 +16,21 @@ from nnlab.stages import compare
 from tests.conftest import TINY, tiny_params
 
 
-@pytest.mark.parametrize(("overrides", "first", "second"), [
-    ({"experiments.MNIST_mlp": TINY["experiments"]["mnist_mlp"]}, "experiments.mnist_mlp",
-     "experiments.MNIST_mlp"),
-    ({"features.Mnist": {"from": "mnist", "backbone": "vgg16"}}, "data.mnist", "features.Mnist"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "first", "second"),
+    [
+        (
+            {"experiments.MNIST_mlp": TINY["experiments"]["mnist_mlp"]},
+            "experiments.mnist_mlp",
+            "experiments.MNIST_mlp",
+        ),
+        (
+            {"features.Mnist": {"from": "mnist", "backbone": "vgg16"}},
+            "data.mnist",
+            "features.Mnist",
+        ),
+    ],
+)
 def test_names_that_differ_only_in_case_are_refused(overrides, first, second):
     with pytest.raises(ConfigError) as err:
         tiny_params(**overrides)
@@ -28,10 +38,14 @@ def test_names_that_differ_only_in_case_are_refused(overrides, first, second):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize(("content", "reason"), [
-    ("{oops", "not a valid JSON file"), ("[1, 2]", "not a run receipt"),
-    ('{"status": "FINISHED"}', "not a run receipt"),
-])
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{oops", "not a valid JSON file"),
+        ("[1, 2]", "not a run receipt"),
+        ('{"status": "FINISHED"}', "not a run receipt"),
+    ],
+)
 def test_a_damaged_receipt_is_one_line_naming_it(tmp_path, content, reason):
     (tmp_path / "run.json").write_text(content)
     with pytest.raises(ValueError, match=f"^{tmp_path}/run.json: {reason}"):
@@ -43,10 +57,13 @@ def test_compare_names_an_evaluation_it_cannot_read(tmp_path, metrics):
     report = tmp_path / "reports/experiments/mnist_mlp"
     report.mkdir(parents=True)
     (report / "metrics.json").write_text(metrics)
-    (report / "run.json").write_text(json.dumps({"dataset": "mnist", "model": "mlp",
-                                                 "params_total": 10}))
-    with pytest.raises(ValueError, match=f"^{report}: metrics.json and run.json are not what "
-                                         "evaluate@mnist_mlp writes"):
+    (report / "run.json").write_text(
+        json.dumps({"dataset": "mnist", "model": "mlp", "params_total": 10})
+    )
+    with pytest.raises(
+        ValueError,
+        match=f"^{report}: metrics.json and run.json are not what evaluate@mnist_mlp writes",
+    ):
         compare.run(tiny_params(), tmp_path)
 
 
@@ -57,8 +74,9 @@ def test_a_damaged_mlflow_store_is_one_line_naming_it(tmp_path, damage):
     db = tmp_path / "bad/mlruns/mlflow.db"
     db.parent.mkdir(parents=True)
     data = (good / "mlruns/mlflow.db").read_bytes()
-    db.write_bytes(np.random.default_rng(0).bytes(4096) if damage == "random bytes"
-                   else data[:20000])
+    db.write_bytes(
+        np.random.default_rng(0).bytes(4096) if damage == "random bytes" else data[:20000]
+    )
     with pytest.raises(RuntimeError, match=f"^{db}: not a readable MLflow store"):
         tracking.client(tmp_path / "bad")
 

@@ -24,8 +24,13 @@ from nnlab.stages.train import build_classifier
 from nnlab.summary import summary_text
 from tests.test_text_folder import imdb_params
 
-SPEC = DataSpec(kind="text", input_shape=(30,), classes=("negative", "positive"),
-                vocab_size=50, extra={"pad_index": 0, "max_len": 30})
+SPEC = DataSpec(
+    kind="text",
+    input_shape=(30,),
+    classes=("negative", "positive"),
+    vocab_size=50,
+    extra={"pad_index": 0, "max_len": 30},
+)
 
 
 def _padded(reviews: list[list[int]], width: int, fill: int = 0) -> tuple[torch.Tensor, ...]:
@@ -61,8 +66,9 @@ def test_padded_default_computes_the_packed_function(model):
     packed = build_model(model, SPEC, {**options, "packed": True}).eval()
     assert not plain.packed and packed.packed
     packed.load_state_dict(plain.state_dict())
-    x, lengths = _padded([[5, 9, 3], [6, 6, 7, 8, 9, 1], [4], [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]],
-                         30, fill=13)
+    x, lengths = _padded(
+        [[5, 9, 3], [6, 6, 7, 8, 9, 1], [4], [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]], 30, fill=13
+    )
     with torch.no_grad():
         expected = packed(x, lengths)
         torch.testing.assert_close(plain(x, lengths), expected, rtol=0, atol=1e-5)
@@ -98,8 +104,14 @@ def imdb_root(tmp_path_factory):
 
 def fit(params, name: str, root, **trainer_options) -> tuple[L.Trainer, ArrayDataModule]:
     dm = ArrayDataModule("imdb", params.experiment(name), params.loader, params.seed, root)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, **trainer_options)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **trainer_options,
+    )
     trainer.fit(build_classifier(params, name, dm.meta, "test"), datamodule=dm)
     assert trainer.state.finished
     return trainer, dm
@@ -149,15 +161,19 @@ def test_gru_learns_negation_where_bag_of_words_cannot(one_thread):
     w = np.linalg.solve(a.T @ a + np.eye(len(vocab)), a.T @ (2.0 * y_train - 1))
     bow_acc = float(((counts(x_test) @ w > 0) == y_test).mean())
 
-    net = build_model("gru", SPEC.__class__(**{**SPEC.__dict__, "vocab_size": len(vocab)}),
-                      {"embed_dim": 16, "hidden": 32})
+    net = build_model(
+        "gru",
+        SPEC.__class__(**{**SPEC.__dict__, "vocab_size": len(vocab)}),
+        {"embed_dim": 16, "hidden": 32},
+    )
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     xs, ls = torch.from_numpy(x_train), torch.from_numpy(len_train)
     ys = torch.from_numpy(y_train.astype(np.float32))
     for _ in range(6):
         for b in torch.randperm(len(xs)).split(32):
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                net(xs[b], ls[b]).squeeze(-1), ys[b])
+                net(xs[b], ls[b]).squeeze(-1), ys[b]
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -48,12 +48,12 @@ def _dead_pid() -> int:
 @pytest.mark.parametrize(
     ("cores", "jobs_alive", "workers", "expected"),
     [
-        (2, 1, 0, (2, 2, 0)),   # alone: every core
-        (2, 2, 0, (1, 1, 0)),   # two jobs on two cores: one each, not two each
+        (2, 1, 0, (2, 2, 0)),  # alone: every core
+        (2, 2, 0, (1, 1, 0)),  # two jobs on two cores: one each, not two each
         (8, 3, 0, (2, 2, 0)),
-        (8, 1, 2, (6, 2, 2)),   # workers come out of the share
-        (8, 2, 8, (1, 2, 3)),   # ... but never all of it
-        (2, 5, 4, (1, 1, 0)),   # more jobs than cores: one thread, no workers
+        (8, 1, 2, (6, 2, 2)),  # workers come out of the share
+        (8, 2, 8, (1, 2, 3)),  # ... but never all of it
+        (2, 5, 4, (1, 1, 0)),  # more jobs than cores: one thread, no workers
     ],
 )
 def test_auto_plan_splits_the_cores_between_live_jobs(cores, jobs_alive, workers, expected):
@@ -88,7 +88,8 @@ def test_registry_counts_live_processes_and_drops_stale_ones(jobs):
         (jobs / "junk.json").write_text("{not json")
         assert threads.live_jobs() == 2
         assert sorted(p.name for p in jobs.glob("*.json")) == sorted(
-            [f"{os.getpid()}.json", f"{sleeper.pid}.json"])
+            [f"{os.getpid()}.json", f"{sleeper.pid}.json"]
+        )
         assert not (jobs / f"{dead}.json").exists()
         assert threads.plan("auto", 0, cores=4)["threads"] == 2
     finally:
@@ -146,16 +147,25 @@ def _fit(callbacks, epochs=2, model=None, logger=False):
     import lightning as L
     from lightning.pytorch.demos.boring_classes import BoringModel
 
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, limit_train_batches=2,
-                        limit_val_batches=0, logger=logger, enable_checkpointing=False,
-                        log_every_n_steps=1,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=callbacks)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=epochs,
+        limit_train_batches=2,
+        limit_val_batches=0,
+        logger=logger,
+        enable_checkpointing=False,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )
     trainer.fit(model or BoringModel())
 
 
-def test_sizer_registers_replans_each_epoch_and_unregisters(jobs, keep_torch_threads,
-                                                            monkeypatch, tmp_path):
+def test_sizer_registers_replans_each_epoch_and_unregisters(
+    jobs, keep_torch_threads, monkeypatch, tmp_path
+):
     import csv
 
     from lightning.pytorch.loggers import CSVLogger
@@ -174,8 +184,11 @@ def test_sizer_registers_replans_each_epoch_and_unregisters(jobs, keep_torch_thr
     assert (jobs0, threads0, plan0["threads"]) == (1, 4, 4)
     assert (jobs1, threads1, plan1["threads"]) == (2, 2, 2)  # the other job took half
     with open(Path(logger.log_dir) / "metrics.csv") as fh:
-        logged = [(r["loader/threads"], r["loader/jobs"]) for r in csv.DictReader(fh)
-                  if r.get("loader/threads")]
+        logged = [
+            (r["loader/threads"], r["loader/jobs"])
+            for r in csv.DictReader(fh)
+            if r.get("loader/threads")
+        ]
     assert logged == [("4", "1"), ("2", "2")]
     assert not (jobs / f"{os.getpid()}.json").exists()
 
@@ -254,8 +267,13 @@ def _runs(uri: str) -> list:
 
 @pytest.mark.slow
 def test_two_nodes_on_loopback_one_run_one_set_of_outputs_same_weights(project, tmp_path):
-    _tiny_project_params(project, {"mnist_cnn": TINY["experiments"]["mnist_cnn"]},
-                         num_nodes=2, devices=1, strategy="ddp")
+    _tiny_project_params(
+        project,
+        {"mnist_cnn": TINY["experiments"]["mnist_cnn"]},
+        num_nodes=2,
+        devices=1,
+        strategy="ddp",
+    )
     node1 = tmp_path / "node1"  # the second node's own copy of the project: it writes nothing
     shutil.copytree(project, node1)
     sums = tmp_path / "sums"
@@ -263,12 +281,24 @@ def test_two_nodes_on_loopback_one_run_one_set_of_outputs_same_weights(project, 
     port = str(free_port())
     procs = []
     for rank, cwd in ((0, project), (1, node1)):
-        env = cli_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(rank),
-                   WORLD_SIZE="2", GLOO_SOCKET_IFNAME="lo",
-                   NNLAB_TEST_WEIGHTS_SUM=str(sums))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", WITH_WEIGHTS_SUM, "train", "mnist_cnn"], cwd=cwd, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = cli_env(
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=port,
+            NODE_RANK=str(rank),
+            WORLD_SIZE="2",
+            GLOO_SOCKET_IFNAME="lo",
+            NNLAB_TEST_WEIGHTS_SUM=str(sums),
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WITH_WEIGHTS_SUM, "train", "mnist_cnn"],
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     results = _wait_all(procs, timeout=400)
     for rc, out in results:
         assert rc == 0, out[-3000:]
@@ -276,7 +306,8 @@ def test_two_nodes_on_loopback_one_run_one_set_of_outputs_same_weights(project, 
 
     model_dir = project / "models/mnist_cnn"
     assert {"best.ckpt", "last.ckpt", "history.csv", "run.json"} <= {
-        p.name for p in model_dir.iterdir()}
+        p.name for p in model_dir.iterdir()
+    }
     receipt = tracking.read_receipt(model_dir)
     assert receipt["num_nodes"] == 2
     runs = _runs(tracking.resolve_uri(project))
@@ -285,9 +316,9 @@ def test_two_nodes_on_loopback_one_run_one_set_of_outputs_same_weights(project, 
     c = tracking.client(project)
     assert len(c.get_metric_history(receipt["run_id"], "val/acc")) == epochs
     # node 1 created nothing: no outputs, no store, no logs
-    assert sorted(p.name for p in node1.iterdir()) == sorted(p.name for p in project.iterdir()
-                                                             if p.name not in ("models",
-                                                                               "mlruns"))
+    assert sorted(p.name for p in node1.iterdir()) == sorted(
+        p.name for p in project.iterdir() if p.name not in ("models", "mlruns")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -353,18 +384,34 @@ def test_queued_and_temp_experiments_land_in_the_project_store(dvc_repo, tmp_pat
     lrs = {"queued-a": 0.01, "queued-b": 0.02}
     try:
         for name, lr in lrs.items():
-            run_ok(["dvc", "exp", "run", "--queue", "-n", name,
-                  "-S", f"experiments.mnist_mlp.lr={lr}"], work, env)
+            run_ok(
+                [
+                    "dvc",
+                    "exp",
+                    "run",
+                    "--queue",
+                    "-n",
+                    name,
+                    "-S",
+                    f"experiments.mnist_mlp.lr={lr}",
+                ],
+                work,
+                env,
+            )
         run_ok(["dvc", "queue", "start", "-j", "2"], work, env)
         status = _wait_for_queue(work, env)
         assert status.count("Success") == 2, status
     finally:
-        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=work, env=env,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            ["dvc", "queue", "stop", "--kill"], cwd=work, env=env, capture_output=True, timeout=120
+        )
     _check_dvc_exp_runs(work, lrs, tmp_path)
 
-    run_ok(["dvc", "exp", "run", "--temp", "-n", "temp-c", "-S", "experiments.mnist_mlp.lr=0.03"],
-         work, env)
+    run_ok(
+        ["dvc", "exp", "run", "--temp", "-n", "temp-c", "-S", "experiments.mnist_mlp.lr=0.03"],
+        work,
+        env,
+    )
     _check_dvc_exp_runs(work, {"temp-c": 0.03}, tmp_path / "temp")
     assert not (work / ".dvc/tmp/exps/mlruns").exists()
 
@@ -380,8 +427,9 @@ def mlflow_server(tmp_path):
     store.mkdir()
     cmd = [str(BIN / "nnlab"), "server", "--port", str(port), "--workers", "1"]
     log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=store, env=cli_env(), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=store, env=cli_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -418,17 +466,32 @@ def test_two_clones_share_one_tracking_server(mnist_root, tmp_path, mlflow_serve
     env = cli_env(MLFLOW_TRACKING_URI=mlflow_server)
     nnlab = str(BIN / "nnlab")
     first, second = jobs.items()
-    procs = [subprocess.Popen([nnlab, "train", first[0]], cwd=first[1], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+    procs = [
+        subprocess.Popen(
+            [nnlab, "train", first[0]],
+            cwd=first[1],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    ]
     try:
         receipt = first[1] / "models" / first[0] / "run.json"
         deadline = time.monotonic() + 300
         while not receipt.is_file() and procs[0].poll() is None:  # the first run has started
             assert time.monotonic() < deadline
             time.sleep(0.5)
-        procs.append(subprocess.Popen([nnlab, "train", second[0]], cwd=second[1], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True))
+        procs.append(
+            subprocess.Popen(
+                [nnlab, "train", second[0]],
+                cwd=second[1],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     finally:
         results = _wait_all(procs, timeout=400)
     for rc, out in results:

@@ -48,8 +48,9 @@ def trained(project, monkeypatch):
 
 
 @pytest.mark.parametrize("command", ["evaluate", "predict"])
-def test_a_hostile_best_checkpoint_is_refused_by_evaluate_and_predict(trained, tmp_path, capsys,
-                                                                     command):
+def test_a_hostile_best_checkpoint_is_refused_by_evaluate_and_predict(
+    trained, tmp_path, capsys, command
+):
     marker = tmp_path / "ran"
     best = trained / "models/mnist_mlp/best.ckpt"
     _plant(best, marker, like=best)
@@ -97,8 +98,14 @@ def test_weight_files_and_truncated_checkpoints_are_one_line_naming_the_file(tmp
             load_checkpoint(cut)
 
 
-HOSTILE_KEYS = ["x;touch {m};echo", "y$(touch {m})", "z`touch {m}`", "q'$(touch {m})'",
-                'd"; touch {m}; "', "n\ntouch {m}"]
+HOSTILE_KEYS = [
+    "x;touch {m};echo",
+    "y$(touch {m})",
+    "z`touch {m}`",
+    "q'$(touch {m})'",
+    'd"; touch {m}; "',
+    "n\ntouch {m}",
+]
 
 
 @pytest.mark.slow
@@ -113,8 +120,7 @@ def test_no_experiment_key_reaches_a_shell_under_dvc_repro(tmp_path):
     raw["features"], raw["experiments"] = {}, {}
 
     def run(*cmd):
-        return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True,
-                              timeout=300)
+        return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
 
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     for cmd in (["git", "init", "-q"], ["dvc", "repro", "split@mnist"]):
@@ -135,8 +141,10 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_leaves_nothing(tmp_path):
 
     (tmp_path / "out").mkdir()
     (tmp_path / "out/old.txt").write_text("earlier output")
-    with pytest.raises(OSError, match=f"no space left on {tmp_path}$"), \
-            atomic_dir(tmp_path / "out") as tmp:
+    with (
+        pytest.raises(OSError, match=f"no space left on {tmp_path}$"),
+        atomic_dir(tmp_path / "out") as tmp,
+    ):
         (tmp / "half.npy").write_bytes(b"x")
         raise OSError("784000 requested and 8064 written")  # how numpy says it
     with pytest.raises(OSError, match="no space left on"), atomic_file(tmp_path / "f") as fh:
@@ -175,8 +183,9 @@ def within(seconds: float, fn, *args):
     return box[0]
 
 
-@pytest.mark.parametrize("reader", [read_json, load_checkpoint, read_state, load_array,
-                                    file_digest, load_params])
+@pytest.mark.parametrize(
+    "reader", [read_json, load_checkpoint, read_state, load_array, file_digest, load_params]
+)
 def test_a_fifo_a_device_or_a_socket_is_refused_never_opened(special_files, reader):
     for path in special_files.values():
         err = within(10, reader, path)
@@ -202,6 +211,7 @@ def test_mlflow_is_never_given_a_fifo_a_device_or_a_socket_to_copy(tmp_path, spe
 
     run_id = tracking.make_logger("mnist_mlp", "mnist", {}, tmp_path).run_id
     for path in special_files.values():
-        err = within(10, tracking.log_to_run, {"run_id": run_id}, None, [path], None, None,
-                     tmp_path)
+        err = within(
+            10, tracking.log_to_run, {"run_id": run_id}, None, [path], None, None, tmp_path
+        )
         assert isinstance(err, OSError) and str(path) in str(err)

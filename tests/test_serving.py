@@ -47,8 +47,9 @@ def _counting(monkeypatch) -> tuple[list, list]:
     monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(f) or load(f, *a, **k))
     for module in (nnlab.stages.evaluate, serving):
         make = module.inference_trainer
-        monkeypatch.setattr(module, "inference_trainer",
-                            lambda *a, make=make: trainers.append(1) or make(*a))
+        monkeypatch.setattr(
+            module, "inference_trainer", lambda *a, make=make: trainers.append(1) or make(*a)
+        )
     return loads, trainers
 
 
@@ -61,8 +62,9 @@ def _inputs(root, run_id) -> dict[str, tuple]:
     return found
 
 
-def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(project, tmp_path,
-                                                                            monkeypatch):
+def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(
+    project, tmp_path, monkeypatch
+):
     params = tiny_params()
     run_id = train(params, "mnist_cnn", project)["run_id"]
     # the splits are the run's dataset inputs, with the content digests of the split manifest
@@ -113,18 +115,26 @@ def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(proj
         assert row.label == want["label"] and row.error is None
         assert row.probability == pytest.approx(want["probability"], abs=1e-4)
         assert [getattr(row, f"p_{d}") for d in range(10)] == pytest.approx(
-            [want["probabilities"][str(d)] for d in range(10)], abs=1e-4)
+            [want["probabilities"][str(d)] for d in range(10)], abs=1e-4
+        )
     junk = out.iloc[-1]
     assert junk["label"] is None and np.isnan(junk["probability"])
     assert junk["error"].startswith("row 3: <12 bytes>: not a readable image")
 
 
-@pytest.mark.parametrize(("manifest", "kind", "where"), [
-    ({"path": "{tmp}", "files": {}}, "local", "{tmp}"),
-    ({"path": "../shared/datasets/aclImdb.tar.gz"}, "local", "/shared/datasets/aclImdb.tar.gz"),
-    ({"files": {"a.gz": {"url": "https://example.org/a.gz"}}}, "http", "https://example.org/a.gz"),
-    ({"source": "synthetic reviews", "files": {}}, "code", '{"source": "synthetic reviews"}'),
-])
+@pytest.mark.parametrize(
+    ("manifest", "kind", "where"),
+    [
+        ({"path": "{tmp}", "files": {}}, "local", "{tmp}"),
+        ({"path": "../shared/datasets/aclImdb.tar.gz"}, "local", "/shared/datasets/aclImdb.tar.gz"),
+        (
+            {"files": {"a.gz": {"url": "https://example.org/a.gz"}}},
+            "http",
+            "https://example.org/a.gz",
+        ),
+        ({"source": "synthetic reviews", "files": {}}, "code", '{"source": "synthetic reviews"}'),
+    ],
+)
 def test_dataset_source_is_the_path_the_url_or_the_fallback(tmp_path, manifest, kind, where):
     manifest = json.loads(json.dumps(manifest).replace("{tmp}", str(tmp_path)))
     logged = mlflow.data.from_numpy(np.zeros(1), source=tracking.dataset_source(manifest))
@@ -141,8 +151,9 @@ def test_alias_best_follows_the_highest_test_acc(project):
     best.symlink_to(project / "cache.ckpt")
     assert serving.log_best_model(params, "mnist_cnn", project) == "1"
     client.log_metric(first, "test/acc", 0.99)  # better than any tiny retraining
-    second = _train_evaluate(tiny_params(**{"experiments.mnist_cnn.lr": 0.002}), "mnist_cnn",
-                             project)
+    second = _train_evaluate(
+        tiny_params(**{"experiments.mnist_cnn.lr": 0.002}), "mnist_cnn", project
+    )
     assert second != first
     assert serving.log_best_model(params, "mnist_cnn", project) == "2"
     assert str(client.get_model_version_by_alias("mnist_cnn", "best").version) == "1"
@@ -163,8 +174,11 @@ def test_text_model_round_trip(tmp_path, monkeypatch):
     run_split(params, "imdb", tmp_path)
     _train_evaluate(params, "imdb_gru", tmp_path)
     assert serving.log_best_model(params, "imdb_gru", tmp_path) == "1"
-    reviews = ["the acting was not bad at all, a good film", "not good. boring and dull",
-               "zzzz qqqq"]  # unknown words are <unk>, as for nnlab predict
+    reviews = [
+        "the acting was not bad at all, a good film",
+        "not good. boring and dull",
+        "zzzz qqqq",
+    ]  # unknown words are <unk>, as for nnlab predict
     files = [tmp_path / f"review{i}.txt" for i in range(3)]
     for path, text in zip(files, reviews, strict=True):
         path.write_text(text)
@@ -182,8 +196,9 @@ def test_text_model_round_trip(tmp_path, monkeypatch):
     assert all(isinstance(t, str) and t for t in example["text"])
 
 
-def test_model_logging_off_failing_or_after_mlflow_was_set_elsewhere(project, tmp_path,
-                                                                     monkeypatch):
+def test_model_logging_off_failing_or_after_mlflow_was_set_elsewhere(
+    project, tmp_path, monkeypatch
+):
     params = tiny_params()
     run_id = _train_evaluate(params, "mnist_mlp", project)
     client = tracking.client(project)
@@ -239,13 +254,15 @@ def test_a_head_on_a_features_cache_serves_raw_photos(tmp_path, monkeypatch):
     client = tracking.client(tmp_path)
     assert str(client.get_model_version_by_alias("head", "best").version) == "1"
     files = [tmp_path / f"p{i}.png" for i in range(3)]
-    for path, img in zip(files, np.load(tmp_path / "data/split/cats_vs_dogs/test_x.npy"),
-                         strict=False):
+    for path, img in zip(
+        files, np.load(tmp_path / "data/split/cats_vs_dogs/test_x.npy"), strict=False
+    ):
         Image.fromarray(img).save(path)
     expected = predict(params, "head", [str(f) for f in files], tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.resolve_uri(tmp_path))
     out = mlflow.pyfunc.load_model("models:/head@best").predict(
-        pd.DataFrame({"image": [f.read_bytes() for f in files]}))
+        pd.DataFrame({"image": [f.read_bytes() for f in files]})
+    )
     for row, want in zip(out.itertuples(), expected, strict=True):
         assert row.label == want["label"]
         assert row.p_dogs == pytest.approx(want["probabilities"]["dogs"], abs=1e-4)

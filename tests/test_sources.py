@@ -23,8 +23,9 @@ def test_bad_checksum_moves_on_to_the_next_mirror_and_leaves_no_temp(tmp_path):
     (tmp_path / "bad" / "f.bin").write_bytes(b"corrupt")
     (tmp_path / "good" / "f.bin").write_bytes(b"right" * 1000)
     with serve(tmp_path / "bad") as bad, serve(tmp_path / "good") as good:
-        got = fetch([f"{bad}/f.bin", f"{good}/f.bin"], tmp_path / "out" / "f.bin",
-                    _sha(b"right" * 1000))
+        got = fetch(
+            [f"{bad}/f.bin", f"{good}/f.bin"], tmp_path / "out" / "f.bin", _sha(b"right" * 1000)
+        )
     assert got == {"url": f"{good}/f.bin", "checksum": _sha(b"right" * 1000), "pinned": True}
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["f.bin"]
     assert (tmp_path / "out" / "f.bin").read_bytes() == b"right" * 1000

@@ -40,14 +40,32 @@ def imdb_params(**overrides):
     """Tiny params with an imdb block (synthetic unless overridden) and both experiments."""
     model = {"embed_dim": 16, "hidden": 16}
     base = {
-        "data.imdb": {"kind": "text_folder", "classes": {"neg": "negative", "pos": "positive"},
-                      "source": "synthetic", "synthetic_size": 240, "test_fraction": 0.25,
-                      "vocab_size": 200, "max_len": 40, "val_fraction": 0.2, "retries": 0,
-                      "timeout": 2},
-        "experiments.imdb_gru": {"dataset": "imdb", "model": "gru", "epochs": 1,
-                                 "batch_size": 32, "model_options": model},
-        "experiments.imdb_lstm": {"dataset": "imdb", "model": "lstm", "epochs": 1,
-                                  "batch_size": 32, "model_options": model},
+        "data.imdb": {
+            "kind": "text_folder",
+            "classes": {"neg": "negative", "pos": "positive"},
+            "source": "synthetic",
+            "synthetic_size": 240,
+            "test_fraction": 0.25,
+            "vocab_size": 200,
+            "max_len": 40,
+            "val_fraction": 0.2,
+            "retries": 0,
+            "timeout": 2,
+        },
+        "experiments.imdb_gru": {
+            "dataset": "imdb",
+            "model": "gru",
+            "epochs": 1,
+            "batch_size": 32,
+            "model_options": model,
+        },
+        "experiments.imdb_lstm": {
+            "dataset": "imdb",
+            "model": "lstm",
+            "epochs": 1,
+            "batch_size": 32,
+            "model_options": model,
+        },
     }
     return tiny_params(**{**base, **overrides})
 
@@ -64,8 +82,11 @@ def make_archive(path: Path) -> Path:
         _add(tf, "aclImdb/README", b"readme")
         for (split, label), texts in REVIEWS.items():
             for i, text in enumerate(texts):
-                _add(tf, f"aclImdb/{split}/{label}/{i}_{7 if label == 'pos' else 2}.txt",
-                     text.encode())
+                _add(
+                    tf,
+                    f"aclImdb/{split}/{label}/{i}_{7 if label == 'pos' else 2}.txt",
+                    text.encode(),
+                )
         _add(tf, "aclImdb/train/unsup/0_0.txt", b"unlabelled, skipped")
     return path
 
@@ -89,8 +110,19 @@ def read_raw(root: Path) -> list[dict]:
 
 def test_tokenize_lowercases_strips_breaks_and_punctuation():
     text = "This movie was NOT good.<br /><br />It isn't bad, either...<BR>10/10!"
-    assert tokenize(text) == ["this", "movie", "was", "not", "good", "it", "isn't", "bad",
-                              "either", "10", "10"]
+    assert tokenize(text) == [
+        "this",
+        "movie",
+        "was",
+        "not",
+        "good",
+        "it",
+        "isn't",
+        "bad",
+        "either",
+        "10",
+        "10",
+    ]
     assert tokenize("") == []
     assert "br" not in tokenize("a<br/>b<br />c")
 
@@ -120,8 +152,11 @@ def test_encode_keeps_last_or_first_tokens():
 
 @pytest.mark.parametrize("kind", ["archive", "folder"])
 def test_download_from_local_archive_or_folder(tmp_path, kind):
-    src = (make_archive(tmp_path / "aclImdb.tar.gz") if kind == "archive" else
-           make_folder(tmp_path / "src") / "aclImdb")
+    src = (
+        make_archive(tmp_path / "aclImdb.tar.gz")
+        if kind == "archive"
+        else make_folder(tmp_path / "src") / "aclImdb"
+    )
     params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(src)})
     manifest = run_download(params, "imdb", tmp_path)
     texts = sorted(r["text"] for r in read_raw(tmp_path))
@@ -131,7 +166,9 @@ def test_download_from_local_archive_or_folder(tmp_path, kind):
     if kind == "archive":  # a local archive may be a repack: its checksum is recorded
         assert manifest["checksum"] == "sha256:" + hashlib.sha256(src.read_bytes()).hexdigest()
     assert sorted(p.name for p in (tmp_path / "data/raw/imdb").iterdir()) == [
-        paths.MANIFEST, paths.RAW_TEXTS]  # nothing extracted
+        paths.MANIFEST,
+        paths.RAW_TEXTS,
+    ]  # nothing extracted
 
 
 def test_folder_without_reviews_names_what_is_missing(tmp_path):
@@ -149,8 +186,12 @@ def test_download_over_http_verified_and_archive_dropped(tmp_path):
     official = "#sha256=c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     with serve(srv) as url:
-        params = imdb_params(**{"data.imdb.source": "remote",
-                                "data.imdb.mirrors": [f"{url}/aclImdb_v1.tar.gz{official}"]})
+        params = imdb_params(
+            **{
+                "data.imdb.source": "remote",
+                "data.imdb.mirrors": [f"{url}/aclImdb_v1.tar.gz{official}"],
+            }
+        )
         with pytest.raises(ChecksumError, match=official[8:]):  # not the official file
             run_download(params, "imdb", tmp_path)
         assert not (tmp_path / "data/raw/imdb").exists()
@@ -158,15 +199,21 @@ def test_download_over_http_verified_and_archive_dropped(tmp_path):
         params = imdb_params(**{"data.imdb.source": "remote", "data.imdb.mirrors": mirrors})
         manifest = run_download(params, "imdb", tmp_path)
     assert manifest["files"][paths.RAW_ARCHIVE] == {
-        "url": f"{url}/aclImdb_v1.tar.gz", "pinned": True, "checksum": f"sha256:{digest}"}
+        "url": f"{url}/aclImdb_v1.tar.gz",
+        "pinned": True,
+        "checksum": f"sha256:{digest}",
+    }
     assert len(read_raw(tmp_path)) == 8
     assert not (tmp_path / "data/raw/imdb" / paths.RAW_ARCHIVE).exists()
 
 
 def test_offline_remote_fails_auto_falls_back_to_synthetic_loudly(tmp_path, capsys):
     with pytest.raises(DownloadError):
-        run_download(imdb_params(**{"data.imdb.source": "remote",
-                                    "data.imdb.mirrors": [dead_url()]}), "imdb", tmp_path)
+        run_download(
+            imdb_params(**{"data.imdb.source": "remote", "data.imdb.mirrors": [dead_url()]}),
+            "imdb",
+            tmp_path,
+        )
     with pytest.raises(ValueError, match=r"data\.imdb\.source"):
         imdb_params(**{"data.imdb.source": "bundled"})  # imdb has no bundled sample
     params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.mirrors": [dead_url()]})
@@ -180,8 +227,9 @@ def test_offline_remote_fails_auto_falls_back_to_synthetic_loudly(tmp_path, caps
 
 def test_synthetic_labels_depend_on_word_order():
     rng = np.random.default_rng(0)
-    texts = {label: [tokenize(synthetic_review(rng, label)) for _ in range(400)]
-             for label in (0, 1)}
+    texts = {
+        label: [tokenize(synthetic_review(rng, label)) for _ in range(400)] for label in (0, 1)
+    }
     # every adjective and "not" occur in both classes about equally often...
     for word in ("good", "bad", "not"):
         pos = sum(word in t for t in texts[1])
@@ -201,9 +249,14 @@ def test_synthetic_labels_depend_on_word_order():
 
 def test_split_vocabulary_from_train_only(tmp_path):
     folder = make_folder(tmp_path / "src")
-    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(folder),
-                            "data.imdb.val_fraction": 0.5,
-                            "data.imdb.max_len": 8})
+    params = imdb_params(
+        **{
+            "data.imdb.source": "auto",
+            "data.imdb.path": str(folder),
+            "data.imdb.val_fraction": 0.5,
+            "data.imdb.max_len": 8,
+        }
+    )
     run_download(params, "imdb", tmp_path)
     manifest = run_split(params, "imdb", tmp_path)
     out = tmp_path / "data/split/imdb"
@@ -225,19 +278,31 @@ def test_split_vocabulary_from_train_only(tmp_path):
     assert x[row, :3].tolist() == [great, great, UNK_INDEX] and lengths[row] == 3
 
 
-@pytest.mark.parametrize("truncate, kept", [("last", "great film loved it"),
-                                             ("first", "a great film loved")])
+@pytest.mark.parametrize(
+    "truncate, kept", [("last", "great film loved it"), ("first", "a great film loved")]
+)
 def test_split_truncates_long_reviews_on_the_side_params_name(tmp_path, truncate, kept):
     folder = make_folder(tmp_path / "src")
-    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(folder),
-                            "data.imdb.max_len": 4, "data.imdb.truncate": truncate,
-                            "data.imdb.val_fraction": 0.5})
+    params = imdb_params(
+        **{
+            "data.imdb.source": "auto",
+            "data.imdb.path": str(folder),
+            "data.imdb.max_len": 4,
+            "data.imdb.truncate": truncate,
+            "data.imdb.val_fraction": 0.5,
+        }
+    )
     run_download(params, "imdb", tmp_path)
     run_split(params, "imdb", tmp_path)
     out = tmp_path / "data/split/imdb"
     vocab = Vocabulary.from_json(read_json(out / paths.VOCAB))
-    texts = {vocab.decode(x, n) for split in ("train", "val") for x, n in zip(
-        np.load(out / f"{split}_x.npy"), np.load(out / f"{split}_len.npy"), strict=True)}
+    texts = {
+        vocab.decode(x, n)
+        for split in ("train", "val")
+        for x, n in zip(
+            np.load(out / f"{split}_x.npy"), np.load(out / f"{split}_len.npy"), strict=True
+        )
+    }
     assert kept in texts  # "A great film. Loved it!" cut to 4 words
     meta = read_json(out / paths.META)
     assert meta["truncate"].startswith(f"keep the {truncate}")
@@ -311,4 +376,5 @@ def test_shared_archive_layout_if_present():
     records, report = text_folder.read_texts(cfg, archive, str(archive))
     assert len(records) == 50000 and report["skipped_count"] == 0
     assert {(r["split"], r["label"]) for r in records} == {
-        (s, lab) for s in ("train", "test") for lab in ("neg", "pos")}
+        (s, lab) for s in ("train", "test") for lab in ("neg", "pos")
+    }

@@ -63,14 +63,23 @@ def test_lecture_table_and_what_differs_from_the_committed_params(project, tmp_p
     committed = lecture.committed_params(tmp_path)
     assert committed is not None and committed.experiments == tiny_params().experiments
     flip = [{"name": "HorizontalFlip", "args": {"p": 0.5}}]
-    now = tiny_params(**{"experiments.mnist_cnn.epochs": 30, "data.mnist.path": "../shared/m",
-                         "experiments.mnist_cnn.augment": flip})
+    now = tiny_params(
+        **{
+            "experiments.mnist_cnn.epochs": 30,
+            "data.mnist.path": "../shared/m",
+            "experiments.mnist_cnn.augment": flip,
+        }
+    )
     changed = lecture.overrides(now, committed, "mnist_cnn")
-    assert changed == {"data.mnist.path": "../shared/m", "experiments.mnist_cnn.epochs": 30,
-                       "experiments.mnist_cnn.augment": flip}
+    assert changed == {
+        "data.mnist.path": "../shared/m",
+        "experiments.mnist_cnn.epochs": 30,
+        "experiments.mnist_cnn.augment": flip,
+    }
     assert lecture.overrides(now, committed, "mnist_mlp") == {"data.mnist.path": "../shared/m"}
     assert lecture.overrides(now, None, "mnist_cnn") == {"data.mnist.path": "../shared/m"}
     assert lecture.reproduce_command("mnist_cnn", changed) == (
         "dvc exp run -S data.mnist.path=../shared/m -S experiments.mnist_cnn.epochs=30 "
         "-S 'experiments.mnist_cnn.augment=[{name: HorizontalFlip, args: {p: 0.5}}]' "
-        "evaluate@mnist_cnn")
+        "evaluate@mnist_cnn"
+    )

@@ -45,8 +45,9 @@ def test_receipt_holds_no_path_of_this_machine(trained, tmp_path):
     assert read_json(tmp_path / paths.RECEIPT) == {"run_id": "abc"}
 
 
-def test_second_clone_uses_its_own_store_and_never_the_first(trained, tmp_path, monkeypatch,
-                                                             capsys):
+def test_second_clone_uses_its_own_store_and_never_the_first(
+    trained, tmp_path, monkeypatch, capsys
+):
     """A checkpoint pulled into another clone evaluates there, says once per step that its run
     is not in that clone's store, and logs nothing anywhere."""
     import nnlab.stages.evaluate
@@ -107,12 +108,16 @@ def test_experiments_are_marked_as_model_training(tmp_path, monkeypatch):
     assert tracking.ensure_experiment("mnist", tmp_path) == exp_id
 
 
-@pytest.mark.parametrize(("timeout", "bound"), [
-    ("1", 10),  # the user's own MLFLOW_HTTP_REQUEST_TIMEOUT
-    pytest.param(None, 30, marks=pytest.mark.slow),  # nnlab's default bound
-])
-def test_a_server_that_does_not_answer_fails_in_one_bounded_line(tmp_path, monkeypatch, timeout,
-                                                                 bound):
+@pytest.mark.parametrize(
+    ("timeout", "bound"),
+    [
+        ("1", 10),  # the user's own MLFLOW_HTTP_REQUEST_TIMEOUT
+        pytest.param(None, 30, marks=pytest.mark.slow),  # nnlab's default bound
+    ],
+)
+def test_a_server_that_does_not_answer_fails_in_one_bounded_line(
+    tmp_path, monkeypatch, timeout, bound
+):
     """A socket that accepts and never answers: MLflow's own timeouts bound the wait, and the
     error names the server without its credentials."""
     import socket
@@ -161,13 +166,20 @@ def test_a_server_that_is_not_mlflow_is_one_line_naming_it(tmp_path, monkeypatch
     assert "login page" in message and "secret" not in message and "\n" not in message
 
 
-@pytest.mark.parametrize(("env", "zero"), [
-    ({}, True), ({"RANK": "0", "LOCAL_RANK": "0", "GROUP_RANK": "0"}, True),
-    ({"NODE_RANK": "0", "LOCAL_RANK": "0"}, True), ({"SLURM_PROCID": "0"}, True),
-    ({"RANK": "3", "LOCAL_RANK": "1"}, False), ({"NODE_RANK": "1"}, False),
-    ({"LOCAL_RANK": "1"}, False), ({"SLURM_PROCID": "2"}, False),
-    ({"GROUP_RANK": "1", "LOCAL_RANK": "0"}, False),
-])
+@pytest.mark.parametrize(
+    ("env", "zero"),
+    [
+        ({}, True),
+        ({"RANK": "0", "LOCAL_RANK": "0", "GROUP_RANK": "0"}, True),
+        ({"NODE_RANK": "0", "LOCAL_RANK": "0"}, True),
+        ({"SLURM_PROCID": "0"}, True),
+        ({"RANK": "3", "LOCAL_RANK": "1"}, False),
+        ({"NODE_RANK": "1"}, False),
+        ({"LOCAL_RANK": "1"}, False),
+        ({"SLURM_PROCID": "2"}, False),
+        ({"GROUP_RANK": "1", "LOCAL_RANK": "0"}, False),
+    ],
+)
 def test_global_zero_from_the_environment(monkeypatch, env, zero):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -185,8 +197,9 @@ def test_non_zero_rank_creates_nothing(tmp_path, monkeypatch, var):
 
 
 def test_resuming_a_run_this_store_lacks_starts_a_new_one(tmp_path, capsys):
-    logger = tracking.make_logger("mnist_mlp", "mnist", {"nnlab.experiment": "mnist_mlp"},
-                                  tmp_path, run_id="0" * 32)
+    logger = tracking.make_logger(
+        "mnist_mlp", "mnist", {"nnlab.experiment": "mnist_mlp"}, tmp_path, run_id="0" * 32
+    )
     assert logger.run_id != "0" * 32
     assert "starting a new run" in capsys.readouterr().err
 
@@ -198,11 +211,21 @@ def test_dvc_experiment_name_is_a_tag(tmp_path, monkeypatch):
 
 def test_parallel_jobs_create_one_store_without_a_schema_race(tmp_path):
     """Without the lock, MLflow's migrations race: `duplicate column name: step`."""
-    code = ("import sys; from pathlib import Path; from nnlab import tracking;"
-            "print(tracking.ensure_experiment('mnist', Path(sys.argv[1])))")
+    code = (
+        "import sys; from pathlib import Path; from nnlab import tracking;"
+        "print(tracking.ensure_experiment('mnist', Path(sys.argv[1])))"
+    )
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
     try:
         outs = [p.communicate(timeout=120) for p in procs]
     finally:

@@ -26,8 +26,11 @@ def _runs(root, name=None):
 
 
 def _snapshot(folder):
-    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_fast_dev_run_both_mnist_models(project):
@@ -36,8 +39,13 @@ def test_fast_dev_run_both_mnist_models(project):
         exp = params.experiment(name)
         dm = ArrayDataModule("mnist", exp, params.loader, params.seed, project)
         model = build_classifier(params, name, dm.meta, "x")
-        trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False,
-                            enable_progress_bar=False, enable_model_summary=False)
+        trainer = L.Trainer(
+            fast_dev_run=True,
+            accelerator="cpu",
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
         trainer.fit(model, datamodule=dm)
         assert trainer.state.finished
         assert float(trainer.callback_metrics["train/loss"]) > 0
@@ -80,8 +88,9 @@ def test_best_checkpoint_reproduces_logged_val_acc(project):
     best = project / "models/mnist_mlp/best.ckpt"
     exp = params.experiment("mnist_mlp")
     dm = ArrayDataModule("mnist", exp, params.loader, params.seed, project)
-    (result,) = inference_trainer(params).validate(load_classifier(best), datamodule=dm,
-                                                   ckpt_path=str(best), verbose=False)
+    (result,) = inference_trainer(params).validate(
+        load_classifier(best), datamodule=dm, ckpt_path=str(best), verbose=False
+    )
     logged = tracking.client(root=project).get_metric_history(receipt["run_id"], "val/acc")
     assert result["val/acc"] == pytest.approx(max(m.value for m in logged), abs=1e-6)
     assert result["val/acc"] == pytest.approx(receipt["val/acc_best"], abs=1e-4)
@@ -94,7 +103,8 @@ def test_same_params_same_metrics_on_cpu(project, tmp_path):
     b = train(tiny_params(), "mnist_mlp", other)
     assert a["val/acc_best"] == b["val/acc_best"]
     assert (project / "models/mnist_mlp/history.csv").read_text() == (
-        other / "models/mnist_mlp/history.csv").read_text()
+        other / "models/mnist_mlp/history.csv"
+    ).read_text()
 
 
 def test_interrupted_training_resumes_from_last_ckpt(project, monkeypatch):
@@ -161,10 +171,13 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_the_outputs(project, mon
     from nnlab.config import ConfigError
 
     outside = sorted(p.name for p in project.parent.iterdir())
-    for bad, match in (({"trainer.accelerator": "gpu"}, "trainer"),
-                       ({"experiments.mnist_mlp.augment": [{"name": "Rotate",
-                                                           "args": {"limit": "far"}}]},
-                        r"experiments\.mnist_mlp\.augment\[0\]")):
+    for bad, match in (
+        ({"trainer.accelerator": "gpu"}, "trainer"),
+        (
+            {"experiments.mnist_mlp.augment": [{"name": "Rotate", "args": {"limit": "far"}}]},
+            r"experiments\.mnist_mlp\.augment\[0\]",
+        ),
+    ):
         with pytest.raises(ConfigError, match=match):  # a bad value: refused before anything
             train(tiny_params(**bad), "mnist_mlp", project)
         assert _snapshot(model_dir) == before
@@ -179,8 +192,11 @@ def test_a_second_training_of_one_experiment_is_refused_at_once(project):
     from nnlab.files import exclusive
 
     (project / "models").mkdir()
-    refused = pytest.raises(RuntimeError, match=r"\.mnist_mlp\.lock: train@mnist_mlp is "
-                                                rf"already running \(pid {os.getpid()}\)")
+    refused = pytest.raises(
+        RuntimeError,
+        match=r"\.mnist_mlp\.lock: train@mnist_mlp is "
+        rf"already running \(pid {os.getpid()}\)",
+    )
     with exclusive(project / "models/.mnist_mlp.lock", "train@mnist_mlp"), refused:
         train(tiny_params(), "mnist_mlp", project)  # while another training holds the lock
     assert not (project / "models/mnist_mlp").exists()
@@ -188,7 +204,8 @@ def test_a_second_training_of_one_experiment_is_refused_at_once(project):
 
 
 def test_an_unusable_jobs_dir_or_a_linked_model_folder_is_refused_before_any_epoch(
-        project, monkeypatch, tmp_path):
+    project, monkeypatch, tmp_path
+):
     monkeypatch.setenv("NNLAB_JOBS_DIR", "/dev/null")
     with pytest.raises(ValueError, match="NNLAB_JOBS_DIR=/dev/null: not a folder"):
         train(tiny_params(), "mnist_mlp", project)
@@ -226,8 +243,7 @@ def test_evaluate_runs_trainer_test_and_logs_into_training_run(project, monkeypa
     assert calls == [None]  # trainer.test ran once, on the checkpoint evaluate loaded once
     report = project / "reports/experiments/mnist_cnn"
     on_disk = read_json(report / "metrics.json")
-    assert set(on_disk) == {"test/acc", "test/loss", "val/acc_best", "epochs_run",
-                            "train_seconds"}
+    assert set(on_disk) == {"test/acc", "test/loss", "val/acc_best", "epochs_run", "train_seconds"}
     assert on_disk["test/acc"] == metrics["test/acc"] and 0 <= metrics["test/acc"] <= 1
     assert on_disk["val/acc_best"] == receipt["val/acc_best"]
     per_class = read_json(report / "per_class.json")
@@ -297,15 +313,19 @@ def test_evaluate_refuses_a_split_made_after_the_training(project):
     before = _snapshot(report)
     resplit = tiny_params(**{"data.mnist.max_samples": 300})  # by hand, outside dvc repro
     run_split(resplit, "mnist", project)
-    with pytest.raises(StageOrderError, match=r"data/split/mnist: changed since .*"
-                                              r"models/mnist_mlp.*rerun train@mnist_mlp"):
+    with pytest.raises(
+        StageOrderError,
+        match=r"data/split/mnist: changed since .*"
+        r"models/mnist_mlp.*rerun train@mnist_mlp",
+    ):
         evaluate(resplit, "mnist_mlp", project)
     assert _snapshot(report) == before  # the earlier report is kept as it was
 
 
 @pytest.mark.parametrize(("native", "expected"), [(False, "32-true"), (True, "bf16-mixed")])
-def test_precision_auto_trains_in_bf16_only_where_the_cpu_has_it(project, monkeypatch, native,
-                                                                  expected):
+def test_precision_auto_trains_in_bf16_only_where_the_cpu_has_it(
+    project, monkeypatch, native, expected
+):
     from nnlab import config
 
     monkeypatch.setattr(config, "cpu_has_bf16", lambda: native)

@@ -43,11 +43,20 @@ RGB32 = DataSpec(kind="image", input_shape=(3, 32, 32), classes=("cats", "dogs")
 def tiny_transfer(spec: DataSpec, *, trainable_blocks: int = 0) -> nn.Module:
     """A stand-in pretrained base: five conv blocks (8 channels, pool 2), random init."""
     torch.manual_seed(0)
-    blocks = [nn.Sequential(nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1), nn.ReLU(inplace=True),
-                            nn.MaxPool2d(2)) for i in range(5)]
-    return TransferNet(assemble_base(blocks, IMAGENET, "avg"), spec, hidden=16, dropout=0.5,
-                       trainable_blocks=trainable_blocks,
-                       provenance={"backbone": "tiny", "weights": "random (test)"})
+    blocks = [
+        nn.Sequential(
+            nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)
+        )
+        for i in range(5)
+    ]
+    return TransferNet(
+        assemble_base(blocks, IMAGENET, "avg"),
+        spec,
+        hidden=16,
+        dropout=0.5,
+        trainable_blocks=trainable_blocks,
+        provenance={"backbone": "tiny", "weights": "random (test)"},
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -57,19 +66,36 @@ def stand_in_model(monkeypatch):
 
 
 def params_for(features=None, **experiments):
-    return parse_params({
-        "features": features or {},
-        "seed": 3,
-        "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
-                    "log_every_n_steps": 1},
-        "data": {"cats_vs_dogs": {"kind": "image_folder", "source": "synthetic",
-                                  "synthetic_size": 64, "synthetic_image_size": 32}},
-        "experiments": experiments,
-    })
+    return parse_params(
+        {
+            "features": features or {},
+            "seed": 3,
+            "trainer": {
+                "accelerator": "cpu",
+                "devices": 1,
+                "enable_progress_bar": False,
+                "log_every_n_steps": 1,
+            },
+            "data": {
+                "cats_vs_dogs": {
+                    "kind": "image_folder",
+                    "source": "synthetic",
+                    "synthetic_size": 64,
+                    "synthetic_image_size": 32,
+                }
+            },
+            "experiments": experiments,
+        }
+    )
 
 
-FEAT = {"dataset": "cats_vs_dogs", "model": "tiny_transfer", "epochs": 3, "batch_size": 8,
-        "lr": 0.01}
+FEAT = {
+    "dataset": "cats_vs_dogs",
+    "model": "tiny_transfer",
+    "epochs": 3,
+    "batch_size": 8,
+    "lr": 0.01,
+}
 
 
 @pytest.fixture
@@ -99,12 +125,18 @@ def test_vgg16_base_is_frozen_normalised_and_cut_in_five_blocks():
     assert f"Trainable params: {head:,}" in text and f"Non-trainable params: {VGG16_CONV:,}" in text
 
     spec = DataSpec(kind="image", input_shape=(3, 150, 150), classes=("cats", "dogs"))
-    tuned = build_model("vgg16", spec, {"weights": "none", "trainable_blocks": 1,
-                                        "pool": "flatten"})
+    tuned = build_model(
+        "vgg16", spec, {"weights": "none", "trainable_blocks": 1, "pool": "flatten"}
+    )
     assert count_parameters(tuned.head)[0] == 4 * 4 * 512 * 256 + 256 + 256 + 1  # the lecture's
     assert count_parameters(tuned.base)[1] == 7_079_424  # block5
     assert [any(p.requires_grad for p in b.parameters()) for b in tuned.blocks] == [
-        False, False, False, False, True]
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
     gray = DataSpec(kind="image", input_shape=(1, 28, 28), classes=tuple("0123456789"))
     with pytest.raises(ValueError, match="RGB"):
         build_model("vgg16", gray, {"weights": "none"})
@@ -174,8 +206,13 @@ def test_vgg16_weights_come_through_the_torch_hub_cache(monkeypatch, tmp_path):
     served.mkdir()
     reference = nn.Sequential(*vgg16_base.blocks())
     raw = tmp_path / "vgg16.pth"
-    torch.save({f"features.{k}": v for k, v in nn.Sequential(*[m for b in reference for m in b])
-                .state_dict().items()}, raw)
+    torch.save(
+        {
+            f"features.{k}": v
+            for k, v in nn.Sequential(*[m for b in reference for m in b]).state_dict().items()
+        },
+        raw,
+    )
     digest = hashlib.sha256(raw.read_bytes()).hexdigest()[:8]
     (served / f"vgg16-{digest}.pth").write_bytes(raw.read_bytes())
     (served / "vgg16-00000000.pth").write_bytes(raw.read_bytes())  # a wrong hash
@@ -187,8 +224,10 @@ def test_vgg16_weights_come_through_the_torch_hub_cache(monkeypatch, tmp_path):
         monkeypatch.setattr(vgg16_base.WEIGHTS.value, "url", f"{url}/vgg16-00000000.pth")
         with pytest.raises(DownloadError, match="hash"):
             build_model("vgg16", RGB32, {"source": "remote"})
-    assert net.provenance == {"backbone": "vgg16",
-                              "weights": "ImageNet (torchvision IMAGENET1K_V1)"}
+    assert net.provenance == {
+        "backbone": "vgg16",
+        "weights": "ImageNet (torchvision IMAGENET1K_V1)",
+    }
     assert (tmp_path / f"torch/hub/checkpoints/vgg16-{digest}.pth").is_file()
     assert not (tmp_path / "torch/hub/checkpoints/vgg16-00000000.pth").exists()
     assert torch.equal(net.blocks[4][-3].weight, reference[4][-3].weight)  # conv5_3
@@ -201,23 +240,30 @@ def test_local_weights_file_and_bad_files(tmp_path):
     net = build_model("vgg16", RGB32, {"weights": str(tmp_path / "conv_base.pth")})
     assert torch.equal(net.blocks[0][0].weight, reference[0][0].weight)
     assert net.provenance["weights"].endswith("conv_base.pth")
-    whole = {**{f"features.{k}": v for k, v in flat.state_dict().items()},
-             "classifier.6.bias": torch.zeros(1000)}  # a whole VGG16: the classifier is ignored
+    whole = {
+        **{f"features.{k}": v for k, v in flat.state_dict().items()},
+        "classifier.6.bias": torch.zeros(1000),
+    }  # a whole VGG16: the classifier is ignored
     torch.save({"state_dict": whole}, tmp_path / "whole.pth")
     net = build_model("vgg16", RGB32, {"weights": str(tmp_path / "whole.pth")})
     assert torch.equal(net.blocks[4][-3].weight, reference[4][-3].weight)
     (tmp_path / "junk.pth").write_text("not a checkpoint")
     torch.save({"0.weight": torch.zeros(3)}, tmp_path / "other.pth")
-    for name, error, message in [("junk.pth", ValueError, r"junk\.pth"),
-                                 ("other.pth", ValueError, r"other\.pth: weights do not fit"),
-                                 ("missing.pth", FileNotFoundError, "model_options.weights")]:
+    for name, error, message in [
+        ("junk.pth", ValueError, r"junk\.pth"),
+        ("other.pth", ValueError, r"other\.pth: weights do not fit"),
+        ("missing.pth", FileNotFoundError, "model_options.weights"),
+    ]:
         with pytest.raises(error, match=message):
             build_model("vgg16", RGB32, {"weights": str(tmp_path / name)})
 
 
 def test_nothing_is_fetched_while_a_checkpoint_loads(monkeypatch):
-    for module, name in [(vgg16_base, "pretrained"), (lite0, "pretrained"),
-                         (lite0, "weights_file")]:
+    for module, name in [
+        (vgg16_base, "pretrained"),
+        (lite0, "pretrained"),
+        (lite0, "weights_file"),
+    ]:
         monkeypatch.setattr(module, name, never)
     with loading_checkpoint():
         net = build_model("vgg16", RGB32, {"source": "remote"})
@@ -232,14 +278,18 @@ def test_checkpoint_rebuilds_the_fallback_backbone(catdog):
     params = params_for(v={**FEAT, "model": "vgg16", "model_options": {"source": "bundled"}})
     model = build_classifier(params, "v", meta, "x")
     assert model.hparams.model_options["backbone"] == "efficientnet_lite0"
-    trainer = L.Trainer(max_epochs=0, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=catdog)
+    trainer = L.Trainer(
+        max_epochs=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=catdog,
+    )
     trainer.strategy.connect(model)
     trainer.save_checkpoint(catdog / "lite.ckpt", weights_only=False)
     loaded = load_classifier(catdog / "lite.ckpt")
     assert loaded.net.provenance["backbone"] == "efficientnet_lite0"
-    for a, b in zip(model.net.state_dict().values(), loaded.net.state_dict().values(),
-                    strict=True):
+    for a, b in zip(model.net.state_dict().values(), loaded.net.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert pretrained_cell(model.net.provenance) == "**efficientnet_lite0 (fallback)**"
     assert pretrained_cell({"backbone": "vgg16", "weights": "x"}) == "vgg16"
@@ -247,10 +297,20 @@ def test_checkpoint_rebuilds_the_fallback_backbone(catdog):
 
 # ----------------------------------------------------------------------------- cached features
 
-CACHE = {"from": "cats_vs_dogs", "backbone": "efficientnet_lite0", "source": "bundled",
-         "batch_size": 16}
-HEAD = {"dataset": "cats_lite0", "model": "mlp", "epochs": 3, "batch_size": 8, "lr": 0.01,
-        "model_options": {"hidden": 16, "dropout": 0.5}}
+CACHE = {
+    "from": "cats_vs_dogs",
+    "backbone": "efficientnet_lite0",
+    "source": "bundled",
+    "batch_size": 16,
+}
+HEAD = {
+    "dataset": "cats_lite0",
+    "model": "mlp",
+    "epochs": 3,
+    "batch_size": 8,
+    "lr": 0.01,
+    "model_options": {"hidden": 16, "dropout": 0.5},
+}
 
 
 def cache_params(**experiments):
@@ -291,8 +351,9 @@ def test_a_head_trains_on_the_cache_and_predicts_raw_photos(catdog, tmp_path):
     assert 0 <= evaluate(params, "head", catdog)["test/acc"] <= 1
     # a raw photo goes through base and head composed, as the cached features did
     files = [str(tmp_path / f"p{i}.png") for i in range(3)]
-    for file, img in zip(files, np.load(catdog / "data/split/cats_vs_dogs/test_x.npy"),
-                         strict=False):
+    for file, img in zip(
+        files, np.load(catdog / "data/split/cats_vs_dogs/test_x.npy"), strict=False
+    ):
         Image.fromarray(img).save(file)
     results = predict(params, "head", [*files, str(tmp_path / "missing.png")], catdog)
     assert "missing.png" in results[-1]["error"]
@@ -315,24 +376,43 @@ class SaveWeights(Callback):
         self.folder = folder
 
     def on_train_epoch_end(self, trainer, module):
-        torch.save({k: v.detach().clone() for k, v in module.net.state_dict().items()},
-                   self.folder / f"rank{trainer.global_rank}_epoch{trainer.current_epoch}.pt")
+        torch.save(
+            {k: v.detach().clone() for k, v in module.net.state_dict().items()},
+            self.folder / f"rank{trainer.global_rank}_epoch{trainer.current_epoch}.pt",
+        )
 
 
 @pytest.mark.slow
 def test_ddp_finetune_unfreezes_on_every_rank_alike(catdog):
-    params = params_for(tuned={
-        **FEAT, "epochs": 2, "batch_size": 4, "augment": [{"name": "HorizontalFlip"}],
-        "optimizer": "sgd", "lr": 0.05, "model_options": {"trainable_blocks": 1},
-        "finetune": {"unfreeze_epoch": 1, "backbone_lr": 0.05}})
-    dm = ArrayDataModule("cats_vs_dogs", params.experiment("tuned"), params.loader, params.seed,
-                         catdog)
+    params = params_for(
+        tuned={
+            **FEAT,
+            "epochs": 2,
+            "batch_size": 4,
+            "augment": [{"name": "HorizontalFlip"}],
+            "optimizer": "sgd",
+            "lr": 0.05,
+            "model_options": {"trainable_blocks": 1},
+            "finetune": {"unfreeze_epoch": 1, "backbone_lr": 0.05},
+        }
+    )
+    dm = ArrayDataModule(
+        "cats_vs_dogs", params.experiment("tuned"), params.loader, params.seed, catdog
+    )
     model = build_classifier(params, "tuned", dm.meta, "x")
     start = {k: v.clone() for k, v in model.net.state_dict().items()}
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=2,
-                        logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        enable_checkpointing=False, callbacks=[SaveWeights(catdog)],
-                        default_root_dir=catdog)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_epochs=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        callbacks=[SaveWeights(catdog)],
+        default_root_dir=catdog,
+    )
     trainer.fit(model, datamodule=dm)
     w = {(r, e): load_checkpoint(catdog / f"rank{r}_epoch{e}.pt") for r in (0, 1) for e in (0, 1)}
     for e, key in itertools.product((0, 1), start):
@@ -346,4 +426,3 @@ def test_ddp_finetune_unfreezes_on_every_rank_alike(catdog):
     assert changed("base.block5.", w[0, 0], w[0, 1])  # trains from epoch 1 on
     for frozen in ("base.block1.", "base.block4."):
         assert not changed(frozen, start, w[0, 1])
-

@@ -37,14 +37,25 @@ def planted_net() -> nn.Module:
 def tiny(classes: int = 1) -> nn.Module:
     """A TransferNet's shape: ``base`` = block1..block5 (He init) and a pool; a head."""
     torch.manual_seed(0)
-    blocks = [(f"block{i}", nn.Sequential(
-        nn.Conv2d(cin, w, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(w, w, 3, padding=1),
-        nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2)))
-        for i, (cin, w) in enumerate([(3, 4), (4, 6), (6, 8), (8, 8), (8, 10)], 1)]
+    blocks = [
+        (
+            f"block{i}",
+            nn.Sequential(
+                nn.Conv2d(cin, w, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(w, w, 3, padding=1),
+                nn.BatchNorm2d(w),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ),
+        )
+        for i, (cin, w) in enumerate([(3, 4), (4, 6), (6, 8), (8, 8), (8, 10)], 1)
+    ]
     pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
     head = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, classes))
-    net = nn.Sequential(OrderedDict(base=nn.Sequential(OrderedDict([*blocks, ("pool", pool)])),
-                                    head=head))
+    net = nn.Sequential(
+        OrderedDict(base=nn.Sequential(OrderedDict([*blocks, ("pool", pool)])), head=head)
+    )
     for conv in [m for m in net.modules() if isinstance(m, nn.Conv2d)]:
         nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
     return net
@@ -57,8 +68,10 @@ def png_shape(path):
 
 
 def test_the_plots_evaluate_writes_and_its_examples(tmp_path):
-    (tmp_path / "history.csv").write_text("epoch,train/loss,train/acc,val/loss,val/acc\n"
-                                          "0,0.9,0.5,1.0,0.4\n1,0.5,0.8,0.7,0.6\n2,0.4,0.9,,\n")
+    (tmp_path / "history.csv").write_text(
+        "epoch,train/loss,train/acc,val/loss,val/acc\n"
+        "0,0.9,0.5,1.0,0.4\n1,0.5,0.8,0.7,0.6\n2,0.4,0.9,,\n"
+    )
     viz.learning_curves(tmp_path / "history.csv", tmp_path / "curves.png", "exp")
     metric = MulticlassConfusionMatrix(3)
     metric.update(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 2, 1]))
@@ -80,12 +93,12 @@ def test_the_plots_evaluate_writes_and_its_examples(tmp_path):
 @pytest.mark.parametrize(("row", "col"), [(6, 30), (36, 8)])
 def test_grad_cam_peaks_at_the_planted_feature(row, col):
     x = torch.full((1, 3, 48, 48), 0.3)
-    x[0, :, row:row + 6, col:col + 6] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
+    x[0, :, row : row + 6, col : col + 6] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
     cam, pred, _ = inside.grad_cam(planted_net(), x)
     assert pred.tolist() == [1] and cam.shape == (1, 48, 48) and cam.min() >= 0 and cam.max() == 1
     r, c = np.unravel_index(cam[0].argmax(), cam[0].shape)
     assert row <= r < row + 6 and col <= c < col + 6
-    assert cam[0, row:row + 6, col:col + 6].mean() > 5 * cam[0].mean()
+    assert cam[0, row : row + 6, col : col + 6].mean() > 5 * cam[0].mean()
 
 
 def test_grad_cam_probabilities_and_figure():
@@ -115,8 +128,10 @@ def test_ascent_raises_each_filters_activation_and_leaves_the_net_alone():
         start = inside.ascend_filters(net, conv, filters=4, steps=0, size=32)
         found = inside.ascend_filters(net, conv, filters=4, steps=30, size=32)
         with inside.evaluating(net):
-            gain = [inside.channel_means(inside.activations(net, [conv])(img)[0][1])
-                    for img in (start, found)]
+            gain = [
+                inside.channel_means(inside.activations(net, [conv])(img)[0][1])
+                for img in (start, found)
+            ]
         assert found.shape == (4, 3, 32, 32) and found.min() >= 0 and found.max() <= 1
         assert (gain[1] > gain[0]).all(), name
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
@@ -163,17 +178,28 @@ def test_pattern_layers_are_labelled_like_the_lectures_and_nets_without_convs_ge
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(("make", "spec", "patterns"), [
-    (lambda: build_model("convnet4", CATDOG), CATDOG, 0),  # with filters=0
-    (lambda: build_model("cnn_small", DIGITS), DIGITS, 2),
-    (lambda: build_model("vgg16", CATDOG, LITE0), CATDOG, 3),  # a TransferNet
-    (lambda: nn.Sequential(*build_model("vgg16", CATDOG, LITE0).children()), CATDOG, 3),
-], ids=["convnet4", "cnn_small", "transfer", "composed"])
+@pytest.mark.parametrize(
+    ("make", "spec", "patterns"),
+    [
+        (lambda: build_model("convnet4", CATDOG), CATDOG, 0),  # with filters=0
+        (lambda: build_model("cnn_small", DIGITS), DIGITS, 2),
+        (lambda: build_model("vgg16", CATDOG, LITE0), CATDOG, 3),  # a TransferNet
+        (lambda: nn.Sequential(*build_model("vgg16", CATDOG, LITE0).children()), CATDOG, 3),
+    ],
+    ids=["convnet4", "cnn_small", "transfer", "composed"],
+)
 def test_model_pictures_for_the_four_net_shapes(tmp_path, make, spec, patterns):
     net, (channels, size, _) = make(), spec.input_shape
     before = copy.deepcopy(net.state_dict())
-    written = inside.model_pictures(net, torch.rand(4, channels, size, size), np.arange(4) % 2,
-                                    list(spec.classes), tmp_path, filters=patterns and 2, steps=2)
+    written = inside.model_pictures(
+        net,
+        torch.rand(4, channels, size, size),
+        np.arange(4) % 2,
+        list(spec.classes),
+        tmp_path,
+        filters=patterns and 2,
+        steps=2,
+    )
     names = [p.name for p in written if png_shape(p)]
     assert sorted(tmp_path.iterdir()) == sorted(written) and len(names) == 3 + patterns
     assert names[:2] + names[-1:] == ["feature_maps.png", "first_conv_weights.png", "gradcam.png"]

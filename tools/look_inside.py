@@ -31,7 +31,7 @@ def load(folder: Path, per_class: int, size: int, offset: int = 0):
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     xs, ys = [], []
     for label, name in enumerate(classes):
-        files = sorted((folder / name).iterdir())[offset:offset + per_class]
+        files = sorted((folder / name).iterdir())[offset : offset + per_class]
         for f in files:
             img = Image.open(f).convert("RGB")
             side = min(img.size)
@@ -96,13 +96,23 @@ def main() -> None:
         net.eval()
         with torch.no_grad():
             val = float(((net(x_val)[:, 0] > 0).long() == y_val).float().mean())
-        print(f"trained in {time.perf_counter() - t0:.1f}s on {len(x)} photos: train acc "
-              f"{acc:.3f}, acc on the {len(x_val)} shown photos {val:.3f}")
+        print(
+            f"trained in {time.perf_counter() - t0:.1f}s on {len(x)} photos: train acc "
+            f"{acc:.3f}, acc on the {len(x_val)} shown photos {val:.3f}"
+        )
     net.eval()
     t0 = time.perf_counter()
-    written = viz.model_pictures(net, x_val, y_val.numpy(), classes, args.out,
-                                 filters=args.filters, steps=args.steps, size=args.pattern_size,
-                                 seed=args.seed)
+    written = viz.model_pictures(
+        net,
+        x_val,
+        y_val.numpy(),
+        classes,
+        args.out,
+        filters=args.filters,
+        steps=args.steps,
+        size=args.pattern_size,
+        seed=args.seed,
+    )
     print(f"model_pictures: {time.perf_counter() - t0:.1f}s, {len(written)} files in {args.out}")
     for path in written:
         print(f"  {path.name}")

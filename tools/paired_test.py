@@ -61,16 +61,23 @@ def main() -> None:
     if len(y) != len(y_b) or (y != y_b).any():
         raise SystemExit(f"{args.first} and {args.second} do not share a test split")
     a, b = pred_a == y, pred_b == y
-    print(json.dumps({
-        "test_samples": len(y),
-        f"{args.first}/acc": round(float(a.mean()), 4),
-        f"{args.second}/acc": round(float(b.mean()), 4),
-        "both_right": int((a & b).sum()),
-        "both_wrong": int((~a & ~b).sum()),
-        f"only_{args.first}_right": int((a & ~b).sum()),
-        f"only_{args.second}_right": int((~a & b).sum()),
-        "mcnemar_exact_p": round(mcnemar_exact(int((a & ~b).sum()), int((~a & b).sum())), 4),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "test_samples": len(y),
+                f"{args.first}/acc": round(float(a.mean()), 4),
+                f"{args.second}/acc": round(float(b.mean()), 4),
+                "both_right": int((a & b).sum()),
+                "both_wrong": int((~a & ~b).sum()),
+                f"only_{args.first}_right": int((a & ~b).sum()),
+                f"only_{args.second}_right": int((~a & b).sum()),
+                "mcnemar_exact_p": round(
+                    mcnemar_exact(int((a & ~b).sum()), int((~a & b).sum())), 4
+                ),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

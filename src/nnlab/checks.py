@@ -41,8 +41,10 @@ def check_model(params: Params, name: str) -> None:
         check_options(exp.model, exp.model_options)
     except ValueError as err:
         text = str(err)
-        _fail(f"experiments.{name}." + (text if text.startswith("model_options.")
-                                         else f"model: {text}"))
+        _fail(
+            f"experiments.{name}."
+            + (text if text.startswith("model_options.") else f"model: {text}")
+        )
 
 
 def check_trainer(trainer: TrainerConfig) -> None:

@@ -108,16 +108,20 @@ class Classifier(L.LightningModule):
         task = {"task": "binary"} if self.binary else {"task": "multiclass", "num_classes": k}
         # every step updates these: no per-call input checks (labels and predictions are made
         # here), and a NaN loss shows as a NaN mean instead of being dropped
-        self.train_acc, self.val_acc, self.test_acc = (Accuracy(**task, validate_args=False)
-                                                       for _ in range(3))
-        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable")
-                                                          for _ in range(3))
+        self.train_acc, self.val_acc, self.test_acc = (
+            Accuracy(**task, validate_args=False) for _ in range(3)
+        )
+        self.train_loss, self.val_loss, self.test_loss = (
+            MeanMetric(nan_strategy="disable") for _ in range(3)
+        )
         self.val_acc_best = MaxMetric()
-        self.test_per_class = MetricCollection({
-            "precision": MulticlassPrecision(k, average=None),
-            "recall": MulticlassRecall(k, average=None),
-            "f1": MulticlassF1Score(k, average=None),
-        })
+        self.test_per_class = MetricCollection(
+            {
+                "precision": MulticlassPrecision(k, average=None),
+                "recall": MulticlassRecall(k, average=None),
+                "f1": MulticlassF1Score(k, average=None),
+            }
+        )
         self.test_confusion = MulticlassConfusionMatrix(k)
         self.test_probs: list[torch.Tensor] = []
         if channels_last and self.spec.kind == "image":

@@ -35,43 +35,68 @@ STAGES = {  # dvc.yaml's stages: command -> (the item it names, help)
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help=f"show tracebacks (or set {DEBUG_ENV}=1)")
-    p = argparse.ArgumentParser(prog="nnlab", description=__doc__.split("\n")[0].replace("``", ""),
-                                parents=[common])
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help=f"show tracebacks (or set {DEBUG_ENV}=1)",
+    )
+    p = argparse.ArgumentParser(
+        prog="nnlab", description=__doc__.split("\n")[0].replace("``", ""), parents=[common]
+    )
     p.add_argument("--params", default=PARAMS_FILE, help="params file (default: params.yaml)")
     sub = p.add_subparsers(dest="command", required=True)
     for cmd, (item, help_) in STAGES.items():
         sp = sub.add_parser(cmd, help=help_, parents=[common])
         if item:
-            sp.add_argument("item", nargs="?", metavar=item,
-                            help=f"default: the <{item}> of DVC_STAGE={cmd}@<{item}>")
+            sp.add_argument(
+                "item",
+                nargs="?",
+                metavar=item,
+                help=f"default: the <{item}> of DVC_STAGE={cmd}@<{item}>",
+            )
     sp = sub.add_parser("summary", help="print a Keras-style model summary", parents=[common])
     sp.add_argument("experiment")
-    sp = sub.add_parser("predict", help="predict labels for files with an experiment's model",
-                        parents=[common])
+    sp = sub.add_parser(
+        "predict", help="predict labels for files with an experiment's model", parents=[common]
+    )
     sp.add_argument("experiment")
-    sp.add_argument("files", nargs="+", help="image or text files (after --, any name: "
-                                             "nnlab predict <experiment> -- -x.png)")
+    sp.add_argument(
+        "files",
+        nargs="+",
+        help="image or text files (after --, any name: nnlab predict <experiment> -- -x.png)",
+    )
     sp.add_argument("--json", action="store_true", help="one JSON object per line")
     sp = sub.add_parser("ui", help="open the MLflow UI on this project's runs", parents=[common])
     sp.add_argument("--port", type=_port, default=5000)
     sp.add_argument("--host", default="127.0.0.1")
-    sp = sub.add_parser("server", parents=[common],
-                        help="an MLflow tracking server that proxies artifacts (for many machines)")
-    sp.add_argument("--host", default="127.0.0.1",
-                    help="interface to listen on (0.0.0.0: every one, for a LAN)")
+    sp = sub.add_parser(
+        "server",
+        parents=[common],
+        help="an MLflow tracking server that proxies artifacts (for many machines)",
+    )
+    sp.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every one, for a LAN)"
+    )
     sp.add_argument("--port", type=_port, default=5000)
-    sp.add_argument("--backend-store-uri", default=None,
-                    help="runs and metrics (default: sqlite:///<project>/mlruns/server.db)")
-    sp.add_argument("--artifacts-destination", default=None,
-                    help="where artifacts go: a folder or a URI (default: "
-                         "<project>/mlruns/server-artifacts)")
+    sp.add_argument(
+        "--backend-store-uri",
+        default=None,
+        help="runs and metrics (default: sqlite:///<project>/mlruns/server.db)",
+    )
+    sp.add_argument(
+        "--artifacts-destination",
+        default=None,
+        help="where artifacts go: a folder or a URI (default: <project>/mlruns/server-artifacts)",
+    )
     sp.add_argument("--app-name", default=None, help="passed to mlflow server (e.g. basic-auth)")
     sp.add_argument("--workers", default=None, help="passed to mlflow server")
-    sp.add_argument("--allowed-hosts", default=None,
-                    help="passed to mlflow server: Host headers it answers besides localhost "
-                         "and private IPs (e.g. a DNS name)")
+    sp.add_argument(
+        "--allowed-hosts",
+        default=None,
+        help="passed to mlflow server: Host headers it answers besides localhost "
+        "and private IPs (e.g. a DNS name)",
+    )
     return p
 
 
@@ -84,8 +109,11 @@ def _dashed_files(argv: list[str]) -> list[str]:
     start = argv.index("predict") + 1
     end = argv.index("--", start) if "--" in argv[start:] else len(argv)
     options = ("--json", "--debug", "-h", "--help")
-    return [*argv[:start], *(f"./{a}" if a.startswith("-") and a not in options else a
-                             for a in argv[start:end]), *argv[end:]]
+    return [
+        *argv[:start],
+        *(f"./{a}" if a.startswith("-") and a not in options else a for a in argv[start:end]),
+        *argv[end:],
+    ]
 
 
 def _port(text: str) -> int:
@@ -196,8 +224,9 @@ def stage_item(cmd: str, what: str) -> str:
     stage = os.environ.get("DVC_STAGE", "")
     name, _, item = stage.rpartition(":")[2].partition("@")
     if name != cmd or not item:
-        raise ValueError(f"nnlab {cmd}: name the {what} "
-                         f"(DVC_STAGE is {stage!r}, not {cmd}@<{what}>)")
+        raise ValueError(
+            f"nnlab {cmd}: name the {what} (DVC_STAGE is {stage!r}, not {cmd}@<{what}>)"
+        )
     return item
 
 

@@ -55,8 +55,9 @@ def _either(expected: str, *accept: Callable[[Any], bool]) -> Any:
     return Annotated[Any, PlainValidator(validate)]
 
 
-Threads = _either('an int >= 1 or "auto"', lambda v: type(v) is int and v >= 1,
-                  lambda v: v == "auto")
+Threads = _either(
+    'an int >= 1 or "auto"', lambda v: type(v) is int and v >= 1, lambda v: v == "auto"
+)
 BoolOrAuto = _either('true, false or "auto"', lambda v: type(v) is bool, lambda v: v == "auto")
 
 
@@ -124,8 +125,11 @@ class TrainerConfig(BaseModel):
     def _cpu_devices(self) -> TrainerConfig:
         cores = os.cpu_count() or 1
         if self.accelerator == "cpu" and type(self.devices) is int and self.devices > cores:
-            raise _key_error("devices", f"{self.devices} processes with accelerator: cpu, but "
-                                        f"this machine has {cores} cores")
+            raise _key_error(
+                "devices",
+                f"{self.devices} processes with accelerator: cpu, but "
+                f"this machine has {cores} cores",
+            )
         return self
 
     def kwargs(self) -> dict[str, Any]:
@@ -141,8 +145,11 @@ def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); without it bf16 is
     emulated and slower than fp32."""
     try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags")).split()
+        flags = next(
+            line
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("flags")
+        ).split()
     except (OSError, StopIteration):
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
@@ -200,11 +207,17 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
         if self.val_fraction + self.test_fraction >= 1:
-            raise _key_error("test_fraction", f"val_fraction + test_fraction must be < 1, got "
-                                              f"{self.val_fraction} + {self.test_fraction}")
+            raise _key_error(
+                "test_fraction",
+                f"val_fraction + test_fraction must be < 1, got "
+                f"{self.val_fraction} + {self.test_fraction}",
+            )
         if self.path is None and not self.mirrors and self.source in ("auto", "remote"):
-            raise _key_error("path", "required: a folder or a file (or mirrors: URLs to "
-                                     "download, or the offline substitute as source:)")
+            raise _key_error(
+                "path",
+                "required: a folder or a file (or mirrors: URLs to "
+                "download, or the offline substitute as source:)",
+            )
         return self
 
     def class_names(self) -> dict[str, str] | None:
@@ -216,7 +229,9 @@ class MnistConfig(DataConfig):
     kind: Literal["mnist"]
     source: Literal["auto", "remote", "bundled"] = "auto"
     mirrors: list[Annotated[str, AfterValidator(_check_mirror)]] = [
-        "https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"]
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ]
 
 
 def _check_classes(value: Any) -> list[str] | dict[str, str] | None:
@@ -224,8 +239,10 @@ def _check_classes(value: Any) -> list[str] | dict[str, str] | None:
         return None
     names = list(value.values()) if isinstance(value, dict) else value
     if not isinstance(value, list | dict) or not all(type(n) is str for n in [*value, *names]):
-        raise ValueError("expected a list of class names, or a mapping {label in the data: "
-                         "class name}, all strings")
+        raise ValueError(
+            "expected a list of class names, or a mapping {label in the data: "
+            "class name}, all strings"
+        )
     if len(value) < 2:
         raise ValueError("a classifier needs at least two classes")
     if twice := sorted({n for n in names if names.count(n) > 1}):
@@ -252,8 +269,7 @@ class ImageFolderConfig(_UserDataConfig):
     kind: Literal["image_folder"]
     image_size: int = Field(150, ge=8, le=1024)  # the side of the square images
     channels: Literal[1, 3] = 3
-    split_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=3,
-                                                                   max_length=3)
+    split_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=3, max_length=3)
     # the synthetic fallback is drawn and stored at this size, not image_size
     synthetic_image_size: int = Field(64, ge=8, le=1024)
 
@@ -277,8 +293,10 @@ class TextTableConfig(_TextConfig):
 KINDS = ("mnist", "image_folder", "text_folder", "text_table")  # the readers in nnlab.data
 IMAGE_KINDS = ("mnist", "image_folder")
 TEXT_KINDS = ("text_folder", "text_table")  # datasets whose samples have lengths
-DataBlock = Annotated[MnistConfig | ImageFolderConfig | TextFolderConfig | TextTableConfig,
-                      Field(discriminator="kind")]
+DataBlock = Annotated[
+    MnistConfig | ImageFolderConfig | TextFolderConfig | TextTableConfig,
+    Field(discriminator="kind"),
+]
 
 
 class FeaturesConfig(_Strict):
@@ -328,12 +346,17 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
         if self.momentum != 0 and self.optimizer in ("adam", "adamw"):
-            raise _key_error("momentum", f"{self.optimizer} has no momentum (got "
-                                         f"{self.momentum}; use sgd or rmsprop, or drop it)")
+            raise _key_error(
+                "momentum",
+                f"{self.optimizer} has no momentum (got "
+                f"{self.momentum}; use sgd or rmsprop, or drop it)",
+            )
         if self.finetune is not None and self.finetune.unfreeze_epoch >= self.epochs:
-            raise _key_error("finetune.unfreeze_epoch",
-                             f"{self.finetune.unfreeze_epoch} >= epochs ({self.epochs}): the "
-                             f"base would never train")
+            raise _key_error(
+                "finetune.unfreeze_epoch",
+                f"{self.finetune.unfreeze_epoch} >= epochs ({self.epochs}): the "
+                f"base would never train",
+            )
         return self
 
 
@@ -376,8 +399,9 @@ class Params(_Strict):
     @field_validator("data", "features", "experiments")
     @classmethod
     def _names(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
-        what = {"data": "dataset", "features": "features cache",
-                "experiments": "experiment"}[info.field_name]
+        what = {"data": "dataset", "features": "features cache", "experiments": "experiment"}[
+            info.field_name
+        ]
         for name in value:
             try:
                 check_name(name, what)
@@ -391,52 +415,68 @@ class Params(_Strict):
         images = [n for n, d in data.items() if d.kind in IMAGE_KINDS]
         for name, feat in self.features.items():
             if name in data:
-                raise _key_error(f"features.{name}", "a features cache cannot share a name "
-                                                     "with a dataset under data:")
+                raise _key_error(
+                    f"features.{name}",
+                    "a features cache cannot share a name with a dataset under data:",
+                )
             if feat.from_ not in images:
-                what = (f"is a {data[feat.from_].kind} dataset; a pretrained image base needs "
-                        f"images" if feat.from_ in data else "has no block under data:")
-                raise _key_error(f"features.{name}.from", f"{_quote(feat.from_)} {what} (image "
-                                 f"datasets: {', '.join(images) or 'none'})")
+                what = (
+                    f"is a {data[feat.from_].kind} dataset; a pretrained image base needs images"
+                    if feat.from_ in data
+                    else "has no block under data:"
+                )
+                raise _key_error(
+                    f"features.{name}.from",
+                    f"{_quote(feat.from_)} {what} (image datasets: {', '.join(images) or 'none'})",
+                )
         for name, exp in self.experiments.items():
             if exp.dataset not in data and exp.dataset not in self.features:
                 known = ", ".join([*data, *self.features]) or "none"
-                raise _key_error(f"experiments.{name}.dataset",
-                                 f"{_quote(exp.dataset)} has no block under data: or "
-                                 f"features: (known: {known})")
+                raise _key_error(
+                    f"experiments.{name}.dataset",
+                    f"{_quote(exp.dataset)} has no block under data: or features: (known: {known})",
+                )
             text = [n for n, d in data.items() if d.kind in TEXT_KINDS]
             if exp.bucket_by_length and exp.dataset not in text:
-                raise _key_error(f"experiments.{name}.bucket_by_length",
-                                 f"{_quote(exp.dataset)} has no lengths to bucket by (text "
-                                 f"datasets only: {', '.join(text) or 'none'})")
+                raise _key_error(
+                    f"experiments.{name}.bucket_by_length",
+                    f"{_quote(exp.dataset)} has no lengths to bucket by (text "
+                    f"datasets only: {', '.join(text) or 'none'})",
+                )
         return self
 
     @model_validator(mode="after")
     def _no_case_twins(self) -> Params:
         """Names a case-insensitive file system (macOS, Windows) stores as one folder: two
         experiments (models/, reports/), a dataset and a features cache (data/split/)."""
-        split = [*(f"data.{n}" for n in self.data),
-                 *(f"features.{n}" for n in self.features)]
+        split = [*(f"data.{n}" for n in self.data), *(f"features.{n}" for n in self.features)]
         for keys in ([f"experiments.{n}" for n in self.experiments], split):
             seen: dict[str, str] = {}
             for key in keys:
                 first = seen.setdefault(key.split(".", 1)[1].lower(), key)
                 if first != key:
-                    raise _key_error(key, f"differs from {first} only in case: one folder on a "
-                                          "case-insensitive file system (macOS, Windows); rename "
-                                          "one")
+                    raise _key_error(
+                        key,
+                        f"differs from {first} only in case: one folder on a "
+                        "case-insensitive file system (macOS, Windows); rename "
+                        "one",
+                    )
         return self
 
     def experiment(self, name: str) -> ExperimentConfig:
         if name not in self.experiments:
-            raise ConfigError(f"{PARAMS_FILE}: no experiment {_quote(name)} "
-                              f"(known: {', '.join(sorted(self.experiments))})")
+            raise ConfigError(
+                f"{PARAMS_FILE}: no experiment {_quote(name)} "
+                f"(known: {', '.join(sorted(self.experiments))})"
+            )
         return self.experiments[name]
 
     def dataset(self, name: str) -> DataConfig:
         if name not in self.data:
-            raise ConfigError(f"{PARAMS_FILE}: no dataset {_quote(name)} under data: "
-                              f"(known: {', '.join(self.data) or 'none'})")
+            raise ConfigError(
+                f"{PARAMS_FILE}: no dataset {_quote(name)} under data: "
+                f"(known: {', '.join(self.data) or 'none'})"
+            )
         return self.data[name]
 
     def features_of(self, name: str) -> FeaturesConfig | None:
@@ -525,8 +565,9 @@ def _describe(err: ValidationError) -> str:
             where = f"{_loc(parts)}: " if parts else ""
             lines.append(f"{where}key {show(e.get('input'))} is not a string")
         elif e["type"] in ("model_type", "dict_type"):
-            lines.append(f"{_loc(parts) or 'top level'}: expected a mapping "
-                         f"(got {show(e.get('input'))})")
+            lines.append(
+                f"{_loc(parts) or 'top level'}: expected a mapping (got {show(e.get('input'))})"
+            )
         elif e["type"] == "nnlab_key":
             parts += tuple(k for k in ctx["key"].split(".") if k)
             lines.append(f"{_loc(parts)}: {ctx['message']}")
@@ -558,8 +599,11 @@ class _Loader(yaml.SafeLoader):
                 break
             if first != key_node.start_mark.line + 1:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {_quote(key)} (first on line {first})",
-                    key_node.start_mark)
+                    None,
+                    None,
+                    f"duplicate key {_quote(key)} (first on line {first})",
+                    key_node.start_mark,
+                )
         return super().construct_mapping(node, deep=deep)
 
 
@@ -573,8 +617,10 @@ _Loader.add_implicit_resolver(
 def parse_params(raw: Any, where: str = PARAMS_FILE) -> Params:
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else show(raw)
-        raise ConfigError(f"{where}: expected a mapping (seed, trainer, data, experiments...) "
-                          f"at the top level, got {got}")
+        raise ConfigError(
+            f"{where}: expected a mapping (seed, trainer, data, experiments...) "
+            f"at the top level, got {got}"
+        )
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
@@ -589,8 +635,10 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raise ConfigError(f"{path}: not a regular file (a pipe or a device?)")
     try:
         if path.stat().st_size > MAX_BYTES:
-            raise ConfigError(f"{path}: {path.stat().st_size} bytes; a params file is text of "
-                              f"at most {MAX_BYTES // 2**20} MiB")
+            raise ConfigError(
+                f"{path}: {path.stat().st_size} bytes; a params file is text of "
+                f"at most {MAX_BYTES // 2**20} MiB"
+            )
         data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found (run nnlab from the project root)") from None
@@ -612,4 +660,3 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a params file") from None
     return parse_params(raw, str(path))
-

@@ -158,8 +158,9 @@ def exclusive(lock: Path, what: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise RuntimeError(f"{lock}: {what} is already running (pid {holder}); wait for it "
-                               f"or stop it") from None
+            raise RuntimeError(
+                f"{lock}: {what} is already running (pid {holder}); wait for it or stop it"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
@@ -218,13 +219,16 @@ def reading_checkpoint(path: str | Path) -> Iterator[None]:
         reason = lines[1] if len(lines) > 1 else (lines or [type(err).__name__])[0]
         raise UnsafeCheckpointError(
             f"{path}: refused: this checkpoint holds objects other than tensors and plain data "
-            f"(a pickle could run code: {reason})") from None
+            f"(a pickle could run code: {reason})"
+        ) from None
     except (OSError, UnsafeCheckpointError):  # (another file's, nested: it names that one)
         raise
     except Exception as err:  # junk makes the unpickler raise anything (IndexError, KeyError...)
         first = str(err).splitlines()[0] if str(err) else ""
-        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt? "
-                         f"{type(err).__name__}: {first})") from None
+        raise ValueError(
+            f"{path}: not a readable checkpoint (truncated or corrupt? "
+            f"{type(err).__name__}: {first})"
+        ) from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -252,8 +256,9 @@ def load_array(path: str | Path) -> Any:
         array = np.load(regular_file(path), mmap_mode="r", allow_pickle=False)
     except (ValueError, EOFError) as err:  # numpy's first sentence: no advice to unpickle
         reason = str(err).split(". ")[0].rstrip(".")
-        raise ValueError(f"{path}: not a readable .npy array (truncated or corrupt? {reason})"
-                         ) from None
+        raise ValueError(
+            f"{path}: not a readable .npy array (truncated or corrupt? {reason})"
+        ) from None
     if not isinstance(array, np.ndarray):  # an .npz archive under a .npy name
         array.close()
         raise ValueError(f"{path}: not a .npy array (an .npz archive)")

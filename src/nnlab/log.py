@@ -71,9 +71,11 @@ def with_fallback(
         except DownloadError as err:
             if source == "remote":
                 raise
-            warn(f"{dataset}: remote source unreachable ({err}).\n"
-                 f"    Falling back to the {fallback_name.upper()} (source: auto).\n"
-                 f"    Results are NOT comparable to the real dataset; set source: remote to "
-                 f"fail instead.")
+            warn(
+                f"{dataset}: remote source unreachable ({err}).\n"
+                f"    Falling back to the {fallback_name.upper()} (source: auto).\n"
+                f"    Results are NOT comparable to the real dataset; set source: remote to "
+                f"fail instead."
+            )
             reason = str(err)
     return {**fallback(), "source": fallback_name, "fallback_reason": reason}

@@ -31,15 +31,29 @@ VIEW = {"workflowType": "machine_learning"}
 def ui(args: argparse.Namespace, root: Path) -> int:
     check_address(args.host, args.port)
     uri = tracking.tracking_uri(root)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--host", args.host, "--port", str(args.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         cmd += ["--default-artifact-root", tracking.artifact_location(root)]
     kind = f"tags.`{tracking.EXPERIMENT_KIND_TAG}` = '{tracking.EXPERIMENT_KIND}'"
-    ids = sorted(e.experiment_id for e in tracking.client(root).search_experiments(
-        filter_string=kind))
-    page = (f"compare-experiments/s?{urlencode({'experiments': json.dumps(ids), **VIEW})}"
-            if ids else f"experiments?{urlencode(VIEW)}")  # the runs of nnlab's experiments
+    ids = sorted(
+        e.experiment_id for e in tracking.client(root).search_experiments(filter_string=kind)
+    )
+    page = (
+        f"compare-experiments/s?{urlencode({'experiments': json.dumps(ids), **VIEW})}"
+        if ids
+        else f"experiments?{urlencode(VIEW)}"
+    )  # the runs of nnlab's experiments
     info(f"MLflow UI on http://{args.host}:{args.port}/#/{page} (store {uri})")
     return run_group(cmd)
 
@@ -51,9 +65,21 @@ def server_command(args: argparse.Namespace, root: Path) -> list[str]:
     artifacts = args.artifacts_destination or str(store / paths.SERVER_ARTIFACTS)
     if args.backend_store_uri is None:
         store.mkdir(parents=True, exist_ok=True)  # sqlite makes the file, not its folder
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
-           "--artifacts-destination", artifacts, "--serve-artifacts",
-           "--host", args.host, "--port", str(args.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend,
+        "--artifacts-destination",
+        artifacts,
+        "--serve-artifacts",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     for option in ("app_name", "workers", "allowed_hosts"):
         if getattr(args, option):
             cmd += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
@@ -65,8 +91,10 @@ def server(args: argparse.Namespace, root: Path) -> int:
     cmd = server_command(args, root)
     lan = args.host in ("0.0.0.0", "::")  # every interface: reach it by this machine's name
     url = f"http://{socket.gethostname() if lan else args.host}:{args.port}"
-    info(f"MLflow tracking server on {url} (store {cmd[cmd.index('--backend-store-uri') + 1]}, "
-         f"artifacts {cmd[cmd.index('--artifacts-destination') + 1]}); on the other machines:")
+    info(
+        f"MLflow tracking server on {url} (store {cmd[cmd.index('--backend-store-uri') + 1]}, "
+        f"artifacts {cmd[cmd.index('--artifacts-destination') + 1]}); on the other machines:"
+    )
     info(f"export MLFLOW_TRACKING_URI={url}")
     return run_group(cmd)
 
@@ -80,11 +108,14 @@ def check_address(host: str, port: int, app_name: str | None = None) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((address[0], port))
     except OSError as err:
-        raise OSError(f"{host}:{port}: cannot listen there ({err.strerror}); choose another "
-                      "--host or --port") from None
+        raise OSError(
+            f"{host}:{port}: cannot listen there ({err.strerror}); choose another --host or --port"
+        ) from None
     if not ipaddress.ip_address(address[0]).is_loopback and app_name != "basic-auth":
-        warn(f"MLflow on {host}:{port} without --app-name basic-auth: anyone on the network "
-             "can read, write and delete its runs")
+        warn(
+            f"MLflow on {host}:{port} without --app-name basic-auth: anyone on the network "
+            "can read, write and delete its runs"
+        )
 
 
 def run_group(cmd: list[str]) -> int:

@@ -42,8 +42,18 @@ from nnlab.serving import NnlabModel
 mlflow.models.set_model(NnlabModel())
 """
 _LOGGING: dict[str, NnlabModel] = {}  # checkpoint sha256 -> the model being logged
-REQUIREMENTS = ("mlflow", "torch", "lightning", "torchmetrics", "numpy", "pandas", "pillow",
-                "pydantic", "pyyaml", "albumentations")
+REQUIREMENTS = (
+    "mlflow",
+    "torch",
+    "lightning",
+    "torchmetrics",
+    "numpy",
+    "pandas",
+    "pillow",
+    "pydantic",
+    "pyyaml",
+    "albumentations",
+)
 
 
 class NnlabModel(mlflow.pyfunc.PythonModel):
@@ -57,11 +67,13 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
         if logging:  # MLflow loads the model log_best_model is logging, to check its example
             vars(self).update(vars(logging))
             return
-        self.use(load_classifier(checkpoint), checkpoint,
-                 Path(context.artifacts.get(BASE_TREE, ".")))
+        self.use(
+            load_classifier(checkpoint), checkpoint, Path(context.artifacts.get(BASE_TREE, "."))
+        )
 
-    def use(self, model, checkpoint: Path, root: Path = Path("."),
-            trainer: L.Trainer | None = None) -> NnlabModel:
+    def use(
+        self, model, checkpoint: Path, root: Path = Path("."), trainer: L.Trainer | None = None
+    ) -> NnlabModel:
         """Serve ``model`` (loaded from ``checkpoint``) with ``trainer`` (default: a new
         inference Trainer); a features head's base weights lie under ``root``. A checkpoint
         whose meta nnlab cannot serve from is one ValueError naming it."""
@@ -73,8 +85,9 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
                 model.net, model.spec = compose(model.net, meta, Path(root))
             self.reader = reader(meta["reader"])  # the split's kind: how its inputs are read
         except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{checkpoint}: cannot serve it ({type(err).__name__}: {err})"
-                             ) from None
+            raise ValueError(
+                f"{checkpoint}: cannot serve it ({type(err).__name__}: {err})"
+            ) from None
         self.model = model.eval()
         self.classes = list(model.spec.classes)
         self.column = "text" if model.spec.kind == "text" else "image"
@@ -101,30 +114,49 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
         probs = torch.cat(self.trainer.predict(self.model, dataloaders=loader)).cpu().numpy()
         for r, p in zip((r for r in results if not r), probs, strict=True):
             k = int(p.argmax())
-            r.update(label=self.classes[k], probability=round(float(p[k]), 4),
-                     probabilities={c: round(float(v), 4)
-                                    for c, v in zip(self.classes, p, strict=True)})
+            r.update(
+                label=self.classes[k],
+                probability=round(float(p[k]), 4),
+                probabilities={c: round(float(v), 4) for c, v in zip(self.classes, p, strict=True)},
+            )
         return results
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """One row per input: label, probability, p_<class> and error (None, or why that row
         alone could not be read)."""
         if self.column not in model_input.columns:
-            raise ValueError(f"expected a DataFrame with a column {self.column!r} "
-                             f"(got {list(model_input.columns)})")
+            raise ValueError(
+                f"expected a DataFrame with a column {self.column!r} "
+                f"(got {list(model_input.columns)})"
+            )
         values = [bytes(v) if isinstance(v, bytearray) else v for v in model_input[self.column]]
         wanted = bytes if self.column == "image" else str  # never a path: no file is opened
-        checked = [v if isinstance(v, wanted) else ValueError(
-            f"expected {'encoded image bytes' if wanted is bytes else 'a review text'}, got "
-            f"{type(v).__name__}") for v in values]
+        checked = [
+            v
+            if isinstance(v, wanted)
+            else ValueError(
+                f"expected {'encoded image bytes' if wanted is bytes else 'a review text'}, got "
+                f"{type(v).__name__}"
+            )
+            for v in values
+        ]
         results = self.run(checked)
-        out = pd.DataFrame({
-            "label": pd.Series([r.get("label") for r in results], dtype=object),  # None, not NaN
-            "probability": [r.get("probability", np.nan) for r in results],
-            **{f"p_{c}": [r.get("probabilities", {}).get(c, np.nan) for r in results]
-               for c in self.classes}})
-        out["error"] = pd.Series([f"row {i}: {r['error']}" if "error" in r else None
-                                  for i, r in enumerate(results)], dtype=object)
+        out = pd.DataFrame(
+            {
+                "label": pd.Series(
+                    [r.get("label") for r in results], dtype=object
+                ),  # None, not NaN
+                "probability": [r.get("probability", np.nan) for r in results],
+                **{
+                    f"p_{c}": [r.get("probabilities", {}).get(c, np.nan) for r in results]
+                    for c in self.classes
+                },
+            }
+        )
+        out["error"] = pd.Series(
+            [f"row {i}: {r['error']}" if "error" in r else None for i, r in enumerate(results)],
+            dtype=object,
+        )
         return out
 
 
@@ -165,12 +197,14 @@ def signature(served: NnlabModel):
     scores = ["probability", *(f"p_{c}" for c in served.classes)]
     return ModelSignature(
         Schema([ColSpec("binary" if served.column == "image" else "string", served.column)]),
-        Schema([ColSpec("string", "label"), *(ColSpec("double", s) for s in scores)]))
+        Schema([ColSpec("string", "label"), *(ColSpec("double", s) for s in scores)]),
+    )
 
 
 @tracking.answered
-def log_best_model(params: Params, name: str, root: Path = Path("."), model=None,
-                   trainer: L.Trainer | None = None) -> str | None:
+def log_best_model(
+    params: Params, name: str, root: Path = Path("."), model=None, trainer: L.Trainer | None = None
+) -> str | None:
     """Log experiment ``name``'s best checkpoint (``model``, if the caller loaded it already)
     into its training run as an MLflow model, register it under ``name`` unless a version
     holds the same checkpoint, and move alias ``best`` to the version with the highest
@@ -186,8 +220,11 @@ def log_best_model(params: Params, name: str, root: Path = Path("."), model=None
     checkpoint = model_dir / paths.BEST
     digest = file_digest(checkpoint)
     client = tracking.client(root)
-    same = [v.version for v in client.search_model_versions(f"name = '{name}'")
-            if v.tags.get(DIGEST_TAG) == digest]
+    same = [
+        v.version
+        for v in client.search_model_versions(f"name = '{name}'")
+        if v.tags.get(DIGEST_TAG) == digest
+    ]
     done = "registered as"
     if same:  # evaluate rerun on the same weights (other figures, code)
         version, done = str(min(same, key=int)), f"unchanged ({paths.BEST}): still"
@@ -199,19 +236,28 @@ def log_best_model(params: Params, name: str, root: Path = Path("."), model=None
     if acc is not None:  # shown beside the version in the registry
         client.set_model_version_tag(name, version, METRIC, f"{acc:.4f}")
     best = move_alias(name, root)
-    info(f"evaluate@{name}: model {done} {name} version {version}; "
-         f"alias @{ALIAS} -> version {best}")
+    info(
+        f"evaluate@{name}: model {done} {name} version {version}; alias @{ALIAS} -> version {best}"
+    )
     return version
 
 
-def _log_model(served: NnlabModel, params: Params, name: str, checkpoint: Path, digest: str,
-               run_id: str, root: Path) -> str:
+def _log_model(
+    served: NnlabModel,
+    params: Params,
+    name: str,
+    checkpoint: Path,
+    digest: str,
+    run_id: str,
+    root: Path,
+) -> str:
     """Log ``served`` into run ``run_id`` with real test inputs as its example, registered:
     the new version. MLflow's check of the example reuses ``served`` (no reload)."""
     client = tracking.client(root)
     run = client.get_run(run_id).info
-    example = input_example(served.model, params.source_dataset(params.experiment(name).dataset),
-                            root)
+    example = input_example(
+        served.model, params.source_dataset(params.experiment(name).dataset), root
+    )
     previous = mlflow.get_tracking_uri()  # a global URI (MLFlowLogger sets one) beats the vars
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)  # copies: MLflow refuses links (DVC's symlink cache) out of a folder
@@ -232,11 +278,16 @@ def _log_model(served: NnlabModel, params: Params, name: str, checkpoint: Path, 
             try:
                 with mlflow.start_run(run_id=run.run_id):
                     logged = mlflow.pyfunc.log_model(
-                        name=name, python_model=code, artifacts=artifacts,
+                        name=name,
+                        python_model=code,
+                        artifacts=artifacts,
                         code_paths=[str(Path(nnlab.__file__).parent)],
                         pip_requirements=[_pinned(d) for d in REQUIREMENTS],
-                        input_example=example, signature=signature(served),
-                        registered_model_name=name, tags={"nnlab.experiment": name})
+                        input_example=example,
+                        signature=signature(served),
+                        registered_model_name=name,
+                        tags={"nnlab.experiment": name},
+                    )
             finally:  # the training run's status and end as they were, even if logging failed
                 _LOGGING.pop(digest, None)
                 mlflow.set_tracking_uri(previous)

@@ -46,8 +46,10 @@ def check_jobs_dir() -> None:
     folder = os.environ.get("NNLAB_JOBS_DIR")
     path = Path(folder or ".")
     if folder and not (path.is_dir() or (not path.exists() and os.access(path.parent, os.W_OK))):
-        raise ValueError(f"NNLAB_JOBS_DIR={folder}: not a folder nnlab can write its job "
-                         f"registry in (unset it to use /tmp/nnlab-jobs-<uid>)")
+        raise ValueError(
+            f"NNLAB_JOBS_DIR={folder}: not a folder nnlab can write its job "
+            f"registry in (unset it to use /tmp/nnlab-jobs-<uid>)"
+        )
 
 
 def _process(pid: int) -> tuple[str | None, bool]:
@@ -132,8 +134,13 @@ def plan(
     if threads != "auto":
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
             raise ValueError(f"loader.threads: {threads!r} is neither 'auto' nor an int >= 1")
-        return {"threads": threads, "interop_threads": None, "num_workers": num_workers,
-                "cores": cores, "jobs": jobs}
+        return {
+            "threads": threads,
+            "interop_threads": None,
+            "num_workers": num_workers,
+            "cores": cores,
+            "jobs": jobs,
+        }
     share = max(1, cores // jobs)
     workers = min(num_workers, share - 1)
     return {

@@ -76,8 +76,10 @@ def answered(fn):
             server = redacted_uri()
             if isinstance(err.__cause__ or err.__context__, OSError):  # requests' errors
                 waits = ", ".join(f"{k}={os.environ.get(k)}" for k in WAITS)
-                raise RuntimeError(f"MLflow tracking server {server} did not answer "
-                                   f"({waits}): start it, or unset MLFLOW_TRACKING_URI") from err
+                raise RuntimeError(
+                    f"MLflow tracking server {server} did not answer "
+                    f"({waits}): start it, or unset MLFLOW_TRACKING_URI"
+                ) from err
             if not server.startswith(("http://", "https://")):
                 raise
             reason = " ".join(str(err).split())
@@ -107,9 +109,11 @@ def check_inside(location: str, root: Path = Path(".")) -> None:
     store = project_root(root) / paths.MLRUNS
     where = Path(url2pathname(url.path))
     if not where.resolve().is_relative_to(store.resolve()):
-        raise RuntimeError(f"{store / paths.STORE_DB}: keeps artifacts in {where}, outside this "
-                           "project (was mlruns/ moved or copied?): move it aside to start a new "
-                           "store, or set MLFLOW_TRACKING_URI")
+        raise RuntimeError(
+            f"{store / paths.STORE_DB}: keeps artifacts in {where}, outside this "
+            "project (was mlruns/ moved or copied?): move it aside to start a new "
+            "store, or set MLFLOW_TRACKING_URI"
+        )
 
 
 def client(root: Path = Path(".")):
@@ -140,8 +144,10 @@ def _client(uri: str):
         except Exception as err:
             if not isinstance(err.__cause__, sqlite3.DatabaseError):  # SQLAlchemy's, wrapped
                 raise
-            raise RuntimeError(f"{db}: not a readable MLflow store ({err.__cause__}); move it "
-                               "aside to start a new one") from None
+            raise RuntimeError(
+                f"{db}: not a readable MLflow store ({err.__cause__}); move it "
+                "aside to start a new one"
+            ) from None
     return c
 
 
@@ -154,8 +160,11 @@ def ensure_experiment(name: str, root: Path = Path(".")) -> str:
     if found:
         check_inside(found.artifact_location, root)
     try:
-        exp_id = found.experiment_id if found else c.create_experiment(
-            name, artifact_location=artifact_location(root, name))
+        exp_id = (
+            found.experiment_id
+            if found
+            else c.create_experiment(name, artifact_location=artifact_location(root, name))
+        )
     except MlflowException:  # another job created it a moment ago
         exp_id = c.get_experiment_by_name(name).experiment_id
     c.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
@@ -164,9 +173,12 @@ def ensure_experiment(name: str, root: Path = Path(".")) -> str:
 
 def git_info(root: Path = Path(".")) -> dict[str, str]:
     try:
-        commit, status = (subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                                         timeout=10, check=True).stdout.strip()
-                          for args in (["rev-parse", "HEAD"], ["status", "--porcelain", "-uno"]))
+        commit, status = (
+            subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+            for args in (["rev-parse", "HEAD"], ["status", "--porcelain", "-uno"])
+        )
     except (OSError, subprocess.SubprocessError):
         return {"git.commit": "unknown", "git.dirty": "unknown"}
     return {"git.commit": commit, "git.dirty": str(bool(status)).lower()}
@@ -178,16 +190,25 @@ def params_hash(flat: dict[str, Any]) -> str:
 
 
 def run_tags(experiment: str, dataset: str, data_source: str, root: Path) -> dict[str, str]:
-    tags = {"nnlab.experiment": experiment, "nnlab.dataset": dataset, "data.source": data_source,
-            **git_info(root)}
+    tags = {
+        "nnlab.experiment": experiment,
+        "nnlab.dataset": dataset,
+        "data.source": data_source,
+        **git_info(root),
+    }
     dvc = {"dvc.exp_name": "DVC_EXP_NAME", "dvc.exp_baseline": "DVC_EXP_BASELINE_REV"}
     tags.update({k: os.environ[v] for k, v in dvc.items() if os.environ.get(v)})  # dvc exp run
     return tags
 
 
 @answered
-def make_logger(experiment: str, dataset: str, tags: dict[str, str], root: Path = Path("."),
-                 run_id: str | None = None):
+def make_logger(
+    experiment: str,
+    dataset: str,
+    tags: dict[str, str],
+    root: Path = Path("."),
+    run_id: str | None = None,
+):
     """Lightning's MLFlowLogger for one training (``Trainer(logger=...)``), its experiment
     created and tagged; a ``run_id`` this store lacks starts a new run. ``False`` (no logger)
     on other ranks: even constructing an MLflow client creates a SQLite store."""
@@ -199,9 +220,15 @@ def make_logger(experiment: str, dataset: str, tags: dict[str, str], root: Path 
     if run_id is not None and not run_exists(run_id, root):
         info(f"MLflow run {run_id} is not in {redacted_uri(root)}: starting a new run")
         run_id = None
-    return MLFlowLogger(experiment_name=dataset, run_name=experiment, tags=tags,
-                        tracking_uri=tracking_uri(root), run_id=run_id, log_model=False,
-                        artifact_location=artifact_location(root, dataset))
+    return MLFlowLogger(
+        experiment_name=dataset,
+        run_name=experiment,
+        tags=tags,
+        tracking_uri=tracking_uri(root),
+        run_id=run_id,
+        log_model=False,
+        artifact_location=artifact_location(root, dataset),
+    )
 
 
 def redacted_uri(root: Path = Path(".")) -> str:
@@ -223,15 +250,17 @@ def run_exists(run_id: str, root: Path = Path(".")) -> bool:
 
 def write_receipt(model_dir: Path, receipt: dict[str, Any]) -> None:
     """Write ``run.json`` without the fields that would tie it to one machine's store."""
-    write_json(Path(model_dir) / paths.RECEIPT,
-               {k: v for k, v in receipt.items() if k not in LOCAL})
+    write_json(
+        Path(model_dir) / paths.RECEIPT, {k: v for k, v in receipt.items() if k not in LOCAL}
+    )
 
 
 def read_receipt(model_dir: Path) -> dict[str, Any]:
     path = Path(model_dir) / paths.RECEIPT
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no run receipt; run `dvc repro train@{path.parent.name}` "
-                                "first")
+        raise FileNotFoundError(
+            f"{path}: no run receipt; run `dvc repro train@{path.parent.name}` first"
+        )
     receipt = read_json(path)
     if not isinstance(receipt, dict) or not isinstance(receipt.get("run_id"), str):
         raise ValueError(f"{path}: not a run receipt (no run_id); rerun train@{path.parent.name}")
@@ -246,9 +275,14 @@ def receipt_or_empty(model_dir: Path) -> dict[str, Any]:
 
 
 @answered
-def log_to_run(receipt: dict[str, Any], metrics: dict[str, float] | None = None,
-               artifacts: list[Path] | None = None, artifact_path: str | None = None,
-               tags: dict[str, str] | None = None, root: Path = Path(".")) -> bool:
+def log_to_run(
+    receipt: dict[str, Any],
+    metrics: dict[str, float] | None = None,
+    artifacts: list[Path] | None = None,
+    artifact_path: str | None = None,
+    tags: dict[str, str] | None = None,
+    root: Path = Path("."),
+) -> bool:
     """Add metrics, tags and files to the run named in a receipt (rank 0 only). False, with
     one line, when the store does not hold that run (a checkpoint pulled into another clone or
     machine): the caller's files are still written, and no run is made."""
@@ -256,9 +290,11 @@ def log_to_run(receipt: dict[str, Any], metrics: dict[str, float] | None = None,
         return False
     run_id = receipt.get("run_id")
     if not run_id or not run_exists(run_id, root):
-        info(f"warning: MLflow run {run_id} (models/{receipt.get('experiment', '?')}/"
-             f"{paths.RECEIPT}) is not in {redacted_uri(root)}: nothing logged there (set "
-             "MLFLOW_TRACKING_URI to the store that trained it, or retrain here)")
+        info(
+            f"warning: MLflow run {run_id} (models/{receipt.get('experiment', '?')}/"
+            f"{paths.RECEIPT}) is not in {redacted_uri(root)}: nothing logged there (set "
+            "MLFLOW_TRACKING_URI to the store that trained it, or retrain here)"
+        )
         return False
     c = client(root)
     check_inside(c.get_run(run_id).info.artifact_uri, root)
@@ -289,8 +325,9 @@ def dataset_source(raw_manifest: dict[str, Any]):
     if raw_manifest.get("path"):
         urls = [Path(raw_manifest["path"]).absolute().as_uri()]
     if not urls:
-        return CodeDatasetSource({k: str(raw_manifest[k]) for k in ("source", "fallback_reason")
-                                  if k in raw_manifest})
+        return CodeDatasetSource(
+            {k: str(raw_manifest[k]) for k in ("source", "fallback_reason") if k in raw_manifest}
+        )
     with warnings.catch_warnings():  # MLflow registers its local source twice and says so
         warnings.simplefilter("ignore", UserWarning)
         return resolve_dataset_source(urls[0])
@@ -313,20 +350,25 @@ def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> list[str]
     recorded = read_json(manifest).get("digests", {}) if manifest.is_file() else {}
     origin = meta.get("derived", {}).get("from", dataset)
     raw = paths.raw_dir(origin, root) / paths.MANIFEST
-    source = dataset_source(read_json(raw) if raw.is_file() else {
-        "source": meta.get("source", "unknown")})
+    source = dataset_source(
+        read_json(raw) if raw.is_file() else {"source": meta.get("source", "unknown")}
+    )
     tags = {"nnlab.kind": meta["kind"], "nnlab.source": str(meta.get("source", "unknown"))}
     if origin != dataset:
         tags["nnlab.derived_from"] = origin
     inputs = []
     for split in paths.SPLITS:
-        arrays = {f.stem.removeprefix(f"{split}_"): load_array(f)
-                  for f in sorted(folder.glob(f"{split}_*.npy"))}
+        arrays = {
+            f.stem.removeprefix(f"{split}_"): load_array(f)
+            for f in sorted(folder.glob(f"{split}_*.npy"))
+        }
         y = arrays.pop("y")
-        ds = mlflow.data.from_numpy(arrays, source=source, targets=y, name=dataset,
-                                    digest=recorded.get(split))  # else MLflow computes one
+        ds = mlflow.data.from_numpy(
+            arrays, source=source, targets=y, name=dataset, digest=recorded.get(split)
+        )  # else MLflow computes one
         split_tags = {MLFLOW_DATASET_CONTEXT: split, **tags, "nnlab.samples": str(len(y))}
-        inputs.append(DatasetInput(Dataset(**ds.to_dict()),
-                                   [InputTag(k, v) for k, v in split_tags.items()]))
+        inputs.append(
+            DatasetInput(Dataset(**ds.to_dict()), [InputTag(k, v) for k, v in split_tags.items()])
+        )
     client(root).log_inputs(run_id, datasets=inputs)
     return [i.dataset.digest for i in inputs]

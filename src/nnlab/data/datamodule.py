@@ -66,8 +66,14 @@ class LengthBucketSampler(Sampler[int]):
     and the epoch (``set_epoch``), so DDP ranks agree.
     """
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int,
-                 chunk_batches: int = 50):
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        chunk_batches: int = 50,
+    ):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -100,21 +106,40 @@ def _whole_batch(batch: Any) -> Any:
     return batch
 
 
-def make_loader(data: Dataset, batch_size: int, loader: LoaderConfig, shuffle: bool = False,
-                workers: int | None = None, sampler: Sampler | None = None) -> DataLoader:
+def make_loader(
+    data: Dataset,
+    batch_size: int,
+    loader: LoaderConfig,
+    shuffle: bool = False,
+    workers: int | None = None,
+    sampler: Sampler | None = None,
+) -> DataLoader:
     """The one way a DataLoader is built (training, evaluation, features, predict); ``workers``
     defaults to ``loader.num_workers``; a ``sampler`` (which then shuffles) replaces the order."""
     workers = loader.num_workers if workers is None else workers
     pin = torch.cuda.is_available() if loader.pin_memory == "auto" else loader.pin_memory
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle and sampler is None,
-                      sampler=sampler, num_workers=workers, pin_memory=bool(pin),
-                      persistent_workers=workers > 0 and loader.persistent_workers,
-                      collate_fn=_whole_batch, worker_init_fn=worker_init if workers else None)
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=bool(pin),
+        persistent_workers=workers > 0 and loader.persistent_workers,
+        collate_fn=_whole_batch,
+        worker_init_fn=worker_init if workers else None,
+    )
 
 
 class ArrayDataModule(L.LightningDataModule):
-    def __init__(self, dataset: str, experiment: ExperimentConfig, loader: LoaderConfig,
-                 seed: int, root: Path = Path(".")):
+    def __init__(
+        self,
+        dataset: str,
+        experiment: ExperimentConfig,
+        loader: LoaderConfig,
+        seed: int,
+        root: Path = Path("."),
+    ):
         super().__init__()
         self.dataset_name = dataset
         self.exp = experiment
@@ -143,8 +168,9 @@ class ArrayDataModule(L.LightningDataModule):
         workers = self.sizer.plan["num_workers"] if self.sizer is not None else None
         data, sampler = self.datasets[split], None
         if self.exp.bucket_by_length:
-            sampler = LengthBucketSampler(data.arrays["len"], self.exp.batch_size, shuffle,
-                                          self.seed)
+            sampler = LengthBucketSampler(
+                data.arrays["len"], self.exp.batch_size, shuffle, self.seed
+            )
         return make_loader(data, self.exp.batch_size, self.loader, shuffle, workers, sampler)
 
     def train_dataloader(self) -> DataLoader:

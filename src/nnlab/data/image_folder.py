@@ -46,14 +46,22 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
         skipped = unpack_tree(src, images, shown, Limits.of(cfg))
         layout, ignored = find_layout(images, shown)
         select(layout, cfg, name, shown)  # a bad layout or classes: fails here, not at split
-        return {**skipped, "layout": sorted(layout), "classes": class_folders(layout),
-                "ignored_files": len(ignored),
-                "counts": {s: {c: len(f) for c, f in cls.items()} for s, cls in layout.items()}}
+        return {
+            **skipped,
+            "layout": sorted(layout),
+            "classes": class_folders(layout),
+            "ignored_files": len(ignored),
+            "counts": {s: {c: len(f) for c, f in cls.items()} for s, cls in layout.items()},
+        }
 
-    drawn = {"generator": "nnlab.data.synthetic.draw_animal", "classes": list(ANIMAL_CLASSES),
-             "drawn_by": f"split@{name} (synthetic_size, synthetic_image_size, seed)"}
-    return download_raw(cfg, out_dir, name, store, {paths.RAW_ARCHIVE: None}, lambda: drawn,
-                        SYNTHETIC)
+    drawn = {
+        "generator": "nnlab.data.synthetic.draw_animal",
+        "classes": list(ANIMAL_CLASSES),
+        "drawn_by": f"split@{name} (synthetic_size, synthetic_image_size, seed)",
+    }
+    return download_raw(
+        cfg, out_dir, name, store, {paths.RAW_ARCHIVE: None}, lambda: drawn, SYNTHETIC
+    )
 
 
 # ----------------------------------------------------------------------------- layout
@@ -67,8 +75,11 @@ def _image_root(folder: Path) -> Path:
     """Descend through wrapper folders (``cats_and_dogs_filtered/``) to the layout's root."""
     while True:
         entries = [p for p in folder.iterdir() if _visible(p)]
-        if not (len(entries) == 1 and entries[0].is_dir()
-                and any(p.is_dir() and _visible(p) for p in entries[0].iterdir())):
+        if not (
+            len(entries) == 1
+            and entries[0].is_dir()
+            and any(p.is_dir() and _visible(p) for p in entries[0].iterdir())
+        ):
             return folder
         folder = entries[0]
 
@@ -87,8 +98,10 @@ def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Pa
     ignored = [p for p in root.iterdir() if p.is_file()]
     by_split = {SPLIT_NAMES[d.name.lower()]: d for d in dirs if d.name.lower() in SPLIT_NAMES}
     if "train" in by_split:
-        tops = {s: sorted(c for c in d.iterdir() if c.is_dir() and _visible(c))
-                for s, d in by_split.items()}
+        tops = {
+            s: sorted(c for c in d.iterdir() if c.is_dir() and _visible(c))
+            for s, d in by_split.items()
+        }
         ignored += [p for d in dirs if d not in by_split.values() for p in _files(d)]
     else:
         tops = {"pool": dirs}
@@ -101,8 +114,10 @@ def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Pa
             ignored += [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
         if not layout[split]:
             where = root / ("" if split == "pool" else by_split[split].name)
-            raise ValueError(f"{shown or images}: {where.relative_to(images)}/ holds no class "
-                             f"folders (expected <class>/* or <split>/<class>/*)")
+            raise ValueError(
+                f"{shown or images}: {where.relative_to(images)}/ holds no class "
+                f"folders (expected <class>/* or <split>/<class>/*)"
+            )
     return layout, ignored
 
 
@@ -110,8 +125,9 @@ def class_folders(layout: Layout) -> list[str]:
     return sorted({c for cls in layout.values() for c in cls})
 
 
-def select(layout: Layout, cfg: DataConfig, name: str, shown: str
-           ) -> tuple[list[str], list[str], dict[str, int]]:
+def select(
+    layout: Layout, cfg: DataConfig, name: str, shown: str
+) -> tuple[list[str], list[str], dict[str, int]]:
     """:func:`nnlab.data.prepare.pick_classes` over the class folders, each of which must be
     in every split folder."""
     found: Counter = Counter()
@@ -120,9 +136,11 @@ def select(layout: Layout, cfg: DataConfig, name: str, shown: str
     labels, names, left_out = pick_classes(dict(found), cfg, name, shown)
     for split, cls in layout.items():
         if missing := [c for c in labels if c not in cls]:
-            raise ValueError(f"{shown}: no class folder {missing[0]!r} in the {split} split "
-                             f"(it has {', '.join(map(repr, cls))}); every split needs the "
-                             f"same classes (or select them with data.{name}.classes)")
+            raise ValueError(
+                f"{shown}: no class folder {missing[0]!r} in the {split} split "
+                f"(it has {', '.join(map(repr, cls))}); every split needs the "
+                f"same classes (or select them with data.{name}.classes)"
+            )
     return labels, names, left_out
 
 
@@ -151,8 +169,9 @@ def _quotas(sizes: list[int], class_sizes: list[int]) -> list[list[int]]:
     return out.tolist()
 
 
-def _plan(layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: str
-          ) -> tuple[dict[str, list[tuple[int, int, Iterator[Path]]]], dict[str, Any]]:
+def _plan(
+    layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: str
+) -> tuple[dict[str, list[tuple[int, int, Iterator[Path]]]], dict[str, Any]]:
     """Per split: (label, how many images, where to draw them from) for each class; and what
     was done, for the manifest."""
     rng = np.random.default_rng(seed)
@@ -168,8 +187,11 @@ def _plan(layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: 
             files = [pool[c][i] for i in rng.permutation(len(pool[c]))]
             q = quotas[:, k]
             spare = len(files) - int(q.sum())
-            extra = (_largest_remainder(spare * q / q.sum(), spare, spare * q / q.sum())
-                     if q.sum() else np.zeros_like(q))
+            extra = (
+                _largest_remainder(spare * q / q.sum(), spare, spare * q / q.sum())
+                if q.sum()
+                else np.zeros_like(q)
+            )
             ends = np.cumsum(q + extra)
             for s, quota, start, end in zip(sizes, q, ends - q - extra, ends, strict=True):
                 plan[s].append((k, int(quota), iter(files[start:end])))
@@ -188,14 +210,17 @@ def _plan(layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: 
     if set(layout) == {"train", "test"}:
         n_train = math.floor(size("train") * cap)
         n_val = round(n_train * cfg.val_fraction)
-        plan = {**share(layout["train"], {"train": n_train - n_val, "val": n_val}, "train/"),
-                **share(layout["test"], {"test": math.floor(size("test") * cap)}, "test/")}
+        plan = {
+            **share(layout["train"], {"train": n_train - n_val, "val": n_val}, "train/"),
+            **share(layout["test"], {"test": math.floor(size("test") * cap)}, "test/"),
+        }
         return plan, {"split": "kept test; val_fraction of train (stratified) as val"}
     if set(layout) == {"train", "val"}:
         n_val = math.floor(size("val") * cap)
-        plan = {**share(layout["train"], {"train": math.floor(size("train") * cap)}, "train/"),
-                **share(layout["val"], {"val": n_val - n_val // 2, "test": n_val // 2},
-                        "validation/")}
+        plan = {
+            **share(layout["train"], {"train": math.floor(size("train") * cap)}, "train/"),
+            **share(layout["val"], {"val": n_val - n_val // 2, "test": n_val // 2}, "validation/"),
+        }
         return plan, {"split": "kept train; halved validation (stratified) into val and test"}
     pool: dict[str, list[Path]] = {c: [] for c in classes}
     for split in layout.values():
@@ -208,8 +233,10 @@ def _plan(layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: 
         if sum(want) > n:  # fewer images than asked for: same proportions, said loudly
             done["split_sizes_scaled"] = {"asked": want, "images": n}
             scaled = [math.floor(w * n / sum(want)) for w in want]
-            warn(f"split@{name}: data.{name}.split_sizes asks for {want} images but there are "
-                 f"{n}: drew {scaled} (the same proportions)")
+            warn(
+                f"split@{name}: data.{name}.split_sizes asks for {want} images but there are "
+                f"{n}: drew {scaled} (the same proportions)"
+            )
             want = scaled
     else:
         want = [0, round(n * cfg.val_fraction), round(n * cfg.test_fraction)]
@@ -218,9 +245,15 @@ def _plan(layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: 
     return share(pool, dict(zip(paths.SPLITS, want, strict=True)), "the pooled folder"), done
 
 
-def _decode(entries: list[tuple[int, int, Iterator[Path]]], cfg: DataConfig, size: int,
-            pool: ThreadPoolExecutor, skipped: list[dict[str, str]], modes: Counter,
-            base: Path) -> dict[str, np.ndarray]:
+def _decode(
+    entries: list[tuple[int, int, Iterator[Path]]],
+    cfg: DataConfig,
+    size: int,
+    pool: ThreadPoolExecutor,
+    skipped: list[dict[str, str]],
+    modes: Counter,
+    base: Path,
+) -> dict[str, np.ndarray]:
     """Decode each class's quota straight into one preallocated uint8 array."""
     x = np.empty((sum(q for _, q, _ in entries), size, size, cfg.channels), dtype=np.uint8)
     y = np.empty(len(x), dtype=np.int64)
@@ -263,35 +296,52 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
     layout, ignored = find_layout(images)
     labels, classes, left_out = select(layout, cfg, name, str(images))
     plan, manifest = _plan(layout, labels, cfg, seed, name)
-    skipped = [{"file": str(f.relative_to(images)), "reason": "not an image file"}
-               for f in ignored]
+    skipped = [{"file": str(f.relative_to(images)), "reason": "not an image file"} for f in ignored]
     modes: Counter = Counter()
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        arrays = {s: _decode(plan[s], cfg, size, pool, skipped, modes, images)
-                  for s in paths.SPLITS}
+        arrays = {
+            s: _decode(plan[s], cfg, size, pool, skipped, modes, images) for s in paths.SPLITS
+        }
     if skipped:
-        info(f"split@{name}: skipped {len(skipped)} unreadable or non-image files (listed in "
-             f"the manifest), e.g. {skipped[0]['file']}: {skipped[0]['reason']}")
+        info(
+            f"split@{name}: skipped {len(skipped)} unreadable or non-image files (listed in "
+            f"the manifest), e.g. {skipped[0]['file']}: {skipped[0]['reason']}"
+        )
     target = "L" if cfg.channels == 1 else "RGB"
     converted = {m: n for m, n in sorted(modes.items()) if m != target}
     if converted:
-        info(f"split@{name}: converted to {target}: "
-             + ", ".join(f"{n} {m}" for m, n in converted.items()) + " images")
-    manifest.update(image_size=size, channels=cfg.channels, modes=dict(sorted(modes.items())),
-                    converted_to=target, converted_count=sum(converted.values()),
-                    skipped_count=len(skipped), skipped=skipped)
+        info(
+            f"split@{name}: converted to {target}: "
+            + ", ".join(f"{n} {m}" for m, n in converted.items())
+            + " images"
+        )
+    manifest.update(
+        image_size=size,
+        channels=cfg.channels,
+        modes=dict(sorted(modes.items())),
+        converted_to=target,
+        converted_count=sum(converted.values()),
+        skipped_count=len(skipped),
+        skipped=skipped,
+    )
     if left_out:
         manifest["left_out"] = left_out
     requested = {s: sum(q for _, q, _ in plan[s]) for s in arrays}
-    shortfall = {s: {"requested": requested[s], "got": len(a["y"])}
-                 for s, a in arrays.items() if len(a["y"]) < requested[s]}
+    shortfall = {
+        s: {"requested": requested[s], "got": len(a["y"])}
+        for s, a in arrays.items()
+        if len(a["y"]) < requested[s]
+    }
     if shortfall:
         manifest["shortfall"] = shortfall
-        warn(f"split@{name}: too few readable images to fill "
-             + ", ".join(f"{s} ({v['got']} of {v['requested']})" for s, v in shortfall.items())
-             + "; replacements come only from the same split's files")
-    return Prepared(kind="image", classes=classes, arrays=arrays, meta={"image_size": size},
-                    manifest=manifest)
+        warn(
+            f"split@{name}: too few readable images to fill "
+            + ", ".join(f"{s} ({v['got']} of {v['requested']})" for s, v in shortfall.items())
+            + "; replacements come only from the same split's files"
+        )
+    return Prepared(
+        kind="image", classes=classes, arrays=arrays, meta={"image_size": size}, manifest=manifest
+    )
 
 
 def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:

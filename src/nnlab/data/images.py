@@ -19,9 +19,20 @@ class ImageReadError(ValueError):
 
 # What decoding a hostile or damaged file can raise. A decompression bomb's header
 # (PIL.Image.DecompressionBombError, not an OSError) is refused like any unreadable file.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
-                  ZeroDivisionError, struct.error, MemoryError, Image.DecompressionBombError,
-                  Image.DecompressionBombWarning)
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    struct.error,
+    MemoryError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
 
 
 MAX_ASPECT = 20  # a longer side more than this many times the shorter is no photo to squash
@@ -50,8 +61,9 @@ def _eight_bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
 
 
-def decode_image(path: str | Path | bytes, size: tuple[int, int], channels: int = 3
-                 ) -> tuple[np.ndarray, str]:
+def decode_image(
+    path: str | Path | bytes, size: tuple[int, int], channels: int = 3
+) -> tuple[np.ndarray, str]:
     """:func:`load_image` and the image's own mode (``L``, ``RGB``, ``I;16``, ``P``...)."""
     data = bytes(path) if isinstance(path, bytes | bytearray) else None
     path = f"<{len(data)} bytes>" if data is not None else Path(path)
@@ -60,10 +72,13 @@ def decode_image(path: str | Path | bytes, size: tuple[int, int], channels: int 
             limit = Image.MAX_IMAGE_PIXELS
             if limit and im.width * im.height > limit:
                 raise Image.DecompressionBombError(
-                    f"{im.width}x{im.height} pixels, over the {limit} limit (decompression bomb?)")
+                    f"{im.width}x{im.height} pixels, over the {limit} limit (decompression bomb?)"
+                )
             if max(im.size) > MAX_ASPECT * min(im.size):
-                raise ValueError(f"{im.width}x{im.height} pixels: one side over {MAX_ASPECT} "
-                                 f"times the other, too distorted to resize to {size[1]}x{size[0]}")
+                raise ValueError(
+                    f"{im.width}x{im.height} pixels: one side over {MAX_ASPECT} "
+                    f"times the other, too distorted to resize to {size[1]}x{size[0]}"
+                )
             mode = im.mode
             im.load()
             im = ImageOps.exif_transpose(im)

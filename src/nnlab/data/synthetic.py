@@ -55,8 +55,14 @@ def draw_animal(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
         for side in (-1, 1):
             a, b = np.deg2rad(90 - side * 20), np.deg2rad(90 - side * 70)
             tip = (cx + side * 0.75 * r, cy - 1.6 * r)
-            d.polygon([(cx + r * np.cos(a), cy - r * np.sin(a)), tip,
-                       (cx + r * np.cos(b), cy - r * np.sin(b))], fill=fur)
+            d.polygon(
+                [
+                    (cx + r * np.cos(a), cy - r * np.sin(a)),
+                    tip,
+                    (cx + r * np.cos(b), cy - r * np.sin(b)),
+                ],
+                fill=fur,
+            )
     else:  # dog: two long floppy ears hanging at the sides
         for side in (-1, 1):
             ex = cx + side * 0.95 * r
@@ -66,15 +72,25 @@ def draw_animal(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
         ex, ey = cx + side * 0.4 * r, cy - 0.15 * r
         d.ellipse([ex - 0.12 * r, ey - 0.12 * r, ex + 0.12 * r, ey + 0.12 * r], fill=dark)
     if label == 0:  # small nose, whiskers
-        d.polygon([(cx - 0.1 * r, cy + 0.2 * r), (cx + 0.1 * r, cy + 0.2 * r),
-                   (cx, cy + 0.32 * r)], fill=dark)
+        d.polygon(
+            [(cx - 0.1 * r, cy + 0.2 * r), (cx + 0.1 * r, cy + 0.2 * r), (cx, cy + 0.32 * r)],
+            fill=dark,
+        )
         for side in (-1, 1):
             for dy in (-0.08, 0.08):
-                d.line([(cx + side * 0.2 * r, cy + 0.35 * r),
-                        (cx + side * 1.25 * r, cy + (0.35 + 3 * dy) * r)], fill=dark, width=1)
+                d.line(
+                    [
+                        (cx + side * 0.2 * r, cy + 0.35 * r),
+                        (cx + side * 1.25 * r, cy + (0.35 + 3 * dy) * r),
+                    ],
+                    fill=dark,
+                    width=1,
+                )
     else:  # snout with a big nose
-        d.ellipse([cx - 0.4 * r, cy + 0.15 * r, cx + 0.4 * r, cy + 0.75 * r],
-                  fill=(*(min(255, v + 40) for v in fur[:3]), 255))
+        d.ellipse(
+            [cx - 0.4 * r, cy + 0.15 * r, cx + 0.4 * r, cy + 0.75 * r],
+            fill=(*(min(255, v + 40) for v in fur[:3]), 255),
+        )
         d.ellipse([cx - 0.16 * r, cy + 0.2 * r, cx + 0.16 * r, cy + 0.42 * r], fill=dark)
     layer = layer.rotate(rng.uniform(-45, 45), resample=Image.Resampling.BICUBIC)
     dx, dy = (rng.uniform(-0.5, 0.5, 2) * (s - 2.2 * r)).astype(int)
@@ -85,20 +101,62 @@ def draw_animal(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- reviews
 
-_POSITIVE = ["good", "great", "excellent", "wonderful", "brilliant", "enjoyable", "funny",
-             "moving", "clever", "beautiful"]
-_NEGATIVE = ["bad", "awful", "terrible", "boring", "dull", "poor", "weak", "predictable",
-             "silly", "clumsy"]
-_ASPECTS = ["the acting", "the plot", "the story", "the script", "the music", "the ending",
-            "the cast", "the direction", "the dialogue", "this movie", "the film",
-            "the camera work"]
+_POSITIVE = [
+    "good",
+    "great",
+    "excellent",
+    "wonderful",
+    "brilliant",
+    "enjoyable",
+    "funny",
+    "moving",
+    "clever",
+    "beautiful",
+]
+_NEGATIVE = [
+    "bad",
+    "awful",
+    "terrible",
+    "boring",
+    "dull",
+    "poor",
+    "weak",
+    "predictable",
+    "silly",
+    "clumsy",
+]
+_ASPECTS = [
+    "the acting",
+    "the plot",
+    "the story",
+    "the script",
+    "the music",
+    "the ending",
+    "the cast",
+    "the direction",
+    "the dialogue",
+    "this movie",
+    "the film",
+    "the camera work",
+]
 _FILLER = [
-    "i saw it on a rainy sunday", "my friend did not want to come", "it is not a short film",
-    "the cinema was not full", "we watched it at home", "it was made in 1998",
-    "it runs for about two hours", "i had not read the book", "there is a dog in it",
-    "the lead actor is not new to the genre", "my sister picked it", "the popcorn was cold",
-    "it is based on a true story", "nobody in the room said a word", "i did not know the director",
-    "the second half takes place in paris", "the trailer shows most of it",
+    "i saw it on a rainy sunday",
+    "my friend did not want to come",
+    "it is not a short film",
+    "the cinema was not full",
+    "we watched it at home",
+    "it was made in 1998",
+    "it runs for about two hours",
+    "i had not read the book",
+    "there is a dog in it",
+    "the lead actor is not new to the genre",
+    "my sister picked it",
+    "the popcorn was cold",
+    "it is based on a true story",
+    "nobody in the room said a word",
+    "i did not know the director",
+    "the second half takes place in paris",
+    "the trailer shows most of it",
 ]
 
 
@@ -127,5 +185,9 @@ def synthetic_reviews(n: int, n_test: int, seed: int) -> Iterator[dict[str, Any]
     rng = np.random.default_rng(seed)
     for i in range(n):
         label = i % 2
-        yield {"split": "test" if i < n_test else "train", "label": label,
-               "id": f"syn{i:06d}", "text": synthetic_review(rng, label)}
+        yield {
+            "split": "test" if i < n_test else "train",
+            "label": label,
+            "id": f"syn{i:06d}",
+            "text": synthetic_review(rng, label),
+        }

@@ -68,8 +68,9 @@ class Vocabulary:
             raise ValueError(f"keep must be 'first' or 'last', got {self.keep!r}")
 
     @classmethod
-    def build(cls, texts: Iterable[Sequence[str]], size: int, max_len: int, keep: str = "last"
-              ) -> Vocabulary:
+    def build(
+        cls, texts: Iterable[Sequence[str]], size: int, max_len: int, keep: str = "last"
+    ) -> Vocabulary:
         """The ``size - 2`` most frequent words of ``texts`` (ties: alphabetical)."""
         counts: Counter[str] = Counter()
         for words in texts:
@@ -101,9 +102,14 @@ class Vocabulary:
         return " ".join(self.tokens[int(i)] for i in ids[:n])
 
     def to_json(self) -> dict[str, Any]:
-        return {"tokenizer": "lower-case; <br /> and punctuation removed; [^\\W_]+('[^\\W_]+)*",
-                "pad_index": PAD_INDEX, "unk_index": UNK_INDEX, "max_len": self.max_len,
-                "keep": self.keep, "tokens": list(self.tokens)}
+        return {
+            "tokenizer": "lower-case; <br /> and punctuation removed; [^\\W_]+('[^\\W_]+)*",
+            "pad_index": PAD_INDEX,
+            "unk_index": UNK_INDEX,
+            "max_len": self.max_len,
+            "keep": self.keep,
+            "tokens": list(self.tokens),
+        }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Vocabulary:
@@ -132,9 +138,13 @@ def decode(data: bytes, where: str) -> str:
     return text
 
 
-def download_texts(cfg: DataConfig, out_dir: Path, name: str,
-                   read: Callable[[Path, str], tuple[list[dict[str, str]], dict[str, Any]]],
-                   expected: str) -> dict[str, Any]:
+def download_texts(
+    cfg: DataConfig,
+    out_dir: Path,
+    name: str,
+    read: Callable[[Path, str], tuple[list[dict[str, str]], dict[str, Any]]],
+    expected: str,
+) -> dict[str, Any]:
     """download@ of a text kind: ``read(src, shown)`` gives the records (split, label, id,
     text) and what it skipped; they are checked and stored in ``texts.jsonl.gz``. ``expected``
     says what the data should look like, when nothing is found."""
@@ -150,25 +160,33 @@ def download_texts(cfg: DataConfig, out_dir: Path, name: str,
             by_split.setdefault(r["split"], set()).add(r["label"])
         for split, have in sorted(by_split.items()):
             if missing := [c for c in labels if c not in have]:
-                raise ValueError(f"{shown}: no texts labelled {missing[0]!r} in the {split} "
-                                 f"split; every split needs the same labels (or select them "
-                                 f"with data.{name}.classes)")
+                raise ValueError(
+                    f"{shown}: no texts labelled {missing[0]!r} in the {split} "
+                    f"split; every split needs the same labels (or select them "
+                    f"with data.{name}.classes)"
+                )
         counts = write_texts(records, out_dir / paths.RAW_TEXTS)
         return {"counts": counts, "classes": sorted(found), **report}
 
-    made = {"generator": "nnlab.data.synthetic.synthetic_review", "classes": SYNTHETIC_LABELS,
-            "written_by": f"split@{name} (synthetic_size, test_fraction, seed)"}
-    return download_raw(cfg, out_dir, name, store, {paths.RAW_ARCHIVE: None}, lambda: made,
-                        SYNTHETIC)
+    made = {
+        "generator": "nnlab.data.synthetic.synthetic_review",
+        "classes": SYNTHETIC_LABELS,
+        "written_by": f"split@{name} (synthetic_size, test_fraction, seed)",
+    }
+    return download_raw(
+        cfg, out_dir, name, store, {paths.RAW_ARCHIVE: None}, lambda: made, SYNTHETIC
+    )
 
 
 def skipped_report(skipped: list[dict[str, Any]], shown: str) -> dict[str, Any]:
     """The manifest entries for what a reader skipped, said in one line when anything was."""
     if skipped:
         first = skipped[0]
-        info(f"{shown}: skipped {len(skipped)} texts (listed in the manifest), e.g. "
-             f"{first['file']}{':' + str(first['row']) if 'row' in first else ''}: "
-             f"{first['reason']}")
+        info(
+            f"{shown}: skipped {len(skipped)} texts (listed in the manifest), e.g. "
+            f"{first['file']}{':' + str(first['row']) if 'row' in first else ''}: "
+            f"{first['reason']}"
+        )
     return {"skipped_count": len(skipped), "skipped": skipped[:SHOW_SKIPPED]}
 
 
@@ -201,15 +219,18 @@ def _records(cfg: DataConfig, raw_dir: Path, seed: int) -> Iterator[dict[str, An
     if read_json(raw_dir / paths.MANIFEST).get("source") != SYNTHETIC:
         return stored_texts(raw_dir / paths.RAW_TEXTS)
     n_test = max(2, round(cfg.synthetic_size * cfg.test_fraction))
-    return ({**r, "label": SYNTHETIC_LABELS[r["label"]]}
-            for r in synthetic_reviews(cfg.synthetic_size, n_test, seed))
+    return (
+        {**r, "label": SYNTHETIC_LABELS[r["label"]]}
+        for r in synthetic_reviews(cfg.synthetic_size, n_test, seed)
+    )
 
 
 # ----------------------------------------------------------------------------- split
 
 
-def _parts(cfg: DataConfig, found: dict[str, tuple[list[str], np.ndarray]], seed: int,
-           name: str) -> tuple[dict[str, tuple[list[str], np.ndarray]], str]:
+def _parts(
+    cfg: DataConfig, found: dict[str, tuple[list[str], np.ndarray]], seed: int, name: str
+) -> tuple[dict[str, tuple[list[str], np.ndarray]], str]:
     """train/val/test from the splits the data has: kept as they are, a missing val carved out
     of train (or half of val made test), all three carved out of a single pool."""
 
@@ -224,16 +245,23 @@ def _parts(cfg: DataConfig, found: dict[str, tuple[list[str], np.ndarray]], seed
     if have >= {"train", "val", "test"}:
         return {s: cut(s, [], [s])[0] for s in paths.SPLITS}, "kept the data's three splits"
     if have >= {"train", "test"}:
-        (train, val), (test,) = cut("train", [cfg.val_fraction], ["train", "val"]), \
-            cut("test", [], ["test"])
+        (train, val), (test,) = (
+            cut("train", [cfg.val_fraction], ["train", "val"]),
+            cut("test", [], ["test"]),
+        )
         return {"train": train, "val": val, "test": test}, "kept test; val_fraction of train"
     if have >= {"train", "val"}:
         (train,), (val, test) = cut("train", [], ["train"]), cut("val", [0.5], ["val", "test"])
-        return ({"train": train, "val": val, "test": test},
-                "kept train; halved val (stratified) into val and test")
+        return (
+            {"train": train, "val": val, "test": test},
+            "kept train; halved val (stratified) into val and test",
+        )
     if len(have) == 1:
-        train, val, test = cut(have.pop(), [cfg.val_fraction * (1 - cfg.test_fraction),
-                                            cfg.test_fraction], list(paths.SPLITS))
+        train, val, test = cut(
+            have.pop(),
+            [cfg.val_fraction * (1 - cfg.test_fraction), cfg.test_fraction],
+            list(paths.SPLITS),
+        )
         return {"train": train, "val": val, "test": test}, "val and test carved out (fractions)"
     raise ValueError(f"split@{name}: the data has the splits {sorted(have)} but no train split")
 
@@ -253,8 +281,10 @@ def split_texts(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepare
     by_split = {}
     for split, (texts, labels) in rows.items():
         keep = [i for i, label in enumerate(labels) if label in index]
-        by_split[split] = ([texts[i] for i in keep],
-                           np.asarray([index[labels[i]] for i in keep], dtype=np.int64))
+        by_split[split] = (
+            [texts[i] for i in keep],
+            np.asarray([index[labels[i]] for i in keep], dtype=np.int64),
+        )
     parts, how = _parts(cfg, by_split, seed, name)
     refuse_empty(name, {s: len(ys) for s, (_, ys) in parts.items()}, cfg)
     tokens = {s: [tokenize(t) for t in ts] for s, (ts, _) in parts.items()}
@@ -271,14 +301,23 @@ def split_texts(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepare
             "truncated_fraction": round(float((full > cfg.max_len).mean()), 4),
             "unknown_fraction": round(1 - known / max(int(lengths.sum()), 1), 4),
         }
-    manifest = {"split": how, "vocabulary": {"size": len(vocab), "built_from": "train split only"},
-                "lengths": stats, **({"left_out": left_out} if left_out else {})}
+    manifest = {
+        "split": how,
+        "vocabulary": {"size": len(vocab), "built_from": "train split only"},
+        "lengths": stats,
+        **({"left_out": left_out} if left_out else {}),
+    }
     return Prepared(
         kind="text",
         classes=classes,
         arrays=arrays,
-        meta={"vocab_size": len(vocab), "pad_index": PAD_INDEX, "max_len": cfg.max_len,
-              "truncate": f"keep the {cfg.truncate} max_len tokens", "assets": [paths.VOCAB]},
+        meta={
+            "vocab_size": len(vocab),
+            "pad_index": PAD_INDEX,
+            "max_len": cfg.max_len,
+            "truncate": f"keep the {cfg.truncate} max_len tokens",
+            "assets": [paths.VOCAB],
+        },
         manifest=manifest,
         files={paths.VOCAB: vocab.to_json()},
     )
@@ -290,12 +329,12 @@ def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
     vocab_json = spec.extra.get("assets", {}).get(paths.VOCAB)
     shown = f"{source}: " if isinstance(source, Path) else ""  # a file is named
     if vocab_json is None:
-        raise ValueError(f"{shown}the model carries no {paths.VOCAB}; retrain it to predict on "
-                         f"text")
+        raise ValueError(
+            f"{shown}the model carries no {paths.VOCAB}; retrain it to predict on text"
+        )
     if isinstance(source, Path):
         source = source.read_bytes()
-    text = decode(source, shown.rstrip(": ") or "the text") if isinstance(source, bytes) \
-        else source
+    text = decode(source, shown.rstrip(": ") or "the text") if isinstance(source, bytes) else source
     words = tokenize(text)
     if not words:
         raise ValueError(f"{shown}no words to classify")
@@ -303,9 +342,15 @@ def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
     return {"x": ids[0], "len": lengths[0]}
 
 
-def text_spec(cfg: DataConfig, name: str, root: Path, found_at: Callable[[Path], list[str]]
-              ) -> DataSpec:
+def text_spec(
+    cfg: DataConfig, name: str, root: Path, found_at: Callable[[Path], list[str]]
+) -> DataSpec:
     """What split@<name> will produce, from params alone (``nnlab summary`` before any data)."""
     classes = planned_classes(cfg, name, root, found_at, SYNTHETIC_LABELS)
-    return DataSpec("text", (cfg.max_len,), tuple(classes), vocab_size=cfg.vocab_size,
-                    extra={"pad_index": PAD_INDEX, "max_len": cfg.max_len})
+    return DataSpec(
+        "text",
+        (cfg.max_len,),
+        tuple(classes),
+        vocab_size=cfg.vocab_size,
+        extra={"pad_index": PAD_INDEX, "max_len": cfg.max_len},
+    )

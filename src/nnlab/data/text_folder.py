@@ -68,8 +68,9 @@ def read_texts(cfg: DataConfig, src: Path, shown: str) -> tuple[list[dict[str, s
 
 
 def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
-    return download_texts(cfg, out_dir, name, lambda src, shown: read_texts(cfg, src, shown),
-                          EXPECTED)
+    return download_texts(
+        cfg, out_dir, name, lambda src, shown: read_texts(cfg, src, shown), EXPECTED
+    )
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:

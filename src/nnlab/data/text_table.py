@@ -33,8 +33,9 @@ DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".jsonl": None, ".ndjson"
 EXPECTED = "expected a .csv, .tsv or .jsonl file, or one per split named train, val, test"
 
 
-def _rows(data: bytes, name: str, where: str, cfg: DataConfig, dataset: str
-          ) -> list[tuple[int, Any, Any]]:
+def _rows(
+    data: bytes, name: str, where: str, cfg: DataConfig, dataset: str
+) -> list[tuple[int, Any, Any]]:
     """(line number, text cell, label cell) of every row of table ``name``; a missing cell is
     None. Errors name the table as ``where``."""
     text = decode(data, where).removeprefix("\ufeff")
@@ -58,11 +59,16 @@ def _rows(data: bytes, name: str, where: str, cfg: DataConfig, dataset: str
         header = next(reader, [])
         for key, col in zip(("text_column", "label_column"), cols, strict=True):
             if col not in header:
-                raise ValueError(f"{where}: no column {col!r} (data.{dataset}.{key}; the "
-                                 f"header has {', '.join(map(repr, header)) or 'nothing'})")
+                raise ValueError(
+                    f"{where}: no column {col!r} (data.{dataset}.{key}; the "
+                    f"header has {', '.join(map(repr, header)) or 'nothing'})"
+                )
         at = [header.index(c) for c in cols]
-        return [(reader.line_num, *(row[i] if i < len(row) else None for i in at))
-                for row in reader if row]
+        return [
+            (reader.line_num, *(row[i] if i < len(row) else None for i in at))
+            for row in reader
+            if row
+        ]
     except csv.Error as err:
         raise ValueError(f"{where}: line {reader.line_num}: {err}") from None
 
@@ -74,8 +80,9 @@ def _label(cell: Any) -> tuple[str, str | None]:
     return "", "no label" if cell is None or cell == "" else "label is not a string or integer"
 
 
-def read_tables(cfg: DataConfig, src: Path, shown: str, dataset: str
-                ) -> tuple[list[dict[str, str]], dict]:
+def read_tables(
+    cfg: DataConfig, src: Path, shown: str, dataset: str
+) -> tuple[list[dict[str, str]], dict]:
     """The labelled texts of one table or of one table per split, and the skipped rows."""
     report: dict[str, Any] = {}
     single = src.is_file() and not is_archive(src)
@@ -87,8 +94,9 @@ def read_tables(cfg: DataConfig, src: Path, shown: str, dataset: str
             raise ValueError(f"{shown}: over max_unpacked_mb={cfg.max_unpacked_mb} MiB")
         tables = [(name, src.read_bytes())]
     else:
-        found, report = read_files(src, shown, Limits.of(cfg),
-                                   lambda n: PurePosixPath(n).suffix.lower() in DELIMITERS)
+        found, report = read_files(
+            src, shown, Limits.of(cfg), lambda n: PurePosixPath(n).suffix.lower() in DELIMITERS
+        )
         tables = list(found)
     splits = {n: SPLIT_NAMES.get(PurePosixPath(n).stem.lower()) for n, _ in tables}
     if len(tables) > 1 and not all(splits.values()):
@@ -103,14 +111,21 @@ def read_tables(cfg: DataConfig, src: Path, shown: str, dataset: str
             if reason:
                 skipped.append({"file": name, "row": line, "reason": reason})
             else:
-                records.append({"split": splits[name] or "pool", "label": label,
-                                "id": f"{name}:{line:09d}", "text": text})
+                records.append(
+                    {
+                        "split": splits[name] or "pool",
+                        "label": label,
+                        "id": f"{name}:{line:09d}",
+                        "text": text,
+                    }
+                )
     return records, {**report, **skipped_report(skipped, shown)}
 
 
 def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
-    return download_texts(cfg, out_dir, name,
-                          lambda src, shown: read_tables(cfg, src, shown, name), EXPECTED)
+    return download_texts(
+        cfg, out_dir, name, lambda src, shown: read_tables(cfg, src, shown, name), EXPECTED
+    )
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:

@@ -26,8 +26,16 @@ from nnlab.spec import DataSpec
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["BUILDERS", "DataSpec", "SplitNet", "TunableNet", "build_model", "check_options",
-           "is_loading_checkpoint", "loading_checkpoint"]
+__all__ = [
+    "BUILDERS",
+    "DataSpec",
+    "SplitNet",
+    "TunableNet",
+    "build_model",
+    "check_options",
+    "is_loading_checkpoint",
+    "loading_checkpoint",
+]
 
 # ----------------------------------------------------------------------------- hooks
 
@@ -83,18 +91,34 @@ def mlp(spec: DataSpec, *, hidden: Positive = 512, dropout: Dropout = 0.0) -> nn
     """The lecture's MLP: Flatten -> Dense(hidden) ReLU -> Dropout -> Dense."""
     from torch import nn
 
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(spec.input_shape), hidden), nn.ReLU(),
-                         nn.Dropout(dropout), nn.Linear(hidden, spec.num_outputs))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(math.prod(spec.input_shape), hidden),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, spec.num_outputs),
+    )
 
 
 def cnn_small(spec: DataSpec, *, filters: Positive = 32, dense: Positive = 64) -> nn.Module:
     """The lecture's MNIST CNN: two 3x3 'valid' conv + max-pool blocks, Dense, Dense."""
     from torch import nn
 
-    body = nn.Sequential(nn.Conv2d(spec.input_shape[0], filters, 3), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(filters, filters, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
-    return nn.Sequential(*body, nn.Linear(_flat_size(body, spec), dense), nn.ReLU(),
-                         nn.Linear(dense, spec.num_outputs))
+    body = nn.Sequential(
+        nn.Conv2d(spec.input_shape[0], filters, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(filters, filters, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+    )
+    return nn.Sequential(
+        *body,
+        nn.Linear(_flat_size(body, spec), dense),
+        nn.ReLU(),
+        nn.Linear(dense, spec.num_outputs),
+    )
 
 
 def convnet4(spec: DataSpec, *, dropout: Dropout = 0.5) -> nn.Module:
@@ -108,9 +132,15 @@ def convnet4(spec: DataSpec, *, dropout: Dropout = 0.5) -> nn.Module:
         layers += [nn.Conv2d(channels, filters, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
         channels = filters
     body = nn.Sequential(*layers, nn.Flatten())
-    return nn.Sequential(*body, nn.Dropout(dropout), nn.Linear(_flat_size(body, spec), 512),
-                         nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
-                         nn.Linear(256, spec.num_outputs))
+    return nn.Sequential(
+        *body,
+        nn.Dropout(dropout),
+        nn.Linear(_flat_size(body, spec), 512),
+        nn.ReLU(),
+        nn.Linear(512, 256),
+        nn.ReLU(),
+        nn.Linear(256, spec.num_outputs),
+    )
 
 
 def vgg16(
@@ -133,12 +163,24 @@ def vgg16(
 
     if is_loading_checkpoint():
         weights = "none"  # nothing is fetched: the checkpoint holds the weights
-    base, provenance = build_base(backbone, pool=pool, source=source, weights=weights,
-                                  timeout=timeout, input_shape=spec.input_shape)
+    base, provenance = build_base(
+        backbone,
+        pool=pool,
+        source=source,
+        weights=weights,
+        timeout=timeout,
+        input_shape=spec.input_shape,
+    )
     used = provenance["backbone"]
-    return TransferNet(base, spec, hidden=hidden, dropout=dropout,
-                       trainable_blocks=trainable_blocks, provenance=provenance,
-                       resolved_options={"backbone": used} if used != backbone else None)
+    return TransferNet(
+        base,
+        spec,
+        hidden=hidden,
+        dropout=dropout,
+        trainable_blocks=trainable_blocks,
+        provenance=provenance,
+        resolved_options={"backbone": used} if used != backbone else None,
+    )
 
 
 def _recurrent(cell: Literal["lstm", "gru"]) -> Callable[..., nn.Module]:
@@ -154,9 +196,16 @@ def _recurrent(cell: Literal["lstm", "gru"]) -> Callable[..., nn.Module]:
     ) -> nn.Module:
         from nnlab.models.rnn import RecurrentClassifier
 
-        return RecurrentClassifier(cell, spec, embed_dim=embed_dim, hidden=hidden,
-                                   num_layers=num_layers, bidirectional=bidirectional,
-                                   dropout=dropout, packed=packed)
+        return RecurrentClassifier(
+            cell,
+            spec,
+            embed_dim=embed_dim,
+            hidden=hidden,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            packed=packed,
+        )
 
     build.__name__ = build.__qualname__ = cell
     build.__doc__ = f"Embedding -> {cell.upper()} -> last real token's state -> Dense."
@@ -178,11 +227,17 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
 @cache
 def _schema(builder: Callable[..., Any]) -> type[pydantic.BaseModel]:
     """A strict pydantic model of the builder's keyword-only parameters."""
-    fields = {name: (p.annotation, p.default)
-              for name, p in inspect.signature(builder).parameters.items()
-              if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    return pydantic.create_model(f"{builder.__name__}_options", __module__=builder.__module__,
-                                 __config__=ConfigDict(strict=True, extra="forbid"), **fields)
+    fields = {
+        name: (p.annotation, p.default)
+        for name, p in inspect.signature(builder).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    return pydantic.create_model(
+        f"{builder.__name__}_options",
+        __module__=builder.__module__,
+        __config__=ConfigDict(strict=True, extra="forbid"),
+        **fields,
+    )
 
 
 def _validated(model: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -191,15 +246,19 @@ def _validated(model: str, options: dict[str, Any]) -> dict[str, Any]:
     schema = _schema(BUILDERS[model])
     for key in options:
         if key not in schema.model_fields:
-            raise ValueError(f"model_options.{key}: model {model!r} has no such option "
-                             f"(options: {', '.join(schema.model_fields) or 'none'})")
+            raise ValueError(
+                f"model_options.{key}: model {model!r} has no such option "
+                f"(options: {', '.join(schema.model_fields) or 'none'})"
+            )
     try:
         checked = schema.model_validate(options)
     except pydantic.ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
-        raise ValueError(f"model_options.{key}: {reprlib.repr(first['input'])} is not valid for "
-                         f"{model!r} ({first['msg'][0].lower()}{first['msg'][1:]})") from None
+        raise ValueError(
+            f"model_options.{key}: {reprlib.repr(first['input'])} is not valid for "
+            f"{model!r} ({first['msg'][0].lower()}{first['msg'][1:]})"
+        ) from None
     return {key: getattr(checked, key) for key in options}
 
 

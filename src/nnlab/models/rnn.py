@@ -32,18 +32,22 @@ class RecurrentClassifier(nn.Module):
     ):
         super().__init__()
         if spec.vocab_size < 2:
-            raise ValueError(f"{cell}: needs a vocabulary (vocab_size {spec.vocab_size}): "
-                             f"text only")
+            raise ValueError(
+                f"{cell}: needs a vocabulary (vocab_size {spec.vocab_size}): text only"
+            )
         if packed is None:
             packed = bidirectional
         if bidirectional and not packed:
-            raise ValueError(f"model_options.packed: {cell} with bidirectional needs packed: true "
-                             f"(the backward direction would otherwise start in the padding)")
+            raise ValueError(
+                f"model_options.packed: {cell} with bidirectional needs packed: true "
+                f"(the backward direction would otherwise start in the padding)"
+            )
         rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.packed = packed
         self.directions = 2 if bidirectional else 1
-        self.embedding = nn.Embedding(spec.vocab_size, embed_dim,
-                                      padding_idx=int(spec.extra.get("pad_index", 0)))
+        self.embedding = nn.Embedding(
+            spec.vocab_size, embed_dim, padding_idx=int(spec.extra.get("pad_index", 0))
+        )
         self.rnn = rnn_cls(
             embed_dim,
             hidden,

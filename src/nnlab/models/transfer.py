@@ -31,7 +31,7 @@ class TransferNet(nn.Module):
     ):
         super().__init__()
         self.base = base.requires_grad_(False)
-        for block in self.blocks[len(self.blocks) - trainable_blocks:]:
+        for block in self.blocks[len(self.blocks) - trainable_blocks :]:
             block.requires_grad_(True)
         self.head = nn.Sequential(
             nn.Linear(math.prod(base_output_shape(base, spec.input_shape)), hidden),
@@ -63,13 +63,21 @@ class TransferNet(nn.Module):
         which DDP ranks do not sync. Here every parameter that ever trains is in the optimizer
         (and DDP's reducer) from the first step, at LR 0 until its epoch: every rank changes
         the same learning rate at the same epoch."""
-        groups: list[dict[str, Any]] = [{"params": list(self.head.parameters()), "lr": lr,
-                                         "name": "head"}]
+        groups: list[dict[str, Any]] = [
+            {"params": list(self.head.parameters()), "lr": lr, "name": "head"}
+        ]
         trainable = [p for p in self.base.parameters() if p.requires_grad]
         if trainable:
             start = finetune.unfreeze_epoch if finetune else 0
             tuned_lr = getattr(finetune, "backbone_lr", None)
             tuned_lr = lr / 10 if tuned_lr is None else tuned_lr
-            groups.append({"params": trainable, "name": "backbone", "unfreeze_epoch": start,
-                           "lr": tuned_lr if start <= 0 else 0.0, "unfrozen_lr": tuned_lr})
+            groups.append(
+                {
+                    "params": trainable,
+                    "name": "backbone",
+                    "unfreeze_epoch": start,
+                    "lr": tuned_lr if start <= 0 else 0.0,
+                    "unfrozen_lr": tuned_lr,
+                }
+            )
         return groups

@@ -16,8 +16,18 @@ from nnlab.config import Params
 from nnlab.files import atomic_file, read_json
 
 COLUMNS = [
-    "experiment", "dataset", "model", "params", "epochs_run", "test/acc", "test/loss",
-    "val/acc_best", "train_seconds", "data source", "pretrained", "run id",
+    "experiment",
+    "dataset",
+    "model",
+    "params",
+    "epochs_run",
+    "test/acc",
+    "test/loss",
+    "val/acc_best",
+    "train_seconds",
+    "data source",
+    "pretrained",
+    "run id",
 ]
 
 
@@ -45,9 +55,10 @@ def _row(name: str, root: Path) -> dict[str, Any] | None:
     try:
         return _cells(name, m, run)
     except (AttributeError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{report}: {paths.METRICS} and {paths.RECEIPT} are not what "
-                         f"evaluate@{name} writes ({type(err).__name__}: {err}); rerun it"
-                         ) from None
+        raise ValueError(
+            f"{report}: {paths.METRICS} and {paths.RECEIPT} are not what "
+            f"evaluate@{name} writes ({type(err).__name__}: {err}); rerun it"
+        ) from None
 
 
 def _cells(name: str, m: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
@@ -89,12 +100,21 @@ def comparison_chart(rows: list[dict[str, Any]], out: Path) -> None:
         if str(r["data source"]).startswith("**") or str(r.get("pretrained", "")).startswith("**"):
             bar.set_hatch("//")
             bar.set_alpha(0.6)
-        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{bar.get_height():.3f}",
-                ha="center", va="bottom", fontsize=8)
+        ax.text(
+            bar.get_x() + bar.get_width() / 2,
+            bar.get_height(),
+            f"{bar.get_height():.3f}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test/acc")
-    ax.set_title("nnlab: test accuracy by experiment\n(hatched = offline substitute data or "
-                 "pretrained backbone)", fontsize=10)
+    ax.set_title(
+        "nnlab: test accuracy by experiment\n(hatched = offline substitute data or "
+        "pretrained backbone)",
+        fontsize=10,
+    )
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
     with atomic_file(out, "wb") as fh:
@@ -108,11 +128,15 @@ def run(params: Params, root: Path = Path(".")) -> str:
     missing = [n for n in params.experiments if n not in {r["experiment"] for r in rows}]
     text = "# nnlab comparison\n\n" + markdown_table(rows) + "\n"
     if any(r["data source"].startswith("**") for r in rows):
-        text += ("\n**Bold** data sources are offline substitutes (bundled sample or synthetic "
-                 "data): those accuracies are not comparable to the real datasets.\n")
+        text += (
+            "\n**Bold** data sources are offline substitutes (bundled sample or synthetic "
+            "data): those accuracies are not comparable to the real datasets.\n"
+        )
     if any(r["pretrained"].startswith("**") for r in rows):
-        text += ("\n**Bold** pretrained backbones are offline fallbacks (the requested weights "
-                 "were unreachable): those results are not the requested model's.\n")
+        text += (
+            "\n**Bold** pretrained backbones are offline fallbacks (the requested weights "
+            "were unreachable): those results are not the requested model's.\n"
+        )
     if missing:
         text += f"\nNot evaluated yet: {', '.join(missing)}\n"
     out = root / paths.COMPARISON

@@ -40,8 +40,10 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     exp, root = params.experiment(name), Path(root)
     if not tracking.is_global_zero_env():  # it would write files, log nothing and say nothing
         ranks = ", ".join(f"{k}={v}" for k in tracking.RANK_VARS if (v := os.environ.get(k)))
-        raise RuntimeError(f"evaluate@{name} runs as one process, not as a rank other than 0 "
-                           f"({ranks}): unset these variables")
+        raise RuntimeError(
+            f"evaluate@{name} runs as one process, not as a rank other than 0 "
+            f"({ranks}): unset these variables"
+        )
     check_experiment(params, name)
     model_dir = paths.model_dir(name, root)
     receipt = tracking.read_receipt(model_dir)
@@ -63,24 +65,38 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
         if (model_dir / paths.HISTORY).is_file():
             shutil.copy(model_dir / paths.HISTORY, tmp / paths.HISTORY)
         _figures(params, name, model, test, y, probs, tmp, root)
-        write_json(tmp / paths.RECEIPT, {
-            "experiment": name, "dataset": exp.dataset, "model": exp.model,
-            "params_total": count_parameters(model.net)[0], "test_samples": len(y),
-            "data_source": receipt.get("data_source", "unknown"),
-            "pretrained": receipt.get("pretrained"),  # which pretrained weights, if any
-            "run_id": receipt["run_id"],
-        })
-    tracking.log_to_run(receipt, metrics={k: metrics[k] for k in ("test/acc", "test/loss")},
-                        artifacts=[out], artifact_path="evaluation", root=root)
+        write_json(
+            tmp / paths.RECEIPT,
+            {
+                "experiment": name,
+                "dataset": exp.dataset,
+                "model": exp.model,
+                "params_total": count_parameters(model.net)[0],
+                "test_samples": len(y),
+                "data_source": receipt.get("data_source", "unknown"),
+                "pretrained": receipt.get("pretrained"),  # which pretrained weights, if any
+                "run_id": receipt["run_id"],
+            },
+        )
+    tracking.log_to_run(
+        receipt,
+        metrics={k: metrics[k] for k in ("test/acc", "test/loss")},
+        artifacts=[out],
+        artifact_path="evaluation",
+        root=root,
+    )
     # registered (unless unchanged); alias best on the best test/acc
     serving.log_best_model(params, name, root, model, trainer)
-    info(f"evaluate@{name}: test/acc {metrics['test/acc']:.4f}, "
-         f"test/loss {metrics['test/loss']:.4f} -> {out}")
+    info(
+        f"evaluate@{name}: test/acc {metrics['test/acc']:.4f}, "
+        f"test/loss {metrics['test/loss']:.4f} -> {out}"
+    )
     return metrics
 
 
-def _test(trainer: L.Trainer, params: Params, exp: ExperimentConfig, best: Path, root: Path
-          ) -> Classifier:
+def _test(
+    trainer: L.Trainer, params: Params, exp: ExperimentConfig, best: Path, root: Path
+) -> Classifier:
     """The checkpoint (loaded once) after ``trainer.test``: its metrics and test probabilities
     filled in."""
     model = load_classifier(best)
@@ -96,18 +112,24 @@ def _check_same_split(receipt: dict[str, Any], dataset: str, name: str, root: Pa
     trained_on = receipt.get("split_digests") or {}
     now = split_digests(dataset, root)
     if trained_on and now and trained_on != now:
-        changed = ", ".join(f"{s} {trained_on.get(s)} -> {now.get(s)}" for s in sorted(now)
-                            if trained_on.get(s) != now.get(s))
+        changed = ", ".join(
+            f"{s} {trained_on.get(s)} -> {now.get(s)}"
+            for s in sorted(now)
+            if trained_on.get(s) != now.get(s)
+        )
         raise StageOrderError(
             f"{paths.split_dir(dataset, root)}: changed since {paths.model_dir(name, root)} "
-            f"was trained ({changed}); rerun train@{name} first (dvc repro does)")
+            f"was trained ({changed}); rerun train@{name} first (dvc repro does)"
+        )
 
 
 def _per_class(model: Classifier) -> dict[str, dict[str, float]]:
     values = {k: v.cpu().tolist() for k, v in model.test_per_class.compute().items()}
     support = model.test_confusion.compute().sum(1).cpu().tolist()
-    return {c: {**{k: round(float(v[i]), 4) for k, v in values.items()},
-                "support": int(support[i])} for i, c in enumerate(model.spec.classes)}
+    return {
+        c: {**{k: round(float(v[i]), 4) for k, v in values.items()}, "support": int(support[i])}
+        for i, c in enumerate(model.spec.classes)
+    }
 
 
 def _write_confusion(path: Path, classes: tuple[str, ...], y: np.ndarray, probs: np.ndarray):
@@ -118,8 +140,16 @@ def _write_confusion(path: Path, classes: tuple[str, ...], y: np.ndarray, probs:
         writer.writerows([classes[a], classes[p]] for a, p in zip(y, probs.argmax(1), strict=True))
 
 
-def _figures(params: Params, name: str, model: Classifier, test: dict[str, np.ndarray],
-             y: np.ndarray, probs: np.ndarray, out: Path, root: Path) -> None:
+def _figures(
+    params: Params,
+    name: str,
+    model: Classifier,
+    test: dict[str, np.ndarray],
+    y: np.ndarray,
+    probs: np.ndarray,
+    out: Path,
+    root: Path,
+) -> None:
     """``figures/``: learning curves and confusion matrix; for images the misclassified ones,
     what the net sees and the augmented training batches; for texts test examples."""
     exp, figures, classes = params.experiment(name), out / paths.FIGURES, list(model.spec.classes)
@@ -136,17 +166,31 @@ def _figures(params: Params, name: str, model: Classifier, test: dict[str, np.nd
     fig = params.figures
     picks = viz.example_indices(y, fig.images)
     (x,) = scale_inputs(ArrayDataset({"x": test["x"]}).__getitems__(picks))
-    inside.model_pictures(model.net.float(), x, y[picks], classes, figures,
-                          filters=fig.filters, steps=fig.steps, seed=params.seed)
+    inside.model_pictures(
+        model.net.float(),
+        x,
+        y[picks],
+        classes,
+        figures,
+        filters=fig.filters,
+        steps=fig.steps,
+        seed=params.seed,
+    )
     if exp.augment:  # what the training batches looked like
         train_x = load_arrays(exp.dataset, "train", root)["x"]
-        viz.augmented_samples(train_x, build_augment(exp.augment, params.seed, rank=0),
-                              figures / paths.AUGMENTED_PNG)
+        viz.augmented_samples(
+            train_x, build_augment(exp.augment, params.seed, rank=0), figures / paths.AUGMENTED_PNG
+        )
 
 
 def write_text_examples(
-    arrays: dict[str, np.ndarray], y: np.ndarray, probs: np.ndarray, classes: list[str],
-    assets: dict[str, Any], out: Path, per_class: int = 3,
+    arrays: dict[str, np.ndarray],
+    y: np.ndarray,
+    probs: np.ndarray,
+    classes: list[str],
+    assets: dict[str, Any],
+    out: Path,
+    per_class: int = 3,
 ) -> None:
     """A few test texts per class plus the most confidently wrong ones, with probabilities,
     decoded with the vocabulary the model carries (what the model read: <unk> for unknowns)."""
@@ -156,13 +200,19 @@ def write_text_examples(
     pred = probs.argmax(1)
     wrong = np.flatnonzero(pred != y)
     picks = [("sample", i) for c in range(len(classes)) for i in np.flatnonzero(y == c)[:per_class]]
-    picks += [("most confidently wrong", i)
-              for i in wrong[np.argsort(-probs[wrong, pred[wrong]])][:per_class]]
+    picks += [
+        ("most confidently wrong", i)
+        for i in wrong[np.argsort(-probs[wrong, pred[wrong]])][:per_class]
+    ]
     lines = ["# Test examples", ""]
     for kind, i in picks:
         p = ", ".join(f"P({c}) = {probs[i, k]:.3f}" for k, c in enumerate(classes))
         text = vocab.decode(arrays["x"][i], arrays["len"][i] if "len" in arrays else None)
-        lines += [f"## test #{i} ({kind}): actual {classes[y[i]]}, predicted "
-                  f"{classes[pred[i]]}; {p}", "", f"> {text}", ""]
+        lines += [
+            f"## test #{i} ({kind}): actual {classes[y[i]]}, predicted {classes[pred[i]]}; {p}",
+            "",
+            f"> {text}",
+            "",
+        ]
     with atomic_file(out, "w") as fh:
         fh.write("\n".join(lines))

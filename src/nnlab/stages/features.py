@@ -53,16 +53,22 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
 
     if cache not in params.features:
         known = ", ".join(sorted(params.features)) or "none"
-        raise ConfigError(f"params.yaml: no features cache {cache!r} under features: "
-                          f"(known: {known})")
+        raise ConfigError(
+            f"params.yaml: no features cache {cache!r} under features: (known: {known})"
+        )
     cfg = params.features[cache]
     root = Path(root)
     meta = load_meta(cfg.from_, root)
     L.seed_everything(params.seed, verbose=False)  # weights: none is then the same base
     _, *size = meta["input_shape"]
-    base, provenance = build_base(cfg.backbone, pool=cfg.pool, source=cfg.source,
-                                  weights=cfg.weights, timeout=cfg.timeout,
-                                  input_shape=(3, *size))
+    base, provenance = build_base(
+        cfg.backbone,
+        pool=cfg.pool,
+        source=cfg.source,
+        weights=cfg.weights,
+        timeout=cfg.timeout,
+        input_shape=(3, *size),
+    )
     module = FrozenBase(nn.Sequential(v2.RGB(), base))  # grey images: the channel repeated
     check_trainer(params.trainer)
     trainer = inference_trainer(params)
@@ -79,24 +85,40 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
                 np.save(tmp / f"{split}_{key}.npy", value, allow_pickle=False)
             counts[split], digests[split] = len(feats), split_digest(out)
         torch.save(base.state_dict(), tmp / BASE_WEIGHTS)
-        derived = {"from": cfg.from_, "backbone": provenance["backbone"], "pool": cfg.pool,
-                   "image_shape": meta["input_shape"], "base_weights": BASE_WEIGHTS}
-        write_json(tmp / paths.META, {
-            "dataset": cache,
-            "kind": "features",
-            "input_shape": list(feats.shape[1:]),
-            "reader": meta["reader"],  # of the images the composed net classifies
-            "classes": meta["classes"],
-            "source": meta.get("source", "unknown"),
-            "pretrained": provenance,
-            "derived": derived,
-        })
+        derived = {
+            "from": cfg.from_,
+            "backbone": provenance["backbone"],
+            "pool": cfg.pool,
+            "image_shape": meta["input_shape"],
+            "base_weights": BASE_WEIGHTS,
+        }
+        write_json(
+            tmp / paths.META,
+            {
+                "dataset": cache,
+                "kind": "features",
+                "input_shape": list(feats.shape[1:]),
+                "reader": meta["reader"],  # of the images the composed net classifies
+                "classes": meta["classes"],
+                "source": meta.get("source", "unknown"),
+                "pretrained": provenance,
+                "derived": derived,
+            },
+        )
         seconds = round(time.perf_counter() - t0, 2)
-        manifest = {"dataset": cache, **derived, "pretrained": provenance, "counts": counts,
-                    "digests": digests, "dtype": "float16", "seconds": seconds,
-                    "source_manifest": read_json(paths.split_dir(cfg.from_, root)
-                                                 / paths.MANIFEST)}
+        manifest = {
+            "dataset": cache,
+            **derived,
+            "pretrained": provenance,
+            "counts": counts,
+            "digests": digests,
+            "dtype": "float16",
+            "seconds": seconds,
+            "source_manifest": read_json(paths.split_dir(cfg.from_, root) / paths.MANIFEST),
+        }
         write_json(tmp / paths.MANIFEST, manifest)
-    info(f"features@{cache}: {sum(counts.values())} images of {cfg.from_} through the frozen "
-         f"{provenance['backbone']} base in {seconds:.1f}s -> features {list(feats.shape[1:])}")
+    info(
+        f"features@{cache}: {sum(counts.values())} images of {cfg.from_} through the frozen "
+        f"{provenance['backbone']} base in {seconds:.1f}s -> features {list(feats.shape[1:])}"
+    )
     return manifest

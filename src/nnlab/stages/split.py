@@ -21,8 +21,10 @@ def run(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
     cfg = params.dataset(dataset)
     raw = paths.raw_dir(dataset, root)
     if not (raw / paths.MANIFEST).is_file():
-        raise StageOrderError(f"{raw}: no downloaded data; run `nnlab download {dataset}` "
-                              f"(or `dvc repro download@{dataset}`) first")
+        raise StageOrderError(
+            f"{raw}: no downloaded data; run `nnlab download {dataset}` "
+            f"(or `dvc repro download@{dataset}`) first"
+        )
     raw_manifest = read_json(raw / paths.MANIFEST)
     with interruptible():
         prepared: Prepared = reader(cfg.kind).split(cfg, raw, params.seed, dataset)
@@ -31,18 +33,25 @@ def run(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
     by_class = {s: class_counts(arrays[s]["y"], prepared.classes) for s in SPLITS}
     for s, counts in by_class.items():
         if absent := [c for c, n in counts.items() if n == 0]:
-            warn(f"split@{dataset}: no {s} sample of class {', '.join(map(repr, absent))}: its "
-                 f"{s} scores will be missing (more data, or other split sizes or fractions)")
+            warn(
+                f"split@{dataset}: no {s} sample of class {', '.join(map(repr, absent))}: its "
+                f"{s} scores will be missing (more data, or other split sizes or fractions)"
+            )
     out = paths.split_dir(dataset, root)
     with interruptible(), atomic_dir(out) as tmp:
         for split in SPLITS:
             for key, arr in arrays[split].items():
                 np.save(tmp / f"{split}_{key}.npy", arr, allow_pickle=False)
         shape = list(arrays["train"]["x"].shape[1:])
-        meta = {"dataset": dataset, "kind": prepared.kind, "reader": cfg.kind,
-                "input_shape": shape[2:] + shape[:2] if prepared.kind == "image" else shape,
-                "classes": prepared.classes, "source": raw_manifest.get("source", "unknown"),
-                **prepared.meta}
+        meta = {
+            "dataset": dataset,
+            "kind": prepared.kind,
+            "reader": cfg.kind,
+            "input_shape": shape[2:] + shape[:2] if prepared.kind == "image" else shape,
+            "classes": prepared.classes,
+            "source": raw_manifest.get("source", "unknown"),
+            **prepared.meta,
+        }
         write_json(tmp / paths.META, meta)
         for name, obj in prepared.files.items():
             write_json(tmp / name, obj)

@@ -55,8 +55,13 @@ class History(Callback):
 
     def _record(self, trainer: L.Trainer) -> None:
         row = {"epoch": trainer.current_epoch}
-        row.update({k: float(trainer.callback_metrics[k]) for k in HISTORY_KEYS
-                    if k in trainer.callback_metrics})
+        row.update(
+            {
+                k: float(trainer.callback_metrics[k])
+                for k in HISTORY_KEYS
+                if k in trainer.callback_metrics
+            }
+        )
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -90,8 +95,9 @@ class StartRun(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        self.receipt.update(run_id=trainer.logger.run_id,
-                            experiment_id=trainer.logger.experiment_id)
+        self.receipt.update(
+            run_id=trainer.logger.run_id, experiment_id=trainer.logger.experiment_id
+        )
         if self.fresh:  # a resumed run has its dataset inputs already; a split that cannot be
             dm = trainer.datamodule  # read stops here, before the earlier outputs are cleared
             tracking.log_datasets(self.receipt["run_id"], dm.dataset_name, dm.root)
@@ -105,11 +111,17 @@ class StartRun(Callback):
 def build_classifier(params: Params, name: str, meta: dict[str, Any], phash: str) -> Classifier:
     exp = params.experiment(name)
     return Classifier(
-        model=exp.model, meta=meta, model_options=dict(exp.model_options),
-        optimizer=exp.optimizer, lr=exp.lr, weight_decay=exp.weight_decay,
-        momentum=exp.momentum, channels_last=exp.channels_last,
+        model=exp.model,
+        meta=meta,
+        model_options=dict(exp.model_options),
+        optimizer=exp.optimizer,
+        lr=exp.lr,
+        weight_decay=exp.weight_decay,
+        momentum=exp.momentum,
+        channels_last=exp.channels_last,
         finetune=exp.finetune.model_dump() if exp.finetune else None,
-        experiment=name, params_hash=phash,
+        experiment=name,
+        params_hash=phash,
     )
 
 
@@ -144,8 +156,10 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     if "DVC_STAGE" not in os.environ and (Path(root) / "dvc.yaml").is_file():
         # dvc.lock does not record this model: `dvc exp run` checks the workspace out (forced)
         # before any stage runs, which deletes it or brings the recorded one back
-        info(f"train@{name}: trained outside DVC; record it with `dvc commit -f train@{name}`, "
-             f"or the next `dvc exp run` deletes models/{name} (or restores the recorded one)")
+        info(
+            f"train@{name}: trained outside DVC; record it with `dvc commit -f train@{name}`, "
+            f"or the next `dvc exp run` deletes models/{name} (or restores the recorded one)"
+        )
     return receipt
 
 
@@ -165,18 +179,31 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     tags.update({f"pretrained.{key}": str(value) for key, value in pretrained.items()})
     tags["precision"] = str(params.trainer.kwargs()["precision"])  # as resolved on this machine
     logger = tracking.make_logger(name, exp.dataset, tags, root, receipt.get("run_id"))
-    receipt.update(experiment=name, dataset=exp.dataset, params_hash=phash, data_source=source,
-                   split_digests=split_digests(exp.dataset, root), status="RUNNING",
-                   **({"pretrained": pretrained} if pretrained else {}))
+    receipt.update(
+        experiment=name,
+        dataset=exp.dataset,
+        params_hash=phash,
+        data_source=source,
+        split_digests=split_digests(exp.dataset, root),
+        status="RUNNING",
+        **({"pretrained": pretrained} if pretrained else {}),
+    )
 
     dm.sizer = ThreadSizer(params.loader.threads, params.loader.num_workers)
-    best = ModelCheckpoint(dirpath=model_dir, filename="best", monitor="val/acc", mode="max",
-                           save_last=True, auto_insert_metric_name=False,
-                           enable_version_counter=False)
+    best = ModelCheckpoint(
+        dirpath=model_dir,
+        filename="best",
+        monitor="val/acc",
+        mode="max",
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
     history = History(model_dir / paths.HISTORY)
     timer = Timer()  # its elapsed time is kept in last.ckpt: a resumed run adds to it
-    start = StartRun(model_dir, receipt, summary_text(model.net, model.spec, name),
-                     fresh=resume is None)
+    start = StartRun(
+        model_dir, receipt, summary_text(model.net, model.spec, name), fresh=resume is None
+    )
     callbacks = [dm.sizer, best, history, timer, start]
     if logger:  # rank 0: the learning rate of every parameter group, per epoch
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
@@ -184,7 +211,9 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
         callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=exp.patience))
     trainer = L.Trainer(
         **{"enable_model_summary": False, **params.trainer.kwargs()},  # summary.txt has it
-        max_epochs=exp.epochs, logger=logger, callbacks=callbacks,
+        max_epochs=exp.epochs,
+        logger=logger,
+        callbacks=callbacks,
         default_root_dir=str(model_dir),
     )
     if resume is not None:
@@ -192,8 +221,7 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     if logger:  # rank 0; the input size really used (a substitute may draw smaller images)
         shape = "x".join(str(d) for d in dm.meta["input_shape"])
         logger.log_hyperparams({**flat, "data.input_shape": shape})
-    trainer.fit(model, datamodule=dm, ckpt_path=str(resume) if resume else None,
-                weights_only=True)
+    trainer.fit(model, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
     if trainer.interrupted:
         if (model_dir / paths.LAST).is_file():
             info(f"train@{name}: interrupted; {model_dir / paths.LAST} kept, rerun to resume")
@@ -203,8 +231,10 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
 
     if best.best_model_score is None or not (model_dir / paths.BEST).is_file():
         trainer.logger.finalize("failed")  # never FINISHED without a checkpoint
-        raise TrainingError(f"train@{name}: no {paths.BEST} was written (no validation "
-                            f"batch ran? check the val split and limit_val_batches)")
+        raise TrainingError(
+            f"train@{name}: no {paths.BEST} was written (no validation "
+            f"batch ran? check the val split and limit_val_batches)"
+        )
     receipt.update(
         status="FINISHED",
         epochs_run=trainer.current_epoch,
@@ -220,10 +250,16 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     tracking.log_to_run(
         receipt,
         metrics={"train_seconds": receipt["train_seconds"], "epochs_run": receipt["epochs_run"]},
-        artifacts=[model_dir / paths.SUMMARY, model_dir / paths.HISTORY,
-                   paths.split_dir(exp.dataset, root) / paths.MANIFEST, model_dir / paths.BEST],
+        artifacts=[
+            model_dir / paths.SUMMARY,
+            model_dir / paths.HISTORY,
+            paths.split_dir(exp.dataset, root) / paths.MANIFEST,
+            model_dir / paths.BEST,
+        ],
         root=root,
     )
-    info(f"train@{name}: {receipt['epochs_run']} epochs in {receipt['train_seconds']:.1f}s, "
-         f"best val/acc {receipt['val/acc_best']}, run {receipt['run_id']}")
+    info(
+        f"train@{name}: {receipt['epochs_run']} epochs in {receipt['train_seconds']:.1f}s, "
+        f"best val/acc {receipt['val/acc_best']}, run {receipt['run_id']}"
+    )
     return receipt

@@ -18,8 +18,14 @@ def learning_curves(history_csv: Path, out: Path, title: str = "") -> None:
     history = pd.read_csv(history_csv).assign(epoch=lambda h: h.epoch + 1)
     fig = Figure(figsize=(10, 4), layout="constrained")
     for ax, metric in zip(fig.subplots(1, 2), ("acc", "loss"), strict=True):
-        history.plot(x="epoch", y=[f"train/{metric}", f"val/{metric}"], style=["o-", "s--"],
-                     ax=ax, grid=True, title=f"{title} {metric}".strip())
+        history.plot(
+            x="epoch",
+            y=[f"train/{metric}", f"val/{metric}"],
+            style=["o-", "s--"],
+            ax=ax,
+            grid=True,
+            title=f"{title} {metric}".strip(),
+        )
     fig.savefig(out, dpi=100)
 
 
@@ -31,25 +37,45 @@ def confusion_matrix(metric: MulticlassConfusionMatrix, classes: list[str], out:
     fig.savefig(out, dpi=100)
 
 
-def image_grid(tiles: torch.Tensor | np.ndarray, labels: list[str], out: Path, cols=8, title="",
-               scale_each=False) -> None:
+def image_grid(
+    tiles: torch.Tensor | np.ndarray,
+    labels: list[str],
+    out: Path,
+    cols=8,
+    title="",
+    scale_each=False,
+) -> None:
     """(N, C, H, W) floats in [0, 1] (any with ``scale_each``) or HWC uint8 images (the split
     format) as one mosaic, each under its label: one image, as a subplot per tile is slow."""
     if isinstance(tiles, np.ndarray):
         tiles = torch.as_tensor(tiles).permute(0, 3, 1, 2) / 255
     h, w = tiles.shape[-2:]
     pad = max(2, h // 4)  # the gap above each tile holds its label
-    grid = make_grid(tiles.cpu().float(), nrow=cols, padding=pad, pad_value=1.0,
-                     normalize=scale_each, scale_each=scale_each)
+    grid = make_grid(
+        tiles.cpu().float(),
+        nrow=cols,
+        padding=pad,
+        pad_value=1.0,
+        normalize=scale_each,
+        scale_each=scale_each,
+    )
     width = max(1.6 * cols, 6.4 if title else 0)
-    fig = Figure(figsize=(width, width * grid.shape[1] / grid.shape[2] + 0.4 * bool(title)),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(width, width * grid.shape[1] / grid.shape[2] + 0.4 * bool(title)),
+        layout="constrained",
+    )
     ax = fig.add_subplot()
     ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest" if h < 64 else "antialiased")
     for i, label in enumerate(labels):
         r, c = divmod(i, cols)
-        ax.text(pad + c * (w + pad) + w / 2, r * (h + pad) + pad / 2, label, ha="center",
-                va="center", fontsize=7)
+        ax.text(
+            pad + c * (w + pad) + w / 2,
+            r * (h + pad) + pad / 2,
+            label,
+            ha="center",
+            va="center",
+            fontsize=7,
+        )
     ax.axis("off")
     fig.suptitle(title, fontsize=8, wrap=True)
     fig.savefig(out, dpi=100)
@@ -70,8 +96,12 @@ def misclassified(images: np.ndarray, y, probs, classes: list[str], out: Path, l
     wrong = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:limit]
     if len(wrong):
         labels = [f"{classes[y[i]]}→{classes[pred[i]]} {probs[i, pred[i]]:.2f}" for i in wrong]
-        image_grid(np.asarray(images[wrong]), labels, out, title="most confidently wrong: "
-                   "actual→predicted class, predicted probability")
+        image_grid(
+            np.asarray(images[wrong]),
+            labels,
+            out,
+            title="most confidently wrong: actual→predicted class, predicted probability",
+        )
 
 
 def example_indices(y: np.ndarray, n: int = 6) -> list[int]:

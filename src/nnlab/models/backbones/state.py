@@ -19,8 +19,9 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     state = load_checkpoint(path)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
-        raise ValueError(f"model_options.weights: {path} holds a {type(state).__name__}, "
-                         f"not a state dict")
+        raise ValueError(
+            f"model_options.weights: {path} holds a {type(state).__name__}, not a state dict"
+        )
     return state
 
 
@@ -30,5 +31,6 @@ def load_checked(module: nn.Module, state: dict[str, torch.Tensor], where: str) 
         module.load_state_dict(state)
     except RuntimeError as err:  # missing/unexpected keys, wrong shapes
         first = str(err).splitlines()[1:2] or [str(err)]
-        raise ValueError(f"{where}: weights do not fit the architecture "
-                         f"({first[0].strip()[:200]})") from None
+        raise ValueError(
+            f"{where}: weights do not fit the architecture ({first[0].strip()[:200]})"
+        ) from None

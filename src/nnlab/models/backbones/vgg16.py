@@ -34,8 +34,11 @@ def blocks(state: dict[str, torch.Tensor] | None = None, where: str = "") -> lis
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(conv.bias)
     if state is not None:
-        conv = {k.removeprefix("features."): v for k, v in state.items()
-                if not k.startswith("classifier.")}
+        conv = {
+            k.removeprefix("features."): v
+            for k, v in state.items()
+            if not k.startswith("classifier.")
+        }
         load_checked(features, conv, where)
     return _sliced(features)
 
@@ -52,5 +55,8 @@ def pretrained(timeout: float) -> dict[str, Any]:
         raise DownloadError(f"{WEIGHTS.url}: {err}") from None
     finally:
         socket.setdefaulttimeout(old)
-    return {"blocks": _sliced(net.features), "backbone": "vgg16",
-            "weights": "ImageNet (torchvision IMAGENET1K_V1)"}
+    return {
+        "blocks": _sliced(net.features),
+        "backbone": "vgg16",
+        "weights": "ImageNet (torchvision IMAGENET1K_V1)",
+    }
