@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from nnlab.files import decode_text
 from nnlab.paths import check_name
 
 PARAMS_FILE = "params.yaml"
@@ -645,11 +646,9 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from None
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not a text file (no UTF-8 at byte {err.start})") from None
-    if "\x00" in text:
-        raise ConfigError(f"{path}: not a text file (it holds NUL bytes)")
+        text = decode_text(data, path)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     try:
         raw = yaml.load(text, Loader=_Loader)  # a SafeLoader
     except yaml.YAMLError as err:

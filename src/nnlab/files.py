@@ -263,3 +263,14 @@ def load_array(path: str | Path) -> Any:
         array.close()
         raise ValueError(f"{path}: not a .npy array (an .npz archive)")
     return array
+
+
+def decode_text(data: bytes, where: str | Path) -> str:
+    """UTF-8 text without NUL bytes, or ValueError naming ``where``."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    if "\x00" in text:
+        raise ValueError(f"{where}: not text (it holds NUL bytes)")
+    return text

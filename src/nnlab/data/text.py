@@ -39,7 +39,7 @@ from nnlab.data.prepare import (
 )
 from nnlab.data.sources import download_raw
 from nnlab.data.synthetic import synthetic_reviews
-from nnlab.files import read_json
+from nnlab.files import decode_text, read_json
 from nnlab.log import info
 from nnlab.paths import VOCAB as VOCAB_ASSET  # noqa: F401  (the name other layers import)
 from nnlab.spec import DataSpec
@@ -125,17 +125,6 @@ SYNTHETIC = "synthetic reviews"
 SYNTHETIC_LABELS = ["neg", "pos"]  # the labels of synthetic_reviews' 0 and 1
 SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
 SHOW_SKIPPED = 100  # skipped files or rows listed in a manifest (all are counted)
-
-
-def decode(data: bytes, where: str) -> str:
-    """UTF-8 text without NUL bytes, or ValueError naming ``where``."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    if "\x00" in text:
-        raise ValueError(f"{where}: not text (it holds NUL bytes)")
-    return text
 
 
 def download_texts(
@@ -334,7 +323,11 @@ def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
         )
     if isinstance(source, Path):
         source = source.read_bytes()
-    text = decode(source, shown.rstrip(": ") or "the text") if isinstance(source, bytes) else source
+    text = (
+        decode_text(source, shown.rstrip(": ") or "the text")
+        if isinstance(source, bytes)
+        else source
+    )
     words = tokenize(text)
     if not words:
         raise ValueError(f"{shown}no words to classify")

@@ -17,13 +17,13 @@ from nnlab.data.prepare import Prepared
 from nnlab.data.sources import Limits, read_files, walk_files
 from nnlab.data.text import (
     SPLIT_NAMES,
-    decode,
     download_texts,
     load_input,  # noqa: F401  (this kind's reader of one input)
     skipped_report,
     split_texts,
     text_spec,
 )
+from nnlab.files import decode_text
 from nnlab.spec import DataSpec
 
 _IN_SPLIT = re.compile(rf"(?:^|/)({'|'.join(SPLIT_NAMES)})/([^/]+)/([^/]+)\.txt$", re.IGNORECASE)
@@ -53,7 +53,7 @@ def read_texts(cfg: DataConfig, src: Path, shown: str) -> tuple[list[dict[str, s
     for name, data in files:
         split, label, text_id = _place(name)
         try:
-            text = decode(data, name)
+            text = decode_text(data, name)
         except ValueError as err:
             skipped.append({"file": name, "reason": str(err).removeprefix(f"{name}: ")})
             continue

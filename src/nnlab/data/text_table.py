@@ -20,13 +20,13 @@ from nnlab.data.prepare import Prepared
 from nnlab.data.sources import Limits, is_archive, read_files
 from nnlab.data.text import (
     SPLIT_NAMES,
-    decode,
     download_texts,
     load_input,  # noqa: F401  (this kind's reader of one input)
     skipped_report,
     split_texts,
     text_spec,
 )
+from nnlab.files import decode_text
 from nnlab.spec import DataSpec
 
 DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".jsonl": None, ".ndjson": None}
@@ -38,7 +38,7 @@ def _rows(
 ) -> list[tuple[int, Any, Any]]:
     """(line number, text cell, label cell) of every row of table ``name``; a missing cell is
     None. Errors name the table as ``where``."""
-    text = decode(data, where).removeprefix("\ufeff")
+    text = decode_text(data, where).removeprefix("\ufeff")
     cols = (cfg.text_column, cfg.label_column)
     delimiter = DELIMITERS[PurePosixPath(name).suffix.lower()]
     if delimiter is None:
