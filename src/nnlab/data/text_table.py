@@ -16,16 +16,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nnlab.config import DataConfig
+from nnlab.data import text as texts
 from nnlab.data.prepare import Prepared
 from nnlab.data.sources import Limits, is_archive, read_files
-from nnlab.data.text import (
-    SPLIT_NAMES,
-    download_texts,
-    load_input,  # noqa: F401  (this kind's reader of one input)
-    skipped_report,
-    split_texts,
-    text_spec,
-)
+from nnlab.data.text import load_input  # noqa: F401  (this kind's reader of one input)
 from nnlab.files import decode_text
 from nnlab.spec import DataSpec
 
@@ -98,7 +92,7 @@ def read_tables(
             src, shown, Limits.of(cfg), lambda n: PurePosixPath(n).suffix.lower() in DELIMITERS
         )
         tables = list(found)
-    splits = {n: SPLIT_NAMES.get(PurePosixPath(n).stem.lower()) for n, _ in tables}
+    splits = {n: texts.SPLIT_NAMES.get(PurePosixPath(n).stem.lower()) for n, _ in tables}
     if len(tables) > 1 and not all(splits.values()):
         raise ValueError(f"{shown}: several tables ({', '.join(sorted(splits))}); {EXPECTED}")
     records, skipped = [], []
@@ -119,21 +113,21 @@ def read_tables(
                         "text": text,
                     }
                 )
-    return records, {**report, **skipped_report(skipped, shown)}
+    return records, {**report, **texts.skipped_report(skipped, shown)}
 
 
 def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
-    return download_texts(
+    return texts.download_texts(
         cfg, out_dir, name, lambda src, shown: read_tables(cfg, src, shown, name), EXPECTED
     )
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
-    return split_texts(cfg, raw_dir, seed, name)
+    return texts.split_texts(cfg, raw_dir, seed, name)
 
 
 def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     def found(src: Path) -> list[str]:
         return sorted({r["label"] for r in read_tables(cfg, src, str(src), name)[0]})
 
-    return text_spec(cfg, name, root, found)
+    return texts.text_spec(cfg, name, root, found)
