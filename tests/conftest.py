@@ -107,6 +107,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def fast_dev_fit(params: Params, name: str, root: Path):
+    """(trainer, model, datamodule) after one train and one val batch of experiment ``name``,
+    through the pipeline's DataModule and Classifier."""
+    import lightning as L
+
+    from nnlab.data.datamodule import ArrayDataModule
+    from nnlab.stages.train import build_classifier
+
+    exp = params.experiment(name)
+    dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
+    model = build_classifier(params, name, dm.meta, "test")
+    trainer = L.Trainer(
+        fast_dev_run=True,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=dm)
+    assert trainer.state.finished and float(trainer.callback_metrics["train/loss"]) > 0
+    return trainer, model, dm
+
+
 def copy_repo(work: Path) -> Path:
     """This repository's git-tracked files, copied into ``work`` (a new project folder)."""
     files = subprocess.run(

@@ -7,7 +7,6 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,14 +14,12 @@ from PIL import Image
 from nnlab import paths
 from nnlab.config import load_params
 from nnlab.data.augment import Augment
-from nnlab.data.datamodule import ArrayDataModule
 from nnlab.data.image_folder import SYNTHETIC, find_layout
 from nnlab.data.prepare import load_arrays, load_meta
 from nnlab.files import file_digest, read_json
 from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
-from nnlab.stages.train import build_classifier
-from tests.conftest import REPO, SHARED, params_text, tiny_params
+from tests.conftest import REPO, SHARED, fast_dev_fit, params_text, tiny_params
 from tests.http_server import dead_url, serve
 
 COLORS = {"cats": (200, 60, 40), "dogs": (40, 80, 200)}
@@ -255,17 +252,7 @@ def test_fast_dev_run_both_experiments_augment_train_only(synthetic_root):
     params = _run_params()
     for name in ("catdog_cnn", "catdog_cnn_aug"):
         exp = params.experiment(name)
-        dm = ArrayDataModule("cats_vs_dogs", exp, params.loader, params.seed, synthetic_root)
-        model = build_classifier(params, name, dm.meta, "test")
-        trainer = L.Trainer(
-            fast_dev_run=True,
-            accelerator="cpu",
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
-        trainer.fit(model, datamodule=dm)
-        assert trainer.state.finished and float(trainer.callback_metrics["train/loss"]) > 0
+        _, model, dm = fast_dev_fit(params, name, synthetic_root)
         assert model.spec.num_outputs == 1
         transforms = {s: dm.datasets[s].transform for s in ("train", "val", "test")}
         if exp.augment:

@@ -13,9 +13,9 @@ from nnlab.data.datamodule import ArrayDataModule
 from nnlab.data.prepare import StageOrderError
 from nnlab.files import read_json
 from nnlab.stages.evaluate import run as evaluate
-from nnlab.stages.train import TrainingError, build_classifier
+from nnlab.stages.train import TrainingError
 from nnlab.stages.train import run as train
-from tests.conftest import tiny_params
+from tests.conftest import fast_dev_fit, tiny_params
 
 
 def _runs(root, name=None):
@@ -34,21 +34,8 @@ def _snapshot(folder):
 
 
 def test_fast_dev_run_both_mnist_models(project):
-    params = tiny_params()
     for name in ("mnist_mlp", "mnist_cnn"):
-        exp = params.experiment(name)
-        dm = ArrayDataModule("mnist", exp, params.loader, params.seed, project)
-        model = build_classifier(params, name, dm.meta, "x")
-        trainer = L.Trainer(
-            fast_dev_run=True,
-            accelerator="cpu",
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
-        trainer.fit(model, datamodule=dm)
-        assert trainer.state.finished
-        assert float(trainer.callback_metrics["train/loss"]) > 0
+        fast_dev_fit(tiny_params(), name, project)
 
 
 def test_train_logs_one_run_and_writes_outputs(project):
