@@ -62,7 +62,7 @@ def project(root: Path, image_size: int, channels_last: bool, samples: int):
                 "synthetic_size": min(samples, 800),
                 "synthetic_image_size": image_size,
             },
-            "imdb": {"source": "synthetic", "synthetic_size": samples},
+            "imdb": {"kind": "text_folder", "source": "synthetic", "synthetic_size": samples},
         },
     )
     prepare(params, root)
