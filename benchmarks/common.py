@@ -145,10 +145,10 @@ def fit(
     the train stage's callbacks (thread sizing, checkpoints, History, Timer) and its progress
     bar (``trainer.enable_progress_bar``); otherwise a bare Trainer."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint, Timer
+    from lightning.pytorch.callbacks import Timer
 
     from nnlab.data.datamodule import ArrayDataModule
-    from nnlab.stages.train import History
+    from nnlab.stages.train import History, best_checkpoint
     from nnlab.threads import ThreadSizer
 
     exp = params.experiment(name)
@@ -164,14 +164,7 @@ def fit(
             dm.sizer,
             History(out / "history.csv"),
             Timer(),
-            ModelCheckpoint(
-                dirpath=out,
-                filename="best",
-                monitor="val/acc",
-                mode="max",
-                save_last=True,
-                enable_version_counter=False,
-            ),
+            best_checkpoint(out),
         ]
     trainer = L.Trainer(
         accelerator="cpu",

@@ -466,32 +466,25 @@ def test_two_clones_share_one_tracking_server(mnist_root, tmp_path, mlflow_serve
     env = cli_env(MLFLOW_TRACKING_URI=mlflow_server)
     nnlab = str(BIN / "nnlab")
     first, second = jobs.items()
-    procs = [
-        subprocess.Popen(
-            [nnlab, "train", first[0]],
-            cwd=first[1],
+
+    def start(name: str, clone: Path) -> subprocess.Popen:
+        return subprocess.Popen(
+            [nnlab, "train", name],
+            cwd=clone,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-    ]
+
+    procs = [start(*first)]
     try:
         receipt = first[1] / "models" / first[0] / "run.json"
         deadline = time.monotonic() + 300
         while not receipt.is_file() and procs[0].poll() is None:  # the first run has started
             assert time.monotonic() < deadline
             time.sleep(0.5)
-        procs.append(
-            subprocess.Popen(
-                [nnlab, "train", second[0]],
-                cwd=second[1],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
+        procs.append(start(*second))
     finally:
         results = _wait_all(procs, timeout=400)
     for rc, out in results:

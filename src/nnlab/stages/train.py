@@ -125,6 +125,19 @@ def build_classifier(params: Params, name: str, meta: dict[str, Any], phash: str
     )
 
 
+def best_checkpoint(model_dir: Path) -> ModelCheckpoint:
+    """``best.ckpt`` by ``val/acc`` and ``last.ckpt``, in ``model_dir``."""
+    return ModelCheckpoint(
+        dirpath=model_dir,
+        filename="best",
+        monitor="val/acc",
+        mode="max",
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+
+
 def resumable_checkpoint(model_dir: Path, phash: str) -> Path | None:
     """``last.ckpt`` of an interrupted run with the same params, else None."""
     last = model_dir / paths.LAST
@@ -190,15 +203,7 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     )
 
     dm.sizer = ThreadSizer(params.loader.threads, params.loader.num_workers)
-    best = ModelCheckpoint(
-        dirpath=model_dir,
-        filename="best",
-        monitor="val/acc",
-        mode="max",
-        save_last=True,
-        auto_insert_metric_name=False,
-        enable_version_counter=False,
-    )
+    best = best_checkpoint(model_dir)
     history = History(model_dir / paths.HISTORY)
     timer = Timer()  # its elapsed time is kept in last.ckpt: a resumed run adds to it
     start = StartRun(
