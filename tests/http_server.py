@@ -44,9 +44,11 @@ def dead_url() -> str:
 
 @contextlib.contextmanager
 def raw_server(reply, *, max_seconds: float = 20.0) -> Iterator[str]:
-    """Answers every request with ``reply(conn, stop)``; ``stop`` is set when the block ends
-    or after ``max_seconds``."""
+    """Answers every request with ``reply`` (bytes) or ``reply(conn, stop)``; ``stop`` is set
+    when the block ends or after ``max_seconds``."""
     stop = threading.Event()
+    if isinstance(reply, bytes):
+        reply = functools.partial(lambda data, conn, stop: conn.sendall(data), reply)
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
@@ -65,29 +67,8 @@ def raw_server(reply, *, max_seconds: float = 20.0) -> Iterator[str]:
             timer.cancel()
 
 
-def garbage(conn, stop) -> None:
-    """Not HTTP at all."""
-    conn.sendall(b"\x00\x01SSH-2.0-not-http garbage\r\n\r\n")
-
-
-def chunked_cut_short(conn, stop) -> None:
-    """A chunked response announcing 1 KiB that stops after 100 bytes."""
-    conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 100)
-
-
-def length_cut_short(conn, stop) -> None:
-    """Content-Length 5000, then 100 bytes and a hang-up."""
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 100)
-
-
 def trickle(conn, stop) -> None:
     """Content-Length 100000, then one byte every 50 ms until stopped or hung up on."""
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
     while not stop.wait(0.05):
         conn.sendall(b"x")
-
-
-def status(code: int):
-    """An HTTP error status with an empty body."""
-    head = f"HTTP/1.1 {code} Boom\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    return lambda conn, stop: conn.sendall(head.encode())

@@ -31,16 +31,7 @@ from nnlab.log import DownloadError
 from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
 from tests.conftest import REPO, tiny_params
-from tests.http_server import (
-    chunked_cut_short,
-    dead_url,
-    garbage,
-    length_cut_short,
-    raw_server,
-    serve,
-    status,
-    trickle,
-)
+from tests.http_server import dead_url, raw_server, serve, trickle
 
 SECRET = b"outside the project: must never change\n"
 EARLIER = {"earlier": "good output"}
@@ -92,9 +83,9 @@ def _tar(path: Path, entries, mode: str = "w:gz") -> Path:
 TAR_GOOD = [(n, d, {}) for n, d in GOOD]
 
 
-def _tgz(*extra):
-    """A builder of a .tar.gz of the good photos and ``extra`` members."""
-    return lambda t: _tar(t / "a.tar.gz", [*TAR_GOOD, *extra])
+def _tgz(*extra, mode: str = "w:gz"):
+    """A builder of a tar (gzipped by default) of the good photos and ``extra`` members."""
+    return lambda t: _tar(t / f"a.tar{mode[1:].replace(':', '.')}", [*TAR_GOOD, *extra], mode)
 
 
 def _zip(path: Path, entries, compression=zipfile.ZIP_DEFLATED) -> Path:
@@ -159,7 +150,7 @@ def _bad_crc_zip(t: Path) -> Path:
 
 def _lying_tar_size(t: Path) -> Path:
     """The first member's size field says 1 byte: the rest of its data is read as headers."""
-    path = _patched(_tar(t / "a.tar", TAR_GOOD, mode="w"), (124, b"%011o\0" % 1))
+    path = _patched(_tgz(mode="w")(t), (124, b"%011o\0" % 1))
     header = path.read_bytes()[:512]
     return _patched(path, (148, b"%06o\0 " % sum(header[:148] + b" " * 8 + header[156:])))
 
@@ -188,10 +179,7 @@ DOTDOT = r"absolute path or '\.\.'"
 BOMB = {"max_unpacked_mb": 64}  # room for the ratio check to speak first
 # id -> (builder(t) -> input path, error regex[, params]); every one must be refused
 ARCHIVES = {
-    "tar-cve-2025-4517-symlink-chain": (
-        lambda t: _tar(t / "cve.tar", [*TAR_GOOD, *_cve_chain()], mode="w"),
-        r"symlink",
-    ),
+    "tar-cve-2025-4517-symlink-chain": (_tgz(*_cve_chain(), mode="w"), r"symlink"),
     "tar-absolute-name": (lambda t: _tgz((str(t / "outside/abs.jpg"), b"x", {}))(t), DOTDOT),
     "tar-dotdot": (_tgz(("cats/../../../outside/x.jpg", b"x", {})), DOTDOT),
     "tar-hardlink": (
@@ -210,11 +198,11 @@ ARCHIVES = {
     "tar-lying-size-field": (_lying_tar_size, r"damaged archive"),
     "tar-truncated-gz": (lambda t: _truncated(_tgz()(t)), r"damaged archive"),
     "tar-truncated-mid-member": (
-        lambda t: _truncated(_tar(t / "a.tar", TAR_GOOD, mode="w"), 0.35),
+        lambda t: _truncated(_tgz(mode="w")(t), 0.35),
         r"damaged archive",
     ),
     "tar-truncated-at-member-boundary": (
-        lambda t: _truncated(_tar(t / "a.tar", TAR_GOOD, mode="w"), 0.3),
+        lambda t: _truncated(_tgz(mode="w")(t), 0.3),
         r"no end-of-archive marker",
     ),
     "zip-symlink": (
@@ -554,13 +542,14 @@ def _server_dir(t: Path) -> Path:
     return srv
 
 
+OK, CUT = b"HTTP/1.1 200 OK\r\n", r"connection closed early|IncompleteRead"
 # id -> (a hostile server's reply, or a file of _server_dir, error regex)
 BAD_MIRRORS = {
-    "net-garbage-not-http": (garbage, r"BadStatusLine|RemoteDisconnected"),
-    "net-chunked-cut-short": (chunked_cut_short, r"connection closed early|IncompleteRead"),
-    "net-content-length-cut-short": (length_cut_short, r"connection closed early"),
-    "net-http-500": (status(500), r"HTTP 500"),
-    "net-http-404": (status(404), r"HTTP 404"),
+    "net-garbage-not-http": (b"\x00\x01SSH-2.0-not-http\r\n\r\n", r"BadStatusLine|RemoteDisc"),
+    "net-chunked-cut-short": (OK + b"Transfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 100, CUT),
+    "net-content-length-cut-short": (OK + b"Content-Length: 5000\r\n\r\n" + b"x" * 100, CUT),
+    "net-http-500": (b"HTTP/1.1 500 Boom\r\nContent-Length: 0\r\n\r\n", r"HTTP 500"),
+    "net-http-404": (b"HTTP/1.1 404 Boom\r\nContent-Length: 0\r\n\r\n", r"HTTP 404"),
     "net-trickle-total-timeout": (trickle, r"total_timeout=1s"),
     "net-damaged-archive": ("damaged.zip", r"damaged archive"),
     "net-unsafe-archive": ("evil.zip", r"refused"),
@@ -571,9 +560,9 @@ BAD_MIRRORS = {
 @pytest.mark.parametrize("name", list(BAD_MIRRORS), ids=list(BAD_MIRRORS))
 def test_bad_mirror_fails_then_the_next_is_tried_then_auto_falls_back(world, name):
     reply, pattern = BAD_MIRRORS[name]
-    hostile = raw_server(reply) if callable(reply) else contextlib.nullcontext()
+    hostile = contextlib.nullcontext() if isinstance(reply, str) else raw_server(reply)
     with hostile as raw, serve(_server_dir(world.tmp)) as good:
-        bad = f"{raw}/photos.zip" if callable(reply) else f"{good}/{reply}"
+        bad = f"{good}/{reply}" if isinstance(reply, str) else f"{raw}/photos.zip"
         block = {"total_timeout": 1, "timeout": 3}
         # remote: one line naming the URL; earlier output kept
         params = _params("cats_vs_dogs", mirrors=[bad], **block)
