@@ -10,6 +10,7 @@ import pytest
 from nnlab.data.sources import ChecksumError, fetch, mirror_url, safe_extract
 from nnlab.files import atomic_dir, atomic_file
 from nnlab.log import DownloadError, with_fallback
+from tests.conftest import tiny_params
 from tests.http_server import serve
 
 
@@ -23,12 +24,13 @@ def test_a_bad_checksum_moves_on_to_the_next_mirror_and_fails_naming_both_sums(t
         (tmp_path / name).mkdir()
         (tmp_path / name / "f.bin").write_bytes(data)
     with serve(tmp_path / "bad") as bad, serve(tmp_path / "good") as good:
-        got = fetch([f"{bad}/f.bin", f"{good}/f.bin"], tmp_path / "out" / "f.bin", _sha(right))
+        urls, cfg = [f"{bad}/f.bin", f"{good}/f.bin"], tiny_params().dataset("mnist")
+        got = fetch(urls, tmp_path / "out" / "f.bin", _sha(right), cfg)
         assert got == {"url": f"{good}/f.bin", "checksum": _sha(right), "pinned": True}
         assert [p.name for p in (tmp_path / "out").iterdir()] == ["f.bin"]
         assert (tmp_path / "out" / "f.bin").read_bytes() == right
         with pytest.raises(ChecksumError) as err:
-            fetch([f"{bad}/f.bin"], tmp_path / "dl" / "f.bin", _sha(right), retries=1)
+            fetch(urls[:1], tmp_path / "dl" / "f.bin", _sha(right), cfg)
     assert "f.bin" in str(err.value) and _sha(right) in str(err.value)
     assert _sha(b"corrupt") in str(err.value)
     assert not (tmp_path / "dl").exists() or not list((tmp_path / "dl").iterdir())

@@ -52,15 +52,13 @@ def parse_mirror(entry: str) -> tuple[str, str | None]:
     """``url#sha256=<64 hex>`` (or ``#md5=<32 hex>``) -> (url, "sha256:<hex>"); a URL
     without ``#`` is unpinned. Any other fragment is a ValueError, never silently unpinned."""
     url, hash_sign, fragment = entry.partition("#")
-    if not hash_sign:
-        return url, None
-    if not PIN.fullmatch(fragment):
+    if hash_sign and not PIN.fullmatch(fragment):
         raise ValueError(
             f"mirror {entry!r}: the pin must be #sha256=<64 hex digits> or "
             f"#md5=<32 hex digits>, got #{fragment}"
         )
     algo, _, digest = fragment.partition("=")
-    return url, f"{algo}:{digest.lower()}"
+    return url, f"{algo}:{digest.lower()}" if hash_sign else None
 
 
 def mirror_url(entry: str, name: str) -> str:
@@ -108,14 +106,15 @@ def _describe_error(url: str, err: BaseException) -> str:
     return f"{url}: {type(reason).__name__}: {text}"
 
 
-def _download_once(url: str, dest: Path, pin: str | None, timeout: float, total: float) -> str:
+def _download_once(url: str, dest: Path, pin: str | None, cfg: Any) -> str:
     """One attempt: ``dest`` written whole and verified against ``pin`` ("algo:hex"), or raises;
     returns the checksum got."""
-    deadline = time.monotonic() + total
+    deadline = time.monotonic() + cfg.total_timeout
     algo, _, digest = (pin or "sha256:").partition(":")
     hasher, size = hashlib.new(algo), 0
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    with atomic_file(dest) as out, urllib.request.urlopen(req, timeout=min(timeout, total)) as resp:
+    wait = min(cfg.timeout, cfg.total_timeout)
+    with atomic_file(dest) as out, urllib.request.urlopen(req, timeout=wait) as resp:
         expected = resp.headers.get("Content-Length")
         # read1: whatever has arrived, so a server trickling bytes meets the deadline too
         while chunk := resp.read1(_MB):
@@ -123,7 +122,9 @@ def _download_once(url: str, dest: Path, pin: str | None, timeout: float, total:
             out.write(chunk)
             size += len(chunk)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"not complete after total_timeout={total:g}s ({size} bytes)")
+                raise TimeoutError(
+                    f"not complete after total_timeout={cfg.total_timeout:g}s ({size} bytes)"
+                )
         if expected is not None and expected.isdigit() and size != int(expected):
             raise http.client.IncompleteRead(b"\0" * size, int(expected) - size)
         if pin and hasher.hexdigest() != digest.lower():
@@ -137,18 +138,16 @@ def _download_once(url: str, dest: Path, pin: str | None, timeout: float, total:
 def fetch(
     urls: list[str],
     dest: str | Path,
-    checksum: str | None = None,
-    *,
-    timeout: float = 10.0,
-    retries: int = 2,
-    total_timeout: float = 1800.0,
-    unpack: Callable[[Path, str], dict[str, Any]] | None = None,
+    checksum: str | None,
+    cfg: Any,
+    unpack: Callable | None = None,
 ) -> dict[str, Any]:
     """Download ``dest`` from the first of ``urls`` (``url#sha256=<hex>`` pins replace
-    ``checksum``) that delivers it whole and verified; ``timeout`` bounds each read,
-    ``total_timeout`` each attempt. With ``unpack`` the file goes to ``unpack(dest, url)`` and is
-    deleted; an :class:`ArchiveError` there moves on to the next mirror. Returns ``{"url",
-    "checksum", "pinned", **unpacked}``; raises :class:`DownloadError` naming every failure."""
+    ``checksum``) that delivers it whole and verified, as ``cfg``'s ``timeout`` (each read),
+    ``total_timeout`` (each attempt) and ``retries`` say. With ``unpack`` the file goes to
+    ``unpack(dest, url)`` and is deleted; an :class:`ArchiveError` there moves on to the next
+    mirror. Returns ``{"url", "checksum", "pinned", **unpacked}``; raises
+    :class:`DownloadError` naming every failure."""
     dest = Path(dest)
     mirrors = [parse_mirror(url) for url in urls]  # a bad pin: ValueError, never a fallback
     if not mirrors:
@@ -156,13 +155,13 @@ def fetch(
     failures: list[str] = []
     for url, pin in mirrors:
         got = None
-        for attempt in range(retries + 1):
+        for attempt in range(cfg.retries + 1):
             try:
-                got = _download_once(url, dest, pin or checksum, timeout, total_timeout)
+                got = _download_once(url, dest, pin or checksum, cfg)
                 break
             except NETWORK_ERRORS as err:
                 failures.append(_describe_error(url, err))
-                if _permanent(err) or attempt == retries:
+                if _permanent(err) or attempt == cfg.retries:
                     break
                 time.sleep(min(0.5 * 2**attempt, 4.0))
         if got is None:
@@ -549,15 +548,8 @@ def download_raw(
             return manifest
         manifest = {"files": {}}
         for name, checksum in files.items():
-            got = fetch(
-                [mirror_url(m, name) for m in cfg.mirrors],
-                out_dir / name,
-                checksum,
-                timeout=cfg.timeout,
-                retries=cfg.retries,
-                total_timeout=cfg.total_timeout,
-                unpack=store if unpack else None,
-            )
+            urls = [mirror_url(m, name) for m in cfg.mirrors]
+            got = fetch(urls, out_dir / name, checksum, cfg, store if unpack else None)
             manifest["files"][name] = {k: got.pop(k) for k in ("url", "checksum", "pinned")}
             manifest.update(got)
         return manifest
