@@ -99,8 +99,6 @@ def _describe_error(url: str, err: BaseException) -> str:
         return f"{url}: HTTP {err.code} {err.reason}"
     if isinstance(err, ChecksumError):
         return str(err)
-    if isinstance(err, http.client.IncompleteRead):
-        return f"{url}: connection closed early ({len(err.partial)} bytes read)"
     reason = getattr(err, "reason", None) or err
     text = str(reason).strip().replace("\n", " ") or type(reason).__name__
     return f"{url}: {type(reason).__name__}: {text}"
@@ -126,7 +124,7 @@ def _download_once(url: str, dest: Path, pin: str | None, cfg: Any) -> str:
                     f"not complete after total_timeout={cfg.total_timeout:g}s ({size} bytes)"
                 )
         if expected is not None and expected.isdigit() and size != int(expected):
-            raise http.client.IncompleteRead(b"\0" * size, int(expected) - size)
+            raise ConnectionError(f"connection closed early ({size} of {expected} bytes)")
         if pin and hasher.hexdigest() != digest.lower():
             raise ChecksumError(
                 f"{dest.name}: checksum mismatch from {url}: expected "
@@ -347,9 +345,12 @@ def _members(path: Path, limits: Limits, shown: str) -> Iterator[_Member]:
     total, seen, files = 0, {}, []
     fmt = _format(path, shown)
     for m in (_zip_members if fmt == "zip" else _tar_members)(path, limits):
-        name = "/".join(m.parts)
+        name, parents = "/".join(m.parts), [m.parts[:i] for i in range(1, len(m.parts))]
+        if any(seen.get(p) is False for p in parents):
+            raise UnsafeArchiveError(f"member {name!r} is both a file and a folder")
         if (not m.is_dir and (not m.parts or m.parts in seen)) or seen.get(m.parts) is False:
             raise UnsafeArchiveError(f"member {name!r} appears twice or has no file name")
+        seen.update(dict.fromkeys(parents, True))
         seen[m.parts] = m.is_dir
         if not m.is_dir:
             files.append(name.lower())
@@ -366,18 +367,14 @@ def _members(path: Path, limits: Limits, shown: str) -> Iterator[_Member]:
         )
 
 
-def _read_member(m: _Member, budget: list[int]) -> Iterator[bytes]:
-    """The member's bytes in chunks, counted against its declared size and the budget."""
+def _read_member(m: _Member) -> Iterator[bytes]:
+    """The member's bytes in chunks, no more and no fewer than its header declares."""
     got = 0
     with m.open() as fh:
         while chunk := fh.read(_MB):
             got += len(chunk)
-            budget[0] -= len(chunk)
-            if got > m.size or budget[0] < 0:
-                raise UnsafeArchiveError(
-                    f"member {'/'.join(m.parts)!r} holds more bytes than "
-                    f"its header declares or than max_unpacked_mb"
-                )
+            if got > m.size:
+                raise UnsafeArchiveError(f"member {'/'.join(m.parts)!r} outgrows its header")
             yield chunk
     if got != m.size:
         raise ArchiveError(f"member {'/'.join(m.parts)!r} is truncated ({got} of {m.size} bytes)")
@@ -398,36 +395,6 @@ def _named(shown: str) -> Iterator[None]:
         raise ArchiveError(f"{shown}: damaged archive ({type(err).__name__}: {text})") from None
 
 
-def archive_files(
-    archive: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
-) -> list[tuple[str, bytes]]:
-    """(member name, content) of the regular files whose name ``keep`` accepts, in archive
-    order, once every member has been checked; nothing is written. ``shown`` names the
-    archive in errors (a URL for a download)."""
-    kept, budget = [], [limits.max_bytes]
-    with _named(shown):
-        for m in _members(archive, limits, shown):
-            name = "/".join(m.parts)
-            if not m.is_dir and keep(name):
-                kept.append((name, b"".join(_read_member(m, budget))))
-    return kept
-
-
-def _mkdirs(root: Path, parts: tuple[str, ...]) -> Path:
-    """Create ``root/parts...`` one level at a time, refusing anything but a real folder."""
-    path = root
-    for part in parts:
-        path = path / part
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            if not stat.S_ISDIR(os.lstat(path).st_mode):
-                raise ArchiveError(
-                    f"member {'/'.join(parts)!r} is both a file and a folder"
-                ) from None
-    return path
-
-
 def safe_extract(
     archive: str | Path, dest: str | Path, *, limits: Limits = Limits(), shown: str | None = None
 ) -> Path:
@@ -437,13 +404,13 @@ def safe_extract(
     with _named(shown), atomic_dir(dest) as tmp:
         for _ in _members(archive, limits, shown):  # every member before anything is written
             pass
-        budget = [limits.max_bytes]
-        for m in _members(archive, limits, shown):
-            folder = _mkdirs(tmp, m.parts if m.is_dir else m.parts[:-1])
+        for m in _members(archive, limits, shown):  # no member is a link: none is followed
+            folder = tmp.joinpath(*(m.parts if m.is_dir else m.parts[:-1]))
+            os.makedirs(folder, exist_ok=True)
             if not m.is_dir:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                 with os.fdopen(os.open(folder / m.parts[-1], flags, 0o666), "wb") as out:
-                    out.writelines(_read_member(m, budget))
+                    out.writelines(_read_member(m))
     return Path(dest)
 
 
@@ -482,9 +449,16 @@ def read_files(
     src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
 ) -> tuple[Iterable[tuple[str, bytes]], dict[str, int]]:
     """(relative name, content) of the files of a folder or an archive whose name ``keep``
-    accepts (nothing is extracted), and what walking a folder skipped."""
+    accepts, and what walking a folder skipped. Nothing is extracted; an archive's files come
+    once every member has been checked, and ``shown`` names it in errors."""
     if not src.is_dir():
-        return archive_files(src, shown, limits, keep), {}
+        kept = []
+        with _named(shown):
+            for m in _members(src, limits, shown):
+                name = "/".join(m.parts)
+                if not m.is_dir and keep(name):
+                    kept.append((name, b"".join(_read_member(m))))
+        return kept, {}
     files, skipped = walk_files(src)
 
     def contents() -> Iterator[tuple[str, bytes]]:  # one file at a time, as read
@@ -505,8 +479,8 @@ def unpack_tree(src: Path, dest: Path, shown: str, limits: Limits) -> dict[str, 
     files, skipped = walk_files(src)
     with atomic_dir(dest) as tmp:
         for rel in files:
-            target = _mkdirs(tmp, rel.parts[:-1]) / rel.name
-            with _open_nofollow(src / rel) as fin, open(target, "xb") as fout:
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            with _open_nofollow(src / rel) as fin, open(tmp / rel, "xb") as fout:
                 shutil.copyfileobj(fin, fout, _MB)
     if any(skipped.values()):
         info(
