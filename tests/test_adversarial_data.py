@@ -26,6 +26,7 @@ from PIL import Image
 
 from nnlab import paths
 from nnlab.data.images import ImageReadError, load_image
+from nnlab.data.sources import parse_mirror
 from nnlab.files import write_json
 from nnlab.log import DownloadError
 from nnlab.stages.download import run as run_download
@@ -578,26 +579,12 @@ def test_bad_mirror_fails_then_the_next_is_tried_then_auto_falls_back(world, nam
 
 
 @pytest.mark.parametrize(
-    "fragment",
-    ["#sha256:" + "0" * 64, "#sha1=" + "0" * 40],
-    ids=["net-pin-colon", "net-pin-algo"],
+    "fragment", ["#sha256:" + "0" * 64, "#sha1=" + "0" * 40, "#"], ids=lambda f: f"net-pin-{f[:7]}"
 )
-def test_malformed_pin_is_an_error_not_unpinned(world, fragment):
-    from nnlab.config import ConfigError
-    from nnlab.data.sources import parse_mirror
-
-    mirror = f"http://127.0.0.1:9/photos.zip{fragment}"
-    # params.yaml is refused when loaded, naming the mirror...
-    world.refuses(
-        lambda: _params("cats_vs_dogs", source="auto", mirrors=[mirror]),
-        ConfigError,
-        r"mirrors\[0\]: .*#sha256=<64 hex",
-        "photos.zip",
-    )
-    # ... and the downloader's own parser refuses it too (defence in depth)
-    world.refuses(
-        lambda: parse_mirror(mirror), ValueError, r"#sha256=<64 hex digits>", "photos.zip"
-    )
+def test_malformed_pin_is_an_error_not_unpinned(fragment):
+    """(params.yaml refuses it at load too: tests/test_adversarial_params.py)"""
+    with pytest.raises(ValueError, match=r"photos.zip.*#sha256=<64 hex digits>"):
+        parse_mirror(f"http://127.0.0.1:9/photos.zip{fragment}")
 
 
 _KILLED = """
