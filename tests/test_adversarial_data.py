@@ -368,18 +368,10 @@ def test_good_archive_is_unpacked_or_read_whole(world, case):
 # ----------------------------------------------------------------------------- folders
 
 
-def _photo_folder(root: Path) -> Path:
-    for name, data in GOOD:
+def _folder(root: Path, files: list[tuple[str, bytes]]) -> Path:
+    for name, data in files:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
-    return root
-
-
-def _imdb_folder(root: Path) -> Path:
-    for s in ("train", "test"):
-        for lab in ("pos", "neg"):
-            (root / "aclImdb" / s / lab).mkdir(parents=True)
-            (root / "aclImdb" / s / lab / "0_5.txt").write_text(f"a {lab} review")
     return root
 
 
@@ -389,7 +381,7 @@ def _imdb_folder(root: Path) -> Path:
     ids=lambda k: f"folder-{k}",
 )
 def test_folder_links_are_skipped_and_counted_never_followed(world, kind):
-    src = _photo_folder(world.inputs / "photos")
+    src = _folder(world.inputs / "photos", GOOD)
     link = src / "cats" / "cat.9.jpg"
     if kind == "file-outside":
         link.symlink_to(world.tmp / "outside" / "secret.txt")
@@ -417,7 +409,7 @@ def test_folder_links_are_skipped_and_counted_never_followed(world, kind):
 
 
 def test_text_folder_symlinked_empty_or_binary_review_is_skipped_and_counted(world, capsys):
-    src = _imdb_folder(world.inputs)
+    src = _folder(world.inputs, REVIEWS)
     (src / "aclImdb/train/pos/1_9.txt").symlink_to(world.tmp / "outside" / "secret.txt")
     (src / "aclImdb/train/neg/loop").symlink_to(src / "aclImdb")
     (src / "aclImdb/train/pos/2_9.txt").write_text("  \n")
@@ -433,7 +425,7 @@ def test_text_folder_symlinked_empty_or_binary_review_is_skipped_and_counted(wor
         "test/neg/4_1.txt": "not UTF-8 tex",
     }
     assert manifest["skipped_count"] == 3 and "skipped 3 texts" in capsys.readouterr().err
-    assert manifest["counts"]["train"]["pos"] == 1
+    assert manifest["counts"]["train"]["pos"] == 2
     raw = (world.root / "data/raw/imdb" / paths.RAW_TEXTS).read_bytes()
     assert b"outside the project" not in gzip.decompress(raw)
 
@@ -484,7 +476,7 @@ def test_unreadable_image_is_one_error_for_predict(tmp_path, name):
 
 
 def test_unreadable_images_skipped_counted_and_shortfall_reported(world, capsys):
-    src = _photo_folder(world.inputs / "photos")
+    src = _folder(world.inputs / "photos", GOOD)
     for i, data in enumerate(BAD_IMAGES.values()):
         (src / ("cats" if i % 2 else "dogs") / f"bad{i}.png").write_bytes(data)
     # 11 files, 6 readable: asking for all 11 must come up short, and say so
