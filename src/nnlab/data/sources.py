@@ -82,26 +82,20 @@ NETWORK_ERRORS = (OSError, http.client.HTTPException, ValueError, ChecksumError)
 _UNREACHABLE = (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH)
 
 
-def _permanent(err: Exception) -> bool:
-    """Errors where retrying the same mirror cannot help (fail fast)."""
+def _failure(url: str, err: Exception) -> tuple[str, bool]:
+    """What went wrong, in one line, and whether retrying the same mirror cannot help."""
     if isinstance(err, urllib.error.HTTPError):
-        return err.code < 500 and err.code != 429
-    reason = getattr(err, "reason", err)
-    if isinstance(reason, socket.gaierror) or getattr(reason, "errno", None) in _UNREACHABLE:
-        return True
-    if isinstance(err, http.client.RemoteDisconnected):  # may be a dropped keep-alive: retry
-        return False
-    return isinstance(err, ChecksumError | ValueError | http.client.BadStatusLine)
-
-
-def _describe_error(url: str, err: BaseException) -> str:
-    if isinstance(err, urllib.error.HTTPError):
-        return f"{url}: HTTP {err.code} {err.reason}"
+        return f"{url}: HTTP {err.code} {err.reason}", err.code < 500 and err.code != 429
     if isinstance(err, ChecksumError):
-        return str(err)
+        return str(err), True
     reason = getattr(err, "reason", None) or err
     text = str(reason).strip().replace("\n", " ") or type(reason).__name__
-    return f"{url}: {type(reason).__name__}: {text}"
+    unreachable = getattr(reason, "errno", None) in _UNREACHABLE
+    # a bad reply cannot get better, but RemoteDisconnected may be a dropped keep-alive
+    bad_reply = isinstance(err, ValueError | http.client.BadStatusLine)
+    bad_reply &= not isinstance(err, http.client.RemoteDisconnected)
+    permanent = isinstance(reason, socket.gaierror) or unreachable or bad_reply
+    return f"{url}: {type(reason).__name__}: {text}", permanent
 
 
 def _download_once(url: str, dest: Path, pin: str | None, cfg: Any) -> str:
@@ -158,8 +152,9 @@ def fetch(
                 got = _download_once(url, dest, pin or checksum, cfg)
                 break
             except NETWORK_ERRORS as err:
-                failures.append(_describe_error(url, err))
-                if _permanent(err) or attempt == cfg.retries:
+                text, permanent = _failure(url, err)
+                failures.append(text)
+                if permanent or attempt == cfg.retries:
                     break
                 time.sleep(min(0.5 * 2**attempt, 4.0))
         if got is None:
