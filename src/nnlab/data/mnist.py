@@ -18,7 +18,7 @@ from nnlab.files import atomic_file
 from nnlab.paths import RAW_BUNDLED
 from nnlab.spec import DataSpec
 
-# The files and checksums torchvision uses; mirrors come from params.yaml.
+# the files and checksums torchvision uses; mirrors come from params.yaml
 FILES = {
     "train_images": ("train-images-idx3-ubyte.gz", "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873"),
     "train_labels": ("train-labels-idx1-ubyte.gz", "md5:d53e105ee54ea40749a09fcbcd1e9432"),
@@ -87,29 +87,23 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
+    """The official test set when the IDX files are there, else a test split of the sample."""
     if (raw_dir / RAW_BUNDLED).is_file():
         with np.load(raw_dir / RAW_BUNDLED) as z:
             x, y = z["x"], z["y"]
-        keep = subsample(y, cfg.max_samples, seed)
-        x, y = x[keep], y[keep]
-        train_idx, val_idx, test_idx = stratified_split(
-            y, [cfg.val_fraction * (1 - cfg.test_fraction), cfg.test_fraction], seed
-        )
-        pools = {"train": (x, y, train_idx), "val": (x, y, val_idx), "test": (x, y, test_idx)}
-        test_from = "stratified test_fraction of the bundled sample"
+        fractions, test = [cfg.val_fraction * (1 - cfg.test_fraction), cfg.test_fraction], None
     else:
-        read = {k: read_idx(raw_dir / f) for k, (f, _) in FILES.items()}
-        x, y = read["train_images"], read["train_labels"].astype(np.int64)
-        keep = subsample(y, cfg.max_samples, seed)
-        x, y = x[keep], y[keep]
-        xt, yt = read["test_images"], read["test_labels"].astype(np.int64)
-        keep_t = subsample(yt, cfg.max_samples, seed)
-        train_idx, val_idx = stratified_split(y, [cfg.val_fraction], seed)
-        pools = {"train": (x, y, train_idx), "val": (x, y, val_idx), "test": (xt, yt, keep_t)}
-        test_from = "official t10k test set"
+        x, y, xt, yt = (read_idx(raw_dir / f) for f, _ in FILES.values())  # in FILES' order
+        fractions, test = [cfg.val_fraction], (xt, yt, subsample(yt, cfg.max_samples, seed))
+    keep = subsample(y, cfg.max_samples, seed)
+    x, y = x[keep], y[keep]
+    train, val, *rest = stratified_split(y, fractions, seed)
+    pools = {"train": (x, y, train), "val": (x, y, val), "test": test or (x, y, rest[0])}
+    test_from = (
+        "official t10k test set" if test else "stratified test_fraction of the bundled sample"
+    )
     arrays = {
-        s: {"x": xs[idx][..., None], "y": ys[idx].astype(np.int64)}
-        for s, (xs, ys, idx) in pools.items()
+        s: {"x": xs[i][..., None], "y": ys[i].astype(np.int64)} for s, (xs, ys, i) in pools.items()
     }
     return Prepared(kind="image", classes=CLASSES, arrays=arrays, manifest={"test": test_from})
 

@@ -1,10 +1,6 @@
-"""The split format and its readers, and stratified splitting.
-
-``data/split/<dataset>/`` holds ``{split}_x.npy`` (uint8 images NHWC or int token ids),
-``{split}_y.npy`` (int64 labels), for text ``{split}_len.npy`` (true lengths), ``meta.json``
-(what a model needs to know) and ``manifest.json`` (where the data came from, counts, and each
-split's content digest, which MLflow shows as the run's dataset digest).
-"""
+"""The split format (``data/split/<dataset>/{split}_x|y|len.npy``, ``meta.json`` for a model,
+``manifest.json`` with the provenance and each split's digest), its readers, stratified splits,
+and the class rules every reader shares."""
 
 from __future__ import annotations
 
@@ -137,13 +133,8 @@ def refuse_small_classes(counts: dict[str, int], splits: list[str], name: str, w
             )
 
 
-def class_counts(y: np.ndarray, classes: list[str]) -> dict[str, int]:
-    return {c: int((y == i).sum()) for i, c in enumerate(classes)}
-
-
 def split_digest(arrays: dict[str, np.ndarray]) -> str:
-    """A short, stable sha256 of one split's content: every array's name, dtype, shape and
-    bytes, in name order (the same arrays give the same digest on any machine)."""
+    """A short sha256 of one split: every array's name, dtype, shape and bytes, in name order."""
     h = hashlib.sha256()
     for key in sorted(arrays):
         arr = np.ascontiguousarray(arrays[key])
@@ -152,7 +143,7 @@ def split_digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()[:16]
 
 
-def prepared_dir(dataset: str, root: Path = Path(".")) -> Path:
+def _prepared_dir(dataset: str, root: Path = Path(".")) -> Path:
     """``data/split/<dataset>``, or StageOrderError naming the stage to run when missing."""
     path = paths.split_dir(dataset, root)
     if not (path / paths.META).is_file():
@@ -164,18 +155,18 @@ def prepared_dir(dataset: str, root: Path = Path(".")) -> Path:
 
 
 def load_meta(dataset: str, root: Path = Path(".")) -> dict[str, Any]:
-    return read_json(prepared_dir(dataset, root) / paths.META)
+    return read_json(_prepared_dir(dataset, root) / paths.META)
 
 
 def split_digests(dataset: str, root: Path = Path(".")) -> dict[str, str]:
     """The content digest of each split, from the split's manifest ({} if it has none)."""
-    manifest = prepared_dir(dataset, root) / paths.MANIFEST
+    manifest = _prepared_dir(dataset, root) / paths.MANIFEST
     return dict(read_json(manifest).get("digests", {})) if manifest.is_file() else {}
 
 
 def load_arrays(dataset: str, split: str, root: Path = Path(".")) -> dict[str, np.ndarray]:
     """Memory-mapped arrays of one split: nothing is copied into RAM until indexed."""
-    path = prepared_dir(dataset, root)
+    path = _prepared_dir(dataset, root)
     arrays = {
         f.stem.removeprefix(f"{split}_"): load_array(f) for f in sorted(path.glob(f"{split}_*.npy"))
     }

@@ -1,10 +1,6 @@
-"""Getting raw data: checksummed downloads, safe archives and folders, one download rule.
-
-Archives (zip, tar, tar.gz/bz2/xz, recognised by content) are checked member by member before
-anything is read or written, and extracted here rather than by ``tarfile``'s filters, which some
-Python patch levels let through (CVE-2025-4517): no links, devices or names outside the target,
-total size and compression ratio capped. A user's folder is read without following links.
-"""
+"""Raw data: checksummed downloads, safe archives and folders, one download rule. Archives are
+checked member by member here, not by ``tarfile``'s filters, which some Python patch levels let
+through (CVE-2025-4517): no links, devices, escaping names or bombs. Links are never followed."""
 
 from __future__ import annotations
 
@@ -16,6 +12,7 @@ import hashlib
 import http.client
 import lzma
 import os
+import shutil
 import socket
 import stat
 import tarfile
@@ -24,10 +21,10 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 from urllib.parse import urlparse
 
 from nnlab.config import PIN
@@ -55,15 +52,13 @@ def parse_mirror(entry: str) -> tuple[str, str | None]:
     """``url#sha256=<64 hex>`` (or ``#md5=<32 hex>``) -> (url, "sha256:<hex>"); a URL
     without ``#`` is unpinned. Any other fragment is a ValueError, never silently unpinned."""
     url, hash_sign, fragment = entry.partition("#")
-    if not hash_sign:
-        return url, None
-    if not PIN.fullmatch(fragment):
+    if hash_sign and not PIN.fullmatch(fragment):
         raise ValueError(
             f"mirror {entry!r}: the pin must be #sha256=<64 hex digits> or "
             f"#md5=<32 hex digits>, got #{fragment}"
         )
     algo, _, digest = fragment.partition("=")
-    return url, f"{algo}:{digest.lower()}"
+    return url, f"{algo}:{digest.lower()}" if hash_sign else None
 
 
 def mirror_url(entry: str, name: str) -> str:
@@ -76,155 +71,104 @@ def mirror_url(entry: str, name: str) -> str:
 
 
 def data_path(path: str, root: Path) -> Path:
-    """A ``path:`` as params.yaml writes it: relative to the project ``root``, absolute, or
-    starting with ``~``."""
+    """A ``path:`` as params.yaml writes it: relative to ``root``, absolute, or with ``~``."""
     return Path(root) / Path(path).expanduser()
-
-
-def local_path(path: str, key: str) -> Path:
-    """A user's ``path:``, a folder or a file: missing is an error under every source."""
-    src = Path(path).expanduser()
-    if not src.exists():
-        raise FileNotFoundError(f"{key}: {src} does not exist")
-    if not (src.is_dir() or src.is_file()):
-        raise ValueError(f"{key}: {src} is neither a folder nor a file")
-    return src
 
 
 # ----------------------------------------------------------------------------- downloads
 
-# every way a mirror can fail on the wire; all of them move on to the next mirror
-NETWORK_ERRORS = (
-    urllib.error.URLError,
-    http.client.HTTPException,
-    OSError,
-    ValueError,
-    ChecksumError,
-)
+# every way a mirror can fail on the wire (URLError is an OSError); all move on to the next
+NETWORK_ERRORS = (OSError, http.client.HTTPException, ValueError, ChecksumError)
+_UNREACHABLE = (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH)
 
 
-def _parse_checksum(checksum: str | None) -> tuple[str, str] | None:
-    if not checksum:
-        return None
-    algo, _, digest = checksum.partition(":")
-    if not digest or algo not in hashlib.algorithms_available:
-        raise ValueError(f"checksum must look like 'sha256:<hex>' or 'md5:<hex>', got {checksum!r}")
-    return algo, digest.lower()
-
-
-def _permanent(err: Exception) -> bool:
-    """Errors where retrying the same mirror cannot help (fail fast)."""
+def _failure(url: str, err: Exception) -> tuple[str, bool]:
+    """What went wrong, in one line, and whether retrying the same mirror cannot help."""
     if isinstance(err, urllib.error.HTTPError):
-        return err.code < 500 and err.code != 429
-    reason = getattr(err, "reason", err)
-    if isinstance(reason, socket.gaierror):
-        return True
-    if isinstance(reason, OSError) and reason.errno in (
-        errno.ECONNREFUSED,
-        errno.ENETUNREACH,
-        errno.EHOSTUNREACH,
-    ):
-        return True
-    if isinstance(err, http.client.RemoteDisconnected):  # may be a dropped keep-alive: retry
-        return False
-    return isinstance(err, ChecksumError | ValueError | http.client.BadStatusLine)
-
-
-def _describe_error(url: str, err: BaseException) -> str:
-    if isinstance(err, urllib.error.HTTPError):
-        return f"{url}: HTTP {err.code} {err.reason}"
+        return f"{url}: HTTP {err.code} {err.reason}", err.code < 500 and err.code != 429
     if isinstance(err, ChecksumError):
-        return str(err)
-    if isinstance(err, http.client.IncompleteRead):
-        return f"{url}: connection closed early ({len(err.partial)} bytes read)"
+        return str(err), True
     reason = getattr(err, "reason", None) or err
     text = str(reason).strip().replace("\n", " ") or type(reason).__name__
-    return f"{url}: {type(reason).__name__}: {text}"
+    unreachable = getattr(reason, "errno", None) in _UNREACHABLE
+    # a bad reply cannot get better, but RemoteDisconnected may be a dropped keep-alive
+    bad_reply = isinstance(err, ValueError | http.client.BadStatusLine)
+    bad_reply &= not isinstance(err, http.client.RemoteDisconnected)
+    permanent = isinstance(reason, socket.gaierror) or unreachable or bad_reply
+    return f"{url}: {type(reason).__name__}: {text}", permanent
 
 
-def _download_once(
-    url: str, dest: Path, algo_digest: tuple[str, str] | None, timeout: float, total_timeout: float
-) -> str:
-    deadline = time.monotonic() + total_timeout
+def _download_once(url: str, dest: Path, pin: str | None, cfg: Any) -> str:
+    """One attempt: ``dest`` written whole and verified against ``pin`` ("algo:hex"), or raises;
+    returns the checksum got."""
+    deadline = time.monotonic() + cfg.total_timeout
+    algo, _, digest = (pin or "sha256:").partition(":")
+    hasher, size = hashlib.new(algo), 0
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    algo = algo_digest[0] if algo_digest else "sha256"
-    with (
-        atomic_file(dest) as out,
-        urllib.request.urlopen(req, timeout=min(timeout, total_timeout)) as resp,
-    ):
-        hasher = hashlib.new(algo)
+    wait = min(cfg.timeout, cfg.total_timeout)
+    with atomic_file(dest) as out, urllib.request.urlopen(req, timeout=wait) as resp:
         expected = resp.headers.get("Content-Length")
-        size = 0
         # read1: whatever has arrived, so a server trickling bytes meets the deadline too
-        read = getattr(resp, "read1", resp.read)
-        while chunk := read(_MB):
+        while chunk := resp.read1(_MB):
             hasher.update(chunk)
             out.write(chunk)
             size += len(chunk)
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"not complete after total_timeout={total_timeout:g}s ({size} bytes)"
+                    f"not complete after total_timeout={cfg.total_timeout:g}s ({size} bytes)"
                 )
         if expected is not None and expected.isdigit() and size != int(expected):
-            raise http.client.IncompleteRead(b"\0" * size, int(expected) - size)
-        actual = hasher.hexdigest()
-        if algo_digest and actual != algo_digest[1]:
+            raise ConnectionError(f"connection closed early ({size} of {expected} bytes)")
+        if pin and hasher.hexdigest() != digest.lower():
             raise ChecksumError(
                 f"{dest.name}: checksum mismatch from {url}: expected "
-                f"{algo}:{algo_digest[1]}, got {algo}:{actual}"
+                f"{algo}:{digest.lower()}, got {algo}:{hasher.hexdigest()}"
             )
-    return f"{algo}:{actual}"
+    return f"{algo}:{hasher.hexdigest()}"
 
 
 def fetch(
     urls: list[str],
     dest: str | Path,
-    checksum: str | None = None,
-    *,
-    timeout: float = 10.0,
-    retries: int = 2,
-    total_timeout: float = 1800.0,
-    unpack: Callable[[Path, str], dict[str, Any]] | None = None,
+    checksum: str | None,
+    cfg: Any,
+    unpack: Callable | None = None,
 ) -> dict[str, Any]:
-    """Download ``dest`` from the first of ``urls`` (``url`` or ``url#sha256=<hex>``, whose pin
-    replaces ``checksum``) that delivers it whole and verified.
-
-    ``timeout`` bounds each network read, ``total_timeout`` each attempt. With ``unpack`` the
-    file goes to ``unpack(dest, url)`` and is deleted; an :class:`ArchiveError` there passes the
-    turn to the next mirror. Returns ``{"url", "checksum", "pinned", **unpacked}``; raises
-    :class:`DownloadError` listing every mirror's failure.
-    """
+    """Download ``dest`` from the first of ``urls`` (``url#sha256=<hex>`` pins replace
+    ``checksum``) that delivers it whole and verified, as ``cfg``'s ``timeout`` (each read),
+    ``total_timeout`` (each attempt) and ``retries`` say. With ``unpack`` the file goes to
+    ``unpack(dest, url)`` and is deleted; an :class:`ArchiveError` there moves on to the next
+    mirror. Returns ``{"url", "checksum", "pinned", **unpacked}``; raises
+    :class:`DownloadError` naming every failure."""
     dest = Path(dest)
     mirrors = [parse_mirror(url) for url in urls]  # a bad pin: ValueError, never a fallback
     if not mirrors:
         raise DownloadError(f"{dest.name}: no mirror configured")
     failures: list[str] = []
     for url, pin in mirrors:
-        algo_digest, got = _parse_checksum(pin or checksum), None
-        for attempt in range(retries + 1):
+        got = None
+        for attempt in range(cfg.retries + 1):
             try:
-                got = {
-                    "url": url,
-                    "pinned": algo_digest is not None,
-                    "checksum": _download_once(url, dest, algo_digest, timeout, total_timeout),
-                }
+                got = _download_once(url, dest, pin or checksum, cfg)
                 break
             except NETWORK_ERRORS as err:
-                failures.append(_describe_error(url, err))
-                if _permanent(err) or attempt == retries:
+                text, permanent = _failure(url, err)
+                failures.append(text)
+                if permanent or attempt == cfg.retries:
                     break
                 time.sleep(min(0.5 * 2**attempt, 4.0))
         if got is None:
             continue
-        if not got["pinned"]:
+        result = {"url": url, "checksum": got, "pinned": bool(pin or checksum)}
+        if not (pin or checksum):
             info(
-                f"{url} has no pinned checksum; got {got['checksum']} (append "
-                f"#{got['checksum'].replace(':', '=')} to the mirror to pin it)"
+                f"{url} has no pinned checksum; got {got} (append "
+                f"#{got.replace(':', '=')} to the mirror to pin it)"
             )
         if unpack is None:
-            return got
+            return result
         try:
-            return {**got, **unpack(dest, url)}
+            return {**result, **unpack(dest, url)}
         except ArchiveError as err:
             failures.append(str(err))
         finally:
@@ -250,8 +194,7 @@ class Limits:
         return cls(cfg.max_unpacked_mb * _MB, cfg.max_ratio)
 
 
-@dataclass(frozen=True)
-class _Member:
+class _Member(NamedTuple):
     parts: tuple[str, ...]  # the checked relative path
     is_dir: bool
     size: int  # declared uncompressed size
@@ -290,17 +233,8 @@ _TAR_DECOMPRESSORS: dict[bytes, Callable[[IO[bytes]], IO[bytes]]] = {
 }
 # what reading a damaged archive raises, besides our own errors
 _READ_ERRORS = (
-    tarfile.TarError,
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    EOFError,
-    OSError,
-    zlib.error,
-    lzma.LZMAError,
-    NotImplementedError,
-    RuntimeError,
-    ValueError,
-    UnicodeDecodeError,
+    *(tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError),
+    *(EOFError, OSError, RuntimeError, ValueError),
 )
 _NESTED = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz", ".gz")
 
@@ -310,7 +244,7 @@ def _format(path: Path, shown: str) -> str:
     tar carrying a zip at its end, a polyglot) is refused."""
     with open(path, "rb") as fh:
         head = fh.read(512)
-    tar = head[257:262] == b"ustar" or any(head.startswith(m) for m in _TAR_DECOMPRESSORS)
+    tar = head[257:262] == b"ustar" or head.startswith(tuple(_TAR_DECOMPRESSORS))
     zip_ = head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
     ends_like_zip = zipfile.is_zipfile(path)
     if tar and (zip_ or ends_like_zip):
@@ -374,31 +308,21 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
         head = raw.read(6)
         raw.seek(0)
         opener = next((o for m, o in _TAR_DECOMPRESSORS.items() if head.startswith(m)), None)
-        stream = opener(raw) if opener else raw
         if opener:  # the whole tar stream (headers included) is capped as it decompresses
             cap = int(min(max(_SMALL, limits.max_ratio * size), limits.max_bytes * 2 + _MB))
-            capped = _Capped(
-                stream,
-                cap,
-                UnsafeArchiveError(
-                    f"the tar stream unpacks to over max_ratio={limits.max_ratio:g} times its size "
-                    f"or max_unpacked_mb (a compression bomb?)"
-                ),
+            bomb = UnsafeArchiveError(
+                f"the tar stream unpacks to over max_ratio={limits.max_ratio:g} times its size "
+                f"or max_unpacked_mb (a compression bomb?)"
             )
+            capped = _Capped(opener(raw), cap, bomb)
         else:
-            capped = _Capped(
-                raw, size, ArchiveError("a member runs past the end of the file (truncated?)")
-            )
+            cut = ArchiveError("a member runs past the end of the file (truncated?)")
+            capped = _Capped(raw, size, cut)
         with tarfile.open(fileobj=capped, mode="r:") as tf:  # type: ignore[call-overload]
             for m in tf:
                 if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
-                    kind = (
-                        "symlink"
-                        if m.issym()
-                        else "hard link"
-                        if m.islnk()
-                        else "device, FIFO or other special file"
-                    )
+                    kind = "symlink" if m.issym() else "hard link" if m.islnk() else None
+                    kind = kind or "device, FIFO or other special file"
                     raise UnsafeArchiveError(f"member {m.name!r} is a {kind}")
                 yield _Member(_safe_parts(m.name), m.isdir(), m.size, lambda m=m: tf.extractfile(m))
             # tarfile ends quietly at an unreadable header or a cut: require the end marker
@@ -410,18 +334,18 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
                 )
 
 
-def _members(path: Path, fmt: str, limits: Limits) -> Iterator[_Member]:
-    return (_zip_members if fmt == "zip" else _tar_members)(path, limits)
-
-
-def _checked(path: Path, fmt: str, limits: Limits) -> Iterator[_Member]:
-    """Every member, checked as it comes (type, name, duplicates, declared sizes); the checks
-    on the whole archive run once the last member has been seen."""
+def _members(path: Path, limits: Limits, shown: str) -> Iterator[_Member]:
+    """Every member of a zip or tar, checked as it comes (type, name, duplicates, declared
+    sizes); the checks on the whole archive run once the last member has been seen."""
     total, seen, files = 0, {}, []
-    for m in _members(path, fmt, limits):
-        name = "/".join(m.parts)
+    fmt = _format(path, shown)
+    for m in (_zip_members if fmt == "zip" else _tar_members)(path, limits):
+        name, parents = "/".join(m.parts), [m.parts[:i] for i in range(1, len(m.parts))]
+        if any(seen.get(p) is False for p in parents):
+            raise UnsafeArchiveError(f"member {name!r} is both a file and a folder")
         if (not m.is_dir and (not m.parts or m.parts in seen)) or seen.get(m.parts) is False:
             raise UnsafeArchiveError(f"member {name!r} appears twice or has no file name")
+        seen.update(dict.fromkeys(parents, True))
         seen[m.parts] = m.is_dir
         if not m.is_dir:
             files.append(name.lower())
@@ -438,18 +362,14 @@ def _checked(path: Path, fmt: str, limits: Limits) -> Iterator[_Member]:
         )
 
 
-def _read_member(m: _Member, budget: list[int]) -> Iterator[bytes]:
-    """The member's bytes in chunks, counted against its declared size and the budget."""
+def _read_member(m: _Member) -> Iterator[bytes]:
+    """The member's bytes in chunks, no more and no fewer than its header declares."""
     got = 0
     with m.open() as fh:
         while chunk := fh.read(_MB):
             got += len(chunk)
-            budget[0] -= len(chunk)
-            if got > m.size or budget[0] < 0:
-                raise UnsafeArchiveError(
-                    f"member {'/'.join(m.parts)!r} holds more bytes than "
-                    f"its header declares or than max_unpacked_mb"
-                )
+            if got > m.size:
+                raise UnsafeArchiveError(f"member {'/'.join(m.parts)!r} outgrows its header")
             yield chunk
     if got != m.size:
         raise ArchiveError(f"member {'/'.join(m.parts)!r} is truncated ({got} of {m.size} bytes)")
@@ -470,63 +390,22 @@ def _named(shown: str) -> Iterator[None]:
         raise ArchiveError(f"{shown}: damaged archive ({type(err).__name__}: {text})") from None
 
 
-def archive_files(
-    archive: str | Path,
-    *,
-    limits: Limits = Limits(),
-    shown: str | None = None,
-    keep: Callable[[str], bool] = lambda name: True,
-) -> Iterator[tuple[str, bytes]]:
-    """(member name, content) of the regular files whose name ``keep`` accepts, in archive
-    order; nothing is written. One pass: the kept contents are held until every member has
-    been checked, then handed out. ``shown`` names the archive in errors (a URL for a
-    download; default: its path)."""
-    shown = shown or str(archive)
-    kept = []
-    with _named(shown):
-        budget = [limits.max_bytes]
-        for m in _checked(Path(archive), _format(Path(archive), shown), limits):
-            name = "/".join(m.parts)
-            if not m.is_dir and keep(name):
-                kept.append((name, b"".join(_read_member(m, budget))))
-    yield from kept
-
-
-def _mkdirs(root: Path, parts: tuple[str, ...]) -> Path:
-    """Create ``root/parts...`` one level at a time, refusing anything but a real folder."""
-    path = root
-    for part in parts:
-        path = path / part
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            if not stat.S_ISDIR(os.lstat(path).st_mode):
-                raise ArchiveError(
-                    f"member {'/'.join(parts)!r} is both a file and a folder"
-                ) from None
-    return path
-
-
 def safe_extract(
     archive: str | Path, dest: str | Path, *, limits: Limits = Limits(), shown: str | None = None
 ) -> Path:
-    """Extract a zip or tar into ``dest`` (atomic) after checking every member; see
-    :func:`archive_files` for ``shown``. Files are created new (``O_EXCL|O_NOFOLLOW``)."""
+    """Extract a zip or tar into ``dest`` (atomic) once every member has been checked; files
+    are created new (``O_EXCL|O_NOFOLLOW``). ``shown`` names the archive in errors."""
     shown, archive = shown or str(archive), Path(archive)
     with _named(shown), atomic_dir(dest) as tmp:
-        fmt = _format(archive, shown)
-        for _ in _checked(archive, fmt, limits):  # every member before anything is written
+        for _ in _members(archive, limits, shown):  # every member before anything is written
             pass
-        budget = [limits.max_bytes]
-        for m in _members(archive, fmt, limits):
-            if m.is_dir:
-                _mkdirs(tmp, m.parts)
-                continue
-            folder = _mkdirs(tmp, m.parts[:-1])
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-            with os.fdopen(os.open(folder / m.parts[-1], flags, 0o666), "wb") as out:
-                for chunk in _read_member(m, budget):
-                    out.write(chunk)
+        for m in _members(archive, limits, shown):  # no member is a link: none is followed
+            folder = tmp.joinpath(*(m.parts if m.is_dir else m.parts[:-1]))
+            os.makedirs(folder, exist_ok=True)
+            if not m.is_dir:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                with os.fdopen(os.open(folder / m.parts[-1], flags, 0o666), "wb") as out:
+                    out.writelines(_read_member(m))
     return Path(dest)
 
 
@@ -536,24 +415,19 @@ def safe_extract(
 def walk_files(root: Path) -> tuple[list[Path], dict[str, int]]:
     """Regular files under ``root`` (sorted, relative) and what was skipped: symlinks (never
     followed, so loops cannot hang) and special files (FIFOs, sockets, devices)."""
-    files: list[Path] = []
-    skipped = {"skipped_symlinks": 0, "skipped_special": 0}
-    stack = [Path()]
-    while stack:
-        rel = stack.pop()
-        try:
-            with os.scandir(root / rel) as it:
-                entries = list(it)
-        except OSError as err:
-            raise ValueError(f"{root / rel}: cannot read this folder ({err.strerror})") from None
-        for entry in entries:
-            if entry.is_symlink():
+    files, skipped = [], {"skipped_symlinks": 0, "skipped_special": 0}
+
+    def refuse(err: OSError) -> None:
+        raise ValueError(f"{err.filename}: cannot read this folder ({err.strerror})")
+
+    for folder, dirs, names in os.walk(root, onerror=refuse):
+        for name in dirs + names:
+            mode = os.lstat(os.path.join(folder, name)).st_mode
+            if stat.S_ISLNK(mode):
                 skipped["skipped_symlinks"] += 1
-            elif entry.is_dir(follow_symlinks=False):
-                stack.append(rel / entry.name)
-            elif entry.is_file(follow_symlinks=False):
-                files.append(rel / entry.name)
-            else:
+            elif stat.S_ISREG(mode):
+                files.append(Path(folder, name).relative_to(root))
+            elif not stat.S_ISDIR(mode):
                 skipped["skipped_special"] += 1
     return sorted(files), skipped
 
@@ -566,15 +440,43 @@ def _open_nofollow(path: Path) -> IO[bytes]:
         raise ValueError(f"{path}: cannot read ({err.strerror})") from None
 
 
-def copy_tree(src: Path, dest: Path) -> dict[str, int]:
-    """Copy the regular files of ``src`` to ``dest`` (atomic); returns the skipped counts."""
+def read_files(
+    src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
+) -> tuple[Iterable[tuple[str, bytes]], dict[str, int]]:
+    """(relative name, content) of the files of a folder or an archive whose name ``keep``
+    accepts, and what walking a folder skipped. Nothing is extracted; an archive's files come
+    once every member has been checked, and ``shown`` names it in errors."""
+    if not src.is_dir():
+        kept = []
+        with _named(shown):
+            for m in _members(src, limits, shown):
+                name = "/".join(m.parts)
+                if not m.is_dir and keep(name):
+                    kept.append((name, b"".join(_read_member(m))))
+        return kept, {}
+    files, skipped = walk_files(src)
+
+    def contents() -> Iterator[tuple[str, bytes]]:  # one file at a time, as read
+        for rel in (f.as_posix() for f in files):
+            if keep(rel):
+                with _open_nofollow(src / rel) as fh:
+                    yield rel, fh.read()
+
+    return contents(), skipped
+
+
+def unpack_tree(src: Path, dest: Path, shown: str, limits: Limits) -> dict[str, int]:
+    """A folder's regular files copied, or an archive extracted, to ``dest`` (atomic);
+    returns what walking a folder skipped."""
+    if not src.is_dir():
+        safe_extract(src, dest, limits=limits, shown=shown)
+        return {}
     files, skipped = walk_files(src)
     with atomic_dir(dest) as tmp:
         for rel in files:
-            target = _mkdirs(tmp, rel.parts[:-1]) / rel.name
-            with _open_nofollow(src / rel) as fin, open(target, "xb") as fout:
-                while chunk := fin.read(_MB):
-                    fout.write(chunk)
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            with _open_nofollow(src / rel) as fin, open(tmp / rel, "xb") as fout:
+                shutil.copyfileobj(fin, fout, _MB)
     if any(skipped.values()):
         info(
             f"{src}: skipped {skipped['skipped_symlinks']} symlinks and "
@@ -583,33 +485,7 @@ def copy_tree(src: Path, dest: Path) -> dict[str, int]:
     return skipped
 
 
-# ----------------------------------------------------------------------------- raw files
-
-
-def read_files(
-    src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
-) -> tuple[Iterator[tuple[str, bytes]], dict[str, int]]:
-    """(relative name, content) of the files of a folder or an archive whose name ``keep``
-    accepts (nothing is extracted), and what walking a folder skipped."""
-    if not src.is_dir():
-        return archive_files(src, limits=limits, shown=shown, keep=keep), {}
-    files, skipped = walk_files(src)
-
-    def contents() -> Iterator[tuple[str, bytes]]:
-        for rel in files:
-            if keep(rel.as_posix()):
-                with _open_nofollow(src / rel) as fh:
-                    yield rel.as_posix(), fh.read()
-
-    return contents(), skipped
-
-
-def unpack_tree(src: Path, dest: Path, shown: str, limits: Limits) -> dict[str, int]:
-    """A folder copied or an archive extracted to ``dest``; returns what was skipped."""
-    if src.is_dir():
-        return copy_tree(src, dest)
-    safe_extract(src, dest, limits=limits, shown=shown)
-    return {}
+# ----------------------------------------------------------------------------- the rule
 
 
 def download_raw(
@@ -623,14 +499,15 @@ def download_raw(
     unpack: bool = True,
 ) -> dict[str, Any]:
     """A dataset's raw files in ``out_dir`` and their manifest, or its offline substitute as
-    :func:`nnlab.log.with_fallback` says.
-
-    ``path:`` (a folder or an archive; missing is an error under every source) goes to
-    ``store(path, shown)``. Otherwise each of ``files`` (name -> checksum or None) comes from
-    the mirrors and, if ``unpack``, goes to ``store`` as well (then is deleted).
-    """
+    :func:`nnlab.log.with_fallback` says. ``path:`` (a folder or an archive; missing is an
+    error under every source) goes to ``store(path, shown)``; otherwise each of ``files``
+    (name -> checksum or None) is downloaded and, if ``unpack``, goes to ``store`` too."""
     key = f"data.{dataset}.path"
-    src = local_path(cfg.path, key) if cfg.path else None
+    src = Path(cfg.path).expanduser() if cfg.path else None
+    if src and not src.exists():
+        raise FileNotFoundError(f"{key}: {src} does not exist")
+    if src and not (src.is_dir() or src.is_file()):
+        raise ValueError(f"{key}: {src} is neither a folder nor a file")
 
     def real() -> dict[str, Any]:
         if src is not None:
@@ -640,15 +517,8 @@ def download_raw(
             return manifest
         manifest = {"files": {}}
         for name, checksum in files.items():
-            got = fetch(
-                [mirror_url(m, name) for m in cfg.mirrors],
-                out_dir / name,
-                checksum,
-                timeout=cfg.timeout,
-                retries=cfg.retries,
-                total_timeout=cfg.total_timeout,
-                unpack=store if unpack else None,
-            )
+            urls = [mirror_url(m, name) for m in cfg.mirrors]
+            got = fetch(urls, out_dir / name, checksum, cfg, store if unpack else None)
             manifest["files"][name] = {k: got.pop(k) for k in ("url", "checksum", "pinned")}
             manifest.update(got)
         return manifest

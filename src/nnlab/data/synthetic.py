@@ -48,50 +48,33 @@ def draw_animal(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
     r = s * rng.uniform(0.17, 0.27)
     layer = Image.new("RGBA", (s, s), (0, 0, 0, 0))
     d = ImageDraw.Draw(layer)
-    cx, cy = s / 2, s / 2
+
+    def at(x: float, y: float) -> tuple[float, float]:  # in head radii from the centre
+        return s / 2 + x * r, s / 2 + y * r
+
+    def oval(x0: float, y0: float, x1: float, y1: float, fill: tuple) -> None:
+        d.ellipse([*at(x0, y0), *at(x1, y1)], fill=fill)
+
     fur = (*(int(v) for v in rng.integers(30, 230, 3)), 255)
     dark = (20, 20, 20, 255)
-    if label == 0:  # cat: two pointed ears on top
-        for side in (-1, 1):
+    for side in (-1, 1):
+        if label == 0:  # cat: two pointed ears on top
             a, b = np.deg2rad(90 - side * 20), np.deg2rad(90 - side * 70)
-            tip = (cx + side * 0.75 * r, cy - 1.6 * r)
-            d.polygon(
-                [
-                    (cx + r * np.cos(a), cy - r * np.sin(a)),
-                    tip,
-                    (cx + r * np.cos(b), cy - r * np.sin(b)),
-                ],
-                fill=fur,
-            )
-    else:  # dog: two long floppy ears hanging at the sides
-        for side in (-1, 1):
-            ex = cx + side * 0.95 * r
-            d.ellipse([ex - 0.35 * r, cy - 0.6 * r, ex + 0.35 * r, cy + 0.95 * r], fill=fur)
-    d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fur)
+            ear = [at(np.cos(a), -np.sin(a)), at(side * 0.75, -1.6), at(np.cos(b), -np.sin(b))]
+            d.polygon(ear, fill=fur)
+        else:  # dog: two long floppy ears hanging at the sides
+            oval(side * 0.95 - 0.35, -0.6, side * 0.95 + 0.35, 0.95, fur)
+    oval(-1, -1, 1, 1, fur)
     for side in (-1, 1):  # eyes
-        ex, ey = cx + side * 0.4 * r, cy - 0.15 * r
-        d.ellipse([ex - 0.12 * r, ey - 0.12 * r, ex + 0.12 * r, ey + 0.12 * r], fill=dark)
+        oval(side * 0.4 - 0.12, -0.27, side * 0.4 + 0.12, -0.03, dark)
     if label == 0:  # small nose, whiskers
-        d.polygon(
-            [(cx - 0.1 * r, cy + 0.2 * r), (cx + 0.1 * r, cy + 0.2 * r), (cx, cy + 0.32 * r)],
-            fill=dark,
-        )
+        d.polygon([at(-0.1, 0.2), at(0.1, 0.2), at(0, 0.32)], fill=dark)
         for side in (-1, 1):
             for dy in (-0.08, 0.08):
-                d.line(
-                    [
-                        (cx + side * 0.2 * r, cy + 0.35 * r),
-                        (cx + side * 1.25 * r, cy + (0.35 + 3 * dy) * r),
-                    ],
-                    fill=dark,
-                    width=1,
-                )
+                d.line([at(side * 0.2, 0.35), at(side * 1.25, 0.35 + 3 * dy)], fill=dark)
     else:  # snout with a big nose
-        d.ellipse(
-            [cx - 0.4 * r, cy + 0.15 * r, cx + 0.4 * r, cy + 0.75 * r],
-            fill=(*(min(255, v + 40) for v in fur[:3]), 255),
-        )
-        d.ellipse([cx - 0.16 * r, cy + 0.2 * r, cx + 0.16 * r, cy + 0.42 * r], fill=dark)
+        oval(-0.4, 0.15, 0.4, 0.75, (*(min(255, v + 40) for v in fur[:3]), 255))
+        oval(-0.16, 0.2, 0.16, 0.42, dark)
     layer = layer.rotate(rng.uniform(-45, 45), resample=Image.Resampling.BICUBIC)
     dx, dy = (rng.uniform(-0.5, 0.5, 2) * (s - 2.2 * r)).astype(int)
     canvas.paste(layer, (int(dx), int(dy)), layer)
@@ -102,60 +85,24 @@ def draw_animal(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- reviews
 
 _POSITIVE = [
-    "good",
-    "great",
-    "excellent",
-    "wonderful",
-    "brilliant",
-    "enjoyable",
-    "funny",
-    "moving",
-    "clever",
-    "beautiful",
+    *("good", "great", "excellent", "wonderful", "brilliant"),
+    *("enjoyable", "funny", "moving", "clever", "beautiful"),
 ]
 _NEGATIVE = [
-    "bad",
-    "awful",
-    "terrible",
-    "boring",
-    "dull",
-    "poor",
-    "weak",
-    "predictable",
-    "silly",
-    "clumsy",
+    *("bad", "awful", "terrible", "boring", "dull"),
+    *("poor", "weak", "predictable", "silly", "clumsy"),
 ]
 _ASPECTS = [
-    "the acting",
-    "the plot",
-    "the story",
-    "the script",
-    "the music",
-    "the ending",
-    "the cast",
-    "the direction",
-    "the dialogue",
-    "this movie",
-    "the film",
-    "the camera work",
+    *("the acting", "the plot", "the story", "the script", "the music", "the ending"),
+    *("the cast", "the direction", "the dialogue", "this movie", "the film", "the camera work"),
 ]
 _FILLER = [
-    "i saw it on a rainy sunday",
-    "my friend did not want to come",
-    "it is not a short film",
-    "the cinema was not full",
-    "we watched it at home",
-    "it was made in 1998",
-    "it runs for about two hours",
-    "i had not read the book",
-    "there is a dog in it",
-    "the lead actor is not new to the genre",
-    "my sister picked it",
-    "the popcorn was cold",
-    "it is based on a true story",
-    "nobody in the room said a word",
-    "i did not know the director",
-    "the second half takes place in paris",
+    *("i saw it on a rainy sunday", "my friend did not want to come", "it is not a short film"),
+    *("the cinema was not full", "we watched it at home", "it was made in 1998"),
+    *("it runs for about two hours", "i had not read the book", "there is a dog in it"),
+    *("the lead actor is not new to the genre", "my sister picked it", "the popcorn was cold"),
+    *("it is based on a true story", "nobody in the room said a word"),
+    *("i did not know the director", "the second half takes place in paris"),
     "the trailer shows most of it",
 ]
 
