@@ -370,16 +370,13 @@ class Params(_Strict):
     figures: FiguresConfig = FiguresConfig()
 
     @model_validator(mode="after")
-    def _check_refs(self) -> Params:
+    def _check_names(self) -> Params:
         data = self.data
         images = [n for n, d in data.items() if not isinstance(d, _TextConfig)]
         texts = [n for n in data if n not in images]
         for name, feat in self.features.items():
             if name in data:
-                raise _key_error(
-                    f"features.{name}",
-                    "a features cache cannot share a name with a dataset under data:",
-                )
+                raise _key_error(f"features.{name}", "a features cache named as a dataset")
             if feat.from_ not in images:
                 what = (
                     f"is a {data[feat.from_].kind} dataset; a pretrained image base needs images"
@@ -403,18 +400,11 @@ class Params(_Strict):
                     f"{_quote(exp.dataset)} has no lengths to bucket by (text datasets only: "
                     f"{', '.join(texts) or 'none'})",
                 )
-        return self
-
-    @model_validator(mode="after")
-    def _no_case_twins(self) -> Params:
-        """Two experiments, or a dataset and a features cache, whose folders a case-insensitive
-        file system (macOS, Windows) stores as one."""
-        split = [*(f"data.{n}" for n in self.data), *(f"features.{n}" for n in self.features)]
+        split = [*(f"data.{n}" for n in data), *(f"features.{n}" for n in self.features)]
         for keys in ([f"experiments.{n}" for n in self.experiments], split):
             seen: dict[str, str] = {}
             for key in keys:
-                first = seen.setdefault(key.split(".", 1)[1].lower(), key)
-                if first != key:
+                if (first := seen.setdefault(key.split(".", 1)[1].lower(), key)) != key:
                     raise _key_error(
                         key,
                         f"differs from {first} only in case: one folder on a case-insensitive "
@@ -445,8 +435,8 @@ class Params(_Strict):
         return flatten(self.tree(experiment))
 
     def tree(self, experiment: str) -> dict[str, Any]:
-        """Every param that shapes one experiment, nested as in params.yaml (the experiment's
-        own block under ``experiment``)."""
+        """Every param that shapes one experiment, nested as in params.yaml (its own block as
+        ``experiment``)."""
         exp = self.experiment(experiment)
         source = self.source_dataset(exp.dataset)
         tree: dict[str, Any] = {
