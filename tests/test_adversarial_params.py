@@ -26,6 +26,7 @@ VALID = {
 }
 HEX = "0123456789abcdef" * 4
 M = {"dataset": "mnist", "model": "mlp", "epochs": 1}
+HEAD = "data: {mnist: {kind: mnist}}\nexperiments: "
 
 
 def raw_with(**overrides) -> dict:
@@ -73,7 +74,6 @@ def run_cli(tmp_path, monkeypatch, capsys, content, args=("download", "mnist")):
     return code, lines[0]
 
 
-# refused on load, whatever the command
 CASES = {
     "string-for-int": bad("experiments.m.batch_size", "64", "'64'"),
     "bool-for-int": bad("experiments.m.epochs", True, "true"),
@@ -84,31 +84,17 @@ CASES = {
     ),
     "float-for-int": bad("seed", 1.5, "1.5"),
     "too-big": bad("seed", 2**40, str(2**40)),
-    "zero-timeout": bad("data.mnist.timeout", 0, "0"),
-    "inf": (
-        "data: {mnist: {kind: mnist}}\nexperiments: {m: {dataset: mnist, model: mlp, "
-        "epochs: 1, lr: .inf}}\n",
-        ["experiments.m.lr", "inf"],
-    ),
+    "inf": (HEAD + "{m: {dataset: mnist, model: mlp, epochs: 1, lr: .inf}}", ["m.lr", "inf"]),
     "list-length": bad("data.cats_vs_dogs.split_sizes", [1, 2], "[1, 2]"),
     "either-shape": bad("loader.threads", 0, "0"),
     "not-a-source": bad("data.cats_vs_dogs.source", "bundled", "'bundled'"),
-    "int-key": (
-        "data: {mnist: {kind: mnist}}\nexperiments: {1: {dataset: mnist, model: mlp, epochs: 1}}\n",
-        ["experiments: key 1 is not a string"],
-    ),
-    "null-block": (
-        "data: {mnist: {kind: mnist}}\nexperiments: {m: null}\n",
-        ["experiments.m: expected a mapping", "null"],
-    ),
+    "int-key": (HEAD + "{1: {dataset: mnist, model: mlp, epochs: 1}}", ["key 1 is not a string"]),
+    "null-block": (HEAD + "{m: null}", ["experiments.m: expected a mapping", "null"]),
     "reserved-max_epochs": bad("trainer.max_epochs", 5, "experiments.<name>.epochs"),
-    "reserved-logger": bad("trainer.logger", True, "MLflow"),
     "moved-num_workers": bad("trainer.num_workers", 2, "loader.num_workers"),
-    "moved-limit_batches": bad("trainer.limit_batches", 0.1, "limit_train_batches"),
     "unknown-key": bad("data.mnist.vocab_size", 100, "unknown key", "val_fraction"),
     "dataset-without-kind": bad("data.cifar", {}, "data.cifar.kind", "image_folder", "missing"),
     "unknown-kind": bad("data.cifar", {"kind": "cifar"}, "data.cifar.kind", "text_table"),
-    "kind-key-of-another-kind": bad("data.cats_vs_dogs.vocab_size", 100, "unknown key"),
     "no-path-nor-mirrors": (
         raw_with(**{"data.cats_vs_dogs.source": "auto"}),
         ["data.cats_vs_dogs.path", "required"],
@@ -124,26 +110,13 @@ CASES = {
     "mirror-colon-pin": bad(
         "data.mnist.mirrors", ["https://a.org/x#sha256:" + HEX], "mirrors[0]", "sha256=<64 hex>"
     ),
-    "mirror-short-pin": bad(
-        "data.mnist.mirrors",
-        ["https://a.org/", "https://b.org/x#sha256=abc"],
-        "mirrors[1]",
-        "#sha256=abc",
-    ),
-    "mirror-md5-64": bad("data.mnist.mirrors", ["https://a.org/x#md5=" + HEX], "md5="),
     "mirror-ftp": bad("data.mnist.mirrors", ["ftp://a.org/x.zip"], "mirrors[0]", "ftp://"),
     "mirror-a-path": bad("data.mnist.mirrors", ["../../etc/passwd"], "../../etc/passwd"),
     "name-dotdot": (
         raw_with(**{"experiments|../../x": M}),
         ["experiments", "'../../x'", "not an identifier"],
     ),
-    "name-empty": (raw_with(**{"experiments|": M}), ["experiments", "''", "not an identifier"]),
-    "name-slash": (
-        raw_with(**{"features|a/b": {"from": "mnist", "backbone": "vgg16"}}),
-        ["features", "'a/b'", "not an identifier"],
-    ),
     "unknown-dataset": bad("experiments.m.dataset", "cifar", "'cifar'", "cvd"),
-    "dataset-without-block": bad("experiments.m.dataset", "imdb", "'imdb'"),
     "features-from-unknown": bad("features.cvd.from", "imagenet", "'imagenet'"),
     "features-named-as-dataset": bad(
         "features.mnist", {"from": "cats_vs_dogs", "backbone": "vgg16"}, "dataset"
@@ -158,21 +131,16 @@ CASES = {
         raw_with(**{"data.mnist.val_fraction": 0.5, "data.mnist.test_fraction": 0.5}),
         ["data.mnist.test_fraction", "0.5 + 0.5"],
     ),
-    "duplicate-top": (yaml.safe_dump(VALID) + "seed: 2\n", ["duplicate key 'seed'", "line"]),
-    "duplicate-nested": (
-        "data: {mnist: {kind: mnist}}\nexperiments:\n  m:\n    dataset: mnist\n"
-        "    model: mlp\n    epochs: 1\n    epochs: 2\n",
+    "duplicate-key": (
+        HEAD + "\n  m:\n    dataset: mnist\n    model: mlp\n    epochs: 1\n    epochs: 2\n",
         ["params.yaml: line 7", "duplicate key 'epochs'", "first on line 6"],
     ),
     "invalid-yaml": ("seed: 1\nexperiments: [\n  m: {a: 1\n", ["params.yaml: line", "column"]),
-    "tab-indent": ("seed: 1\n\texperiments: {}\n", ["params.yaml: line 2"]),
     "top-level-list": ("- seed\n- 1\n", ["params.yaml", "expected a mapping", "a list of 2"]),
-    "top-level-scalar": ("hello\n", ["params.yaml", "expected a mapping", "'hello'"]),
     "empty-file": ("", ["params.yaml", "empty file"]),
     "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", ["params.yaml", "not UTF-8 text"]),
     "nul-bytes": ("seed: 1\x00\n", ["params.yaml", "not text (it holds NUL bytes)"]),
     "nested-maps": ("{a: " * 5000 + "1" + "}" * 5000 + "\n", ["nested too deeply"]),
-    "nested-lists": ("[" * 5000 + "]" * 5000 + "\n", ["nested too deeply"]),
     "huge-file": ("# " + "x" * (2**20 + 10) + "\n", ["bytes; a params file is text of at most"]),
     "huge-values": (
         raw_with(
@@ -184,20 +152,8 @@ CASES = {
         ),
         ["a mapping of 300 keys", "a list of 10000", "xxxx..."],
     ),
-}
-
-
-@pytest.mark.parametrize(("content", "expected"), CASES.values(), ids=CASES)
-def test_bad_params_one_line(tmp_path, monkeypatch, capsys, content, expected):
-    code, line = run_cli(tmp_path, monkeypatch, capsys, content)
-    assert code == 2 and len(line) < 500, line
-    for part in expected:
-        assert part in line, line
-
-
-# what only the model registry, albumentations and Lightning can judge: train refuses it before
-# it reads data or touches models/ (nothing exists, yet the error is about params)
-RUNTIME = {
+    # what only the model registry, albumentations and Lightning can judge: train refuses it
+    # before it reads data or touches models/ (nothing exists, yet the error is about params)
     "unknown-model": bad("experiments.m.model", "resnet9000", "'resnet9000'"),
     "unknown-model-option": bad("experiments.m.model_options", {"widht": 3}, "model_options.widht"),
     "model-option-type": bad(
@@ -225,19 +181,11 @@ RUNTIME = {
     "trainer-unknown-key": bad("trainer.epochz", 3, "not an argument of lightning.Trainer"),
     "trainer-string-for-number": bad("trainer.limit_train_batches", "0.1", "'0.1'"),
     "trainer-bool-for-int": bad("trainer.limit_train_batches", True, "true"),
-    "trainer-string-for-bool": bad("trainer.deterministic", "true", "'true'"),
     "trainer-inf": bad("trainer.gradient_clip_val", float("inf"), "inf"),
-    "trainer-float-precision": bad("trainer.precision", 16.0, "16.0"),
     "trainer-precision": bad("trainer.precision", "8-mixed", "'8-mixed'"),
-    "trainer-accelerator": bad("trainer.accelerator", "quantum", "'quantum'"),
-    "trainer-strategy": bad("trainer.strategy", "ddpp", "'ddpp'"),
     "trainer-strategy-needs-gpu": bad("trainer.strategy", "fsdp", "'fsdp'", "GPU"),
-    "trainer-devices": bad("trainer.devices", "two", "'two'"),
     "trainer-no-devices": bad("trainer.devices", [], "[]"),
     "trainer-fraction": bad("trainer.limit_val_batches", 1.5, "1.5"),
-    "trainer-clip-algorithm": bad("trainer.gradient_clip_algorithm", "sideways", "'sideways'"),
-    "trainer-max-time": bad("trainer.max_time", "banana", "'banana'"),
-    "trainer-profiler": bad("trainer.profiler", "nonsense", "'nonsense'"),
     "trainer-nodes": bad("trainer.num_nodes", 0, "0", "positive"),
     # no machine here has 64 GPUs: Lightning refuses the accelerator (no GPU) or the devices
     "trainer-gpus": (
@@ -247,8 +195,8 @@ RUNTIME = {
 }
 
 
-@pytest.mark.parametrize(("content", "expected"), RUNTIME.values(), ids=RUNTIME)
-def test_runtime_checks_before_any_file(tmp_path, monkeypatch, capsys, content, expected):
+@pytest.mark.parametrize(("content", "expected"), CASES.values(), ids=CASES)
+def test_bad_params_one_line_before_any_file(tmp_path, monkeypatch, capsys, content, expected):
     code, line = run_cli(tmp_path, monkeypatch, capsys, content, ["train", "m"])
     assert code == 2 and len(line) < 500, line
     for part in expected:
@@ -264,11 +212,10 @@ def test_cpu_devices_beyond_the_cores(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
-        (lambda path: path.mkdir(), "conf: is a folder, not a params file"),
         (os.mkfifo, "conf: not a regular file (a pipe or a device?)"),  # reading it would block
         (lambda path: None, "conf: not found (run nnlab from the project root)"),
     ],
-    ids=["folder", "fifo", "missing"],
+    ids=["fifo", "missing"],
 )
 def test_params_path_that_is_no_file(tmp_path, monkeypatch, capsys, make, expected):
     make(tmp_path / "conf")
