@@ -13,22 +13,15 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 REPO = SRC.parent
 # Lowest first; a module may import its own group and every lower layer, nothing else.
 LAYERS = [
-    {"ground": ("nnlab", "nnlab.paths", "nnlab.spec", "nnlab.files", "nnlab.log")},
-    {"config": ("nnlab.config",)},
-    {"data": ("nnlab.data",), "models": ("nnlab.models",)},
+    {"ground": "nnlab nnlab.paths nnlab.spec nnlab.files nnlab.log"},
+    {"config": "nnlab.config"},
+    {"data": "nnlab.data", "models": "nnlab.models"},
     {
-        "library": (
-            "nnlab.classifier",
-            "nnlab.tracking",
-            "nnlab.viz",
-            "nnlab.threads",
-            "nnlab.serving",
-            "nnlab.summary",
-            "nnlab.checks",
-        )
+        "library": "nnlab.classifier nnlab.tracking nnlab.viz nnlab.threads nnlab.serving "
+        "nnlab.summary nnlab.checks"
     },
-    {"commands": ("nnlab.stages", "nnlab.predict", "nnlab.server")},
-    {"cli": ("nnlab.cli",)},
+    {"commands": "nnlab.stages nnlab.predict nnlab.server"},
+    {"cli": "nnlab.cli"},
 ]
 
 
@@ -63,7 +56,7 @@ def place(module: str) -> tuple[int, str]:
         (len(prefix), i, group)
         for i, layer in enumerate(LAYERS)
         for group, prefixes in layer.items()
-        for prefix in prefixes
+        for prefix in prefixes.split()
         if module == prefix or module.startswith(prefix + ".")
     ]
     assert found, f"{module} has no place in LAYERS"
