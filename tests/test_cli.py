@@ -20,6 +20,7 @@ import pytest
 from nnlab import cli, server, tracking
 from nnlab.cli import main
 from nnlab.server import server_command
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,7 +124,7 @@ def started(monkeypatch, tmp_path) -> list[list[str]]:
     ],
 )
 def test_server_prints_the_url_to_export(started, capsys, argv, shown, warned):
-    port = str(_free_port())
+    port = str(free_port())
     assert main(["server", *argv, "--port", port]) == 0
     err = capsys.readouterr().err
     assert f"export MLFLOW_TRACKING_URI=http://{shown}:{port}\n" in err
@@ -145,7 +146,7 @@ def test_a_busy_port_is_one_line_before_mlflow_starts(started, capsys, command):
 
 def test_ui_prints_the_url_of_the_runs_in_the_model_training_view(started, capsys):
     ids = sorted(tracking.ensure_experiment(name, Path(".")) for name in ("mnist", "imdb"))
-    assert main(["ui", "--port", str(_free_port())]) == 0
+    assert main(["ui", "--port", str(free_port())]) == 0
     url = next(w for w in capsys.readouterr().err.split() if w.startswith("http://"))
     page, _, query = urlsplit(url).fragment.partition("?")
     assert page == "/compare-experiments/s"
@@ -155,18 +156,13 @@ def test_ui_prints_the_url_of_the_runs_in_the_model_training_view(started, capsy
     }
 
 
-def _free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_sigterm_stops_every_process_of_the_server(tmp_path):
     """MLflow's uvicorn workers, job runner and huey consumers, in a process group of their own,
     end with `nnlab server`."""
     import psutil
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "nnlab.cli", "server", "--port", str(port)],
         cwd=tmp_path,
