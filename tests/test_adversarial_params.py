@@ -94,10 +94,7 @@ CASES = {
     "unknown-key": bad("data.mnist.vocab_size", 100, "unknown key", "val_fraction"),
     "dataset-without-kind": bad("data.cifar", {}, "data.cifar.kind", "image_folder", "missing"),
     "unknown-kind": bad("data.cifar", {"kind": "cifar"}, "data.cifar.kind", "text_table"),
-    "no-path-nor-mirrors": (
-        raw_with(**{"data.cats_vs_dogs.source": "auto"}),
-        ["data.cats_vs_dogs.path", "required"],
-    ),
+    "no-path-nor-mirrors": bad("data.pets", {"kind": "image_folder"}, "pets.path", "required"),
     "one-class": bad("data.cats_vs_dogs.classes", ["cats"], "at least two"),
     "features-from-text": (
         raw_with(**{"data.t": {"kind": "text_table", "path": "t.csv"}, "features.cvd.from": "t"}),
@@ -121,10 +118,7 @@ CASES = {
     "unfreeze-never": bad("experiments.h.finetune", {"unfreeze_epoch": 2}, ">= epochs (2)"),
     "negative": bad("experiments.h.finetune", {"unfreeze_epoch": -1}, "unfreeze_epoch", "-1"),
     "mapping-for-list": bad("experiments.m.augment", {"name": "Blur"}, "a mapping"),
-    "fractions-sum": (
-        raw_with(**{"data.mnist.val_fraction": 0.5, "data.mnist.test_fraction": 0.5}),
-        ["data.mnist.test_fraction", "0.5 + 0.5"],
-    ),
+    "fractions-sum": bad("data.mnist.test_fraction", 0.9, "0.1 + 0.9"),
     "duplicate-key": (
         HEAD + "\n  m:\n    dataset: mnist\n    model: mlp\n    epochs: 1\n    epochs: 2\n",
         ["params.yaml: line 7", "duplicate key 'epochs'", "first on line 6"],
