@@ -42,20 +42,6 @@ def test_yaml_floats_as_dvc_reads_them_and_merge_keys(tmp_path):
     assert params.experiment("a").lr == 0.001 and params.experiment("b").epochs == 2
 
 
-def test_good_values_are_kept():
-    mirrors = [
-        "https://x.org/a.zip#sha256=" + "a" * 64,
-        "http://x.org/b#md5=" + "0" * 32,
-        "file:///tmp/c.tar.gz",
-    ]
-    finetune = {"unfreeze_epoch": 1, "backbone_lr": 1e-5}
-    params = with_overrides(
-        VALID, **{"data.mnist.mirrors": mirrors, "experiments.h.finetune": finetune}
-    )
-    assert params.dataset("mnist").mirrors == mirrors
-    assert params.experiment("h").finetune.backbone_lr == 1e-5
-
-
 def test_lookups_name_what_is_known():
     params = with_overrides(VALID)
     with pytest.raises(ConfigError, match=r"no experiment 'nope' .*known: m, h"):
@@ -66,14 +52,19 @@ def test_lookups_name_what_is_known():
     assert params.source_dataset("cvd") == "cats_vs_dogs"
 
 
-def test_flat_params_hold_exactly_what_shapes_the_experiment():
-    params = with_overrides(VALID, **{"data.mnist.max_samples": 400})
+def test_flat_params_hold_exactly_what_shapes_the_experiment_as_written():
+    mirrors = ["https://x.org/a#sha256=" + "a" * 64, "http://b#md5=" + "0" * 32, "file:///c.gz"]
+    params = with_overrides(
+        VALID,
+        **{"data.mnist.mirrors": mirrors, "experiments.h.finetune": {"backbone_lr": 1e-5}},
+    )
     flat = params.flat("m")
     assert flat["experiment.epochs"] == 1 and flat["seed"] == 1
     assert flat["trainer.accelerator"] == "cpu" and flat["loader.num_workers"] == 0
-    assert flat["data.mnist.max_samples"] == 400
+    assert flat["data.mnist.mirrors"] == mirrors
     assert not any(k.startswith(("features.", "data.cats_vs_dogs")) for k in flat)
     derived = params.flat("h")
     assert derived["features.cvd.from"] == "cats_vs_dogs"
     assert derived["data.cats_vs_dogs.source"] == "synthetic"
+    assert derived["experiment.finetune.backbone_lr"] == 1e-5
     assert "data.mnist.source" not in derived
