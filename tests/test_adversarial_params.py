@@ -4,6 +4,7 @@ nothing written anywhere (the command runs in tmp_path; its parent is watched to
 from __future__ import annotations
 
 import copy
+import functools
 import os
 
 import pytest
@@ -33,10 +34,7 @@ def raw_with(**overrides) -> dict:
     raw = copy.deepcopy(VALID)
     for dotted, value in overrides.items():
         *parents, leaf = dotted.split(".")
-        node = raw
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+        functools.reduce(lambda node, key: node.setdefault(key, {}), parents, raw)[leaf] = value
     return raw
 
 
