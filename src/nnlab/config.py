@@ -40,21 +40,19 @@ def _key_error(key: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("nnlab_key", "{message}", {"key": key, "message": message})
 
 
-def _either(expected: str, *accept: Callable[[Any], bool]) -> Any:
-    """A field that holds one of several shapes, with one message when it holds none."""
+def _or_auto(expected: str, ok: Callable[[Any], bool]) -> Any:
+    """A field that holds ``expected`` or "auto", with one message when it holds neither."""
 
     def validate(v: Any) -> Any:
-        if any(ok(v) for ok in accept):
+        if v == "auto" or ok(v):
             return v
-        raise ValueError(f"expected {expected}")
+        raise ValueError(f'expected {expected} or "auto"')
 
     return Annotated[Any, PlainValidator(validate)]
 
 
-Threads = _either(
-    'an int >= 1 or "auto"', lambda v: type(v) is int and v >= 1, lambda v: v == "auto"
-)
-BoolOrAuto = _either('true, false or "auto"', lambda v: type(v) is bool, lambda v: v == "auto")
+Threads = _or_auto("an int >= 1", lambda v: type(v) is int and v >= 1)
+BoolOrAuto = _or_auto("true, false", lambda v: type(v) is bool)
 Name = Annotated[str, AfterValidator(check_name)]  # a key that names a folder
 
 
@@ -105,22 +103,18 @@ class TrainerConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _not_here(cls, data: Any) -> Any:
-        for key in data if isinstance(data, dict) else ():
-            if key in NOT_IN_TRAINER:
+    def _check(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if key := next((k for k in data if k in NOT_IN_TRAINER), None):
                 raise _key_error(key, NOT_IN_TRAINER[key])
+            devices, cores = data.get("devices"), os.cpu_count() or 1
+            if data.get("accelerator") == "cpu" and type(devices) is int and devices > cores:
+                raise _key_error(
+                    "devices",
+                    f"{devices} processes with accelerator: cpu, but this machine has "
+                    f"{cores} cores",
+                )
         return data
-
-    @model_validator(mode="after")
-    def _cpu_devices(self) -> TrainerConfig:
-        cores = os.cpu_count() or 1
-        if self.accelerator == "cpu" and type(self.devices) is int and self.devices > cores:
-            raise _key_error(
-                "devices",
-                f"{self.devices} processes with accelerator: cpu, but this machine has "
-                f"{cores} cores",
-            )
-        return self
 
     def kwargs(self) -> dict[str, Any]:
         """The keyword arguments for ``lightning.Trainer``, ``precision: auto`` resolved."""
@@ -141,8 +135,7 @@ def cpu_has_bf16() -> bool:
 
 
 def auto_precision(accelerator: Any) -> str:
-    """``precision: auto``: bf16-mixed where the hardware has native bf16, else fp32 on a CPU
-    and 16-bit mixed on a GPU."""
+    """``precision: auto``: bf16-mixed where the hardware has it, else fp32 (16-mixed on a GPU)."""
     if accelerator != "cpu":
         import torch
 
