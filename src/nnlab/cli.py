@@ -17,6 +17,7 @@ from pathlib import Path
 
 from nnlab.config import PARAMS_FILE, ConfigError, load_params
 from nnlab.files import interruptible
+from nnlab.log import one_line
 
 DEBUG_ENV = "NNLAB_DEBUG"
 EXPECTED = (ConfigError, ValueError, RuntimeError, OSError)
@@ -145,13 +146,6 @@ def _dashed_files(argv: list[str]) -> list[str]:
     ]
 
 
-def _one_line(err: BaseException) -> str:
-    text = ""
-    for line in filter(None, (line.strip() for line in str(err).splitlines())):
-        text += (" " if text.endswith(":") else "; ") + line if text else line
-    return text or type(err).__name__
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(_dashed_files(sys.argv[1:] if argv is None else argv))
     debug = getattr(args, "debug", False) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
@@ -166,13 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, Exception) as err:
         if debug:
             traceback.print_exception(err)
+        message = one_line(err, sys.maxsize) or type(err).__name__
         if isinstance(err, KeyboardInterrupt):
             message, code = "interrupted", 130
-        elif isinstance(err, EXPECTED):
-            message, code = _one_line(err), 2 if isinstance(err, ConfigError) else 1
-        else:
+        elif not isinstance(err, EXPECTED):
             hint = "" if debug else " (rerun with --debug for the traceback)"
-            message, code = f"{type(err).__name__}: {_one_line(err)}{hint}", 1
+            message, code = f"{type(err).__name__}: {message}{hint}", 1
+        else:
+            code = 2 if isinstance(err, ConfigError) else 1
     print(f"nnlab: error: {shown(message)}", file=sys.stderr)
     return code
 

@@ -508,7 +508,7 @@ def _describe(err: ValidationError) -> str:
             msg = one_line(e["msg"].removeprefix("Value error, "), 200)
             if kind == "float_type" and isinstance(got, str):
                 msg += " (write numbers unquoted, e.g. 0.001 or 1.0e-3)"
-            lines.append(f"{where}: {msg} (got {show(got)})" if where else f"{msg}")
+            lines.append(f"{where or 'top level'}: {msg} (got {show(got)})")
     if len(lines) > 5:
         lines[5:] = [f"and {len(lines) - 5} more"]
     return "; ".join(lines)

@@ -40,9 +40,12 @@ warn = log.warning
 
 
 def one_line(text: object, limit: int = 300) -> str:
-    """``text`` for a one-line message: whitespace runs as one space, cut to ``limit`` chars."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """``text`` for a one-line message: its lines joined by "; " (by " " after a colon), runs of
+    whitespace as one space, cut to ``limit`` characters."""
+    out = ""
+    for line in filter(None, (" ".join(line.split()) for line in str(text).splitlines())):
+        out += (" " if out.endswith(":") else "; ") + line if out else line
+    return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
 def with_fallback(
