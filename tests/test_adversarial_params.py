@@ -119,7 +119,7 @@ CASES = {
     "fractions-sum": bad("data.mnist.test_fraction", 0.9, "0.1 + 0.9"),
     "duplicate-key": (
         HEAD + "\n  m:\n    dataset: mnist\n    model: mlp\n    epochs: 1\n    epochs: 2\n",
-        ["params.yaml: line 7", "duplicate key 'epochs'", "first on line 6"],
+        ["params.yaml: line 7", 'duplicate key "epochs"', 'original value: "1"'],
     ),
     "invalid-yaml": ("seed: 1\nexperiments: [\n  m: {a: 1\n", ["params.yaml: line", "column"]),
     "top-level-list": ("- seed\n- 1\n", ["params.yaml", "expected a mapping", "a list of 2"]),

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -22,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+from ruamel.yaml import YAML, YAMLError
 
 from nnlab.files import decode_text
 from nnlab.log import one_line
@@ -514,36 +514,6 @@ def _describe(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML with duplicate keys refused and YAML 1.2 floats (``1e-3``, as DVC reads them)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.setdefault(key, key_node.start_mark.line + 1)
-            except TypeError:  # an unhashable key: the base class says so
-                break
-            if first != key_node.start_mark.line + 1:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"duplicate key {_quote(key)} (first on line {first})",
-                    key_node.start_mark,
-                )
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
 def parse_params(raw: Any, where: str = PARAMS_FILE) -> Params:
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else show(raw)
@@ -568,14 +538,15 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
             raise ConfigError(
                 f"{path}: {size} bytes; a params file is text of at most {MAX_BYTES >> 20} MiB"
             )
-        raw = yaml.load(decode_text(path.read_bytes(), path), Loader=_Loader)  # a SafeLoader
+        # as DVC reads it: YAML 1.2 (1e-3 is a float), no duplicate keys
+        raw = YAML(typ="safe", pure=True).load(decode_text(path.read_bytes(), path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found (run nnlab from the project root)") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from None
     except ValueError as err:  # not text
         raise ConfigError(str(err)) from None
-    except yaml.YAMLError as err:
+    except YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "not valid YAML"
         problem = getattr(err, "problem", None) or one_line(err)
