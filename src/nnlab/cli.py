@@ -77,15 +77,11 @@ HOST = ("--host",), {"default": "127.0.0.1", "help": "interface (0.0.0.0: every 
 MLFLOW_PASSED = ("--app-name", "--workers", "--allowed-hosts")  # given to mlflow server as is
 # command -> (help, what it runs, its arguments as (flags, keywords)); the stages are dvc.yaml's
 COMMANDS = {
-    "download": _stage_command(
-        "fetch a dataset's raw files (or its offline substitute)", "dataset"
-    ),
+    "download": _stage_command("fetch a dataset's raw files (or its substitute)", "dataset"),
     "split": _stage_command("decode, split and store a dataset as arrays", "dataset"),
     "features": _stage_command("run a frozen pretrained base over a dataset (features:)", "cache"),
     "train": _stage_command("train one experiment", "experiment"),
-    "evaluate": _stage_command(
-        "score an experiment's best checkpoint on the test split", "experiment"
-    ),
+    "evaluate": _stage_command("score an experiment's best checkpoint", "experiment"),
     "compare": _stage_command("table and chart of all evaluated experiments", None),
     "summary": ("print a Keras-style model summary", _summary, [(("experiment",), {})]),
     "predict": (
@@ -114,12 +110,8 @@ COMMANDS = {
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help=f"show tracebacks (or {DEBUG_ENV}=1)",
-    )
+    debug = f"show tracebacks (or {DEBUG_ENV}=1)"
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug)
     p = argparse.ArgumentParser(prog="nnlab", description="nnlab command line", parents=[common])
     p.add_argument("--params", default=PARAMS_FILE, help="params file (default: params.yaml)")
     sub = p.add_subparsers(dest="command", required=True)
