@@ -491,6 +491,8 @@ def _describe(err: ValidationError) -> str:
             parts = parts[:2] + parts[3:]
         if parts[-1:] == ("[key]",):  # a key of a mapping of names
             parts = parts[:-2]
+        elif kind == "invalid_key":  # a key of a model
+            parts = parts[:-1]
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)[1:]
         if kind == "invalid_key" or (kind == "string_type" and e["loc"][-1:] == ("[key]",)):
             lines.append(f"{where or 'top level'}: key {show(got)} is not a string")
