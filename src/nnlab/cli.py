@@ -30,13 +30,21 @@ def _port(text: str) -> int:
 
 
 def _stage(args: argparse.Namespace, root: Path, what: str | None) -> int:
-    """A stage of dvc.yaml on the ``what`` named (or the one DVC_STAGE names)."""
+    """A stage of dvc.yaml on the ``what`` named, else on the one DVC_STAGE names: dvc.yaml's
+    commands never name it, so that no params key reaches a shell."""
     params = load_params(args.params)
     stage = importlib.import_module(f"nnlab.stages.{args.command}")
     if what is None:
         print(stage.run(params, root))
-    else:
-        stage.run(params, args.item or stage_item(args.command, what), root)
+        return 0
+    dvc_stage = os.environ.get("DVC_STAGE", "")  # [dvc.yaml:]train@<experiment>
+    name, _, item = dvc_stage.rpartition(":")[2].partition("@")
+    if args.item is None and (name != args.command or not item):
+        raise ValueError(
+            f"nnlab {args.command}: name the {what} (DVC_STAGE is {dvc_stage!r}, "
+            f"not {args.command}@<{what}>)"
+        )
+    stage.run(params, args.item or item, root)
     return 0
 
 
@@ -168,18 +176,6 @@ def shown(text: str) -> str:
     """``text`` for a terminal, newlines, tabs and escapes written as Python writes them, so that
     no file name can forge a line or recolour the screen."""
     return text if text.isprintable() else repr(text)[1:-1]
-
-
-def stage_item(cmd: str, what: str) -> str:
-    """The item of stage ``cmd@<item>`` that ``dvc repro`` runs, from DVC_STAGE: dvc.yaml's
-    commands never name it, so that no params key reaches a shell."""
-    stage = os.environ.get("DVC_STAGE", "")
-    name, _, item = stage.rpartition(":")[2].partition("@")
-    if name != cmd or not item:
-        raise ValueError(
-            f"nnlab {cmd}: name the {what} (DVC_STAGE is {stage!r}, not {cmd}@<{what}>)"
-        )
-    return item
 
 
 def run() -> None:
