@@ -4,6 +4,7 @@ nothing written anywhere (the command runs in tmp_path; its parent is watched to
 from __future__ import annotations
 
 import copy
+import functools
 import os
 
 import pytest
@@ -25,27 +26,25 @@ VALID = {
     },
 }
 HEX = "0123456789abcdef" * 4
-M = {"dataset": "mnist", "model": "mlp", "epochs": 1}
+HEAD = "data: {mnist: {kind: mnist}}\nexperiments: "
 
 
 def raw_with(**overrides) -> dict:
-    """VALID with overrides of dotted keys ("|" splits a key holding dots); ``...`` deletes."""
+    """VALID with overrides of dotted keys."""
     raw = copy.deepcopy(VALID)
     for dotted, value in overrides.items():
-        node = raw
-        *parents, leaf = dotted.split("|") if "|" in dotted else dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        if value is ...:
-            del node[leaf]
-        else:
-            node[leaf] = value
+        *parents, leaf = dotted.split(".")
+        functools.reduce(lambda node, key: node.setdefault(key, {}), parents, raw)[leaf] = value
     return raw
 
 
 def bad(key: str, value, *expected: str) -> tuple[dict, list[str]]:
     """VALID with ``key`` set to ``value``; the error must name the key and each ``expected``."""
     return raw_with(**{key: value}), [key, *expected]
+
+
+def affine(**args) -> list[dict]:
+    return [{"name": "Affine", "args": args}]
 
 
 def listing(folder) -> set[str]:
@@ -56,12 +55,11 @@ def run_cli(tmp_path, monkeypatch, capsys, content, args=("download", "mnist")):
     """Write params.yaml (a dict as YAML, str or bytes as is), run nnlab in tmp_path: the exit
     status and the one line it says."""
     path = tmp_path / "params.yaml"
-    if isinstance(content, dict):
-        path.write_text(yaml.safe_dump(content))
-    elif isinstance(content, bytes):
-        path.write_bytes(content)
+    if callable(content):  # makes something else there, or nothing
+        content(path)
     else:
-        path.write_text(content)
+        content = yaml.safe_dump(content) if isinstance(content, dict) else content
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
     monkeypatch.chdir(tmp_path)
     before, around = listing(tmp_path), set(os.listdir(tmp_path.parent))
     code = main(list(args))
@@ -73,7 +71,6 @@ def run_cli(tmp_path, monkeypatch, capsys, content, args=("download", "mnist")):
     return code, lines[0]
 
 
-# refused on load, whatever the command
 CASES = {
     "string-for-int": bad("experiments.m.batch_size", "64", "'64'"),
     "bool-for-int": bad("experiments.m.epochs", True, "true"),
@@ -84,66 +81,32 @@ CASES = {
     ),
     "float-for-int": bad("seed", 1.5, "1.5"),
     "too-big": bad("seed", 2**40, str(2**40)),
-    "zero-timeout": bad("data.mnist.timeout", 0, "0"),
-    "inf": (
-        "data: {mnist: {kind: mnist}}\nexperiments: {m: {dataset: mnist, model: mlp, "
-        "epochs: 1, lr: .inf}}\n",
-        ["experiments.m.lr", "inf"],
-    ),
+    "inf": (HEAD + "{m: {dataset: mnist, model: mlp, epochs: 1, lr: .inf}}", ["m.lr", "inf"]),
     "list-length": bad("data.cats_vs_dogs.split_sizes", [1, 2], "[1, 2]"),
     "either-shape": bad("loader.threads", 0, "0"),
     "not-a-source": bad("data.cats_vs_dogs.source", "bundled", "'bundled'"),
-    "int-key": (
-        "data: {mnist: {kind: mnist}}\nexperiments: {1: {dataset: mnist, model: mlp, epochs: 1}}\n",
-        ["experiments: key 1 is not a string"],
-    ),
-    "null-block": (
-        "data: {mnist: {kind: mnist}}\nexperiments: {m: null}\n",
-        ["experiments.m: expected a mapping", "null"],
-    ),
+    "int-key": (HEAD + "{1: {dataset: mnist, model: mlp, epochs: 1}}", ["key 1 is not a string"]),
+    "null-block": (HEAD + "{m: null}", ["experiments.m: expected a mapping", "null"]),
     "reserved-max_epochs": bad("trainer.max_epochs", 5, "experiments.<name>.epochs"),
-    "reserved-logger": bad("trainer.logger", True, "MLflow"),
     "moved-num_workers": bad("trainer.num_workers", 2, "loader.num_workers"),
-    "moved-limit_batches": bad("trainer.limit_batches", 0.1, "limit_train_batches"),
     "unknown-key": bad("data.mnist.vocab_size", 100, "unknown key", "val_fraction"),
     "dataset-without-kind": bad("data.cifar", {}, "data.cifar.kind", "image_folder", "missing"),
     "unknown-kind": bad("data.cifar", {"kind": "cifar"}, "data.cifar.kind", "text_table"),
-    "kind-key-of-another-kind": bad("data.cats_vs_dogs.vocab_size", 100, "unknown key"),
-    "no-path-nor-mirrors": (
-        raw_with(**{"data.cats_vs_dogs.source": "auto"}),
-        ["data.cats_vs_dogs.path", "required"],
-    ),
-    "channels": bad("data.cats_vs_dogs.channels", 2, "1 or 3"),
+    "no-path-nor-mirrors": bad("data.pets", {"kind": "image_folder"}, "pets.path", "required"),
     "one-class": bad("data.cats_vs_dogs.classes", ["cats"], "at least two"),
     "features-from-text": (
         raw_with(**{"data.t": {"kind": "text_table", "path": "t.csv"}, "features.cvd.from": "t"}),
         ["features.cvd.from", "text_table", "cats_vs_dogs"],
     ),
     "alias-spelled-as-field": bad("features.cvd.from_", "mnist", "unknown key"),
-    "unknown-nested-key": bad("experiments.h.finetune", {"unfreez_epoch": 1}, "unfreeze_epoch"),
     "mirror-colon-pin": bad(
         "data.mnist.mirrors", ["https://a.org/x#sha256:" + HEX], "mirrors[0]", "sha256=<64 hex>"
     ),
-    "mirror-short-pin": bad(
-        "data.mnist.mirrors",
-        ["https://a.org/", "https://b.org/x#sha256=abc"],
-        "mirrors[1]",
-        "#sha256=abc",
-    ),
-    "mirror-md5-64": bad("data.mnist.mirrors", ["https://a.org/x#md5=" + HEX], "md5="),
     "mirror-ftp": bad("data.mnist.mirrors", ["ftp://a.org/x.zip"], "mirrors[0]", "ftp://"),
     "mirror-a-path": bad("data.mnist.mirrors", ["../../etc/passwd"], "../../etc/passwd"),
-    "name-dotdot": (
-        raw_with(**{"experiments|../../x": M}),
-        ["experiments", "'../../x'", "not an identifier"],
-    ),
-    "name-empty": (raw_with(**{"experiments|": M}), ["experiments", "''", "not an identifier"]),
-    "name-slash": (
-        raw_with(**{"features|a/b": {"from": "mnist", "backbone": "vgg16"}}),
-        ["features", "'a/b'", "not an identifier"],
-    ),
+    "name-dotdot": (HEAD + "{../../x: {}}", ["experiments", "'../../x'", "not an identifier"]),
+    "missing": (HEAD + "{m: {dataset: mnist, model: mlp}}", ["m.epochs: required key missing"]),
     "unknown-dataset": bad("experiments.m.dataset", "cifar", "'cifar'", "cvd"),
-    "dataset-without-block": bad("experiments.m.dataset", "imdb", "'imdb'"),
     "features-from-unknown": bad("features.cvd.from", "imagenet", "'imagenet'"),
     "features-named-as-dataset": bad(
         "features.mnist", {"from": "cats_vs_dogs", "backbone": "vgg16"}, "dataset"
@@ -152,27 +115,23 @@ CASES = {
     "momentum-adam": bad("experiments.m.momentum", 0.9, "adam has no momentum", "0.9"),
     "unfreeze-never": bad("experiments.h.finetune", {"unfreeze_epoch": 2}, ">= epochs (2)"),
     "negative": bad("experiments.h.finetune", {"unfreeze_epoch": -1}, "unfreeze_epoch", "-1"),
-    "missing": bad("experiments.m.epochs", ..., "required key missing"),
     "mapping-for-list": bad("experiments.m.augment", {"name": "Blur"}, "a mapping"),
-    "fractions-sum": (
-        raw_with(**{"data.mnist.val_fraction": 0.5, "data.mnist.test_fraction": 0.5}),
-        ["data.mnist.test_fraction", "0.5 + 0.5"],
-    ),
-    "duplicate-top": (yaml.safe_dump(VALID) + "seed: 2\n", ["duplicate key 'seed'", "line"]),
-    "duplicate-nested": (
-        "data: {mnist: {kind: mnist}}\nexperiments:\n  m:\n    dataset: mnist\n"
-        "    model: mlp\n    epochs: 1\n    epochs: 2\n",
-        ["params.yaml: line 7", "duplicate key 'epochs'", "first on line 6"],
+    "fractions-sum": bad("data.mnist.test_fraction", 0.9, "0.1 + 0.9"),
+    "duplicate-key": (
+        HEAD + "\n  m:\n    dataset: mnist\n    model: mlp\n    epochs: 1\n    epochs: 2\n",
+        ["params.yaml: line 7", 'duplicate key "epochs"', 'original value: "1"'],
     ),
     "invalid-yaml": ("seed: 1\nexperiments: [\n  m: {a: 1\n", ["params.yaml: line", "column"]),
-    "tab-indent": ("seed: 1\n\texperiments: {}\n", ["params.yaml: line 2"]),
     "top-level-list": ("- seed\n- 1\n", ["params.yaml", "expected a mapping", "a list of 2"]),
-    "top-level-scalar": ("hello\n", ["params.yaml", "expected a mapping", "'hello'"]),
+    "missing-file": (
+        lambda path: None,
+        ["params.yaml: not found (run nnlab from the project root)"],
+    ),
+    "fifo": (os.mkfifo, ["params.yaml: not a regular file (a pipe or a device?)"]),  # would block
     "empty-file": ("", ["params.yaml", "empty file"]),
     "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", ["params.yaml", "not UTF-8 text"]),
     "nul-bytes": ("seed: 1\x00\n", ["params.yaml", "not text (it holds NUL bytes)"]),
     "nested-maps": ("{a: " * 5000 + "1" + "}" * 5000 + "\n", ["nested too deeply"]),
-    "nested-lists": ("[" * 5000 + "]" * 5000 + "\n", ["nested too deeply"]),
     "huge-file": ("# " + "x" * (2**20 + 10) + "\n", ["bytes; a params file is text of at most"]),
     "huge-values": (
         raw_with(
@@ -184,60 +143,27 @@ CASES = {
         ),
         ["a mapping of 300 keys", "a list of 10000", "xxxx..."],
     ),
-}
-
-
-@pytest.mark.parametrize(("content", "expected"), CASES.values(), ids=CASES)
-def test_bad_params_one_line(tmp_path, monkeypatch, capsys, content, expected):
-    code, line = run_cli(tmp_path, monkeypatch, capsys, content)
-    assert code == 2 and len(line) < 500, line
-    for part in expected:
-        assert part in line, line
-
-
-# what only the model registry, albumentations and Lightning can judge: train refuses it before
-# it reads data or touches models/ (nothing exists, yet the error is about params)
-RUNTIME = {
+    # what only the model registry, albumentations and Lightning can judge: train refuses it
+    # before it reads data or touches models/ (nothing exists, yet the error is about params)
     "unknown-model": bad("experiments.m.model", "resnet9000", "'resnet9000'"),
     "unknown-model-option": bad("experiments.m.model_options", {"widht": 3}, "model_options.widht"),
     "model-option-type": bad(
         "experiments.m.model_options", {"hidden": "big"}, "model_options.hidden", "'big'"
     ),
     "augment-unknown-transform": bad(
-        "experiments.m.augment",
-        [{"name": "Blur", "args": {"blur_limit": [3, 7]}}, {"name": "NoSuchTransform"}],
-        "augment[1]",
-        "NoSuchTransform",
+        "experiments.m.augment", [{"name": "Blur"}, {"name": "NoSuch"}], "augment[1]", "NoSuch"
     ),
-    "augment-bad-arg": bad(
-        "experiments.m.augment",
-        [{"name": "Affine", "args": {"rotat": 3}}],
-        "augment[0]",
-        "Affine",
-        "rotat",
-    ),
-    "augment-arg-type": bad(
-        "experiments.m.augment",
-        [{"name": "Affine", "args": {"rotate": "lots"}}],
-        "augment[0]",
-        "lots",
-    ),
+    "augment-bad-arg": bad("experiments.m.augment", affine(rotat=3), "augment[0]", "rotat"),
+    "augment-arg-type": bad("experiments.m.augment", affine(rotate="x"), "augment[0]", "'x'"),
+    "trainer-cpu-devices": bad("trainer.devices", 10**5, "100000 processes", "cores"),
     "trainer-unknown-key": bad("trainer.epochz", 3, "not an argument of lightning.Trainer"),
     "trainer-string-for-number": bad("trainer.limit_train_batches", "0.1", "'0.1'"),
     "trainer-bool-for-int": bad("trainer.limit_train_batches", True, "true"),
-    "trainer-string-for-bool": bad("trainer.deterministic", "true", "'true'"),
     "trainer-inf": bad("trainer.gradient_clip_val", float("inf"), "inf"),
-    "trainer-float-precision": bad("trainer.precision", 16.0, "16.0"),
     "trainer-precision": bad("trainer.precision", "8-mixed", "'8-mixed'"),
-    "trainer-accelerator": bad("trainer.accelerator", "quantum", "'quantum'"),
-    "trainer-strategy": bad("trainer.strategy", "ddpp", "'ddpp'"),
     "trainer-strategy-needs-gpu": bad("trainer.strategy", "fsdp", "'fsdp'", "GPU"),
-    "trainer-devices": bad("trainer.devices", "two", "'two'"),
     "trainer-no-devices": bad("trainer.devices", [], "[]"),
     "trainer-fraction": bad("trainer.limit_val_batches", 1.5, "1.5"),
-    "trainer-clip-algorithm": bad("trainer.gradient_clip_algorithm", "sideways", "'sideways'"),
-    "trainer-max-time": bad("trainer.max_time", "banana", "'banana'"),
-    "trainer-profiler": bad("trainer.profiler", "nonsense", "'nonsense'"),
     "trainer-nodes": bad("trainer.num_nodes", 0, "0", "positive"),
     # no machine here has 64 GPUs: Lightning refuses the accelerator (no GPU) or the devices
     "trainer-gpus": (
@@ -247,34 +173,12 @@ RUNTIME = {
 }
 
 
-@pytest.mark.parametrize(("content", "expected"), RUNTIME.values(), ids=RUNTIME)
-def test_runtime_checks_before_any_file(tmp_path, monkeypatch, capsys, content, expected):
+@pytest.mark.parametrize(("content", "expected"), CASES.values(), ids=CASES)
+def test_bad_params_one_line_before_any_file(tmp_path, monkeypatch, capsys, content, expected):
     code, line = run_cli(tmp_path, monkeypatch, capsys, content, ["train", "m"])
     assert code == 2 and len(line) < 500, line
     for part in expected:
         assert part in line, line
-
-
-def test_cpu_devices_beyond_the_cores(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    code, line = run_cli(tmp_path, monkeypatch, capsys, raw_with(**{"trainer.devices": 7}))
-    assert code == 2 and "trainer.devices: 7" in line and "2 cores" in line, line
-
-
-@pytest.mark.parametrize(
-    ("make", "expected"),
-    [
-        (lambda path: path.mkdir(), "conf: is a folder, not a params file"),
-        (os.mkfifo, "conf: not a regular file (a pipe or a device?)"),  # reading it would block
-        (lambda path: None, "conf: not found (run nnlab from the project root)"),
-    ],
-    ids=["folder", "fifo", "missing"],
-)
-def test_params_path_that_is_no_file(tmp_path, monkeypatch, capsys, make, expected):
-    make(tmp_path / "conf")
-    monkeypatch.chdir(tmp_path)
-    assert main(["--params", "conf", "train", "m"]) == 2
-    assert capsys.readouterr().err.strip().splitlines() == [f"nnlab: error: {expected}"]
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,6 @@
-"""Typed view of params.yaml; the only module that reads it.
-
-An unknown key, a wrong type or an impossible value stops with one line naming the key and the
-value, before any file is touched. Types are strict (``"64"`` is not 64, ``true`` is not 1).
-Loading imports neither torch nor Lightning: what only the libraries can judge (the model's
-options, augment steps, ``trainer:``) is checked by ``nnlab.checks``.
-"""
+"""Typed view of params.yaml, the only module that reads it: strict types, one line naming the key
+and value on bad input. What only the libraries can judge (model options, augment steps,
+``trainer:``) is checked by ``nnlab.checks``, so loading imports neither torch nor Lightning."""
 
 from __future__ import annotations
 
@@ -15,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -23,16 +18,16 @@ from pydantic import (
     Field,
     PlainValidator,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+from ruamel.yaml import YAML, YAMLError
 
 from nnlab.files import decode_text
+from nnlab.log import one_line
 from nnlab.paths import check_name
 
 PARAMS_FILE = "params.yaml"
-_SHOW = 60  # longest value shown in a message
 MAX_BYTES = 2**20  # a params file larger than this is not one
 
 
@@ -45,21 +40,20 @@ def _key_error(key: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("nnlab_key", "{message}", {"key": key, "message": message})
 
 
-def _either(expected: str, *accept: Callable[[Any], bool]) -> Any:
-    """A field that holds one of several shapes, with one message when it holds none."""
+def _or_auto(expected: str, ok: Callable[[Any], bool]) -> Any:
+    """A field that holds ``expected`` or "auto", with one message when it holds neither."""
 
     def validate(v: Any) -> Any:
-        if any(ok(v) for ok in accept):
+        if v == "auto" or ok(v):
             return v
-        raise ValueError(f"expected {expected}")
+        raise ValueError(f'expected {expected} or "auto"')
 
     return Annotated[Any, PlainValidator(validate)]
 
 
-Threads = _either(
-    'an int >= 1 or "auto"', lambda v: type(v) is int and v >= 1, lambda v: v == "auto"
-)
-BoolOrAuto = _either('true, false or "auto"', lambda v: type(v) is bool, lambda v: v == "auto")
+Threads = _or_auto("an int >= 1", lambda v: type(v) is int and v >= 1)
+BoolOrAuto = _or_auto("true, false", lambda v: type(v) is bool)
+Name = Annotated[str, AfterValidator(check_name)]  # a key that names a folder
 
 
 class _Strict(BaseModel):
@@ -75,23 +69,17 @@ class _Strict(BaseModel):
         return data
 
 
-# Arguments of lightning.Trainer that nnlab sets itself, and keys that moved elsewhere.
-RESERVED = {
-    "max_epochs": "set per experiment as experiments.<name>.epochs",
-    "min_epochs": "training length is experiments.<name>.epochs (and .patience)",
-    "max_steps": "training length is experiments.<name>.epochs",
-    "min_steps": "training length is experiments.<name>.epochs (and .patience)",
+LENGTH = "training length is experiments.<name>.epochs (and .patience)"
+# Arguments of lightning.Trainer that nnlab sets itself or that moved elsewhere: where to look
+NOT_IN_TRAINER = {
+    **dict.fromkeys(("max_epochs", "min_epochs", "max_steps", "min_steps"), LENGTH),
+    **{k: f"moved to loader.{k}" for k in ("num_workers", "persistent_workers", "pin_memory")},
     "logger": "nnlab logs to MLflow (set MLFLOW_TRACKING_URI for a server)",
     "callbacks": "nnlab sets checkpointing, early stopping (experiments.<name>.patience) "
-                 "and the progress bar (trainer.enable_progress_bar)",
+    "and the progress bar (trainer.enable_progress_bar)",
     "default_root_dir": "outputs go to models/<experiment>/",
     "enable_checkpointing": "nnlab always keeps best.ckpt and last.ckpt in models/<experiment>/",
     "plugins": "not settable from params.yaml (Lightning detects the cluster environment)",
-}  # fmt: skip
-MOVED = {
-    "num_workers": "moved to loader.num_workers",
-    "persistent_workers": "moved to loader.persistent_workers",
-    "pin_memory": "moved to loader.pin_memory",
     "progress_bar": "renamed to Lightning's trainer.enable_progress_bar",
     "limit_batches": "use Lightning's trainer.limit_train_batches and trainer.limit_val_batches",
     "channels_last": "moved per experiment: experiments.<name>.channels_last",
@@ -99,9 +87,8 @@ MOVED = {
 
 
 class TrainerConfig(BaseModel):
-    """Keyword arguments of ``lightning.Trainer``: nnlab's defaults, and any other key as written.
-    Lightning judges keys, types and values (``nnlab.checks``); this model refuses what
-    nnlab sets itself or moved elsewhere, and more CPU processes than cores."""
+    """Keyword arguments of ``lightning.Trainer``: nnlab's defaults and any other key as written,
+    for ``nnlab.checks`` to judge; refused here: NOT_IN_TRAINER, more CPU processes than cores."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -116,26 +103,21 @@ class TrainerConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _not_here(cls, data: Any) -> Any:
-        for key in data if isinstance(data, dict) else ():
-            if (hint := RESERVED.get(key) or MOVED.get(key)) is not None:
-                raise _key_error(str(key), hint)
+    def _check(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if key := next((k for k in data if k in NOT_IN_TRAINER), None):
+                raise _key_error(key, NOT_IN_TRAINER[key])
+            devices, cores = data.get("devices"), os.cpu_count() or 1
+            if data.get("accelerator") == "cpu" and type(devices) is int and devices > cores:
+                raise _key_error(
+                    "devices",
+                    f"{devices} processes with accelerator: cpu, but this machine has "
+                    f"{cores} cores",
+                )
         return data
 
-    @model_validator(mode="after")
-    def _cpu_devices(self) -> TrainerConfig:
-        cores = os.cpu_count() or 1
-        if self.accelerator == "cpu" and type(self.devices) is int and self.devices > cores:
-            raise _key_error(
-                "devices",
-                f"{self.devices} processes with accelerator: cpu, but "
-                f"this machine has {cores} cores",
-            )
-        return self
-
     def kwargs(self) -> dict[str, Any]:
-        """The keyword arguments for ``lightning.Trainer`` (nnlab adds the RESERVED ones), with
-        ``precision: auto`` resolved for this machine (:func:`auto_precision`)."""
+        """The keyword arguments for ``lightning.Trainer``, ``precision: auto`` resolved."""
         kwargs = self.model_dump()
         if kwargs["precision"] == "auto":
             kwargs["precision"] = auto_precision(kwargs["accelerator"])
@@ -143,22 +125,17 @@ class TrainerConfig(BaseModel):
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); without it bf16 is
-    emulated and slower than fp32."""
+    """Whether this CPU computes bfloat16 natively (else it is emulated, slower than fp32)."""
     try:
-        flags = next(
-            line
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("flags")
-        ).split()
-    except (OSError, StopIteration):
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
         return False
+    flags = next((line.split() for line in text.splitlines() if line.startswith("flags")), [])
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def auto_precision(accelerator: Any) -> str:
-    """``precision: auto``: bf16-mixed where the hardware has native bf16, else full fp32 (16-bit
-    mixed on a GPU without bf16)."""
+    """``precision: auto``: bf16-mixed where the hardware has it, else fp32 (16-mixed on a GPU)."""
     if accelerator != "cpu":
         import torch
 
@@ -189,12 +166,15 @@ def _check_mirror(url: str) -> str:
     return url
 
 
+Mirrors = list[Annotated[str, AfterValidator(_check_mirror)]]
+
+
 class DataConfig(_Strict):
     """What every dataset block has: its kind, where the data comes from, how hard to try."""
 
     kind: str
     source: str = "auto"  # each kind narrows it to the sources it has
-    mirrors: list[Annotated[str, AfterValidator(_check_mirror)]] = []
+    mirrors: Mirrors = []
     path: str | None = None  # relative to the project, absolute, or starting with ~
     timeout: float = Field(10.0, gt=0, le=300)  # seconds without a byte before a retry
     retries: int = Field(2, ge=0, le=10)
@@ -210,14 +190,14 @@ class DataConfig(_Strict):
         if self.val_fraction + self.test_fraction >= 1:
             raise _key_error(
                 "test_fraction",
-                f"val_fraction + test_fraction must be < 1, got "
+                "val_fraction + test_fraction must be < 1, got "
                 f"{self.val_fraction} + {self.test_fraction}",
             )
         if self.path is None and not self.mirrors and self.source in ("auto", "remote"):
             raise _key_error(
                 "path",
-                "required: a folder or a file (or mirrors: URLs to "
-                "download, or the offline substitute as source:)",
+                "required: a folder or a file (or mirrors: URLs to download, "
+                "or the offline substitute as source:)",
             )
         return self
 
@@ -229,7 +209,7 @@ class DataConfig(_Strict):
 class MnistConfig(DataConfig):
     kind: Literal["mnist"]
     source: Literal["auto", "remote", "bundled"] = "auto"
-    mirrors: list[Annotated[str, AfterValidator(_check_mirror)]] = [
+    mirrors: Mirrors = [
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
         "http://yann.lecun.com/exdb/mnist/",
     ]
@@ -241,8 +221,8 @@ def _check_classes(value: Any) -> list[str] | dict[str, str] | None:
     names = list(value.values()) if isinstance(value, dict) else value
     if not isinstance(value, list | dict) or not all(type(n) is str for n in [*value, *names]):
         raise ValueError(
-            "expected a list of class names, or a mapping {label in the data: "
-            "class name}, all strings"
+            "expected a list of class names, or a mapping {label in the data: class name}, "
+            "all strings"
         )
     if len(value) < 2:
         raise ValueError("a classifier needs at least two classes")
@@ -256,7 +236,6 @@ class _UserDataConfig(DataConfig):
 
     source: Literal["auto", "remote", "synthetic"] = "auto"
     # a list fixes the class order or selects a subset; a mapping also names them
-    # ({label in the data: class name})
     classes: Annotated[Any, PlainValidator(_check_classes)] = None
     synthetic_size: int = Field(600, ge=10)
 
@@ -276,6 +255,8 @@ class ImageFolderConfig(_UserDataConfig):
 
 
 class _TextConfig(_UserDataConfig):
+    """A dataset whose samples have lengths."""
+
     vocab_size: int = Field(10000, ge=10)
     max_len: int = Field(200, ge=4)
     truncate: Literal["first", "last"] = "last"  # which max_len tokens of a longer text stay
@@ -292,8 +273,6 @@ class TextTableConfig(_TextConfig):
 
 
 KINDS = ("mnist", "image_folder", "text_folder", "text_table")  # the readers in nnlab.data
-IMAGE_KINDS = ("mnist", "image_folder")
-TEXT_KINDS = ("text_folder", "text_table")  # datasets whose samples have lengths
 DataBlock = Annotated[
     MnistConfig | ImageFolderConfig | TextFolderConfig | TextTableConfig,
     Field(discriminator="kind"),
@@ -340,8 +319,7 @@ class ExperimentConfig(_Strict):
     augment: list[AugmentStep] = []
     finetune: FinetuneConfig | None = None
     channels_last: bool = False
-    # text: training batches of reviews of similar length (random batches cut from
-    # length-sorted chunks), each trimmed to its longest review; val/test read in length order
+    # text: training batches of texts of similar length, each trimmed to its longest
     bucket_by_length: bool = False
 
     @model_validator(mode="after")
@@ -349,14 +327,14 @@ class ExperimentConfig(_Strict):
         if self.momentum != 0 and self.optimizer in ("adam", "adamw"):
             raise _key_error(
                 "momentum",
-                f"{self.optimizer} has no momentum (got "
-                f"{self.momentum}; use sgd or rmsprop, or drop it)",
+                f"{self.optimizer} has no momentum (got {self.momentum}; use sgd or rmsprop, "
+                "or drop it)",
             )
         if self.finetune is not None and self.finetune.unfreeze_epoch >= self.epochs:
             raise _key_error(
                 "finetune.unfreeze_epoch",
-                f"{self.finetune.unfreeze_epoch} >= epochs ({self.epochs}): the "
-                f"base would never train",
+                f"{self.finetune.unfreeze_epoch} >= epochs ({self.epochs}): the base would "
+                "never train",
             )
         return self
 
@@ -370,8 +348,6 @@ class FiguresConfig(_Strict):
 
 
 class TrackingConfig(_Strict):
-    """What evaluate adds to MLflow beyond metrics and files."""
-
     # the best checkpoint as an MLflow pyfunc model, registered under the experiment's name
     log_model: bool = True
 
@@ -381,45 +357,19 @@ class Params(_Strict):
     trainer: TrainerConfig = TrainerConfig()
     loader: LoaderConfig = LoaderConfig()
     tracking: TrackingConfig = TrackingConfig()
-    data: dict[str, DataBlock] = {}
-    features: dict[str, FeaturesConfig] = {}
-    experiments: dict[str, ExperimentConfig]
+    data: dict[Name, DataBlock] = {}
+    features: dict[Name, FeaturesConfig] = {}
+    experiments: dict[Name, ExperimentConfig]
     figures: FiguresConfig = FiguresConfig()
 
-    @field_validator("data", mode="before")
-    @classmethod
-    def _kinds(cls, value: Any) -> Any:
-        for name, block in value.items() if isinstance(value, dict) else ():
-            if not isinstance(block, dict):
-                raise _key_error(str(name), f"expected a mapping with kind: (got {show(block)})")
-            if block.get("kind") not in KINDS:
-                got = f"got {show(block['kind'])}" if "kind" in block else "missing"
-                raise _key_error(f"{name}.kind", f"expected one of {', '.join(KINDS)} ({got})")
-        return value
-
-    @field_validator("data", "features", "experiments")
-    @classmethod
-    def _names(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
-        what = {"data": "dataset", "features": "features cache", "experiments": "experiment"}[
-            info.field_name
-        ]
-        for name in value:
-            try:
-                check_name(name, what)
-            except ValueError as err:
-                raise _key_error("", str(err)) from None
-        return value
-
     @model_validator(mode="after")
-    def _check_refs(self) -> Params:
+    def _check_names(self) -> Params:
         data = self.data
-        images = [n for n, d in data.items() if d.kind in IMAGE_KINDS]
+        images = [n for n, d in data.items() if not isinstance(d, _TextConfig)]
+        texts = [n for n in data if n not in images]
         for name, feat in self.features.items():
             if name in data:
-                raise _key_error(
-                    f"features.{name}",
-                    "a features cache cannot share a name with a dataset under data:",
-                )
+                raise _key_error(f"features.{name}", "a features cache named as a dataset")
             if feat.from_ not in images:
                 what = (
                     f"is a {data[feat.from_].kind} dataset; a pretrained image base needs images"
@@ -437,48 +387,29 @@ class Params(_Strict):
                     f"experiments.{name}.dataset",
                     f"{_quote(exp.dataset)} has no block under data: or features: (known: {known})",
                 )
-            text = [n for n, d in data.items() if d.kind in TEXT_KINDS]
-            if exp.bucket_by_length and exp.dataset not in text:
+            if exp.bucket_by_length and exp.dataset not in texts:
                 raise _key_error(
                     f"experiments.{name}.bucket_by_length",
-                    f"{_quote(exp.dataset)} has no lengths to bucket by (text "
-                    f"datasets only: {', '.join(text) or 'none'})",
+                    f"{_quote(exp.dataset)} has no lengths to bucket by (text datasets only: "
+                    f"{', '.join(texts) or 'none'})",
                 )
-        return self
-
-    @model_validator(mode="after")
-    def _no_case_twins(self) -> Params:
-        """Names a case-insensitive file system (macOS, Windows) stores as one folder: two
-        experiments (models/, reports/), a dataset and a features cache (data/split/)."""
-        split = [*(f"data.{n}" for n in self.data), *(f"features.{n}" for n in self.features)]
+        split = [*(f"data.{n}" for n in data), *(f"features.{n}" for n in self.features)]
         for keys in ([f"experiments.{n}" for n in self.experiments], split):
             seen: dict[str, str] = {}
             for key in keys:
-                first = seen.setdefault(key.split(".", 1)[1].lower(), key)
-                if first != key:
+                if (first := seen.setdefault(key.split(".", 1)[1].lower(), key)) != key:
                     raise _key_error(
                         key,
-                        f"differs from {first} only in case: one folder on a "
-                        "case-insensitive file system (macOS, Windows); rename "
-                        "one",
+                        f"differs from {first} only in case: one folder on a case-insensitive "
+                        "file system (macOS, Windows); rename one",
                     )
         return self
 
     def experiment(self, name: str) -> ExperimentConfig:
-        if name not in self.experiments:
-            raise ConfigError(
-                f"{PARAMS_FILE}: no experiment {_quote(name)} "
-                f"(known: {', '.join(sorted(self.experiments))})"
-            )
-        return self.experiments[name]
+        return _lookup(self.experiments, name, "experiment", "experiments")
 
     def dataset(self, name: str) -> DataConfig:
-        if name not in self.data:
-            raise ConfigError(
-                f"{PARAMS_FILE}: no dataset {_quote(name)} under data: "
-                f"(known: {', '.join(self.data) or 'none'})"
-            )
-        return self.data[name]
+        return _lookup(self.data, name, "dataset", "data")
 
     def features_of(self, name: str) -> FeaturesConfig | None:
         """The features cache ``name`` is, or None for a dataset under data:."""
@@ -497,8 +428,8 @@ class Params(_Strict):
         return flatten(self.tree(experiment))
 
     def tree(self, experiment: str) -> dict[str, Any]:
-        """Every param that shapes one experiment, nested as in params.yaml (the experiment's
-        own block under ``experiment``)."""
+        """Every param that shapes one experiment, nested as in params.yaml (its own block as
+        ``experiment``)."""
         exp = self.experiment(experiment)
         source = self.source_dataset(exp.dataset)
         tree: dict[str, Any] = {
@@ -511,6 +442,15 @@ class Params(_Strict):
             tree["features"] = {exp.dataset: feat.model_dump(by_alias=True)}
         tree["experiment"] = exp.model_dump()
         return tree
+
+
+def _lookup(blocks: dict[str, Any], name: str, what: str, section: str) -> Any:
+    if name not in blocks:
+        raise ConfigError(
+            f"{PARAMS_FILE}: no {what} {_quote(name)} under {section}: "
+            f"(known: {', '.join(blocks) or 'none'})"
+        )
+    return blocks[name]
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -526,13 +466,9 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _cut(text: str, limit: int = _SHOW) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _quote(name: Any) -> str:
     """A name (key, experiment, dataset) as a message quotes it."""
-    return _cut(repr(name))
+    return one_line(repr(name), 60)
 
 
 def show(value: Any) -> str:
@@ -544,83 +480,48 @@ def show(value: Any) -> str:
         return repr(list(value)) if flat and len(value) <= 6 else f"a list of {len(value)}"
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
-    return f"the string {_quote(value)}" if isinstance(value, str) else _cut(repr(value))
-
-
-def _loc(parts: Any) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
-    return out
+    return f"the string {_quote(value)}" if isinstance(value, str) else _quote(value)
 
 
 def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        parts = tuple(e["loc"])
+        parts, kind, got = tuple(e["loc"]), e["type"], e.get("input")
         if parts[:1] == ("data",) and parts[2:3] and parts[2] in KINDS:  # the union's tag
             parts = parts[:2] + parts[3:]
-        ctx = e.get("ctx") or {}
-        if e["type"] == "invalid_key" or parts[-1:] == ("[key]",):
-            parts = parts[:-2] if parts[-1:] == ("[key]",) else parts[:-1]
-            where = f"{_loc(parts)}: " if parts else ""
-            lines.append(f"{where}key {show(e.get('input'))} is not a string")
-        elif e["type"] in ("model_type", "dict_type"):
-            lines.append(
-                f"{_loc(parts) or 'top level'}: expected a mapping (got {show(e.get('input'))})"
-            )
-        elif e["type"] == "nnlab_key":
-            parts += tuple(k for k in ctx["key"].split(".") if k)
-            lines.append(f"{_loc(parts)}: {ctx['message']}")
-        elif e["type"] == "missing":
-            lines.append(f"{_loc(parts)}: required key missing")
+        if parts[-1:] == ("[key]",):  # a key of a mapping of names
+            parts = parts[:-2]
+        elif kind == "invalid_key":  # a key of a model
+            parts = parts[:-1]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)[1:]
+        if kind == "invalid_key" or (kind == "string_type" and e["loc"][-1:] == ("[key]",)):
+            lines.append(f"{where or 'top level'}: key {show(got)} is not a string")
+        elif kind in ("model_type", "dict_type", "model_attributes_type"):
+            lines.append(f"{where or 'top level'}: expected a mapping (got {show(got)})")
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            found = f"got {show(got['kind'])}" if "kind" in got else "missing"
+            lines.append(f"{where}.kind: expected one of {', '.join(KINDS)} ({found})")
+        elif kind == "nnlab_key":
+            key = ".".join(k for k in (where, e["ctx"]["key"]) if k)
+            lines.append(f"{key}: {e['ctx']['message']}")
+        elif kind == "missing":
+            lines.append(f"{where}: required key missing")
         else:
-            msg = _cut(e["msg"].removeprefix("Value error, "), 200)
-            if e["type"] == "float_type" and isinstance(e.get("input"), str):
+            msg = one_line(e["msg"].removeprefix("Value error, "), 200)
+            if kind == "float_type" and isinstance(got, str):
                 msg += " (write numbers unquoted, e.g. 0.001 or 1.0e-3)"
-            where = f"{_loc(parts)}: " if parts else ""
-            lines.append(f"{where}{msg} (got {show(e.get('input'))})")
+            lines.append(f"{where or 'top level'}: {msg} (got {show(got)})")
     if len(lines) > 5:
         lines[5:] = [f"and {len(lines) - 5} more"]
     return "; ".join(lines)
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML with duplicate keys refused and YAML 1.2 floats (``1e-3``, as DVC reads them)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.setdefault(key, key_node.start_mark.line + 1)
-            except TypeError:  # an unhashable key: the base class says so
-                break
-            if first != key_node.start_mark.line + 1:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"duplicate key {_quote(key)} (first on line {first})",
-                    key_node.start_mark,
-                )
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
 
 
 def parse_params(raw: Any, where: str = PARAMS_FILE) -> Params:
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else show(raw)
         raise ConfigError(
-            f"{where}: expected a mapping (seed, trainer, data, experiments...) "
-            f"at the top level, got {got}"
+            f"{where}: expected a mapping (seed, trainer, data, experiments...) at the top "
+            f"level, got {got}"
         )
     try:
         return Params.model_validate(raw)
@@ -635,26 +536,22 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     if path.exists() and not path.is_file():
         raise ConfigError(f"{path}: not a regular file (a pipe or a device?)")
     try:
-        if path.stat().st_size > MAX_BYTES:
+        if (size := path.stat().st_size) > MAX_BYTES:
             raise ConfigError(
-                f"{path}: {path.stat().st_size} bytes; a params file is text of "
-                f"at most {MAX_BYTES // 2**20} MiB"
+                f"{path}: {size} bytes; a params file is text of at most {MAX_BYTES >> 20} MiB"
             )
-        data = path.read_bytes()
+        # as DVC reads it: YAML 1.2 (1e-3 is a float), no duplicate keys
+        raw = YAML(typ="safe", pure=True).load(decode_text(path.read_bytes(), path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found (run nnlab from the project root)") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from None
-    try:
-        text = decode_text(data, path)
-    except ValueError as err:
+    except ValueError as err:  # not text
         raise ConfigError(str(err)) from None
-    try:
-        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader
-    except yaml.YAMLError as err:
+    except YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "not valid YAML"
-        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        problem = getattr(err, "problem", None) or one_line(err)
         raise ConfigError(f"{path}: {where}: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a params file") from None

@@ -1,8 +1,5 @@
-"""nnlab's console output, and the rule for offline substitutes.
-
-One stdlib logger, ``nnlab``, writing to stderr (so it shows in ``dvc repro``'s output) in one
-format, on global rank 0 only: a DDP run says each thing once. Warnings stand out, because a
-substitute dataset or base must never pass unnoticed. The CLI's result line is the only print.
+"""nnlab's console output: one stdlib logger writing to stderr on global rank 0 only, with
+warnings that stand out (a substitute must never pass unnoticed); and the offline-fallback rule.
 """
 
 from __future__ import annotations
@@ -19,25 +16,17 @@ class DownloadError(RuntimeError):
     """No mirror delivered a usable file."""
 
 
-def _rank() -> int:
-    """The global rank Lightning set (0 in a process that never imported it)."""
-    module = sys.modules.get("lightning_utilities.core.rank_zero")
-    return getattr(module.rank_zero_only, "rank", 0) or 0 if module else 0
-
-
 class _Stderr(logging.Handler):
-    """Writes to the ``sys.stderr`` of the moment (a redirected or captured one too)."""
+    """Writes to the ``sys.stderr`` of the moment (a captured one too), on global rank 0 only."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return _rank() == 0
+        module = sys.modules.get("lightning_utilities.core.rank_zero")  # not imported: rank 0
+        return not module or not getattr(module.rank_zero_only, "rank", 0)
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if record.levelno >= logging.WARNING:
-            message = f"\n*** nnlab WARNING: {message}\n"
-        else:
-            message = f"nnlab: {message}"
-        sys.stderr.write(message + "\n")
+        text = record.getMessage()
+        loud = record.levelno >= logging.WARNING
+        sys.stderr.write(f"\n*** nnlab WARNING: {text}\n\n" if loud else f"nnlab: {text}\n")
         sys.stderr.flush()
 
 
@@ -50,6 +39,15 @@ info = log.info
 warn = log.warning
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """``text`` for a one-line message: its lines joined by "; " (by " " after a colon), runs of
+    whitespace as one space, cut to ``limit`` characters."""
+    out = ""
+    for line in filter(None, (" ".join(line.split()) for line in str(text).splitlines())):
+        out += (" " if out.endswith(":") else "; ") + line if out else line
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
 def with_fallback(
     source: str,
     remote: Callable[[], dict[str, Any]],
@@ -58,10 +56,8 @@ def with_fallback(
     dataset: str,
     fallback_name: str,
 ) -> dict[str, Any]:
-    """Run ``remote`` or the offline ``fallback`` as ``source`` says: ``remote`` never falls
-    back, ``auto`` falls back loudly when ``remote`` raises :class:`DownloadError`, and
-    ``bundled``/``synthetic`` go straight to the substitute. Both return a manifest dict; the
-    result carries ``source`` and, for a substitute, ``fallback_reason``."""
+    """The manifest of ``remote()`` or of the offline ``fallback()``: ``remote`` never falls back,
+    ``auto`` falls back loudly on :class:`DownloadError`, ``bundled``/``synthetic`` always do."""
     if source in ("bundled", "synthetic"):
         info(f"{dataset}: using the {fallback_name} (source: {source})")
         reason = f"source: {source} in params.yaml"

@@ -1,9 +1,5 @@
-"""Every path a stage reads or writes, under the names ``dvc.yaml`` uses. No I/O here.
-
-Experiment, dataset and cache names are identifiers (``[A-Za-z0-9_][A-Za-z0-9_.-]*``), never
-paths: every function below refuses anything else, so no name can reach outside the project
-folder (``..``, ``/``, an empty name) whatever params.yaml holds.
-"""
+"""Every path a stage reads or writes, under the names ``dvc.yaml`` uses; no I/O. Names are
+identifiers, never paths: the functions below refuse anything else, so none leaves the project."""
 
 from __future__ import annotations
 
@@ -35,7 +31,6 @@ EXAMPLES = "examples.md"  # test texts with their predictions (figures/, text mo
 
 
 def check_name(name: str, what: str = "name") -> str:
-    """``name`` if it is an identifier, else ValueError naming it."""
     if not isinstance(name, str) or NAME.fullmatch(name) is None:
         raise ValueError(f"{what} {name!r} is not an identifier ([A-Za-z0-9_][A-Za-z0-9_.-]*)")
     return name

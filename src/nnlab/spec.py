@@ -1,7 +1,4 @@
-"""What a net needs to know about its input: :class:`DataSpec`, built from a split's meta.json.
-
-No torch here: the config, the registry and the summary read specs without importing it.
-"""
+"""What a net needs to know about its input, built from a split's meta.json (no torch here)."""
 
 from __future__ import annotations
 
@@ -11,8 +8,6 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Shape of the prepared data a model is built for."""
-
     kind: str  # "image", "text" or "features" (a frozen base's outputs)
     input_shape: tuple[int, ...]  # (C, H, W) for images, (max_len,) for text, (D,) features
     classes: tuple[str, ...]
