@@ -156,7 +156,8 @@ class ThreadSizer(Callback):
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=trainer.global_step)
 
-    def teardown(self, trainer, pl_module, stage_or_exception: Any) -> None:
+    def teardown(self, trainer, pl_module, stage: str) -> None:
         unregister()
 
-    on_exception = teardown
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        unregister()
