@@ -72,20 +72,9 @@ class History(Callback):
 
 
 def build_classifier(params: Params, name: str, meta: dict[str, Any], phash: str) -> Classifier:
-    exp = params.experiment(name)
-    return Classifier(
-        model=exp.model,
-        meta=meta,
-        model_options=dict(exp.model_options),
-        optimizer=exp.optimizer,
-        lr=exp.lr,
-        weight_decay=exp.weight_decay,
-        momentum=exp.momentum,
-        channels_last=exp.channels_last,
-        finetune=exp.finetune.model_dump() if exp.finetune else None,
-        experiment=name,
-        params_hash=phash,
-    )
+    fields = {"model", "model_options", "optimizer", "lr", "weight_decay", "momentum"}
+    kwargs = params.experiment(name).model_dump(include=fields | {"channels_last", "finetune"})
+    return Classifier(meta=meta, experiment=name, params_hash=phash, **kwargs)
 
 
 def best_checkpoint(model_dir: Path) -> ModelCheckpoint:
