@@ -156,9 +156,7 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
 
     def start(trainer: L.Trainer, _: Any) -> None:
         """All built and the sanity check passed: clear an earlier run's outputs unless
-        resuming, log the datasets, write the RUNNING receipt and the summary."""
-        if not trainer.is_global_zero:
-            return
+        resuming, log the datasets, write the RUNNING receipt and the summary (rank 0)."""
         receipt.update(run_id=logger.run_id, experiment_id=logger.experiment_id)
         if resume is None:  # a split that cannot be read stops here, before anything is cleared
             tracking.log_datasets(receipt["run_id"], exp.dataset, root)
@@ -171,9 +169,8 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     dm.sizer = ThreadSizer(params.loader.threads, params.loader.num_workers)
     best, timer = best_checkpoint(model_dir), Timer()  # the Timer's time is kept in last.ckpt
     callbacks = [dm.sizer, best, History(model_dir / paths.HISTORY), timer]
-    callbacks.append(LambdaCallback(on_train_start=start))
-    if logger:  # rank 0: the learning rate of every parameter group, per epoch
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if logger:  # rank 0 (only it has a logger): the run starts, learning rates per epoch
+        callbacks += [LambdaCallback(on_train_start=start), LearningRateMonitor("epoch")]
     if exp.patience is not None:
         callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=exp.patience))
     trainer = L.Trainer(
@@ -193,7 +190,7 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
         if (model_dir / paths.LAST).is_file():
             info(f"train@{name}: interrupted; {model_dir / paths.LAST} kept, rerun to resume")
         sys.exit(130)
-    if not trainer.is_global_zero:
+    if not logger:  # not rank 0
         return {}
     if best.best_model_score is None or not (model_dir / paths.BEST).is_file():
         logger.finalize("failed")  # never FINISHED without a checkpoint
