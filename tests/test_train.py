@@ -20,7 +20,7 @@ from nnlab.stages.evaluate import run as evaluate
 from nnlab.stages.split import run as run_split
 from nnlab.stages.train import TrainingError
 from nnlab.stages.train import run as train
-from tests.conftest import fast_dev_fit, tiny_params
+from tests.conftest import tiny_params
 
 
 def _runs(root, name=None):
@@ -47,11 +47,6 @@ def _stops():
             yield
     finally:
         signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT after Ctrl-C
-
-
-def test_fast_dev_run_both_mnist_models(project):
-    for name in ("mnist_mlp", "mnist_cnn"):
-        fast_dev_fit(tiny_params(), name, project)
 
 
 def test_train_evaluate_compare_and_a_later_split(project, monkeypatch):
