@@ -69,18 +69,13 @@ def test_weight_files_and_truncated_checkpoints_are_one_line_naming_the_file(tmp
     marker = tmp_path / "ran"
     evil = tmp_path / "weights.pt"
     _plant(evil, marker)
-    with pytest.raises(UnsafeCheckpointError, match="weights.pt: refused"):
-        read_state(evil)
-    with pytest.raises(UnsafeCheckpointError, match="weights.pt: refused"):
-        load_checkpoint(evil)
+    for reader in (read_state, load_checkpoint):
+        with pytest.raises(UnsafeCheckpointError, match="weights.pt: refused"):
+            reader(evil)
     assert not marker.exists()
-    good = tmp_path / "good.ckpt"
+    good, cut = tmp_path / "good.ckpt", tmp_path / "cut.ckpt"
     torch.save({"state_dict": {"w": torch.ones(1000)}}, good)
-    cut = tmp_path / "cut.ckpt"
-    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(ValueError, match="cut.ckpt: not a readable checkpoint"):
-        load_checkpoint(cut)
-    for junk in (b"hello", b"\x80"):  # not even a pickle
+    for junk in (good.read_bytes()[:2000], b"hello", b"\x80"):  # truncated, not even a pickle
         cut.write_bytes(junk)
         with pytest.raises(ValueError, match="cut.ckpt: not a readable checkpoint"):
             load_checkpoint(cut)
