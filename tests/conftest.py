@@ -42,51 +42,35 @@ TINY = {
 }
 
 
-def tiny_params(**overrides) -> Params:
-    """TINY with dotted-key overrides: ``tiny_params(**{"experiments.x.epochs": 3})``."""
-    return with_overrides(TINY, **overrides)
-
-
 def with_overrides(base: dict, **overrides) -> Params:
     """``base`` (not changed) with dotted-key overrides, parsed."""
     raw = copy.deepcopy(base)
     for dotted, value in overrides.items():
-        node = raw
         *parents, leaf = dotted.split(".")
+        node = raw
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
     return parse_params(raw)
 
 
+def tiny_params(**overrides) -> Params:
+    """TINY with dotted-key overrides: ``tiny_params(**{"experiments.x.epochs": 3})``."""
+    return with_overrides(TINY, **overrides)
+
+
 BIN = Path(sys.executable).parent  # the venv's nnlab and dvc
+# a tracking server, a DVC experiment, a DDP rank: never inherited by a CLI subprocess
+UNSET = ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_STAGE", "WORLD_SIZE")
+UNSET += ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """The environment of a CLI subprocess: the venv first, a git identity, one thread, and
-    none of this shell's tracking server, DVC experiment or DDP rank unless given."""
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "OMP_NUM_THREADS": "1",
-        "GIT_AUTHOR_NAME": "nnlab-test",
-        "GIT_AUTHOR_EMAIL": "test@nnlab.invalid",
-        "GIT_COMMITTER_NAME": "nnlab-test",
-        "GIT_COMMITTER_EMAIL": "test@nnlab.invalid",
-    }
-    for var in (
-        "MLFLOW_TRACKING_URI",
-        "DVC_ROOT",
-        "DVC_EXP_NAME",
-        "DVC_STAGE",
-        "RANK",
-        "LOCAL_RANK",
-        "NODE_RANK",
-        "WORLD_SIZE",
-        "SLURM_PROCID",
-        "GROUP_RANK",
-    ):
-        env.pop(var, None)
+    """A CLI subprocess's environment: the venv first, a git identity, one thread, no UNSET."""
+    env = {k: v for k, v in os.environ.items() if k not in UNSET}
+    env.update(PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    for who in ("AUTHOR", "COMMITTER"):
+        env.update({f"GIT_{who}_NAME": "nnlab-test", f"GIT_{who}_EMAIL": "test@nnlab.invalid"})
     return {**env, **extra}
 
 
@@ -174,7 +158,6 @@ def mnist_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def project(mnist_root, tmp_path) -> Path:
     """A fresh copy of the prepared tiny MNIST project (safe to train in)."""
-
     root = tmp_path / "project"
     shutil.copytree(mnist_root, root)
     return root

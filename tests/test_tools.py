@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _load(name: str) -> SimpleNamespace:
+    return SimpleNamespace(**runpy.run_path(str(TOOLS / f"{name}.py")))
 
 
 def test_mcnemar_exact_is_the_two_sided_binomial_tail():

@@ -1,3 +1,4 @@
+import contextlib
 import csv
 import hashlib
 import os
@@ -6,16 +7,20 @@ import signal
 
 import lightning as L
 import pytest
+import torch
 
 from nnlab import tracking
-from nnlab.classifier import inference_trainer, load_classifier
+from nnlab.classifier import Classifier, inference_trainer, load_classifier
+from nnlab.config import ConfigError
 from nnlab.data.datamodule import ArrayDataModule
 from nnlab.data.prepare import StageOrderError
-from nnlab.files import read_json
+from nnlab.files import exclusive, read_json
+from nnlab.stages.compare import run as compare
 from nnlab.stages.evaluate import run as evaluate
+from nnlab.stages.split import run as run_split
 from nnlab.stages.train import TrainingError
 from nnlab.stages.train import run as train
-from tests.conftest import fast_dev_fit, tiny_params
+from tests.conftest import tiny_params
 
 
 def _runs(root, name=None):
@@ -33,27 +38,39 @@ def _snapshot(folder):
     }
 
 
-def test_fast_dev_run_both_mnist_models(project):
-    for name in ("mnist_mlp", "mnist_cnn"):
-        fast_dev_fit(tiny_params(), name, project)
+@contextlib.contextmanager
+def _stops():
+    """The training inside stops with SystemExit (as on Ctrl-C)."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):
+            yield
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT after Ctrl-C
 
 
-def test_train_logs_one_run_and_writes_outputs(project):
+def test_train_evaluate_compare_and_a_later_split(project, monkeypatch):
+    calls = []
+    real_test = L.Trainer.test
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get("ckpt_path"))
+        return real_test(self, *args, **kwargs)
+
+    monkeypatch.setattr(L.Trainer, "test", spy)
     params = tiny_params()
-    receipt = train(params, "mnist_cnn", project)
-    model_dir = project / "models/mnist_cnn"
+    receipts = {name: train(params, name, project) for name in params.experiments}
+    receipt, model_dir = receipts["mnist_cnn"], project / "models/mnist_cnn"
     assert {"best.ckpt", "last.ckpt", "run.json", "history.csv", "summary.txt"} <= {
         p.name for p in model_dir.iterdir()
     }
     assert receipt["status"] == "FINISHED" and receipt["epochs_run"] == 2
     assert "tracking_uri" not in receipt and str(project) not in str(receipt)
-    runs = _runs(project)
-    assert len(runs) == 1
-    run = runs[0]
+    assert set(receipt["split_digests"]) == {"train", "val", "test"}
+    (run,) = _runs(project, "mnist_cnn")
     assert run.info.run_id == receipt["run_id"] and run.info.status == "FINISHED"
     assert run.data.tags["data.source"].startswith("bundled")
-    assert run.data.tags["nnlab.experiment"] == "mnist_cnn"
-    assert "git.commit" in run.data.tags
+    assert run.data.tags["nnlab.experiment"] == "mnist_cnn" and "git.commit" in run.data.tags
     # params once, as flat keys: no second copy of the Classifier's arguments
     assert run.data.params["experiment.epochs"] == "2"
     assert run.data.params["trainer.accelerator"] == "cpu"
@@ -62,41 +79,61 @@ def test_train_logs_one_run_and_writes_outputs(project):
         assert key in run.data.metrics, key
     assert any(k.startswith("lr-") for k in run.data.metrics)  # LearningRateMonitor
     assert run.data.metrics["val/acc_best"] == pytest.approx(receipt["val/acc_best"], abs=1e-4)
-    history = tracking.client(root=project).get_metric_history(run.info.run_id, "val/acc")
-    assert len(history) == 2  # one point per epoch
+    client = tracking.client(root=project)
+    assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 2  # one per epoch
     with open(model_dir / "history.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["epoch"] for r in rows] == ["0", "1"] and all(r["train/acc"] for r in rows)
-
-
-def test_best_checkpoint_reproduces_logged_val_acc(project):
-    params = tiny_params(**{"experiments.mnist_mlp.epochs": 3})
-    receipt = train(params, "mnist_mlp", project)
-    best = project / "models/mnist_mlp/best.ckpt"
-    exp = params.experiment("mnist_mlp")
-    dm = ArrayDataModule("mnist", exp, params.loader, params.seed, project)
+    best = model_dir / "best.ckpt"  # reproduces the best logged val/acc
+    dm = ArrayDataModule("mnist", params.experiment("mnist_cnn"), params.loader, 7, project)
     (result,) = inference_trainer(params).validate(
         load_classifier(best), datamodule=dm, ckpt_path=str(best), verbose=False
     )
-    logged = tracking.client(root=project).get_metric_history(receipt["run_id"], "val/acc")
-    assert result["val/acc"] == pytest.approx(max(m.value for m in logged), abs=1e-6)
-    assert result["val/acc"] == pytest.approx(receipt["val/acc_best"], abs=1e-4)
+    logged = max(m.value for m in client.get_metric_history(run.info.run_id, "val/acc"))
+    assert result["val/acc"] == pytest.approx(logged, abs=1e-6)
+
+    metrics = {name: evaluate(params, name, project) for name in params.experiments}["mnist_cnn"]
+    assert calls == [None, None]  # trainer.test once each, on the checkpoint evaluate loaded
+    report = project / "reports/experiments/mnist_cnn"
+    on_disk = read_json(report / "metrics.json")
+    assert set(on_disk) == {"test/acc", "test/loss", "val/acc_best", "epochs_run", "train_seconds"}
+    assert on_disk["test/acc"] == metrics["test/acc"] and 0 <= metrics["test/acc"] <= 1
+    assert on_disk["val/acc_best"] == receipt["val/acc_best"]
+    per_class = read_json(report / "per_class.json")
+    assert set(per_class) == {str(d) for d in range(10)}
+    n = sum(c["support"] for c in per_class.values())
+    rows = (report / "confusion.csv").read_text().splitlines()
+    assert rows[0] == "actual,predicted" and len(rows) == n + 1
+    correct = sum(a == p for a, p in (r.split(",") for r in rows[1:]))
+    assert correct / n == pytest.approx(metrics["test/acc"], abs=1e-4)
+    for png in ("confusion_matrix.png", "learning_curves.png", "misclassified.png"):
+        assert (report / "figures" / png).stat().st_size > 1000
+    assert client.get_run(run.info.run_id).data.metrics["test/acc"] == pytest.approx(
+        metrics["test/acc"]
+    )
+    arts = [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert "evaluation" in arts and "best.ckpt" in arts
+    assert len(_runs(project)) == 2  # evaluate logs into the training runs
+
+    text = compare(params, project)
+    assert "| mnist_mlp | mnist | mlp |" in text and "| mnist_cnn |" in text
+    assert "val/acc_best" in text.splitlines()[2]
+    assert "**bundled" in text  # the offline substitute is flagged
+    assert (project / "reports/comparison.png").stat().st_size > 1000
+    assert (project / "reports/comparison.csv").read_text().count("\n") == 3
+
+    before = _snapshot(report)
+    resplit = tiny_params(**{"data.mnist.max_samples": 300})  # by hand, outside dvc repro
+    run_split(resplit, "mnist", project)
+    with pytest.raises(
+        StageOrderError,
+        match=r"data/split/mnist: changed since .*models/mnist_cnn.*rerun train@mnist_cnn",
+    ):
+        evaluate(resplit, "mnist_cnn", project)
+    assert _snapshot(report) == before  # the earlier report is kept as it was
 
 
-def test_same_params_same_metrics_on_cpu(project, tmp_path):
-    other = tmp_path / "other"
-    shutil.copytree(project, other)
-    a = train(tiny_params(), "mnist_mlp", project)
-    b = train(tiny_params(), "mnist_mlp", other)
-    assert a["val/acc_best"] == b["val/acc_best"]
-    assert (project / "models/mnist_mlp/history.csv").read_text() == (
-        other / "models/mnist_mlp/history.csv"
-    ).read_text()
-
-
-def test_interrupted_training_resumes_from_last_ckpt(project, monkeypatch):
-    from nnlab.classifier import Classifier
-
+def test_an_interrupted_training_resumes_and_a_failed_start_changes_nothing(project, monkeypatch):
     params = tiny_params(**{"experiments.mnist_mlp.epochs": 3})
     original = Classifier.on_train_epoch_start
 
@@ -106,12 +143,8 @@ def test_interrupted_training_resumes_from_last_ckpt(project, monkeypatch):
         original(self)
 
     monkeypatch.setattr(Classifier, "on_train_epoch_start", interrupt)
-    handler = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(SystemExit):
-            train(params, "mnist_mlp", project)
-    finally:
-        signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT after Ctrl-C
+    with _stops():
+        train(params, "mnist_mlp", project)
     model_dir = project / "models/mnist_mlp"
     assert (model_dir / "last.ckpt").is_file()
     first = read_json(model_dir / "run.json")
@@ -124,8 +157,6 @@ def test_interrupted_training_resumes_from_last_ckpt(project, monkeypatch):
     assert len(_runs(project)) == 1
     rows = (model_dir / "history.csv").read_text().splitlines()
     assert len(rows) == 4  # header + 3 epochs, the first from before the interruption
-    import torch
-
     elapsed = torch.load(model_dir / "last.ckpt", weights_only=False)["callbacks"]
     timer = next(v for k, v in elapsed.items() if k.startswith("Timer"))
     assert resumed["train_seconds"] == pytest.approx(timer["time_elapsed"]["train"], abs=0.5)
@@ -135,11 +166,7 @@ def test_interrupted_training_resumes_from_last_ckpt(project, monkeypatch):
     fresh = train(changed, "mnist_mlp", project)
     assert fresh["run_id"] != first["run_id"]
 
-
-def test_a_run_that_fails_before_its_first_epoch_leaves_the_outputs(project, monkeypatch):
-    params = tiny_params()
-    train(params, "mnist_mlp", project)
-    model_dir = project / "models/mnist_mlp"
+    # a run that fails before its first epoch leaves the outputs as they were
     before = _snapshot(model_dir)
     changed = tiny_params(**{"experiments.mnist_mlp.lr": 0.05})
 
@@ -147,16 +174,10 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_the_outputs(project, mon
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ArrayDataModule, "setup", ctrl_c)  # Ctrl-C while loading data
-    handler = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(SystemExit):
-            train(changed, "mnist_mlp", project)
-    finally:
-        signal.signal(signal.SIGINT, handler)
+    with _stops():
+        train(changed, "mnist_mlp", project)
     monkeypatch.undo()
     assert _snapshot(model_dir) == before
-    from nnlab.config import ConfigError
-
     outside = sorted(p.name for p in project.parent.iterdir())
     for bad, match in (
         ({"trainer.accelerator": "gpu"}, "trainer"),
@@ -175,22 +196,7 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_the_outputs(project, mon
     assert sorted(p.name for p in project.parent.iterdir()) == outside  # nothing beside it
 
 
-def test_a_second_training_of_one_experiment_is_refused_at_once(project):
-    from nnlab.files import exclusive
-
-    (project / "models").mkdir()
-    refused = pytest.raises(
-        RuntimeError,
-        match=r"\.mnist_mlp\.lock: train@mnist_mlp is "
-        rf"already running \(pid {os.getpid()}\)",
-    )
-    with exclusive(project / "models/.mnist_mlp.lock", "train@mnist_mlp"), refused:
-        train(tiny_params(), "mnist_mlp", project)  # while another training holds the lock
-    assert not (project / "models/mnist_mlp").exists()
-    train(tiny_params(), "mnist_mlp", project)  # the lock went with its holder
-
-
-def test_an_unusable_jobs_dir_or_a_linked_model_folder_is_refused_before_any_epoch(
+def test_refused_before_any_epoch_then_the_same_params_give_the_same_metrics(
     project, monkeypatch, tmp_path
 ):
     monkeypatch.setenv("NNLAB_JOBS_DIR", "/dev/null")
@@ -199,12 +205,24 @@ def test_an_unusable_jobs_dir_or_a_linked_model_folder_is_refused_before_any_epo
     assert not (project / "models").exists()
     monkeypatch.delenv("NNLAB_JOBS_DIR")
     (project / "models").mkdir()
+    lock = rf"\.mnist_mlp\.lock: train@mnist_mlp is already running \(pid {os.getpid()}\)"
+    held = exclusive(project / "models/.mnist_mlp.lock", "train@mnist_mlp")  # another training
+    with held, pytest.raises(RuntimeError, match=lock):
+        train(tiny_params(), "mnist_mlp", project)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (project / "models/mnist_mlp").symlink_to(elsewhere)
     with pytest.raises(ValueError, match="mnist_mlp: is a symbolic link"):
         train(tiny_params(), "mnist_mlp", project)
     assert list(elsewhere.iterdir()) == []
+    (project / "models/mnist_mlp").unlink()
+    other = tmp_path / "other"
+    shutil.copytree(project, other)
+    a = train(tiny_params(), "mnist_mlp", project)  # the lock went with its holder
+    b = train(tiny_params(), "mnist_mlp", other)
+    assert a["val/acc_best"] == b["val/acc_best"]
+    history = [root / "models/mnist_mlp/history.csv" for root in (project, other)]
+    assert history[0].read_text() == history[1].read_text()
 
 
 def test_a_training_without_checkpoint_is_not_finished(project):
@@ -213,60 +231,6 @@ def test_a_training_without_checkpoint_is_not_finished(project):
         train(params, "mnist_mlp", project)
     (run,) = _runs(project)
     assert run.info.status == "FAILED"
-
-
-def test_evaluate_runs_trainer_test_and_logs_into_training_run(project, monkeypatch):
-    calls = []
-    real_test = L.Trainer.test
-
-    def spy(self, *args, **kwargs):
-        calls.append(kwargs.get("ckpt_path"))
-        return real_test(self, *args, **kwargs)
-
-    monkeypatch.setattr(L.Trainer, "test", spy)
-    params = tiny_params()
-    receipt = train(params, "mnist_cnn", project)
-    metrics = evaluate(params, "mnist_cnn", project)
-    assert calls == [None]  # trainer.test ran once, on the checkpoint evaluate loaded once
-    report = project / "reports/experiments/mnist_cnn"
-    on_disk = read_json(report / "metrics.json")
-    assert set(on_disk) == {"test/acc", "test/loss", "val/acc_best", "epochs_run", "train_seconds"}
-    assert on_disk["test/acc"] == metrics["test/acc"] and 0 <= metrics["test/acc"] <= 1
-    assert on_disk["val/acc_best"] == receipt["val/acc_best"]
-    per_class = read_json(report / "per_class.json")
-    assert set(per_class) == {str(d) for d in range(10)}
-    n = sum(c["support"] for c in per_class.values())
-    rows = (report / "confusion.csv").read_text().splitlines()
-    assert rows[0] == "actual,predicted" and len(rows) == n + 1
-    correct = sum(a == p for a, p in (r.split(",") for r in rows[1:]))
-    assert correct / n == pytest.approx(metrics["test/acc"], abs=1e-4)
-    for png in ("confusion_matrix.png", "learning_curves.png", "misclassified.png"):
-        assert (report / "figures" / png).stat().st_size > 1000
-    run = tracking.client(root=project).get_run(receipt["run_id"])
-    assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
-    arts = [a.path for a in tracking.client(root=project).list_artifacts(receipt["run_id"])]
-    assert "evaluation" in arts and "best.ckpt" in arts
-    assert len(_runs(project)) == 1
-
-
-def test_compare_table(project):
-    from nnlab.stages.compare import run as compare
-
-    params = tiny_params()
-    for name in params.experiments:
-        train(params, name, project)
-        evaluate(params, name, project)
-    text = compare(params, project)
-    assert "| mnist_mlp | mnist | mlp |" in text and "| mnist_cnn |" in text
-    assert "val/acc_best" in text.splitlines()[2]
-    assert "**bundled" in text  # the offline substitute is flagged
-    assert (project / "reports/comparison.png").stat().st_size > 1000
-    assert (project / "reports/comparison.csv").read_text().count("\n") == 3
-
-
-def test_train_before_split_names_the_stage(tmp_path):
-    with pytest.raises(StageOrderError, match="split@mnist"):
-        train(tiny_params(), "mnist_cnn", tmp_path)
 
 
 def test_lightnings_nvml_check_is_dropped_only_where_nvml_is_absent(monkeypatch):
@@ -280,33 +244,10 @@ def test_lightnings_nvml_check_is_dropped_only_where_nvml_is_absent(monkeypatch)
     monkeypatch.setenv(classifier.NVML_CHECK, "1")
     monkeypatch.setattr(ctypes, "CDLL", absent)
     assert classifier.skip_absent_nvml() and classifier.NVML_CHECK not in os.environ
-    import torch
-
     assert torch.cuda.is_available() is False  # the CUDA runtime's answer here
     monkeypatch.setenv(classifier.NVML_CHECK, "1")
     monkeypatch.setattr(ctypes, "CDLL", lambda name: object())  # a driver is installed
     assert not classifier.skip_absent_nvml() and os.environ[classifier.NVML_CHECK] == "1"
-
-
-def test_evaluate_refuses_a_split_made_after_the_training(project):
-    from nnlab.stages.split import run as run_split
-
-    params = tiny_params()
-    train(params, "mnist_mlp", project)
-    receipt = tracking.read_receipt(project / "models/mnist_mlp")
-    assert set(receipt["split_digests"]) == {"train", "val", "test"}
-    evaluate(params, "mnist_mlp", project)  # the split it was trained on: scored
-    report = project / "reports/experiments/mnist_mlp"
-    before = _snapshot(report)
-    resplit = tiny_params(**{"data.mnist.max_samples": 300})  # by hand, outside dvc repro
-    run_split(resplit, "mnist", project)
-    with pytest.raises(
-        StageOrderError,
-        match=r"data/split/mnist: changed since .*"
-        r"models/mnist_mlp.*rerun train@mnist_mlp",
-    ):
-        evaluate(resplit, "mnist_mlp", project)
-    assert _snapshot(report) == before  # the earlier report is kept as it was
 
 
 @pytest.mark.parametrize(("native", "expected"), [(False, "32-true"), (True, "bf16-mixed")])

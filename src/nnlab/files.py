@@ -1,12 +1,6 @@
-"""Atomic file and directory writes: a crashed or killed stage never leaves a half-written
-output, and never a temporary file.
-
-* Outputs honour the umask (``mkstemp``/``mkdtemp`` create 0600/0700; they are widened to
-  what a plain ``open``/``mkdir`` would have made).
-* Data is fsynced before the rename that publishes it, and the folder after it.
-* :func:`interruptible` turns SIGTERM into :class:`SystemExit` while a stage runs, so the
-  ``finally`` clean-ups below run when ``dvc`` or a scheduler stops the process.
-"""
+"""Atomic writes (a killed stage leaves neither a half-written output nor a temporary file,
+modes follow the umask, data is fsynced before it is published) and one-line errors for files
+that are not what a reader expects."""
 
 from __future__ import annotations
 
@@ -18,7 +12,6 @@ import os
 import shutil
 import signal
 import stat
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -26,45 +19,24 @@ from pathlib import Path
 from typing import Any
 
 
-def umask() -> int:
-    """The process umask, read without changing it where Linux allows."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def fsync_dir(path: str | Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def fsync(path: str | Path, flags: int = os.O_RDONLY | os.O_DIRECTORY) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _sync_tree(root: Path) -> None:
-    """fsync every file and folder under ``root`` (links are never followed)."""
-    for folder, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(folder, name)
-            if not os.path.islink(path):
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        fsync_dir(folder)
+def _temporary(dest: Path, kind: str, suffix: str = "") -> Path:
+    """A new name beside ``dest``; the caller creates it, so its modes follow the umask."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return dest.with_name(f".{dest.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
 
 
 @contextlib.contextmanager
 def _space_named(folder: Path) -> Iterator[None]:
-    """A full disk, however the writer reports it (numpy: "N requested and M written"), is
-    one line naming the folder."""
+    """A full disk, however the writer says it (numpy: "N requested and M written"), is one
+    line naming the folder."""
     try:
         yield
     except OSError as err:
@@ -75,63 +47,58 @@ def _space_named(folder: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def atomic_dir(dest: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside ``dest``; on success it replaces ``dest``.
-
-    If the new folder cannot be moved into place, the old ``dest`` is put back.
-    """
+    """Yield a fresh folder beside ``dest`` that replaces it on success; if the new folder
+    cannot be moved into place, the old ``dest`` is put back."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    tmp = _temporary(dest, "tmp")
+    tmp.mkdir()
     try:
-        tmp.chmod(0o777 & ~umask())
         with _space_named(dest.parent):
             yield tmp
-            _sync_tree(tmp)
+            for folder, _, files in os.walk(tmp):
+                for name in files:
+                    if not os.path.islink(path := os.path.join(folder, name)):
+                        fsync(path, os.O_RDONLY | os.O_NOFOLLOW)
+                fsync(folder)
+        old = _temporary(dest, "old")
         if dest.exists() or dest.is_symlink():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             dest.rename(old)
-            try:
-                tmp.rename(dest)
-            except BaseException:
-                old.rename(dest)
-                raise
-            fsync_dir(dest.parent)
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink()
-        else:
+        try:
             tmp.rename(dest)
-            fsync_dir(dest.parent)
+        except BaseException:
+            if old.exists() or old.is_symlink():
+                old.rename(dest)
+            raise
+        fsync(dest.parent)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        elif old.is_symlink() or old.exists():
+            old.unlink()
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def atomic_file(dest: str | Path, mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file beside ``dest``; it is renamed over ``dest`` only on success."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = _temporary(dest, "tmp", ".part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
     try:
-        os.fchmod(fd, 0o666 & ~umask())
         with _space_named(dest.parent), os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
-        fsync_dir(dest.parent)
+        fsync(dest.parent)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """While inside, SIGTERM raises :class:`SystemExit` (exit status 143) in the main thread,
-    so every ``finally`` clean-up runs; the previous handler is restored afterwards.
-    Outside the main thread (where handlers cannot be set) it does nothing."""
+    """While inside, SIGTERM raises SystemExit (status 143) in the main thread, so every
+    ``finally`` clean-up runs; elsewhere (handlers cannot be set there) it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -148,8 +115,8 @@ def interruptible() -> Iterator[None]:
 
 @contextlib.contextmanager
 def exclusive(lock: Path, what: str) -> Iterator[None]:
-    """Hold ``lock`` (an flock, released by the kernel when the process ends) for ``what``;
-    a second holder is refused at once, in one line naming the lock and its holder."""
+    """Hold ``lock`` (an flock the kernel releases when the process ends) for ``what``; a
+    second holder is refused at once, in one line naming the lock and its holder."""
     import fcntl
 
     fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -169,8 +136,8 @@ def exclusive(lock: Path, what: str) -> Iterator[None]:
 
 
 def regular_file(path: str | Path) -> Path:
-    """``path`` if it is a regular file (links followed), else one OSError naming it: a FIFO, a
-    device or a socket is never opened (opening a FIFO to read waits for a writer forever)."""
+    """``path`` if it is a regular file (links followed), else one OSError naming it: a FIFO,
+    a device or a socket is never opened (opening a FIFO waits for a writer forever)."""
     path = Path(path)
     try:
         kind = stat.filemode(path.stat().st_mode)[0]
@@ -188,7 +155,7 @@ def regular_file(path: str | Path) -> Path:
 
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_file(path, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, default=str)
+        json.dump(obj, fh, indent=2, default=str)
         fh.write("\n")
 
 
@@ -206,9 +173,9 @@ class UnsafeCheckpointError(ValueError):
 
 @contextlib.contextmanager
 def reading_checkpoint(path: str | Path) -> Iterator[None]:
-    """Turns what ``torch.load(weights_only=True)`` raises on ``path`` into one line naming
-    the file: a pickle of anything but tensors and plain data is refused (nothing in it
-    runs), and a truncated or corrupt file is said to be one."""
+    """What ``torch.load(weights_only=True)`` raises on ``path``, as one line naming it: a
+    pickle of more than tensors and plain data is refused (nothing in it runs), a truncated or
+    corrupt file is said to be one."""
     import pickle
 
     regular_file(path)
@@ -221,7 +188,7 @@ def reading_checkpoint(path: str | Path) -> Iterator[None]:
             f"{path}: refused: this checkpoint holds objects other than tensors and plain data "
             f"(a pickle could run code: {reason})"
         ) from None
-    except (OSError, UnsafeCheckpointError):  # (another file's, nested: it names that one)
+    except (OSError, UnsafeCheckpointError):  # another file's, nested: it names that one
         raise
     except Exception as err:  # junk makes the unpickler raise anything (IndexError, KeyError...)
         first = str(err).splitlines()[0] if str(err) else ""
@@ -240,16 +207,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def file_digest(path: str | Path, algo: str = "sha256") -> str:
-    h = hashlib.new(algo)
     with open(regular_file(path), "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, algo).hexdigest()
 
 
 def load_array(path: str | Path) -> Any:
-    """A ``.npy`` array, memory-mapped (nothing read until indexed); a truncated or corrupt file,
-    or one that holds objects (a pickle), is one ValueError naming it."""
+    """A memory-mapped ``.npy`` array; a truncated or corrupt file, or one that holds objects
+    (a pickle), is one ValueError naming it."""
     import numpy as np
 
     try:

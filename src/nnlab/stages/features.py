@@ -1,16 +1,6 @@
-"""The ``features@<cache>`` stage: a derived dataset made by a frozen pretrained base.
-
-A ``features:`` entry in params.yaml (``cats_vs_dogs_vgg16: {from: cats_vs_dogs, backbone:
-vgg16, pool: avg}``) names an image dataset and a pretrained base. Its outputs do not change
-from epoch to epoch, so this stage runs the base ONCE over every image of the source split
-(grey ones repeated to the three channels of an ImageNet base), on the training's accelerator
-(``trainer.predict``), and writes the result in the split format
-(``data/split/<cache>/{train,val,test}_{x,y}.npy``, float16 vectors) with a ``meta.json`` of
-kind ``features`` that records where it came from and which weights made it (a fallback
-backbone loudly), and the base's weights (``base.pt``). An experiment trains a head on it like
-on any other dataset; the DataModule and the Classifier know nothing about caches. ``predict``
-composes base and head to classify raw images (``nnlab.models.backbones.compose``).
-"""
+"""features@<cache>: a frozen pretrained base run ONCE over every image of a split, on the
+training's accelerator; written in the split format (float16 vectors, a ``meta.json`` of kind
+``features``, the base's weights) as a derived dataset an experiment trains a head on."""
 
 from __future__ import annotations
 
@@ -56,8 +46,7 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
         raise ConfigError(
             f"params.yaml: no features cache {cache!r} under features: (known: {known})"
         )
-    cfg = params.features[cache]
-    root = Path(root)
+    cfg, root = params.features[cache], Path(root)
     meta = load_meta(cfg.from_, root)
     L.seed_everything(params.seed, verbose=False)  # weights: none is then the same base
     _, *size = meta["input_shape"]
@@ -72,9 +61,7 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
     module = FrozenBase(nn.Sequential(v2.RGB(), base))  # grey images: the channel repeated
     check_trainer(params.trainer)
     trainer = inference_trainer(params)
-    t0 = time.perf_counter()
-    counts: dict[str, int] = {}
-    digests: dict[str, str] = {}
+    t0, counts, digests = time.perf_counter(), {}, {}
     with atomic_dir(paths.split_dir(cache, root)) as tmp:
         for split in SPLITS:
             arrays = load_arrays(cfg.from_, split, root)
@@ -85,13 +72,8 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
                 np.save(tmp / f"{split}_{key}.npy", value, allow_pickle=False)
             counts[split], digests[split] = len(feats), split_digest(out)
         torch.save(base.state_dict(), tmp / BASE_WEIGHTS)
-        derived = {
-            "from": cfg.from_,
-            "backbone": provenance["backbone"],
-            "pool": cfg.pool,
-            "image_shape": meta["input_shape"],
-            "base_weights": BASE_WEIGHTS,
-        }
+        derived = {"from": cfg.from_, "backbone": provenance["backbone"], "pool": cfg.pool}
+        derived.update(image_shape=meta["input_shape"], base_weights=BASE_WEIGHTS)
         write_json(
             tmp / paths.META,
             {
@@ -106,16 +88,9 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
             },
         )
         seconds = round(time.perf_counter() - t0, 2)
-        manifest = {
-            "dataset": cache,
-            **derived,
-            "pretrained": provenance,
-            "counts": counts,
-            "digests": digests,
-            "dtype": "float16",
-            "seconds": seconds,
-            "source_manifest": read_json(paths.split_dir(cfg.from_, root) / paths.MANIFEST),
-        }
+        manifest = {"dataset": cache, **derived, "pretrained": provenance, "counts": counts}
+        manifest.update(digests=digests, dtype="float16", seconds=seconds)
+        manifest["source_manifest"] = read_json(paths.split_dir(cfg.from_, root) / paths.MANIFEST)
         write_json(tmp / paths.MANIFEST, manifest)
     info(
         f"features@{cache}: {sum(counts.values())} images of {cfg.from_} through the frozen "

@@ -1,12 +1,6 @@
-"""train@<experiment>: fit one experiment into ``models/<experiment>/``.
-
-Writes ``best.ckpt`` (by ``val/acc``), ``last.ckpt``, ``history.csv``, ``summary.txt`` and
-``run.json``, the receipt tying the checkpoint to its MLflow run, params hash and split digests.
-Everything is built and checked before the folder changes: an earlier run's outputs are only
-cleared when the first epoch begins, so a run that fails to start leaves them as they were. A
-persistent DVC output: a killed run resumes from ``last.ckpt`` if its params are unchanged.
-Under DDP only global rank 0 writes files or MLflow records.
-"""
+"""train@<experiment>: fit one experiment into ``models/<experiment>/`` (best and last
+checkpoints, history.csv, summary.txt, the run.json receipt). Earlier outputs are cleared only when
+the first epoch begins; a killed run resumes from last.ckpt while its params are unchanged."""
 
 from __future__ import annotations
 
@@ -21,6 +15,7 @@ import lightning as L
 from lightning.pytorch.callbacks import (
     Callback,
     EarlyStopping,
+    LambdaCallback,
     LearningRateMonitor,
     ModelCheckpoint,
     Timer,
@@ -38,8 +33,6 @@ from nnlab.summary import summary_text
 from nnlab.threads import ThreadSizer, check_jobs_dir
 
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
-# set in the processes a launcher (Lightning, torchrun, SLURM) starts for ranks other than 0
-RANK_VARS = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
 
 
 class TrainingError(RuntimeError):
@@ -51,78 +44,37 @@ class History(Callback):
     checkpoint, so a resumed run keeps its curves."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.rows = path, []
+        self.path, self.rows = path, {}
 
     def _record(self, trainer: L.Trainer) -> None:
-        row = {"epoch": trainer.current_epoch}
-        row.update(
-            {
-                k: float(trainer.callback_metrics[k])
-                for k in HISTORY_KEYS
-                if k in trainer.callback_metrics
-            }
-        )
-        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
+        metrics = trainer.callback_metrics
+        row = {k: float(metrics[k]) for k in HISTORY_KEYS if k in metrics}
+        self.rows[trainer.current_epoch] = {"epoch": trainer.current_epoch, **row}
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # before ModelCheckpoint's hook (Lightning orders checkpoint callbacks last)
-        if not trainer.sanity_checking:
+        if not trainer.sanity_checking:  # before ModelCheckpoint's hook, which runs last
             self._record(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not any(r["epoch"] == trainer.current_epoch for r in self.rows):
+        if trainer.current_epoch not in self.rows:  # no validation this epoch
             self._record(trainer)
         if trainer.is_global_zero:
             with atomic_file(self.path, "w") as fh:
                 writer = csv.DictWriter(fh, fieldnames=["epoch", *HISTORY_KEYS], restval="")
                 writer.writeheader()
-                writer.writerows(sorted(self.rows, key=lambda r: r["epoch"]))
+                writer.writerows(self.rows[epoch] for epoch in sorted(self.rows))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows}
+        return {"rows": list(self.rows.values())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rows = list(state.get("rows", []))
-
-
-class StartRun(Callback):
-    """When the first epoch begins (all built, sanity check passed): clear an earlier run's
-    outputs unless resuming, write the RUNNING receipt and the summary, log the datasets."""
-
-    def __init__(self, model_dir: Path, receipt: dict[str, Any], summary: str, fresh: bool):
-        self.model_dir, self.receipt, self.summary, self.fresh = model_dir, receipt, summary, fresh
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        self.receipt.update(
-            run_id=trainer.logger.run_id, experiment_id=trainer.logger.experiment_id
-        )
-        if self.fresh:  # a resumed run has its dataset inputs already; a split that cannot be
-            dm = trainer.datamodule  # read stops here, before the earlier outputs are cleared
-            tracking.log_datasets(self.receipt["run_id"], dm.dataset_name, dm.root)
-            if self.model_dir.exists():
-                shutil.rmtree(self.model_dir)
-        self.model_dir.mkdir(parents=True, exist_ok=True)
-        tracking.write_receipt(self.model_dir, self.receipt)
-        (self.model_dir / paths.SUMMARY).write_text(self.summary + "\n")
+        self.rows = {row["epoch"]: row for row in state.get("rows", [])}
 
 
 def build_classifier(params: Params, name: str, meta: dict[str, Any], phash: str) -> Classifier:
-    exp = params.experiment(name)
-    return Classifier(
-        model=exp.model,
-        meta=meta,
-        model_options=dict(exp.model_options),
-        optimizer=exp.optimizer,
-        lr=exp.lr,
-        weight_decay=exp.weight_decay,
-        momentum=exp.momentum,
-        channels_last=exp.channels_last,
-        finetune=exp.finetune.model_dump() if exp.finetune else None,
-        experiment=name,
-        params_hash=phash,
-    )
+    fields = {"model", "model_options", "optimizer", "lr", "weight_decay", "momentum"}
+    kwargs = params.experiment(name).model_dump(include=fields | {"channels_last", "finetune"})
+    return Classifier(meta=meta, experiment=name, params_hash=phash, **kwargs)
 
 
 def best_checkpoint(model_dir: Path) -> ModelCheckpoint:
@@ -154,21 +106,21 @@ def resumable_checkpoint(model_dir: Path, phash: str) -> Path | None:
 
 
 def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
-    """Fit one experiment; returns the run receipt (on rank 0). Checks come first; then a
-    second training of the same experiment, in this project, is refused until this one ends."""
+    """Fit one experiment; returns the run receipt (on rank 0). Checks come first; a second
+    training of the same experiment in this project is refused until this one ends."""
+    root = Path(root)
     model_dir = paths.model_dir(name, root)
     check_experiment(params, name)  # augmentation, Trainer values, devices: before anything
     check_jobs_dir()
     if model_dir.is_symlink():
         raise ValueError(f"{model_dir}: is a symbolic link; train writes only real folders")
-    if any(os.environ.get(var, "0") != "0" for var in RANK_VARS):
-        return _fit(params, name, Path(root))  # a launched rank: rank 0 holds the lock
+    if not tracking.is_global_zero_env():  # a launched rank: rank 0 holds the lock
+        return _fit(params, name, root)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(model_dir.with_name(f".{name}{paths.LOCK}"), f"train@{name}"):
-        receipt = _fit(params, name, Path(root))
-    if "DVC_STAGE" not in os.environ and (Path(root) / "dvc.yaml").is_file():
-        # dvc.lock does not record this model: `dvc exp run` checks the workspace out (forced)
-        # before any stage runs, which deletes it or brings the recorded one back
+        receipt = _fit(params, name, root)
+    if "DVC_STAGE" not in os.environ and (root / "dvc.yaml").is_file():
+        # `dvc exp run` checks the workspace out (forced) first: it deletes an unrecorded model
         info(
             f"train@{name}: trained outside DVC; record it with `dvc commit -f train@{name}`, "
             f"or the next `dvc exp run` deletes models/{name} (or restores the recorded one)"
@@ -177,10 +129,8 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
 
 
 def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
-    exp, model_dir = params.experiment(name), paths.model_dir(name, root)
-    flat = params.flat(name)
+    exp, model_dir, flat = params.experiment(name), paths.model_dir(name, root), params.flat(name)
     phash = tracking.params_hash(flat)
-
     L.seed_everything(params.seed, workers=True, verbose=False)
     dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
     model = build_classifier(params, name, dm.meta, phash)
@@ -202,16 +152,25 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
         **({"pretrained": pretrained} if pretrained else {}),
     )
 
+    summary = summary_text(model.net, model.spec, name)
+
+    def start(trainer: L.Trainer, _: Any) -> None:
+        """All built and the sanity check passed: clear an earlier run's outputs unless
+        resuming, log the datasets, write the RUNNING receipt and the summary (rank 0)."""
+        receipt.update(run_id=logger.run_id, experiment_id=logger.experiment_id)
+        if resume is None:  # a split that cannot be read stops here, before anything is cleared
+            tracking.log_datasets(receipt["run_id"], exp.dataset, root)
+            if model_dir.exists():
+                shutil.rmtree(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        tracking.write_receipt(model_dir, receipt)
+        (model_dir / paths.SUMMARY).write_text(summary + "\n")
+
     dm.sizer = ThreadSizer(params.loader.threads, params.loader.num_workers)
-    best = best_checkpoint(model_dir)
-    history = History(model_dir / paths.HISTORY)
-    timer = Timer()  # its elapsed time is kept in last.ckpt: a resumed run adds to it
-    start = StartRun(
-        model_dir, receipt, summary_text(model.net, model.spec, name), fresh=resume is None
-    )
-    callbacks = [dm.sizer, best, history, timer, start]
-    if logger:  # rank 0: the learning rate of every parameter group, per epoch
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    best, timer = best_checkpoint(model_dir), Timer()  # the Timer's time is kept in last.ckpt
+    callbacks = [dm.sizer, best, History(model_dir / paths.HISTORY), timer]
+    if logger:  # rank 0 (only it has a logger): the run starts, learning rates per epoch
+        callbacks += [LambdaCallback(on_train_start=start), LearningRateMonitor("epoch")]
     if exp.patience is not None:
         callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=exp.patience))
     trainer = L.Trainer(
@@ -226,19 +185,18 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     if logger:  # rank 0; the input size really used (a substitute may draw smaller images)
         shape = "x".join(str(d) for d in dm.meta["input_shape"])
         logger.log_hyperparams({**flat, "data.input_shape": shape})
-    trainer.fit(model, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
+    trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)
     if trainer.interrupted:
         if (model_dir / paths.LAST).is_file():
             info(f"train@{name}: interrupted; {model_dir / paths.LAST} kept, rerun to resume")
         sys.exit(130)
-    if not trainer.is_global_zero:
+    if not logger:  # not rank 0
         return {}
-
     if best.best_model_score is None or not (model_dir / paths.BEST).is_file():
-        trainer.logger.finalize("failed")  # never FINISHED without a checkpoint
+        logger.finalize("failed")  # never FINISHED without a checkpoint
         raise TrainingError(
-            f"train@{name}: no {paths.BEST} was written (no validation "
-            f"batch ran? check the val split and limit_val_batches)"
+            f"train@{name}: no {paths.BEST} was written "
+            f"(no validation batch ran? check the val split and limit_val_batches)"
         )
     receipt.update(
         status="FINISHED",
@@ -252,17 +210,10 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
         precision=str(trainer.precision),
     )
     tracking.write_receipt(model_dir, receipt)
-    tracking.log_to_run(
-        receipt,
-        metrics={"train_seconds": receipt["train_seconds"], "epochs_run": receipt["epochs_run"]},
-        artifacts=[
-            model_dir / paths.SUMMARY,
-            model_dir / paths.HISTORY,
-            paths.split_dir(exp.dataset, root) / paths.MANIFEST,
-            model_dir / paths.BEST,
-        ],
-        root=root,
-    )
+    artifacts = [model_dir / paths.SUMMARY, model_dir / paths.HISTORY]
+    artifacts += [paths.split_dir(exp.dataset, root) / paths.MANIFEST, model_dir / paths.BEST]
+    metrics = {key: receipt[key] for key in ("train_seconds", "epochs_run")}
+    tracking.log_to_run(receipt, metrics=metrics, artifacts=artifacts, root=root)
     info(
         f"train@{name}: {receipt['epochs_run']} epochs in {receipt['train_seconds']:.1f}s, "
         f"best val/acc {receipt['val/acc_best']}, run {receipt['run_id']}"
