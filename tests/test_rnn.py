@@ -17,7 +17,8 @@ from nnlab.data.datamodule import ArrayDataModule, LengthBucketSampler
 from nnlab.data.synthetic import synthetic_review
 from nnlab.data.text import Vocabulary, tokenize
 from nnlab.files import load_checkpoint, read_json
-from nnlab.models.registry import DataSpec, build_model
+from nnlab.models.registry import build_model
+from nnlab.spec import DataSpec
 from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
 from nnlab.stages.train import build_classifier

@@ -1,11 +1,7 @@
 """The only map from an experiment's ``model`` name to an nn.Module.
 
-A builder takes the :class:`DataSpec` of the prepared data and the experiment's
-``model_options`` as keyword-only arguments and returns a plain ``nn.Module`` mapping a batch to
-logits (one per class, or one for two classes). Its signature is the schema of
-``model_options``: :func:`check_options` validates them with pydantic (strict) without building
-anything. No torch at import: builders import it when they run.
-"""
+A builder's keyword-only parameters are the schema of ``model_options`` (checked strictly by
+pydantic, without building). No torch at import: builders import it when they run."""
 
 from __future__ import annotations
 
@@ -16,7 +12,7 @@ import math
 import reprlib
 from collections.abc import Callable, Iterator
 from functools import cache
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
 from pydantic import ConfigDict, Field
@@ -25,37 +21,6 @@ from nnlab.spec import DataSpec
 
 if TYPE_CHECKING:
     from torch import nn
-
-__all__ = [
-    "BUILDERS",
-    "DataSpec",
-    "SplitNet",
-    "TunableNet",
-    "build_model",
-    "check_options",
-    "is_loading_checkpoint",
-    "loading_checkpoint",
-]
-
-# ----------------------------------------------------------------------------- hooks
-
-
-@runtime_checkable
-class SplitNet(Protocol):
-    """A net that is ``head(base(x))``: a frozen base's outputs can be cached."""
-
-    base: nn.Module
-    head: nn.Module
-
-
-@runtime_checkable
-class TunableNet(Protocol):
-    """A net that chooses its optimizer parameter groups: each has ``params``, ``lr`` and
-    ``name``; a group that starts frozen also has ``unfreeze_epoch`` (its LR is 0 before that
-    epoch, ``unfrozen_lr`` from then on). ``finetune`` is the experiment's block, or None."""
-
-    def param_groups(self, lr: float, finetune: Any) -> list[dict[str, Any]]: ...
-
 
 _LOADING = contextvars.ContextVar("nnlab_loading_checkpoint", default=False)
 
@@ -69,12 +34,6 @@ def loading_checkpoint() -> Iterator[None]:
     finally:
         _LOADING.reset(token)
 
-
-def is_loading_checkpoint() -> bool:
-    return _LOADING.get()
-
-
-# ----------------------------------------------------------------------------- builders
 
 Dropout = Annotated[float, Field(ge=0, lt=1)]
 Positive = Annotated[int, Field(ge=1)]
@@ -155,13 +114,12 @@ def vgg16(
     trainable_blocks: Annotated[int, Field(ge=0, le=5)] = 0,
     timeout: Annotated[float, Field(gt=0)] = 10.0,
 ) -> nn.Module:
-    """An ImageNet-pretrained base, frozen but for its last ``trainable_blocks``, under a new
-    head. ``weights``: imagenet, none (random init) or a local state dict file; ``source`` as
-    for datasets (see :mod:`nnlab.models.backbones`)."""
+    """An ImageNet-pretrained base (:mod:`nnlab.models.backbones`), frozen but for its last
+    ``trainable_blocks``, under a new head."""
     from nnlab.models.backbones import build_base
     from nnlab.models.transfer import TransferNet
 
-    if is_loading_checkpoint():
+    if _LOADING.get():
         weights = "none"  # nothing is fetched: the checkpoint holds the weights
     base, provenance = build_base(
         backbone,
@@ -194,18 +152,10 @@ def _recurrent(cell: Literal["lstm", "gru"]) -> Callable[..., nn.Module]:
         dropout: Dropout = 0.0,
         packed: bool | None = None,
     ) -> nn.Module:
+        options = {**locals(), "cell": cell}  # spec and the options
         from nnlab.models.rnn import RecurrentClassifier
 
-        return RecurrentClassifier(
-            cell,
-            spec,
-            embed_dim=embed_dim,
-            hidden=hidden,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            packed=packed,
-        )
+        return RecurrentClassifier(**options)
 
     build.__name__ = build.__qualname__ = cell
     build.__doc__ = f"Embedding -> {cell.upper()} -> last real token's state -> Dense."
@@ -220,8 +170,6 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "lstm": _recurrent("lstm"),
     "gru": _recurrent("gru"),
 }
-
-# ----------------------------------------------------------------------------- options
 
 
 @cache
@@ -240,7 +188,9 @@ def _schema(builder: Callable[..., Any]) -> type[pydantic.BaseModel]:
     )
 
 
-def _validated(model: str, options: dict[str, Any]) -> dict[str, Any]:
+def check_options(model: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options, checked: ValueError names the model, or ``model_options.<key>`` and its
+    value (unknown name or option, wrong type, out of range)."""
     if model not in BUILDERS:
         raise ValueError(f"unknown model {model!r} (known: {', '.join(sorted(BUILDERS))})")
     schema = _schema(BUILDERS[model])
@@ -262,12 +212,6 @@ def _validated(model: str, options: dict[str, Any]) -> dict[str, Any]:
     return {key: getattr(checked, key) for key in options}
 
 
-def check_options(model: str, options: dict[str, Any]) -> None:
-    """Raise ValueError naming the model, or ``model_options.<key>`` and its value, when the
-    options cannot build the model (unknown name or option, wrong type, out of range)."""
-    _validated(model, options)
-
-
 def build_model(name: str, spec: DataSpec, options: dict[str, Any] | None = None) -> nn.Module:
-    checked = _validated(name, dict(options or {}))
+    checked = check_options(name, dict(options or {}))
     return BUILDERS[name](spec, **checked)
