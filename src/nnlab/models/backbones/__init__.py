@@ -1,11 +1,6 @@
-"""Pretrained conv bases: the lecture's VGG16 and its offline stand-in, EfficientNet-Lite0.
-
-A base maps images in [0, 1] to features: the normalisation its weights expect, five blocks
-(ending at strides 2, 4, 8, 16 and 32, so "the last block" means the same for both), pooling.
-``weights``: ``imagenet`` (VGG16 through torchvision's weights API; when that fails, the fallback
-rule of :func:`nnlab.log.with_fallback` decides on the packaged EfficientNet-Lite0), ``none``
-(random init) or a local state dict file.
-"""
+"""Pretrained conv bases (the lecture's VGG16, its offline stand-in EfficientNet-Lite0): images
+in [0, 1] -> normalisation -> five blocks (ending at strides 2 to 32) -> pooling. ``weights``:
+imagenet (the fallback rule of :func:`nnlab.log.with_fallback`), none or a state dict file."""
 
 from __future__ import annotations
 
@@ -40,6 +35,11 @@ def assemble_base(
         adaptive = nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1)
         layers["pool"] = nn.Sequential(adaptive, nn.Flatten())
     return nn.Sequential(layers).requires_grad_(False).eval()
+
+
+def rgb_input(*layers: nn.Module) -> nn.Sequential:
+    """The layers in sequence, taking grey images too (the channel repeated)."""
+    return nn.Sequential(v2.RGB(), *layers)
 
 
 def base_output_shape(base: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -109,4 +109,4 @@ def compose(head: nn.Module, meta: dict[str, Any], root: Path = Path(".")) -> tu
         )
     )
     spec = DataSpec(kind="image", input_shape=image_shape, classes=tuple(meta["classes"]))
-    return nn.Sequential(v2.RGB(), base.eval(), head), spec  # grey images: channel repeated
+    return rgb_input(base.eval(), head), spec
