@@ -1,6 +1,5 @@
-"""Pictures: learning curves, the confusion matrix (torchmetrics draws it), labelled image
-grids (torchvision's make_grid) of misclassified and augmented images; ``inside``: what a conv
-net sees."""
+"""Pictures: learning curves, the confusion matrix, labelled image grids of misclassified and
+augmented images; ``inside``: what a conv net sees."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -45,8 +44,8 @@ def image_grid(
     title="",
     scale_each=False,
 ) -> None:
-    """(N, C, H, W) floats in [0, 1] (any with ``scale_each``) or HWC uint8 images (the split
-    format) as one mosaic, each under its label: one image, as a subplot per tile is slow."""
+    """(N, C, H, W) floats in [0, 1] (any with ``scale_each``) or HWC uint8 images as one
+    mosaic (a subplot per tile is slow), each under its label."""
     if isinstance(tiles, np.ndarray):
         tiles = torch.as_tensor(tiles).permute(0, 3, 1, 2) / 255
     h, w = tiles.shape[-2:]
