@@ -16,15 +16,16 @@ from torch import nn
 
 from nnlab import paths, tracking
 from nnlab.classifier import count_parameters, load_classifier
-from nnlab.config import FinetuneConfig, parse_params
+from nnlab.config import FinetuneConfig
 from nnlab.data.datamodule import ArrayDataModule
 from nnlab.files import load_checkpoint, read_json
 from nnlab.log import DownloadError
 from nnlab.models.backbones import assemble_base, base_output_shape, build_base
 from nnlab.models.backbones import efficientnet_lite0 as lite0
 from nnlab.models.backbones import vgg16 as vgg16_base
-from nnlab.models.registry import BUILDERS, DataSpec, build_model, loading_checkpoint
+from nnlab.models.registry import BUILDERS, build_model, loading_checkpoint
 from nnlab.models.transfer import TransferNet
+from nnlab.spec import DataSpec
 from nnlab.stages.compare import pretrained_cell
 from nnlab.stages.download import run as run_download
 from nnlab.stages.features import run as run_features
@@ -32,6 +33,7 @@ from nnlab.stages.split import run as run_split
 from nnlab.stages.train import build_classifier
 from nnlab.stages.train import run as train
 from nnlab.summary import summary_text
+from tests.conftest import tiny_params
 from tests.http_server import dead_url, serve
 
 VGG16_CONV = 14_714_688
@@ -49,14 +51,8 @@ def tiny_transfer(spec: DataSpec, *, trainable_blocks: int = 0) -> nn.Module:
         )
         for i in range(5)
     ]
-    return TransferNet(
-        assemble_base(blocks, IMAGENET, "avg"),
-        spec,
-        hidden=16,
-        dropout=0.5,
-        trainable_blocks=trainable_blocks,
-        provenance={"backbone": "tiny", "weights": "random (test)"},
-    )
+    base = assemble_base(blocks, IMAGENET, "avg")
+    return TransferNet(base, spec, hidden=16, dropout=0.5, trainable_blocks=trainable_blocks)
 
 
 @pytest.fixture(autouse=True)
@@ -65,37 +61,15 @@ def stand_in_model(monkeypatch):
     monkeypatch.setitem(BUILDERS, "tiny_transfer", tiny_transfer)
 
 
+CATS = {"kind": "image_folder", "source": "synthetic", "synthetic_size": 64}
+FEAT = {"dataset": "cats_vs_dogs", "model": "tiny_transfer", "epochs": 2, "batch_size": 4}
+
+
 def params_for(features=None, **experiments):
-    return parse_params(
-        {
-            "features": features or {},
-            "seed": 3,
-            "trainer": {
-                "accelerator": "cpu",
-                "devices": 1,
-                "enable_progress_bar": False,
-                "log_every_n_steps": 1,
-            },
-            "data": {
-                "cats_vs_dogs": {
-                    "kind": "image_folder",
-                    "source": "synthetic",
-                    "synthetic_size": 64,
-                    "synthetic_image_size": 32,
-                }
-            },
-            "experiments": experiments,
-        }
+    return tiny_params(
+        **{"data.cats_vs_dogs": {**CATS, "synthetic_image_size": 32}, "features": features or {}},
+        **{f"experiments.{name}": exp for name, exp in experiments.items()},
     )
-
-
-FEAT = {
-    "dataset": "cats_vs_dogs",
-    "model": "tiny_transfer",
-    "epochs": 3,
-    "batch_size": 8,
-    "lr": 0.01,
-}
 
 
 @pytest.fixture
@@ -130,13 +104,8 @@ def test_vgg16_base_is_frozen_normalised_and_cut_in_five_blocks():
     )
     assert count_parameters(tuned.head)[0] == 4 * 4 * 512 * 256 + 256 + 256 + 1  # the lecture's
     assert count_parameters(tuned.base)[1] == 7_079_424  # block5
-    assert [any(p.requires_grad for p in b.parameters()) for b in tuned.blocks] == [
-        False,
-        False,
-        False,
-        False,
-        True,
-    ]
+    trains = [any(p.requires_grad for p in b.parameters()) for b in tuned.blocks]
+    assert trains == [False] * 4 + [True]
     gray = DataSpec(kind="image", input_shape=(1, 28, 28), classes=tuple("0123456789"))
     with pytest.raises(ValueError, match="RGB"):
         build_model("vgg16", gray, {"weights": "none"})
@@ -191,6 +160,13 @@ def test_unreachable_vgg16_weights_fall_back_loudly_or_refuse(monkeypatch, tmp_p
         build_model("vgg16", RGB32, {"source": "remote", "timeout": 5})
 
 
+def vgg16_conv(prefix: str = "") -> tuple[list[nn.Module], dict[str, torch.Tensor]]:
+    """Random-init VGG16 blocks and their conv base's state dict, keys prefixed."""
+    reference = vgg16_base.blocks()
+    flat = nn.Sequential(*[m for b in reference for m in b]).state_dict()
+    return reference, {f"{prefix}{k}": v for k, v in flat.items()}
+
+
 class ConvOnlyVGG(torchvision.models.vgg.VGG):
     """torchvision's VGG without its classifier: a small weights file for the real weights API."""
 
@@ -204,15 +180,9 @@ def test_vgg16_weights_come_through_the_torch_hub_cache(monkeypatch, tmp_path):
     """The download path itself, from a local server: hash-checked file in TORCH_HOME."""
     served = tmp_path / "served"
     served.mkdir()
-    reference = nn.Sequential(*vgg16_base.blocks())
+    reference, state = vgg16_conv("features.")
     raw = tmp_path / "vgg16.pth"
-    torch.save(
-        {
-            f"features.{k}": v
-            for k, v in nn.Sequential(*[m for b in reference for m in b]).state_dict().items()
-        },
-        raw,
-    )
+    torch.save(state, raw)
     digest = hashlib.sha256(raw.read_bytes()).hexdigest()[:8]
     (served / f"vgg16-{digest}.pth").write_bytes(raw.read_bytes())
     (served / "vgg16-00000000.pth").write_bytes(raw.read_bytes())  # a wrong hash
@@ -234,16 +204,13 @@ def test_vgg16_weights_come_through_the_torch_hub_cache(monkeypatch, tmp_path):
 
 
 def test_local_weights_file_and_bad_files(tmp_path):
-    reference = vgg16_base.blocks()
-    flat = nn.Sequential(*[m for b in reference for m in b])
-    torch.save(flat.state_dict(), tmp_path / "conv_base.pth")  # the conv base alone: N.weight
+    reference, flat = vgg16_conv()
+    torch.save(flat, tmp_path / "conv_base.pth")  # the conv base alone: N.weight
     net = build_model("vgg16", RGB32, {"weights": str(tmp_path / "conv_base.pth")})
     assert torch.equal(net.blocks[0][0].weight, reference[0][0].weight)
     assert net.provenance["weights"].endswith("conv_base.pth")
-    whole = {
-        **{f"features.{k}": v for k, v in flat.state_dict().items()},
-        "classifier.6.bias": torch.zeros(1000),
-    }  # a whole VGG16: the classifier is ignored
+    whole = {f"features.{k}": v for k, v in flat.items()} | {"classifier.0.bias": torch.ones(9)}
+    # a whole VGG16: the classifier is ignored
     torch.save({"state_dict": whole}, tmp_path / "whole.pth")
     net = build_model("vgg16", RGB32, {"weights": str(tmp_path / "whole.pth")})
     assert torch.equal(net.blocks[4][-3].weight, reference[4][-3].weight)
@@ -278,13 +245,7 @@ def test_checkpoint_rebuilds_the_fallback_backbone(catdog):
     params = params_for(v={**FEAT, "model": "vgg16", "model_options": {"source": "bundled"}})
     model = build_classifier(params, "v", meta, "x")
     assert model.hparams.model_options["backbone"] == "efficientnet_lite0"
-    trainer = L.Trainer(
-        max_epochs=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=catdog,
-    )
+    trainer = L.Trainer(max_epochs=0, logger=False, default_root_dir=catdog)
     trainer.strategy.connect(model)
     trainer.save_checkpoint(catdog / "lite.ckpt", weights_only=False)
     loaded = load_classifier(catdog / "lite.ckpt")
@@ -297,24 +258,11 @@ def test_checkpoint_rebuilds_the_fallback_backbone(catdog):
 
 # ----------------------------------------------------------------------------- cached features
 
-CACHE = {
-    "from": "cats_vs_dogs",
-    "backbone": "efficientnet_lite0",
-    "source": "bundled",
-    "batch_size": 16,
-}
-HEAD = {
-    "dataset": "cats_lite0",
-    "model": "mlp",
-    "epochs": 3,
-    "batch_size": 8,
-    "lr": 0.01,
-    "model_options": {"hidden": 16, "dropout": 0.5},
-}
+CACHE = {"from": "cats_vs_dogs", "backbone": "efficientnet_lite0", "source": "bundled"}
 
 
 def cache_params(**experiments):
-    return params_for(features={"cats_lite0": CACHE}, **experiments)
+    return params_for(features={"cats_lite0": {**CACHE, "batch_size": 16}}, **experiments)
 
 
 def test_feature_stage_writes_a_derived_dataset_in_the_split_format(catdog):
@@ -342,7 +290,8 @@ def test_a_head_trains_on_the_cache_and_predicts_raw_photos(catdog, tmp_path):
     from nnlab.stages.evaluate import run as evaluate
     from nnlab.summary import summarize
 
-    params = cache_params(head=HEAD)
+    head = {"dataset": "cats_lite0", "model": "mlp", "epochs": 3, "batch_size": 8, "lr": 0.01}
+    params = cache_params(head={**head, "model_options": {"hidden": 16, "dropout": 0.5}})
     run_features(params, "cats_lite0", catdog)
     receipt = train(params, "head", catdog)
     assert receipt["pretrained"]["backbone"] == "efficientnet_lite0"
@@ -351,10 +300,8 @@ def test_a_head_trains_on_the_cache_and_predicts_raw_photos(catdog, tmp_path):
     assert 0 <= evaluate(params, "head", catdog)["test/acc"] <= 1
     # a raw photo goes through base and head composed, as the cached features did
     files = [str(tmp_path / f"p{i}.png") for i in range(3)]
-    for file, img in zip(
-        files, np.load(catdog / "data/split/cats_vs_dogs/test_x.npy"), strict=False
-    ):
-        Image.fromarray(img).save(file)
+    for i, file in enumerate(files):
+        Image.fromarray(np.load(catdog / "data/split/cats_vs_dogs/test_x.npy")[i]).save(file)
     results = predict(params, "head", [*files, str(tmp_path / "missing.png")], catdog)
     assert "missing.png" in results[-1]["error"]
     model = load_classifier(catdog / "models/head/best.ckpt")
@@ -387,8 +334,6 @@ def test_ddp_finetune_unfreezes_on_every_rank_alike(catdog):
     params = params_for(
         tuned={
             **FEAT,
-            "epochs": 2,
-            "batch_size": 4,
             "augment": [{"name": "HorizontalFlip"}],
             "optimizer": "sgd",
             "lr": 0.05,
@@ -407,8 +352,6 @@ def test_ddp_finetune_unfreezes_on_every_rank_alike(catdog):
         strategy="ddp_spawn",
         max_epochs=2,
         logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         enable_checkpointing=False,
         callbacks=[SaveWeights(catdog)],
         default_root_dir=catdog,
