@@ -39,11 +39,27 @@ Dropout = Annotated[float, Field(ge=0, lt=1)]
 Positive = Annotated[int, Field(ge=1)]
 
 
-def _flat_size(body: nn.Module, spec: DataSpec) -> int:
+def _conv_net(
+    spec: DataSpec, filters: tuple[int, ...], padding: int, dense: tuple[int, ...], dropout=None
+) -> nn.Module:
+    """3x3 conv + ReLU + max-pool blocks, Flatten, [Dropout], Dense + ReLU layers, Dense."""
     import torch
+    from torch import nn
 
+    layers: list[nn.Module] = []
+    channels = spec.input_shape[0]
+    for width in filters:
+        layers += [nn.Conv2d(channels, width, 3, padding=padding), nn.ReLU(), nn.MaxPool2d(2)]
+        channels = width
+    layers.append(nn.Flatten())
     with torch.no_grad():
-        return body(torch.zeros(1, *spec.input_shape)).numel()
+        width = nn.Sequential(*layers)(torch.zeros(1, *spec.input_shape)).shape[1]
+    if dropout is not None:
+        layers.append(nn.Dropout(dropout))
+    for units in dense:
+        layers += [nn.Linear(width, units), nn.ReLU()]
+        width = units
+    return nn.Sequential(*layers, nn.Linear(width, spec.num_outputs))
 
 
 def mlp(spec: DataSpec, *, hidden: Positive = 512, dropout: Dropout = 0.0) -> nn.Module:
@@ -61,45 +77,13 @@ def mlp(spec: DataSpec, *, hidden: Positive = 512, dropout: Dropout = 0.0) -> nn
 
 def cnn_small(spec: DataSpec, *, filters: Positive = 32, dense: Positive = 64) -> nn.Module:
     """The lecture's MNIST CNN: two 3x3 'valid' conv + max-pool blocks, Dense, Dense."""
-    from torch import nn
-
-    body = nn.Sequential(
-        nn.Conv2d(spec.input_shape[0], filters, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(filters, filters, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-    )
-    return nn.Sequential(
-        *body,
-        nn.Linear(_flat_size(body, spec), dense),
-        nn.ReLU(),
-        nn.Linear(dense, spec.num_outputs),
-    )
+    return _conv_net(spec, (filters, filters), 0, (dense,))
 
 
 def convnet4(spec: DataSpec, *, dropout: Dropout = 0.5) -> nn.Module:
     """The lecture's cats-vs-dogs CNN: four 3x3 'same' conv + max-pool blocks (32, 64, 128, 128
     filters), Flatten, Dropout, Dense 512, Dense 256, Dense."""
-    from torch import nn
-
-    layers: list[nn.Module] = []
-    channels = spec.input_shape[0]
-    for filters in (32, 64, 128, 128):
-        layers += [nn.Conv2d(channels, filters, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-        channels = filters
-    body = nn.Sequential(*layers, nn.Flatten())
-    return nn.Sequential(
-        *body,
-        nn.Dropout(dropout),
-        nn.Linear(_flat_size(body, spec), 512),
-        nn.ReLU(),
-        nn.Linear(512, 256),
-        nn.ReLU(),
-        nn.Linear(256, spec.num_outputs),
-    )
+    return _conv_net(spec, (32, 64, 128, 128), 1, (512, 256), dropout)
 
 
 def vgg16(
