@@ -95,7 +95,6 @@ def ascend_filters(
     net: nn.Module,
     conv: str,
     *,
-    in_channels=3,
     filters=8,
     steps=30,
     size=64,
@@ -107,7 +106,8 @@ def ascend_filters(
     ``conv``, by normalised gradient ascent from grey noise, each step after a random shift
     (no locking onto pixels). 1% of the pre-activation mean wakes up a silent filter."""
     gen = torch.Generator().manual_seed(seed)
-    img = (0.5 + 0.02 * torch.randn(filters, in_channels, size, size, generator=gen)).clamp(0, 1)
+    channels = net.get_submodule(conv_names(net)[0]).in_channels
+    img = (0.5 + 0.02 * torch.randn(filters, channels, size, size, generator=gen)).clamp(0, 1)
     img = img.to(next(net.parameters()).device)
     shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=gen)
     shifts[steps - steps // 3 :] = 0  # the last third unshifted: ends on the filter's own mean
@@ -124,28 +124,13 @@ def ascend_filters(
 
 
 def filter_patterns(
-    net: nn.Module,
-    layers: list[tuple[str, str]],
-    out_dir: Path,
-    *,
-    filters=8,
-    steps=30,
-    size=64,
-    seed=0,
+    net: nn.Module, layers: list[tuple[str, str]], out_dir: Path, *, steps=30, seed=0, **ascent
 ) -> list[Path]:
     """``filter_patterns_<label>.png`` for each (label, conv): :func:`ascend_filters`."""
     convs = conv_names(net)
     written = []
     for label, conv in layers:
-        found = ascend_filters(
-            net,
-            conv,
-            in_channels=net.get_submodule(convs[0]).in_channels,
-            filters=filters,
-            steps=steps,
-            size=size,
-            seed=seed,
-        ).cpu()
+        found = ascend_filters(net, conv, steps=steps, seed=seed, **ascent).cpu()
         shown = (F.layer_norm(found, found.shape[1:]) * 0.15 + 0.5).clamp(0, 1)
         written.append(Path(out_dir) / paths.FILTER_PATTERNS_PNG.format(label))
         image_grid(
@@ -256,7 +241,6 @@ def model_pictures(
     steps=30,
     size: int | None = None,
     seed=0,
-    n_layers=3,
 ) -> list[Path]:
     """The pictures of a conv net for images ``x`` (N, C, H, W) in [0, 1] of classes ``y``; the
     files written (none without Conv2d layers or images). ``filters=0``: no filter patterns."""
@@ -264,18 +248,12 @@ def model_pictures(
         return []
     x = x.detach().float().to(next(net.parameters()).device)
     written = [Path(out_dir) / name for name in (paths.FEATURE_MAPS_PNG, paths.CONV_WEIGHTS_PNG)]
-    feature_maps(net, x, written[0], n_layers)
+    feature_maps(net, x, written[0])
     conv_weights(net, written[1])
     if filters > 0 and steps > 0:
-        written += filter_patterns(
-            net,
-            pattern_layers(net, n_layers),
-            out_dir,
-            filters=filters,
-            steps=steps,
-            size=size or min(x.shape[-1], 64),
-            seed=seed,
-        )
+        size = size or min(x.shape[-1], 64)
+        ascent = {"filters": filters, "steps": steps, "size": size, "seed": seed}
+        written += filter_patterns(net, pattern_layers(net), out_dir, **ascent)
     written.append(Path(out_dir) / paths.GRADCAM_PNG)
     gradcam_figure(net, x, np.asarray(y), classes).savefig(written[-1], dpi=100)
     return written
