@@ -51,30 +51,6 @@ def base_output_shape(base: nn.Module, input_shape: tuple[int, ...]) -> tuple[in
     return shape
 
 
-def _blocks(backbone: str, weights: str, source: str, timeout: float) -> dict[str, Any]:
-    """``{"blocks": [...], "backbone": used, "weights": ..., "fallback"?: why}``."""
-    family = BACKBONES[backbone]
-    if weights == "none":
-        why = "random init (weights: none)"
-        return {"blocks": family.blocks(), "backbone": backbone, "weights": why}
-    if weights != "imagenet":
-        blocks = family.blocks(read_state(weights), f"model_options.weights: {weights}")
-        return {"blocks": blocks, "backbone": backbone, "weights": weights}
-    if backbone == "efficientnet_lite0":
-        return efficientnet_lite0.pretrained()
-    found = with_fallback(
-        source,
-        partial(vgg16.pretrained, timeout),
-        efficientnet_lite0.pretrained,
-        dataset="VGG16 ImageNet weights",
-        fallback_name="efficientnet_lite0 ImageNet weights",
-    )
-    del found["source"]
-    if "fallback_reason" in found:
-        found["fallback"] = found.pop("fallback_reason")
-    return found
-
-
 def build_base(
     backbone: str,
     *,
@@ -90,7 +66,26 @@ def build_base(
         raise ValueError(
             f"an ImageNet backbone needs RGB images (3, H, W), got input shape {tuple(input_shape)}"
         )
-    found = _blocks(backbone, str(weights), source, timeout)
+    family = BACKBONES[backbone]
+    if weights == "none":
+        why = "random init (weights: none)"
+        found = {"blocks": family.blocks(), "backbone": backbone, "weights": why}
+    elif weights != "imagenet":
+        blocks = family.blocks(read_state(weights), f"model_options.weights: {weights}")
+        found = {"blocks": blocks, "backbone": backbone, "weights": weights}
+    elif backbone == "efficientnet_lite0":
+        found = efficientnet_lite0.pretrained()
+    else:
+        found = with_fallback(
+            source,
+            partial(vgg16.pretrained, timeout),
+            efficientnet_lite0.pretrained,
+            dataset="VGG16 ImageNet weights",
+            fallback_name="efficientnet_lite0 ImageNet weights",
+        )
+        del found["source"]
+        if "fallback_reason" in found:
+            found["fallback"] = found.pop("fallback_reason")
     blocks = found.pop("blocks")
     return assemble_base(blocks, BACKBONES[found["backbone"]].NORMALIZE, pool), found
 
