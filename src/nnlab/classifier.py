@@ -47,12 +47,7 @@ def skip_absent_nvml() -> bool:
 
 skip_absent_nvml()  # right after Lightning's import set it
 
-OPTIMIZERS = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-    "rmsprop": torch.optim.RMSprop,
-}
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -181,30 +176,27 @@ class Classifier(L.LightningModule):
         return loss
 
     # torchmetrics values are already reduced over ranks; sync_dist=True only tells Lightning
-    def _log_train_epoch(self) -> None:
-        if self.train_loss.update_count == 0:
-            return
-        self.log("train/loss", self.train_loss.compute(), sync_dist=True)
-        self.log("train/acc", self.train_acc.compute(), prog_bar=True, sync_dist=True)
-        self.train_loss.reset()
-        self.train_acc.reset()
+    def _log_epoch(self, acc: Accuracy, loss: MeanMetric, stage: str) -> torch.Tensor:
+        value = acc.compute()
+        self.log(f"{stage}/loss", loss.compute(), prog_bar=stage == "val", sync_dist=True)
+        self.log(f"{stage}/acc", value, prog_bar=True, sync_dist=True)
+        loss.reset()
+        acc.reset()
+        return value
 
     def on_train_epoch_end(self) -> None:
-        self._log_train_epoch()  # only when no validation ran this epoch
+        if self.train_loss.update_count:  # no validation ran this epoch
+            self._log_epoch(self.train_acc, self.train_loss, "train")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, self.val_acc, self.val_loss)
 
     def on_validation_epoch_end(self) -> None:
-        acc = self.val_acc.compute()
-        self.log("val/loss", self.val_loss.compute(), prog_bar=True, sync_dist=True)
-        self.log("val/acc", acc, prog_bar=True, sync_dist=True)
-        self.val_loss.reset()
-        self.val_acc.reset()
+        acc = self._log_epoch(self.val_acc, self.val_loss, "val")
         if self.trainer.sanity_checking:
             return
         # the epoch's training metrics with it: all are in place when checkpoints record it
-        self._log_train_epoch()
+        self.on_train_epoch_end()
         self.val_acc_best.update(acc)
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
@@ -234,7 +226,7 @@ class Classifier(L.LightningModule):
             groups = self.net.param_groups(hp.lr, ft)
         else:
             groups = [p for p in self.net.parameters() if p.requires_grad]
-        return OPTIMIZERS[hp.optimizer](groups, **kwargs)
+        return getattr(torch.optim, OPTIMIZERS[hp.optimizer])(groups, **kwargs)
 
 
 def count_parameters(net: nn.Module) -> tuple[int, int]:
@@ -247,7 +239,6 @@ def count_parameters(net: nn.Module) -> tuple[int, int]:
 def inference_trainer(params: Any = None) -> L.Trainer:
     """A Trainer for test, predict and feature extraction: the training's accelerator and
     precision on ONE device (a DistributedSampler would pad the test set with duplicates)."""
-
     kwargs = params.trainer.kwargs() if params is not None else {}
     loader = params.loader if params is not None else LoaderConfig()
     return L.Trainer(
