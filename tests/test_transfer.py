@@ -20,11 +20,10 @@ from nnlab.config import FinetuneConfig
 from nnlab.data.datamodule import ArrayDataModule
 from nnlab.files import load_checkpoint, read_json
 from nnlab.log import DownloadError
-from nnlab.models.backbones import assemble_base, base_output_shape, build_base
+from nnlab.models.backbones import base_output_shape, build_base
 from nnlab.models.backbones import efficientnet_lite0 as lite0
 from nnlab.models.backbones import vgg16 as vgg16_base
-from nnlab.models.registry import BUILDERS, build_model, loading_checkpoint
-from nnlab.models.transfer import TransferNet
+from nnlab.models.registry import build_model, loading_checkpoint
 from nnlab.spec import DataSpec
 from nnlab.stages.compare import pretrained_cell
 from nnlab.stages.download import run as run_download
@@ -41,27 +40,9 @@ IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 RGB32 = DataSpec(kind="image", input_shape=(3, 32, 32), classes=("cats", "dogs"))
 
 
-def tiny_transfer(spec: DataSpec, *, trainable_blocks: int = 0) -> nn.Module:
-    """A stand-in pretrained base: five conv blocks (8 channels, pool 2), random init."""
-    torch.manual_seed(0)
-    blocks = [
-        nn.Sequential(
-            nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)
-        )
-        for i in range(5)
-    ]
-    base = assemble_base(blocks, IMAGENET, "avg")
-    return TransferNet(base, spec, hidden=16, dropout=0.5, trainable_blocks=trainable_blocks)
-
-
-@pytest.fixture(autouse=True)
-def stand_in_model(monkeypatch):
-    """The stand-in joins the registry for this module's tests only."""
-    monkeypatch.setitem(BUILDERS, "tiny_transfer", tiny_transfer)
-
-
 CATS = {"kind": "image_folder", "source": "synthetic", "synthetic_size": 64}
-FEAT = {"dataset": "cats_vs_dogs", "model": "tiny_transfer", "epochs": 2, "batch_size": 4}
+FEAT = {"dataset": "cats_vs_dogs", "model": "vgg16", "epochs": 2, "batch_size": 4}
+LITE0 = {"backbone": "efficientnet_lite0", "weights": "none"}  # random init, no download
 
 
 def params_for(features=None, **experiments):
@@ -103,9 +84,9 @@ def test_vgg16_base_is_frozen_normalised_and_cut_in_five_blocks():
 
 
 def test_param_groups_follow_the_finetune_block():
-    frozen = build_model("tiny_transfer", RGB32)
+    frozen = build_model("vgg16", RGB32, LITE0)
     assert [g["name"] for g in frozen.param_groups(0.1, None)] == ["head"]
-    net = build_model("tiny_transfer", RGB32, {"trainable_blocks": 2})
+    net = build_model("vgg16", RGB32, {**LITE0, "trainable_blocks": 2})
     head, backbone = net.param_groups(0.1, None)
     assert head["lr"] == 0.1 and head["params"] == list(net.head.parameters())
     assert backbone["lr"] == pytest.approx(0.01) and backbone["unfreeze_epoch"] == 0
@@ -233,7 +214,7 @@ def test_nothing_is_fetched_while_a_checkpoint_loads(monkeypatch):
 def test_checkpoint_rebuilds_the_fallback_backbone(catdog):
     """A run that fell back to EfficientNet-Lite0 reloads as EfficientNet-Lite0."""
     meta = read_json(catdog / "data/split/cats_vs_dogs/meta.json")
-    params = params_for(v={**FEAT, "model": "vgg16", "model_options": {"source": "bundled"}})
+    params = params_for(v={**FEAT, "model_options": {"source": "bundled"}})
     model = build_classifier(params, "v", meta, "x")
     assert model.hparams.model_options["backbone"] == "efficientnet_lite0"
     trainer = L.Trainer(max_epochs=0, logger=False, default_root_dir=catdog)
@@ -325,7 +306,7 @@ def test_ddp_finetune_unfreezes_on_every_rank_alike(catdog):
             "augment": [{"name": "HorizontalFlip"}],
             "optimizer": "sgd",
             "lr": 0.05,
-            "model_options": {"trainable_blocks": 1},
+            "model_options": {**LITE0, "trainable_blocks": 1},
             "finetune": {"unfreeze_epoch": 1, "backbone_lr": 0.05},
         }
     )
