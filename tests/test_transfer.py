@@ -1,5 +1,5 @@
 """Transfer learning: VGG16 / EfficientNet-Lite0 bases, the weights fallback rule, the cached
-feature stage and DDP-safe fine-tuning. Offline: random-init VGG16 and a tiny stand-in base."""
+feature stage and DDP-safe fine-tuning; offline."""
 
 from __future__ import annotations
 
@@ -38,8 +38,6 @@ VGG16_CONV = 14_714_688
 LITE0_CONV = 3_371_008  # EfficientNet-Lite0 without its ImageNet classifier
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 RGB32 = DataSpec(kind="image", input_shape=(3, 32, 32), classes=("cats", "dogs"))
-
-
 CATS = {"kind": "image_folder", "source": "synthetic", "synthetic_size": 64}
 FEAT = {"dataset": "cats_vs_dogs", "model": "vgg16", "epochs": 2, "batch_size": 4}
 LITE0 = {"backbone": "efficientnet_lite0", "weights": "none"}  # random init, no download
