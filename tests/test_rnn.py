@@ -68,20 +68,16 @@ def test_padding_does_not_change_the_logit(model, options):
 
 @pytest.mark.parametrize("model", ["lstm", "gru"])
 def test_bidirectional_packs_by_default_refuses_padding_and_text_only(model):
-    assert build_model(model, SPEC, {"bidirectional": True}).packed
+    net = build_model(model, SPEC, {"embed_dim": 8, "hidden": 12, "bidirectional": True})
+    assert net.packed
+    text = summary_text(net, SPEC, f"imdb_{model}")
+    assert "(None, 30, 8)" in text  # embedding of a full-length review
+    assert f"rnn ({model.upper()})" in text and "head (Linear)" in text and "(None, 1)" in text
+    assert f"Total params: {sum(p.numel() for p in net.parameters()):,}" in text
     with pytest.raises(ValueError, match=r"model_options\.packed: .*bidirectional needs packed"):
         build_model(model, SPEC, {"bidirectional": True, "packed": False})
     with pytest.raises(ValueError, match="vocab"):
         build_model(model, DataSpec(kind="image", input_shape=(1, 28, 28), classes=("a", "b")))
-
-
-def test_summary_shows_embedding_recurrent_and_dense():
-    net = build_model("lstm", SPEC, {"embed_dim": 8, "hidden": 12, "bidirectional": True})
-    text = summary_text(net, SPEC, "imdb_lstm")
-    assert "(None, 30, 8)" in text  # embedding of a full-length review
-    assert "rnn (LSTM)" in text and "head (Linear)" in text and "(None, 1)" in text
-    total = sum(p.numel() for p in net.parameters())
-    assert f"Total params: {total:,}" in text
 
 
 @pytest.fixture(scope="module")

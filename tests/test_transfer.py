@@ -99,7 +99,7 @@ def never(*args, **kwargs):
     raise AssertionError("fetched weights")
 
 
-def test_bundled_source_loads_the_packaged_lite0_weights_without_fetching(monkeypatch):
+def test_bundled_lite0_weights_and_nothing_fetched_while_a_checkpoint_loads(monkeypatch):
     monkeypatch.setattr(vgg16_base, "pretrained", never)
     net = build_model("vgg16", RGB32, {"source": "bundled"})
     assert net.provenance["backbone"] == "efficientnet_lite0"
@@ -115,6 +115,13 @@ def test_bundled_source_loads_the_packaged_lite0_weights_without_fetching(monkey
     assert torch.equal(net.base.normalize(x), 2 * x - 1)  # the Lite0 weights expect [-1, 1]
     asked = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
     assert "fallback" not in asked.provenance and not asked.resolved_options
+    for module, name in [(lite0, "pretrained"), (lite0, "weights_file")]:
+        monkeypatch.setattr(module, name, never)
+    with loading_checkpoint():  # nothing is fetched: the checkpoint's weights overwrite them
+        net = build_model("vgg16", RGB32, {"source": "remote"})
+        lite = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
+    assert net.provenance["weights"] == "random init (weights: none)"
+    assert count_parameters(lite.base)[0] == LITE0_CONV
 
 
 def test_unreachable_vgg16_weights_fall_back_loudly_or_refuse(monkeypatch, tmp_path, capfd):
@@ -193,20 +200,6 @@ def test_local_weights_file_and_bad_files(tmp_path):
     ]:
         with pytest.raises(error, match=message):
             build_model("vgg16", RGB32, {"weights": str(tmp_path / name)})
-
-
-def test_nothing_is_fetched_while_a_checkpoint_loads(monkeypatch):
-    for module, name in [
-        (vgg16_base, "pretrained"),
-        (lite0, "pretrained"),
-        (lite0, "weights_file"),
-    ]:
-        monkeypatch.setattr(module, name, never)
-    with loading_checkpoint():
-        net = build_model("vgg16", RGB32, {"source": "remote"})
-        lite = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
-    assert net.provenance["weights"] == "random init (weights: none)"  # then overwritten
-    assert count_parameters(lite.base)[0] == LITE0_CONV
 
 
 def test_checkpoint_rebuilds_the_fallback_backbone(catdog):
