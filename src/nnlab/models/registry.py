@@ -100,29 +100,12 @@ def vgg16(
 ) -> nn.Module:
     """An ImageNet-pretrained base (:mod:`nnlab.models.backbones`), frozen but for its last
     ``trainable_blocks``, under a new head."""
-    from nnlab.models.backbones import build_base
+    options = dict(locals())  # spec and the options
     from nnlab.models.transfer import TransferNet
 
     if _LOADING.get():
-        weights = "none"  # nothing is fetched: the checkpoint holds the weights
-    base, provenance = build_base(
-        backbone,
-        pool=pool,
-        source=source,
-        weights=weights,
-        timeout=timeout,
-        input_shape=spec.input_shape,
-    )
-    used = provenance["backbone"]
-    return TransferNet(
-        base,
-        spec,
-        hidden=hidden,
-        dropout=dropout,
-        trainable_blocks=trainable_blocks,
-        provenance=provenance,
-        resolved_options={"backbone": used} if used != backbone else None,
-    )
+        options["weights"] = "none"  # nothing is fetched: the checkpoint holds the weights
+    return TransferNet(**options)
 
 
 def _recurrent(cell: Literal["lstm", "gru"]) -> Callable[..., nn.Module]:

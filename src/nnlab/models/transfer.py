@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnlab.models.backbones import base_output_shape
+from nnlab.models.backbones import base_output_shape, build_base
 from nnlab.spec import DataSpec
 
 
@@ -19,16 +19,22 @@ class TransferNet(nn.Module):
 
     def __init__(
         self,
-        base: nn.Sequential,
         spec: DataSpec,
         *,
+        backbone: str,
+        weights: str,
+        source: str,
+        pool: str,
         hidden: int,
         dropout: float,
-        trainable_blocks: int = 0,
-        provenance: dict[str, str] | None = None,
-        resolved_options: dict[str, Any] | None = None,
+        trainable_blocks: int,
+        timeout: float,
     ):
         super().__init__()
+        options = {"pool": pool, "source": source, "weights": weights, "timeout": timeout}
+        base, self.provenance = build_base(backbone, input_shape=spec.input_shape, **options)
+        used = self.provenance["backbone"]
+        self.resolved_options = {"backbone": used} if used != backbone else {}
         self.base = base.requires_grad_(False)
         for block in self.blocks[len(self.blocks) - trainable_blocks :]:
             block.requires_grad_(True)
@@ -38,8 +44,6 @@ class TransferNet(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden, spec.num_outputs),
         )
-        self.provenance = dict(provenance or {})
-        self.resolved_options = dict(resolved_options or {})
         self.train()
 
     @property
