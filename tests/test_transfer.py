@@ -219,13 +219,9 @@ def test_checkpoint_rebuilds_the_fallback_backbone(catdog):
     assert pretrained_cell({"backbone": "vgg16", "weights": "x"}) == "vgg16"
 
 
-# ----------------------------------------------------------------------------- cached features
-
-CACHE = {"from": "cats_vs_dogs", "backbone": "efficientnet_lite0", "source": "bundled"}
-
-
 def cache_params(**experiments):
-    return params_for(features={"cats_lite0": {**CACHE, "batch_size": 16}}, **experiments)
+    cache = {"from": "cats_vs_dogs", "backbone": "efficientnet_lite0", "source": "bundled"}
+    return params_for(features={"cats_lite0": {**cache, "batch_size": 16}}, **experiments)
 
 
 def test_feature_stage_writes_a_derived_dataset_in_the_split_format(catdog):
