@@ -1,13 +1,14 @@
-"""LSTM/GRU: padding invariance (padded and packed paths), summary, fast_dev_run of both models
-with the vocabulary carried in the checkpoint, a GRU learning the negation task, and length
-buckets."""
+"""LSTM/GRU: padding invariance, checkpoints carrying the vocabulary, learning, length buckets."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 
 from nnlab import paths
@@ -17,7 +18,8 @@ from nnlab.data.datamodule import ArrayDataModule, LengthBucketSampler
 from nnlab.data.synthetic import synthetic_review
 from nnlab.data.text import Vocabulary, tokenize
 from nnlab.files import load_checkpoint, read_json
-from nnlab.models.registry import DataSpec, build_model
+from nnlab.models.registry import build_model
+from nnlab.spec import DataSpec
 from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
 from nnlab.stages.train import build_classifier
@@ -43,54 +45,39 @@ def _padded(reviews: list[list[int]], width: int, fill: int = 0) -> tuple[torch.
 @pytest.mark.parametrize("model", ["lstm", "gru"])
 @pytest.mark.parametrize("options", [{}, {"bidirectional": True, "num_layers": 2, "dropout": 0.3}])
 def test_padding_does_not_change_the_logit(model, options):
+    """By default unidirectional nets run padded, bidirectional ones packed: the same function."""
     torch.manual_seed(0)
-    net = build_model(model, SPEC, {"embed_dim": 8, "hidden": 12, **options}).eval()
+    options = {"embed_dim": 8, "hidden": 12, **options}
+    net = build_model(model, SPEC, options).eval()
+    packed = build_model(model, SPEC, {**options, "packed": True}).eval()
+    packed.load_state_dict(net.state_dict())
+    assert net.packed == ("bidirectional" in options)
     reviews = [[5, 9, 3, 7, 2, 8, 4], [6, 6], [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]]
     with torch.no_grad():
         short = net(*_padded(reviews, 11))
         long = net(*_padded(reviews, 30))
         garbage = net(*_padded(reviews, 30, fill=17))  # even non-pad tokens after the end
         alone = torch.cat([net(*_padded([r], 30)) for r in reviews])  # batch order, sorting
+        from_packed = packed(*_padded(reviews, 30, fill=13))
+        unpadded = net(_padded(reviews, 11, fill=13)[0])  # no lengths: every token counts
     assert short.shape == (3, 1)
-    torch.testing.assert_close(short, long, rtol=0, atol=1e-6)
-    torch.testing.assert_close(short, garbage, rtol=0, atol=1e-6)
-    torch.testing.assert_close(short, alone, rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("model", ["lstm", "gru"])
-def test_padded_default_computes_the_packed_function(model):
-    """Unidirectional nets run padded by default; packing gives the same logits."""
-    torch.manual_seed(0)
-    options = {"embed_dim": 8, "hidden": 12, "num_layers": 2}
-    plain = build_model(model, SPEC, options).eval()
-    packed = build_model(model, SPEC, {**options, "packed": True}).eval()
-    assert not plain.packed and packed.packed
-    packed.load_state_dict(plain.state_dict())
-    x, lengths = _padded(
-        [[5, 9, 3], [6, 6, 7, 8, 9, 1], [4], [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]], 30, fill=13
-    )
-    with torch.no_grad():
-        expected = packed(x, lengths)
-        torch.testing.assert_close(plain(x, lengths), expected, rtol=0, atol=1e-5)
-        assert not torch.allclose(plain(x, torch.full_like(lengths, 10)), expected, atol=1e-3)
+    for same in (long, garbage, alone, from_packed):
+        torch.testing.assert_close(short, same, rtol=0, atol=1e-5)
+    assert not torch.allclose(short, unpadded, atol=1e-3)
 
 
 @pytest.mark.parametrize("model", ["lstm", "gru"])
 def test_bidirectional_packs_by_default_refuses_padding_and_text_only(model):
-    assert build_model(model, SPEC, {"bidirectional": True}).packed
+    net = build_model(model, SPEC, {"embed_dim": 8, "hidden": 12, "bidirectional": True})
+    assert net.packed
+    text = summary_text(net, SPEC, f"imdb_{model}")
+    assert "(None, 30, 8)" in text  # embedding of a full-length review
+    assert f"rnn ({model.upper()})" in text and "head (Linear)" in text and "(None, 1)" in text
+    assert f"Total params: {sum(p.numel() for p in net.parameters()):,}" in text
     with pytest.raises(ValueError, match=r"model_options\.packed: .*bidirectional needs packed"):
         build_model(model, SPEC, {"bidirectional": True, "packed": False})
     with pytest.raises(ValueError, match="vocab"):
         build_model(model, DataSpec(kind="image", input_shape=(1, 28, 28), classes=("a", "b")))
-
-
-def test_summary_shows_embedding_recurrent_and_dense():
-    net = build_model("lstm", SPEC, {"embed_dim": 8, "hidden": 12, "bidirectional": True})
-    text = summary_text(net, SPEC, "imdb_lstm")
-    assert "(None, 30, 8)" in text  # embedding of a full-length review
-    assert "rnn (LSTM)" in text and "head (Linear)" in text and "(None, 1)" in text
-    total = sum(p.numel() for p in net.parameters())
-    assert f"Total params: {total:,}" in text
 
 
 @pytest.fixture(scope="module")
@@ -105,12 +92,7 @@ def imdb_root(tmp_path_factory):
 def fit(params, name: str, root, **trainer_options) -> tuple[L.Trainer, ArrayDataModule]:
     dm = ArrayDataModule("imdb", params.experiment(name), params.loader, params.seed, root)
     trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **trainer_options,
+        accelerator="cpu", logger=False, enable_progress_bar=False, **trainer_options
     )
     trainer.fit(build_classifier(params, name, dm.meta, "test"), datamodule=dm)
     assert trainer.state.finished
@@ -131,7 +113,7 @@ def test_fast_dev_run_and_checkpoint_carries_vocabulary(imdb_root, tmp_path, nam
 
 @pytest.fixture
 def one_thread():
-    """Small recurrent steps run fastest on one thread (and suffer least on busy cores)."""
+    """Small recurrent steps run fastest on one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -161,19 +143,13 @@ def test_gru_learns_negation_where_bag_of_words_cannot(one_thread):
     w = np.linalg.solve(a.T @ a + np.eye(len(vocab)), a.T @ (2.0 * y_train - 1))
     bow_acc = float(((counts(x_test) @ w > 0) == y_test).mean())
 
-    net = build_model(
-        "gru",
-        SPEC.__class__(**{**SPEC.__dict__, "vocab_size": len(vocab)}),
-        {"embed_dim": 16, "hidden": 32},
-    )
+    net = build_model("gru", replace(SPEC, vocab_size=len(vocab)), {"embed_dim": 16, "hidden": 32})
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     xs, ls = torch.from_numpy(x_train), torch.from_numpy(len_train)
     ys = torch.from_numpy(y_train.astype(np.float32))
     for _ in range(6):
         for b in torch.randperm(len(xs)).split(32):
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                net(xs[b], ls[b]).squeeze(-1), ys[b]
-            )
+            loss = F.binary_cross_entropy_with_logits(net(xs[b], ls[b]).squeeze(-1), ys[b])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -191,7 +167,7 @@ def _padding(order: list[int], lengths: np.ndarray, batch: int) -> float:
     return 1 - sum(c.sum() for c in cut) / sum(len(c) * c.max() for c in cut)
 
 
-def test_length_buckets_cover_every_sample_once_and_cut_the_padding():
+def test_length_buckets_cover_every_sample_once_and_cut_the_padding_under_ddp_too():
     rng = np.random.default_rng(0)
     lengths = np.clip(rng.lognormal(np.log(175), 0.75, 3210).astype(int), 5, 500)
     sampler = LengthBucketSampler(lengths, batch_size=32, shuffle=True, seed=3)
@@ -215,18 +191,13 @@ def test_length_buckets_cover_every_sample_once_and_cut_the_padding():
     ordered = list(LengthBucketSampler(lengths, 32, shuffle=False, seed=3))
     assert sorted(ordered) == list(range(len(lengths)))
     assert np.all(np.diff(lengths[ordered]) >= 0)
-
-
-def test_length_buckets_under_ddp_ranks_split_the_epoch_and_stay_bucketed():
-    lengths = np.random.default_rng(1).integers(5, 400, 2048)
-    ranks = []
-    for rank in range(2):
-        inner = LengthBucketSampler(lengths, 32, True, seed=5)
-        wrapper = DistributedSamplerWrapper(inner, num_replicas=2, rank=rank, shuffle=False)
-        ranks.append(list(wrapper))
+    # DDP ranks split the epoch, each rank's batches of 16 from one 32-sample bucket
+    ranks = [
+        list(DistributedSamplerWrapper(LengthBucketSampler(lengths, 32, True, 5), 2, r, False))
+        for r in (0, 1)
+    ]
     assert sorted(ranks[0] + ranks[1]) == list(range(len(lengths)))
-    for order in ranks:  # each rank's batches of 16 come from one 32-sample bucket
-        assert _padding(order, lengths, 16) < 0.1
+    assert all(_padding(order, lengths, 16) < 0.1 for order in ranks)
 
 
 def test_bucketed_training_runs_and_only_text_may_bucket(imdb_root):

@@ -1,5 +1,5 @@
 """Transfer learning: VGG16 / EfficientNet-Lite0 bases, the weights fallback rule, the cached
-feature stage and DDP-safe fine-tuning. Offline: random-init VGG16 and a tiny stand-in base."""
+feature stage and DDP-safe fine-tuning; offline."""
 
 from __future__ import annotations
 
@@ -16,86 +16,38 @@ from torch import nn
 
 from nnlab import paths, tracking
 from nnlab.classifier import count_parameters, load_classifier
-from nnlab.config import FinetuneConfig, parse_params
+from nnlab.config import FinetuneConfig
 from nnlab.data.datamodule import ArrayDataModule
 from nnlab.files import load_checkpoint, read_json
 from nnlab.log import DownloadError
-from nnlab.models.backbones import assemble_base, base_output_shape, build_base
+from nnlab.models.backbones import base_output_shape, build_base
 from nnlab.models.backbones import efficientnet_lite0 as lite0
 from nnlab.models.backbones import vgg16 as vgg16_base
-from nnlab.models.registry import BUILDERS, DataSpec, build_model, loading_checkpoint
-from nnlab.models.transfer import TransferNet
+from nnlab.models.registry import build_model, loading_checkpoint
+from nnlab.spec import DataSpec
 from nnlab.stages.compare import pretrained_cell
 from nnlab.stages.download import run as run_download
 from nnlab.stages.features import run as run_features
 from nnlab.stages.split import run as run_split
 from nnlab.stages.train import build_classifier
 from nnlab.stages.train import run as train
-from nnlab.summary import summary_text
+from tests.conftest import tiny_params
 from tests.http_server import dead_url, serve
 
 VGG16_CONV = 14_714_688
 LITE0_CONV = 3_371_008  # EfficientNet-Lite0 without its ImageNet classifier
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 RGB32 = DataSpec(kind="image", input_shape=(3, 32, 32), classes=("cats", "dogs"))
-
-
-def tiny_transfer(spec: DataSpec, *, trainable_blocks: int = 0) -> nn.Module:
-    """A stand-in pretrained base: five conv blocks (8 channels, pool 2), random init."""
-    torch.manual_seed(0)
-    blocks = [
-        nn.Sequential(
-            nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)
-        )
-        for i in range(5)
-    ]
-    return TransferNet(
-        assemble_base(blocks, IMAGENET, "avg"),
-        spec,
-        hidden=16,
-        dropout=0.5,
-        trainable_blocks=trainable_blocks,
-        provenance={"backbone": "tiny", "weights": "random (test)"},
-    )
-
-
-@pytest.fixture(autouse=True)
-def stand_in_model(monkeypatch):
-    """The stand-in joins the registry for this module's tests only."""
-    monkeypatch.setitem(BUILDERS, "tiny_transfer", tiny_transfer)
+CATS = {"kind": "image_folder", "source": "synthetic", "synthetic_size": 64}
+FEAT = {"dataset": "cats_vs_dogs", "model": "vgg16", "epochs": 2, "batch_size": 4}
+LITE0 = {"backbone": "efficientnet_lite0", "weights": "none"}  # random init, no download
 
 
 def params_for(features=None, **experiments):
-    return parse_params(
-        {
-            "features": features or {},
-            "seed": 3,
-            "trainer": {
-                "accelerator": "cpu",
-                "devices": 1,
-                "enable_progress_bar": False,
-                "log_every_n_steps": 1,
-            },
-            "data": {
-                "cats_vs_dogs": {
-                    "kind": "image_folder",
-                    "source": "synthetic",
-                    "synthetic_size": 64,
-                    "synthetic_image_size": 32,
-                }
-            },
-            "experiments": experiments,
-        }
+    return tiny_params(
+        **{"data.cats_vs_dogs": {**CATS, "synthetic_image_size": 32}, "features": features or {}},
+        **{f"experiments.{name}": exp for name, exp in experiments.items()},
     )
-
-
-FEAT = {
-    "dataset": "cats_vs_dogs",
-    "model": "tiny_transfer",
-    "epochs": 3,
-    "batch_size": 8,
-    "lr": 0.01,
-}
 
 
 @pytest.fixture
@@ -104,9 +56,6 @@ def catdog(tmp_path):
     run_download(params_for(), "cats_vs_dogs", tmp_path)
     run_split(params_for(), "cats_vs_dogs", tmp_path)
     return tmp_path
-
-
-# ----------------------------------------------------------------------------- the bases
 
 
 def test_vgg16_base_is_frozen_normalised_and_cut_in_five_blocks():
@@ -119,33 +68,23 @@ def test_vgg16_base_is_frozen_normalised_and_cut_in_five_blocks():
     x = torch.rand(1, 3, 4, 4)
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGENET)
     torch.testing.assert_close(net.base.normalize(x), (x - mean) / std)
-    text = summary_text(net, RGB32, "catdog_vgg16_features")
-    head = 512 * 256 + 256 + 256 + 1
-    assert f"Total params: {VGG16_CONV + head:,}" in text
-    assert f"Trainable params: {head:,}" in text and f"Non-trainable params: {VGG16_CONV:,}" in text
-
     spec = DataSpec(kind="image", input_shape=(3, 150, 150), classes=("cats", "dogs"))
     tuned = build_model(
         "vgg16", spec, {"weights": "none", "trainable_blocks": 1, "pool": "flatten"}
     )
     assert count_parameters(tuned.head)[0] == 4 * 4 * 512 * 256 + 256 + 256 + 1  # the lecture's
     assert count_parameters(tuned.base)[1] == 7_079_424  # block5
-    assert [any(p.requires_grad for p in b.parameters()) for b in tuned.blocks] == [
-        False,
-        False,
-        False,
-        False,
-        True,
-    ]
+    trains = [any(p.requires_grad for p in b.parameters()) for b in tuned.blocks]
+    assert trains == [False] * 4 + [True]
     gray = DataSpec(kind="image", input_shape=(1, 28, 28), classes=tuple("0123456789"))
     with pytest.raises(ValueError, match="RGB"):
         build_model("vgg16", gray, {"weights": "none"})
 
 
 def test_param_groups_follow_the_finetune_block():
-    frozen = build_model("tiny_transfer", RGB32)
+    frozen = build_model("vgg16", RGB32, LITE0)
     assert [g["name"] for g in frozen.param_groups(0.1, None)] == ["head"]
-    net = build_model("tiny_transfer", RGB32, {"trainable_blocks": 2})
+    net = build_model("vgg16", RGB32, {**LITE0, "trainable_blocks": 2})
     head, backbone = net.param_groups(0.1, None)
     assert head["lr"] == 0.1 and head["params"] == list(net.head.parameters())
     assert backbone["lr"] == pytest.approx(0.01) and backbone["unfreeze_epoch"] == 0
@@ -160,7 +99,7 @@ def never(*args, **kwargs):
     raise AssertionError("fetched weights")
 
 
-def test_bundled_source_loads_the_packaged_lite0_weights_without_fetching(monkeypatch):
+def test_bundled_lite0_weights_and_nothing_fetched_while_a_checkpoint_loads(monkeypatch):
     monkeypatch.setattr(vgg16_base, "pretrained", never)
     net = build_model("vgg16", RGB32, {"source": "bundled"})
     assert net.provenance["backbone"] == "efficientnet_lite0"
@@ -176,6 +115,13 @@ def test_bundled_source_loads_the_packaged_lite0_weights_without_fetching(monkey
     assert torch.equal(net.base.normalize(x), 2 * x - 1)  # the Lite0 weights expect [-1, 1]
     asked = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
     assert "fallback" not in asked.provenance and not asked.resolved_options
+    for module, name in [(lite0, "pretrained"), (lite0, "weights_file")]:
+        monkeypatch.setattr(module, name, never)
+    with loading_checkpoint():  # nothing is fetched: the checkpoint's weights overwrite them
+        net = build_model("vgg16", RGB32, {"source": "remote"})
+        lite = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
+    assert net.provenance["weights"] == "random init (weights: none)"
+    assert count_parameters(lite.base)[0] == LITE0_CONV
 
 
 def test_unreachable_vgg16_weights_fall_back_loudly_or_refuse(monkeypatch, tmp_path, capfd):
@@ -191,6 +137,13 @@ def test_unreachable_vgg16_weights_fall_back_loudly_or_refuse(monkeypatch, tmp_p
         build_model("vgg16", RGB32, {"source": "remote", "timeout": 5})
 
 
+def vgg16_conv(prefix: str = "") -> tuple[list[nn.Module], dict[str, torch.Tensor]]:
+    """Random-init VGG16 blocks and their conv base's state dict, keys prefixed."""
+    reference = vgg16_base.blocks()
+    flat = nn.Sequential(*[m for b in reference for m in b]).state_dict()
+    return reference, {f"{prefix}{k}": v for k, v in flat.items()}
+
+
 class ConvOnlyVGG(torchvision.models.vgg.VGG):
     """torchvision's VGG without its classifier: a small weights file for the real weights API."""
 
@@ -204,15 +157,9 @@ def test_vgg16_weights_come_through_the_torch_hub_cache(monkeypatch, tmp_path):
     """The download path itself, from a local server: hash-checked file in TORCH_HOME."""
     served = tmp_path / "served"
     served.mkdir()
-    reference = nn.Sequential(*vgg16_base.blocks())
+    reference, state = vgg16_conv("features.")
     raw = tmp_path / "vgg16.pth"
-    torch.save(
-        {
-            f"features.{k}": v
-            for k, v in nn.Sequential(*[m for b in reference for m in b]).state_dict().items()
-        },
-        raw,
-    )
+    torch.save(state, raw)
     digest = hashlib.sha256(raw.read_bytes()).hexdigest()[:8]
     (served / f"vgg16-{digest}.pth").write_bytes(raw.read_bytes())
     (served / "vgg16-00000000.pth").write_bytes(raw.read_bytes())  # a wrong hash
@@ -234,16 +181,13 @@ def test_vgg16_weights_come_through_the_torch_hub_cache(monkeypatch, tmp_path):
 
 
 def test_local_weights_file_and_bad_files(tmp_path):
-    reference = vgg16_base.blocks()
-    flat = nn.Sequential(*[m for b in reference for m in b])
-    torch.save(flat.state_dict(), tmp_path / "conv_base.pth")  # the conv base alone: N.weight
+    reference, flat = vgg16_conv()
+    torch.save(flat, tmp_path / "conv_base.pth")  # the conv base alone: N.weight
     net = build_model("vgg16", RGB32, {"weights": str(tmp_path / "conv_base.pth")})
     assert torch.equal(net.blocks[0][0].weight, reference[0][0].weight)
     assert net.provenance["weights"].endswith("conv_base.pth")
-    whole = {
-        **{f"features.{k}": v for k, v in flat.state_dict().items()},
-        "classifier.6.bias": torch.zeros(1000),
-    }  # a whole VGG16: the classifier is ignored
+    whole = {f"features.{k}": v for k, v in flat.items()} | {"classifier.0.bias": torch.ones(9)}
+    # a whole VGG16: the classifier is ignored
     torch.save({"state_dict": whole}, tmp_path / "whole.pth")
     net = build_model("vgg16", RGB32, {"weights": str(tmp_path / "whole.pth")})
     assert torch.equal(net.blocks[4][-3].weight, reference[4][-3].weight)
@@ -258,33 +202,13 @@ def test_local_weights_file_and_bad_files(tmp_path):
             build_model("vgg16", RGB32, {"weights": str(tmp_path / name)})
 
 
-def test_nothing_is_fetched_while_a_checkpoint_loads(monkeypatch):
-    for module, name in [
-        (vgg16_base, "pretrained"),
-        (lite0, "pretrained"),
-        (lite0, "weights_file"),
-    ]:
-        monkeypatch.setattr(module, name, never)
-    with loading_checkpoint():
-        net = build_model("vgg16", RGB32, {"source": "remote"})
-        lite = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
-    assert net.provenance["weights"] == "random init (weights: none)"  # then overwritten
-    assert count_parameters(lite.base)[0] == LITE0_CONV
-
-
 def test_checkpoint_rebuilds_the_fallback_backbone(catdog):
     """A run that fell back to EfficientNet-Lite0 reloads as EfficientNet-Lite0."""
     meta = read_json(catdog / "data/split/cats_vs_dogs/meta.json")
-    params = params_for(v={**FEAT, "model": "vgg16", "model_options": {"source": "bundled"}})
+    params = params_for(v={**FEAT, "model_options": {"source": "bundled"}})
     model = build_classifier(params, "v", meta, "x")
     assert model.hparams.model_options["backbone"] == "efficientnet_lite0"
-    trainer = L.Trainer(
-        max_epochs=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=catdog,
-    )
+    trainer = L.Trainer(max_epochs=0, logger=False, default_root_dir=catdog)
     trainer.strategy.connect(model)
     trainer.save_checkpoint(catdog / "lite.ckpt", weights_only=False)
     loaded = load_classifier(catdog / "lite.ckpt")
@@ -295,26 +219,9 @@ def test_checkpoint_rebuilds_the_fallback_backbone(catdog):
     assert pretrained_cell({"backbone": "vgg16", "weights": "x"}) == "vgg16"
 
 
-# ----------------------------------------------------------------------------- cached features
-
-CACHE = {
-    "from": "cats_vs_dogs",
-    "backbone": "efficientnet_lite0",
-    "source": "bundled",
-    "batch_size": 16,
-}
-HEAD = {
-    "dataset": "cats_lite0",
-    "model": "mlp",
-    "epochs": 3,
-    "batch_size": 8,
-    "lr": 0.01,
-    "model_options": {"hidden": 16, "dropout": 0.5},
-}
-
-
 def cache_params(**experiments):
-    return params_for(features={"cats_lite0": CACHE}, **experiments)
+    cache = {"from": "cats_vs_dogs", "backbone": "efficientnet_lite0", "source": "bundled"}
+    return params_for(features={"cats_lite0": {**cache, "batch_size": 16}}, **experiments)
 
 
 def test_feature_stage_writes_a_derived_dataset_in_the_split_format(catdog):
@@ -342,7 +249,8 @@ def test_a_head_trains_on_the_cache_and_predicts_raw_photos(catdog, tmp_path):
     from nnlab.stages.evaluate import run as evaluate
     from nnlab.summary import summarize
 
-    params = cache_params(head=HEAD)
+    head = {"dataset": "cats_lite0", "model": "mlp", "epochs": 3, "batch_size": 8, "lr": 0.01}
+    params = cache_params(head={**head, "model_options": {"hidden": 16, "dropout": 0.5}})
     run_features(params, "cats_lite0", catdog)
     receipt = train(params, "head", catdog)
     assert receipt["pretrained"]["backbone"] == "efficientnet_lite0"
@@ -351,10 +259,8 @@ def test_a_head_trains_on_the_cache_and_predicts_raw_photos(catdog, tmp_path):
     assert 0 <= evaluate(params, "head", catdog)["test/acc"] <= 1
     # a raw photo goes through base and head composed, as the cached features did
     files = [str(tmp_path / f"p{i}.png") for i in range(3)]
-    for file, img in zip(
-        files, np.load(catdog / "data/split/cats_vs_dogs/test_x.npy"), strict=False
-    ):
-        Image.fromarray(img).save(file)
+    for i, file in enumerate(files):
+        Image.fromarray(np.load(catdog / "data/split/cats_vs_dogs/test_x.npy")[i]).save(file)
     results = predict(params, "head", [*files, str(tmp_path / "missing.png")], catdog)
     assert "missing.png" in results[-1]["error"]
     model = load_classifier(catdog / "models/head/best.ckpt")
@@ -364,9 +270,6 @@ def test_a_head_trains_on_the_cache_and_predicts_raw_photos(catdog, tmp_path):
     for r, p in zip(results[:3], from_cache, strict=True):
         assert r["probabilities"]["dogs"] == pytest.approx(float(p), abs=0.02)
     assert f"Non-trainable params: {LITE0_CONV:,}" in summarize(params, "head", catdog)
-
-
-# ----------------------------------------------------------------------------- DDP fine-tuning
 
 
 class SaveWeights(Callback):
@@ -387,12 +290,10 @@ def test_ddp_finetune_unfreezes_on_every_rank_alike(catdog):
     params = params_for(
         tuned={
             **FEAT,
-            "epochs": 2,
-            "batch_size": 4,
             "augment": [{"name": "HorizontalFlip"}],
             "optimizer": "sgd",
             "lr": 0.05,
-            "model_options": {"trainable_blocks": 1},
+            "model_options": {**LITE0, "trainable_blocks": 1},
             "finetune": {"unfreeze_epoch": 1, "backbone_lr": 0.05},
         }
     )
@@ -407,8 +308,6 @@ def test_ddp_finetune_unfreezes_on_every_rank_alike(catdog):
         strategy="ddp_spawn",
         max_epochs=2,
         logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         enable_checkpointing=False,
         callbacks=[SaveWeights(catdog)],
         default_root_dir=catdog,

@@ -37,27 +37,17 @@ def planted_net() -> nn.Module:
 def tiny(classes: int = 1) -> nn.Module:
     """A TransferNet's shape: ``base`` = block1..block5 (He init) and a pool; a head."""
     torch.manual_seed(0)
-    blocks = [
-        (
-            f"block{i}",
-            nn.Sequential(
-                nn.Conv2d(cin, w, 3, padding=1),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(w, w, 3, padding=1),
-                nn.BatchNorm2d(w),
-                nn.ReLU(),
-                nn.MaxPool2d(2),
-            ),
+    base = OrderedDict(pool=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+    for i, (cin, w) in enumerate([(3, 4), (4, 6), (6, 8), (8, 8), (8, 10)], 1):
+        first, second = nn.Conv2d(cin, w, 3, padding=1), nn.Conv2d(w, w, 3, padding=1)
+        base[f"block{i}"] = nn.Sequential(
+            first, nn.ReLU(inplace=True), second, nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2)
         )
-        for i, (cin, w) in enumerate([(3, 4), (4, 6), (6, 8), (8, 8), (8, 10)], 1)
-    ]
-    pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        base.move_to_end("pool")
     head = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, classes))
-    net = nn.Sequential(
-        OrderedDict(base=nn.Sequential(OrderedDict([*blocks, ("pool", pool)])), head=head)
-    )
-    for conv in [m for m in net.modules() if isinstance(m, nn.Conv2d)]:
-        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+    net = nn.Sequential(OrderedDict(base=nn.Sequential(base), head=head))
+    for conv in inside.conv_names(net):
+        nn.init.kaiming_normal_(net.get_submodule(conv).weight, nonlinearity="relu")
     return net
 
 

@@ -1,4 +1,4 @@
-"""Try nnlab.viz's pictures of a net on real photos (a folder of <class>/<image> files).
+"""Try nnlab.viz.inside's pictures of a net on real photos (a folder of <class>/<image> files).
 
     python tools/look_inside.py /work/shared/datasets/cats_and_dogs_small /tmp/viz_out
 
@@ -21,9 +21,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from nnlab import viz
 from nnlab.models.registry import build_model
 from nnlab.spec import DataSpec
+from nnlab.viz import inside
 
 
 def load(folder: Path, per_class: int, size: int, offset: int = 0):
@@ -102,7 +102,7 @@ def main() -> None:
         )
     net.eval()
     t0 = time.perf_counter()
-    written = viz.model_pictures(
+    written = inside.model_pictures(
         net,
         x_val,
         y_val.numpy(),

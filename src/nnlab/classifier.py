@@ -1,15 +1,12 @@
-"""The one LightningModule: any registered net as a binary or multi-class classifier.
-
-Two classes: one logit, BCE, sigmoid; more: one logit per class, cross-entropy, softmax. The net
-is rebuilt from the saved hyperparameters, so a checkpoint alone restores the model. Every number
-is a torchmetrics object (reduced across DDP ranks) under one name, the same in Lightning,
-MLflow, metrics.json and the comparison: ``train/loss``, ``val/acc``, ``test/acc``, ...
-"""
+"""The one LightningModule: any registered net as a classifier (two classes: one logit and BCE;
+more: cross-entropy). A checkpoint alone rebuilds the net; every number is a torchmetrics
+object (reduced across DDP ranks) under one name: ``train/loss``, ``val/acc``, ``test/acc``..."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +23,18 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from nnlab.models.registry import TunableNet, build_model
+from nnlab.config import FinetuneConfig, LoaderConfig
+from nnlab.files import reading_checkpoint
+from nnlab.models.registry import build_model, loading_checkpoint
 from nnlab.spec import spec_from_meta
+from nnlab.threads import ThreadSizer
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 def skip_absent_nvml() -> bool:
-    """Undo Lightning's ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` where NVML is absent; True if so.
-
-    With it set and no NVIDIA driver (a CUDA build of torch on a CPU machine), every
-    ``torch.cuda.is_available()`` call, one per optimizer step, tries and fails to load NVML
-    before answering 0 devices; without NVML that answer is all torch can give anyway."""
+    """Undo Lightning's ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` where NVML is absent; True if so:
+    each ``torch.cuda.is_available()`` (one per optimizer step) would try to load it."""
     if os.environ.get(NVML_CHECK) != "1":
         return False
     try:
@@ -50,12 +47,7 @@ def skip_absent_nvml() -> bool:
 
 skip_absent_nvml()  # right after Lightning's import set it
 
-OPTIMIZERS = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-    "rmsprop": torch.optim.RMSprop,
-}
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -67,8 +59,8 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 def scale_inputs(batch: dict[str, torch.Tensor], channels_last: bool = False) -> tuple:
-    """Model inputs from a batch: uint8 images become floats in [0, 1] here, on the device;
-    cached features (float16 on disk) become float32; token ids go with their lengths."""
+    """Model inputs from a batch: uint8 images as floats in [0, 1], float16 features as float32,
+    token ids with their lengths."""
     x = batch["x"]
     if x.dtype == torch.uint8:
         x = x.float().div_(255.0)
@@ -99,15 +91,13 @@ class Classifier(L.LightningModule):
         self.save_hyperparameters(logger=False)  # params reach MLflow once, from train
         self.spec = spec_from_meta(meta)
         self.net = build_model(model, self.spec, model_options)
-        # Options the builder resolved itself (a pretrained backbone that fell back to another
-        # one) go into the checkpoint, so that loading it rebuilds the net that was trained.
+        # a backbone that fell back to another one: the checkpoint rebuilds the one trained
         if getattr(self.net, "resolved_options", None):
             self.hparams.model_options = {**model_options, **self.net.resolved_options}
         self.binary = self.spec.num_outputs == 1
         k = self.spec.num_classes
         task = {"task": "binary"} if self.binary else {"task": "multiclass", "num_classes": k}
-        # every step updates these: no per-call input checks (labels and predictions are made
-        # here), and a NaN loss shows as a NaN mean instead of being dropped
+        # no per-call input checks (labels and predictions are made here); a NaN loss shows
         self.train_acc, self.val_acc, self.test_acc = (
             Accuracy(**task, validate_args=False) for _ in range(3)
         )
@@ -128,10 +118,8 @@ class Classifier(L.LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         self.assets: dict[str, Any] = {}
 
-    # ----------------------------------------------------------------------- assets
-    # Files the split stage lists in meta["assets"] (e.g. a text vocabulary) travel inside
-    # the checkpoint, not in hparams: a checkpoint alone then predicts on raw input, and they
-    # reach the model's spec as spec.extra["assets"].
+    # Files listed in meta["assets"] (a vocabulary) travel in the checkpoint, not in hparams,
+    # and reach the net as spec.extra["assets"]: a checkpoint alone predicts on raw input.
     def setup(self, stage: str) -> None:
         names = self.hparams.meta.get("assets", [])
         dm = getattr(self.trainer, "datamodule", None)
@@ -139,8 +127,6 @@ class Classifier(L.LightningModule):
             self.set_assets(dm.assets(names))
 
     def set_assets(self, assets: dict[str, Any]) -> None:
-        from dataclasses import replace
-
         self.assets = dict(assets)
         self.spec = replace(self.spec, extra={**self.spec.extra, "assets": self.assets})
 
@@ -152,7 +138,6 @@ class Classifier(L.LightningModule):
         if checkpoint.get("nnlab_assets"):
             self.set_assets(checkpoint["nnlab_assets"])
 
-    # ----------------------------------------------------------------------- forward
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.net(*inputs)
 
@@ -176,14 +161,11 @@ class Classifier(L.LightningModule):
         loss_metric.update(loss.detach(), weight=len(batch["y"]))
         return loss, logits, pred
 
-    # ----------------------------------------------------------------------- loops
     def on_train_start(self) -> None:
         self.val_acc_best.reset()
 
     def on_train_epoch_start(self) -> None:
-        # A parameter group with "unfreeze_epoch" trains at LR 0 before that epoch and at
-        # "unfrozen_lr" from it on: its parameters stay in the optimizer (and in DDP's reducer)
-        # all along, and every rank switches at the same epoch.
+        # A group with "unfreeze_epoch" (TransferNet.param_groups) has LR 0 before that epoch.
         for group in self.optimizers().param_groups:
             if "unfreeze_epoch" in group:
                 unfrozen = self.current_epoch >= group["unfreeze_epoch"]
@@ -193,33 +175,28 @@ class Classifier(L.LightningModule):
         loss, _, _ = self._step(batch, self.train_acc, self.train_loss)
         return loss
 
-    # Epoch values come from torchmetrics, already reduced over ranks; sync_dist=True only
-    # tells Lightning so (their mean over ranks is the same number).
-    def _log_train_epoch(self) -> None:
-        if self.train_loss.update_count == 0:
-            return
-        self.log("train/loss", self.train_loss.compute(), sync_dist=True)
-        self.log("train/acc", self.train_acc.compute(), prog_bar=True, sync_dist=True)
-        self.train_loss.reset()
-        self.train_acc.reset()
+    # torchmetrics values are already reduced over ranks; sync_dist=True only tells Lightning
+    def _log_epoch(self, acc: Accuracy, loss: MeanMetric, stage: str) -> torch.Tensor:
+        value = acc.compute()
+        self.log(f"{stage}/loss", loss.compute(), prog_bar=stage == "val", sync_dist=True)
+        self.log(f"{stage}/acc", value, prog_bar=True, sync_dist=True)
+        loss.reset()
+        acc.reset()
+        return value
 
     def on_train_epoch_end(self) -> None:
-        self._log_train_epoch()  # only when no validation ran this epoch
+        if self.train_loss.update_count:  # no validation ran this epoch
+            self._log_epoch(self.train_acc, self.train_loss, "train")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, self.val_acc, self.val_loss)
 
     def on_validation_epoch_end(self) -> None:
-        acc = self.val_acc.compute()
-        self.log("val/loss", self.val_loss.compute(), prog_bar=True, sync_dist=True)
-        self.log("val/acc", acc, prog_bar=True, sync_dist=True)
-        self.val_loss.reset()
-        self.val_acc.reset()
+        acc = self._log_epoch(self.val_acc, self.val_loss, "val")
         if self.trainer.sanity_checking:
             return
-        # Validation ends the training epoch: log the epoch's training metrics with it, so
-        # every per-epoch metric is in place when checkpoints and History record the epoch.
-        self._log_train_epoch()
+        # the epoch's training metrics with it: all are in place when checkpoints record it
+        self.on_train_epoch_end()
         self.val_acc_best.update(acc)
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
@@ -239,22 +216,17 @@ class Classifier(L.LightningModule):
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return probabilities(self.logits(batch))
 
-    # ----------------------------------------------------------------------- optimizer
-    def param_groups(self) -> list[dict[str, Any]]:
-        """Parameter groups for the optimizer; a net may define its own (TunableNet)."""
-        if isinstance(self.net, TunableNet):
-            from nnlab.config import FinetuneConfig
-
-            ft = self.hparams.finetune
-            return self.net.param_groups(self.hparams.lr, FinetuneConfig(**ft) if ft else None)
-        return [{"params": [p for p in self.net.parameters() if p.requires_grad]}]
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
         kwargs: dict[str, Any] = {"lr": hp.lr, "weight_decay": hp.weight_decay}
         if hp.optimizer in ("sgd", "rmsprop"):
             kwargs["momentum"] = hp.momentum
-        return OPTIMIZERS[hp.optimizer](self.param_groups(), **kwargs)
+        if hasattr(self.net, "param_groups"):  # a net that tunes its own groups (TransferNet)
+            ft = FinetuneConfig(**hp.finetune) if hp.finetune else None
+            groups = self.net.param_groups(hp.lr, ft)
+        else:
+            groups = [p for p in self.net.parameters() if p.requires_grad]
+        return getattr(torch.optim, OPTIMIZERS[hp.optimizer])(groups, **kwargs)
 
 
 def count_parameters(net: nn.Module) -> tuple[int, int]:
@@ -266,11 +238,7 @@ def count_parameters(net: nn.Module) -> tuple[int, int]:
 
 def inference_trainer(params: Any = None) -> L.Trainer:
     """A Trainer for test, predict and feature extraction: the training's accelerator and
-    precision (``params``; without them, whatever is there) on ONE device (a
-    DistributedSampler would pad the test set with duplicates)."""
-    from nnlab.config import LoaderConfig
-    from nnlab.threads import ThreadSizer
-
+    precision on ONE device (a DistributedSampler would pad the test set with duplicates)."""
     kwargs = params.trainer.kwargs() if params is not None else {}
     loader = params.loader if params is not None else LoaderConfig()
     return L.Trainer(
@@ -292,9 +260,6 @@ def load_classifier(checkpoint: Path) -> Classifier:
         raise FileNotFoundError(
             f"{checkpoint}: no checkpoint; run `dvc repro train@{checkpoint.parent.name}` first"
         )
-    from nnlab.files import reading_checkpoint
-    from nnlab.models.registry import loading_checkpoint
-
     with loading_checkpoint(), reading_checkpoint(checkpoint):  # tensors and plain data only
         model = Classifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     return model.eval()

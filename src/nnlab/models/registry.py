@@ -1,11 +1,7 @@
 """The only map from an experiment's ``model`` name to an nn.Module.
 
-A builder takes the :class:`DataSpec` of the prepared data and the experiment's
-``model_options`` as keyword-only arguments and returns a plain ``nn.Module`` mapping a batch to
-logits (one per class, or one for two classes). Its signature is the schema of
-``model_options``: :func:`check_options` validates them with pydantic (strict) without building
-anything. No torch at import: builders import it when they run.
-"""
+A builder's keyword-only parameters are the schema of ``model_options`` (checked strictly by
+pydantic, without building). No torch at import: builders import it when they run."""
 
 from __future__ import annotations
 
@@ -16,7 +12,7 @@ import math
 import reprlib
 from collections.abc import Callable, Iterator
 from functools import cache
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
 from pydantic import ConfigDict, Field
@@ -25,37 +21,6 @@ from nnlab.spec import DataSpec
 
 if TYPE_CHECKING:
     from torch import nn
-
-__all__ = [
-    "BUILDERS",
-    "DataSpec",
-    "SplitNet",
-    "TunableNet",
-    "build_model",
-    "check_options",
-    "is_loading_checkpoint",
-    "loading_checkpoint",
-]
-
-# ----------------------------------------------------------------------------- hooks
-
-
-@runtime_checkable
-class SplitNet(Protocol):
-    """A net that is ``head(base(x))``: a frozen base's outputs can be cached."""
-
-    base: nn.Module
-    head: nn.Module
-
-
-@runtime_checkable
-class TunableNet(Protocol):
-    """A net that chooses its optimizer parameter groups: each has ``params``, ``lr`` and
-    ``name``; a group that starts frozen also has ``unfreeze_epoch`` (its LR is 0 before that
-    epoch, ``unfrozen_lr`` from then on). ``finetune`` is the experiment's block, or None."""
-
-    def param_groups(self, lr: float, finetune: Any) -> list[dict[str, Any]]: ...
-
 
 _LOADING = contextvars.ContextVar("nnlab_loading_checkpoint", default=False)
 
@@ -70,21 +35,31 @@ def loading_checkpoint() -> Iterator[None]:
         _LOADING.reset(token)
 
 
-def is_loading_checkpoint() -> bool:
-    return _LOADING.get()
-
-
-# ----------------------------------------------------------------------------- builders
-
 Dropout = Annotated[float, Field(ge=0, lt=1)]
 Positive = Annotated[int, Field(ge=1)]
 
 
-def _flat_size(body: nn.Module, spec: DataSpec) -> int:
+def _conv_net(
+    spec: DataSpec, filters: tuple[int, ...], padding: int, dense: tuple[int, ...], dropout=None
+) -> nn.Module:
+    """3x3 conv + ReLU + max-pool blocks, Flatten, [Dropout], Dense + ReLU layers, Dense."""
     import torch
+    from torch import nn
 
+    layers: list[nn.Module] = []
+    channels = spec.input_shape[0]
+    for width in filters:
+        layers += [nn.Conv2d(channels, width, 3, padding=padding), nn.ReLU(), nn.MaxPool2d(2)]
+        channels = width
+    layers.append(nn.Flatten())
     with torch.no_grad():
-        return body(torch.zeros(1, *spec.input_shape)).numel()
+        width = nn.Sequential(*layers)(torch.zeros(1, *spec.input_shape)).shape[1]
+    if dropout is not None:
+        layers.append(nn.Dropout(dropout))
+    for units in dense:
+        layers += [nn.Linear(width, units), nn.ReLU()]
+        width = units
+    return nn.Sequential(*layers, nn.Linear(width, spec.num_outputs))
 
 
 def mlp(spec: DataSpec, *, hidden: Positive = 512, dropout: Dropout = 0.0) -> nn.Module:
@@ -102,45 +77,13 @@ def mlp(spec: DataSpec, *, hidden: Positive = 512, dropout: Dropout = 0.0) -> nn
 
 def cnn_small(spec: DataSpec, *, filters: Positive = 32, dense: Positive = 64) -> nn.Module:
     """The lecture's MNIST CNN: two 3x3 'valid' conv + max-pool blocks, Dense, Dense."""
-    from torch import nn
-
-    body = nn.Sequential(
-        nn.Conv2d(spec.input_shape[0], filters, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(filters, filters, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-    )
-    return nn.Sequential(
-        *body,
-        nn.Linear(_flat_size(body, spec), dense),
-        nn.ReLU(),
-        nn.Linear(dense, spec.num_outputs),
-    )
+    return _conv_net(spec, (filters, filters), 0, (dense,))
 
 
 def convnet4(spec: DataSpec, *, dropout: Dropout = 0.5) -> nn.Module:
     """The lecture's cats-vs-dogs CNN: four 3x3 'same' conv + max-pool blocks (32, 64, 128, 128
     filters), Flatten, Dropout, Dense 512, Dense 256, Dense."""
-    from torch import nn
-
-    layers: list[nn.Module] = []
-    channels = spec.input_shape[0]
-    for filters in (32, 64, 128, 128):
-        layers += [nn.Conv2d(channels, filters, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-        channels = filters
-    body = nn.Sequential(*layers, nn.Flatten())
-    return nn.Sequential(
-        *body,
-        nn.Dropout(dropout),
-        nn.Linear(_flat_size(body, spec), 512),
-        nn.ReLU(),
-        nn.Linear(512, 256),
-        nn.ReLU(),
-        nn.Linear(256, spec.num_outputs),
-    )
+    return _conv_net(spec, (32, 64, 128, 128), 1, (512, 256), dropout)
 
 
 def vgg16(
@@ -155,32 +98,14 @@ def vgg16(
     trainable_blocks: Annotated[int, Field(ge=0, le=5)] = 0,
     timeout: Annotated[float, Field(gt=0)] = 10.0,
 ) -> nn.Module:
-    """An ImageNet-pretrained base, frozen but for its last ``trainable_blocks``, under a new
-    head. ``weights``: imagenet, none (random init) or a local state dict file; ``source`` as
-    for datasets (see :mod:`nnlab.models.backbones`)."""
-    from nnlab.models.backbones import build_base
+    """An ImageNet-pretrained base (:mod:`nnlab.models.backbones`), frozen but for its last
+    ``trainable_blocks``, under a new head."""
+    options = dict(locals())  # spec and the options
     from nnlab.models.transfer import TransferNet
 
-    if is_loading_checkpoint():
-        weights = "none"  # nothing is fetched: the checkpoint holds the weights
-    base, provenance = build_base(
-        backbone,
-        pool=pool,
-        source=source,
-        weights=weights,
-        timeout=timeout,
-        input_shape=spec.input_shape,
-    )
-    used = provenance["backbone"]
-    return TransferNet(
-        base,
-        spec,
-        hidden=hidden,
-        dropout=dropout,
-        trainable_blocks=trainable_blocks,
-        provenance=provenance,
-        resolved_options={"backbone": used} if used != backbone else None,
-    )
+    if _LOADING.get():
+        options["weights"] = "none"  # nothing is fetched: the checkpoint holds the weights
+    return TransferNet(**options)
 
 
 def _recurrent(cell: Literal["lstm", "gru"]) -> Callable[..., nn.Module]:
@@ -194,18 +119,10 @@ def _recurrent(cell: Literal["lstm", "gru"]) -> Callable[..., nn.Module]:
         dropout: Dropout = 0.0,
         packed: bool | None = None,
     ) -> nn.Module:
+        options = {**locals(), "cell": cell}  # spec and the options
         from nnlab.models.rnn import RecurrentClassifier
 
-        return RecurrentClassifier(
-            cell,
-            spec,
-            embed_dim=embed_dim,
-            hidden=hidden,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            packed=packed,
-        )
+        return RecurrentClassifier(**options)
 
     build.__name__ = build.__qualname__ = cell
     build.__doc__ = f"Embedding -> {cell.upper()} -> last real token's state -> Dense."
@@ -220,8 +137,6 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "lstm": _recurrent("lstm"),
     "gru": _recurrent("gru"),
 }
-
-# ----------------------------------------------------------------------------- options
 
 
 @cache
@@ -240,7 +155,9 @@ def _schema(builder: Callable[..., Any]) -> type[pydantic.BaseModel]:
     )
 
 
-def _validated(model: str, options: dict[str, Any]) -> dict[str, Any]:
+def check_options(model: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options, checked: ValueError names the model, or ``model_options.<key>`` and its
+    value (unknown name or option, wrong type, out of range)."""
     if model not in BUILDERS:
         raise ValueError(f"unknown model {model!r} (known: {', '.join(sorted(BUILDERS))})")
     schema = _schema(BUILDERS[model])
@@ -262,12 +179,6 @@ def _validated(model: str, options: dict[str, Any]) -> dict[str, Any]:
     return {key: getattr(checked, key) for key in options}
 
 
-def check_options(model: str, options: dict[str, Any]) -> None:
-    """Raise ValueError naming the model, or ``model_options.<key>`` and its value, when the
-    options cannot build the model (unknown name or option, wrong type, out of range)."""
-    _validated(model, options)
-
-
 def build_model(name: str, spec: DataSpec, options: dict[str, Any] | None = None) -> nn.Module:
-    checked = _validated(name, dict(options or {}))
+    checked = check_options(name, dict(options or {}))
     return BUILDERS[name](spec, **checked)

@@ -1,12 +1,6 @@
-"""Recurrent text classifiers: Embedding -> LSTM or GRU -> last real token's state(s) -> Dense.
-
-A review is represented by the recurrent state at its last real token, so its logit does not
-depend on how far it is padded. ``packed`` (None: exactly when bidirectional) chooses how:
-padded, the layer runs over the whole batch and its output is read at each review's last token
-(faster on CPU, see ``benchmarks/bench_imdb_train.py``); packed, it runs over
-``pack_padded_sequence`` and stops at each review's end, which a backward direction needs (it
-would otherwise start in the padding).
-"""
+"""Embedding -> LSTM or GRU -> the state at each review's last real token -> Dense, so padding
+does not change a logit. ``packed`` (default: when bidirectional) runs over the real tokens only,
+which a backward direction needs; padded reads the output at the last token (faster on CPU)."""
 
 from __future__ import annotations
 
@@ -69,7 +63,6 @@ class RecurrentClassifier(nn.Module):
             seq = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
             _, state = self.rnn(seq)
             h = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
-            # h: (layers * directions, batch, hidden), in the batch's original order
             last = torch.cat(list(h[-self.directions :]), dim=-1)
         else:  # unidirectional: the output at the last real token (padding comes after it)
             out, _ = self.rnn(emb)

@@ -8,28 +8,33 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnlab.models.backbones import base_output_shape
+from nnlab.models.backbones import base_output_shape, build_base
 from nnlab.spec import DataSpec
 
 
 class TransferNet(nn.Module):
-    """``head(base(x))``. The base is frozen but for its last ``trainable_blocks`` children
-    named ``block<i>``, and always runs in inference mode, so that its pretrained BatchNorm
-    statistics stay. ``resolved_options`` name the backbone actually used when it differs from
-    the one asked for (the offline fallback): the checkpoint then rebuilds the trained net."""
+    """``head(base(x))``, the base frozen but for its last ``trainable_blocks`` ``block<i>``
+    children and always in eval mode (its BatchNorm statistics stay). ``resolved_options``:
+    the backbone used when it differs from the one asked for (the offline fallback)."""
 
     def __init__(
         self,
-        base: nn.Sequential,
         spec: DataSpec,
         *,
+        backbone: str,
+        weights: str,
+        source: str,
+        pool: str,
         hidden: int,
         dropout: float,
-        trainable_blocks: int = 0,
-        provenance: dict[str, str] | None = None,
-        resolved_options: dict[str, Any] | None = None,
+        trainable_blocks: int,
+        timeout: float,
     ):
         super().__init__()
+        options = {"pool": pool, "source": source, "weights": weights, "timeout": timeout}
+        base, self.provenance = build_base(backbone, input_shape=spec.input_shape, **options)
+        used = self.provenance["backbone"]
+        self.resolved_options = {"backbone": used} if used != backbone else {}
         self.base = base.requires_grad_(False)
         for block in self.blocks[len(self.blocks) - trainable_blocks :]:
             block.requires_grad_(True)
@@ -39,8 +44,6 @@ class TransferNet(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden, spec.num_outputs),
         )
-        self.provenance = dict(provenance or {})
-        self.resolved_options = dict(resolved_options or {})
         self.train()
 
     @property
@@ -57,12 +60,8 @@ class TransferNet(nn.Module):
 
     def param_groups(self, lr: float, finetune: Any) -> list[dict[str, Any]]:
         """The head at ``lr``; the trainable blocks at ``finetune.backbone_lr`` (None: lr/10)
-        from epoch ``finetune.unfreeze_epoch`` on (no finetune block: from the start).
-
-        Lightning's BackboneFinetuning adds parameters to the optimizer when it unfreezes them,
-        which DDP ranks do not sync. Here every parameter that ever trains is in the optimizer
-        (and DDP's reducer) from the first step, at LR 0 until its epoch: every rank changes
-        the same learning rate at the same epoch."""
+        from epoch ``finetune.unfreeze_epoch`` on, at LR 0 before: unlike Lightning's
+        BackboneFinetuning, the optimizer and DDP's reducer hold them from the first step."""
         groups: list[dict[str, Any]] = [
             {"params": list(self.head.parameters()), "lr": lr, "name": "head"}
         ]

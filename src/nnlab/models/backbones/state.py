@@ -11,8 +11,7 @@ from nnlab.files import load_checkpoint
 
 
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict file (a bare one, or ``{"state_dict": ...}``), through
-    :func:`nnlab.files.load_checkpoint`: a pickle of anything but tensors is refused."""
+    """A state dict file, bare or ``{"state_dict": ...}`` (tensors only: load_checkpoint)."""
     path = Path(path).expanduser()
     if not path.exists():  # a FIFO or a device: refused by load_checkpoint, naming it
         raise FileNotFoundError(f"model_options.weights: {path} does not exist")

@@ -44,9 +44,8 @@ def blocks(state: dict[str, torch.Tensor] | None = None, where: str = "") -> lis
 
 
 def pretrained(timeout: float) -> dict[str, Any]:
-    """The ImageNet blocks through torchvision's weights API (the torch hub cache under
-    ``TORCH_HOME``; a download is hash-checked). Any network or hash failure is a
-    ``DownloadError``."""
+    """The ImageNet blocks through torchvision's weights API (hash-checked, cached under
+    ``TORCH_HOME``); any network or hash failure is a ``DownloadError``."""
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # per network operation of the download
     try:
