@@ -1,15 +1,6 @@
-"""Albumentations pipelines built from params, with their own random streams.
-
-An experiment's ``augment:`` lists albumentations 2.x transforms with their arguments (a step
-with a ``transforms:`` list, e.g. ``OneOf``, nests steps); unknown names, invalid values and
-old-style arguments (which albumentations would only warn about) are errors naming the step.
-
-Seeding: albumentations keeps its generators in the pipeline, so every DataLoader worker would
-inherit the same copy and repeat the same augmentations; :func:`worker_init` reseeds each
-worker from (torch's per-worker base seed, worker id, rank), reproducible under
-``seed_everything`` and new each epoch. albumentations also gives every transform of a pipeline
-the same seed (two p=0.5 flips would fire together): each transform gets its own child seed.
-"""
+"""Albumentations pipelines from an experiment's ``augment:`` steps (errors name the step), each
+transform with its own random stream, reseeded per DataLoader worker, epoch and rank (an
+inherited pipeline would repeat the same draws in every worker)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,6 @@
-"""Image folders: ``<split>/<class>/*`` or ``<class>/*`` images, any number of classes (the
-folder names, or ``classes:``) -> uint8 arrays of ``image_size`` x ``image_size`` x ``channels``.
-
-The images come from ``path:`` (a folder, or an archive) or the mirrors' archive; offline,
-seeded cartoon cats and dogs (:mod:`nnlab.data.synthetic`) stand in. ``train/``,
-``validation/`` and ``test/`` folders are kept; ``train/`` and ``validation/`` alone keep train
-and halve validation (stratified) into val and test; ``train/`` and ``test/`` alone keep test and
-draw val from train (``val_fraction``); anything else is pooled and ``split_sizes`` (else the
-fractions) drawn stratified and seeded. Grey, 16-bit, palette, CMYK and transparent images are
-converted (their modes counted in the manifest); an unreadable image is skipped, listed, and
-replaced by a spare file of its class from the same split; a split left short says so.
-"""
+"""Image folders: ``<split>/<class>/*`` or ``<class>/*`` images of any classes -> uint8 arrays;
+the data's own splits kept where it has them, else drawn stratified. Odd modes are converted,
+unreadable files skipped, listed and replaced from the same split; offline, cartoon drawings."""
 
 from __future__ import annotations
 
@@ -26,15 +17,15 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
+from nnlab.data import SPLIT_NAMES, pick_labels, skipped_report
 from nnlab.data.images import IMAGE_SUFFIXES, ImageReadError, decode_image, load_image
-from nnlab.data.prepare import Prepared, pick_classes, planned_classes, refuse_small_classes
+from nnlab.data.prepare import Prepared, planned_classes, refuse_small_classes
 from nnlab.data.sources import Limits, download_raw, unpack_tree
 from nnlab.data.synthetic import ANIMAL_CLASSES, write_animals
 from nnlab.files import read_json
 from nnlab.log import info, warn
 from nnlab.spec import DataSpec
 
-SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
 SYNTHETIC = "synthetic cartoon cats and dogs"
 _IGNORED_DIRS = ("__MACOSX",)
 Layout = dict[str, dict[str, list[Path]]]  # split (or "pool") -> class folder -> image files
@@ -45,13 +36,14 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
         images = out_dir / paths.RAW_IMAGES
         skipped = unpack_tree(src, images, shown, Limits.of(cfg))
         layout, ignored = find_layout(images, shown)
-        select(layout, cfg, name, shown)  # a bad layout or classes: fails here, not at split
+        counts = _counts(layout)
+        pick_labels(counts, cfg, name, shown, "class folder")  # fails here, not at split
         return {
             **skipped,
             "layout": sorted(layout),
             "classes": class_folders(layout),
             "ignored_files": len(ignored),
-            "counts": {s: {c: len(f) for c, f in cls.items()} for s, cls in layout.items()},
+            "counts": counts,
         }
 
     drawn = {
@@ -125,23 +117,8 @@ def class_folders(layout: Layout) -> list[str]:
     return sorted({c for cls in layout.values() for c in cls})
 
 
-def select(
-    layout: Layout, cfg: DataConfig, name: str, shown: str
-) -> tuple[list[str], list[str], dict[str, int]]:
-    """:func:`nnlab.data.prepare.pick_classes` over the class folders, each of which must be
-    in every split folder."""
-    found: Counter = Counter()
-    for cls in layout.values():
-        found.update({c: len(f) for c, f in cls.items()})
-    labels, names, left_out = pick_classes(dict(found), cfg, name, shown)
-    for split, cls in layout.items():
-        if missing := [c for c in labels if c not in cls]:
-            raise ValueError(
-                f"{shown}: no class folder {missing[0]!r} in the {split} split "
-                f"(it has {', '.join(map(repr, cls))}); every split needs the "
-                f"same classes (or select them with data.{name}.classes)"
-            )
-    return labels, names, left_out
+def _counts(layout: Layout) -> dict[str, dict[str, int]]:
+    return {s: {c: len(f) for c, f in cls.items()} for s, cls in layout.items()}
 
 
 # ----------------------------------------------------------------------------- split
@@ -294,7 +271,8 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
 
 def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str) -> Prepared:
     layout, ignored = find_layout(images)
-    labels, classes, left_out = select(layout, cfg, name, str(images))
+    counts = _counts(layout)
+    labels, classes, left_out = pick_labels(counts, cfg, name, str(images), "class folder")
     plan, manifest = _plan(layout, labels, cfg, seed, name)
     skipped = [{"file": str(f.relative_to(images)), "reason": "not an image file"} for f in ignored]
     modes: Counter = Counter()
@@ -302,11 +280,6 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
         arrays = {
             s: _decode(plan[s], cfg, size, pool, skipped, modes, images) for s in paths.SPLITS
         }
-    if skipped:
-        info(
-            f"split@{name}: skipped {len(skipped)} unreadable or non-image files (listed in "
-            f"the manifest), e.g. {skipped[0]['file']}: {skipped[0]['reason']}"
-        )
     target = "L" if cfg.channels == 1 else "RGB"
     converted = {m: n for m, n in sorted(modes.items()) if m != target}
     if converted:
@@ -321,8 +294,7 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
         modes=dict(sorted(modes.items())),
         converted_to=target,
         converted_count=sum(converted.values()),
-        skipped_count=len(skipped),
-        skipped=skipped,
+        **skipped_report(skipped, f"split@{name}", "unreadable or non-image files"),
     )
     if left_out:
         manifest["left_out"] = left_out

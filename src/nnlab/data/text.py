@@ -1,17 +1,6 @@
-"""Labelled texts, for the text kinds (``text_folder``, ``text_table``): the raw format both
-store, the split, and text to integer arrays.
-
-download@ stores every text as a JSON record (split, label, id, text) in ``texts.jsonl.gz``;
-offline, seeded synthetic reviews stand in (labels ``neg``/``pos``). split@ keeps the splits the
-data has (a missing val or test split is carved out, stratified and seeded), builds the
-vocabulary from the training split only (``vocab.json``, carried by the checkpoint) and stores
-``max_len`` token ids per text plus its true length; ``truncate`` says which end of a longer
-text is kept.
-
-Tokens are lower-cased runs of letters and digits with inner apostrophes (``don't`` stays one
-word); ``<br />`` and punctuation go. A :class:`Vocabulary` maps the ``size - 2`` most frequent
-training words to ``2..size-1`` (0 pads, 1 is every unknown word).
-"""
+"""Labelled texts, for the text kinds: the raw store (``texts.jsonl.gz``), the split (vocabulary
+from the training split only, ``max_len`` token ids per text and its true length), and the
+tokenizer: lower-case words, ``<br />`` and punctuation removed, inner apostrophes kept."""
 
 from __future__ import annotations
 
@@ -28,6 +17,7 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
+from nnlab.data import pick_labels
 from nnlab.data.prepare import (
     Prepared,
     pick_classes,
@@ -40,7 +30,6 @@ from nnlab.data.prepare import (
 from nnlab.data.sources import download_raw
 from nnlab.data.synthetic import synthetic_reviews
 from nnlab.files import decode_text, read_json
-from nnlab.log import info
 from nnlab.paths import VOCAB as VOCAB_ASSET  # noqa: F401  (the name other layers import)
 from nnlab.spec import DataSpec
 
@@ -123,8 +112,6 @@ class Vocabulary:
 
 SYNTHETIC = "synthetic reviews"
 SYNTHETIC_LABELS = ["neg", "pos"]  # the labels of synthetic_reviews' 0 and 1
-SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
-SHOW_SKIPPED = 100  # skipped files or rows listed in a manifest (all are counted)
 
 
 def download_texts(
@@ -135,27 +122,22 @@ def download_texts(
     expected: str,
 ) -> dict[str, Any]:
     """download@ of a text kind: ``read(src, shown)`` gives the records (split, label, id,
-    text) and what it skipped; they are checked and stored in ``texts.jsonl.gz``. ``expected``
-    says what the data should look like, when nothing is found."""
+    text) and what it skipped, stored in ``texts.jsonl.gz``; ``expected`` says what to put."""
 
     def store(src: Path, shown: str) -> dict[str, Any]:
         records, report = read(src, shown)
         if not records:
             raise ValueError(f"{shown}: no labelled texts found ({expected})")
-        found = Counter(r["label"] for r in records)
-        labels, _, _ = pick_classes(dict(found), cfg, name, shown)
-        by_split: dict[str, set[str]] = {}
+        counts: dict[str, Counter] = {}
         for r in records:
-            by_split.setdefault(r["split"], set()).add(r["label"])
-        for split, have in sorted(by_split.items()):
-            if missing := [c for c in labels if c not in have]:
-                raise ValueError(
-                    f"{shown}: no texts labelled {missing[0]!r} in the {split} "
-                    f"split; every split needs the same labels (or select them "
-                    f"with data.{name}.classes)"
-                )
-        counts = write_texts(records, out_dir / paths.RAW_TEXTS)
-        return {"counts": counts, "classes": sorted(found), **report}
+            counts.setdefault(r["split"], Counter())[r["label"]] += 1
+        pick_labels(counts, cfg, name, shown, "texts labelled")
+        write_texts(records, out_dir / paths.RAW_TEXTS)
+        return {
+            "counts": {s: dict(sorted(c.items())) for s, c in sorted(counts.items())},
+            "classes": sorted({r["label"] for r in records}),
+            **report,
+        }
 
     made = {
         "generator": "nnlab.data.synthetic.synthetic_review",
@@ -167,28 +149,11 @@ def download_texts(
     )
 
 
-def skipped_report(skipped: list[dict[str, Any]], shown: str) -> dict[str, Any]:
-    """The manifest entries for what a reader skipped, said in one line when anything was."""
-    if skipped:
-        first = skipped[0]
-        info(
-            f"{shown}: skipped {len(skipped)} texts (listed in the manifest), e.g. "
-            f"{first['file']}{':' + str(first['row']) if 'row' in first else ''}: "
-            f"{first['reason']}"
-        )
-    return {"skipped_count": len(skipped), "skipped": skipped[:SHOW_SKIPPED]}
-
-
-def write_texts(records: list[dict[str, str]], out: Path) -> dict[str, dict[str, int]]:
-    """Store texts sorted by (split, label, id) as gzipped JSON lines; the counts."""
-    rows = sorted(records, key=lambda r: (r["split"], r["label"], r["id"]))
-    counts: dict[str, Counter] = {}
-    for r in rows:
-        counts.setdefault(r["split"], Counter())[r["label"]] += 1
+def write_texts(records: list[dict[str, str]], out: Path) -> None:
+    """Store texts sorted by (split, label, id) as gzipped JSON lines."""
     with gzip.open(out, "wt", encoding="utf-8", compresslevel=3) as fh:
-        for r in rows:
+        for r in sorted(records, key=lambda r: (r["split"], r["label"], r["id"])):
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return {s: dict(sorted(c.items())) for s, c in sorted(counts.items())}
 
 
 def stored_texts(path: Path) -> Iterator[dict[str, Any]]:

@@ -1,11 +1,6 @@
-"""Text tables: a CSV, TSV or JSONL file of labelled texts (``path:`` or a mirror), or a folder
-or archive with one per split (``train.csv``, ``val.csv`` or ``validation.csv``, ``test.csv``);
-the columns are ``text_column:`` and ``label_column:``.
-
-Every cell is data, read as a string and never interpreted (a cell starting with ``=`` is text
-like any other). A missing column or a file that is not UTF-8 is one line naming the file; a row
-with an empty text or label is skipped and counted. The rest is :mod:`nnlab.data.text`.
-"""
+"""Text tables: a CSV, TSV or JSONL file (or one per split: ``train.csv``, ``val.csv``...) with
+``text_column:`` and ``label_column:``. Every cell is data, never interpreted; a row with an
+empty text or label is skipped and counted. The rest is :mod:`nnlab.data.text`."""
 
 from __future__ import annotations
 
@@ -16,10 +11,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nnlab.config import DataConfig
-from nnlab.data import text as texts
-from nnlab.data.prepare import Prepared
+from nnlab.data import SPLIT_NAMES, skipped_report
 from nnlab.data.sources import Limits, is_archive, read_files
-from nnlab.data.text import load_input  # noqa: F401  (this kind's reader of one input)
+from nnlab.data.text import download_texts, load_input, split_texts, text_spec  # noqa: F401
 from nnlab.files import decode_text
 from nnlab.spec import DataSpec
 
@@ -92,7 +86,7 @@ def read_tables(
             src, shown, Limits.of(cfg), lambda n: PurePosixPath(n).suffix.lower() in DELIMITERS
         )
         tables = list(found)
-    splits = {n: texts.SPLIT_NAMES.get(PurePosixPath(n).stem.lower()) for n, _ in tables}
+    splits = {n: SPLIT_NAMES.get(PurePosixPath(n).stem.lower()) for n, _ in tables}
     if len(tables) > 1 and not all(splits.values()):
         raise ValueError(f"{shown}: several tables ({', '.join(sorted(splits))}); {EXPECTED}")
     records, skipped = [], []
@@ -113,21 +107,20 @@ def read_tables(
                         "text": text,
                     }
                 )
-    return records, {**report, **texts.skipped_report(skipped, shown)}
+    return records, {**report, **skipped_report(skipped, shown, "texts")}
 
 
 def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
-    return texts.download_texts(
+    return download_texts(
         cfg, out_dir, name, lambda src, shown: read_tables(cfg, src, shown, name), EXPECTED
     )
-
-
-def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
-    return texts.split_texts(cfg, raw_dir, seed, name)
 
 
 def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     def found(src: Path) -> list[str]:
         return sorted({r["label"] for r in read_tables(cfg, src, str(src), name)[0]})
 
-    return texts.text_spec(cfg, name, root, found)
+    return text_spec(cfg, name, root, found)
+
+
+split = split_texts  # load_input and split: those of every text kind
