@@ -11,6 +11,7 @@ from typing import Any
 from nnlab.config import KINDS, DataConfig
 from nnlab.data.prepare import pick_classes
 from nnlab.log import info
+from nnlab.paths import SPLITS
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
 SHOW_SKIPPED = 100  # skipped files or rows listed in a manifest (all are counted)
@@ -40,6 +41,22 @@ def pick_labels(
                 f"them with data.{name}.classes)"
             )
     return labels, names, left_out
+
+
+def split_plan(have: set[str], cfg: DataConfig) -> tuple[dict[str, dict[str, float]], str]:
+    """{the data's split: {train, val or test: fraction of it}}: the data's own splits kept, a
+    missing val cut from train (or val halved into val and test), else all pooled and cut."""
+    if have >= {"train", "val", "test"}:
+        return {s: {s: 1.0} for s in SPLITS}, "kept the data's train/val/test splits"
+    if have >= {"train", "test"}:
+        train = {"train": 1 - cfg.val_fraction, "val": cfg.val_fraction}
+        return {"train": train, "test": {"test": 1.0}}, "kept test; val_fraction of train as val"
+    if have >= {"train", "val"}:
+        halves = {"val": 0.5, "test": 0.5}
+        return {"train": {"train": 1.0}, "val": halves}, "kept train; halved val into val and test"
+    pool = {"train": 1 - cfg.val_fraction - cfg.test_fraction, "val": cfg.val_fraction}
+    pool["test"] = cfg.test_fraction
+    return {"pool": pool}, "val and test carved out (fractions)"
 
 
 def skipped_report(skipped: list[dict[str, Any]], shown: str, what: str) -> dict[str, Any]:

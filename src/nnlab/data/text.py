@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
-from nnlab.data import pick_labels
+from nnlab.data import pick_labels, split_plan
 from nnlab.data.prepare import (
     Prepared,
     pick_classes,
@@ -182,44 +183,6 @@ def _records(cfg: DataConfig, raw_dir: Path, seed: int) -> Iterator[dict[str, An
 # ----------------------------------------------------------------------------- split
 
 
-def _parts(
-    cfg: DataConfig, found: dict[str, tuple[list[str], np.ndarray]], seed: int, name: str
-) -> tuple[dict[str, tuple[list[str], np.ndarray]], str]:
-    """train/val/test from the splits the data has: kept as they are, a missing val carved out
-    of train (or half of val made test), all three carved out of a single pool."""
-
-    def cut(split: str, fractions: list[float], into: list[str]) -> list[tuple[list, Any]]:
-        texts, y = found[split]
-        refuse_small_classes(dict(Counter(y.tolist())), into, name, f"the {split} texts")
-        keep = subsample(y, cfg.max_samples, seed)
-        cuts = stratified_split(y[keep], fractions, seed) if fractions else [slice(None)]
-        return [([texts[i] for i in keep[idx]], y[keep][idx]) for idx in cuts]
-
-    have = set(found)
-    if have >= {"train", "val", "test"}:
-        return {s: cut(s, [], [s])[0] for s in paths.SPLITS}, "kept the data's three splits"
-    if have >= {"train", "test"}:
-        (train, val), (test,) = (
-            cut("train", [cfg.val_fraction], ["train", "val"]),
-            cut("test", [], ["test"]),
-        )
-        return {"train": train, "val": val, "test": test}, "kept test; val_fraction of train"
-    if have >= {"train", "val"}:
-        (train,), (val, test) = cut("train", [], ["train"]), cut("val", [0.5], ["val", "test"])
-        return (
-            {"train": train, "val": val, "test": test},
-            "kept train; halved val (stratified) into val and test",
-        )
-    if len(have) == 1:
-        train, val, test = cut(
-            have.pop(),
-            [cfg.val_fraction * (1 - cfg.test_fraction), cfg.test_fraction],
-            list(paths.SPLITS),
-        )
-        return {"train": train, "val": val, "test": test}, "val and test carved out (fractions)"
-    raise ValueError(f"split@{name}: the data has the splits {sorted(have)} but no train split")
-
-
 def split_texts(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
     rows: dict[str, tuple[list[str], list[str]]] = {}
     for r in _records(cfg, raw_dir, seed):
@@ -232,14 +195,22 @@ def split_texts(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepare
     found = Counter(label for _, labels in rows.values() for label in labels)
     order, classes, left_out = pick_classes(dict(found), cfg, name, str(raw_dir))
     index = {label: i for i, label in enumerate(order)}
-    by_split = {}
-    for split, (texts, labels) in rows.items():
-        keep = [i for i, label in enumerate(labels) if label in index]
-        by_split[split] = (
-            [texts[i] for i in keep],
-            np.asarray([index[labels[i]] for i in keep], dtype=np.int64),
-        )
-    parts, how = _parts(cfg, by_split, seed, name)
+    plan, how = split_plan(set(rows), cfg)
+    if "pool" in plan:  # every split's texts and labels, joined
+        columns = zip(*rows.values(), strict=True)
+        rows = {"pool": tuple(list(chain.from_iterable(c)) for c in columns)}
+    parts = {}
+    for source, fractions in plan.items():
+        texts, labels = rows[source]
+        kept = [i for i, label in enumerate(labels) if label in index]
+        y = np.asarray([index[labels[i]] for i in kept], dtype=np.int64)
+        where = f"the {source} texts"
+        refuse_small_classes(dict(Counter(y.tolist())), list(fractions), name, where)
+        keep = subsample(y, cfg.max_samples, seed)
+        rest = list(fractions.values())[1:]
+        cuts = stratified_split(y[keep], rest, seed) if rest else [np.arange(len(keep))]
+        for split, idx in zip(fractions, cuts, strict=True):
+            parts[split] = ([texts[kept[i]] for i in keep[idx]], y[keep][idx])
     refuse_empty(name, {s: len(ys) for s, (_, ys) in parts.items()}, cfg)
     tokens = {s: [tokenize(t) for t in ts] for s, (ts, _) in parts.items()}
     vocab = Vocabulary.build(tokens["train"], cfg.vocab_size, cfg.max_len, keep=cfg.truncate)
