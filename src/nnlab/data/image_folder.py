@@ -17,7 +17,7 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
-from nnlab.data import SPLIT_NAMES, pick_labels, skipped_report
+from nnlab.data import SPLIT_NAMES, pick_labels, skipped_report, split_plan
 from nnlab.data.images import IMAGE_SUFFIXES, ImageReadError, decode_image, load_image
 from nnlab.data.prepare import Prepared, planned_classes, refuse_small_classes
 from nnlab.data.sources import Limits, download_raw, unpack_tree
@@ -174,52 +174,35 @@ def _plan(
                 plan[s].append((k, int(quota), iter(files[start:end])))
         return plan
 
-    def size(split: str) -> int:
-        return sum(len(layout[split][c]) for c in classes)
-
-    total = sum(size(s) for s in layout)
+    parts, how = split_plan(set(layout), cfg)
+    if "pool" in parts:
+        layout = {"pool": {c: [f for split in layout.values() for f in split[c]] for c in classes}}
+    total = sum(len(f) for split in layout.values() for c, f in split.items() if c in classes)
     cap = min(1.0, cfg.max_samples / total) if cfg.max_samples else 1.0
-    if set(layout) >= {"train", "val", "test"}:
-        plan = {}
-        for s in paths.SPLITS:
-            plan.update(share(layout[s], {s: math.floor(size(s) * cap)}, f"{s}/"))
-        return plan, {"split": "kept the folder's train/validation/test split"}
-    if set(layout) == {"train", "test"}:
-        n_train = math.floor(size("train") * cap)
-        n_val = round(n_train * cfg.val_fraction)
-        plan = {
-            **share(layout["train"], {"train": n_train - n_val, "val": n_val}, "train/"),
-            **share(layout["test"], {"test": math.floor(size("test") * cap)}, "test/"),
-        }
-        return plan, {"split": "kept test; val_fraction of train (stratified) as val"}
-    if set(layout) == {"train", "val"}:
-        n_val = math.floor(size("val") * cap)
-        plan = {
-            **share(layout["train"], {"train": math.floor(size("train") * cap)}, "train/"),
-            **share(layout["val"], {"val": n_val - n_val // 2, "test": n_val // 2}, "validation/"),
-        }
-        return plan, {"split": "kept train; halved validation (stratified) into val and test"}
-    pool: dict[str, list[Path]] = {c: [] for c in classes}
-    for split in layout.values():
-        for c in classes:
-            pool[c] += split[c]
-    n = math.floor(total * cap)
-    done: dict[str, Any] = {}
-    if cfg.split_sizes:
-        want = list(cfg.split_sizes)
-        if sum(want) > n:  # fewer images than asked for: same proportions, said loudly
-            done["split_sizes_scaled"] = {"asked": want, "images": n}
-            scaled = [math.floor(w * n / sum(want)) for w in want]
-            warn(
-                f"split@{name}: data.{name}.split_sizes asks for {want} images but there are "
-                f"{n}: drew {scaled} (the same proportions)"
+    plan, done = {}, {"split": how}
+    for source, fractions in parts.items():
+        n = math.floor(sum(len(layout[source][c]) for c in classes) * cap)
+        first, *rest = fractions
+        want = {s: round(n * fractions[s]) for s in rest}
+        want = {first: n - sum(want.values()), **want}
+        if source == "pool" and cfg.split_sizes:
+            want = dict(zip(paths.SPLITS, cfg.split_sizes, strict=True))
+            if sum(want.values()) > n:  # fewer images than asked for: same proportions, said
+                asked = list(cfg.split_sizes)
+                done["split_sizes_scaled"] = {"asked": asked, "images": n}
+                want = {s: math.floor(w * n / sum(asked)) for s, w in want.items()}
+                warn(
+                    f"split@{name}: data.{name}.split_sizes asks for {asked} images but there "
+                    f"are {n}: drew {list(want.values())} (the same proportions)"
+                )
+        if source == "pool":
+            done["split"] = (
+                f"pooled {total} files; drew train/val/test = {list(want.values())} "
+                f"(stratified, seed {seed})"
             )
-            want = scaled
-    else:
-        want = [0, round(n * cfg.val_fraction), round(n * cfg.test_fraction)]
-        want[0] = n - want[1] - want[2]
-    done["split"] = f"pooled {total} files; drew train/val/test = {want} (stratified, seed {seed})"
-    return share(pool, dict(zip(paths.SPLITS, want, strict=True)), "the pooled folder"), done
+        where = "the pooled folder" if source == "pool" else f"the {source} folder"
+        plan.update(share(layout[source], want, where))
+    return plan, done
 
 
 def _decode(
