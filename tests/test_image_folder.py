@@ -20,33 +20,20 @@ from nnlab.files import file_digest, read_json
 from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
 from tests.conftest import REPO, SHARED, fast_dev_fit, params_text, tiny_params
+from tests.folders import image_folder, shape_image
 from tests.http_server import dead_url, serve
 
-COLORS = {"cats": (200, 60, 40), "dogs": (40, 80, 200)}
-
-
-def _photo(path: Path, cls: str, i: int, mode: str = "RGB", fmt: str = "JPEG") -> None:
-    rng = np.random.default_rng(i)
-    arr = np.clip(np.array(COLORS[cls]) + rng.normal(0, 20, (18 + i % 5, 22, 3)), 0, 255)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr.astype(np.uint8)).convert(mode).save(path, format=fmt)
-
-
-def make_photos(root: Path, counts: dict[str, int], split: str = "") -> None:
-    """``counts`` good images per class under root/[split/]<class>/."""
-    for cls, n in counts.items():
-        for i in range(n):
-            _photo(root / split / cls / f"{cls[:-1]}.{i}.jpg", cls, i)
+CATDOG = ["cats", "dogs"]
 
 
 def add_awkward_files(root: Path) -> list[str]:
     """The odd files a real folder holds; returns the ones split must skip (relative)."""
     cats, dogs = root / "train" / "cats", root / "train" / "dogs"
-    _photo(cats / "gray.jpg", "cats", 1, mode="L")
-    _photo(cats / "alpha.png", "cats", 2, mode="RGBA", fmt="PNG")
-    _photo(dogs / "palette.png", "dogs", 3, mode="P", fmt="PNG")
-    _photo(dogs / "cmyk.jpg", "dogs", 4, mode="CMYK")
-    _photo(dogs / "UPPER.JPG", "dogs", 5)
+    for path, mode in [(cats / "gray.jpg", "L"), (cats / "alpha.png", "RGBA")]:
+        shape_image("cats", 1, mode).save(path)
+    for path, mode in [(dogs / "palette.png", "P"), (dogs / "cmyk.jpg", "CMYK")]:
+        shape_image("dogs", 3, mode).save(path)
+    shape_image("dogs", 5).save(dogs / "UPPER.JPG")
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), "white").save(buf, format="JPEG")
     (cats / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
@@ -72,8 +59,8 @@ def cvd_params(**data):
 
 def test_path_folder_with_train_validation_and_awkward_files(tmp_path):
     src = tmp_path / "photos"
-    make_photos(src, {"cats": 6, "dogs": 6}, "train")
-    make_photos(src, {"cats": 4, "dogs": 4}, "validation")
+    image_folder(src, 6, "train", CATDOG)
+    image_folder(src, 4, "validation", CATDOG)
     bad = add_awkward_files(src)
     params = cvd_params(path=str(src))
     root = tmp_path / "project"
@@ -115,14 +102,14 @@ def _zip_folder(folder: Path, archive: Path, prefix: str = "") -> None:
 @pytest.mark.parametrize("pinned", [True, False])
 def test_zip_over_http_after_missing_and_damaged_mirrors(tmp_path, pinned):
     src = tmp_path / "photos"
-    make_photos(src, {"cats": 4, "dogs": 4}, "train")
-    make_photos(src, {"cats": 2, "dogs": 2}, "validation")
-    make_photos(src, {"cats": 2, "dogs": 2}, "test")
+    image_folder(src, 4, "train", CATDOG)
+    image_folder(src, 2, "validation", CATDOG)
+    image_folder(src, 2, "test", CATDOG)
     (tmp_path / "srv").mkdir()
     archive = tmp_path / "srv" / "cats_and_dogs_filtered.zip"
     _zip_folder(src, archive, prefix="cats_and_dogs_filtered/")  # a wrapper folder
     data = bytearray(archive.read_bytes())
-    first = data.index(b"\xff\xd8")  # corrupt the first JPEG's bytes: CRC mismatch
+    first = data.index(b"IDAT")  # corrupt the first image's bytes: CRC mismatch
     data[first + 40 : first + 60] = b"\0" * 20
     (tmp_path / "srv" / "bad.zip").write_bytes(bytes(data))
     sha = file_digest(archive)
@@ -164,7 +151,7 @@ def test_offline_auto_falls_back_loudly_to_drawings_at_their_own_size(tmp_path, 
 def _pooled(tmp_path, n_per_class: int, **data) -> tuple[Path, dict]:
     src = tmp_path / "pool"
     if not src.exists():
-        make_photos(src, {"cats": n_per_class, "dogs": n_per_class})
+        image_folder(src, n_per_class, classes=CATDOG)
         with tarfile.open(tmp_path / "pool.tar.gz", "w:gz") as tf:
             tf.add(src, arcname="PetImages")
     params = cvd_params(path=str(tmp_path / "pool.tar.gz"), **data)
@@ -195,7 +182,7 @@ def test_pooled_tar_draws_split_sizes_stratified_and_seeded(tmp_path):
 
 def test_too_few_images_scales_split_sizes_loudly_and_replaces_unreadable(tmp_path, capsys):
     src = tmp_path / "pool"
-    make_photos(src, {"cats": 6, "dogs": 6})
+    image_folder(src, 6, classes=CATDOG)
     (src / "cats" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     params = cvd_params(path=str(src), split_sizes=[2000, 1000, 1000])
     run_download(params, "cats_vs_dogs", tmp_path / "p")

@@ -1,11 +1,9 @@
-"""A user's own data by params alone: image folders, text folders and CSV/JSONL tables of any
-number of classes, with bad data said in one line; and (slow) each through `dvc repro`, predict
-and the registry in a fresh project."""
+"""A user's own data by params alone: image and text folders and tables of any classes, bad
+data said in one line; and (slow) each through `dvc repro`, predict and the registry."""
 
 from __future__ import annotations
 
 import io
-import json
 import re
 from pathlib import Path
 
@@ -24,52 +22,9 @@ from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
 from nnlab.summary import summarize
 from tests.conftest import BIN, cli_env, copy_repo, run_ok, stages_ran
+from tests.folders import CLASSES, image_folder, sentence, shape_image, table, text_folder
 
-CLASSES = ["circle", "square", "triangle"]
-COLOURS = {"circle": (220, 40, 40), "square": (40, 200, 40), "triangle": (40, 40, 220)}
 TRAINER = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False, "log_every_n_steps": 1}
-
-
-def shape_image(cls: str, i: int, mode: str, size: int = 20) -> Image.Image:
-    """A shape of its class's colour on grey noise, in ``mode`` (16-bit as ``I;16``)."""
-    rng = np.random.default_rng(i)
-    arr = np.clip(rng.normal(128, 20, (size, size + i % 3, 3)), 0, 255)
-    yy, xx = np.mgrid[: arr.shape[0], : arr.shape[1]]
-    c = size / 2
-    mask = {
-        "circle": (yy - c) ** 2 + (xx - c) ** 2 < (size / 3) ** 2,
-        "square": (abs(yy - c) < size / 3) & (abs(xx - c) < size / 3),
-        "triangle": (yy > size / 5) & (abs(xx - c) < (yy - size / 5) / 2),
-    }[cls]
-    arr[mask] = COLOURS[cls]
-    rgb = Image.fromarray(arr.astype(np.uint8))
-    if mode == "I;16":
-        return Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
-    return rgb.convert(mode)
-
-
-MODES = ["RGB", "L", "RGB", "P", "RGBA", "I;16", "RGB", "L"]
-
-
-def image_folder(root: Path, n: int = 8, split: str = "") -> Path:
-    """``n`` images per class (modes mixed: grey, 16-bit, palette, RGBA) under root/<class>/."""
-    for cls in CLASSES:
-        (root / split / cls).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            shape_image(cls, i, MODES[i % len(MODES)]).save(root / split / cls / f"{i}.png")
-    return root
-
-
-WORDS = {
-    "circle": "round ball wheel orbit",
-    "square": "box grid tile block",
-    "triangle": "pyramid wedge arrow delta",
-}
-
-
-def sentence(cls: str, i: int) -> str:
-    words = WORDS[cls].split()
-    return f"the {words[i % 4]} and the {words[(i + 1) % 4]} number {i}"
 
 
 def params(name: str, block: dict, **experiment) -> dict:
@@ -154,7 +109,7 @@ def test_bad_image_folders_are_one_line_naming_the_folder_or_key(tmp_path, case)
     src = tmp_path / "photos"
     block = {"kind": "image_folder", "path": str(src), "image_size": 8}
     if case == "one-class":
-        shape_image("circle", 0, "RGB").save(_mk(src / "circle") / "0.png")
+        image_folder(src, n=1, classes=["circle"])
         pattern, where = r"1 class \('circle'\); a classifier needs two", f"path: {src}"
     elif case == "classes-typo":
         image_folder(src, n=3)
@@ -183,11 +138,6 @@ def test_bad_image_folders_are_one_line_naming_the_folder_or_key(tmp_path, case)
     assert re.search(pattern, message), message
 
 
-def _mk(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def test_extreme_aspect_ratio_is_skipped_and_counted(tmp_path, capsys):
     src = image_folder(tmp_path / "photos", n=4)
     Image.new("RGB", (4000, 2), "red").save(src / "circle" / "line.png")
@@ -203,10 +153,7 @@ def test_extreme_aspect_ratio_is_skipped_and_counted(tmp_path, capsys):
 
 
 def test_text_folder_of_labels_without_splits(tmp_path):
-    for cls in CLASSES:
-        _mk(tmp_path / "texts" / cls)
-        for i in range(10):
-            (tmp_path / "texts" / cls / f"{i}.txt").write_text(sentence(cls, i))
+    text_folder(tmp_path / "texts")
     split = prepared(
         tmp_path,
         {"kind": "text_folder", "path": str(tmp_path / "texts"), "max_len": 8, "vocab_size": 50},
@@ -215,26 +162,6 @@ def test_text_folder_of_labels_without_splits(tmp_path):
     assert meta["classes"] == CLASSES and meta["kind"] == "text" and meta["input_shape"] == [8]
     assert split["counts"] == {"train": 21, "val": 3, "test": 6}  # fractions of the pool
     assert split["split"] == "val and test carved out (fractions)"
-
-
-def table(tmp_path: Path, fmt: str = "csv", rows: list | None = None, **columns) -> Path:
-    text, label = columns.get("text", "text"), columns.get("label", "label")
-    rows = (
-        rows
-        if rows is not None
-        else [(sentence(cls, i), cls) for i in range(10) for cls in CLASSES]
-    )
-    path = tmp_path / f"reviews.{fmt}"
-    if fmt == "jsonl":
-        path.write_text("".join(json.dumps({text: t, label: c}) + "\n" for t, c in rows))
-    else:
-        import csv
-
-        with open(path, "w", newline="") as fh:
-            writer = csv.writer(fh, delimiter="," if fmt == "csv" else "\t")
-            writer.writerow([label, text])
-            writer.writerows([(c, t) for t, c in rows])
-    return path
 
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
@@ -267,7 +194,8 @@ def test_text_table_with_awkward_rows(tmp_path, fmt, capsys):
 
 
 def test_text_table_one_file_per_split_and_a_subset_of_classes(tmp_path):
-    folder = _mk(tmp_path / "tables")
+    folder = tmp_path / "tables"
+    folder.mkdir()
     for split, n in (("train", 10), ("validation", 3), ("test", 4)):
         rows = [(sentence(c, i), c) for i in range(n) for c in CLASSES]
         table(tmp_path, "jsonl", rows).rename(folder / f"{split}.jsonl")
@@ -379,13 +307,12 @@ def test_own_data_through_dvc_repro_predict_and_registry(tmp_path, kind):
 
     from nnlab import tracking
 
-    work = copy_repo(_mk(tmp_path / "repo"))
+    (tmp_path / "repo").mkdir()
+    work = copy_repo(tmp_path / "repo")
     if kind == "image_folder":
         image_folder(work / "photos", n=12)
     elif kind == "text_folder":
-        for i in range(12):
-            for cls in CLASSES:
-                (_mk(work / "texts" / cls) / f"{i}.txt").write_text(sentence(cls, i))
+        text_folder(work / "texts", n=12)
     else:
         table(work)
     block, experiment = E2E[kind]
