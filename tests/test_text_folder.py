@@ -1,12 +1,10 @@
-"""Text folders (the lecture's IMDB reviews): download (archive, folder, HTTP, offline
-fallback), tokenizer and vocabulary, the split stage, and predict on a text file from the
-checkpoint alone."""
+"""Text folders (the lecture's IMDB reviews): download, tokenizer and vocabulary, split, and
+predict on a text file from the checkpoint alone."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import shutil
 import tarfile
@@ -37,58 +35,33 @@ REVIEWS = {
 
 
 def imdb_params(**overrides):
-    """Tiny params with an imdb block (synthetic unless overridden) and both experiments."""
-    model = {"embed_dim": 16, "hidden": 16}
-    base = {
-        "data.imdb": {
-            "kind": "text_folder",
-            "classes": {"neg": "negative", "pos": "positive"},
-            "source": "synthetic",
-            "synthetic_size": 240,
-            "test_fraction": 0.25,
-            "vocab_size": 200,
-            "max_len": 40,
-            "val_fraction": 0.2,
-            "retries": 0,
-            "timeout": 2,
-        },
-        "experiments.imdb_gru": {
-            "dataset": "imdb",
-            "model": "gru",
-            "epochs": 1,
-            "batch_size": 32,
-            "model_options": model,
-        },
-        "experiments.imdb_lstm": {
-            "dataset": "imdb",
-            "model": "lstm",
-            "epochs": 1,
-            "batch_size": 32,
-            "model_options": model,
-        },
+    """Tiny params with an imdb block (synthetic unless overridden) and both experiments; an
+    override without a dot is a key of the imdb block."""
+    imdb = {
+        "kind": "text_folder",
+        "classes": {"neg": "negative", "pos": "positive"},
+        "source": "synthetic",
+        "synthetic_size": 240,
+        "test_fraction": 0.25,
+        "vocab_size": 200,
+        "max_len": 40,
+        "val_fraction": 0.2,
+        "retries": 0,
+        "timeout": 2,
     }
-    return tiny_params(**{**base, **overrides})
-
-
-def _add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tf.addfile(info, io.BytesIO(data))
-
-
-def make_archive(path: Path) -> Path:
-    """A tiny aclImdb-layout .tar.gz."""
-    with tarfile.open(path, "w:gz") as tf:
-        _add(tf, "aclImdb/README", b"readme")
-        for (split, label), texts in REVIEWS.items():
-            for i, text in enumerate(texts):
-                _add(
-                    tf,
-                    f"aclImdb/{split}/{label}/{i}_{7 if label == 'pos' else 2}.txt",
-                    text.encode(),
-                )
-        _add(tf, "aclImdb/train/unsup/0_0.txt", b"unlabelled, skipped")
-    return path
+    model = {"embed_dim": 16, "hidden": 16}
+    experiments = {
+        f"experiments.imdb_{m}": {
+            "dataset": "imdb",
+            "model": m,
+            "epochs": 1,
+            "batch_size": 32,
+            "model_options": model,
+        }
+        for m in ("gru", "lstm")
+    }
+    overrides = {k if "." in k else f"data.imdb.{k}": v for k, v in overrides.items()}
+    return tiny_params(**{"data.imdb": imdb, **experiments, **overrides})
 
 
 def make_folder(root: Path) -> Path:
@@ -98,6 +71,17 @@ def make_folder(root: Path) -> Path:
         for i, text in enumerate(texts):
             (folder / f"{i}_5.txt").write_text(text)
     return root
+
+
+def make_archive(path: Path) -> Path:
+    """A tiny aclImdb-layout .tar.gz, with a README and unlabelled ``train/unsup/`` reviews."""
+    folder = make_folder(path.parent / "reviews") / "aclImdb"
+    (folder / "README").write_text("readme")
+    (folder / "train/unsup").mkdir()
+    (folder / "train/unsup/0_0.txt").write_text("unlabelled, skipped")
+    with tarfile.open(path, "w:gz") as tf:
+        tf.add(folder, arcname="aclImdb")
+    return path
 
 
 def read_raw(root: Path) -> list[dict]:
@@ -110,19 +94,7 @@ def read_raw(root: Path) -> list[dict]:
 
 def test_tokenize_lowercases_strips_breaks_and_punctuation():
     text = "This movie was NOT good.<br /><br />It isn't bad, either...<BR>10/10!"
-    assert tokenize(text) == [
-        "this",
-        "movie",
-        "was",
-        "not",
-        "good",
-        "it",
-        "isn't",
-        "bad",
-        "either",
-        "10",
-        "10",
-    ]
+    assert " ".join(tokenize(text)) == "this movie was not good it isn't bad either 10 10"
     assert tokenize("") == []
     assert "br" not in tokenize("a<br/>b<br />c")
 
@@ -157,7 +129,7 @@ def test_download_from_local_archive_or_folder(tmp_path, kind):
         if kind == "archive"
         else make_folder(tmp_path / "src") / "aclImdb"
     )
-    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(src)})
+    params = imdb_params(source="auto", path=str(src))
     manifest = run_download(params, "imdb", tmp_path)
     texts = sorted(r["text"] for r in read_raw(tmp_path))
     assert texts == sorted(t for ts in REVIEWS.values() for t in ts)  # unsup/ left out
@@ -173,7 +145,7 @@ def test_download_from_local_archive_or_folder(tmp_path, kind):
 
 def test_folder_without_reviews_names_what_is_missing(tmp_path):
     (tmp_path / "src" / "train" / "pos").mkdir(parents=True)
-    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.path": str(tmp_path / "src")})
+    params = imdb_params(source="auto", path=str(tmp_path / "src"))
     with pytest.raises(ValueError, match=r"no labelled texts found \(expected <split>/<label>"):
         run_download(params, "imdb", tmp_path)
     assert not (tmp_path / "data/raw/imdb").exists()
@@ -186,17 +158,12 @@ def test_download_over_http_verified_and_archive_dropped(tmp_path):
     official = "#sha256=c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     with serve(srv) as url:
-        params = imdb_params(
-            **{
-                "data.imdb.source": "remote",
-                "data.imdb.mirrors": [f"{url}/aclImdb_v1.tar.gz{official}"],
-            }
-        )
+        params = imdb_params(source="remote", mirrors=[f"{url}/aclImdb_v1.tar.gz{official}"])
         with pytest.raises(ChecksumError, match=official[8:]):  # not the official file
             run_download(params, "imdb", tmp_path)
         assert not (tmp_path / "data/raw/imdb").exists()
         mirrors = [dead_url() + "/a.tar.gz", f"{url}/aclImdb_v1.tar.gz#sha256={digest}"]
-        params = imdb_params(**{"data.imdb.source": "remote", "data.imdb.mirrors": mirrors})
+        params = imdb_params(source="remote", mirrors=mirrors)
         manifest = run_download(params, "imdb", tmp_path)
     assert manifest["files"][paths.RAW_ARCHIVE] == {
         "url": f"{url}/aclImdb_v1.tar.gz",
@@ -210,13 +177,13 @@ def test_download_over_http_verified_and_archive_dropped(tmp_path):
 def test_offline_remote_fails_auto_falls_back_to_synthetic_loudly(tmp_path, capsys):
     with pytest.raises(DownloadError):
         run_download(
-            imdb_params(**{"data.imdb.source": "remote", "data.imdb.mirrors": [dead_url()]}),
+            imdb_params(source="remote", mirrors=[dead_url()]),
             "imdb",
             tmp_path,
         )
     with pytest.raises(ValueError, match=r"data\.imdb\.source"):
-        imdb_params(**{"data.imdb.source": "bundled"})  # imdb has no bundled sample
-    params = imdb_params(**{"data.imdb.source": "auto", "data.imdb.mirrors": [dead_url()]})
+        imdb_params(source="bundled")  # imdb has no bundled sample
+    params = imdb_params(source="auto", mirrors=[dead_url()])
     manifest = run_download(params, "imdb", tmp_path)
     assert manifest["source"] == "synthetic reviews"
     assert "could not download" in manifest["fallback_reason"]
@@ -247,66 +214,35 @@ def test_synthetic_labels_depend_on_word_order():
 # ----------------------------------------------------------------------------- split
 
 
-def test_split_vocabulary_from_train_only(tmp_path):
-    folder = make_folder(tmp_path / "src")
-    params = imdb_params(
-        **{
-            "data.imdb.source": "auto",
-            "data.imdb.path": str(folder),
-            "data.imdb.val_fraction": 0.5,
-            "data.imdb.max_len": 8,
-        }
-    )
+@pytest.mark.parametrize(
+    "truncate, kept", [("last", "great film loved it"), ("first", "a great film loved")]
+)
+def test_split_vocabulary_from_train_only_and_truncation(tmp_path, truncate, kept):
+    folder = str(make_folder(tmp_path / "src"))
+    params = imdb_params(source="auto", path=folder, val_fraction=0.5, max_len=4, truncate=truncate)
     run_download(params, "imdb", tmp_path)
     manifest = run_split(params, "imdb", tmp_path)
     out = tmp_path / "data/split/imdb"
     vocab = Vocabulary.from_json(read_json(out / paths.VOCAB))
-    assert "zyzzyva" not in vocab.tokens  # test-only word
-    assert "br" not in vocab.tokens
+    assert "zyzzyva" not in vocab.tokens and "br" not in vocab.tokens  # test-only word, markup
     meta = read_json(out / paths.META)
-    assert meta["kind"] == "text" and meta["input_shape"] == [8]
+    assert meta["kind"] == "text" and meta["input_shape"] == [4]
     assert meta["vocab_size"] == len(vocab) and meta["assets"] == [paths.VOCAB]
     assert manifest["counts"] == {"train": 2, "val": 2, "test": 4}
-    # words only in the validation reviews are unknown too
-    x_train, len_train = np.load(out / "train_x.npy"), np.load(out / "train_len.npy")
-    train_words = {w for i in range(2) for w in vocab.decode(x_train[i], len_train[i]).split()}
-    assert set(vocab.tokens[2:]) == train_words
-    x, lengths = np.load(out / "test_x.npy"), np.load(out / "test_len.npy")
-    assert x.dtype == np.int32 and lengths.max() <= 8
+    arrays = {s: (np.load(out / f"{s}_x.npy"), np.load(out / f"{s}_len.npy")) for s in paths.SPLITS}
+    texts = {s: [vocab.decode(x, n) for x, n in zip(*arrays[s], strict=True)] for s in arrays}
+    train_folder = {
+        w for (s, _), ts in REVIEWS.items() if s == "train" for w in tokenize(" ".join(ts))
+    }
+    assert set(vocab.tokens[2:]) < train_folder  # the words of val's half are unknown
+    assert kept in texts["train"] + texts["val"]  # "A great film. Loved it!" cut to 4 words
+    assert meta["truncate"].startswith(f"keep the {truncate}")
+    assert vocab.keep == truncate  # predict cuts a new review the same way
+    x, lengths = arrays["test"]
+    assert x.dtype == np.int32 and lengths.max() <= 4
     great = vocab.index.get("great", UNK_INDEX)
     row = next(i for i in range(4) if x[i, 0] == great)  # "great great zyzzyva" (a positive)
     assert x[row, :3].tolist() == [great, great, UNK_INDEX] and lengths[row] == 3
-
-
-@pytest.mark.parametrize(
-    "truncate, kept", [("last", "great film loved it"), ("first", "a great film loved")]
-)
-def test_split_truncates_long_reviews_on_the_side_params_name(tmp_path, truncate, kept):
-    folder = make_folder(tmp_path / "src")
-    params = imdb_params(
-        **{
-            "data.imdb.source": "auto",
-            "data.imdb.path": str(folder),
-            "data.imdb.max_len": 4,
-            "data.imdb.truncate": truncate,
-            "data.imdb.val_fraction": 0.5,
-        }
-    )
-    run_download(params, "imdb", tmp_path)
-    run_split(params, "imdb", tmp_path)
-    out = tmp_path / "data/split/imdb"
-    vocab = Vocabulary.from_json(read_json(out / paths.VOCAB))
-    texts = {
-        vocab.decode(x, n)
-        for split in ("train", "val")
-        for x, n in zip(
-            np.load(out / f"{split}_x.npy"), np.load(out / f"{split}_len.npy"), strict=True
-        )
-    }
-    assert kept in texts  # "A great film. Loved it!" cut to 4 words
-    meta = read_json(out / paths.META)
-    assert meta["truncate"].startswith(f"keep the {truncate}")
-    assert vocab.keep == truncate  # predict cuts a new review the same way
 
 
 def test_split_is_seeded_and_balanced(tmp_path):
