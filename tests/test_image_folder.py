@@ -4,7 +4,6 @@ training runs, predict."""
 import io
 import shutil
 import tarfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -92,22 +91,12 @@ def test_path_folder_with_train_validation_and_awkward_files(tmp_path):
     assert {"L", "RGBA", "P", "CMYK"} <= set(split["modes"]) and split["converted_count"] >= 4
 
 
-def _zip_folder(folder: Path, archive: Path, prefix: str = "") -> None:
-    with zipfile.ZipFile(archive, "w") as zf:
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                zf.write(p, prefix + str(p.relative_to(folder)))
-
-
 @pytest.mark.parametrize("pinned", [True, False])
 def test_zip_over_http_after_missing_and_damaged_mirrors(tmp_path, pinned):
-    src = tmp_path / "photos"
-    image_folder(src, 4, "train", CATDOG)
-    image_folder(src, 2, "validation", CATDOG)
-    image_folder(src, 2, "test", CATDOG)
-    (tmp_path / "srv").mkdir()
-    archive = tmp_path / "srv" / "cats_and_dogs_filtered.zip"
-    _zip_folder(src, archive, prefix="cats_and_dogs_filtered/")  # a wrapper folder
+    src = tmp_path / "cats_and_dogs_filtered"  # a wrapper folder in the archive
+    for split, n in (("train", 4), ("validation", 2), ("test", 2)):
+        image_folder(src, n, split, CATDOG)
+    archive = Path(shutil.make_archive(str(tmp_path / "srv" / src.name), "zip", tmp_path, src.name))
     data = bytearray(archive.read_bytes())
     first = data.index(b"IDAT")  # corrupt the first image's bytes: CRC mismatch
     data[first + 40 : first + 60] = b"\0" * 20
@@ -148,36 +137,23 @@ def test_offline_auto_falls_back_loudly_to_drawings_at_their_own_size(tmp_path, 
 # ----------------------------------------------------------------------------- split
 
 
-def _pooled(tmp_path, n_per_class: int, **data) -> tuple[Path, dict]:
-    src = tmp_path / "pool"
-    if not src.exists():
-        image_folder(src, n_per_class, classes=CATDOG)
-        with tarfile.open(tmp_path / "pool.tar.gz", "w:gz") as tf:
-            tf.add(src, arcname="PetImages")
-    params = cvd_params(path=str(tmp_path / "pool.tar.gz"), **data)
-    root = tmp_path / f"project-{len(list(tmp_path.glob('project-*')))}"
-    run_download(params, "cats_vs_dogs", root)
-    return root, run_split(params, "cats_vs_dogs", root)
-
-
 def test_pooled_tar_draws_split_sizes_stratified_and_seeded(tmp_path):
-    root, split = _pooled(tmp_path, 12)
+    image_folder(tmp_path / "pool", 12, classes=CATDOG)
+    with tarfile.open(tmp_path / "pool.tar.gz", "w:gz") as tf:
+        tf.add(tmp_path / "pool", arcname="PetImages")
+    params = cvd_params(path=str(tmp_path / "pool.tar.gz"))
+    run_download(params, "cats_vs_dogs", tmp_path)
+
+    def split_with(seed: int) -> tuple[dict, np.ndarray]:
+        split = run_split(params.model_copy(update={"seed": seed}), "cats_vs_dogs", tmp_path)
+        return split, np.array(load_arrays("cats_vs_dogs", "train", tmp_path)["x"])
+
+    split, train = split_with(7)
     assert split["counts"] == {"train": 8, "val": 4, "test": 4}  # split_sizes, 8 unused
-    for s in ("train", "val", "test"):
-        assert len(set(split["class_counts"][s].values())) == 1
+    assert all(len(set(split["class_counts"][s].values())) == 1 for s in paths.SPLITS)
     assert "pooled 24 files" in split["split"]
-    same, _ = _pooled(tmp_path, 12)
-    other_seed, _ = _pooled(tmp_path, 12)
-    for s in ("train", "val", "test"):
-        np.testing.assert_array_equal(
-            load_arrays("cats_vs_dogs", s, root)["x"], load_arrays("cats_vs_dogs", s, same)["x"]
-        )
-    params = cvd_params(path=str(tmp_path / "pool.tar.gz")).model_copy(update={"seed": 99})
-    run_split(params, "cats_vs_dogs", other_seed)
-    assert not np.array_equal(
-        load_arrays("cats_vs_dogs", "train", root)["x"],
-        load_arrays("cats_vs_dogs", "train", other_seed)["x"],
-    )
+    np.testing.assert_array_equal(split_with(7)[1], train)
+    assert not np.array_equal(split_with(99)[1], train)
 
 
 def test_too_few_images_scales_split_sizes_loudly_and_replaces_unreadable(tmp_path, capsys):
@@ -214,24 +190,15 @@ def synthetic_root(tmp_path_factory) -> Path:
     return root
 
 
-def _run_params(**overrides):
+def _run_params():
     real = load_params(REPO / "params.yaml")
-    experiments = {}
-    for name in ("catdog_cnn", "catdog_cnn_aug"):
-        exp = real.experiment(name).model_dump()
-        experiments[name] = {**exp, "epochs": 1, "batch_size": 8}
-    return tiny_params(
-        **{
-            "data.cats_vs_dogs": {
-                "kind": "image_folder",
-                "source": "synthetic",
-                "synthetic_size": 40,
-                "synthetic_image_size": 32,
-            },
-            "experiments": experiments,
-            **overrides,
-        }
-    )
+    experiments = {
+        name: {**real.experiment(name).model_dump(), "epochs": 1, "batch_size": 8}
+        for name in ("catdog_cnn", "catdog_cnn_aug")
+    }
+    drawn = {"kind": "image_folder", "source": "synthetic", "synthetic_size": 40}
+    drawn["synthetic_image_size"] = 32
+    return tiny_params(**{"data.cats_vs_dogs": drawn, "experiments": experiments})
 
 
 @pytest.mark.filterwarnings("error::UserWarning:albumentations")
@@ -265,10 +232,7 @@ def test_train_evaluate_predict_aug(synthetic_root, tmp_path, capsys, monkeypatc
     assert 0 <= metrics["test/acc"] <= 1
 
     photo = tmp_path / "photo.jpg"  # any size, any mode: resized to the training size
-    dog = load_arrays("cats_vs_dogs", "test", root)
-    Image.fromarray(
-        np.asarray(dog["x"][int(np.flatnonzero(np.asarray(dog["y"]) == 1)[0])])
-    ).convert("L").resize((90, 70)).save(photo)
+    shape_image("dogs", 1, "L", size=70).resize((90, 70)).save(photo)
     (root / "params.yaml").write_text(params_text(params))
     monkeypatch.chdir(root)
     assert main(["predict", "catdog_cnn_aug", str(photo)]) == 0
