@@ -32,10 +32,11 @@ def params(name: str, block: dict, **experiment) -> dict:
     return {"seed": 3, "trainer": TRAINER, "data": {name: block}, "experiments": {"exp": exp}}
 
 
-def prepared(tmp_path: Path, block: dict, name: str = "mine"):
-    p = parse_params(params(name, block, model="mlp"))
-    run_download(p, name, tmp_path)
-    return run_split(p, name, tmp_path)
+def prepared(root: Path, kind: str, path, **options):
+    """download@mine and split@mine of a ``kind`` block reading ``path``."""
+    p = parse_params(params("mine", {"kind": kind, "path": str(path), **options}, model="mlp"))
+    run_download(p, "mine", root)
+    return run_split(p, "mine", root)
 
 
 # ----------------------------------------------------------------------------- image folders
@@ -44,17 +45,11 @@ def prepared(tmp_path: Path, block: dict, name: str = "mine"):
 @pytest.mark.parametrize("channels", [1, 3])
 def test_image_folder_of_any_classes_and_modes(tmp_path, channels):
     src = image_folder(tmp_path / "photos")
+    fractions = {"val_fraction": 0.25, "test_fraction": 0.25}
+    # path: relative to the project
     split = prepared(
-        tmp_path,
-        {
-            "kind": "image_folder",
-            "path": "photos",
-            "image_size": 12,
-            "channels": channels,
-            "val_fraction": 0.25,
-            "test_fraction": 0.25,
-        },
-    )  # path: relative to the project
+        tmp_path, "image_folder", "photos", image_size=12, channels=channels, **fractions
+    )
     meta = load_meta("mine", tmp_path)
     assert meta["classes"] == CLASSES and meta["input_shape"] == [channels, 12, 12]
     assert meta["reader"] == "image_folder" and sum(split["counts"].values()) == 24
@@ -72,14 +67,9 @@ def test_image_folder_of_any_classes_and_modes(tmp_path, channels):
 
 
 def test_classes_select_order_and_name_them(tmp_path):
-    image_folder(tmp_path / "photos", n=4)
-    block = {
-        "kind": "image_folder",
-        "path": str(tmp_path / "photos"),
-        "image_size": 8,
-        "classes": {"triangle": "tri", "circle": "circ"},
-    }
-    split = prepared(tmp_path, block)
+    src = image_folder(tmp_path / "photos", n=4)
+    classes = {"triangle": "tri", "circle": "circ"}
+    split = prepared(tmp_path, "image_folder", src, image_size=8, classes=classes)
     assert load_meta("mine", tmp_path)["classes"] == ["tri", "circ"]
     assert split["left_out"] == {"square": 4} and sum(split["counts"].values()) == 8
     y = load_arrays("mine", "train", tmp_path)
@@ -91,15 +81,7 @@ def test_classes_select_order_and_name_them(tmp_path):
 def test_train_and_test_folders_keep_test_and_draw_val_from_train(tmp_path):
     image_folder(tmp_path / "photos", n=10, split="train")
     image_folder(tmp_path / "photos", n=2, split="test")
-    split = prepared(
-        tmp_path,
-        {
-            "kind": "image_folder",
-            "path": str(tmp_path / "photos"),
-            "image_size": 8,
-            "val_fraction": 0.1,
-        },
-    )
+    split = prepared(tmp_path, "image_folder", tmp_path / "photos", image_size=8, val_fraction=0.1)
     assert split["counts"] == {"train": 27, "val": 3, "test": 6}
     assert all(n == 1 for n in split["class_counts"]["val"].values())
 
@@ -107,32 +89,26 @@ def test_train_and_test_folders_keep_test_and_draw_val_from_train(tmp_path):
 @pytest.mark.parametrize("case", ["one-class", "classes-typo", "too-few", "split-mismatch"])
 def test_bad_image_folders_are_one_line_naming_the_folder_or_key(tmp_path, case):
     src = tmp_path / "photos"
-    block = {"kind": "image_folder", "path": str(src), "image_size": 8}
+    options = {"image_size": 8}
     if case == "one-class":
         image_folder(src, n=1, classes=["circle"])
         pattern, where = r"1 class \('circle'\); a classifier needs two", f"path: {src}"
     elif case == "classes-typo":
         image_folder(src, n=3)
-        block["classes"] = ["circle", "sqare"]
+        options["classes"] = ["circle", "sqare"]
         pattern, where = r"'sqare' is not in the data", "data.mine.classes"
     elif case == "too-few":
         image_folder(src, n=5)
         for f in sorted((src / "square").iterdir())[2:]:
             f.unlink()
-        pattern, where = (
-            r"class 'square' has 2 samples .* fewer than train and val and test",
-            "data.mine.classes",
-        )
+        pattern = r"class 'square' has 2 samples .* fewer than train and val and test"
+        where = "data.mine.classes"
     else:
         image_folder(src, n=3, split="train")
-        image_folder(src, n=3, split="test")
-        (src / "test/square/0.png").rename(src / "test/0.png")
-        for f in (src / "test/square").iterdir():
-            f.unlink()
-        (src / "test/square").rmdir()
+        image_folder(src, n=3, split="test", classes=["circle", "triangle"])
         pattern, where = r"no class folder 'square' in the test split", f"path: {src}"
     with pytest.raises(ValueError) as err:
-        prepared(tmp_path, block)
+        prepared(tmp_path, "image_folder", src, **options)
     message = str(err.value)
     assert "\n" not in message and where in message, message
     assert re.search(pattern, message), message
@@ -141,7 +117,7 @@ def test_bad_image_folders_are_one_line_naming_the_folder_or_key(tmp_path, case)
 def test_extreme_aspect_ratio_is_skipped_and_counted(tmp_path, capsys):
     src = image_folder(tmp_path / "photos", n=4)
     Image.new("RGB", (4000, 2), "red").save(src / "circle" / "line.png")
-    split = prepared(tmp_path, {"kind": "image_folder", "path": str(src), "image_size": 8})
+    split = prepared(tmp_path, "image_folder", src, image_size=8)
     reasons = {s["file"]: s["reason"] for s in split["skipped"]}
     assert "over 20 times the other" in reasons["circle/line.png"]
     err = capsys.readouterr().err
@@ -153,11 +129,8 @@ def test_extreme_aspect_ratio_is_skipped_and_counted(tmp_path, capsys):
 
 
 def test_text_folder_of_labels_without_splits(tmp_path):
-    text_folder(tmp_path / "texts")
-    split = prepared(
-        tmp_path,
-        {"kind": "text_folder", "path": str(tmp_path / "texts"), "max_len": 8, "vocab_size": 50},
-    )
+    src = text_folder(tmp_path / "texts")
+    split = prepared(tmp_path, "text_folder", src, max_len=8, vocab_size=50)
     meta = load_meta("mine", tmp_path)
     assert meta["classes"] == CLASSES and meta["kind"] == "text" and meta["input_shape"] == [8]
     assert split["counts"] == {"train": 21, "val": 3, "test": 6}  # fractions of the pool
@@ -167,23 +140,11 @@ def test_text_folder_of_labels_without_splits(tmp_path):
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
 def test_text_table_with_awkward_rows(tmp_path, fmt, capsys):
     rows = [(sentence(cls, i), cls) for i in range(10) for cls in CLASSES]
-    rows += [
-        ("", "circle"),
-        ("no label at all", ""),
-        ('=HYPERLINK("http://x") cmd', "=1+1"),
-        ("=SUM(A1:A9) really", "=1+1"),
-        ("=2+2 again", "=1+1"),
-    ]
+    rows += [("", "circle"), ("no label at all", ""), ('=HYPERLINK("http://x") cmd', "=1+1")]
+    rows += [("=SUM(A1:A9) really", "=1+1"), ("=2+2 again", "=1+1")]
     path = table(tmp_path, fmt, rows, text="review", label="stars")
-    block = {
-        "kind": "text_table",
-        "path": str(path),
-        "text_column": "review",
-        "label_column": "stars",
-        "max_len": 10,
-        "vocab_size": 60,
-    }
-    split = prepared(tmp_path, block)
+    columns = {"text_column": "review", "label_column": "stars"}
+    split = prepared(tmp_path, "text_table", path, max_len=10, vocab_size=60, **columns)
     manifest = split["download"]
     assert manifest["skipped_count"] == 2 and "skipped 2 texts" in capsys.readouterr().err
     assert {s["reason"] for s in manifest["skipped"]} == {"no text", "no label"}
@@ -199,14 +160,8 @@ def test_text_table_one_file_per_split_and_a_subset_of_classes(tmp_path):
     for split, n in (("train", 10), ("validation", 3), ("test", 4)):
         rows = [(sentence(c, i), c) for i in range(n) for c in CLASSES]
         table(tmp_path, "jsonl", rows).rename(folder / f"{split}.jsonl")
-    block = {
-        "kind": "text_table",
-        "path": str(folder),
-        "classes": ["triangle", "circle"],
-        "max_len": 8,
-        "vocab_size": 40,
-    }
-    split = prepared(tmp_path, block)
+    classes = ["triangle", "circle"]
+    split = prepared(tmp_path, "text_table", folder, classes=classes, max_len=8, vocab_size=40)
     assert split["counts"] == {"train": 20, "val": 6, "test": 8}
     assert split["left_out"] == {"square": 17}
     assert load_meta("mine", tmp_path)["classes"] == ["triangle", "circle"]
@@ -215,9 +170,9 @@ def test_text_table_one_file_per_split_and_a_subset_of_classes(tmp_path):
 @pytest.mark.parametrize("case", ["missing-column", "not-utf8", "not-json", "several-tables"])
 def test_bad_tables_are_one_line_naming_the_file_and_key(tmp_path, case):
     path = table(tmp_path)
-    block = {"kind": "text_table", "path": str(path)}
+    options = {}
     if case == "missing-column":
-        block["text_column"] = "body"
+        options["text_column"] = "body"
         expected = [f"{path}: no column 'body'", "data.mine.text_column", "'label', 'text'"]
     elif case == "not-utf8":
         path.write_bytes(b"label,text\ncircle,caf\xe9 au lait\n")
@@ -225,14 +180,13 @@ def test_bad_tables_are_one_line_naming_the_file_and_key(tmp_path, case):
     elif case == "not-json":
         path = tmp_path / "t.jsonl"
         path.write_text('{"text": "a", "label": "b"}\n[1, 2]\n')
-        block["path"] = str(path)
         expected = [f"{path}: line 2 is not a JSON object"]
     else:
-        block["path"] = str(tmp_path)
+        path = tmp_path
         table(tmp_path, "tsv")
         expected = [f"path: {tmp_path}: several tables (reviews.csv, reviews.tsv)"]
     with pytest.raises(ValueError) as err:
-        prepared(tmp_path / "project", block)
+        prepared(tmp_path / "project", "text_table", path, **options)
     message = str(err.value)
     assert "\n" not in message and all(e in message for e in expected), message
     assert not (tmp_path / "project/data/raw/mine").exists()
@@ -244,16 +198,9 @@ def test_bad_tables_are_one_line_naming_the_file_and_key(tmp_path, case):
 def test_summary_from_params_alone_counts_a_three_class_head(tmp_path):
     """Before any download: the classes come from the local folder, the shape from params."""
     image_folder(tmp_path / "photos", n=2)
-    (tmp_path / "params.yaml").write_text(
-        yaml.safe_dump(
-            params(
-                "mine",
-                {"kind": "image_folder", "path": "photos", "image_size": 28, "channels": 1},
-                model="mlp",
-                model_options={"hidden": 16},
-            )
-        )
-    )
+    block = {"kind": "image_folder", "path": "photos", "image_size": 28, "channels": 1}
+    raw = params("mine", block, model="mlp", model_options={"hidden": 16})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     text = summarize(load_params(tmp_path / "params.yaml"), "exp", tmp_path)
     h = 16
     assert f"Total params: {784 * h + h + h * 3 + 3:,}" in text  # Dense 784->16, Dense 16->3
