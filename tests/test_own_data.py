@@ -230,12 +230,8 @@ E2E = {
     ),
     "text_folder": (
         {"kind": "text_folder", "path": "texts", "max_len": 12, "vocab_size": 60},
-        {
-            "model": "gru",
-            "epochs": 2,
-            "model_options": {"embed_dim": 8, "hidden": 8},
-            "bucket_by_length": True,
-        },
+        {"model": "gru", "epochs": 2, "model_options": {"embed_dim": 8, "hidden": 8}}
+        | {"bucket_by_length": True},
     ),
     "text_table": (
         {"kind": "text_table", "path": "reviews.csv", "max_len": 12, "vocab_size": 60},
@@ -256,13 +252,11 @@ def test_own_data_through_dvc_repro_predict_and_registry(tmp_path, kind):
 
     (tmp_path / "repo").mkdir()
     work = copy_repo(tmp_path / "repo")
-    if kind == "image_folder":
-        image_folder(work / "photos", n=12)
-    elif kind == "text_folder":
-        text_folder(work / "texts", n=12)
-    else:
-        table(work)
     block, experiment = E2E[kind]
+    if kind == "text_table":
+        table(work)
+    else:
+        {"image_folder": image_folder, "text_folder": text_folder}[kind](work / block["path"], 12)
     name = f"my_{kind}"
     # the project's params.yaml with only the new dataset and experiment (dvc.yaml reads every
     # other top-level block, features: too, even empty)
@@ -332,15 +326,10 @@ def test_grey_images_through_an_imagenet_base(tmp_path):
     from nnlab.stages.train import run as train
 
     image_folder(tmp_path / "photos", n=6)
-    raw = params(
-        "grey",
-        {"kind": "image_folder", "path": "photos", "image_size": 32, "channels": 1},
-        model="mlp",
-        model_options={"hidden": 8},
-    )
-    raw["features"] = {
-        "grey_base": {"from": "grey", "backbone": "efficientnet_lite0", "source": "bundled"}
-    }
+    block = {"kind": "image_folder", "path": "photos", "image_size": 32, "channels": 1}
+    raw = params("grey", block, model="mlp", model_options={"hidden": 8})
+    base = {"from": "grey", "backbone": "efficientnet_lite0", "source": "bundled"}
+    raw["features"] = {"grey_base": base}
     raw["experiments"]["exp"]["dataset"] = "grey_base"
     p = parse_params(raw)
     run_download(p, "grey", tmp_path)
