@@ -124,11 +124,8 @@ def test_encode_keeps_last_or_first_tokens():
 
 @pytest.mark.parametrize("kind", ["archive", "folder"])
 def test_download_from_local_archive_or_folder(tmp_path, kind):
-    src = (
-        make_archive(tmp_path / "aclImdb.tar.gz")
-        if kind == "archive"
-        else make_folder(tmp_path / "src") / "aclImdb"
-    )
+    archive = make_archive(tmp_path / "aclImdb.tar.gz")
+    src = archive if kind == "archive" else tmp_path / "reviews/aclImdb"
     params = imdb_params(source="auto", path=str(src))
     manifest = run_download(params, "imdb", tmp_path)
     texts = sorted(r["text"] for r in read_raw(tmp_path))
@@ -247,14 +244,12 @@ def test_split_vocabulary_from_train_only_and_truncation(tmp_path, truncate, kep
 
 def test_split_is_seeded_and_balanced(tmp_path):
     params = imdb_params()
-    run_download(params, "imdb", tmp_path / "a")
-    run_download(params, "imdb", tmp_path / "b")
-    ma = run_split(params, "imdb", tmp_path / "a")
-    run_split(params, "imdb", tmp_path / "b")
-    for f in ("train_x.npy", "val_len.npy", "test_y.npy"):
-        a = np.load(tmp_path / "a/data/split/imdb" / f)
-        assert np.array_equal(a, np.load(tmp_path / "b/data/split/imdb" / f))
-    assert ma["class_counts"]["train"]["positive"] == ma["class_counts"]["train"]["negative"]
+    run_download(params, "imdb", tmp_path)
+    first = run_split(params, "imdb", tmp_path)
+    arrays = {f: np.load(f) for f in (tmp_path / "data/split/imdb").glob("*.npy")}
+    run_split(params, "imdb", tmp_path)
+    assert all(np.array_equal(a, np.load(f)) for f, a in arrays.items())
+    assert first["class_counts"]["train"]["positive"] == first["class_counts"]["train"]["negative"]
 
 
 # ----------------------------------------------------------------------------- predict

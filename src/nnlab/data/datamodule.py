@@ -48,9 +48,6 @@ class ArrayDataset(Dataset):
             out[key] = torch.from_numpy(values.astype(np.int64))
         return out
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {k: v[0] for k, v in self.__getitems__([index]).items()}
-
 
 class LengthBucketSampler(Sampler[int]):
     """Text samples of similar length share a batch, so little of it is padding. Training: a
