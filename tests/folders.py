@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from nnlab.stages.download import run as run_download
+from nnlab.stages.split import run as run_split
+
 CLASSES = ["circle", "square", "triangle"]
 COLOURS = {"circle": (220, 40, 40), "square": (40, 200, 40), "triangle": (40, 40, 220)}
 COLOURS |= {"cats": (200, 60, 40), "dogs": (40, 80, 200)}  # the lecture's two, as circles
@@ -70,3 +73,9 @@ def table(folder: Path, fmt: str = "csv", rows=None, text="text", label="label")
         writer.writerow([label, text])
         writer.writerows([(c, t) for t, c in rows])
     return path
+
+
+def prepare(params, name: str, root: Path) -> dict:
+    """download@<name>, then split@<name>: the split's result."""
+    run_download(params, name, root)
+    return run_split(params, name, root)

@@ -19,7 +19,7 @@ from nnlab.files import file_digest, read_json
 from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
 from tests.conftest import REPO, SHARED, fast_dev_fit, params_text, tiny_params
-from tests.folders import image_folder, shape_image
+from tests.folders import image_folder, prepare, shape_image
 from tests.http_server import dead_url, serve
 
 CATDOG = ["cats", "dogs"]
@@ -161,8 +161,7 @@ def test_too_few_images_scales_split_sizes_loudly_and_replaces_unreadable(tmp_pa
     image_folder(src, 6, classes=CATDOG)
     (src / "cats" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     params = cvd_params(path=str(src), split_sizes=[2000, 1000, 1000])
-    run_download(params, "cats_vs_dogs", tmp_path / "p")
-    split = run_split(params, "cats_vs_dogs", tmp_path / "p")
+    split = prepare(params, "cats_vs_dogs", tmp_path / "p")
     assert split["split_sizes_scaled"] == {"asked": [2000, 1000, 1000], "images": 13}
     assert (
         "split_sizes asks for [2000, 1000, 1000] images but there are 13" in capsys.readouterr().err
@@ -185,8 +184,7 @@ def test_too_few_images_scales_split_sizes_loudly_and_replaces_unreadable(tmp_pa
 def synthetic_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("catdog")
     params = _run_params()
-    run_download(params, "cats_vs_dogs", root)
-    run_split(params, "cats_vs_dogs", root)
+    prepare(params, "cats_vs_dogs", root)
     return root
 
 

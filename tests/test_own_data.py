@@ -18,11 +18,9 @@ from nnlab.data.prepare import load_arrays, load_meta
 from nnlab.data.sources import data_path
 from nnlab.files import read_json
 from nnlab.spec import DataSpec
-from nnlab.stages.download import run as run_download
-from nnlab.stages.split import run as run_split
 from nnlab.summary import summarize
 from tests.conftest import BIN, cli_env, copy_repo, run_ok, stages_ran
-from tests.folders import CLASSES, image_folder, sentence, shape_image, table, text_folder
+from tests.folders import CLASSES, image_folder, prepare, sentence, shape_image, table, text_folder
 
 TRAINER = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False, "log_every_n_steps": 1}
 
@@ -35,8 +33,7 @@ def params(name: str, block: dict, **experiment) -> dict:
 def prepared(root: Path, kind: str, path, **options):
     """download@mine and split@mine of a ``kind`` block reading ``path``."""
     p = parse_params(params("mine", {"kind": kind, "path": str(path), **options}, model="mlp"))
-    run_download(p, "mine", root)
-    return run_split(p, "mine", root)
+    return prepare(p, "mine", root)
 
 
 # ----------------------------------------------------------------------------- image folders
@@ -332,8 +329,7 @@ def test_grey_images_through_an_imagenet_base(tmp_path):
     raw["features"] = {"grey_base": base}
     raw["experiments"]["exp"]["dataset"] = "grey_base"
     p = parse_params(raw)
-    run_download(p, "grey", tmp_path)
-    run_split(p, "grey", tmp_path)
+    prepare(p, "grey", tmp_path)
     run_features(p, "grey_base", tmp_path)
     assert load_meta("grey_base", tmp_path)["derived"]["image_shape"] == [1, 32, 32]
     assert "Non-trainable params:" in summarize(p, "exp", tmp_path)

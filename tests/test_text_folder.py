@@ -24,6 +24,7 @@ from nnlab.log import DownloadError
 from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
 from tests.conftest import SHARED, params_text, tiny_params
+from tests.folders import prepare
 from tests.http_server import dead_url, serve
 
 REVIEWS = {
@@ -217,8 +218,7 @@ def test_synthetic_labels_depend_on_word_order():
 def test_split_vocabulary_from_train_only_and_truncation(tmp_path, truncate, kept):
     folder = str(make_folder(tmp_path / "src"))
     params = imdb_params(source="auto", path=folder, val_fraction=0.5, max_len=4, truncate=truncate)
-    run_download(params, "imdb", tmp_path)
-    manifest = run_split(params, "imdb", tmp_path)
+    manifest = prepare(params, "imdb", tmp_path)
     out = tmp_path / "data/split/imdb"
     vocab = Vocabulary.from_json(read_json(out / paths.VOCAB))
     assert "zyzzyva" not in vocab.tokens and "br" not in vocab.tokens  # test-only word, markup
@@ -244,8 +244,7 @@ def test_split_vocabulary_from_train_only_and_truncation(tmp_path, truncate, kep
 
 def test_split_is_seeded_and_balanced(tmp_path):
     params = imdb_params()
-    run_download(params, "imdb", tmp_path)
-    first = run_split(params, "imdb", tmp_path)
+    first = prepare(params, "imdb", tmp_path)
     arrays = {f: np.load(f) for f in (tmp_path / "data/split/imdb").glob("*.npy")}
     run_split(params, "imdb", tmp_path)
     assert all(np.array_equal(a, np.load(f)) for f, a in arrays.items())
@@ -263,8 +262,7 @@ def trained_gru(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("imdb_project")
     params = imdb_params()
-    run_download(params, "imdb", root)
-    run_split(params, "imdb", root)
+    prepare(params, "imdb", root)
     train(params, "imdb_gru", root)
     evaluate(params, "imdb_gru", root)
     return root, params

@@ -41,7 +41,7 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
         return {
             **skipped,
             "layout": sorted(layout),
-            "classes": class_folders(layout),
+            "classes": sorted({c for cls in layout.values() for c in cls}),
             "ignored_files": len(ignored),
             "counts": counts,
         }
@@ -113,8 +113,8 @@ def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Pa
     return layout, ignored
 
 
-def class_folders(layout: Layout) -> list[str]:
-    return sorted({c for cls in layout.values() for c in cls})
+def class_folders(images: Path) -> list[str]:
+    return sorted({c for cls in find_layout(images)[0].values() for c in cls})
 
 
 def _counts(layout: Layout) -> dict[str, dict[str, int]]:
@@ -243,8 +243,8 @@ def _decode(
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
-    """The images of download@<name>, or (offline substitute) drawings made here from
-    ``synthetic_size``, ``synthetic_image_size`` and the seed, which this stage depends on."""
+    """The images of download@<name>, or (offline) drawings made here from ``synthetic_size``,
+    ``synthetic_image_size`` and the seed."""
     if read_json(raw_dir / paths.MANIFEST).get("source") != SYNTHETIC:
         return _split_images(cfg, raw_dir / paths.RAW_IMAGES, cfg.image_size, seed, name)
     with tempfile.TemporaryDirectory(prefix="nnlab-drawings-") as tmp:
@@ -266,11 +266,8 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
     target = "L" if cfg.channels == 1 else "RGB"
     converted = {m: n for m, n in sorted(modes.items()) if m != target}
     if converted:
-        info(
-            f"split@{name}: converted to {target}: "
-            + ", ".join(f"{n} {m}" for m, n in converted.items())
-            + " images"
-        )
+        said = ", ".join(f"{n} {m}" for m, n in converted.items())
+        info(f"split@{name}: converted to {target}: {said} images")
     manifest.update(
         image_size=size,
         channels=cfg.channels,
@@ -278,9 +275,8 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
         converted_to=target,
         converted_count=sum(converted.values()),
         **skipped_report(skipped, f"split@{name}", "unreadable or non-image files"),
+        **({"left_out": left_out} if left_out else {}),
     )
-    if left_out:
-        manifest["left_out"] = left_out
     requested = {s: sum(q for _, q, _ in plan[s]) for s in arrays}
     shortfall = {
         s: {"requested": requested[s], "got": len(a["y"])}
@@ -300,17 +296,12 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
 
 
 def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
-    """One image (a file or its bytes) as the model sees it: grey or RGB at the training
-    size."""
+    """One image (a file or its bytes) as the model sees it."""
     channels, h, w = spec.input_shape
     return {"x": load_image(path, (h, w), channels=channels)}
 
 
 def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     """What split@<name> will produce from the images, from params alone."""
-
-    def found(src: Path) -> list[str]:
-        return class_folders(find_layout(src)[0])
-
-    classes = planned_classes(cfg, name, root, found, list(ANIMAL_CLASSES))
+    classes = planned_classes(cfg, name, root, class_folders, list(ANIMAL_CLASSES))
     return DataSpec("image", (cfg.channels, cfg.image_size, cfg.image_size), tuple(classes))
