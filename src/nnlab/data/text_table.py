@@ -92,6 +92,7 @@ def read_tables(
     records, skipped = [], []
     for name, data in tables:
         where = shown if single else f"{shown}: {name}"
+        split = splits[name] or "pool"
         for line, text, cell in _rows(data, name, where, cfg, dataset):
             label, reason = _label(cell)
             if not isinstance(text, str) or not text.strip():
@@ -99,14 +100,8 @@ def read_tables(
             if reason:
                 skipped.append({"file": name, "row": line, "reason": reason})
             else:
-                records.append(
-                    {
-                        "split": splits[name] or "pool",
-                        "label": label,
-                        "id": f"{name}:{line:09d}",
-                        "text": text,
-                    }
-                )
+                row_id = f"{name}:{line:09d}"
+                records.append({"split": split, "label": label, "id": row_id, "text": text})
     return records, {**report, **skipped_report(skipped, shown, "texts")}
 
 
