@@ -42,21 +42,16 @@ def _rows(
                 raise ValueError(f"{where}: line {n} is not a JSON object")
             rows.append((n, *(record.get(c) for c in cols)))
         return rows
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        header = next(reader, [])
+        header = reader.fieldnames or []
         for key, col in zip(("text_column", "label_column"), cols, strict=True):
             if col not in header:
                 raise ValueError(
                     f"{where}: no column {col!r} (data.{dataset}.{key}; the "
                     f"header has {', '.join(map(repr, header)) or 'nothing'})"
                 )
-        at = [header.index(c) for c in cols]
-        return [
-            (reader.line_num, *(row[i] if i < len(row) else None for i in at))
-            for row in reader
-            if row
-        ]
+        return [(reader.line_num, *(row[c] for c in cols)) for row in reader]
     except csv.Error as err:
         raise ValueError(f"{where}: line {reader.line_num}: {err}") from None
 
