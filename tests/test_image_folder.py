@@ -1,5 +1,4 @@
-"""Image folders (the lecture's cats vs dogs): download (local HTTP, path:, fallback), split,
-training runs, predict."""
+"""Image folders (the lecture's cats vs dogs): download, split, training runs, predict."""
 
 import io
 import shutil
@@ -28,11 +27,9 @@ CATDOG = ["cats", "dogs"]
 def add_awkward_files(root: Path) -> list[str]:
     """The odd files a real folder holds; returns the ones split must skip (relative)."""
     cats, dogs = root / "train" / "cats", root / "train" / "dogs"
-    for path, mode in [(cats / "gray.jpg", "L"), (cats / "alpha.png", "RGBA")]:
-        shape_image("cats", 1, mode).save(path)
-    for path, mode in [(dogs / "palette.png", "P"), (dogs / "cmyk.jpg", "CMYK")]:
-        shape_image("dogs", 3, mode).save(path)
-    shape_image("dogs", 5).save(dogs / "UPPER.JPG")
+    odd = [(cats / "gray.jpg", "L"), (cats / "alpha.png", "RGBA"), (dogs / "palette.png", "P")]
+    for path, mode in [*odd, (dogs / "cmyk.jpg", "CMYK"), (dogs / "UPPER.JPG", "RGB")]:
+        shape_image(path.parent.name, 1, mode).save(path)
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), "white").save(buf, format="JPEG")
     (cats / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
@@ -43,14 +40,8 @@ def add_awkward_files(root: Path) -> list[str]:
 
 
 def cvd_params(**data):
-    block = {
-        "kind": "image_folder",
-        "source": "remote",
-        "image_size": 16,
-        "split_sizes": [8, 4, 4],
-        **data,
-    }
-    return tiny_params(**{"data.cats_vs_dogs": block})
+    block = {"kind": "image_folder", "source": "remote", "image_size": 16, "split_sizes": [8, 4, 4]}
+    return tiny_params(**{"data.cats_vs_dogs": block | data})
 
 
 # ----------------------------------------------------------------------------- download
