@@ -1,6 +1,6 @@
 """Image folders: ``<split>/<class>/*`` or ``<class>/*`` images of any classes -> uint8 arrays;
 the data's own splits kept where it has them, else drawn stratified. Odd modes are converted,
-unreadable files skipped, listed and replaced from the same split; offline, cartoon drawings."""
+unreadable ones skipped, listed and replaced by spares of the same split; offline, drawings."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -124,55 +124,30 @@ def _counts(layout: Layout) -> dict[str, dict[str, int]]:
 # ----------------------------------------------------------------------------- split
 
 
-def _largest_remainder(exact: np.ndarray, total: int, deficit: np.ndarray) -> np.ndarray:
-    """Integers summing to ``total`` near ``exact``; leftovers go where ``deficit`` is largest."""
-    out = np.floor(exact).astype(int)
-    for i in np.argsort(-(deficit - out), kind="stable")[: total - out.sum()]:
-        out[i] += 1
-    return out
-
-
-def _quotas(sizes: list[int], class_sizes: list[int]) -> list[list[int]]:
-    """Per split, per class counts: each class contributes in proportion to its size and is
-    cut at the split proportions; rounding keeps every split within one of its size."""
-    want, total = sum(sizes), sum(class_sizes)
-    cls = np.asarray(class_sizes)
-    used = _largest_remainder(cls * want / total, want, cls * want / total)
-    share = np.asarray(sizes) / want
-    out = np.zeros((len(sizes), len(cls)), dtype=int)
-    for c, m in enumerate(used):
-        expected = share * used[: c + 1].sum()  # what each split should hold so far
-        out[:, c] = _largest_remainder(share * m, int(m), expected - out[:, :c].sum(1))
-    return out.tolist()
+Plan = dict[str, tuple[int, list[tuple[int, Path]]]]  # split -> (quota, [(label, file)])
 
 
 def _plan(
     layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: str
-) -> tuple[dict[str, list[tuple[int, int, Iterator[Path]]]], dict[str, Any]]:
-    """Per split: (label, how many images, where to draw them from) for each class; and what
+) -> tuple[Plan, dict[str, Any]]:
+    """Per split: how many images, and the (label, file) to draw them from in order; and what
     was done, for the manifest."""
     rng = np.random.default_rng(seed)
 
-    def share(pool: dict[str, list[Path]], sizes: dict[str, int], where: str):
-        """Each split gets its own files: its quota plus a share of the spare files (in
-        proportion to the quota) to replace unreadable ones, so no split eats another's."""
+    def share(pool: dict[str, list[Path]], sizes: dict[str, int], where: str) -> Plan:
+        """Each class's files shuffled and spread evenly through one order, so that any stretch
+        of it is stratified; each split gets a stretch in proportion to its size: its quota
+        first, then spares to replace unreadable files, so no split eats another's."""
         refuse_small_classes({c: len(pool[c]) for c in classes}, list(sizes), name, where)
-        counts = [len(pool[c]) for c in classes]
-        quotas = np.asarray(_quotas(list(sizes.values()), counts))  # (split, class)
-        plan: dict[str, list] = {s: [] for s in sizes}
+        spread = []
         for k, c in enumerate(classes):
             files = [pool[c][i] for i in rng.permutation(len(pool[c]))]
-            q = quotas[:, k]
-            spare = len(files) - int(q.sum())
-            extra = (
-                _largest_remainder(spare * q / q.sum(), spare, spare * q / q.sum())
-                if q.sum()
-                else np.zeros_like(q)
-            )
-            ends = np.cumsum(q + extra)
-            for s, quota, start, end in zip(sizes, q, ends - q - extra, ends, strict=True):
-                plan[s].append((k, int(quota), iter(files[start:end])))
-        return plan
+            spread += [((j + 0.5) / len(files), k, f) for j, f in enumerate(files)]
+        order = [(k, f) for _, k, f in sorted(spread)]
+        cuts = np.cumsum(list(sizes.values()))[:-1] * len(order) // max(sum(sizes.values()), 1)
+        bounds = [0, *cuts.tolist(), len(order)]
+        spans = zip(sizes.items(), bounds[:-1], bounds[1:], strict=True)
+        return {s: (n, order[a:b]) for (s, n), a, b in spans}
 
     parts, how = split_plan(set(layout), cfg)
     if "pool" in parts:
@@ -206,7 +181,8 @@ def _plan(
 
 
 def _decode(
-    entries: list[tuple[int, int, Iterator[Path]]],
+    quota: int,
+    files: list[tuple[int, Path]],
     cfg: DataConfig,
     size: int,
     pool: ThreadPoolExecutor,
@@ -214,9 +190,9 @@ def _decode(
     modes: Counter,
     base: Path,
 ) -> dict[str, np.ndarray]:
-    """Decode each class's quota straight into one preallocated uint8 array."""
-    x = np.empty((sum(q for _, q, _ in entries), size, size, cfg.channels), dtype=np.uint8)
-    y = np.empty(len(x), dtype=np.int64)
+    """Decode the first ``quota`` readable files straight into one preallocated uint8 array."""
+    x = np.empty((quota, size, size, cfg.channels), dtype=np.uint8)
+    y = np.empty(quota, dtype=np.int64)
 
     def load(path: Path) -> tuple[np.ndarray, str] | str:
         try:
@@ -225,20 +201,15 @@ def _decode(
             return str(err).removeprefix(f"{path}: ")
 
     k = 0
-    for label, quota, queue in entries:
-        got = 0
-        while got < quota:
-            batch = [f for _, f in zip(range(quota - got), queue, strict=False)]
-            if not batch:
-                break  # the class ran out of readable files
-            for f, result in zip(batch, pool.map(load, batch), strict=True):
-                if isinstance(result, str):
-                    skipped.append({"file": str(f.relative_to(base)), "reason": result})
-                else:
-                    (x[k], mode), y[k] = result, label
-                    modes[mode] += 1
-                    k += 1
-                    got += 1
+    queue = iter(files)
+    while k < quota and (batch := list(islice(queue, quota - k))):
+        for (label, f), result in zip(batch, pool.map(load, [f for _, f in batch]), strict=True):
+            if isinstance(result, str):
+                skipped.append({"file": str(f.relative_to(base)), "reason": result})
+            else:
+                (x[k], mode), y[k] = result, label
+                modes[mode] += 1
+                k += 1
     return {"x": x[:k], "y": y[:k]}
 
 
@@ -261,7 +232,7 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
     modes: Counter = Counter()
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         arrays = {
-            s: _decode(plan[s], cfg, size, pool, skipped, modes, images) for s in paths.SPLITS
+            s: _decode(*plan[s], cfg, size, pool, skipped, modes, images) for s in paths.SPLITS
         }
     target = "L" if cfg.channels == 1 else "RGB"
     converted = {m: n for m, n in sorted(modes.items()) if m != target}
@@ -277,7 +248,7 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
         **skipped_report(skipped, f"split@{name}", "unreadable or non-image files"),
         **({"left_out": left_out} if left_out else {}),
     )
-    requested = {s: sum(q for _, q, _ in plan[s]) for s in arrays}
+    requested = {s: plan[s][0] for s in arrays}
     shortfall = {
         s: {"requested": requested[s], "got": len(a["y"])}
         for s, a in arrays.items()
