@@ -180,39 +180,6 @@ def _plan(
     return plan, done
 
 
-def _decode(
-    quota: int,
-    files: list[tuple[int, Path]],
-    cfg: DataConfig,
-    size: int,
-    pool: ThreadPoolExecutor,
-    skipped: list[dict[str, str]],
-    modes: Counter,
-    base: Path,
-) -> dict[str, np.ndarray]:
-    """Decode the first ``quota`` readable files straight into one preallocated uint8 array."""
-    x = np.empty((quota, size, size, cfg.channels), dtype=np.uint8)
-    y = np.empty(quota, dtype=np.int64)
-
-    def load(path: Path) -> tuple[np.ndarray, str] | str:
-        try:
-            return decode_image(path, (size, size), channels=cfg.channels)
-        except ImageReadError as err:
-            return str(err).removeprefix(f"{path}: ")
-
-    k = 0
-    queue = iter(files)
-    while k < quota and (batch := list(islice(queue, quota - k))):
-        for (label, f), result in zip(batch, pool.map(load, [f for _, f in batch]), strict=True):
-            if isinstance(result, str):
-                skipped.append({"file": str(f.relative_to(base)), "reason": result})
-            else:
-                (x[k], mode), y[k] = result, label
-                modes[mode] += 1
-                k += 1
-    return {"x": x[:k], "y": y[:k]}
-
-
 def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
     """The images of download@<name>, or (offline) drawings made here from ``synthetic_size``,
     ``synthetic_image_size`` and the seed."""
@@ -230,10 +197,31 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
     plan, manifest = _plan(layout, labels, cfg, seed, name)
     skipped = [{"file": str(f.relative_to(images)), "reason": "not an image file"} for f in ignored]
     modes: Counter = Counter()
+
+    def load(path: Path) -> tuple[np.ndarray, str] | str:
+        try:
+            return decode_image(path, (size, size), channels=cfg.channels)
+        except ImageReadError as err:
+            return str(err).removeprefix(f"{path}: ")
+
+    def decode(quota: int, files: list[tuple[int, Path]]) -> dict[str, np.ndarray]:
+        """The first ``quota`` readable files, straight into one preallocated uint8 array."""
+        x = np.empty((quota, size, size, cfg.channels), dtype=np.uint8)
+        y = np.empty(quota, dtype=np.int64)
+        k = 0
+        queue = iter(files)
+        while k < quota and (batch := list(islice(queue, quota - k))):
+            for (label, f), got in zip(batch, pool.map(load, [f for _, f in batch]), strict=True):
+                if isinstance(got, str):
+                    skipped.append({"file": str(f.relative_to(images)), "reason": got})
+                else:
+                    (x[k], mode), y[k] = got, label
+                    modes[mode] += 1
+                    k += 1
+        return {"x": x[:k], "y": y[:k]}
+
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        arrays = {
-            s: _decode(*plan[s], cfg, size, pool, skipped, modes, images) for s in paths.SPLITS
-        }
+        arrays = {s: decode(*plan[s]) for s in paths.SPLITS}
     target = "L" if cfg.channels == 1 else "RGB"
     converted = {m: n for m, n in sorted(modes.items()) if m != target}
     if converted:
