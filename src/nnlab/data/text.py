@@ -259,12 +259,9 @@ def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
         )
     if isinstance(source, Path):
         source = source.read_bytes()
-    text = (
-        decode_text(source, shown.rstrip(": ") or "the text")
-        if isinstance(source, bytes)
-        else source
-    )
-    words = tokenize(text)
+    if isinstance(source, bytes):
+        source = decode_text(source, shown.rstrip(": ") or "the text")
+    words = tokenize(source)
     if not words:
         raise ValueError(f"{shown}no words to classify")
     ids, lengths = Vocabulary.from_json(vocab_json).encode([words])
@@ -276,10 +273,5 @@ def text_spec(
 ) -> DataSpec:
     """What split@<name> will produce, from params alone (``nnlab summary`` before any data)."""
     classes = planned_classes(cfg, name, root, found_at, SYNTHETIC_LABELS)
-    return DataSpec(
-        "text",
-        (cfg.max_len,),
-        tuple(classes),
-        vocab_size=cfg.vocab_size,
-        extra={"pad_index": PAD_INDEX, "max_len": cfg.max_len},
-    )
+    extra = {"pad_index": PAD_INDEX, "max_len": cfg.max_len}
+    return DataSpec("text", (cfg.max_len,), tuple(classes), vocab_size=cfg.vocab_size, extra=extra)
