@@ -99,18 +99,14 @@ def test_tokenize_lowercases_strips_breaks_and_punctuation():
     assert "br" not in tokenize("a<br/>b<br />c")
 
 
-def test_vocabulary_most_frequent_with_pad_and_unknown():
-    texts = [["b", "a", "b", "c"], ["b", "a", "d"]]
-    vocab = Vocabulary.build(texts, size=4, max_len=5)
+def test_vocabulary_most_frequent_with_pad_and_unknown_keeps_last_or_first():
+    vocab = Vocabulary.build([["b", "a", "b", "c"], ["b", "a", "d"]], size=4, max_len=5)
     assert vocab.tokens == ("<pad>", "<unk>", "b", "a")  # c and d (once each) do not fit
     ids, lengths = vocab.encode([["a", "zzz", "b"], []])
     assert ids.dtype == np.int32 and ids.shape == (2, 5)
     assert ids[0].tolist() == [3, UNK_INDEX, 2, PAD_INDEX, PAD_INDEX]
     assert lengths.tolist() == [3, 0]
     assert Vocabulary.from_json(json.loads(json.dumps(vocab.to_json()))) == vocab
-
-
-def test_encode_keeps_last_or_first_tokens():
     words = ["w1", "w2", "w3", "w4", "w5"]
     last = Vocabulary.build([words], 10, max_len=3, keep="last")
     ids, lengths = last.encode([words])
@@ -252,17 +248,12 @@ def trained_gru(tmp_path_factory):
     return root, params
 
 
-def test_evaluate_writes_text_examples(trained_gru):
-    root, _ = trained_gru
-    figures = root / "reports/experiments/imdb_gru" / paths.FIGURES
-    examples = (figures / paths.EXAMPLES).read_text()
-    assert "P(positive) =" in examples and "most confidently wrong" in examples
-
-
-def test_predict_text_file_without_data_dir(trained_gru, tmp_path, monkeypatch, capsys):
+def test_text_examples_and_predict_without_data_dir(trained_gru, tmp_path, monkeypatch, capsys):
     from nnlab.cli import main
 
     src, params = trained_gru
+    examples = (src / "reports/experiments/imdb_gru" / paths.FIGURES / paths.EXAMPLES).read_text()
+    assert "P(positive) =" in examples and "most confidently wrong" in examples
     root = tmp_path / "copy"
     shutil.copytree(src / "models", root / "models")  # no data/: the checkpoint has the vocab
     review = root / "review.txt"
