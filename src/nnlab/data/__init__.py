@@ -46,16 +46,16 @@ def pick_labels(
 def split_plan(have: set[str], cfg: DataConfig) -> tuple[dict[str, dict[str, float]], str]:
     """{the data's split: {train, val or test: fraction of it}}: the data's own splits kept, a
     missing val cut from train (or val halved into val and test), else all pooled and cut."""
+    vf, tf = cfg.val_fraction, cfg.test_fraction
     if have >= {"train", "val", "test"}:
         return {s: {s: 1.0} for s in SPLITS}, "kept the data's train/val/test splits"
     if have >= {"train", "test"}:
-        train = {"train": 1 - cfg.val_fraction, "val": cfg.val_fraction}
+        train = {"train": 1 - vf, "val": vf}
         return {"train": train, "test": {"test": 1.0}}, "kept test; val_fraction of train as val"
     if have >= {"train", "val"}:
         halves = {"val": 0.5, "test": 0.5}
         return {"train": {"train": 1.0}, "val": halves}, "kept train; halved val into val and test"
-    pool = {"train": 1 - cfg.val_fraction - cfg.test_fraction, "val": cfg.val_fraction}
-    pool["test"] = cfg.test_fraction
+    pool = {"train": 1 - vf - tf, "val": vf, "test": tf}
     return {"pool": pool}, "val and test carved out (fractions)"
 
 
