@@ -5,15 +5,19 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from nnlab.config import load_params
-from nnlab.data.augment import Augment, AugmentError, build_augment, worker_init
-from nnlab.data.datamodule import ArrayDataset, _whole_batch
+from nnlab.config import LoaderConfig, load_params
+from nnlab.data.augment import Augment, AugmentError, build_augment
+from nnlab.data.datamodule import ArrayDataset, make_loader
 from tests.conftest import REPO
 
 pytestmark = [
     pytest.mark.filterwarnings("error::UserWarning"),
     pytest.mark.filterwarnings("error::DeprecationWarning"),
 ]
+
+
+def step(name: str, **args) -> dict:
+    return {"name": name, "args": args}
 
 
 def lecture_steps():
@@ -45,14 +49,13 @@ def test_lecture_recipe_builds_and_changes_images():
 @pytest.mark.parametrize(
     ("step", "message"),
     [
-        ({"name": "Affine", "args": {"mode": 1}}, "'mode' are not valid"),  # 1.x name
-        ({"name": "Affine", "args": {"cval": 0}}, "'cval' are not valid"),  # 1.x name
-        ({"name": "Rotate", "args": {"limit": 40, "value": 0}}, "'value' are not valid"),
-        ({"name": "ShiftScaleRotate", "args": {}}, "use Affine"),  # deprecated in 2.x
-        ({"name": "Affine", "args": {"rotate": "lots"}}, "rotate"),
-        ({"name": "RandomThing", "args": {}}, "no such albumentations transform"),
-        ({"name": "check_version", "args": {}}, "no such"),
-        ({"name": "OneOf", "args": {"p": 1}}, "'transforms' list"),
+        (step("Affine", mode=1), "'mode' are not valid"),  # 1.x name
+        (step("Rotate", limit=40, value=0), "'value' are not valid"),  # 1.x name
+        (step("ShiftScaleRotate"), "use Affine"),  # deprecated in 2.x
+        (step("Affine", rotate="lots"), "rotate"),
+        (step("RandomThing"), "no such albumentations transform"),
+        (step("check_version"), "no such"),
+        (step("OneOf", p=1), "'transforms' list"),
     ],
 )
 def test_bad_steps_are_errors_naming_the_step(step, message):
@@ -61,74 +64,35 @@ def test_bad_steps_are_errors_naming_the_step(step, message):
     assert str(err.value).startswith(f"augment[1] {step['name']}")
 
 
-def test_nested_steps():
-    aug = Augment(
-        [
-            {
-                "name": "OneOf",
-                "args": {
-                    "p": 1.0,
-                    "transforms": [
-                        {"name": "HorizontalFlip", "args": {"p": 1.0}},
-                        {"name": "VerticalFlip", "args": {"p": 1.0}},
-                    ],
-                },
-            }
-        ],
-        seed=3,
-    )
-    img = _image()
-    seen = {aug(img).tobytes() for _ in range(40)}
-    assert seen == {img[:, ::-1].tobytes(), img[::-1].tobytes()}
-    with pytest.raises(AugmentError, match=r"augment\[0\]\.transforms\[0\] Nope"):
-        Augment([{"name": "OneOf", "args": {"transforms": [{"name": "Nope"}]}}], seed=0)
-
-
-def test_transforms_draw_independently():
-    """albumentations seeds every transform of a pipeline alike: two p=0.5 flips would
-    always fire together. Each transform gets its own stream here."""
-    aug = Augment(
-        [
-            {"name": "HorizontalFlip", "args": {"p": 0.5}},
-            {"name": "VerticalFlip", "args": {"p": 0.5}},
-        ],
-        seed=11,
-    )
+@pytest.mark.parametrize("nested", [False, True])
+def test_transforms_draw_independently_nested_too(nested):
+    """albumentations seeds every transform of a pipeline alike: two p=0.5 flips would always
+    fire together. Each transform gets its own stream here, within ``OneOf`` too."""
+    flips = [step("HorizontalFlip", p=0.5), step("VerticalFlip", p=0.5)]
+    aug = Augment([step("OneOf", p=1.0, transforms=flips)] if nested else flips, seed=11)
     img = _image()
     outcomes = {aug(img).tobytes() for _ in range(64)}
     assert {img[:, ::-1].tobytes(), img[::-1].tobytes()} <= outcomes  # one flip without the other
+    with pytest.raises(AugmentError, match=r"augment\[0\]\.transforms\[0\] Nope"):
+        Augment([step("OneOf", transforms=[{"name": "Nope"}])], seed=0)
 
 
 def test_same_seed_reproduces_other_seed_and_rank_differ():
-    img = _image()
-    a = _draws(Augment(lecture_steps(), seed=5), img)
-    b = _draws(Augment(lecture_steps(), seed=5), img)
-    c = _draws(Augment(lecture_steps(), seed=6), img)
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-    rank0 = _draws(build_augment(lecture_steps(), 5, rank=0), img)
-    rank0_again = _draws(build_augment(lecture_steps(), 5, rank=0), img)
-    rank1 = _draws(build_augment(lecture_steps(), 5, rank=1), img)
-    np.testing.assert_array_equal(rank0, rank0_again)
-    assert not np.array_equal(rank0, rank1)
+    def draws(seed: int, rank: int) -> np.ndarray:
+        return _draws(build_augment(lecture_steps(), seed, rank=rank), _image())
+
+    np.testing.assert_array_equal(draws(5, 0), draws(5, 0))
+    assert not np.array_equal(draws(5, 0), draws(6, 0))
+    assert not np.array_equal(draws(5, 0), draws(5, 1))
 
 
-def _loader(seed: int, persistent: bool, n: int = 8, batch: int = 4) -> DataLoader:
+def _loader(seed: int, persistent: bool, n: int = 8) -> DataLoader:
     """Eight copies of one image, two workers: batch 0 from worker 0, batch 1 from worker 1."""
     torch.manual_seed(seed)
     x = np.repeat(_image(size=16)[None], n, axis=0)
-    ds = ArrayDataset(
-        {"x": x, "y": np.zeros(n, np.int64)}, build_augment(lecture_steps(), seed, rank=0)
-    )
-    return DataLoader(
-        ds,
-        batch_size=batch,
-        shuffle=False,
-        num_workers=2,
-        collate_fn=_whole_batch,
-        worker_init_fn=worker_init,
-        persistent_workers=persistent,
-    )
+    aug = build_augment(lecture_steps(), seed, rank=0)
+    workers = LoaderConfig(num_workers=2, persistent_workers=persistent, pin_memory=False)
+    return make_loader(ArrayDataset({"x": x, "y": np.zeros(n, np.int64)}, aug), 4, workers)
 
 
 def _epoch(loader) -> list[np.ndarray]:

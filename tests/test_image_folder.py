@@ -1,10 +1,8 @@
-"""Image folders (the lecture's cats vs dogs): download (local HTTP, path:, fallback), split,
-training runs, predict."""
+"""Image folders (the lecture's cats vs dogs): download, split, training runs, predict."""
 
 import io
 import shutil
 import tarfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,33 +18,18 @@ from nnlab.files import file_digest, read_json
 from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
 from tests.conftest import REPO, SHARED, fast_dev_fit, params_text, tiny_params
+from tests.folders import image_folder, prepare, shape_image
 from tests.http_server import dead_url, serve
 
-COLORS = {"cats": (200, 60, 40), "dogs": (40, 80, 200)}
-
-
-def _photo(path: Path, cls: str, i: int, mode: str = "RGB", fmt: str = "JPEG") -> None:
-    rng = np.random.default_rng(i)
-    arr = np.clip(np.array(COLORS[cls]) + rng.normal(0, 20, (18 + i % 5, 22, 3)), 0, 255)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr.astype(np.uint8)).convert(mode).save(path, format=fmt)
-
-
-def make_photos(root: Path, counts: dict[str, int], split: str = "") -> None:
-    """``counts`` good images per class under root/[split/]<class>/."""
-    for cls, n in counts.items():
-        for i in range(n):
-            _photo(root / split / cls / f"{cls[:-1]}.{i}.jpg", cls, i)
+CATDOG = ["cats", "dogs"]
 
 
 def add_awkward_files(root: Path) -> list[str]:
     """The odd files a real folder holds; returns the ones split must skip (relative)."""
     cats, dogs = root / "train" / "cats", root / "train" / "dogs"
-    _photo(cats / "gray.jpg", "cats", 1, mode="L")
-    _photo(cats / "alpha.png", "cats", 2, mode="RGBA", fmt="PNG")
-    _photo(dogs / "palette.png", "dogs", 3, mode="P", fmt="PNG")
-    _photo(dogs / "cmyk.jpg", "dogs", 4, mode="CMYK")
-    _photo(dogs / "UPPER.JPG", "dogs", 5)
+    odd = [(cats / "gray.jpg", "L"), (cats / "alpha.png", "RGBA"), (dogs / "palette.png", "P")]
+    for path, mode in [*odd, (dogs / "cmyk.jpg", "CMYK"), (dogs / "UPPER.JPG", "RGB")]:
+        shape_image(path.parent.name, 1, mode).save(path)
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), "white").save(buf, format="JPEG")
     (cats / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
@@ -57,14 +40,8 @@ def add_awkward_files(root: Path) -> list[str]:
 
 
 def cvd_params(**data):
-    block = {
-        "kind": "image_folder",
-        "source": "remote",
-        "image_size": 16,
-        "split_sizes": [8, 4, 4],
-        **data,
-    }
-    return tiny_params(**{"data.cats_vs_dogs": block})
+    block = {"kind": "image_folder", "source": "remote", "image_size": 16, "split_sizes": [8, 4, 4]}
+    return tiny_params(**{"data.cats_vs_dogs": block | data})
 
 
 # ----------------------------------------------------------------------------- download
@@ -72,8 +49,8 @@ def cvd_params(**data):
 
 def test_path_folder_with_train_validation_and_awkward_files(tmp_path):
     src = tmp_path / "photos"
-    make_photos(src, {"cats": 6, "dogs": 6}, "train")
-    make_photos(src, {"cats": 4, "dogs": 4}, "validation")
+    image_folder(src, 6, "train", CATDOG)
+    image_folder(src, 4, "validation", CATDOG)
     bad = add_awkward_files(src)
     params = cvd_params(path=str(src))
     root = tmp_path / "project"
@@ -105,24 +82,14 @@ def test_path_folder_with_train_validation_and_awkward_files(tmp_path):
     assert {"L", "RGBA", "P", "CMYK"} <= set(split["modes"]) and split["converted_count"] >= 4
 
 
-def _zip_folder(folder: Path, archive: Path, prefix: str = "") -> None:
-    with zipfile.ZipFile(archive, "w") as zf:
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                zf.write(p, prefix + str(p.relative_to(folder)))
-
-
 @pytest.mark.parametrize("pinned", [True, False])
 def test_zip_over_http_after_missing_and_damaged_mirrors(tmp_path, pinned):
-    src = tmp_path / "photos"
-    make_photos(src, {"cats": 4, "dogs": 4}, "train")
-    make_photos(src, {"cats": 2, "dogs": 2}, "validation")
-    make_photos(src, {"cats": 2, "dogs": 2}, "test")
-    (tmp_path / "srv").mkdir()
-    archive = tmp_path / "srv" / "cats_and_dogs_filtered.zip"
-    _zip_folder(src, archive, prefix="cats_and_dogs_filtered/")  # a wrapper folder
+    src = tmp_path / "cats_and_dogs_filtered"  # a wrapper folder in the archive
+    for split, n in (("train", 4), ("validation", 2), ("test", 2)):
+        image_folder(src, n, split, CATDOG)
+    archive = Path(shutil.make_archive(str(tmp_path / "srv" / src.name), "zip", tmp_path, src.name))
     data = bytearray(archive.read_bytes())
-    first = data.index(b"\xff\xd8")  # corrupt the first JPEG's bytes: CRC mismatch
+    first = data.index(b"IDAT")  # corrupt the first image's bytes: CRC mismatch
     data[first + 40 : first + 60] = b"\0" * 20
     (tmp_path / "srv" / "bad.zip").write_bytes(bytes(data))
     sha = file_digest(archive)
@@ -161,45 +128,31 @@ def test_offline_auto_falls_back_loudly_to_drawings_at_their_own_size(tmp_path, 
 # ----------------------------------------------------------------------------- split
 
 
-def _pooled(tmp_path, n_per_class: int, **data) -> tuple[Path, dict]:
-    src = tmp_path / "pool"
-    if not src.exists():
-        make_photos(src, {"cats": n_per_class, "dogs": n_per_class})
-        with tarfile.open(tmp_path / "pool.tar.gz", "w:gz") as tf:
-            tf.add(src, arcname="PetImages")
-    params = cvd_params(path=str(tmp_path / "pool.tar.gz"), **data)
-    root = tmp_path / f"project-{len(list(tmp_path.glob('project-*')))}"
-    run_download(params, "cats_vs_dogs", root)
-    return root, run_split(params, "cats_vs_dogs", root)
-
-
 def test_pooled_tar_draws_split_sizes_stratified_and_seeded(tmp_path):
-    root, split = _pooled(tmp_path, 12)
+    image_folder(tmp_path / "pool", 12, classes=CATDOG)
+    with tarfile.open(tmp_path / "pool.tar.gz", "w:gz") as tf:
+        tf.add(tmp_path / "pool", arcname="PetImages")
+    params = cvd_params(path=str(tmp_path / "pool.tar.gz"))
+    run_download(params, "cats_vs_dogs", tmp_path)
+
+    def split_with(seed: int) -> tuple[dict, np.ndarray]:
+        split = run_split(params.model_copy(update={"seed": seed}), "cats_vs_dogs", tmp_path)
+        return split, np.array(load_arrays("cats_vs_dogs", "train", tmp_path)["x"])
+
+    split, train = split_with(7)
     assert split["counts"] == {"train": 8, "val": 4, "test": 4}  # split_sizes, 8 unused
-    for s in ("train", "val", "test"):
-        assert len(set(split["class_counts"][s].values())) == 1
+    assert all(len(set(split["class_counts"][s].values())) == 1 for s in paths.SPLITS)
     assert "pooled 24 files" in split["split"]
-    same, _ = _pooled(tmp_path, 12)
-    other_seed, _ = _pooled(tmp_path, 12)
-    for s in ("train", "val", "test"):
-        np.testing.assert_array_equal(
-            load_arrays("cats_vs_dogs", s, root)["x"], load_arrays("cats_vs_dogs", s, same)["x"]
-        )
-    params = cvd_params(path=str(tmp_path / "pool.tar.gz")).model_copy(update={"seed": 99})
-    run_split(params, "cats_vs_dogs", other_seed)
-    assert not np.array_equal(
-        load_arrays("cats_vs_dogs", "train", root)["x"],
-        load_arrays("cats_vs_dogs", "train", other_seed)["x"],
-    )
+    np.testing.assert_array_equal(split_with(7)[1], train)
+    assert not np.array_equal(split_with(99)[1], train)
 
 
 def test_too_few_images_scales_split_sizes_loudly_and_replaces_unreadable(tmp_path, capsys):
     src = tmp_path / "pool"
-    make_photos(src, {"cats": 6, "dogs": 6})
+    image_folder(src, 6, classes=CATDOG)
     (src / "cats" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     params = cvd_params(path=str(src), split_sizes=[2000, 1000, 1000])
-    run_download(params, "cats_vs_dogs", tmp_path / "p")
-    split = run_split(params, "cats_vs_dogs", tmp_path / "p")
+    split = prepare(params, "cats_vs_dogs", tmp_path / "p")
     assert split["split_sizes_scaled"] == {"asked": [2000, 1000, 1000], "images": 13}
     assert (
         "split_sizes asks for [2000, 1000, 1000] images but there are 13" in capsys.readouterr().err
@@ -222,29 +175,19 @@ def test_too_few_images_scales_split_sizes_loudly_and_replaces_unreadable(tmp_pa
 def synthetic_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("catdog")
     params = _run_params()
-    run_download(params, "cats_vs_dogs", root)
-    run_split(params, "cats_vs_dogs", root)
+    prepare(params, "cats_vs_dogs", root)
     return root
 
 
-def _run_params(**overrides):
+def _run_params():
     real = load_params(REPO / "params.yaml")
-    experiments = {}
-    for name in ("catdog_cnn", "catdog_cnn_aug"):
-        exp = real.experiment(name).model_dump()
-        experiments[name] = {**exp, "epochs": 1, "batch_size": 8}
-    return tiny_params(
-        **{
-            "data.cats_vs_dogs": {
-                "kind": "image_folder",
-                "source": "synthetic",
-                "synthetic_size": 40,
-                "synthetic_image_size": 32,
-            },
-            "experiments": experiments,
-            **overrides,
-        }
-    )
+    experiments = {
+        name: {**real.experiment(name).model_dump(), "epochs": 1, "batch_size": 8}
+        for name in ("catdog_cnn", "catdog_cnn_aug")
+    }
+    drawn = {"kind": "image_folder", "source": "synthetic", "synthetic_size": 40}
+    drawn["synthetic_image_size"] = 32
+    return tiny_params(**{"data.cats_vs_dogs": drawn, "experiments": experiments})
 
 
 @pytest.mark.filterwarnings("error::UserWarning:albumentations")
@@ -278,10 +221,7 @@ def test_train_evaluate_predict_aug(synthetic_root, tmp_path, capsys, monkeypatc
     assert 0 <= metrics["test/acc"] <= 1
 
     photo = tmp_path / "photo.jpg"  # any size, any mode: resized to the training size
-    dog = load_arrays("cats_vs_dogs", "test", root)
-    Image.fromarray(
-        np.asarray(dog["x"][int(np.flatnonzero(np.asarray(dog["y"]) == 1)[0])])
-    ).convert("L").resize((90, 70)).save(photo)
+    shape_image("dogs", 1, "L", size=70).resize((90, 70)).save(photo)
     (root / "params.yaml").write_text(params_text(params))
     monkeypatch.chdir(root)
     assert main(["predict", "catdog_cnn_aug", str(photo)]) == 0

@@ -1,11 +1,9 @@
-"""A user's own data by params alone: image folders, text folders and CSV/JSONL tables of any
-number of classes, with bad data said in one line; and (slow) each through `dvc repro`, predict
-and the registry in a fresh project."""
+"""A user's own data by params alone: image and text folders and tables of any classes, bad
+data said in one line; and (slow) each through `dvc repro`, predict and the registry."""
 
 from __future__ import annotations
 
 import io
-import json
 import re
 from pathlib import Path
 
@@ -20,56 +18,11 @@ from nnlab.data.prepare import load_arrays, load_meta
 from nnlab.data.sources import data_path
 from nnlab.files import read_json
 from nnlab.spec import DataSpec
-from nnlab.stages.download import run as run_download
-from nnlab.stages.split import run as run_split
 from nnlab.summary import summarize
 from tests.conftest import BIN, cli_env, copy_repo, run_ok, stages_ran
+from tests.folders import CLASSES, image_folder, prepare, sentence, shape_image, table, text_folder
 
-CLASSES = ["circle", "square", "triangle"]
-COLOURS = {"circle": (220, 40, 40), "square": (40, 200, 40), "triangle": (40, 40, 220)}
 TRAINER = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False, "log_every_n_steps": 1}
-
-
-def shape_image(cls: str, i: int, mode: str, size: int = 20) -> Image.Image:
-    """A shape of its class's colour on grey noise, in ``mode`` (16-bit as ``I;16``)."""
-    rng = np.random.default_rng(i)
-    arr = np.clip(rng.normal(128, 20, (size, size + i % 3, 3)), 0, 255)
-    yy, xx = np.mgrid[: arr.shape[0], : arr.shape[1]]
-    c = size / 2
-    mask = {
-        "circle": (yy - c) ** 2 + (xx - c) ** 2 < (size / 3) ** 2,
-        "square": (abs(yy - c) < size / 3) & (abs(xx - c) < size / 3),
-        "triangle": (yy > size / 5) & (abs(xx - c) < (yy - size / 5) / 2),
-    }[cls]
-    arr[mask] = COLOURS[cls]
-    rgb = Image.fromarray(arr.astype(np.uint8))
-    if mode == "I;16":
-        return Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
-    return rgb.convert(mode)
-
-
-MODES = ["RGB", "L", "RGB", "P", "RGBA", "I;16", "RGB", "L"]
-
-
-def image_folder(root: Path, n: int = 8, split: str = "") -> Path:
-    """``n`` images per class (modes mixed: grey, 16-bit, palette, RGBA) under root/<class>/."""
-    for cls in CLASSES:
-        (root / split / cls).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            shape_image(cls, i, MODES[i % len(MODES)]).save(root / split / cls / f"{i}.png")
-    return root
-
-
-WORDS = {
-    "circle": "round ball wheel orbit",
-    "square": "box grid tile block",
-    "triangle": "pyramid wedge arrow delta",
-}
-
-
-def sentence(cls: str, i: int) -> str:
-    words = WORDS[cls].split()
-    return f"the {words[i % 4]} and the {words[(i + 1) % 4]} number {i}"
 
 
 def params(name: str, block: dict, **experiment) -> dict:
@@ -77,10 +30,10 @@ def params(name: str, block: dict, **experiment) -> dict:
     return {"seed": 3, "trainer": TRAINER, "data": {name: block}, "experiments": {"exp": exp}}
 
 
-def prepared(tmp_path: Path, block: dict, name: str = "mine"):
-    p = parse_params(params(name, block, model="mlp"))
-    run_download(p, name, tmp_path)
-    return run_split(p, name, tmp_path)
+def prepared(root: Path, kind: str, path, **options):
+    """download@mine and split@mine of a ``kind`` block reading ``path``."""
+    p = parse_params(params("mine", {"kind": kind, "path": str(path), **options}, model="mlp"))
+    return prepare(p, "mine", root)
 
 
 # ----------------------------------------------------------------------------- image folders
@@ -89,17 +42,11 @@ def prepared(tmp_path: Path, block: dict, name: str = "mine"):
 @pytest.mark.parametrize("channels", [1, 3])
 def test_image_folder_of_any_classes_and_modes(tmp_path, channels):
     src = image_folder(tmp_path / "photos")
+    fractions = {"val_fraction": 0.25, "test_fraction": 0.25}
+    # path: relative to the project
     split = prepared(
-        tmp_path,
-        {
-            "kind": "image_folder",
-            "path": "photos",
-            "image_size": 12,
-            "channels": channels,
-            "val_fraction": 0.25,
-            "test_fraction": 0.25,
-        },
-    )  # path: relative to the project
+        tmp_path, "image_folder", "photos", image_size=12, channels=channels, **fractions
+    )
     meta = load_meta("mine", tmp_path)
     assert meta["classes"] == CLASSES and meta["input_shape"] == [channels, 12, 12]
     assert meta["reader"] == "image_folder" and sum(split["counts"].values()) == 24
@@ -117,14 +64,9 @@ def test_image_folder_of_any_classes_and_modes(tmp_path, channels):
 
 
 def test_classes_select_order_and_name_them(tmp_path):
-    image_folder(tmp_path / "photos", n=4)
-    block = {
-        "kind": "image_folder",
-        "path": str(tmp_path / "photos"),
-        "image_size": 8,
-        "classes": {"triangle": "tri", "circle": "circ"},
-    }
-    split = prepared(tmp_path, block)
+    src = image_folder(tmp_path / "photos", n=4)
+    classes = {"triangle": "tri", "circle": "circ"}
+    split = prepared(tmp_path, "image_folder", src, image_size=8, classes=classes)
     assert load_meta("mine", tmp_path)["classes"] == ["tri", "circ"]
     assert split["left_out"] == {"square": 4} and sum(split["counts"].values()) == 8
     y = load_arrays("mine", "train", tmp_path)
@@ -136,15 +78,7 @@ def test_classes_select_order_and_name_them(tmp_path):
 def test_train_and_test_folders_keep_test_and_draw_val_from_train(tmp_path):
     image_folder(tmp_path / "photos", n=10, split="train")
     image_folder(tmp_path / "photos", n=2, split="test")
-    split = prepared(
-        tmp_path,
-        {
-            "kind": "image_folder",
-            "path": str(tmp_path / "photos"),
-            "image_size": 8,
-            "val_fraction": 0.1,
-        },
-    )
+    split = prepared(tmp_path, "image_folder", tmp_path / "photos", image_size=8, val_fraction=0.1)
     assert split["counts"] == {"train": 27, "val": 3, "test": 6}
     assert all(n == 1 for n in split["class_counts"]["val"].values())
 
@@ -152,46 +86,35 @@ def test_train_and_test_folders_keep_test_and_draw_val_from_train(tmp_path):
 @pytest.mark.parametrize("case", ["one-class", "classes-typo", "too-few", "split-mismatch"])
 def test_bad_image_folders_are_one_line_naming_the_folder_or_key(tmp_path, case):
     src = tmp_path / "photos"
-    block = {"kind": "image_folder", "path": str(src), "image_size": 8}
+    options = {"image_size": 8}
     if case == "one-class":
-        shape_image("circle", 0, "RGB").save(_mk(src / "circle") / "0.png")
+        image_folder(src, n=1, classes=["circle"])
         pattern, where = r"1 class \('circle'\); a classifier needs two", f"path: {src}"
     elif case == "classes-typo":
         image_folder(src, n=3)
-        block["classes"] = ["circle", "sqare"]
+        options["classes"] = ["circle", "sqare"]
         pattern, where = r"'sqare' is not in the data", "data.mine.classes"
     elif case == "too-few":
         image_folder(src, n=5)
         for f in sorted((src / "square").iterdir())[2:]:
             f.unlink()
-        pattern, where = (
-            r"class 'square' has 2 samples .* fewer than train and val and test",
-            "data.mine.classes",
-        )
+        pattern = r"class 'square' has 2 samples .* fewer than train and val and test"
+        where = "data.mine.classes"
     else:
         image_folder(src, n=3, split="train")
-        image_folder(src, n=3, split="test")
-        (src / "test/square/0.png").rename(src / "test/0.png")
-        for f in (src / "test/square").iterdir():
-            f.unlink()
-        (src / "test/square").rmdir()
+        image_folder(src, n=3, split="test", classes=["circle", "triangle"])
         pattern, where = r"no class folder 'square' in the test split", f"path: {src}"
     with pytest.raises(ValueError) as err:
-        prepared(tmp_path, block)
+        prepared(tmp_path, "image_folder", src, **options)
     message = str(err.value)
     assert "\n" not in message and where in message, message
     assert re.search(pattern, message), message
 
 
-def _mk(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def test_extreme_aspect_ratio_is_skipped_and_counted(tmp_path, capsys):
     src = image_folder(tmp_path / "photos", n=4)
     Image.new("RGB", (4000, 2), "red").save(src / "circle" / "line.png")
-    split = prepared(tmp_path, {"kind": "image_folder", "path": str(src), "image_size": 8})
+    split = prepared(tmp_path, "image_folder", src, image_size=8)
     reasons = {s["file"]: s["reason"] for s in split["skipped"]}
     assert "over 20 times the other" in reasons["circle/line.png"]
     err = capsys.readouterr().err
@@ -203,60 +126,22 @@ def test_extreme_aspect_ratio_is_skipped_and_counted(tmp_path, capsys):
 
 
 def test_text_folder_of_labels_without_splits(tmp_path):
-    for cls in CLASSES:
-        _mk(tmp_path / "texts" / cls)
-        for i in range(10):
-            (tmp_path / "texts" / cls / f"{i}.txt").write_text(sentence(cls, i))
-    split = prepared(
-        tmp_path,
-        {"kind": "text_folder", "path": str(tmp_path / "texts"), "max_len": 8, "vocab_size": 50},
-    )
+    src = text_folder(tmp_path / "texts")
+    split = prepared(tmp_path, "text_folder", src, max_len=8, vocab_size=50)
     meta = load_meta("mine", tmp_path)
     assert meta["classes"] == CLASSES and meta["kind"] == "text" and meta["input_shape"] == [8]
     assert split["counts"] == {"train": 21, "val": 3, "test": 6}  # fractions of the pool
     assert split["split"] == "val and test carved out (fractions)"
 
 
-def table(tmp_path: Path, fmt: str = "csv", rows: list | None = None, **columns) -> Path:
-    text, label = columns.get("text", "text"), columns.get("label", "label")
-    rows = (
-        rows
-        if rows is not None
-        else [(sentence(cls, i), cls) for i in range(10) for cls in CLASSES]
-    )
-    path = tmp_path / f"reviews.{fmt}"
-    if fmt == "jsonl":
-        path.write_text("".join(json.dumps({text: t, label: c}) + "\n" for t, c in rows))
-    else:
-        import csv
-
-        with open(path, "w", newline="") as fh:
-            writer = csv.writer(fh, delimiter="," if fmt == "csv" else "\t")
-            writer.writerow([label, text])
-            writer.writerows([(c, t) for t, c in rows])
-    return path
-
-
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
 def test_text_table_with_awkward_rows(tmp_path, fmt, capsys):
     rows = [(sentence(cls, i), cls) for i in range(10) for cls in CLASSES]
-    rows += [
-        ("", "circle"),
-        ("no label at all", ""),
-        ('=HYPERLINK("http://x") cmd', "=1+1"),
-        ("=SUM(A1:A9) really", "=1+1"),
-        ("=2+2 again", "=1+1"),
-    ]
+    rows += [("", "circle"), ("no label at all", ""), ('=HYPERLINK("http://x") cmd', "=1+1")]
+    rows += [("=SUM(A1:A9) really", "=1+1"), ("=2+2 again", "=1+1")]
     path = table(tmp_path, fmt, rows, text="review", label="stars")
-    block = {
-        "kind": "text_table",
-        "path": str(path),
-        "text_column": "review",
-        "label_column": "stars",
-        "max_len": 10,
-        "vocab_size": 60,
-    }
-    split = prepared(tmp_path, block)
+    columns = {"text_column": "review", "label_column": "stars"}
+    split = prepared(tmp_path, "text_table", path, max_len=10, vocab_size=60, **columns)
     manifest = split["download"]
     assert manifest["skipped_count"] == 2 and "skipped 2 texts" in capsys.readouterr().err
     assert {s["reason"] for s in manifest["skipped"]} == {"no text", "no label"}
@@ -267,18 +152,13 @@ def test_text_table_with_awkward_rows(tmp_path, fmt, capsys):
 
 
 def test_text_table_one_file_per_split_and_a_subset_of_classes(tmp_path):
-    folder = _mk(tmp_path / "tables")
+    folder = tmp_path / "tables"
+    folder.mkdir()
     for split, n in (("train", 10), ("validation", 3), ("test", 4)):
         rows = [(sentence(c, i), c) for i in range(n) for c in CLASSES]
         table(tmp_path, "jsonl", rows).rename(folder / f"{split}.jsonl")
-    block = {
-        "kind": "text_table",
-        "path": str(folder),
-        "classes": ["triangle", "circle"],
-        "max_len": 8,
-        "vocab_size": 40,
-    }
-    split = prepared(tmp_path, block)
+    classes = ["triangle", "circle"]
+    split = prepared(tmp_path, "text_table", folder, classes=classes, max_len=8, vocab_size=40)
     assert split["counts"] == {"train": 20, "val": 6, "test": 8}
     assert split["left_out"] == {"square": 17}
     assert load_meta("mine", tmp_path)["classes"] == ["triangle", "circle"]
@@ -287,9 +167,9 @@ def test_text_table_one_file_per_split_and_a_subset_of_classes(tmp_path):
 @pytest.mark.parametrize("case", ["missing-column", "not-utf8", "not-json", "several-tables"])
 def test_bad_tables_are_one_line_naming_the_file_and_key(tmp_path, case):
     path = table(tmp_path)
-    block = {"kind": "text_table", "path": str(path)}
+    options = {}
     if case == "missing-column":
-        block["text_column"] = "body"
+        options["text_column"] = "body"
         expected = [f"{path}: no column 'body'", "data.mine.text_column", "'label', 'text'"]
     elif case == "not-utf8":
         path.write_bytes(b"label,text\ncircle,caf\xe9 au lait\n")
@@ -297,14 +177,13 @@ def test_bad_tables_are_one_line_naming_the_file_and_key(tmp_path, case):
     elif case == "not-json":
         path = tmp_path / "t.jsonl"
         path.write_text('{"text": "a", "label": "b"}\n[1, 2]\n')
-        block["path"] = str(path)
         expected = [f"{path}: line 2 is not a JSON object"]
     else:
-        block["path"] = str(tmp_path)
+        path = tmp_path
         table(tmp_path, "tsv")
         expected = [f"path: {tmp_path}: several tables (reviews.csv, reviews.tsv)"]
     with pytest.raises(ValueError) as err:
-        prepared(tmp_path / "project", block)
+        prepared(tmp_path / "project", "text_table", path, **options)
     message = str(err.value)
     assert "\n" not in message and all(e in message for e in expected), message
     assert not (tmp_path / "project/data/raw/mine").exists()
@@ -316,16 +195,9 @@ def test_bad_tables_are_one_line_naming_the_file_and_key(tmp_path, case):
 def test_summary_from_params_alone_counts_a_three_class_head(tmp_path):
     """Before any download: the classes come from the local folder, the shape from params."""
     image_folder(tmp_path / "photos", n=2)
-    (tmp_path / "params.yaml").write_text(
-        yaml.safe_dump(
-            params(
-                "mine",
-                {"kind": "image_folder", "path": "photos", "image_size": 28, "channels": 1},
-                model="mlp",
-                model_options={"hidden": 16},
-            )
-        )
-    )
+    block = {"kind": "image_folder", "path": "photos", "image_size": 28, "channels": 1}
+    raw = params("mine", block, model="mlp", model_options={"hidden": 16})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     text = summarize(load_params(tmp_path / "params.yaml"), "exp", tmp_path)
     h = 16
     assert f"Total params: {784 * h + h + h * 3 + 3:,}" in text  # Dense 784->16, Dense 16->3
@@ -355,12 +227,8 @@ E2E = {
     ),
     "text_folder": (
         {"kind": "text_folder", "path": "texts", "max_len": 12, "vocab_size": 60},
-        {
-            "model": "gru",
-            "epochs": 2,
-            "model_options": {"embed_dim": 8, "hidden": 8},
-            "bucket_by_length": True,
-        },
+        {"model": "gru", "epochs": 2, "model_options": {"embed_dim": 8, "hidden": 8}}
+        | {"bucket_by_length": True},
     ),
     "text_table": (
         {"kind": "text_table", "path": "reviews.csv", "max_len": 12, "vocab_size": 60},
@@ -379,16 +247,13 @@ def test_own_data_through_dvc_repro_predict_and_registry(tmp_path, kind):
 
     from nnlab import tracking
 
-    work = copy_repo(_mk(tmp_path / "repo"))
-    if kind == "image_folder":
-        image_folder(work / "photos", n=12)
-    elif kind == "text_folder":
-        for i in range(12):
-            for cls in CLASSES:
-                (_mk(work / "texts" / cls) / f"{i}.txt").write_text(sentence(cls, i))
-    else:
-        table(work)
+    (tmp_path / "repo").mkdir()
+    work = copy_repo(tmp_path / "repo")
     block, experiment = E2E[kind]
+    if kind == "text_table":
+        table(work)
+    else:
+        {"image_folder": image_folder, "text_folder": text_folder}[kind](work / block["path"], 12)
     name = f"my_{kind}"
     # the project's params.yaml with only the new dataset and experiment (dvc.yaml reads every
     # other top-level block, features: too, even empty)
@@ -458,19 +323,13 @@ def test_grey_images_through_an_imagenet_base(tmp_path):
     from nnlab.stages.train import run as train
 
     image_folder(tmp_path / "photos", n=6)
-    raw = params(
-        "grey",
-        {"kind": "image_folder", "path": "photos", "image_size": 32, "channels": 1},
-        model="mlp",
-        model_options={"hidden": 8},
-    )
-    raw["features"] = {
-        "grey_base": {"from": "grey", "backbone": "efficientnet_lite0", "source": "bundled"}
-    }
+    block = {"kind": "image_folder", "path": "photos", "image_size": 32, "channels": 1}
+    raw = params("grey", block, model="mlp", model_options={"hidden": 8})
+    base = {"from": "grey", "backbone": "efficientnet_lite0", "source": "bundled"}
+    raw["features"] = {"grey_base": base}
     raw["experiments"]["exp"]["dataset"] = "grey_base"
     p = parse_params(raw)
-    run_download(p, "grey", tmp_path)
-    run_split(p, "grey", tmp_path)
+    prepare(p, "grey", tmp_path)
     run_features(p, "grey_base", tmp_path)
     assert load_meta("grey_base", tmp_path)["derived"]["image_shape"] == [1, 32, 32]
     assert "Non-trainable params:" in summarize(p, "exp", tmp_path)

@@ -1,15 +1,6 @@
-"""Albumentations pipelines built from params, with their own random streams.
-
-An experiment's ``augment:`` lists albumentations 2.x transforms with their arguments (a step
-with a ``transforms:`` list, e.g. ``OneOf``, nests steps); unknown names, invalid values and
-old-style arguments (which albumentations would only warn about) are errors naming the step.
-
-Seeding: albumentations keeps its generators in the pipeline, so every DataLoader worker would
-inherit the same copy and repeat the same augmentations; :func:`worker_init` reseeds each
-worker from (torch's per-worker base seed, worker id, rank), reproducible under
-``seed_everything`` and new each epoch. albumentations also gives every transform of a pipeline
-the same seed (two p=0.5 flips would fire together): each transform gets its own child seed.
-"""
+"""Albumentations pipelines from an experiment's ``augment:`` steps (errors name the step), each
+transform with its own random stream, reseeded per DataLoader worker, epoch and rank (an
+inherited pipeline would repeat the same draws in every worker)."""
 
 from __future__ import annotations
 
@@ -75,17 +66,15 @@ def _seed_all(transform: Any, seed_seq: np.random.SeedSequence) -> None:
 class Augment:
     """Callable HWC uint8 -> HWC uint8 wrapping an ``A.Compose`` built from params."""
 
-    def __init__(self, steps: list[Any], seed: int):
+    def __init__(self, steps: list[Any], seed: int, *more: int):
         import albumentations as A
 
-        transforms = [_build(step, f"augment[{i}]") for i, step in enumerate(steps)]
-        self.compose = A.Compose(transforms)
-        self.reseed(seed)
+        self.compose = A.Compose([_build(step, f"augment[{i}]") for i, step in enumerate(steps)])
+        self.reseed(seed, *more)
 
     def reseed(self, *entropy: int) -> None:
         """Restart the stream from ``entropy`` (any ints: seed, worker id, rank...)."""
-        self.seed = tuple(int(e) for e in entropy)
-        _seed_all(self.compose, np.random.SeedSequence([*self.seed, _STREAM_TAG]))
+        _seed_all(self.compose, np.random.SeedSequence([*map(int, entropy), _STREAM_TAG]))
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         return self.compose(image=np.ascontiguousarray(image))["image"]
@@ -102,9 +91,7 @@ def current_rank() -> int:
 
 def build_augment(steps: list[Any], seed: int, rank: int | None = None) -> Augment:
     """The training pipeline of one process; each rank gets its own stream."""
-    aug = Augment(steps, seed)
-    aug.reseed(seed, current_rank() if rank is None else rank)
-    return aug
+    return Augment(steps, seed, current_rank() if rank is None else rank)
 
 
 def worker_init(worker_id: int) -> None:

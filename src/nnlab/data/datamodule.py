@@ -1,9 +1,5 @@
 """One LightningDataModule over prepared split arrays, for every dataset (derived ones too).
-
-Batches are fetched whole (``__getitems__``: one fancy-index into the memory-mapped arrays per
-batch, not one Python call per sample). Images stay uint8 until they reach the device, where
-the Classifier scales them.
-"""
+Batches are fetched whole (``__getitems__``); images stay uint8 until the device."""
 
 from __future__ import annotations
 
@@ -52,33 +48,18 @@ class ArrayDataset(Dataset):
             out[key] = torch.from_numpy(values.astype(np.int64))
         return out
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {k: v[0] for k, v in self.__getitems__([index]).items()}
-
 
 class LengthBucketSampler(Sampler[int]):
-    """Sample order for text whose batches are trimmed to their longest sample: samples of
-    similar length share a batch, so little of it is padding.
+    """Text samples of similar length share a batch, so little of it is padding. Training: a
+    seeded permutation per epoch, sorted by length within chunks, batches shuffled (the short
+    one last); evaluation: length order. Only ``seed`` and the epoch matter: DDP ranks agree."""
 
-    Training (``shuffle``): each epoch a seeded permutation is cut into chunks of
-    ``chunk_batches`` batches, each chunk sorted by length and cut into batches, and the batches
-    shuffled (the short one last). Evaluation: length order. The order depends only on ``seed``
-    and the epoch (``set_epoch``), so DDP ranks agree.
-    """
-
-    def __init__(
-        self,
-        lengths: np.ndarray,
-        batch_size: int,
-        shuffle: bool,
-        seed: int,
-        chunk_batches: int = 50,
-    ):
+    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self.chunk = batch_size * chunk_batches
+        self.chunk = batch_size * 50  # samples sorted together
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -1,15 +1,6 @@
-"""Image folders: ``<split>/<class>/*`` or ``<class>/*`` images, any number of classes (the
-folder names, or ``classes:``) -> uint8 arrays of ``image_size`` x ``image_size`` x ``channels``.
-
-The images come from ``path:`` (a folder, or an archive) or the mirrors' archive; offline,
-seeded cartoon cats and dogs (:mod:`nnlab.data.synthetic`) stand in. ``train/``,
-``validation/`` and ``test/`` folders are kept; ``train/`` and ``validation/`` alone keep train
-and halve validation (stratified) into val and test; ``train/`` and ``test/`` alone keep test and
-draw val from train (``val_fraction``); anything else is pooled and ``split_sizes`` (else the
-fractions) drawn stratified and seeded. Grey, 16-bit, palette, CMYK and transparent images are
-converted (their modes counted in the manifest); an unreadable image is skipped, listed, and
-replaced by a spare file of its class from the same split; a split left short says so.
-"""
+"""Image folders: ``<split>/<class>/*`` or ``<class>/*`` images of any classes -> uint8 arrays;
+the data's own splits kept where it has them, else drawn stratified. Odd modes are converted,
+unreadable ones skipped, listed and replaced by spares of the same split; offline, drawings."""
 
 from __future__ import annotations
 
@@ -17,8 +8,8 @@ import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +17,15 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
+from nnlab.data import SPLIT_NAMES, pick_labels, skipped_report, split_plan
 from nnlab.data.images import IMAGE_SUFFIXES, ImageReadError, decode_image, load_image
-from nnlab.data.prepare import Prepared, pick_classes, planned_classes, refuse_small_classes
+from nnlab.data.prepare import Prepared, planned_classes, refuse_small_classes
 from nnlab.data.sources import Limits, download_raw, unpack_tree
 from nnlab.data.synthetic import ANIMAL_CLASSES, write_animals
 from nnlab.files import read_json
 from nnlab.log import info, warn
 from nnlab.spec import DataSpec
 
-SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
 SYNTHETIC = "synthetic cartoon cats and dogs"
 _IGNORED_DIRS = ("__MACOSX",)
 Layout = dict[str, dict[str, list[Path]]]  # split (or "pool") -> class folder -> image files
@@ -45,13 +36,14 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
         images = out_dir / paths.RAW_IMAGES
         skipped = unpack_tree(src, images, shown, Limits.of(cfg))
         layout, ignored = find_layout(images, shown)
-        select(layout, cfg, name, shown)  # a bad layout or classes: fails here, not at split
+        counts = _counts(layout)
+        pick_labels(counts, cfg, name, shown, "class folder")  # fails here, not at split
         return {
             **skipped,
             "layout": sorted(layout),
-            "classes": class_folders(layout),
+            "classes": sorted({c for cls in layout.values() for c in cls}),
             "ignored_files": len(ignored),
-            "counts": {s: {c: len(f) for c, f in cls.items()} for s, cls in layout.items()},
+            "counts": counts,
         }
 
     drawn = {
@@ -121,170 +113,76 @@ def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Pa
     return layout, ignored
 
 
-def class_folders(layout: Layout) -> list[str]:
-    return sorted({c for cls in layout.values() for c in cls})
+def class_folders(images: Path) -> list[str]:
+    return sorted({c for cls in find_layout(images)[0].values() for c in cls})
 
 
-def select(
-    layout: Layout, cfg: DataConfig, name: str, shown: str
-) -> tuple[list[str], list[str], dict[str, int]]:
-    """:func:`nnlab.data.prepare.pick_classes` over the class folders, each of which must be
-    in every split folder."""
-    found: Counter = Counter()
-    for cls in layout.values():
-        found.update({c: len(f) for c, f in cls.items()})
-    labels, names, left_out = pick_classes(dict(found), cfg, name, shown)
-    for split, cls in layout.items():
-        if missing := [c for c in labels if c not in cls]:
-            raise ValueError(
-                f"{shown}: no class folder {missing[0]!r} in the {split} split "
-                f"(it has {', '.join(map(repr, cls))}); every split needs the "
-                f"same classes (or select them with data.{name}.classes)"
-            )
-    return labels, names, left_out
+def _counts(layout: Layout) -> dict[str, dict[str, int]]:
+    return {s: {c: len(f) for c, f in cls.items()} for s, cls in layout.items()}
 
 
 # ----------------------------------------------------------------------------- split
 
 
-def _largest_remainder(exact: np.ndarray, total: int, deficit: np.ndarray) -> np.ndarray:
-    """Integers summing to ``total`` near ``exact``; leftovers go where ``deficit`` is largest."""
-    out = np.floor(exact).astype(int)
-    for i in np.argsort(-(deficit - out), kind="stable")[: total - out.sum()]:
-        out[i] += 1
-    return out
-
-
-def _quotas(sizes: list[int], class_sizes: list[int]) -> list[list[int]]:
-    """Per split, per class counts: each class contributes in proportion to its size and is
-    cut at the split proportions; rounding keeps every split within one of its size."""
-    want, total = sum(sizes), sum(class_sizes)
-    cls = np.asarray(class_sizes)
-    used = _largest_remainder(cls * want / total, want, cls * want / total)
-    share = np.asarray(sizes) / want
-    out = np.zeros((len(sizes), len(cls)), dtype=int)
-    for c, m in enumerate(used):
-        expected = share * used[: c + 1].sum()  # what each split should hold so far
-        out[:, c] = _largest_remainder(share * m, int(m), expected - out[:, :c].sum(1))
-    return out.tolist()
+Plan = dict[str, tuple[int, list[tuple[int, Path]]]]  # split -> (quota, [(label, file)])
 
 
 def _plan(
     layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: str
-) -> tuple[dict[str, list[tuple[int, int, Iterator[Path]]]], dict[str, Any]]:
-    """Per split: (label, how many images, where to draw them from) for each class; and what
+) -> tuple[Plan, dict[str, Any]]:
+    """Per split: how many images, and the (label, file) to draw them from in order; and what
     was done, for the manifest."""
     rng = np.random.default_rng(seed)
 
-    def share(pool: dict[str, list[Path]], sizes: dict[str, int], where: str):
-        """Each split gets its own files: its quota plus a share of the spare files (in
-        proportion to the quota) to replace unreadable ones, so no split eats another's."""
+    def share(pool: dict[str, list[Path]], sizes: dict[str, int], where: str) -> Plan:
+        """Each class's files shuffled and spread evenly through one order, so that any stretch
+        of it is stratified; each split gets a stretch in proportion to its size: its quota
+        first, then spares to replace unreadable files, so no split eats another's."""
         refuse_small_classes({c: len(pool[c]) for c in classes}, list(sizes), name, where)
-        counts = [len(pool[c]) for c in classes]
-        quotas = np.asarray(_quotas(list(sizes.values()), counts))  # (split, class)
-        plan: dict[str, list] = {s: [] for s in sizes}
+        spread = []
         for k, c in enumerate(classes):
             files = [pool[c][i] for i in rng.permutation(len(pool[c]))]
-            q = quotas[:, k]
-            spare = len(files) - int(q.sum())
-            extra = (
-                _largest_remainder(spare * q / q.sum(), spare, spare * q / q.sum())
-                if q.sum()
-                else np.zeros_like(q)
-            )
-            ends = np.cumsum(q + extra)
-            for s, quota, start, end in zip(sizes, q, ends - q - extra, ends, strict=True):
-                plan[s].append((k, int(quota), iter(files[start:end])))
-        return plan
+            spread += [((j + 0.5) / len(files), k, f) for j, f in enumerate(files)]
+        order = [(k, f) for _, k, f in sorted(spread)]
+        cuts = np.cumsum(list(sizes.values()))[:-1] * len(order) // max(sum(sizes.values()), 1)
+        bounds = [0, *cuts.tolist(), len(order)]
+        spans = zip(sizes.items(), bounds[:-1], bounds[1:], strict=True)
+        return {s: (n, order[a:b]) for (s, n), a, b in spans}
 
-    def size(split: str) -> int:
-        return sum(len(layout[split][c]) for c in classes)
-
-    total = sum(size(s) for s in layout)
+    parts, how = split_plan(set(layout), cfg)
+    if "pool" in parts:
+        layout = {"pool": {c: [f for split in layout.values() for f in split[c]] for c in classes}}
+    total = sum(len(f) for split in layout.values() for c, f in split.items() if c in classes)
     cap = min(1.0, cfg.max_samples / total) if cfg.max_samples else 1.0
-    if set(layout) >= {"train", "val", "test"}:
-        plan = {}
-        for s in paths.SPLITS:
-            plan.update(share(layout[s], {s: math.floor(size(s) * cap)}, f"{s}/"))
-        return plan, {"split": "kept the folder's train/validation/test split"}
-    if set(layout) == {"train", "test"}:
-        n_train = math.floor(size("train") * cap)
-        n_val = round(n_train * cfg.val_fraction)
-        plan = {
-            **share(layout["train"], {"train": n_train - n_val, "val": n_val}, "train/"),
-            **share(layout["test"], {"test": math.floor(size("test") * cap)}, "test/"),
-        }
-        return plan, {"split": "kept test; val_fraction of train (stratified) as val"}
-    if set(layout) == {"train", "val"}:
-        n_val = math.floor(size("val") * cap)
-        plan = {
-            **share(layout["train"], {"train": math.floor(size("train") * cap)}, "train/"),
-            **share(layout["val"], {"val": n_val - n_val // 2, "test": n_val // 2}, "validation/"),
-        }
-        return plan, {"split": "kept train; halved validation (stratified) into val and test"}
-    pool: dict[str, list[Path]] = {c: [] for c in classes}
-    for split in layout.values():
-        for c in classes:
-            pool[c] += split[c]
-    n = math.floor(total * cap)
-    done: dict[str, Any] = {}
-    if cfg.split_sizes:
-        want = list(cfg.split_sizes)
-        if sum(want) > n:  # fewer images than asked for: same proportions, said loudly
-            done["split_sizes_scaled"] = {"asked": want, "images": n}
-            scaled = [math.floor(w * n / sum(want)) for w in want]
-            warn(
-                f"split@{name}: data.{name}.split_sizes asks for {want} images but there are "
-                f"{n}: drew {scaled} (the same proportions)"
+    plan, done = {}, {"split": how}
+    for source, fractions in parts.items():
+        n = math.floor(sum(len(layout[source][c]) for c in classes) * cap)
+        first, *rest = fractions
+        want = {s: round(n * fractions[s]) for s in rest}
+        want = {first: n - sum(want.values()), **want}
+        if source == "pool" and cfg.split_sizes:
+            want = dict(zip(paths.SPLITS, cfg.split_sizes, strict=True))
+            if sum(want.values()) > n:  # fewer images than asked for: same proportions, said
+                asked = list(cfg.split_sizes)
+                done["split_sizes_scaled"] = {"asked": asked, "images": n}
+                want = {s: math.floor(w * n / sum(asked)) for s, w in want.items()}
+                warn(
+                    f"split@{name}: data.{name}.split_sizes asks for {asked} images but there "
+                    f"are {n}: drew {list(want.values())} (the same proportions)"
+                )
+        if source == "pool":
+            done["split"] = (
+                f"pooled {total} files; drew train/val/test = {list(want.values())} "
+                f"(stratified, seed {seed})"
             )
-            want = scaled
-    else:
-        want = [0, round(n * cfg.val_fraction), round(n * cfg.test_fraction)]
-        want[0] = n - want[1] - want[2]
-    done["split"] = f"pooled {total} files; drew train/val/test = {want} (stratified, seed {seed})"
-    return share(pool, dict(zip(paths.SPLITS, want, strict=True)), "the pooled folder"), done
-
-
-def _decode(
-    entries: list[tuple[int, int, Iterator[Path]]],
-    cfg: DataConfig,
-    size: int,
-    pool: ThreadPoolExecutor,
-    skipped: list[dict[str, str]],
-    modes: Counter,
-    base: Path,
-) -> dict[str, np.ndarray]:
-    """Decode each class's quota straight into one preallocated uint8 array."""
-    x = np.empty((sum(q for _, q, _ in entries), size, size, cfg.channels), dtype=np.uint8)
-    y = np.empty(len(x), dtype=np.int64)
-
-    def load(path: Path) -> tuple[np.ndarray, str] | str:
-        try:
-            return decode_image(path, (size, size), channels=cfg.channels)
-        except ImageReadError as err:
-            return str(err).removeprefix(f"{path}: ")
-
-    k = 0
-    for label, quota, queue in entries:
-        got = 0
-        while got < quota:
-            batch = [f for _, f in zip(range(quota - got), queue, strict=False)]
-            if not batch:
-                break  # the class ran out of readable files
-            for f, result in zip(batch, pool.map(load, batch), strict=True):
-                if isinstance(result, str):
-                    skipped.append({"file": str(f.relative_to(base)), "reason": result})
-                else:
-                    (x[k], mode), y[k] = result, label
-                    modes[mode] += 1
-                    k += 1
-                    got += 1
-    return {"x": x[:k], "y": y[:k]}
+        where = "the pooled folder" if source == "pool" else f"the {source} folder"
+        plan.update(share(layout[source], want, where))
+    return plan, done
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
-    """The images of download@<name>, or (offline substitute) drawings made here from
-    ``synthetic_size``, ``synthetic_image_size`` and the seed, which this stage depends on."""
+    """The images of download@<name>, or (offline) drawings made here from ``synthetic_size``,
+    ``synthetic_image_size`` and the seed."""
     if read_json(raw_dir / paths.MANIFEST).get("source") != SYNTHETIC:
         return _split_images(cfg, raw_dir / paths.RAW_IMAGES, cfg.image_size, seed, name)
     with tempfile.TemporaryDirectory(prefix="nnlab-drawings-") as tmp:
@@ -294,39 +192,51 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
 
 def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str) -> Prepared:
     layout, ignored = find_layout(images)
-    labels, classes, left_out = select(layout, cfg, name, str(images))
+    counts = _counts(layout)
+    labels, classes, left_out = pick_labels(counts, cfg, name, str(images), "class folder")
     plan, manifest = _plan(layout, labels, cfg, seed, name)
     skipped = [{"file": str(f.relative_to(images)), "reason": "not an image file"} for f in ignored]
     modes: Counter = Counter()
+
+    def load(path: Path) -> tuple[np.ndarray, str] | str:
+        try:
+            return decode_image(path, (size, size), channels=cfg.channels)
+        except ImageReadError as err:
+            return str(err).removeprefix(f"{path}: ")
+
+    def decode(quota: int, files: list[tuple[int, Path]]) -> dict[str, np.ndarray]:
+        """The first ``quota`` readable files, straight into one preallocated uint8 array."""
+        x = np.empty((quota, size, size, cfg.channels), dtype=np.uint8)
+        y = np.empty(quota, dtype=np.int64)
+        k = 0
+        queue = iter(files)
+        while k < quota and (batch := list(islice(queue, quota - k))):
+            for (label, f), got in zip(batch, pool.map(load, [f for _, f in batch]), strict=True):
+                if isinstance(got, str):
+                    skipped.append({"file": str(f.relative_to(images)), "reason": got})
+                else:
+                    (x[k], mode), y[k] = got, label
+                    modes[mode] += 1
+                    k += 1
+        return {"x": x[:k], "y": y[:k]}
+
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        arrays = {
-            s: _decode(plan[s], cfg, size, pool, skipped, modes, images) for s in paths.SPLITS
-        }
-    if skipped:
-        info(
-            f"split@{name}: skipped {len(skipped)} unreadable or non-image files (listed in "
-            f"the manifest), e.g. {skipped[0]['file']}: {skipped[0]['reason']}"
-        )
+        arrays = {s: decode(*plan[s]) for s in paths.SPLITS}
     target = "L" if cfg.channels == 1 else "RGB"
     converted = {m: n for m, n in sorted(modes.items()) if m != target}
     if converted:
-        info(
-            f"split@{name}: converted to {target}: "
-            + ", ".join(f"{n} {m}" for m, n in converted.items())
-            + " images"
-        )
+        said = ", ".join(f"{n} {m}" for m, n in converted.items())
+        info(f"split@{name}: converted to {target}: {said} images")
     manifest.update(
         image_size=size,
         channels=cfg.channels,
         modes=dict(sorted(modes.items())),
         converted_to=target,
         converted_count=sum(converted.values()),
-        skipped_count=len(skipped),
-        skipped=skipped,
+        **skipped_report(skipped, f"split@{name}", "unreadable or non-image files"),
+        **({"left_out": left_out} if left_out else {}),
     )
-    if left_out:
-        manifest["left_out"] = left_out
-    requested = {s: sum(q for _, q, _ in plan[s]) for s in arrays}
+    requested = {s: plan[s][0] for s in arrays}
     shortfall = {
         s: {"requested": requested[s], "got": len(a["y"])}
         for s, a in arrays.items()
@@ -345,17 +255,12 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
 
 
 def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
-    """One image (a file or its bytes) as the model sees it: grey or RGB at the training
-    size."""
+    """One image (a file or its bytes) as the model sees it."""
     channels, h, w = spec.input_shape
     return {"x": load_image(path, (h, w), channels=channels)}
 
 
 def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     """What split@<name> will produce from the images, from params alone."""
-
-    def found(src: Path) -> list[str]:
-        return class_folders(find_layout(src)[0])
-
-    classes = planned_classes(cfg, name, root, found, list(ANIMAL_CLASSES))
+    classes = planned_classes(cfg, name, root, class_folders, list(ANIMAL_CLASSES))
     return DataSpec("image", (cfg.channels, cfg.image_size, cfg.image_size), tuple(classes))

@@ -17,8 +17,7 @@ class ImageReadError(ValueError):
     """One file that cannot be used as an image (named in the message)."""
 
 
-# What decoding a hostile or damaged file can raise. A decompression bomb's header
-# (PIL.Image.DecompressionBombError, not an OSError) is refused like any unreadable file.
+# What decoding a hostile or damaged file can raise (a decompression bomb's too).
 _DECODE_ERRORS = (
     OSError,
     SyntaxError,
@@ -39,14 +38,8 @@ MAX_ASPECT = 20  # a longer side more than this many times the shorter is no pho
 
 
 def load_image(path: str | Path | bytes, size: tuple[int, int], channels: int = 3) -> np.ndarray:
-    """Decode, convert (grayscale, 16-bit, CMYK, palette, RGBA...) and resize to HWC uint8.
-
-    ``path`` is a file, or the encoded image itself (``bytes``: PNG, JPEG... as served).
-    Raises :class:`ImageReadError` naming the file (or ``<N bytes>``) when it is missing,
-    truncated, not an image, claims more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` or is
-    longer than ``MAX_ASPECT`` times its width (both checked on the header, before anything is
-    decoded).
-    """
+    """A file or its bytes, converted (grey, 16-bit, CMYK, palette, RGBA...) and resized to HWC
+    uint8; :class:`ImageReadError` naming it when unreadable, too large or too distorted."""
     return decode_image(path, size, channels)[0]
 
 
@@ -64,7 +57,8 @@ def _eight_bit(im: Image.Image) -> Image.Image:
 def decode_image(
     path: str | Path | bytes, size: tuple[int, int], channels: int = 3
 ) -> tuple[np.ndarray, str]:
-    """:func:`load_image` and the image's own mode (``L``, ``RGB``, ``I;16``, ``P``...)."""
+    """:func:`load_image` and the image's own mode (``L``, ``RGB``, ``I;16``...); the size
+    limits are checked on the header, before anything is decoded."""
     data = bytes(path) if isinstance(path, bytes | bytearray) else None
     path = f"<{len(data)} bytes>" if data is not None else Path(path)
     try:

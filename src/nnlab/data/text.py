@@ -1,17 +1,6 @@
-"""Labelled texts, for the text kinds (``text_folder``, ``text_table``): the raw format both
-store, the split, and text to integer arrays.
-
-download@ stores every text as a JSON record (split, label, id, text) in ``texts.jsonl.gz``;
-offline, seeded synthetic reviews stand in (labels ``neg``/``pos``). split@ keeps the splits the
-data has (a missing val or test split is carved out, stratified and seeded), builds the
-vocabulary from the training split only (``vocab.json``, carried by the checkpoint) and stores
-``max_len`` token ids per text plus its true length; ``truncate`` says which end of a longer
-text is kept.
-
-Tokens are lower-cased runs of letters and digits with inner apostrophes (``don't`` stays one
-word); ``<br />`` and punctuation go. A :class:`Vocabulary` maps the ``size - 2`` most frequent
-training words to ``2..size-1`` (0 pads, 1 is every unknown word).
-"""
+"""Labelled texts, for the text kinds: the raw store (``texts.jsonl.gz``), the split (vocabulary
+from the training split only, ``max_len`` token ids per text and its true length), and the
+tokenizer: lower-case words, ``<br />`` and punctuation removed, inner apostrophes kept."""
 
 from __future__ import annotations
 
@@ -21,6 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +18,7 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
+from nnlab.data import pick_labels, split_plan
 from nnlab.data.prepare import (
     Prepared,
     pick_classes,
@@ -40,7 +31,6 @@ from nnlab.data.prepare import (
 from nnlab.data.sources import download_raw
 from nnlab.data.synthetic import synthetic_reviews
 from nnlab.files import decode_text, read_json
-from nnlab.log import info
 from nnlab.paths import VOCAB as VOCAB_ASSET  # noqa: F401  (the name other layers import)
 from nnlab.spec import DataSpec
 
@@ -123,8 +113,6 @@ class Vocabulary:
 
 SYNTHETIC = "synthetic reviews"
 SYNTHETIC_LABELS = ["neg", "pos"]  # the labels of synthetic_reviews' 0 and 1
-SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
-SHOW_SKIPPED = 100  # skipped files or rows listed in a manifest (all are counted)
 
 
 def download_texts(
@@ -135,27 +123,22 @@ def download_texts(
     expected: str,
 ) -> dict[str, Any]:
     """download@ of a text kind: ``read(src, shown)`` gives the records (split, label, id,
-    text) and what it skipped; they are checked and stored in ``texts.jsonl.gz``. ``expected``
-    says what the data should look like, when nothing is found."""
+    text) and what it skipped, stored in ``texts.jsonl.gz``; ``expected`` says what to put."""
 
     def store(src: Path, shown: str) -> dict[str, Any]:
         records, report = read(src, shown)
         if not records:
             raise ValueError(f"{shown}: no labelled texts found ({expected})")
-        found = Counter(r["label"] for r in records)
-        labels, _, _ = pick_classes(dict(found), cfg, name, shown)
-        by_split: dict[str, set[str]] = {}
+        counts: dict[str, Counter] = {}
         for r in records:
-            by_split.setdefault(r["split"], set()).add(r["label"])
-        for split, have in sorted(by_split.items()):
-            if missing := [c for c in labels if c not in have]:
-                raise ValueError(
-                    f"{shown}: no texts labelled {missing[0]!r} in the {split} "
-                    f"split; every split needs the same labels (or select them "
-                    f"with data.{name}.classes)"
-                )
-        counts = write_texts(records, out_dir / paths.RAW_TEXTS)
-        return {"counts": counts, "classes": sorted(found), **report}
+            counts.setdefault(r["split"], Counter())[r["label"]] += 1
+        pick_labels(counts, cfg, name, shown, "texts labelled")
+        write_texts(records, out_dir / paths.RAW_TEXTS)
+        return {
+            "counts": {s: dict(sorted(c.items())) for s, c in sorted(counts.items())},
+            "classes": sorted({r["label"] for r in records}),
+            **report,
+        }
 
     made = {
         "generator": "nnlab.data.synthetic.synthetic_review",
@@ -167,28 +150,11 @@ def download_texts(
     )
 
 
-def skipped_report(skipped: list[dict[str, Any]], shown: str) -> dict[str, Any]:
-    """The manifest entries for what a reader skipped, said in one line when anything was."""
-    if skipped:
-        first = skipped[0]
-        info(
-            f"{shown}: skipped {len(skipped)} texts (listed in the manifest), e.g. "
-            f"{first['file']}{':' + str(first['row']) if 'row' in first else ''}: "
-            f"{first['reason']}"
-        )
-    return {"skipped_count": len(skipped), "skipped": skipped[:SHOW_SKIPPED]}
-
-
-def write_texts(records: list[dict[str, str]], out: Path) -> dict[str, dict[str, int]]:
-    """Store texts sorted by (split, label, id) as gzipped JSON lines; the counts."""
-    rows = sorted(records, key=lambda r: (r["split"], r["label"], r["id"]))
-    counts: dict[str, Counter] = {}
-    for r in rows:
-        counts.setdefault(r["split"], Counter())[r["label"]] += 1
+def write_texts(records: list[dict[str, str]], out: Path) -> None:
+    """Store texts sorted by (split, label, id) as gzipped JSON lines."""
     with gzip.open(out, "wt", encoding="utf-8", compresslevel=3) as fh:
-        for r in rows:
+        for r in sorted(records, key=lambda r: (r["split"], r["label"], r["id"])):
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return {s: dict(sorted(c.items())) for s, c in sorted(counts.items())}
 
 
 def stored_texts(path: Path) -> Iterator[dict[str, Any]]:
@@ -217,44 +183,6 @@ def _records(cfg: DataConfig, raw_dir: Path, seed: int) -> Iterator[dict[str, An
 # ----------------------------------------------------------------------------- split
 
 
-def _parts(
-    cfg: DataConfig, found: dict[str, tuple[list[str], np.ndarray]], seed: int, name: str
-) -> tuple[dict[str, tuple[list[str], np.ndarray]], str]:
-    """train/val/test from the splits the data has: kept as they are, a missing val carved out
-    of train (or half of val made test), all three carved out of a single pool."""
-
-    def cut(split: str, fractions: list[float], into: list[str]) -> list[tuple[list, Any]]:
-        texts, y = found[split]
-        refuse_small_classes(dict(Counter(y.tolist())), into, name, f"the {split} texts")
-        keep = subsample(y, cfg.max_samples, seed)
-        cuts = stratified_split(y[keep], fractions, seed) if fractions else [slice(None)]
-        return [([texts[i] for i in keep[idx]], y[keep][idx]) for idx in cuts]
-
-    have = set(found)
-    if have >= {"train", "val", "test"}:
-        return {s: cut(s, [], [s])[0] for s in paths.SPLITS}, "kept the data's three splits"
-    if have >= {"train", "test"}:
-        (train, val), (test,) = (
-            cut("train", [cfg.val_fraction], ["train", "val"]),
-            cut("test", [], ["test"]),
-        )
-        return {"train": train, "val": val, "test": test}, "kept test; val_fraction of train"
-    if have >= {"train", "val"}:
-        (train,), (val, test) = cut("train", [], ["train"]), cut("val", [0.5], ["val", "test"])
-        return (
-            {"train": train, "val": val, "test": test},
-            "kept train; halved val (stratified) into val and test",
-        )
-    if len(have) == 1:
-        train, val, test = cut(
-            have.pop(),
-            [cfg.val_fraction * (1 - cfg.test_fraction), cfg.test_fraction],
-            list(paths.SPLITS),
-        )
-        return {"train": train, "val": val, "test": test}, "val and test carved out (fractions)"
-    raise ValueError(f"split@{name}: the data has the splits {sorted(have)} but no train split")
-
-
 def split_texts(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
     rows: dict[str, tuple[list[str], list[str]]] = {}
     for r in _records(cfg, raw_dir, seed):
@@ -267,14 +195,22 @@ def split_texts(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepare
     found = Counter(label for _, labels in rows.values() for label in labels)
     order, classes, left_out = pick_classes(dict(found), cfg, name, str(raw_dir))
     index = {label: i for i, label in enumerate(order)}
-    by_split = {}
-    for split, (texts, labels) in rows.items():
-        keep = [i for i, label in enumerate(labels) if label in index]
-        by_split[split] = (
-            [texts[i] for i in keep],
-            np.asarray([index[labels[i]] for i in keep], dtype=np.int64),
-        )
-    parts, how = _parts(cfg, by_split, seed, name)
+    plan, how = split_plan(set(rows), cfg)
+    if "pool" in plan:  # every split's texts and labels, joined
+        columns = zip(*rows.values(), strict=True)
+        rows = {"pool": tuple(list(chain.from_iterable(c)) for c in columns)}
+    parts = {}
+    for source, fractions in plan.items():
+        texts, labels = rows[source]
+        kept = [i for i, label in enumerate(labels) if label in index]
+        y = np.asarray([index[labels[i]] for i in kept], dtype=np.int64)
+        where = f"the {source} texts"
+        refuse_small_classes(dict(Counter(y.tolist())), list(fractions), name, where)
+        keep = subsample(y, cfg.max_samples, seed)
+        rest = list(fractions.values())[1:]
+        cuts = stratified_split(y[keep], rest, seed) if rest else [np.arange(len(keep))]
+        for split, idx in zip(fractions, cuts, strict=True):
+            parts[split] = ([texts[kept[i]] for i in keep[idx]], y[keep][idx])
     refuse_empty(name, {s: len(ys) for s, (_, ys) in parts.items()}, cfg)
     tokens = {s: [tokenize(t) for t in ts] for s, (ts, _) in parts.items()}
     vocab = Vocabulary.build(tokens["train"], cfg.vocab_size, cfg.max_len, keep=cfg.truncate)
@@ -323,12 +259,9 @@ def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
         )
     if isinstance(source, Path):
         source = source.read_bytes()
-    text = (
-        decode_text(source, shown.rstrip(": ") or "the text")
-        if isinstance(source, bytes)
-        else source
-    )
-    words = tokenize(text)
+    if isinstance(source, bytes):
+        source = decode_text(source, shown.rstrip(": ") or "the text")
+    words = tokenize(source)
     if not words:
         raise ValueError(f"{shown}no words to classify")
     ids, lengths = Vocabulary.from_json(vocab_json).encode([words])
@@ -340,10 +273,5 @@ def text_spec(
 ) -> DataSpec:
     """What split@<name> will produce, from params alone (``nnlab summary`` before any data)."""
     classes = planned_classes(cfg, name, root, found_at, SYNTHETIC_LABELS)
-    return DataSpec(
-        "text",
-        (cfg.max_len,),
-        tuple(classes),
-        vocab_size=cfg.vocab_size,
-        extra={"pad_index": PAD_INDEX, "max_len": cfg.max_len},
-    )
+    extra = {"pad_index": PAD_INDEX, "max_len": cfg.max_len}
+    return DataSpec("text", (cfg.max_len,), tuple(classes), vocab_size=cfg.vocab_size, extra=extra)

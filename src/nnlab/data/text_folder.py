@@ -1,10 +1,6 @@
-"""Text folders: ``<split>/<label>/*.txt`` or ``<label>/*.txt``, any labels (the folder names, or
-``classes:``); the aclImdb layout of the IMDB reviews is one.
-
-download@ reads the folder or the archive (``path:``, or the mirrors' archive, pinned with
-``#sha256=``) member by member without extracting, into ``texts.jsonl.gz``. A symlinked, empty
-or binary file is skipped and counted; the rest is :mod:`nnlab.data.text`.
-"""
+"""Text folders: ``<split>/<label>/*.txt`` or ``<label>/*.txt`` (the aclImdb layout), read
+member by member from a folder or an archive without extracting; symlinked, empty or binary
+files are skipped and counted. The rest is :mod:`nnlab.data.text`."""
 
 from __future__ import annotations
 
@@ -13,16 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from nnlab.config import DataConfig
-from nnlab.data.prepare import Prepared
+from nnlab.data import SPLIT_NAMES, skipped_report
 from nnlab.data.sources import Limits, read_files, walk_files
-from nnlab.data.text import (
-    SPLIT_NAMES,
-    download_texts,
-    load_input,  # noqa: F401  (this kind's reader of one input)
-    skipped_report,
-    split_texts,
-    text_spec,
-)
+from nnlab.data.text import download_texts, load_input, split_texts, text_spec  # noqa: F401
 from nnlab.files import decode_text
 from nnlab.spec import DataSpec
 
@@ -39,9 +28,8 @@ def _place(name: str) -> tuple[str, str, str] | None:
 
 
 def read_texts(cfg: DataConfig, src: Path, shown: str) -> tuple[list[dict[str, str]], dict]:
-    """The labelled texts of a folder or an archive (every member checked first; symlinks and
-    special files never read), and what was skipped. With ``classes:`` only their files are
-    read (aclImdb's unlabelled ``train/unsup/`` is then never loaded)."""
+    """The labelled texts of a folder or an archive, and what was skipped; with ``classes:``
+    only their files are read (aclImdb's ``train/unsup/`` is then never loaded)."""
     wanted = cfg.class_names()
 
     def keep(name: str) -> bool:
@@ -64,17 +52,13 @@ def read_texts(cfg: DataConfig, src: Path, shown: str) -> tuple[list[dict[str, s
     if any(r["split"] != "pool" for r in records):  # a split layout: files beside it ignored
         report["ignored_files"] = sum(r["split"] == "pool" for r in records)
         records = [r for r in records if r["split"] != "pool"]
-    return records, {**report, **skipped_report(skipped, shown)}
+    return records, {**report, **skipped_report(skipped, shown, "texts")}
 
 
 def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
     return download_texts(
         cfg, out_dir, name, lambda src, shown: read_texts(cfg, src, shown), EXPECTED
     )
-
-
-def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
-    return split_texts(cfg, raw_dir, seed, name)
 
 
 def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
@@ -84,3 +68,6 @@ def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
         return sorted({p[1] for p in [p for p in places if p[0] != "pool"] or places})
 
     return text_spec(cfg, name, root, found)
+
+
+split = split_texts  # load_input and split: those of every text kind

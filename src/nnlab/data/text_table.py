@@ -1,11 +1,6 @@
-"""Text tables: a CSV, TSV or JSONL file of labelled texts (``path:`` or a mirror), or a folder
-or archive with one per split (``train.csv``, ``val.csv`` or ``validation.csv``, ``test.csv``);
-the columns are ``text_column:`` and ``label_column:``.
-
-Every cell is data, read as a string and never interpreted (a cell starting with ``=`` is text
-like any other). A missing column or a file that is not UTF-8 is one line naming the file; a row
-with an empty text or label is skipped and counted. The rest is :mod:`nnlab.data.text`.
-"""
+"""Text tables: a CSV, TSV or JSONL file (or one per split: ``train.csv``, ``val.csv``...) with
+``text_column:`` and ``label_column:``. Every cell is data, never interpreted; a row with an
+empty text or label is skipped and counted. The rest is :mod:`nnlab.data.text`."""
 
 from __future__ import annotations
 
@@ -16,10 +11,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nnlab.config import DataConfig
-from nnlab.data import text as texts
-from nnlab.data.prepare import Prepared
+from nnlab.data import SPLIT_NAMES, skipped_report
 from nnlab.data.sources import Limits, is_archive, read_files
-from nnlab.data.text import load_input  # noqa: F401  (this kind's reader of one input)
+from nnlab.data.text import download_texts, load_input, split_texts, text_spec  # noqa: F401
 from nnlab.files import decode_text
 from nnlab.spec import DataSpec
 
@@ -48,21 +42,16 @@ def _rows(
                 raise ValueError(f"{where}: line {n} is not a JSON object")
             rows.append((n, *(record.get(c) for c in cols)))
         return rows
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        header = next(reader, [])
+        header = reader.fieldnames or []
         for key, col in zip(("text_column", "label_column"), cols, strict=True):
             if col not in header:
                 raise ValueError(
                     f"{where}: no column {col!r} (data.{dataset}.{key}; the "
                     f"header has {', '.join(map(repr, header)) or 'nothing'})"
                 )
-        at = [header.index(c) for c in cols]
-        return [
-            (reader.line_num, *(row[i] if i < len(row) else None for i in at))
-            for row in reader
-            if row
-        ]
+        return [(reader.line_num, *(row[c] for c in cols)) for row in reader]
     except csv.Error as err:
         raise ValueError(f"{where}: line {reader.line_num}: {err}") from None
 
@@ -92,12 +81,13 @@ def read_tables(
             src, shown, Limits.of(cfg), lambda n: PurePosixPath(n).suffix.lower() in DELIMITERS
         )
         tables = list(found)
-    splits = {n: texts.SPLIT_NAMES.get(PurePosixPath(n).stem.lower()) for n, _ in tables}
+    splits = {n: SPLIT_NAMES.get(PurePosixPath(n).stem.lower()) for n, _ in tables}
     if len(tables) > 1 and not all(splits.values()):
         raise ValueError(f"{shown}: several tables ({', '.join(sorted(splits))}); {EXPECTED}")
     records, skipped = [], []
     for name, data in tables:
         where = shown if single else f"{shown}: {name}"
+        split = splits[name] or "pool"
         for line, text, cell in _rows(data, name, where, cfg, dataset):
             label, reason = _label(cell)
             if not isinstance(text, str) or not text.strip():
@@ -105,29 +95,22 @@ def read_tables(
             if reason:
                 skipped.append({"file": name, "row": line, "reason": reason})
             else:
-                records.append(
-                    {
-                        "split": splits[name] or "pool",
-                        "label": label,
-                        "id": f"{name}:{line:09d}",
-                        "text": text,
-                    }
-                )
-    return records, {**report, **texts.skipped_report(skipped, shown)}
+                row_id = f"{name}:{line:09d}"
+                records.append({"split": split, "label": label, "id": row_id, "text": text})
+    return records, {**report, **skipped_report(skipped, shown, "texts")}
 
 
 def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
-    return texts.download_texts(
+    return download_texts(
         cfg, out_dir, name, lambda src, shown: read_tables(cfg, src, shown, name), EXPECTED
     )
-
-
-def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
-    return texts.split_texts(cfg, raw_dir, seed, name)
 
 
 def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     def found(src: Path) -> list[str]:
         return sorted({r["label"] for r in read_tables(cfg, src, str(src), name)[0]})
 
-    return texts.text_spec(cfg, name, root, found)
+    return text_spec(cfg, name, root, found)
+
+
+split = split_texts  # load_input and split: those of every text kind
