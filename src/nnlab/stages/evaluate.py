@@ -1,9 +1,6 @@
-"""evaluate@<experiment>: score the best checkpoint on the test split, on the training's
-accelerator, and write ``reports/experiments/<experiment>/``: ``metrics.json`` (the DVC
-metrics), ``per_class.json``, ``confusion.csv`` and ``history.csv`` (DVC plots), ``run.json``
-(what compare reads) and ``figures/``. All of it goes into the training's MLflow run, and the
-checkpoint becomes the registered MLflow model.
-"""
+"""evaluate@<experiment>: score the best checkpoint on the test split and write
+``reports/experiments/<experiment>/`` (metrics, per-class, confusion, history, run.json,
+figures); all of it goes into the training's MLflow run, and the checkpoint is registered."""
 
 from __future__ import annotations
 
@@ -13,7 +10,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 
@@ -26,7 +22,7 @@ from nnlab.classifier import (
     load_classifier,
     scale_inputs,
 )
-from nnlab.config import ExperimentConfig, Params
+from nnlab.config import Params
 from nnlab.data.augment import build_augment
 from nnlab.data.datamodule import ArrayDataModule, ArrayDataset
 from nnlab.data.prepare import StageOrderError, load_arrays, split_digests
@@ -49,7 +45,10 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     receipt = tracking.read_receipt(model_dir)
     _check_same_split(receipt, exp.dataset, name, root)
     trainer = inference_trainer(params)  # the one Trainer: test, then the model's example
-    model = _test(trainer, params, exp, model_dir / paths.BEST, root)
+    model = load_classifier(model_dir / paths.BEST)
+    dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
+    trainer.test(model, datamodule=dm, verbose=False)
+    model.cpu()
     test = load_arrays(exp.dataset, "test", root)
     y, probs = np.asarray(test["y"]), torch.cat(model.test_probs).numpy()
     metrics = {
@@ -94,21 +93,9 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     return metrics
 
 
-def _test(
-    trainer: L.Trainer, params: Params, exp: ExperimentConfig, best: Path, root: Path
-) -> Classifier:
-    """The checkpoint (loaded once) after ``trainer.test``: its metrics and test probabilities
-    filled in."""
-    model = load_classifier(best)
-    dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
-    trainer.test(model, datamodule=dm, verbose=False)
-    return model.cpu()
-
-
 def _check_same_split(receipt: dict[str, Any], dataset: str, name: str, root: Path) -> None:
-    """Refuse to score a checkpoint on a split other than the one it was trained on (a
-    re-split with other data params, by hand outside ``dvc repro``): its test samples, or
-    their encoding, would differ from the ones the run's numbers belong to."""
+    """Refuse to score a checkpoint on a split other than the one it was trained on (re-split
+    by hand outside ``dvc repro``)."""
     trained_on = receipt.get("split_digests") or {}
     now = split_digests(dataset, root)
     if trained_on and now and trained_on != now:
@@ -150,8 +137,8 @@ def _figures(
     out: Path,
     root: Path,
 ) -> None:
-    """``figures/``: learning curves and confusion matrix; for images the misclassified ones,
-    what the net sees and the augmented training batches; for texts test examples."""
+    """``figures/``: learning curves, confusion matrix, and for images the misclassified ones,
+    what the net sees and augmented batches; for texts test examples."""
     exp, figures, classes = params.experiment(name), out / paths.FIGURES, list(model.spec.classes)
     figures.mkdir()
     if (out / paths.HISTORY).is_file():
@@ -192,8 +179,8 @@ def write_text_examples(
     out: Path,
     per_class: int = 3,
 ) -> None:
-    """A few test texts per class plus the most confidently wrong ones, with probabilities,
-    decoded with the vocabulary the model carries (what the model read: <unk> for unknowns)."""
+    """A few test texts per class and the most confidently wrong ones, with probabilities,
+    decoded as the model read them (<unk> for unknown words)."""
     if VOCAB_ASSET not in assets:
         return
     vocab = Vocabulary.from_json(assets[VOCAB_ASSET])
