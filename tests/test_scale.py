@@ -39,10 +39,13 @@ def keep_torch_threads():
     torch.set_num_threads(before)
 
 
-def _dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+@pytest.fixture
+def sleeper():
+    """A process that lives for a minute (killed after the test)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc
+    proc.kill()
     proc.wait(timeout=60)
-    return proc.pid
 
 
 @pytest.mark.parametrize(
@@ -75,49 +78,38 @@ def test_an_explicit_thread_count_is_taken_as_given():
             threads.plan(bad, 0, jobs=1, cores=2)
 
 
-def test_registry_counts_live_processes_and_drops_stale_ones(jobs):
+def test_registry_counts_live_processes_and_drops_stale_ones(jobs, sleeper):
     assert threads.live_jobs() == 0  # no folder yet
     threads.register()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        threads.register(sleeper.pid)
-        threads.register(dead := _dead_pid())
-        # a live pid whose start time differs: the pid was reused after its job died
-        reused = jobs / f"{os.getppid()}.json"
-        reused.write_text(json.dumps({"pid": os.getppid(), "start": "1"}))
-        (jobs / "junk.json").write_text("{not json")
-        assert threads.live_jobs() == 2
-        assert sorted(p.name for p in jobs.glob("*.json")) == sorted(
-            [f"{os.getpid()}.json", f"{sleeper.pid}.json"]
-        )
-        assert not (jobs / f"{dead}.json").exists()
-        assert threads.plan("auto", 0, cores=4)["threads"] == 2
-    finally:
-        sleeper.kill()
-        sleeper.wait(timeout=60)
+    threads.register(sleeper.pid)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=60)
+    threads.register(dead.pid)
+    # a live pid whose start time differs: the pid was reused after its job died
+    reused = jobs / f"{os.getppid()}.json"
+    reused.write_text(json.dumps({"pid": os.getppid(), "start": "1"}))
+    (jobs / "junk.json").write_text("{not json")
+    assert threads.live_jobs() == 2
+    names = sorted(p.name for p in jobs.glob("*.json"))
+    assert names == sorted([f"{os.getpid()}.json", f"{sleeper.pid}.json"])
+    assert threads.plan("auto", 0, cores=4)["threads"] == 2
+    sleeper.kill()
+    sleeper.wait(timeout=60)
     assert threads.live_jobs() == 1  # the sleeper is gone
     threads.unregister()
     assert threads.live_jobs() == 0
 
 
-def test_a_stopped_job_is_not_counted_until_it_resumes(jobs):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        threads.register(sleeper.pid)
-        assert threads.live_jobs() == 1
-        os.kill(sleeper.pid, signal.SIGSTOP)
-        deadline = time.monotonic() + 10
-        while threads.live_jobs() and time.monotonic() < deadline:  # the stop lands async
+def test_a_stopped_job_is_not_counted_until_it_resumes(jobs, sleeper):
+    threads.register(sleeper.pid)
+    assert threads.live_jobs() == 1
+    deadline = time.monotonic() + 10
+    for sig, counted in ((signal.SIGSTOP, 0), (signal.SIGCONT, 1)):
+        os.kill(sleeper.pid, sig)
+        while threads.live_jobs() != counted and time.monotonic() < deadline:  # lands async
             time.sleep(0.05)
-        assert threads.live_jobs() == 0
-        assert (jobs / f"{sleeper.pid}.json").exists()  # kept: it is coming back
-        os.kill(sleeper.pid, signal.SIGCONT)
-        while not threads.live_jobs() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert threads.live_jobs() == 1
-    finally:
-        sleeper.kill()
-        sleeper.wait(timeout=60)
+        assert threads.live_jobs() == counted
+        assert (jobs / f"{sleeper.pid}.json").exists()  # kept while stopped: it comes back
 
 
 def test_a_folder_owned_by_someone_else_is_not_used(tmp_path, monkeypatch):
@@ -156,40 +148,28 @@ def _fit(callbacks, epochs=2, model=None, logger=False):
         logger=logger,
         enable_checkpointing=False,
         log_every_n_steps=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=callbacks,
     )
     trainer.fit(model or BoringModel())
 
 
 def test_sizer_registers_replans_each_epoch_and_unregisters(
-    jobs, keep_torch_threads, monkeypatch, tmp_path
+    jobs, keep_torch_threads, monkeypatch, tmp_path, sleeper
 ):
-    import csv
-
+    import pandas as pd
     from lightning.pytorch.loggers import CSVLogger
 
     monkeypatch.setattr(threads, "available_cores", lambda: 4)
     sizer = threads.ThreadSizer("auto", num_workers=0)
     seen = _Seen(sizer)
-    seen.other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    seen.other = sleeper
     logger = CSVLogger(tmp_path / "logs", name="", version="")
-    try:
-        _fit([sizer, seen], logger=logger)
-    finally:
-        seen.other.kill()
-        seen.other.wait(timeout=60)
+    _fit([sizer, seen], logger=logger)
     (jobs0, threads0, plan0), (jobs1, threads1, plan1) = seen.seen
     assert (jobs0, threads0, plan0["threads"]) == (1, 4, 4)
     assert (jobs1, threads1, plan1["threads"]) == (2, 2, 2)  # the other job took half
-    with open(Path(logger.log_dir) / "metrics.csv") as fh:
-        logged = [
-            (r["loader/threads"], r["loader/jobs"])
-            for r in csv.DictReader(fh)
-            if r.get("loader/threads")
-        ]
-    assert logged == [("4", "1"), ("2", "2")]
+    logged = pd.read_csv(Path(logger.log_dir) / "metrics.csv").dropna(subset="loader/threads")
+    assert logged[["loader/threads", "loader/jobs"]].values.tolist() == [[4, 1], [2, 2]]
     assert not (jobs / f"{os.getpid()}.json").exists()
 
 

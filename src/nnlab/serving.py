@@ -42,8 +42,10 @@ from nnlab.serving import NnlabModel
 mlflow.models.set_model(NnlabModel())
 """
 _LOGGING: dict[str, NnlabModel] = {}  # checkpoint sha256 -> the model being logged
-REQUIREMENTS = "mlflow torch lightning torchmetrics numpy pandas pillow pydantic pyyaml"
-REQUIREMENTS += " albumentations"
+# the model's pip requirements, pinned to the versions installed
+REQUIREMENTS = (
+    "mlflow torch lightning torchmetrics numpy pandas pillow pydantic pyyaml albumentations"
+)
 
 
 class NnlabModel(mlflow.pyfunc.PythonModel):
@@ -165,9 +167,7 @@ def input_example(model, dataset: str, root: Path, n: int = 2) -> pd.DataFrame:
 
 
 @tracking.answered
-def log_best_model(
-    params: Params, name: str, root=Path("."), model=None, trainer=None
-) -> str | None:
+def log_best_model(params: Params, name: str, root=Path("."), model=None, trainer=None):
     """Log experiment ``name``'s best checkpoint (``model``, if loaded already) into its training
     run as an MLflow model registered under ``name`` (unless a version holds the same
     checkpoint), and move alias ``best`` to the highest test/acc. The version, or None:
@@ -184,14 +184,12 @@ def log_best_model(
     client = tracking.client(root)
     versions = client.search_model_versions(f"name = '{name}'")
     same = [v.version for v in versions if v.tags.get(DIGEST_TAG) == digest]
+    done = f"unchanged ({paths.BEST}): still" if same else "registered as"
     if same:  # evaluate rerun on the same weights (other figures, code)
-        version, done = str(min(same, key=int)), f"unchanged ({paths.BEST}): still"
+        version = str(min(same, key=int))
     else:
         served = NnlabModel().use(model or load_classifier(checkpoint), checkpoint, root, trainer)
-        version, done = (
-            _log_model(served, params, name, checkpoint, digest, receipt, root),
-            "registered as",
-        )
+        version = _log_model(served, params, name, checkpoint, digest, receipt, root)
         client.set_model_version_tag(name, version, DIGEST_TAG, digest)
     acc = client.get_run(receipt["run_id"]).data.metrics.get(METRIC)
     if acc is not None:  # shown beside the version in the registry
@@ -219,6 +217,7 @@ def _log_model(served: NnlabModel, params, name, checkpoint, digest, receipt, ro
         Schema([ColSpec("binary" if served.column == "image" else "string", served.column)]),
         Schema([ColSpec("string", "label"), *(ColSpec("double", s) for s in scores)]),
     )
+    pins = [f"{d}=={installed(d).split('+')[0]}" for d in REQUIREMENTS.split()]  # no +cpu
     previous = mlflow.get_tracking_uri()  # a global URI (MLFlowLogger sets one) beats the vars
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)  # copies: MLflow refuses links (DVC's symlink cache) out of a folder
@@ -242,9 +241,7 @@ def _log_model(served: NnlabModel, params, name, checkpoint, digest, receipt, ro
                         python_model=code,
                         artifacts=artifacts,
                         code_paths=[str(Path(nnlab.__file__).parent)],
-                        pip_requirements=[
-                            f"{d}=={installed(d).split('+')[0]}" for d in REQUIREMENTS.split()
-                        ],
+                        pip_requirements=pins,
                         input_example=input_example(served.model, dataset, root),
                         signature=signature,
                         registered_model_name=name,

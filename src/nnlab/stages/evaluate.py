@@ -63,7 +63,7 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
         _write_confusion(tmp / paths.CONFUSION, model.spec.classes, y, probs)
         if (model_dir / paths.HISTORY).is_file():
             shutil.copy(model_dir / paths.HISTORY, tmp / paths.HISTORY)
-        _figures(params, name, model, test, y, probs, tmp, root)
+        _figures(params, name, model, test, probs, tmp, root)
         write_json(
             tmp / paths.RECEIPT,
             {
@@ -77,19 +77,11 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
                 "run_id": receipt["run_id"],
             },
         )
-    tracking.log_to_run(
-        receipt,
-        metrics={k: metrics[k] for k in ("test/acc", "test/loss")},
-        artifacts=[out],
-        artifact_path="evaluation",
-        root=root,
-    )
+    tests = {k: metrics[k] for k in ("test/acc", "test/loss")}
+    tracking.log_to_run(receipt, tests, [out], artifact_path="evaluation", root=root)
     # registered (unless unchanged); alias best on the best test/acc
     serving.log_best_model(params, name, root, model, trainer)
-    info(
-        f"evaluate@{name}: test/acc {metrics['test/acc']:.4f}, "
-        f"test/loss {metrics['test/loss']:.4f} -> {out}"
-    )
+    info(f"evaluate@{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in tests.items()) + f" -> {out}")
     return metrics
 
 
@@ -127,79 +119,45 @@ def _write_confusion(path: Path, classes: tuple[str, ...], y: np.ndarray, probs:
         writer.writerows([classes[a], classes[p]] for a, p in zip(y, probs.argmax(1), strict=True))
 
 
-def _figures(
-    params: Params,
-    name: str,
-    model: Classifier,
-    test: dict[str, np.ndarray],
-    y: np.ndarray,
-    probs: np.ndarray,
-    out: Path,
-    root: Path,
-) -> None:
+def _figures(params: Params, name: str, model: Classifier, test, probs, out: Path, root: Path):
     """``figures/``: learning curves, confusion matrix, and for images the misclassified ones,
     what the net sees and augmented batches; for texts test examples."""
     exp, figures, classes = params.experiment(name), out / paths.FIGURES, list(model.spec.classes)
+    y = np.asarray(test["y"])
     figures.mkdir()
     if (out / paths.HISTORY).is_file():
         viz.learning_curves(out / paths.HISTORY, figures / paths.LEARNING_CURVES_PNG, name)
     viz.confusion_matrix(model.test_confusion, classes, figures / paths.CONFUSION_PNG, name)
-    if model.spec.kind == "text":
-        write_text_examples(test, y, probs, classes, model.assets, figures / paths.EXAMPLES)
-        return
+    if model.spec.kind == "text" and VOCAB_ASSET in model.assets:
+        _text_examples(test, probs, classes, model.assets, figures / paths.EXAMPLES)
     if model.spec.kind != "image":
         return
     viz.misclassified(test["x"], y, probs, classes, figures / paths.MISCLASSIFIED_PNG)
     fig = params.figures
     picks = viz.example_indices(y, fig.images)
     (x,) = scale_inputs(ArrayDataset({"x": test["x"]}).__getitems__(picks))
-    inside.model_pictures(
-        model.net.float(),
-        x,
-        y[picks],
-        classes,
-        figures,
-        filters=fig.filters,
-        steps=fig.steps,
-        seed=params.seed,
-    )
+    drawing = {"filters": fig.filters, "steps": fig.steps, "seed": params.seed}
+    inside.model_pictures(model.net.float(), x, y[picks], classes, figures, **drawing)
     if exp.augment:  # what the training batches looked like
         train_x = load_arrays(exp.dataset, "train", root)["x"]
-        viz.augmented_samples(
-            train_x, build_augment(exp.augment, params.seed, rank=0), figures / paths.AUGMENTED_PNG
-        )
+        augment = build_augment(exp.augment, params.seed, rank=0)
+        viz.augmented_samples(train_x, augment, figures / paths.AUGMENTED_PNG)
 
 
-def write_text_examples(
-    arrays: dict[str, np.ndarray],
-    y: np.ndarray,
-    probs: np.ndarray,
-    classes: list[str],
-    assets: dict[str, Any],
-    out: Path,
-    per_class: int = 3,
-) -> None:
-    """A few test texts per class and the most confidently wrong ones, with probabilities,
+def _text_examples(test, probs: np.ndarray, classes: list[str], assets, out: Path, n=3) -> None:
+    """``n`` test texts per class and the ``n`` most confidently wrong, with probabilities,
     decoded as the model read them (<unk> for unknown words)."""
-    if VOCAB_ASSET not in assets:
-        return
     vocab = Vocabulary.from_json(assets[VOCAB_ASSET])
-    pred = probs.argmax(1)
+    y, pred = np.asarray(test["y"]), probs.argmax(1)
     wrong = np.flatnonzero(pred != y)
-    picks = [("sample", i) for c in range(len(classes)) for i in np.flatnonzero(y == c)[:per_class]]
-    picks += [
-        ("most confidently wrong", i)
-        for i in wrong[np.argsort(-probs[wrong, pred[wrong]])][:per_class]
-    ]
+    picks = [("sample", i) for c in range(len(classes)) for i in np.flatnonzero(y == c)[:n]]
+    confident = wrong[np.argsort(-probs[wrong, pred[wrong]])][:n]
+    picks += [("most confidently wrong", i) for i in confident]
     lines = ["# Test examples", ""]
     for kind, i in picks:
         p = ", ".join(f"P({c}) = {probs[i, k]:.3f}" for k, c in enumerate(classes))
-        text = vocab.decode(arrays["x"][i], arrays["len"][i] if "len" in arrays else None)
-        lines += [
-            f"## test #{i} ({kind}): actual {classes[y[i]]}, predicted {classes[pred[i]]}; {p}",
-            "",
-            f"> {text}",
-            "",
-        ]
+        text = vocab.decode(test["x"][i], test["len"][i] if "len" in test else None)
+        title = f"## test #{i} ({kind}): actual {classes[y[i]]}, predicted {classes[pred[i]]}; {p}"
+        lines += [title, "", f"> {text}", ""]
     with atomic_file(out, "w") as fh:
         fh.write("\n".join(lines))
