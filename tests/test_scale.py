@@ -49,33 +49,30 @@ def sleeper():
 
 
 @pytest.mark.parametrize(
-    ("cores", "jobs_alive", "workers", "expected"),
+    ("setting", "workers", "sizes", "expected"),
     [
-        (2, 1, 0, (2, 2, 0)),  # alone: every core
-        (2, 2, 0, (1, 1, 0)),  # two jobs on two cores: one each, not two each
-        (8, 3, 0, (2, 2, 0)),
-        (8, 1, 2, (6, 2, 2)),  # workers come out of the share
-        (8, 2, 8, (1, 2, 3)),  # ... but never all of it
-        (2, 5, 4, (1, 1, 0)),  # more jobs than cores: one thread, no workers
+        ("auto", 0, {"cores": 2, "jobs": 1}, (2, 2, 0)),  # alone: every core
+        ("auto", 0, {"cores": 2, "jobs": 2}, (1, 1, 0)),  # two jobs on two cores: one each
+        ("auto", 2, {"cores": 8, "jobs": 1}, (6, 2, 2)),  # workers come out of the share
+        ("auto", 8, {"cores": 8, "jobs": 2}, (1, 2, 3)),  # ... but never all of it
+        ("auto", 4, {"cores": 2, "jobs": 5}, (1, 1, 0)),  # more jobs than cores: no workers
+        # the processes of this node count before they register
+        ("auto", 0, {"cores": 8, "jobs": 1, "processes_per_node": 4}, (2, 2, 0)),
+        ("auto", 0, {"cores": 12, "jobs": 6, "processes_per_node": 2}, (2, 2, 0)),
+        (3, 2, {"cores": 2, "jobs": 4}, (3, None, 2)),  # an explicit count is taken as given
     ],
 )
-def test_auto_plan_splits_the_cores_between_live_jobs(cores, jobs_alive, workers, expected):
-    p = threads.plan("auto", workers, jobs=jobs_alive, cores=cores)
+def test_plan_splits_the_cores_between_live_jobs(setting, workers, sizes, expected):
+    p = threads.plan(setting, workers, **sizes)
     assert (p["threads"], p["interop_threads"], p["num_workers"]) == expected
-    assert p["threads"] + p["num_workers"] <= max(cores // jobs_alive, 1)
+    if setting == "auto":
+        assert p["threads"] + p["num_workers"] <= max(p["cores"] // p["jobs"], 1)
 
 
-def test_processes_per_node_count_before_the_siblings_register():
-    assert threads.plan("auto", 0, processes_per_node=4, jobs=1, cores=8)["threads"] == 2
-    assert threads.plan("auto", 0, processes_per_node=2, jobs=6, cores=12)["threads"] == 2
-
-
-def test_an_explicit_thread_count_is_taken_as_given():
-    p = threads.plan(3, 2, jobs=4, cores=2)
-    assert (p["threads"], p["interop_threads"], p["num_workers"]) == (3, None, 2)
-    for bad in (0, -1, True, "4", 2.0):
-        with pytest.raises(ValueError, match="loader.threads"):
-            threads.plan(bad, 0, jobs=1, cores=2)
+@pytest.mark.parametrize("bad", [0, -1, True, "4", 2.0])
+def test_a_bad_thread_count_names_the_key(bad):
+    with pytest.raises(ValueError, match="loader.threads"):
+        threads.plan(bad, 0, jobs=1, cores=2)
 
 
 def test_registry_counts_live_processes_and_drops_stale_ones(jobs, sleeper):
