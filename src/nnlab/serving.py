@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import lightning as L
 import mlflow
 import numpy as np
 import pandas as pd
@@ -63,9 +62,7 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
             load_classifier(checkpoint), checkpoint, Path(context.artifacts.get(BASE_TREE, "."))
         )
 
-    def use(
-        self, model, checkpoint: Path, root: Path = Path("."), trainer: L.Trainer | None = None
-    ) -> NnlabModel:
+    def use(self, model, checkpoint: Path, root=Path("."), trainer=None) -> NnlabModel:
         """Serve ``model`` (loaded from ``checkpoint``) with ``trainer`` (default: a new
         inference Trainer); a features head's base weights lie under ``root``. A checkpoint
         whose meta nnlab cannot serve from is one ValueError naming it."""
@@ -90,7 +87,7 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
         """Per input (a file, encoded image bytes or a review text): label, probability and
         per-class probabilities, or an error (an input given as an exception is its error)."""
         results: list[dict[str, Any]] = []
-        samples = []
+        samples: list[dict[str, np.ndarray]] = []
         for value in values:
             try:
                 if isinstance(value, Exception):
@@ -122,16 +119,12 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
                 f"(got {list(model_input.columns)})"
             )
         wanted = bytes if self.column == "image" else str  # never a path: no file is opened
-        what = "encoded image bytes" if wanted is bytes else "a review text"
+        bad = f"expected {'encoded image bytes' if wanted is bytes else 'a review text'}, got "
         values = [bytes(v) if isinstance(v, bytearray) else v for v in model_input[self.column]]
-        results = self.run(
-            [
-                v
-                if isinstance(v, wanted)
-                else ValueError(f"expected {what}, got {type(v).__name__}")
-                for v in values
-            ]
-        )
+        checked = [
+            v if isinstance(v, wanted) else ValueError(bad + type(v).__name__) for v in values
+        ]
+        results = self.run(checked)
         columns = ["label", "probability", *(f"p_{c}" for c in self.classes), "error"]
         rows = [
             {

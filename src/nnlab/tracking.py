@@ -155,14 +155,12 @@ def ensure_experiment(name: str, root: Path = Path(".")) -> str:
     found = c.get_experiment_by_name(name)
     if found:
         check_inside(found.artifact_location, root)
-    try:
-        exp_id = (
-            found.experiment_id
-            if found
-            else c.create_experiment(name, artifact_location=artifact_location(root, name))
-        )
-    except MlflowException:  # another job created it a moment ago
-        exp_id = c.get_experiment_by_name(name).experiment_id
+        exp_id = found.experiment_id
+    else:
+        try:
+            exp_id = c.create_experiment(name, artifact_location=artifact_location(root, name))
+        except MlflowException:  # another job created it a moment ago
+            exp_id = c.get_experiment_by_name(name).experiment_id
     c.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return exp_id
 
