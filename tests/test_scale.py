@@ -115,11 +115,6 @@ def test_a_folder_owned_by_someone_else_is_not_used(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_apply_sets_torch_threads(keep_torch_threads):
-    p = threads.apply(threads.plan("auto", 0, jobs=1, cores=1))
-    assert torch.get_num_threads() == p["threads"] == 1
-
-
 class _Seen(threads.Callback):
     """Records what the sizer saw at each epoch (after it ran: callbacks run in order)."""
 

@@ -143,28 +143,6 @@ def test_dataset_source_is_the_path_the_url_or_the_fallback(manifest, kind, wher
     assert logged.to_dict()["source_type"] == kind and where in logged.to_dict()["source"]
 
 
-def test_alias_best_follows_the_highest_test_acc(project):
-    params = tiny_params()
-    client = tracking.client(project)
-    first = _train_evaluate(params, "mnist_cnn", project)
-    best = project / "models/mnist_cnn/best.ckpt"  # a link out of the folder, as DVC's
-    best.rename(project / "cache.ckpt")  # symlink cache makes it
-    best.symlink_to(project / "cache.ckpt")
-    assert serving.log_best_model(params, "mnist_cnn", project) == "1"
-    client.log_metric(first, "test/acc", 0.99)  # better than any tiny retraining
-    second = _train_evaluate(
-        tiny_params(**{"experiments.mnist_cnn.lr": 0.002}), "mnist_cnn", project
-    )
-    assert second != first
-    assert serving.log_best_model(params, "mnist_cnn", project) == "2"
-    assert str(client.get_model_version_by_alias("mnist_cnn", "best").version) == "1"
-    client.log_metric(second, "test/acc", 0.995)  # now the newer one is better
-    assert serving.move_alias("mnist_cnn", project) == "2"
-    assert str(client.get_model_version_by_alias("mnist_cnn", "best").version) == "2"
-    client.log_metric(first, "test/acc", 0.995)  # a tie: the holder keeps it
-    assert serving.move_alias("mnist_cnn", project) == "2"
-
-
 def test_text_model_round_trip(tmp_path, monkeypatch):
     from nnlab.stages.download import run as run_download
     from nnlab.stages.split import run as run_split
@@ -193,41 +171,57 @@ def test_text_model_round_trip(tmp_path, monkeypatch):
     assert all(isinstance(t, str) and t for t in example["text"])
 
 
-def test_model_logging_off_failing_or_after_mlflow_was_set_elsewhere(
-    project, tmp_path, monkeypatch
-):
+def test_model_logging_off_failing_elsewhere_and_alias_best(project, tmp_path, monkeypatch):
+    """``log_model: false`` logs nothing; a failed upload leaves the training run as it was;
+    MLflow's global URI left on another store changes nothing; alias best follows the highest
+    test/acc, a tie leaving it where it is."""
     params = tiny_params()
-    run_id = _train_evaluate(params, "mnist_mlp", project)
     client = tracking.client(project)
-    before = client.get_run(run_id).info
+    first = _train_evaluate(params, "mnist_cnn", project)
+    before = client.get_run(first).info
     experiment = client.get_experiment_by_name("mnist").experiment_id
-    # tracking.log_model: false logs and registers nothing
     off = params.model_copy(update={"tracking": TrackingConfig(log_model=False)})
-    assert serving.log_best_model(off, "mnist_mlp", project) is None
-    assert client.get_run(run_id).outputs.model_outputs == []
+    assert serving.log_best_model(off, "mnist_cnn", project) is None
+    assert client.get_run(first).outputs.model_outputs == []
     assert client.search_logged_models(experiment_ids=[experiment]) == []
 
     def refuse(**kwargs):
         raise OSError("artifact store full")
 
-    with monkeypatch.context() as patched:  # a failed upload leaves the training run as it was
+    with monkeypatch.context() as patched:
         patched.setattr(mlflow.pyfunc, "log_model", refuse)
         with pytest.raises(OSError, match="artifact store full"):
-            serving.log_best_model(params, "mnist_mlp", project)
-    after = client.get_run(run_id).info
+            serving.log_best_model(params, "mnist_cnn", project)
+    after = client.get_run(first).info
     assert (after.status, after.end_time) == ("FINISHED", before.end_time)
     assert client.search_registered_models() == []
-    # MLflow's global URI left on another store (an earlier MLFlowLogger in this process: the
+
+    best = project / "models/mnist_cnn/best.ckpt"  # a link out of the folder, as DVC's
+    best.rename(project / "cache.ckpt")  # symlink cache makes it
+    best.symlink_to(project / "cache.ckpt")
+    # an earlier MLFlowLogger in this process left MLflow's global URI on another store (the
     # variable it also set has gone, as between two tests): the model still goes to this one
     other = f"sqlite:///{tmp_path / 'other.db'}"
     mlflow.set_tracking_uri(other)
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     try:
-        assert serving.log_best_model(params, "mnist_mlp", project) == "1"
+        assert serving.log_best_model(params, "mnist_cnn", project) == "1"
         assert mlflow.get_tracking_uri() == other
     finally:
         mlflow.set_tracking_uri(tracking.resolve_uri(project))
-    assert [m.name for m in client.search_registered_models()] == ["mnist_mlp"]
+    assert [m.name for m in client.search_registered_models()] == ["mnist_cnn"]
+
+    client.log_metric(first, "test/acc", 0.99)  # better than any tiny retraining
+    second = _train_evaluate(
+        tiny_params(**{"experiments.mnist_cnn.lr": 0.002}), "mnist_cnn", project
+    )
+    assert serving.log_best_model(params, "mnist_cnn", project) == "2"
+    assert str(client.get_model_version_by_alias("mnist_cnn", "best").version) == "1"
+    client.log_metric(second, "test/acc", 0.995)  # now the newer one is better
+    assert serving.move_alias("mnist_cnn", project) == "2"
+    assert str(client.get_model_version_by_alias("mnist_cnn", "best").version) == "2"
+    client.log_metric(first, "test/acc", 0.995)  # a tie: the holder keeps it
+    assert serving.move_alias("mnist_cnn", project) == "2"
 
 
 def test_a_head_on_a_features_cache_serves_raw_photos(tmp_path, monkeypatch):

@@ -62,7 +62,7 @@ def test_receipt_is_portable_and_another_clone_uses_its_own_store(
     assert tracking.client(project).get_run(receipt["run_id"]).data.metrics["test/acc"] == 0.5
 
 
-def test_dvc_temp_workspace_resolves_to_the_original_repo(tmp_path, monkeypatch):
+def test_where_runs_go_dvc_temp_workspace_stray_dvc_root_and_server(tmp_path, monkeypatch):
     repo, other = tmp_path / "repo", tmp_path / "other"
     temp = repo / ".dvc/tmp/exps/tmpk3j2_x"
     temp.mkdir(parents=True)
@@ -76,13 +76,11 @@ def test_dvc_temp_workspace_resolves_to_the_original_repo(tmp_path, monkeypatch)
     monkeypatch.setenv("DVC_ROOT", str(other))
     assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
     assert not (other / "mlruns").exists()
-
-
-def test_server_uri_wins_and_creates_nothing_locally(tmp_path, monkeypatch):
+    # a server's URI wins, and nothing is created locally
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5999"
-    assert tracking.artifact_location(tmp_path, "mnist") is None
-    assert not (tmp_path / "mlruns").exists()
+    assert tracking.tracking_uri(other) == "http://127.0.0.1:5999"
+    assert tracking.artifact_location(other, "mnist") is None
+    assert not (other / "mlruns").exists()
 
 
 def test_experiments_are_marked_as_model_training(tmp_path, monkeypatch):
