@@ -15,14 +15,6 @@ from nnlab.checks import check_model
 from nnlab.spec import DataSpec, spec_from_meta
 
 
-def example_inputs(spec: DataSpec, batch: int = 1) -> tuple[torch.Tensor, ...]:
-    """A dummy batch in the form the net receives it (images already scaled to floats)."""
-    if spec.kind == "text":
-        max_len = spec.input_shape[0]
-        return (torch.ones(batch, max_len, dtype=torch.long), torch.full((batch,), max_len))
-    return (torch.zeros(batch, *spec.input_shape),)
-
-
 def _keras_shape(out) -> str:
     """The output's shape as Keras prints it: (None, H, W, C) for images; "?" if unknown."""
     while isinstance(out, tuple | list) and out:
@@ -47,12 +39,17 @@ def summary_rows(net: nn.Module, spec: DataSpec) -> list[tuple[str, str, int]]:
             params = sum(p.numel() for p in module.parameters(recurse=False))
             rows.append((f"{name} ({type(module).__name__})", _keras_shape(out), params))
 
+    if spec.kind == "text":  # token ids and their lengths
+        n = spec.input_shape[0]
+        inputs = (torch.ones(1, n, dtype=torch.long), torch.full((1,), n))
+    else:  # images, already scaled to floats
+        inputs = (torch.zeros(1, *spec.input_shape),)
     hooks = [m.register_forward_hook(record) for m in leaves]
     was_training = net.training
     try:
         with torch.no_grad():
             net.eval()
-            net(*example_inputs(spec))
+            net(*inputs)
     finally:
         for h in hooks:
             h.remove()
