@@ -62,9 +62,10 @@ def _inputs(root, run_id) -> dict[str, tuple]:
     return found
 
 
-def _served(params, name, root, monkeypatch, files, inputs: dict):
-    """The registered model (alias best) and its answer on ``inputs``, whose rows agree with
-    nnlab predict on ``files`` where it read them."""
+def _served(params, name, root, monkeypatch, files, inputs: dict | None = None):
+    """The registered model (alias best) and its answer on ``inputs`` (default: the files as
+    encoded images), whose rows agree with nnlab predict on ``files`` where it read them."""
+    inputs = inputs or {"image": [f.read_bytes() for f in files]}
     expected = predict(params, name, [str(f) for f in files], root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.resolve_uri(root))  # as a user would
     model = mlflow.pyfunc.load_model(f"models:/{name}@best")
@@ -120,9 +121,7 @@ def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(
         Image.fromarray(255 - img if i == 2 else img).save(files[i])
     files.append(tmp_path / "junk.png")
     files[-1].write_bytes(b"not an image")
-    model, out = _served(
-        params, "mnist_cnn", project, monkeypatch, files, {"image": [f.read_bytes() for f in files]}
-    )
+    model, out = _served(params, "mnist_cnn", project, monkeypatch, files)
     assert [c.name for c in model.metadata.get_input_schema().inputs] == ["image"]
     assert list(out.columns) == ["label", "probability", *[f"p_{d}" for d in range(10)], "error"]
     junk = out.iloc[-1]
@@ -244,11 +243,8 @@ def test_a_head_on_a_features_cache_serves_raw_photos(tmp_path, monkeypatch):
     evaluate(params, "head", tmp_path)  # registers the model (base and head) as version 1
     client = tracking.client(tmp_path)
     assert str(client.get_model_version_by_alias("head", "best").version) == "1"
-    files = [tmp_path / f"p{i}.png" for i in range(3)]
-    for path, img in zip(
-        files, np.load(tmp_path / "data/split/cats_vs_dogs/test_x.npy"), strict=False
-    ):
+    images = np.load(tmp_path / "data/split/cats_vs_dogs/test_x.npy")[:3]
+    files = [tmp_path / f"p{i}.png" for i in range(len(images))]
+    for path, img in zip(files, images, strict=True):
         Image.fromarray(img).save(path)
-    _served(
-        params, "head", tmp_path, monkeypatch, files, {"image": [f.read_bytes() for f in files]}
-    )
+    _served(params, "head", tmp_path, monkeypatch, files)

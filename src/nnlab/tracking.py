@@ -292,8 +292,8 @@ def dataset_source(raw_manifest: dict[str, Any]):
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.data.dataset_source_registry import resolve_dataset_source
 
-    files = raw_manifest.get("files", {}).values()
-    urls = [u for f in files if str(u := (f or {}).get("url", "")).startswith("http")]
+    files = [f for f in raw_manifest.get("files", {}).values() if isinstance(f, dict)]
+    urls = [u for f in files if str(u := f.get("url", "")).startswith(("http://", "https://"))]
     if raw_manifest.get("path"):
         urls = [Path(raw_manifest["path"]).absolute().as_uri()]
     if not urls:
