@@ -57,7 +57,7 @@ def test_receipt_is_portable_and_another_clone_uses_its_own_store(
     assert (first_db.stat().st_mtime_ns, first_db.stat().st_size) == before
     assert tracking.client(clone).search_runs(["0"]) == []
     assert tracking.client(clone).search_registered_models() == []
-    # the clone that project it still logs into its own run
+    # the clone that trained it still logs into its own run
     assert tracking.log_to_run(receipt, metrics={"test/acc": 0.5}, root=project) is True
     assert tracking.client(project).get_run(receipt["run_id"]).data.metrics["test/acc"] == 0.5
 
@@ -83,7 +83,9 @@ def test_where_runs_go_dvc_temp_workspace_stray_dvc_root_and_server(tmp_path, mo
     assert not (other / "mlruns").exists()
 
 
-def test_experiments_are_marked_as_model_training(tmp_path, monkeypatch):
+def test_experiments_are_marked_and_a_run_the_store_lacks_starts_anew(
+    tmp_path, monkeypatch, capsys
+):
     """The kind MLflow 3's UI reads to open an experiment on its runs, not in its GenAI view."""
     monkeypatch.chdir(tmp_path)  # where MLflow puts the artifacts of an experiment made by hand
     exp_id = tracking.ensure_experiment("mnist", tmp_path)
@@ -94,6 +96,8 @@ def test_experiments_are_marked_as_model_training(tmp_path, monkeypatch):
     assert tracking.ensure_experiment("imdb", tmp_path) == old
     assert c.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
     assert tracking.ensure_experiment("mnist", tmp_path) == exp_id
+    logger = tracking.make_logger("mnist_mlp", "mnist", {}, tmp_path, run_id="0" * 32)
+    assert logger.run_id != "0" * 32 and "starting a new run" in capsys.readouterr().err
 
 
 class _LoginPage(http.server.BaseHTTPRequestHandler):
@@ -171,14 +175,6 @@ def test_only_global_rank_zero_tracks(tmp_path, monkeypatch, env, zero):
         assert tracking.log_to_run({"run_id": "abc"}, metrics={"x": 1.0}, root=tmp_path) is False
         assert tracking.make_logger("mnist_mlp", "mnist", {}, tmp_path) is False  # logger=False
         assert list(tmp_path.iterdir()) == []
-
-
-def test_resuming_a_run_this_store_lacks_starts_a_new_one(tmp_path, capsys):
-    logger = tracking.make_logger(
-        "mnist_mlp", "mnist", {"nnlab.experiment": "mnist_mlp"}, tmp_path, run_id="0" * 32
-    )
-    assert logger.run_id != "0" * 32
-    assert "starting a new run" in capsys.readouterr().err
 
 
 def test_parallel_jobs_create_one_store_without_a_schema_race(tmp_path):
