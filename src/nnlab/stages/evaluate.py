@@ -64,19 +64,11 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
         if (model_dir / paths.HISTORY).is_file():
             shutil.copy(model_dir / paths.HISTORY, tmp / paths.HISTORY)
         _figures(params, name, model, test, probs, tmp, root)
-        write_json(
-            tmp / paths.RECEIPT,
-            {
-                "experiment": name,
-                "dataset": exp.dataset,
-                "model": exp.model,
-                "params_total": count_parameters(model.net)[0],
-                "test_samples": len(y),
-                "data_source": receipt.get("data_source", "unknown"),
-                "pretrained": receipt.get("pretrained"),  # which pretrained weights, if any
-                "run_id": receipt["run_id"],
-            },
-        )
+        report = {"experiment": name, "dataset": exp.dataset, "model": exp.model}
+        report |= {"params_total": count_parameters(model.net)[0], "test_samples": len(y)}
+        report |= {"data_source": receipt.get("data_source", "unknown")}
+        report |= {"pretrained": receipt.get("pretrained"), "run_id": receipt["run_id"]}
+        write_json(tmp / paths.RECEIPT, report)  # what compare reads
     tests = {k: metrics[k] for k in ("test/acc", "test/loss")}
     tracking.log_to_run(receipt, tests, [out], artifact_path="evaluation", root=root)
     # registered (unless unchanged); alias best on the best test/acc
