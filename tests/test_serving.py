@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+from unittest import mock
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
+import nnlab.stages.evaluate
 from nnlab import serving, tracking
 from nnlab.config import TrackingConfig
 from nnlab.data.prepare import load_arrays, split_digest
@@ -25,8 +28,6 @@ from tests.conftest import tiny_params
 @pytest.fixture(autouse=True)
 def no_pictures(monkeypatch):
     """The evaluation's figures play no part here: skipped to keep the tests fast."""
-    import nnlab.stages.evaluate
-
     monkeypatch.setattr(nnlab.stages.evaluate, "_figures", lambda *a, **k: None)
 
 
@@ -37,20 +38,14 @@ def _train_evaluate(params, name, root) -> str:
     return receipt["run_id"]
 
 
-def _counting(monkeypatch) -> tuple[list, list]:
-    """The files torch.load reads and the Trainers evaluate and serving make, from now on."""
-    import torch
-
-    import nnlab.stages.evaluate
-
-    loads, trainers, load = [], [], torch.load
-    monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(f) or load(f, *a, **k))
-    for module in (nnlab.stages.evaluate, serving):
-        make = module.inference_trainer
-        monkeypatch.setattr(
-            module, "inference_trainer", lambda *a, make=make: trainers.append(1) or make(*a)
-        )
-    return loads, trainers
+def _counting(monkeypatch) -> list[mock.Mock]:
+    """Counters of torch.load and of the Trainers evaluate and serving make, from now on."""
+    counters = []
+    for module in (torch, nnlab.stages.evaluate, serving):
+        name = "load" if module is torch else "inference_trainer"
+        counters.append(mock.Mock(wraps=getattr(module, name)))
+        monkeypatch.setattr(module, name, counters[-1])
+    return counters
 
 
 def _inputs(root, run_id) -> dict[str, tuple]:
@@ -99,10 +94,10 @@ def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(
     client = tracking.client(project)
     before = client.get_run(run_id).info
     env = {k: os.environ.get(k) for k in serving.STORE_VARS}
-    loads, trainers = _counting(monkeypatch)
+    loads, *trainers = _counting(monkeypatch)
     evaluate(params, "mnist_cnn", project)
     # the work is done once: one checkpoint load, one Trainer (MLflow's check reuses both)
-    assert (len(loads), len(trainers)) == (1, 1)
+    assert (loads.call_count, sum(t.call_count for t in trainers)) == (1, 1)
     assert env == {k: os.environ.get(k) for k in serving.STORE_VARS}  # left as they were
     after = client.get_run(run_id)
     assert (after.info.status, after.info.end_time) == (before.status, before.end_time)
