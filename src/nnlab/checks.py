@@ -38,11 +38,8 @@ def check_model(params: Params, name: str) -> None:
     try:
         check_options(exp.model, exp.model_options)
     except ValueError as err:
-        text = str(err)
-        _fail(
-            f"experiments.{name}."
-            + (text if text.startswith("model_options.") else f"model: {text}")
-        )
+        key = "" if str(err).startswith("model_options.") else "model: "
+        _fail(f"experiments.{name}.{key}{err}")
 
 
 def check_trainer(trainer: TrainerConfig) -> None:
