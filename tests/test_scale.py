@@ -118,8 +118,8 @@ def test_a_folder_owned_by_someone_else_is_not_used(tmp_path, monkeypatch):
 class _Seen(threads.Callback):
     """Records what the sizer saw at each epoch (after it ran: callbacks run in order)."""
 
-    def __init__(self, sizer):
-        self.sizer, self.seen = sizer, []
+    def __init__(self, sizer, other):
+        self.sizer, self.other, self.seen = sizer, other, []
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.seen.append((threads.live_jobs(), torch.get_num_threads(), dict(self.sizer.plan)))
@@ -127,14 +127,14 @@ class _Seen(threads.Callback):
             threads.register(self.other.pid)
 
 
-def _fit(callbacks, epochs=2, model=None, logger=False):
+def _fit(callbacks, model=None, logger=False):
     import lightning as L
     from lightning.pytorch.demos.boring_classes import BoringModel
 
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
-        max_epochs=epochs,
+        max_epochs=2,
         limit_train_batches=2,
         limit_val_batches=0,
         logger=logger,
@@ -153,8 +153,7 @@ def test_sizer_registers_replans_each_epoch_and_unregisters(
 
     monkeypatch.setattr(threads, "available_cores", lambda: 4)
     sizer = threads.ThreadSizer("auto", num_workers=0)
-    seen = _Seen(sizer)
-    seen.other = sleeper
+    seen = _Seen(sizer, sleeper)
     logger = CSVLogger(tmp_path / "logs", name="", version="")
     _fit([sizer, seen], logger=logger)
     (jobs0, threads0, plan0), (jobs1, threads1, plan1) = seen.seen
