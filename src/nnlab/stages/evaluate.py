@@ -69,11 +69,11 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
         report |= {"data_source": receipt.get("data_source", "unknown")}
         report |= {"pretrained": receipt.get("pretrained"), "run_id": receipt["run_id"]}
         write_json(tmp / paths.RECEIPT, report)  # what compare reads
-    tests = {k: metrics[k] for k in ("test/acc", "test/loss")}
-    tracking.log_to_run(receipt, tests, [out], artifact_path="evaluation", root=root)
+    scores = {k: metrics[k] for k in ("test/acc", "test/loss")}
+    tracking.log_to_run(receipt, scores, [out], artifact_path="evaluation", root=root)
     # registered (unless unchanged); alias best on the best test/acc
     serving.log_best_model(params, name, root, model, trainer)
-    info(f"evaluate@{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in tests.items()) + f" -> {out}")
+    info(f"evaluate@{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f" -> {out}")
     return metrics
 
 
