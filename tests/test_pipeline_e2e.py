@@ -11,18 +11,34 @@ from tests.http_server import dead_url
 pytestmark = pytest.mark.slow
 
 
-def shrink(raw: dict) -> dict:
+def commit(work, env, message: str) -> None:
+    """Everything in ``work`` committed (the repo made if new)."""
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", message]):
+        run_ok(cmd, work, env)
+
+
+def dvc_project(work, edit) -> dict:
+    """This repository's tracked files in a fresh git repo at ``work``, params.yaml changed by
+    ``edit(raw)`` and committed: the params written."""
+    copy_repo(work)
+    raw = yaml.safe_load((work / "params.yaml").read_text())
+    edit(raw)
+    raw["trainer"].update(enable_progress_bar=False)
+    (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    commit(work, cli_env(), "init")
+    return raw
+
+
+def shrink(raw: dict) -> None:
     """Tiny, offline, fast: every dataset falls back loudly, every experiment runs 1 epoch."""
-    dead = dead_url()
     for cfg in raw["data"].values():
-        cfg.update(source="auto", mirrors=[dead], path=None, retries=0, timeout=2)
+        cfg.update(source="auto", mirrors=[dead_url()], path=None, retries=0, timeout=2)
         cfg["max_samples"] = 200
-        if "synthetic_size" in cfg:
-            cfg["synthetic_size"] = 120
+        for key, value in {"synthetic_size": 120, "image_size": 32, "split_sizes": None}.items():
+            if key in cfg:
+                cfg[key] = value
         if "image_size" in cfg:
-            cfg["image_size"] = cfg["synthetic_image_size"] = 32
-        if "split_sizes" in cfg:
-            cfg["split_sizes"] = None
+            cfg["synthetic_image_size"] = 32
     for cache in raw.get("features", {}).values():
         cache["source"] = "bundled"  # the packaged fallback base, without a network attempt
     for exp in raw["experiments"].values():
@@ -31,41 +47,28 @@ def shrink(raw: dict) -> dict:
             exp["epochs"], exp["finetune"]["unfreeze_epoch"] = 2, 1
         if "source" in exp.get("model_options", {}):
             exp["model_options"]["source"] = "bundled"
-    raw["trainer"].update(enable_progress_bar=False)
     raw["loader"].update(num_workers=0)
-    return raw
 
 
 def test_dvc_repro_end_to_end(tmp_path):
-    work = tmp_path / "repo"
-    copy_repo(work)
-    raw = shrink(yaml.safe_load((work / "params.yaml").read_text()))
-    (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    env = cli_env()
-    run_ok(["git", "init", "-q"], work, env)
-    run_ok(["git", "add", "-A"], work, env)
-    run_ok(["git", "commit", "-qm", "init"], work, env)
-
+    work, env = tmp_path / "repo", cli_env()
+    raw = dvc_project(work, shrink)
     out = run_ok(["dvc", "repro"], work, env)
     experiments = list(raw["experiments"])
     ran = stages_ran(out)
     assert {f"train@{e}" for e in experiments} <= ran
     # only the caches under features: get a features stage
-    assert {s for s in ran if s.startswith("features@")} == {
-        f"features@{c}" for c in raw["features"]
-    }
+    features = {f"features@{c}" for c in raw["features"]}
+    assert {s for s in ran if s.startswith("features@")} == features
     assert "nnlab comparison" in out  # compare prints its table at the end
-    for name in experiments:
-        metrics = read_json(work / f"reports/experiments/{name}/metrics.json")
-        assert 0 <= metrics["test/acc"] <= 1
     table = (work / "reports/comparison.md").read_text()
-    assert all(f"| {name} |" in table for name in experiments)
     client = tracking.client(root=work)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert sorted(r.info.run_name for r in runs) == sorted(experiments)
     for name in experiments:
-        receipt = tracking.read_receipt(work / "models" / name)
-        run = client.get_run(receipt["run_id"])
+        assert 0 <= read_json(work / f"reports/experiments/{name}/metrics.json")["test/acc"] <= 1
+        assert f"| {name} |" in table
+        run = client.get_run(tracking.read_receipt(work / "models" / name)["run_id"])
         assert "test/acc" in run.data.metrics and run.data.tags["data.source"] != "remote"
 
     # nothing changed: nothing reruns
@@ -76,8 +79,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     # remote, DVC finds nothing changed, nothing reruns, and the models predict at once
     remote, clone = tmp_path / "remote", tmp_path / "clone"
     run_ok(["dvc", "remote", "add", "-d", "store", str(remote)], work, env)
-    run_ok(["git", "add", "-A"], work, env)
-    run_ok(["git", "commit", "-qm", "lock"], work, env)
+    commit(work, env, "lock")
     run_ok(["dvc", "push"], work, env)
     run_ok(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
     run_ok(["dvc", "pull"], clone, env)

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from nnlab.cli import main
 from nnlab.data.prepare import load_arrays
@@ -22,26 +22,18 @@ def test_predict_images_beside_bad_and_hostile_files(project, tmp_path, monkeypa
     params = tiny_params(**{"experiments.mnist_cnn.epochs": 3})
     train(params, "mnist_cnn", project)
     test = load_arrays("mnist", "test", project)
-    files = []
-    for i in range(4):
-        img = np.asarray(test["x"][i, :, :, 0])
+    files = [str(tmp_path / f"good{i}.png") for i in range(4)]
+    for i, file in enumerate(files):
+        pil = Image.fromarray(np.asarray(test["x"][i, :, :, 0]))
         if i % 2:  # dark digit on white, bigger, RGB: must be converted back
-            pil = Image.fromarray(255 - img).resize((112, 112)).convert("RGB")
-        else:
-            pil = Image.fromarray(img)
-        pil.save(tmp_path / f"good{i}.png")
-        files.append(str(tmp_path / f"good{i}.png"))
+            pil = ImageOps.invert(pil).resize((112, 112)).convert("RGB")
+        pil.save(file)
     (tmp_path / "notes.png").write_text("not an image")
     for name, data in BAD_IMAGES.items():
         (tmp_path / f"{name}.png").write_bytes(data)
         files.insert(1, str(tmp_path / f"{name}.png"))
     (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
-    files += [
-        str(tmp_path / "missing.png"),
-        str(tmp_path / "notes.png"),
-        str(tmp_path),
-        str(tmp_path / "loop.png"),
-    ]
+    files += [str(tmp_path / n) for n in ("missing.png", "notes.png", "", "loop.png")]
     before = sorted(p.name for p in tmp_path.parent.iterdir())
 
     results = predict(params, "mnist_cnn", files, project)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+from unittest import mock
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
+import nnlab.stages.evaluate
 from nnlab import serving, tracking
 from nnlab.config import TrackingConfig
 from nnlab.data.prepare import load_arrays, split_digest
@@ -25,8 +28,6 @@ from tests.conftest import tiny_params
 @pytest.fixture(autouse=True)
 def no_pictures(monkeypatch):
     """The evaluation's figures play no part here: skipped to keep the tests fast."""
-    import nnlab.stages.evaluate
-
     monkeypatch.setattr(nnlab.stages.evaluate, "_figures", lambda *a, **k: None)
 
 
@@ -37,20 +38,14 @@ def _train_evaluate(params, name, root) -> str:
     return receipt["run_id"]
 
 
-def _counting(monkeypatch) -> tuple[list, list]:
-    """The files torch.load reads and the Trainers evaluate and serving make, from now on."""
-    import torch
-
-    import nnlab.stages.evaluate
-
-    loads, trainers, load = [], [], torch.load
-    monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(f) or load(f, *a, **k))
-    for module in (nnlab.stages.evaluate, serving):
-        make = module.inference_trainer
-        monkeypatch.setattr(
-            module, "inference_trainer", lambda *a, make=make: trainers.append(1) or make(*a)
-        )
-    return loads, trainers
+def _counting(monkeypatch) -> list[mock.Mock]:
+    """Counters of torch.load and of the Trainers evaluate and serving make, from now on."""
+    counters = []
+    for module in (torch, nnlab.stages.evaluate, serving):
+        name = "load" if module is torch else "inference_trainer"
+        counters.append(mock.Mock(wraps=getattr(module, name)))
+        monkeypatch.setattr(module, name, counters[-1])
+    return counters
 
 
 def _inputs(root, run_id) -> dict[str, tuple]:
@@ -60,6 +55,22 @@ def _inputs(root, run_id) -> dict[str, tuple]:
         tags = {t.key: t.value for t in given.tags}
         found[tags["mlflow.data.context"]] = (given.dataset, tags)
     return found
+
+
+def _served(params, name, root, monkeypatch, files, inputs: dict | None = None):
+    """The registered model (alias best) and its answer on ``inputs`` (default: the files as
+    encoded images), whose rows agree with nnlab predict on ``files`` where it read them."""
+    inputs = inputs or {"image": [f.read_bytes() for f in files]}
+    expected = predict(params, name, [str(f) for f in files], root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.resolve_uri(root))  # as a user would
+    model = mlflow.pyfunc.load_model(f"models:/{name}@best")
+    out = model.predict(pd.DataFrame(inputs))
+    for row, want in zip(out.to_dict("records"), expected, strict=False):
+        if "label" in want:
+            assert row["label"] == want["label"] and row["error"] is None
+            p = want["probabilities"]
+            assert [row[f"p_{c}"] for c in p] == pytest.approx(list(p.values()), abs=1e-4)
+    return model, out
 
 
 def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(
@@ -83,10 +94,10 @@ def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(
     client = tracking.client(project)
     before = client.get_run(run_id).info
     env = {k: os.environ.get(k) for k in serving.STORE_VARS}
-    loads, trainers = _counting(monkeypatch)
+    loads, *trainers = _counting(monkeypatch)
     evaluate(params, "mnist_cnn", project)
     # the work is done once: one checkpoint load, one Trainer (MLflow's check reuses both)
-    assert (len(loads), len(trainers)) == (1, 1)
+    assert (loads.call_count, sum(t.call_count for t in trainers)) == (1, 1)
     assert env == {k: os.environ.get(k) for k in serving.STORE_VARS}  # left as they were
     after = client.get_run(run_id)
     assert (after.info.status, after.info.end_time) == (before.status, before.end_time)
@@ -105,18 +116,9 @@ def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(
         Image.fromarray(255 - img if i == 2 else img).save(files[i])
     files.append(tmp_path / "junk.png")
     files[-1].write_bytes(b"not an image")
-    expected = predict(params, "mnist_cnn", [str(f) for f in files], project)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.resolve_uri(project))  # as a user would
-    model = mlflow.pyfunc.load_model("models:/mnist_cnn@best")
+    model, out = _served(params, "mnist_cnn", project, monkeypatch, files)
     assert [c.name for c in model.metadata.get_input_schema().inputs] == ["image"]
-    out = model.predict(pd.DataFrame({"image": [f.read_bytes() for f in files]}))
     assert list(out.columns) == ["label", "probability", *[f"p_{d}" for d in range(10)], "error"]
-    for row, want in zip(out.itertuples(), expected[:-1], strict=False):
-        assert row.label == want["label"] and row.error is None
-        assert row.probability == pytest.approx(want["probability"], abs=1e-4)
-        assert [getattr(row, f"p_{d}") for d in range(10)] == pytest.approx(
-            [want["probabilities"][str(d)] for d in range(10)], abs=1e-4
-        )
     junk = out.iloc[-1]
     assert junk["label"] is None and np.isnan(junk["probability"])
     assert junk["error"].startswith("row 3: <12 bytes>: not a readable image")
@@ -125,43 +127,14 @@ def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(
 @pytest.mark.parametrize(
     ("manifest", "kind", "where"),
     [
-        ({"path": "{tmp}", "files": {}}, "local", "{tmp}"),
-        ({"path": "../shared/datasets/aclImdb.tar.gz"}, "local", "/shared/datasets/aclImdb.tar.gz"),
-        (
-            {"files": {"a.gz": {"url": "https://example.org/a.gz"}}},
-            "http",
-            "https://example.org/a.gz",
-        ),
+        ({"path": "../datasets/aclImdb.tar.gz"}, "local", "/datasets/aclImdb.tar.gz"),
+        ({"files": {"a.gz": {"url": "https://example.org/a.gz"}}}, "http", "https://example.org"),
         ({"source": "synthetic reviews", "files": {}}, "code", '{"source": "synthetic reviews"}'),
     ],
 )
-def test_dataset_source_is_the_path_the_url_or_the_fallback(tmp_path, manifest, kind, where):
-    manifest = json.loads(json.dumps(manifest).replace("{tmp}", str(tmp_path)))
+def test_dataset_source_is_the_path_the_url_or_the_fallback(manifest, kind, where):
     logged = mlflow.data.from_numpy(np.zeros(1), source=tracking.dataset_source(manifest))
-    assert logged.to_dict()["source_type"] == kind
-    assert where.replace("{tmp}", str(tmp_path)) in logged.to_dict()["source"]
-
-
-def test_alias_best_follows_the_highest_test_acc(project):
-    params = tiny_params()
-    client = tracking.client(project)
-    first = _train_evaluate(params, "mnist_cnn", project)
-    best = project / "models/mnist_cnn/best.ckpt"  # a link out of the folder, as DVC's
-    best.rename(project / "cache.ckpt")  # symlink cache makes it
-    best.symlink_to(project / "cache.ckpt")
-    assert serving.log_best_model(params, "mnist_cnn", project) == "1"
-    client.log_metric(first, "test/acc", 0.99)  # better than any tiny retraining
-    second = _train_evaluate(
-        tiny_params(**{"experiments.mnist_cnn.lr": 0.002}), "mnist_cnn", project
-    )
-    assert second != first
-    assert serving.log_best_model(params, "mnist_cnn", project) == "2"
-    assert str(client.get_model_version_by_alias("mnist_cnn", "best").version) == "1"
-    client.log_metric(second, "test/acc", 0.995)  # now the newer one is better
-    assert serving.move_alias("mnist_cnn", project) == "2"
-    assert str(client.get_model_version_by_alias("mnist_cnn", "best").version) == "2"
-    client.log_metric(first, "test/acc", 0.995)  # a tie: the holder keeps it
-    assert serving.move_alias("mnist_cnn", project) == "2"
+    assert logged.to_dict()["source_type"] == kind and where in logged.to_dict()["source"]
 
 
 def test_text_model_round_trip(tmp_path, monkeypatch):
@@ -182,13 +155,9 @@ def test_text_model_round_trip(tmp_path, monkeypatch):
     files = [tmp_path / f"review{i}.txt" for i in range(3)]
     for path, text in zip(files, reviews, strict=True):
         path.write_text(text)
-    expected = predict(params, "imdb_gru", [str(f) for f in files], tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.resolve_uri(tmp_path))
-    model = mlflow.pyfunc.load_model("models:/imdb_gru@best")
-    out = model.predict(pd.DataFrame({"text": [*reviews, "  ...  "]}))
-    for row, want in zip(out.itertuples(), expected, strict=False):
-        assert row.label == want["label"]
-        assert row.p_positive == pytest.approx(want["probabilities"]["positive"], abs=1e-4)
+    model, out = _served(
+        params, "imdb_gru", tmp_path, monkeypatch, files, {"text": [*reviews, "  ...  "]}
+    )
     assert out["error"].iloc[-1] == "row 3: no words to classify"
     # the input example the UI shows is real test reviews, as text
     example = model.input_example
@@ -196,41 +165,57 @@ def test_text_model_round_trip(tmp_path, monkeypatch):
     assert all(isinstance(t, str) and t for t in example["text"])
 
 
-def test_model_logging_off_failing_or_after_mlflow_was_set_elsewhere(
-    project, tmp_path, monkeypatch
-):
+def test_model_logging_off_failing_elsewhere_and_alias_best(project, tmp_path, monkeypatch):
+    """``log_model: false`` logs nothing; a failed upload leaves the training run as it was;
+    MLflow's global URI left on another store changes nothing; alias best follows the highest
+    test/acc, a tie leaving it where it is."""
     params = tiny_params()
-    run_id = _train_evaluate(params, "mnist_mlp", project)
     client = tracking.client(project)
-    before = client.get_run(run_id).info
+    first = _train_evaluate(params, "mnist_cnn", project)
+    before = client.get_run(first).info
     experiment = client.get_experiment_by_name("mnist").experiment_id
-    # tracking.log_model: false logs and registers nothing
     off = params.model_copy(update={"tracking": TrackingConfig(log_model=False)})
-    assert serving.log_best_model(off, "mnist_mlp", project) is None
-    assert client.get_run(run_id).outputs.model_outputs == []
+    assert serving.log_best_model(off, "mnist_cnn", project) is None
+    assert client.get_run(first).outputs.model_outputs == []
     assert client.search_logged_models(experiment_ids=[experiment]) == []
 
     def refuse(**kwargs):
         raise OSError("artifact store full")
 
-    with monkeypatch.context() as patched:  # a failed upload leaves the training run as it was
+    with monkeypatch.context() as patched:
         patched.setattr(mlflow.pyfunc, "log_model", refuse)
         with pytest.raises(OSError, match="artifact store full"):
-            serving.log_best_model(params, "mnist_mlp", project)
-    after = client.get_run(run_id).info
+            serving.log_best_model(params, "mnist_cnn", project)
+    after = client.get_run(first).info
     assert (after.status, after.end_time) == ("FINISHED", before.end_time)
     assert client.search_registered_models() == []
-    # MLflow's global URI left on another store (an earlier MLFlowLogger in this process: the
+
+    best = project / "models/mnist_cnn/best.ckpt"  # a link out of the folder, as DVC's
+    best.rename(project / "cache.ckpt")  # symlink cache makes it
+    best.symlink_to(project / "cache.ckpt")
+    # an earlier MLFlowLogger in this process left MLflow's global URI on another store (the
     # variable it also set has gone, as between two tests): the model still goes to this one
     other = f"sqlite:///{tmp_path / 'other.db'}"
     mlflow.set_tracking_uri(other)
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     try:
-        assert serving.log_best_model(params, "mnist_mlp", project) == "1"
+        assert serving.log_best_model(params, "mnist_cnn", project) == "1"
         assert mlflow.get_tracking_uri() == other
     finally:
         mlflow.set_tracking_uri(tracking.resolve_uri(project))
-    assert [m.name for m in client.search_registered_models()] == ["mnist_mlp"]
+    assert [m.name for m in client.search_registered_models()] == ["mnist_cnn"]
+
+    client.log_metric(first, "test/acc", 0.99)  # better than any tiny retraining
+    second = _train_evaluate(
+        tiny_params(**{"experiments.mnist_cnn.lr": 0.002}), "mnist_cnn", project
+    )
+    assert serving.log_best_model(params, "mnist_cnn", project) == "2"
+    assert str(client.get_model_version_by_alias("mnist_cnn", "best").version) == "1"
+    client.log_metric(second, "test/acc", 0.995)  # now the newer one is better
+    assert serving.move_alias("mnist_cnn", project) == "2"
+    assert str(client.get_model_version_by_alias("mnist_cnn", "best").version) == "2"
+    client.log_metric(first, "test/acc", 0.995)  # a tie: the holder keeps it
+    assert serving.move_alias("mnist_cnn", project) == "2"
 
 
 def test_a_head_on_a_features_cache_serves_raw_photos(tmp_path, monkeypatch):
@@ -253,16 +238,8 @@ def test_a_head_on_a_features_cache_serves_raw_photos(tmp_path, monkeypatch):
     evaluate(params, "head", tmp_path)  # registers the model (base and head) as version 1
     client = tracking.client(tmp_path)
     assert str(client.get_model_version_by_alias("head", "best").version) == "1"
-    files = [tmp_path / f"p{i}.png" for i in range(3)]
-    for path, img in zip(
-        files, np.load(tmp_path / "data/split/cats_vs_dogs/test_x.npy"), strict=False
-    ):
+    images = np.load(tmp_path / "data/split/cats_vs_dogs/test_x.npy")[:3]
+    files = [tmp_path / f"p{i}.png" for i in range(len(images))]
+    for path, img in zip(files, images, strict=True):
         Image.fromarray(img).save(path)
-    expected = predict(params, "head", [str(f) for f in files], tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.resolve_uri(tmp_path))
-    out = mlflow.pyfunc.load_model("models:/head@best").predict(
-        pd.DataFrame({"image": [f.read_bytes() for f in files]})
-    )
-    for row, want in zip(out.itertuples(), expected, strict=True):
-        assert row.label == want["label"]
-        assert row.p_dogs == pytest.approx(want["probabilities"]["dogs"], abs=1e-4)
+    _served(params, "head", tmp_path, monkeypatch, files)

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
-from pathlib import Path
+import threading
+import time
 
 import pytest
 
+import nnlab.stages.evaluate
 from nnlab import paths, tracking
 from nnlab.files import read_json
+from nnlab.stages.evaluate import run as evaluate
+from nnlab.stages.train import run as train
 from tests.conftest import REPO, tiny_params
 
 
@@ -23,40 +30,23 @@ def _plain_process(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, mnist_root) -> Path:
-    """A project where mnist_mlp was trained for one epoch (its own store in mlruns/)."""
-    from nnlab.stages.train import run as train
-
-    root = tmp_path_factory.mktemp("trained") / "clone1"
-    shutil.copytree(mnist_root, root)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        train(tiny_params(**{"experiments.mnist_mlp.epochs": 1}), "mnist_mlp", root)
-    return root
-
-
-def test_receipt_holds_no_path_of_this_machine(trained, tmp_path):
-    text = (trained / "models/mnist_mlp/run.json").read_text()
-    receipt = json.loads(text)
-    assert receipt["status"] == "FINISHED" and receipt["run_id"]
-    assert str(trained.resolve()) not in text and '"/' not in text and "sqlite:" not in text
+def test_receipt_is_portable_and_another_clone_uses_its_own_store(
+    project, tmp_path, monkeypatch, capsys
+):
+    """The receipt holds no path of this machine. A checkpoint pulled into another clone
+    evaluates there, says once per step that its run is not in that clone's store, and logs
+    nothing anywhere."""
+    train(tiny_params(**{"experiments.mnist_mlp.epochs": 1}), "mnist_mlp", project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # MLFlowLogger sets it
+    text = (project / "models/mnist_mlp/run.json").read_text()
+    assert json.loads(text)["status"] == "FINISHED"
+    assert str(project.resolve()) not in text and '"/' not in text and "sqlite:" not in text
     tracking.write_receipt(tmp_path, {"run_id": "abc", "tracking_uri": "sqlite:////x/mlflow.db"})
     assert read_json(tmp_path / paths.RECEIPT) == {"run_id": "abc"}
-
-
-def test_second_clone_uses_its_own_store_and_never_the_first(
-    trained, tmp_path, monkeypatch, capsys
-):
-    """A checkpoint pulled into another clone evaluates there, says once per step that its run
-    is not in that clone's store, and logs nothing anywhere."""
-    import nnlab.stages.evaluate
-    from nnlab.stages.evaluate import run as evaluate
-
     monkeypatch.setattr(nnlab.stages.evaluate, "_figures", lambda *a, **k: None)
     clone = tmp_path / "clone2"
-    shutil.copytree(trained, clone, ignore=shutil.ignore_patterns("mlruns"))  # as `dvc pull`
-    first_db = trained / "mlruns/mlflow.db"
+    shutil.copytree(project, clone, ignore=shutil.ignore_patterns("mlruns"))  # as `dvc pull`
+    first_db = project / "mlruns/mlflow.db"
     before = first_db.stat().st_mtime_ns, first_db.stat().st_size
     receipt = tracking.read_receipt(clone / "models/mnist_mlp")
     assert tracking.tracking_uri(clone) == f"sqlite:///{clone.resolve()}/mlruns/mlflow.db"
@@ -68,11 +58,11 @@ def test_second_clone_uses_its_own_store_and_never_the_first(
     assert tracking.client(clone).search_runs(["0"]) == []
     assert tracking.client(clone).search_registered_models() == []
     # the clone that trained it still logs into its own run
-    assert tracking.log_to_run(receipt, metrics={"test/acc": 0.5}, root=trained) is True
-    assert tracking.client(trained).get_run(receipt["run_id"]).data.metrics["test/acc"] == 0.5
+    assert tracking.log_to_run(receipt, metrics={"test/acc": 0.5}, root=project) is True
+    assert tracking.client(project).get_run(receipt["run_id"]).data.metrics["test/acc"] == 0.5
 
 
-def test_dvc_temp_workspace_resolves_to_the_original_repo(tmp_path, monkeypatch):
+def test_where_runs_go_dvc_temp_workspace_stray_dvc_root_and_server(tmp_path, monkeypatch):
     repo, other = tmp_path / "repo", tmp_path / "other"
     temp = repo / ".dvc/tmp/exps/tmpk3j2_x"
     temp.mkdir(parents=True)
@@ -86,16 +76,16 @@ def test_dvc_temp_workspace_resolves_to_the_original_repo(tmp_path, monkeypatch)
     monkeypatch.setenv("DVC_ROOT", str(other))
     assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
     assert not (other / "mlruns").exists()
-
-
-def test_server_uri_wins_and_creates_nothing_locally(tmp_path, monkeypatch):
+    # a server's URI wins, and nothing is created locally
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5999"
-    assert tracking.artifact_location(tmp_path, "mnist") is None
-    assert not (tmp_path / "mlruns").exists()
+    assert tracking.tracking_uri(other) == "http://127.0.0.1:5999"
+    assert tracking.artifact_location(other, "mnist") is None
+    assert not (other / "mlruns").exists()
 
 
-def test_experiments_are_marked_as_model_training(tmp_path, monkeypatch):
+def test_experiments_are_marked_and_a_run_the_store_lacks_starts_anew(
+    tmp_path, monkeypatch, capsys
+):
     """The kind MLflow 3's UI reads to open an experiment on its runs, not in its GenAI view."""
     monkeypatch.chdir(tmp_path)  # where MLflow puts the artifacts of an experiment made by hand
     exp_id = tracking.ensure_experiment("mnist", tmp_path)
@@ -106,73 +96,68 @@ def test_experiments_are_marked_as_model_training(tmp_path, monkeypatch):
     assert tracking.ensure_experiment("imdb", tmp_path) == old
     assert c.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
     assert tracking.ensure_experiment("mnist", tmp_path) == exp_id
+    logger = tracking.make_logger("mnist_mlp", "mnist", {}, tmp_path, run_id="0" * 32)
+    assert logger.run_id != "0" * 32 and "starting a new run" in capsys.readouterr().err
+
+
+class _LoginPage(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"<html>a login page</html>")
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def _server(kind: str):
+    """The port of a socket that accepts and never answers, or of a server that is not MLflow."""
+    if kind == "silent":
+        with socket.create_server(("127.0.0.1", 0)) as silent:
+            yield silent.getsockname()[1]
+        return
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LoginPage) as page:
+        threading.Thread(target=page.serve_forever, daemon=True).start()
+        yield page.server_address[1]
+        page.shutdown()
 
 
 @pytest.mark.parametrize(
-    ("timeout", "bound"),
+    ("kind", "timeout", "bound", "says"),
     [
-        ("1", 10),  # the user's own MLFLOW_HTTP_REQUEST_TIMEOUT
-        pytest.param(None, 30, marks=pytest.mark.slow),  # nnlab's default bound
+        ("silent", "1", 10, "did not answer (MLFLOW_HTTP_REQUEST_TIMEOUT="),  # the user's bound
+        pytest.param("silent", None, 30, "did not answer", marks=pytest.mark.slow),  # nnlab's
+        ("login", "1", 10, "failed: "),
     ],
 )
-def test_a_server_that_does_not_answer_fails_in_one_bounded_line(
-    tmp_path, monkeypatch, timeout, bound
+def test_a_server_that_fails_is_one_bounded_line_naming_it(
+    tmp_path, monkeypatch, kind, timeout, bound, says
 ):
-    """A socket that accepts and never answers: MLflow's own timeouts bound the wait, and the
-    error names the server without its credentials."""
-    import socket
-    import time
-
+    """MLflow's own timeouts bound the wait; the error names the server without credentials."""
     for var in tracking.WAITS:
         monkeypatch.delenv(var, raising=False)
     if timeout:
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", timeout)
-    with socket.create_server(("127.0.0.1", 0)) as silent:
-        port = silent.getsockname()[1]
+    with _server(kind) as port:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://bob:secret@127.0.0.1:{port}")
         start = time.monotonic()
         with pytest.raises(RuntimeError) as err:
             tracking.make_logger("mnist_mlp", "mnist", {}, tmp_path)
         assert time.monotonic() - start < bound
     message = str(err.value)
-    assert f"http://127.0.0.1:{port} did not answer" in message and "secret" not in message
-    assert "MLFLOW_HTTP_REQUEST_TIMEOUT=" in message and "\n" not in message
-
-
-def test_a_server_that_is_not_mlflow_is_one_line_naming_it(tmp_path, monkeypatch):
-    import http.server
-    import threading
-
-    class Page(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"<html>a login page</html>")
-
-        do_POST = do_GET
-
-        def log_message(self, *args):
-            pass
-
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page) as page:
-        threading.Thread(target=page.serve_forever, daemon=True).start()
-        port = page.server_address[1]
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://bob:secret@127.0.0.1:{port}")
-        with pytest.raises(RuntimeError) as err:
-            tracking.make_logger("mnist_mlp", "mnist", {}, tmp_path)
-        page.shutdown()
-    message = str(err.value)
-    assert message.startswith(f"MLflow tracking server http://127.0.0.1:{port} failed: ")
-    assert "login page" in message and "secret" not in message and "\n" not in message
+    assert message.startswith(f"MLflow tracking server http://127.0.0.1:{port} {says}")
+    assert kind != "login" or "login page" in message
+    assert "secret" not in message and "\n" not in message
 
 
 @pytest.mark.parametrize(
     ("env", "zero"),
     [
         ({}, True),
-        ({"RANK": "0", "LOCAL_RANK": "0", "GROUP_RANK": "0"}, True),
-        ({"NODE_RANK": "0", "LOCAL_RANK": "0"}, True),
-        ({"SLURM_PROCID": "0"}, True),
+        ({"RANK": "0", "LOCAL_RANK": "0", "GROUP_RANK": "0", "SLURM_PROCID": "0"}, True),
         ({"RANK": "3", "LOCAL_RANK": "1"}, False),
         ({"NODE_RANK": "1"}, False),
         ({"LOCAL_RANK": "1"}, False),
@@ -180,33 +165,16 @@ def test_a_server_that_is_not_mlflow_is_one_line_naming_it(tmp_path, monkeypatch
         ({"GROUP_RANK": "1", "LOCAL_RANK": "0"}, False),
     ],
 )
-def test_global_zero_from_the_environment(monkeypatch, env, zero):
+def test_only_global_rank_zero_tracks(tmp_path, monkeypatch, env, zero):
+    """Rank variables as torchrun, SLURM and Lightning set them; other ranks create nothing."""
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert tracking.is_global_zero_env() is zero
-
-
-@pytest.mark.parametrize("var", ["NODE_RANK", "RANK", "SLURM_PROCID", "LOCAL_RANK"])
-def test_non_zero_rank_creates_nothing(tmp_path, monkeypatch, var):
-    monkeypatch.setenv(var, "1")
-    uri = tracking.tracking_uri(tmp_path)
-    assert uri == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
-    assert tracking.log_to_run({"run_id": "abc"}, metrics={"x": 1.0}, root=tmp_path) is False
-    assert tracking.make_logger("mnist_mlp", "mnist", {}, tmp_path) is False  # logger=False
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_resuming_a_run_this_store_lacks_starts_a_new_one(tmp_path, capsys):
-    logger = tracking.make_logger(
-        "mnist_mlp", "mnist", {"nnlab.experiment": "mnist_mlp"}, tmp_path, run_id="0" * 32
-    )
-    assert logger.run_id != "0" * 32
-    assert "starting a new run" in capsys.readouterr().err
-
-
-def test_dvc_experiment_name_is_a_tag(tmp_path, monkeypatch):
-    monkeypatch.setenv("DVC_EXP_NAME", "brisk-lamb")
-    assert tracking.run_tags("e", "d", "bundled", tmp_path)["dvc.exp_name"] == "brisk-lamb"
+    if not zero:
+        assert tracking.tracking_uri(tmp_path) == tracking.resolve_uri(tmp_path)
+        assert tracking.log_to_run({"run_id": "abc"}, metrics={"x": 1.0}, root=tmp_path) is False
+        assert tracking.make_logger("mnist_mlp", "mnist", {}, tmp_path) is False  # logger=False
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_parallel_jobs_create_one_store_without_a_schema_race(tmp_path):
@@ -216,16 +184,9 @@ def test_parallel_jobs_create_one_store_without_a_schema_race(tmp_path):
         "print(tracking.ensure_experiment('mnist', Path(sys.argv[1])))"
     )
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, str(tmp_path)],
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(3)
-    ]
+    cmd = [sys.executable, "-c", code, str(tmp_path)]
+    pipe = subprocess.PIPE
+    procs = [subprocess.Popen(cmd, env=env, text=True, stdout=pipe, stderr=pipe) for _ in range(3)]
     try:
         outs = [p.communicate(timeout=120) for p in procs]
     finally:

@@ -1,6 +1,5 @@
-"""What only the libraries can judge in params.yaml: the model registry the model's options,
-albumentations the augment steps, Lightning ``trainer:``. The stages call these checks before
-they touch a file."""
+"""What only the libraries can judge in params.yaml (model options, augment steps, ``trainer:``),
+asked of the model registry, albumentations and Lightning before a stage touches a file."""
 
 from __future__ import annotations
 
@@ -21,8 +20,8 @@ _STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True, allow_inf_nan=Fa
 
 
 def check_experiment(params: Params, name: str) -> None:
-    """ConfigError, one line naming the key and the value, unless the registry can build the
-    model, albumentations every augment step and Lightning a Trainer from ``trainer:``."""
+    """ConfigError, one line naming the key and the value, unless the model, every augment step
+    and a Trainer from ``trainer:`` can be built."""
     exp, where = params.experiment(name), f"experiments.{name}."
     check_model(params, name)
     for i, step in enumerate(exp.augment):
@@ -34,23 +33,18 @@ def check_experiment(params: Params, name: str) -> None:
 
 
 def check_model(params: Params, name: str) -> None:
-    """ConfigError naming ``model`` or ``model_options.<key>`` unless the registry can build the
-    experiment's model from them."""
+    """ConfigError naming ``model`` or ``model_options.<key>`` unless the registry builds it."""
     exp = params.experiment(name)
     try:
         check_options(exp.model, exp.model_options)
     except ValueError as err:
-        text = str(err)
-        _fail(
-            f"experiments.{name}."
-            + (text if text.startswith("model_options.") else f"model: {text}")
-        )
+        key = "" if str(err).startswith("model_options.") else "model: "
+        _fail(f"experiments.{name}.{key}{err}")
 
 
 def check_trainer(trainer: TrainerConfig) -> None:
-    """``trainer:`` as Lightning judges it: keys by the signature of ``lightning.Trainer``, types
-    by its annotations, values by building one (a refusal is pinned on the written key whose
-    removal lifts it). ConfigError otherwise."""
+    """ConfigError unless Lightning accepts ``trainer:``: keys by ``lightning.Trainer``'s signature,
+    types by its annotations, values by building one (pinned on the key whose removal helps)."""
     signature = inspect.signature(L.Trainer.__init__).parameters
     types = get_type_hints(L.Trainer.__init__)
     kwargs = trainer.kwargs()
@@ -74,8 +68,7 @@ def check_trainer(trainer: TrainerConfig) -> None:
 
 
 def _refusal(kwargs: dict[str, Any]) -> str | None:
-    """Why Lightning will not build a Trainer from ``kwargs``, or None. A dry build, kept quiet:
-    its notes come again with the real one."""
+    """Why Lightning will not build a Trainer from ``kwargs``, or None (a quiet dry build)."""
     quiet = logging.getLogger("lightning.pytorch")
     level = quiet.level
     quiet.setLevel(logging.ERROR)

@@ -1,8 +1,5 @@
-"""``nnlab ui`` and ``nnlab server``: MLflow's UI and tracking server on this project's store.
-
-MLflow runs in a process group of its own (uvicorn and its workers, the job runner, huey
-consumers): SIGTERM and Ctrl-C go to all of it, and nnlab returns once all of it has ended.
-"""
+"""``nnlab ui`` and ``nnlab server``: MLflow's UI and tracking server on this project's store,
+run in a process group of their own that SIGTERM and Ctrl-C stop as a whole."""
 
 from __future__ import annotations
 
@@ -23,37 +20,22 @@ from nnlab import paths, tracking
 from nnlab.log import info, warn
 
 GRACE = 10  # seconds MLflow has to stop after a signal before what is left is killed
-# MLflow 3's UI opens its GenAI view unless the URL (or the experiment's kind tag) asks for
-# the model-training one: its main bundle reads this query parameter.
+# MLflow 3's UI opens its GenAI view unless the URL asks for the model-training one
 VIEW = {"workflowType": "machine_learning"}
 
 
 def ui(args: argparse.Namespace, root: Path) -> int:
     check_address(args.host, args.port)
     uri = tracking.tracking_uri(root)
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-    ]
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    cmd += ["--host", args.host, "--port", str(args.port)]
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         cmd += ["--default-artifact-root", tracking.artifact_location(root)]
     kind = f"tags.`{tracking.EXPERIMENT_KIND_TAG}` = '{tracking.EXPERIMENT_KIND}'"
-    ids = sorted(
-        e.experiment_id for e in tracking.client(root).search_experiments(filter_string=kind)
-    )
-    page = (
-        f"compare-experiments/s?{urlencode({'experiments': json.dumps(ids), **VIEW})}"
-        if ids
-        else f"experiments?{urlencode(VIEW)}"
-    )  # the runs of nnlab's experiments
+    found = tracking.client(root).search_experiments(filter_string=kind)
+    ids = sorted(e.experiment_id for e in found)
+    query = {"experiments": json.dumps(ids), **VIEW} if ids else VIEW
+    page = f"{'compare-experiments/s' if ids else 'experiments'}?{urlencode(query)}"
     info(f"MLflow UI on http://{args.host}:{args.port}/#/{page} (store {uri})")
     return run_group(cmd)
 
@@ -65,21 +47,9 @@ def server_command(args: argparse.Namespace, root: Path) -> list[str]:
     artifacts = args.artifacts_destination or str(store / paths.SERVER_ARTIFACTS)
     if args.backend_store_uri is None:
         store.mkdir(parents=True, exist_ok=True)  # sqlite makes the file, not its folder
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        backend,
-        "--artifacts-destination",
-        artifacts,
-        "--serve-artifacts",
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-    ]
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend]
+    cmd += ["--artifacts-destination", artifacts, "--serve-artifacts"]
+    cmd += ["--host", args.host, "--port", str(args.port)]
     for option in ("app_name", "workers", "allowed_hosts"):
         if getattr(args, option):
             cmd += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
@@ -119,8 +89,8 @@ def check_address(host: str, port: int, app_name: str | None = None) -> None:
 
 
 def run_group(cmd: list[str]) -> int:
-    """Run ``cmd`` in a new process group, SIGTERM and SIGINT passed to the whole group; its exit
-    status once every process of the group has ended."""
+    """Run ``cmd`` in a new process group that gets SIGTERM and SIGINT; its exit status once
+    every process of the group has ended."""
     proc = subprocess.Popen(cmd, start_new_session=True)
     stopping = []
 
@@ -138,8 +108,8 @@ def run_group(cmd: list[str]) -> int:
 
 
 def end_group(pgid: int, sig: int, wait: bool = True) -> None:
-    """Send ``sig`` to process group ``pgid`` and, with ``wait``, return once it has no process
-    left: SIGKILL after GRACE seconds, and at most two more seconds for the kernel."""
+    """Send ``sig`` to process group ``pgid``; with ``wait``, return once it is empty (SIGKILL
+    after GRACE seconds)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
         for tick in range((GRACE * 10 + 20) if wait else 0):

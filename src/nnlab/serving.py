@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import lightning as L
 import mlflow
 import numpy as np
 import pandas as pd
@@ -42,17 +41,9 @@ from nnlab.serving import NnlabModel
 mlflow.models.set_model(NnlabModel())
 """
 _LOGGING: dict[str, NnlabModel] = {}  # checkpoint sha256 -> the model being logged
+# the model's pip requirements, pinned to the versions installed
 REQUIREMENTS = (
-    "mlflow",
-    "torch",
-    "lightning",
-    "torchmetrics",
-    "numpy",
-    "pandas",
-    "pillow",
-    "pydantic",
-    "pyyaml",
-    "albumentations",
+    "mlflow torch lightning torchmetrics numpy pandas pillow pydantic pyyaml albumentations"
 )
 
 
@@ -71,9 +62,7 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
             load_classifier(checkpoint), checkpoint, Path(context.artifacts.get(BASE_TREE, "."))
         )
 
-    def use(
-        self, model, checkpoint: Path, root: Path = Path("."), trainer: L.Trainer | None = None
-    ) -> NnlabModel:
+    def use(self, model, checkpoint: Path, root=Path("."), trainer=None) -> NnlabModel:
         """Serve ``model`` (loaded from ``checkpoint``) with ``trainer`` (default: a new
         inference Trainer); a features head's base weights lie under ``root``. A checkpoint
         whose meta nnlab cannot serve from is one ValueError naming it."""
@@ -98,7 +87,7 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
         """Per input (a file, encoded image bytes or a review text): label, probability and
         per-class probabilities, or an error (an input given as an exception is its error)."""
         results: list[dict[str, Any]] = []
-        samples = []
+        samples: list[dict[str, np.ndarray]] = []
         for value in values:
             try:
                 if isinstance(value, Exception):
@@ -129,34 +118,26 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
                 f"expected a DataFrame with a column {self.column!r} "
                 f"(got {list(model_input.columns)})"
             )
-        values = [bytes(v) if isinstance(v, bytearray) else v for v in model_input[self.column]]
         wanted = bytes if self.column == "image" else str  # never a path: no file is opened
+        bad = f"expected {'encoded image bytes' if wanted is bytes else 'a review text'}, got "
+        values = [bytes(v) if isinstance(v, bytearray) else v for v in model_input[self.column]]
         checked = [
-            v
-            if isinstance(v, wanted)
-            else ValueError(
-                f"expected {'encoded image bytes' if wanted is bytes else 'a review text'}, got "
-                f"{type(v).__name__}"
-            )
-            for v in values
+            v if isinstance(v, wanted) else ValueError(bad + type(v).__name__) for v in values
         ]
         results = self.run(checked)
-        out = pd.DataFrame(
+        columns = ["label", "probability", *(f"p_{c}" for c in self.classes), "error"]
+        rows = [
             {
-                "label": pd.Series(
-                    [r.get("label") for r in results], dtype=object
-                ),  # None, not NaN
-                "probability": [r.get("probability", np.nan) for r in results],
-                **{
-                    f"p_{c}": [r.get("probabilities", {}).get(c, np.nan) for r in results]
-                    for c in self.classes
-                },
+                "label": r.get("label"),
+                "probability": r.get("probability", np.nan),
+                **{f"p_{c}": r.get("probabilities", {}).get(c, np.nan) for c in self.classes},
+                "error": f"row {i}: {r['error']}" if "error" in r else None,
             }
-        )
-        out["error"] = pd.Series(
-            [f"row {i}: {r['error']}" if "error" in r else None for i, r in enumerate(results)],
-            dtype=object,
-        )
+            for i, r in enumerate(results)
+        ]
+        out = pd.DataFrame(rows, columns=columns)
+        for column in ("label", "error"):  # None, not NaN
+            out[column] = pd.Series([r[column] for r in rows], dtype=object)
         return out
 
 
@@ -178,38 +159,12 @@ def input_example(model, dataset: str, root: Path, n: int = 2) -> pd.DataFrame:
     return pd.DataFrame({"image": [buf.getvalue() for buf in images]})
 
 
-def _pinned(dist: str) -> str:
-    """``dist==<installed version>`` (local labels such as ``+cpu`` dropped), else ``dist``."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return f"{dist}=={version(dist).split('+')[0]}"
-    except PackageNotFoundError:
-        return dist
-
-
-def signature(served: NnlabModel):
-    """What the model reads (encoded images or review texts) and returns, known without
-    running it."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
-    scores = ["probability", *(f"p_{c}" for c in served.classes)]
-    return ModelSignature(
-        Schema([ColSpec("binary" if served.column == "image" else "string", served.column)]),
-        Schema([ColSpec("string", "label"), *(ColSpec("double", s) for s in scores)]),
-    )
-
-
 @tracking.answered
-def log_best_model(
-    params: Params, name: str, root: Path = Path("."), model=None, trainer: L.Trainer | None = None
-) -> str | None:
-    """Log experiment ``name``'s best checkpoint (``model``, if the caller loaded it already)
-    into its training run as an MLflow model, register it under ``name`` unless a version
-    holds the same checkpoint, and move alias ``best`` to the version with the highest
-    test/acc. The version, or None: ``tracking.log_model: false``, a rank other than 0, or a
-    run the store does not hold (one warning line, as for the evaluation's files)."""
+def log_best_model(params: Params, name: str, root=Path("."), model=None, trainer=None):
+    """Log experiment ``name``'s best checkpoint (``model``, if loaded already) into its training
+    run as an MLflow model registered under ``name`` (unless a version holds the same
+    checkpoint), and move alias ``best`` to the highest test/acc. The version, or None:
+    ``tracking.log_model: false``, a rank other than 0, or a run the store lacks (one line)."""
     root = Path(root)
     if not params.tracking.log_model or not tracking.is_global_zero_env():
         return None
@@ -220,17 +175,14 @@ def log_best_model(
     checkpoint = model_dir / paths.BEST
     digest = file_digest(checkpoint)
     client = tracking.client(root)
-    same = [
-        v.version
-        for v in client.search_model_versions(f"name = '{name}'")
-        if v.tags.get(DIGEST_TAG) == digest
-    ]
-    done = "registered as"
+    versions = client.search_model_versions(f"name = '{name}'")
+    same = [v.version for v in versions if v.tags.get(DIGEST_TAG) == digest]
+    done = f"unchanged ({paths.BEST}): still" if same else "registered as"
     if same:  # evaluate rerun on the same weights (other figures, code)
-        version, done = str(min(same, key=int)), f"unchanged ({paths.BEST}): still"
+        version = str(min(same, key=int))
     else:
         served = NnlabModel().use(model or load_classifier(checkpoint), checkpoint, root, trainer)
-        version = _log_model(served, params, name, checkpoint, digest, receipt["run_id"], root)
+        version = _log_model(served, params, name, checkpoint, digest, receipt, root)
         client.set_model_version_tag(name, version, DIGEST_TAG, digest)
     acc = client.get_run(receipt["run_id"]).data.metrics.get(METRIC)
     if acc is not None:  # shown beside the version in the registry
@@ -242,22 +194,23 @@ def log_best_model(
     return version
 
 
-def _log_model(
-    served: NnlabModel,
-    params: Params,
-    name: str,
-    checkpoint: Path,
-    digest: str,
-    run_id: str,
-    root: Path,
-) -> str:
-    """Log ``served`` into run ``run_id`` with real test inputs as its example, registered:
+def _log_model(served: NnlabModel, params, name, checkpoint, digest, receipt, root) -> str:
+    """Log ``served`` into the receipt's run, registered, with real test inputs as its example:
     the new version. MLflow's check of the example reuses ``served`` (no reload)."""
+    from importlib.metadata import version as installed
+
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
     client = tracking.client(root)
-    run = client.get_run(run_id).info
-    example = input_example(
-        served.model, params.source_dataset(params.experiment(name).dataset), root
+    run = client.get_run(receipt["run_id"]).info
+    dataset = params.source_dataset(params.experiment(name).dataset)
+    scores = ["probability", *(f"p_{c}" for c in served.classes)]
+    signature = ModelSignature(  # what the model reads and returns, known without running it
+        Schema([ColSpec("binary" if served.column == "image" else "string", served.column)]),
+        Schema([ColSpec("string", "label"), *(ColSpec("double", s) for s in scores)]),
     )
+    pins = [f"{d}=={installed(d).split('+')[0]}" for d in REQUIREMENTS.split()]  # no +cpu
     previous = mlflow.get_tracking_uri()  # a global URI (MLFlowLogger sets one) beats the vars
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)  # copies: MLflow refuses links (DVC's symlink cache) out of a folder
@@ -270,8 +223,7 @@ def _log_model(
             artifacts[BASE_TREE] = str(tmp / BASE_TREE)
         code = tmp / "nnlab_model.py"  # the model's code, logged with it
         code.write_text(MODEL_CODE)
-        # MLflow's fluent API (log_model, registration) on this store for a moment
-        uri = tracking.tracking_uri(root)
+        uri = tracking.tracking_uri(root)  # MLflow's fluent API on this store for a moment
         with mock.patch.dict(os.environ, dict.fromkeys(STORE_VARS, uri)):
             mlflow.set_tracking_uri(uri)  # (it sets MLFLOW_TRACKING_URI too: restored here)
             _LOGGING[digest] = served
@@ -282,9 +234,9 @@ def _log_model(
                         python_model=code,
                         artifacts=artifacts,
                         code_paths=[str(Path(nnlab.__file__).parent)],
-                        pip_requirements=[_pinned(d) for d in REQUIREMENTS],
-                        input_example=example,
-                        signature=signature(served),
+                        pip_requirements=pins,
+                        input_example=input_example(served.model, dataset, root),
+                        signature=signature,
                         registered_model_name=name,
                         tags={"nnlab.experiment": name},
                     )

@@ -1,10 +1,6 @@
-"""Keras-style model summary: layer, output shape, parameter count, then the totals.
-
-``nnlab summary <experiment>`` needs nothing but params.yaml: the input shape and classes come
-from the split's meta.json when the data exists (the size really used, e.g. by an offline
-substitute), else from the dataset's params (any kind). A head trained on a frozen base's
-features is shown with that base in front of it, as it runs on an image.
-"""
+"""Keras-style model summary (layer, output shape, parameters, totals) from params alone: shapes
+from the split's meta.json when the data exists, else from the dataset's params. A head on a
+frozen base's features is shown with that base in front of it, as it runs on an image."""
 
 from __future__ import annotations
 
@@ -19,29 +15,15 @@ from nnlab.checks import check_model
 from nnlab.spec import DataSpec, spec_from_meta
 
 
-def example_inputs(spec: DataSpec, batch: int = 1) -> tuple[torch.Tensor, ...]:
-    """A dummy batch in the form the net receives it (images already scaled to floats)."""
-    if spec.kind == "text":
-        max_len = spec.input_shape[0]
-        return (torch.ones(batch, max_len, dtype=torch.long), torch.full((batch,), max_len))
-    return (torch.zeros(batch, *spec.input_shape),)
-
-
-def _shape(out) -> tuple[int, ...] | None:
-    if isinstance(out, torch.Tensor):
-        return tuple(out.shape)
-    if isinstance(out, tuple | list) and out:
-        return _shape(out[0])
-    if hasattr(out, "data") and isinstance(out.data, torch.Tensor):  # PackedSequence
-        return tuple(out.data.shape)
-    return None
-
-
-def _keras_shape(shape: tuple[int, ...] | None) -> str:
-    if shape is None:
+def _keras_shape(out) -> str:
+    """The output's shape as Keras prints it: (None, H, W, C) for images; "?" if unknown."""
+    while isinstance(out, tuple | list) and out:
+        out = out[0]
+    out = getattr(out, "data", out)  # a PackedSequence's data
+    if not isinstance(out, torch.Tensor):
         return "?"
-    dims = list(shape[1:])
-    if len(dims) == 3:  # C, H, W -> H, W, C as Keras prints it
+    dims = list(out.shape[1:])
+    if len(dims) == 3:  # C, H, W -> H, W, C
         dims = [dims[1], dims[2], dims[0]]
     return "(" + ", ".join(["None", *map(str, dims)]) + ")"
 
@@ -49,27 +31,25 @@ def _keras_shape(shape: tuple[int, ...] | None) -> str:
 def summary_rows(net: nn.Module, spec: DataSpec) -> list[tuple[str, str, int]]:
     """(layer, output shape, own parameters) for each leaf module, in call order."""
     rows: list[tuple[str, str, int]] = []
-    hooks = []
-    leaves = [(n, m) for n, m in net.named_modules() if not list(m.children()) and n]
-    seen: set[int] = set()
+    leaves = {m: n for n, m in net.named_modules() if n and not list(m.children())}
 
-    def hook(name: str):
-        def fn(module: nn.Module, args, out):
-            if id(module) in seen:
-                return
-            seen.add(id(module))
+    def record(module: nn.Module, args, out) -> None:
+        name = leaves.pop(module, None)
+        if name is not None:  # a module called twice is listed once
             params = sum(p.numel() for p in module.parameters(recurse=False))
-            rows.append((f"{name} ({type(module).__name__})", _keras_shape(_shape(out)), params))
+            rows.append((f"{name} ({type(module).__name__})", _keras_shape(out), params))
 
-        return fn
-
-    for name, module in leaves:
-        hooks.append(module.register_forward_hook(hook(name)))
+    if spec.kind == "text":  # token ids and their lengths
+        n = spec.input_shape[0]
+        inputs = (torch.ones(1, n, dtype=torch.long), torch.full((1,), n))
+    else:  # images, already scaled to floats
+        inputs = (torch.zeros(1, *spec.input_shape),)
+    hooks = [m.register_forward_hook(record) for m in leaves]
     was_training = net.training
-    net.eval()
     try:
         with torch.no_grad():
-            net(*example_inputs(spec))
+            net.eval()
+            net(*inputs)
     finally:
         for h in hooks:
             h.remove()
@@ -84,9 +64,7 @@ def summary_text(net: nn.Module, spec: DataSpec, title: str = "") -> str:
     w1 = max([len("Layer (type)")] + [len(r[0]) for r in rows]) + 2
     w2 = max([len("Output Shape")] + [len(r[1]) for r in rows]) + 2
     width = w1 + w2 + 12
-    lines = []
-    if title:
-        lines.append(f'Model: "{title}"')
+    lines = [f'Model: "{title}"'] if title else []
     header = f"{'Layer (type)':<{w1}}{'Output Shape':<{w2}}{'Param #':>12}"
     lines += ["_" * width, header, "=" * width]
     for i, (name, shape, params) in enumerate(rows):
@@ -102,9 +80,8 @@ def summary_text(net: nn.Module, spec: DataSpec, title: str = "") -> str:
 
 
 def dataset_spec(params, dataset: str, root: Path = Path(".")) -> DataSpec:
-    """The spec of a split: its meta.json when prepared, else what params say it will be.
-    For a features cache, ``extra`` holds its base (random weights: shapes only) and the
-    spec of the images it reads."""
+    """The spec of a split: its meta.json when prepared, else what params say it will be; a
+    features cache's ``extra`` holds its base (random weights) and its images' spec."""
     from nnlab.files import read_json
 
     file = paths.split_dir(dataset, root) / paths.META

@@ -1,6 +1,6 @@
-"""MLflow: where runs go (decided afresh by every process: ``MLFLOW_TRACKING_URI``, else the
-project's SQLite store in ``mlruns/``), their tags and dataset inputs, and the run receipt
-(``models/<experiment>/run.json``: portable fields only, no path, no URI). Rank 0 only.
+"""MLflow through its public API: where runs go (``MLFLOW_TRACKING_URI``, else the project's
+SQLite store in ``mlruns/``), tags, dataset inputs and the run receipt
+(``models/<experiment>/run.json``: no path, no URI). Rank 0 only.
 """
 
 from __future__ import annotations
@@ -18,15 +18,13 @@ from nnlab import paths
 from nnlab.files import load_array, read_json, regular_file, write_json
 from nnlab.log import info
 
-# The experiment tag MLflow 3.x's UI reads to open an experiment on its runs (the model-training
-# view) rather than on traces (the GenAI view).
+# read by MLflow 3's UI: open the experiment on its runs, not on traces (the GenAI view)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
-# global rank, node rank and local rank as torchrun, SLURM and Lightning's launcher set them
+# global, node and local rank as torchrun, SLURM and Lightning's launcher set them
 RANK_VARS = ("RANK", "SLURM_PROCID", "NODE_RANK", "GROUP_RANK", "LOCAL_RANK")
 LOCAL = ("tracking_uri", "artifact_uri")  # where a store was on the machine that trained
-# MLflow's own bounds on a tracking server's answer, unless the user set them: a server that
-# does not answer fails a stage after two tries of 10 s (MLflow waits minutes by default).
+# a server that does not answer fails after two tries of 10 s, unless the user set these
 WAITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
 
 
@@ -36,12 +34,10 @@ def is_global_zero_env() -> bool:
 
 
 def project_root(root: Path = Path(".")) -> Path:
-    """The repository whose ``mlruns/`` holds this working copy's runs: inside a DVC temporary
-    workspace (``<repo>/.dvc/tmp/exps/...``: queued and ``--temp`` runs) the original one, found
-    by the folder's shape alone (a stray ``DVC_ROOT`` never redirects another clone)."""
-    here = Path(root).resolve()
-    repo, found, _ = f"{here}/".rpartition("/.dvc/tmp/exps/")
-    return Path(repo) if found else here
+    """The repository whose ``mlruns/`` this working copy uses: the original one inside a DVC
+    temporary workspace (``<repo>/.dvc/tmp/exps/...``), found by the folder's shape alone."""
+    repo, found, _ = f"{Path(root).resolve()}/".rpartition("/.dvc/tmp/exps/")
+    return Path(repo) if found else Path(root).resolve()
 
 
 def resolve_uri(root: Path = Path(".")) -> str:
@@ -51,8 +47,7 @@ def resolve_uri(root: Path = Path(".")) -> str:
 
 
 def tracking_uri(root: Path = Path(".")) -> str:
-    """:func:`resolve_uri`; the local store is created on global rank 0 (only there), and
-    MLflow's waits for a server are bounded (:data:`WAITS`) unless the user set them."""
+    """:func:`resolve_uri`, the local store created on global rank 0 only; :data:`WAITS` set."""
     for key, value in WAITS.items():
         os.environ.setdefault(key, value)
     uri = resolve_uri(root)
@@ -61,10 +56,14 @@ def tracking_uri(root: Path = Path(".")) -> str:
     return uri
 
 
+def redacted_uri(root: Path = Path(".")) -> str:
+    """The tracking URI for messages, without the credentials a server URI may carry."""
+    return re.sub(r"://[^/@]*@", "://", resolve_uri(root))
+
+
 def answered(fn):
     """``fn`` with a tracking server's failure as one RuntimeError naming it (never its
-    credentials): one that did not answer in time, with the MLflow variables that bound the
-    wait, or one whose answer MLflow refused (not an MLflow server?)."""
+    credentials): no answer in time (with the bounding variables), or an answer MLflow refused."""
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
@@ -90,16 +89,15 @@ def answered(fn):
 
 
 def artifact_location(root: Path = Path("."), experiment: str = "") -> str | None:
-    """Artifact root for experiments this project creates in its own local store."""
+    """Artifact root of an experiment in the local store (None: a server decides)."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
-        return None  # the server decides (proxied with --serve-artifacts)
+        return None
     return (project_root(root) / paths.MLRUNS / paths.STORE_ARTIFACTS / experiment).as_uri()
 
 
 def check_inside(location: str, root: Path = Path(".")) -> None:
-    """RuntimeError unless the local store keeps ``location`` (an artifact folder) inside this
-    project's ``mlruns/``: a store moved or copied from elsewhere names its old folders, and
-    MLflow would write there. A server's store, and a bucket, decide for themselves."""
+    """RuntimeError unless a local store keeps ``location`` inside this project's ``mlruns/``
+    (a store moved or copied from elsewhere names its old folders, and MLflow would write there)."""
     from urllib.parse import urlparse
     from urllib.request import url2pathname
 
@@ -117,16 +115,14 @@ def check_inside(location: str, root: Path = Path(".")) -> None:
 
 
 def client(root: Path = Path(".")):
-    """A client on the store this process resolves now (never one named in a receipt); its
-    Model Registry is that store too."""
+    """A client (tracking and registry) on the store this process resolves now."""
     return _client(tracking_uri(root))
 
 
 @functools.cache
 def _client(uri: str):
-    """One client per store and process; the first on a local store creates it, holding the
-    store's lock: parallel jobs would race on the schema (`duplicate column name`). A file
-    that is not an SQLite database (corrupt, truncated) is one line naming it."""
+    """One client per store and process. A local store is created under its lock (parallel jobs
+    would race on the schema); a file that is not an SQLite database is one line naming it."""
     import fcntl
     import sqlite3
 
@@ -159,29 +155,14 @@ def ensure_experiment(name: str, root: Path = Path(".")) -> str:
     found = c.get_experiment_by_name(name)
     if found:
         check_inside(found.artifact_location, root)
-    try:
-        exp_id = (
-            found.experiment_id
-            if found
-            else c.create_experiment(name, artifact_location=artifact_location(root, name))
-        )
-    except MlflowException:  # another job created it a moment ago
-        exp_id = c.get_experiment_by_name(name).experiment_id
+        exp_id = found.experiment_id
+    else:
+        try:
+            exp_id = c.create_experiment(name, artifact_location=artifact_location(root, name))
+        except MlflowException:  # another job created it a moment ago
+            exp_id = c.get_experiment_by_name(name).experiment_id
     c.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return exp_id
-
-
-def git_info(root: Path = Path(".")) -> dict[str, str]:
-    try:
-        commit, status = (
-            subprocess.run(
-                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
-            ).stdout.strip()
-            for args in (["rev-parse", "HEAD"], ["status", "--porcelain", "-uno"])
-        )
-    except (OSError, subprocess.SubprocessError):
-        return {"git.commit": "unknown", "git.dirty": "unknown"}
-    return {"git.commit": commit, "git.dirty": str(bool(status)).lower()}
 
 
 def params_hash(flat: dict[str, Any]) -> str:
@@ -190,28 +171,26 @@ def params_hash(flat: dict[str, Any]) -> str:
 
 
 def run_tags(experiment: str, dataset: str, data_source: str, root: Path) -> dict[str, str]:
-    tags = {
-        "nnlab.experiment": experiment,
-        "nnlab.dataset": dataset,
-        "data.source": data_source,
-        **git_info(root),
-    }
+    """The run's tags: names, data source, git commit and state, and a ``dvc exp run``'s."""
+    tags = {"nnlab.experiment": experiment, "nnlab.dataset": dataset, "data.source": data_source}
+    try:
+        commit, status = (
+            subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+            for args in (["rev-parse", "HEAD"], ["status", "--porcelain", "-uno"])
+        )
+        tags.update({"git.commit": commit, "git.dirty": str(bool(status)).lower()})
+    except (OSError, subprocess.SubprocessError):
+        tags.update({"git.commit": "unknown", "git.dirty": "unknown"})
     dvc = {"dvc.exp_name": "DVC_EXP_NAME", "dvc.exp_baseline": "DVC_EXP_BASELINE_REV"}
-    tags.update({k: os.environ[v] for k, v in dvc.items() if os.environ.get(v)})  # dvc exp run
-    return tags
+    return tags | {k: os.environ[v] for k, v in dvc.items() if os.environ.get(v)}
 
 
 @answered
-def make_logger(
-    experiment: str,
-    dataset: str,
-    tags: dict[str, str],
-    root: Path = Path("."),
-    run_id: str | None = None,
-):
-    """Lightning's MLFlowLogger for one training (``Trainer(logger=...)``), its experiment
-    created and tagged; a ``run_id`` this store lacks starts a new run. ``False`` (no logger)
-    on other ranks: even constructing an MLflow client creates a SQLite store."""
+def make_logger(experiment: str, dataset: str, tags: dict[str, str], root=Path("."), run_id=None):
+    """Lightning's MLFlowLogger for one training, its experiment created and tagged; a
+    ``run_id`` this store lacks starts a new run. ``False`` (no logger) on other ranks."""
     from lightning.pytorch.loggers import MLFlowLogger
 
     if not is_global_zero_env():
@@ -231,11 +210,6 @@ def make_logger(
     )
 
 
-def redacted_uri(root: Path = Path(".")) -> str:
-    """The tracking URI for messages, without the credentials a server URI may carry."""
-    return re.sub(r"://[^/@]*@", "://", resolve_uri(root))
-
-
 def run_exists(run_id: str, root: Path = Path(".")) -> bool:
     """Whether the store holds the run (a store that does not answer raises)."""
     from mlflow.exceptions import MlflowException
@@ -250,9 +224,8 @@ def run_exists(run_id: str, root: Path = Path(".")) -> bool:
 
 def write_receipt(model_dir: Path, receipt: dict[str, Any]) -> None:
     """Write ``run.json`` without the fields that would tie it to one machine's store."""
-    write_json(
-        Path(model_dir) / paths.RECEIPT, {k: v for k, v in receipt.items() if k not in LOCAL}
-    )
+    portable = {k: v for k, v in receipt.items() if k not in LOCAL}
+    write_json(Path(model_dir) / paths.RECEIPT, portable)
 
 
 def read_receipt(model_dir: Path) -> dict[str, Any]:
@@ -278,14 +251,13 @@ def receipt_or_empty(model_dir: Path) -> dict[str, Any]:
 def log_to_run(
     receipt: dict[str, Any],
     metrics: dict[str, float] | None = None,
-    artifacts: list[Path] | None = None,
+    artifacts: list[Path] = (),
     artifact_path: str | None = None,
     tags: dict[str, str] | None = None,
     root: Path = Path("."),
 ) -> bool:
-    """Add metrics, tags and files to the run named in a receipt (rank 0 only). False, with
-    one line, when the store does not hold that run (a checkpoint pulled into another clone or
-    machine): the caller's files are still written, and no run is made."""
+    """Add metrics, tags and files to the run named in a receipt (rank 0 only). False, with one
+    line, when the store does not hold that run (a checkpoint pulled into another clone)."""
     if not is_global_zero_env():
         return False
     run_id = receipt.get("run_id")
@@ -298,7 +270,7 @@ def log_to_run(
         return False
     c = client(root)
     check_inside(c.get_run(run_id).info.artifact_uri, root)
-    uploads = [p for p in map(Path, artifacts or []) if p.exists()]
+    uploads = [p for p in map(Path, artifacts) if p.exists()]
     for path in uploads:  # MLflow would copy a FIFO or a device forever: refused first
         for file in path.rglob("*") if path.is_dir() else [path]:
             if not file.is_dir():
@@ -313,21 +285,20 @@ def log_to_run(
 
 
 def dataset_source(raw_manifest: dict[str, Any]):
-    """Where a dataset came from, as an MLflow DatasetSource: the user's local ``path`` (taken
-    absolute), the URL it was downloaded from, or (offline substitute) the generator's name."""
+    """Where a dataset came from, as an MLflow DatasetSource: the user's ``path`` (absolute),
+    the URL it was downloaded from, or (offline substitute) the generator's name."""
     import warnings
 
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.data.dataset_source_registry import resolve_dataset_source
 
-    urls = [f.get("url", "") for f in raw_manifest.get("files", {}).values() if isinstance(f, dict)]
-    urls = [u for u in urls if u.startswith(("http://", "https://"))]
+    files = [f for f in raw_manifest.get("files", {}).values() if isinstance(f, dict)]
+    urls = [u for f in files if str(u := f.get("url", "")).startswith(("http://", "https://"))]
     if raw_manifest.get("path"):
         urls = [Path(raw_manifest["path"]).absolute().as_uri()]
     if not urls:
-        return CodeDatasetSource(
-            {k: str(raw_manifest[k]) for k in ("source", "fallback_reason") if k in raw_manifest}
-        )
+        keys = ("source", "fallback_reason")
+        return CodeDatasetSource({k: str(raw_manifest[k]) for k in keys if k in raw_manifest})
     with warnings.catch_warnings():  # MLflow registers its local source twice and says so
         warnings.simplefilter("ignore", UserWarning)
         return resolve_dataset_source(urls[0])
@@ -335,9 +306,9 @@ def dataset_source(raw_manifest: dict[str, Any]):
 
 @answered
 def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> list[str]:
-    """Log the splits of ``data/split/<dataset>`` as the run's dataset inputs (context tag
-    train/val/test) with the digests its manifest records; a derived dataset (a features cache)
-    has the source of the dataset it was made from. The digests in split order (rank 0 only)."""
+    """Log the splits of ``data/split/<dataset>`` as the run's dataset inputs (context
+    train/val/test) with their manifest's digests; a features cache has the source of the
+    dataset it was made from. The digests in split order (rank 0 only)."""
     import mlflow.data
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
@@ -350,22 +321,19 @@ def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> list[str]
     recorded = read_json(manifest).get("digests", {}) if manifest.is_file() else {}
     origin = meta.get("derived", {}).get("from", dataset)
     raw = paths.raw_dir(origin, root) / paths.MANIFEST
-    source = dataset_source(
-        read_json(raw) if raw.is_file() else {"source": meta.get("source", "unknown")}
-    )
-    tags = {"nnlab.kind": meta["kind"], "nnlab.source": str(meta.get("source", "unknown"))}
+    unknown = {"source": meta.get("source", "unknown")}
+    source = dataset_source(read_json(raw) if raw.is_file() else unknown)
+    tags = {"nnlab.kind": meta["kind"], "nnlab.source": str(unknown["source"])}
     if origin != dataset:
         tags["nnlab.derived_from"] = origin
     inputs = []
     for split in paths.SPLITS:
-        arrays = {
-            f.stem.removeprefix(f"{split}_"): load_array(f)
-            for f in sorted(folder.glob(f"{split}_*.npy"))
-        }
+        files = sorted(folder.glob(f"{split}_*.npy"))
+        arrays = {f.stem.removeprefix(f"{split}_"): load_array(f) for f in files}
         y = arrays.pop("y")
         ds = mlflow.data.from_numpy(
             arrays, source=source, targets=y, name=dataset, digest=recorded.get(split)
-        )  # else MLflow computes one
+        )
         split_tags = {MLFLOW_DATASET_CONTEXT: split, **tags, "nnlab.samples": str(len(y))}
         inputs.append(
             DatasetInput(Dataset(**ds.to_dict()), [InputTag(k, v) for k, v in split_tags.items()])

@@ -1,9 +1,6 @@
-"""evaluate@<experiment>: score the best checkpoint on the test split, on the training's
-accelerator, and write ``reports/experiments/<experiment>/``: ``metrics.json`` (the DVC
-metrics), ``per_class.json``, ``confusion.csv`` and ``history.csv`` (DVC plots), ``run.json``
-(what compare reads) and ``figures/``. All of it goes into the training's MLflow run, and the
-checkpoint becomes the registered MLflow model.
-"""
+"""evaluate@<experiment>: score the best checkpoint on the test split and write
+``reports/experiments/<experiment>/`` (metrics, per-class, confusion, history, run.json,
+figures); all of it goes into the training's MLflow run, and the checkpoint is registered."""
 
 from __future__ import annotations
 
@@ -13,7 +10,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 
@@ -26,7 +22,7 @@ from nnlab.classifier import (
     load_classifier,
     scale_inputs,
 )
-from nnlab.config import ExperimentConfig, Params
+from nnlab.config import Params
 from nnlab.data.augment import build_augment
 from nnlab.data.datamodule import ArrayDataModule, ArrayDataset
 from nnlab.data.prepare import StageOrderError, load_arrays, split_digests
@@ -49,7 +45,10 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     receipt = tracking.read_receipt(model_dir)
     _check_same_split(receipt, exp.dataset, name, root)
     trainer = inference_trainer(params)  # the one Trainer: test, then the model's example
-    model = _test(trainer, params, exp, model_dir / paths.BEST, root)
+    model = load_classifier(model_dir / paths.BEST)
+    dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
+    trainer.test(model, datamodule=dm, verbose=False)
+    model.cpu()
     test = load_arrays(exp.dataset, "test", root)
     y, probs = np.asarray(test["y"]), torch.cat(model.test_probs).numpy()
     metrics = {
@@ -64,51 +63,23 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
         _write_confusion(tmp / paths.CONFUSION, model.spec.classes, y, probs)
         if (model_dir / paths.HISTORY).is_file():
             shutil.copy(model_dir / paths.HISTORY, tmp / paths.HISTORY)
-        _figures(params, name, model, test, y, probs, tmp, root)
-        write_json(
-            tmp / paths.RECEIPT,
-            {
-                "experiment": name,
-                "dataset": exp.dataset,
-                "model": exp.model,
-                "params_total": count_parameters(model.net)[0],
-                "test_samples": len(y),
-                "data_source": receipt.get("data_source", "unknown"),
-                "pretrained": receipt.get("pretrained"),  # which pretrained weights, if any
-                "run_id": receipt["run_id"],
-            },
-        )
-    tracking.log_to_run(
-        receipt,
-        metrics={k: metrics[k] for k in ("test/acc", "test/loss")},
-        artifacts=[out],
-        artifact_path="evaluation",
-        root=root,
-    )
+        _figures(params, name, model, test, probs, tmp, root)
+        report = {"experiment": name, "dataset": exp.dataset, "model": exp.model}
+        report |= {"params_total": count_parameters(model.net)[0], "test_samples": len(y)}
+        report |= {"data_source": receipt.get("data_source", "unknown")}
+        report |= {"pretrained": receipt.get("pretrained"), "run_id": receipt["run_id"]}
+        write_json(tmp / paths.RECEIPT, report)  # what compare reads
+    scores = {k: metrics[k] for k in ("test/acc", "test/loss")}
+    tracking.log_to_run(receipt, scores, [out], artifact_path="evaluation", root=root)
     # registered (unless unchanged); alias best on the best test/acc
     serving.log_best_model(params, name, root, model, trainer)
-    info(
-        f"evaluate@{name}: test/acc {metrics['test/acc']:.4f}, "
-        f"test/loss {metrics['test/loss']:.4f} -> {out}"
-    )
+    info(f"evaluate@{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f" -> {out}")
     return metrics
 
 
-def _test(
-    trainer: L.Trainer, params: Params, exp: ExperimentConfig, best: Path, root: Path
-) -> Classifier:
-    """The checkpoint (loaded once) after ``trainer.test``: its metrics and test probabilities
-    filled in."""
-    model = load_classifier(best)
-    dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
-    trainer.test(model, datamodule=dm, verbose=False)
-    return model.cpu()
-
-
 def _check_same_split(receipt: dict[str, Any], dataset: str, name: str, root: Path) -> None:
-    """Refuse to score a checkpoint on a split other than the one it was trained on (a
-    re-split with other data params, by hand outside ``dvc repro``): its test samples, or
-    their encoding, would differ from the ones the run's numbers belong to."""
+    """Refuse to score a checkpoint on a split other than the one it was trained on (re-split
+    by hand outside ``dvc repro``)."""
     trained_on = receipt.get("split_digests") or {}
     now = split_digests(dataset, root)
     if trained_on and now and trained_on != now:
@@ -140,79 +111,45 @@ def _write_confusion(path: Path, classes: tuple[str, ...], y: np.ndarray, probs:
         writer.writerows([classes[a], classes[p]] for a, p in zip(y, probs.argmax(1), strict=True))
 
 
-def _figures(
-    params: Params,
-    name: str,
-    model: Classifier,
-    test: dict[str, np.ndarray],
-    y: np.ndarray,
-    probs: np.ndarray,
-    out: Path,
-    root: Path,
-) -> None:
-    """``figures/``: learning curves and confusion matrix; for images the misclassified ones,
-    what the net sees and the augmented training batches; for texts test examples."""
+def _figures(params: Params, name: str, model: Classifier, test, probs, out: Path, root: Path):
+    """``figures/``: learning curves, confusion matrix, and for images the misclassified ones,
+    what the net sees and augmented batches; for texts test examples."""
     exp, figures, classes = params.experiment(name), out / paths.FIGURES, list(model.spec.classes)
+    y = np.asarray(test["y"])
     figures.mkdir()
     if (out / paths.HISTORY).is_file():
         viz.learning_curves(out / paths.HISTORY, figures / paths.LEARNING_CURVES_PNG, name)
     viz.confusion_matrix(model.test_confusion, classes, figures / paths.CONFUSION_PNG, name)
-    if model.spec.kind == "text":
-        write_text_examples(test, y, probs, classes, model.assets, figures / paths.EXAMPLES)
-        return
+    if model.spec.kind == "text" and VOCAB_ASSET in model.assets:
+        _text_examples(test, probs, classes, model.assets, figures / paths.EXAMPLES)
     if model.spec.kind != "image":
         return
     viz.misclassified(test["x"], y, probs, classes, figures / paths.MISCLASSIFIED_PNG)
     fig = params.figures
     picks = viz.example_indices(y, fig.images)
     (x,) = scale_inputs(ArrayDataset({"x": test["x"]}).__getitems__(picks))
-    inside.model_pictures(
-        model.net.float(),
-        x,
-        y[picks],
-        classes,
-        figures,
-        filters=fig.filters,
-        steps=fig.steps,
-        seed=params.seed,
-    )
+    drawing = {"filters": fig.filters, "steps": fig.steps, "seed": params.seed}
+    inside.model_pictures(model.net.float(), x, y[picks], classes, figures, **drawing)
     if exp.augment:  # what the training batches looked like
         train_x = load_arrays(exp.dataset, "train", root)["x"]
-        viz.augmented_samples(
-            train_x, build_augment(exp.augment, params.seed, rank=0), figures / paths.AUGMENTED_PNG
-        )
+        augment = build_augment(exp.augment, params.seed, rank=0)
+        viz.augmented_samples(train_x, augment, figures / paths.AUGMENTED_PNG)
 
 
-def write_text_examples(
-    arrays: dict[str, np.ndarray],
-    y: np.ndarray,
-    probs: np.ndarray,
-    classes: list[str],
-    assets: dict[str, Any],
-    out: Path,
-    per_class: int = 3,
-) -> None:
-    """A few test texts per class plus the most confidently wrong ones, with probabilities,
-    decoded with the vocabulary the model carries (what the model read: <unk> for unknowns)."""
-    if VOCAB_ASSET not in assets:
-        return
+def _text_examples(test, probs: np.ndarray, classes: list[str], assets, out: Path, n=3) -> None:
+    """``n`` test texts per class and the ``n`` most confidently wrong, with probabilities,
+    decoded as the model read them (<unk> for unknown words)."""
     vocab = Vocabulary.from_json(assets[VOCAB_ASSET])
-    pred = probs.argmax(1)
+    y, pred = np.asarray(test["y"]), probs.argmax(1)
     wrong = np.flatnonzero(pred != y)
-    picks = [("sample", i) for c in range(len(classes)) for i in np.flatnonzero(y == c)[:per_class]]
-    picks += [
-        ("most confidently wrong", i)
-        for i in wrong[np.argsort(-probs[wrong, pred[wrong]])][:per_class]
-    ]
+    picks = [("sample", i) for c in range(len(classes)) for i in np.flatnonzero(y == c)[:n]]
+    confident = wrong[np.argsort(-probs[wrong, pred[wrong]])][:n]
+    picks += [("most confidently wrong", i) for i in confident]
     lines = ["# Test examples", ""]
     for kind, i in picks:
         p = ", ".join(f"P({c}) = {probs[i, k]:.3f}" for k, c in enumerate(classes))
-        text = vocab.decode(arrays["x"][i], arrays["len"][i] if "len" in arrays else None)
-        lines += [
-            f"## test #{i} ({kind}): actual {classes[y[i]]}, predicted {classes[pred[i]]}; {p}",
-            "",
-            f"> {text}",
-            "",
-        ]
+        text = vocab.decode(test["x"][i], test["len"][i] if "len" in test else None)
+        title = f"## test #{i} ({kind}): actual {classes[y[i]]}, predicted {classes[pred[i]]}; {p}"
+        lines += [title, "", f"> {text}", ""]
     with atomic_file(out, "w") as fh:
         fh.write("\n".join(lines))
