@@ -29,6 +29,7 @@ from nnlab.paths import check_name
 
 PARAMS_FILE = "params.yaml"
 MAX_BYTES = 2**20  # a params file larger than this is not one
+KINDS = ("mnist", "image_folder", "text_folder", "text_table")  # the readers in nnlab.data
 
 
 class ConfigError(ValueError):
@@ -101,20 +102,17 @@ class TrainerConfig(BaseModel):
     log_every_n_steps: Any = 10
     enable_progress_bar: Any = True
 
-    @model_validator(mode="before")
-    @classmethod
-    def _check(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            if key := next((k for k in data if k in NOT_IN_TRAINER), None):
-                raise _key_error(key, NOT_IN_TRAINER[key])
-            devices, cores = data.get("devices"), os.cpu_count() or 1
-            if data.get("accelerator") == "cpu" and type(devices) is int and devices > cores:
-                raise _key_error(
-                    "devices",
-                    f"{devices} processes with accelerator: cpu, but this machine has "
-                    f"{cores} cores",
-                )
-        return data
+    @model_validator(mode="after")
+    def _check(self) -> TrainerConfig:
+        if key := next((k for k in self.model_extra or () if k in NOT_IN_TRAINER), None):
+            raise _key_error(key, NOT_IN_TRAINER[key])
+        devices, cores = self.devices, os.cpu_count() or 1
+        if self.accelerator == "cpu" and type(devices) is int and devices > cores:
+            raise _key_error(
+                "devices",
+                f"{devices} processes with accelerator: cpu, but this machine has {cores} cores",
+            )
+        return self
 
     def kwargs(self) -> dict[str, Any]:
         """The keyword arguments for ``lightning.Trainer``, ``precision: auto`` resolved."""
@@ -127,11 +125,10 @@ class TrainerConfig(BaseModel):
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (else it is emulated, slower than fp32)."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        words = Path("/proc/cpuinfo").read_text().split()
     except OSError:
         return False
-    flags = next((line.split() for line in text.splitlines() if line.startswith("flags")), [])
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return "avx512_bf16" in words or "amx_bf16" in words
 
 
 def auto_precision(accelerator: Any) -> str:
@@ -203,7 +200,10 @@ class DataConfig(_Strict):
 
     def class_names(self) -> dict[str, str] | None:
         """``classes:`` as {label in the data: class name}, in class order; None: all of them."""
-        return None
+        classes = getattr(self, "classes", None)  # none in MNIST
+        if isinstance(classes, list):
+            return {c: c for c in classes}
+        return None if classes is None else dict(classes)
 
 
 class MnistConfig(DataConfig):
@@ -239,11 +239,6 @@ class _UserDataConfig(DataConfig):
     classes: Annotated[Any, PlainValidator(_check_classes)] = None
     synthetic_size: int = Field(600, ge=10)
 
-    def class_names(self) -> dict[str, str] | None:
-        if isinstance(self.classes, list):
-            return {c: c for c in self.classes}
-        return None if self.classes is None else dict(self.classes)
-
 
 class ImageFolderConfig(_UserDataConfig):
     kind: Literal["image_folder"]
@@ -272,7 +267,6 @@ class TextTableConfig(_TextConfig):
     label_column: str = "label"
 
 
-KINDS = ("mnist", "image_folder", "text_folder", "text_table")  # the readers in nnlab.data
 DataBlock = Annotated[
     MnistConfig | ImageFolderConfig | TextFolderConfig | TextTableConfig,
     Field(discriminator="kind"),
@@ -411,17 +405,12 @@ class Params(_Strict):
     def dataset(self, name: str) -> DataConfig:
         return _lookup(self.data, name, "dataset", "data")
 
-    def features_of(self, name: str) -> FeaturesConfig | None:
-        """The features cache ``name`` is, or None for a dataset under data:."""
-        if name in self.features:
-            return self.features[name]
-        self.dataset(name)  # neither: a ConfigError naming the datasets
-        return None
-
     def source_dataset(self, name: str) -> str:
         """The key of data: that a dataset or a features cache comes from."""
-        feat = self.features_of(name)
-        return name if feat is None else feat.from_
+        if name in self.features:
+            return self.features[name].from_
+        self.dataset(name)  # neither: a ConfigError naming the datasets
+        return name
 
     def flat(self, experiment: str) -> dict[str, Any]:
         """Every param that shapes one experiment, flattened to dotted keys (for MLflow)."""
@@ -438,8 +427,8 @@ class Params(_Strict):
             "loader": self.loader.model_dump(),
             "data": {source: self.dataset(source).model_dump()},
         }
-        if (feat := self.features_of(exp.dataset)) is not None:
-            tree["features"] = {exp.dataset: feat.model_dump(by_alias=True)}
+        if exp.dataset in self.features:
+            tree["features"] = {exp.dataset: self.features[exp.dataset].model_dump(by_alias=True)}
         tree["experiment"] = exp.model_dump()
         return tree
 
@@ -454,16 +443,11 @@ def _lookup(blocks: dict[str, Any], name: str, what: str, section: str) -> Any:
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-    elif isinstance(tree, list) and tree and all(isinstance(v, dict) for v in tree):
-        for i, value in enumerate(tree):
-            out.update(flatten(value, f"{prefix}{i}."))
-    else:
-        out[prefix.rstrip(".")] = tree
-    return out
+    if isinstance(tree, list) and tree and all(isinstance(v, dict) for v in tree):
+        tree = dict(enumerate(tree))  # augment steps: augment.0.name
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree}
+    return {k: v for key, sub in tree.items() for k, v in flatten(sub, f"{prefix}{key}.").items()}
 
 
 def _quote(name: Any) -> str:
@@ -486,31 +470,32 @@ def show(value: Any) -> str:
 def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        parts, kind, got = tuple(e["loc"]), e["type"], e.get("input")
-        if parts[:1] == ("data",) and parts[2:3] and parts[2] in KINDS:  # the union's tag
-            parts = parts[:2] + parts[3:]
-        if parts[-1:] == ("[key]",):  # a key of a mapping of names
-            parts = parts[:-2]
-        elif kind == "invalid_key":  # a key of a model
-            parts = parts[:-1]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)[1:]
-        if kind == "invalid_key" or (kind == "string_type" and e["loc"][-1:] == ("[key]",)):
-            lines.append(f"{where or 'top level'}: key {show(got)} is not a string")
+        loc, kind, got = e["loc"], e["type"], e.get("input")
+        if loc[:1] == ("data",) and loc[2:3] and loc[2] in KINDS:  # the union's tag
+            loc = loc[:2] + loc[3:]
+        in_key = loc[-1:] == ("[key]",)  # a key of a mapping of names
+        if in_key or kind == "invalid_key":  # ... or of a model
+            loc = loc[: -2 if in_key else -1]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)[1:]
+        if kind == "invalid_key" or (in_key and kind == "string_type"):
+            text = f"key {show(got)} is not a string"
         elif kind in ("model_type", "dict_type", "model_attributes_type"):
-            lines.append(f"{where or 'top level'}: expected a mapping (got {show(got)})")
+            text = f"expected a mapping (got {show(got)})"
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            where += ".kind"
             found = f"got {show(got['kind'])}" if "kind" in got else "missing"
-            lines.append(f"{where}.kind: expected one of {', '.join(KINDS)} ({found})")
+            text = f"expected one of {', '.join(KINDS)} ({found})"
         elif kind == "nnlab_key":
-            key = ".".join(k for k in (where, e["ctx"]["key"]) if k)
-            lines.append(f"{key}: {e['ctx']['message']}")
+            where = ".".join(k for k in (where, e["ctx"]["key"]) if k)
+            text = e["ctx"]["message"]
         elif kind == "missing":
-            lines.append(f"{where}: required key missing")
+            text = "required key missing"
         else:
-            msg = one_line(e["msg"].removeprefix("Value error, "), 200)
+            text = one_line(e["msg"].removeprefix("Value error, "), 200)
             if kind == "float_type" and isinstance(got, str):
-                msg += " (write numbers unquoted, e.g. 0.001 or 1.0e-3)"
-            lines.append(f"{where or 'top level'}: {msg} (got {show(got)})")
+                text += " (write numbers unquoted, e.g. 0.001 or 1.0e-3)"
+            text += f" (got {show(got)})"
+        lines.append(f"{where or 'top level'}: {text}")
     if len(lines) > 5:
         lines[5:] = [f"and {len(lines) - 5} more"]
     return "; ".join(lines)
