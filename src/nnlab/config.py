@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -16,8 +15,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PlainValidator,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -41,19 +41,22 @@ def _key_error(key: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("nnlab_key", "{message}", {"key": key, "message": message})
 
 
-def _or_auto(expected: str, ok: Callable[[Any], bool]) -> Any:
-    """A field that holds ``expected`` or "auto", with one message when it holds neither."""
+def _expected(what: str) -> WrapValidator:
+    """One message, ``expected <what>``, for a value that none of a union's types takes."""
 
-    def validate(v: Any) -> Any:
-        if v == "auto" or ok(v):
-            return v
-        raise ValueError(f'expected {expected} or "auto"')
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError(f"expected {what}") from None
 
-    return Annotated[Any, PlainValidator(validate)]
+    return WrapValidator(validate)
 
 
-Threads = _or_auto("an int >= 1", lambda v: type(v) is int and v >= 1)
-BoolOrAuto = _or_auto("true, false", lambda v: type(v) is bool)
+Threads = Annotated[
+    Literal["auto"] | Annotated[int, Field(ge=1)], _expected('an int >= 1 or "auto"')
+]
+BoolOrAuto = Annotated[Literal["auto"] | bool, _expected('true, false or "auto"')]
 Name = Annotated[str, AfterValidator(check_name)]  # a key that names a folder
 
 
@@ -215,16 +218,9 @@ class MnistConfig(DataConfig):
     ]
 
 
-def _check_classes(value: Any) -> list[str] | dict[str, str] | None:
-    if value is None:
-        return None
-    names = list(value.values()) if isinstance(value, dict) else value
-    if not isinstance(value, list | dict) or not all(type(n) is str for n in [*value, *names]):
-        raise ValueError(
-            "expected a list of class names, or a mapping {label in the data: class name}, "
-            "all strings"
-        )
-    if len(value) < 2:
+def _check_classes(value: list[str] | dict[str, str] | None) -> Any:
+    names = list(value.values()) if isinstance(value, dict) else value or []
+    if value is not None and len(value) < 2:
         raise ValueError("a classifier needs at least two classes")
     if twice := sorted({n for n in names if names.count(n) > 1}):
         raise ValueError(f"{_quote(twice[0])} is listed twice")
@@ -236,7 +232,13 @@ class _UserDataConfig(DataConfig):
 
     source: Literal["auto", "remote", "synthetic"] = "auto"
     # a list fixes the class order or selects a subset; a mapping also names them
-    classes: Annotated[Any, PlainValidator(_check_classes)] = None
+    classes: Annotated[
+        list[str] | dict[str, str] | None,
+        _expected(
+            "a list of class names, or a mapping {label in the data: class name}, all strings"
+        ),
+        AfterValidator(_check_classes),
+    ] = None
     synthetic_size: int = Field(600, ge=10)
 
 
