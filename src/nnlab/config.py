@@ -18,6 +18,7 @@ from pydantic import (
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -36,9 +37,9 @@ class ConfigError(ValueError):
     """params.yaml is missing, malformed or holds an invalid value."""
 
 
-def _key_error(key: str, message: str) -> PydanticCustomError:
-    """An error about ``key`` (dotted, relative to the model that raises it)."""
-    return PydanticCustomError("nnlab_key", "{message}", {"key": key, "message": message})
+def _key_error(text: str) -> PydanticCustomError:
+    """``<key>: <message>``, the key dotted and relative to the model that raises it."""
+    return PydanticCustomError("nnlab_key", "{text}", {"text": text})
 
 
 def _expected(what: str) -> WrapValidator:
@@ -69,7 +70,7 @@ class _Strict(BaseModel):
         known = [field.alias or name for name, field in cls.model_fields.items()]
         for key in data if isinstance(data, dict) else ():
             if isinstance(key, str) and key not in known:
-                raise _key_error(key, f"unknown key (known: {', '.join(known)})")
+                raise _key_error(f"{key}: unknown key (known: {', '.join(known)})")
         return data
 
 
@@ -108,12 +109,12 @@ class TrainerConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> TrainerConfig:
         if key := next((k for k in self.model_extra or () if k in NOT_IN_TRAINER), None):
-            raise _key_error(key, NOT_IN_TRAINER[key])
-        devices, cores = self.devices, os.cpu_count() or 1
-        if self.accelerator == "cpu" and type(devices) is int and devices > cores:
+            raise _key_error(f"{key}: {NOT_IN_TRAINER[key]}")
+        cores = os.cpu_count() or 1
+        if self.accelerator == "cpu" and type(self.devices) is int and self.devices > cores:
             raise _key_error(
-                "devices",
-                f"{devices} processes with accelerator: cpu, but this machine has {cores} cores",
+                f"devices: {self.devices} processes with accelerator: cpu, but this machine has "
+                f"{cores} cores"
             )
         return self
 
@@ -189,15 +190,13 @@ class DataConfig(_Strict):
     def _check(self) -> DataConfig:
         if self.val_fraction + self.test_fraction >= 1:
             raise _key_error(
-                "test_fraction",
-                "val_fraction + test_fraction must be < 1, got "
-                f"{self.val_fraction} + {self.test_fraction}",
+                "test_fraction: val_fraction + test_fraction must be < 1, got "
+                f"{self.val_fraction} + {self.test_fraction}"
             )
         if self.path is None and not self.mirrors and self.source in ("auto", "remote"):
             raise _key_error(
-                "path",
-                "required: a folder or a file (or mirrors: URLs to download, "
-                "or the offline substitute as source:)",
+                "path: required: a folder or a file (or mirrors: URLs to download, or the offline "
+                "substitute as source:)"
             )
         return self
 
@@ -218,15 +217,6 @@ class MnistConfig(DataConfig):
     ]
 
 
-def _check_classes(value: list[str] | dict[str, str] | None) -> Any:
-    names = list(value.values()) if isinstance(value, dict) else value or []
-    if value is not None and len(value) < 2:
-        raise ValueError("a classifier needs at least two classes")
-    if twice := sorted({n for n in names if names.count(n) > 1}):
-        raise ValueError(f"{_quote(twice[0])} is listed twice")
-    return value
-
-
 class _UserDataConfig(DataConfig):
     """A dataset of labelled files, with a seeded synthetic substitute offline."""
 
@@ -237,9 +227,18 @@ class _UserDataConfig(DataConfig):
         _expected(
             "a list of class names, or a mapping {label in the data: class name}, all strings"
         ),
-        AfterValidator(_check_classes),
     ] = None
     synthetic_size: int = Field(600, ge=10)
+
+    @field_validator("classes")
+    @classmethod
+    def _check_classes(cls, value: list[str] | dict[str, str] | None) -> Any:
+        names = list(value.values()) if isinstance(value, dict) else value or []
+        if value is not None and len(value) < 2:
+            raise ValueError("a classifier needs at least two classes")
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"{_quote(twice[0])} is listed twice")
+        return value
 
 
 class ImageFolderConfig(_UserDataConfig):
@@ -322,15 +321,13 @@ class ExperimentConfig(_Strict):
     def _check(self) -> ExperimentConfig:
         if self.momentum != 0 and self.optimizer in ("adam", "adamw"):
             raise _key_error(
-                "momentum",
-                f"{self.optimizer} has no momentum (got {self.momentum}; use sgd or rmsprop, "
-                "or drop it)",
+                f"momentum: {self.optimizer} has no momentum (got {self.momentum}; use sgd or "
+                "rmsprop, or drop it)"
             )
         if self.finetune is not None and self.finetune.unfreeze_epoch >= self.epochs:
             raise _key_error(
-                "finetune.unfreeze_epoch",
-                f"{self.finetune.unfreeze_epoch} >= epochs ({self.epochs}): the base would "
-                "never train",
+                f"finetune.unfreeze_epoch: {self.finetune.unfreeze_epoch} >= epochs "
+                f"({self.epochs}): the base would never train"
             )
         return self
 
@@ -365,7 +362,7 @@ class Params(_Strict):
         texts = [n for n in data if n not in images]
         for name, feat in self.features.items():
             if name in data:
-                raise _key_error(f"features.{name}", "a features cache named as a dataset")
+                raise _key_error(f"features.{name}: a features cache named as a dataset")
             if feat.from_ not in images:
                 what = (
                     f"is a {data[feat.from_].kind} dataset; a pretrained image base needs images"
@@ -373,21 +370,19 @@ class Params(_Strict):
                     else "has no block under data:"
                 )
                 raise _key_error(
-                    f"features.{name}.from",
-                    f"{_quote(feat.from_)} {what} (image datasets: {', '.join(images) or 'none'})",
+                    f"features.{name}.from: {_quote(feat.from_)} {what} (image datasets: "
+                    f"{_listed(images)})"
                 )
         for name, exp in self.experiments.items():
             if exp.dataset not in data and exp.dataset not in self.features:
-                known = ", ".join([*data, *self.features]) or "none"
                 raise _key_error(
-                    f"experiments.{name}.dataset",
-                    f"{_quote(exp.dataset)} has no block under data: or features: (known: {known})",
+                    f"experiments.{name}.dataset: {_quote(exp.dataset)} has no block under data: "
+                    f"or features: (known: {_listed([*data, *self.features])})"
                 )
             if exp.bucket_by_length and exp.dataset not in texts:
                 raise _key_error(
-                    f"experiments.{name}.bucket_by_length",
-                    f"{_quote(exp.dataset)} has no lengths to bucket by (text datasets only: "
-                    f"{', '.join(texts) or 'none'})",
+                    f"experiments.{name}.bucket_by_length: {_quote(exp.dataset)} has no lengths "
+                    f"to bucket by (text datasets only: {_listed(texts)})"
                 )
         split = [*(f"data.{n}" for n in data), *(f"features.{n}" for n in self.features)]
         for keys in ([f"experiments.{n}" for n in self.experiments], split):
@@ -395,9 +390,8 @@ class Params(_Strict):
             for key in keys:
                 if (first := seen.setdefault(key.split(".", 1)[1].lower(), key)) != key:
                     raise _key_error(
-                        key,
-                        f"differs from {first} only in case: one folder on a case-insensitive "
-                        "file system (macOS, Windows); rename one",
+                        f"{key}: differs from {first} only in case: one folder on a "
+                        "case-insensitive file system (macOS, Windows); rename one"
                     )
         return self
 
@@ -438,8 +432,7 @@ class Params(_Strict):
 def _lookup(blocks: dict[str, Any], name: str, what: str, section: str) -> Any:
     if name not in blocks:
         raise ConfigError(
-            f"{PARAMS_FILE}: no {what} {_quote(name)} under {section}: "
-            f"(known: {', '.join(blocks) or 'none'})"
+            f"{PARAMS_FILE}: no {what} {_quote(name)} under {section}: (known: {_listed(blocks)})"
         )
     return blocks[name]
 
@@ -450,6 +443,10 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(tree, dict):
         return {prefix.rstrip("."): tree}
     return {k: v for key, sub in tree.items() for k, v in flatten(sub, f"{prefix}{key}.").items()}
+
+
+def _listed(names: Any) -> str:
+    return ", ".join(names) or "none"
 
 
 def _quote(name: Any) -> str:
@@ -479,7 +476,10 @@ def _describe(err: ValidationError) -> str:
         if in_key or kind == "invalid_key":  # ... or of a model
             loc = loc[: -2 if in_key else -1]
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)[1:]
-        if kind == "invalid_key" or (in_key and kind == "string_type"):
+        if kind == "nnlab_key":
+            key, _, text = e["ctx"]["text"].partition(": ")
+            where = ".".join(filter(None, (where, key)))
+        elif kind == "invalid_key" or (in_key and kind == "string_type"):
             text = f"key {show(got)} is not a string"
         elif kind in ("model_type", "dict_type", "model_attributes_type"):
             text = f"expected a mapping (got {show(got)})"
@@ -487,9 +487,6 @@ def _describe(err: ValidationError) -> str:
             where += ".kind"
             found = f"got {show(got['kind'])}" if "kind" in got else "missing"
             text = f"expected one of {', '.join(KINDS)} ({found})"
-        elif kind == "nnlab_key":
-            where = ".".join(k for k in (where, e["ctx"]["key"]) if k)
-            text = e["ctx"]["message"]
         elif kind == "missing":
             text = "required key missing"
         else:
