@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML, YAMLError
 
-from nnlab.files import decode_text
+from nnlab.files import decode_text, regular_file
 from nnlab.log import one_line
 from nnlab.paths import check_name
 
@@ -515,12 +515,8 @@ def parse_params(raw: Any, where: str = PARAMS_FILE) -> Params:
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder, not a params file")
-    if path.exists() and not path.is_file():
-        raise ConfigError(f"{path}: not a regular file (a pipe or a device?)")
     try:
-        if (size := path.stat().st_size) > MAX_BYTES:
+        if (size := regular_file(path).stat().st_size) > MAX_BYTES:
             raise ConfigError(
                 f"{path}: {size} bytes; a params file is text of at most {MAX_BYTES >> 20} MiB"
             )
@@ -528,10 +524,11 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raw = YAML(typ="safe", pure=True).load(decode_text(path.read_bytes(), path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found (run nnlab from the project root)") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from None
-    except ValueError as err:  # not text
-        raise ConfigError(str(err)) from None
+    except (OSError, ValueError) as err:  # not a regular file, not text (one line each), unread
+        strerror = getattr(err, "strerror", None)
+        raise ConfigError(
+            f"{path}: cannot read it ({strerror})" if strerror else str(err)
+        ) from None
     except YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "not valid YAML"
