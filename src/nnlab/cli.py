@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     debug = f"show tracebacks (or {DEBUG_ENV}=1)"
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug)
     p = argparse.ArgumentParser(prog="nnlab", description="nnlab command line", parents=[common])
-    p.add_argument("--params", default=PARAMS_FILE, help="params file (default: params.yaml)")
+    p.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def command(name: str, run: Callable, help_: str) -> argparse.ArgumentParser:
