@@ -413,8 +413,7 @@ class Params(_Strict):
         return flatten(self.tree(experiment))
 
     def tree(self, experiment: str) -> dict[str, Any]:
-        """Every param that shapes one experiment, nested as in params.yaml (its own block as
-        ``experiment``)."""
+        """Every param that shapes one experiment, nested as params.yaml (its own as experiment)."""
         exp = self.experiment(experiment)
         source = self.source_dataset(exp.dataset)
         tree: dict[str, Any] = {

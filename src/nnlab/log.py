@@ -1,6 +1,5 @@
 """nnlab's console output: one stdlib logger writing to stderr on global rank 0 only, with
-warnings that stand out (a substitute must never pass unnoticed); and the offline-fallback rule.
-"""
+warnings that stand out (a substitute must never pass unnoticed); the offline-fallback rule."""
 
 from __future__ import annotations
 
