@@ -127,7 +127,7 @@ CASES = {
         lambda path: None,
         ["params.yaml: not found (run nnlab from the project root)"],
     ),
-    "fifo": (os.mkfifo, ["params.yaml: not a regular file (a pipe or a device?)"]),  # would block
+    "fifo": (os.mkfifo, ["params.yaml: is a named pipe (FIFO), not a regular file"]),  # blocks
     "empty-file": ("", ["params.yaml", "empty file"]),
     "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", ["params.yaml", "not UTF-8 text"]),
     "nul-bytes": ("seed: 1\x00\n", ["params.yaml", "not text (it holds NUL bytes)"]),

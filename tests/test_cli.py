@@ -46,7 +46,7 @@ def test_one_line_and_the_traceback_on_request(
     monkeypatch.chdir(tmp_path)
     assert main([*before, "--params", ".", "train", "x", *after]) == 2
     lines = _err_lines(capsys)
-    assert lines[-1] == "nnlab: error: .: is a folder, not a params file"
+    assert lines[-1] == "nnlab: error: .: is a folder, not a file"
     assert lines[0].startswith("Traceback") is traceback and (len(lines) == 1) is not traceback
     if traceback:
         assert any("ConfigError" in line for line in lines)

@@ -47,8 +47,8 @@ def test_lookups_name_what_is_known():
     with pytest.raises(ConfigError, match=r"no experiment 'nope' .*known: m, h"):
         params.experiment("nope")
     with pytest.raises(ConfigError, match="known: mnist, cats_vs_dogs"):
-        params.features_of("nope")
-    assert params.features_of("mnist") is None
+        params.source_dataset("nope")
+    assert params.source_dataset("mnist") == "mnist"
     assert params.source_dataset("cvd") == "cats_vs_dogs"
 
 

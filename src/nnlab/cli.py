@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import json
 import logging
@@ -13,6 +12,7 @@ import os
 import sys
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from nnlab.config import PARAMS_FILE, ConfigError, load_params
@@ -20,7 +20,15 @@ from nnlab.files import interruptible
 from nnlab.log import one_line
 
 DEBUG_ENV = "NNLAB_DEBUG"
-EXPECTED = (ConfigError, ValueError, RuntimeError, OSError)
+# the stages of dvc.yaml: what each does, and what it runs on (the <item> of train@<item>)
+STAGES = {
+    "download": ("fetch a dataset's raw files (or its substitute)", "dataset"),
+    "split": ("decode, split and store a dataset as arrays", "dataset"),
+    "features": ("run a frozen pretrained base over a dataset (features:)", "cache"),
+    "train": ("train one experiment", "experiment"),
+    "evaluate": ("score an experiment's best checkpoint", "experiment"),
+    "compare": ("table and chart of all evaluated experiments", None),
+}
 
 
 def _port(text: str) -> int:
@@ -29,11 +37,12 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _stage(args: argparse.Namespace, root: Path, what: str | None) -> int:
-    """A stage of dvc.yaml on the ``what`` named, else on the one DVC_STAGE names: dvc.yaml's
+def _stage(args: argparse.Namespace, root: Path) -> int:
+    """A stage of dvc.yaml on the item named, else on the one DVC_STAGE names: dvc.yaml's
     commands never name it, so that no params key reaches a shell."""
     params = load_params(args.params)
     stage = importlib.import_module(f"nnlab.stages.{args.command}")
+    what = STAGES[args.command][1]
     if what is None:
         print(stage.run(params, root))
         return 0
@@ -75,75 +84,58 @@ def _mlflow(args: argparse.Namespace, root: Path) -> int:
     return getattr(server, args.command)(args, root)
 
 
-def _stage_command(help_: str, what: str | None) -> tuple:
-    item = {"nargs": "?", "metavar": what, "help": f"default: the <{what}> of DVC_STAGE"}
-    return help_, functools.partial(_stage, what=what), [(("item",), item)] if what else []
-
-
-PORT = ("--port",), {"type": _port, "default": 5000}
-HOST = ("--host",), {"default": "127.0.0.1", "help": "interface (0.0.0.0: every one, for a LAN)"}
-MLFLOW_PASSED = ("--app-name", "--workers", "--allowed-hosts")  # given to mlflow server as is
-# command -> (help, what it runs, its arguments as (flags, keywords)); the stages are dvc.yaml's
-COMMANDS = {
-    "download": _stage_command("fetch a dataset's raw files (or its substitute)", "dataset"),
-    "split": _stage_command("decode, split and store a dataset as arrays", "dataset"),
-    "features": _stage_command("run a frozen pretrained base over a dataset (features:)", "cache"),
-    "train": _stage_command("train one experiment", "experiment"),
-    "evaluate": _stage_command("score an experiment's best checkpoint", "experiment"),
-    "compare": _stage_command("table and chart of all evaluated experiments", None),
-    "summary": ("print a Keras-style model summary", _summary, [(("experiment",), {})]),
-    "predict": (
-        "predict labels for files with an experiment's model",
-        _predict,
-        [
-            (("experiment",), {}),
-            (("files",), {"nargs": "+", "help": "image or text files (after --, any name)"}),
-            (("--json",), {"action": "store_true", "help": "one JSON object per line"}),
-        ],
-    ),
-    "ui": ("open the MLflow UI on this project's runs", _mlflow, [PORT, HOST]),
-    "server": (
-        "an MLflow tracking server that proxies artifacts (for many machines)",
-        _mlflow,
-        [
-            PORT,
-            HOST,
-            (("--backend-store-uri",), {"help": "default: sqlite:///<project>/mlruns/server.db"}),
-            (("--artifacts-destination",), {"help": "default: <project>/mlruns/server-artifacts"}),
-            *(((flag,), {"help": "passed to mlflow server"}) for flag in MLFLOW_PASSED),
-        ],
-    ),
-}
-
-
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     debug = f"show tracebacks (or {DEBUG_ENV}=1)"
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug)
     p = argparse.ArgumentParser(prog="nnlab", description="nnlab command line", parents=[common])
-    p.add_argument("--params", default=PARAMS_FILE, help="params file (default: params.yaml)")
+    p.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, (help_, run_, arguments) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_, parents=[common])
-        sp.set_defaults(run=run_)
-        for flags, keywords in arguments:
-            sp.add_argument(*flags, **keywords)
+
+    def command(name: str, run: Callable, help_: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help_, parents=[common])
+        parser.set_defaults(run=run)
+        return parser
+
+    for name, (help_, what) in STAGES.items():
+        stage = command(name, _stage, help_)
+        if what:
+            stage.add_argument(
+                "item", nargs="?", metavar=what, help=f"default: the <{what}> of DVC_STAGE"
+            )
+    command("summary", _summary, "print a Keras-style model summary").add_argument("experiment")
+    predict = command("predict", _predict, "predict labels for files with an experiment's model")
+    predict.add_argument("experiment")
+    predict.add_argument("files", nargs="+", help="image or text files (after --, any name)")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    ui = command("ui", _mlflow, "open the MLflow UI on this project's runs")
+    server = command(
+        "server", _mlflow, "an MLflow tracking server that proxies artifacts (for many machines)"
+    )
+    for mlflow in (ui, server):
+        mlflow.add_argument("--port", type=_port, default=5000)
+        mlflow.add_argument(
+            "--host", default="127.0.0.1", help="interface (0.0.0.0: every one, for a LAN)"
+        )
+    server.add_argument("--backend-store-uri", help="default: sqlite:///<project>/mlruns/server.db")
+    server.add_argument(
+        "--artifacts-destination", help="default: <project>/mlruns/server-artifacts"
+    )
+    for flag in ("--app-name", "--workers", "--allowed-hosts"):
+        server.add_argument(flag, help="passed to mlflow server")
     return p
 
 
 def _dashed_files(argv: list[str]) -> list[str]:
     """``nnlab predict <experiment> -x.png``: a name that starts with "-" and is none of
     predict's options is a file, passed on as ``./-x.png`` (not taken for an option)."""
-    if "predict" not in argv:
-        return argv
-    start = argv.index("predict") + 1
+    argv = list(argv)
+    start = argv.index("predict") + 1 if "predict" in argv else len(argv)
     end = argv.index("--", start) if "--" in argv[start:] else len(argv)
-    options = ("--json", "--debug", "-h", "--help")
-    return [
-        *argv[:start],
-        *(f"./{a}" if a.startswith("-") and a not in options else a for a in argv[start:end]),
-        *argv[end:],
-    ]
+    for i in range(start, end):
+        if argv[i].startswith("-") and argv[i] not in ("--json", "--debug", "-h", "--help"):
+            argv[i] = f"./{argv[i]}"
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         message = one_line(err, sys.maxsize) or type(err).__name__
         if isinstance(err, KeyboardInterrupt):
             message, code = "interrupted", 130
-        elif not isinstance(err, EXPECTED):
+        elif not isinstance(err, ValueError | RuntimeError | OSError):  # ConfigError among them
             hint = "" if debug else " (rerun with --debug for the traceback)"
             message, code = f"{type(err).__name__}: {message}{hint}", 1
         else:
@@ -180,7 +172,7 @@ def shown(text: str) -> str:
 
 def run() -> None:
     """The ``nnlab`` console script: :func:`main`, then an exit that skips the interpreter's
-    teardown (unloading torch, Lightning, MLflow); every file and MLflow call is done by then."""
+    teardown (unloading torch, Lightning, MLflow): every file and MLflow call is done by then."""
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -16,43 +15,49 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PlainValidator,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML, YAMLError
 
-from nnlab.files import decode_text
+from nnlab.files import decode_text, regular_file
 from nnlab.log import one_line
 from nnlab.paths import check_name
 
 PARAMS_FILE = "params.yaml"
 MAX_BYTES = 2**20  # a params file larger than this is not one
+KINDS = ("mnist", "image_folder", "text_folder", "text_table")  # the readers in nnlab.data
 
 
 class ConfigError(ValueError):
     """params.yaml is missing, malformed or holds an invalid value."""
 
 
-def _key_error(key: str, message: str) -> PydanticCustomError:
-    """An error about ``key`` (dotted, relative to the model that raises it)."""
-    return PydanticCustomError("nnlab_key", "{message}", {"key": key, "message": message})
+def _key_error(text: str) -> PydanticCustomError:
+    """``<key>: <message>``, the key dotted and relative to the model that raises it."""
+    return PydanticCustomError("nnlab_key", "{text}", {"text": text})
 
 
-def _or_auto(expected: str, ok: Callable[[Any], bool]) -> Any:
-    """A field that holds ``expected`` or "auto", with one message when it holds neither."""
+def _expected(what: str) -> WrapValidator:
+    """One message, ``expected <what>``, for a value that none of a union's types takes."""
 
-    def validate(v: Any) -> Any:
-        if v == "auto" or ok(v):
-            return v
-        raise ValueError(f'expected {expected} or "auto"')
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError(f"expected {what}") from None
 
-    return Annotated[Any, PlainValidator(validate)]
+    return WrapValidator(validate)
 
 
-Threads = _or_auto("an int >= 1", lambda v: type(v) is int and v >= 1)
-BoolOrAuto = _or_auto("true, false", lambda v: type(v) is bool)
+Threads = Annotated[
+    Literal["auto"] | Annotated[int, Field(ge=1)], _expected('an int >= 1 or "auto"')
+]
+BoolOrAuto = Annotated[Literal["auto"] | bool, _expected('true, false or "auto"')]
 Name = Annotated[str, AfterValidator(check_name)]  # a key that names a folder
 
 
@@ -65,7 +70,7 @@ class _Strict(BaseModel):
         known = [field.alias or name for name, field in cls.model_fields.items()]
         for key in data if isinstance(data, dict) else ():
             if isinstance(key, str) and key not in known:
-                raise _key_error(key, f"unknown key (known: {', '.join(known)})")
+                raise _key_error(f"{key}: unknown key (known: {', '.join(known)})")
         return data
 
 
@@ -101,20 +106,17 @@ class TrainerConfig(BaseModel):
     log_every_n_steps: Any = 10
     enable_progress_bar: Any = True
 
-    @model_validator(mode="before")
-    @classmethod
-    def _check(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            if key := next((k for k in data if k in NOT_IN_TRAINER), None):
-                raise _key_error(key, NOT_IN_TRAINER[key])
-            devices, cores = data.get("devices"), os.cpu_count() or 1
-            if data.get("accelerator") == "cpu" and type(devices) is int and devices > cores:
-                raise _key_error(
-                    "devices",
-                    f"{devices} processes with accelerator: cpu, but this machine has "
-                    f"{cores} cores",
-                )
-        return data
+    @model_validator(mode="after")
+    def _check(self) -> TrainerConfig:
+        if key := next((k for k in self.model_extra or () if k in NOT_IN_TRAINER), None):
+            raise _key_error(f"{key}: {NOT_IN_TRAINER[key]}")
+        cores = os.cpu_count() or 1
+        if self.accelerator == "cpu" and type(self.devices) is int and self.devices > cores:
+            raise _key_error(
+                f"devices: {self.devices} processes with accelerator: cpu, but this machine has "
+                f"{cores} cores"
+            )
+        return self
 
     def kwargs(self) -> dict[str, Any]:
         """The keyword arguments for ``lightning.Trainer``, ``precision: auto`` resolved."""
@@ -127,11 +129,10 @@ class TrainerConfig(BaseModel):
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (else it is emulated, slower than fp32)."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        words = Path("/proc/cpuinfo").read_text().split()
     except OSError:
         return False
-    flags = next((line.split() for line in text.splitlines() if line.startswith("flags")), [])
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return "avx512_bf16" in words or "amx_bf16" in words
 
 
 def auto_precision(accelerator: Any) -> str:
@@ -189,21 +190,22 @@ class DataConfig(_Strict):
     def _check(self) -> DataConfig:
         if self.val_fraction + self.test_fraction >= 1:
             raise _key_error(
-                "test_fraction",
-                "val_fraction + test_fraction must be < 1, got "
-                f"{self.val_fraction} + {self.test_fraction}",
+                "test_fraction: val_fraction + test_fraction must be < 1, got "
+                f"{self.val_fraction} + {self.test_fraction}"
             )
         if self.path is None and not self.mirrors and self.source in ("auto", "remote"):
             raise _key_error(
-                "path",
-                "required: a folder or a file (or mirrors: URLs to download, "
-                "or the offline substitute as source:)",
+                "path: required: a folder or a file (or mirrors: URLs to download, or the offline "
+                "substitute as source:)"
             )
         return self
 
     def class_names(self) -> dict[str, str] | None:
         """``classes:`` as {label in the data: class name}, in class order; None: all of them."""
-        return None
+        classes = getattr(self, "classes", None)  # none in MNIST
+        if isinstance(classes, list):
+            return {c: c for c in classes}
+        return None if classes is None else dict(classes)
 
 
 class MnistConfig(DataConfig):
@@ -215,34 +217,28 @@ class MnistConfig(DataConfig):
     ]
 
 
-def _check_classes(value: Any) -> list[str] | dict[str, str] | None:
-    if value is None:
-        return None
-    names = list(value.values()) if isinstance(value, dict) else value
-    if not isinstance(value, list | dict) or not all(type(n) is str for n in [*value, *names]):
-        raise ValueError(
-            "expected a list of class names, or a mapping {label in the data: class name}, "
-            "all strings"
-        )
-    if len(value) < 2:
-        raise ValueError("a classifier needs at least two classes")
-    if twice := sorted({n for n in names if names.count(n) > 1}):
-        raise ValueError(f"{_quote(twice[0])} is listed twice")
-    return value
-
-
 class _UserDataConfig(DataConfig):
     """A dataset of labelled files, with a seeded synthetic substitute offline."""
 
     source: Literal["auto", "remote", "synthetic"] = "auto"
     # a list fixes the class order or selects a subset; a mapping also names them
-    classes: Annotated[Any, PlainValidator(_check_classes)] = None
+    classes: Annotated[
+        list[str] | dict[str, str] | None,
+        _expected(
+            "a list of class names, or a mapping {label in the data: class name}, all strings"
+        ),
+    ] = None
     synthetic_size: int = Field(600, ge=10)
 
-    def class_names(self) -> dict[str, str] | None:
-        if isinstance(self.classes, list):
-            return {c: c for c in self.classes}
-        return None if self.classes is None else dict(self.classes)
+    @field_validator("classes")
+    @classmethod
+    def _check_classes(cls, value: list[str] | dict[str, str] | None) -> Any:
+        names = list(value.values()) if isinstance(value, dict) else value or []
+        if value is not None and len(value) < 2:
+            raise ValueError("a classifier needs at least two classes")
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"{_quote(twice[0])} is listed twice")
+        return value
 
 
 class ImageFolderConfig(_UserDataConfig):
@@ -272,7 +268,6 @@ class TextTableConfig(_TextConfig):
     label_column: str = "label"
 
 
-KINDS = ("mnist", "image_folder", "text_folder", "text_table")  # the readers in nnlab.data
 DataBlock = Annotated[
     MnistConfig | ImageFolderConfig | TextFolderConfig | TextTableConfig,
     Field(discriminator="kind"),
@@ -326,15 +321,13 @@ class ExperimentConfig(_Strict):
     def _check(self) -> ExperimentConfig:
         if self.momentum != 0 and self.optimizer in ("adam", "adamw"):
             raise _key_error(
-                "momentum",
-                f"{self.optimizer} has no momentum (got {self.momentum}; use sgd or rmsprop, "
-                "or drop it)",
+                f"momentum: {self.optimizer} has no momentum (got {self.momentum}; use sgd or "
+                "rmsprop, or drop it)"
             )
         if self.finetune is not None and self.finetune.unfreeze_epoch >= self.epochs:
             raise _key_error(
-                "finetune.unfreeze_epoch",
-                f"{self.finetune.unfreeze_epoch} >= epochs ({self.epochs}): the base would "
-                "never train",
+                f"finetune.unfreeze_epoch: {self.finetune.unfreeze_epoch} >= epochs "
+                f"({self.epochs}): the base would never train"
             )
         return self
 
@@ -369,7 +362,7 @@ class Params(_Strict):
         texts = [n for n in data if n not in images]
         for name, feat in self.features.items():
             if name in data:
-                raise _key_error(f"features.{name}", "a features cache named as a dataset")
+                raise _key_error(f"features.{name}: a features cache named as a dataset")
             if feat.from_ not in images:
                 what = (
                     f"is a {data[feat.from_].kind} dataset; a pretrained image base needs images"
@@ -377,21 +370,19 @@ class Params(_Strict):
                     else "has no block under data:"
                 )
                 raise _key_error(
-                    f"features.{name}.from",
-                    f"{_quote(feat.from_)} {what} (image datasets: {', '.join(images) or 'none'})",
+                    f"features.{name}.from: {_quote(feat.from_)} {what} (image datasets: "
+                    f"{_listed(images)})"
                 )
         for name, exp in self.experiments.items():
             if exp.dataset not in data and exp.dataset not in self.features:
-                known = ", ".join([*data, *self.features]) or "none"
                 raise _key_error(
-                    f"experiments.{name}.dataset",
-                    f"{_quote(exp.dataset)} has no block under data: or features: (known: {known})",
+                    f"experiments.{name}.dataset: {_quote(exp.dataset)} has no block under data: "
+                    f"or features: (known: {_listed([*data, *self.features])})"
                 )
             if exp.bucket_by_length and exp.dataset not in texts:
                 raise _key_error(
-                    f"experiments.{name}.bucket_by_length",
-                    f"{_quote(exp.dataset)} has no lengths to bucket by (text datasets only: "
-                    f"{', '.join(texts) or 'none'})",
+                    f"experiments.{name}.bucket_by_length: {_quote(exp.dataset)} has no lengths "
+                    f"to bucket by (text datasets only: {_listed(texts)})"
                 )
         split = [*(f"data.{n}" for n in data), *(f"features.{n}" for n in self.features)]
         for keys in ([f"experiments.{n}" for n in self.experiments], split):
@@ -399,9 +390,8 @@ class Params(_Strict):
             for key in keys:
                 if (first := seen.setdefault(key.split(".", 1)[1].lower(), key)) != key:
                     raise _key_error(
-                        key,
-                        f"differs from {first} only in case: one folder on a case-insensitive "
-                        "file system (macOS, Windows); rename one",
+                        f"{key}: differs from {first} only in case: one folder on a "
+                        "case-insensitive file system (macOS, Windows); rename one"
                     )
         return self
 
@@ -411,25 +401,19 @@ class Params(_Strict):
     def dataset(self, name: str) -> DataConfig:
         return _lookup(self.data, name, "dataset", "data")
 
-    def features_of(self, name: str) -> FeaturesConfig | None:
-        """The features cache ``name`` is, or None for a dataset under data:."""
-        if name in self.features:
-            return self.features[name]
-        self.dataset(name)  # neither: a ConfigError naming the datasets
-        return None
-
     def source_dataset(self, name: str) -> str:
         """The key of data: that a dataset or a features cache comes from."""
-        feat = self.features_of(name)
-        return name if feat is None else feat.from_
+        if name in self.features:
+            return self.features[name].from_
+        self.dataset(name)  # neither: a ConfigError naming the datasets
+        return name
 
     def flat(self, experiment: str) -> dict[str, Any]:
         """Every param that shapes one experiment, flattened to dotted keys (for MLflow)."""
         return flatten(self.tree(experiment))
 
     def tree(self, experiment: str) -> dict[str, Any]:
-        """Every param that shapes one experiment, nested as in params.yaml (its own block as
-        ``experiment``)."""
+        """Every param that shapes one experiment, nested as params.yaml (its own as experiment)."""
         exp = self.experiment(experiment)
         source = self.source_dataset(exp.dataset)
         tree: dict[str, Any] = {
@@ -438,8 +422,8 @@ class Params(_Strict):
             "loader": self.loader.model_dump(),
             "data": {source: self.dataset(source).model_dump()},
         }
-        if (feat := self.features_of(exp.dataset)) is not None:
-            tree["features"] = {exp.dataset: feat.model_dump(by_alias=True)}
+        if exp.dataset in self.features:
+            tree["features"] = {exp.dataset: self.features[exp.dataset].model_dump(by_alias=True)}
         tree["experiment"] = exp.model_dump()
         return tree
 
@@ -447,23 +431,21 @@ class Params(_Strict):
 def _lookup(blocks: dict[str, Any], name: str, what: str, section: str) -> Any:
     if name not in blocks:
         raise ConfigError(
-            f"{PARAMS_FILE}: no {what} {_quote(name)} under {section}: "
-            f"(known: {', '.join(blocks) or 'none'})"
+            f"{PARAMS_FILE}: no {what} {_quote(name)} under {section}: (known: {_listed(blocks)})"
         )
     return blocks[name]
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-    elif isinstance(tree, list) and tree and all(isinstance(v, dict) for v in tree):
-        for i, value in enumerate(tree):
-            out.update(flatten(value, f"{prefix}{i}."))
-    else:
-        out[prefix.rstrip(".")] = tree
-    return out
+    if isinstance(tree, list) and tree and all(isinstance(v, dict) for v in tree):
+        tree = dict(enumerate(tree))  # augment steps: augment.0.name
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree}
+    return {k: v for key, sub in tree.items() for k, v in flatten(sub, f"{prefix}{key}.").items()}
+
+
+def _listed(names: Any) -> str:
+    return ", ".join(names) or "none"
 
 
 def _quote(name: Any) -> str:
@@ -486,31 +468,32 @@ def show(value: Any) -> str:
 def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        parts, kind, got = tuple(e["loc"]), e["type"], e.get("input")
-        if parts[:1] == ("data",) and parts[2:3] and parts[2] in KINDS:  # the union's tag
-            parts = parts[:2] + parts[3:]
-        if parts[-1:] == ("[key]",):  # a key of a mapping of names
-            parts = parts[:-2]
-        elif kind == "invalid_key":  # a key of a model
-            parts = parts[:-1]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)[1:]
-        if kind == "invalid_key" or (kind == "string_type" and e["loc"][-1:] == ("[key]",)):
-            lines.append(f"{where or 'top level'}: key {show(got)} is not a string")
+        loc, kind, got = e["loc"], e["type"], e.get("input")
+        if loc[:1] == ("data",) and loc[2:3] and loc[2] in KINDS:  # the union's tag
+            loc = loc[:2] + loc[3:]
+        in_key = loc[-1:] == ("[key]",)  # a key of a mapping of names
+        if in_key or kind == "invalid_key":  # ... or of a model
+            loc = loc[: -2 if in_key else -1]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)[1:]
+        if kind == "nnlab_key":
+            key, _, text = e["ctx"]["text"].partition(": ")
+            where = ".".join(filter(None, (where, key)))
+        elif kind == "invalid_key" or (in_key and kind == "string_type"):
+            text = f"key {show(got)} is not a string"
         elif kind in ("model_type", "dict_type", "model_attributes_type"):
-            lines.append(f"{where or 'top level'}: expected a mapping (got {show(got)})")
+            text = f"expected a mapping (got {show(got)})"
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            where += ".kind"
             found = f"got {show(got['kind'])}" if "kind" in got else "missing"
-            lines.append(f"{where}.kind: expected one of {', '.join(KINDS)} ({found})")
-        elif kind == "nnlab_key":
-            key = ".".join(k for k in (where, e["ctx"]["key"]) if k)
-            lines.append(f"{key}: {e['ctx']['message']}")
+            text = f"expected one of {', '.join(KINDS)} ({found})"
         elif kind == "missing":
-            lines.append(f"{where}: required key missing")
+            text = "required key missing"
         else:
-            msg = one_line(e["msg"].removeprefix("Value error, "), 200)
+            text = one_line(e["msg"].removeprefix("Value error, "), 200)
             if kind == "float_type" and isinstance(got, str):
-                msg += " (write numbers unquoted, e.g. 0.001 or 1.0e-3)"
-            lines.append(f"{where or 'top level'}: {msg} (got {show(got)})")
+                text += " (write numbers unquoted, e.g. 0.001 or 1.0e-3)"
+            text += f" (got {show(got)})"
+        lines.append(f"{where or 'top level'}: {text}")
     if len(lines) > 5:
         lines[5:] = [f"and {len(lines) - 5} more"]
     return "; ".join(lines)
@@ -531,12 +514,8 @@ def parse_params(raw: Any, where: str = PARAMS_FILE) -> Params:
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder, not a params file")
-    if path.exists() and not path.is_file():
-        raise ConfigError(f"{path}: not a regular file (a pipe or a device?)")
     try:
-        if (size := path.stat().st_size) > MAX_BYTES:
+        if (size := regular_file(path).stat().st_size) > MAX_BYTES:
             raise ConfigError(
                 f"{path}: {size} bytes; a params file is text of at most {MAX_BYTES >> 20} MiB"
             )
@@ -544,10 +523,11 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raw = YAML(typ="safe", pure=True).load(decode_text(path.read_bytes(), path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found (run nnlab from the project root)") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from None
-    except ValueError as err:  # not text
-        raise ConfigError(str(err)) from None
+    except (OSError, ValueError) as err:  # not a regular file, not text (one line each), unread
+        strerror = getattr(err, "strerror", None)
+        raise ConfigError(
+            f"{path}: cannot read it ({strerror})" if strerror else str(err)
+        ) from None
     except YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "not valid YAML"

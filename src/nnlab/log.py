@@ -1,6 +1,5 @@
 """nnlab's console output: one stdlib logger writing to stderr on global rank 0 only, with
-warnings that stand out (a substitute must never pass unnoticed); and the offline-fallback rule.
-"""
+warnings that stand out (a substitute must never pass unnoticed); the offline-fallback rule."""
 
 from __future__ import annotations
 
@@ -19,15 +18,13 @@ class DownloadError(RuntimeError):
 class _Stderr(logging.Handler):
     """Writes to the ``sys.stderr`` of the moment (a captured one too), on global rank 0 only."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        module = sys.modules.get("lightning_utilities.core.rank_zero")  # not imported: rank 0
-        return not module or not getattr(module.rank_zero_only, "rank", 0)
-
     def emit(self, record: logging.LogRecord) -> None:
+        module = sys.modules.get("lightning_utilities.core.rank_zero")  # not imported: rank 0
+        if module and getattr(module.rank_zero_only, "rank", 0):
+            return
         text = record.getMessage()
         loud = record.levelno >= logging.WARNING
         sys.stderr.write(f"\n*** nnlab WARNING: {text}\n\n" if loud else f"nnlab: {text}\n")
-        sys.stderr.flush()
 
 
 if not log.handlers:

@@ -4,14 +4,11 @@ identifiers, never paths: the functions below refuse anything else, so none leav
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
-RAW = Path("data/raw")  # download@<dataset>
-SPLIT = Path("data/split")  # split@<dataset> and features@<cache>: the split format
-MODELS = Path("models")  # train@<experiment>
-REPORTS = Path("reports/experiments")  # evaluate@<experiment>
 COMPARISON = Path("reports")  # compare: comparison.{md,csv,png}
 MLRUNS = Path("mlruns")  # the local MLflow store (not a DVC output)
 
@@ -28,30 +25,6 @@ CONFUSION = "confusion.csv"  # DVC plot data
 FIGURES = "figures"
 LOCK = ".lock"  # models/.<experiment>.lock: held while the experiment trains
 EXAMPLES = "examples.md"  # test texts with their predictions (figures/, text models)
-
-
-def check_name(name: str, what: str = "name") -> str:
-    if not isinstance(name, str) or NAME.fullmatch(name) is None:
-        raise ValueError(f"{what} {name!r} is not an identifier ([A-Za-z0-9_][A-Za-z0-9_.-]*)")
-    return name
-
-
-def raw_dir(dataset: str, root: Path = Path(".")) -> Path:
-    return Path(root) / RAW / check_name(dataset, "dataset")
-
-
-def split_dir(dataset: str, root: Path = Path(".")) -> Path:
-    return Path(root) / SPLIT / check_name(dataset, "dataset")
-
-
-def model_dir(experiment: str, root: Path = Path(".")) -> Path:
-    return Path(root) / MODELS / check_name(experiment, "experiment")
-
-
-def report_dir(experiment: str, root: Path = Path(".")) -> Path:
-    return Path(root) / REPORTS / check_name(experiment, "experiment")
-
-
 SPLITS = ("train", "val", "test")  # the splits of data/split/<dataset>, in this order
 VOCAB = "vocab.json"  # a text split's vocabulary, beside its arrays and in the checkpoint
 STORE_DB = "mlflow.db"  # in MLRUNS: the local MLflow store's runs
@@ -68,8 +41,25 @@ FEATURE_MAPS_PNG = "feature_maps.png"
 CONV_WEIGHTS_PNG = "first_conv_weights.png"
 FILTER_PATTERNS_PNG = "filter_patterns_{}.png"  # one per layer, by its Keras-like label
 GRADCAM_PNG = "gradcam.png"
-# in RAW/<dataset>: what download@ stores for split@ to read
+# in raw_dir(<dataset>): what download@ stores for split@ to read
 RAW_IMAGES = "images"  # an image folder, copied or extracted
 RAW_TEXTS = "texts.jsonl.gz"  # labelled texts, one JSON record a line
 RAW_BUNDLED = "bundled.npz"  # the bundled MNIST sample
 RAW_ARCHIVE = "archive"  # a mirror's archive while it is extracted
+
+
+def check_name(name: str, what: str = "name") -> str:
+    if not isinstance(name, str) or NAME.fullmatch(name) is None:
+        raise ValueError(f"{what} {name!r} is not an identifier ({NAME.pattern})")
+    return name
+
+
+def _folder(base: str, what: str, name: str, root: Path = Path(".")) -> Path:
+    """``root/base/<name>``, for a ``name`` (a ``what``) that is an identifier."""
+    return Path(root) / base / check_name(name, what)
+
+
+raw_dir = partial(_folder, "data/raw", "dataset")  # download@<dataset>
+split_dir = partial(_folder, "data/split", "dataset")  # split@<dataset>, features@<cache>
+model_dir = partial(_folder, "models", "experiment")  # train@<experiment>
+report_dir = partial(_folder, "reports/experiments", "experiment")  # evaluate@<experiment>
