@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nnlab.data.sources import ChecksumError, fetch, mirror_url, safe_extract
+from nnlab.data.sources import ChecksumError, fetch, parse_mirror, safe_extract
 from nnlab.files import atomic_dir, atomic_file
 from nnlab.log import DownloadError, with_fallback
 from tests.conftest import tiny_params
@@ -37,10 +37,13 @@ def test_a_bad_checksum_moves_on_to_the_next_mirror_and_fails_naming_both_sums(t
 
 
 def test_a_mirror_without_a_file_name_is_a_folder():
-    pin = "#sha256=" + "0" * 64
-    assert mirror_url("http://h/mnist/", "a.gz") == "http://h/mnist/a.gz"
-    assert mirror_url("http://h/mnist" + pin, "a.gz") == "http://h/mnist/a.gz" + pin
-    assert mirror_url("http://h/x/photos.zip" + pin, "a.gz") == "http://h/x/photos.zip" + pin
+    pin = "0" * 64
+    assert parse_mirror("http://h/mnist/", "a.gz") == ("http://h/mnist/a.gz", None)
+    got = parse_mirror(f"http://h/mnist#sha256={pin}", "a.gz")
+    assert got == ("http://h/mnist/a.gz", f"sha256:{pin}")
+    assert (
+        parse_mirror(f"http://h/x/photos.zip#md5={pin[:32]}", "a.gz")[0] == "http://h/x/photos.zip"
+    )
 
 
 def _fail():

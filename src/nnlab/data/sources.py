@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import bz2
 import contextlib
-import errno
 import gzip
 import hashlib
 import http.client
 import lzma
 import os
 import shutil
-import socket
 import stat
 import tarfile
 import time
@@ -48,26 +46,20 @@ class UnsafeArchiveError(ArchiveError):
     """A member is a link, a special file, escapes the target, or the archive is a bomb."""
 
 
-def parse_mirror(entry: str) -> tuple[str, str | None]:
-    """``url#sha256=<64 hex>`` (or ``#md5=<32 hex>``) -> (url, "sha256:<hex>"); a URL
-    without ``#`` is unpinned. Any other fragment is a ValueError, never silently unpinned."""
+def parse_mirror(entry: str, name: str = "") -> tuple[str, str | None]:
+    """``url#sha256=<64 hex>`` (or ``#md5=<32 hex>``) -> (url, "sha256:<hex>"); a URL without
+    ``#`` is unpinned, any other fragment a ValueError. A URL whose last part has no dot is a
+    folder: ``name`` is appended to it."""
     url, hash_sign, fragment = entry.partition("#")
     if hash_sign and not PIN.fullmatch(fragment):
         raise ValueError(
             f"mirror {entry!r}: the pin must be #sha256=<64 hex digits> or "
             f"#md5=<32 hex digits>, got #{fragment}"
         )
+    if name and "." not in PurePosixPath(urlparse(url).path).name:
+        url = url.rstrip("/") + "/" + name
     algo, _, digest = fragment.partition("=")
     return url, f"{algo}:{digest.lower()}" if hash_sign else None
-
-
-def mirror_url(entry: str, name: str) -> str:
-    """The ``mirrors:`` entry for file ``name``: an entry whose last path part has no dot is a
-    folder, and ``name`` is appended to it (before any ``#pin``)."""
-    url, hash_sign, fragment = entry.partition("#")
-    if "." not in PurePosixPath(urlparse(url).path).name:
-        url = url.rstrip("/") + "/" + name
-    return url + hash_sign + fragment
 
 
 def data_path(path: str, root: Path) -> Path:
@@ -77,25 +69,19 @@ def data_path(path: str, root: Path) -> Path:
 
 # ----------------------------------------------------------------------------- downloads
 
-# every way a mirror can fail on the wire (URLError is an OSError); all move on to the next
-NETWORK_ERRORS = (OSError, http.client.HTTPException, ValueError, ChecksumError)
-_UNREACHABLE = (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH)
-
 
 def _failure(url: str, err: Exception) -> tuple[str, bool]:
-    """What went wrong, in one line, and whether retrying the same mirror cannot help."""
+    """What went wrong, in one line naming ``url``, and whether a retry of it may help: after a
+    timeout, a dropped connection or a server error, not after a bad name, reply or checksum."""
     if isinstance(err, urllib.error.HTTPError):
-        return f"{url}: HTTP {err.code} {err.reason}", err.code < 500 and err.code != 429
+        return f"{url}: HTTP {err.code} {err.reason}", err.code >= 500 or err.code == 429
     if isinstance(err, ChecksumError):
-        return str(err), True
+        return str(err), False
     reason = getattr(err, "reason", None) or err
     text = str(reason).strip().replace("\n", " ") or type(reason).__name__
-    unreachable = getattr(reason, "errno", None) in _UNREACHABLE
-    # a bad reply cannot get better, but RemoteDisconnected may be a dropped keep-alive
-    bad_reply = isinstance(err, ValueError | http.client.BadStatusLine)
-    bad_reply &= not isinstance(err, http.client.RemoteDisconnected)
-    permanent = isinstance(reason, socket.gaierror) or unreachable or bad_reply
-    return f"{url}: {type(reason).__name__}: {text}", permanent
+    transient = isinstance(reason, TimeoutError | ConnectionError | http.client.IncompleteRead)
+    transient &= not isinstance(reason, ConnectionRefusedError)
+    return f"{url}: {type(reason).__name__}: {text}", transient
 
 
 def _download_once(url: str, dest: Path, pin: str | None, cfg: Any) -> str:
@@ -128,43 +114,38 @@ def _download_once(url: str, dest: Path, pin: str | None, cfg: Any) -> str:
 
 
 def fetch(
-    urls: list[str],
+    entries: list[str],
     dest: str | Path,
     checksum: str | None,
     cfg: Any,
     unpack: Callable | None = None,
 ) -> dict[str, Any]:
-    """Download ``dest`` from the first of ``urls`` (``url#sha256=<hex>`` pins replace
-    ``checksum``) that delivers it whole and verified, as ``cfg``'s ``timeout`` (each read),
-    ``total_timeout`` (each attempt) and ``retries`` say. With ``unpack`` the file goes to
-    ``unpack(dest, url)`` and is deleted; an :class:`ArchiveError` there moves on to the next
-    mirror. Returns ``{"url", "checksum", "pinned", **unpacked}``; raises
-    :class:`DownloadError` naming every failure."""
+    """Download ``dest`` from the first ``mirrors:`` entry (its pin replaces ``checksum``) that
+    delivers it whole and verified, with ``cfg.retries`` retries. With ``unpack`` the file goes
+    to ``unpack(dest, url)`` and is deleted; an ArchiveError there moves on to the next mirror.
+    Returns ``{"url", "checksum", "pinned", **unpacked}``, or raises naming every failure."""
     dest = Path(dest)
-    mirrors = [parse_mirror(url) for url in urls]  # a bad pin: ValueError, never a fallback
+    mirrors = [parse_mirror(e, dest.name) for e in entries]  # a bad pin: never a fallback
     if not mirrors:
         raise DownloadError(f"{dest.name}: no mirror configured")
     failures: list[str] = []
     for url, pin in mirrors:
-        got = None
+        pin, got = pin or checksum, None
         for attempt in range(cfg.retries + 1):
             try:
-                got = _download_once(url, dest, pin or checksum, cfg)
+                got = _download_once(url, dest, pin, cfg)
                 break
-            except NETWORK_ERRORS as err:
-                text, permanent = _failure(url, err)
+            except (OSError, http.client.HTTPException, ValueError, ChecksumError) as err:
+                text, transient = _failure(url, err)
                 failures.append(text)
-                if permanent or attempt == cfg.retries:
+                if not transient or attempt == cfg.retries:
                     break
                 time.sleep(min(0.5 * 2**attempt, 4.0))
         if got is None:
             continue
-        result = {"url": url, "checksum": got, "pinned": bool(pin or checksum)}
-        if not (pin or checksum):
-            info(
-                f"{url} has no pinned checksum; got {got} (append "
-                f"#{got.replace(':', '=')} to the mirror to pin it)"
-            )
+        if not pin:
+            info(f"{url} has no pinned checksum; got {got} (append #{got.replace(':', '=')})")
+        result = {"url": url, "checksum": got, "pinned": bool(pin)}
         if unpack is None:
             return result
         try:
@@ -183,8 +164,8 @@ def fetch(
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps on what an archive may unpack to: total bytes, and the compression ratio of the
-    whole archive and of any one member (only checked past 1 MiB unpacked)."""
+    """Caps on what an archive unpacks to: total bytes, and the compression ratio of the whole
+    archive and of any one member past 1 MiB."""
 
     max_bytes: int = 4096 * _MB
     max_ratio: float = 100.0
@@ -197,7 +178,7 @@ class Limits:
 class _Member(NamedTuple):
     parts: tuple[str, ...]  # the checked relative path
     is_dir: bool
-    size: int  # declared uncompressed size
+    size: int  # declared uncompressed size; zipfile and tarfile read no more
     open: Callable[[], IO[bytes]]
 
 
@@ -295,8 +276,6 @@ def _zip_members(path: Path, limits: Limits) -> Iterator[_Member]:
                 raise UnsafeArchiveError(
                     f"member {zi.filename!r} is a link or special file (mode {oct(mode)})"
                 )
-            if zi.flag_bits & 0x1:
-                raise UnsafeArchiveError(f"member {zi.filename!r} is encrypted")
             _ratio_check(f"member {zi.filename!r}", zi.file_size, zi.compress_size, limits)
             is_dir = zi.is_dir() or kind == stat.S_IFDIR
             yield _Member(_safe_parts(zi.filename), is_dir, zi.file_size, lambda zi=zi: zf.open(zi))
@@ -307,18 +286,16 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
     with open(path, "rb") as raw:
         head = raw.read(6)
         raw.seek(0)
-        opener = next((o for m, o in _TAR_DECOMPRESSORS.items() if head.startswith(m)), None)
-        if opener:  # the whole tar stream (headers included) is capped as it decompresses
+        stream: IO[bytes] = raw
+        if opener := next((o for m, o in _TAR_DECOMPRESSORS.items() if head.startswith(m)), None):
+            # the whole tar stream (headers included) is capped as it decompresses
             cap = int(min(max(_SMALL, limits.max_ratio * size), limits.max_bytes * 2 + _MB))
             bomb = UnsafeArchiveError(
                 f"the tar stream unpacks to over max_ratio={limits.max_ratio:g} times its size "
                 f"or max_unpacked_mb (a compression bomb?)"
             )
-            capped = _Capped(opener(raw), cap, bomb)
-        else:
-            cut = ArchiveError("a member runs past the end of the file (truncated?)")
-            capped = _Capped(raw, size, cut)
-        with tarfile.open(fileobj=capped, mode="r:") as tf:  # type: ignore[call-overload]
+            stream = _Capped(opener(raw), cap, bomb)  # type: ignore[assignment]
+        with tarfile.open(fileobj=stream, mode="r:") as tf:  # type: ignore[call-overload]
             for m in tf:
                 if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
                     kind = "symlink" if m.issym() else "hard link" if m.islnk() else None
@@ -326,8 +303,8 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
                     raise UnsafeArchiveError(f"member {m.name!r} is a {kind}")
                 yield _Member(_safe_parts(m.name), m.isdir(), m.size, lambda m=m: tf.extractfile(m))
             # tarfile ends quietly at an unreadable header or a cut: require the end marker
-            capped.seek(tf.offset)
-            if capped.read(tarfile.BLOCKSIZE) != tarfile.NUL * tarfile.BLOCKSIZE:
+            stream.seek(tf.offset)
+            if stream.read(tarfile.BLOCKSIZE) != tarfile.NUL * tarfile.BLOCKSIZE:
                 raise ArchiveError(
                     f"no end-of-archive marker after {len(tf.members)} members "
                     f"(truncated, or a damaged header at byte {tf.offset})"
@@ -362,19 +339,6 @@ def _members(path: Path, limits: Limits, shown: str) -> Iterator[_Member]:
         )
 
 
-def _read_member(m: _Member) -> Iterator[bytes]:
-    """The member's bytes in chunks, no more and no fewer than its header declares."""
-    got = 0
-    with m.open() as fh:
-        while chunk := fh.read(_MB):
-            got += len(chunk)
-            if got > m.size:
-                raise UnsafeArchiveError(f"member {'/'.join(m.parts)!r} outgrows its header")
-            yield chunk
-    if got != m.size:
-        raise ArchiveError(f"member {'/'.join(m.parts)!r} is truncated ({got} of {m.size} bytes)")
-
-
 @contextlib.contextmanager
 def _named(shown: str) -> Iterator[None]:
     """Turn every failure of reading an archive into one line naming it as ``shown``."""
@@ -404,8 +368,9 @@ def safe_extract(
             os.makedirs(folder, exist_ok=True)
             if not m.is_dir:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                with os.fdopen(os.open(folder / m.parts[-1], flags, 0o666), "wb") as out:
-                    out.writelines(_read_member(m))
+                out = os.fdopen(os.open(folder / m.parts[-1], flags, 0o666), "wb")
+                with m.open() as fh, out:
+                    shutil.copyfileobj(fh, out, _MB)
     return Path(dest)
 
 
@@ -452,7 +417,8 @@ def read_files(
             for m in _members(src, limits, shown):
                 name = "/".join(m.parts)
                 if not m.is_dir and keep(name):
-                    kept.append((name, b"".join(_read_member(m))))
+                    with m.open() as fh:
+                        kept.append((name, fh.read()))
         return kept, {}
     files, skipped = walk_files(src)
 
@@ -517,8 +483,7 @@ def download_raw(
             return manifest
         manifest = {"files": {}}
         for name, checksum in files.items():
-            urls = [mirror_url(m, name) for m in cfg.mirrors]
-            got = fetch(urls, out_dir / name, checksum, cfg, store if unpack else None)
+            got = fetch(cfg.mirrors, out_dir / name, checksum, cfg, store if unpack else None)
             manifest["files"][name] = {k: got.pop(k) for k in ("url", "checksum", "pinned")}
             manifest.update(got)
         return manifest
