@@ -143,15 +143,18 @@ def split_digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()[:16]
 
 
-def _prepared_dir(dataset: str, root: Path = Path(".")) -> Path:
-    """``data/split/<dataset>``, or StageOrderError naming the stage to run when missing."""
-    path = paths.split_dir(dataset, root)
-    if not (path / paths.META).is_file():
+def stage_output(folder: Path, name: str, stage: str, dataset: str) -> Path:
+    """``folder`` once ``stage@dataset`` has written ``name`` in it, else StageOrderError."""
+    if not (folder / name).is_file():
         raise StageOrderError(
-            f"{path}: no prepared data; run `dvc repro split@{dataset}` (or "
-            f"`nnlab download {dataset} && nnlab split {dataset}`) first"
+            f"{folder}: no {stage}@{dataset} output; run `nnlab {stage} {dataset}` "
+            f"(or `dvc repro {stage}@{dataset}`) first"
         )
-    return path
+    return folder
+
+
+def _prepared_dir(dataset: str, root: Path = Path(".")) -> Path:
+    return stage_output(paths.split_dir(dataset, root), paths.META, "split", dataset)
 
 
 def load_meta(dataset: str, root: Path = Path(".")) -> dict[str, Any]:
