@@ -31,7 +31,6 @@ from nnlab.log import DownloadError, info, with_fallback
 
 USER_AGENT = "nnlab/0.1 (+https://github.com/)"
 _MB = 1 << 20
-_SMALL = _MB  # below this many unpacked bytes a ratio cannot make a bomb
 
 
 class ChecksumError(DownloadError):
@@ -182,35 +181,10 @@ class _Member(NamedTuple):
     open: Callable[[], IO[bytes]]
 
 
-class _Capped:
-    """A (decompressed) stream that refuses to go past ``limit`` bytes, whether by reading
-    or by seeking (tarfile seeks over member data; a gzip stream decompresses to do so)."""
-
-    def __init__(self, raw: IO[bytes], limit: int, error: ArchiveError) -> None:
-        self.raw, self.limit, self.error = raw, limit, error
-
-    def _within(self, value):
-        if self.raw.tell() > self.limit:
-            raise self.error
-        return value
-
-    def read(self, n: int = -1) -> bytes:
-        room = self.limit + 1 - self.raw.tell()
-        return self._within(self.raw.read(room if n < 0 or n > room else n))
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        if whence == 0 and pos > self.limit:
-            raise self.error
-        return self._within(self.raw.seek(pos, whence))
-
-    def tell(self) -> int:
-        return self.raw.tell()
-
-
-_TAR_DECOMPRESSORS: dict[bytes, Callable[[IO[bytes]], IO[bytes]]] = {
-    b"\x1f\x8b": lambda raw: gzip.GzipFile(fileobj=raw),
-    b"BZh": bz2.BZ2File,
-    b"\xfd7zXZ\x00": lzma.LZMAFile,
+_TAR_DECOMPRESSORS: dict[bytes, Callable[[Path], IO[bytes]]] = {
+    b"\x1f\x8b": gzip.open,
+    b"BZh": bz2.open,
+    b"\xfd7zXZ\x00": lzma.open,
 }
 # what reading a damaged archive raises, besides our own errors
 _READ_ERRORS = (
@@ -260,7 +234,7 @@ def _safe_parts(name: str) -> tuple[str, ...]:
 
 
 def _ratio_check(what: str, unpacked: int, packed: int, limits: Limits) -> None:
-    if unpacked > _SMALL and unpacked > limits.max_ratio * max(packed, 1):
+    if unpacked > _MB and unpacked > limits.max_ratio * max(packed, 1):  # past 1 MiB only
         raise UnsafeArchiveError(
             f"{what} unpacks {unpacked} bytes from {packed} (ratio over max_ratio="
             f"{limits.max_ratio:g}: a compression bomb?)"
@@ -282,33 +256,31 @@ def _zip_members(path: Path, limits: Limits) -> Iterator[_Member]:
 
 
 def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
-    size = path.stat().st_size
     with open(path, "rb") as raw:
-        head = raw.read(6)
-        raw.seek(0)
-        stream: IO[bytes] = raw
-        if opener := next((o for m, o in _TAR_DECOMPRESSORS.items() if head.startswith(m)), None):
-            # the whole tar stream (headers included) is capped as it decompresses
-            cap = int(min(max(_SMALL, limits.max_ratio * size), limits.max_bytes * 2 + _MB))
-            bomb = UnsafeArchiveError(
-                f"the tar stream unpacks to over max_ratio={limits.max_ratio:g} times its size "
-                f"or max_unpacked_mb (a compression bomb?)"
+        opener = next((o for m, o in _TAR_DECOMPRESSORS.items() if raw.read(6).startswith(m)), None)
+    if opener:  # the whole stream, headers included, is measured before tarfile reads it
+        size, cap = 0, min(max(_MB, limits.max_ratio * path.stat().st_size), limits.max_bytes * 2)
+        with opener(path) as stream:
+            while chunk := stream.read(_MB):
+                if (size := size + len(chunk)) > cap:
+                    raise UnsafeArchiveError(
+                        f"the tar stream unpacks to over max_ratio={limits.max_ratio:g} times "
+                        f"its size or max_unpacked_mb (a compression bomb?)"
+                    )
+    with tarfile.open(path, mode="r:*") as tf:
+        for m in tf:
+            if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
+                kind = "symlink" if m.issym() else "hard link" if m.islnk() else None
+                kind = kind or "device, FIFO or other special file"
+                raise UnsafeArchiveError(f"member {m.name!r} is a {kind}")
+            yield _Member(_safe_parts(m.name), m.isdir(), m.size, lambda m=m: tf.extractfile(m))
+        # tarfile ends quietly at an unreadable header or a cut: require the end marker
+        tf.fileobj.seek(tf.offset)
+        if tf.fileobj.read(tarfile.BLOCKSIZE) != tarfile.NUL * tarfile.BLOCKSIZE:
+            raise ArchiveError(
+                f"no end-of-archive marker after {len(tf.members)} members "
+                f"(truncated, or a damaged header at byte {tf.offset})"
             )
-            stream = _Capped(opener(raw), cap, bomb)  # type: ignore[assignment]
-        with tarfile.open(fileobj=stream, mode="r:") as tf:  # type: ignore[call-overload]
-            for m in tf:
-                if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
-                    kind = "symlink" if m.issym() else "hard link" if m.islnk() else None
-                    kind = kind or "device, FIFO or other special file"
-                    raise UnsafeArchiveError(f"member {m.name!r} is a {kind}")
-                yield _Member(_safe_parts(m.name), m.isdir(), m.size, lambda m=m: tf.extractfile(m))
-            # tarfile ends quietly at an unreadable header or a cut: require the end marker
-            stream.seek(tf.offset)
-            if stream.read(tarfile.BLOCKSIZE) != tarfile.NUL * tarfile.BLOCKSIZE:
-                raise ArchiveError(
-                    f"no end-of-archive marker after {len(tf.members)} members "
-                    f"(truncated, or a damaged header at byte {tf.offset})"
-                )
 
 
 def _members(path: Path, limits: Limits, shown: str) -> Iterator[_Member]:
