@@ -25,7 +25,6 @@ from PIL import Image
 
 from nnlab import paths
 from nnlab.data.images import ImageReadError, load_image
-from nnlab.data.sources import parse_mirror
 from nnlab.files import write_json
 from nnlab.log import DownloadError
 from nnlab.stages.download import run as run_download
@@ -182,10 +181,6 @@ ARCHIVES = {
     ),
     "tar-lying-size-field": (_lying_tar_size, r"damaged archive"),
     "tar-truncated-gz": (lambda t: _truncated(_tgz()(t)), r"damaged archive"),
-    "tar-truncated-mid-member": (
-        lambda t: _truncated(_tgz(mode="w")(t), 0.35),
-        r"damaged archive",
-    ),
     "tar-truncated-at-member-boundary": (
         lambda t: _truncated(_tgz(mode="w")(t), 0.3),
         r"no end-of-archive marker",
@@ -281,7 +276,7 @@ class World:
         assert sorted(p.name for p in self.tmp.parent.iterdir()) == self.siblings
         assert (self.tmp / "outside" / "secret.txt").read_bytes() == SECRET
 
-    def refuses(self, call, exc, pattern: str, names: str) -> str:
+    def refuses(self, call, exc, pattern: str, names: str) -> None:
         self.freeze()
         with pytest.raises(exc) as err:
             call()
@@ -291,7 +286,6 @@ class World:
         assert ".tmp-" not in msg and ".part" not in msg, msg  # never a temp path
         assert re.search(pattern, msg), msg
         self.assert_untouched()
-        return msg
 
 
 @pytest.fixture
@@ -547,15 +541,6 @@ def test_bad_mirror_fails_then_the_next_is_tried_then_auto_falls_back(world, nam
     assert manifest["source"].startswith("synthetic")
     assert bad.partition("#")[0] in manifest["fallback_reason"]
     world.assert_untouched("cats_vs_dogs")
-
-
-@pytest.mark.parametrize(
-    "fragment", ["#sha256:" + "0" * 64, "#sha1=" + "0" * 40, "#"], ids=lambda f: f"net-pin-{f[:7]}"
-)
-def test_malformed_pin_is_an_error_not_unpinned(fragment):
-    """(params.yaml refuses it at load too: tests/test_adversarial_params.py)"""
-    with pytest.raises(ValueError, match=r"photos.zip.*#sha256=<64 hex digits>"):
-        parse_mirror(f"http://127.0.0.1:9/photos.zip{fragment}")
 
 
 _KILLED = """

@@ -9,7 +9,6 @@ import pytest
 
 from nnlab.data.sources import ChecksumError, fetch, parse_mirror, safe_extract
 from nnlab.files import atomic_dir, atomic_file
-from nnlab.log import DownloadError, with_fallback
 from tests.conftest import tiny_params
 from tests.http_server import serve
 
@@ -36,30 +35,15 @@ def test_a_bad_checksum_moves_on_to_the_next_mirror_and_fails_naming_both_sums(t
     assert not (tmp_path / "dl").exists() or not list((tmp_path / "dl").iterdir())
 
 
-def test_a_mirror_without_a_file_name_is_a_folder():
+def test_a_mirror_without_a_file_name_is_a_folder_and_a_bad_pin_is_an_error():
     pin = "0" * 64
     assert parse_mirror("http://h/mnist/", "a.gz") == ("http://h/mnist/a.gz", None)
     got = parse_mirror(f"http://h/mnist#sha256={pin}", "a.gz")
     assert got == ("http://h/mnist/a.gz", f"sha256:{pin}")
-    assert (
-        parse_mirror(f"http://h/x/photos.zip#md5={pin[:32]}", "a.gz")[0] == "http://h/x/photos.zip"
-    )
-
-
-def _fail():
-    raise DownloadError("offline")
-
-
-def test_fallback_rule():
-    remote = lambda: {"files": "real"}  # noqa: E731
-    fallback = lambda: {"files": "sample"}  # noqa: E731
-    kw = {"dataset": "d", "fallback_name": "sample"}
-    assert with_fallback("auto", remote, fallback, **kw)["source"] == "remote"
-    auto = with_fallback("auto", _fail, fallback, **kw)
-    assert auto["source"] == "sample" and "offline" in auto["fallback_reason"]
-    assert with_fallback("bundled", remote, fallback, **kw)["files"] == "sample"
-    with pytest.raises(DownloadError):
-        with_fallback("remote", _fail, fallback, **kw)
+    assert parse_mirror(f"http://h/x/a.zip#md5={pin[:32]}", "b.gz")[0] == "http://h/x/a.zip"
+    for fragment in (f"#sha256:{pin}", f"#sha1={pin[:40]}", "#"):  # never silently unpinned
+        with pytest.raises(ValueError, match=r"a.zip.*#sha256=<64 hex digits>"):
+            parse_mirror(f"http://h/a.zip{fragment}")
 
 
 def test_plain_archive_extracts_with_umask_modes(tmp_path):
