@@ -43,9 +43,9 @@ def dead_url() -> str:
 
 
 @contextlib.contextmanager
-def raw_server(reply, *, max_seconds: float = 20.0) -> Iterator[str]:
+def raw_server(reply) -> Iterator[str]:
     """Answers every request with ``reply`` (bytes) or ``reply(conn, stop)``; ``stop`` is set
-    when the block ends or after ``max_seconds``."""
+    when the block ends."""
     stop = threading.Event()
     if isinstance(reply, bytes):
         reply = functools.partial(lambda data, conn, stop: conn.sendall(data), reply)
@@ -57,14 +57,11 @@ def raw_server(reply, *, max_seconds: float = 20.0) -> Iterator[str]:
                 self.request.recv(65536)
                 reply(self.request, stop)
 
-    timer = threading.Timer(max_seconds, stop.set)
-    timer.start()
     with _running(socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)) as url:
         try:
             yield url
         finally:
             stop.set()
-            timer.cancel()
 
 
 def trickle(conn, stop) -> None:

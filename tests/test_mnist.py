@@ -9,7 +9,7 @@ import pytest
 
 from nnlab import paths
 from nnlab.data import mnist
-from nnlab.data.prepare import load_arrays, load_meta
+from nnlab.data.prepare import StageOrderError, load_arrays, load_meta
 from nnlab.files import read_json
 from nnlab.log import DownloadError
 from nnlab.stages.download import run as run_download
@@ -90,17 +90,15 @@ def test_path_with_a_wrong_or_missing_file_is_an_error_not_a_fallback(tmp_path, 
     assert not (tmp_path / "data/raw/mnist").exists()
 
 
-@pytest.mark.parametrize("source", ["remote", "auto"])
-def test_unreachable_mirror_remote_fails_fast_auto_falls_back_loudly(tmp_path, capsys, source):
-    params = tiny_params(**{"data.mnist.source": source, "data.mnist.mirrors": [dead_url()]})
-    if source == "remote":
-        t0 = time.perf_counter()
-        with pytest.raises(DownloadError, match="train-images"):
-            run_download(params, "mnist", tmp_path)
-        assert time.perf_counter() - t0 < 5
-        assert not (tmp_path / "data/raw/mnist").exists()
-        return
-    manifest = run_download(params, "mnist", tmp_path)
+def test_unreachable_mirror_remote_fails_fast_auto_falls_back_loudly(tmp_path, capsys):
+    def params(source):
+        return tiny_params(**{"data.mnist.source": source, "data.mnist.mirrors": [dead_url()]})
+
+    t0 = time.perf_counter()
+    with pytest.raises(DownloadError, match="train-images"):
+        run_download(params("remote"), "mnist", tmp_path)
+    assert time.perf_counter() - t0 < 5 and not (tmp_path / "data/raw/mnist").exists()
+    manifest = run_download(params("auto"), "mnist", tmp_path)
     assert "bundled" in manifest["source"] and "WARNING" in capsys.readouterr().err
     on_disk = read_json(tmp_path / "data/raw/mnist" / paths.MANIFEST)
     assert on_disk["source"] == manifest["source"] and on_disk["fallback_reason"]
@@ -126,7 +124,5 @@ def test_split_stratified_and_deterministic(mnist_root, tmp_path):
 
 
 def test_split_before_download_says_which_stage(tmp_path):
-    from nnlab.data.prepare import StageOrderError
-
     with pytest.raises(StageOrderError, match="nnlab download mnist"):
         run_split(tiny_params(), "mnist", tmp_path)
