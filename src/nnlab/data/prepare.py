@@ -61,8 +61,7 @@ def subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndar
 
 def refuse_empty(dataset: str, counts: dict[str, int], cfg: DataConfig) -> None:
     """One line naming the dataset and every split that would be empty."""
-    empty = [s for s in SPLITS if counts.get(s, 0) == 0]
-    if empty:
+    if empty := [s for s in SPLITS if counts.get(s, 0) == 0]:
         raise ValueError(
             f"split@{dataset}: the {' and '.join(empty)} split would be empty "
             f"({counts}); raise data.{dataset}.max_samples (now {cfg.max_samples}) "
@@ -86,8 +85,7 @@ def pick_classes(
             f"{where}: {len(names)} class ({', '.join(map(repr, names))}); a "
             f"classifier needs two or more"
         )
-    left_out = {c: n for c, n in sorted(found.items()) if c not in names}
-    if left_out:
+    if left_out := {c: n for c, n in sorted(found.items()) if c not in names}:
         info(
             f"{where}: left out {sum(left_out.values())} samples of labels not in "
             f"data.{name}.classes: {', '.join(map(repr, left_out))}"

@@ -29,7 +29,6 @@ from nnlab.config import PIN
 from nnlab.files import atomic_dir, atomic_file, file_digest
 from nnlab.log import DownloadError, info, with_fallback
 
-USER_AGENT = "nnlab/0.1 (+https://github.com/)"
 _MB = 1 << 20
 
 
@@ -70,8 +69,7 @@ def data_path(path: str, root: Path) -> Path:
 
 
 def _failure(url: str, err: Exception) -> tuple[str, bool]:
-    """What went wrong, in one line naming ``url``, and whether a retry of it may help: after a
-    timeout, a dropped connection or a server error, not after a bad name, reply or checksum."""
+    """One line naming ``url``, and whether a retry may help (a timeout, a drop, HTTP 5xx)."""
     if isinstance(err, urllib.error.HTTPError):
         return f"{url}: HTTP {err.code} {err.reason}", err.code >= 500 or err.code == 429
     if isinstance(err, ChecksumError):
@@ -84,12 +82,11 @@ def _failure(url: str, err: Exception) -> tuple[str, bool]:
 
 
 def _download_once(url: str, dest: Path, pin: str | None, cfg: Any) -> str:
-    """One attempt: ``dest`` written whole and verified against ``pin`` ("algo:hex"), or raises;
-    returns the checksum got."""
+    """The checksum of ``dest``, written whole and verified against ``pin`` ("algo:hex")."""
     deadline = time.monotonic() + cfg.total_timeout
     algo, _, digest = (pin or "sha256:").partition(":")
     hasher, size = hashlib.new(algo), 0
-    req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    req = urllib.request.Request(url, headers={"User-Agent": "nnlab/0.1"})
     wait = min(cfg.timeout, cfg.total_timeout)
     with atomic_file(dest) as out, urllib.request.urlopen(req, timeout=wait) as resp:
         expected = resp.headers.get("Content-Length")
@@ -195,8 +192,7 @@ _NESTED = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar
 
 
 def _format(path: Path, shown: str) -> str:
-    """ "zip" or "tar" (plain or compressed), from the content. A file that reads as both (a
-    tar carrying a zip at its end, a polyglot) is refused."""
+    """ "zip" or "tar" (plain or compressed), from the content; refused if it reads as both."""
     with open(path, "rb") as fh:
         head = fh.read(512)
     tar = head[257:262] == b"ustar" or head.startswith(tuple(_TAR_DECOMPRESSORS))
@@ -284,8 +280,7 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
 
 
 def _members(path: Path, limits: Limits, shown: str) -> Iterator[_Member]:
-    """Every member of a zip or tar, checked as it comes (type, name, duplicates, declared
-    sizes); the checks on the whole archive run once the last member has been seen."""
+    """Every member of a zip or tar, checked as it comes, then the whole archive."""
     total, seen, files = 0, {}, []
     fmt = _format(path, shown)
     for m in (_zip_members if fmt == "zip" else _tar_members)(path, limits):
@@ -329,8 +324,7 @@ def _named(shown: str) -> Iterator[None]:
 def safe_extract(
     archive: str | Path, dest: str | Path, *, limits: Limits = Limits(), shown: str | None = None
 ) -> Path:
-    """Extract a zip or tar into ``dest`` (atomic) once every member has been checked; files
-    are created new (``O_EXCL|O_NOFOLLOW``). ``shown`` names the archive in errors."""
+    """Extract a zip or tar named ``shown`` into ``dest`` (atomic) once all members pass."""
     shown, archive = shown or str(archive), Path(archive)
     with _named(shown), atomic_dir(dest) as tmp:
         for _ in _members(archive, limits, shown):  # every member before anything is written
@@ -350,8 +344,8 @@ def safe_extract(
 
 
 def walk_files(root: Path) -> tuple[list[Path], dict[str, int]]:
-    """Regular files under ``root`` (sorted, relative) and what was skipped: symlinks (never
-    followed, so loops cannot hang) and special files (FIFOs, sockets, devices)."""
+    """Regular files under ``root`` (sorted, relative), and counts of skipped links and FIFOs,
+    sockets or devices: none is followed or opened, so loops and pipes cannot hang."""
     files, skipped = [], {"skipped_symlinks": 0, "skipped_special": 0}
 
     def refuse(err: OSError) -> None:
@@ -380,9 +374,8 @@ def _open_nofollow(path: Path) -> IO[bytes]:
 def read_files(
     src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
 ) -> tuple[Iterable[tuple[str, bytes]], dict[str, int]]:
-    """(relative name, content) of the files of a folder or an archive whose name ``keep``
-    accepts, and what walking a folder skipped. Nothing is extracted; an archive's files come
-    once every member has been checked, and ``shown`` names it in errors."""
+    """(relative name, content) of the files ``keep`` accepts in a folder or archive (checked
+    whole first; nothing is extracted), and what walking a folder skipped."""
     if not src.is_dir():
         kept = []
         with _named(shown):
@@ -404,8 +397,7 @@ def read_files(
 
 
 def unpack_tree(src: Path, dest: Path, shown: str, limits: Limits) -> dict[str, int]:
-    """A folder's regular files copied, or an archive extracted, to ``dest`` (atomic);
-    returns what walking a folder skipped."""
+    """A folder's regular files copied, or an archive extracted, to ``dest`` (atomic)."""
     if not src.is_dir():
         safe_extract(src, dest, limits=limits, shown=shown)
         return {}
@@ -436,10 +428,9 @@ def download_raw(
     fallback_name: str,
     unpack: bool = True,
 ) -> dict[str, Any]:
-    """A dataset's raw files in ``out_dir`` and their manifest, or its offline substitute as
-    :func:`nnlab.log.with_fallback` says. ``path:`` (a folder or an archive; missing is an
-    error under every source) goes to ``store(path, shown)``; otherwise each of ``files``
-    (name -> checksum or None) is downloaded and, if ``unpack``, goes to ``store`` too."""
+    """The manifest of a dataset's raw files in ``out_dir``, or of its offline substitute. A
+    ``path:`` (missing: an error under every source) goes to ``store(path, shown)``; else each
+    of ``files`` (name -> checksum) is downloaded and, if ``unpack``, goes to ``store`` too."""
     key = f"data.{dataset}.path"
     src = Path(cfg.path).expanduser() if cfg.path else None
     if src and not src.exists():
