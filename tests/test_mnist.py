@@ -104,8 +104,10 @@ def test_unreachable_mirror_remote_fails_fast_auto_falls_back_loudly(tmp_path, c
     assert on_disk["source"] == manifest["source"] and on_disk["fallback_reason"]
 
 
-def test_split_stratified_and_deterministic(mnist_root, tmp_path):
+def test_split_names_the_stage_before_it_then_is_stratified_and_deterministic(mnist_root, tmp_path):
     params = tiny_params()
+    with pytest.raises(StageOrderError, match="nnlab download mnist"):
+        run_split(params, "mnist", tmp_path)
     run_download(params, "mnist", tmp_path)
     run_split(params, "mnist", tmp_path)
     for split in ("train", "val", "test"):
@@ -121,8 +123,3 @@ def test_split_stratified_and_deterministic(mnist_root, tmp_path):
     run_split(tiny_params(seed=8), "mnist", tmp_path)  # another seed, another split
     other, first = (load_arrays("mnist", "val", r)["x"] for r in (tmp_path, mnist_root))
     assert not np.array_equal(other, first)
-
-
-def test_split_before_download_says_which_stage(tmp_path):
-    with pytest.raises(StageOrderError, match="nnlab download mnist"):
-        run_split(tiny_params(), "mnist", tmp_path)

@@ -46,7 +46,7 @@ def test_a_mirror_without_a_file_name_is_a_folder_and_a_bad_pin_is_an_error():
             parse_mirror(f"http://h/a.zip{fragment}")
 
 
-def test_plain_archive_extracts_with_umask_modes(tmp_path):
+def test_extracted_and_atomic_files_honour_the_umask(tmp_path):
     archive = tmp_path / "a.tar.gz"
     with tarfile.open(archive, "w:gz") as tf:
         for name in ("ok/file.txt", "ok/more.txt"):
@@ -56,31 +56,21 @@ def test_plain_archive_extracts_with_umask_modes(tmp_path):
     old = os.umask(0o027)
     try:
         safe_extract(archive, tmp_path / "out")
+        with atomic_file(tmp_path / "f.txt", "w") as fh:
+            fh.write("new")
     finally:
         os.umask(old)
     assert (tmp_path / "out" / "ok" / "file.txt").read_text() == "x"
-    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o750
-    assert stat.S_IMODE((tmp_path / "out" / "ok" / "more.txt").stat().st_mode) == 0o640
+    modes = [(tmp_path / p).stat().st_mode for p in ("out", "out/ok/more.txt", "f.txt")]
+    assert [stat.S_IMODE(m) for m in modes] == [0o750, 0o640, 0o640]
 
 
-def test_atomic_file_honours_umask_and_keeps_old_on_error(tmp_path):
-    target = tmp_path / "f.txt"
+def test_atomic_writes_keep_the_old_output_when_writing_or_the_swap_fails(tmp_path, monkeypatch):
+    target, dest = tmp_path / "f.txt", tmp_path / "out"
     target.write_text("old")
     with pytest.raises(RuntimeError), atomic_file(target, "w") as fh:
         fh.write("half")
         raise RuntimeError("crash")
-    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
-    old = os.umask(0o022)
-    try:
-        with atomic_file(target, "w") as fh:
-            fh.write("new")
-    finally:
-        os.umask(old)
-    assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o644
-
-
-def test_atomic_dir_restores_old_output_when_the_swap_fails(tmp_path, monkeypatch):
-    dest = tmp_path / "out"
     dest.mkdir()
     (dest / "good.txt").write_text("earlier output")
     real_rename = Path.rename
@@ -93,8 +83,8 @@ def test_atomic_dir_restores_old_output_when_the_swap_fails(tmp_path, monkeypatc
     monkeypatch.setattr(Path, "rename", failing)
     with pytest.raises(OSError, match="disk went away"), atomic_dir(dest) as tmp:
         (tmp / "new.txt").write_text("new")
-    assert (dest / "good.txt").read_text() == "earlier output"
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert (dest / "good.txt").read_text() == "earlier output" and target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt", "out"]
 
 
 def test_atomic_writes_fsync_file_and_folder(tmp_path, monkeypatch):
