@@ -30,7 +30,7 @@ from nnlab.log import DownloadError
 from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
 from tests.conftest import REPO, tiny_params
-from tests.http_server import dead_url, raw_server, serve, trickle
+from tests.http_server import dead_url, raw_server, serve
 
 SECRET = b"outside the project: must never change\n"
 EARLIER = {"earlier": "good output"}
@@ -439,11 +439,13 @@ def test_unreadable_images_one_error_for_predict_skipped_and_counted_by_split(wo
 # ----------------------------------------------------------------------------- splits
 
 
-@pytest.mark.parametrize("dataset", ["mnist", "imdb"], ids=lambda d: f"split-empty-{d}")
-def test_empty_split_is_refused_naming_dataset_and_split(world, dataset):
-    block = {"source": "bundled"} if dataset == "mnist" else {"source": "synthetic"}
-    if dataset == "imdb":
-        block |= {"synthetic_size": 40, "val_fraction": 0.05}
+SYNTHETIC_IMDB = {"source": "synthetic", "synthetic_size": 40, "val_fraction": 0.05}
+
+
+@pytest.mark.parametrize(
+    ("dataset", "block"), [("mnist", {"source": "bundled"}), ("imdb", SYNTHETIC_IMDB)]
+)
+def test_empty_split_is_refused_naming_dataset_and_split(world, dataset, block):
     params = _params(dataset, max_samples=10, **block)
     run_download(params, dataset, world.root)
     world.refuses(
@@ -467,12 +469,12 @@ def _server_dir(t: Path) -> Path:
 
 
 OK, CUT = b"HTTP/1.1 200 OK\r\n", r"connection closed early|IncompleteRead"
-# id -> (a hostile server's reply, or a file of _server_dir, error regex)
+# id -> (a hostile server's reply (None: a trickle), or a file of _server_dir, error regex)
 BAD_MIRRORS = {
     "net-garbage-not-http": (b"\x00\x01SSH-2.0-not-http\r\n\r\n", r"BadStatusLine|RemoteDisc"),
     "net-content-length-cut-short": (OK + b"Content-Length: 5000\r\n\r\n" + b"x" * 100, CUT),
     "net-http-500": (b"HTTP/1.1 500 Boom\r\nContent-Length: 0\r\n\r\n", r"HTTP 500"),
-    "net-trickle-total-timeout": (trickle, r"total_timeout=1s"),
+    "net-trickle-total-timeout": (None, r"total_timeout=1s"),
     "net-damaged-archive": ("damaged.zip", r"damaged archive"),
     "net-unsafe-archive": ("evil.zip", r"refused"),
     "net-pinned-checksum-mismatch": (
@@ -528,7 +530,7 @@ def test_killed_download_stage_leaves_no_temp_files(world, sig):
     raw = world.root / "data/raw"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     world.freeze()
-    with raw_server(trickle) as url:
+    with raw_server() as url:  # a trickle
         proc = subprocess.Popen(
             [sys.executable, "-c", _KILLED, f"{url}/photos.zip", str(world.root)],
             env=env,
