@@ -1,6 +1,5 @@
 """Hostile inputs for the data layer, offline: a refused input gives ONE line naming the file,
-URL or key, and leaves the earlier output, no temporary file and nothing outside the project.
-Case ids start with their class (``tar-``, ``zip-``, ``format-``, ``net-``, ...)."""
+URL or key, and leaves the earlier output, no temporary file and nothing outside the project."""
 
 from __future__ import annotations
 
@@ -263,8 +262,7 @@ class World:
         self.siblings = sorted(p.name for p in self.tmp.parent.iterdir())
 
     def assert_untouched(self, dataset: str | None = None) -> None:
-        """Nothing changed but ``data/raw/<dataset>`` when given: no temp, .part, escaped or
-        changed file, nothing beside the project."""
+        """Nothing changed (but ``data/raw/<dataset>``), no temp file, nothing beside tmp."""
         out = f"project/data/raw/{dataset}"
 
         def keep(snap):
@@ -292,14 +290,16 @@ def world(tmp_path) -> World:
     return World(tmp_path)
 
 
+BLOCKS = {
+    "cats_vs_dogs": {"kind": "image_folder", "image_size": 16, "split_sizes": [2, 2, 2]},
+    "imdb": {"kind": "text_folder", "max_unpacked_mb": 20},
+    "mnist": {"kind": "mnist"},
+}
+
+
 def _params(dataset: str, **block):
-    kind = {"cats_vs_dogs": "image_folder", "imdb": "text_folder", "mnist": "mnist"}[dataset]
-    base = {"kind": kind, "source": "remote", "retries": 0, "timeout": 2}
-    if dataset == "cats_vs_dogs":
-        base |= {"image_size": 16, "split_sizes": [2, 2, 2], "max_unpacked_mb": 2}
-    elif dataset == "imdb":
-        base["max_unpacked_mb"] = 20
-    return tiny_params(**{f"data.{dataset}": {**base, **block}})
+    base = {"source": "remote", "retries": 0, "timeout": 2, "max_unpacked_mb": 2}
+    return tiny_params(**{f"data.{dataset}": {**base, **BLOCKS[dataset], **block}})
 
 
 # ----------------------------------------------------------------------------- archives
@@ -524,9 +524,7 @@ run_download(tiny_params(**{"data.cats_vs_dogs": block}), "cats_vs_dogs", Path(s
 @pytest.mark.parametrize(
     "sig", [signal.SIGTERM, signal.SIGINT], ids=["signal-sigterm", "signal-ctrl-c"]
 )
-def test_killed_download_stage_leaves_no_temp_files(world, sig):
-    """A download stage killed mid-transfer: its temp folder and .part file are removed, the
-    earlier output stays."""
+def test_download_stage_killed_mid_transfer_leaves_no_temp_files_and_the_old_output(world, sig):
     raw = world.root / "data/raw"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     world.freeze()

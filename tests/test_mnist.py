@@ -30,12 +30,11 @@ def test_idx_roundtrip_and_damage(tmp_path):
     for name in ("a-idx3-ubyte", "b-idx3-ubyte.gz"):
         write_idx(tmp_path / name, arr)
         np.testing.assert_array_equal(mnist.read_idx(tmp_path / name), arr)
-    (tmp_path / "junk").write_bytes(b"\x01\x02\x03\x04rest")
-    with pytest.raises(ValueError, match="bad magic"):
-        mnist.read_idx(tmp_path / "junk")
-    (tmp_path / "cut").write_bytes((tmp_path / "a-idx3-ubyte").read_bytes()[:-2])
-    with pytest.raises(ValueError, match="truncated"):
-        mnist.read_idx(tmp_path / "cut")
+    cut = (tmp_path / "a-idx3-ubyte").read_bytes()[:-2]
+    for data, error in ((b"\x01\x02\x03\x04rest", "bad magic"), (cut, "truncated")):
+        (tmp_path / "bad").write_bytes(data)
+        with pytest.raises(ValueError, match=f"bad: .*{error}"):
+            mnist.read_idx(tmp_path / "bad")
 
 
 @pytest.fixture
@@ -60,12 +59,8 @@ def fake_mirror(tmp_path, monkeypatch):
 @pytest.mark.parametrize("where", ["mirror", "path"])
 def test_download_and_split_from_mirror_or_path(tmp_path, fake_mirror, where):
     with serve(fake_mirror) as url:
-        block = (
-            {"kind": "mnist", "source": "remote", "mirrors": [url + "/"]}
-            if where == "mirror"
-            else {"kind": "mnist", "source": "auto", "path": str(fake_mirror)}
-        )
-        params = tiny_params(**{"data.mnist": block})
+        block = {"mirrors": [url + "/"]} if where == "mirror" else {"path": str(fake_mirror)}
+        params = tiny_params(**{"data.mnist": {"kind": "mnist", "source": "remote", **block}})
         manifest = run_download(params, "mnist", tmp_path)
     assert manifest["source"] == "remote" and manifest["path" if where == "path" else "files"]
     assert {p.name for p in (tmp_path / "data/raw/mnist").glob("*.gz")} == {

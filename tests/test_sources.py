@@ -63,11 +63,8 @@ def test_atomic_writes_keep_the_old_output_when_writing_or_the_swap_fails(tmp_pa
 
 
 def test_atomic_writes_fsync_file_and_folder(tmp_path, monkeypatch):
-    import nnlab.files
-
     synced = []
-    real = os.fsync
-    monkeypatch.setattr(nnlab.files.os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    monkeypatch.setattr(os, "fsync", lambda fd, real=os.fsync: synced.append(fd) or real(fd))
     with atomic_file(tmp_path / "f.txt", "w") as fh:
         fh.write("x")
     assert len(synced) == 2  # the file, then its folder
