@@ -32,7 +32,6 @@ from tests.conftest import REPO, tiny_params
 from tests.http_server import dead_url, raw_server, serve
 
 SECRET = b"outside the project: must never change\n"
-EARLIER = {"earlier": "good output"}
 
 
 def _jpeg(i: int) -> bytes:
@@ -80,7 +79,6 @@ def _tgz(*extra, mode: str = "w:gz"):
 
 
 def _zip(path: Path, entries, compression=zipfile.ZIP_DEFLATED) -> Path:
-    """entries: (name or ZipInfo, data)."""
     with zipfile.ZipFile(path, "w", compression) as zf:
         for name, data in entries:
             zf.writestr(name, data)
@@ -147,7 +145,6 @@ def _lying_tar_size(t: Path) -> Path:
 
 
 def _inner_zip(t: Path) -> tuple:
-    """A tar member holding a zip of the good photos."""
     return ("photos.zip", _zip(t / "inner.zip", GOOD).read_bytes(), {})
 
 
@@ -254,8 +251,8 @@ class World:
         (tmp / "outside").mkdir()
         (tmp / "outside" / "secret.txt").write_bytes(SECRET)
         for ds in ("mnist", "cats_vs_dogs", "imdb"):
-            write_json(self.root / "data/raw" / ds / paths.MANIFEST, EARLIER)
-            write_json(self.root / "data/split" / ds / paths.MANIFEST, EARLIER)
+            for stage in ("raw", "split"):
+                write_json(self.root / "data" / stage / ds / paths.MANIFEST, {"earlier": "output"})
 
     def freeze(self) -> None:
         self.before = _snapshot(self.tmp)
@@ -525,7 +522,6 @@ run_download(tiny_params(**{"data.cats_vs_dogs": block}), "cats_vs_dogs", Path(s
     "sig", [signal.SIGTERM, signal.SIGINT], ids=["signal-sigterm", "signal-ctrl-c"]
 )
 def test_download_stage_killed_mid_transfer_leaves_no_temp_files_and_the_old_output(world, sig):
-    raw = world.root / "data/raw"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     world.freeze()
     with raw_server() as url:  # a trickle
@@ -536,7 +532,7 @@ def test_download_stage_killed_mid_transfer_leaves_no_temp_files_and_the_old_out
         )
         try:
             deadline = time.monotonic() + 20
-            while not list(raw.glob(".cats_vs_dogs.tmp-*/.*.part")):
+            while not list(world.root.glob("data/raw/.cats_vs_dogs.tmp-*/.*.part")):
                 assert time.monotonic() < deadline, "the download never started"
                 time.sleep(0.05)
             time.sleep(0.2)
