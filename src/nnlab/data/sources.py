@@ -121,11 +121,9 @@ def fetch(
     to ``unpack(dest, url)`` and is deleted; an ArchiveError there moves on to the next mirror.
     Returns ``{"url", "checksum", "pinned", **unpacked}``, or raises naming every failure."""
     dest = Path(dest)
-    mirrors = [parse_mirror(e, dest.name) for e in entries]  # a bad pin: never a fallback
-    if not mirrors:
-        raise DownloadError(f"{dest.name}: no mirror configured")
     failures: list[str] = []
-    for url, pin in mirrors:
+    mirrors = [parse_mirror(e, dest.name) for e in entries]  # a bad pin: never a fallback
+    for url, pin in mirrors:  # params.yaml has at least one
         pin, got = pin or checksum, None
         for attempt in range(cfg.retries + 1):
             try:
@@ -282,8 +280,7 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
 def _members(path: Path, limits: Limits, shown: str) -> Iterator[_Member]:
     """Every member of a zip or tar, checked as it comes, then the whole archive."""
     total, seen, files = 0, {}, []
-    fmt = _format(path, shown)
-    for m in (_zip_members if fmt == "zip" else _tar_members)(path, limits):
+    for m in (_zip_members if _format(path, shown) == "zip" else _tar_members)(path, limits):
         name, parents = "/".join(m.parts), [m.parts[:i] for i in range(1, len(m.parts))]
         if any(seen.get(p) is False for p in parents):
             raise UnsafeArchiveError(f"member {name!r} is both a file and a folder")
