@@ -321,12 +321,11 @@ def _named(shown: str) -> Iterator[None]:
 def safe_extract(
     archive: str | Path, dest: str | Path, *, limits: Limits = Limits(), shown: str | None = None
 ) -> Path:
-    """Extract a zip or tar named ``shown`` into ``dest`` (atomic) once all members pass."""
+    """Extract a zip or tar named ``shown`` into ``dest``, all or nothing: a refusal removes
+    what was written (at most ``limits.max_bytes``). No member is a link, so none is followed."""
     shown, archive = shown or str(archive), Path(archive)
     with _named(shown), atomic_dir(dest) as tmp:
-        for _ in _members(archive, limits, shown):  # every member before anything is written
-            pass
-        for m in _members(archive, limits, shown):  # no member is a link: none is followed
+        for m in _members(archive, limits, shown):
             folder = tmp.joinpath(*(m.parts if m.is_dir else m.parts[:-1]))
             os.makedirs(folder, exist_ok=True)
             if not m.is_dir:
