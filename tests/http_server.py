@@ -43,32 +43,22 @@ def dead_url() -> str:
 
 
 @contextlib.contextmanager
-def raw_server(reply, *, max_seconds: float = 20.0) -> Iterator[str]:
-    """Answers every request with ``reply`` (bytes) or ``reply(conn, stop)``; ``stop`` is set
-    when the block ends or after ``max_seconds``."""
+def raw_server(reply: bytes | None = None) -> Iterator[str]:
+    """Answers every request with ``reply``, or else (a trickle) with Content-Length 100000 and
+    then one byte every 50 ms until the block ends or the client hangs up."""
     stop = threading.Event()
-    if isinstance(reply, bytes):
-        reply = functools.partial(lambda data, conn, stop: conn.sendall(data), reply)
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
             self.request.settimeout(2)
             with contextlib.suppress(OSError):  # the client hung up: expected here
                 self.request.recv(65536)
-                reply(self.request, stop)
+                self.request.sendall(reply or b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                while reply is None and not stop.wait(0.05):
+                    self.request.sendall(b"x")
 
-    timer = threading.Timer(max_seconds, stop.set)
-    timer.start()
     with _running(socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)) as url:
         try:
             yield url
         finally:
             stop.set()
-            timer.cancel()
-
-
-def trickle(conn, stop) -> None:
-    """Content-Length 100000, then one byte every 50 ms until stopped or hung up on."""
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
-    while not stop.wait(0.05):
-        conn.sendall(b"x")

@@ -1,12 +1,10 @@
 """Hostile inputs for the data layer, offline: a refused input gives ONE line naming the file,
-URL or key, and leaves the earlier output, no temporary file and nothing outside the project.
-Case ids start with their class (``tar-``, ``zip-``, ``format-``, ``net-``, ...)."""
+URL or key, and leaves the earlier output, no temporary file and nothing outside the project."""
 
 from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import io
 import os
 import re
@@ -26,21 +24,19 @@ from PIL import Image
 
 from nnlab import paths
 from nnlab.data.images import ImageReadError, load_image
-from nnlab.data.sources import parse_mirror
 from nnlab.files import write_json
 from nnlab.log import DownloadError
 from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
 from tests.conftest import REPO, tiny_params
-from tests.http_server import dead_url, raw_server, serve, trickle
+from tests.http_server import dead_url, raw_server, serve
 
 SECRET = b"outside the project: must never change\n"
-EARLIER = {"earlier": "good output"}
 
 
-def _jpeg(i: int, color=(200, 60, 40)) -> bytes:
+def _jpeg(i: int) -> bytes:
     rng = np.random.default_rng(i)
-    arr = np.clip(np.array(color) + rng.normal(0, 20, (12, 12, 3)), 0, 255).astype(np.uint8)
+    arr = np.clip(rng.normal((200, 60, 40), 20, (12, 12, 3)), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG")
     return buf.getvalue()
@@ -83,7 +79,6 @@ def _tgz(*extra, mode: str = "w:gz"):
 
 
 def _zip(path: Path, entries, compression=zipfile.ZIP_DEFLATED) -> Path:
-    """entries: (name or ZipInfo, data)."""
     with zipfile.ZipFile(path, "w", compression) as zf:
         for name, data in entries:
             zf.writestr(name, data)
@@ -149,14 +144,7 @@ def _lying_tar_size(t: Path) -> Path:
     return _patched(path, (148, b"%06o\0 " % sum(header[:148] + b" " * 8 + header[156:])))
 
 
-def _polyglot(t: Path) -> Path:
-    """Starts like a zip, has a tar header at 257, and a zip directory at the end."""
-    plain = _tar(t / "p.tar", [("PK\x03\x04", _jpeg(1), {}), *TAR_GOOD], mode="w")
-    return _write(t / "both.zip", plain.read_bytes() + _zip(t / "z.zip", GOOD).read_bytes())
-
-
 def _inner_zip(t: Path) -> tuple:
-    """A tar member holding a zip of the good photos."""
     return ("photos.zip", _zip(t / "inner.zip", GOOD).read_bytes(), {})
 
 
@@ -180,9 +168,7 @@ ARCHIVES = {
         _tgz(("cats/h.jpg", None, {"type": tarfile.LNKTYPE, "linkname": "cats/cat.0.jpg"})),
         r"hard link",
     ),
-    "tar-symlink-outside": (_tgz(("cats/s.jpg", None, _sym("/etc/passwd"))), r"symlink"),
     "tar-char-device": (_tgz(("cats/dev", None, {"type": tarfile.CHRTYPE})), r"device, FIFO"),
-    "tar-contiguous-file": (_tgz(("cats/c.jpg", b"x", {"type": tarfile.CONTTYPE})), r"special"),
     "tar-duplicate-member": (_tgz(("cats/cat.0.jpg", b"replaced", {})), r"appears twice"),
     "tar-gz-bomb-ratio": (_tgz(("cats/zeros.jpg", b"\0" * (24 << 20), {})), r"max_ratio", BOMB),
     "tar-bomb-total-size": (
@@ -191,10 +177,6 @@ ARCHIVES = {
     ),
     "tar-lying-size-field": (_lying_tar_size, r"damaged archive"),
     "tar-truncated-gz": (lambda t: _truncated(_tgz()(t)), r"damaged archive"),
-    "tar-truncated-mid-member": (
-        lambda t: _truncated(_tgz(mode="w")(t), 0.35),
-        r"damaged archive",
-    ),
     "tar-truncated-at-member-boundary": (
         lambda t: _truncated(_tgz(mode="w")(t), 0.3),
         r"no end-of-archive marker",
@@ -220,7 +202,6 @@ ARCHIVES = {
         lambda t: _tar(t / "o.tar", [TAR_GOOD[0], _inner_zip(t)], mode="w"),
         r"both as a tar and",
     ),
-    "format-zip-that-is-a-tar": (_polyglot, r"both as a tar and"),
     "format-only-nested-archive": (
         lambda t: _tar(t / "a.tar.gz", [_inner_zip(t)]),
         r"only nested archives",
@@ -249,19 +230,14 @@ ARCHIVES = {
 # ----------------------------------------------------------------------------- harness
 
 
-def _snapshot(root: Path) -> dict[str, str]:
-    """Every entry under root (links not followed) -> its kind and content digest."""
-    out = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = Path(folder) / name
-            if p.is_symlink():
-                out[str(p.relative_to(root))] = "link:" + os.readlink(p)
-            elif p.is_file():
-                out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
-            else:
-                out[str(p.relative_to(root))] = "dir"
-    return out
+def _snapshot(root: Path) -> dict[str, object]:
+    """Every entry under root (links not followed) -> its link target, content or None."""
+    return {
+        str(p.relative_to(root)): (
+            os.readlink(p) if p.is_symlink() else p.read_bytes() if p.is_file() else None
+        )
+        for p in root.rglob("*")
+    }
 
 
 class World:
@@ -275,16 +251,15 @@ class World:
         (tmp / "outside").mkdir()
         (tmp / "outside" / "secret.txt").write_bytes(SECRET)
         for ds in ("mnist", "cats_vs_dogs", "imdb"):
-            write_json(self.root / "data/raw" / ds / paths.MANIFEST, EARLIER)
-            write_json(self.root / "data/split" / ds / paths.MANIFEST, EARLIER)
+            for stage in ("raw", "split"):
+                write_json(self.root / "data" / stage / ds / paths.MANIFEST, {"earlier": "output"})
 
     def freeze(self) -> None:
         self.before = _snapshot(self.tmp)
         self.siblings = sorted(p.name for p in self.tmp.parent.iterdir())
 
     def assert_untouched(self, dataset: str | None = None) -> None:
-        """Nothing changed but ``data/raw/<dataset>`` when given: no temp, .part, escaped or
-        changed file, nothing beside the project."""
+        """Nothing changed (but ``data/raw/<dataset>``), no temp file, nothing beside tmp."""
         out = f"project/data/raw/{dataset}"
 
         def keep(snap):
@@ -294,9 +269,8 @@ class World:
         assert keep(after) == keep(self.before)
         assert not [k for k in after if Path(k).name.startswith(".")], after
         assert sorted(p.name for p in self.tmp.parent.iterdir()) == self.siblings
-        assert (self.tmp / "outside" / "secret.txt").read_bytes() == SECRET
 
-    def refuses(self, call, exc, pattern: str, names: str) -> str:
+    def refuses(self, call, exc, pattern: str, names: str) -> None:
         self.freeze()
         with pytest.raises(exc) as err:
             call()
@@ -306,7 +280,6 @@ class World:
         assert ".tmp-" not in msg and ".part" not in msg, msg  # never a temp path
         assert re.search(pattern, msg), msg
         self.assert_untouched()
-        return msg
 
 
 @pytest.fixture
@@ -314,31 +287,19 @@ def world(tmp_path) -> World:
     return World(tmp_path)
 
 
+BLOCKS = {
+    "cats_vs_dogs": {"kind": "image_folder", "image_size": 16, "split_sizes": [2, 2, 2]},
+    "imdb": {"kind": "text_folder", "max_unpacked_mb": 20},
+    "mnist": {"kind": "mnist"},
+}
+
+
 def _params(dataset: str, **block):
-    kind = {"cats_vs_dogs": "image_folder", "imdb": "text_folder", "mnist": "mnist"}[dataset]
-    base = {"kind": kind, "source": "remote", "retries": 0, "timeout": 2}
-    if dataset == "cats_vs_dogs":
-        base |= {"image_size": 16, "split_sizes": [2, 2, 2], "max_unpacked_mb": 2}
-    elif dataset == "imdb":
-        base["max_unpacked_mb"] = 20
-    return tiny_params(**{f"data.{dataset}": {**base, **block}})
+    base = {"source": "remote", "retries": 0, "timeout": 2, "max_unpacked_mb": 2}
+    return tiny_params(**{f"data.{dataset}": {**base, **BLOCKS[dataset], **block}})
 
 
 # ----------------------------------------------------------------------------- archives
-
-
-@pytest.mark.parametrize("case", list(ARCHIVES), ids=list(ARCHIVES))
-def test_hostile_archive_as_path_is_refused_never_a_fallback(world, case):
-    build, pattern, *block = ARCHIVES[case]
-    dataset = "imdb" if case.startswith("imdb") else "cats_vs_dogs"
-    archive = build(world.inputs)
-    params = _params(dataset, source="auto", path=str(archive), **(block[0] if block else {}))
-    world.refuses(  # a bad path: never a fallback
-        lambda: run_download(params, dataset, world.root),
-        ValueError,
-        pattern,
-        f"data.{dataset}.path: {archive}",
-    )
 
 
 REVIEWS = [
@@ -347,22 +308,28 @@ REVIEWS = [
     for lab in ("pos", "neg")
     for i in range(2)
 ]
+# id -> (builder(t) -> input path, class counts per split)
 GOOD_ARCHIVES = {
     "imdb-zip": (lambda t: _zip(t / "aclImdb.zip", REVIEWS), {"neg": 2, "pos": 2}),
     "tar-bz2": (lambda t: _tar(t / "good.tar.bz2", TAR_GOOD, "w:bz2"), {"cats": 3, "dogs": 3}),
 }
 
 
-@pytest.mark.parametrize("case", list(GOOD_ARCHIVES), ids=list(GOOD_ARCHIVES))
-def test_good_archive_is_unpacked_or_read_whole(world, case):
-    build, counts = GOOD_ARCHIVES[case]
+@pytest.mark.parametrize("case", [*ARCHIVES, *GOOD_ARCHIVES])
+def test_archive_as_path_is_read_whole_or_refused_never_a_fallback(world, case):
+    build, expected, *block = {**ARCHIVES, **GOOD_ARCHIVES}[case]
     dataset = "imdb" if case.startswith("imdb") else "cats_vs_dogs"
     archive = build(world.inputs)
+    params = _params(dataset, source="auto", path=str(archive), **(block[0] if block else {}))
+    call = lambda: run_download(params, dataset, world.root)  # noqa: E731
+    if case in ARCHIVES:
+        world.refuses(call, ValueError, expected, f"data.{dataset}.path: {archive}")
+        return
     world.freeze()
-    manifest = run_download(_params(dataset, path=str(archive)), dataset, world.root)
+    manifest = call()
     world.assert_untouched(dataset)
     splits = ("train", "test") if dataset == "imdb" else ("pool",)
-    assert manifest["counts"] == dict.fromkeys(splits, counts)
+    assert manifest["counts"] == dict.fromkeys(splits, expected)
 
 
 # ----------------------------------------------------------------------------- folders
@@ -375,37 +342,23 @@ def _folder(root: Path, files: list[tuple[str, bytes]]) -> Path:
     return root
 
 
-@pytest.mark.parametrize(
-    "kind",
-    ["file-outside", "loop", "dangling", "folder-outside", "fifo"],
-    ids=lambda k: f"folder-{k}",
-)
-def test_folder_links_are_skipped_and_counted_never_followed(world, kind):
+def test_folder_links_and_special_files_are_skipped_and_counted_never_followed(world):
     src = _folder(world.inputs / "photos", GOOD)
-    link = src / "cats" / "cat.9.jpg"
-    if kind == "file-outside":
-        link.symlink_to(world.tmp / "outside" / "secret.txt")
-    elif kind == "loop":
-        (src / "cats" / "loop").symlink_to(src / "cats")
-        (src / "dogs" / "up").symlink_to("..")
-    elif kind == "dangling":
-        link.symlink_to(world.tmp / "nowhere.jpg")
-    elif kind == "folder-outside":
-        (src / "cats" / "etc").symlink_to("/etc")
-    else:
-        os.mkfifo(src / "cats" / "pipe.jpg")
+    (src / "cats" / "cat.9.jpg").symlink_to(world.tmp / "outside" / "secret.txt")
+    (src / "cats" / "loop").symlink_to(src / "cats")
+    (src / "dogs" / "up").symlink_to("..")
+    (src / "cats" / "etc").symlink_to("/etc")
+    os.mkfifo(src / "cats" / "pipe.jpg")
     world.freeze()
     t0 = time.perf_counter()
     manifest = run_download(_params("cats_vs_dogs", path=str(src)), "cats_vs_dogs", world.root)
     assert time.perf_counter() - t0 < 10  # no hang on a loop or a FIFO
     world.assert_untouched("cats_vs_dogs")
-    key = "skipped_special" if kind == "fifo" else "skipped_symlinks"
-    assert manifest[key] == (2 if kind == "loop" else 1)
+    assert (manifest["skipped_symlinks"], manifest["skipped_special"]) == (4, 1)
     images = world.root / "data/raw/cats_vs_dogs/images"
     copied = sorted(str(p.relative_to(images)) for p in images.rglob("*"))
     assert copied == sorted(["cats", "dogs", *(n for n, _ in GOOD)])
     assert not any(p.is_symlink() for p in images.rglob("*"))
-    assert (world.tmp / "outside" / "secret.txt").read_bytes() == SECRET
 
 
 def test_text_folder_symlinked_empty_or_binary_review_is_skipped_and_counted(world, capsys):
@@ -430,16 +383,9 @@ def test_text_folder_symlinked_empty_or_binary_review_is_skipped_and_counted(wor
     assert b"outside the project" not in gzip.decompress(raw)
 
 
-MISSING = [
-    ("cats_vs_dogs", "auto"),
-    ("imdb", "synthetic"),
-    ("mnist", "bundled"),
-    ("mnist", "remote"),
-]
-
-
 @pytest.mark.parametrize(
-    ("dataset", "source"), MISSING, ids=[f"folder-missing-path-{s}-{d}" for d, s in MISSING]
+    ("dataset", "source"),
+    [("cats_vs_dogs", "auto"), ("imdb", "synthetic"), ("mnist", "bundled"), ("mnist", "remote")],
 )
 def test_missing_path_is_an_error_under_every_source(world, dataset, source):
     params = _params(
@@ -457,35 +403,24 @@ def test_missing_path_is_an_error_under_every_source(world, dataset, source):
 
 # ----------------------------------------------------------------------------- images
 
-BAD_IMAGES = {
-    "image-bomb-header-30000": _png_header(30000, 30000),
-    "image-bomb-warning-range": _png_header(10000, 10000),
-    "image-truncated": _jpeg(3)[:200],
-    "image-not-an-image": b"<html>this is not a picture</html>",
-    "image-zero-bytes": b"",
-}
+# a bomb by its header, cut short, not an image, empty
+BAD_IMAGES = [_png_header(30000, 30000), _jpeg(3)[:200], b"<html>not a picture</html>", b""]
 
 
-@pytest.mark.parametrize("name", list(BAD_IMAGES), ids=list(BAD_IMAGES))
-def test_unreadable_image_is_one_error_for_predict(tmp_path, name):
-    path = tmp_path / "photo.png"
-    path.write_bytes(BAD_IMAGES[name])
-    with pytest.raises(ImageReadError) as err:
-        load_image(path, (16, 16))
-    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
-
-
-def test_unreadable_images_skipped_counted_and_shortfall_reported(world, capsys):
+def test_unreadable_images_one_error_for_predict_skipped_and_counted_by_split(world, capsys):
     src = _folder(world.inputs / "photos", GOOD)
-    for i, data in enumerate(BAD_IMAGES.values()):
-        (src / ("cats" if i % 2 else "dogs") / f"bad{i}.png").write_bytes(data)
-    # 11 files, 6 readable: asking for all 11 must come up short, and say so
-    params = _params("cats_vs_dogs", path=str(src), split_sizes=[5, 3, 3])
+    for i, data in enumerate(BAD_IMAGES):
+        path = _write(src / ("cats" if i % 2 else "dogs") / f"bad{i}.png", data)
+        with pytest.raises(ImageReadError) as err:
+            load_image(path, (16, 16))
+        assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+    # 10 files, 6 readable: asking for all 10 must come up short, and say so
+    params = _params("cats_vs_dogs", path=str(src), split_sizes=[4, 3, 3])
     run_download(params, "cats_vs_dogs", world.root)
     split = run_split(params, "cats_vs_dogs", world.root)
-    assert split["skipped_count"] == 5
+    assert split["skipped_count"] == len(BAD_IMAGES)
     assert {s["file"] for s in split["skipped"]} == {
-        f"{'cats' if i % 2 else 'dogs'}/bad{i}.png" for i in range(5)
+        f"{'cats' if i % 2 else 'dogs'}/bad{i}.png" for i in range(len(BAD_IMAGES))
     }
     assert any(
         "decompression bomb" in s["reason"].lower() or "pixels" in s["reason"]
@@ -494,18 +429,20 @@ def test_unreadable_images_skipped_counted_and_shortfall_reported(world, capsys)
     short = split["shortfall"]
     for s, n in split["counts"].items():
         assert n == (short[s]["got"] if s in short else n)
-    assert sum(v["requested"] - v["got"] for v in short.values()) == 5
+    assert sum(v["requested"] - v["got"] for v in short.values()) == len(BAD_IMAGES)
     assert "too few readable images" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- splits
 
 
-@pytest.mark.parametrize("dataset", ["mnist", "imdb"], ids=lambda d: f"split-empty-{d}")
-def test_empty_split_is_refused_naming_dataset_and_split(world, dataset):
-    block = {"source": "bundled"} if dataset == "mnist" else {"source": "synthetic"}
-    if dataset == "imdb":
-        block |= {"synthetic_size": 40, "val_fraction": 0.05}
+SYNTHETIC_IMDB = {"source": "synthetic", "synthetic_size": 40, "val_fraction": 0.05}
+
+
+@pytest.mark.parametrize(
+    ("dataset", "block"), [("mnist", {"source": "bundled"}), ("imdb", SYNTHETIC_IMDB)]
+)
+def test_empty_split_is_refused_naming_dataset_and_split(world, dataset, block):
     params = _params(dataset, max_samples=10, **block)
     run_download(params, dataset, world.root)
     world.refuses(
@@ -529,17 +466,18 @@ def _server_dir(t: Path) -> Path:
 
 
 OK, CUT = b"HTTP/1.1 200 OK\r\n", r"connection closed early|IncompleteRead"
-# id -> (a hostile server's reply, or a file of _server_dir, error regex)
+# id -> (a hostile server's reply (None: a trickle), or a file of _server_dir, error regex)
 BAD_MIRRORS = {
     "net-garbage-not-http": (b"\x00\x01SSH-2.0-not-http\r\n\r\n", r"BadStatusLine|RemoteDisc"),
-    "net-chunked-cut-short": (OK + b"Transfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 100, CUT),
     "net-content-length-cut-short": (OK + b"Content-Length: 5000\r\n\r\n" + b"x" * 100, CUT),
     "net-http-500": (b"HTTP/1.1 500 Boom\r\nContent-Length: 0\r\n\r\n", r"HTTP 500"),
-    "net-http-404": (b"HTTP/1.1 404 Boom\r\nContent-Length: 0\r\n\r\n", r"HTTP 404"),
-    "net-trickle-total-timeout": (trickle, r"total_timeout=1s"),
+    "net-trickle-total-timeout": (None, r"total_timeout=1s"),
     "net-damaged-archive": ("damaged.zip", r"damaged archive"),
     "net-unsafe-archive": ("evil.zip", r"refused"),
-    "net-pinned-checksum-mismatch": (f"good.zip#sha256={'0' * 64}", r"checksum mismatch"),
+    "net-pinned-checksum-mismatch": (
+        f"good.zip#sha256={'0' * 64}",
+        r"archive: checksum mismatch from .*good.zip: expected sha256:0{64}, got sha256:\w{64}",
+    ),
 }
 
 
@@ -570,37 +508,23 @@ def test_bad_mirror_fails_then_the_next_is_tried_then_auto_falls_back(world, nam
     world.assert_untouched("cats_vs_dogs")
 
 
-@pytest.mark.parametrize(
-    "fragment", ["#sha256:" + "0" * 64, "#sha1=" + "0" * 40, "#"], ids=lambda f: f"net-pin-{f[:7]}"
-)
-def test_malformed_pin_is_an_error_not_unpinned(fragment):
-    """(params.yaml refuses it at load too: tests/test_adversarial_params.py)"""
-    with pytest.raises(ValueError, match=r"photos.zip.*#sha256=<64 hex digits>"):
-        parse_mirror(f"http://127.0.0.1:9/photos.zip{fragment}")
-
-
 _KILLED = """
 import sys
 from pathlib import Path
-from nnlab.config import parse_params
 from nnlab.stages.download import run as run_download
-block = {"kind": "image_folder", "source": "remote", "mirrors": [sys.argv[1]], "timeout": 30,
-         "retries": 0}
-params = parse_params({"seed": 1, "data": {"cats_vs_dogs": block}, "experiments": {}})
-run_download(params, "cats_vs_dogs", Path(sys.argv[2]))
+from tests.conftest import tiny_params
+block = {"kind": "image_folder", "source": "remote", "mirrors": [sys.argv[1]], "retries": 0}
+run_download(tiny_params(**{"data.cats_vs_dogs": block}), "cats_vs_dogs", Path(sys.argv[2]))
 """
 
 
 @pytest.mark.parametrize(
     "sig", [signal.SIGTERM, signal.SIGINT], ids=["signal-sigterm", "signal-ctrl-c"]
 )
-def test_killed_download_stage_leaves_no_temp_files(world, sig):
-    """A download stage killed mid-transfer: its temp folder and .part file are removed, the
-    earlier output stays."""
-    raw = world.root / "data/raw"
+def test_download_stage_killed_mid_transfer_leaves_no_temp_files_and_the_old_output(world, sig):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     world.freeze()
-    with raw_server(trickle) as url:
+    with raw_server() as url:  # a trickle
         proc = subprocess.Popen(
             [sys.executable, "-c", _KILLED, f"{url}/photos.zip", str(world.root)],
             env=env,
@@ -608,7 +532,7 @@ def test_killed_download_stage_leaves_no_temp_files(world, sig):
         )
         try:
             deadline = time.monotonic() + 20
-            while not list(raw.glob(".cats_vs_dogs.tmp-*/.*.part")):
+            while not list(world.root.glob("data/raw/.cats_vs_dogs.tmp-*/.*.part")):
                 assert time.monotonic() < deadline, "the download never started"
                 time.sleep(0.05)
             time.sleep(0.2)

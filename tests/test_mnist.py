@@ -9,7 +9,7 @@ import pytest
 
 from nnlab import paths
 from nnlab.data import mnist
-from nnlab.data.prepare import load_arrays, load_meta
+from nnlab.data.prepare import StageOrderError, load_arrays, load_meta
 from nnlab.files import read_json
 from nnlab.log import DownloadError
 from nnlab.stages.download import run as run_download
@@ -30,12 +30,11 @@ def test_idx_roundtrip_and_damage(tmp_path):
     for name in ("a-idx3-ubyte", "b-idx3-ubyte.gz"):
         write_idx(tmp_path / name, arr)
         np.testing.assert_array_equal(mnist.read_idx(tmp_path / name), arr)
-    (tmp_path / "junk").write_bytes(b"\x01\x02\x03\x04rest")
-    with pytest.raises(ValueError, match="bad magic"):
-        mnist.read_idx(tmp_path / "junk")
-    (tmp_path / "cut").write_bytes((tmp_path / "a-idx3-ubyte").read_bytes()[:-2])
-    with pytest.raises(ValueError, match="truncated"):
-        mnist.read_idx(tmp_path / "cut")
+    cut = (tmp_path / "a-idx3-ubyte").read_bytes()[:-2]
+    for data, error in ((b"\x01\x02\x03\x04rest", "bad magic"), (cut, "truncated")):
+        (tmp_path / "bad").write_bytes(data)
+        with pytest.raises(ValueError, match=f"bad: .*{error}"):
+            mnist.read_idx(tmp_path / "bad")
 
 
 @pytest.fixture
@@ -45,8 +44,7 @@ def fake_mirror(tmp_path, monkeypatch):
     srv = tmp_path / "mirror"
     srv.mkdir()
     files = {}
-    sizes = {"train": 120, "test": 40}
-    for split, n in sizes.items():
+    for split, n in {"train": 120, "test": 40}.items():
         labels = np.arange(n) % 10
         images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         for kind, arr in (("images", images), ("labels", labels)):
@@ -61,19 +59,14 @@ def fake_mirror(tmp_path, monkeypatch):
 @pytest.mark.parametrize("where", ["mirror", "path"])
 def test_download_and_split_from_mirror_or_path(tmp_path, fake_mirror, where):
     with serve(fake_mirror) as url:
-        block = (
-            {"kind": "mnist", "source": "remote", "mirrors": [url + "/"]}
-            if where == "mirror"
-            else {"kind": "mnist", "source": "auto", "path": str(fake_mirror)}
-        )
-        params = tiny_params(**{"data.mnist": block})
+        block = {"mirrors": [url + "/"]} if where == "mirror" else {"path": str(fake_mirror)}
+        params = tiny_params(**{"data.mnist": {"kind": "mnist", "source": "remote", **block}})
         manifest = run_download(params, "mnist", tmp_path)
     assert manifest["source"] == "remote" and manifest["path" if where == "path" else "files"]
     assert {p.name for p in (tmp_path / "data/raw/mnist").glob("*.gz")} == {
         f for f, _ in mnist.FILES.values()
     }
-    run_split(params, "mnist", tmp_path)
-    split = read_json(tmp_path / "data/split/mnist" / paths.MANIFEST)
+    split = run_split(params, "mnist", tmp_path)
     assert split["counts"] == {"train": 110, "val": 10, "test": 40}  # official test kept
     assert split["test"] == "official t10k test set"
 
@@ -90,24 +83,24 @@ def test_path_with_a_wrong_or_missing_file_is_an_error_not_a_fallback(tmp_path, 
     assert not (tmp_path / "data/raw/mnist").exists()
 
 
-@pytest.mark.parametrize("source", ["remote", "auto"])
-def test_unreachable_mirror_remote_fails_fast_auto_falls_back_loudly(tmp_path, capsys, source):
-    params = tiny_params(**{"data.mnist.source": source, "data.mnist.mirrors": [dead_url()]})
-    if source == "remote":
-        t0 = time.perf_counter()
-        with pytest.raises(DownloadError, match="train-images"):
-            run_download(params, "mnist", tmp_path)
-        assert time.perf_counter() - t0 < 5
-        assert not (tmp_path / "data/raw/mnist").exists()
-        return
-    manifest = run_download(params, "mnist", tmp_path)
+def test_unreachable_mirror_remote_fails_fast_auto_falls_back_loudly(tmp_path, capsys):
+    def params(source):
+        return tiny_params(**{"data.mnist.source": source, "data.mnist.mirrors": [dead_url()]})
+
+    t0 = time.perf_counter()
+    with pytest.raises(DownloadError, match="train-images"):
+        run_download(params("remote"), "mnist", tmp_path)
+    assert time.perf_counter() - t0 < 5 and not (tmp_path / "data/raw/mnist").exists()
+    manifest = run_download(params("auto"), "mnist", tmp_path)
     assert "bundled" in manifest["source"] and "WARNING" in capsys.readouterr().err
     on_disk = read_json(tmp_path / "data/raw/mnist" / paths.MANIFEST)
     assert on_disk["source"] == manifest["source"] and on_disk["fallback_reason"]
 
 
-def test_split_stratified_and_deterministic(mnist_root, tmp_path):
+def test_split_names_the_stage_before_it_then_is_stratified_and_deterministic(mnist_root, tmp_path):
     params = tiny_params()
+    with pytest.raises(StageOrderError, match="nnlab download mnist"):
+        run_split(params, "mnist", tmp_path)
     run_download(params, "mnist", tmp_path)
     run_split(params, "mnist", tmp_path)
     for split in ("train", "val", "test"):
@@ -123,10 +116,3 @@ def test_split_stratified_and_deterministic(mnist_root, tmp_path):
     run_split(tiny_params(seed=8), "mnist", tmp_path)  # another seed, another split
     other, first = (load_arrays("mnist", "val", r)["x"] for r in (tmp_path, mnist_root))
     assert not np.array_equal(other, first)
-
-
-def test_split_before_download_says_which_stage(tmp_path):
-    from nnlab.data.prepare import StageOrderError
-
-    with pytest.raises(StageOrderError, match="nnlab download mnist"):
-        run_split(tiny_params(), "mnist", tmp_path)

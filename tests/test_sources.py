@@ -1,4 +1,3 @@
-import hashlib
 import io
 import os
 import stat
@@ -7,59 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from nnlab.data.sources import ChecksumError, fetch, mirror_url, safe_extract
+from nnlab.data.sources import parse_mirror, safe_extract
 from nnlab.files import atomic_dir, atomic_file
-from nnlab.log import DownloadError, with_fallback
-from tests.conftest import tiny_params
-from tests.http_server import serve
 
 
-def _sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+def test_a_mirror_without_a_file_name_is_a_folder_and_a_bad_pin_is_an_error():
+    pin = "0" * 64
+    assert parse_mirror("http://h/mnist/", "a.gz") == ("http://h/mnist/a.gz", None)
+    assert parse_mirror(f"http://h/m#sha256={pin}", "a.gz") == ("http://h/m/a.gz", f"sha256:{pin}")
+    assert parse_mirror(f"http://h/x/a.zip#md5={pin[:32]}", "b.gz")[0] == "http://h/x/a.zip"
+    for fragment in (f"#sha256:{pin}", f"#sha1={pin[:40]}", "#"):  # never silently unpinned
+        with pytest.raises(ValueError, match=r"a.zip.*#sha256=<64 hex digits>"):
+            parse_mirror(f"http://h/a.zip{fragment}")
 
 
-def test_a_bad_checksum_moves_on_to_the_next_mirror_and_fails_naming_both_sums(tmp_path):
-    right = b"right" * 1000
-    for name, data in (("bad", b"corrupt"), ("good", right)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "f.bin").write_bytes(data)
-    with serve(tmp_path / "bad") as bad, serve(tmp_path / "good") as good:
-        urls, cfg = [f"{bad}/f.bin", f"{good}/f.bin"], tiny_params().dataset("mnist")
-        got = fetch(urls, tmp_path / "out" / "f.bin", _sha(right), cfg)
-        assert got == {"url": f"{good}/f.bin", "checksum": _sha(right), "pinned": True}
-        assert [p.name for p in (tmp_path / "out").iterdir()] == ["f.bin"]
-        assert (tmp_path / "out" / "f.bin").read_bytes() == right
-        with pytest.raises(ChecksumError) as err:
-            fetch(urls[:1], tmp_path / "dl" / "f.bin", _sha(right), cfg)
-    assert "f.bin" in str(err.value) and _sha(right) in str(err.value)
-    assert _sha(b"corrupt") in str(err.value)
-    assert not (tmp_path / "dl").exists() or not list((tmp_path / "dl").iterdir())
-
-
-def test_a_mirror_without_a_file_name_is_a_folder():
-    pin = "#sha256=" + "0" * 64
-    assert mirror_url("http://h/mnist/", "a.gz") == "http://h/mnist/a.gz"
-    assert mirror_url("http://h/mnist" + pin, "a.gz") == "http://h/mnist/a.gz" + pin
-    assert mirror_url("http://h/x/photos.zip" + pin, "a.gz") == "http://h/x/photos.zip" + pin
-
-
-def _fail():
-    raise DownloadError("offline")
-
-
-def test_fallback_rule():
-    remote = lambda: {"files": "real"}  # noqa: E731
-    fallback = lambda: {"files": "sample"}  # noqa: E731
-    kw = {"dataset": "d", "fallback_name": "sample"}
-    assert with_fallback("auto", remote, fallback, **kw)["source"] == "remote"
-    auto = with_fallback("auto", _fail, fallback, **kw)
-    assert auto["source"] == "sample" and "offline" in auto["fallback_reason"]
-    assert with_fallback("bundled", remote, fallback, **kw)["files"] == "sample"
-    with pytest.raises(DownloadError):
-        with_fallback("remote", _fail, fallback, **kw)
-
-
-def test_plain_archive_extracts_with_umask_modes(tmp_path):
+def test_extracted_and_atomic_files_honour_the_umask(tmp_path):
     archive = tmp_path / "a.tar.gz"
     with tarfile.open(archive, "w:gz") as tf:
         for name in ("ok/file.txt", "ok/more.txt"):
@@ -69,31 +30,21 @@ def test_plain_archive_extracts_with_umask_modes(tmp_path):
     old = os.umask(0o027)
     try:
         safe_extract(archive, tmp_path / "out")
+        with atomic_file(tmp_path / "f.txt", "w") as fh:
+            fh.write("new")
     finally:
         os.umask(old)
     assert (tmp_path / "out" / "ok" / "file.txt").read_text() == "x"
-    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o750
-    assert stat.S_IMODE((tmp_path / "out" / "ok" / "more.txt").stat().st_mode) == 0o640
+    modes = [(tmp_path / p).stat().st_mode for p in ("out", "out/ok/more.txt", "f.txt")]
+    assert [stat.S_IMODE(m) for m in modes] == [0o750, 0o640, 0o640]
 
 
-def test_atomic_file_honours_umask_and_keeps_old_on_error(tmp_path):
-    target = tmp_path / "f.txt"
+def test_atomic_writes_keep_the_old_output_when_writing_or_the_swap_fails(tmp_path, monkeypatch):
+    target, dest = tmp_path / "f.txt", tmp_path / "out"
     target.write_text("old")
     with pytest.raises(RuntimeError), atomic_file(target, "w") as fh:
         fh.write("half")
         raise RuntimeError("crash")
-    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
-    old = os.umask(0o022)
-    try:
-        with atomic_file(target, "w") as fh:
-            fh.write("new")
-    finally:
-        os.umask(old)
-    assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o644
-
-
-def test_atomic_dir_restores_old_output_when_the_swap_fails(tmp_path, monkeypatch):
-    dest = tmp_path / "out"
     dest.mkdir()
     (dest / "good.txt").write_text("earlier output")
     real_rename = Path.rename
@@ -106,20 +57,16 @@ def test_atomic_dir_restores_old_output_when_the_swap_fails(tmp_path, monkeypatc
     monkeypatch.setattr(Path, "rename", failing)
     with pytest.raises(OSError, match="disk went away"), atomic_dir(dest) as tmp:
         (tmp / "new.txt").write_text("new")
-    assert (dest / "good.txt").read_text() == "earlier output"
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert (dest / "good.txt").read_text() == "earlier output" and target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt", "out"]
 
 
 def test_atomic_writes_fsync_file_and_folder(tmp_path, monkeypatch):
-    import nnlab.files
-
     synced = []
-    real = os.fsync
-    monkeypatch.setattr(nnlab.files.os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    monkeypatch.setattr(os, "fsync", lambda fd, real=os.fsync: synced.append(fd) or real(fd))
     with atomic_file(tmp_path / "f.txt", "w") as fh:
         fh.write("x")
     assert len(synced) == 2  # the file, then its folder
-    synced.clear()
     with atomic_dir(tmp_path / "d") as tmp:
         (tmp / "a.txt").write_text("a")
-    assert len(synced) == 3  # the file, the new folder, the parent after the rename
+    assert len(synced) == 2 + 3  # then the file, the new folder, the parent after the rename

@@ -52,18 +52,14 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
 
     def store(src: Path, shown: str) -> dict[str, Any]:
         """The four files of a local folder or archive, each verified before it is written."""
-        files, _ = read_files(src, shown, Limits.of(cfg), keep=checksums.__contains__)
-        found = dict(files)
+        found = dict(read_files(src, shown, Limits.of(cfg), keep=checksums.__contains__)[0])
         for name, checksum in checksums.items():
             if name not in found:
-                raise FileNotFoundError(
-                    f"{shown}: no regular file {name} (symlinks are not followed)"
-                )
+                raise FileNotFoundError(f"{shown}: no regular file {name} (links are not followed)")
             algo, _, digest = checksum.partition(":")
-            actual = hashlib.new(algo, found[name]).hexdigest()
-            if actual != digest:
+            if (got := hashlib.new(algo, found[name]).hexdigest()) != digest:
                 raise ValueError(
-                    f"{shown}: {name}: checksum mismatch: expected {checksum}, got {algo}:{actual}"
+                    f"{shown}: {name}: checksum mismatch: expected {checksum}, got {algo}:{got}"
                 )
             with atomic_file(out_dir / name) as fh:
                 fh.write(found[name])

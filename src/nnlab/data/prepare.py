@@ -61,8 +61,7 @@ def subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndar
 
 def refuse_empty(dataset: str, counts: dict[str, int], cfg: DataConfig) -> None:
     """One line naming the dataset and every split that would be empty."""
-    empty = [s for s in SPLITS if counts.get(s, 0) == 0]
-    if empty:
+    if empty := [s for s in SPLITS if counts.get(s, 0) == 0]:
         raise ValueError(
             f"split@{dataset}: the {' and '.join(empty)} split would be empty "
             f"({counts}); raise data.{dataset}.max_samples (now {cfg.max_samples}) "
@@ -86,8 +85,7 @@ def pick_classes(
             f"{where}: {len(names)} class ({', '.join(map(repr, names))}); a "
             f"classifier needs two or more"
         )
-    left_out = {c: n for c, n in sorted(found.items()) if c not in names}
-    if left_out:
+    if left_out := {c: n for c, n in sorted(found.items()) if c not in names}:
         info(
             f"{where}: left out {sum(left_out.values())} samples of labels not in "
             f"data.{name}.classes: {', '.join(map(repr, left_out))}"
@@ -143,15 +141,18 @@ def split_digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()[:16]
 
 
-def _prepared_dir(dataset: str, root: Path = Path(".")) -> Path:
-    """``data/split/<dataset>``, or StageOrderError naming the stage to run when missing."""
-    path = paths.split_dir(dataset, root)
-    if not (path / paths.META).is_file():
+def stage_output(folder: Path, name: str, stage: str, dataset: str) -> Path:
+    """``folder`` once ``stage@dataset`` has written ``name`` in it, else StageOrderError."""
+    if not (folder / name).is_file():
         raise StageOrderError(
-            f"{path}: no prepared data; run `dvc repro split@{dataset}` (or "
-            f"`nnlab download {dataset} && nnlab split {dataset}`) first"
+            f"{folder}: no {stage}@{dataset} output; run `nnlab {stage} {dataset}` "
+            f"(or `dvc repro {stage}@{dataset}`) first"
         )
-    return path
+    return folder
+
+
+def _prepared_dir(dataset: str, root: Path = Path(".")) -> Path:
+    return stage_output(paths.split_dir(dataset, root), paths.META, "split", dataset)
 
 
 def load_meta(dataset: str, root: Path = Path(".")) -> dict[str, Any]:

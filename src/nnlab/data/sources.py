@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import bz2
 import contextlib
-import errno
 import gzip
 import hashlib
 import http.client
 import lzma
 import os
 import shutil
-import socket
 import stat
 import tarfile
 import time
@@ -31,9 +29,7 @@ from nnlab.config import PIN
 from nnlab.files import atomic_dir, atomic_file, file_digest
 from nnlab.log import DownloadError, info, with_fallback
 
-USER_AGENT = "nnlab/0.1 (+https://github.com/)"
 _MB = 1 << 20
-_SMALL = _MB  # below this many unpacked bytes a ratio cannot make a bomb
 
 
 class ChecksumError(DownloadError):
@@ -48,26 +44,20 @@ class UnsafeArchiveError(ArchiveError):
     """A member is a link, a special file, escapes the target, or the archive is a bomb."""
 
 
-def parse_mirror(entry: str) -> tuple[str, str | None]:
-    """``url#sha256=<64 hex>`` (or ``#md5=<32 hex>``) -> (url, "sha256:<hex>"); a URL
-    without ``#`` is unpinned. Any other fragment is a ValueError, never silently unpinned."""
+def parse_mirror(entry: str, name: str = "") -> tuple[str, str | None]:
+    """``url#sha256=<64 hex>`` (or ``#md5=<32 hex>``) -> (url, "sha256:<hex>"); a URL without
+    ``#`` is unpinned, any other fragment a ValueError. A URL whose last part has no dot is a
+    folder: ``name`` is appended to it."""
     url, hash_sign, fragment = entry.partition("#")
     if hash_sign and not PIN.fullmatch(fragment):
         raise ValueError(
             f"mirror {entry!r}: the pin must be #sha256=<64 hex digits> or "
             f"#md5=<32 hex digits>, got #{fragment}"
         )
+    if name and "." not in PurePosixPath(urlparse(url).path).name:
+        url = url.rstrip("/") + "/" + name
     algo, _, digest = fragment.partition("=")
     return url, f"{algo}:{digest.lower()}" if hash_sign else None
-
-
-def mirror_url(entry: str, name: str) -> str:
-    """The ``mirrors:`` entry for file ``name``: an entry whose last path part has no dot is a
-    folder, and ``name`` is appended to it (before any ``#pin``)."""
-    url, hash_sign, fragment = entry.partition("#")
-    if "." not in PurePosixPath(urlparse(url).path).name:
-        url = url.rstrip("/") + "/" + name
-    return url + hash_sign + fragment
 
 
 def data_path(path: str, root: Path) -> Path:
@@ -77,34 +67,26 @@ def data_path(path: str, root: Path) -> Path:
 
 # ----------------------------------------------------------------------------- downloads
 
-# every way a mirror can fail on the wire (URLError is an OSError); all move on to the next
-NETWORK_ERRORS = (OSError, http.client.HTTPException, ValueError, ChecksumError)
-_UNREACHABLE = (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH)
-
 
 def _failure(url: str, err: Exception) -> tuple[str, bool]:
-    """What went wrong, in one line, and whether retrying the same mirror cannot help."""
+    """One line naming ``url``, and whether a retry may help (a timeout, a drop, HTTP 5xx)."""
     if isinstance(err, urllib.error.HTTPError):
-        return f"{url}: HTTP {err.code} {err.reason}", err.code < 500 and err.code != 429
+        return f"{url}: HTTP {err.code} {err.reason}", err.code >= 500 or err.code == 429
     if isinstance(err, ChecksumError):
-        return str(err), True
+        return str(err), False
     reason = getattr(err, "reason", None) or err
     text = str(reason).strip().replace("\n", " ") or type(reason).__name__
-    unreachable = getattr(reason, "errno", None) in _UNREACHABLE
-    # a bad reply cannot get better, but RemoteDisconnected may be a dropped keep-alive
-    bad_reply = isinstance(err, ValueError | http.client.BadStatusLine)
-    bad_reply &= not isinstance(err, http.client.RemoteDisconnected)
-    permanent = isinstance(reason, socket.gaierror) or unreachable or bad_reply
-    return f"{url}: {type(reason).__name__}: {text}", permanent
+    transient = isinstance(reason, TimeoutError | ConnectionError | http.client.IncompleteRead)
+    transient &= not isinstance(reason, ConnectionRefusedError)
+    return f"{url}: {type(reason).__name__}: {text}", transient
 
 
 def _download_once(url: str, dest: Path, pin: str | None, cfg: Any) -> str:
-    """One attempt: ``dest`` written whole and verified against ``pin`` ("algo:hex"), or raises;
-    returns the checksum got."""
+    """The checksum of ``dest``, written whole and verified against ``pin`` ("algo:hex")."""
     deadline = time.monotonic() + cfg.total_timeout
     algo, _, digest = (pin or "sha256:").partition(":")
     hasher, size = hashlib.new(algo), 0
-    req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    req = urllib.request.Request(url, headers={"User-Agent": "nnlab/0.1"})
     wait = min(cfg.timeout, cfg.total_timeout)
     with atomic_file(dest) as out, urllib.request.urlopen(req, timeout=wait) as resp:
         expected = resp.headers.get("Content-Length")
@@ -128,43 +110,36 @@ def _download_once(url: str, dest: Path, pin: str | None, cfg: Any) -> str:
 
 
 def fetch(
-    urls: list[str],
+    entries: list[str],
     dest: str | Path,
     checksum: str | None,
     cfg: Any,
     unpack: Callable | None = None,
 ) -> dict[str, Any]:
-    """Download ``dest`` from the first of ``urls`` (``url#sha256=<hex>`` pins replace
-    ``checksum``) that delivers it whole and verified, as ``cfg``'s ``timeout`` (each read),
-    ``total_timeout`` (each attempt) and ``retries`` say. With ``unpack`` the file goes to
-    ``unpack(dest, url)`` and is deleted; an :class:`ArchiveError` there moves on to the next
-    mirror. Returns ``{"url", "checksum", "pinned", **unpacked}``; raises
-    :class:`DownloadError` naming every failure."""
+    """Download ``dest`` from the first ``mirrors:`` entry (its pin replaces ``checksum``) that
+    delivers it whole and verified, with ``cfg.retries`` retries. With ``unpack`` the file goes
+    to ``unpack(dest, url)`` and is deleted; an ArchiveError there moves on to the next mirror.
+    Returns ``{"url", "checksum", "pinned", **unpacked}``, or raises naming every failure."""
     dest = Path(dest)
-    mirrors = [parse_mirror(url) for url in urls]  # a bad pin: ValueError, never a fallback
-    if not mirrors:
-        raise DownloadError(f"{dest.name}: no mirror configured")
     failures: list[str] = []
-    for url, pin in mirrors:
-        got = None
+    mirrors = [parse_mirror(e, dest.name) for e in entries]  # a bad pin: never a fallback
+    for url, pin in mirrors:  # params.yaml has at least one
+        pin, got = pin or checksum, None
         for attempt in range(cfg.retries + 1):
             try:
-                got = _download_once(url, dest, pin or checksum, cfg)
+                got = _download_once(url, dest, pin, cfg)
                 break
-            except NETWORK_ERRORS as err:
-                text, permanent = _failure(url, err)
+            except (OSError, http.client.HTTPException, ValueError, ChecksumError) as err:
+                text, transient = _failure(url, err)
                 failures.append(text)
-                if permanent or attempt == cfg.retries:
+                if not transient or attempt == cfg.retries:
                     break
                 time.sleep(min(0.5 * 2**attempt, 4.0))
         if got is None:
             continue
-        result = {"url": url, "checksum": got, "pinned": bool(pin or checksum)}
-        if not (pin or checksum):
-            info(
-                f"{url} has no pinned checksum; got {got} (append "
-                f"#{got.replace(':', '=')} to the mirror to pin it)"
-            )
+        if not pin:
+            info(f"{url} has no pinned checksum; got {got} (append #{got.replace(':', '=')})")
+        result = {"url": url, "checksum": got, "pinned": bool(pin)}
         if unpack is None:
             return result
         try:
@@ -183,8 +158,8 @@ def fetch(
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps on what an archive may unpack to: total bytes, and the compression ratio of the
-    whole archive and of any one member (only checked past 1 MiB unpacked)."""
+    """Caps on what an archive unpacks to: total bytes, and the compression ratio of the whole
+    archive and of any one member past 1 MiB."""
 
     max_bytes: int = 4096 * _MB
     max_ratio: float = 100.0
@@ -197,39 +172,14 @@ class Limits:
 class _Member(NamedTuple):
     parts: tuple[str, ...]  # the checked relative path
     is_dir: bool
-    size: int  # declared uncompressed size
+    size: int  # declared uncompressed size; zipfile and tarfile read no more
     open: Callable[[], IO[bytes]]
 
 
-class _Capped:
-    """A (decompressed) stream that refuses to go past ``limit`` bytes, whether by reading
-    or by seeking (tarfile seeks over member data; a gzip stream decompresses to do so)."""
-
-    def __init__(self, raw: IO[bytes], limit: int, error: ArchiveError) -> None:
-        self.raw, self.limit, self.error = raw, limit, error
-
-    def _within(self, value):
-        if self.raw.tell() > self.limit:
-            raise self.error
-        return value
-
-    def read(self, n: int = -1) -> bytes:
-        room = self.limit + 1 - self.raw.tell()
-        return self._within(self.raw.read(room if n < 0 or n > room else n))
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        if whence == 0 and pos > self.limit:
-            raise self.error
-        return self._within(self.raw.seek(pos, whence))
-
-    def tell(self) -> int:
-        return self.raw.tell()
-
-
-_TAR_DECOMPRESSORS: dict[bytes, Callable[[IO[bytes]], IO[bytes]]] = {
-    b"\x1f\x8b": lambda raw: gzip.GzipFile(fileobj=raw),
-    b"BZh": bz2.BZ2File,
-    b"\xfd7zXZ\x00": lzma.LZMAFile,
+_TAR_DECOMPRESSORS: dict[bytes, Callable[[Path], IO[bytes]]] = {
+    b"\x1f\x8b": gzip.open,
+    b"BZh": bz2.open,
+    b"\xfd7zXZ\x00": lzma.open,
 }
 # what reading a damaged archive raises, besides our own errors
 _READ_ERRORS = (
@@ -240,8 +190,7 @@ _NESTED = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar
 
 
 def _format(path: Path, shown: str) -> str:
-    """ "zip" or "tar" (plain or compressed), from the content. A file that reads as both (a
-    tar carrying a zip at its end, a polyglot) is refused."""
+    """ "zip" or "tar" (plain or compressed), from the content; refused if it reads as both."""
     with open(path, "rb") as fh:
         head = fh.read(512)
     tar = head[257:262] == b"ustar" or head.startswith(tuple(_TAR_DECOMPRESSORS))
@@ -279,7 +228,7 @@ def _safe_parts(name: str) -> tuple[str, ...]:
 
 
 def _ratio_check(what: str, unpacked: int, packed: int, limits: Limits) -> None:
-    if unpacked > _SMALL and unpacked > limits.max_ratio * max(packed, 1):
+    if unpacked > _MB and unpacked > limits.max_ratio * max(packed, 1):  # past 1 MiB only
         raise UnsafeArchiveError(
             f"{what} unpacks {unpacked} bytes from {packed} (ratio over max_ratio="
             f"{limits.max_ratio:g}: a compression bomb?)"
@@ -295,51 +244,43 @@ def _zip_members(path: Path, limits: Limits) -> Iterator[_Member]:
                 raise UnsafeArchiveError(
                     f"member {zi.filename!r} is a link or special file (mode {oct(mode)})"
                 )
-            if zi.flag_bits & 0x1:
-                raise UnsafeArchiveError(f"member {zi.filename!r} is encrypted")
             _ratio_check(f"member {zi.filename!r}", zi.file_size, zi.compress_size, limits)
             is_dir = zi.is_dir() or kind == stat.S_IFDIR
             yield _Member(_safe_parts(zi.filename), is_dir, zi.file_size, lambda zi=zi: zf.open(zi))
 
 
 def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
-    size = path.stat().st_size
     with open(path, "rb") as raw:
-        head = raw.read(6)
-        raw.seek(0)
-        opener = next((o for m, o in _TAR_DECOMPRESSORS.items() if head.startswith(m)), None)
-        if opener:  # the whole tar stream (headers included) is capped as it decompresses
-            cap = int(min(max(_SMALL, limits.max_ratio * size), limits.max_bytes * 2 + _MB))
-            bomb = UnsafeArchiveError(
-                f"the tar stream unpacks to over max_ratio={limits.max_ratio:g} times its size "
-                f"or max_unpacked_mb (a compression bomb?)"
+        opener = next((o for m, o in _TAR_DECOMPRESSORS.items() if raw.read(6).startswith(m)), None)
+    if opener:  # the whole stream, headers included, is measured before tarfile reads it
+        size, cap = 0, min(max(_MB, limits.max_ratio * path.stat().st_size), limits.max_bytes * 2)
+        with opener(path) as stream:
+            while chunk := stream.read(_MB):
+                if (size := size + len(chunk)) > cap:
+                    raise UnsafeArchiveError(
+                        f"the tar stream unpacks to over max_ratio={limits.max_ratio:g} times "
+                        f"its size or max_unpacked_mb (a compression bomb?)"
+                    )
+    with tarfile.open(path, mode="r:*") as tf:
+        for m in tf:
+            if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
+                kind = "symlink" if m.issym() else "hard link" if m.islnk() else None
+                kind = kind or "device, FIFO or other special file"
+                raise UnsafeArchiveError(f"member {m.name!r} is a {kind}")
+            yield _Member(_safe_parts(m.name), m.isdir(), m.size, lambda m=m: tf.extractfile(m))
+        # tarfile ends quietly at an unreadable header or a cut: require the end marker
+        tf.fileobj.seek(tf.offset)
+        if tf.fileobj.read(tarfile.BLOCKSIZE) != tarfile.NUL * tarfile.BLOCKSIZE:
+            raise ArchiveError(
+                f"no end-of-archive marker after {len(tf.members)} members "
+                f"(truncated, or a damaged header at byte {tf.offset})"
             )
-            capped = _Capped(opener(raw), cap, bomb)
-        else:
-            cut = ArchiveError("a member runs past the end of the file (truncated?)")
-            capped = _Capped(raw, size, cut)
-        with tarfile.open(fileobj=capped, mode="r:") as tf:  # type: ignore[call-overload]
-            for m in tf:
-                if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
-                    kind = "symlink" if m.issym() else "hard link" if m.islnk() else None
-                    kind = kind or "device, FIFO or other special file"
-                    raise UnsafeArchiveError(f"member {m.name!r} is a {kind}")
-                yield _Member(_safe_parts(m.name), m.isdir(), m.size, lambda m=m: tf.extractfile(m))
-            # tarfile ends quietly at an unreadable header or a cut: require the end marker
-            capped.seek(tf.offset)
-            if capped.read(tarfile.BLOCKSIZE) != tarfile.NUL * tarfile.BLOCKSIZE:
-                raise ArchiveError(
-                    f"no end-of-archive marker after {len(tf.members)} members "
-                    f"(truncated, or a damaged header at byte {tf.offset})"
-                )
 
 
 def _members(path: Path, limits: Limits, shown: str) -> Iterator[_Member]:
-    """Every member of a zip or tar, checked as it comes (type, name, duplicates, declared
-    sizes); the checks on the whole archive run once the last member has been seen."""
+    """Every member of a zip or tar, checked as it comes, then the whole archive."""
     total, seen, files = 0, {}, []
-    fmt = _format(path, shown)
-    for m in (_zip_members if fmt == "zip" else _tar_members)(path, limits):
+    for m in (_zip_members if _format(path, shown) == "zip" else _tar_members)(path, limits):
         name, parents = "/".join(m.parts), [m.parts[:i] for i in range(1, len(m.parts))]
         if any(seen.get(p) is False for p in parents):
             raise UnsafeArchiveError(f"member {name!r} is both a file and a folder")
@@ -362,19 +303,6 @@ def _members(path: Path, limits: Limits, shown: str) -> Iterator[_Member]:
         )
 
 
-def _read_member(m: _Member) -> Iterator[bytes]:
-    """The member's bytes in chunks, no more and no fewer than its header declares."""
-    got = 0
-    with m.open() as fh:
-        while chunk := fh.read(_MB):
-            got += len(chunk)
-            if got > m.size:
-                raise UnsafeArchiveError(f"member {'/'.join(m.parts)!r} outgrows its header")
-            yield chunk
-    if got != m.size:
-        raise ArchiveError(f"member {'/'.join(m.parts)!r} is truncated ({got} of {m.size} bytes)")
-
-
 @contextlib.contextmanager
 def _named(shown: str) -> Iterator[None]:
     """Turn every failure of reading an archive into one line naming it as ``shown``."""
@@ -393,19 +321,18 @@ def _named(shown: str) -> Iterator[None]:
 def safe_extract(
     archive: str | Path, dest: str | Path, *, limits: Limits = Limits(), shown: str | None = None
 ) -> Path:
-    """Extract a zip or tar into ``dest`` (atomic) once every member has been checked; files
-    are created new (``O_EXCL|O_NOFOLLOW``). ``shown`` names the archive in errors."""
+    """Extract a zip or tar named ``shown`` into ``dest``, all or nothing: a refusal removes
+    what was written (at most ``limits.max_bytes``). No member is a link, so none is followed."""
     shown, archive = shown or str(archive), Path(archive)
     with _named(shown), atomic_dir(dest) as tmp:
-        for _ in _members(archive, limits, shown):  # every member before anything is written
-            pass
-        for m in _members(archive, limits, shown):  # no member is a link: none is followed
+        for m in _members(archive, limits, shown):
             folder = tmp.joinpath(*(m.parts if m.is_dir else m.parts[:-1]))
             os.makedirs(folder, exist_ok=True)
             if not m.is_dir:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                with os.fdopen(os.open(folder / m.parts[-1], flags, 0o666), "wb") as out:
-                    out.writelines(_read_member(m))
+                out = os.fdopen(os.open(folder / m.parts[-1], flags, 0o666), "wb")
+                with m.open() as fh, out:
+                    shutil.copyfileobj(fh, out, _MB)
     return Path(dest)
 
 
@@ -413,8 +340,8 @@ def safe_extract(
 
 
 def walk_files(root: Path) -> tuple[list[Path], dict[str, int]]:
-    """Regular files under ``root`` (sorted, relative) and what was skipped: symlinks (never
-    followed, so loops cannot hang) and special files (FIFOs, sockets, devices)."""
+    """Regular files under ``root`` (sorted, relative), and counts of skipped links and FIFOs,
+    sockets or devices: none is followed or opened, so loops and pipes cannot hang."""
     files, skipped = [], {"skipped_symlinks": 0, "skipped_special": 0}
 
     def refuse(err: OSError) -> None:
@@ -443,16 +370,16 @@ def _open_nofollow(path: Path) -> IO[bytes]:
 def read_files(
     src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
 ) -> tuple[Iterable[tuple[str, bytes]], dict[str, int]]:
-    """(relative name, content) of the files of a folder or an archive whose name ``keep``
-    accepts, and what walking a folder skipped. Nothing is extracted; an archive's files come
-    once every member has been checked, and ``shown`` names it in errors."""
+    """(relative name, content) of the files ``keep`` accepts in a folder or archive (checked
+    whole first; nothing is extracted), and what walking a folder skipped."""
     if not src.is_dir():
         kept = []
         with _named(shown):
             for m in _members(src, limits, shown):
                 name = "/".join(m.parts)
                 if not m.is_dir and keep(name):
-                    kept.append((name, b"".join(_read_member(m))))
+                    with m.open() as fh:
+                        kept.append((name, fh.read()))
         return kept, {}
     files, skipped = walk_files(src)
 
@@ -466,8 +393,7 @@ def read_files(
 
 
 def unpack_tree(src: Path, dest: Path, shown: str, limits: Limits) -> dict[str, int]:
-    """A folder's regular files copied, or an archive extracted, to ``dest`` (atomic);
-    returns what walking a folder skipped."""
+    """A folder's regular files copied, or an archive extracted, to ``dest`` (atomic)."""
     if not src.is_dir():
         safe_extract(src, dest, limits=limits, shown=shown)
         return {}
@@ -498,10 +424,9 @@ def download_raw(
     fallback_name: str,
     unpack: bool = True,
 ) -> dict[str, Any]:
-    """A dataset's raw files in ``out_dir`` and their manifest, or its offline substitute as
-    :func:`nnlab.log.with_fallback` says. ``path:`` (a folder or an archive; missing is an
-    error under every source) goes to ``store(path, shown)``; otherwise each of ``files``
-    (name -> checksum or None) is downloaded and, if ``unpack``, goes to ``store`` too."""
+    """The manifest of a dataset's raw files in ``out_dir``, or of its offline substitute. A
+    ``path:`` (missing: an error under every source) goes to ``store(path, shown)``; else each
+    of ``files`` (name -> checksum) is downloaded and, if ``unpack``, goes to ``store`` too."""
     key = f"data.{dataset}.path"
     src = Path(cfg.path).expanduser() if cfg.path else None
     if src and not src.exists():
@@ -517,8 +442,7 @@ def download_raw(
             return manifest
         manifest = {"files": {}}
         for name, checksum in files.items():
-            urls = [mirror_url(m, name) for m in cfg.mirrors]
-            got = fetch(urls, out_dir / name, checksum, cfg, store if unpack else None)
+            got = fetch(cfg.mirrors, out_dir / name, checksum, cfg, store if unpack else None)
             manifest["files"][name] = {k: got.pop(k) for k in ("url", "checksum", "pinned")}
             manifest.update(got)
         return manifest

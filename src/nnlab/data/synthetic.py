@@ -26,11 +26,8 @@ def write_animals(folder: Path, n: int, size: int, seed: int) -> None:
 
 
 def draw_animal(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
-    """A cartoon cat (0: pointed ears, whiskers) or dog (1: floppy ears, snout) on clutter.
-
-    Head position, size and rotation, colours and background clutter are random, so a model
-    must learn the shape rather than a place or a colour, and augmentation has work to do.
-    """
+    """A cartoon cat (0: pointed ears, whiskers) or dog (1: floppy ears, snout) on clutter, at a
+    random place, size, angle and colour, so that a model must learn the shape."""
     from PIL import Image, ImageDraw, ImageFilter
 
     s = 2 * size  # draw at twice the size, then downsample (anti-aliasing)
@@ -108,12 +105,8 @@ _FILLER = [
 
 
 def synthetic_review(rng: np.random.Generator, label: int) -> str:
-    """One review whose label is carried by word order: "<aspect> was [not] <adj> [at all]".
-
-    Each adjective and the word "not" are as frequent in positive as in negative reviews
-    (negated half of the time, and "not" also occurs in neutral sentences): only the order
-    "not" + adjective decides.
-    """
+    """One review whose label only the order "not" + adjective decides: "<aspect> was [not]
+    <adj> [at all]", negated half of the time, among neutral sentences that say "not" too."""
     sentences = [str(s) for s in rng.choice(_FILLER, size=rng.integers(2, 7), replace=False)]
     for _ in range(rng.integers(1, 3)):
         negated = bool(rng.integers(2))

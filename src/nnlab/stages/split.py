@@ -11,7 +11,7 @@ import numpy as np
 from nnlab import paths
 from nnlab.config import Params
 from nnlab.data import reader
-from nnlab.data.prepare import StageOrderError, refuse_empty, split_digest
+from nnlab.data.prepare import refuse_empty, split_digest, stage_output
 from nnlab.files import atomic_dir, interruptible, read_json, write_json
 from nnlab.log import info, warn
 from nnlab.paths import SPLITS
@@ -19,17 +19,13 @@ from nnlab.paths import SPLITS
 
 def run(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
     cfg = params.dataset(dataset)
-    raw = paths.raw_dir(dataset, root)
-    if not (raw / paths.MANIFEST).is_file():
-        raise StageOrderError(
-            f"{raw}: no downloaded data; run `nnlab download {dataset}` "
-            f"(or `dvc repro download@{dataset}`) first"
-        )
+    raw = stage_output(paths.raw_dir(dataset, root), paths.MANIFEST, "download", dataset)
     raw_manifest = read_json(raw / paths.MANIFEST)
     with interruptible():
         prepared = reader(cfg.kind).split(cfg, raw, params.seed, dataset)
     arrays, classes = prepared.arrays, prepared.classes
-    refuse_empty(dataset, {s: len(arrays[s]["y"]) for s in SPLITS}, cfg)
+    counts = {s: len(arrays[s]["y"]) for s in SPLITS}
+    refuse_empty(dataset, counts, cfg)
     by_class = {}
     for s in SPLITS:
         by_class[s] = {c: int((arrays[s]["y"] == i).sum()) for i, c in enumerate(classes)}
@@ -54,7 +50,7 @@ def run(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
         "source": source,
         "download": raw_manifest,  # where the data came from
         "seed": params.seed,
-        "counts": {s: len(arrays[s]["y"]) for s in SPLITS},
+        "counts": counts,
         "class_counts": by_class,
         "digests": {s: split_digest(arrays[s]) for s in SPLITS},
         **prepared.manifest,
