@@ -1,7 +1,6 @@
-"""The only map from an experiment's ``model`` name to an nn.Module.
-
-A builder's keyword-only parameters are the schema of ``model_options`` (checked strictly by
-pydantic, without building). No torch at import: builders import it when they run."""
+"""The only map from an experiment's ``model`` name to an nn.Module. A builder's keyword-only
+parameters are the schema of ``model_options`` (checked by pydantic without building); no torch
+at import: builders import it when they run."""
 
 from __future__ import annotations
 
@@ -161,22 +160,17 @@ def check_options(model: str, options: dict[str, Any]) -> dict[str, Any]:
     if model not in BUILDERS:
         raise ValueError(f"unknown model {model!r} (known: {', '.join(sorted(BUILDERS))})")
     schema = _schema(BUILDERS[model])
-    for key in options:
-        if key not in schema.model_fields:
-            raise ValueError(
-                f"model_options.{key}: model {model!r} has no such option "
-                f"(options: {', '.join(schema.model_fields) or 'none'})"
-            )
     try:
         checked = schema.model_validate(options)
     except pydantic.ValidationError as err:
         first = err.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
-        raise ValueError(
-            f"model_options.{key}: {reprlib.repr(first['input'])} is not valid for "
-            f"{model!r} ({first['msg'][0].lower()}{first['msg'][1:]})"
-        ) from None
-    return {key: getattr(checked, key) for key in options}
+        if first["type"] == "extra_forbidden":
+            why = f"model {model!r} has no such option (options: {', '.join(schema.model_fields)})"
+        else:
+            msg = first["msg"][0].lower() + first["msg"][1:]
+            why = f"{reprlib.repr(first['input'])} is not valid for {model!r} ({msg})"
+        raise ValueError(f"model_options.{first['loc'][0]}: {why}") from None
+    return checked.model_dump(include=set(options))
 
 
 def build_model(name: str, spec: DataSpec, options: dict[str, Any] | None = None) -> nn.Module:
