@@ -71,7 +71,6 @@ def main() -> None:
     ap.add_argument("--show", type=int, default=4, help="validation photos per class")
     ap.add_argument("--filters", type=int, default=8)
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--pattern-size", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.manual_seed(args.seed)
@@ -102,17 +101,8 @@ def main() -> None:
         )
     net.eval()
     t0 = time.perf_counter()
-    written = inside.model_pictures(
-        net,
-        x_val,
-        y_val.numpy(),
-        classes,
-        args.out,
-        filters=args.filters,
-        steps=args.steps,
-        size=args.pattern_size,
-        seed=args.seed,
-    )
+    options = {"filters": args.filters, "steps": args.steps, "seed": args.seed}
+    written = inside.model_pictures(net, x_val, y_val.numpy(), classes, args.out, **options)
     print(f"model_pictures: {time.perf_counter() - t0:.1f}s, {len(written)} files in {args.out}")
     for path in written:
         print(f"  {path.name}")
