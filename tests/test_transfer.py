@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import shutil
 
 import lightning as L
 import numpy as np
@@ -58,41 +59,31 @@ def catdog(tmp_path):
     return tmp_path
 
 
-def test_vgg16_base_is_frozen_normalised_and_cut_in_five_blocks():
+def test_vgg16_base_is_frozen_normalised_cut_in_five_blocks_and_tuned_in_groups():
     net = build_model("vgg16", RGB32, {"weights": "none"}).train()
     assert net.provenance == {"backbone": "vgg16", "weights": "random init (weights: none)"}
     assert count_parameters(net.base) == (VGG16_CONV, 0)
     assert net.head.training and not net.base.training  # pretrained BatchNorm statistics stay
     assert all(isinstance(b[-1], nn.MaxPool2d) for b in net.blocks)  # cut after each pool
     assert net(torch.rand(2, 3, 32, 32)).shape == (2, 1)
+    assert [g["name"] for g in net.param_groups(0.1, None)] == ["head"]
     x = torch.rand(1, 3, 4, 4)
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGENET)
     torch.testing.assert_close(net.base.normalize(x), (x - mean) / std)
     spec = DataSpec(kind="image", input_shape=(3, 150, 150), classes=("cats", "dogs"))
-    tuned = build_model(
-        "vgg16", spec, {"weights": "none", "trainable_blocks": 1, "pool": "flatten"}
-    )
+    options = {"weights": "none", "trainable_blocks": 1, "pool": "flatten"}
+    tuned = build_model("vgg16", spec, options)
     assert count_parameters(tuned.head)[0] == 4 * 4 * 512 * 256 + 256 + 256 + 1  # the lecture's
     assert count_parameters(tuned.base)[1] == 7_079_424  # block5
-    trains = [any(p.requires_grad for p in b.parameters()) for b in tuned.blocks]
-    assert trains == [False] * 4 + [True]
+    head, backbone = tuned.param_groups(0.1, None)
+    assert head["lr"] == 0.1 and head["params"] == list(tuned.head.parameters())
+    assert backbone["lr"] == pytest.approx(0.01) and backbone["unfreeze_epoch"] == 0
+    assert backbone["params"] == list(tuned.blocks[4].parameters())
+    _, later = tuned.param_groups(0.1, FinetuneConfig(unfreeze_epoch=2, backbone_lr=1e-4))
+    assert later["lr"] == 0.0 and later["unfreeze_epoch"] == 2 and later["unfrozen_lr"] == 1e-4
     gray = DataSpec(kind="image", input_shape=(1, 28, 28), classes=tuple("0123456789"))
     with pytest.raises(ValueError, match="RGB"):
         build_model("vgg16", gray, {"weights": "none"})
-
-
-def test_param_groups_follow_the_finetune_block():
-    frozen = build_model("vgg16", RGB32, LITE0)
-    assert [g["name"] for g in frozen.param_groups(0.1, None)] == ["head"]
-    net = build_model("vgg16", RGB32, {**LITE0, "trainable_blocks": 2})
-    head, backbone = net.param_groups(0.1, None)
-    assert head["lr"] == 0.1 and head["params"] == list(net.head.parameters())
-    assert backbone["lr"] == pytest.approx(0.01) and backbone["unfreeze_epoch"] == 0
-    assert backbone["params"] == [p for b in net.blocks[3:] for p in b.parameters()]
-    _, later = net.param_groups(0.1, FinetuneConfig(unfreeze_epoch=2, backbone_lr=1e-4))
-    assert later["lr"] == 0.0 and later["unfreeze_epoch"] == 2 and later["unfrozen_lr"] == 1e-4
-    _, default_lr = net.param_groups(0.1, FinetuneConfig(unfreeze_epoch=1))
-    assert default_lr["unfrozen_lr"] == pytest.approx(0.01)
 
 
 def never(*args, **kwargs):
@@ -155,14 +146,12 @@ class ConvOnlyVGG(torchvision.models.vgg.VGG):
 @pytest.mark.slow
 def test_vgg16_weights_come_through_the_torch_hub_cache(monkeypatch, tmp_path):
     """The download path itself, from a local server: hash-checked file in TORCH_HOME."""
-    served = tmp_path / "served"
-    served.mkdir()
     reference, state = vgg16_conv("features.")
-    raw = tmp_path / "vgg16.pth"
-    torch.save(state, raw)
-    digest = hashlib.sha256(raw.read_bytes()).hexdigest()[:8]
-    (served / f"vgg16-{digest}.pth").write_bytes(raw.read_bytes())
-    (served / "vgg16-00000000.pth").write_bytes(raw.read_bytes())  # a wrong hash
+    torch.save(state, tmp_path / "raw.pth")
+    digest = hashlib.sha256((tmp_path / "raw.pth").read_bytes()).hexdigest()[:8]
+    (served := tmp_path / "served").mkdir()
+    for name in (digest, "00000000"):  # the second: a wrong hash
+        shutil.copy(tmp_path / "raw.pth", served / f"vgg16-{name}.pth")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torchvision.models.vgg, "VGG", ConvOnlyVGG)
     with serve(served) as url:
@@ -187,10 +176,9 @@ def test_local_weights_file_and_bad_files(tmp_path):
     assert torch.equal(net.blocks[0][0].weight, reference[0][0].weight)
     assert net.provenance["weights"].endswith("conv_base.pth")
     whole = {f"features.{k}": v for k, v in flat.items()} | {"classifier.0.bias": torch.ones(9)}
-    # a whole VGG16: the classifier is ignored
     torch.save({"state_dict": whole}, tmp_path / "whole.pth")
     net = build_model("vgg16", RGB32, {"weights": str(tmp_path / "whole.pth")})
-    assert torch.equal(net.blocks[4][-3].weight, reference[4][-3].weight)
+    assert torch.equal(net.blocks[4][-3].weight, reference[4][-3].weight)  # classifier ignored
     (tmp_path / "junk.pth").write_text("not a checkpoint")
     torch.save({"0.weight": torch.zeros(3)}, tmp_path / "other.pth")
     for name, error, message in [
