@@ -1,14 +1,6 @@
-"""Try nnlab.viz.inside's pictures of a net on real photos (a folder of <class>/<image> files).
-
-    python tools/look_inside.py /work/shared/datasets/cats_and_dogs_small /tmp/viz_out
-
-Builds the model (default: the ImageNet-pretrained EfficientNet-Lite0 base of the ``vgg16``
-model with ``source: bundled``, no download), trains its head for a few seconds on the frozen
-base's pooled features of ``--train`` photos per class from ``train/`` (``--train 0``: random
-head), then writes ``model_pictures`` for ``--show`` photos of ``validation/`` to the output
-folder and prints how long each part took. ``--model convnet4`` uses that net (random init,
-or trained with ``--epochs``).
-"""
+"""Try nnlab.viz.inside's pictures on real photos (<class>/<image> folders), e.g.
+``python tools/look_inside.py /work/shared/datasets/cats_and_dogs_small /tmp/viz_out``: a head
+trained briefly on the bundled EfficientNet-Lite0 base (or ``--model convnet4``), with timings."""
 
 from __future__ import annotations
 

@@ -204,7 +204,7 @@ class Classifier(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
-        kwargs: dict[str, Any] = {"lr": hp.lr, "weight_decay": hp.weight_decay}
+        kwargs = {"lr": hp.lr, "weight_decay": hp.weight_decay}
         if hp.optimizer in ("sgd", "rmsprop"):
             kwargs["momentum"] = hp.momentum
         if hasattr(self.net, "param_groups"):  # a net that tunes its own groups (TransferNet)
