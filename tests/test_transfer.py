@@ -190,16 +190,16 @@ def test_local_weights_file_and_bad_files(tmp_path):
             build_model("vgg16", RGB32, {"weights": str(tmp_path / name)})
 
 
-def test_checkpoint_rebuilds_the_fallback_backbone(catdog):
+def test_checkpoint_rebuilds_the_fallback_backbone(tmp_path):
     """A run that fell back to EfficientNet-Lite0 reloads as EfficientNet-Lite0."""
-    meta = read_json(catdog / "data/split/cats_vs_dogs/meta.json")
+    meta = {"kind": "image", "input_shape": [3, 32, 32], "classes": ["cats", "dogs"]}
     params = params_for(v={**FEAT, "model_options": {"source": "bundled"}})
     model = build_classifier(params, "v", meta, "x")
     assert model.hparams.model_options["backbone"] == "efficientnet_lite0"
-    trainer = L.Trainer(max_epochs=0, logger=False, default_root_dir=catdog)
+    trainer = L.Trainer(max_epochs=0, logger=False, default_root_dir=tmp_path)
     trainer.strategy.connect(model)
-    trainer.save_checkpoint(catdog / "lite.ckpt", weights_only=False)
-    loaded = load_classifier(catdog / "lite.ckpt")
+    trainer.save_checkpoint(tmp_path / "lite.ckpt")
+    loaded = load_classifier(tmp_path / "lite.ckpt")
     assert loaded.net.provenance["backbone"] == "efficientnet_lite0"
     for a, b in zip(model.net.state_dict().values(), loaded.net.state_dict().values(), strict=True):
         assert torch.equal(a, b)
