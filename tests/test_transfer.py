@@ -90,12 +90,17 @@ def never(*args, **kwargs):
     raise AssertionError("fetched weights")
 
 
-def test_bundled_lite0_weights_and_nothing_fetched_while_a_checkpoint_loads(monkeypatch):
-    monkeypatch.setattr(vgg16_base, "pretrained", never)
-    net = build_model("vgg16", RGB32, {"source": "bundled"})
+def test_unreachable_vgg16_weights_fall_back_to_lite0_or_refuse(monkeypatch, tmp_path, capfd):
+    """A dead URL: auto falls back to the bundled EfficientNet-Lite0, remote refuses."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached copy
+    monkeypatch.setattr(vgg16_base.WEIGHTS.value, "url", f"{dead_url()}/vgg16-397923af.pth")
+    net = build_model("vgg16", RGB32, {"source": "auto", "timeout": 5})
     assert net.provenance["backbone"] == "efficientnet_lite0"
-    assert "bundled" in net.provenance["fallback"]
+    assert "vgg16-397923af.pth" in net.provenance["fallback"]
     assert net.resolved_options == {"backbone": "efficientnet_lite0"}
+    assert "EFFICIENTNET_LITE0" in capfd.readouterr().err
+    with pytest.raises(DownloadError, match="vgg16-397923af.pth"):
+        build_model("vgg16", RGB32, {"source": "remote", "timeout": 5})
     package = torch.load(lite0.weights_file(), map_location="cpu", weights_only=True)
     assert torch.equal(net.blocks[0][0].conv.weight, package["_conv_stem.weight"])
     assert torch.equal(net.blocks[4][-1].conv.weight, package["_conv_head.weight"])
@@ -106,26 +111,17 @@ def test_bundled_lite0_weights_and_nothing_fetched_while_a_checkpoint_loads(monk
     assert torch.equal(net.base.normalize(x), 2 * x - 1)  # the Lite0 weights expect [-1, 1]
     asked = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
     assert "fallback" not in asked.provenance and not asked.resolved_options
-    for module, name in [(lite0, "pretrained"), (lite0, "weights_file")]:
+    for module, name in [
+        (vgg16_base, "pretrained"),
+        (lite0, "pretrained"),
+        (lite0, "weights_file"),
+    ]:
         monkeypatch.setattr(module, name, never)
     with loading_checkpoint():  # nothing is fetched: the checkpoint's weights overwrite them
         net = build_model("vgg16", RGB32, {"source": "remote"})
         lite = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
     assert net.provenance["weights"] == "random init (weights: none)"
     assert count_parameters(lite.base)[0] == LITE0_CONV
-
-
-def test_unreachable_vgg16_weights_fall_back_loudly_or_refuse(monkeypatch, tmp_path, capfd):
-    """A dead URL: a DownloadError; auto falls back, remote refuses."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(vgg16_base.WEIGHTS.value, "url", f"{dead_url()}/vgg16-397923af.pth")
-    net = build_model("vgg16", RGB32, {"source": "auto", "timeout": 5})
-    assert net.provenance["backbone"] == "efficientnet_lite0"
-    assert "vgg16-397923af.pth" in net.provenance["fallback"]
-    assert net.resolved_options == {"backbone": "efficientnet_lite0"}
-    assert "EFFICIENTNET_LITE0" in capfd.readouterr().err
-    with pytest.raises(DownloadError, match="vgg16-397923af.pth"):
-        build_model("vgg16", RGB32, {"source": "remote", "timeout": 5})
 
 
 def vgg16_conv(prefix: str = "") -> tuple[list[nn.Module], dict[str, torch.Tensor]]:
@@ -201,6 +197,7 @@ def test_checkpoint_rebuilds_the_fallback_backbone(tmp_path):
     trainer.save_checkpoint(tmp_path / "lite.ckpt")
     loaded = load_classifier(tmp_path / "lite.ckpt")
     assert loaded.net.provenance["backbone"] == "efficientnet_lite0"
+    assert "source: bundled" in model.net.provenance["fallback"]
     for a, b in zip(model.net.state_dict().values(), loaded.net.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert pretrained_cell(model.net.provenance) == "**efficientnet_lite0 (fallback)**"

