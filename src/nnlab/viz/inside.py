@@ -36,21 +36,17 @@ def evaluating(net: nn.Module) -> Iterator[nn.Module]:
             m.training = mode
 
 
-def _activated(net: nn.Module, conv: str) -> tuple[str, nn.Module]:
-    """(layer to read, activation to apply to a copy of its output): the conv or the BatchNorm
-    registered after it, and the activation after that (as Keras's ``Conv2D(activation=...)``)."""
-    modules = dict(net.named_modules())
-    names = list(modules)
-    after = names[names.index(conv) + 1 :][:2]
-    pre = after.pop(0) if after and isinstance(modules[after[0]], nn.BatchNorm2d) else conv
-    if after and isinstance(modules[after[0]], ACTIVATIONS):
-        return pre, modules[after[0]]
-    return conv, nn.Identity()
-
-
 def activations(net: nn.Module, convs: list[str]) -> Callable:
-    """x -> [(output, activation)] of each conv (:func:`_activated`), the net run as needed."""
-    steps = [_activated(net, conv) for conv in convs]
+    """x -> [(output, activation)] of each conv: the output of the conv or of the BatchNorm
+    registered after it, and the activation registered after that (Keras's
+    ``Conv2D(activation=...)``) applied to a copy; the net is run as far as needed."""
+    modules = dict(net.named_modules())
+    names, steps = list(modules), []
+    for conv in convs:
+        after = names[names.index(conv) + 1 :][:2]
+        pre = after.pop(0) if after and isinstance(modules[after[0]], nn.BatchNorm2d) else conv
+        activated = after and isinstance(modules[after[0]], ACTIVATIONS)
+        steps.append((pre, modules[after[0]]) if activated else (conv, nn.Identity()))
     extract = create_feature_extractor(  # a Conv2d subclass with its own forward: one node
         net, list(dict.fromkeys(p for p, _ in steps)), tracer_kwargs={"leaf_modules": [nn.Conv2d]}
     )
