@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import shutil
 
 import lightning as L
 import numpy as np
@@ -58,53 +59,48 @@ def catdog(tmp_path):
     return tmp_path
 
 
-def test_vgg16_base_is_frozen_normalised_and_cut_in_five_blocks():
+def test_vgg16_base_is_frozen_normalised_cut_in_five_blocks_and_tuned_in_groups():
     net = build_model("vgg16", RGB32, {"weights": "none"}).train()
     assert net.provenance == {"backbone": "vgg16", "weights": "random init (weights: none)"}
     assert count_parameters(net.base) == (VGG16_CONV, 0)
     assert net.head.training and not net.base.training  # pretrained BatchNorm statistics stay
     assert all(isinstance(b[-1], nn.MaxPool2d) for b in net.blocks)  # cut after each pool
     assert net(torch.rand(2, 3, 32, 32)).shape == (2, 1)
+    assert [g["name"] for g in net.param_groups(0.1, None)] == ["head"]
     x = torch.rand(1, 3, 4, 4)
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGENET)
     torch.testing.assert_close(net.base.normalize(x), (x - mean) / std)
     spec = DataSpec(kind="image", input_shape=(3, 150, 150), classes=("cats", "dogs"))
-    tuned = build_model(
-        "vgg16", spec, {"weights": "none", "trainable_blocks": 1, "pool": "flatten"}
-    )
+    options = {"weights": "none", "trainable_blocks": 1, "pool": "flatten"}
+    tuned = build_model("vgg16", spec, options)
     assert count_parameters(tuned.head)[0] == 4 * 4 * 512 * 256 + 256 + 256 + 1  # the lecture's
     assert count_parameters(tuned.base)[1] == 7_079_424  # block5
-    trains = [any(p.requires_grad for p in b.parameters()) for b in tuned.blocks]
-    assert trains == [False] * 4 + [True]
+    head, backbone = tuned.param_groups(0.1, None)
+    assert head["lr"] == 0.1 and head["params"] == list(tuned.head.parameters())
+    assert backbone["lr"] == pytest.approx(0.01) and backbone["unfreeze_epoch"] == 0
+    assert backbone["params"] == list(tuned.blocks[4].parameters())
+    _, later = tuned.param_groups(0.1, FinetuneConfig(unfreeze_epoch=2, backbone_lr=1e-4))
+    assert later["lr"] == 0.0 and later["unfreeze_epoch"] == 2 and later["unfrozen_lr"] == 1e-4
     gray = DataSpec(kind="image", input_shape=(1, 28, 28), classes=tuple("0123456789"))
     with pytest.raises(ValueError, match="RGB"):
         build_model("vgg16", gray, {"weights": "none"})
-
-
-def test_param_groups_follow_the_finetune_block():
-    frozen = build_model("vgg16", RGB32, LITE0)
-    assert [g["name"] for g in frozen.param_groups(0.1, None)] == ["head"]
-    net = build_model("vgg16", RGB32, {**LITE0, "trainable_blocks": 2})
-    head, backbone = net.param_groups(0.1, None)
-    assert head["lr"] == 0.1 and head["params"] == list(net.head.parameters())
-    assert backbone["lr"] == pytest.approx(0.01) and backbone["unfreeze_epoch"] == 0
-    assert backbone["params"] == [p for b in net.blocks[3:] for p in b.parameters()]
-    _, later = net.param_groups(0.1, FinetuneConfig(unfreeze_epoch=2, backbone_lr=1e-4))
-    assert later["lr"] == 0.0 and later["unfreeze_epoch"] == 2 and later["unfrozen_lr"] == 1e-4
-    _, default_lr = net.param_groups(0.1, FinetuneConfig(unfreeze_epoch=1))
-    assert default_lr["unfrozen_lr"] == pytest.approx(0.01)
 
 
 def never(*args, **kwargs):
     raise AssertionError("fetched weights")
 
 
-def test_bundled_lite0_weights_and_nothing_fetched_while_a_checkpoint_loads(monkeypatch):
-    monkeypatch.setattr(vgg16_base, "pretrained", never)
-    net = build_model("vgg16", RGB32, {"source": "bundled"})
+def test_unreachable_vgg16_weights_fall_back_to_lite0_or_refuse(monkeypatch, tmp_path, capfd):
+    """A dead URL: auto falls back to the bundled EfficientNet-Lite0, remote refuses."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached copy
+    monkeypatch.setattr(vgg16_base.WEIGHTS.value, "url", f"{dead_url()}/vgg16-397923af.pth")
+    net = build_model("vgg16", RGB32, {"source": "auto", "timeout": 5})
     assert net.provenance["backbone"] == "efficientnet_lite0"
-    assert "bundled" in net.provenance["fallback"]
+    assert "vgg16-397923af.pth" in net.provenance["fallback"]
     assert net.resolved_options == {"backbone": "efficientnet_lite0"}
+    assert "EFFICIENTNET_LITE0" in capfd.readouterr().err
+    with pytest.raises(DownloadError, match="vgg16-397923af.pth"):
+        build_model("vgg16", RGB32, {"source": "remote", "timeout": 5})
     package = torch.load(lite0.weights_file(), map_location="cpu", weights_only=True)
     assert torch.equal(net.blocks[0][0].conv.weight, package["_conv_stem.weight"])
     assert torch.equal(net.blocks[4][-1].conv.weight, package["_conv_head.weight"])
@@ -115,26 +111,17 @@ def test_bundled_lite0_weights_and_nothing_fetched_while_a_checkpoint_loads(monk
     assert torch.equal(net.base.normalize(x), 2 * x - 1)  # the Lite0 weights expect [-1, 1]
     asked = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
     assert "fallback" not in asked.provenance and not asked.resolved_options
-    for module, name in [(lite0, "pretrained"), (lite0, "weights_file")]:
+    for module, name in [
+        (vgg16_base, "pretrained"),
+        (lite0, "pretrained"),
+        (lite0, "weights_file"),
+    ]:
         monkeypatch.setattr(module, name, never)
     with loading_checkpoint():  # nothing is fetched: the checkpoint's weights overwrite them
         net = build_model("vgg16", RGB32, {"source": "remote"})
         lite = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
     assert net.provenance["weights"] == "random init (weights: none)"
     assert count_parameters(lite.base)[0] == LITE0_CONV
-
-
-def test_unreachable_vgg16_weights_fall_back_loudly_or_refuse(monkeypatch, tmp_path, capfd):
-    """A dead URL: a DownloadError; auto falls back, remote refuses."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(vgg16_base.WEIGHTS.value, "url", f"{dead_url()}/vgg16-397923af.pth")
-    net = build_model("vgg16", RGB32, {"source": "auto", "timeout": 5})
-    assert net.provenance["backbone"] == "efficientnet_lite0"
-    assert "vgg16-397923af.pth" in net.provenance["fallback"]
-    assert net.resolved_options == {"backbone": "efficientnet_lite0"}
-    assert "EFFICIENTNET_LITE0" in capfd.readouterr().err
-    with pytest.raises(DownloadError, match="vgg16-397923af.pth"):
-        build_model("vgg16", RGB32, {"source": "remote", "timeout": 5})
 
 
 def vgg16_conv(prefix: str = "") -> tuple[list[nn.Module], dict[str, torch.Tensor]]:
@@ -155,14 +142,12 @@ class ConvOnlyVGG(torchvision.models.vgg.VGG):
 @pytest.mark.slow
 def test_vgg16_weights_come_through_the_torch_hub_cache(monkeypatch, tmp_path):
     """The download path itself, from a local server: hash-checked file in TORCH_HOME."""
-    served = tmp_path / "served"
-    served.mkdir()
     reference, state = vgg16_conv("features.")
-    raw = tmp_path / "vgg16.pth"
-    torch.save(state, raw)
-    digest = hashlib.sha256(raw.read_bytes()).hexdigest()[:8]
-    (served / f"vgg16-{digest}.pth").write_bytes(raw.read_bytes())
-    (served / "vgg16-00000000.pth").write_bytes(raw.read_bytes())  # a wrong hash
+    torch.save(state, tmp_path / "raw.pth")
+    digest = hashlib.sha256((tmp_path / "raw.pth").read_bytes()).hexdigest()[:8]
+    (served := tmp_path / "served").mkdir()
+    for name in (digest, "00000000"):  # the second: a wrong hash
+        shutil.copy(tmp_path / "raw.pth", served / f"vgg16-{name}.pth")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torchvision.models.vgg, "VGG", ConvOnlyVGG)
     with serve(served) as url:
@@ -187,10 +172,9 @@ def test_local_weights_file_and_bad_files(tmp_path):
     assert torch.equal(net.blocks[0][0].weight, reference[0][0].weight)
     assert net.provenance["weights"].endswith("conv_base.pth")
     whole = {f"features.{k}": v for k, v in flat.items()} | {"classifier.0.bias": torch.ones(9)}
-    # a whole VGG16: the classifier is ignored
     torch.save({"state_dict": whole}, tmp_path / "whole.pth")
     net = build_model("vgg16", RGB32, {"weights": str(tmp_path / "whole.pth")})
-    assert torch.equal(net.blocks[4][-3].weight, reference[4][-3].weight)
+    assert torch.equal(net.blocks[4][-3].weight, reference[4][-3].weight)  # classifier ignored
     (tmp_path / "junk.pth").write_text("not a checkpoint")
     torch.save({"0.weight": torch.zeros(3)}, tmp_path / "other.pth")
     for name, error, message in [
@@ -202,17 +186,18 @@ def test_local_weights_file_and_bad_files(tmp_path):
             build_model("vgg16", RGB32, {"weights": str(tmp_path / name)})
 
 
-def test_checkpoint_rebuilds_the_fallback_backbone(catdog):
+def test_checkpoint_rebuilds_the_fallback_backbone(tmp_path):
     """A run that fell back to EfficientNet-Lite0 reloads as EfficientNet-Lite0."""
-    meta = read_json(catdog / "data/split/cats_vs_dogs/meta.json")
+    meta = {"kind": "image", "input_shape": [3, 32, 32], "classes": ["cats", "dogs"]}
     params = params_for(v={**FEAT, "model_options": {"source": "bundled"}})
     model = build_classifier(params, "v", meta, "x")
     assert model.hparams.model_options["backbone"] == "efficientnet_lite0"
-    trainer = L.Trainer(max_epochs=0, logger=False, default_root_dir=catdog)
+    trainer = L.Trainer(max_epochs=0, logger=False, default_root_dir=tmp_path)
     trainer.strategy.connect(model)
-    trainer.save_checkpoint(catdog / "lite.ckpt", weights_only=False)
-    loaded = load_classifier(catdog / "lite.ckpt")
+    trainer.save_checkpoint(tmp_path / "lite.ckpt")
+    loaded = load_classifier(tmp_path / "lite.ckpt")
     assert loaded.net.provenance["backbone"] == "efficientnet_lite0"
+    assert "source: bundled" in model.net.provenance["fallback"]
     for a, b in zip(model.net.state_dict().values(), loaded.net.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert pretrained_cell(model.net.provenance) == "**efficientnet_lite0 (fallback)**"

@@ -1,14 +1,6 @@
-"""Try nnlab.viz.inside's pictures of a net on real photos (a folder of <class>/<image> files).
-
-    python tools/look_inside.py /work/shared/datasets/cats_and_dogs_small /tmp/viz_out
-
-Builds the model (default: the ImageNet-pretrained EfficientNet-Lite0 base of the ``vgg16``
-model with ``source: bundled``, no download), trains its head for a few seconds on the frozen
-base's pooled features of ``--train`` photos per class from ``train/`` (``--train 0``: random
-head), then writes ``model_pictures`` for ``--show`` photos of ``validation/`` to the output
-folder and prints how long each part took. ``--model convnet4`` uses that net (random init,
-or trained with ``--epochs``).
-"""
+"""Try nnlab.viz.inside's pictures on real photos (<class>/<image> folders), e.g.
+``python tools/look_inside.py /work/shared/datasets/cats_and_dogs_small /tmp/viz_out``: a head
+trained briefly on the bundled EfficientNet-Lite0 base (or ``--model convnet4``), with timings."""
 
 from __future__ import annotations
 
@@ -71,7 +63,6 @@ def main() -> None:
     ap.add_argument("--show", type=int, default=4, help="validation photos per class")
     ap.add_argument("--filters", type=int, default=8)
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--pattern-size", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.manual_seed(args.seed)
@@ -102,17 +93,8 @@ def main() -> None:
         )
     net.eval()
     t0 = time.perf_counter()
-    written = inside.model_pictures(
-        net,
-        x_val,
-        y_val.numpy(),
-        classes,
-        args.out,
-        filters=args.filters,
-        steps=args.steps,
-        size=args.pattern_size,
-        seed=args.seed,
-    )
+    options = {"filters": args.filters, "steps": args.steps, "seed": args.seed}
+    written = inside.model_pictures(net, x_val, y_val.numpy(), classes, args.out, **options)
     print(f"model_pictures: {time.perf_counter() - t0:.1f}s, {len(written)} files in {args.out}")
     for path in written:
         print(f"  {path.name}")

@@ -33,8 +33,8 @@ NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 def skip_absent_nvml() -> bool:
-    """Undo Lightning's ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` where NVML is absent; True if so:
-    each ``torch.cuda.is_available()`` (one per optimizer step) would try to load it."""
+    """Undo Lightning's ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` where NVML is absent (True if so):
+    each ``torch.cuda.is_available()`` would try to load it."""
     if os.environ.get(NVML_CHECK) != "1":
         return False
     try:
@@ -72,21 +72,9 @@ def scale_inputs(batch: dict[str, torch.Tensor], channels_last: bool = False) ->
 
 
 class Classifier(L.LightningModule):
-    def __init__(
-        self,
-        *,
-        model: str,
-        meta: dict[str, Any],
-        model_options: dict[str, Any],
-        optimizer: str,
-        lr: float,
-        weight_decay: float,
-        momentum: float,
-        channels_last: bool,
-        finetune: dict[str, Any] | None,
-        experiment: str,
-        params_hash: str,
-    ):
+    def __init__(self, *, model: str, meta: dict, model_options: dict, **hparams: Any):
+        """``hparams``: the experiment's optimizer, lr, weight_decay, momentum, channels_last and
+        finetune, its name (``experiment``) and ``params_hash``; all go into the checkpoint."""
         super().__init__()
         self.save_hyperparameters(logger=False)  # params reach MLflow once, from train
         self.spec = spec_from_meta(meta)
@@ -98,12 +86,9 @@ class Classifier(L.LightningModule):
         k = self.spec.num_classes
         task = {"task": "binary"} if self.binary else {"task": "multiclass", "num_classes": k}
         # no per-call input checks (labels and predictions are made here); a NaN loss shows
-        self.train_acc, self.val_acc, self.test_acc = (
-            Accuracy(**task, validate_args=False) for _ in range(3)
-        )
-        self.train_loss, self.val_loss, self.test_loss = (
-            MeanMetric(nan_strategy="disable") for _ in range(3)
-        )
+        for stage in ("train", "val", "test"):
+            setattr(self, f"{stage}_acc", Accuracy(**task, validate_args=False))
+            setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
         self.val_acc_best = MaxMetric()
         self.test_per_class = MetricCollection(
             {
@@ -114,7 +99,7 @@ class Classifier(L.LightningModule):
         )
         self.test_confusion = MulticlassConfusionMatrix(k)
         self.test_probs: list[torch.Tensor] = []
-        if channels_last and self.spec.kind == "image":
+        if self.hparams.channels_last and self.spec.kind == "image":
             self.net = self.net.to(memory_format=torch.channels_last)
         self.assets: dict[str, Any] = {}
 
@@ -153,13 +138,25 @@ class Classifier(L.LightningModule):
         """The argmax of :func:`probabilities`, without computing them."""
         return (logits[:, 0] > 0).long() if self.binary else logits.argmax(-1)
 
-    def _step(self, batch: dict[str, torch.Tensor], acc, loss_metric) -> tuple:
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> tuple:
         logits = self.logits(batch)
         loss = self.loss(logits, batch["y"])
         pred = self.predicted_class(logits.detach())
-        acc.update(pred, batch["y"])
-        loss_metric.update(loss.detach(), weight=len(batch["y"]))
+        getattr(self, f"{stage}_acc").update(pred, batch["y"])
+        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(batch["y"]))
         return loss, logits, pred
+
+    def _log_epoch(self, stage: str) -> torch.Tensor:
+        """Logs the stage's loss and accuracy, already reduced over ranks (``sync_dist`` only
+        tells Lightning so), and resets them but the test's, which evaluate reads."""
+        acc, loss = getattr(self, f"{stage}_acc"), getattr(self, f"{stage}_loss")
+        value = acc.compute()
+        self.log(f"{stage}/loss", loss.compute(), prog_bar=stage == "val", sync_dist=True)
+        self.log(f"{stage}/acc", value, prog_bar=stage != "test", sync_dist=True)
+        if stage != "test":
+            loss.reset()
+            acc.reset()
+        return value
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()
@@ -172,27 +169,17 @@ class Classifier(L.LightningModule):
                 group["lr"] = group["unfrozen_lr"] if unfrozen else 0.0
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, _, _ = self._step(batch, self.train_acc, self.train_loss)
-        return loss
-
-    # torchmetrics values are already reduced over ranks; sync_dist=True only tells Lightning
-    def _log_epoch(self, acc: Accuracy, loss: MeanMetric, stage: str) -> torch.Tensor:
-        value = acc.compute()
-        self.log(f"{stage}/loss", loss.compute(), prog_bar=stage == "val", sync_dist=True)
-        self.log(f"{stage}/acc", value, prog_bar=True, sync_dist=True)
-        loss.reset()
-        acc.reset()
-        return value
+        return self._step(batch, "train")[0]
 
     def on_train_epoch_end(self) -> None:
         if self.train_loss.update_count:  # no validation ran this epoch
-            self._log_epoch(self.train_acc, self.train_loss, "train")
+            self._log_epoch("train")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, self.val_acc, self.val_loss)
+        self._step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        acc = self._log_epoch(self.val_acc, self.val_loss, "val")
+        acc = self._log_epoch("val")
         if self.trainer.sanity_checking:
             return
         # the epoch's training metrics with it: all are in place when checkpoints record it
@@ -204,21 +191,20 @@ class Classifier(L.LightningModule):
         self.test_probs = []
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        _, logits, pred = self._step(batch, self.test_acc, self.test_loss)
+        _, logits, pred = self._step(batch, "test")
         self.test_per_class.update(pred, batch["y"])
         self.test_confusion.update(pred, batch["y"])
         self.test_probs.append(probabilities(logits).cpu())
 
     def on_test_epoch_end(self) -> None:
-        self.log("test/acc", self.test_acc.compute(), sync_dist=True)
-        self.log("test/loss", self.test_loss.compute(), sync_dist=True)
+        self._log_epoch("test")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return probabilities(self.logits(batch))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
-        kwargs: dict[str, Any] = {"lr": hp.lr, "weight_decay": hp.weight_decay}
+        kwargs = {"lr": hp.lr, "weight_decay": hp.weight_decay}
         if hp.optimizer in ("sgd", "rmsprop"):
             kwargs["momentum"] = hp.momentum
         if hasattr(self.net, "param_groups"):  # a net that tunes its own groups (TransferNet)

@@ -1,7 +1,6 @@
-"""The only map from an experiment's ``model`` name to an nn.Module.
-
-A builder's keyword-only parameters are the schema of ``model_options`` (checked strictly by
-pydantic, without building). No torch at import: builders import it when they run."""
+"""The only map from an experiment's ``model`` name to an nn.Module. A builder's keyword-only
+parameters are the schema of ``model_options`` (checked by pydantic without building); no torch
+at import: builders import it when they run."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import inspect
 import math
 import reprlib
 from collections.abc import Callable, Iterator
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
@@ -108,25 +107,22 @@ def vgg16(
     return TransferNet(**options)
 
 
-def _recurrent(cell: Literal["lstm", "gru"]) -> Callable[..., nn.Module]:
-    def build(
-        spec: DataSpec,
-        *,
-        embed_dim: Positive = 64,
-        hidden: Positive = 64,
-        num_layers: Positive = 1,
-        bidirectional: bool = False,
-        dropout: Dropout = 0.0,
-        packed: bool | None = None,
-    ) -> nn.Module:
-        options = {**locals(), "cell": cell}  # spec and the options
-        from nnlab.models.rnn import RecurrentClassifier
+def recurrent(
+    cell: Literal["lstm", "gru"],
+    spec: DataSpec,
+    *,
+    embed_dim: Positive = 64,
+    hidden: Positive = 64,
+    num_layers: Positive = 1,
+    bidirectional: bool = False,
+    dropout: Dropout = 0.0,
+    packed: bool | None = None,
+) -> nn.Module:
+    """Embedding -> LSTM or GRU -> last real token's state -> Dense."""
+    options = dict(locals())  # cell, spec and the options
+    from nnlab.models.rnn import RecurrentClassifier
 
-        return RecurrentClassifier(**options)
-
-    build.__name__ = build.__qualname__ = cell
-    build.__doc__ = f"Embedding -> {cell.upper()} -> last real token's state -> Dense."
-    return build
+    return RecurrentClassifier(**options)
 
 
 BUILDERS: dict[str, Callable[..., nn.Module]] = {
@@ -134,24 +130,22 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "cnn_small": cnn_small,
     "convnet4": convnet4,
     "vgg16": vgg16,
-    "lstm": _recurrent("lstm"),
-    "gru": _recurrent("gru"),
+    "lstm": partial(recurrent, "lstm"),
+    "gru": partial(recurrent, "gru"),
 }
 
 
 @cache
-def _schema(builder: Callable[..., Any]) -> type[pydantic.BaseModel]:
+def _schema(model: str) -> type[pydantic.BaseModel]:
     """A strict pydantic model of the builder's keyword-only parameters."""
     fields = {
         name: (p.annotation, p.default)
-        for name, p in inspect.signature(builder).parameters.items()
+        for name, p in inspect.signature(BUILDERS[model]).parameters.items()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     }
+    config = ConfigDict(strict=True, extra="forbid")
     return pydantic.create_model(
-        f"{builder.__name__}_options",
-        __module__=builder.__module__,
-        __config__=ConfigDict(strict=True, extra="forbid"),
-        **fields,
+        f"{model}_options", __module__=__name__, __config__=config, **fields
     )
 
 
@@ -160,23 +154,18 @@ def check_options(model: str, options: dict[str, Any]) -> dict[str, Any]:
     value (unknown name or option, wrong type, out of range)."""
     if model not in BUILDERS:
         raise ValueError(f"unknown model {model!r} (known: {', '.join(sorted(BUILDERS))})")
-    schema = _schema(BUILDERS[model])
-    for key in options:
-        if key not in schema.model_fields:
-            raise ValueError(
-                f"model_options.{key}: model {model!r} has no such option "
-                f"(options: {', '.join(schema.model_fields) or 'none'})"
-            )
+    schema = _schema(model)
     try:
         checked = schema.model_validate(options)
     except pydantic.ValidationError as err:
         first = err.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
-        raise ValueError(
-            f"model_options.{key}: {reprlib.repr(first['input'])} is not valid for "
-            f"{model!r} ({first['msg'][0].lower()}{first['msg'][1:]})"
-        ) from None
-    return {key: getattr(checked, key) for key in options}
+        if first["type"] == "extra_forbidden":
+            why = f"model {model!r} has no such option (options: {', '.join(schema.model_fields)})"
+        else:
+            msg = first["msg"][0].lower() + first["msg"][1:]
+            why = f"{reprlib.repr(first['input'])} is not valid for {model!r} ({msg})"
+        raise ValueError(f"model_options.{first['loc'][0]}: {why}") from None
+    return checked.model_dump(include=set(options))
 
 
 def build_model(name: str, spec: DataSpec, options: dict[str, Any] | None = None) -> nn.Module:

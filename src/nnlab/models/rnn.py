@@ -1,6 +1,6 @@
 """Embedding -> LSTM or GRU -> the state at each review's last real token -> Dense, so padding
-does not change a logit. ``packed`` (default: when bidirectional) runs over the real tokens only,
-which a backward direction needs; padded reads the output at the last token (faster on CPU)."""
+does not change a logit. ``packed`` runs over the real tokens only (a backward direction needs
+it); padded reads the output at the last token (faster on CPU)."""
 
 from __future__ import annotations
 
@@ -8,41 +8,29 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from nnlab.spec import DataSpec
-
 
 class RecurrentClassifier(nn.Module):
+    """Options as the registry's ``lstm``/``gru`` builders check them (``packed`` None: when
+    bidirectional)."""
+
     def __init__(
-        self,
-        cell: str,
-        spec: DataSpec,
-        *,
-        embed_dim: int,
-        hidden: int,
-        num_layers: int,
-        bidirectional: bool,
-        dropout: float,
-        packed: bool | None,
+        self, cell, spec, *, embed_dim, hidden, num_layers, bidirectional, dropout, packed
     ):
         super().__init__()
         if spec.vocab_size < 2:
             raise ValueError(
                 f"{cell}: needs a vocabulary (vocab_size {spec.vocab_size}): text only"
             )
-        if packed is None:
-            packed = bidirectional
-        if bidirectional and not packed:
+        self.packed = bidirectional if packed is None else packed
+        if bidirectional and not self.packed:
             raise ValueError(
                 f"model_options.packed: {cell} with bidirectional needs packed: true "
                 f"(the backward direction would otherwise start in the padding)"
             )
-        rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
-        self.packed = packed
         self.directions = 2 if bidirectional else 1
-        self.embedding = nn.Embedding(
-            spec.vocab_size, embed_dim, padding_idx=int(spec.extra.get("pad_index", 0))
-        )
-        self.rnn = rnn_cls(
+        pad = int(spec.extra.get("pad_index", 0))
+        self.embedding = nn.Embedding(spec.vocab_size, embed_dim, padding_idx=pad)
+        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](
             embed_dim,
             hidden,
             num_layers=num_layers,
@@ -66,6 +54,5 @@ class RecurrentClassifier(nn.Module):
             last = torch.cat(list(h[-self.directions :]), dim=-1)
         else:  # unidirectional: the output at the last real token (padding comes after it)
             out, _ = self.rnn(emb)
-            idx = (lengths - 1).to(out.device)
-            last = out[torch.arange(len(out), device=out.device), idx]
+            last = out[torch.arange(len(out), device=out.device), (lengths - 1).to(out.device)]
         return self.head(self.dropout(last))

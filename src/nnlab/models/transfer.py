@@ -9,30 +9,16 @@ import torch
 from torch import nn
 
 from nnlab.models.backbones import base_output_shape, build_base
-from nnlab.spec import DataSpec
 
 
 class TransferNet(nn.Module):
     """``head(base(x))``, the base frozen but for its last ``trainable_blocks`` ``block<i>``
-    children and always in eval mode (its BatchNorm statistics stay). ``resolved_options``:
-    the backbone used when it differs from the one asked for (the offline fallback)."""
+    children and always in eval mode (its BatchNorm statistics stay). Options as the registry's
+    ``vgg16`` checks them; ``resolved_options``: the backbone used if another (the fallback)."""
 
-    def __init__(
-        self,
-        spec: DataSpec,
-        *,
-        backbone: str,
-        weights: str,
-        source: str,
-        pool: str,
-        hidden: int,
-        dropout: float,
-        trainable_blocks: int,
-        timeout: float,
-    ):
+    def __init__(self, spec, *, backbone, hidden, dropout, trainable_blocks, **base_options):
         super().__init__()
-        options = {"pool": pool, "source": source, "weights": weights, "timeout": timeout}
-        base, self.provenance = build_base(backbone, input_shape=spec.input_shape, **options)
+        base, self.provenance = build_base(backbone, input_shape=spec.input_shape, **base_options)
         used = self.provenance["backbone"]
         self.resolved_options = {"backbone": used} if used != backbone else {}
         self.base = base.requires_grad_(False)
@@ -62,21 +48,11 @@ class TransferNet(nn.Module):
         """The head at ``lr``; the trainable blocks at ``finetune.backbone_lr`` (None: lr/10)
         from epoch ``finetune.unfreeze_epoch`` on, at LR 0 before: unlike Lightning's
         BackboneFinetuning, the optimizer and DDP's reducer hold them from the first step."""
-        groups: list[dict[str, Any]] = [
-            {"params": list(self.head.parameters()), "lr": lr, "name": "head"}
-        ]
+        groups = [{"params": list(self.head.parameters()), "lr": lr, "name": "head"}]
         trainable = [p for p in self.base.parameters() if p.requires_grad]
         if trainable:
             start = finetune.unfreeze_epoch if finetune else 0
-            tuned_lr = getattr(finetune, "backbone_lr", None)
-            tuned_lr = lr / 10 if tuned_lr is None else tuned_lr
-            groups.append(
-                {
-                    "params": trainable,
-                    "name": "backbone",
-                    "unfreeze_epoch": start,
-                    "lr": tuned_lr if start <= 0 else 0.0,
-                    "unfrozen_lr": tuned_lr,
-                }
-            )
+            tuned_lr = getattr(finetune, "backbone_lr", None) or lr / 10
+            group = {"params": trainable, "name": "backbone", "unfreeze_epoch": start}
+            groups.append({**group, "lr": tuned_lr if start <= 0 else 0.0, "unfrozen_lr": tuned_lr})
         return groups

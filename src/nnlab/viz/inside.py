@@ -36,27 +36,17 @@ def evaluating(net: nn.Module) -> Iterator[nn.Module]:
             m.training = mode
 
 
-def _activated(net: nn.Module, conv: str) -> tuple[str, nn.Module]:
-    """(layer to read, activation to apply to a copy of its output): the conv or the BatchNorm
-    after it, and the activation after that (as Keras's ``Conv2D(activation="relu")``)."""
-    parent, _, leaf = conv.rpartition(".")
-    seq = net.get_submodule(parent)
-    names = [n for n, _ in seq.named_children()] if isinstance(seq, nn.Sequential) else [leaf]
-    after = [
-        (f"{parent}.{n}".lstrip("."), seq.get_submodule(n))
-        for n in names[names.index(leaf) + 1 :][:2]
-    ]
-    pre = conv
-    if after and isinstance(after[0][1], nn.BatchNorm2d):
-        (pre, _), after = after[0], after[1:]
-    if after and isinstance(after[0][1], ACTIVATIONS):
-        return pre, after[0][1]
-    return conv, nn.Identity()
-
-
 def activations(net: nn.Module, convs: list[str]) -> Callable:
-    """x -> [(output, activation)] of each conv (:func:`_activated`), the net run as needed."""
-    steps = [_activated(net, conv) for conv in convs]
+    """x -> [(output, activation)] of each conv: the output of the conv or of the BatchNorm
+    registered after it, and the activation registered after that (Keras's
+    ``Conv2D(activation=...)``) applied to a copy; the net is run as far as needed."""
+    modules = dict(net.named_modules())
+    names, steps = list(modules), []
+    for conv in convs:
+        after = names[names.index(conv) + 1 :][:2]
+        pre = after.pop(0) if after and isinstance(modules[after[0]], nn.BatchNorm2d) else conv
+        activated = after and isinstance(modules[after[0]], ACTIVATIONS)
+        steps.append((pre, modules[after[0]]) if activated else (conv, nn.Identity()))
     extract = create_feature_extractor(  # a Conv2d subclass with its own forward: one node
         net, list(dict.fromkeys(p for p, _ in steps)), tracer_kwargs={"leaf_modules": [nn.Conv2d]}
     )
@@ -91,25 +81,15 @@ def channel_means(act: torch.Tensor) -> torch.Tensor:
     return act.diagonal(dim1=0, dim2=1).float().mean(dim=(0, 1))
 
 
-def ascend_filters(
-    net: nn.Module,
-    conv: str,
-    *,
-    filters=8,
-    steps=30,
-    size=64,
-    seed=0,
-    lr=0.02,
-    jitter=2,
-) -> torch.Tensor:
+def ascend_filters(net: nn.Module, conv: str, *, filters=8, steps=30, size=64, seed=0):
     """(k, in_channels, size, size) images in [0, 1], image i maximising channel i's mean after
-    ``conv``, by normalised gradient ascent from grey noise, each step after a random shift
-    (no locking onto pixels). 1% of the pre-activation mean wakes up a silent filter."""
+    ``conv``: normalised gradient ascent from grey noise, each step after a random shift (no
+    locking onto pixels); 1% of the pre-activation mean wakes up a silent filter."""
     gen = torch.Generator().manual_seed(seed)
     channels = net.get_submodule(conv_names(net)[0]).in_channels
     img = (0.5 + 0.02 * torch.randn(filters, channels, size, size, generator=gen)).clamp(0, 1)
     img = img.to(next(net.parameters()).device)
-    shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=gen)
+    shifts = torch.randint(-2, 3, (steps, 2), generator=gen)
     shifts[steps - steps // 3 :] = 0  # the last third unshifted: ends on the filter's own mean
     with evaluating(net), torch.enable_grad():
         extract = activations(net, [conv])
@@ -119,7 +99,7 @@ def ascend_filters(
             score = channel_means(act[:k]) + 0.01 * channel_means(pre[:k])
             (grad,) = torch.autograd.grad(score.sum(), img)
             grad = grad[:k] / grad[:k].pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().add(1e-8)
-            img = (img.detach()[:k] + lr * grad).clamp_(0, 1)
+            img = (img.detach()[:k] + 0.02 * grad).clamp_(0, 1)
     return img.detach()
 
 
@@ -146,18 +126,18 @@ def filter_patterns(
     return written
 
 
-def feature_maps(net: nn.Module, x: torch.Tensor, out: Path, layers: int = 3, per_layer: int = 16):
+def feature_maps(net: nn.Module, x: torch.Tensor, out: Path, layers=3, per_layer=16) -> None:
     """``x[0]`` over the activations of the first conv layers, ``per_layer`` channels each."""
     convs = conv_names(net)[:layers]
     with evaluating(net), torch.no_grad():
         maps = [act[0, :per_layer].float().cpu() for _, act in activations(net, convs)(x[:1])]
-    blank = torch.ones(per_layer, 3, *x.shape[-2:])
+    blank = torch.ones(per_layer, 3, *x.shape[-2:])  # each layer on a row of its own
     tiles, labels = [x[:1].cpu().expand(-1, 3, -1, -1), blank[1:]], ["input"]
     for conv, m in zip(convs, maps, strict=True):
         low, high = m.amin(dim=(1, 2), keepdim=True), m.amax(dim=(1, 2), keepdim=True)
-        rgb = colormaps["viridis"](((m - low) / (high - low).clamp_min(1e-12)).numpy())
-        rgb = torch.from_numpy(rgb[..., :3])
-        tiles += [F.interpolate(rgb.permute(0, 3, 1, 2).float(), x.shape[-2:]), blank[len(m) :]]
+        rgb = colormaps["viridis"](((m - low) / (high - low).clamp_min(1e-12)).numpy())[..., :3]
+        rgb = F.interpolate(torch.from_numpy(rgb).permute(0, 3, 1, 2).float(), x.shape[-2:])
+        tiles += [rgb, blank[len(m) :]]
         labels += [""] * (-len(labels) % per_layer) + [f"{conv} c0"]
         labels += [f"c{c}" for c in range(1, len(m))]
     image_grid(
@@ -230,18 +210,7 @@ def gradcam_figure(net: nn.Module, x: torch.Tensor, y: np.ndarray, classes: list
     return fig
 
 
-def model_pictures(
-    net: nn.Module,
-    x: torch.Tensor,
-    y,
-    classes: list[str],
-    out_dir: Path,
-    *,
-    filters=8,
-    steps=30,
-    size: int | None = None,
-    seed=0,
-) -> list[Path]:
+def model_pictures(net: nn.Module, x, y, classes, out_dir: Path, *, filters=8, steps=30, seed=0):
     """The pictures of a conv net for images ``x`` (N, C, H, W) in [0, 1] of classes ``y``; the
     files written (none without Conv2d layers or images). ``filters=0``: no filter patterns."""
     if getattr(x, "ndim", 0) != 4 or len(x) == 0 or not conv_names(net):
@@ -251,8 +220,7 @@ def model_pictures(
     feature_maps(net, x, written[0])
     conv_weights(net, written[1])
     if filters > 0 and steps > 0:
-        size = size or min(x.shape[-1], 64)
-        ascent = {"filters": filters, "steps": steps, "size": size, "seed": seed}
+        ascent = {"filters": filters, "steps": steps, "size": min(x.shape[-1], 64), "seed": seed}
         written += filter_patterns(net, pattern_layers(net), out_dir, **ascent)
     written.append(Path(out_dir) / paths.GRADCAM_PNG)
     gradcam_figure(net, x, np.asarray(y), classes).savefig(written[-1], dpi=100)

@@ -17,7 +17,6 @@ from nnlab import paths
 from nnlab.files import load_checkpoint
 from nnlab.log import with_fallback
 from nnlab.models.backbones import efficientnet_lite0, vgg16
-from nnlab.models.backbones.state import read_state
 from nnlab.spec import DataSpec
 
 BACKBONES = {"vgg16": vgg16, "efficientnet_lite0": efficientnet_lite0}
@@ -35,11 +34,6 @@ def assemble_base(
         adaptive = nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1)
         layers["pool"] = nn.Sequential(adaptive, nn.Flatten())
     return nn.Sequential(layers).requires_grad_(False).eval()
-
-
-def rgb_input(*layers: nn.Module) -> nn.Sequential:
-    """The layers in sequence, taking grey images too (the channel repeated)."""
-    return nn.Sequential(v2.RGB(), *layers)
 
 
 def base_output_shape(base: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -66,13 +60,10 @@ def build_base(
         raise ValueError(
             f"an ImageNet backbone needs RGB images (3, H, W), got input shape {tuple(input_shape)}"
         )
-    family = BACKBONES[backbone]
     if weights == "none":
-        why = "random init (weights: none)"
-        found = {"blocks": family.blocks(), "backbone": backbone, "weights": why}
+        found = {"blocks": BACKBONES[backbone].blocks(), "weights": "random init (weights: none)"}
     elif weights != "imagenet":
-        blocks = family.blocks(read_state(weights), f"model_options.weights: {weights}")
-        found = {"blocks": blocks, "backbone": backbone, "weights": weights}
+        found = {"blocks": BACKBONES[backbone].blocks(weights), "weights": weights}
     elif backbone == "efficientnet_lite0":
         found = efficientnet_lite0.pretrained()
     else:
@@ -86,6 +77,7 @@ def build_base(
         del found["source"]
         if "fallback_reason" in found:
             found["fallback"] = found.pop("fallback_reason")
+    found = {"backbone": backbone, **found}
     blocks = found.pop("blocks")
     return assemble_base(blocks, BACKBONES[found["backbone"]].NORMALIZE, pool), found
 
@@ -104,4 +96,4 @@ def compose(head: nn.Module, meta: dict[str, Any], root: Path = Path(".")) -> tu
         )
     )
     spec = DataSpec(kind="image", input_shape=image_shape, classes=tuple(meta["classes"]))
-    return rgb_input(base.eval(), head), spec
+    return nn.Sequential(v2.RGB(), base.eval(), head), spec  # grey images too

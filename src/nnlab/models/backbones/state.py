@@ -1,7 +1,8 @@
-"""Reading weight files for the pretrained bases: weights only, errors that name the file."""
+"""Weight files of the pretrained bases: tensors only, errors that name the file."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,12 +25,15 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_checked(module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """``load_state_dict`` that names ``where`` and the first problem when weights do not fit."""
+def load_renamed(module: nn.Module, path: str | Path, drop: str, rename: Callable) -> None:
+    """The state dict file's tensors into ``module``, keys renamed, those starting with ``drop``
+    left out; a ValueError names the file and the first key or shape that does not fit."""
+    state = {rename(k): v for k, v in read_state(path).items() if not k.startswith(drop)}
     try:
         module.load_state_dict(state)
     except RuntimeError as err:  # missing/unexpected keys, wrong shapes
         first = str(err).splitlines()[1:2] or [str(err)]
         raise ValueError(
-            f"{where}: weights do not fit the architecture ({first[0].strip()[:200]})"
+            f"model_options.weights: {path}: weights do not fit the architecture "
+            f"({first[0].strip()[:200]})"
         ) from None
