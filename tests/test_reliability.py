@@ -89,21 +89,22 @@ def test_a_moved_store_never_writes_into_its_old_folder(tmp_path):
         tracking.ensure_experiment("mnist", tmp_path / "b")
 
 
-@pytest.mark.parametrize("damage", ["truncated", "empty", "pickle", "npz", "objects"])
+DAMAGED_ARRAYS = {
+    "truncated": lambda path: path.write_bytes(path.read_bytes()[:500]),
+    "empty": lambda path: path.write_bytes(b""),
+    "pickle": lambda path: path.write_bytes(b"\x80\x04K\x01."),
+    "npz": lambda path: (
+        np.savez(path.with_suffix(""), x=[1]) or path.with_suffix(".npz").rename(path)
+    ),
+    "objects": lambda path: np.save(path, np.array([{}], dtype=object), allow_pickle=True),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_ARRAYS)
 def test_a_damaged_array_is_one_line_naming_it(tmp_path, damage):
     path = tmp_path / "test_x.npy"
     np.save(path, np.arange(1000))
-    if damage == "truncated":
-        path.write_bytes(path.read_bytes()[:500])
-    elif damage == "empty":
-        path.write_bytes(b"")
-    elif damage == "pickle":
-        path.write_bytes(b"\x80\x04K\x01.")
-    elif damage == "npz":
-        with open(path, "wb") as fh:
-            np.savez(fh, x=np.arange(3))
-    else:
-        np.save(path, np.array([{}], dtype=object), allow_pickle=True)
+    DAMAGED_ARRAYS[damage](path)
     with pytest.raises(ValueError, match=f"^{path}: not a") as err:
         load_array(path)
     assert "\n" not in str(err.value) and "allow_pickle" not in str(err.value)

@@ -17,7 +17,7 @@ from torchvision.transforms import v2
 from nnlab import paths
 from nnlab.checks import check_trainer
 from nnlab.classifier import inference_trainer, scale_inputs
-from nnlab.config import ConfigError, Params
+from nnlab.config import Params, _lookup
 from nnlab.data.datamodule import SPLITS, ArrayDataset, make_loader
 from nnlab.data.prepare import load_arrays, load_meta, split_digest
 from nnlab.files import atomic_dir, read_json, write_json
@@ -41,12 +41,7 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
     """Write ``data/split/<cache>/``: the base's outputs for every split of its source."""
     from nnlab.models.backbones import build_base
 
-    if cache not in params.features:
-        known = ", ".join(sorted(params.features)) or "none"
-        raise ConfigError(
-            f"params.yaml: no features cache {cache!r} under features: (known: {known})"
-        )
-    cfg, root = params.features[cache], Path(root)
+    cfg, root = _lookup(params.features, cache, "features cache", "features"), Path(root)
     meta = load_meta(cfg.from_, root)
     L.seed_everything(params.seed, verbose=False)  # weights: none is then the same base
     _, *size = meta["input_shape"]

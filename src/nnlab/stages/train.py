@@ -30,7 +30,7 @@ from nnlab.data.prepare import split_digests
 from nnlab.files import UnsafeCheckpointError, atomic_file, exclusive, load_checkpoint
 from nnlab.log import info
 from nnlab.summary import summary_text
-from nnlab.threads import ThreadSizer, check_jobs_dir
+from nnlab.threads import ThreadSizer, jobs_dir
 
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 
@@ -111,7 +111,7 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     root = Path(root)
     model_dir = paths.model_dir(name, root)
     check_experiment(params, name)  # augmentation, Trainer values, devices: before anything
-    check_jobs_dir()
+    jobs_dir()
     if model_dir.is_symlink():
         raise ValueError(f"{model_dir}: is a symbolic link; train writes only real folders")
     if not tracking.is_global_zero_env():  # a launched rank: rank 0 holds the lock
@@ -130,7 +130,7 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
 
 def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     exp, model_dir, flat = params.experiment(name), paths.model_dir(name, root), params.flat(name)
-    phash = tracking.params_hash(flat)
+    phash, trainer_kwargs = tracking.params_hash(flat), params.trainer.kwargs()
     L.seed_everything(params.seed, workers=True, verbose=False)
     dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
     model = build_classifier(params, name, dm.meta, phash)
@@ -140,7 +140,7 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     pretrained = dict(getattr(model.net, "provenance", {})) or dm.meta.get("pretrained") or {}
     tags = tracking.run_tags(name, exp.dataset, source, root)
     tags.update({f"pretrained.{key}": str(value) for key, value in pretrained.items()})
-    tags["precision"] = str(params.trainer.kwargs()["precision"])  # as resolved on this machine
+    tags["precision"] = str(trainer_kwargs["precision"])  # as resolved on this machine
     logger = tracking.make_logger(name, exp.dataset, tags, root, receipt.get("run_id"))
     receipt.update(
         experiment=name,
@@ -151,17 +151,15 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
         status="RUNNING",
         **({"pretrained": pretrained} if pretrained else {}),
     )
-
     summary = summary_text(model.net, model.spec, name)
 
     def start(trainer: L.Trainer, _: Any) -> None:
-        """All built and the sanity check passed: clear an earlier run's outputs unless
-        resuming, log the datasets, write the RUNNING receipt and the summary (rank 0)."""
+        """Built and sanity-checked: clear an earlier run's outputs unless resuming, log the
+        datasets, write the RUNNING receipt and the summary (rank 0)."""
         receipt.update(run_id=logger.run_id, experiment_id=logger.experiment_id)
         if resume is None:  # a split that cannot be read stops here, before anything is cleared
             tracking.log_datasets(receipt["run_id"], exp.dataset, root)
-            if model_dir.exists():
-                shutil.rmtree(model_dir)
+            shutil.rmtree(model_dir, ignore_errors=True)
         model_dir.mkdir(parents=True, exist_ok=True)
         tracking.write_receipt(model_dir, receipt)
         (model_dir / paths.SUMMARY).write_text(summary + "\n")
@@ -174,7 +172,7 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     if exp.patience is not None:
         callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=exp.patience))
     trainer = L.Trainer(
-        **{"enable_model_summary": False, **params.trainer.kwargs()},  # summary.txt has it
+        **{"enable_model_summary": False, **trainer_kwargs},  # summary.txt has it
         max_epochs=exp.epochs,
         logger=logger,
         callbacks=callbacks,
@@ -210,8 +208,8 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
         precision=str(trainer.precision),
     )
     tracking.write_receipt(model_dir, receipt)
-    artifacts = [model_dir / paths.SUMMARY, model_dir / paths.HISTORY]
-    artifacts += [paths.split_dir(exp.dataset, root) / paths.MANIFEST, model_dir / paths.BEST]
+    artifacts = [model_dir / paths.SUMMARY, model_dir / paths.HISTORY, model_dir / paths.BEST]
+    artifacts.append(paths.split_dir(exp.dataset, root) / paths.MANIFEST)
     metrics = {key: receipt[key] for key in ("train_seconds", "epochs_run")}
     tracking.log_to_run(receipt, metrics=metrics, artifacts=artifacts, root=root)
     info(
