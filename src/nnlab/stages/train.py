@@ -35,10 +35,6 @@ from nnlab.threads import ThreadSizer, jobs_dir
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 
 
-class TrainingError(RuntimeError):
-    """A training ended without producing what it promises (no best checkpoint)."""
-
-
 class History(Callback):
     """Per-epoch metrics in ``history.csv``, rewritten after every epoch; kept in the
     checkpoint, so a resumed run keeps its curves."""
@@ -192,7 +188,7 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
         return {}
     if best.best_model_score is None or not (model_dir / paths.BEST).is_file():
         logger.finalize("failed")  # never FINISHED without a checkpoint
-        raise TrainingError(
+        raise RuntimeError(
             f"train@{name}: no {paths.BEST} was written "
             f"(no validation batch ran? check the val split and limit_val_batches)"
         )
