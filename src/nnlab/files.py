@@ -199,9 +199,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def file_digest(path: str | Path, algo: str = "sha256") -> str:
+def file_digest(path: str | Path) -> str:
     with open(regular_file(path), "rb") as fh:
-        return hashlib.file_digest(fh, algo).hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def load_array(path: str | Path) -> Any:
