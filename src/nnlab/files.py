@@ -29,10 +29,10 @@ def fsync(path: str | Path, flags: int = os.O_RDONLY | os.O_DIRECTORY) -> None:
         os.close(fd)
 
 
-def _temporary(dest: Path, kind: str) -> Path:
+def _temporary(dest: Path, kind: str, suffix: str = "") -> Path:
     """A new name beside ``dest``; the caller creates it, so its modes follow the umask."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return dest.with_name(f".{dest.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    return dest.with_name(f".{dest.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
 
 
 @contextlib.contextmanager
@@ -82,7 +82,7 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
 def atomic_file(dest: str | Path, mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file beside ``dest``; it is renamed over ``dest`` only on success."""
     dest = Path(dest)
-    tmp = _temporary(dest, "tmp")
+    tmp = _temporary(dest, "tmp", ".part")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
     try:
         with _space_named(dest.parent), os.fdopen(fd, mode) as fh:

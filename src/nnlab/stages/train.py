@@ -155,7 +155,8 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
         receipt.update(run_id=logger.run_id, experiment_id=logger.experiment_id)
         if resume is None:  # a split that cannot be read stops here, before anything is cleared
             tracking.log_datasets(receipt["run_id"], exp.dataset, root)
-            shutil.rmtree(model_dir, ignore_errors=True)
+            if model_dir.exists():
+                shutil.rmtree(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
         tracking.write_receipt(model_dir, receipt)
         (model_dir / paths.SUMMARY).write_text(summary + "\n")
@@ -204,8 +205,8 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
         precision=str(trainer.precision),
     )
     tracking.write_receipt(model_dir, receipt)
-    artifacts = [model_dir / paths.SUMMARY, model_dir / paths.HISTORY, model_dir / paths.BEST]
-    artifacts.append(paths.split_dir(exp.dataset, root) / paths.MANIFEST)
+    artifacts = [model_dir / paths.SUMMARY, model_dir / paths.HISTORY]
+    artifacts += [paths.split_dir(exp.dataset, root) / paths.MANIFEST, model_dir / paths.BEST]
     metrics = {key: receipt[key] for key in ("train_seconds", "epochs_run")}
     tracking.log_to_run(receipt, metrics=metrics, artifacts=artifacts, root=root)
     info(
