@@ -51,25 +51,15 @@ def test_lecture_table_and_what_differs_from_the_committed_params(project, tmp_p
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
     assert lecture.committed_params(tmp_path) is None  # not a repository
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "params.yaml"], check=True)
-    subprocess.run([*git, "commit", "-qm", "p"], check=True)
+    for args in (["init", "-q"], ["add", "params.yaml"], ["commit", "-qm", "p"]):
+        subprocess.run([*git, *args], check=True)
     committed = lecture.committed_params(tmp_path)
     assert committed is not None and committed.experiments == tiny_params().experiments
     flip = [{"name": "HorizontalFlip", "args": {"p": 0.5}}]
-    now = tiny_params(
-        **{
-            "experiments.mnist_cnn.epochs": 30,
-            "data.mnist.path": "../shared/m",
-            "experiments.mnist_cnn.augment": flip,
-        }
-    )
+    edits = {"experiments.mnist_cnn.epochs": 30, "experiments.mnist_cnn.augment": flip}
+    now = tiny_params(**edits, **{"data.mnist.path": "../shared/m"})
     changed = lecture.overrides(now, committed, "mnist_cnn")
-    assert changed == {
-        "data.mnist.path": "../shared/m",
-        "experiments.mnist_cnn.epochs": 30,
-        "experiments.mnist_cnn.augment": flip,
-    }
+    assert changed == {**edits, "data.mnist.path": "../shared/m"}
     assert lecture.overrides(now, committed, "mnist_mlp") == {"data.mnist.path": "../shared/m"}
     assert lecture.overrides(now, None, "mnist_cnn") == {"data.mnist.path": "../shared/m"}
     assert lecture.reproduce_command("mnist_cnn", changed) == (
