@@ -127,14 +127,13 @@ def test_an_interrupted_training_resumes_and_a_failed_start_changes_nothing(proj
             raise KeyboardInterrupt
         original(self)
 
-    monkeypatch.setattr(Classifier, "on_train_epoch_start", interrupt)
-    with _stops():
+    with monkeypatch.context() as patch, _stops():
+        patch.setattr(Classifier, "on_train_epoch_start", interrupt)
         train(params, "mnist_mlp", project)
     model_dir = project / "models/mnist_mlp"
     first = read_json(model_dir / "run.json")
     assert first["status"] == "RUNNING" and (model_dir / "last.ckpt").is_file()
 
-    monkeypatch.setattr(Classifier, "on_train_epoch_start", original)
     resumed = train(params, "mnist_mlp", project)
     assert resumed["run_id"] == first["run_id"] and len(_runs(project)) == 1  # the same run
     assert resumed["epochs_run"] == 3
@@ -150,14 +149,9 @@ def test_an_interrupted_training_resumes_and_a_failed_start_changes_nothing(proj
     # a run that fails before its first epoch leaves the outputs as they were
     before = _snapshot(model_dir)
     changed = tiny_params(**{"experiments.mnist_mlp.lr": 0.05})
-
-    def ctrl_c(self, stage=None):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ArrayDataModule, "setup", ctrl_c)  # Ctrl-C while loading data
-    with _stops():
+    with monkeypatch.context() as patch, _stops():  # Ctrl-C while loading data
+        patch.setattr(ArrayDataModule, "setup", mock.Mock(side_effect=KeyboardInterrupt))
         train(changed, "mnist_mlp", project)
-    monkeypatch.undo()
     assert _snapshot(model_dir) == before
     outside = sorted(p.name for p in project.parent.iterdir())
     rotate = [{"name": "Rotate", "args": {"limit": "far"}}]
@@ -232,7 +226,6 @@ def test_precision_auto_trains_in_bf16_only_where_the_cpu_has_it(
 
     monkeypatch.setattr(config, "cpu_has_bf16", lambda: native)
     receipt = train(tiny_params(**{"trainer.precision": "auto"}), "mnist_mlp", project)
-    assert receipt["precision"] == expected
     (run,) = _runs(project)
-    assert run.data.tags["precision"] == expected
+    assert receipt["precision"] == run.data.tags["precision"] == expected
     assert run.data.params["trainer.precision"] == expected
