@@ -4,7 +4,6 @@ every corrupt or truncated file nnlab reads is one line naming it."""
 from __future__ import annotations
 
 import io
-import json
 import shutil
 
 import numpy as np
@@ -45,35 +44,38 @@ def _store(root) -> bytes:
 
 
 REPORT, STORE = "reports/experiments/mnist_mlp", "mlruns/mlflow.db"
-EVALUATED = json.dumps({"dataset": "mnist", "model": "mlp", "params_total": 10})
+METRICS = f"{REPORT}/metrics.json"
 NOT_EVALUATED = f"{REPORT}: metrics.json and run.json are not what evaluate@mnist_mlp writes"
 RECEIPT, COMPARE = tracking.read_receipt, lambda root: compare.run(tiny_params(), root)
 ARRAY = lambda root: load_array(root / "x.npy")  # noqa: E731
-# a case: the files it writes (relative path: content, or how to make it), what reads them and
-# what the one line says after the project folder
+# a case: the file it writes, its content (or how to make it), what reads it, and what the one
+# line says after the project folder
 DAMAGED = {
-    "receipt, not JSON": ({"run.json": "{oops"}, RECEIPT, "run.json: not a valid JSON file"),
-    "receipt, a list": ({"run.json": "[1, 2]"}, RECEIPT, "run.json: not a run receipt"),
-    "receipt, no run": ({"run.json": '{"status": "FINISHED"}'}, RECEIPT, "run.json: not a run"),
-    "metrics, empty": ({f"{REPORT}/metrics.json": "{}"}, COMPARE, NOT_EVALUATED),
-    "metrics, a word": ({f"{REPORT}/metrics.json": '{"test/acc": "high"}'}, COMPARE, NOT_EVALUATED),
-    "metrics, a list": ({f"{REPORT}/metrics.json": "[]"}, COMPARE, NOT_EVALUATED),
-    "array, truncated": ({"x.npy": _saved(np.save, np.arange(1000))[:500]}, ARRAY, "x.npy: not a"),
-    "array, empty": ({"x.npy": b""}, ARRAY, "x.npy: not a"),
-    "array, a pickle": ({"x.npy": b"\x80\x04K\x01."}, ARRAY, "x.npy: not a"),
-    "array, an npz": ({"x.npy": _saved(np.savez, x=np.arange(3))}, ARRAY, "x.npy: not a"),
+    "receipt, not JSON": ("run.json", "{oops", RECEIPT, "run.json: not a valid JSON file"),
+    "receipt, a list": ("run.json", "[1, 2]", RECEIPT, "run.json: not a run receipt"),
+    "receipt, no run": ("run.json", '{"status": "FINISHED"}', RECEIPT, "run.json: not a run"),
+    "metrics, empty": (METRICS, "{}", COMPARE, NOT_EVALUATED),
+    "metrics, a word": (METRICS, '{"test/acc": "high", "test/loss": 1}', COMPARE, NOT_EVALUATED),
+    "metrics, a list": (METRICS, "[]", COMPARE, NOT_EVALUATED),
+    "array, truncated": ("x.npy", _saved(np.save, np.arange(1000))[:500], ARRAY, "x.npy: not a"),
+    "array, empty": ("x.npy", b"", ARRAY, "x.npy: not a"),
+    "array, a pickle": ("x.npy", b"\x80\x04K\x01.", ARRAY, "x.npy: not a"),
+    "array, an npz": ("x.npy", _saved(np.savez, x=np.arange(3)), ARRAY, "x.npy: not a"),
     "array, objects": (
-        {"x.npy": _saved(np.save, np.array([{}], dtype=object), allow_pickle=True)},
+        "x.npy",
+        _saved(np.save, np.array([{}], dtype=object), allow_pickle=True),
         ARRAY,
         "x.npy: not a",
     ),
     "store, random bytes": (
-        {STORE: np.random.default_rng(0).bytes(4096)},
+        STORE,
+        np.random.default_rng(0).bytes(4096),
         tracking.client,
         f"{STORE}: not a readable MLflow store",
     ),
     "store, truncated": (
-        {STORE: lambda root: _store(root)[:20000]},
+        STORE,
+        lambda root: _store(root)[:20000],
         tracking.client,
         f"{STORE}: not a readable MLflow store",
     ),
@@ -82,13 +84,14 @@ DAMAGED = {
 
 @pytest.mark.parametrize("case", DAMAGED)
 def test_a_damaged_file_is_one_line_naming_it(tmp_path, case):
-    files, read, expected = DAMAGED[case]
-    if read is COMPARE:
-        files = {**files, f"{REPORT}/run.json": EVALUATED}
-    for name, content in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        content = content(tmp_path) if callable(content) else content
-        (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    name, content, read, expected = DAMAGED[case]
+    (tmp_path / REPORT).mkdir(parents=True)  # beside metrics.json: a good evaluation receipt
+    (tmp_path / REPORT / "run.json").write_text(
+        '{"dataset": "mnist", "model": "mlp", "params_total": 1}'
+    )
+    content = content(tmp_path) if callable(content) else content
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises((ValueError, RuntimeError), match=f"^{tmp_path}/{expected}") as err:
         read(tmp_path)
     assert "\n" not in str(err.value) and "allow_pickle" not in str(err.value)
