@@ -45,14 +45,8 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
     meta = load_meta(cfg.from_, root)
     L.seed_everything(params.seed, verbose=False)  # weights: none is then the same base
     _, *size = meta["input_shape"]
-    base, provenance = build_base(
-        cfg.backbone,
-        pool=cfg.pool,
-        source=cfg.source,
-        weights=cfg.weights,
-        timeout=cfg.timeout,
-        input_shape=(3, *size),
-    )
+    options = cfg.model_dump(include={"pool", "source", "weights", "timeout"})
+    base, provenance = build_base(cfg.backbone, input_shape=(3, *size), **options)
     module = FrozenBase(nn.Sequential(v2.RGB(), base))  # grey images: the channel repeated
     check_trainer(params.trainer)
     trainer = inference_trainer(params)
@@ -69,19 +63,15 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
         torch.save(base.state_dict(), tmp / BASE_WEIGHTS)
         derived = {"from": cfg.from_, "backbone": provenance["backbone"], "pool": cfg.pool}
         derived.update(image_shape=meta["input_shape"], base_weights=BASE_WEIGHTS)
-        write_json(
-            tmp / paths.META,
-            {
-                "dataset": cache,
-                "kind": "features",
-                "input_shape": list(feats.shape[1:]),
-                "reader": meta["reader"],  # of the images the composed net classifies
-                "classes": meta["classes"],
-                "source": meta.get("source", "unknown"),
-                "pretrained": provenance,
-                "derived": derived,
-            },
+        features_meta = {"dataset": cache, "kind": "features", "input_shape": list(feats.shape[1:])}
+        features_meta.update(
+            reader=meta["reader"],  # of the images the composed net classifies
+            classes=meta["classes"],
+            source=meta.get("source", "unknown"),
+            pretrained=provenance,
+            derived=derived,
         )
+        write_json(tmp / paths.META, features_meta)
         seconds = round(time.perf_counter() - t0, 2)
         manifest = {"dataset": cache, **derived, "pretrained": provenance, "counts": counts}
         manifest.update(digests=digests, dtype="float16", seconds=seconds)
