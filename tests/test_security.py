@@ -19,7 +19,7 @@ from nnlab.config import load_params
 from nnlab.files import UnsafeCheckpointError, file_digest, load_array, load_checkpoint, read_json
 from nnlab.models.backbones.state import read_state
 from nnlab.stages.train import run as train
-from tests.conftest import TINY, cli_env, copy_repo, params_text, tiny_params
+from tests.conftest import TINY, cli_env, copy_repo, params_text, run_ok, tiny_params
 
 
 class _Runs:
@@ -101,7 +101,7 @@ def test_no_experiment_key_reaches_a_shell_under_dvc_repro(tmp_path):
 
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     for cmd in (["git", "init", "-q"], ["dvc", "repro", "split@mnist"]):
-        assert run(*cmd).returncode == 0
+        run_ok(cmd, root, env, timeout=300)
     for key in HOSTILE_KEYS:
         key = key.format(m=marker)
         exps = {key: TINY["experiments"]["mnist_mlp"]}
