@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 import shutil
@@ -47,10 +48,7 @@ def with_overrides(base: dict, **overrides) -> Params:
     raw = copy.deepcopy(base)
     for dotted, value in overrides.items():
         *parents, leaf = dotted.split(".")
-        node = raw
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+        functools.reduce(lambda node, key: node.setdefault(key, {}), parents, raw)[leaf] = value
     return parse_params(raw)
 
 
@@ -116,10 +114,7 @@ def fast_dev_fit(params: Params, name: str, root: Path):
 
 def copy_repo(work: Path) -> Path:
     """This repository's git-tracked files, copied into ``work`` (a new project folder)."""
-    files = subprocess.run(
-        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for f in files:
+    for f in subprocess.check_output(["git", "ls-files"], cwd=REPO, text=True).split():
         if (REPO / f).is_file():
             (work / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, work / f)
@@ -133,10 +128,17 @@ def params_text(params: Params) -> str:
     return yaml.safe_dump(params.model_dump(mode="json", by_alias=True, exclude_none=True))
 
 
+@pytest.fixture(scope="session")
+def _jobs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("jobs")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_mlflow(monkeypatch, tmp_path):
-    """Each test gets its own store: never the user's MLFLOW_TRACKING_URI or ./mlruns."""
+def _isolated_mlflow(monkeypatch, tmp_path, _jobs):
+    """Each test gets its own store (never the user's MLFLOW_TRACKING_URI or ./mlruns); the
+    tests have their own job registry (other jobs on the machine would change thread counts)."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("NNLAB_JOBS_DIR", str(_jobs))
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -3,7 +3,7 @@ every corrupt or truncated file nnlab reads is one line naming it."""
 
 from __future__ import annotations
 
-import json
+import io
 import shutil
 
 import numpy as np
@@ -17,68 +17,84 @@ from tests.conftest import TINY, tiny_params
 
 
 @pytest.mark.parametrize(
-    ("overrides", "first", "second"),
+    ("overrides", "first"),
     [
-        (
-            {"experiments.MNIST_mlp": TINY["experiments"]["mnist_mlp"]},
-            "experiments.mnist_mlp",
-            "experiments.MNIST_mlp",
-        ),
-        (
-            {"features.Mnist": {"from": "mnist", "backbone": "vgg16"}},
-            "data.mnist",
-            "features.Mnist",
-        ),
+        ({"experiments.MNIST_mlp": TINY["experiments"]["mnist_mlp"]}, "experiments.mnist_mlp"),
+        ({"features.Mnist": {"from": "mnist", "backbone": "vgg16"}}, "data.mnist"),
     ],
 )
-def test_names_that_differ_only_in_case_are_refused(overrides, first, second):
+def test_names_that_differ_only_in_case_are_refused(overrides, first):
     with pytest.raises(ConfigError) as err:
         tiny_params(**overrides)
-    assert f"{second}: differs from {first} only in case" in str(err.value)
+    assert f"{next(iter(overrides))}: differs from {first} only in case" in str(err.value)
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize(
-    ("content", "reason"),
-    [
-        ("{oops", "not a valid JSON file"),
-        ("[1, 2]", "not a run receipt"),
-        ('{"status": "FINISHED"}', "not a run receipt"),
-    ],
-)
-def test_a_damaged_receipt_is_one_line_naming_it(tmp_path, content, reason):
-    (tmp_path / "run.json").write_text(content)
-    with pytest.raises(ValueError, match=f"^{tmp_path}/run.json: {reason}"):
-        tracking.read_receipt(tmp_path)
+def _saved(save, *args, **kwargs) -> bytes:
+    """What ``np.save`` or ``np.savez`` writes."""
+    buf = io.BytesIO()
+    save(buf, *args, **kwargs)
+    return buf.getvalue()
 
 
-@pytest.mark.parametrize("metrics", ["{}", '{"test/acc": "high", "test/loss": 1}', "[]"])
-def test_compare_names_an_evaluation_it_cannot_read(tmp_path, metrics):
-    report = tmp_path / "reports/experiments/mnist_mlp"
-    report.mkdir(parents=True)
-    (report / "metrics.json").write_text(metrics)
-    (report / "run.json").write_text(
-        json.dumps({"dataset": "mnist", "model": "mlp", "params_total": 10})
+def _store(root) -> bytes:
+    """A good MLflow store's database."""
+    tracking.ensure_experiment("mnist", root / "good")
+    return (root / "good/mlruns/mlflow.db").read_bytes()
+
+
+REPORT, STORE = "reports/experiments/mnist_mlp", "mlruns/mlflow.db"
+METRICS = f"{REPORT}/metrics.json"
+NOT_EVALUATED = f"{REPORT}: metrics.json and run.json are not what evaluate@mnist_mlp writes"
+RECEIPT, COMPARE = tracking.read_receipt, lambda root: compare.run(tiny_params(), root)
+ARRAY = lambda root: load_array(root / "x.npy")  # noqa: E731
+# a case: the file it writes, its content (or how to make it), what reads it, and what the one
+# line says after the project folder
+DAMAGED = {
+    "receipt, not JSON": ("run.json", "{oops", RECEIPT, "run.json: not a valid JSON file"),
+    "receipt, a list": ("run.json", "[1, 2]", RECEIPT, "run.json: not a run receipt"),
+    "receipt, no run": ("run.json", '{"status": "FINISHED"}', RECEIPT, "run.json: not a run"),
+    "metrics, empty": (METRICS, "{}", COMPARE, NOT_EVALUATED),
+    "metrics, a word": (METRICS, '{"test/acc": "high", "test/loss": 1}', COMPARE, NOT_EVALUATED),
+    "metrics, a list": (METRICS, "[]", COMPARE, NOT_EVALUATED),
+    "array, truncated": ("x.npy", _saved(np.save, np.arange(1000))[:500], ARRAY, "x.npy: not a"),
+    "array, empty": ("x.npy", b"", ARRAY, "x.npy: not a"),
+    "array, a pickle": ("x.npy", b"\x80\x04K\x01.", ARRAY, "x.npy: not a"),
+    "array, an npz": ("x.npy", _saved(np.savez, x=np.arange(3)), ARRAY, "x.npy: not a"),
+    "array, objects": (
+        "x.npy",
+        _saved(np.save, np.array([{}], dtype=object), allow_pickle=True),
+        ARRAY,
+        "x.npy: not a",
+    ),
+    "store, random bytes": (
+        STORE,
+        np.random.default_rng(0).bytes(4096),
+        tracking.client,
+        f"{STORE}: not a readable MLflow store",
+    ),
+    "store, truncated": (
+        STORE,
+        lambda root: _store(root)[:20000],
+        tracking.client,
+        f"{STORE}: not a readable MLflow store",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED)
+def test_a_damaged_file_is_one_line_naming_it(tmp_path, case):
+    name, content, read, expected = DAMAGED[case]
+    (tmp_path / REPORT).mkdir(parents=True)  # beside metrics.json: a good evaluation receipt
+    (tmp_path / REPORT / "run.json").write_text(
+        '{"dataset": "mnist", "model": "mlp", "params_total": 1}'
     )
-    with pytest.raises(
-        ValueError,
-        match=f"^{report}: metrics.json and run.json are not what evaluate@mnist_mlp writes",
-    ):
-        compare.run(tiny_params(), tmp_path)
-
-
-@pytest.mark.parametrize("damage", ["random bytes", "truncated"])
-def test_a_damaged_mlflow_store_is_one_line_naming_it(tmp_path, damage):
-    good = tmp_path / "good"
-    tracking.ensure_experiment("mnist", good)
-    db = tmp_path / "bad/mlruns/mlflow.db"
-    db.parent.mkdir(parents=True)
-    data = (good / "mlruns/mlflow.db").read_bytes()
-    db.write_bytes(
-        np.random.default_rng(0).bytes(4096) if damage == "random bytes" else data[:20000]
-    )
-    with pytest.raises(RuntimeError, match=f"^{db}: not a readable MLflow store"):
-        tracking.client(tmp_path / "bad")
+    content = content(tmp_path) if callable(content) else content
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises((ValueError, RuntimeError), match=f"^{tmp_path}/{expected}") as err:
+        read(tmp_path)
+    assert "\n" not in str(err.value) and "allow_pickle" not in str(err.value)
 
 
 def test_a_moved_store_never_writes_into_its_old_folder(tmp_path):
@@ -87,26 +103,6 @@ def test_a_moved_store_never_writes_into_its_old_folder(tmp_path):
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     with pytest.raises(RuntimeError, match=f"keeps artifacts in {tmp_path}/a/mlruns/.*outside"):
         tracking.ensure_experiment("mnist", tmp_path / "b")
-
-
-@pytest.mark.parametrize("damage", ["truncated", "empty", "pickle", "npz", "objects"])
-def test_a_damaged_array_is_one_line_naming_it(tmp_path, damage):
-    path = tmp_path / "test_x.npy"
-    np.save(path, np.arange(1000))
-    if damage == "truncated":
-        path.write_bytes(path.read_bytes()[:500])
-    elif damage == "empty":
-        path.write_bytes(b"")
-    elif damage == "pickle":
-        path.write_bytes(b"\x80\x04K\x01.")
-    elif damage == "npz":
-        with open(path, "wb") as fh:
-            np.savez(fh, x=np.arange(3))
-    else:
-        np.save(path, np.array([{}], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match=f"^{path}: not a") as err:
-        load_array(path)
-    assert "\n" not in str(err.value) and "allow_pickle" not in str(err.value)
 
 
 def test_evaluate_refuses_to_run_as_a_rank_other_than_0(tmp_path, monkeypatch):

@@ -19,13 +19,11 @@ from nnlab.config import load_params
 from nnlab.files import UnsafeCheckpointError, file_digest, load_array, load_checkpoint, read_json
 from nnlab.models.backbones.state import read_state
 from nnlab.stages.train import run as train
-from tests.conftest import TINY, cli_env, copy_repo, params_text, tiny_params
+from tests.conftest import TINY, cli_env, copy_repo, params_text, run_ok, tiny_params
 
 
 class _Runs:
-    """Unpickling this runs ``touch <marker>``."""
-
-    def __init__(self, marker: Path):
+    def __init__(self, marker: Path):  # unpickling this runs ``touch <marker>``
         self.marker = marker
 
     def __reduce__(self):
@@ -66,8 +64,7 @@ def test_a_hostile_checkpoint_is_refused_by_evaluate_predict_and_a_resuming_trai
 
 
 def test_weight_files_and_truncated_checkpoints_are_one_line_naming_the_file(tmp_path):
-    marker = tmp_path / "ran"
-    evil = tmp_path / "weights.pt"
+    marker, evil = tmp_path / "ran", tmp_path / "weights.pt"
     _plant(evil, marker)
     for reader in (read_state, load_checkpoint):
         with pytest.raises(UnsafeCheckpointError, match="weights.pt: refused"):
@@ -93,11 +90,8 @@ HOSTILE_KEYS = [
 
 @pytest.mark.slow
 def test_no_experiment_key_reaches_a_shell_under_dvc_repro(tmp_path):
-    """Upstream stages cached, then experiments whose keys are shell code: every train stage
-    stops in one line, and nothing of any key runs."""
-    root = copy_repo(tmp_path / "repo")
-    marker = tmp_path / "ran"
-    env = cli_env()
+    """Upstream stages cached, then experiments whose keys are shell code: none of it runs."""
+    root, marker, env = copy_repo(tmp_path / "repo"), tmp_path / "ran", cli_env()
     raw = yaml.safe_load((root / "params.yaml").read_text())
     raw["data"] = {"mnist": {**raw["data"]["mnist"], "source": "bundled", "max_samples": 400}}
     raw["features"], raw["experiments"] = {}, {}
@@ -107,8 +101,7 @@ def test_no_experiment_key_reaches_a_shell_under_dvc_repro(tmp_path):
 
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     for cmd in (["git", "init", "-q"], ["dvc", "repro", "split@mnist"]):
-        proc = run(*cmd)
-        assert proc.returncode == 0, proc.stderr
+        run_ok(cmd, root, env, timeout=300)
     for key in HOSTILE_KEYS:
         key = key.format(m=marker)
         exps = {key: TINY["experiments"]["mnist_mlp"]}

@@ -18,15 +18,11 @@ def _load(name: str) -> SimpleNamespace:
 
 def test_mcnemar_exact_is_the_two_sided_binomial_tail():
     mcnemar_exact = _load("paired_test").mcnemar_exact
-    assert mcnemar_exact(0, 0) == 1.0
-    assert mcnemar_exact(2, 0) == 0.5  # fine-tuning vs features on the real photos
-    assert mcnemar_exact(0, 10) == pytest.approx(2 / 1024)
-    assert mcnemar_exact(10, 0) == mcnemar_exact(0, 10)  # symmetric
-    assert mcnemar_exact(5, 5) == 1.0
-    # 12 against 3: P(X <= 3) for X ~ Bin(15, 1/2), doubled
-    tail = sum(math.comb(15, k) for k in range(4)) / 2**15
-    assert mcnemar_exact(12, 3) == pytest.approx(2 * tail)
-    assert mcnemar_exact(12, 3) < 0.05 < mcnemar_exact(9, 4)
+    assert mcnemar_exact(0, 0) == mcnemar_exact(5, 5) == 1.0
+    assert mcnemar_exact(2, 0) == 0.5
+    assert mcnemar_exact(10, 0) == mcnemar_exact(0, 10) == pytest.approx(2 / 1024)
+    tail = sum(math.comb(15, k) for k in range(4)) / 2**15  # 12 against 3: P(X <= 3), doubled
+    assert mcnemar_exact(12, 3) == pytest.approx(2 * tail) and mcnemar_exact(9, 4) > 0.05
 
 
 def test_lecture_table_and_what_differs_from_the_committed_params(project, tmp_path):
@@ -55,25 +51,15 @@ def test_lecture_table_and_what_differs_from_the_committed_params(project, tmp_p
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
     assert lecture.committed_params(tmp_path) is None  # not a repository
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "params.yaml"], check=True)
-    subprocess.run([*git, "commit", "-qm", "p"], check=True)
+    for args in (["init", "-q"], ["add", "params.yaml"], ["commit", "-qm", "p"]):
+        subprocess.run([*git, *args], check=True)
     committed = lecture.committed_params(tmp_path)
     assert committed is not None and committed.experiments == tiny_params().experiments
     flip = [{"name": "HorizontalFlip", "args": {"p": 0.5}}]
-    now = tiny_params(
-        **{
-            "experiments.mnist_cnn.epochs": 30,
-            "data.mnist.path": "../shared/m",
-            "experiments.mnist_cnn.augment": flip,
-        }
-    )
+    edits = {"experiments.mnist_cnn.epochs": 30, "experiments.mnist_cnn.augment": flip}
+    now = tiny_params(**edits, **{"data.mnist.path": "../shared/m"})
     changed = lecture.overrides(now, committed, "mnist_cnn")
-    assert changed == {
-        "data.mnist.path": "../shared/m",
-        "experiments.mnist_cnn.epochs": 30,
-        "experiments.mnist_cnn.augment": flip,
-    }
+    assert changed == {**edits, "data.mnist.path": "../shared/m"}
     assert lecture.overrides(now, committed, "mnist_mlp") == {"data.mnist.path": "../shared/m"}
     assert lecture.overrides(now, None, "mnist_cnn") == {"data.mnist.path": "../shared/m"}
     assert lecture.reproduce_command("mnist_cnn", changed) == (

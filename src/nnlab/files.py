@@ -1,14 +1,16 @@
-"""Atomic writes (a killed stage leaves neither a half-written output nor a temporary file,
-modes follow the umask, data is fsynced before it is published) and one-line errors for files
+"""Atomic writes (a killed stage leaves neither a half-written output nor a temporary file;
+modes follow the umask; data is fsynced before it is published) and one-line errors for files
 that are not what a reader expects."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import signal
 import stat
@@ -35,8 +37,8 @@ def _temporary(dest: Path, kind: str, suffix: str = "") -> Path:
 
 @contextlib.contextmanager
 def _space_named(folder: Path) -> Iterator[None]:
-    """A full disk, however the writer says it (numpy: "N requested and M written"), is one
-    line naming the folder."""
+    """A full disk, however the writer says it (numpy: "N requested and M written"), names
+    ``folder``."""
     try:
         yield
     except OSError as err:
@@ -47,10 +49,10 @@ def _space_named(folder: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def atomic_dir(dest: str | Path) -> Iterator[Path]:
-    """Yield a fresh folder beside ``dest`` that replaces it on success; if the new folder
-    cannot be moved into place, the old ``dest`` is put back."""
+    """Yield a fresh folder that replaces ``dest`` on success; if it cannot be moved into
+    place, the old ``dest`` is put back."""
     dest = Path(dest)
-    tmp = _temporary(dest, "tmp")
+    tmp, old = _temporary(dest, "tmp"), _temporary(dest, "old")
     tmp.mkdir()
     try:
         with _space_named(dest.parent):
@@ -60,7 +62,6 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
                     if not os.path.islink(path := os.path.join(folder, name)):
                         fsync(path, os.O_RDONLY | os.O_NOFOLLOW)
                 fsync(folder)
-        old = _temporary(dest, "old")
         if dest.exists() or dest.is_symlink():
             dest.rename(old)
         try:
@@ -70,10 +71,9 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
                 old.rename(dest)
             raise
         fsync(dest.parent)
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        elif old.is_symlink() or old.exists():
+        if old.is_symlink() or old.is_file():
             old.unlink()
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -97,8 +97,8 @@ def atomic_file(dest: str | Path, mode: str = "wb") -> Iterator[Any]:
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """While inside, SIGTERM raises SystemExit (status 143) in the main thread, so every
-    ``finally`` clean-up runs; elsewhere (handlers cannot be set there) it does nothing."""
+    """While inside, SIGTERM raises SystemExit (status 143) so every ``finally`` runs; only in
+    the main thread (handlers cannot be set elsewhere)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -115,10 +115,8 @@ def interruptible() -> Iterator[None]:
 
 @contextlib.contextmanager
 def exclusive(lock: Path, what: str) -> Iterator[None]:
-    """Hold ``lock`` (an flock the kernel releases when the process ends) for ``what``; a
-    second holder is refused at once, in one line naming the lock and its holder."""
-    import fcntl
-
+    """Hold ``lock`` (an flock, released when the process ends) for ``what``; a second holder is
+    refused at once, in one line naming the lock and its holder."""
     fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         try:
@@ -160,7 +158,6 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    """A JSON file's content; a file that is not JSON is one ValueError naming it."""
     try:
         return json.loads(regular_file(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -173,11 +170,8 @@ class UnsafeCheckpointError(ValueError):
 
 @contextlib.contextmanager
 def reading_checkpoint(path: str | Path) -> Iterator[None]:
-    """What ``torch.load(weights_only=True)`` raises on ``path``, as one line naming it: a
-    pickle of more than tensors and plain data is refused (nothing in it runs), a truncated or
-    corrupt file is said to be one."""
-    import pickle
-
+    """What ``torch.load(weights_only=True)`` raises inside, as one line naming ``path``: a
+    pickle of more than tensors and plain data is refused, a corrupt file is said to be one."""
     regular_file(path)
     try:
         yield
@@ -199,21 +193,20 @@ def reading_checkpoint(path: str | Path) -> Iterator[None]:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint's content: tensors and plain data only (see :func:`reading_checkpoint`)."""
     import torch
 
     with reading_checkpoint(path):
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def file_digest(path: str | Path, algo: str = "sha256") -> str:
+def file_digest(path: str | Path) -> str:
     with open(regular_file(path), "rb") as fh:
-        return hashlib.file_digest(fh, algo).hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def load_array(path: str | Path) -> Any:
-    """A memory-mapped ``.npy`` array; a truncated or corrupt file, or one that holds objects
-    (a pickle), is one ValueError naming it."""
+    """A memory-mapped ``.npy`` array; a corrupt file, or one that holds objects (a pickle),
+    is one ValueError naming it."""
     import numpy as np
 
     try:

@@ -1,6 +1,6 @@
-"""Torch threads and DataLoader workers sized so that the nnlab jobs running at once share the
-cores: with ``loader.threads: auto`` each takes an equal share, counting the live jobs in a
-registry (one file per process in ``$NNLAB_JOBS_DIR``, default ``/tmp/nnlab-jobs-<uid>``)."""
+"""Torch threads and DataLoader workers sized so that concurrent nnlab jobs share the cores:
+with ``loader.threads: auto`` each live job takes an equal share, counted in a registry of one
+file per process in ``$NNLAB_JOBS_DIR`` (default ``/tmp/nnlab-jobs-<uid>``)."""
 
 from __future__ import annotations
 
@@ -26,18 +26,15 @@ def available_cores() -> int:
 
 
 def jobs_dir() -> Path:
-    return Path(os.environ.get("NNLAB_JOBS_DIR") or f"/tmp/nnlab-jobs-{os.getuid()}")
-
-
-def check_jobs_dir() -> None:
-    """A ``NNLAB_JOBS_DIR`` that cannot hold the registry is refused before anything runs."""
+    """The registry's folder; a ``NNLAB_JOBS_DIR`` that cannot hold it is refused."""
     folder = os.environ.get("NNLAB_JOBS_DIR")
-    path = Path(folder or ".")
+    path = Path(folder or f"/tmp/nnlab-jobs-{os.getuid()}")
     if folder and not (path.is_dir() or (not path.exists() and os.access(path.parent, os.W_OK))):
         raise ValueError(
             f"NNLAB_JOBS_DIR={folder}: not a folder nnlab can write its job "
             f"registry in (unset it to use /tmp/nnlab-jobs-<uid>)"
         )
+    return path
 
 
 def _process(pid: int) -> tuple[str | None, bool]:
@@ -66,16 +63,15 @@ def register(pid: int | None = None, folder: Path | None = None) -> Path | None:
         return None
 
 
-def unregister(pid: int | None = None, folder: Path | None = None) -> None:
+def unregister() -> None:
     with contextlib.suppress(OSError):
-        (folder or jobs_dir()).joinpath(f"{pid or os.getpid()}.json").unlink(missing_ok=True)
+        (jobs_dir() / f"{os.getpid()}.json").unlink(missing_ok=True)
 
 
-def live_jobs(folder: Path | None = None) -> int:
+def live_jobs() -> int:
     """How many registered processes are alive and not stopped (a stopped job uses no core);
     the files of dead ones are removed."""
-    folder = folder or jobs_dir()
-    count = 0
+    folder, count = jobs_dir(), 0
     for path in folder.glob("*.json") if folder.is_dir() else []:
         try:
             entry = read_json(path)  # a FIFO planted in the registry is refused, never read
@@ -109,13 +105,7 @@ def plan(
         workers, interop = num_workers, None
     else:
         raise ValueError(f"loader.threads: {threads!r} is neither 'auto' nor an int >= 1")
-    return {
-        "threads": threads,
-        "interop_threads": interop,
-        "num_workers": workers,
-        "cores": cores,
-        "jobs": jobs,
-    }
+    return {"threads": threads, "interop_threads": interop, "num_workers": workers, "jobs": jobs}
 
 
 def apply(p: dict[str, Any]) -> dict[str, Any]:
@@ -131,12 +121,12 @@ def apply(p: dict[str, Any]) -> dict[str, Any]:
 
 
 class ThreadSizer(Callback):
-    """Registers this process as a job at setup and sizes torch's threads then and at each
-    training epoch (rank 0 logs ``loader/threads`` and ``loader/jobs``); unregisters at the
-    end or on an exception. The DataModule's loaders take ``plan["num_workers"]``."""
+    """Registers this process as a job from setup to teardown (or an exception) and sizes
+    torch's threads then and at each training epoch (rank 0 logs ``loader/threads`` and
+    ``loader/jobs``). The DataModule's loaders take ``plan["num_workers"]``."""
 
     def __init__(self, threads: int | str = "auto", num_workers: int = 0) -> None:
-        check_jobs_dir()
+        jobs_dir()  # a bad NNLAB_JOBS_DIR is refused before anything runs
         self.args = threads, num_workers
         self.processes = 1
         self.plan = plan(threads, num_workers, jobs=1)

@@ -17,7 +17,7 @@ from torchvision.transforms import v2
 from nnlab import paths
 from nnlab.checks import check_trainer
 from nnlab.classifier import inference_trainer, scale_inputs
-from nnlab.config import ConfigError, Params
+from nnlab.config import Params, _lookup
 from nnlab.data.datamodule import SPLITS, ArrayDataset, make_loader
 from nnlab.data.prepare import load_arrays, load_meta, split_digest
 from nnlab.files import atomic_dir, read_json, write_json
@@ -41,23 +41,12 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
     """Write ``data/split/<cache>/``: the base's outputs for every split of its source."""
     from nnlab.models.backbones import build_base
 
-    if cache not in params.features:
-        known = ", ".join(sorted(params.features)) or "none"
-        raise ConfigError(
-            f"params.yaml: no features cache {cache!r} under features: (known: {known})"
-        )
-    cfg, root = params.features[cache], Path(root)
+    cfg, root = _lookup(params.features, cache, "features cache", "features"), Path(root)
     meta = load_meta(cfg.from_, root)
     L.seed_everything(params.seed, verbose=False)  # weights: none is then the same base
     _, *size = meta["input_shape"]
-    base, provenance = build_base(
-        cfg.backbone,
-        pool=cfg.pool,
-        source=cfg.source,
-        weights=cfg.weights,
-        timeout=cfg.timeout,
-        input_shape=(3, *size),
-    )
+    options = cfg.model_dump(include={"pool", "source", "weights", "timeout"})
+    base, provenance = build_base(cfg.backbone, input_shape=(3, *size), **options)
     module = FrozenBase(nn.Sequential(v2.RGB(), base))  # grey images: the channel repeated
     check_trainer(params.trainer)
     trainer = inference_trainer(params)
@@ -74,19 +63,15 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
         torch.save(base.state_dict(), tmp / BASE_WEIGHTS)
         derived = {"from": cfg.from_, "backbone": provenance["backbone"], "pool": cfg.pool}
         derived.update(image_shape=meta["input_shape"], base_weights=BASE_WEIGHTS)
-        write_json(
-            tmp / paths.META,
-            {
-                "dataset": cache,
-                "kind": "features",
-                "input_shape": list(feats.shape[1:]),
-                "reader": meta["reader"],  # of the images the composed net classifies
-                "classes": meta["classes"],
-                "source": meta.get("source", "unknown"),
-                "pretrained": provenance,
-                "derived": derived,
-            },
+        features_meta = {"dataset": cache, "kind": "features", "input_shape": list(feats.shape[1:])}
+        features_meta.update(
+            reader=meta["reader"],  # of the images the composed net classifies
+            classes=meta["classes"],
+            source=meta.get("source", "unknown"),
+            pretrained=provenance,
+            derived=derived,
         )
+        write_json(tmp / paths.META, features_meta)
         seconds = round(time.perf_counter() - t0, 2)
         manifest = {"dataset": cache, **derived, "pretrained": provenance, "counts": counts}
         manifest.update(digests=digests, dtype="float16", seconds=seconds)

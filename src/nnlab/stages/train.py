@@ -30,13 +30,9 @@ from nnlab.data.prepare import split_digests
 from nnlab.files import UnsafeCheckpointError, atomic_file, exclusive, load_checkpoint
 from nnlab.log import info
 from nnlab.summary import summary_text
-from nnlab.threads import ThreadSizer, check_jobs_dir
+from nnlab.threads import ThreadSizer, jobs_dir
 
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
-
-
-class TrainingError(RuntimeError):
-    """A training ended without producing what it promises (no best checkpoint)."""
 
 
 class History(Callback):
@@ -111,7 +107,7 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     root = Path(root)
     model_dir = paths.model_dir(name, root)
     check_experiment(params, name)  # augmentation, Trainer values, devices: before anything
-    check_jobs_dir()
+    jobs_dir()
     if model_dir.is_symlink():
         raise ValueError(f"{model_dir}: is a symbolic link; train writes only real folders")
     if not tracking.is_global_zero_env():  # a launched rank: rank 0 holds the lock
@@ -130,7 +126,7 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
 
 def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     exp, model_dir, flat = params.experiment(name), paths.model_dir(name, root), params.flat(name)
-    phash = tracking.params_hash(flat)
+    phash, trainer_kwargs = tracking.params_hash(flat), params.trainer.kwargs()
     L.seed_everything(params.seed, workers=True, verbose=False)
     dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
     model = build_classifier(params, name, dm.meta, phash)
@@ -140,7 +136,7 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     pretrained = dict(getattr(model.net, "provenance", {})) or dm.meta.get("pretrained") or {}
     tags = tracking.run_tags(name, exp.dataset, source, root)
     tags.update({f"pretrained.{key}": str(value) for key, value in pretrained.items()})
-    tags["precision"] = str(params.trainer.kwargs()["precision"])  # as resolved on this machine
+    tags["precision"] = str(trainer_kwargs["precision"])  # as resolved on this machine
     logger = tracking.make_logger(name, exp.dataset, tags, root, receipt.get("run_id"))
     receipt.update(
         experiment=name,
@@ -151,12 +147,11 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
         status="RUNNING",
         **({"pretrained": pretrained} if pretrained else {}),
     )
-
     summary = summary_text(model.net, model.spec, name)
 
     def start(trainer: L.Trainer, _: Any) -> None:
-        """All built and the sanity check passed: clear an earlier run's outputs unless
-        resuming, log the datasets, write the RUNNING receipt and the summary (rank 0)."""
+        """Built and sanity-checked: clear an earlier run's outputs unless resuming, log the
+        datasets, write the RUNNING receipt and the summary (rank 0)."""
         receipt.update(run_id=logger.run_id, experiment_id=logger.experiment_id)
         if resume is None:  # a split that cannot be read stops here, before anything is cleared
             tracking.log_datasets(receipt["run_id"], exp.dataset, root)
@@ -174,7 +169,7 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     if exp.patience is not None:
         callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=exp.patience))
     trainer = L.Trainer(
-        **{"enable_model_summary": False, **params.trainer.kwargs()},  # summary.txt has it
+        **{"enable_model_summary": False, **trainer_kwargs},  # summary.txt has it
         max_epochs=exp.epochs,
         logger=logger,
         callbacks=callbacks,
@@ -194,7 +189,7 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
         return {}
     if best.best_model_score is None or not (model_dir / paths.BEST).is_file():
         logger.finalize("failed")  # never FINISHED without a checkpoint
-        raise TrainingError(
+        raise RuntimeError(
             f"train@{name}: no {paths.BEST} was written "
             f"(no validation batch ran? check the val split and limit_val_batches)"
         )
