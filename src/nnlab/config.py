@@ -401,6 +401,9 @@ class Params(_Strict):
     def dataset(self, name: str) -> DataConfig:
         return _lookup(self.data, name, "dataset", "data")
 
+    def cache(self, name: str) -> FeaturesConfig:
+        return _lookup(self.features, name, "features cache", "features")
+
     def source_dataset(self, name: str) -> str:
         """The key of data: that a dataset or a features cache comes from."""
         if name in self.features:

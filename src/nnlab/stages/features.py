@@ -17,7 +17,7 @@ from torchvision.transforms import v2
 from nnlab import paths
 from nnlab.checks import check_trainer
 from nnlab.classifier import inference_trainer, scale_inputs
-from nnlab.config import Params, _lookup
+from nnlab.config import Params
 from nnlab.data.datamodule import SPLITS, ArrayDataset, make_loader
 from nnlab.data.prepare import load_arrays, load_meta, split_digest
 from nnlab.files import atomic_dir, read_json, write_json
@@ -41,7 +41,7 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
     """Write ``data/split/<cache>/``: the base's outputs for every split of its source."""
     from nnlab.models.backbones import build_base
 
-    cfg, root = _lookup(params.features, cache, "features cache", "features"), Path(root)
+    cfg, root = params.cache(cache), Path(root)
     meta = load_meta(cfg.from_, root)
     L.seed_everything(params.seed, verbose=False)  # weights: none is then the same base
     _, *size = meta["input_shape"]
