@@ -23,6 +23,16 @@ SHARED = Path(os.environ.get("NNLAB_SHARED_DATASETS", REPO.parent / "shared" / "
 TRAINER = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
 
 
+def cli_env(*unset: str) -> dict[str, str]:
+    """The environment of a ``python -m nnlab.cli`` subprocess: this checkout's src first, no
+    MLFLOW_TRACKING_URI (the temporary project's own store), nor the variables in ``unset``."""
+    path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    for var in ("MLFLOW_TRACKING_URI", *unset):
+        env.pop(var, None)
+    return env
+
+
 def quiet() -> None:
     """No Lightning banners or warnings between the figures."""
     import lightning  # noqa: F401  (it sets its loggers' levels when imported)
