@@ -1,5 +1,5 @@
 """A head trained on a derived dataset (the features@ stage: the frozen base run ONCE over
-every split, nnlab.features.run_features) versus the baseline, the same head with the same
+every split, nnlab.stages.features.run) versus the baseline, the same head with the same
 frozen base run on every training and validation image every epoch (the ``vgg16`` model with
 trainable_blocks 0): same images, backbone, weights, head (Dense 256 ReLU, Dropout 0.5,
 Dense 1), optimizer, epochs and Trainer, in one run.

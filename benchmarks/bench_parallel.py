@@ -16,7 +16,6 @@ Heavy: keep the machine otherwise idle.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from common import REPO, result
+from common import REPO, cli_env, result
 
 JOBS = ("mnist_cnn", "catdog_cnn")
 
@@ -51,18 +50,10 @@ def write_params(root: Path, threads: int | str, args: argparse.Namespace) -> No
 
 
 def nnlab(root: Path, *args: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])
-        ),
-    }
-    for var in ("MLFLOW_TRACKING_URI", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.pop(var, None)  # torch's own default, as a user's shell has it
     return subprocess.Popen(
         [sys.executable, "-m", "nnlab.cli", *args],
         cwd=root,
-        env=env,
+        env=cli_env("OMP_NUM_THREADS", "MKL_NUM_THREADS"),  # torch's default, as in a user's shell
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

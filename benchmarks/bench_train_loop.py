@@ -5,7 +5,7 @@ Three cases: mnist_cnn (cnn_small on the bundled MNIST sample), convnet4 without
 (synthetic cats vs dogs, --image-size px) and the GRU (synthetic reviews, padded batches),
 the conv nets in channels-last as params.yaml has them (--contiguous: not). Two pipelines:
 "pipeline", a bare Trainer (no progress bar, callbacks or logger), and "stage", with the
-train stage's callbacks (thread sizing, checkpoints, History, Timer) and its progress bar;
+train stage's callbacks (thread sizing, checkpoints, History, Timer) and Trainer arguments;
 MLflow is left out (it logs per epoch only). Runs alternate (bare, pipeline, stage, bare, ...)
 so background load hits them alike; the figures are the median ratios to bare of samples per
 second (target >= 0.95). Channels-last versus contiguous: bench_channels_last.py.

@@ -23,6 +23,16 @@ SHARED = Path(os.environ.get("NNLAB_SHARED_DATASETS", REPO.parent / "shared" / "
 TRAINER = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
 
 
+def cli_env(*unset: str) -> dict[str, str]:
+    """The environment of a ``python -m nnlab.cli`` subprocess: this checkout's src first, no
+    MLFLOW_TRACKING_URI (the temporary project's own store), nor the variables in ``unset``."""
+    path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    for var in ("MLFLOW_TRACKING_URI", *unset):
+        env.pop(var, None)
+    return env
+
+
 def quiet() -> None:
     """No Lightning banners or warnings between the figures."""
     import lightning  # noqa: F401  (it sets its loggers' levels when imported)
@@ -142,8 +152,8 @@ def fit(
 ) -> tuple[float, int]:
     """(seconds of the training loop, training samples seen) of ``trainer.fit`` as train runs
     it (ArrayDataModule, build_classifier, lightning.Trainer), without MLflow. ``stage``: with
-    the train stage's callbacks (thread sizing, checkpoints, History, Timer) and its progress
-    bar (``trainer.enable_progress_bar``); otherwise a bare Trainer."""
+    the train stage's callbacks (thread sizing, checkpoints, History, Timer) and Trainer
+    arguments (``params.trainer``); otherwise a bare CPU Trainer."""
     import lightning as L
     from lightning.pytorch.callbacks import Timer
 
@@ -167,14 +177,12 @@ def fit(
             best_checkpoint(out),
         ]
     trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
+        **(params.trainer.kwargs() if stage else TRAINER),  # the stage's: precision, determinism
         max_epochs=epochs,
         logger=False,
         callbacks=callbacks,
         enable_checkpointing=stage,
         enable_model_summary=False,
-        enable_progress_bar=stage and params.trainer.enable_progress_bar,
         num_sanity_val_steps=0,
         default_root_dir=root,
         **({} if validate else {"limit_val_batches": 0}),

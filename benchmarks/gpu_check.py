@@ -13,7 +13,6 @@ runs every part on the CPU at toy sizes (to check the script itself without a GP
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from common import cli_env
 
 
 def timed_steps(step, n: int, sync) -> float:
@@ -92,9 +91,6 @@ def pipeline(accelerator: str, work: Path) -> dict[str, float]:
         },
     }
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
-    env.pop("MLFLOW_TRACKING_URI", None)  # the temporary project's own store
     seconds = {}
     for cmd in (
         ["download", "mnist"],
@@ -106,7 +102,7 @@ def pipeline(accelerator: str, work: Path) -> dict[str, float]:
         proc = subprocess.run(
             [sys.executable, "-m", "nnlab.cli", *cmd],
             cwd=work,
-            env=env,
+            env=cli_env(),
             capture_output=True,
             text=True,
             timeout=300,
