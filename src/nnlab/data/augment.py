@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.fabric.utilities.seed import pl_worker_init_function
 
 # albumentations asks PyPI for a newer version on import (a network call in every worker)
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -21,20 +23,17 @@ class AugmentError(ValueError):
     """An ``augment:`` step that albumentations cannot build as written."""
 
 
-def _step_parts(step: Any) -> tuple[str, dict[str, Any]]:
-    if hasattr(step, "name"):
-        return step.name, dict(step.args)
-    if isinstance(step, dict) and "name" in step:
-        return step["name"], dict(step.get("args") or {})
-    raise AugmentError(f"expected {{name: ..., args: {{...}}}}, got {step!r}")
-
-
 def _build(step: Any, where: str):
     import albumentations as A
     from albumentations.core.composition import BaseCompose
     from albumentations.core.transforms_interface import BasicTransform
 
-    name, args = _step_parts(step)
+    if hasattr(step, "name"):  # an AugmentStep of params, or a nested step's dict
+        name, args = step.name, dict(step.args)
+    elif isinstance(step, dict) and "name" in step:
+        name, args = step["name"], dict(step.get("args") or {})
+    else:
+        raise AugmentError(f"{where}: expected {{name: ..., args: {{...}}}}, got {step!r}")
     cls = getattr(A, name, None)
     if not (isinstance(cls, type) and issubclass(cls, BasicTransform | BaseCompose)):
         raise AugmentError(f"{where} {name}: no such albumentations transform")
@@ -81,12 +80,10 @@ class Augment:
 
 
 def current_rank() -> int:
-    """Global rank: torch.distributed when initialised, else Lightning's, else 0."""
+    """Global rank: torch.distributed's when initialised, else Lightning's."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return int(torch.distributed.get_rank())
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    return int(getattr(rank_zero_only, "rank", 0) or 0)
+        return torch.distributed.get_rank()
+    return rank_zero_only.rank
 
 
 def build_augment(steps: list[Any], seed: int, rank: int | None = None) -> Augment:
@@ -97,8 +94,6 @@ def build_augment(steps: list[Any], seed: int, rank: int | None = None) -> Augme
 def worker_init(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: Lightning's seeding, then a distinct augmentation stream
     per (epoch's base seed, worker, rank)."""
-    from lightning.fabric.utilities.seed import pl_worker_init_function
-
     base_seed = torch.initial_seed() - worker_id
     rank = current_rank()
     pl_worker_init_function(worker_id, rank)
