@@ -21,7 +21,7 @@ def reader(kind: str) -> ModuleType:
     """The reader module of a dataset kind (also recorded as ``reader`` in a split's meta)."""
     if kind not in KINDS:
         raise ValueError(f"unknown dataset kind {kind!r} (known: {', '.join(KINDS)})")
-    return importlib.import_module(f"nnlab.data.{kind}")
+    return importlib.import_module(f"nnlab.data.{'text' if kind.startswith('text_') else kind}")
 
 
 def pick_labels(

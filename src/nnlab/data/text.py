@@ -1,6 +1,6 @@
-"""Labelled texts, for the text kinds: the raw store (``texts.jsonl.gz``), the split (vocabulary
-from the training split only, ``max_len`` token ids per text and its true length), and the
-tokenizer: lower-case words, ``<br />`` and punctuation removed, inner apostrophes kept."""
+"""The reader of both text kinds (their loaders: :mod:`~nnlab.data.text_folder`, :mod:`~nnlab.data.
+text_table`): texts stored in ``texts.jsonl.gz``, split with a vocabulary of the training split
+only, ``max_len`` token ids per text and its true length; words lower-cased, markup dropped."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
-from nnlab.data import pick_labels, split_plan
+from nnlab.data import pick_labels, split_plan, text_folder, text_table
 from nnlab.data.prepare import (
     Prepared,
     pick_classes,
@@ -50,12 +49,6 @@ class Vocabulary:
     tokens: tuple[str, ...]  # index -> word; tokens[0] = PAD, tokens[1] = UNK
     max_len: int
     keep: str = "last"  # which max_len tokens of a longer text are kept: "first" or "last"
-
-    def __post_init__(self) -> None:
-        if self.tokens[:2] != (PAD, UNK):
-            raise ValueError(f"vocabulary must start with {PAD!r}, {UNK!r}")
-        if self.keep not in ("first", "last"):
-            raise ValueError(f"keep must be 'first' or 'last', got {self.keep!r}")
 
     @classmethod
     def build(
@@ -115,15 +108,17 @@ SYNTHETIC = "synthetic reviews"
 SYNTHETIC_LABELS = ["neg", "pos"]  # the labels of synthetic_reviews' 0 and 1
 
 
-def download_texts(
-    cfg: DataConfig,
-    out_dir: Path,
-    name: str,
-    read: Callable[[Path, str], tuple[list[dict[str, str]], dict[str, Any]]],
-    expected: str,
-) -> dict[str, Any]:
-    """download@ of a text kind: ``read(src, shown)`` gives the records (split, label, id,
-    text) and what it skipped, stored in ``texts.jsonl.gz``; ``expected`` says what to put."""
+def _loader(cfg: DataConfig, name: str) -> tuple[Callable[[Path, str], tuple[list, dict]], str]:
+    """The kind's ``read(src, shown)`` -> (records: split, label, id, text; what was skipped),
+    and what it expects to find."""
+    if cfg.kind == "text_folder":
+        return (lambda src, shown: text_folder.read_texts(cfg, src, shown)), text_folder.EXPECTED
+    return (lambda src, shown: text_table.read_tables(cfg, src, shown, name)), text_table.EXPECTED
+
+
+def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
+    """download@ of a text kind: the loader's records stored in ``texts.jsonl.gz``."""
+    read, expected = _loader(cfg, name)
 
     def store(src: Path, shown: str) -> dict[str, Any]:
         records, report = read(src, shown)
@@ -183,34 +178,30 @@ def _records(cfg: DataConfig, raw_dir: Path, seed: int) -> Iterator[dict[str, An
 # ----------------------------------------------------------------------------- split
 
 
-def split_texts(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
-    rows: dict[str, tuple[list[str], list[str]]] = {}
+def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
+    rows: dict[str, list[tuple[str, str]]] = {}  # split -> [(text, label)]
     for r in _records(cfg, raw_dir, seed):
         try:
-            texts, labels = rows.setdefault(r["split"], ([], []))
-            texts.append(r["text"])
-            labels.append(r["label"])
+            rows.setdefault(r["split"], []).append((r["text"], r["label"]))
         except (KeyError, TypeError) as err:
             raise ValueError(f"{raw_dir / paths.RAW_TEXTS}: not a text record ({err})") from None
-    found = Counter(label for _, labels in rows.values() for label in labels)
+    found = Counter(label for pairs in rows.values() for _, label in pairs)
     order, classes, left_out = pick_classes(dict(found), cfg, name, str(raw_dir))
     index = {label: i for i, label in enumerate(order)}
     plan, how = split_plan(set(rows), cfg)
-    if "pool" in plan:  # every split's texts and labels, joined
-        columns = zip(*rows.values(), strict=True)
-        rows = {"pool": tuple(list(chain.from_iterable(c)) for c in columns)}
+    if "pool" in plan:  # every split's texts, joined
+        rows = {"pool": [pair for pairs in rows.values() for pair in pairs]}
     parts = {}
     for source, fractions in plan.items():
-        texts, labels = rows[source]
-        kept = [i for i, label in enumerate(labels) if label in index]
-        y = np.asarray([index[labels[i]] for i in kept], dtype=np.int64)
+        kept = [(text, index[label]) for text, label in rows[source] if label in index]
+        y = np.asarray([i for _, i in kept], dtype=np.int64)
         where = f"the {source} texts"
         refuse_small_classes(dict(Counter(y.tolist())), list(fractions), name, where)
         keep = subsample(y, cfg.max_samples, seed)
         rest = list(fractions.values())[1:]
         cuts = stratified_split(y[keep], rest, seed) if rest else [np.arange(len(keep))]
-        for split, idx in zip(fractions, cuts, strict=True):
-            parts[split] = ([texts[kept[i]] for i in keep[idx]], y[keep][idx])
+        for part, idx in zip(fractions, cuts, strict=True):
+            parts[part] = ([kept[i][0] for i in keep[idx]], y[keep][idx])
     refuse_empty(name, {s: len(ys) for s, (_, ys) in parts.items()}, cfg)
     tokens = {s: [tokenize(t) for t in ts] for s, (ts, _) in parts.items()}
     vocab = Vocabulary.build(tokens["train"], cfg.vocab_size, cfg.max_len, keep=cfg.truncate)
@@ -268,10 +259,15 @@ def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
     return {"x": ids[0], "len": lengths[0]}
 
 
-def text_spec(
-    cfg: DataConfig, name: str, root: Path, found_at: Callable[[Path], list[str]]
-) -> DataSpec:
+def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     """What split@<name> will produce, from params alone (``nnlab summary`` before any data)."""
-    classes = planned_classes(cfg, name, root, found_at, SYNTHETIC_LABELS)
+    read = _loader(cfg, name)[0]
+
+    def found(src: Path) -> list[str]:
+        if cfg.kind == "text_folder":  # from the file names alone
+            return text_folder.labels(src)
+        return sorted({r["label"] for r in read(src, str(src))[0]})
+
+    classes = planned_classes(cfg, name, root, found, SYNTHETIC_LABELS)
     extra = {"pad_index": PAD_INDEX, "max_len": cfg.max_len}
     return DataSpec("text", (cfg.max_len,), tuple(classes), vocab_size=cfg.vocab_size, extra=extra)

@@ -1,6 +1,6 @@
 """Text tables: a CSV, TSV or JSONL file (or one per split: ``train.csv``, ``val.csv``...) with
 ``text_column:`` and ``label_column:``. Every cell is data, never interpreted; a row with an
-empty text or label is skipped and counted. The rest is :mod:`nnlab.data.text`."""
+empty text or label is skipped and counted. The loader of :mod:`nnlab.data.text`."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ from typing import Any
 from nnlab.config import DataConfig
 from nnlab.data import SPLIT_NAMES, skipped_report
 from nnlab.data.sources import Limits, is_archive, read_files
-from nnlab.data.text import download_texts, load_input, split_texts, text_spec  # noqa: F401
 from nnlab.files import decode_text
-from nnlab.spec import DataSpec
 
 DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".jsonl": None, ".ndjson": None}
 EXPECTED = "expected a .csv, .tsv or .jsonl file, or one per split named train, val, test"
@@ -98,19 +96,3 @@ def read_tables(
                 row_id = f"{name}:{line:09d}"
                 records.append({"split": split, "label": label, "id": row_id, "text": text})
     return records, {**report, **skipped_report(skipped, shown, "texts")}
-
-
-def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
-    return download_texts(
-        cfg, out_dir, name, lambda src, shown: read_tables(cfg, src, shown, name), EXPECTED
-    )
-
-
-def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
-    def found(src: Path) -> list[str]:
-        return sorted({r["label"] for r in read_tables(cfg, src, str(src), name)[0]})
-
-    return text_spec(cfg, name, root, found)
-
-
-split = split_texts  # load_input and split: those of every text kind
