@@ -1,6 +1,6 @@
 """Image folders: ``<split>/<class>/*`` or ``<class>/*`` images of any classes -> uint8 arrays;
-the data's own splits kept where it has them, else drawn stratified. Odd modes are converted,
-unreadable ones skipped, listed and replaced by spares of the same split; offline, drawings."""
+the data's own splits kept, else drawn stratified; odd modes converted, unreadable files skipped
+and replaced by spares of the same split. Offline: drawings."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from nnlab.log import info, warn
 from nnlab.spec import DataSpec
 
 SYNTHETIC = "synthetic cartoon cats and dogs"
-_IGNORED_DIRS = ("__MACOSX",)
 Layout = dict[str, dict[str, list[Path]]]  # split (or "pool") -> class folder -> image files
 
 
@@ -38,13 +37,9 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
         layout, ignored = find_layout(images, shown)
         counts = _counts(layout)
         pick_labels(counts, cfg, name, shown, "class folder")  # fails here, not at split
-        return {
-            **skipped,
-            "layout": sorted(layout),
-            "classes": sorted({c for cls in layout.values() for c in cls}),
-            "ignored_files": len(ignored),
-            "counts": counts,
-        }
+        classes = sorted({c for cls in layout.values() for c in cls})
+        found = {"layout": sorted(layout), "classes": classes, "ignored_files": len(ignored)}
+        return {**skipped, **found, "counts": counts}
 
     drawn = {
         "generator": "nnlab.data.synthetic.draw_animal",
@@ -60,20 +55,11 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
 
 
 def _visible(p: Path) -> bool:
-    return not p.name.startswith(".") and p.name not in _IGNORED_DIRS
+    return not p.name.startswith(".") and p.name != "__MACOSX"
 
 
-def _image_root(folder: Path) -> Path:
-    """Descend through wrapper folders (``cats_and_dogs_filtered/``) to the layout's root."""
-    while True:
-        entries = [p for p in folder.iterdir() if _visible(p)]
-        if not (
-            len(entries) == 1
-            and entries[0].is_dir()
-            and any(p.is_dir() and _visible(p) for p in entries[0].iterdir())
-        ):
-            return folder
-        folder = entries[0]
+def _dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
 
 
 def _files(folder: Path) -> list[Path]:
@@ -85,15 +71,16 @@ def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Pa
     holds no class folders, naming it as ``shown`` (where the user put it) when given."""
     if not images.is_dir():
         raise ValueError(f"{images}: no images folder; rerun the download stage")
-    root = _image_root(images)
-    dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
+    root = images
+    while len(top := [p for p in root.iterdir() if _visible(p)]) == 1 and top[0].is_dir():
+        if not _dirs(top[0]):  # a class folder, not a wrapper (cats_and_dogs_filtered/)
+            break
+        root = top[0]
+    dirs = _dirs(root)
     ignored = [p for p in root.iterdir() if p.is_file()]
     by_split = {SPLIT_NAMES[d.name.lower()]: d for d in dirs if d.name.lower() in SPLIT_NAMES}
     if "train" in by_split:
-        tops = {
-            s: sorted(c for c in d.iterdir() if c.is_dir() and _visible(c))
-            for s, d in by_split.items()
-        }
+        tops = {s: _dirs(d) for s, d in by_split.items()}
         ignored += [p for d in dirs if d not in by_split.values() for p in _files(d)]
     else:
         tops = {"pool": dirs}
@@ -111,10 +98,6 @@ def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Pa
                 f"folders (expected <class>/* or <split>/<class>/*)"
             )
     return layout, ignored
-
-
-def class_folders(images: Path) -> list[str]:
-    return sorted({c for cls in find_layout(images)[0].values() for c in cls})
 
 
 def _counts(layout: Layout) -> dict[str, dict[str, int]]:
@@ -160,23 +143,19 @@ def _plan(
         first, *rest = fractions
         want = {s: round(n * fractions[s]) for s in rest}
         want = {first: n - sum(want.values()), **want}
-        if source == "pool" and cfg.split_sizes:
-            want = dict(zip(paths.SPLITS, cfg.split_sizes, strict=True))
-            if sum(want.values()) > n:  # fewer images than asked for: same proportions, said
-                asked = list(cfg.split_sizes)
-                done["split_sizes_scaled"] = {"asked": asked, "images": n}
+        if source == "pool" and (asked := cfg.split_sizes):
+            want = dict(zip(paths.SPLITS, asked, strict=True))
+            if sum(asked) > n:  # fewer images than asked for: same proportions, said
+                done["split_sizes_scaled"] = {"asked": list(asked), "images": n}
                 want = {s: math.floor(w * n / sum(asked)) for s, w in want.items()}
                 warn(
-                    f"split@{name}: data.{name}.split_sizes asks for {asked} images but there "
-                    f"are {n}: drew {list(want.values())} (the same proportions)"
+                    f"split@{name}: data.{name}.split_sizes asks for {list(asked)} images but "
+                    f"there are {n}: drew {list(want.values())} (the same proportions)"
                 )
         if source == "pool":
-            done["split"] = (
-                f"pooled {total} files; drew train/val/test = {list(want.values())} "
-                f"(stratified, seed {seed})"
-            )
-        where = "the pooled folder" if source == "pool" else f"the {source} folder"
-        plan.update(share(layout[source], want, where))
+            drew = f"drew train/val/test = {list(want.values())} (stratified, seed {seed})"
+            done["split"] = f"pooled {total} files; {drew}"
+        plan.update(share(layout[source], want, f"the {source.replace('pool', 'pooled')} folder"))
     return plan, done
 
 
@@ -236,12 +215,8 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
         **skipped_report(skipped, f"split@{name}", "unreadable or non-image files"),
         **({"left_out": left_out} if left_out else {}),
     )
-    requested = {s: plan[s][0] for s in arrays}
-    shortfall = {
-        s: {"requested": requested[s], "got": len(a["y"])}
-        for s, a in arrays.items()
-        if len(a["y"]) < requested[s]
-    }
+    got = {s: len(a["y"]) for s, a in arrays.items()}
+    shortfall = {s: {"requested": plan[s][0], "got": n} for s, n in got.items() if n < plan[s][0]}
     if shortfall:
         manifest["shortfall"] = shortfall
         warn(
@@ -262,5 +237,9 @@ def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
 
 def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     """What split@<name> will produce from the images, from params alone."""
-    classes = planned_classes(cfg, name, root, class_folders, list(ANIMAL_CLASSES))
+
+    def found(images: Path) -> list[str]:
+        return sorted({c for cls in find_layout(images)[0].values() for c in cls})
+
+    classes = planned_classes(cfg, name, root, found, list(ANIMAL_CLASSES))
     return DataSpec("image", (cfg.channels, cfg.image_size, cfg.image_size), tuple(classes))
