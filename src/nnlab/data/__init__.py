@@ -14,7 +14,6 @@ from nnlab.log import info
 from nnlab.paths import SPLITS
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
-SHOW_SKIPPED = 100  # skipped files or rows listed in a manifest (all are counted)
 
 
 def reader(kind: str) -> ModuleType:
@@ -29,9 +28,7 @@ def pick_labels(
 ) -> tuple[list[str], list[str], dict[str, int]]:
     """:func:`nnlab.data.prepare.pick_classes` over {split: {label: count}}; every split must
     hold every label picked (``what`` names a label's files in the error)."""
-    total: Counter = Counter()
-    for have in counts.values():
-        total.update(have)
+    total = sum(map(Counter, counts.values()), Counter())
     labels, names, left_out = pick_classes(dict(total), cfg, name, shown)
     for split, have in counts.items():
         if missing := [c for c in labels if c not in have]:
@@ -68,4 +65,4 @@ def skipped_report(skipped: list[dict[str, Any]], shown: str, what: str) -> dict
             f"{shown}: skipped {len(skipped)} {what} (listed in the manifest), e.g. "
             f"{first['file']}{row}: {first['reason']}"
         )
-    return {"skipped_count": len(skipped), "skipped": skipped[:SHOW_SKIPPED]}
+    return {"skipped_count": len(skipped), "skipped": skipped[:100]}  # all counted, 100 listed
