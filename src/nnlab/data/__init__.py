@@ -4,13 +4,16 @@ and what the readers share: split folder names, the labels every split needs, sk
 from __future__ import annotations
 
 import importlib
+import math
 from collections import Counter
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from nnlab.config import KINDS, DataConfig
-from nnlab.data.prepare import pick_classes
-from nnlab.log import info
+from nnlab.data.prepare import pick_classes, refuse_small_classes
+from nnlab.log import info, warn
 from nnlab.paths import SPLITS
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
@@ -66,3 +69,60 @@ def skipped_report(skipped: list[dict[str, Any]], shown: str, what: str) -> dict
             f"{first['file']}{row}: {first['reason']}"
         )
     return {"skipped_count": len(skipped), "skipped": skipped[:100]}  # all counted, 100 listed
+
+
+Layout = dict[str, dict[str, list]]  # split (or "pool") -> label -> items (files, texts)
+Plan = dict[str, tuple[int, list[tuple[int, Any]]]]  # split -> (quota, [(label index, item)])
+
+
+def label_counts(layout: Layout) -> dict[str, dict[str, int]]:
+    return {s: {c: len(items) for c, items in by.items()} for s, by in layout.items()}
+
+
+def draw_plan(
+    layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: str, what: str
+) -> tuple[Plan, dict[str, Any]]:
+    """Per split: how many items, and the (label index, item) to draw them from in order; and
+    what was done, for the manifest (``what`` names the items)."""
+    rng = np.random.default_rng(seed)
+
+    def share(pool: dict[str, list], sizes: dict[str, int], where: str) -> Plan:
+        """Each class's items shuffled and spread evenly through one order, so that any stretch
+        of it is stratified; each split gets a stretch in proportion to its size: its quota
+        first, then spares to replace unreadable files, so no split eats another's."""
+        refuse_small_classes({c: len(pool[c]) for c in classes}, list(sizes), name, where)
+        spread = []
+        for k, c in enumerate(classes):
+            items = [pool[c][i] for i in rng.permutation(len(pool[c]))]
+            spread += [((j + 0.5) / len(items), k, x) for j, x in enumerate(items)]
+        order = [(k, x) for _, k, x in sorted(spread)]
+        cuts = np.cumsum(list(sizes.values()))[:-1] * len(order) // max(sum(sizes.values()), 1)
+        bounds = [0, *cuts.tolist(), len(order)]
+        spans = zip(sizes.items(), bounds[:-1], bounds[1:], strict=True)
+        return {s: (n, order[a:b]) for (s, n), a, b in spans}
+
+    parts, how = split_plan(set(layout), cfg)
+    if "pool" in parts:
+        layout = {"pool": {c: [f for split in layout.values() for f in split[c]] for c in classes}}
+    total = sum(len(f) for split in layout.values() for c, f in split.items() if c in classes)
+    cap = min(1.0, cfg.max_samples / total) if cfg.max_samples else 1.0
+    plan, done = {}, {"split": how}
+    for source, fractions in parts.items():
+        n = math.floor(sum(len(layout[source][c]) for c in classes) * cap)
+        first, *rest = fractions
+        want = {s: round(n * fractions[s]) for s in rest}
+        want = {first: n - sum(want.values()), **want}
+        if source == "pool" and (asked := getattr(cfg, "split_sizes", None)):
+            want = dict(zip(SPLITS, asked, strict=True))
+            if sum(asked) > n:  # fewer images than asked for: same proportions, said
+                done["split_sizes_scaled"] = {"asked": list(asked), "images": n}
+                want = {s: math.floor(w * n / sum(asked)) for s, w in want.items()}
+                warn(
+                    f"split@{name}: data.{name}.split_sizes asks for {list(asked)} images but "
+                    f"there are {n}: drew {list(want.values())} (the same proportions)"
+                )
+        if source == "pool":
+            drew = f"drew train/val/test = {list(want.values())} (stratified, seed {seed})"
+            done["split"] = f"pooled {total} {what}; {drew}"
+        plan.update(share(layout[source], want, f"the {source.replace('pool', 'pooled')} {what}"))
+    return plan, done

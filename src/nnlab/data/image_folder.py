@@ -4,7 +4,6 @@ and replaced by spares of the same split. Offline: drawings."""
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from collections import Counter
@@ -17,9 +16,9 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
-from nnlab.data import SPLIT_NAMES, pick_labels, skipped_report, split_plan
+from nnlab.data import SPLIT_NAMES, draw_plan, label_counts, pick_labels, skipped_report
 from nnlab.data.images import IMAGE_SUFFIXES, ImageReadError, decode_image, load_image
-from nnlab.data.prepare import Prepared, planned_classes, refuse_small_classes
+from nnlab.data.prepare import Prepared, planned_classes
 from nnlab.data.sources import Limits, download_raw, unpack_tree
 from nnlab.data.synthetic import ANIMAL_CLASSES, write_animals
 from nnlab.files import read_json
@@ -35,7 +34,7 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
         images = out_dir / paths.RAW_IMAGES
         skipped = unpack_tree(src, images, shown, Limits.of(cfg))
         layout, ignored = find_layout(images, shown)
-        counts = _counts(layout)
+        counts = label_counts(layout)
         pick_labels(counts, cfg, name, shown, "class folder")  # fails here, not at split
         classes = sorted({c for cls in layout.values() for c in cls})
         found = {"layout": sorted(layout), "classes": classes, "ignored_files": len(ignored)}
@@ -100,63 +99,7 @@ def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Pa
     return layout, ignored
 
 
-def _counts(layout: Layout) -> dict[str, dict[str, int]]:
-    return {s: {c: len(f) for c, f in cls.items()} for s, cls in layout.items()}
-
-
 # ----------------------------------------------------------------------------- split
-
-
-Plan = dict[str, tuple[int, list[tuple[int, Path]]]]  # split -> (quota, [(label, file)])
-
-
-def _plan(
-    layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: str
-) -> tuple[Plan, dict[str, Any]]:
-    """Per split: how many images, and the (label, file) to draw them from in order; and what
-    was done, for the manifest."""
-    rng = np.random.default_rng(seed)
-
-    def share(pool: dict[str, list[Path]], sizes: dict[str, int], where: str) -> Plan:
-        """Each class's files shuffled and spread evenly through one order, so that any stretch
-        of it is stratified; each split gets a stretch in proportion to its size: its quota
-        first, then spares to replace unreadable files, so no split eats another's."""
-        refuse_small_classes({c: len(pool[c]) for c in classes}, list(sizes), name, where)
-        spread = []
-        for k, c in enumerate(classes):
-            files = [pool[c][i] for i in rng.permutation(len(pool[c]))]
-            spread += [((j + 0.5) / len(files), k, f) for j, f in enumerate(files)]
-        order = [(k, f) for _, k, f in sorted(spread)]
-        cuts = np.cumsum(list(sizes.values()))[:-1] * len(order) // max(sum(sizes.values()), 1)
-        bounds = [0, *cuts.tolist(), len(order)]
-        spans = zip(sizes.items(), bounds[:-1], bounds[1:], strict=True)
-        return {s: (n, order[a:b]) for (s, n), a, b in spans}
-
-    parts, how = split_plan(set(layout), cfg)
-    if "pool" in parts:
-        layout = {"pool": {c: [f for split in layout.values() for f in split[c]] for c in classes}}
-    total = sum(len(f) for split in layout.values() for c, f in split.items() if c in classes)
-    cap = min(1.0, cfg.max_samples / total) if cfg.max_samples else 1.0
-    plan, done = {}, {"split": how}
-    for source, fractions in parts.items():
-        n = math.floor(sum(len(layout[source][c]) for c in classes) * cap)
-        first, *rest = fractions
-        want = {s: round(n * fractions[s]) for s in rest}
-        want = {first: n - sum(want.values()), **want}
-        if source == "pool" and (asked := cfg.split_sizes):
-            want = dict(zip(paths.SPLITS, asked, strict=True))
-            if sum(asked) > n:  # fewer images than asked for: same proportions, said
-                done["split_sizes_scaled"] = {"asked": list(asked), "images": n}
-                want = {s: math.floor(w * n / sum(asked)) for s, w in want.items()}
-                warn(
-                    f"split@{name}: data.{name}.split_sizes asks for {list(asked)} images but "
-                    f"there are {n}: drew {list(want.values())} (the same proportions)"
-                )
-        if source == "pool":
-            drew = f"drew train/val/test = {list(want.values())} (stratified, seed {seed})"
-            done["split"] = f"pooled {total} files; {drew}"
-        plan.update(share(layout[source], want, f"the {source.replace('pool', 'pooled')} folder"))
-    return plan, done
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
@@ -171,9 +114,9 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
 
 def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str) -> Prepared:
     layout, ignored = find_layout(images)
-    counts = _counts(layout)
+    counts = label_counts(layout)
     labels, classes, left_out = pick_labels(counts, cfg, name, str(images), "class folder")
-    plan, manifest = _plan(layout, labels, cfg, seed, name)
+    plan, manifest = draw_plan(layout, labels, cfg, seed, name, "files")
     skipped = [{"file": str(f.relative_to(images)), "reason": "not an image file"} for f in ignored]
     modes: Counter = Counter()
 

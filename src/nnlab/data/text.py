@@ -17,16 +17,8 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
-from nnlab.data import pick_labels, split_plan, text_folder, text_table
-from nnlab.data.prepare import (
-    Prepared,
-    pick_classes,
-    planned_classes,
-    refuse_empty,
-    refuse_small_classes,
-    stratified_split,
-    subsample,
-)
+from nnlab.data import draw_plan, label_counts, pick_labels, text_folder, text_table
+from nnlab.data.prepare import Prepared, planned_classes, refuse_empty
 from nnlab.data.sources import download_raw
 from nnlab.data.synthetic import synthetic_reviews
 from nnlab.files import decode_text, read_json
@@ -179,36 +171,23 @@ def _records(cfg: DataConfig, raw_dir: Path, seed: int) -> Iterator[dict[str, An
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
-    rows: dict[str, list[tuple[str, str]]] = {}  # split -> [(text, label)]
+    layout: dict[str, dict[str, list[str]]] = {}  # split -> label -> texts
     for r in _records(cfg, raw_dir, seed):
         try:
-            rows.setdefault(r["split"], []).append((r["text"], r["label"]))
+            layout.setdefault(r["split"], {}).setdefault(r["label"], []).append(r["text"])
         except (KeyError, TypeError) as err:
             raise ValueError(f"{raw_dir / paths.RAW_TEXTS}: not a text record ({err})") from None
-    found = Counter(label for pairs in rows.values() for _, label in pairs)
-    order, classes, left_out = pick_classes(dict(found), cfg, name, str(raw_dir))
-    index = {label: i for i, label in enumerate(order)}
-    plan, how = split_plan(set(rows), cfg)
-    if "pool" in plan:  # every split's texts, joined
-        rows = {"pool": [pair for pairs in rows.values() for pair in pairs]}
-    parts = {}
-    for source, fractions in plan.items():
-        kept = [(text, index[label]) for text, label in rows[source] if label in index]
-        y = np.asarray([i for _, i in kept], dtype=np.int64)
-        where = f"the {source} texts"
-        refuse_small_classes(dict(Counter(y.tolist())), list(fractions), name, where)
-        keep = subsample(y, cfg.max_samples, seed)
-        rest = list(fractions.values())[1:]
-        cuts = stratified_split(y[keep], rest, seed) if rest else [np.arange(len(keep))]
-        for part, idx in zip(fractions, cuts, strict=True):
-            parts[part] = ([kept[i][0] for i in keep[idx]], y[keep][idx])
-    refuse_empty(name, {s: len(ys) for s, (_, ys) in parts.items()}, cfg)
-    tokens = {s: [tokenize(t) for t in ts] for s, (ts, _) in parts.items()}
+    counts = label_counts(layout)
+    labels, classes, left_out = pick_labels(counts, cfg, name, str(raw_dir), "texts labelled")
+    plan, manifest = draw_plan(layout, labels, cfg, seed, name, "texts")
+    parts = {s: items[:quota] for s, (quota, items) in plan.items()}
+    refuse_empty(name, {s: len(p) for s, p in parts.items()}, cfg)
+    tokens = {s: [tokenize(t) for _, t in p] for s, p in parts.items()}
     vocab = Vocabulary.build(tokens["train"], cfg.vocab_size, cfg.max_len, keep=cfg.truncate)
     arrays, stats = {}, {}
-    for s, (_, ys) in parts.items():
+    for s, p in parts.items():
         ids, lengths = vocab.encode(tokens[s])
-        arrays[s] = {"x": ids, "y": ys.astype(np.int64), "len": lengths}
+        arrays[s] = {"x": ids, "y": np.array([k for k, _ in p], dtype=np.int64), "len": lengths}
         full = np.array([len(t) for t in tokens[s]])
         known = int((ids > 1).sum())
         stats[s] = {
@@ -217,8 +196,7 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
             "truncated_fraction": round(float((full > cfg.max_len).mean()), 4),
             "unknown_fraction": round(1 - known / max(int(lengths.sum()), 1), 4),
         }
-    manifest = {
-        "split": how,
+    manifest |= {
         "vocabulary": {"size": len(vocab), "built_from": "train split only"},
         "lengths": stats,
         **({"left_out": left_out} if left_out else {}),
