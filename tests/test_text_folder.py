@@ -35,31 +35,14 @@ REVIEWS = {
 
 
 def imdb_params(**overrides):
-    """Tiny params with an imdb block (synthetic unless overridden) and both experiments; an
+    """Tiny params with a synthetic imdb block and experiments imdb_gru and imdb_lstm; an
     override without a dot is a key of the imdb block."""
-    imdb = {
-        "kind": "text_folder",
-        "classes": {"neg": "negative", "pos": "positive"},
-        "source": "synthetic",
-        "synthetic_size": 240,
-        "test_fraction": 0.25,
-        "vocab_size": 200,
-        "max_len": 40,
-        "val_fraction": 0.2,
-        "retries": 0,
-        "timeout": 2,
-    }
-    model = {"embed_dim": 16, "hidden": 16}
-    experiments = {
-        f"experiments.imdb_{m}": {
-            "dataset": "imdb",
-            "model": m,
-            "epochs": 1,
-            "batch_size": 32,
-            "model_options": model,
-        }
-        for m in ("gru", "lstm")
-    }
+    imdb = {"kind": "text_folder", "classes": {"neg": "negative", "pos": "positive"}}
+    imdb |= {"source": "synthetic", "synthetic_size": 240, "test_fraction": 0.25}
+    imdb |= {"vocab_size": 200, "max_len": 40, "val_fraction": 0.2, "retries": 0, "timeout": 2}
+    exp = {"dataset": "imdb", "epochs": 1, "batch_size": 32}
+    exp["model_options"] = {"embed_dim": 16, "hidden": 16}
+    experiments = {f"experiments.imdb_{m}": {**exp, "model": m} for m in ("gru", "lstm")}
     overrides = {k if "." in k else f"data.imdb.{k}": v for k, v in overrides.items()}
     return tiny_params(**{"data.imdb": imdb, **experiments, **overrides})
 
@@ -89,17 +72,10 @@ def read_raw(root: Path) -> list[dict]:
         return [json.loads(line) for line in fh]
 
 
-# ----------------------------------------------------------------------------- tokenizer
-
-
-def test_tokenize_lowercases_strips_breaks_and_punctuation():
+def test_tokenizer_and_vocabulary_most_frequent_with_pad_and_unknown_keeps_last_or_first():
     text = "This movie was NOT good.<br /><br />It isn't bad, either...<BR>10/10!"
     assert " ".join(tokenize(text)) == "this movie was not good it isn't bad either 10 10"
-    assert tokenize("") == []
-    assert "br" not in tokenize("a<br/>b<br />c")
-
-
-def test_vocabulary_most_frequent_with_pad_and_unknown_keeps_last_or_first():
+    assert tokenize("a<br/>b<br />c") == ["a", "b", "c"] and tokenize("") == []
     vocab = Vocabulary.build([["b", "a", "b", "c"], ["b", "a", "d"]], size=4, max_len=5)
     assert vocab.tokens == ("<pad>", "<unk>", "b", "a")  # c and d (once each) do not fit
     ids, lengths = vocab.encode([["a", "zzz", "b"], []])
@@ -154,11 +130,7 @@ def test_folder_without_reviews_names_what_is_missing(tmp_path):
 
 def test_offline_remote_fails_auto_falls_back_to_synthetic_loudly(tmp_path, capsys):
     with pytest.raises(DownloadError):
-        run_download(
-            imdb_params(source="remote", mirrors=[dead_url()]),
-            "imdb",
-            tmp_path,
-        )
+        run_download(imdb_params(source="remote", mirrors=[dead_url()]), "imdb", tmp_path)
     with pytest.raises(ValueError, match=r"data\.imdb\.source"):
         imdb_params(source="bundled")  # imdb has no bundled sample
     params = imdb_params(source="auto", mirrors=[dead_url()])
@@ -172,21 +144,14 @@ def test_offline_remote_fails_auto_falls_back_to_synthetic_loudly(tmp_path, caps
 
 def test_synthetic_labels_depend_on_word_order():
     rng = np.random.default_rng(0)
-    texts = {
-        label: [tokenize(synthetic_review(rng, label)) for _ in range(400)] for label in (0, 1)
-    }
-    # every adjective and "not" occur in both classes about equally often...
-    for word in ("good", "bad", "not"):
-        pos = sum(word in t for t in texts[1])
-        neg = sum(word in t for t in texts[0])
+    texts = {y: [" ".join(tokenize(synthetic_review(rng, y))) for _ in range(400)] for y in (0, 1)}
+    for word in ("good", "bad", "not"):  # every adjective and "not" in both classes alike...
+        pos, neg = (sum(word in t.split() for t in texts[y]) for y in (1, 0))
         assert abs(pos - neg) < 0.25 * max(pos, neg), (word, pos, neg)
     # ...while "not" right before an adjective decides the label
-    assert any(" not good" in " ".join(t) for t in texts[0])
-    assert not any(" not good" in " ".join(t) for t in texts[1])
-    assert any("not bad at all" in " ".join(t) for t in texts[1])
-    # seeded: the same seed gives the same reviews
-    again = np.random.default_rng(0)
-    assert tokenize(synthetic_review(again, 0)) == texts[0][0]
+    assert any(" not good" in t for t in texts[0]) and not any(" not good" in t for t in texts[1])
+    assert any("not bad at all" in t for t in texts[1])
+    assert " ".join(tokenize(synthetic_review(np.random.default_rng(0), 0))) == texts[0][0]
 
 
 # ----------------------------------------------------------------------------- split
