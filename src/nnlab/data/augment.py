@@ -57,19 +57,19 @@ def _seed_all(transform: Any, seed_seq: np.random.SeedSequence) -> None:
     children = list(getattr(transform, "transforms", []) or [])
     own, *kids = seed_seq.spawn(1 + len(children))
     transform.set_random_seed(int(own.generate_state(1)[0]))
-    if children:  # BaseCompose.set_random_seed also reseeds the children: override that
-        for child, ss in zip(children, kids, strict=True):
-            _seed_all(child, ss)
+    for child, ss in zip(children, kids, strict=True):  # after the compose's own reseeding
+        _seed_all(child, ss)
 
 
 class Augment:
-    """Callable HWC uint8 -> HWC uint8 wrapping an ``A.Compose`` built from params."""
+    """Callable HWC uint8 -> HWC uint8: the ``A.Compose`` of ``steps``, its stream drawn from
+    the seed and the rank (this process's unless given): each rank its own."""
 
-    def __init__(self, steps: list[Any], seed: int, *more: int):
+    def __init__(self, steps: list[Any], seed: int, rank: int | None = None):
         import albumentations as A
 
         self.compose = A.Compose([_build(step, f"augment[{i}]") for i, step in enumerate(steps)])
-        self.reseed(seed, *more)
+        self.reseed(seed, current_rank() if rank is None else rank)
 
     def reseed(self, *entropy: int) -> None:
         """Restart the stream from ``entropy`` (any ints: seed, worker id, rank...)."""
@@ -86,9 +86,7 @@ def current_rank() -> int:
     return rank_zero_only.rank
 
 
-def build_augment(steps: list[Any], seed: int, rank: int | None = None) -> Augment:
-    """The training pipeline of one process; each rank gets its own stream."""
-    return Augment(steps, seed, current_rank() if rank is None else rank)
+build_augment = Augment  # the name the stages use
 
 
 def worker_init(worker_id: int) -> None:
@@ -97,7 +95,6 @@ def worker_init(worker_id: int) -> None:
     base_seed = torch.initial_seed() - worker_id
     rank = current_rank()
     pl_worker_init_function(worker_id, rank)
-    info = torch.utils.data.get_worker_info()
-    transform = getattr(info.dataset, "transform", None) if info is not None else None
+    transform = getattr(torch.utils.data.get_worker_info().dataset, "transform", None)
     if isinstance(transform, Augment):
         transform.reseed(base_seed, worker_id, rank)

@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,7 @@ class Vocabulary:
         cls, texts: Iterable[Sequence[str]], size: int, max_len: int, keep: str = "last"
     ) -> Vocabulary:
         """The ``size - 2`` most frequent words of ``texts`` (ties: alphabetical)."""
-        counts: Counter[str] = Counter()
-        for words in texts:
-            counts.update(words)
+        counts = Counter(chain.from_iterable(texts))
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max(size - 2, 0)]
         return cls((PAD, UNK, *(w for w, _ in ranked)), max_len, keep)
 
@@ -73,18 +72,12 @@ class Vocabulary:
         return ids, lengths
 
     def decode(self, ids: Sequence[int], length: int | None = None) -> str:
-        n = len(ids) if length is None else int(length)
-        return " ".join(self.tokens[int(i)] for i in ids[:n])
+        return " ".join(self.tokens[int(i)] for i in ids[: None if length is None else int(length)])
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "tokenizer": "lower-case; <br /> and punctuation removed; [^\\W_]+('[^\\W_]+)*",
-            "pad_index": PAD_INDEX,
-            "unk_index": UNK_INDEX,
-            "max_len": self.max_len,
-            "keep": self.keep,
-            "tokens": list(self.tokens),
-        }
+        tokenizer = "lower-case; <br /> and punctuation removed; [^\\W_]+('[^\\W_]+)*"
+        about = {"tokenizer": tokenizer, "pad_index": PAD_INDEX, "unk_index": UNK_INDEX}
+        return {**about, "max_len": self.max_len, "keep": self.keep, "tokens": list(self.tokens)}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Vocabulary:
@@ -196,25 +189,11 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
             "truncated_fraction": round(float((full > cfg.max_len).mean()), 4),
             "unknown_fraction": round(1 - known / max(int(lengths.sum()), 1), 4),
         }
-    manifest |= {
-        "vocabulary": {"size": len(vocab), "built_from": "train split only"},
-        "lengths": stats,
-        **({"left_out": left_out} if left_out else {}),
-    }
-    return Prepared(
-        kind="text",
-        classes=classes,
-        arrays=arrays,
-        meta={
-            "vocab_size": len(vocab),
-            "pad_index": PAD_INDEX,
-            "max_len": cfg.max_len,
-            "truncate": f"keep the {cfg.truncate} max_len tokens",
-            "assets": [paths.VOCAB],
-        },
-        manifest=manifest,
-        files={paths.VOCAB: vocab.to_json()},
-    )
+    manifest |= {"vocabulary": {"size": len(vocab), "built_from": "train split only"}}
+    manifest |= {"lengths": stats, **({"left_out": left_out} if left_out else {})}
+    meta = {"vocab_size": len(vocab), "pad_index": PAD_INDEX, "max_len": cfg.max_len}
+    meta |= {"truncate": f"keep the {cfg.truncate} max_len tokens", "assets": [paths.VOCAB]}
+    return Prepared("text", classes, arrays, meta, manifest, {paths.VOCAB: vocab.to_json()})
 
 
 def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
