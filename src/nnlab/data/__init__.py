@@ -43,22 +43,6 @@ def pick_labels(
     return labels, names, left_out
 
 
-def split_plan(have: set[str], cfg: DataConfig) -> tuple[dict[str, dict[str, float]], str]:
-    """{the data's split: {train, val or test: fraction of it}}: the data's own splits kept, a
-    missing val cut from train (or val halved into val and test), else all pooled and cut."""
-    vf, tf = cfg.val_fraction, cfg.test_fraction
-    if have >= {"train", "val", "test"}:
-        return {s: {s: 1.0} for s in SPLITS}, "kept the data's train/val/test splits"
-    if have >= {"train", "test"}:
-        train = {"train": 1 - vf, "val": vf}
-        return {"train": train, "test": {"test": 1.0}}, "kept test; val_fraction of train as val"
-    if have >= {"train", "val"}:
-        halves = {"val": 0.5, "test": 0.5}
-        return {"train": {"train": 1.0}, "val": halves}, "kept train; halved val into val and test"
-    pool = {"train": 1 - vf - tf, "val": vf, "test": tf}
-    return {"pool": pool}, "val and test carved out (fractions)"
-
-
 def skipped_report(skipped: list[dict[str, Any]], shown: str, what: str) -> dict[str, Any]:
     """The manifest entries for what a reader skipped, said in one line when anything was."""
     if skipped:
@@ -83,7 +67,8 @@ def draw_plan(
     layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: str, what: str
 ) -> tuple[Plan, dict[str, Any]]:
     """Per split: how many items, and the (label index, item) to draw them from in order; and
-    what was done, for the manifest (``what`` names the items)."""
+    what was done, for the manifest (``what`` names the items). The data's own splits are kept,
+    a missing val cut from train (or val halved into val and test), else all pooled and cut."""
     rng = np.random.default_rng(seed)
 
     def share(pool: dict[str, list], sizes: dict[str, int], where: str) -> Plan:
@@ -101,8 +86,18 @@ def draw_plan(
         spans = zip(sizes.items(), bounds[:-1], bounds[1:], strict=True)
         return {s: (n, order[a:b]) for (s, n), a, b in spans}
 
-    parts, how = split_plan(set(layout), cfg)
-    if "pool" in parts:
+    # {the data's split: {train, val or test: fraction of it}}
+    vf, tf, have = cfg.val_fraction, cfg.test_fraction, set(layout)
+    if have >= {"train", "val", "test"}:
+        parts, how = {s: {s: 1.0} for s in SPLITS}, "kept the data's train/val/test splits"
+    elif have >= {"train", "test"}:
+        parts = {"train": {"train": 1 - vf, "val": vf}, "test": {"test": 1.0}}
+        how = "kept test; val_fraction of train as val"
+    elif have >= {"train", "val"}:
+        parts = {"train": {"train": 1.0}, "val": {"val": 0.5, "test": 0.5}}
+        how = "kept train; halved val into val and test"
+    else:  # all pooled, then cut (said below)
+        parts, how = {"pool": {"train": 1 - vf - tf, "val": vf, "test": tf}}, ""
         layout = {"pool": {c: [f for split in layout.values() for f in split[c]] for c in classes}}
     total = sum(len(f) for split in layout.values() for c, f in split.items() if c in classes)
     cap = min(1.0, cfg.max_samples / total) if cfg.max_samples else 1.0

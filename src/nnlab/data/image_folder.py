@@ -149,15 +149,10 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
     if converted:
         said = ", ".join(f"{n} {m}" for m, n in converted.items())
         info(f"split@{name}: converted to {target}: {said} images")
-    manifest.update(
-        image_size=size,
-        channels=cfg.channels,
-        modes=dict(sorted(modes.items())),
-        converted_to=target,
-        converted_count=sum(converted.values()),
-        **skipped_report(skipped, f"split@{name}", "unreadable or non-image files"),
-        **({"left_out": left_out} if left_out else {}),
-    )
+    manifest |= {"image_size": size, "channels": cfg.channels, "modes": dict(sorted(modes.items()))}
+    manifest |= {"converted_to": target, "converted_count": sum(converted.values())}
+    manifest |= skipped_report(skipped, f"split@{name}", "unreadable or non-image files")
+    manifest |= {"left_out": left_out} if left_out else {}
     got = {s: len(a["y"]) for s, a in arrays.items()}
     shortfall = {s: {"requested": plan[s][0], "got": n} for s, n in got.items() if n < plan[s][0]}
     if shortfall:
@@ -167,9 +162,7 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
             + ", ".join(f"{s} ({v['got']} of {v['requested']})" for s, v in shortfall.items())
             + "; replacements come only from the same split's files"
         )
-    return Prepared(
-        kind="image", classes=classes, arrays=arrays, meta={"image_size": size}, manifest=manifest
-    )
+    return Prepared("image", classes, arrays, {"image_size": size}, manifest)
 
 
 def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
