@@ -221,8 +221,6 @@ def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     read = _loader(cfg, name)[0]
 
     def found(src: Path) -> list[str]:
-        if cfg.kind == "text_folder":  # from the file names alone
-            return text_folder.labels(src)
         return sorted({r["label"] for r in read(src, str(src))[0]})
 
     classes = planned_classes(cfg, name, root, found, SYNTHETIC_LABELS)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nnlab.config import DataConfig
 from nnlab.data import SPLIT_NAMES, skipped_report
-from nnlab.data.sources import Limits, read_files, walk_files
+from nnlab.data.sources import Limits, read_files
 from nnlab.files import decode_text
 
 _IN_SPLIT = re.compile(rf"(?:^|/)({'|'.join(SPLIT_NAMES)})/([^/]+)/([^/]+)\.txt$", re.IGNORECASE)
@@ -50,9 +50,3 @@ def read_texts(cfg: DataConfig, src: Path, shown: str) -> tuple[list[dict[str, s
         report["ignored_files"] = sum(r["split"] == "pool" for r in records)
         records = [r for r in records if r["split"] != "pool"]
     return records, {**report, **skipped_report(skipped, shown, "texts")}
-
-
-def labels(src: Path) -> list[str]:
-    """The label folders of a local folder, from the file names alone."""
-    places = [p for f in walk_files(src)[0] if (p := _place(f.as_posix()))]
-    return sorted({p[1] for p in [p for p in places if p[0] != "pool"] or places})
