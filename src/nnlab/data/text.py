@@ -109,13 +109,12 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
         records, report = read(src, shown)
         if not records:
             raise ValueError(f"{shown}: no labelled texts found ({expected})")
-        counts: dict[str, Counter] = {}
-        for r in records:
-            counts.setdefault(r["split"], Counter())[r["label"]] += 1
+        splits = sorted({r["split"] for r in records})
+        counts = {s: Counter(r["label"] for r in records if r["split"] == s) for s in splits}
         pick_labels(counts, cfg, name, shown, "texts labelled")
         write_texts(records, out_dir / paths.RAW_TEXTS)
         return {
-            "counts": {s: dict(sorted(c.items())) for s, c in sorted(counts.items())},
+            "counts": {s: dict(sorted(c.items())) for s, c in counts.items()},
             "classes": sorted({r["label"] for r in records}),
             **report,
         }
@@ -154,10 +153,8 @@ def _records(cfg: DataConfig, raw_dir: Path, seed: int) -> Iterator[dict[str, An
     if read_json(raw_dir / paths.MANIFEST).get("source") != SYNTHETIC:
         return stored_texts(raw_dir / paths.RAW_TEXTS)
     n_test = max(2, round(cfg.synthetic_size * cfg.test_fraction))
-    return (
-        {**r, "label": SYNTHETIC_LABELS[r["label"]]}
-        for r in synthetic_reviews(cfg.synthetic_size, n_test, seed)
-    )
+    reviews = synthetic_reviews(cfg.synthetic_size, n_test, seed)
+    return ({**r, "label": SYNTHETIC_LABELS[r["label"]]} for r in reviews)
 
 
 # ----------------------------------------------------------------------------- split

@@ -54,13 +54,6 @@ def _rows(
         raise ValueError(f"{where}: line {reader.line_num}: {err}") from None
 
 
-def _label(cell: Any) -> tuple[str, str | None]:
-    """(the label as a string, or why there is none)."""
-    if type(cell) in (str, int) and str(cell).strip():
-        return str(cell).strip(), None
-    return "", "no label" if cell is None or cell == "" else "label is not a string or integer"
-
-
 def read_tables(
     cfg: DataConfig, src: Path, shown: str, dataset: str
 ) -> tuple[list[dict[str, str]], dict]:
@@ -87,12 +80,14 @@ def read_tables(
         where = shown if single else f"{shown}: {name}"
         split = splits[name] or "pool"
         for line, text, cell in _rows(data, name, where, cfg, dataset):
-            label, reason = _label(cell)
+            label = str(cell).strip() if type(cell) in (str, int) else ""
             if not isinstance(text, str) or not text.strip():
                 reason = "no text"
-            if reason:
-                skipped.append({"file": name, "row": line, "reason": reason})
+            elif not label:
+                reason = "no label" if cell in (None, "") else "label is not a string or integer"
             else:
                 row_id = f"{name}:{line:09d}"
                 records.append({"split": split, "label": label, "id": row_id, "text": text})
+                continue
+            skipped.append({"file": name, "row": line, "reason": reason})
     return records, {**report, **skipped_report(skipped, shown, "texts")}
