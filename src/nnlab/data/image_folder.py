@@ -16,7 +16,7 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
-from nnlab.data import SPLIT_NAMES, draw_plan, label_counts, pick_labels, skipped_report
+from nnlab.data import SPLIT_NAMES, Layout, draw_plan, label_counts, pick_labels, skipped_report
 from nnlab.data.images import IMAGE_SUFFIXES, ImageReadError, decode_image, load_image
 from nnlab.data.prepare import Prepared, planned_classes
 from nnlab.data.sources import Limits, download_raw, unpack_tree
@@ -26,7 +26,6 @@ from nnlab.log import info, warn
 from nnlab.spec import DataSpec
 
 SYNTHETIC = "synthetic cartoon cats and dogs"
-Layout = dict[str, dict[str, list[Path]]]  # split (or "pool") -> class folder -> image files
 
 
 def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
@@ -48,9 +47,6 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
     return download_raw(
         cfg, out_dir, name, store, {paths.RAW_ARCHIVE: None}, lambda: drawn, SYNTHETIC
     )
-
-
-# ----------------------------------------------------------------------------- layout
 
 
 def _visible(p: Path) -> bool:
@@ -97,9 +93,6 @@ def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Pa
                 f"folders (expected <class>/* or <split>/<class>/*)"
             )
     return layout, ignored
-
-
-# ----------------------------------------------------------------------------- split
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:

@@ -87,8 +87,6 @@ class Vocabulary:
             raise ValueError(f"not a vocabulary: missing or bad key {err}") from None
 
 
-# ----------------------------------------------------------------------------- raw texts
-
 SYNTHETIC = "synthetic reviews"
 SYNTHETIC_LABELS = ["neg", "pos"]  # the labels of synthetic_reviews' 0 and 1
 
@@ -155,9 +153,6 @@ def _records(cfg: DataConfig, raw_dir: Path, seed: int) -> Iterator[dict[str, An
     n_test = max(2, round(cfg.synthetic_size * cfg.test_fraction))
     reviews = synthetic_reviews(cfg.synthetic_size, n_test, seed)
     return ({**r, "label": SYNTHETIC_LABELS[r["label"]]} for r in reviews)
-
-
-# ----------------------------------------------------------------------------- split
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
