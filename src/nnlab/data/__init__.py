@@ -71,21 +71,6 @@ def draw_plan(
     a missing val cut from train (or val halved into val and test), else all pooled and cut."""
     rng = np.random.default_rng(seed)
 
-    def share(pool: dict[str, list], sizes: dict[str, int], where: str) -> Plan:
-        """Each class's items shuffled and spread evenly through one order, so that any stretch
-        of it is stratified; each split gets a stretch in proportion to its size: its quota
-        first, then spares to replace unreadable files, so no split eats another's."""
-        refuse_small_classes({c: len(pool[c]) for c in classes}, list(sizes), name, where)
-        spread = []
-        for k, c in enumerate(classes):
-            items = [pool[c][i] for i in rng.permutation(len(pool[c]))]
-            spread += [((j + 0.5) / len(items), k, x) for j, x in enumerate(items)]
-        order = [(k, x) for _, k, x in sorted(spread)]
-        cuts = np.cumsum(list(sizes.values()))[:-1] * len(order) // max(sum(sizes.values()), 1)
-        bounds = [0, *cuts.tolist(), len(order)]
-        spans = zip(sizes.items(), bounds[:-1], bounds[1:], strict=True)
-        return {s: (n, order[a:b]) for (s, n), a, b in spans}
-
     # {the data's split: {train, val or test: fraction of it}}
     vf, tf, have = cfg.val_fraction, cfg.test_fraction, set(layout)
     if have >= {"train", "val", "test"}:
@@ -119,5 +104,18 @@ def draw_plan(
         if source == "pool":
             drew = f"drew train/val/test = {list(want.values())} (stratified, seed {seed})"
             done["split"] = f"pooled {total} {what}; {drew}"
-        plan.update(share(layout[source], want, f"the {source.replace('pool', 'pooled')} {what}"))
+        pool, where = layout[source], f"the {source.replace('pool', 'pooled')} {what}"
+        refuse_small_classes({c: len(pool[c]) for c in classes}, list(want), name, where)
+        # each class's items shuffled and spread evenly through one order, so that any stretch
+        # of it is stratified; each split gets a stretch in proportion to its quota: the quota
+        # first, then spares to replace unreadable files, so no split eats another's
+        spread = []
+        for k, c in enumerate(classes):
+            items = [pool[c][i] for i in rng.permutation(len(pool[c]))]
+            spread += [((j + 0.5) / len(items), k, x) for j, x in enumerate(items)]
+        order = [(k, x) for _, k, x in sorted(spread)]
+        cuts = np.cumsum(list(want.values()))[:-1] * len(order) // max(sum(want.values()), 1)
+        bounds = [0, *cuts.tolist(), len(order)]
+        for (s, quota), a, b in zip(want.items(), bounds[:-1], bounds[1:], strict=True):
+            plan[s] = (quota, order[a:b])
     return plan, done

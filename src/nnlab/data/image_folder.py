@@ -39,11 +39,8 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
         found = {"layout": sorted(layout), "classes": classes, "ignored_files": len(ignored)}
         return {**skipped, **found, "counts": counts}
 
-    drawn = {
-        "generator": "nnlab.data.synthetic.draw_animal",
-        "classes": list(ANIMAL_CLASSES),
-        "drawn_by": f"split@{name} (synthetic_size, synthetic_image_size, seed)",
-    }
+    drawn = {"generator": "nnlab.data.synthetic.draw_animal", "classes": list(ANIMAL_CLASSES)}
+    drawn["drawn_by"] = f"split@{name} (synthetic_size, synthetic_image_size, seed)"
     return download_raw(
         cfg, out_dir, name, store, {paths.RAW_ARCHIVE: None}, lambda: drawn, SYNTHETIC
     )

@@ -117,11 +117,8 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
             **report,
         }
 
-    made = {
-        "generator": "nnlab.data.synthetic.synthetic_review",
-        "classes": SYNTHETIC_LABELS,
-        "written_by": f"split@{name} (synthetic_size, test_fraction, seed)",
-    }
+    made = {"generator": "nnlab.data.synthetic.synthetic_review", "classes": SYNTHETIC_LABELS}
+    made["written_by"] = f"split@{name} (synthetic_size, test_fraction, seed)"
     return download_raw(
         cfg, out_dir, name, store, {paths.RAW_ARCHIVE: None}, lambda: made, SYNTHETIC
     )
