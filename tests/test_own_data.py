@@ -36,9 +36,6 @@ def prepared(root: Path, kind: str, path, **options):
     return prepare(p, "mine", root)
 
 
-# ----------------------------------------------------------------------------- image folders
-
-
 @pytest.mark.parametrize("channels", [1, 3])
 def test_image_folder_of_any_classes_and_modes(tmp_path, channels):
     src = image_folder(tmp_path / "photos")
@@ -70,14 +67,6 @@ def test_classes_select_order_and_name_them(tmp_path):
     labels = np.asarray(y["y"])
     colours = np.asarray(y["x"], float)[..., 2].mean((1, 2))  # blue: the triangles
     assert colours[labels == 0].mean() > colours[labels == 1].mean()
-
-
-def test_train_and_test_folders_keep_test_and_draw_val_from_train(tmp_path):
-    image_folder(tmp_path / "photos", n=10, split="train")
-    image_folder(tmp_path / "photos", n=2, split="test")
-    split = prepared(tmp_path, "image_folder", tmp_path / "photos", image_size=8, val_fraction=0.1)
-    assert split["counts"] == {"train": 27, "val": 3, "test": 6}
-    assert all(n == 1 for n in split["class_counts"]["val"].values())
 
 
 @pytest.mark.parametrize("case", ["one-class", "classes-typo", "too-few", "split-mismatch"])
@@ -117,9 +106,6 @@ def test_extreme_aspect_ratio_is_skipped_and_counted(tmp_path, capsys):
     err = capsys.readouterr().err
     assert sum(split["counts"].values()) == 12 and "skipped 1" in err
     assert split["counts"]["val"] == 1 and "no val sample of class" in err  # said, not hidden
-
-
-# ----------------------------------------------------------------------------- texts
 
 
 def test_text_folder_of_labels_without_splits(tmp_path):
@@ -186,9 +172,6 @@ def test_bad_tables_are_one_line_naming_the_file_and_key(tmp_path, case):
     assert not (tmp_path / "project/data/raw/mine").exists()
 
 
-# ----------------------------------------------------------------------------- params alone
-
-
 def test_summary_from_params_alone_counts_a_three_class_head(tmp_path):
     """Before any download: the classes come from the local folder, the shape from params."""
     image_folder(tmp_path / "photos", n=2)
@@ -208,12 +191,8 @@ def test_path_relative_to_the_project_or_home(tmp_path, monkeypatch):
     assert data_path("/srv/photos", tmp_path) == Path("/srv/photos")
 
 
-# ----------------------------------------------------------------------------- end to end
-
-
-def _shapes_png(cls: str, i: int) -> bytes:
-    buf = io.BytesIO()
-    shape_image(cls, 100 + i, "RGB", size=30).save(buf, format="PNG")
+def _png(cls: str, i: int) -> bytes:
+    shape_image(cls, 100 + i, "RGB", size=30).save(buf := io.BytesIO(), format="PNG")
     return buf.getvalue()
 
 
@@ -281,12 +260,10 @@ def test_own_data_through_dvc_repro_predict_and_registry(tmp_path, kind):
     assert f"Total params: {total:,}" in summary
 
     if kind == "image_folder":
-        sample = work / "sample.png"
-        sample.write_bytes(_shapes_png("square", 1))
-        column = {"image": [_shapes_png(c, 2) for c in CLASSES]}
+        (sample := work / "sample.png").write_bytes(_png("square", 1))
+        column = {"image": [_png(c, 2) for c in CLASSES]}
     else:
-        sample = work / "sample.txt"
-        sample.write_text(sentence("square", 3))
+        (sample := work / "sample.txt").write_text(sentence("square", 3))
         column = {"text": [sentence(c, 5) for c in CLASSES]}
     out = run_ok([str(BIN / "nnlab"), "predict", name, str(sample)], work, env)
     line = next(x for x in out.splitlines() if x.startswith(str(sample)))

@@ -3,7 +3,6 @@ predict on a text file from the checkpoint alone."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import shutil
@@ -17,7 +16,7 @@ from nnlab import paths
 from nnlab.config import TextFolderConfig
 from nnlab.data import text_folder
 from nnlab.data.synthetic import synthetic_review
-from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, tokenize
+from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, stored_texts, tokenize
 from nnlab.files import read_json
 from nnlab.log import DownloadError
 from nnlab.stages.download import run as run_download
@@ -67,11 +66,6 @@ def make_archive(path: Path) -> Path:
     return path
 
 
-def read_raw(root: Path) -> list[dict]:
-    with gzip.open(root / "data/raw/imdb" / paths.RAW_TEXTS, "rt") as fh:
-        return [json.loads(line) for line in fh]
-
-
 def test_tokenizer_and_vocabulary_most_frequent_with_pad_and_unknown_keeps_last_or_first():
     text = "This movie was NOT good.<br /><br />It isn't bad, either...<BR>10/10!"
     assert " ".join(tokenize(text)) == "this movie was not good it isn't bad either 10 10"
@@ -91,9 +85,6 @@ def test_tokenizer_and_vocabulary_most_frequent_with_pad_and_unknown_keeps_last_
     assert first.decode(first.encode([words])[0][0]) == "w1 w2 w3"
 
 
-# ----------------------------------------------------------------------------- download
-
-
 @pytest.mark.parametrize("kind", ["archive", "folder", "http"])
 def test_download_from_an_archive_a_folder_or_http_nothing_extracted(tmp_path, kind):
     (tmp_path / "srv").mkdir()
@@ -104,18 +95,14 @@ def test_download_from_an_archive_a_folder_or_http_nothing_extracted(tmp_path, k
         where = {"archive": {"path": str(archive)}, "http": {"mirrors": mirrors}}
         where["folder"] = {"path": str(tmp_path / "srv/reviews/aclImdb")}
         manifest = run_download(imdb_params(source="auto", **where[kind]), "imdb", tmp_path)
-    texts = sorted(r["text"] for r in read_raw(tmp_path))
+    texts = sorted(r["text"] for r in stored_texts(tmp_path / "data/raw/imdb" / paths.RAW_TEXTS))
     assert texts == sorted(t for ts in REVIEWS.values() for t in ts)  # unsup/ left out
     assert manifest["source"] == "remote"  # real data, from a local copy or a mirror
     assert manifest["counts"]["train"] == {"neg": 2, "pos": 2}
     if kind == "archive":  # a local archive may be a repack: its checksum is recorded
         assert manifest["checksum"] == f"sha256:{digest}"
-    if kind == "http":
-        assert manifest["files"][paths.RAW_ARCHIVE] == {
-            "url": f"{url}/aclImdb.tar.gz",
-            "pinned": True,
-            "checksum": f"sha256:{digest}",
-        }
+    if kind == "http":  # the mirror that worked
+        assert manifest["files"][paths.RAW_ARCHIVE]["url"] == f"{url}/aclImdb.tar.gz"
     raw = sorted(p.name for p in (tmp_path / "data/raw/imdb").iterdir())
     assert raw == [paths.MANIFEST, paths.RAW_TEXTS]  # nothing extracted, the archive dropped
 
@@ -152,9 +139,6 @@ def test_synthetic_labels_depend_on_word_order():
     assert any(" not good" in t for t in texts[0]) and not any(" not good" in t for t in texts[1])
     assert any("not bad at all" in t for t in texts[1])
     assert " ".join(tokenize(synthetic_review(np.random.default_rng(0), 0))) == texts[0][0]
-
-
-# ----------------------------------------------------------------------------- split
 
 
 @pytest.mark.parametrize(
@@ -194,9 +178,6 @@ def test_split_is_seeded_and_balanced(tmp_path):
     run_split(params, "imdb", tmp_path)
     assert all(np.array_equal(a, np.load(f)) for f, a in arrays.items())
     assert first["class_counts"]["train"]["positive"] == first["class_counts"]["train"]["negative"]
-
-
-# ----------------------------------------------------------------------------- predict
 
 
 @pytest.fixture(scope="module")
