@@ -16,6 +16,7 @@ from nnlab.config import load_params, parse_params
 from nnlab.data import image_folder as image_folder_reader
 from nnlab.data.prepare import load_arrays, load_meta
 from nnlab.data.sources import data_path
+from nnlab.data.text import Vocabulary
 from nnlab.files import read_json
 from nnlab.spec import DataSpec
 from nnlab.summary import summarize
@@ -55,18 +56,6 @@ def test_image_folder_of_any_classes_and_modes(tmp_path, channels):
         for f in (src / "circle/5.png", tmp_path / "eight.png")
     )
     assert np.abs(x16 - x8).max() <= 1 and x16.mean() < 200
-
-
-def test_classes_select_order_and_name_them(tmp_path):
-    src = image_folder(tmp_path / "photos", n=4)
-    classes = {"triangle": "tri", "circle": "circ"}
-    split = prepared(tmp_path, "image_folder", src, image_size=8, classes=classes)
-    assert load_meta("mine", tmp_path)["classes"] == ["tri", "circ"]
-    assert split["left_out"] == {"square": 4} and sum(split["counts"].values()) == 8
-    y = load_arrays("mine", "train", tmp_path)
-    labels = np.asarray(y["y"])
-    colours = np.asarray(y["x"], float)[..., 2].mean((1, 2))  # blue: the triangles
-    assert colours[labels == 0].mean() > colours[labels == 1].mean()
 
 
 @pytest.mark.parametrize("case", ["one-class", "classes-typo", "too-few", "split-mismatch"])
@@ -140,11 +129,16 @@ def test_text_table_one_file_per_split_and_a_subset_of_classes(tmp_path):
     for split, n in (("train", 10), ("validation", 3), ("test", 4)):
         rows = [(sentence(c, i), c) for i in range(n) for c in CLASSES]
         table(tmp_path, "jsonl", rows).rename(folder / f"{split}.jsonl")
-    classes = ["triangle", "circle"]
+    classes = {"triangle": "tri", "circle": "circ"}  # selected, in this order, renamed
     split = prepared(tmp_path, "text_table", folder, classes=classes, max_len=8, vocab_size=40)
     assert split["counts"] == {"train": 20, "val": 6, "test": 8}
     assert split["left_out"] == {"square": 17}
-    assert load_meta("mine", tmp_path)["classes"] == ["triangle", "circle"]
+    assert load_meta("mine", tmp_path)["classes"] == ["tri", "circ"]
+    vocab = Vocabulary.from_json(read_json(tmp_path / "data/split/mine/vocab.json"))
+    train = load_arrays("mine", "train", tmp_path)
+    triangles = {sentence("triangle", i) for i in range(10)}  # label 0: the first class
+    texts = [vocab.decode(x, n) for x, n in zip(train["x"], train["len"], strict=True)]
+    assert all((t in triangles) == (y == 0) for t, y in zip(texts, train["y"], strict=True))
 
 
 @pytest.mark.parametrize("case", ["missing-column", "not-utf8", "not-json", "several-tables"])
