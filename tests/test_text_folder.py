@@ -15,6 +15,7 @@ import pytest
 from nnlab import paths
 from nnlab.config import TextFolderConfig
 from nnlab.data import text_folder
+from nnlab.data.prepare import load_arrays
 from nnlab.data.synthetic import synthetic_review
 from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, stored_texts, tokenize
 from nnlab.files import read_json
@@ -155,16 +156,14 @@ def test_split_vocabulary_from_train_only_and_truncation(tmp_path, truncate, kep
     assert meta["kind"] == "text" and meta["input_shape"] == [4]
     assert meta["vocab_size"] == len(vocab) and meta["assets"] == [paths.VOCAB]
     assert manifest["counts"] == {"train": 2, "val": 2, "test": 4}
-    arrays = {s: (np.load(out / f"{s}_x.npy"), np.load(out / f"{s}_len.npy")) for s in paths.SPLITS}
-    texts = {s: [vocab.decode(x, n) for x, n in zip(*arrays[s], strict=True)] for s in arrays}
-    train_folder = {
-        w for (s, _), ts in REVIEWS.items() if s == "train" for w in tokenize(" ".join(ts))
-    }
+    arrays = {s: load_arrays("imdb", s, tmp_path) for s in paths.SPLITS}
+    texts = {s: list(map(vocab.decode, a["x"], a["len"])) for s, a in arrays.items()}
+    train_folder = set(tokenize(" ".join(REVIEWS["train", "pos"] + REVIEWS["train", "neg"])))
     assert set(vocab.tokens[2:]) < train_folder  # the words of val's half are unknown
     assert kept in texts["train"] + texts["val"]  # "A great film. Loved it!" cut to 4 words
     assert meta["truncate"].startswith(f"keep the {truncate}")
     assert vocab.keep == truncate  # predict cuts a new review the same way
-    x, lengths = arrays["test"]
+    x, lengths = arrays["test"]["x"], arrays["test"]["len"]
     assert x.dtype == np.int32 and lengths.max() <= 4
     great = vocab.index.get("great", UNK_INDEX)
     row = next(i for i in range(4) if x[i, 0] == great)  # "great great zyzzyva" (a positive)
@@ -202,10 +201,8 @@ def test_text_examples_and_predict_without_data_dir(trained_gru, tmp_path, monke
     assert "P(positive) =" in examples and "most confidently wrong" in examples
     root = tmp_path / "copy"
     shutil.copytree(src / "models", root / "models")  # no data/: the checkpoint has the vocab
-    review = root / "review.txt"
-    review.write_text("The acting was not good at all.<br />I did not like it.")
-    empty = root / "empty.txt"
-    empty.write_text("... !!!")
+    (root / "review.txt").write_text("The acting was not good at all.<br />I did not like it.")
+    (root / "empty.txt").write_text("... !!!")
     (root / "params.yaml").write_text(params_text(params))
     monkeypatch.chdir(root)
     rc = main(["predict", "imdb_gru", "review.txt", "empty.txt"])
