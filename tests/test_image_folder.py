@@ -30,8 +30,7 @@ def add_awkward_files(root: Path) -> list[str]:
     odd = [(cats / "gray.jpg", "L"), (cats / "alpha.png", "RGBA"), (dogs / "palette.png", "P")]
     for path, mode in [*odd, (dogs / "cmyk.jpg", "CMYK"), (dogs / "UPPER.JPG", "RGB")]:
         shape_image(path.parent.name, 1, mode).save(path)
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 64), "white").save(buf, format="JPEG")
+    Image.new("RGB", (64, 64), "white").save(buf := io.BytesIO(), format="JPEG")
     (cats / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     (dogs / "notes.jpg").write_text("this is not a picture")
     (dogs / "readme.txt").write_text("hello")

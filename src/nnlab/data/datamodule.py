@@ -68,8 +68,7 @@ class LengthBucketSampler(Sampler[int]):
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1  # the next epoch differs even where nobody calls set_epoch
         order = rng.permutation(len(self.lengths))
-        chunks = [order[i : i + self.chunk] for i in range(0, len(order), self.chunk)]
-        order = np.concatenate([c[np.argsort(self.lengths[c], kind="stable")] for c in chunks])
+        order = order[np.lexsort((self.lengths[order], np.arange(len(order)) // self.chunk))]
         n_full = len(order) // self.batch_size
         full = order[: n_full * self.batch_size].reshape(n_full, self.batch_size)
         shuffled = full[rng.permutation(n_full)].ravel()

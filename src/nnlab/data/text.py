@@ -55,14 +55,10 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    @property
-    def index(self) -> dict[str, int]:
-        return {w: i for i, w in enumerate(self.tokens)}
-
     def encode(self, texts: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Token lists -> ``(ids, lengths)``: int32 (N, max_len) padded at the end with 0,
         and the true lengths (after truncation to ``max_len``)."""
-        index = self.index
+        index = {w: i for i, w in enumerate(self.tokens)}
         ids = np.zeros((len(texts), self.max_len), dtype=np.int32)
         lengths = np.zeros(len(texts), dtype=np.int64)
         for row, words in enumerate(texts):
