@@ -29,8 +29,7 @@ def reader(kind: str) -> ModuleType:
 def pick_labels(
     counts: dict[str, dict[str, int]], cfg: DataConfig, name: str, shown: str, what: str
 ) -> tuple[list[str], list[str], dict[str, int]]:
-    """:func:`nnlab.data.prepare.pick_classes` over {split: {label: count}}; every split must
-    hold every label picked (``what`` names a label's files in the error)."""
+    """:func:`~nnlab.data.prepare.pick_classes` over {split: {label: count}}; all in every split."""
     total = sum(map(Counter, counts.values()), Counter())
     labels, names, left_out = pick_classes(dict(total), cfg, name, shown)
     for split, have in counts.items():
@@ -66,9 +65,9 @@ def label_counts(layout: Layout) -> dict[str, dict[str, int]]:
 def draw_plan(
     layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: str, what: str
 ) -> tuple[Plan, dict[str, Any]]:
-    """Per split: how many items, and the (label index, item) to draw them from in order; and
-    what was done, for the manifest (``what`` names the items). The data's own splits are kept,
-    a missing val cut from train (or val halved into val and test), else all pooled and cut."""
+    """Per split its quota and the (label index, item) to draw it from in order, and the manifest
+    entries. The data's own splits kept, a missing val cut from train (or val halved), or all
+    pooled and cut."""
     rng = np.random.default_rng(seed)
 
     # {the data's split: {train, val or test: fraction of it}}

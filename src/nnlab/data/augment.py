@@ -62,8 +62,7 @@ def _seed_all(transform: Any, seed_seq: np.random.SeedSequence) -> None:
 
 
 class Augment:
-    """Callable HWC uint8 -> HWC uint8: the ``A.Compose`` of ``steps``, its stream drawn from
-    the seed and the rank (this process's unless given): each rank its own."""
+    """HWC uint8 -> HWC uint8 by ``A.Compose(steps)``, its stream from the seed and the rank."""
 
     def __init__(self, steps: list[Any], seed: int, rank: int | None = None):
         import albumentations as A
@@ -90,8 +89,7 @@ build_augment = Augment  # the name the stages use
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: Lightning's seeding, then a distinct augmentation stream
-    per (epoch's base seed, worker, rank)."""
+    """A DataLoader worker: Lightning's seeding, then a stream per (seed, worker, rank)."""
     base_seed = torch.initial_seed() - worker_id
     rank = current_rank()
     pl_worker_init_function(worker_id, rank)

@@ -87,8 +87,7 @@ def make_loader(
     workers: int | None = None,
     sampler: Sampler | None = None,
 ) -> DataLoader:
-    """The one way a DataLoader is built (training, evaluation, features, predict); a
-    ``sampler`` (which then shuffles) replaces the order."""
+    """The one way a DataLoader is built; a ``sampler`` (which then shuffles) sets the order."""
     workers = loader.num_workers if workers is None else workers
     pin = torch.cuda.is_available() if loader.pin_memory == "auto" else loader.pin_memory
     return DataLoader(

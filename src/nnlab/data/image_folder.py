@@ -59,8 +59,7 @@ def _files(folder: Path) -> list[Path]:
 
 
 def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Path]]:
-    """({split or "pool": {class: [image files]}}, [ignored files]); raises on a folder that
-    holds no class folders, naming it as ``shown`` (where the user put it) when given."""
+    """({split or "pool": {class: [image files]}}, [ignored files]); errors name ``shown``."""
     if not images.is_dir():
         raise ValueError(f"{images}: no images folder; rerun the download stage")
     root = images
@@ -93,8 +92,7 @@ def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Pa
 
 
 def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
-    """The images of download@<name>, or (offline) drawings made here from ``synthetic_size``,
-    ``synthetic_image_size`` and the seed."""
+    """The images of download@<name>, or (offline) drawings made here from params and seed."""
     if read_json(raw_dir / paths.MANIFEST).get("source") != SYNTHETIC:
         return _split_images(cfg, raw_dir / paths.RAW_IMAGES, cfg.image_size, seed, name)
     with tempfile.TemporaryDirectory(prefix="nnlab-drawings-") as tmp:

@@ -18,8 +18,7 @@ class ImageReadError(ValueError):
 
 
 def load_image(path: str | Path | bytes, size: tuple[int, int], channels: int = 3) -> np.ndarray:
-    """A file or its bytes, converted (grey, 16-bit, CMYK, palette, RGBA...) and resized to HWC
-    uint8; :class:`ImageReadError` naming it when unreadable, too large or too distorted."""
+    """Any mode of image (file or bytes) as HWC uint8 of ``size``, or :class:`ImageReadError`."""
     return decode_image(path, size, channels)[0]
 
 
@@ -37,8 +36,7 @@ def _eight_bit(im: Image.Image) -> Image.Image:
 def decode_image(
     path: str | Path | bytes, size: tuple[int, int], channels: int = 3
 ) -> tuple[np.ndarray, str]:
-    """:func:`load_image` and the image's own mode (``L``, ``RGB``, ``I;16``...); the size
-    limits are checked on the header, before anything is decoded."""
+    """:func:`load_image` and the image's own mode; size limits checked before decoding."""
     data = bytes(path) if isinstance(path, bytes | bytearray) else None
     shown = f"<{len(data)} bytes>" if data is not None else Path(path)
     try:

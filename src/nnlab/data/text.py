@@ -56,8 +56,7 @@ class Vocabulary:
         return len(self.tokens)
 
     def encode(self, texts: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
-        """Token lists -> ``(ids, lengths)``: int32 (N, max_len) padded at the end with 0,
-        and the true lengths (after truncation to ``max_len``)."""
+        """Token lists -> (int32 ids (N, max_len) padded with 0, lengths after truncation)."""
         index = {w: i for i, w in enumerate(self.tokens)}
         ids = np.zeros((len(texts), self.max_len), dtype=np.int32)
         lengths = np.zeros(len(texts), dtype=np.int64)
@@ -88,8 +87,7 @@ SYNTHETIC_LABELS = ["neg", "pos"]  # the labels of synthetic_reviews' 0 and 1
 
 
 def _loader(cfg: DataConfig, name: str) -> tuple[Callable[[Path, str], tuple[list, dict]], str]:
-    """The kind's ``read(src, shown)`` -> (records: split, label, id, text; what was skipped),
-    and what it expects to find."""
+    """The kind's ``read(src, shown)`` -> (records, what was skipped), and what it expects."""
     if cfg.kind == "text_folder":
         return (lambda src, shown: text_folder.read_texts(cfg, src, shown)), text_folder.EXPECTED
     return (lambda src, shown: text_table.read_tables(cfg, src, shown, name)), text_table.EXPECTED
@@ -139,8 +137,7 @@ def stored_texts(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _records(cfg: DataConfig, raw_dir: Path, seed: int) -> Iterator[dict[str, Any]]:
-    """The stored texts, or for the offline substitute the synthetic reviews made here from
-    ``synthetic_size``, ``test_fraction`` and the seed."""
+    """The stored texts, or (offline) the synthetic reviews made here from params and seed."""
     if read_json(raw_dir / paths.MANIFEST).get("source") != SYNTHETIC:
         return stored_texts(raw_dir / paths.RAW_TEXTS)
     n_test = max(2, round(cfg.synthetic_size * cfg.test_fraction))
@@ -182,8 +179,7 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
 
 
 def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
-    """A text (a file, its bytes, or the text itself) -> token ids and length, with the
-    vocabulary the model was trained with (carried by the checkpoint: no data/ needed)."""
+    """A text (a file, its bytes, or itself) -> token ids and length, by the checkpoint's vocab."""
     vocab_json = spec.extra.get("assets", {}).get(paths.VOCAB)
     shown = f"{source}: " if isinstance(source, Path) else ""  # a file is named
     if vocab_json is None:

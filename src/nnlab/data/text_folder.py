@@ -25,8 +25,7 @@ def _place(name: str) -> tuple[str, str, str] | None:
 
 
 def read_texts(cfg: DataConfig, src: Path, shown: str) -> tuple[list[dict[str, str]], dict]:
-    """The labelled texts of a folder or an archive, and what was skipped; with ``classes:``
-    only their files are read (aclImdb's ``train/unsup/`` is then never loaded)."""
+    """The labelled texts of a folder or an archive, and what was skipped (only ``classes:``)."""
     wanted = cfg.class_names()
 
     def keep(name: str) -> bool:

@@ -22,8 +22,7 @@ EXPECTED = "expected a .csv, .tsv or .jsonl file, or one per split named train, 
 def _rows(
     data: bytes, name: str, where: str, cfg: DataConfig, dataset: str
 ) -> list[tuple[int, Any, Any]]:
-    """(line number, text cell, label cell) of every row of table ``name``; a missing cell is
-    None. Errors name the table as ``where``."""
+    """(line number, text cell or None, label cell or None) of each row; errors name ``where``."""
     text = decode_text(data, where).removeprefix("\ufeff")
     cols = (cfg.text_column, cfg.label_column)
     delimiter = DELIMITERS[PurePosixPath(name).suffix.lower()]
