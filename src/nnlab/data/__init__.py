@@ -66,8 +66,7 @@ def draw_plan(
     layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: str, what: str
 ) -> tuple[Plan, dict[str, Any]]:
     """Per split its quota and the (label index, item) to draw it from in order, and the manifest
-    entries. The data's own splits kept, a missing val cut from train (or val halved), or all
-    pooled and cut."""
+    entries: the data's own splits kept, a missing val cut from train or val, or all pooled."""
     rng = np.random.default_rng(seed)
 
     # {the data's split: {train, val or test: fraction of it}}
@@ -105,9 +104,8 @@ def draw_plan(
             done["split"] = f"pooled {total} {what}; {drew}"
         pool, where = layout[source], f"the {source.replace('pool', 'pooled')} {what}"
         refuse_small_classes({c: len(pool[c]) for c in classes}, list(want), name, where)
-        # each class's items shuffled and spread evenly through one order, so that any stretch
-        # of it is stratified; each split gets a stretch in proportion to its quota: the quota
-        # first, then spares to replace unreadable files, so no split eats another's
+        # each class shuffled and spread evenly through one order, so any stretch is stratified;
+        # each split's stretch holds its quota, then spares for unreadable files (never another's)
         spread = []
         for k, c in enumerate(classes):
             items = [pool[c][i] for i in rng.permutation(len(pool[c]))]

@@ -1,6 +1,5 @@
-"""Albumentations pipelines from an experiment's ``augment:`` steps (errors name the step), each
-transform with its own random stream, reseeded per DataLoader worker, epoch and rank (an
-inherited pipeline would repeat the same draws in every worker)."""
+"""Albumentations pipelines from ``augment:`` steps (errors name the step), each transform with
+its own random stream, reseeded per DataLoader worker, epoch and rank."""
 
 from __future__ import annotations
 

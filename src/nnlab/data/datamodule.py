@@ -44,9 +44,8 @@ class ArrayDataset(Dataset):
 
 
 class LengthBucketSampler(Sampler[int]):
-    """Text samples of similar length share a batch, so little of it is padding. Training: a
-    seeded permutation per epoch, sorted by length within chunks, batches shuffled (the short
-    one last); evaluation: length order. Only ``seed`` and the epoch matter: DDP ranks agree."""
+    """Texts of similar length share a batch (little padding): shuffled, sorted within chunks,
+    batches shuffled (the short one last); evaluation: length order. DDP ranks agree."""
 
     def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int):
         self.lengths = np.asarray(lengths)

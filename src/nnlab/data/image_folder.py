@@ -1,6 +1,5 @@
-"""Image folders: ``<split>/<class>/*`` or ``<class>/*`` images of any classes -> uint8 arrays;
-the data's own splits kept, else drawn stratified; odd modes converted, unreadable files skipped
-and replaced by spares of the same split. Offline: drawings."""
+"""Image folders: ``<split>/<class>/*`` or ``<class>/*`` images of any mode -> uint8 arrays;
+unreadable files skipped and replaced by spares of the same split. Offline: drawings."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""The reader of both text kinds (their loaders: :mod:`~nnlab.data.text_folder`, :mod:`~nnlab.data.
-text_table`): texts stored in ``texts.jsonl.gz``, split with a vocabulary of the training split
-only, ``max_len`` token ids per text and its true length; words lower-cased, markup dropped."""
+"""The reader of both text kinds (loaders: text_folder, text_table): texts stored gzipped, split
+into ``max_len`` token ids and true lengths by a vocabulary of the training split only."""
 
 from __future__ import annotations
 
@@ -26,7 +25,6 @@ from nnlab.files import decode_text, read_json
 from nnlab.paths import VOCAB as VOCAB_ASSET  # noqa: F401  (the name other layers import)
 from nnlab.spec import DataSpec
 
-PAD, UNK = "<pad>", "<unk>"
 PAD_INDEX, UNK_INDEX = 0, 1
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
@@ -39,7 +37,7 @@ def tokenize(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    tokens: tuple[str, ...]  # index -> word; tokens[0] = PAD, tokens[1] = UNK
+    tokens: tuple[str, ...]  # index -> word; tokens[0] = "<pad>", tokens[1] = "<unk>"
     max_len: int
     keep: str = "last"  # which max_len tokens of a longer text are kept: "first" or "last"
 
@@ -50,7 +48,7 @@ class Vocabulary:
         """The ``size - 2`` most frequent words of ``texts`` (ties: alphabetical)."""
         counts = Counter(chain.from_iterable(texts))
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max(size - 2, 0)]
-        return cls((PAD, UNK, *(w for w, _ in ranked)), max_len, keep)
+        return cls(("<pad>", "<unk>", *(w for w, _ in ranked)), max_len, keep)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -164,12 +162,11 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
         ids, lengths = vocab.encode(tokens[s])
         arrays[s] = {"x": ids, "y": np.array([k for k, _ in p], dtype=np.int64), "len": lengths}
         full = np.array([len(t) for t in tokens[s]])
-        known = int((ids > 1).sum())
         stats[s] = {
             "words_mean": round(float(full.mean()), 1),
             "words_median": float(np.median(full)),
             "truncated_fraction": round(float((full > cfg.max_len).mean()), 4),
-            "unknown_fraction": round(1 - known / max(int(lengths.sum()), 1), 4),
+            "unknown_fraction": round(1 - int((ids > 1).sum()) / max(int(lengths.sum()), 1), 4),
         }
     manifest |= {"vocabulary": {"size": len(vocab), "built_from": "train split only"}}
     manifest |= {"lengths": stats, **({"left_out": left_out} if left_out else {})}

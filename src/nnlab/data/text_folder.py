@@ -1,6 +1,5 @@
-"""Text folders: ``<split>/<label>/*.txt`` or ``<label>/*.txt`` (the aclImdb layout), read
-member by member from a folder or an archive without extracting; symlinked, empty or binary
-files are skipped and counted. The loader of :mod:`nnlab.data.text`."""
+"""Text folders (:mod:`nnlab.data.text`'s loader): ``<split>/<label>/*.txt`` or ``<label>/*.txt``
+read from a folder or an archive, not extracted; symlinked, empty or binary files skipped."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Text tables: a CSV, TSV or JSONL file (or one per split: ``train.csv``, ``val.csv``...) with
-``text_column:`` and ``label_column:``. Every cell is data, never interpreted; a row with an
-empty text or label is skipped and counted. The loader of :mod:`nnlab.data.text`."""
+"""Text tables (:mod:`nnlab.data.text`'s loader): a CSV, TSV or JSONL file, or one per split; every
+cell is data, never interpreted; a row with an empty text or label is skipped and counted."""
 
 from __future__ import annotations
 
