@@ -11,10 +11,7 @@ from nnlab.data.augment import Augment, AugmentError, build_augment
 from nnlab.data.datamodule import ArrayDataset, make_loader
 from tests.conftest import REPO
 
-pytestmark = [
-    pytest.mark.filterwarnings("error::UserWarning"),
-    pytest.mark.filterwarnings("error::DeprecationWarning"),
-]
+pytestmark = pytest.mark.filterwarnings("error::UserWarning", "error::DeprecationWarning")
 
 
 def step(name: str, **args) -> dict:

@@ -102,10 +102,8 @@ def test_zip_over_http_after_missing_and_damaged_mirrors(tmp_path):
 
 
 def test_offline_auto_falls_back_loudly_to_drawings_at_their_own_size(tmp_path, capsys):
-    root = tmp_path / "project"
-    params = cvd_params(
-        source="auto", mirrors=[f"{dead_url()}/a.zip"], synthetic_size=12, synthetic_image_size=20
-    )
+    root, mirrors = tmp_path / "project", [f"{dead_url()}/a.zip"]
+    params = cvd_params(source="auto", mirrors=mirrors, synthetic_size=12, synthetic_image_size=20)
     manifest = run_download(params, "cats_vs_dogs", root)
     assert manifest["source"] == SYNTHETIC and "Connection refused" in manifest["fallback_reason"]
     assert "SYNTHETIC" in capsys.readouterr().err
@@ -142,8 +140,7 @@ def test_pooled_tar_draws_split_sizes_stratified_seeded_or_scaled_loudly(tmp_pat
 @pytest.fixture(scope="module")
 def synthetic_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("catdog")
-    params = _run_params()
-    prepare(params, "cats_vs_dogs", root)
+    prepare(_run_params(), "cats_vs_dogs", root)
     return root
 
 
@@ -176,14 +173,11 @@ def test_train_evaluate_predict_aug(synthetic_root, tmp_path, capsys, monkeypatc
     root = tmp_path / "project"
     shutil.copytree(synthetic_root, root)
     params = _run_params()
-    receipt = train(params, "catdog_cnn_aug", root)
-    assert receipt["data_source"] == SYNTHETIC
-    metrics = evaluate(params, "catdog_cnn_aug", root)
-    figures = root / "reports/experiments/catdog_cnn_aug/figures"
-    assert (figures / "augmented_samples.png").stat().st_size > 1000
-    run = read_json(root / "reports/experiments/catdog_cnn_aug/run.json")
-    assert run["data_source"] == SYNTHETIC
-    assert 0 <= metrics["test/acc"] <= 1
+    assert train(params, "catdog_cnn_aug", root)["data_source"] == SYNTHETIC
+    assert 0 <= evaluate(params, "catdog_cnn_aug", root)["test/acc"] <= 1
+    reports = root / "reports/experiments/catdog_cnn_aug"
+    assert (reports / "figures/augmented_samples.png").stat().st_size > 1000
+    assert read_json(reports / "run.json")["data_source"] == SYNTHETIC
 
     photo = tmp_path / "photo.jpg"  # any size, any mode: resized to the training size
     shape_image("dogs", 1, "L", size=70).resize((90, 70)).save(photo)

@@ -3,7 +3,6 @@ predict on a text file from the checkpoint alone."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tarfile
@@ -18,7 +17,7 @@ from nnlab.data import text_folder
 from nnlab.data.prepare import load_arrays
 from nnlab.data.synthetic import synthetic_review
 from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, stored_texts, tokenize
-from nnlab.files import read_json
+from nnlab.files import file_digest, read_json
 from nnlab.log import DownloadError
 from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
@@ -75,8 +74,7 @@ def test_tokenizer_and_vocabulary_most_frequent_with_pad_and_unknown_keeps_last_
     assert vocab.tokens == ("<pad>", "<unk>", "b", "a")  # c and d (once each) do not fit
     ids, lengths = vocab.encode([["a", "zzz", "b"], []])
     assert ids.dtype == np.int32 and ids.shape == (2, 5)
-    assert ids[0].tolist() == [3, UNK_INDEX, 2, PAD_INDEX, PAD_INDEX]
-    assert lengths.tolist() == [3, 0]
+    assert ids[0].tolist() == [3, UNK_INDEX, 2, PAD_INDEX, PAD_INDEX] and lengths.tolist() == [3, 0]
     assert Vocabulary.from_json(json.loads(json.dumps(vocab.to_json()))) == vocab
     words = ["w1", "w2", "w3", "w4", "w5"]
     last = Vocabulary.build([words], 10, max_len=3, keep="last")
@@ -90,7 +88,7 @@ def test_tokenizer_and_vocabulary_most_frequent_with_pad_and_unknown_keeps_last_
 def test_download_from_an_archive_a_folder_or_http_nothing_extracted(tmp_path, kind):
     (tmp_path / "srv").mkdir()
     archive = make_archive(tmp_path / "srv/aclImdb.tar.gz")
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    digest = file_digest(archive)
     with serve(tmp_path / "srv") as url:
         mirrors = [dead_url() + "/a.tar.gz", f"{url}/aclImdb.tar.gz#sha256={digest}"]
         where = {"archive": {"path": str(archive)}, "http": {"mirrors": mirrors}}
@@ -179,7 +177,6 @@ def test_split_is_seeded_and_balanced(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained_gru(tmp_path_factory):
-    """imdb_gru trained 1 epoch on tiny synthetic data, then evaluated."""
     from nnlab.stages.evaluate import run as evaluate
     from nnlab.stages.train import run as train
 
@@ -203,9 +200,8 @@ def test_text_examples_and_predict_without_data_dir(trained_gru, tmp_path, monke
     (root / "empty.txt").write_text("... !!!")
     (root / "params.yaml").write_text(params_text(params))
     monkeypatch.chdir(root)
-    rc = main(["predict", "imdb_gru", "review.txt", "empty.txt"])
+    assert main(["predict", "imdb_gru", "review.txt", "empty.txt"]) == 1  # one file failed
     out = capsys.readouterr().out.splitlines()
-    assert rc == 1  # one file failed
     file, label, prob = out[0].split("\t")
     assert file == "review.txt" and label in ("positive", "negative")
     assert 0.5 <= float(prob) <= 1.0
