@@ -189,11 +189,9 @@ def test_train_evaluate_predict_aug(synthetic_root, tmp_path, capsys, monkeypatc
 
 
 @pytest.mark.shared
-@pytest.mark.skipif(
-    not (SHARED / "datasets/cats_and_dogs_small").is_dir(),
-    reason="../shared/datasets/cats_and_dogs_small absent",
-)
 def test_shared_cats_and_dogs_small_layout():
-    layout, _ = find_layout(SHARED / "datasets/cats_and_dogs_small")
+    if not (folder := SHARED / "datasets/cats_and_dogs_small").is_dir():
+        pytest.skip("../shared/datasets/cats_and_dogs_small absent")
+    layout, _ = find_layout(folder)
     assert set(layout) == {"train", "val"}
     assert {c: len(f) for c, f in layout["train"].items()} == {"cats": 1000, "dogs": 1000}

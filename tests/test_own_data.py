@@ -1,8 +1,6 @@
 """A user's own data by params alone: image and text folders and tables of any classes, bad
 data said in one line; and (slow) each through `dvc repro`, predict and the registry."""
 
-from __future__ import annotations
-
 import io
 import re
 from pathlib import Path
@@ -32,7 +30,6 @@ def params(name: str, block: dict, **experiment) -> dict:
 
 
 def prepared(root: Path, kind: str, path, **options):
-    """download@mine and split@mine of a ``kind`` block reading ``path``."""
     p = parse_params(params("mine", {"kind": kind, "path": str(path), **options}, model="mlp"))
     return prepare(p, "mine", root)
 
@@ -215,7 +212,6 @@ def test_own_data_through_dvc_repro_predict_and_registry(tmp_path, kind):
 
     from nnlab import tracking
 
-    (tmp_path / "repo").mkdir()
     work = copy_repo(tmp_path / "repo")
     block, experiment = E2E[kind]
     if kind == "text_table":

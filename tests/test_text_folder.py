@@ -1,8 +1,6 @@
 """Text folders (the lecture's IMDB reviews): download, tokenizer and vocabulary, split, and
 predict on a text file from the checkpoint alone."""
 
-from __future__ import annotations
-
 import json
 import shutil
 import tarfile
@@ -34,8 +32,7 @@ REVIEWS = {
 
 
 def imdb_params(**overrides):
-    """Tiny params with a synthetic imdb block and experiments imdb_gru and imdb_lstm; an
-    override without a dot is a key of the imdb block."""
+    """Tiny params: a synthetic imdb, imdb_gru and imdb_lstm; a key without a dot is imdb's."""
     imdb = {"kind": "text_folder", "classes": {"neg": "negative", "pos": "positive"}}
     imdb |= {"source": "synthetic", "synthetic_size": 240, "test_fraction": 0.25}
     imdb |= {"vocab_size": 200, "max_len": 40, "val_fraction": 0.2, "retries": 0, "timeout": 2}
