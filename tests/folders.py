@@ -69,9 +69,8 @@ def table(folder: Path, fmt: str = "csv", rows=None, text="text", label="label")
         path.write_text("".join(json.dumps({text: t, label: c}) + "\n" for t, c in rows))
         return path
     with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh, delimiter="," if fmt == "csv" else "\t")
-        writer.writerow([label, text])
-        writer.writerows([(c, t) for t, c in rows])
+        lines = [(label, text), *((c, t) for t, c in rows)]  # the label column first
+        csv.writer(fh, delimiter="," if fmt == "csv" else "\t").writerows(lines)
     return path
 
 

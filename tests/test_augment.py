@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader
 
 from nnlab.config import LoaderConfig, load_params
@@ -10,38 +11,26 @@ from nnlab.data.augment import Augment, AugmentError, build_augment
 from nnlab.data.datamodule import ArrayDataset, make_loader
 from tests.conftest import REPO
 
-pytestmark = [
-    pytest.mark.filterwarnings("error::UserWarning"),
-    pytest.mark.filterwarnings("error::DeprecationWarning"),
-]
+pytestmark = pytest.mark.filterwarnings("error::UserWarning", "error::DeprecationWarning")
 
 
 def step(name: str, **args) -> dict:
     return {"name": name, "args": args}
 
 
-def lecture_steps():
-    """The recipe exactly as params.yaml has it."""
+def lecture_steps():  # the recipe as params.yaml has it
     return load_params(REPO / "params.yaml").experiment("catdog_cnn_aug").augment
 
 
-def _image(seed=0, size=24):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-
-
-def _draws(aug, image, n=6):
-    return np.stack([aug(image) for _ in range(n)])
+def _image(size=24):
+    return np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
 
 
 def test_lecture_recipe_builds_and_changes_images():
-    aug = Augment(lecture_steps(), seed=1)
-    names = [type(t).__name__ for t in aug.compose.transforms]
-    assert names == ["Affine", "HorizontalFlip"]
     img = _image()
-    out = aug(img)
-    assert out.shape == img.shape and out.dtype == np.uint8
-    draws = _draws(aug, img)
+    aug = Augment(lecture_steps(), seed=1)
+    draws = np.stack([aug(img) for _ in range(6)])
+    assert draws.shape[1:] == img.shape and draws.dtype == np.uint8
     assert not any(np.array_equal(d, img) for d in draws)  # the affine always applies
     assert len({d.tobytes() for d in draws}) == len(draws)
 
@@ -50,7 +39,6 @@ def test_lecture_recipe_builds_and_changes_images():
     ("step", "message"),
     [
         (step("Affine", mode=1), "'mode' are not valid"),  # 1.x name
-        (step("Rotate", limit=40, value=0), "'value' are not valid"),  # 1.x name
         (step("ShiftScaleRotate"), "use Affine"),  # deprecated in 2.x
         (step("Affine", rotate="lots"), "rotate"),
         (step("RandomThing"), "no such albumentations transform"),
@@ -77,20 +65,11 @@ def test_transforms_draw_independently_nested_too(nested):
         Augment([step("OneOf", transforms=[{"name": "Nope"}])], seed=0)
 
 
-def test_same_seed_reproduces_other_seed_and_rank_differ():
-    def draws(seed: int, rank: int) -> np.ndarray:
-        return _draws(build_augment(lecture_steps(), seed, rank=rank), _image())
-
-    np.testing.assert_array_equal(draws(5, 0), draws(5, 0))
-    assert not np.array_equal(draws(5, 0), draws(6, 0))
-    assert not np.array_equal(draws(5, 0), draws(5, 1))
-
-
 def _loader(seed: int, persistent: bool, n: int = 8) -> DataLoader:
     """Eight copies of one image, two workers: batch 0 from worker 0, batch 1 from worker 1."""
     torch.manual_seed(seed)
     x = np.repeat(_image(size=16)[None], n, axis=0)
-    aug = build_augment(lecture_steps(), seed, rank=0)
+    aug = build_augment(lecture_steps(), seed)  # the rank: Lightning's
     workers = LoaderConfig(num_workers=2, persistent_workers=persistent, pin_memory=False)
     return make_loader(ArrayDataset({"x": x, "y": np.zeros(n, np.int64)}, aug), 4, workers)
 
@@ -100,7 +79,7 @@ def _epoch(loader) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("persistent", [False, True])
-def test_workers_differ_epochs_differ_seed_reproduces(persistent):
+def test_workers_epochs_seeds_and_ranks_draw_differently_a_seed_reproduces(persistent, monkeypatch):
     loader = _loader(seed=1, persistent=persistent)
     first, second = _epoch(loader), _epoch(loader)
     w0, w1 = first
@@ -112,13 +91,6 @@ def test_workers_differ_epochs_differ_seed_reproduces(persistent):
         np.testing.assert_array_equal(a, b)
     other = _epoch(_loader(seed=2, persistent=persistent))
     assert not np.array_equal(first[0], other[0])
-
-
-def test_worker_streams_differ_between_ranks(monkeypatch):
-    """Same seed, same worker id: a DDP rank 1 worker draws differently from rank 0's."""
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    rank0 = _epoch(_loader(seed=1, persistent=False))
-    monkeypatch.setattr(rank_zero_only, "rank", 1, raising=False)
-    rank1 = _epoch(_loader(seed=1, persistent=False))
-    assert not any(np.array_equal(a, b) for a, b in zip(rank0, rank1, strict=True))
+    monkeypatch.setattr(rank_zero_only, "rank", 1)  # a DDP rank 1 draws differently
+    rank1 = _epoch(_loader(seed=1, persistent=persistent))
+    assert not any(np.array_equal(a, b) for a, b in zip(first, rank1, strict=True))

@@ -1,10 +1,6 @@
 """Text folders (the lecture's IMDB reviews): download, tokenizer and vocabulary, split, and
 predict on a text file from the checkpoint alone."""
 
-from __future__ import annotations
-
-import gzip
-import hashlib
 import json
 import shutil
 import tarfile
@@ -16,9 +12,10 @@ import pytest
 from nnlab import paths
 from nnlab.config import TextFolderConfig
 from nnlab.data import text_folder
+from nnlab.data.prepare import load_arrays
 from nnlab.data.synthetic import synthetic_review
-from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, tokenize
-from nnlab.files import read_json
+from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, stored_texts, tokenize
+from nnlab.files import file_digest, read_json
 from nnlab.log import DownloadError
 from nnlab.stages.download import run as run_download
 from nnlab.stages.split import run as run_split
@@ -35,31 +32,13 @@ REVIEWS = {
 
 
 def imdb_params(**overrides):
-    """Tiny params with an imdb block (synthetic unless overridden) and both experiments; an
-    override without a dot is a key of the imdb block."""
-    imdb = {
-        "kind": "text_folder",
-        "classes": {"neg": "negative", "pos": "positive"},
-        "source": "synthetic",
-        "synthetic_size": 240,
-        "test_fraction": 0.25,
-        "vocab_size": 200,
-        "max_len": 40,
-        "val_fraction": 0.2,
-        "retries": 0,
-        "timeout": 2,
-    }
-    model = {"embed_dim": 16, "hidden": 16}
-    experiments = {
-        f"experiments.imdb_{m}": {
-            "dataset": "imdb",
-            "model": m,
-            "epochs": 1,
-            "batch_size": 32,
-            "model_options": model,
-        }
-        for m in ("gru", "lstm")
-    }
+    """Tiny params: a synthetic imdb, imdb_gru and imdb_lstm; a key without a dot is imdb's."""
+    imdb = {"kind": "text_folder", "classes": {"neg": "negative", "pos": "positive"}}
+    imdb |= {"source": "synthetic", "synthetic_size": 240, "test_fraction": 0.25}
+    imdb |= {"vocab_size": 200, "max_len": 40, "val_fraction": 0.2, "retries": 0, "timeout": 2}
+    exp = {"dataset": "imdb", "epochs": 1, "batch_size": 32}
+    exp["model_options"] = {"embed_dim": 16, "hidden": 16}
+    experiments = {f"experiments.imdb_{m}": {**exp, "model": m} for m in ("gru", "lstm")}
     overrides = {k if "." in k else f"data.imdb.{k}": v for k, v in overrides.items()}
     return tiny_params(**{"data.imdb": imdb, **experiments, **overrides})
 
@@ -84,28 +63,15 @@ def make_archive(path: Path) -> Path:
     return path
 
 
-def read_raw(root: Path) -> list[dict]:
-    with gzip.open(root / "data/raw/imdb" / paths.RAW_TEXTS, "rt") as fh:
-        return [json.loads(line) for line in fh]
-
-
-# ----------------------------------------------------------------------------- tokenizer
-
-
-def test_tokenize_lowercases_strips_breaks_and_punctuation():
+def test_tokenizer_and_vocabulary_most_frequent_with_pad_and_unknown_keeps_last_or_first():
     text = "This movie was NOT good.<br /><br />It isn't bad, either...<BR>10/10!"
     assert " ".join(tokenize(text)) == "this movie was not good it isn't bad either 10 10"
-    assert tokenize("") == []
-    assert "br" not in tokenize("a<br/>b<br />c")
-
-
-def test_vocabulary_most_frequent_with_pad_and_unknown_keeps_last_or_first():
+    assert tokenize("a<br/>b<br />c") == ["a", "b", "c"] and tokenize("") == []
     vocab = Vocabulary.build([["b", "a", "b", "c"], ["b", "a", "d"]], size=4, max_len=5)
     assert vocab.tokens == ("<pad>", "<unk>", "b", "a")  # c and d (once each) do not fit
     ids, lengths = vocab.encode([["a", "zzz", "b"], []])
     assert ids.dtype == np.int32 and ids.shape == (2, 5)
-    assert ids[0].tolist() == [3, UNK_INDEX, 2, PAD_INDEX, PAD_INDEX]
-    assert lengths.tolist() == [3, 0]
+    assert ids[0].tolist() == [3, UNK_INDEX, 2, PAD_INDEX, PAD_INDEX] and lengths.tolist() == [3, 0]
     assert Vocabulary.from_json(json.loads(json.dumps(vocab.to_json()))) == vocab
     words = ["w1", "w2", "w3", "w4", "w5"]
     last = Vocabulary.build([words], 10, max_len=3, keep="last")
@@ -115,31 +81,24 @@ def test_vocabulary_most_frequent_with_pad_and_unknown_keeps_last_or_first():
     assert first.decode(first.encode([words])[0][0]) == "w1 w2 w3"
 
 
-# ----------------------------------------------------------------------------- download
-
-
 @pytest.mark.parametrize("kind", ["archive", "folder", "http"])
 def test_download_from_an_archive_a_folder_or_http_nothing_extracted(tmp_path, kind):
     (tmp_path / "srv").mkdir()
     archive = make_archive(tmp_path / "srv/aclImdb.tar.gz")
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    digest = file_digest(archive)
     with serve(tmp_path / "srv") as url:
         mirrors = [dead_url() + "/a.tar.gz", f"{url}/aclImdb.tar.gz#sha256={digest}"]
         where = {"archive": {"path": str(archive)}, "http": {"mirrors": mirrors}}
         where["folder"] = {"path": str(tmp_path / "srv/reviews/aclImdb")}
         manifest = run_download(imdb_params(source="auto", **where[kind]), "imdb", tmp_path)
-    texts = sorted(r["text"] for r in read_raw(tmp_path))
+    texts = sorted(r["text"] for r in stored_texts(tmp_path / "data/raw/imdb" / paths.RAW_TEXTS))
     assert texts == sorted(t for ts in REVIEWS.values() for t in ts)  # unsup/ left out
     assert manifest["source"] == "remote"  # real data, from a local copy or a mirror
     assert manifest["counts"]["train"] == {"neg": 2, "pos": 2}
     if kind == "archive":  # a local archive may be a repack: its checksum is recorded
         assert manifest["checksum"] == f"sha256:{digest}"
-    if kind == "http":
-        assert manifest["files"][paths.RAW_ARCHIVE] == {
-            "url": f"{url}/aclImdb.tar.gz",
-            "pinned": True,
-            "checksum": f"sha256:{digest}",
-        }
+    if kind == "http":  # the mirror that worked
+        assert manifest["files"][paths.RAW_ARCHIVE]["url"] == f"{url}/aclImdb.tar.gz"
     raw = sorted(p.name for p in (tmp_path / "data/raw/imdb").iterdir())
     assert raw == [paths.MANIFEST, paths.RAW_TEXTS]  # nothing extracted, the archive dropped
 
@@ -154,11 +113,7 @@ def test_folder_without_reviews_names_what_is_missing(tmp_path):
 
 def test_offline_remote_fails_auto_falls_back_to_synthetic_loudly(tmp_path, capsys):
     with pytest.raises(DownloadError):
-        run_download(
-            imdb_params(source="remote", mirrors=[dead_url()]),
-            "imdb",
-            tmp_path,
-        )
+        run_download(imdb_params(source="remote", mirrors=[dead_url()]), "imdb", tmp_path)
     with pytest.raises(ValueError, match=r"data\.imdb\.source"):
         imdb_params(source="bundled")  # imdb has no bundled sample
     params = imdb_params(source="auto", mirrors=[dead_url()])
@@ -166,30 +121,18 @@ def test_offline_remote_fails_auto_falls_back_to_synthetic_loudly(tmp_path, caps
     assert manifest["source"] == "synthetic reviews"
     assert "could not download" in manifest["fallback_reason"]
     assert "SYNTHETIC REVIEWS" in capsys.readouterr().err
-    run_split(params, "imdb", tmp_path)
-    assert read_json(tmp_path / "data/split/imdb" / paths.META)["source"] == "synthetic reviews"
 
 
 def test_synthetic_labels_depend_on_word_order():
     rng = np.random.default_rng(0)
-    texts = {
-        label: [tokenize(synthetic_review(rng, label)) for _ in range(400)] for label in (0, 1)
-    }
-    # every adjective and "not" occur in both classes about equally often...
-    for word in ("good", "bad", "not"):
-        pos = sum(word in t for t in texts[1])
-        neg = sum(word in t for t in texts[0])
+    texts = {y: [" ".join(tokenize(synthetic_review(rng, y))) for _ in range(400)] for y in (0, 1)}
+    for word in ("good", "bad", "not"):  # every adjective and "not" in both classes alike...
+        pos, neg = (sum(word in t.split() for t in texts[y]) for y in (1, 0))
         assert abs(pos - neg) < 0.25 * max(pos, neg), (word, pos, neg)
     # ...while "not" right before an adjective decides the label
-    assert any(" not good" in " ".join(t) for t in texts[0])
-    assert not any(" not good" in " ".join(t) for t in texts[1])
-    assert any("not bad at all" in " ".join(t) for t in texts[1])
-    # seeded: the same seed gives the same reviews
-    again = np.random.default_rng(0)
-    assert tokenize(synthetic_review(again, 0)) == texts[0][0]
-
-
-# ----------------------------------------------------------------------------- split
+    assert any(" not good" in t for t in texts[0]) and not any(" not good" in t for t in texts[1])
+    assert any("not bad at all" in t for t in texts[1])
+    assert " ".join(tokenize(synthetic_review(np.random.default_rng(0), 0))) == texts[0][0]
 
 
 @pytest.mark.parametrize(
@@ -206,18 +149,16 @@ def test_split_vocabulary_from_train_only_and_truncation(tmp_path, truncate, kep
     assert meta["kind"] == "text" and meta["input_shape"] == [4]
     assert meta["vocab_size"] == len(vocab) and meta["assets"] == [paths.VOCAB]
     assert manifest["counts"] == {"train": 2, "val": 2, "test": 4}
-    arrays = {s: (np.load(out / f"{s}_x.npy"), np.load(out / f"{s}_len.npy")) for s in paths.SPLITS}
-    texts = {s: [vocab.decode(x, n) for x, n in zip(*arrays[s], strict=True)] for s in arrays}
-    train_folder = {
-        w for (s, _), ts in REVIEWS.items() if s == "train" for w in tokenize(" ".join(ts))
-    }
+    arrays = {s: load_arrays("imdb", s, tmp_path) for s in paths.SPLITS}
+    texts = {s: list(map(vocab.decode, a["x"], a["len"])) for s, a in arrays.items()}
+    train_folder = set(tokenize(" ".join(REVIEWS["train", "pos"] + REVIEWS["train", "neg"])))
     assert set(vocab.tokens[2:]) < train_folder  # the words of val's half are unknown
     assert kept in texts["train"] + texts["val"]  # "A great film. Loved it!" cut to 4 words
     assert meta["truncate"].startswith(f"keep the {truncate}")
     assert vocab.keep == truncate  # predict cuts a new review the same way
-    x, lengths = arrays["test"]
+    x, lengths = arrays["test"]["x"], arrays["test"]["len"]
     assert x.dtype == np.int32 and lengths.max() <= 4
-    great = vocab.index.get("great", UNK_INDEX)
+    great = vocab.tokens.index("great")
     row = next(i for i in range(4) if x[i, 0] == great)  # "great great zyzzyva" (a positive)
     assert x[row, :3].tolist() == [great, great, UNK_INDEX] and lengths[row] == 3
 
@@ -231,12 +172,8 @@ def test_split_is_seeded_and_balanced(tmp_path):
     assert first["class_counts"]["train"]["positive"] == first["class_counts"]["train"]["negative"]
 
 
-# ----------------------------------------------------------------------------- predict
-
-
 @pytest.fixture(scope="module")
 def trained_gru(tmp_path_factory):
-    """imdb_gru trained 1 epoch on tiny synthetic data, then evaluated."""
     from nnlab.stages.evaluate import run as evaluate
     from nnlab.stages.train import run as train
 
@@ -256,15 +193,12 @@ def test_text_examples_and_predict_without_data_dir(trained_gru, tmp_path, monke
     assert "P(positive) =" in examples and "most confidently wrong" in examples
     root = tmp_path / "copy"
     shutil.copytree(src / "models", root / "models")  # no data/: the checkpoint has the vocab
-    review = root / "review.txt"
-    review.write_text("The acting was not good at all.<br />I did not like it.")
-    empty = root / "empty.txt"
-    empty.write_text("... !!!")
+    (root / "review.txt").write_text("The acting was not good at all.<br />I did not like it.")
+    (root / "empty.txt").write_text("... !!!")
     (root / "params.yaml").write_text(params_text(params))
     monkeypatch.chdir(root)
-    rc = main(["predict", "imdb_gru", "review.txt", "empty.txt"])
+    assert main(["predict", "imdb_gru", "review.txt", "empty.txt"]) == 1  # one file failed
     out = capsys.readouterr().out.splitlines()
-    assert rc == 1  # one file failed
     file, label, prob = out[0].split("\t")
     assert file == "review.txt" and label in ("positive", "negative")
     assert 0.5 <= float(prob) <= 1.0

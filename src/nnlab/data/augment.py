@@ -1,6 +1,5 @@
-"""Albumentations pipelines from an experiment's ``augment:`` steps (errors name the step), each
-transform with its own random stream, reseeded per DataLoader worker, epoch and rank (an
-inherited pipeline would repeat the same draws in every worker)."""
+"""Albumentations pipelines from ``augment:`` steps (errors name the step), each transform with
+its own random stream, reseeded per DataLoader worker, epoch and rank."""
 
 from __future__ import annotations
 
@@ -10,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.fabric.utilities.seed import pl_worker_init_function
 
 # albumentations asks PyPI for a newer version on import (a network call in every worker)
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -21,20 +22,17 @@ class AugmentError(ValueError):
     """An ``augment:`` step that albumentations cannot build as written."""
 
 
-def _step_parts(step: Any) -> tuple[str, dict[str, Any]]:
-    if hasattr(step, "name"):
-        return step.name, dict(step.args)
-    if isinstance(step, dict) and "name" in step:
-        return step["name"], dict(step.get("args") or {})
-    raise AugmentError(f"expected {{name: ..., args: {{...}}}}, got {step!r}")
-
-
 def _build(step: Any, where: str):
     import albumentations as A
     from albumentations.core.composition import BaseCompose
     from albumentations.core.transforms_interface import BasicTransform
 
-    name, args = _step_parts(step)
+    if hasattr(step, "name"):  # an AugmentStep of params, or a nested step's dict
+        name, args = step.name, dict(step.args)
+    elif isinstance(step, dict) and "name" in step:
+        name, args = step["name"], dict(step.get("args") or {})
+    else:
+        raise AugmentError(f"{where}: expected {{name: ..., args: {{...}}}}, got {step!r}")
     cls = getattr(A, name, None)
     if not (isinstance(cls, type) and issubclass(cls, BasicTransform | BaseCompose)):
         raise AugmentError(f"{where} {name}: no such albumentations transform")
@@ -58,19 +56,18 @@ def _seed_all(transform: Any, seed_seq: np.random.SeedSequence) -> None:
     children = list(getattr(transform, "transforms", []) or [])
     own, *kids = seed_seq.spawn(1 + len(children))
     transform.set_random_seed(int(own.generate_state(1)[0]))
-    if children:  # BaseCompose.set_random_seed also reseeds the children: override that
-        for child, ss in zip(children, kids, strict=True):
-            _seed_all(child, ss)
+    for child, ss in zip(children, kids, strict=True):  # after the compose's own reseeding
+        _seed_all(child, ss)
 
 
 class Augment:
-    """Callable HWC uint8 -> HWC uint8 wrapping an ``A.Compose`` built from params."""
+    """HWC uint8 -> HWC uint8 by ``A.Compose(steps)``, its stream from the seed and the rank."""
 
-    def __init__(self, steps: list[Any], seed: int, *more: int):
+    def __init__(self, steps: list[Any], seed: int, rank: int | None = None):
         import albumentations as A
 
         self.compose = A.Compose([_build(step, f"augment[{i}]") for i, step in enumerate(steps)])
-        self.reseed(seed, *more)
+        self.reseed(seed, current_rank() if rank is None else rank)
 
     def reseed(self, *entropy: int) -> None:
         """Restart the stream from ``entropy`` (any ints: seed, worker id, rank...)."""
@@ -81,28 +78,20 @@ class Augment:
 
 
 def current_rank() -> int:
-    """Global rank: torch.distributed when initialised, else Lightning's, else 0."""
+    """Global rank: torch.distributed's when initialised, else Lightning's."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return int(torch.distributed.get_rank())
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    return int(getattr(rank_zero_only, "rank", 0) or 0)
+        return torch.distributed.get_rank()
+    return rank_zero_only.rank
 
 
-def build_augment(steps: list[Any], seed: int, rank: int | None = None) -> Augment:
-    """The training pipeline of one process; each rank gets its own stream."""
-    return Augment(steps, seed, current_rank() if rank is None else rank)
+build_augment = Augment  # the name the stages use
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: Lightning's seeding, then a distinct augmentation stream
-    per (epoch's base seed, worker, rank)."""
-    from lightning.fabric.utilities.seed import pl_worker_init_function
-
+    """A DataLoader worker: Lightning's seeding, then a stream per (seed, worker, rank)."""
     base_seed = torch.initial_seed() - worker_id
     rank = current_rank()
     pl_worker_init_function(worker_id, rank)
-    info = torch.utils.data.get_worker_info()
-    transform = getattr(info.dataset, "transform", None) if info is not None else None
+    transform = getattr(torch.utils.data.get_worker_info().dataset, "transform", None)
     if isinstance(transform, Augment):
         transform.reseed(base_seed, worker_id, rank)

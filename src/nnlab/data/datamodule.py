@@ -17,7 +17,6 @@ from nnlab.data.augment import build_augment, worker_init
 from nnlab.data.prepare import load_arrays, load_meta
 from nnlab.files import read_json
 from nnlab.paths import SPLITS, split_dir
-from nnlab.spec import spec_from_meta
 
 
 class ArrayDataset(Dataset):
@@ -33,26 +32,20 @@ class ArrayDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices)
         order = np.argsort(idx, kind="stable")  # sorted reads are kinder to a memmap
-        batch = {}
-        for key, arr in self.arrays.items():
-            values = np.empty((len(idx), *arr.shape[1:]), dtype=arr.dtype)
-            values[order] = arr[idx[order]]
-            batch[key] = values
+        undo = np.argsort(order)
+        batch = {key: arr[idx[order]][undo] for key, arr in self.arrays.items()}
         x = batch.pop("x")
         if self.transform is not None:
             x = np.stack([self.transform(image) for image in x])
         if x.ndim == 4:  # images: NHWC -> NCHW, still uint8
             x = x.transpose(0, 3, 1, 2)
-        out = {"x": torch.from_numpy(np.ascontiguousarray(x))}
-        for key, values in batch.items():  # labels, lengths
-            out[key] = torch.from_numpy(values.astype(np.int64))
-        return out
+        labels = {key: torch.from_numpy(v.astype(np.int64)) for key, v in batch.items()}
+        return {"x": torch.from_numpy(np.ascontiguousarray(x)), **labels}
 
 
 class LengthBucketSampler(Sampler[int]):
-    """Text samples of similar length share a batch, so little of it is padding. Training: a
-    seeded permutation per epoch, sorted by length within chunks, batches shuffled (the short
-    one last); evaluation: length order. Only ``seed`` and the epoch matter: DDP ranks agree."""
+    """Texts of similar length share a batch (little padding): shuffled, sorted within chunks,
+    batches shuffled (the short one last); evaluation: length order. DDP ranks agree."""
 
     def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int):
         self.lengths = np.asarray(lengths)
@@ -74,16 +67,14 @@ class LengthBucketSampler(Sampler[int]):
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1  # the next epoch differs even where nobody calls set_epoch
         order = rng.permutation(len(self.lengths))
-        chunks = [order[i : i + self.chunk] for i in range(0, len(order), self.chunk)]
-        order = np.concatenate([c[np.argsort(self.lengths[c], kind="stable")] for c in chunks])
+        order = order[np.lexsort((self.lengths[order], np.arange(len(order)) // self.chunk))]
         n_full = len(order) // self.batch_size
         full = order[: n_full * self.batch_size].reshape(n_full, self.batch_size)
         shuffled = full[rng.permutation(n_full)].ravel()
         return iter(np.concatenate([shuffled, order[n_full * self.batch_size :]]).tolist())
 
 
-def _whole_batch(batch: Any) -> Any:
-    """collate_fn: ``__getitems__`` already returns a collated batch."""
+def _whole_batch(batch: Any) -> Any:  # collate_fn: __getitems__ returns a whole batch
     return batch
 
 
@@ -95,8 +86,7 @@ def make_loader(
     workers: int | None = None,
     sampler: Sampler | None = None,
 ) -> DataLoader:
-    """The one way a DataLoader is built (training, evaluation, features, predict); ``workers``
-    defaults to ``loader.num_workers``; a ``sampler`` (which then shuffles) replaces the order."""
+    """The one way a DataLoader is built; a ``sampler`` (which then shuffles) sets the order."""
     workers = loader.num_workers if workers is None else workers
     pin = torch.cuda.is_available() if loader.pin_memory == "auto" else loader.pin_memory
     return DataLoader(
@@ -128,7 +118,6 @@ class ArrayDataModule(L.LightningDataModule):
         self.seed = seed
         self.root = Path(root)
         self.meta = load_meta(dataset, self.root)  # fails early, naming the missing stage
-        self.spec = spec_from_meta(self.meta)
         self.datasets: dict[str, ArrayDataset] = {}
         self.sizer: Any = None  # train's ThreadSizer: the loaders take the workers it planned
 
@@ -147,12 +136,10 @@ class ArrayDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         workers = self.sizer.plan["num_workers"] if self.sizer is not None else None
-        data, sampler = self.datasets[split], None
+        data, size, sampler = self.datasets[split], self.exp.batch_size, None
         if self.exp.bucket_by_length:
-            sampler = LengthBucketSampler(
-                data.arrays["len"], self.exp.batch_size, shuffle, self.seed
-            )
-        return make_loader(data, self.exp.batch_size, self.loader, shuffle, workers, sampler)
+            sampler = LengthBucketSampler(data.arrays["len"], size, shuffle, self.seed)
+        return make_loader(data, size, self.loader, shuffle, workers, sampler)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

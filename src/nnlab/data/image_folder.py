@@ -1,10 +1,8 @@
-"""Image folders: ``<split>/<class>/*`` or ``<class>/*`` images of any classes -> uint8 arrays;
-the data's own splits kept where it has them, else drawn stratified. Odd modes are converted,
-unreadable ones skipped, listed and replaced by spares of the same split; offline, drawings."""
+"""Image folders: ``<split>/<class>/*`` or ``<class>/*`` images of any mode -> uint8 arrays;
+unreadable files skipped and replaced by spares of the same split. Offline: drawings."""
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from collections import Counter
@@ -17,9 +15,9 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
-from nnlab.data import SPLIT_NAMES, pick_labels, skipped_report, split_plan
+from nnlab.data import SPLIT_NAMES, Layout, draw_plan, label_counts, pick_labels, skipped_report
 from nnlab.data.images import IMAGE_SUFFIXES, ImageReadError, decode_image, load_image
-from nnlab.data.prepare import Prepared, planned_classes, refuse_small_classes
+from nnlab.data.prepare import Prepared, planned_classes
 from nnlab.data.sources import Limits, download_raw, unpack_tree
 from nnlab.data.synthetic import ANIMAL_CLASSES, write_animals
 from nnlab.files import read_json
@@ -27,8 +25,6 @@ from nnlab.log import info, warn
 from nnlab.spec import DataSpec
 
 SYNTHETIC = "synthetic cartoon cats and dogs"
-_IGNORED_DIRS = ("__MACOSX",)
-Layout = dict[str, dict[str, list[Path]]]  # split (or "pool") -> class folder -> image files
 
 
 def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
@@ -36,44 +32,25 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
         images = out_dir / paths.RAW_IMAGES
         skipped = unpack_tree(src, images, shown, Limits.of(cfg))
         layout, ignored = find_layout(images, shown)
-        counts = _counts(layout)
+        counts = label_counts(layout)
         pick_labels(counts, cfg, name, shown, "class folder")  # fails here, not at split
-        return {
-            **skipped,
-            "layout": sorted(layout),
-            "classes": sorted({c for cls in layout.values() for c in cls}),
-            "ignored_files": len(ignored),
-            "counts": counts,
-        }
+        classes = sorted({c for cls in layout.values() for c in cls})
+        found = {"layout": sorted(layout), "classes": classes, "ignored_files": len(ignored)}
+        return {**skipped, **found, "counts": counts}
 
-    drawn = {
-        "generator": "nnlab.data.synthetic.draw_animal",
-        "classes": list(ANIMAL_CLASSES),
-        "drawn_by": f"split@{name} (synthetic_size, synthetic_image_size, seed)",
-    }
+    drawn = {"generator": "nnlab.data.synthetic.draw_animal", "classes": list(ANIMAL_CLASSES)}
+    drawn["drawn_by"] = f"split@{name} (synthetic_size, synthetic_image_size, seed)"
     return download_raw(
         cfg, out_dir, name, store, {paths.RAW_ARCHIVE: None}, lambda: drawn, SYNTHETIC
     )
 
 
-# ----------------------------------------------------------------------------- layout
-
-
 def _visible(p: Path) -> bool:
-    return not p.name.startswith(".") and p.name not in _IGNORED_DIRS
+    return not p.name.startswith(".") and p.name != "__MACOSX"
 
 
-def _image_root(folder: Path) -> Path:
-    """Descend through wrapper folders (``cats_and_dogs_filtered/``) to the layout's root."""
-    while True:
-        entries = [p for p in folder.iterdir() if _visible(p)]
-        if not (
-            len(entries) == 1
-            and entries[0].is_dir()
-            and any(p.is_dir() and _visible(p) for p in entries[0].iterdir())
-        ):
-            return folder
-        folder = entries[0]
+def _dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
 
 
 def _files(folder: Path) -> list[Path]:
@@ -81,19 +58,19 @@ def _files(folder: Path) -> list[Path]:
 
 
 def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Path]]:
-    """({split or "pool": {class: [image files]}}, [ignored files]); raises on a folder that
-    holds no class folders, naming it as ``shown`` (where the user put it) when given."""
+    """({split or "pool": {class: [image files]}}, [ignored files]); errors name ``shown``."""
     if not images.is_dir():
         raise ValueError(f"{images}: no images folder; rerun the download stage")
-    root = _image_root(images)
-    dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
+    root = images
+    while len(top := [p for p in root.iterdir() if _visible(p)]) == 1 and top[0].is_dir():
+        if not _dirs(top[0]):  # a class folder, not a wrapper (cats_and_dogs_filtered/)
+            break
+        root = top[0]
+    dirs = _dirs(root)
     ignored = [p for p in root.iterdir() if p.is_file()]
     by_split = {SPLIT_NAMES[d.name.lower()]: d for d in dirs if d.name.lower() in SPLIT_NAMES}
     if "train" in by_split:
-        tops = {
-            s: sorted(c for c in d.iterdir() if c.is_dir() and _visible(c))
-            for s, d in by_split.items()
-        }
+        tops = {s: _dirs(d) for s, d in by_split.items()}
         ignored += [p for d in dirs if d not in by_split.values() for p in _files(d)]
     else:
         tops = {"pool": dirs}
@@ -113,76 +90,8 @@ def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Pa
     return layout, ignored
 
 
-def class_folders(images: Path) -> list[str]:
-    return sorted({c for cls in find_layout(images)[0].values() for c in cls})
-
-
-def _counts(layout: Layout) -> dict[str, dict[str, int]]:
-    return {s: {c: len(f) for c, f in cls.items()} for s, cls in layout.items()}
-
-
-# ----------------------------------------------------------------------------- split
-
-
-Plan = dict[str, tuple[int, list[tuple[int, Path]]]]  # split -> (quota, [(label, file)])
-
-
-def _plan(
-    layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: str
-) -> tuple[Plan, dict[str, Any]]:
-    """Per split: how many images, and the (label, file) to draw them from in order; and what
-    was done, for the manifest."""
-    rng = np.random.default_rng(seed)
-
-    def share(pool: dict[str, list[Path]], sizes: dict[str, int], where: str) -> Plan:
-        """Each class's files shuffled and spread evenly through one order, so that any stretch
-        of it is stratified; each split gets a stretch in proportion to its size: its quota
-        first, then spares to replace unreadable files, so no split eats another's."""
-        refuse_small_classes({c: len(pool[c]) for c in classes}, list(sizes), name, where)
-        spread = []
-        for k, c in enumerate(classes):
-            files = [pool[c][i] for i in rng.permutation(len(pool[c]))]
-            spread += [((j + 0.5) / len(files), k, f) for j, f in enumerate(files)]
-        order = [(k, f) for _, k, f in sorted(spread)]
-        cuts = np.cumsum(list(sizes.values()))[:-1] * len(order) // max(sum(sizes.values()), 1)
-        bounds = [0, *cuts.tolist(), len(order)]
-        spans = zip(sizes.items(), bounds[:-1], bounds[1:], strict=True)
-        return {s: (n, order[a:b]) for (s, n), a, b in spans}
-
-    parts, how = split_plan(set(layout), cfg)
-    if "pool" in parts:
-        layout = {"pool": {c: [f for split in layout.values() for f in split[c]] for c in classes}}
-    total = sum(len(f) for split in layout.values() for c, f in split.items() if c in classes)
-    cap = min(1.0, cfg.max_samples / total) if cfg.max_samples else 1.0
-    plan, done = {}, {"split": how}
-    for source, fractions in parts.items():
-        n = math.floor(sum(len(layout[source][c]) for c in classes) * cap)
-        first, *rest = fractions
-        want = {s: round(n * fractions[s]) for s in rest}
-        want = {first: n - sum(want.values()), **want}
-        if source == "pool" and cfg.split_sizes:
-            want = dict(zip(paths.SPLITS, cfg.split_sizes, strict=True))
-            if sum(want.values()) > n:  # fewer images than asked for: same proportions, said
-                asked = list(cfg.split_sizes)
-                done["split_sizes_scaled"] = {"asked": asked, "images": n}
-                want = {s: math.floor(w * n / sum(asked)) for s, w in want.items()}
-                warn(
-                    f"split@{name}: data.{name}.split_sizes asks for {asked} images but there "
-                    f"are {n}: drew {list(want.values())} (the same proportions)"
-                )
-        if source == "pool":
-            done["split"] = (
-                f"pooled {total} files; drew train/val/test = {list(want.values())} "
-                f"(stratified, seed {seed})"
-            )
-        where = "the pooled folder" if source == "pool" else f"the {source} folder"
-        plan.update(share(layout[source], want, where))
-    return plan, done
-
-
 def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
-    """The images of download@<name>, or (offline) drawings made here from ``synthetic_size``,
-    ``synthetic_image_size`` and the seed."""
+    """The images of download@<name>, or (offline) drawings made here from params and seed."""
     if read_json(raw_dir / paths.MANIFEST).get("source") != SYNTHETIC:
         return _split_images(cfg, raw_dir / paths.RAW_IMAGES, cfg.image_size, seed, name)
     with tempfile.TemporaryDirectory(prefix="nnlab-drawings-") as tmp:
@@ -192,9 +101,9 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
 
 def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str) -> Prepared:
     layout, ignored = find_layout(images)
-    counts = _counts(layout)
+    counts = label_counts(layout)
     labels, classes, left_out = pick_labels(counts, cfg, name, str(images), "class folder")
-    plan, manifest = _plan(layout, labels, cfg, seed, name)
+    plan, manifest = draw_plan(layout, labels, cfg, seed, name, "files")
     skipped = [{"file": str(f.relative_to(images)), "reason": "not an image file"} for f in ignored]
     modes: Counter = Counter()
 
@@ -227,21 +136,12 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
     if converted:
         said = ", ".join(f"{n} {m}" for m, n in converted.items())
         info(f"split@{name}: converted to {target}: {said} images")
-    manifest.update(
-        image_size=size,
-        channels=cfg.channels,
-        modes=dict(sorted(modes.items())),
-        converted_to=target,
-        converted_count=sum(converted.values()),
-        **skipped_report(skipped, f"split@{name}", "unreadable or non-image files"),
-        **({"left_out": left_out} if left_out else {}),
-    )
-    requested = {s: plan[s][0] for s in arrays}
-    shortfall = {
-        s: {"requested": requested[s], "got": len(a["y"])}
-        for s, a in arrays.items()
-        if len(a["y"]) < requested[s]
-    }
+    manifest |= {"image_size": size, "channels": cfg.channels, "modes": dict(sorted(modes.items()))}
+    manifest |= {"converted_to": target, "converted_count": sum(converted.values())}
+    manifest |= skipped_report(skipped, f"split@{name}", "unreadable or non-image files")
+    manifest |= {"left_out": left_out} if left_out else {}
+    got = {s: len(a["y"]) for s, a in arrays.items()}
+    shortfall = {s: {"requested": plan[s][0], "got": n} for s, n in got.items() if n < plan[s][0]}
     if shortfall:
         manifest["shortfall"] = shortfall
         warn(
@@ -249,9 +149,7 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
             + ", ".join(f"{s} ({v['got']} of {v['requested']})" for s, v in shortfall.items())
             + "; replacements come only from the same split's files"
         )
-    return Prepared(
-        kind="image", classes=classes, arrays=arrays, meta={"image_size": size}, manifest=manifest
-    )
+    return Prepared("image", classes, arrays, {"image_size": size}, manifest)
 
 
 def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
@@ -262,5 +160,9 @@ def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
 
 def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     """What split@<name> will produce from the images, from params alone."""
-    classes = planned_classes(cfg, name, root, class_folders, list(ANIMAL_CLASSES))
+
+    def found(images: Path) -> list[str]:
+        return sorted({c for cls in find_layout(images)[0].values() for c in cls})
+
+    classes = planned_classes(cfg, name, root, found, list(ANIMAL_CLASSES))
     return DataSpec("image", (cfg.channels, cfg.image_size, cfg.image_size), tuple(classes))

@@ -1,6 +1,5 @@
-"""Labelled texts, for the text kinds: the raw store (``texts.jsonl.gz``), the split (vocabulary
-from the training split only, ``max_len`` token ids per text and its true length), and the
-tokenizer: lower-case words, ``<br />`` and punctuation removed, inner apostrophes kept."""
+"""The reader of both text kinds (loaders: text_folder, text_table): texts stored gzipped, split
+into ``max_len`` token ids and true lengths by a vocabulary of the training split only."""
 
 from __future__ import annotations
 
@@ -18,23 +17,14 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
-from nnlab.data import pick_labels, split_plan
-from nnlab.data.prepare import (
-    Prepared,
-    pick_classes,
-    planned_classes,
-    refuse_empty,
-    refuse_small_classes,
-    stratified_split,
-    subsample,
-)
+from nnlab.data import draw_plan, label_counts, pick_labels, text_folder, text_table
+from nnlab.data.prepare import Prepared, planned_classes, refuse_empty
 from nnlab.data.sources import download_raw
 from nnlab.data.synthetic import synthetic_reviews
 from nnlab.files import decode_text, read_json
 from nnlab.paths import VOCAB as VOCAB_ASSET  # noqa: F401  (the name other layers import)
 from nnlab.spec import DataSpec
 
-PAD, UNK = "<pad>", "<unk>"
 PAD_INDEX, UNK_INDEX = 0, 1
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
@@ -47,38 +37,25 @@ def tokenize(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    tokens: tuple[str, ...]  # index -> word; tokens[0] = PAD, tokens[1] = UNK
+    tokens: tuple[str, ...]  # index -> word; tokens[0] = "<pad>", tokens[1] = "<unk>"
     max_len: int
     keep: str = "last"  # which max_len tokens of a longer text are kept: "first" or "last"
-
-    def __post_init__(self) -> None:
-        if self.tokens[:2] != (PAD, UNK):
-            raise ValueError(f"vocabulary must start with {PAD!r}, {UNK!r}")
-        if self.keep not in ("first", "last"):
-            raise ValueError(f"keep must be 'first' or 'last', got {self.keep!r}")
 
     @classmethod
     def build(
         cls, texts: Iterable[Sequence[str]], size: int, max_len: int, keep: str = "last"
     ) -> Vocabulary:
         """The ``size - 2`` most frequent words of ``texts`` (ties: alphabetical)."""
-        counts: Counter[str] = Counter()
-        for words in texts:
-            counts.update(words)
+        counts = Counter(chain.from_iterable(texts))
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max(size - 2, 0)]
-        return cls((PAD, UNK, *(w for w, _ in ranked)), max_len, keep)
+        return cls(("<pad>", "<unk>", *(w for w, _ in ranked)), max_len, keep)
 
     def __len__(self) -> int:
         return len(self.tokens)
 
-    @property
-    def index(self) -> dict[str, int]:
-        return {w: i for i, w in enumerate(self.tokens)}
-
     def encode(self, texts: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
-        """Token lists -> ``(ids, lengths)``: int32 (N, max_len) padded at the end with 0,
-        and the true lengths (after truncation to ``max_len``)."""
-        index = self.index
+        """Token lists -> (int32 ids (N, max_len) padded with 0, lengths after truncation)."""
+        index = {w: i for i, w in enumerate(self.tokens)}
         ids = np.zeros((len(texts), self.max_len), dtype=np.int32)
         lengths = np.zeros(len(texts), dtype=np.int64)
         for row, words in enumerate(texts):
@@ -88,18 +65,12 @@ class Vocabulary:
         return ids, lengths
 
     def decode(self, ids: Sequence[int], length: int | None = None) -> str:
-        n = len(ids) if length is None else int(length)
-        return " ".join(self.tokens[int(i)] for i in ids[:n])
+        return " ".join(self.tokens[int(i)] for i in ids[: None if length is None else int(length)])
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "tokenizer": "lower-case; <br /> and punctuation removed; [^\\W_]+('[^\\W_]+)*",
-            "pad_index": PAD_INDEX,
-            "unk_index": UNK_INDEX,
-            "max_len": self.max_len,
-            "keep": self.keep,
-            "tokens": list(self.tokens),
-        }
+        tokenizer = "lower-case; <br /> and punctuation removed; [^\\W_]+('[^\\W_]+)*"
+        about = {"tokenizer": tokenizer, "pad_index": PAD_INDEX, "unk_index": UNK_INDEX}
+        return {**about, "max_len": self.max_len, "keep": self.keep, "tokens": list(self.tokens)}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Vocabulary:
@@ -109,42 +80,37 @@ class Vocabulary:
             raise ValueError(f"not a vocabulary: missing or bad key {err}") from None
 
 
-# ----------------------------------------------------------------------------- raw texts
-
 SYNTHETIC = "synthetic reviews"
 SYNTHETIC_LABELS = ["neg", "pos"]  # the labels of synthetic_reviews' 0 and 1
 
 
-def download_texts(
-    cfg: DataConfig,
-    out_dir: Path,
-    name: str,
-    read: Callable[[Path, str], tuple[list[dict[str, str]], dict[str, Any]]],
-    expected: str,
-) -> dict[str, Any]:
-    """download@ of a text kind: ``read(src, shown)`` gives the records (split, label, id,
-    text) and what it skipped, stored in ``texts.jsonl.gz``; ``expected`` says what to put."""
+def _loader(cfg: DataConfig, name: str) -> tuple[Callable[[Path, str], tuple[list, dict]], str]:
+    """The kind's ``read(src, shown)`` -> (records, what was skipped), and what it expects."""
+    if cfg.kind == "text_folder":
+        return (lambda src, shown: text_folder.read_texts(cfg, src, shown)), text_folder.EXPECTED
+    return (lambda src, shown: text_table.read_tables(cfg, src, shown, name)), text_table.EXPECTED
+
+
+def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
+    """download@ of a text kind: the loader's records stored in ``texts.jsonl.gz``."""
+    read, expected = _loader(cfg, name)
 
     def store(src: Path, shown: str) -> dict[str, Any]:
         records, report = read(src, shown)
         if not records:
             raise ValueError(f"{shown}: no labelled texts found ({expected})")
-        counts: dict[str, Counter] = {}
-        for r in records:
-            counts.setdefault(r["split"], Counter())[r["label"]] += 1
+        splits = sorted({r["split"] for r in records})
+        counts = {s: Counter(r["label"] for r in records if r["split"] == s) for s in splits}
         pick_labels(counts, cfg, name, shown, "texts labelled")
         write_texts(records, out_dir / paths.RAW_TEXTS)
         return {
-            "counts": {s: dict(sorted(c.items())) for s, c in sorted(counts.items())},
+            "counts": {s: dict(sorted(c.items())) for s, c in counts.items()},
             "classes": sorted({r["label"] for r in records}),
             **report,
         }
 
-    made = {
-        "generator": "nnlab.data.synthetic.synthetic_review",
-        "classes": SYNTHETIC_LABELS,
-        "written_by": f"split@{name} (synthetic_size, test_fraction, seed)",
-    }
+    made = {"generator": "nnlab.data.synthetic.synthetic_review", "classes": SYNTHETIC_LABELS}
+    made["written_by"] = f"split@{name} (synthetic_size, test_fraction, seed)"
     return download_raw(
         cfg, out_dir, name, store, {paths.RAW_ARCHIVE: None}, lambda: made, SYNTHETIC
     )
@@ -169,88 +135,48 @@ def stored_texts(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _records(cfg: DataConfig, raw_dir: Path, seed: int) -> Iterator[dict[str, Any]]:
-    """The stored texts, or for the offline substitute the synthetic reviews made here from
-    ``synthetic_size``, ``test_fraction`` and the seed."""
+    """The stored texts, or (offline) the synthetic reviews made here from params and seed."""
     if read_json(raw_dir / paths.MANIFEST).get("source") != SYNTHETIC:
         return stored_texts(raw_dir / paths.RAW_TEXTS)
     n_test = max(2, round(cfg.synthetic_size * cfg.test_fraction))
-    return (
-        {**r, "label": SYNTHETIC_LABELS[r["label"]]}
-        for r in synthetic_reviews(cfg.synthetic_size, n_test, seed)
-    )
+    reviews = synthetic_reviews(cfg.synthetic_size, n_test, seed)
+    return ({**r, "label": SYNTHETIC_LABELS[r["label"]]} for r in reviews)
 
 
-# ----------------------------------------------------------------------------- split
-
-
-def split_texts(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
-    rows: dict[str, tuple[list[str], list[str]]] = {}
+def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
+    layout: dict[str, dict[str, list[str]]] = {}  # split -> label -> texts
     for r in _records(cfg, raw_dir, seed):
         try:
-            texts, labels = rows.setdefault(r["split"], ([], []))
-            texts.append(r["text"])
-            labels.append(r["label"])
+            layout.setdefault(r["split"], {}).setdefault(r["label"], []).append(r["text"])
         except (KeyError, TypeError) as err:
             raise ValueError(f"{raw_dir / paths.RAW_TEXTS}: not a text record ({err})") from None
-    found = Counter(label for _, labels in rows.values() for label in labels)
-    order, classes, left_out = pick_classes(dict(found), cfg, name, str(raw_dir))
-    index = {label: i for i, label in enumerate(order)}
-    plan, how = split_plan(set(rows), cfg)
-    if "pool" in plan:  # every split's texts and labels, joined
-        columns = zip(*rows.values(), strict=True)
-        rows = {"pool": tuple(list(chain.from_iterable(c)) for c in columns)}
-    parts = {}
-    for source, fractions in plan.items():
-        texts, labels = rows[source]
-        kept = [i for i, label in enumerate(labels) if label in index]
-        y = np.asarray([index[labels[i]] for i in kept], dtype=np.int64)
-        where = f"the {source} texts"
-        refuse_small_classes(dict(Counter(y.tolist())), list(fractions), name, where)
-        keep = subsample(y, cfg.max_samples, seed)
-        rest = list(fractions.values())[1:]
-        cuts = stratified_split(y[keep], rest, seed) if rest else [np.arange(len(keep))]
-        for split, idx in zip(fractions, cuts, strict=True):
-            parts[split] = ([texts[kept[i]] for i in keep[idx]], y[keep][idx])
-    refuse_empty(name, {s: len(ys) for s, (_, ys) in parts.items()}, cfg)
-    tokens = {s: [tokenize(t) for t in ts] for s, (ts, _) in parts.items()}
+    counts = label_counts(layout)
+    labels, classes, left_out = pick_labels(counts, cfg, name, str(raw_dir), "texts labelled")
+    plan, manifest = draw_plan(layout, labels, cfg, seed, name, "texts")
+    parts = {s: items[:quota] for s, (quota, items) in plan.items()}
+    refuse_empty(name, {s: len(p) for s, p in parts.items()}, cfg)
+    tokens = {s: [tokenize(t) for _, t in p] for s, p in parts.items()}
     vocab = Vocabulary.build(tokens["train"], cfg.vocab_size, cfg.max_len, keep=cfg.truncate)
     arrays, stats = {}, {}
-    for s, (_, ys) in parts.items():
+    for s, p in parts.items():
         ids, lengths = vocab.encode(tokens[s])
-        arrays[s] = {"x": ids, "y": ys.astype(np.int64), "len": lengths}
+        arrays[s] = {"x": ids, "y": np.array([k for k, _ in p], dtype=np.int64), "len": lengths}
         full = np.array([len(t) for t in tokens[s]])
-        known = int((ids > 1).sum())
         stats[s] = {
             "words_mean": round(float(full.mean()), 1),
             "words_median": float(np.median(full)),
             "truncated_fraction": round(float((full > cfg.max_len).mean()), 4),
-            "unknown_fraction": round(1 - known / max(int(lengths.sum()), 1), 4),
+            "unknown_fraction": round(1 - int((ids > 1).sum()) / max(int(lengths.sum()), 1), 4),
         }
-    manifest = {
-        "split": how,
-        "vocabulary": {"size": len(vocab), "built_from": "train split only"},
-        "lengths": stats,
-        **({"left_out": left_out} if left_out else {}),
-    }
-    return Prepared(
-        kind="text",
-        classes=classes,
-        arrays=arrays,
-        meta={
-            "vocab_size": len(vocab),
-            "pad_index": PAD_INDEX,
-            "max_len": cfg.max_len,
-            "truncate": f"keep the {cfg.truncate} max_len tokens",
-            "assets": [paths.VOCAB],
-        },
-        manifest=manifest,
-        files={paths.VOCAB: vocab.to_json()},
-    )
+    manifest |= {"vocabulary": {"size": len(vocab), "built_from": "train split only"}}
+    manifest |= {"lengths": stats, **({"left_out": left_out} if left_out else {})}
+    meta = {"vocab_size": len(vocab), "pad_index": PAD_INDEX, "max_len": cfg.max_len}
+    meta |= {"truncate": f"keep the {cfg.truncate} max_len tokens", "assets": [paths.VOCAB]}
+    return Prepared("text", classes, arrays, meta, manifest, {paths.VOCAB: vocab.to_json()})
 
 
 def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
-    """A text (a file, its bytes, or the text itself) -> token ids and length, with the
-    vocabulary the model was trained with (carried by the checkpoint: no data/ needed)."""
+    """A text (a file, its bytes, or itself) -> token ids and length, by the checkpoint's vocab."""
     vocab_json = spec.extra.get("assets", {}).get(paths.VOCAB)
     shown = f"{source}: " if isinstance(source, Path) else ""  # a file is named
     if vocab_json is None:
@@ -268,10 +194,13 @@ def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
     return {"x": ids[0], "len": lengths[0]}
 
 
-def text_spec(
-    cfg: DataConfig, name: str, root: Path, found_at: Callable[[Path], list[str]]
-) -> DataSpec:
+def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     """What split@<name> will produce, from params alone (``nnlab summary`` before any data)."""
-    classes = planned_classes(cfg, name, root, found_at, SYNTHETIC_LABELS)
+    read = _loader(cfg, name)[0]
+
+    def found(src: Path) -> list[str]:
+        return sorted({r["label"] for r in read(src, str(src))[0]})
+
+    classes = planned_classes(cfg, name, root, found, SYNTHETIC_LABELS)
     extra = {"pad_index": PAD_INDEX, "max_len": cfg.max_len}
     return DataSpec("text", (cfg.max_len,), tuple(classes), vocab_size=cfg.vocab_size, extra=extra)

@@ -1,19 +1,15 @@
-"""Text folders: ``<split>/<label>/*.txt`` or ``<label>/*.txt`` (the aclImdb layout), read
-member by member from a folder or an archive without extracting; symlinked, empty or binary
-files are skipped and counted. The rest is :mod:`nnlab.data.text`."""
+"""Text folders (:mod:`nnlab.data.text`'s loader): ``<split>/<label>/*.txt`` or ``<label>/*.txt``
+read from a folder or an archive, not extracted; symlinked, empty or binary files skipped."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from nnlab.config import DataConfig
 from nnlab.data import SPLIT_NAMES, skipped_report
-from nnlab.data.sources import Limits, read_files, walk_files
-from nnlab.data.text import download_texts, load_input, split_texts, text_spec  # noqa: F401
+from nnlab.data.sources import Limits, read_files
 from nnlab.files import decode_text
-from nnlab.spec import DataSpec
 
 _IN_SPLIT = re.compile(rf"(?:^|/)({'|'.join(SPLIT_NAMES)})/([^/]+)/([^/]+)\.txt$", re.IGNORECASE)
 _IN_LABEL = re.compile(r"(?:^|/)([^/]+)/([^/]+)\.txt$", re.IGNORECASE)
@@ -28,8 +24,7 @@ def _place(name: str) -> tuple[str, str, str] | None:
 
 
 def read_texts(cfg: DataConfig, src: Path, shown: str) -> tuple[list[dict[str, str]], dict]:
-    """The labelled texts of a folder or an archive, and what was skipped; with ``classes:``
-    only their files are read (aclImdb's ``train/unsup/`` is then never loaded)."""
+    """The labelled texts of a folder or an archive, and what was skipped (only ``classes:``)."""
     wanted = cfg.class_names()
 
     def keep(name: str) -> bool:
@@ -53,21 +48,3 @@ def read_texts(cfg: DataConfig, src: Path, shown: str) -> tuple[list[dict[str, s
         report["ignored_files"] = sum(r["split"] == "pool" for r in records)
         records = [r for r in records if r["split"] != "pool"]
     return records, {**report, **skipped_report(skipped, shown, "texts")}
-
-
-def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
-    return download_texts(
-        cfg, out_dir, name, lambda src, shown: read_texts(cfg, src, shown), EXPECTED
-    )
-
-
-def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
-    def found(src: Path) -> list[str]:
-        """The label folders of a local folder, from the file names alone."""
-        places = [p for f in walk_files(src)[0] if (p := _place(f.as_posix()))]
-        return sorted({p[1] for p in [p for p in places if p[0] != "pool"] or places})
-
-    return text_spec(cfg, name, root, found)
-
-
-split = split_texts  # load_input and split: those of every text kind

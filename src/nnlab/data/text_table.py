@@ -1,6 +1,5 @@
-"""Text tables: a CSV, TSV or JSONL file (or one per split: ``train.csv``, ``val.csv``...) with
-``text_column:`` and ``label_column:``. Every cell is data, never interpreted; a row with an
-empty text or label is skipped and counted. The rest is :mod:`nnlab.data.text`."""
+"""Text tables (:mod:`nnlab.data.text`'s loader): a CSV, TSV or JSONL file, or one per split; every
+cell is data, never interpreted; a row with an empty text or label is skipped and counted."""
 
 from __future__ import annotations
 
@@ -13,9 +12,7 @@ from typing import Any
 from nnlab.config import DataConfig
 from nnlab.data import SPLIT_NAMES, skipped_report
 from nnlab.data.sources import Limits, is_archive, read_files
-from nnlab.data.text import download_texts, load_input, split_texts, text_spec  # noqa: F401
 from nnlab.files import decode_text
-from nnlab.spec import DataSpec
 
 DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".jsonl": None, ".ndjson": None}
 EXPECTED = "expected a .csv, .tsv or .jsonl file, or one per split named train, val, test"
@@ -24,8 +21,7 @@ EXPECTED = "expected a .csv, .tsv or .jsonl file, or one per split named train, 
 def _rows(
     data: bytes, name: str, where: str, cfg: DataConfig, dataset: str
 ) -> list[tuple[int, Any, Any]]:
-    """(line number, text cell, label cell) of every row of table ``name``; a missing cell is
-    None. Errors name the table as ``where``."""
+    """(line number, text cell or None, label cell or None) of each row; errors name ``where``."""
     text = decode_text(data, where).removeprefix("\ufeff")
     cols = (cfg.text_column, cfg.label_column)
     delimiter = DELIMITERS[PurePosixPath(name).suffix.lower()]
@@ -56,13 +52,6 @@ def _rows(
         raise ValueError(f"{where}: line {reader.line_num}: {err}") from None
 
 
-def _label(cell: Any) -> tuple[str, str | None]:
-    """(the label as a string, or why there is none)."""
-    if type(cell) in (str, int) and str(cell).strip():
-        return str(cell).strip(), None
-    return "", "no label" if cell is None or cell == "" else "label is not a string or integer"
-
-
 def read_tables(
     cfg: DataConfig, src: Path, shown: str, dataset: str
 ) -> tuple[list[dict[str, str]], dict]:
@@ -89,28 +78,14 @@ def read_tables(
         where = shown if single else f"{shown}: {name}"
         split = splits[name] or "pool"
         for line, text, cell in _rows(data, name, where, cfg, dataset):
-            label, reason = _label(cell)
+            label = str(cell).strip() if type(cell) in (str, int) else ""
             if not isinstance(text, str) or not text.strip():
                 reason = "no text"
-            if reason:
-                skipped.append({"file": name, "row": line, "reason": reason})
+            elif not label:
+                reason = "no label" if cell in (None, "") else "label is not a string or integer"
             else:
                 row_id = f"{name}:{line:09d}"
                 records.append({"split": split, "label": label, "id": row_id, "text": text})
+                continue
+            skipped.append({"file": name, "row": line, "reason": reason})
     return records, {**report, **skipped_report(skipped, shown, "texts")}
-
-
-def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
-    return download_texts(
-        cfg, out_dir, name, lambda src, shown: read_tables(cfg, src, shown, name), EXPECTED
-    )
-
-
-def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
-    def found(src: Path) -> list[str]:
-        return sorted({r["label"] for r in read_tables(cfg, src, str(src), name)[0]})
-
-    return text_spec(cfg, name, root, found)
-
-
-split = split_texts  # load_input and split: those of every text kind
