@@ -1,7 +1,5 @@
-"""MLflow through its public API: where runs go (``MLFLOW_TRACKING_URI``, else the project's
-SQLite store in ``mlruns/``), tags, dataset inputs and the run receipt
-(``models/<experiment>/run.json``: no path, no URI). Rank 0 only.
-"""
+"""MLflow through its public API, on global rank 0 only: where runs go (``MLFLOW_TRACKING_URI``,
+else the project's SQLite store in ``mlruns/``), tags, dataset inputs and the portable receipt."""
 
 from __future__ import annotations
 
@@ -13,17 +11,18 @@ import re
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from nnlab import paths
 from nnlab.files import load_array, read_json, regular_file, write_json
-from nnlab.log import info
+from nnlab.log import info, one_line
 
 # read by MLflow 3's UI: open the experiment on its runs, not on traces (the GenAI view)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 # global, node and local rank as torchrun, SLURM and Lightning's launcher set them
 RANK_VARS = ("RANK", "SLURM_PROCID", "NODE_RANK", "GROUP_RANK", "LOCAL_RANK")
-LOCAL = ("tracking_uri", "artifact_uri")  # where a store was on the machine that trained
 # a server that does not answer fails after two tries of 10 s, unless the user set these
 WAITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
 
@@ -34,8 +33,8 @@ def is_global_zero_env() -> bool:
 
 
 def project_root(root: Path = Path(".")) -> Path:
-    """The repository whose ``mlruns/`` this working copy uses: the original one inside a DVC
-    temporary workspace (``<repo>/.dvc/tmp/exps/...``), found by the folder's shape alone."""
+    """The repository whose ``mlruns/`` is used: inside a DVC temporary workspace
+    (``<repo>/.dvc/tmp/exps/...``) the original one, found by the folder's shape alone."""
     repo, found, _ = f"{Path(root).resolve()}/".rpartition("/.dvc/tmp/exps/")
     return Path(repo) if found else Path(root).resolve()
 
@@ -62,8 +61,8 @@ def redacted_uri(root: Path = Path(".")) -> str:
 
 
 def answered(fn):
-    """``fn`` with a tracking server's failure as one RuntimeError naming it (never its
-    credentials): no answer in time (with the bounding variables), or an answer MLflow refused."""
+    """``fn`` with a tracking server's failure (no answer in time, or one MLflow refused) as one
+    RuntimeError naming the server without credentials."""
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
@@ -81,9 +80,9 @@ def answered(fn):
                 ) from err
             if not server.startswith(("http://", "https://")):
                 raise
-            reason = " ".join(str(err).split())
-            reason = reason if len(reason) <= 200 else reason[:197] + "..."
-            raise RuntimeError(f"MLflow tracking server {server} failed: {reason}") from err
+            raise RuntimeError(
+                f"MLflow tracking server {server} failed: {one_line(err, 200)}"
+            ) from err
 
     return call
 
@@ -98,9 +97,6 @@ def artifact_location(root: Path = Path("."), experiment: str = "") -> str | Non
 def check_inside(location: str, root: Path = Path(".")) -> None:
     """RuntimeError unless a local store keeps ``location`` inside this project's ``mlruns/``
     (a store moved or copied from elsewhere names its old folders, and MLflow would write there)."""
-    from urllib.parse import urlparse
-    from urllib.request import url2pathname
-
     url = urlparse(location)
     if os.environ.get("MLFLOW_TRACKING_URI") or url.scheme not in ("", "file"):
         return
@@ -115,14 +111,13 @@ def check_inside(location: str, root: Path = Path(".")) -> None:
 
 
 def client(root: Path = Path(".")):
-    """A client (tracking and registry) on the store this process resolves now."""
     return _client(tracking_uri(root))
 
 
 @functools.cache
 def _client(uri: str):
-    """One client per store and process. A local store is created under its lock (parallel jobs
-    would race on the schema); a file that is not an SQLite database is one line naming it."""
+    """One client per store and process; a local store is created under a lock (parallel jobs
+    race on the schema), and a file that is not an SQLite database is one line naming it."""
     import fcntl
     import sqlite3
 
@@ -189,8 +184,8 @@ def run_tags(experiment: str, dataset: str, data_source: str, root: Path) -> dic
 
 @answered
 def make_logger(experiment: str, dataset: str, tags: dict[str, str], root=Path("."), run_id=None):
-    """Lightning's MLFlowLogger for one training, its experiment created and tagged; a
-    ``run_id`` this store lacks starts a new run. ``False`` (no logger) on other ranks."""
+    """Lightning's MLFlowLogger in a tagged experiment (a ``run_id`` the store lacks starts a new
+    run); ``False`` (no logger) on other ranks."""
     from lightning.pytorch.loggers import MLFlowLogger
 
     if not is_global_zero_env():
@@ -211,7 +206,6 @@ def make_logger(experiment: str, dataset: str, tags: dict[str, str], root=Path("
 
 
 def run_exists(run_id: str, root: Path = Path(".")) -> bool:
-    """Whether the store holds the run (a store that does not answer raises)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -223,9 +217,7 @@ def run_exists(run_id: str, root: Path = Path(".")) -> bool:
 
 
 def write_receipt(model_dir: Path, receipt: dict[str, Any]) -> None:
-    """Write ``run.json`` without the fields that would tie it to one machine's store."""
-    portable = {k: v for k, v in receipt.items() if k not in LOCAL}
-    write_json(Path(model_dir) / paths.RECEIPT, portable)
+    write_json(Path(model_dir) / paths.RECEIPT, receipt)
 
 
 def read_receipt(model_dir: Path) -> dict[str, Any]:
@@ -256,8 +248,8 @@ def log_to_run(
     tags: dict[str, str] | None = None,
     root: Path = Path("."),
 ) -> bool:
-    """Add metrics, tags and files to the run named in a receipt (rank 0 only). False, with one
-    line, when the store does not hold that run (a checkpoint pulled into another clone)."""
+    """Add metrics, tags and files to the receipt's run; False, with one line, when the store
+    lacks that run (a checkpoint pulled into another clone)."""
     if not is_global_zero_env():
         return False
     run_id = receipt.get("run_id")
@@ -285,8 +277,8 @@ def log_to_run(
 
 
 def dataset_source(raw_manifest: dict[str, Any]):
-    """Where a dataset came from, as an MLflow DatasetSource: the user's ``path`` (absolute),
-    the URL it was downloaded from, or (offline substitute) the generator's name."""
+    """Where a dataset came from as an MLflow DatasetSource: the user's ``path``, the URL, or
+    (offline substitute) the generator's name."""
     import warnings
 
     from mlflow.data.code_dataset_source import CodeDatasetSource
@@ -305,16 +297,13 @@ def dataset_source(raw_manifest: dict[str, Any]):
 
 
 @answered
-def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> list[str]:
-    """Log the splits of ``data/split/<dataset>`` as the run's dataset inputs (context
-    train/val/test) with their manifest's digests; a features cache has the source of the
-    dataset it was made from. The digests in split order (rank 0 only)."""
+def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> None:
+    """Log the splits as the run's dataset inputs with their manifest's digests (a features
+    cache with its origin's source)."""
     import mlflow.data
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    if not is_global_zero_env():
-        return []
     folder = paths.split_dir(dataset, root)
     meta = read_json(folder / paths.META)
     manifest = folder / paths.MANIFEST
@@ -339,4 +328,3 @@ def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> list[str]
             DatasetInput(Dataset(**ds.to_dict()), [InputTag(k, v) for k, v in split_tags.items()])
         )
     client(root).log_inputs(run_id, datasets=inputs)
-    return [i.dataset.digest for i in inputs]
