@@ -22,7 +22,7 @@ from nnlab.classifier import inference_trainer, load_classifier
 from nnlab.config import LoaderConfig, Params
 from nnlab.data import reader
 from nnlab.data.datamodule import ArrayDataset, make_loader
-from nnlab.files import file_digest
+from nnlab.files import file_digest, regular_file
 from nnlab.log import info
 
 CHECKPOINT = "checkpoint"  # artifact: the best checkpoint
@@ -84,6 +84,7 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
             try:
                 if isinstance(value, Exception):
                     raise value
+                value = regular_file(value) if isinstance(value, Path) else value  # no FIFO
                 samples.append(self.reader.load_input(value, self.model.spec))
                 results.append({})
             except (OSError, ValueError) as err:
