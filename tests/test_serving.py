@@ -26,11 +26,11 @@ from nnlab.predict import predict
 from nnlab.stages.evaluate import run as evaluate
 from nnlab.stages.train import run as train
 from tests.conftest import params_text, tiny_params
+from tests.folders import prepare
 
 
 @pytest.fixture(autouse=True)
-def no_pictures(monkeypatch):
-    """The evaluation's figures play no part here: skipped to keep the tests fast."""
+def no_pictures(monkeypatch):  # the evaluation's figures play no part here
     monkeypatch.setattr(nnlab.stages.evaluate, "_figures", lambda *a, **k: None)
 
 
@@ -185,13 +185,10 @@ def test_dataset_source_is_the_path_the_url_or_the_fallback(manifest, kind, wher
 
 
 def test_text_model_round_trip(tmp_path, monkeypatch):
-    from nnlab.stages.download import run as run_download
-    from nnlab.stages.split import run as run_split
     from tests.test_text_folder import imdb_params
 
     params = imdb_params()
-    run_download(params, "imdb", tmp_path)
-    run_split(params, "imdb", tmp_path)
+    prepare(params, "imdb", tmp_path)
     _train_evaluate(params, "imdb_gru", tmp_path)
     assert serving.log_best_model(params, "imdb_gru", tmp_path) == "1"
     reviews = [
@@ -268,14 +265,12 @@ def test_model_logging_off_failing_elsewhere_and_alias_best(project, tmp_path, m
 def test_a_head_on_a_features_cache_serves_raw_photos(tmp_path, monkeypatch):
     """The registered model of a head trained on cached features carries the frozen base and
     classifies encoded photos, as nnlab predict does; its inputs are the cache's splits."""
-    from nnlab.stages.download import run as run_download
     from nnlab.stages.features import run as run_features
-    from nnlab.stages.split import run as run_split
-    from tests.test_transfer import HEAD, cache_params
+    from tests.test_transfer import cache_params
 
-    params = cache_params(head=HEAD)
-    run_download(params, "cats_vs_dogs", tmp_path)
-    run_split(params, "cats_vs_dogs", tmp_path)
+    head = {"dataset": "cats_lite0", "model": "mlp", "epochs": 1, "batch_size": 8}
+    params = cache_params(head={**head, "model_options": {"hidden": 16}})
+    prepare(params, "cats_vs_dogs", tmp_path)
     run_features(params, "cats_lite0", tmp_path)
     run_id = train(params, "head", tmp_path)["run_id"]
     inputs = _inputs(tmp_path, run_id)

@@ -3,16 +3,27 @@ else the project's SQLite store in ``mlruns/``), tags, dataset inputs and the po
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
 import os
 import re
+import sqlite3
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
+
+import mlflow.data
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from nnlab import paths
 from nnlab.files import load_array, read_json, regular_file, write_json
@@ -66,8 +77,6 @@ def answered(fn):
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        from mlflow.exceptions import MlflowException
-
         try:
             return fn(*args, **kwargs)
         except MlflowException as err:
@@ -118,11 +127,6 @@ def client(root: Path = Path(".")):
 def _client(uri: str):
     """One client per store and process; a local store is created under a lock (parallel jobs
     race on the schema), and a file that is not an SQLite database is one line naming it."""
-    import fcntl
-    import sqlite3
-
-    from mlflow.tracking import MlflowClient
-
     if not uri.startswith("sqlite:///"):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
     db = Path(uri.removeprefix("sqlite:///"))
@@ -144,8 +148,6 @@ def _client(uri: str):
 
 def ensure_experiment(name: str, root: Path = Path(".")) -> str:
     """The id of MLflow experiment ``name``, created if missing, marked as model training."""
-    from mlflow.exceptions import MlflowException
-
     c = client(root)
     found = c.get_experiment_by_name(name)
     if found:
@@ -186,7 +188,7 @@ def run_tags(experiment: str, dataset: str, data_source: str, root: Path) -> dic
 def make_logger(experiment: str, dataset: str, tags: dict[str, str], root=Path("."), run_id=None):
     """Lightning's MLFlowLogger in a tagged experiment (a ``run_id`` the store lacks starts a new
     run); ``False`` (no logger) on other ranks."""
-    from lightning.pytorch.loggers import MLFlowLogger
+    from lightning.pytorch.loggers import MLFlowLogger  # not for `nnlab ui`
 
     if not is_global_zero_env():
         return False
@@ -206,8 +208,6 @@ def make_logger(experiment: str, dataset: str, tags: dict[str, str], root=Path("
 
 
 def run_exists(run_id: str, root: Path = Path(".")) -> bool:
-    from mlflow.exceptions import MlflowException
-
     try:
         return client(root).get_run(run_id) is not None
     except MlflowException as err:
@@ -279,11 +279,6 @@ def log_to_run(
 def dataset_source(raw_manifest: dict[str, Any]):
     """Where a dataset came from as an MLflow DatasetSource: the user's ``path``, the URL, or
     (offline substitute) the generator's name."""
-    import warnings
-
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-
     files = [f for f in raw_manifest.get("files", {}).values() if isinstance(f, dict)]
     urls = [u for f in files if str(u := f.get("url", "")).startswith(("http://", "https://"))]
     if raw_manifest.get("path"):
@@ -300,10 +295,6 @@ def dataset_source(raw_manifest: dict[str, Any]):
 def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> None:
     """Log the splits as the run's dataset inputs with their manifest's digests (a features
     cache with its origin's source)."""
-    import mlflow.data
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
     folder = paths.split_dir(dataset, root)
     meta = read_json(folder / paths.META)
     manifest = folder / paths.MANIFEST
