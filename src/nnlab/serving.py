@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 import tempfile
+from importlib.metadata import version as installed
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -15,6 +16,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+from PIL import Image
 
 import nnlab
 from nnlab import paths, tracking
@@ -22,6 +26,8 @@ from nnlab.classifier import inference_trainer, load_classifier
 from nnlab.config import LoaderConfig, Params
 from nnlab.data import reader
 from nnlab.data.datamodule import ArrayDataset, make_loader
+from nnlab.data.prepare import load_arrays
+from nnlab.data.text import VOCAB_ASSET, Vocabulary
 from nnlab.files import file_digest, regular_file
 from nnlab.log import info
 
@@ -129,11 +135,6 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
 
 def input_example(model, dataset: str, root: Path, n: int = 2) -> pd.DataFrame:
     """``n`` real test samples as a user would send them: PNG bytes, or review texts."""
-    from PIL import Image
-
-    from nnlab.data.prepare import load_arrays
-    from nnlab.data.text import VOCAB_ASSET, Vocabulary
-
     test = load_arrays(dataset, "test", root)
     picks = range(min(n, len(test["y"])))
     if model.spec.kind == "text":
@@ -182,11 +183,6 @@ def log_best_model(params: Params, name: str, root=Path("."), model=None, traine
 def _log_model(served: NnlabModel, params, name, checkpoint, digest, receipt, root) -> str:
     """Log ``served`` into the receipt's run, registered, with real test inputs as its example
     (MLflow's check of it reuses ``served``): the new version."""
-    from importlib.metadata import version as installed
-
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
     client = tracking.client(root)
     run = client.get_run(receipt["run_id"]).info
     dataset = params.source_dataset(params.experiment(name).dataset)
