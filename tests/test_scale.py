@@ -89,23 +89,19 @@ def test_registry_counts_live_processes_and_drops_stale_ones(jobs, sleeper):
     names = sorted(p.name for p in jobs.glob("*.json"))
     assert names == sorted([f"{os.getpid()}.json", f"{sleeper.pid}.json"])
     assert threads.plan("auto", 0, cores=4)["threads"] == 2
+    # a stopped job is not counted until it resumes; its file is kept meanwhile
+    deadline = time.monotonic() + 10
+    for sig, counted in ((signal.SIGSTOP, 1), (signal.SIGCONT, 2)):
+        os.kill(sleeper.pid, sig)
+        while threads.live_jobs() != counted and time.monotonic() < deadline:  # lands async
+            time.sleep(0.05)
+        assert threads.live_jobs() == counted
+        assert (jobs / f"{sleeper.pid}.json").exists()
     sleeper.kill()
     sleeper.wait(timeout=60)
     assert threads.live_jobs() == 1  # the sleeper is gone
     threads.unregister()
     assert threads.live_jobs() == 0
-
-
-def test_a_stopped_job_is_not_counted_until_it_resumes(jobs, sleeper):
-    threads.register(sleeper.pid)
-    assert threads.live_jobs() == 1
-    deadline = time.monotonic() + 10
-    for sig, counted in ((signal.SIGSTOP, 0), (signal.SIGCONT, 1)):
-        os.kill(sleeper.pid, sig)
-        while threads.live_jobs() != counted and time.monotonic() < deadline:  # lands async
-            time.sleep(0.05)
-        assert threads.live_jobs() == counted
-        assert (jobs / f"{sleeper.pid}.json").exists()  # kept while stopped: it comes back
 
 
 def test_a_folder_owned_by_someone_else_is_not_used(tmp_path, monkeypatch):
@@ -132,7 +128,6 @@ def _fit(callbacks, model=None, logger=False):
 
     trainer = L.Trainer(
         accelerator="cpu",
-        devices=1,
         max_epochs=2,
         limit_train_batches=2,
         limit_val_batches=0,
