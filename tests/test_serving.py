@@ -221,12 +221,9 @@ def test_model_logging_off_failing_elsewhere_and_alias_best(project, tmp_path, m
     assert client.get_run(first).outputs.model_outputs == []
     assert client.search_logged_models(experiment_ids=[experiment]) == []
 
-    def refuse(**kwargs):
-        raise OSError("artifact store full")
-
     with monkeypatch.context() as patched:
-        patched.setattr(mlflow.pyfunc, "log_model", refuse)
-        with pytest.raises(OSError, match="artifact store full"):
+        patched.setattr(mlflow.pyfunc, "log_model", mock.Mock(side_effect=OSError("store full")))
+        with pytest.raises(OSError, match="store full"):
             serving.log_best_model(params, "mnist_cnn", project)
     after = client.get_run(first).info
     assert (after.status, after.end_time) == ("FINISHED", before.end_time)

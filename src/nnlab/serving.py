@@ -146,7 +146,7 @@ def input_example(model, dataset: str, root: Path, n: int = 2) -> pd.DataFrame:
     return pd.DataFrame({"image": [buf.getvalue() for buf in images]})
 
 
-@tracking.answered
+@tracking.answered()
 def log_best_model(params: Params, name: str, root=Path("."), model=None, trainer=None):
     """Register ``name``'s best checkpoint (``model`` if loaded) in its training run, unless a
     version holds it, and move alias ``best``. The version, or None: ``log_model: false``, a

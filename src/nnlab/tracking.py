@@ -3,6 +3,7 @@ else the project's SQLite store in ``mlruns/``), tags, dataset inputs and the po
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -71,29 +72,23 @@ def redacted_uri(root: Path = Path(".")) -> str:
     return re.sub(r"://[^/@]*@", "://", resolve_uri(root))
 
 
-def answered(fn):
-    """``fn`` with a tracking server's failure (no answer in time, or one MLflow refused) as one
-    RuntimeError naming the server without credentials."""
-
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MlflowException as err:
-            server = redacted_uri()
-            if isinstance(err.__cause__ or err.__context__, OSError):  # requests' errors
-                waits = ", ".join(f"{k}={os.environ.get(k)}" for k in WAITS)
-                raise RuntimeError(
-                    f"MLflow tracking server {server} did not answer "
-                    f"({waits}): start it, or unset MLFLOW_TRACKING_URI"
-                ) from err
-            if not server.startswith(("http://", "https://")):
-                raise
+@contextlib.contextmanager
+def answered():
+    """A tracking server's failure (no answer in time, or one MLflow refused) as one
+    RuntimeError naming the server without credentials; a decorator too."""
+    try:
+        yield
+    except MlflowException as err:
+        server = redacted_uri()
+        if isinstance(err.__cause__ or err.__context__, OSError):  # requests' errors
+            waits = ", ".join(f"{k}={os.environ.get(k)}" for k in WAITS)
             raise RuntimeError(
-                f"MLflow tracking server {server} failed: {one_line(err, 200)}"
+                f"MLflow tracking server {server} did not answer "
+                f"({waits}): start it, or unset MLFLOW_TRACKING_URI"
             ) from err
-
-    return call
+        if not server.startswith(("http://", "https://")):
+            raise
+        raise RuntimeError(f"MLflow tracking server {server} failed: {one_line(err, 200)}") from err
 
 
 def artifact_location(root: Path = Path("."), experiment: str = "") -> str | None:
@@ -184,7 +179,7 @@ def run_tags(experiment: str, dataset: str, data_source: str, root: Path) -> dic
     return tags | {k: os.environ[v] for k, v in dvc.items() if os.environ.get(v)}
 
 
-@answered
+@answered()
 def make_logger(experiment: str, dataset: str, tags: dict[str, str], root=Path("."), run_id=None):
     """Lightning's MLFlowLogger in a tagged experiment (a ``run_id`` the store lacks starts a new
     run); ``False`` (no logger) on other ranks."""
@@ -239,7 +234,7 @@ def receipt_or_empty(model_dir: Path) -> dict[str, Any]:
         return {}
 
 
-@answered
+@answered()
 def log_to_run(
     receipt: dict[str, Any],
     metrics: dict[str, float] | None = None,
@@ -291,7 +286,7 @@ def dataset_source(raw_manifest: dict[str, Any]):
         return resolve_dataset_source(urls[0])
 
 
-@answered
+@answered()
 def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> None:
     """Log the splits as the run's dataset inputs with their manifest's digests (a features
     cache with its origin's source)."""

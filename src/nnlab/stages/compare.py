@@ -27,9 +27,8 @@ def pretrained_cell(pretrained: dict[str, str] | None) -> str:
     """The pretrained backbone actually used; a fallback one in bold, like substitute data."""
     if not pretrained:
         return "-"
-    if pretrained.get("fallback"):
-        return f"**{pretrained.get('backbone', '?')} (fallback)**"
-    return str(pretrained.get("backbone", "?"))
+    backbone = str(pretrained.get("backbone", "?"))
+    return f"**{backbone} (fallback)**" if pretrained.get("fallback") else backbone
 
 
 def _row(name: str, root: Path) -> dict[str, Any] | None:
