@@ -70,9 +70,7 @@ def check_trainer(trainer: TrainerConfig) -> None:
 
 def _refusal(kwargs: dict[str, Any]) -> str | None:
     """Why Lightning will not build a Trainer from ``kwargs``, or None (a quiet dry build)."""
-    quiet = logging.getLogger("lightning.pytorch")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
+    logging.disable(logging.WARNING)  # Lightning's notes on the dry build
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -80,7 +78,7 @@ def _refusal(kwargs: dict[str, Any]) -> str | None:
     except Exception as err:
         return one_line(err) or type(err).__name__
     finally:
-        quiet.setLevel(level)
+        logging.disable(logging.NOTSET)
     return None
 
 

@@ -188,7 +188,7 @@ def make_logger(experiment: str, dataset: str, tags: dict[str, str], root=Path("
     if not is_global_zero_env():
         return False
     ensure_experiment(dataset, root)
-    if run_id is not None and not run_exists(run_id, root):
+    if run_id is not None and find_run(run_id, root) is None:
         info(f"MLflow run {run_id} is not in {redacted_uri(root)}: starting a new run")
         run_id = None
     return MLFlowLogger(
@@ -202,13 +202,13 @@ def make_logger(experiment: str, dataset: str, tags: dict[str, str], root=Path("
     )
 
 
-def run_exists(run_id: str, root: Path = Path(".")) -> bool:
+def find_run(run_id: str, root: Path = Path(".")):
+    """The run, or None when the store does not hold it (a store that does not answer raises)."""
     try:
-        return client(root).get_run(run_id) is not None
+        return client(root).get_run(run_id)
     except MlflowException as err:
-        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return False
-        raise
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
 
 
 def write_receipt(model_dir: Path, receipt: dict[str, Any]) -> None:
@@ -248,15 +248,16 @@ def log_to_run(
     if not is_global_zero_env():
         return False
     run_id = receipt.get("run_id")
-    if not run_id or not run_exists(run_id, root):
+    run = find_run(run_id, root) if run_id else None
+    if run is None:
         info(
             f"warning: MLflow run {run_id} (models/{receipt.get('experiment', '?')}/"
             f"{paths.RECEIPT}) is not in {redacted_uri(root)}: nothing logged there (set "
             "MLFLOW_TRACKING_URI to the store that trained it, or retrain here)"
         )
         return False
+    check_inside(run.info.artifact_uri, root)
     c = client(root)
-    check_inside(c.get_run(run_id).info.artifact_uri, root)
     uploads = [p for p in map(Path, artifacts) if p.exists()]
     for path in uploads:  # MLflow would copy a FIFO or a device forever: refused first
         for file in path.rglob("*") if path.is_dir() else [path]:
