@@ -1,10 +1,12 @@
 """MLflow as its users expect: the splits as dataset inputs of a run, the best model as a
-registered pyfunc model that predicts on images or texts like ``nnlab predict``."""
+registered pyfunc model that predicts on images or texts like ``nnlab predict``; nnlab predict
+on a user's files, each bad one its own error line."""
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from unittest import mock
 
 import mlflow
@@ -12,22 +14,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 import nnlab.stages.evaluate
 from nnlab import serving, tracking
+from nnlab.cli import main
 from nnlab.config import TrackingConfig
 from nnlab.data.prepare import load_arrays, split_digest
 from nnlab.files import read_json
 from nnlab.predict import predict
 from nnlab.stages.evaluate import run as evaluate
 from nnlab.stages.train import run as train
-from tests.conftest import tiny_params
+from tests.conftest import params_text, tiny_params
+from tests.folders import prepare
 
 
 @pytest.fixture(autouse=True)
-def no_pictures(monkeypatch):
-    """The evaluation's figures play no part here: skipped to keep the tests fast."""
+def no_pictures(monkeypatch):  # the evaluation's figures play no part here
     monkeypatch.setattr(nnlab.stages.evaluate, "_figures", lambda *a, **k: None)
 
 
@@ -48,8 +51,7 @@ def _counting(monkeypatch) -> list[mock.Mock]:
     return counters
 
 
-def _inputs(root, run_id) -> dict[str, tuple]:
-    """The run's dataset inputs by context (train/val/test): (dataset, tags)."""
+def _inputs(root, run_id) -> dict[str, tuple]:  # by context: (dataset, tags)
     found = {}
     for given in tracking.client(root).get_run(run_id).inputs.dataset_inputs:
         tags = {t.key: t.value for t in given.tags}
@@ -74,9 +76,9 @@ def _served(params, name, root, monkeypatch, files, inputs: dict | None = None):
 
 
 def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(
-    project, tmp_path, monkeypatch
+    project, tmp_path, monkeypatch, capsys
 ):
-    params = tiny_params()
+    params = tiny_params(**{"experiments.mnist_cnn.epochs": 3})
     run_id = train(params, "mnist_cnn", project)["run_id"]
     # the splits are the run's dataset inputs, with the content digests of the split manifest
     manifest = read_json(project / "data/split/mnist/manifest.json")
@@ -86,7 +88,6 @@ def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(
     for split, (ds, tags) in inputs.items():
         assert (ds.name, ds.digest) == ("mnist", manifest["digests"][split])
         assert tags["nnlab.samples"] == str(manifest["counts"][split])
-        assert json.loads(ds.profile)["targets_shape"] == [manifest["counts"][split]]
         assert ds.source_type == "code" and "bundled" in ds.source  # the fallback, named
         features = json.loads(json.loads(ds.schema)["mlflow_tensorspec"]["features"])
         assert [(f["name"], f["tensor-spec"]["dtype"]) for f in features] == [("x", "uint8")]
@@ -110,18 +111,62 @@ def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(
     assert [str(v.version) for v in client.search_model_versions("name = 'mnist_cnn'")] == ["1"]
     assert str(client.get_model_version_by_alias("mnist_cnn", "best").version) == "1"
 
-    # the first test digits as PNG files, the last drawn dark on light paper, and a junk file
-    files = [tmp_path / f"digit{i}.png" for i in range(3)]
-    for i, img in enumerate(np.asarray(load_arrays("mnist", "test", project)["x"][:3])[..., 0]):
-        Image.fromarray(255 - img if i == 2 else img).save(files[i])
-    files.append(tmp_path / "junk.png")
-    files[-1].write_bytes(b"not an image")
-    model, out = _served(params, "mnist_cnn", project, monkeypatch, files)
+    # test digits as PNG files, every other one dark on white, bigger and RGB; a junk file
+    test = load_arrays("mnist", "test", project)
+    files = [tmp_path / f"good{i}.png" for i in range(4)]
+    for i, file in enumerate(files):
+        pil = Image.fromarray(np.asarray(test["x"][i, :, :, 0]))
+        if i % 2:  # must be converted back
+            pil = ImageOps.invert(pil).resize((112, 112)).convert("RGB")
+        pil.save(file)
+    (tmp_path / "notes.png").write_text("not an image")
+    model, out = _served(
+        params, "mnist_cnn", project, monkeypatch, [*files, tmp_path / "notes.png"]
+    )
     assert [c.name for c in model.metadata.get_input_schema().inputs] == ["image"]
     assert list(out.columns) == ["label", "probability", *[f"p_{d}" for d in range(10)], "error"]
     junk = out.iloc[-1]
     assert junk["label"] is None and np.isnan(junk["probability"])
-    assert junk["error"].startswith("row 3: <12 bytes>: not a readable image")
+    assert junk["error"].startswith("row 4: <12 bytes>: not a readable image")
+    # the model agrees with itself on the original and the inverted, resized copies
+    truth = [str(int(y)) for y in test["y"][:4]]
+    assert sum(r == t for r, t in zip(out["label"], truth, strict=False)) >= 2
+
+    # nnlab predict: a missing file, junk, a decompression-bomb header, a truncated file, a
+    # folder and a symlink loop each get their own one-line error naming them; nothing written
+    from tests.test_adversarial_data import BAD_IMAGES
+
+    files = [str(f) for f in files]
+    for name, data in BAD_IMAGES.items():
+        (tmp_path / f"{name}.png").write_bytes(data)
+        files.insert(1, str(tmp_path / f"{name}.png"))
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    files += [str(tmp_path / n) for n in ("missing.png", "notes.png", "", "loop.png")]
+    before = sorted(p.name for p in tmp_path.parent.iterdir())
+    results = predict(params, "mnist_cnn", files, project)
+    assert [r["file"] for r in results] == files
+    good = [r["file"] for r in results if "label" in r]
+    assert good == [f for f in files if Path(f).name.startswith("good")]
+    errors = {Path(r["file"]).name: r["error"] for r in results if "error" in r}
+    assert "no such file" in errors["missing.png"] and "missing.png" in errors["missing.png"]
+    assert "not a readable image" in errors["notes.png"]
+    assert all("\n" not in e and (f in e or "bytes" in e) for f, e in errors.items())
+    assert sorted(p.name for p in tmp_path.parent.iterdir()) == before
+
+    (project / "params.yaml").write_text(params_text(params))
+    monkeypatch.chdir(project)
+    capsys.readouterr()
+    assert main(["predict", "mnist_cnn", files[0], files[-4], "--json"]) == 1
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert lines[0]["label"] in "0123456789" and "error" in lines[1]
+    # names that start with "-" are files, not options: as they are, or after --
+    for name in ("-dash.png", "--json.png"):
+        Path(name).write_bytes(Path(files[0]).read_bytes())
+    assert main(["predict", "mnist_cnn", "-dash.png", "--json"]) == 0
+    assert main(["predict", "--json", "mnist_cnn", "--", "--json.png", "-dash.png"]) == 0
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert [Path(r["file"]).name for r in lines] == ["-dash.png", "--json.png", "-dash.png"]
+    assert len({r["label"] for r in lines}) == 1
 
 
 @pytest.mark.parametrize(
@@ -138,13 +183,10 @@ def test_dataset_source_is_the_path_the_url_or_the_fallback(manifest, kind, wher
 
 
 def test_text_model_round_trip(tmp_path, monkeypatch):
-    from nnlab.stages.download import run as run_download
-    from nnlab.stages.split import run as run_split
     from tests.test_text_folder import imdb_params
 
     params = imdb_params()
-    run_download(params, "imdb", tmp_path)
-    run_split(params, "imdb", tmp_path)
+    prepare(params, "imdb", tmp_path)
     _train_evaluate(params, "imdb_gru", tmp_path)
     assert serving.log_best_model(params, "imdb_gru", tmp_path) == "1"
     reviews = [
@@ -179,12 +221,9 @@ def test_model_logging_off_failing_elsewhere_and_alias_best(project, tmp_path, m
     assert client.get_run(first).outputs.model_outputs == []
     assert client.search_logged_models(experiment_ids=[experiment]) == []
 
-    def refuse(**kwargs):
-        raise OSError("artifact store full")
-
     with monkeypatch.context() as patched:
-        patched.setattr(mlflow.pyfunc, "log_model", refuse)
-        with pytest.raises(OSError, match="artifact store full"):
+        patched.setattr(mlflow.pyfunc, "log_model", mock.Mock(side_effect=OSError("store full")))
+        with pytest.raises(OSError, match="store full"):
             serving.log_best_model(params, "mnist_cnn", project)
     after = client.get_run(first).info
     assert (after.status, after.end_time) == ("FINISHED", before.end_time)
@@ -221,14 +260,12 @@ def test_model_logging_off_failing_elsewhere_and_alias_best(project, tmp_path, m
 def test_a_head_on_a_features_cache_serves_raw_photos(tmp_path, monkeypatch):
     """The registered model of a head trained on cached features carries the frozen base and
     classifies encoded photos, as nnlab predict does; its inputs are the cache's splits."""
-    from nnlab.stages.download import run as run_download
     from nnlab.stages.features import run as run_features
-    from nnlab.stages.split import run as run_split
-    from tests.test_transfer import HEAD, cache_params
+    from tests.test_transfer import cache_params
 
-    params = cache_params(head=HEAD)
-    run_download(params, "cats_vs_dogs", tmp_path)
-    run_split(params, "cats_vs_dogs", tmp_path)
+    head = {"dataset": "cats_lite0", "model": "mlp", "epochs": 1, "batch_size": 8}
+    params = cache_params(head={**head, "model_options": {"hidden": 16}})
+    prepare(params, "cats_vs_dogs", tmp_path)
     run_features(params, "cats_lite0", tmp_path)
     run_id = train(params, "head", tmp_path)["run_id"]
     inputs = _inputs(tmp_path, run_id)

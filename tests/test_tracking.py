@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 import nnlab.stages.evaluate
-from nnlab import paths, tracking
-from nnlab.files import read_json
+from nnlab import tracking
 from nnlab.stages.evaluate import run as evaluate
 from nnlab.stages.train import run as train
 from tests.conftest import REPO, tiny_params
+from tests.http_server import raw_server
 
 
 @pytest.fixture(autouse=True)
@@ -41,8 +37,6 @@ def test_receipt_is_portable_and_another_clone_uses_its_own_store(
     text = (project / "models/mnist_mlp/run.json").read_text()
     assert json.loads(text)["status"] == "FINISHED"
     assert str(project.resolve()) not in text and '"/' not in text and "sqlite:" not in text
-    tracking.write_receipt(tmp_path, {"run_id": "abc", "tracking_uri": "sqlite:////x/mlflow.db"})
-    assert read_json(tmp_path / paths.RECEIPT) == {"run_id": "abc"}
     monkeypatch.setattr(nnlab.stages.evaluate, "_figures", lambda *a, **k: None)
     clone = tmp_path / "clone2"
     shutil.copytree(project, clone, ignore=shutil.ignore_patterns("mlruns"))  # as `dvc pull`
@@ -100,56 +94,38 @@ def test_experiments_are_marked_and_a_run_the_store_lacks_starts_anew(
     assert logger.run_id != "0" * 32 and "starting a new run" in capsys.readouterr().err
 
 
-class _LoginPage(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"<html>a login page</html>")
-
-    do_POST = do_GET
-
-    def log_message(self, *args):
-        pass
+def _silent(conn, stop) -> None:
+    stop.wait()  # accepts, never answers
 
 
-@contextlib.contextmanager
-def _server(kind: str):
-    """The port of a socket that accepts and never answers, or of a server that is not MLflow."""
-    if kind == "silent":
-        with socket.create_server(("127.0.0.1", 0)) as silent:
-            yield silent.getsockname()[1]
-        return
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LoginPage) as page:
-        threading.Thread(target=page.serve_forever, daemon=True).start()
-        yield page.server_address[1]
-        page.shutdown()
+LOGIN = b"HTTP/1.1 200 OK\r\nContent-Length: 25\r\n\r\n<html>a login page</html>"
 
 
 @pytest.mark.parametrize(
-    ("kind", "timeout", "bound", "says"),
+    ("reply", "timeout", "bound", "says"),
     [
-        ("silent", "1", 10, "did not answer (MLFLOW_HTTP_REQUEST_TIMEOUT="),  # the user's bound
-        pytest.param("silent", None, 30, "did not answer", marks=pytest.mark.slow),  # nnlab's
-        ("login", "1", 10, "failed: "),
+        (_silent, "1", 10, "did not answer (MLFLOW_HTTP_REQUEST_TIMEOUT="),  # the user's bound
+        pytest.param(_silent, None, 30, "did not answer", marks=pytest.mark.slow),  # nnlab's
+        (LOGIN, "1", 10, "failed: "),  # a server that is not MLflow
     ],
 )
 def test_a_server_that_fails_is_one_bounded_line_naming_it(
-    tmp_path, monkeypatch, kind, timeout, bound, says
+    tmp_path, monkeypatch, reply, timeout, bound, says
 ):
     """MLflow's own timeouts bound the wait; the error names the server without credentials."""
     for var in tracking.WAITS:
         monkeypatch.delenv(var, raising=False)
     if timeout:
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", timeout)
-    with _server(kind) as port:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://bob:secret@127.0.0.1:{port}")
+    with raw_server(reply, max_seconds=60) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url.replace("//", "//bob:secret@"))
         start = time.monotonic()
         with pytest.raises(RuntimeError) as err:
             tracking.make_logger("mnist_mlp", "mnist", {}, tmp_path)
         assert time.monotonic() - start < bound
     message = str(err.value)
-    assert message.startswith(f"MLflow tracking server http://127.0.0.1:{port} {says}")
-    assert kind != "login" or "login page" in message
+    assert message.startswith(f"MLflow tracking server {url} {says}")
+    assert reply != LOGIN or "login page" in message
     assert "secret" not in message and "\n" not in message
 
 
@@ -157,16 +133,12 @@ def test_a_server_that_fails_is_one_bounded_line_naming_it(
     ("env", "zero"),
     [
         ({}, True),
-        ({"RANK": "0", "LOCAL_RANK": "0", "GROUP_RANK": "0", "SLURM_PROCID": "0"}, True),
-        ({"RANK": "3", "LOCAL_RANK": "1"}, False),
-        ({"NODE_RANK": "1"}, False),
-        ({"LOCAL_RANK": "1"}, False),
-        ({"SLURM_PROCID": "2"}, False),
-        ({"GROUP_RANK": "1", "LOCAL_RANK": "0"}, False),
+        (dict.fromkeys(tracking.RANK_VARS, "0"), True),
+        *(({var: "1"}, False) for var in tracking.RANK_VARS),  # torchrun, SLURM, Lightning
     ],
 )
 def test_only_global_rank_zero_tracks(tmp_path, monkeypatch, env, zero):
-    """Rank variables as torchrun, SLURM and Lightning set them; other ranks create nothing."""
+    """Other ranks create nothing."""
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert tracking.is_global_zero_env() is zero

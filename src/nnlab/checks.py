@@ -13,6 +13,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from nnlab.config import PARAMS_FILE, ConfigError, Params, TrainerConfig, show
 from nnlab.data.augment import build_augment
+from nnlab.log import one_line
 from nnlab.models.registry import check_options
 
 # Lightning's annotations, read strictly: "64" is not 64, true is not 1
@@ -28,7 +29,7 @@ def check_experiment(params: Params, name: str) -> None:
         try:
             build_augment([step], params.seed, rank=0)
         except Exception as err:
-            _fail(f"{where}augment[{i}]: {_reason(err).removeprefix('augment[0] ')}")
+            _fail(f"{where}augment[{i}]: {one_line(err).removeprefix('augment[0] ')}")
     check_trainer(params.trainer)
 
 
@@ -69,23 +70,16 @@ def check_trainer(trainer: TrainerConfig) -> None:
 
 def _refusal(kwargs: dict[str, Any]) -> str | None:
     """Why Lightning will not build a Trainer from ``kwargs``, or None (a quiet dry build)."""
-    quiet = logging.getLogger("lightning.pytorch")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
+    logging.disable(logging.WARNING)  # Lightning's notes on the dry build
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             L.Trainer(**kwargs, logger=False, enable_checkpointing=False, max_epochs=1)
     except Exception as err:
-        return _reason(err)
+        return one_line(err) or type(err).__name__
     finally:
-        quiet.setLevel(level)
+        logging.disable(logging.NOTSET)
     return None
-
-
-def _reason(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _fail(message: str) -> NoReturn:

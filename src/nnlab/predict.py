@@ -7,7 +7,6 @@ from pathlib import Path
 from nnlab import paths
 from nnlab.classifier import inference_trainer, load_classifier
 from nnlab.config import Params
-from nnlab.files import regular_file
 from nnlab.serving import NnlabModel
 
 
@@ -16,13 +15,5 @@ def predict(params: Params, name: str, files: list[str], root: Path = Path("."))
     FIFO, a device or a socket is never opened)."""
     exp, best = params.experiment(name), paths.model_dir(name, root) / paths.BEST
     model = NnlabModel().use(load_classifier(best), best, root, inference_trainer(params))
-    results = model.run([_checked(f) for f in files], exp.batch_size)
+    results = model.run([Path(f) for f in files], exp.batch_size)
     return [{"file": f, **r} for f, r in zip(files, results, strict=True)]
-
-
-def _checked(file: str) -> Path | OSError:
-    """The file, or why it is not one to read (NnlabModel.run reports it as its error)."""
-    try:
-        return regular_file(file)
-    except OSError as err:
-        return err

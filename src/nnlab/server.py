@@ -20,6 +20,7 @@ from nnlab import paths, tracking
 from nnlab.log import info, warn
 
 GRACE = 10  # seconds MLflow has to stop after a signal before what is left is killed
+STOP = (signal.SIGTERM, signal.SIGINT)
 # MLflow 3's UI opens its GenAI view unless the URL asks for the model-training one
 VIEW = {"workflowType": "machine_learning"}
 
@@ -89,20 +90,15 @@ def check_address(host: str, port: int, app_name: str | None = None) -> None:
 
 
 def run_group(cmd: list[str]) -> int:
-    """Run ``cmd`` in a new process group that gets SIGTERM and SIGINT; its exit status once
-    every process of the group has ended."""
+    """Run ``cmd`` in a process group of its own that SIGTERM and SIGINT are passed to; its exit
+    status once every process of the group has ended."""
     proc = subprocess.Popen(cmd, start_new_session=True)
-    stopping = []
-
-    def forward(signum, frame) -> None:
-        stopping.append(signum)
-        end_group(proc.pid, signum, wait=False)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    forward = {s: lambda sig, _: end_group(proc.pid, sig, wait=False) for s in STOP}
+    previous = {s: signal.signal(s, handler) for s, handler in forward.items()}
     try:
         return proc.wait()
     finally:  # what MLflow left running, if anything
-        end_group(proc.pid, 0 if stopping else signal.SIGTERM)
+        end_group(proc.pid, signal.SIGTERM)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

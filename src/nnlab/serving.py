@@ -1,8 +1,5 @@
 """A best checkpoint on a user's inputs: ``nnlab predict``, and the registered MLflow model
-(alias ``best``: the highest test/acc) that reads encoded images or review texts the same way::
-
-    mlflow.pyfunc.load_model("models:/mnist_cnn@best").predict(pd.DataFrame({"image": [png]}))
-"""
+``models:/<experiment>@best`` (the highest test/acc) that reads images or texts the same way."""
 
 from __future__ import annotations
 
@@ -10,6 +7,7 @@ import io
 import os
 import shutil
 import tempfile
+from importlib.metadata import version as installed
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -18,6 +16,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+from PIL import Image
 
 import nnlab
 from nnlab import paths, tracking
@@ -25,7 +26,9 @@ from nnlab.classifier import inference_trainer, load_classifier
 from nnlab.config import LoaderConfig, Params
 from nnlab.data import reader
 from nnlab.data.datamodule import ArrayDataset, make_loader
-from nnlab.files import file_digest
+from nnlab.data.prepare import load_arrays
+from nnlab.data.text import VOCAB_ASSET, Vocabulary
+from nnlab.files import file_digest, regular_file
 from nnlab.log import info
 
 CHECKPOINT = "checkpoint"  # artifact: the best checkpoint
@@ -42,30 +45,25 @@ mlflow.models.set_model(NnlabModel())
 """
 _LOGGING: dict[str, NnlabModel] = {}  # checkpoint sha256 -> the model being logged
 # the model's pip requirements, pinned to the versions installed
-REQUIREMENTS = (
-    "mlflow torch lightning torchmetrics numpy pandas pillow pydantic pyyaml albumentations"
-)
+REQUIREMENTS = "mlflow torch lightning torchmetrics numpy pandas pillow pydantic pyyaml"
+REQUIREMENTS += " albumentations"
 
 
 class NnlabModel(mlflow.pyfunc.PythonModel):
-    """A loaded Classifier (a head on a features cache composed with its frozen base, so that it
-    classifies raw photos) with its dataset's own input reader: the resizing, inversion or
-    tokenizing training saw. Every input is read on its own: a bad one gets its own error."""
+    """A Classifier (a features head composed with its frozen base) with its dataset's own input
+    reader; every input is read on its own, so a bad one gets its own error."""
 
     def load_context(self, context) -> None:
         checkpoint = Path(context.artifacts[CHECKPOINT])
         logging = _LOGGING and _LOGGING.get(file_digest(checkpoint))
         if logging:  # MLflow loads the model log_best_model is logging, to check its example
             vars(self).update(vars(logging))
-            return
-        self.use(
-            load_classifier(checkpoint), checkpoint, Path(context.artifacts.get(BASE_TREE, "."))
-        )
+        else:
+            self.use(load_classifier(checkpoint), checkpoint, context.artifacts.get(BASE_TREE, "."))
 
     def use(self, model, checkpoint: Path, root=Path("."), trainer=None) -> NnlabModel:
-        """Serve ``model`` (loaded from ``checkpoint``) with ``trainer`` (default: a new
-        inference Trainer); a features head's base weights lie under ``root``. A checkpoint
-        whose meta nnlab cannot serve from is one ValueError naming it."""
+        """Serve ``model`` (from ``checkpoint``; a features head's base under ``root``) with
+        ``trainer``; a checkpoint nnlab cannot serve is one ValueError naming it."""
         meta = model.hparams.meta
         try:
             if model.spec.kind == "features":
@@ -84,14 +82,15 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
         return self
 
     def run(self, values: list[Any], batch_size: int = BATCH) -> list[dict]:
-        """Per input (a file, encoded image bytes or a review text): label, probability and
-        per-class probabilities, or an error (an input given as an exception is its error)."""
+        """Per input (a file, image bytes, a text, or an exception: its error): label,
+        probability and per-class probabilities, or an error."""
         results: list[dict[str, Any]] = []
         samples: list[dict[str, np.ndarray]] = []
         for value in values:
             try:
                 if isinstance(value, Exception):
                     raise value
+                value = regular_file(value) if isinstance(value, Path) else value  # no FIFO
                 samples.append(self.reader.load_input(value, self.model.spec))
                 results.append({})
             except (OSError, ValueError) as err:
@@ -111,8 +110,7 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
         return results
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        """One row per input: label, probability, p_<class> and error (None, or why that row
-        alone could not be read)."""
+        """One row per input: label, probability, p_<class> and error (None, or why)."""
         if self.column not in model_input.columns:
             raise ValueError(
                 f"expected a DataFrame with a column {self.column!r} "
@@ -121,33 +119,22 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
         wanted = bytes if self.column == "image" else str  # never a path: no file is opened
         bad = f"expected {'encoded image bytes' if wanted is bytes else 'a review text'}, got "
         values = [bytes(v) if isinstance(v, bytearray) else v for v in model_input[self.column]]
-        checked = [
-            v if isinstance(v, wanted) else ValueError(bad + type(v).__name__) for v in values
-        ]
-        results = self.run(checked)
-        columns = ["label", "probability", *(f"p_{c}" for c in self.classes), "error"]
-        rows = [
-            {
-                "label": r.get("label"),
-                "probability": r.get("probability", np.nan),
-                **{f"p_{c}": r.get("probabilities", {}).get(c, np.nan) for c in self.classes},
-                "error": f"row {i}: {r['error']}" if "error" in r else None,
-            }
-            for i, r in enumerate(results)
-        ]
-        out = pd.DataFrame(rows, columns=columns)
-        for column in ("label", "error"):  # None, not NaN
-            out[column] = pd.Series([r[column] for r in rows], dtype=object)
-        return out
+        results = self.run(
+            [v if isinstance(v, wanted) else ValueError(bad + type(v).__name__) for v in values]
+        )
+        scores = pd.DataFrame(  # NaN where a row could not be read
+            [{f"p_{c}": v for c, v in r.get("probabilities", {}).items()} for r in results],
+            columns=[f"p_{c}" for c in self.classes],
+            dtype=float,
+        )
+        scores.insert(0, "probability", [r.get("probability", np.nan) for r in results])
+        scores.insert(0, "label", pd.Series([r.get("label") for r in results], dtype=object))
+        errors = [f"row {i}: {r['error']}" if "error" in r else None for i, r in enumerate(results)]
+        return scores.assign(error=pd.Series(errors, dtype=object))
 
 
 def input_example(model, dataset: str, root: Path, n: int = 2) -> pd.DataFrame:
     """``n`` real test samples as a user would send them: PNG bytes, or review texts."""
-    from PIL import Image
-
-    from nnlab.data.prepare import load_arrays
-    from nnlab.data.text import VOCAB_ASSET, Vocabulary
-
     test = load_arrays(dataset, "test", root)
     picks = range(min(n, len(test["y"])))
     if model.spec.kind == "text":
@@ -159,12 +146,11 @@ def input_example(model, dataset: str, root: Path, n: int = 2) -> pd.DataFrame:
     return pd.DataFrame({"image": [buf.getvalue() for buf in images]})
 
 
-@tracking.answered
+@tracking.answered()
 def log_best_model(params: Params, name: str, root=Path("."), model=None, trainer=None):
-    """Log experiment ``name``'s best checkpoint (``model``, if loaded already) into its training
-    run as an MLflow model registered under ``name`` (unless a version holds the same
-    checkpoint), and move alias ``best`` to the highest test/acc. The version, or None:
-    ``tracking.log_model: false``, a rank other than 0, or a run the store lacks (one line)."""
+    """Register ``name``'s best checkpoint (``model`` if loaded) in its training run, unless a
+    version holds it, and move alias ``best``. The version, or None: ``log_model: false``, a
+    rank other than 0, or a run the store lacks (one line)."""
     root = Path(root)
     if not params.tracking.log_model or not tracking.is_global_zero_env():
         return None
@@ -195,13 +181,8 @@ def log_best_model(params: Params, name: str, root=Path("."), model=None, traine
 
 
 def _log_model(served: NnlabModel, params, name, checkpoint, digest, receipt, root) -> str:
-    """Log ``served`` into the receipt's run, registered, with real test inputs as its example:
-    the new version. MLflow's check of the example reuses ``served`` (no reload)."""
-    from importlib.metadata import version as installed
-
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
+    """Log ``served`` into the receipt's run, registered, with real test inputs as its example
+    (MLflow's check of it reuses ``served``): the new version."""
     client = tracking.client(root)
     run = client.get_run(receipt["run_id"]).info
     dataset = params.source_dataset(params.experiment(name).dataset)
@@ -248,8 +229,8 @@ def _log_model(served: NnlabModel, params, name, checkpoint, digest, receipt, ro
 
 
 def move_alias(name: str, root: Path = Path(".")) -> str:
-    """Set alias ``best`` of registered model ``name`` on the version whose run has the
-    highest test/acc (on a tie the version holding it keeps it, else the newest)."""
+    """Alias ``best`` on the version of ``name`` with the highest test/acc (a tie: the holder
+    keeps it, else the newest)."""
     from mlflow.exceptions import MlflowException
 
     client = tracking.client(root)

@@ -12,6 +12,8 @@ from torchvision.transforms import v2
 
 from nnlab import paths
 from nnlab.checks import check_model
+from nnlab.data import reader
+from nnlab.files import read_json
 from nnlab.spec import DataSpec, spec_from_meta
 
 
@@ -58,18 +60,16 @@ def summary_rows(net: nn.Module, spec: DataSpec) -> list[tuple[str, str, int]]:
 
 
 def summary_text(net: nn.Module, spec: DataSpec, title: str = "") -> str:
-    rows = summary_rows(net, spec)
+    table = [("Layer (type)", "Output Shape", "Param #")]
+    table += [(name, shape, f"{params:,}") for name, shape, params in summary_rows(net, spec)]
+    w1, w2 = (max(len(row[i]) for row in table) + 2 for i in (0, 1))
+    width = w1 + w2 + 12
+    body = [f"{name:<{w1}}{shape:<{w2}}{params:>12}" for name, shape, params in table]
+    lines = [f'Model: "{title}"', "_" * width] if title else ["_" * width]
+    for i, row in enumerate(body):  # "=" under the header and the last layer
+        lines += [row, "=" * width if i in (0, len(body) - 1) else "_" * width]
     total = sum(p.numel() for p in net.parameters())
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    w1 = max([len("Layer (type)")] + [len(r[0]) for r in rows]) + 2
-    w2 = max([len("Output Shape")] + [len(r[1]) for r in rows]) + 2
-    width = w1 + w2 + 12
-    lines = [f'Model: "{title}"'] if title else []
-    header = f"{'Layer (type)':<{w1}}{'Output Shape':<{w2}}{'Param #':>12}"
-    lines += ["_" * width, header, "=" * width]
-    for i, (name, shape, params) in enumerate(rows):
-        lines.append(f"{name:<{w1}}{shape:<{w2}}{params:>12,}")
-        lines.append("_" * width if i < len(rows) - 1 else "=" * width)
     lines += [
         f"Total params: {total:,}",
         f"Trainable params: {trainable:,}",
@@ -82,8 +82,6 @@ def summary_text(net: nn.Module, spec: DataSpec, title: str = "") -> str:
 def dataset_spec(params, dataset: str, root: Path = Path(".")) -> DataSpec:
     """The spec of a split: its meta.json when prepared, else what params say it will be; a
     features cache's ``extra`` holds its base (random weights) and its images' spec."""
-    from nnlab.files import read_json
-
     file = paths.split_dir(dataset, root) / paths.META
     meta = read_json(file) if file.is_file() else None
     if dataset in params.features:
@@ -100,8 +98,6 @@ def dataset_spec(params, dataset: str, root: Path = Path(".")) -> DataSpec:
         return DataSpec("features", shape, image.classes, extra={"base": base, "image": image})
     if meta is not None:
         return spec_from_meta(meta)
-    from nnlab.data import reader
-
     cfg = params.dataset(dataset)
     return reader(cfg.kind).spec(cfg, dataset, Path(root))
 

@@ -1,29 +1,40 @@
-"""MLflow through its public API: where runs go (``MLFLOW_TRACKING_URI``, else the project's
-SQLite store in ``mlruns/``), tags, dataset inputs and the run receipt
-(``models/<experiment>/run.json``: no path, no URI). Rank 0 only.
-"""
+"""MLflow through its public API, on global rank 0 only: where runs go (``MLFLOW_TRACKING_URI``,
+else the project's SQLite store in ``mlruns/``), tags, dataset inputs and the portable receipt."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
 import os
 import re
+import sqlite3
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import mlflow.data
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from nnlab import paths
 from nnlab.files import load_array, read_json, regular_file, write_json
-from nnlab.log import info
+from nnlab.log import info, one_line
 
 # read by MLflow 3's UI: open the experiment on its runs, not on traces (the GenAI view)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 # global, node and local rank as torchrun, SLURM and Lightning's launcher set them
 RANK_VARS = ("RANK", "SLURM_PROCID", "NODE_RANK", "GROUP_RANK", "LOCAL_RANK")
-LOCAL = ("tracking_uri", "artifact_uri")  # where a store was on the machine that trained
 # a server that does not answer fails after two tries of 10 s, unless the user set these
 WAITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
 
@@ -34,8 +45,8 @@ def is_global_zero_env() -> bool:
 
 
 def project_root(root: Path = Path(".")) -> Path:
-    """The repository whose ``mlruns/`` this working copy uses: the original one inside a DVC
-    temporary workspace (``<repo>/.dvc/tmp/exps/...``), found by the folder's shape alone."""
+    """The repository whose ``mlruns/`` is used: inside a DVC temporary workspace
+    (``<repo>/.dvc/tmp/exps/...``) the original one, found by the folder's shape alone."""
     repo, found, _ = f"{Path(root).resolve()}/".rpartition("/.dvc/tmp/exps/")
     return Path(repo) if found else Path(root).resolve()
 
@@ -61,31 +72,23 @@ def redacted_uri(root: Path = Path(".")) -> str:
     return re.sub(r"://[^/@]*@", "://", resolve_uri(root))
 
 
-def answered(fn):
-    """``fn`` with a tracking server's failure as one RuntimeError naming it (never its
-    credentials): no answer in time (with the bounding variables), or an answer MLflow refused."""
-
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return fn(*args, **kwargs)
-        except MlflowException as err:
-            server = redacted_uri()
-            if isinstance(err.__cause__ or err.__context__, OSError):  # requests' errors
-                waits = ", ".join(f"{k}={os.environ.get(k)}" for k in WAITS)
-                raise RuntimeError(
-                    f"MLflow tracking server {server} did not answer "
-                    f"({waits}): start it, or unset MLFLOW_TRACKING_URI"
-                ) from err
-            if not server.startswith(("http://", "https://")):
-                raise
-            reason = " ".join(str(err).split())
-            reason = reason if len(reason) <= 200 else reason[:197] + "..."
-            raise RuntimeError(f"MLflow tracking server {server} failed: {reason}") from err
-
-    return call
+@contextlib.contextmanager
+def answered():
+    """A tracking server's failure (no answer in time, or one MLflow refused) as one
+    RuntimeError naming the server without credentials; a decorator too."""
+    try:
+        yield
+    except MlflowException as err:
+        server = redacted_uri()
+        if isinstance(err.__cause__ or err.__context__, OSError):  # requests' errors
+            waits = ", ".join(f"{k}={os.environ.get(k)}" for k in WAITS)
+            raise RuntimeError(
+                f"MLflow tracking server {server} did not answer "
+                f"({waits}): start it, or unset MLFLOW_TRACKING_URI"
+            ) from err
+        if not server.startswith(("http://", "https://")):
+            raise
+        raise RuntimeError(f"MLflow tracking server {server} failed: {one_line(err, 200)}") from err
 
 
 def artifact_location(root: Path = Path("."), experiment: str = "") -> str | None:
@@ -98,9 +101,6 @@ def artifact_location(root: Path = Path("."), experiment: str = "") -> str | Non
 def check_inside(location: str, root: Path = Path(".")) -> None:
     """RuntimeError unless a local store keeps ``location`` inside this project's ``mlruns/``
     (a store moved or copied from elsewhere names its old folders, and MLflow would write there)."""
-    from urllib.parse import urlparse
-    from urllib.request import url2pathname
-
     url = urlparse(location)
     if os.environ.get("MLFLOW_TRACKING_URI") or url.scheme not in ("", "file"):
         return
@@ -115,19 +115,13 @@ def check_inside(location: str, root: Path = Path(".")) -> None:
 
 
 def client(root: Path = Path(".")):
-    """A client (tracking and registry) on the store this process resolves now."""
     return _client(tracking_uri(root))
 
 
 @functools.cache
 def _client(uri: str):
-    """One client per store and process. A local store is created under its lock (parallel jobs
-    would race on the schema); a file that is not an SQLite database is one line naming it."""
-    import fcntl
-    import sqlite3
-
-    from mlflow.tracking import MlflowClient
-
+    """One client per store and process; a local store is created under a lock (parallel jobs
+    race on the schema), and a file that is not an SQLite database is one line naming it."""
     if not uri.startswith("sqlite:///"):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
     db = Path(uri.removeprefix("sqlite:///"))
@@ -149,8 +143,6 @@ def _client(uri: str):
 
 def ensure_experiment(name: str, root: Path = Path(".")) -> str:
     """The id of MLflow experiment ``name``, created if missing, marked as model training."""
-    from mlflow.exceptions import MlflowException
-
     c = client(root)
     found = c.get_experiment_by_name(name)
     if found:
@@ -187,16 +179,16 @@ def run_tags(experiment: str, dataset: str, data_source: str, root: Path) -> dic
     return tags | {k: os.environ[v] for k, v in dvc.items() if os.environ.get(v)}
 
 
-@answered
+@answered()
 def make_logger(experiment: str, dataset: str, tags: dict[str, str], root=Path("."), run_id=None):
-    """Lightning's MLFlowLogger for one training, its experiment created and tagged; a
-    ``run_id`` this store lacks starts a new run. ``False`` (no logger) on other ranks."""
-    from lightning.pytorch.loggers import MLFlowLogger
+    """Lightning's MLFlowLogger in a tagged experiment (a ``run_id`` the store lacks starts a new
+    run); ``False`` (no logger) on other ranks."""
+    from lightning.pytorch.loggers import MLFlowLogger  # not for `nnlab ui`
 
     if not is_global_zero_env():
         return False
     ensure_experiment(dataset, root)
-    if run_id is not None and not run_exists(run_id, root):
+    if run_id is not None and find_run(run_id, root) is None:
         info(f"MLflow run {run_id} is not in {redacted_uri(root)}: starting a new run")
         run_id = None
     return MLFlowLogger(
@@ -210,22 +202,17 @@ def make_logger(experiment: str, dataset: str, tags: dict[str, str], root=Path("
     )
 
 
-def run_exists(run_id: str, root: Path = Path(".")) -> bool:
-    """Whether the store holds the run (a store that does not answer raises)."""
-    from mlflow.exceptions import MlflowException
-
+def find_run(run_id: str, root: Path = Path(".")):
+    """The run, or None when the store does not hold it (a store that does not answer raises)."""
     try:
-        return client(root).get_run(run_id) is not None
+        return client(root).get_run(run_id)
     except MlflowException as err:
-        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return False
-        raise
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
 
 
 def write_receipt(model_dir: Path, receipt: dict[str, Any]) -> None:
-    """Write ``run.json`` without the fields that would tie it to one machine's store."""
-    portable = {k: v for k, v in receipt.items() if k not in LOCAL}
-    write_json(Path(model_dir) / paths.RECEIPT, portable)
+    write_json(Path(model_dir) / paths.RECEIPT, receipt)
 
 
 def read_receipt(model_dir: Path) -> dict[str, Any]:
@@ -247,7 +234,7 @@ def receipt_or_empty(model_dir: Path) -> dict[str, Any]:
         return {}
 
 
-@answered
+@answered()
 def log_to_run(
     receipt: dict[str, Any],
     metrics: dict[str, float] | None = None,
@@ -256,20 +243,21 @@ def log_to_run(
     tags: dict[str, str] | None = None,
     root: Path = Path("."),
 ) -> bool:
-    """Add metrics, tags and files to the run named in a receipt (rank 0 only). False, with one
-    line, when the store does not hold that run (a checkpoint pulled into another clone)."""
+    """Add metrics, tags and files to the receipt's run; False, with one line, when the store
+    lacks that run (a checkpoint pulled into another clone)."""
     if not is_global_zero_env():
         return False
     run_id = receipt.get("run_id")
-    if not run_id or not run_exists(run_id, root):
+    run = find_run(run_id, root) if run_id else None
+    if run is None:
         info(
             f"warning: MLflow run {run_id} (models/{receipt.get('experiment', '?')}/"
             f"{paths.RECEIPT}) is not in {redacted_uri(root)}: nothing logged there (set "
             "MLFLOW_TRACKING_URI to the store that trained it, or retrain here)"
         )
         return False
+    check_inside(run.info.artifact_uri, root)
     c = client(root)
-    check_inside(c.get_run(run_id).info.artifact_uri, root)
     uploads = [p for p in map(Path, artifacts) if p.exists()]
     for path in uploads:  # MLflow would copy a FIFO or a device forever: refused first
         for file in path.rglob("*") if path.is_dir() else [path]:
@@ -285,13 +273,8 @@ def log_to_run(
 
 
 def dataset_source(raw_manifest: dict[str, Any]):
-    """Where a dataset came from, as an MLflow DatasetSource: the user's ``path`` (absolute),
-    the URL it was downloaded from, or (offline substitute) the generator's name."""
-    import warnings
-
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-
+    """Where a dataset came from as an MLflow DatasetSource: the user's ``path``, the URL, or
+    (offline substitute) the generator's name."""
     files = [f for f in raw_manifest.get("files", {}).values() if isinstance(f, dict)]
     urls = [u for f in files if str(u := f.get("url", "")).startswith(("http://", "https://"))]
     if raw_manifest.get("path"):
@@ -304,17 +287,10 @@ def dataset_source(raw_manifest: dict[str, Any]):
         return resolve_dataset_source(urls[0])
 
 
-@answered
-def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> list[str]:
-    """Log the splits of ``data/split/<dataset>`` as the run's dataset inputs (context
-    train/val/test) with their manifest's digests; a features cache has the source of the
-    dataset it was made from. The digests in split order (rank 0 only)."""
-    import mlflow.data
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
-    if not is_global_zero_env():
-        return []
+@answered()
+def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> None:
+    """Log the splits as the run's dataset inputs with their manifest's digests (a features
+    cache with its origin's source)."""
     folder = paths.split_dir(dataset, root)
     meta = read_json(folder / paths.META)
     manifest = folder / paths.MANIFEST
@@ -339,4 +315,3 @@ def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> list[str]
             DatasetInput(Dataset(**ds.to_dict()), [InputTag(k, v) for k, v in split_tags.items()])
         )
     client(root).log_inputs(run_id, datasets=inputs)
-    return [i.dataset.digest for i in inputs]

@@ -3,9 +3,10 @@ Reads only the evaluate stage's JSON files; the numbers keep their names (``test
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from nnlab import paths
 from nnlab.config import Params
@@ -26,9 +27,8 @@ def pretrained_cell(pretrained: dict[str, str] | None) -> str:
     """The pretrained backbone actually used; a fallback one in bold, like substitute data."""
     if not pretrained:
         return "-"
-    if pretrained.get("fallback"):
-        return f"**{pretrained.get('backbone', '?')} (fallback)**"
-    return str(pretrained.get("backbone", "?"))
+    backbone = str(pretrained.get("backbone", "?"))
+    return f"**{backbone} (fallback)**" if pretrained.get("fallback") else backbone
 
 
 def _row(name: str, root: Path) -> dict[str, Any] | None:
@@ -67,20 +67,14 @@ def comparison_chart(rows: list[dict[str, Any]], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(rows) + 2), 4))
-    names, accs = [r["experiment"] for r in rows], [float(r["test/acc"]) for r in rows]
-    bars = ax.bar(names, accs, color="tab:blue")
-    for bar, r in zip(bars, rows, strict=True):
-        if any(str(r[c]).startswith("**") for c in NOTES):
-            bar.set_hatch("//")
-            bar.set_alpha(0.6)
+    substitute = [any(str(r[c]).startswith("**") for c in NOTES) for r in rows]
+    bars = ax.bar([r["experiment"] for r in rows], [float(r["test/acc"]) for r in rows])
+    for bar in (b for b, hatched in zip(bars, substitute, strict=True) if hatched):
+        bar.set(hatch="//", alpha=0.6)
     ax.bar_label(bars, fmt="%.3f", fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("test/acc")
-    ax.set_title(
-        "nnlab: test accuracy by experiment\n(hatched = offline substitute data or "
-        "pretrained backbone)",
-        fontsize=10,
-    )
+    ax.set(ylim=(0, 1.05), ylabel="test/acc")
+    title = "nnlab: test accuracy by experiment\n(hatched = offline substitute data or backbone)"
+    ax.set_title(title, fontsize=10)
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
     with atomic_file(out, "wb") as fh:
@@ -92,14 +86,8 @@ def run(params: Params, root: Path = Path(".")) -> str:
     root = Path(root)
     rows = [r for name in params.experiments if (r := _row(name, root)) is not None]
     missing = [n for n in params.experiments if n not in {r["experiment"] for r in rows}]
-    lines = [
-        "# nnlab comparison",
-        "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
-    ]
-    lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
-    text = "\n".join(lines) + "\n"
+    table = [COLUMNS, ["---"] * len(COLUMNS), *([str(r[c]) for c in COLUMNS] for r in rows)]
+    text = "# nnlab comparison\n\n" + "".join(f"| {' | '.join(cells)} |\n" for cells in table)
     text += "".join(note for c, note in NOTES.items() if any(r[c].startswith("**") for r in rows))
     if missing:
         text += f"\nNot evaluated yet: {', '.join(missing)}\n"
@@ -107,8 +95,6 @@ def run(params: Params, root: Path = Path(".")) -> str:
     with atomic_file(out / "comparison.md", "w") as fh:
         fh.write(text)
     with atomic_file(out / "comparison.csv", "w") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+        pd.DataFrame(rows, columns=COLUMNS).to_csv(fh, index=False)
     comparison_chart(rows, out / "comparison.png")
     return text

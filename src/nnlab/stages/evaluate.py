@@ -1,6 +1,5 @@
-"""evaluate@<experiment>: score the best checkpoint on the test split and write
-``reports/experiments/<experiment>/`` (metrics, per-class, confusion, history, run.json,
-figures); all of it goes into the training's MLflow run, and the checkpoint is registered."""
+"""evaluate@<experiment>: score the best checkpoint on the test split into
+``reports/experiments/<experiment>/``, log that into the training's MLflow run, register it."""
 
 from __future__ import annotations
 
@@ -27,7 +26,7 @@ from nnlab.data.augment import build_augment
 from nnlab.data.datamodule import ArrayDataModule, ArrayDataset
 from nnlab.data.prepare import StageOrderError, load_arrays, split_digests
 from nnlab.data.text import VOCAB_ASSET, Vocabulary
-from nnlab.files import atomic_dir, atomic_file, write_json
+from nnlab.files import atomic_dir, write_json
 from nnlab.log import info
 from nnlab.viz import inside
 
@@ -51,16 +50,17 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     model.cpu()
     test = load_arrays(exp.dataset, "test", root)
     y, probs = np.asarray(test["y"]), torch.cat(model.test_probs).numpy()
-    metrics = {
-        "test/acc": round(float(model.test_acc.compute()), 4),
-        "test/loss": round(float(model.test_loss.compute()), 4),
-        **{key: receipt.get(key) for key in ("val/acc_best", "epochs_run", "train_seconds")},
-    }
-    out = paths.report_dir(name, root)
+    scores = {"test/acc": model.test_acc, "test/loss": model.test_loss}
+    scores = {k: round(float(metric.compute()), 4) for k, metric in scores.items()}
+    metrics = scores | {k: receipt.get(k) for k in ("val/acc_best", "epochs_run", "train_seconds")}
+    out, classes = paths.report_dir(name, root), model.spec.classes
     with atomic_dir(out) as tmp:
         write_json(tmp / paths.METRICS, metrics)
         write_json(tmp / paths.PER_CLASS, _per_class(model))
-        _write_confusion(tmp / paths.CONFUSION, model.spec.classes, y, probs)
+        pairs = zip(y, probs.argmax(1), strict=True)  # one row per sample: DVC's confusion plot
+        rows = [["actual", "predicted"], *([classes[a], classes[p]] for a, p in pairs)]
+        with (tmp / paths.CONFUSION).open("w", newline="") as fh:
+            csv.writer(fh).writerows(rows)
         if (model_dir / paths.HISTORY).is_file():
             shutil.copy(model_dir / paths.HISTORY, tmp / paths.HISTORY)
         _figures(params, name, model, test, probs, tmp, root)
@@ -69,7 +69,6 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
         report |= {"data_source": receipt.get("data_source", "unknown")}
         report |= {"pretrained": receipt.get("pretrained"), "run_id": receipt["run_id"]}
         write_json(tmp / paths.RECEIPT, report)  # what compare reads
-    scores = {k: metrics[k] for k in ("test/acc", "test/loss")}
     tracking.log_to_run(receipt, scores, [out], artifact_path="evaluation", root=root)
     # registered (unless unchanged); alias best on the best test/acc
     serving.log_best_model(params, name, root, model, trainer)
@@ -78,19 +77,15 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
 
 
 def _check_same_split(receipt: dict[str, Any], dataset: str, name: str, root: Path) -> None:
-    """Refuse to score a checkpoint on a split other than the one it was trained on (re-split
-    by hand outside ``dvc repro``)."""
-    trained_on = receipt.get("split_digests") or {}
-    now = split_digests(dataset, root)
-    if trained_on and now and trained_on != now:
-        changed = ", ".join(
-            f"{s} {trained_on.get(s)} -> {now.get(s)}"
-            for s in sorted(now)
-            if trained_on.get(s) != now.get(s)
-        )
+    """Refuse a checkpoint trained on another split (re-split by hand outside ``dvc repro``)."""
+    trained_on, now = receipt.get("split_digests") or {}, split_digests(dataset, root)
+    changed = [
+        f"{s} {trained_on.get(s)} -> {now[s]}" for s in sorted(now) if trained_on.get(s) != now[s]
+    ]
+    if trained_on and changed:
         raise StageOrderError(
             f"{paths.split_dir(dataset, root)}: changed since {paths.model_dir(name, root)} "
-            f"was trained ({changed}); rerun train@{name} first (dvc repro does)"
+            f"was trained ({', '.join(changed)}); rerun train@{name} first (dvc repro does)"
         )
 
 
@@ -103,17 +98,9 @@ def _per_class(model: Classifier) -> dict[str, dict[str, float]]:
     }
 
 
-def _write_confusion(path: Path, classes: tuple[str, ...], y: np.ndarray, probs: np.ndarray):
-    """One row per test sample, for DVC's confusion template."""
-    with atomic_file(path, "w") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["actual", "predicted"])
-        writer.writerows([classes[a], classes[p]] for a, p in zip(y, probs.argmax(1), strict=True))
-
-
 def _figures(params: Params, name: str, model: Classifier, test, probs, out: Path, root: Path):
-    """``figures/``: learning curves, confusion matrix, and for images the misclassified ones,
-    what the net sees and augmented batches; for texts test examples."""
+    """``figures/``: learning curves, confusion matrix; test examples for texts; for images the
+    misclassified ones, what the net sees and augmented batches."""
     exp, figures, classes = params.experiment(name), out / paths.FIGURES, list(model.spec.classes)
     y = np.asarray(test["y"])
     figures.mkdir()
@@ -151,5 +138,4 @@ def _text_examples(test, probs: np.ndarray, classes: list[str], assets, out: Pat
         text = vocab.decode(test["x"][i], test["len"][i] if "len" in test else None)
         title = f"## test #{i} ({kind}): actual {classes[y[i]]}, predicted {classes[pred[i]]}; {p}"
         lines += [title, "", f"> {text}", ""]
-    with atomic_file(out, "w") as fh:
-        fh.write("\n".join(lines))
+    out.write_text("\n".join(lines))  # inside evaluate's atomic folder
