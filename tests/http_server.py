@@ -8,7 +8,7 @@ import http.server
 import socket
 import socketserver
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -43,19 +43,26 @@ def dead_url() -> str:
 
 
 @contextlib.contextmanager
-def raw_server(reply: bytes | None = None) -> Iterator[str]:
-    """Answers every request with ``reply``, or else (a trickle) with Content-Length 100000 and
-    then one byte every 50 ms until the block ends or the client hangs up."""
+def raw_server(reply: bytes | Callable | None = None) -> Iterator[str]:
+    """Answers every request with ``reply`` (bytes), or calls ``reply(conn, stop)``, or else
+    (a trickle) sends Content-Length 100000 and then one byte every 50 ms; ``stop`` is set when
+    the block ends."""
     stop = threading.Event()
+
+    def trickle(conn, stop) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        while not stop.wait(0.05):
+            conn.sendall(b"x")
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
             self.request.settimeout(2)
             with contextlib.suppress(OSError):  # the client hung up: expected here
                 self.request.recv(65536)
-                self.request.sendall(reply or b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
-                while reply is None and not stop.wait(0.05):
-                    self.request.sendall(b"x")
+                if isinstance(reply, bytes):
+                    self.request.sendall(reply)
+                else:
+                    (reply or trickle)(self.request, stop)
 
     with _running(socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)) as url:
         try:

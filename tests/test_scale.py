@@ -65,7 +65,7 @@ def test_plan_splits_the_cores_between_live_jobs(setting, workers, sizes, expect
     p = threads.plan(setting, workers, **sizes)
     assert (p["threads"], p["interop_threads"], p["num_workers"]) == expected
     if setting == "auto":
-        assert p["threads"] + p["num_workers"] <= max(p["cores"] // p["jobs"], 1)
+        assert p["threads"] + p["num_workers"] <= max(sizes["cores"] // p["jobs"], 1)
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, "4", 2.0])
