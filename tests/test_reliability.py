@@ -4,6 +4,7 @@ every corrupt or truncated file nnlab reads is one line naming it."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 
 import numpy as np
@@ -44,12 +45,12 @@ def _store(root) -> bytes:
 
 
 REPORT, STORE = "reports/experiments/mnist_mlp", "mlruns/mlflow.db"
-METRICS = f"{REPORT}/metrics.json"
+METRICS, NO_STORE = f"{REPORT}/metrics.json", f"{STORE}: not a readable MLflow store"
 NOT_EVALUATED = f"{REPORT}: metrics.json and run.json are not what evaluate@mnist_mlp writes"
 RECEIPT, COMPARE = tracking.read_receipt, lambda root: compare.run(tiny_params(), root)
 ARRAY = lambda root: load_array(root / "x.npy")  # noqa: E731
-# a case: the file it writes, its content (or how to make it), what reads it, and what the one
-# line says after the project folder
+OBJECTS = np.array([{}], dtype=object)  # loads only by unpickling
+# a case: the file, its content (or how to make it), its reader, the line after the project folder
 DAMAGED = {
     "receipt, not JSON": ("run.json", "{oops", RECEIPT, "run.json: not a valid JSON file"),
     "receipt, a list": ("run.json", "[1, 2]", RECEIPT, "run.json: not a run receipt"),
@@ -61,24 +62,9 @@ DAMAGED = {
     "array, empty": ("x.npy", b"", ARRAY, "x.npy: not a"),
     "array, a pickle": ("x.npy", b"\x80\x04K\x01.", ARRAY, "x.npy: not a"),
     "array, an npz": ("x.npy", _saved(np.savez, x=np.arange(3)), ARRAY, "x.npy: not a"),
-    "array, objects": (
-        "x.npy",
-        _saved(np.save, np.array([{}], dtype=object), allow_pickle=True),
-        ARRAY,
-        "x.npy: not a",
-    ),
-    "store, random bytes": (
-        STORE,
-        np.random.default_rng(0).bytes(4096),
-        tracking.client,
-        f"{STORE}: not a readable MLflow store",
-    ),
-    "store, truncated": (
-        STORE,
-        lambda root: _store(root)[:20000],
-        tracking.client,
-        f"{STORE}: not a readable MLflow store",
-    ),
+    "array, objects": ("x.npy", _saved(np.save, OBJECTS, allow_pickle=True), ARRAY, "x.npy: not a"),
+    "store, random bytes": (STORE, os.urandom(4096), tracking.client, NO_STORE),
+    "store, truncated": (STORE, lambda root: _store(root)[:20000], tracking.client, NO_STORE),
 }
 
 

@@ -39,14 +39,17 @@ def test_extracted_and_atomic_files_honour_the_umask(tmp_path):
     assert [stat.S_IMODE(m) for m in modes] == [0o750, 0o640, 0o640]
 
 
-def test_atomic_writes_keep_the_old_output_when_writing_or_the_swap_fails(tmp_path, monkeypatch):
-    target, dest = tmp_path / "f.txt", tmp_path / "out"
+def test_atomic_writes_keep_the_old_output_on_a_full_disk_or_a_failed_swap(tmp_path, monkeypatch):
+    target, dest, full = tmp_path / "f.txt", tmp_path / "out", f"no space left on {tmp_path}$"
     target.write_text("old")
-    with pytest.raises(RuntimeError), atomic_file(target, "w") as fh:
-        fh.write("half")
-        raise RuntimeError("crash")
     dest.mkdir()
     (dest / "good.txt").write_text("earlier output")
+    with pytest.raises(OSError, match=full), atomic_file(target, "w") as fh:
+        fh.write("half")
+        raise OSError(28, "No space left on device")
+    with pytest.raises(OSError, match=full), atomic_dir(dest) as tmp:
+        (tmp / "half.npy").write_bytes(b"x")
+        raise OSError("784000 requested and 8064 written")  # how numpy says it
     real_rename = Path.rename
 
     def failing(self, target):
@@ -58,7 +61,7 @@ def test_atomic_writes_keep_the_old_output_when_writing_or_the_swap_fails(tmp_pa
     with pytest.raises(OSError, match="disk went away"), atomic_dir(dest) as tmp:
         (tmp / "new.txt").write_text("new")
     assert (dest / "good.txt").read_text() == "earlier output" and target.read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt", "out"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["f.txt", "good.txt", "out"]
 
 
 def test_atomic_writes_fsync_file_and_folder(tmp_path, monkeypatch):
