@@ -44,9 +44,8 @@ def dead_url() -> str:
 
 @contextlib.contextmanager
 def raw_server(reply: bytes | Callable | None = None) -> Iterator[str]:
-    """Answers every request with ``reply`` (bytes), or calls ``reply(conn, stop)``, or else
-    (a trickle) sends Content-Length 100000 and then one byte every 50 ms; ``stop`` is set when
-    the block ends."""
+    """Answers each request with ``reply`` (bytes) or ``reply(conn, stop)``, or else trickles (a
+    Content-Length of 100000, then a byte every 50 ms); ``stop`` is set when the block ends."""
     stop = threading.Event()
 
     def trickle(conn, stop) -> None:
