@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from nnlab import paths
-from nnlab.config import load_params
+from nnlab.config import Params, load_params
 from nnlab.data.augment import Augment
 from nnlab.data.image_folder import SYNTHETIC, find_layout
 from nnlab.data.prepare import load_arrays, load_meta
@@ -121,13 +121,8 @@ def test_pooled_tar_draws_split_sizes_stratified_seeded_or_scaled_loudly(tmp_pat
 
 
 @pytest.fixture(scope="module")
-def synthetic_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("catdog")
-    prepare(_run_params(), "cats_vs_dogs", root)
-    return root
-
-
-def _run_params():
+def synthetic(tmp_path_factory) -> tuple[Path, Params]:
+    """Drawn cats and dogs, prepared, and the shipped catdog experiments cut to one epoch."""
     real = load_params(REPO / "params.yaml")
     experiments = {
         name: {**real.experiment(name).model_dump(), "epochs": 1, "batch_size": 8}
@@ -135,12 +130,14 @@ def _run_params():
     }
     drawn = {"kind": "image_folder", "source": "synthetic", "synthetic_size": 40}
     drawn["synthetic_image_size"] = 32
-    return tiny_params(**{"data.cats_vs_dogs": drawn, "experiments": experiments})
+    params = tiny_params(**{"data.cats_vs_dogs": drawn, "experiments": experiments})
+    prepare(params, "cats_vs_dogs", root := tmp_path_factory.mktemp("catdog"))
+    return root, params
 
 
 @pytest.mark.filterwarnings("error::UserWarning:albumentations")
-def test_fast_dev_run_both_experiments_augment_train_only(synthetic_root):
-    params = _run_params()
+def test_fast_dev_run_both_experiments_augment_train_only(synthetic):
+    synthetic_root, params = synthetic
     for name in ("catdog_cnn", "catdog_cnn_aug"):
         _, model, dm = fast_dev_fit(params, name, synthetic_root)
         train, val, test = (dm.datasets[s].transform for s in paths.SPLITS)
@@ -150,14 +147,14 @@ def test_fast_dev_run_both_experiments_augment_train_only(synthetic_root):
     assert meta["source"] == SYNTHETIC and meta["input_shape"] == [3, 32, 32]
 
 
-def test_train_evaluate_predict_aug(synthetic_root, tmp_path, capsys, monkeypatch):
+def test_train_evaluate_predict_aug(synthetic, tmp_path, capsys, monkeypatch):
     from nnlab.cli import main
     from nnlab.stages.evaluate import run as evaluate
     from nnlab.stages.train import run as train
 
     root = tmp_path / "project"
-    shutil.copytree(synthetic_root, root)
-    params = _run_params()
+    shutil.copytree(synthetic[0], root)
+    params = synthetic[1]
     assert train(params, "catdog_cnn_aug", root)["data_source"] == SYNTHETIC
     assert 0 <= evaluate(params, "catdog_cnn_aug", root)["test/acc"] <= 1
     reports = root / "reports/experiments/catdog_cnn_aug"
