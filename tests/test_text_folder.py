@@ -18,7 +18,6 @@ from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, stored_texts, toke
 from nnlab.files import file_digest, read_json
 from nnlab.log import DownloadError
 from nnlab.stages.download import run as run_download
-from nnlab.stages.split import run as run_split
 from tests.conftest import SHARED, params_text, tiny_params
 from tests.folders import prepare
 from tests.http_server import dead_url, serve
@@ -103,14 +102,6 @@ def test_download_from_an_archive_a_folder_or_http_nothing_extracted(tmp_path, k
     assert raw == [paths.MANIFEST, paths.RAW_TEXTS]  # nothing extracted, the archive dropped
 
 
-def test_folder_without_reviews_names_what_is_missing(tmp_path):
-    (tmp_path / "src" / "train" / "pos").mkdir(parents=True)
-    params = imdb_params(source="auto", path=str(tmp_path / "src"))
-    with pytest.raises(ValueError, match=r"no labelled texts found \(expected <split>/<label>"):
-        run_download(params, "imdb", tmp_path)
-    assert not (tmp_path / "data/raw/imdb").exists()
-
-
 def test_offline_remote_fails_auto_falls_back_to_synthetic_loudly(tmp_path, capsys):
     with pytest.raises(DownloadError):
         run_download(imdb_params(source="remote", mirrors=[dead_url()]), "imdb", tmp_path)
@@ -163,15 +154,6 @@ def test_split_vocabulary_from_train_only_and_truncation(tmp_path, truncate, kep
     assert x[row, :3].tolist() == [great, great, UNK_INDEX] and lengths[row] == 3
 
 
-def test_split_is_seeded_and_balanced(tmp_path):
-    params = imdb_params()
-    first = prepare(params, "imdb", tmp_path)
-    arrays = {f: np.load(f) for f in (tmp_path / "data/split/imdb").glob("*.npy")}
-    run_split(params, "imdb", tmp_path)
-    assert all(np.array_equal(a, np.load(f)) for f, a in arrays.items())
-    assert first["class_counts"]["train"]["positive"] == first["class_counts"]["train"]["negative"]
-
-
 @pytest.fixture(scope="module")
 def trained_gru(tmp_path_factory):
     from nnlab.stages.evaluate import run as evaluate
@@ -179,16 +161,17 @@ def trained_gru(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("imdb_project")
     params = imdb_params()
-    prepare(params, "imdb", root)
+    split = prepare(params, "imdb", root)
     train(params, "imdb_gru", root)
     evaluate(params, "imdb_gru", root)
-    return root, params
+    return root, params, split
 
 
 def test_text_examples_and_predict_without_data_dir(trained_gru, tmp_path, monkeypatch, capsys):
     from nnlab.cli import main
 
-    src, params = trained_gru
+    src, params, split = trained_gru
+    assert len(set(split["class_counts"]["train"].values())) == 1  # stratified
     examples = (src / "reports/experiments/imdb_gru" / paths.FIGURES / paths.EXAMPLES).read_text()
     assert "P(positive) =" in examples and "most confidently wrong" in examples
     root = tmp_path / "copy"
