@@ -1,6 +1,5 @@
-"""Outgrowing one machine. Fast: thread sizing (``nnlab.threads``). Slow, through the CLI: two
-nodes over gloo on 127.0.0.1, queued and ``--temp`` DVC experiments, and two clones against one
-MLflow tracking server (the DVC remote round trip is in test_pipeline_e2e.py)."""
+"""Outgrowing one machine: thread sizing (fast); through the CLI (slow), two nodes over gloo on
+127.0.0.1, queued and ``--temp`` DVC experiments, two clones sharing one MLflow server."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,15 +27,10 @@ from tests.test_pipeline_e2e import commit, dvc_project
 
 @pytest.fixture
 def jobs(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "jobs"
-    monkeypatch.setenv("NNLAB_JOBS_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
-def keep_torch_threads():
+    """The test's own job registry; torch's thread count restored after."""
     before = torch.get_num_threads()
-    yield
+    monkeypatch.setenv("NNLAB_JOBS_DIR", str(tmp_path / "jobs"))
+    yield tmp_path / "jobs"
     torch.set_num_threads(before)
 
 
@@ -81,8 +76,7 @@ def test_registry_counts_live_processes_and_drops_stale_ones(jobs, sleeper):
     dead.wait(timeout=60)
     threads.register(dead.pid)
     # a live pid whose start time differs: the pid was reused after its job died
-    reused = jobs / f"{os.getppid()}.json"
-    reused.write_text(json.dumps({"pid": os.getppid(), "start": "1"}))
+    (jobs / f"{os.getppid()}.json").write_text(json.dumps({"pid": os.getppid(), "start": "1"}))
     (jobs / "junk.json").write_text("{not json")
     assert threads.live_jobs() == 2
     names = sorted(p.name for p in jobs.glob("*.json"))
@@ -136,7 +130,7 @@ def _fit(callbacks, model, logger=False):
 
 
 def test_sizer_replans_each_epoch_and_unregisters_even_on_failure(
-    jobs, keep_torch_threads, monkeypatch, tmp_path, sleeper
+    jobs, monkeypatch, tmp_path, sleeper
 ):
     import pandas as pd
     from lightning.pytorch.demos.boring_classes import BoringModel
@@ -185,7 +179,6 @@ def _wait_all(procs: list[subprocess.Popen], timeout: float = 400) -> None:
 
 
 def _tiny_project_params(root: Path, experiments: dict, **trainer) -> None:
-    """The conftest TINY params with these experiments (and trainer keys) as params.yaml."""
     raw = {**TINY, "trainer": {**TINY["trainer"], **trainer}, "experiments": experiments}
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
@@ -269,8 +262,6 @@ def test_queued_and_temp_experiments_land_in_the_project_store(tmp_path):
 @pytest.fixture
 def mlflow_server(tmp_path):
     """`nnlab server` on 127.0.0.1 with its own SQLite store, proxying artifacts; stopped."""
-    import urllib.request
-
     port, store = free_port(), tmp_path / "server"
     store.mkdir()
     cmd = [str(BIN / "nnlab"), "server", "--port", str(port), "--workers", "1"]

@@ -26,6 +26,7 @@ from nnlab.stages.evaluate import run as evaluate
 from nnlab.stages.train import run as train
 from tests.conftest import params_text, tiny_params
 from tests.folders import prepare
+from tests.test_adversarial_data import BAD_IMAGES
 
 
 @pytest.fixture(autouse=True)
@@ -123,10 +124,7 @@ def test_evaluate_registers_the_best_model_that_predicts_like_nnlab_predict(
     truth = [str(int(y)) for y in test["y"][:4]]
     assert sum(r == t for r, t in zip(out["label"], truth, strict=False)) >= 2
 
-    # nnlab predict: a missing file, junk, a decompression-bomb header, a truncated file, a
-    # folder and a symlink loop each get their own one-line error naming them; nothing written
-    from tests.test_adversarial_data import BAD_IMAGES
-
+    # nnlab predict: each missing, junk, bomb, truncated file, folder, link loop is one error line
     files = [str(f) for f in files]
     for i, data in enumerate(BAD_IMAGES):
         (tmp_path / f"bad{i}.png").write_bytes(data)

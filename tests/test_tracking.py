@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -34,7 +33,6 @@ def test_receipt_is_portable_and_another_clone_uses_its_own_store(
     train(tiny_params(**{"experiments.mnist_mlp.epochs": 1}), "mnist_mlp", project)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # MLFlowLogger sets it
     text = (project / "models/mnist_mlp/run.json").read_text()
-    assert json.loads(text)["status"] == "FINISHED"
     assert str(project.resolve()) not in text and '"/' not in text and "sqlite:" not in text
     monkeypatch.setattr(nnlab.stages.evaluate, "_figures", lambda *a, **k: None)
     clone = tmp_path / "clone2"
