@@ -18,8 +18,7 @@ def commit(work, env, message: str) -> None:
 
 
 def dvc_project(work, edit) -> dict:
-    """This repository's tracked files in a fresh git repo at ``work``, params.yaml changed by
-    ``edit(raw)`` and committed: the params written."""
+    """This repository in a fresh git repo at ``work``, params.yaml ``edit``ed: the params."""
     copy_repo(work)
     raw = yaml.safe_load((work / "params.yaml").read_text())
     edit(raw)

@@ -1,6 +1,5 @@
-"""Outgrowing one machine. Fast: thread sizing (``nnlab.threads``). Slow, through the CLI: two
-nodes over gloo on 127.0.0.1, queued and ``--temp`` DVC experiments, and two clones against one
-MLflow tracking server (the DVC remote round trip is in test_pipeline_e2e.py)."""
+"""Outgrowing one machine: thread sizing (fast); through the CLI (slow), two nodes over gloo on
+127.0.0.1, queued and ``--temp`` DVC experiments, two clones sharing one MLflow server."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,21 +27,15 @@ from tests.test_pipeline_e2e import commit, dvc_project
 
 @pytest.fixture
 def jobs(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "jobs"
-    monkeypatch.setenv("NNLAB_JOBS_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
-def keep_torch_threads():
+    """The test's own job registry; torch's thread count restored after."""
     before = torch.get_num_threads()
-    yield
+    monkeypatch.setenv("NNLAB_JOBS_DIR", str(tmp_path / "jobs"))
+    yield tmp_path / "jobs"
     torch.set_num_threads(before)
 
 
 @pytest.fixture
 def sleeper():
-    """A process that lives for a minute (killed after the test)."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     yield proc
     proc.kill()
@@ -82,8 +76,7 @@ def test_registry_counts_live_processes_and_drops_stale_ones(jobs, sleeper):
     dead.wait(timeout=60)
     threads.register(dead.pid)
     # a live pid whose start time differs: the pid was reused after its job died
-    reused = jobs / f"{os.getppid()}.json"
-    reused.write_text(json.dumps({"pid": os.getppid(), "start": "1"}))
+    (jobs / f"{os.getppid()}.json").write_text(json.dumps({"pid": os.getppid(), "start": "1"}))
     (jobs / "junk.json").write_text("{not json")
     assert threads.live_jobs() == 2
     names = sorted(p.name for p in jobs.glob("*.json"))
@@ -110,9 +103,7 @@ def test_a_folder_owned_by_someone_else_is_not_used(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-class _Seen(threads.Callback):
-    """Records what the sizer saw at each epoch (after it ran: callbacks run in order)."""
-
+class _Seen(threads.Callback):  # what the sizer saw at each epoch (callbacks run in order)
     def __init__(self, sizer, other):
         self.sizer, self.other, self.seen = sizer, other, []
 
@@ -122,9 +113,8 @@ class _Seen(threads.Callback):
             threads.register(self.other.pid)
 
 
-def _fit(callbacks, model=None, logger=False):
+def _fit(callbacks, model, logger=False):
     import lightning as L
-    from lightning.pytorch.demos.boring_classes import BoringModel
 
     trainer = L.Trainer(
         accelerator="cpu",
@@ -136,20 +126,21 @@ def _fit(callbacks, model=None, logger=False):
         log_every_n_steps=1,
         callbacks=callbacks,
     )
-    trainer.fit(model or BoringModel())
+    trainer.fit(model)
 
 
-def test_sizer_registers_replans_each_epoch_and_unregisters(
-    jobs, keep_torch_threads, monkeypatch, tmp_path, sleeper
+def test_sizer_replans_each_epoch_and_unregisters_even_on_failure(
+    jobs, monkeypatch, tmp_path, sleeper
 ):
     import pandas as pd
+    from lightning.pytorch.demos.boring_classes import BoringModel
     from lightning.pytorch.loggers import CSVLogger
 
     monkeypatch.setattr(threads, "available_cores", lambda: 4)
     sizer = threads.ThreadSizer("auto", num_workers=0)
     seen = _Seen(sizer, sleeper)
     logger = CSVLogger(tmp_path / "logs", name="", version="")
-    _fit([sizer, seen], logger=logger)
+    _fit([sizer, seen], BoringModel(), logger=logger)
     (jobs0, threads0, plan0), (jobs1, threads1, plan1) = seen.seen
     assert (jobs0, threads0, plan0["threads"]) == (1, 4, 4)
     assert (jobs1, threads1, plan1["threads"]) == (2, 2, 2)  # the other job took half
@@ -157,40 +148,16 @@ def test_sizer_registers_replans_each_epoch_and_unregisters(
     assert logged[["loader/threads", "loader/jobs"]].values.tolist() == [[4, 1], [2, 2]]
     assert not (jobs / f"{os.getpid()}.json").exists()
 
-
-def test_sizer_unregisters_when_training_fails(jobs, keep_torch_threads):
-    from lightning.pytorch.demos.boring_classes import BoringModel
-
     class Broken(BoringModel):
         def training_step(self, batch, batch_idx):
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        _fit([threads.ThreadSizer("auto")], model=Broken())
-    assert threads.live_jobs() == 0
+        _fit([threads.ThreadSizer("auto")], Broken())
+    assert not (jobs / f"{os.getpid()}.json").exists()
 
 
-# Slow: the CLI as users run it. Tiny data, one epoch, every wait bounded, every process killed.
-# The CLI where each rank writes a checksum of the weights it ends with to
-# $NNLAB_TEST_WEIGHTS_SUM/rank<global rank>.
-WITH_WEIGHTS_SUM = """
-import hashlib, os, sys
-import lightning.pytorch as pl
-
-def weights_sum(module):
-    h = hashlib.sha256()
-    for key, value in sorted(module.state_dict().items()):
-        h.update(key.encode() + value.detach().cpu().contiguous().numpy().tobytes())
-    path = os.path.join(os.environ["NNLAB_TEST_WEIGHTS_SUM"], f"rank{module.global_rank}")
-    with open(path, "w") as fh:
-        fh.write(h.hexdigest())
-
-pl.LightningModule.on_fit_end = weights_sum
-from nnlab.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
+# Slow: the CLI as users run it, every wait bounded, every process killed.
 def _start(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -212,7 +179,6 @@ def _wait_all(procs: list[subprocess.Popen], timeout: float = 400) -> None:
 
 
 def _tiny_project_params(root: Path, experiments: dict, **trainer) -> None:
-    """The conftest TINY params with these experiments (and trainer keys) as params.yaml."""
     raw = {**TINY, "trainer": {**TINY["trainer"], **trainer}, "experiments": experiments}
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
@@ -223,33 +189,21 @@ def _runs(uri: str) -> list:
 
 
 @pytest.mark.slow
-def test_two_nodes_on_loopback_one_run_one_set_of_outputs_same_weights(project, tmp_path):
+def test_two_nodes_on_loopback_one_run_one_set_of_outputs(project, tmp_path):
     experiments = {"mnist_cnn": TINY["experiments"]["mnist_cnn"]}
     _tiny_project_params(project, experiments, num_nodes=2, devices=1, strategy="ddp")
     node1 = tmp_path / "node1"  # the second node's own copy of the project: it writes nothing
     shutil.copytree(project, node1)
-    sums = tmp_path / "sums"
-    sums.mkdir()
+    port = str(free_port())
     env = cli_env(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(free_port()),
-        WORLD_SIZE="2",
-        GLOO_SOCKET_IFNAME="lo",
-        NNLAB_TEST_WEIGHTS_SUM=str(sums),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=port, WORLD_SIZE="2", GLOO_SOCKET_IFNAME="lo"
     )
-    cmd = [sys.executable, "-c", WITH_WEIGHTS_SUM, "train", "mnist_cnn"]
+    cmd = [str(BIN / "nnlab"), "train", "mnist_cnn"]
     nodes = enumerate((project, node1))
     _wait_all([_start(cmd, cwd, {**env, "NODE_RANK": str(rank)}) for rank, cwd in nodes])
-    assert (sums / "rank0").read_text() == (sums / "rank1").read_text()
-
-    model_dir = project / "models/mnist_cnn"
-    files = {p.name for p in model_dir.iterdir()}
-    assert {"best.ckpt", "last.ckpt", "history.csv", "run.json"} <= files
-    receipt = tracking.read_receipt(model_dir)
+    receipt = tracking.read_receipt(project / "models/mnist_cnn")
     assert receipt["num_nodes"] == 2
     assert [r.info.run_id for r in _runs(tracking.resolve_uri(project))] == [receipt["run_id"]]
-    history = tracking.client(project).get_metric_history(receipt["run_id"], "val/acc")
-    assert len(history) == experiments["mnist_cnn"]["epochs"]
     # node 1 created nothing: no outputs, no store, no logs
     assert sorted(p.name for p in node1.iterdir()) == sorted(
         p.name for p in project.iterdir() if p.name not in ("models", "mlruns")
@@ -257,8 +211,7 @@ def test_two_nodes_on_loopback_one_run_one_set_of_outputs_same_weights(project, 
 
 
 def _check_dvc_exp_runs(work: Path, expected: dict[str, float], tmp_path: Path) -> None:
-    """Each named DVC experiment is one finished MLflow run in the project's own store, with
-    its lr, its evaluation, and artifacts kept in the project (the temp copy is gone)."""
+    """Each DVC experiment: one finished run with its lr and artifacts in the project's store."""
     runs = {r.data.tags.get("dvc.exp_name"): r for r in _runs(tracking.resolve_uri(work))}
     for name, lr in expected.items():
         run = runs[name]
@@ -309,8 +262,6 @@ def test_queued_and_temp_experiments_land_in_the_project_store(tmp_path):
 @pytest.fixture
 def mlflow_server(tmp_path):
     """`nnlab server` on 127.0.0.1 with its own SQLite store, proxying artifacts; stopped."""
-    import urllib.request
-
     port, store = free_port(), tmp_path / "server"
     store.mkdir()
     cmd = [str(BIN / "nnlab"), "server", "--port", str(port), "--workers", "1"]
@@ -370,5 +321,3 @@ def test_two_clones_share_one_tracking_server(mnist_root, tmp_path, mlflow_serve
         assert (dst / "best.ckpt").stat().st_size > 0
         assert (dst / "evaluation/figures/confusion_matrix.png").stat().st_size > 0
         assert not (clone / "mlruns").exists()  # nothing went to a local store
-    exp = c.get_experiment(runs["mnist_mlp"].info.experiment_id)
-    assert exp.tags[tracking.EXPERIMENT_KIND_TAG] == tracking.EXPERIMENT_KIND

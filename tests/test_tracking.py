@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -29,13 +28,11 @@ def _plain_process(monkeypatch):
 def test_receipt_is_portable_and_another_clone_uses_its_own_store(
     project, tmp_path, monkeypatch, capsys
 ):
-    """The receipt holds no path of this machine. A checkpoint pulled into another clone
-    evaluates there, says once per step that its run is not in that clone's store, and logs
-    nothing anywhere."""
+    """A receipt holds no local path; pulled into another clone its checkpoint evaluates there,
+    says its run is not in that store, and logs nothing anywhere."""
     train(tiny_params(**{"experiments.mnist_mlp.epochs": 1}), "mnist_mlp", project)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # MLFlowLogger sets it
     text = (project / "models/mnist_mlp/run.json").read_text()
-    assert json.loads(text)["status"] == "FINISHED"
     assert str(project.resolve()) not in text and '"/' not in text and "sqlite:" not in text
     monkeypatch.setattr(nnlab.stages.evaluate, "_figures", lambda *a, **k: None)
     clone = tmp_path / "clone2"
@@ -43,7 +40,6 @@ def test_receipt_is_portable_and_another_clone_uses_its_own_store(
     first_db = project / "mlruns/mlflow.db"
     before = first_db.stat().st_mtime_ns, first_db.stat().st_size
     receipt = tracking.read_receipt(clone / "models/mnist_mlp")
-    assert tracking.tracking_uri(clone) == f"sqlite:///{clone.resolve()}/mlruns/mlflow.db"
     capsys.readouterr()
     assert 0 <= evaluate(tiny_params(), "mnist_mlp", clone)["test/acc"] <= 1
     warned = [line for line in capsys.readouterr().err.splitlines() if "is not in" in line]
@@ -80,7 +76,7 @@ def test_where_runs_go_dvc_temp_workspace_stray_dvc_root_and_server(tmp_path, mo
 def test_experiments_are_marked_and_a_run_the_store_lacks_starts_anew(
     tmp_path, monkeypatch, capsys
 ):
-    """The kind MLflow 3's UI reads to open an experiment on its runs, not in its GenAI view."""
+    """The kind MLflow 3's UI reads to show an experiment's runs, not its GenAI view."""
     monkeypatch.chdir(tmp_path)  # where MLflow puts the artifacts of an experiment made by hand
     exp_id = tracking.ensure_experiment("mnist", tmp_path)
     c = tracking.client(tmp_path)
@@ -138,7 +134,6 @@ def test_a_server_that_fails_is_one_bounded_line_naming_it(
     ],
 )
 def test_only_global_rank_zero_tracks(tmp_path, monkeypatch, env, zero):
-    """Other ranks create nothing."""
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert tracking.is_global_zero_env() is zero
