@@ -1,5 +1,4 @@
-"""A real 2-process DDP run on the CPU through the CLI, as `dvc repro` runs it: Lightning
-relaunches the command for rank 1, and only rank 0 writes files or MLflow records."""
+"""A 2-process CPU DDP run through the CLI: only rank 0 writes files or MLflow records."""
 
 import pytest
 import yaml

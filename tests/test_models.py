@@ -57,7 +57,6 @@ def test_options_are_checked_without_importing_torch():
     ("model", "options", "message"),
     [
         ("mlp", {"hidden": "big"}, r"model_options\.hidden: 'big' .*integer"),
-        ("mlp", {"hidden": 0}, r"model_options\.hidden: 0 .*greater than or equal to 1"),
         ("mlp", {"dropout": 1.0}, r"model_options\.dropout: 1\.0 .*less than 1"),
         ("vgg16", {"pool": "mean"}, r"model_options\.pool: 'mean' .*'avg', 'max' or 'flatten'"),
         ("gru", {"bidirectional": 1}, r"model_options\.bidirectional: 1 .*boolean"),

@@ -1,5 +1,6 @@
 import contextlib
 import csv
+import ctypes
 import os
 import shutil
 import signal
@@ -9,7 +10,7 @@ import lightning as L
 import pytest
 import torch
 
-from nnlab import tracking
+from nnlab import classifier, config, tracking
 from nnlab.classifier import Classifier, inference_trainer, load_classifier
 from nnlab.config import ConfigError
 from nnlab.data.datamodule import ArrayDataModule
@@ -49,9 +50,8 @@ def test_train_evaluate_compare_and_a_later_split(project, monkeypatch):
     params = tiny_params()
     receipts = {name: train(params, name, project) for name in params.experiments}
     receipt, model_dir = receipts["mnist_cnn"], project / "models/mnist_cnn"
-    assert {"best.ckpt", "last.ckpt", "run.json", "history.csv", "summary.txt"} <= {
-        p.name for p in model_dir.iterdir()
-    }
+    files = {p.name for p in model_dir.iterdir()}
+    assert {"best.ckpt", "last.ckpt", "run.json", "history.csv", "summary.txt"} <= files
     assert receipt["status"] == "FINISHED" and receipt["epochs_run"] == 2
     assert set(receipt["split_digests"]) == {"train", "val", "test"}
     (run,) = _runs(project, "mnist_cnn")
@@ -60,11 +60,10 @@ def test_train_evaluate_compare_and_a_later_split(project, monkeypatch):
     assert run.data.tags["nnlab.experiment"] == "mnist_cnn" and "git.commit" in run.data.tags
     # params once, as flat keys: no second copy of the Classifier's arguments
     assert run.data.params["experiment.epochs"] == "2" and "lr" not in run.data.params
-    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best"} <= set(
-        run.data.metrics
-    )
-    assert any(k.startswith("lr-") for k in run.data.metrics)  # LearningRateMonitor
-    assert run.data.metrics["val/acc_best"] == pytest.approx(receipt["val/acc_best"], abs=1e-4)
+    tracked = run.data.metrics
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best"} <= set(tracked)
+    assert any(k.startswith("lr-") for k in tracked)  # LearningRateMonitor
+    assert tracked["val/acc_best"] == pytest.approx(receipt["val/acc_best"], abs=1e-4)
     client = tracking.client(root=project)
     assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 2  # one per epoch
     rows = list(csv.DictReader((model_dir / "history.csv").read_text().splitlines()))
@@ -166,7 +165,7 @@ def test_an_interrupted_training_resumes_and_a_failed_start_changes_nothing(proj
     assert sorted(p.name for p in project.parent.iterdir()) == outside  # nothing beside it
 
 
-def test_refused_before_any_epoch_then_the_same_params_give_the_same_metrics(
+def test_refused_before_any_epoch_the_same_params_the_same_metrics_no_checkpoint_failed(
     project, monkeypatch, tmp_path
 ):
     with monkeypatch.context() as env, pytest.raises(ValueError, match="/dev/null: not a folder"):
@@ -178,8 +177,7 @@ def test_refused_before_any_epoch_then_the_same_params_give_the_same_metrics(
     held = exclusive(project / "models/.mnist_mlp.lock", "train@mnist_mlp")  # another training
     with held, pytest.raises(RuntimeError, match=lock):
         train(tiny_params(), "mnist_mlp", project)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    (elsewhere := tmp_path / "elsewhere").mkdir()
     (project / "models/mnist_mlp").symlink_to(elsewhere)
     with pytest.raises(ValueError, match="mnist_mlp: is a symbolic link"):
         train(tiny_params(), "mnist_mlp", project)
@@ -191,28 +189,18 @@ def test_refused_before_any_epoch_then_the_same_params_give_the_same_metrics(
     assert a["val/acc_best"] == b["val/acc_best"]
     history = [(root / "models/mnist_mlp/history.csv").read_text() for root in (project, other)]
     assert history[0] == history[1]
-
-
-def test_a_training_without_checkpoint_is_not_finished(project):
-    params = tiny_params(**{"trainer.limit_val_batches": 0})
-    with pytest.raises(RuntimeError, match="no best.ckpt was written"):
-        train(params, "mnist_mlp", project)
-    (run,) = _runs(project)
-    assert run.info.status == "FAILED"
+    with pytest.raises(RuntimeError, match="no best.ckpt was written"):  # not FINISHED
+        train(tiny_params(**{"trainer.limit_val_batches": 0}), "mnist_mlp", other)
+    assert _runs(other)[0].info.status == "FAILED"  # the latest run
 
 
 def test_lightnings_nvml_check_is_dropped_only_where_nvml_is_absent(monkeypatch):
-    import ctypes
-
-    from nnlab import classifier
-
     def absent(name):
         raise OSError(f"{name}: cannot open shared object file")
 
     monkeypatch.setenv(classifier.NVML_CHECK, "1")
     monkeypatch.setattr(ctypes, "CDLL", absent)
     assert classifier.skip_absent_nvml() and classifier.NVML_CHECK not in os.environ
-    assert torch.cuda.is_available() is False  # the CUDA runtime's answer here
     monkeypatch.setenv(classifier.NVML_CHECK, "1")
     monkeypatch.setattr(ctypes, "CDLL", lambda name: object())  # a driver is installed
     assert not classifier.skip_absent_nvml() and os.environ[classifier.NVML_CHECK] == "1"
@@ -222,8 +210,6 @@ def test_lightnings_nvml_check_is_dropped_only_where_nvml_is_absent(monkeypatch)
 def test_precision_auto_trains_in_bf16_only_where_the_cpu_has_it(
     project, monkeypatch, native, expected
 ):
-    from nnlab import config
-
     monkeypatch.setattr(config, "cpu_has_bf16", lambda: native)
     receipt = train(tiny_params(**{"trainer.precision": "auto"}), "mnist_mlp", project)
     (run,) = _runs(project)

@@ -1,11 +1,11 @@
-"""Transfer learning: VGG16 / EfficientNet-Lite0 bases, the weights fallback rule, the cached
-feature stage and DDP-safe fine-tuning; offline."""
+"""Transfer learning: VGG16/Lite0 bases, weights fallback, feature cache, DDP fine-tuning."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
 import shutil
+from unittest import mock
 
 import lightning as L
 import numpy as np
@@ -13,6 +13,7 @@ import pytest
 import torch
 import torchvision
 from lightning.pytorch.callbacks import Callback
+from PIL import Image
 from torch import nn
 
 from nnlab import paths, tracking
@@ -25,13 +26,16 @@ from nnlab.models.backbones import base_output_shape, build_base
 from nnlab.models.backbones import efficientnet_lite0 as lite0
 from nnlab.models.backbones import vgg16 as vgg16_base
 from nnlab.models.registry import build_model, loading_checkpoint
+from nnlab.predict import predict
 from nnlab.spec import DataSpec
 from nnlab.stages.compare import pretrained_cell
 from nnlab.stages.download import run as run_download
+from nnlab.stages.evaluate import run as evaluate
 from nnlab.stages.features import run as run_features
 from nnlab.stages.split import run as run_split
 from nnlab.stages.train import build_classifier
 from nnlab.stages.train import run as train
+from nnlab.summary import summarize
 from tests.conftest import tiny_params
 from tests.http_server import dead_url, serve
 
@@ -86,12 +90,8 @@ def test_vgg16_base_is_frozen_normalised_cut_in_five_blocks_and_tuned_in_groups(
         build_model("vgg16", gray, {"weights": "none"})
 
 
-def never(*args, **kwargs):
-    raise AssertionError("fetched weights")
-
-
 def test_unreachable_vgg16_weights_fall_back_to_lite0_or_refuse(monkeypatch, tmp_path, capfd):
-    """A dead URL: auto falls back to the bundled EfficientNet-Lite0, remote refuses."""
+    """A dead URL or source bundled: the bundled EfficientNet-Lite0; remote refuses."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached copy
     monkeypatch.setattr(vgg16_base.WEIGHTS.value, "url", f"{dead_url()}/vgg16-397923af.pth")
     net = build_model("vgg16", RGB32, {"source": "auto", "timeout": 5})
@@ -111,17 +111,28 @@ def test_unreachable_vgg16_weights_fall_back_to_lite0_or_refuse(monkeypatch, tmp
     assert torch.equal(net.base.normalize(x), 2 * x - 1)  # the Lite0 weights expect [-1, 1]
     asked = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
     assert "fallback" not in asked.provenance and not asked.resolved_options
-    for module, name in [
-        (vgg16_base, "pretrained"),
-        (lite0, "pretrained"),
-        (lite0, "weights_file"),
-    ]:
-        monkeypatch.setattr(module, name, never)
+    meta = {"kind": "image", "input_shape": [3, 32, 32], "classes": ["cats", "dogs"]}
+    params = params_for(v={**FEAT, "model_options": {"source": "bundled"}})
+    model = build_classifier(params, "v", meta, "x")  # a run that fell back
+    assert "source: bundled" in model.net.provenance["fallback"]
+    assert pretrained_cell(model.net.provenance) == "**efficientnet_lite0 (fallback)**"
+    assert pretrained_cell({"backbone": "vgg16", "weights": "x"}) == "vgg16"
+    trainer = L.Trainer(max_epochs=0, logger=False, default_root_dir=tmp_path)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "lite.ckpt")
+    never = mock.Mock(side_effect=AssertionError("fetched weights"))
+    monkeypatch.setattr(vgg16_base, "pretrained", never)
+    monkeypatch.setattr(lite0, "pretrained", never)
+    monkeypatch.setattr(lite0, "weights_file", never)
     with loading_checkpoint():  # nothing is fetched: the checkpoint's weights overwrite them
         net = build_model("vgg16", RGB32, {"source": "remote"})
         lite = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})
     assert net.provenance["weights"] == "random init (weights: none)"
     assert count_parameters(lite.base)[0] == LITE0_CONV
+    loaded = load_classifier(tmp_path / "lite.ckpt")  # reloads as EfficientNet-Lite0
+    assert loaded.net.provenance["backbone"] == "efficientnet_lite0"
+    for a, b in zip(model.net.state_dict().values(), loaded.net.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
 
 
 def vgg16_conv(prefix: str = "") -> tuple[list[nn.Module], dict[str, torch.Tensor]]:
@@ -156,10 +167,7 @@ def test_vgg16_weights_come_through_the_torch_hub_cache(monkeypatch, tmp_path):
         monkeypatch.setattr(vgg16_base.WEIGHTS.value, "url", f"{url}/vgg16-00000000.pth")
         with pytest.raises(DownloadError, match="hash"):
             build_model("vgg16", RGB32, {"source": "remote"})
-    assert net.provenance == {
-        "backbone": "vgg16",
-        "weights": "ImageNet (torchvision IMAGENET1K_V1)",
-    }
+    assert net.provenance["weights"] == "ImageNet (torchvision IMAGENET1K_V1)"
     assert (tmp_path / f"torch/hub/checkpoints/vgg16-{digest}.pth").is_file()
     assert not (tmp_path / "torch/hub/checkpoints/vgg16-00000000.pth").exists()
     assert torch.equal(net.blocks[4][-3].weight, reference[4][-3].weight)  # conv5_3
@@ -186,24 +194,6 @@ def test_local_weights_file_and_bad_files(tmp_path):
             build_model("vgg16", RGB32, {"weights": str(tmp_path / name)})
 
 
-def test_checkpoint_rebuilds_the_fallback_backbone(tmp_path):
-    """A run that fell back to EfficientNet-Lite0 reloads as EfficientNet-Lite0."""
-    meta = {"kind": "image", "input_shape": [3, 32, 32], "classes": ["cats", "dogs"]}
-    params = params_for(v={**FEAT, "model_options": {"source": "bundled"}})
-    model = build_classifier(params, "v", meta, "x")
-    assert model.hparams.model_options["backbone"] == "efficientnet_lite0"
-    trainer = L.Trainer(max_epochs=0, logger=False, default_root_dir=tmp_path)
-    trainer.strategy.connect(model)
-    trainer.save_checkpoint(tmp_path / "lite.ckpt")
-    loaded = load_classifier(tmp_path / "lite.ckpt")
-    assert loaded.net.provenance["backbone"] == "efficientnet_lite0"
-    assert "source: bundled" in model.net.provenance["fallback"]
-    for a, b in zip(model.net.state_dict().values(), loaded.net.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
-    assert pretrained_cell(model.net.provenance) == "**efficientnet_lite0 (fallback)**"
-    assert pretrained_cell({"backbone": "vgg16", "weights": "x"}) == "vgg16"
-
-
 def cache_params(**experiments):
     cache = {"from": "cats_vs_dogs", "backbone": "efficientnet_lite0", "source": "bundled"}
     return params_for(features={"cats_lite0": {**cache, "batch_size": 16}}, **experiments)
@@ -228,12 +218,6 @@ def test_feature_stage_writes_a_derived_dataset_in_the_split_format(catdog):
 
 @pytest.mark.slow
 def test_a_head_trains_on_the_cache_and_predicts_raw_photos(catdog, tmp_path):
-    from PIL import Image
-
-    from nnlab.predict import predict
-    from nnlab.stages.evaluate import run as evaluate
-    from nnlab.summary import summarize
-
     head = {"dataset": "cats_lite0", "model": "mlp", "epochs": 3, "batch_size": 8, "lr": 0.01}
     params = cache_params(head={**head, "model_options": {"hidden": 16, "dropout": 0.5}})
     run_features(params, "cats_lite0", catdog)
@@ -282,9 +266,8 @@ def test_ddp_finetune_unfreezes_on_every_rank_alike(catdog):
             "finetune": {"unfreeze_epoch": 1, "backbone_lr": 0.05},
         }
     )
-    dm = ArrayDataModule(
-        "cats_vs_dogs", params.experiment("tuned"), params.loader, params.seed, catdog
-    )
+    exp = params.experiment("tuned")
+    dm = ArrayDataModule("cats_vs_dogs", exp, params.loader, params.seed, catdog)
     model = build_classifier(params, "tuned", dm.meta, "x")
     start = {k: v.clone() for k, v in model.net.state_dict().items()}
     trainer = L.Trainer(

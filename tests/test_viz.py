@@ -118,10 +118,8 @@ def test_ascent_raises_each_filters_rectified_activation_and_leaves_the_net_alon
         start = inside.ascend_filters(net, conv, filters=4, steps=0, size=32)
         found = inside.ascend_filters(net, conv, filters=4, steps=30, size=32)
         with inside.evaluating(net):
-            gain = [
-                inside.channel_means(inside.activations(net, [conv])(img)[0][1])
-                for img in (start, found)
-            ]
+            probe = inside.activations(net, [conv])
+            gain = [inside.channel_means(probe(img)[0][1]) for img in (start, found)]
         assert found.shape == (4, 3, 32, 32) and found.min() >= 0 and found.max() <= 1
         assert (gain[1] > gain[0]).all(), name
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
@@ -136,19 +134,7 @@ def test_ascent_raises_each_filters_rectified_activation_and_leaves_the_net_alon
     assert (img[1, :, 4:12, 4:12] > 0.95).all()  # the all-positive filter: white
 
 
-def test_filter_patterns_are_deterministic_and_one_png_per_layer(tmp_path):
-    net, runs = tiny().eval(), []
-    layers = inside.pattern_layers(net)
-    for out in (tmp_path / "a", tmp_path / "b"):
-        out.mkdir()
-        written = inside.filter_patterns(net, layers, out, filters=3, steps=4, size=32, seed=5)
-        assert written == [out / f"filter_patterns_{n}.png" for n, _ in layers]
-        assert sorted(out.iterdir()) == sorted(written)
-        runs.append([(png_shape(p), p.read_bytes()) for p in written])
-    assert runs[0] == runs[1]
-
-
-def test_pattern_layers_are_labelled_like_the_lectures_and_nets_without_convs_get_none(tmp_path):
+def test_pattern_layers_are_labelled_like_the_lectures_and_drawn_deterministically(tmp_path):
     def labels(net, n=3):
         return [label for label, _ in inside.pattern_layers(net, n)]
 
@@ -163,6 +149,15 @@ def test_pattern_layers_are_labelled_like_the_lectures_and_nets_without_convs_ge
     tokens = torch.zeros(2, 50, dtype=torch.long)  # not images
     assert inside.model_pictures(planted_net(), tokens, [0, 1], ["a", "b"], tmp_path) == []
     assert list(tmp_path.iterdir()) == []
+    net, runs = tiny().eval(), []
+    layers = inside.pattern_layers(net)
+    for out in (tmp_path / "a", tmp_path / "b"):
+        out.mkdir()
+        written = inside.filter_patterns(net, layers, out, filters=3, steps=4, size=32, seed=5)
+        assert written == [out / f"filter_patterns_{n}.png" for n, _ in layers]
+        assert sorted(out.iterdir()) == sorted(written)
+        runs.append([(png_shape(p), p.read_bytes()) for p in written])
+    assert runs[0] == runs[1]
 
 
 @pytest.mark.parametrize(
