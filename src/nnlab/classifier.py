@@ -98,7 +98,7 @@ class Classifier(L.LightningModule):
             }
         )
         self.test_confusion = MulticlassConfusionMatrix(k)
-        self.test_probs: list[torch.Tensor] = []
+        self.test_probs: list[torch.Tensor] = []  # of the one test run (evaluate's)
         if self.hparams.channels_last and self.spec.kind == "image":
             self.net = self.net.to(memory_format=torch.channels_last)
         self.assets: dict[str, Any] = {}
@@ -148,18 +148,14 @@ class Classifier(L.LightningModule):
 
     def _log_epoch(self, stage: str) -> torch.Tensor:
         """Logs the stage's loss and accuracy, already reduced over ranks (``sync_dist`` only
-        tells Lightning so), and resets them but the test's, which evaluate reads."""
+        tells Lightning so), and resets them."""
         acc, loss = getattr(self, f"{stage}_acc"), getattr(self, f"{stage}_loss")
         value = acc.compute()
         self.log(f"{stage}/loss", loss.compute(), prog_bar=stage == "val", sync_dist=True)
         self.log(f"{stage}/acc", value, prog_bar=stage != "test", sync_dist=True)
-        if stage != "test":
-            loss.reset()
-            acc.reset()
+        loss.reset()
+        acc.reset()
         return value
-
-    def on_train_start(self) -> None:
-        self.val_acc_best.reset()
 
     def on_train_epoch_start(self) -> None:
         # A group with "unfreeze_epoch" (TransferNet.param_groups) has LR 0 before that epoch.
@@ -186,9 +182,6 @@ class Classifier(L.LightningModule):
         self.on_train_epoch_end()
         self.val_acc_best.update(acc)
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
-
-    def on_test_epoch_start(self) -> None:
-        self.test_probs = []
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         _, logits, pred = self._step(batch, "test")
@@ -217,9 +210,8 @@ class Classifier(L.LightningModule):
 
 def count_parameters(net: nn.Module) -> tuple[int, int]:
     """(total, trainable) parameter counts."""
-    total = sum(p.numel() for p in net.parameters())
-    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    return total, trainable
+    params = list(net.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
 
 
 def inference_trainer(params: Any = None) -> L.Trainer:
@@ -231,12 +223,10 @@ def inference_trainer(params: Any = None) -> L.Trainer:
         callbacks=[ThreadSizer(loader.threads, loader.num_workers)],
         accelerator=kwargs.get("accelerator", "auto"),
         devices=1,
-        num_nodes=1,
         precision=kwargs.get("precision", "32-true"),
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
-        enable_model_summary=False,
     )
 
 

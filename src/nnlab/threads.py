@@ -5,14 +5,14 @@ file per process in ``$NNLAB_JOBS_DIR`` (default ``/tmp/nnlab-jobs-<uid>``)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.callbacks import Callback
 
-from nnlab.files import read_json
+from nnlab.files import read_json, write_json
 
 
 def available_cores() -> int:
@@ -56,9 +56,8 @@ def register(pid: int | None = None, folder: Path | None = None) -> Path | None:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         if folder.stat().st_uid != os.getuid():  # someone else's folder: do not trust it
             return None
-        tmp = folder / f".{pid}.tmp"
-        tmp.write_text(json.dumps({"pid": pid, "start": _process(pid)[0]}))
-        return tmp.replace(folder / f"{pid}.json")
+        write_json(folder / f"{pid}.json", {"pid": pid, "start": _process(pid)[0]})
+        return folder / f"{pid}.json"
     except OSError:
         return None
 
@@ -110,8 +109,6 @@ def plan(
 
 def apply(p: dict[str, Any]) -> dict[str, Any]:
     """Set torch's threads from a plan (inter-op ones only where torch still allows it)."""
-    import torch
-
     torch.set_num_threads(p["threads"])
     if p["interop_threads"]:
         # RuntimeError: set once already, or parallel work already ran; torch's count stays
@@ -128,11 +125,10 @@ class ThreadSizer(Callback):
     def __init__(self, threads: int | str = "auto", num_workers: int = 0) -> None:
         jobs_dir()  # a bad NNLAB_JOBS_DIR is refused before anything runs
         self.args = threads, num_workers
-        self.processes = 1
         self.plan = plan(threads, num_workers, jobs=1)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        self.processes = len(getattr(trainer, "device_ids", [])) or 1
+        self.processes = len(trainer.device_ids)
         register()
         self.plan = apply(plan(*self.args, self.processes))
 

@@ -46,12 +46,11 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     trainer = inference_trainer(params)  # the one Trainer: test, then the model's example
     model = load_classifier(model_dir / paths.BEST)
     dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
-    trainer.test(model, datamodule=dm, verbose=False)
+    (logged,) = trainer.test(model, datamodule=dm, verbose=False)
     model.cpu()
     test = load_arrays(exp.dataset, "test", root)
     y, probs = np.asarray(test["y"]), torch.cat(model.test_probs).numpy()
-    scores = {"test/acc": model.test_acc, "test/loss": model.test_loss}
-    scores = {k: round(float(metric.compute()), 4) for k, metric in scores.items()}
+    scores = {k: round(logged[k], 4) for k in ("test/acc", "test/loss")}
     metrics = scores | {k: receipt.get(k) for k in ("val/acc_best", "epochs_run", "train_seconds")}
     out, classes = paths.report_dir(name, root), model.spec.classes
     with atomic_dir(out) as tmp:
