@@ -137,10 +137,9 @@ class ThreadSizer(Callback):
         self.plan = apply(
             {**plan(*self.args, self.processes), "num_workers": self.plan["num_workers"]}
         )
-        if trainer.is_global_zero:
-            metrics = {"loader/threads": self.plan["threads"], "loader/jobs": self.plan["jobs"]}
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=trainer.global_step)
+        metrics = {"loader/threads": self.plan["threads"], "loader/jobs": self.plan["jobs"]}
+        for logger in trainer.loggers:  # each logs on rank 0 only
+            logger.log_metrics(metrics, step=trainer.global_step)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         unregister()
