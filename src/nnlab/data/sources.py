@@ -98,20 +98,13 @@ def _download_once(url: str, dest: Path, pin: str | None, cfg: Any) -> str:
     return f"{algo}:{hasher.hexdigest()}"
 
 
-def fetch(
-    entries: list[str],
-    dest: str | Path,
-    checksum: str | None,
-    cfg: Any,
-    unpack: Callable | None = None,
-) -> dict[str, Any]:
-    """Download ``dest`` from the first ``mirrors:`` entry (its pin replaces ``checksum``) that
+def fetch(dest: Path, checksum: str | None, cfg: Any, unpack: Callable | None) -> dict[str, Any]:
+    """Download ``dest`` from the first of ``cfg.mirrors`` (its pin replaces ``checksum``) that
     delivers it whole and verified, with ``cfg.retries`` retries. With ``unpack`` the file goes
     to ``unpack(dest, url)`` and is deleted; an ArchiveError there moves on to the next mirror.
     Returns ``{"url", "checksum", "pinned", **unpacked}``, or raises naming every failure."""
-    dest = Path(dest)
     failures: list[str] = []
-    for url, pin in (parse_mirror(e, dest.name) for e in entries):  # params.yaml has one or more
+    for url, pin in (parse_mirror(e, dest.name) for e in cfg.mirrors):  # one or more
         pin, got = pin or checksum, None
         for attempt in range(cfg.retries + 1):
             try:
@@ -315,10 +308,14 @@ def _archive_files(
                     yield name, fh.read()
 
 
-def _folder_files(src: Path, keep: Callable[[str], bool]) -> tuple[list[str], dict[str, int]]:
-    """The regular files under ``src`` that ``keep`` accepts (sorted, relative), and counts of
-    skipped links and FIFOs, sockets or devices: none is followed or opened, so loops and pipes
-    cannot hang."""
+def read_files(
+    src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
+) -> tuple[Iterator[tuple[str, bytes]], dict[str, int]]:
+    """(relative name, content) of the files ``keep`` accepts in a folder or a checked archive,
+    one at a time as read, and counts of the links and FIFOs, sockets or devices in a folder:
+    none is followed or opened, so loops and pipes cannot hang."""
+    if not src.is_dir():
+        return _archive_files(src, shown, limits, keep), {}
     files, skipped = [], {"skipped_symlinks": 0, "skipped_special": 0}
 
     def refuse(err: OSError) -> None:
@@ -333,20 +330,9 @@ def _folder_files(src: Path, keep: Callable[[str], bool]) -> tuple[list[str], di
                 files.append(Path(folder, name).relative_to(src))
             elif not stat.S_ISDIR(mode):
                 skipped["skipped_special"] += 1
-    return [f.as_posix() for f in sorted(files) if keep(f.as_posix())], skipped
-
-
-def read_files(
-    src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
-) -> tuple[Iterator[tuple[str, bytes]], dict[str, int]]:
-    """(relative name, content) of the files ``keep`` accepts in a folder or a checked archive,
-    one at a time as read, and what walking a folder skipped."""
-    if not src.is_dir():
-        return _archive_files(src, shown, limits, keep), {}
-    files, skipped = _folder_files(src, keep)
 
     def contents() -> Iterator[tuple[str, bytes]]:
-        for name in files:
+        for name in (f.as_posix() for f in sorted(files) if keep(f.as_posix())):
             try:  # a link swapped in meanwhile is refused
                 fd = os.open(src / name, os.O_RDONLY | os.O_NOFOLLOW)
             except OSError as err:
@@ -412,7 +398,7 @@ def download_raw(
             return manifest
         manifest = {"files": {}}
         for name, checksum in files.items():
-            got = fetch(cfg.mirrors, out_dir / name, checksum, cfg, store if unpack else None)
+            got = fetch(out_dir / name, checksum, cfg, store if unpack else None)
             manifest["files"][name] = {k: got.pop(k) for k in ("url", "checksum", "pinned")}
             manifest.update(got)
         return manifest
