@@ -362,9 +362,9 @@ def unpack_tree(src: Path, dest: Path, shown: str, limits: Limits) -> dict[str, 
 
 def safe_extract(
     archive: str | Path, dest: str | Path, *, limits: Limits = Limits(), shown: str | None = None
-) -> Path:
+) -> None:
+    """:func:`unpack_tree` for an archive named ``shown`` (its path, if not given)."""
     unpack_tree(Path(archive), Path(dest), shown or str(archive), limits)
-    return Path(dest)
 
 
 # ----------------------------------------------------------------------------- the rule
