@@ -11,7 +11,6 @@ import hashlib
 import http.client
 import lzma
 import os
-import shutil
 import stat
 import tarfile
 import time
@@ -19,21 +18,16 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, NamedTuple
 from urllib.parse import urlparse
 
-from nnlab.config import PIN
 from nnlab.files import atomic_dir, atomic_file, file_digest
 from nnlab.log import DownloadError, info, with_fallback
 
 _MB = 1 << 20
-
-
-class ChecksumError(DownloadError):
-    pass
 
 
 class ArchiveError(ValueError):
@@ -45,15 +39,10 @@ class UnsafeArchiveError(ArchiveError):
 
 
 def parse_mirror(entry: str, name: str = "") -> tuple[str, str | None]:
-    """``url#sha256=<64 hex>`` (or ``#md5=<32 hex>``) -> (url, "sha256:<hex>"); a URL without
-    ``#`` is unpinned, any other fragment a ValueError. A URL whose last part has no dot is a
+    """``url#sha256=<64 hex>`` (or ``#md5=<32 hex>``, checked by the config) -> (url,
+    "sha256:<hex>"); a URL without ``#`` is unpinned. A URL whose last part has no dot is a
     folder: ``name`` is appended to it."""
     url, hash_sign, fragment = entry.partition("#")
-    if hash_sign and not PIN.fullmatch(fragment):
-        raise ValueError(
-            f"mirror {entry!r}: the pin must be #sha256=<64 hex digits> or "
-            f"#md5=<32 hex digits>, got #{fragment}"
-        )
     if name and "." not in PurePosixPath(urlparse(url).path).name:
         url = url.rstrip("/") + "/" + name
     algo, _, digest = fragment.partition("=")
@@ -72,7 +61,7 @@ def _failure(url: str, err: Exception) -> tuple[str, bool]:
     """One line naming ``url``, and whether a retry may help (a timeout, a drop, HTTP 5xx)."""
     if isinstance(err, urllib.error.HTTPError):
         return f"{url}: HTTP {err.code} {err.reason}", err.code >= 500 or err.code == 429
-    if isinstance(err, ChecksumError):
+    if isinstance(err, DownloadError):  # a checksum mismatch
         return str(err), False
     reason = getattr(err, "reason", None) or err
     text = str(reason).strip().replace("\n", " ") or type(reason).__name__
@@ -102,34 +91,26 @@ def _download_once(url: str, dest: Path, pin: str | None, cfg: Any) -> str:
         if expected is not None and expected.isdigit() and size != int(expected):
             raise ConnectionError(f"connection closed early ({size} of {expected} bytes)")
         if pin and hasher.hexdigest() != digest.lower():
-            raise ChecksumError(
+            raise DownloadError(
                 f"{dest.name}: checksum mismatch from {url}: expected "
                 f"{algo}:{digest.lower()}, got {algo}:{hasher.hexdigest()}"
             )
     return f"{algo}:{hasher.hexdigest()}"
 
 
-def fetch(
-    entries: list[str],
-    dest: str | Path,
-    checksum: str | None,
-    cfg: Any,
-    unpack: Callable | None = None,
-) -> dict[str, Any]:
-    """Download ``dest`` from the first ``mirrors:`` entry (its pin replaces ``checksum``) that
+def fetch(dest: Path, checksum: str | None, cfg: Any, unpack: Callable | None) -> dict[str, Any]:
+    """Download ``dest`` from the first of ``cfg.mirrors`` (its pin replaces ``checksum``) that
     delivers it whole and verified, with ``cfg.retries`` retries. With ``unpack`` the file goes
     to ``unpack(dest, url)`` and is deleted; an ArchiveError there moves on to the next mirror.
     Returns ``{"url", "checksum", "pinned", **unpacked}``, or raises naming every failure."""
-    dest = Path(dest)
     failures: list[str] = []
-    mirrors = [parse_mirror(e, dest.name) for e in entries]  # a bad pin: never a fallback
-    for url, pin in mirrors:  # params.yaml has at least one
+    for url, pin in (parse_mirror(e, dest.name) for e in cfg.mirrors):  # one or more
         pin, got = pin or checksum, None
         for attempt in range(cfg.retries + 1):
             try:
                 got = _download_once(url, dest, pin, cfg)
                 break
-            except (OSError, http.client.HTTPException, ValueError, ChecksumError) as err:
+            except (OSError, http.client.HTTPException, ValueError, DownloadError) as err:
                 text, transient = _failure(url, err)
                 failures.append(text)
                 if not transient or attempt == cfg.retries:
@@ -148,8 +129,6 @@ def fetch(
             failures.append(str(err))
         finally:
             dest.unlink(missing_ok=True)
-    if all("checksum mismatch" in f for f in failures):
-        raise ChecksumError("; ".join(dict.fromkeys(failures)))
     raise DownloadError(f"could not download {dest.name}: " + "; ".join(failures))
 
 
@@ -318,97 +297,74 @@ def _named(shown: str) -> Iterator[None]:
         raise ArchiveError(f"{shown}: damaged archive ({type(err).__name__}: {text})") from None
 
 
-def safe_extract(
-    archive: str | Path, dest: str | Path, *, limits: Limits = Limits(), shown: str | None = None
-) -> Path:
-    """Extract a zip or tar named ``shown`` into ``dest``, all or nothing: a refusal removes
-    what was written (at most ``limits.max_bytes``). No member is a link, so none is followed."""
-    shown, archive = shown or str(archive), Path(archive)
-    with _named(shown), atomic_dir(dest) as tmp:
-        for m in _members(archive, limits, shown):
-            folder = tmp.joinpath(*(m.parts if m.is_dir else m.parts[:-1]))
-            os.makedirs(folder, exist_ok=True)
-            if not m.is_dir:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                out = os.fdopen(os.open(folder / m.parts[-1], flags, 0o666), "wb")
-                with m.open() as fh, out:
-                    shutil.copyfileobj(fh, out, _MB)
-    return Path(dest)
+def _archive_files(
+    src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
+) -> Iterator[tuple[str, bytes]]:
+    with _named(shown):
+        for m in _members(src, limits, shown):
+            name = "/".join(m.parts)
+            if not m.is_dir and keep(name):
+                with m.open() as fh:
+                    yield name, fh.read()
 
 
-# ----------------------------------------------------------------------------- folders
-
-
-def walk_files(root: Path) -> tuple[list[Path], dict[str, int]]:
-    """Regular files under ``root`` (sorted, relative), and counts of skipped links and FIFOs,
-    sockets or devices: none is followed or opened, so loops and pipes cannot hang."""
+def read_files(
+    src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
+) -> tuple[Iterator[tuple[str, bytes]], dict[str, int]]:
+    """(relative name, content) of the files ``keep`` accepts in a folder or a checked archive,
+    one at a time as read, and counts of the links and FIFOs, sockets or devices in a folder:
+    none is followed or opened, so loops and pipes cannot hang."""
+    if not src.is_dir():
+        return _archive_files(src, shown, limits, keep), {}
     files, skipped = [], {"skipped_symlinks": 0, "skipped_special": 0}
 
     def refuse(err: OSError) -> None:
         raise ValueError(f"{err.filename}: cannot read this folder ({err.strerror})")
 
-    for folder, dirs, names in os.walk(root, onerror=refuse):
+    for folder, dirs, names in os.walk(src, onerror=refuse):
         for name in dirs + names:
             mode = os.lstat(os.path.join(folder, name)).st_mode
             if stat.S_ISLNK(mode):
                 skipped["skipped_symlinks"] += 1
             elif stat.S_ISREG(mode):
-                files.append(Path(folder, name).relative_to(root))
+                files.append(Path(folder, name).relative_to(src))
             elif not stat.S_ISDIR(mode):
                 skipped["skipped_special"] += 1
-    return sorted(files), skipped
 
-
-def _open_nofollow(path: Path) -> IO[bytes]:
-    """A regular file, opened for reading; a link swapped in meanwhile is refused."""
-    try:
-        return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
-    except OSError as err:
-        raise ValueError(f"{path}: cannot read ({err.strerror})") from None
-
-
-def read_files(
-    src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
-) -> tuple[Iterable[tuple[str, bytes]], dict[str, int]]:
-    """(relative name, content) of the files ``keep`` accepts in a folder or archive (checked
-    whole first; nothing is extracted), and what walking a folder skipped."""
-    if not src.is_dir():
-        kept = []
-        with _named(shown):
-            for m in _members(src, limits, shown):
-                name = "/".join(m.parts)
-                if not m.is_dir and keep(name):
-                    with m.open() as fh:
-                        kept.append((name, fh.read()))
-        return kept, {}
-    files, skipped = walk_files(src)
-
-    def contents() -> Iterator[tuple[str, bytes]]:  # one file at a time, as read
-        for rel in (f.as_posix() for f in files):
-            if keep(rel):
-                with _open_nofollow(src / rel) as fh:
-                    yield rel, fh.read()
+    def contents() -> Iterator[tuple[str, bytes]]:
+        for name in (f.as_posix() for f in sorted(files) if keep(f.as_posix())):
+            try:  # a link swapped in meanwhile is refused
+                fd = os.open(src / name, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError as err:
+                raise ValueError(f"{src / name}: cannot read ({err.strerror})") from None
+            with os.fdopen(fd, "rb") as fh:
+                yield name, fh.read()
 
     return contents(), skipped
 
 
 def unpack_tree(src: Path, dest: Path, shown: str, limits: Limits) -> dict[str, int]:
-    """A folder's regular files copied, or an archive extracted, to ``dest`` (atomic)."""
-    if not src.is_dir():
-        safe_extract(src, dest, limits=limits, shown=shown)
-        return {}
-    files, skipped = walk_files(src)
+    """A folder's regular files copied, or an archive extracted, to ``dest``: all or nothing
+    (a refusal removes what was written). No member is a link, so none is followed."""
+    files, skipped = read_files(src, shown, limits, keep=lambda name: True)
     with atomic_dir(dest) as tmp:
-        for rel in files:
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            with _open_nofollow(src / rel) as fin, open(tmp / rel, "xb") as fout:
-                shutil.copyfileobj(fin, fout, _MB)
+        for name, data in files:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp / name, "xb") as out:
+                out.write(data)
     if any(skipped.values()):
         info(
             f"{src}: skipped {skipped['skipped_symlinks']} symlinks and "
             f"{skipped['skipped_special']} special files (links are never followed)"
         )
     return skipped
+
+
+def safe_extract(
+    archive: str | Path, dest: str | Path, *, limits: Limits = Limits(), shown: str | None = None
+) -> None:
+    """:func:`unpack_tree` for an archive named ``shown`` (its path, if not given)."""
+    unpack_tree(Path(archive), Path(dest), shown or str(archive), limits)
 
 
 # ----------------------------------------------------------------------------- the rule
@@ -442,7 +398,7 @@ def download_raw(
             return manifest
         manifest = {"files": {}}
         for name, checksum in files.items():
-            got = fetch(cfg.mirrors, out_dir / name, checksum, cfg, store if unpack else None)
+            got = fetch(out_dir / name, checksum, cfg, store if unpack else None)
             manifest["files"][name] = {k: got.pop(k) for k in ("url", "checksum", "pinned")}
             manifest.update(got)
         return manifest
