@@ -23,13 +23,12 @@ _STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True, allow_inf_nan=Fa
 def check_experiment(params: Params, name: str) -> None:
     """ConfigError, one line naming the key and the value, unless the model, every augment step
     and a Trainer from ``trainer:`` can be built."""
-    exp, where = params.experiment(name), f"experiments.{name}."
     check_model(params, name)
-    for i, step in enumerate(exp.augment):
+    for i, step in enumerate(params.experiment(name).augment):
         try:
             build_augment([step], params.seed, rank=0)
         except Exception as err:
-            _fail(f"{where}augment[{i}]: {one_line(err).removeprefix('augment[0] ')}")
+            _fail(f"experiments.{name}.augment[{i}]: {one_line(err).removeprefix('augment[0] ')}")
     check_trainer(params.trainer)
 
 

@@ -452,7 +452,6 @@ def _listed(names: Any) -> str:
 
 
 def _quote(name: Any) -> str:
-    """A name (key, experiment, dataset) as a message quotes it."""
     return one_line(repr(name), 60)
 
 

@@ -55,7 +55,6 @@ def check_name(name: str, what: str = "name") -> str:
 
 
 def _folder(base: str, what: str, name: str, root: Path = Path(".")) -> Path:
-    """``root/base/<name>``, for a ``name`` (a ``what``) that is an identifier."""
     return Path(root) / base / check_name(name, what)
 
 
