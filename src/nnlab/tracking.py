@@ -27,7 +27,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from nnlab import paths
-from nnlab.files import load_array, read_json, regular_file, write_json
+from nnlab.data.prepare import load_arrays, load_meta, split_digests
+from nnlab.files import read_json, regular_file, write_json
 from nnlab.log import info, one_line
 
 # read by MLflow 3's UI: open the experiment on its runs, not on traces (the GenAI view)
@@ -240,10 +241,9 @@ def log_to_run(
     metrics: dict[str, float] | None = None,
     artifacts: list[Path] = (),
     artifact_path: str | None = None,
-    tags: dict[str, str] | None = None,
     root: Path = Path("."),
 ) -> bool:
-    """Add metrics, tags and files to the receipt's run; False, with one line, when the store
+    """Add metrics and files to the receipt's run; False, with one line, when the store
     lacks that run (a checkpoint pulled into another clone)."""
     if not is_global_zero_env():
         return False
@@ -265,8 +265,6 @@ def log_to_run(
                 regular_file(file)
     for key, value in (metrics or {}).items():
         c.log_metric(run_id, key, float(value))
-    for key, value in (tags or {}).items():
-        c.set_tag(run_id, key, value)
     for path in uploads:
         (c.log_artifacts if path.is_dir() else c.log_artifact)(run_id, str(path), artifact_path)
     return True
@@ -291,10 +289,7 @@ def dataset_source(raw_manifest: dict[str, Any]):
 def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> None:
     """Log the splits as the run's dataset inputs with their manifest's digests (a features
     cache with its origin's source)."""
-    folder = paths.split_dir(dataset, root)
-    meta = read_json(folder / paths.META)
-    manifest = folder / paths.MANIFEST
-    recorded = read_json(manifest).get("digests", {}) if manifest.is_file() else {}
+    meta, digests = load_meta(dataset, root), split_digests(dataset, root)
     origin = meta.get("derived", {}).get("from", dataset)
     raw = paths.raw_dir(origin, root) / paths.MANIFEST
     unknown = {"source": meta.get("source", "unknown")}
@@ -304,11 +299,10 @@ def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> None:
         tags["nnlab.derived_from"] = origin
     inputs = []
     for split in paths.SPLITS:
-        files = sorted(folder.glob(f"{split}_*.npy"))
-        arrays = {f.stem.removeprefix(f"{split}_"): load_array(f) for f in files}
+        arrays = load_arrays(dataset, split, root)
         y = arrays.pop("y")
         ds = mlflow.data.from_numpy(
-            arrays, source=source, targets=y, name=dataset, digest=recorded.get(split)
+            arrays, source=source, targets=y, name=dataset, digest=digests.get(split)
         )
         split_tags = {MLFLOW_DATASET_CONTEXT: split, **tags, "nnlab.samples": str(len(y))}
         inputs.append(
