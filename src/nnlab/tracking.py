@@ -12,15 +12,13 @@ import os
 import re
 import sqlite3
 import subprocess
-import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import mlflow.data
-from mlflow.data.code_dataset_source import CodeDatasetSource
-from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.sources import CodeDatasetSource, HTTPDatasetSource, LocalArtifactDatasetSource
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -273,16 +271,14 @@ def log_to_run(
 def dataset_source(raw_manifest: dict[str, Any]):
     """Where a dataset came from as an MLflow DatasetSource: the user's ``path``, the URL, or
     (offline substitute) the generator's name."""
+    if raw_manifest.get("path"):
+        return LocalArtifactDatasetSource(Path(raw_manifest["path"]).absolute().as_uri())
     files = [f for f in raw_manifest.get("files", {}).values() if isinstance(f, dict)]
     urls = [u for f in files if str(u := f.get("url", "")).startswith(("http://", "https://"))]
-    if raw_manifest.get("path"):
-        urls = [Path(raw_manifest["path"]).absolute().as_uri()]
-    if not urls:
-        keys = ("source", "fallback_reason")
-        return CodeDatasetSource({k: str(raw_manifest[k]) for k in keys if k in raw_manifest})
-    with warnings.catch_warnings():  # MLflow registers its local source twice and says so
-        warnings.simplefilter("ignore", UserWarning)
-        return resolve_dataset_source(urls[0])
+    if urls:
+        return HTTPDatasetSource(urls[0])
+    keys = ("source", "fallback_reason")
+    return CodeDatasetSource({k: str(raw_manifest[k]) for k in keys if k in raw_manifest})
 
 
 @answered()
