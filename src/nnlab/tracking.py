@@ -143,17 +143,13 @@ def _client(uri: str):
 def ensure_experiment(name: str, root: Path = Path(".")) -> str:
     """The id of MLflow experiment ``name``, created if missing, marked as model training."""
     c = client(root)
+    if not c.get_experiment_by_name(name):
+        with contextlib.suppress(MlflowException):  # another job created it a moment ago
+            c.create_experiment(name, artifact_location=artifact_location(root, name))
     found = c.get_experiment_by_name(name)
-    if found:
-        check_inside(found.artifact_location, root)
-        exp_id = found.experiment_id
-    else:
-        try:
-            exp_id = c.create_experiment(name, artifact_location=artifact_location(root, name))
-        except MlflowException:  # another job created it a moment ago
-            exp_id = c.get_experiment_by_name(name).experiment_id
-    c.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-    return exp_id
+    check_inside(found.artifact_location, root)
+    c.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return found.experiment_id
 
 
 def params_hash(flat: dict[str, Any]) -> str:
