@@ -29,6 +29,7 @@ from nnlab.data.prepare import load_arrays
 from nnlab.data.text import VOCAB_ASSET, Vocabulary
 from nnlab.files import file_digest, regular_file
 from nnlab.log import info
+from nnlab.models.backbones import compose
 
 CHECKPOINT = "checkpoint"  # artifact: the best checkpoint
 BASE_TREE = "base"  # artifact: data/split/<cache>/base.pt, the tree a features head needs
@@ -66,8 +67,6 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
         meta = model.hparams.meta
         try:
             if model.spec.kind == "features":
-                from nnlab.models.backbones import compose
-
                 model.net, model.spec = compose(model.net, meta, Path(root))
             self.reader = reader(meta["reader"])  # the split's kind: how its inputs are read
         except (KeyError, TypeError, ValueError) as err:
