@@ -165,7 +165,5 @@ def test_predict_refuses_a_fifo_a_device_and_a_socket_beside_a_good_file(trained
 def test_mlflow_is_never_given_a_fifo_a_device_or_a_socket_to_copy(tmp_path, special_files):
     run_id = tracking.make_logger("mnist_mlp", "mnist", {}, tmp_path).run_id
     for path in special_files.values():
-        err = within(
-            10, tracking.log_to_run, {"run_id": run_id}, None, [path], None, None, tmp_path
-        )
+        err = within(10, tracking.log_to_run, {"run_id": run_id}, None, [path], None, tmp_path)
         assert isinstance(err, OSError) and str(path) in str(err)

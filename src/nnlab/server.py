@@ -30,8 +30,8 @@ def ui(args: argparse.Namespace, root: Path) -> int:
     uri = tracking.tracking_uri(root)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     cmd += ["--host", args.host, "--port", str(args.port)]
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        cmd += ["--default-artifact-root", tracking.artifact_location(root)]
+    if artifacts := tracking.artifact_location(root):  # None: a server keeps them
+        cmd += ["--default-artifact-root", artifacts]
     kind = f"tags.`{tracking.EXPERIMENT_KIND_TAG}` = '{tracking.EXPERIMENT_KIND}'"
     found = tracking.client(root).search_experiments(filter_string=kind)
     ids = sorted(e.experiment_id for e in found)
@@ -50,8 +50,7 @@ def server_command(args: argparse.Namespace, root: Path) -> list[str]:
         store.mkdir(parents=True, exist_ok=True)  # sqlite makes the file, not its folder
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend]
     cmd += ["--artifacts-destination", artifacts, "--serve-artifacts"]
-    cmd += ["--host", args.host, "--port", str(args.port)]
-    for option in ("app_name", "workers", "allowed_hosts"):
+    for option in ("host", "port", "app_name", "workers", "allowed_hosts"):
         if getattr(args, option):
             cmd += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
     return cmd

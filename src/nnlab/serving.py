@@ -16,8 +16,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
-from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
+from mlflow.exceptions import MlflowException
 from PIL import Image
 
 import nnlab
@@ -30,6 +29,7 @@ from nnlab.data.prepare import load_arrays
 from nnlab.data.text import VOCAB_ASSET, Vocabulary
 from nnlab.files import file_digest, regular_file
 from nnlab.log import info
+from nnlab.models.backbones import compose
 
 CHECKPOINT = "checkpoint"  # artifact: the best checkpoint
 BASE_TREE = "base"  # artifact: data/split/<cache>/base.pt, the tree a features head needs
@@ -67,8 +67,6 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
         meta = model.hparams.meta
         try:
             if model.spec.kind == "features":
-                from nnlab.models.backbones import compose
-
                 model.net, model.spec = compose(model.net, meta, Path(root))
             self.reader = reader(meta["reader"])  # the split's kind: how its inputs are read
         except (KeyError, TypeError, ValueError) as err:
@@ -110,12 +108,8 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
         return results
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        """One row per input: label, probability, p_<class> and error (None, or why)."""
-        if self.column not in model_input.columns:
-            raise ValueError(
-                f"expected a DataFrame with a column {self.column!r} "
-                f"(got {list(model_input.columns)})"
-            )
+        """One row per input (its column checked by MLflow against the signature): label,
+        probability, p_<class> and error (None, or why)."""
         wanted = bytes if self.column == "image" else str  # never a path: no file is opened
         bad = f"expected {'encoded image bytes' if wanted is bytes else 'a review text'}, got "
         values = [bytes(v) if isinstance(v, bytearray) else v for v in model_input[self.column]]
@@ -123,22 +117,20 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
             [v if isinstance(v, wanted) else ValueError(bad + type(v).__name__) for v in values]
         )
         scores = pd.DataFrame(  # NaN where a row could not be read
-            [{f"p_{c}": v for c, v in r.get("probabilities", {}).items()} for r in results],
-            columns=[f"p_{c}" for c in self.classes],
-            dtype=float,
-        )
+            [r.get("probabilities", {}) for r in results], columns=self.classes, dtype=float
+        ).add_prefix("p_")
         scores.insert(0, "probability", [r.get("probability", np.nan) for r in results])
         scores.insert(0, "label", pd.Series([r.get("label") for r in results], dtype=object))
         errors = [f"row {i}: {r['error']}" if "error" in r else None for i, r in enumerate(results)]
         return scores.assign(error=pd.Series(errors, dtype=object))
 
 
-def input_example(model, dataset: str, root: Path, n: int = 2) -> pd.DataFrame:
-    """``n`` real test samples as a user would send them: PNG bytes, or review texts."""
+def input_example(served: NnlabModel, dataset: str, root: Path) -> pd.DataFrame:
+    """Two real test samples as a user would send them: PNG bytes, or review texts."""
     test = load_arrays(dataset, "test", root)
-    picks = range(min(n, len(test["y"])))
-    if model.spec.kind == "text":
-        vocab = Vocabulary.from_json(model.spec.extra["assets"][VOCAB_ASSET])
+    picks = range(min(2, len(test["y"])))
+    if served.column == "text":
+        vocab = Vocabulary.from_json(served.model.spec.extra["assets"][VOCAB_ASSET])
         return pd.DataFrame({"text": [vocab.decode(test["x"][i], test["len"][i]) for i in picks]})
     images = [io.BytesIO() for _ in picks]
     for i, buf in zip(picks, images, strict=True):
@@ -158,21 +150,23 @@ def log_best_model(params: Params, name: str, root=Path("."), model=None, traine
     receipt = tracking.read_receipt(model_dir)
     if not tracking.log_to_run(receipt, root=root):
         return None
+    client = tracking.client(root)
+    run = client.get_run(receipt["run_id"])
     checkpoint = model_dir / paths.BEST
     digest = file_digest(checkpoint)
-    client = tracking.client(root)
-    versions = client.search_model_versions(f"name = '{name}'")
-    same = [v.version for v in versions if v.tags.get(DIGEST_TAG) == digest]
-    done = f"unchanged ({paths.BEST}): still" if same else "registered as"
+    same = client.search_model_versions(f"name = '{name}' AND tags.`{DIGEST_TAG}` = '{digest}'")
     if same:  # evaluate rerun on the same weights (other figures, code)
-        version = str(min(same, key=int))
+        version = str(min(int(v.version) for v in same))
     else:
         served = NnlabModel().use(model or load_classifier(checkpoint), checkpoint, root, trainer)
-        version = _log_model(served, params, name, checkpoint, digest, receipt, root)
+        dataset = params.source_dataset(params.experiment(name).dataset)
+        example = input_example(served, dataset, root)
+        version = _log_model(served, name, checkpoint, digest, run.info, example, root)
         client.set_model_version_tag(name, version, DIGEST_TAG, digest)
-    acc = client.get_run(receipt["run_id"]).data.metrics.get(METRIC)
+    acc = run.data.metrics.get(METRIC)
     if acc is not None:  # shown beside the version in the registry
         client.set_model_version_tag(name, version, METRIC, f"{acc:.4f}")
+    done = f"unchanged ({paths.BEST}): still" if same else "registered as"
     best = move_alias(name, root)
     info(
         f"evaluate@{name}: model {done} {name} version {version}; alias @{ALIAS} -> version {best}"
@@ -180,17 +174,10 @@ def log_best_model(params: Params, name: str, root=Path("."), model=None, traine
     return version
 
 
-def _log_model(served: NnlabModel, params, name, checkpoint, digest, receipt, root) -> str:
-    """Log ``served`` into the receipt's run, registered, with real test inputs as its example
-    (MLflow's check of it reuses ``served``): the new version."""
-    client = tracking.client(root)
-    run = client.get_run(receipt["run_id"]).info
-    dataset = params.source_dataset(params.experiment(name).dataset)
-    scores = ["probability", *(f"p_{c}" for c in served.classes)]
-    signature = ModelSignature(  # what the model reads and returns, known without running it
-        Schema([ColSpec("binary" if served.column == "image" else "string", served.column)]),
-        Schema([ColSpec("string", "label"), *(ColSpec("double", s) for s in scores)]),
-    )
+def _log_model(served: NnlabModel, name, checkpoint, digest, run, example, root: Path) -> str:
+    """Log ``served`` into ``run``, registered, with ``example`` (MLflow's check of it and the
+    signature it infers reuse ``served``): the new version."""
+    client = tracking.client(root)  # on this store, whatever MLflow's global URI says
     pins = [f"{d}=={installed(d).split('+')[0]}" for d in REQUIREMENTS.split()]  # no +cpu
     previous = mlflow.get_tracking_uri()  # a global URI (MLFlowLogger sets one) beats the vars
     with tempfile.TemporaryDirectory() as folder:
@@ -216,8 +203,7 @@ def _log_model(served: NnlabModel, params, name, checkpoint, digest, receipt, ro
                         artifacts=artifacts,
                         code_paths=[str(Path(nnlab.__file__).parent)],
                         pip_requirements=pins,
-                        input_example=input_example(served.model, dataset, root),
-                        signature=signature,
+                        input_example=example,
                         registered_model_name=name,
                         tags={"nnlab.experiment": name},
                     )
@@ -231,8 +217,6 @@ def _log_model(served: NnlabModel, params, name, checkpoint, digest, receipt, ro
 def move_alias(name: str, root: Path = Path(".")) -> str:
     """Alias ``best`` on the version of ``name`` with the highest test/acc (a tie: the holder
     keeps it, else the newest)."""
-    from mlflow.exceptions import MlflowException
-
     client = tracking.client(root)
     current = client.get_registered_model(name).aliases.get(ALIAS)
 

@@ -14,6 +14,8 @@ from nnlab import paths
 from nnlab.checks import check_model
 from nnlab.data import reader
 from nnlab.files import read_json
+from nnlab.models.backbones import base_output_shape, build_base
+from nnlab.models.registry import build_model, loading_checkpoint
 from nnlab.spec import DataSpec, spec_from_meta
 
 
@@ -85,8 +87,6 @@ def dataset_spec(params, dataset: str, root: Path = Path(".")) -> DataSpec:
     file = paths.split_dir(dataset, root) / paths.META
     meta = read_json(file) if file.is_file() else None
     if dataset in params.features:
-        from nnlab.models.backbones import base_output_shape, build_base
-
         cfg = params.features[dataset]
         image = dataset_spec(params, cfg.from_, root)
         backbone = (meta or {}).get("derived", {}).get("backbone", cfg.backbone)  # as used
@@ -104,8 +104,6 @@ def dataset_spec(params, dataset: str, root: Path = Path(".")) -> DataSpec:
 
 def summarize(params, name: str, root: Path = Path(".")) -> str:
     """The summary of an experiment's net, from params alone (nothing downloaded)."""
-    from nnlab.models.registry import build_model, loading_checkpoint
-
     exp = params.experiment(name)
     check_model(params, name)
     with loading_checkpoint():  # shapes and counts only: no weight download

@@ -12,22 +12,21 @@ import os
 import re
 import sqlite3
 import subprocess
-import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import mlflow.data
-from mlflow.data.code_dataset_source import CodeDatasetSource
-from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.sources import CodeDatasetSource, HTTPDatasetSource, LocalArtifactDatasetSource
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from nnlab import paths
-from nnlab.files import load_array, read_json, regular_file, write_json
+from nnlab.data.prepare import load_arrays, load_meta, split_digests
+from nnlab.files import read_json, regular_file, write_json
 from nnlab.log import info, one_line
 
 # read by MLflow 3's UI: open the experiment on its runs, not on traces (the GenAI view)
@@ -144,17 +143,13 @@ def _client(uri: str):
 def ensure_experiment(name: str, root: Path = Path(".")) -> str:
     """The id of MLflow experiment ``name``, created if missing, marked as model training."""
     c = client(root)
+    if not c.get_experiment_by_name(name):
+        with contextlib.suppress(MlflowException):  # another job created it a moment ago
+            c.create_experiment(name, artifact_location=artifact_location(root, name))
     found = c.get_experiment_by_name(name)
-    if found:
-        check_inside(found.artifact_location, root)
-        exp_id = found.experiment_id
-    else:
-        try:
-            exp_id = c.create_experiment(name, artifact_location=artifact_location(root, name))
-        except MlflowException:  # another job created it a moment ago
-            exp_id = c.get_experiment_by_name(name).experiment_id
-    c.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-    return exp_id
+    check_inside(found.artifact_location, root)
+    c.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return found.experiment_id
 
 
 def params_hash(flat: dict[str, Any]) -> str:
@@ -240,10 +235,9 @@ def log_to_run(
     metrics: dict[str, float] | None = None,
     artifacts: list[Path] = (),
     artifact_path: str | None = None,
-    tags: dict[str, str] | None = None,
     root: Path = Path("."),
 ) -> bool:
-    """Add metrics, tags and files to the receipt's run; False, with one line, when the store
+    """Add metrics and files to the receipt's run; False, with one line, when the store
     lacks that run (a checkpoint pulled into another clone)."""
     if not is_global_zero_env():
         return False
@@ -265,8 +259,6 @@ def log_to_run(
                 regular_file(file)
     for key, value in (metrics or {}).items():
         c.log_metric(run_id, key, float(value))
-    for key, value in (tags or {}).items():
-        c.set_tag(run_id, key, value)
     for path in uploads:
         (c.log_artifacts if path.is_dir() else c.log_artifact)(run_id, str(path), artifact_path)
     return True
@@ -275,26 +267,21 @@ def log_to_run(
 def dataset_source(raw_manifest: dict[str, Any]):
     """Where a dataset came from as an MLflow DatasetSource: the user's ``path``, the URL, or
     (offline substitute) the generator's name."""
+    if raw_manifest.get("path"):
+        return LocalArtifactDatasetSource(Path(raw_manifest["path"]).absolute().as_uri())
     files = [f for f in raw_manifest.get("files", {}).values() if isinstance(f, dict)]
     urls = [u for f in files if str(u := f.get("url", "")).startswith(("http://", "https://"))]
-    if raw_manifest.get("path"):
-        urls = [Path(raw_manifest["path"]).absolute().as_uri()]
-    if not urls:
-        keys = ("source", "fallback_reason")
-        return CodeDatasetSource({k: str(raw_manifest[k]) for k in keys if k in raw_manifest})
-    with warnings.catch_warnings():  # MLflow registers its local source twice and says so
-        warnings.simplefilter("ignore", UserWarning)
-        return resolve_dataset_source(urls[0])
+    if urls:
+        return HTTPDatasetSource(urls[0])
+    keys = ("source", "fallback_reason")
+    return CodeDatasetSource({k: str(raw_manifest[k]) for k in keys if k in raw_manifest})
 
 
 @answered()
 def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> None:
     """Log the splits as the run's dataset inputs with their manifest's digests (a features
     cache with its origin's source)."""
-    folder = paths.split_dir(dataset, root)
-    meta = read_json(folder / paths.META)
-    manifest = folder / paths.MANIFEST
-    recorded = read_json(manifest).get("digests", {}) if manifest.is_file() else {}
+    meta, digests = load_meta(dataset, root), split_digests(dataset, root)
     origin = meta.get("derived", {}).get("from", dataset)
     raw = paths.raw_dir(origin, root) / paths.MANIFEST
     unknown = {"source": meta.get("source", "unknown")}
@@ -304,11 +291,10 @@ def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> None:
         tags["nnlab.derived_from"] = origin
     inputs = []
     for split in paths.SPLITS:
-        files = sorted(folder.glob(f"{split}_*.npy"))
-        arrays = {f.stem.removeprefix(f"{split}_"): load_array(f) for f in files}
+        arrays = load_arrays(dataset, split, root)
         y = arrays.pop("y")
         ds = mlflow.data.from_numpy(
-            arrays, source=source, targets=y, name=dataset, digest=recorded.get(split)
+            arrays, source=source, targets=y, name=dataset, digest=digests.get(split)
         )
         split_tags = {MLFLOW_DATASET_CONTEXT: split, **tags, "nnlab.samples": str(len(y))}
         inputs.append(

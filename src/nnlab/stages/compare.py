@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from nnlab import paths
 from nnlab.config import Params
@@ -61,25 +62,20 @@ def _row(name: str, root: Path) -> dict[str, Any] | None:
 
 def comparison_chart(rows: list[dict[str, Any]], out: Path) -> None:
     """Bar chart of test accuracy per experiment; offline substitutes hatched."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(rows) + 2), 4))
-    substitute = [any(str(r[c]).startswith("**") for c in NOTES) for r in rows]
-    bars = ax.bar([r["experiment"] for r in rows], [float(r["test/acc"]) for r in rows])
-    for bar in (b for b, hatched in zip(bars, substitute, strict=True) if hatched):
-        bar.set(hatch="//", alpha=0.6)
+    fig = Figure(figsize=(max(4, 1.1 * len(rows) + 2), 4), layout="constrained")
+    ax = fig.add_subplot()
+    names = [r["experiment"] for r in rows]
+    bars = ax.bar(names, [float(r["test/acc"]) for r in rows])
+    for bar, row in zip(bars, rows, strict=True):
+        if any(row[c].startswith("**") for c in NOTES):
+            bar.set(hatch="//", alpha=0.6)
     ax.bar_label(bars, fmt="%.3f", fontsize=8)
     ax.set(ylim=(0, 1.05), ylabel="test/acc")
     title = "nnlab: test accuracy by experiment\n(hatched = offline substitute data or backbone)"
     ax.set_title(title, fontsize=10)
-    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
-    fig.tight_layout()
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     with atomic_file(out, "wb") as fh:
         fig.savefig(fh, format="png", dpi=100)
-    plt.close(fig)
 
 
 def run(params: Params, root: Path = Path(".")) -> str:
