@@ -21,7 +21,8 @@ class TransferNet(nn.Module):
         base, self.provenance = build_base(backbone, input_shape=spec.input_shape, **base_options)
         used = self.provenance["backbone"]
         self.resolved_options = {"backbone": used} if used != backbone else {}
-        self.base = base.requires_grad_(False)
+        self.base = base  # frozen, in eval mode
+        self.blocks = [m for name, m in base.named_children() if name.startswith("block")]
         for block in self.blocks[len(self.blocks) - trainable_blocks :]:
             block.requires_grad_(True)
         self.head = nn.Sequential(
@@ -30,11 +31,6 @@ class TransferNet(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden, spec.num_outputs),
         )
-        self.train()
-
-    @property
-    def blocks(self) -> list[nn.Module]:
-        return [m for name, m in self.base.named_children() if name.startswith("block")]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.base(x))
