@@ -100,7 +100,7 @@ def vgg16(
     """An ImageNet-pretrained base (:mod:`nnlab.models.backbones`), frozen but for its last
     ``trainable_blocks``, under a new head."""
     options = dict(locals())  # spec and the options
-    from nnlab.models.transfer import TransferNet
+    from nnlab.models.backbones import TransferNet
 
     if _LOADING.get():
         options["weights"] = "none"  # nothing is fetched: the checkpoint holds the weights

@@ -1,9 +1,11 @@
 """Pretrained conv bases (the lecture's VGG16, its offline stand-in EfficientNet-Lite0): images
 in [0, 1] -> normalisation -> five blocks (ending at strides 2 to 32) -> pooling. ``weights``:
-imagenet (the fallback rule of :func:`nnlab.log.with_fallback`), none or a state dict file."""
+imagenet (the fallback rule of :func:`nnlab.log.with_fallback`), none or a state dict file.
+:class:`TransferNet`: such a base under a new head."""
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from functools import partial
 from pathlib import Path
@@ -115,6 +117,49 @@ def build_base(
     found = {"backbone": backbone, **found}
     blocks = found.pop("blocks")
     return assemble_base(blocks, BACKBONES[found["backbone"]].NORMALIZE, pool), found
+
+
+class TransferNet(nn.Module):
+    """``head(base(x))``, the base frozen but for its last ``trainable_blocks`` ``block<i>``
+    children and always in eval mode (its BatchNorm statistics stay). Options as the registry's
+    ``vgg16`` checks them; ``resolved_options``: the backbone used if another (the fallback)."""
+
+    def __init__(self, spec, *, backbone, hidden, dropout, trainable_blocks, **base_options):
+        super().__init__()
+        base, self.provenance = build_base(backbone, input_shape=spec.input_shape, **base_options)
+        used = self.provenance["backbone"]
+        self.resolved_options = {"backbone": used} if used != backbone else {}
+        self.base = base  # frozen, in eval mode
+        self.blocks = [m for name, m in base.named_children() if name.startswith("block")]
+        for block in self.blocks[len(self.blocks) - trainable_blocks :]:
+            block.requires_grad_(True)
+        self.head = nn.Sequential(
+            nn.Linear(math.prod(base_output_shape(base, spec.input_shape)), hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, spec.num_outputs),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.base(x))
+
+    def train(self, mode: bool = True) -> TransferNet:
+        super().train(mode)
+        self.base.eval()
+        return self
+
+    def param_groups(self, lr: float, finetune: Any) -> list[dict[str, Any]]:
+        """The head at ``lr``; the trainable blocks at ``finetune.backbone_lr`` (None: lr/10)
+        from epoch ``finetune.unfreeze_epoch`` on, at LR 0 before: unlike Lightning's
+        BackboneFinetuning, the optimizer and DDP's reducer hold them from the first step."""
+        groups = [{"params": list(self.head.parameters()), "lr": lr, "name": "head"}]
+        trainable = [p for p in self.base.parameters() if p.requires_grad]
+        if trainable:
+            start = finetune.unfreeze_epoch if finetune else 0
+            tuned_lr = getattr(finetune, "backbone_lr", None) or lr / 10
+            group = {"params": trainable, "name": "backbone", "unfreeze_epoch": start}
+            groups.append({**group, "lr": tuned_lr if start <= 0 else 0.0, "unfrozen_lr": tuned_lr})
+        return groups
 
 
 def compose(head: nn.Module, meta: dict[str, Any], root: Path = Path(".")) -> tuple:
