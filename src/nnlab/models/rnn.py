@@ -18,9 +18,7 @@ class RecurrentClassifier(nn.Module):
     ):
         super().__init__()
         if spec.vocab_size < 2:
-            raise ValueError(
-                f"{cell}: needs a vocabulary (vocab_size {spec.vocab_size}): text only"
-            )
+            raise ValueError(f"{cell} needs a vocabulary (vocab_size {spec.vocab_size}): text only")
         self.packed = bidirectional if packed is None else packed
         if bidirectional and not self.packed:
             raise ValueError(

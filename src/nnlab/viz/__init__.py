@@ -93,8 +93,5 @@ def misclassified(images: np.ndarray, y, probs, classes: list[str], out: Path, l
 
 def example_indices(y: np.ndarray, n: int = 6) -> list[int]:
     """Up to ``n`` indices of ``y``: each class's first sample, then each one's second..."""
-    y = np.asarray(y)
-    rank = np.zeros(len(y), dtype=int)  # a sample's place among those of its class
-    for c in np.unique(y):
-        rank[y == c] = np.arange((y == c).sum())
+    rank = pd.Series(y).groupby(y).cumcount()  # a sample's place among those of its class
     return sorted(np.lexsort((y, rank))[:n].tolist())

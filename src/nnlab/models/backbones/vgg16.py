@@ -12,7 +12,6 @@ from torchvision.models import VGG16_Weights
 from torchvision.models import vgg16 as tv_vgg16
 
 from nnlab.log import DownloadError
-from nnlab.models.backbones.state import load_renamed
 
 WEIGHTS = VGG16_Weights.IMAGENET1K_V1
 NORMALIZE = (tuple(WEIGHTS.transforms().mean), tuple(WEIGHTS.transforms().std))
@@ -23,9 +22,9 @@ def _sliced(features: nn.Sequential) -> list[nn.Sequential]:
     return [nn.Sequential(*features[a:b]) for a, b in itertools.pairwise((0, *BLOCK_ENDS))]
 
 
-def blocks(path: str | None = None) -> list[nn.Sequential]:
-    """Random-init blocks, or those of a state dict file: a whole torchvision VGG16 (its
-    classifier is ignored) or the conv base alone (``0.weight``, ...)."""
+def blocks(state: dict[str, torch.Tensor] | None = None) -> list[nn.Sequential]:
+    """Random-init blocks, or those of a state dict: a whole torchvision VGG16 (its classifier
+    is ignored) or the conv base alone (``0.weight``, ...)."""
     with torch.device("meta"):  # the classifier's 120M parameters are never allocated
         features = tv_vgg16().features
     features.to_empty(device="cpu")
@@ -33,8 +32,9 @@ def blocks(path: str | None = None) -> list[nn.Sequential]:
         if isinstance(conv, nn.Conv2d):  # as torchvision's VGG initialises them
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(conv.bias)
-    if path is not None:
-        load_renamed(features, path, "classifier.", lambda k: k.removeprefix("features."))
+    if state is not None:
+        kept = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+        features.load_state_dict({k.removeprefix("features."): v for k, v in kept.items()})
     return _sliced(features)
 
 
