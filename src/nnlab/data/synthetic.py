@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 ANIMAL_CLASSES = ("cats", "dogs")
+REVIEW_CLASSES = ("neg", "pos")
 
 
 def write_animals(folder: Path, n: int, size: int, seed: int) -> None:
@@ -124,10 +125,9 @@ def synthetic_reviews(n: int, n_test: int, seed: int) -> Iterator[dict[str, Any]
     the first ``n_test`` are the test split."""
     rng = np.random.default_rng(seed)
     for i in range(n):
-        label = i % 2
         yield {
             "split": "test" if i < n_test else "train",
-            "label": label,
+            "label": REVIEW_CLASSES[i % 2],
             "id": f"syn{i:06d}",
-            "text": synthetic_review(rng, label),
+            "text": synthetic_review(rng, i % 2),
         }

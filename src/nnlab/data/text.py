@@ -17,10 +17,10 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
-from nnlab.data import draw_plan, label_counts, pick_labels, text_folder, text_table
+from nnlab.data import Layout, draw_plan, label_counts, pick_labels, text_folder, text_table
 from nnlab.data.prepare import Prepared, planned_classes, refuse_empty
 from nnlab.data.sources import download_raw
-from nnlab.data.synthetic import synthetic_reviews
+from nnlab.data.synthetic import REVIEW_CLASSES, synthetic_reviews
 from nnlab.files import decode_text, read_json
 from nnlab.paths import VOCAB as VOCAB_ASSET  # noqa: F401  (the name other layers import)
 from nnlab.spec import DataSpec
@@ -81,7 +81,6 @@ class Vocabulary:
 
 
 SYNTHETIC = "synthetic reviews"
-SYNTHETIC_LABELS = ["neg", "pos"]  # the labels of synthetic_reviews' 0 and 1
 
 
 def _loader(cfg: DataConfig, name: str) -> tuple[Callable[[Path, str], tuple[list, dict]], str]:
@@ -109,7 +108,7 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
             **report,
         }
 
-    made = {"generator": "nnlab.data.synthetic.synthetic_review", "classes": SYNTHETIC_LABELS}
+    made = {"generator": "nnlab.data.synthetic.synthetic_review", "classes": list(REVIEW_CLASSES)}
     made["written_by"] = f"split@{name} (synthetic_size, test_fraction, seed)"
     return download_raw(
         cfg, out_dir, name, store, {paths.RAW_ARCHIVE: None}, lambda: made, SYNTHETIC
@@ -134,18 +133,15 @@ def stored_texts(path: Path) -> Iterator[dict[str, Any]]:
                 raise ValueError(f"{path}: line {n} is not a text record ({err})") from None
 
 
-def _records(cfg: DataConfig, raw_dir: Path, seed: int) -> Iterator[dict[str, Any]]:
+def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
     """The stored texts, or (offline) the synthetic reviews made here from params and seed."""
     if read_json(raw_dir / paths.MANIFEST).get("source") != SYNTHETIC:
-        return stored_texts(raw_dir / paths.RAW_TEXTS)
-    n_test = max(2, round(cfg.synthetic_size * cfg.test_fraction))
-    reviews = synthetic_reviews(cfg.synthetic_size, n_test, seed)
-    return ({**r, "label": SYNTHETIC_LABELS[r["label"]]} for r in reviews)
-
-
-def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
-    layout: dict[str, dict[str, list[str]]] = {}  # split -> label -> texts
-    for r in _records(cfg, raw_dir, seed):
+        records = stored_texts(raw_dir / paths.RAW_TEXTS)
+    else:
+        n_test = max(2, round(cfg.synthetic_size * cfg.test_fraction))
+        records = synthetic_reviews(cfg.synthetic_size, n_test, seed)
+    layout: Layout = {}
+    for r in records:
         try:
             layout.setdefault(r["split"], {}).setdefault(r["label"], []).append(r["text"])
         except (KeyError, TypeError) as err:
@@ -201,6 +197,6 @@ def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     def found(src: Path) -> list[str]:
         return sorted({r["label"] for r in read(src, str(src))[0]})
 
-    classes = planned_classes(cfg, name, root, found, SYNTHETIC_LABELS)
+    classes = planned_classes(cfg, name, root, found, list(REVIEW_CLASSES))
     extra = {"pad_index": PAD_INDEX, "max_len": cfg.max_len}
     return DataSpec("text", (cfg.max_len,), tuple(classes), vocab_size=cfg.vocab_size, extra=extra)
