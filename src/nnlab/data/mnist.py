@@ -83,16 +83,15 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
         with np.load(raw_dir / RAW_BUNDLED) as z:
             x, y = z["x"], z["y"]
         fractions, test = [cfg.val_fraction * (1 - cfg.test_fraction), cfg.test_fraction], None
+        test_from = "stratified test_fraction of the bundled sample"
     else:
         x, y, xt, yt = (read_idx(raw_dir / f) for f, _ in FILES.values())  # in FILES' order
         fractions, test = [cfg.val_fraction], (xt, yt, subsample(yt, cfg.max_samples, seed))
+        test_from = "official t10k test set"
     keep = subsample(y, cfg.max_samples, seed)
     x, y = x[keep], y[keep]
     train, val, *rest = stratified_split(y, fractions, seed)
     pools = {"train": (x, y, train), "val": (x, y, val), "test": test or (x, y, rest[0])}
-    test_from = (
-        "official t10k test set" if test else "stratified test_fraction of the bundled sample"
-    )
     arrays = {
         s: {"x": xs[i][..., None], "y": ys[i].astype(np.int64)} for s, (xs, ys, i) in pools.items()
     }
