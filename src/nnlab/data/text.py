@@ -7,7 +7,7 @@ import gzip
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -83,21 +83,21 @@ class Vocabulary:
 SYNTHETIC = "synthetic reviews"
 
 
-def _loader(cfg: DataConfig, name: str) -> tuple[Callable[[Path, str], tuple[list, dict]], str]:
-    """The kind's ``read(src, shown)`` -> (records, what was skipped), and what it expects."""
+def _read(cfg: DataConfig, src: Path, shown: str, name: str) -> tuple[list[dict], dict]:
+    """The kind's loader: the labelled texts of ``src``, and what was skipped."""
     if cfg.kind == "text_folder":
-        return (lambda src, shown: text_folder.read_texts(cfg, src, shown)), text_folder.EXPECTED
-    return (lambda src, shown: text_table.read_tables(cfg, src, shown, name)), text_table.EXPECTED
+        return text_folder.read_texts(cfg, src, shown)
+    return text_table.read_tables(cfg, src, shown, name)
 
 
 def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
     """download@ of a text kind: the loader's records stored in ``texts.jsonl.gz``."""
-    read, expected = _loader(cfg, name)
 
     def store(src: Path, shown: str) -> dict[str, Any]:
-        records, report = read(src, shown)
+        records, report = _read(cfg, src, shown, name)
         if not records:
-            raise ValueError(f"{shown}: no labelled texts found ({expected})")
+            loader = text_folder if cfg.kind == "text_folder" else text_table
+            raise ValueError(f"{shown}: no labelled texts found ({loader.EXPECTED})")
         splits = sorted({r["split"] for r in records})
         counts = {s: Counter(r["label"] for r in records if r["split"] == s) for s in splits}
         pick_labels(counts, cfg, name, shown, "texts labelled")
@@ -192,10 +192,9 @@ def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
 
 def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     """What split@<name> will produce, from params alone (``nnlab summary`` before any data)."""
-    read = _loader(cfg, name)[0]
 
     def found(src: Path) -> list[str]:
-        return sorted({r["label"] for r in read(src, str(src))[0]})
+        return sorted({r["label"] for r in _read(cfg, src, str(src), name)[0]})
 
     classes = planned_classes(cfg, name, root, found, list(REVIEW_CLASSES))
     extra = {"pad_index": PAD_INDEX, "max_len": cfg.max_len}
