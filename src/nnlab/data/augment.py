@@ -24,19 +24,15 @@ class AugmentError(ValueError):
 
 def _build(step: Any, where: str):
     import albumentations as A
-    from albumentations.core.composition import BaseCompose
-    from albumentations.core.transforms_interface import BasicTransform
 
-    if hasattr(step, "name"):  # an AugmentStep of params, or a nested step's dict
-        name, args = step.name, dict(step.args)
-    elif isinstance(step, dict) and "name" in step:
-        name, args = step["name"], dict(step.get("args") or {})
-    else:
+    step = step.model_dump() if hasattr(step, "model_dump") else step  # an AugmentStep of params
+    if not (isinstance(step, dict) and "name" in step):
         raise AugmentError(f"{where}: expected {{name: ..., args: {{...}}}}, got {step!r}")
+    name, args = step["name"], dict(step.get("args") or {})
     cls = getattr(A, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, BasicTransform | BaseCompose)):
+    if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform | A.BaseCompose)):
         raise AugmentError(f"{where} {name}: no such albumentations transform")
-    if issubclass(cls, BaseCompose):
+    if issubclass(cls, A.BaseCompose):
         children = args.pop("transforms", None)
         if not isinstance(children, list) or not children:
             raise AugmentError(f"{where} {name}: needs a non-empty 'transforms' list of steps")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nnlab.config import DataConfig
+from nnlab.data.images import load_image
 from nnlab.data.prepare import Prepared, stratified_split, subsample
 from nnlab.data.sources import Limits, download_raw, read_files
 from nnlab.files import atomic_file
@@ -26,25 +26,20 @@ FILES = {
     "test_labels": ("t10k-labels-idx1-ubyte.gz", "md5:ec29112dd5afa0611ce80d1b7f02629c"),
 }
 CLASSES = [str(d) for d in range(10)]
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Parse an IDX file (optionally gzipped) into an array, checking its header."""
+    """Parse an IDX file of unsigned bytes (MNIST's; optionally gzipped), checking its header."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as fh:
         data = fh.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path}: not an IDX file (bad magic number)")
-    ndim = data[3]
-    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
-    body = data[4 + 4 * ndim :]
-    if len(body) != expected:
-        raise ValueError(f"{path}: truncated IDX file: {len(body)} bytes, expected {expected}")
-    return np.frombuffer(body, dtype=dtype).reshape(dims)
+    if data[:3] != b"\0\0\x08" or len(data) < 4:
+        raise ValueError(f"{path}: not an IDX file of bytes (bad magic number)")
+    header = 4 + 4 * data[3]
+    dims = np.frombuffer(data[4:header], ">u4") if len(data) >= header else None
+    if dims is None or len(data) - header != np.prod(dims):
+        raise ValueError(f"{path}: truncated IDX file ({len(data)} bytes)")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
 
 
 def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
@@ -88,16 +83,15 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
         with np.load(raw_dir / RAW_BUNDLED) as z:
             x, y = z["x"], z["y"]
         fractions, test = [cfg.val_fraction * (1 - cfg.test_fraction), cfg.test_fraction], None
+        test_from = "stratified test_fraction of the bundled sample"
     else:
         x, y, xt, yt = (read_idx(raw_dir / f) for f, _ in FILES.values())  # in FILES' order
         fractions, test = [cfg.val_fraction], (xt, yt, subsample(yt, cfg.max_samples, seed))
+        test_from = "official t10k test set"
     keep = subsample(y, cfg.max_samples, seed)
     x, y = x[keep], y[keep]
     train, val, *rest = stratified_split(y, fractions, seed)
     pools = {"train": (x, y, train), "val": (x, y, val), "test": test or (x, y, rest[0])}
-    test_from = (
-        "official t10k test set" if test else "stratified test_fraction of the bundled sample"
-    )
     arrays = {
         s: {"x": xs[i][..., None], "y": ys[i].astype(np.int64)} for s, (xs, ys, i) in pools.items()
     }
@@ -106,8 +100,6 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
 
 def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
     """One image (a file or its bytes) as MNIST sees digits: 28x28 grey, white on black."""
-    from nnlab.data.images import load_image
-
     _, h, w = spec.input_shape
     x = load_image(path, (h, w), channels=1)
     if x.mean() > 127:  # dark digit on a light background: invert

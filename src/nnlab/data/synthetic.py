@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 ANIMAL_CLASSES = ("cats", "dogs")
+REVIEW_CLASSES = ("neg", "pos")
 
 
 def write_animals(folder: Path, n: int, size: int, seed: int) -> None:
@@ -62,16 +63,15 @@ def draw_animal(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
         else:  # dog: two long floppy ears hanging at the sides
             oval(side * 0.95 - 0.35, -0.6, side * 0.95 + 0.35, 0.95, fur)
     oval(-1, -1, 1, 1, fur)
-    for side in (-1, 1):  # eyes
-        oval(side * 0.4 - 0.12, -0.27, side * 0.4 + 0.12, -0.03, dark)
-    if label == 0:  # small nose, whiskers
+    if label == 0:  # small nose
         d.polygon([at(-0.1, 0.2), at(0.1, 0.2), at(0, 0.32)], fill=dark)
-        for side in (-1, 1):
-            for dy in (-0.08, 0.08):
-                d.line([at(side * 0.2, 0.35), at(side * 1.25, 0.35 + 3 * dy)], fill=dark)
     else:  # snout with a big nose
         oval(-0.4, 0.15, 0.4, 0.75, (*(min(255, v + 40) for v in fur[:3]), 255))
         oval(-0.16, 0.2, 0.16, 0.42, dark)
+    for side in (-1, 1):  # eyes, a cat's whiskers
+        oval(side * 0.4 - 0.12, -0.27, side * 0.4 + 0.12, -0.03, dark)
+        for dy in (-0.08, 0.08) if label == 0 else ():
+            d.line([at(side * 0.2, 0.35), at(side * 1.25, 0.35 + 3 * dy)], fill=dark)
     layer = layer.rotate(rng.uniform(-45, 45), resample=Image.Resampling.BICUBIC)
     dx, dy = (rng.uniform(-0.5, 0.5, 2) * (s - 2.2 * r)).astype(int)
     canvas.paste(layer, (int(dx), int(dy)), layer)
@@ -124,10 +124,9 @@ def synthetic_reviews(n: int, n_test: int, seed: int) -> Iterator[dict[str, Any]
     the first ``n_test`` are the test split."""
     rng = np.random.default_rng(seed)
     for i in range(n):
-        label = i % 2
         yield {
             "split": "test" if i < n_test else "train",
-            "label": label,
+            "label": REVIEW_CLASSES[i % 2],
             "id": f"syn{i:06d}",
-            "text": synthetic_review(rng, label),
+            "text": synthetic_review(rng, i % 2),
         }

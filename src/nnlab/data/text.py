@@ -7,7 +7,7 @@ import gzip
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -17,10 +17,10 @@ import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
-from nnlab.data import draw_plan, label_counts, pick_labels, text_folder, text_table
+from nnlab.data import Layout, draw_plan, label_counts, pick_labels, text_folder, text_table
 from nnlab.data.prepare import Prepared, planned_classes, refuse_empty
 from nnlab.data.sources import download_raw
-from nnlab.data.synthetic import synthetic_reviews
+from nnlab.data.synthetic import REVIEW_CLASSES, synthetic_reviews
 from nnlab.files import decode_text, read_json
 from nnlab.paths import VOCAB as VOCAB_ASSET  # noqa: F401  (the name other layers import)
 from nnlab.spec import DataSpec
@@ -81,24 +81,23 @@ class Vocabulary:
 
 
 SYNTHETIC = "synthetic reviews"
-SYNTHETIC_LABELS = ["neg", "pos"]  # the labels of synthetic_reviews' 0 and 1
 
 
-def _loader(cfg: DataConfig, name: str) -> tuple[Callable[[Path, str], tuple[list, dict]], str]:
-    """The kind's ``read(src, shown)`` -> (records, what was skipped), and what it expects."""
+def _read(cfg: DataConfig, src: Path, shown: str, name: str) -> tuple[list[dict], dict]:
+    """The kind's loader: the labelled texts of ``src``, and what was skipped."""
     if cfg.kind == "text_folder":
-        return (lambda src, shown: text_folder.read_texts(cfg, src, shown)), text_folder.EXPECTED
-    return (lambda src, shown: text_table.read_tables(cfg, src, shown, name)), text_table.EXPECTED
+        return text_folder.read_texts(cfg, src, shown)
+    return text_table.read_tables(cfg, src, shown, name)
 
 
 def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
     """download@ of a text kind: the loader's records stored in ``texts.jsonl.gz``."""
-    read, expected = _loader(cfg, name)
 
     def store(src: Path, shown: str) -> dict[str, Any]:
-        records, report = read(src, shown)
+        records, report = _read(cfg, src, shown, name)
         if not records:
-            raise ValueError(f"{shown}: no labelled texts found ({expected})")
+            loader = text_folder if cfg.kind == "text_folder" else text_table
+            raise ValueError(f"{shown}: no labelled texts found ({loader.EXPECTED})")
         splits = sorted({r["split"] for r in records})
         counts = {s: Counter(r["label"] for r in records if r["split"] == s) for s in splits}
         pick_labels(counts, cfg, name, shown, "texts labelled")
@@ -109,7 +108,7 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
             **report,
         }
 
-    made = {"generator": "nnlab.data.synthetic.synthetic_review", "classes": SYNTHETIC_LABELS}
+    made = {"generator": "nnlab.data.synthetic.synthetic_review", "classes": list(REVIEW_CLASSES)}
     made["written_by"] = f"split@{name} (synthetic_size, test_fraction, seed)"
     return download_raw(
         cfg, out_dir, name, store, {paths.RAW_ARCHIVE: None}, lambda: made, SYNTHETIC
@@ -134,18 +133,15 @@ def stored_texts(path: Path) -> Iterator[dict[str, Any]]:
                 raise ValueError(f"{path}: line {n} is not a text record ({err})") from None
 
 
-def _records(cfg: DataConfig, raw_dir: Path, seed: int) -> Iterator[dict[str, Any]]:
+def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
     """The stored texts, or (offline) the synthetic reviews made here from params and seed."""
     if read_json(raw_dir / paths.MANIFEST).get("source") != SYNTHETIC:
-        return stored_texts(raw_dir / paths.RAW_TEXTS)
-    n_test = max(2, round(cfg.synthetic_size * cfg.test_fraction))
-    reviews = synthetic_reviews(cfg.synthetic_size, n_test, seed)
-    return ({**r, "label": SYNTHETIC_LABELS[r["label"]]} for r in reviews)
-
-
-def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
-    layout: dict[str, dict[str, list[str]]] = {}  # split -> label -> texts
-    for r in _records(cfg, raw_dir, seed):
+        records = stored_texts(raw_dir / paths.RAW_TEXTS)
+    else:
+        n_test = max(2, round(cfg.synthetic_size * cfg.test_fraction))
+        records = synthetic_reviews(cfg.synthetic_size, n_test, seed)
+    layout: Layout = {}
+    for r in records:
         try:
             layout.setdefault(r["split"], {}).setdefault(r["label"], []).append(r["text"])
         except (KeyError, TypeError) as err:
@@ -196,11 +192,10 @@ def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
 
 def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     """What split@<name> will produce, from params alone (``nnlab summary`` before any data)."""
-    read = _loader(cfg, name)[0]
 
     def found(src: Path) -> list[str]:
-        return sorted({r["label"] for r in read(src, str(src))[0]})
+        return sorted({r["label"] for r in _read(cfg, src, str(src), name)[0]})
 
-    classes = planned_classes(cfg, name, root, found, SYNTHETIC_LABELS)
+    classes = planned_classes(cfg, name, root, found, list(REVIEW_CLASSES))
     extra = {"pad_index": PAD_INDEX, "max_len": cfg.max_len}
     return DataSpec("text", (cfg.max_len,), tuple(classes), vocab_size=cfg.vocab_size, extra=extra)

@@ -11,16 +11,15 @@ from nnlab.data import SPLIT_NAMES, skipped_report
 from nnlab.data.sources import Limits, read_files
 from nnlab.files import decode_text
 
-_IN_SPLIT = re.compile(rf"(?:^|/)({'|'.join(SPLIT_NAMES)})/([^/]+)/([^/]+)\.txt$", re.IGNORECASE)
-_IN_LABEL = re.compile(r"(?:^|/)([^/]+)/([^/]+)\.txt$", re.IGNORECASE)
+_PLACE = re.compile(rf"(?:^|/)(?:({'|'.join(SPLIT_NAMES)})/)?([^/]+)/([^/]+)\.txt$", re.I)
 EXPECTED = "expected <split>/<label>/*.txt or <label>/*.txt"
 
 
 def _place(name: str) -> tuple[str, str, str] | None:
     """(split or "pool", label, id) of a member name, or None for a file of no label folder."""
-    if m := _IN_SPLIT.search(name):
-        return SPLIT_NAMES[m[1].lower()], m[2], m[3]
-    return ("pool", *m.groups()) if (m := _IN_LABEL.search(name)) else None
+    if m := _PLACE.search(name):
+        return SPLIT_NAMES[m[1].lower()] if m[1] else "pool", m[2], m[3]
+    return None
 
 
 def read_texts(cfg: DataConfig, src: Path, shown: str) -> tuple[list[dict[str, str]], dict]:
@@ -37,13 +36,13 @@ def read_texts(cfg: DataConfig, src: Path, shown: str) -> tuple[list[dict[str, s
         split, label, text_id = _place(name)
         try:
             text = decode_text(data, name)
+            reason = "" if text.strip() else "empty"
         except ValueError as err:
-            skipped.append({"file": name, "reason": str(err).removeprefix(f"{name}: ")})
-            continue
-        if not text.strip():
-            skipped.append({"file": name, "reason": "empty"})
-            continue
-        records.append({"split": split, "label": label, "id": text_id, "text": text})
+            reason = str(err).removeprefix(f"{name}: ")
+        if reason:
+            skipped.append({"file": name, "reason": reason})
+        else:
+            records.append({"split": split, "label": label, "id": text_id, "text": text})
     if any(r["split"] != "pool" for r in records):  # a split layout: files beside it ignored
         report["ignored_files"] = sum(r["split"] == "pool" for r in records)
         records = [r for r in records if r["split"] != "pool"]

@@ -56,7 +56,6 @@ def read_tables(
     cfg: DataConfig, src: Path, shown: str, dataset: str
 ) -> tuple[list[dict[str, str]], dict]:
     """The labelled texts of one table or of one table per split, and the skipped rows."""
-    report: dict[str, Any] = {}
     single = src.is_file() and not is_archive(src)
     if single:  # a table itself (from a mirror: named as its URL)
         name = PurePosixPath(shown.split(": ", 1)[-1]).name
@@ -64,7 +63,7 @@ def read_tables(
             raise ValueError(f"{shown}: not a table ({EXPECTED})")
         if src.stat().st_size > Limits.of(cfg).max_bytes:
             raise ValueError(f"{shown}: over max_unpacked_mb={cfg.max_unpacked_mb} MiB")
-        tables = [(name, src.read_bytes())]
+        tables, report = [(name, src.read_bytes())], {}
     else:
         found, report = read_files(
             src, shown, Limits.of(cfg), lambda n: PurePosixPath(n).suffix.lower() in DELIMITERS
