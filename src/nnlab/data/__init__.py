@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from nnlab.config import KINDS, DataConfig
-from nnlab.data.prepare import pick_classes, refuse_small_classes
 from nnlab.log import info, warn
 from nnlab.paths import SPLITS
 
@@ -29,17 +28,33 @@ def reader(kind: str) -> ModuleType:
 def pick_labels(
     counts: dict[str, dict[str, int]], cfg: DataConfig, name: str, shown: str, what: str
 ) -> tuple[list[str], list[str], dict[str, int]]:
-    """:func:`~nnlab.data.prepare.pick_classes` over {split: {label: count}}; all in every split."""
-    total = sum(map(Counter, counts.values()), Counter())
-    labels, names, left_out = pick_classes(dict(total), cfg, name, shown)
+    """(labels in class order, class names, {left-out label: count}) of {split: {label: count}}:
+    all labels sorted, or what ``classes:`` lists; every one in every split."""
+    found = dict(sum(map(Counter, counts.values()), Counter()))
+    names = cfg.class_names() or {c: c for c in sorted(found)}
+    if missing := [c for c in names if c not in found]:
+        raise ValueError(
+            f"data.{name}.classes: {missing[0]!r} is not in the data ({shown} "
+            f"has {', '.join(map(repr, sorted(found))) or 'no labels'})"
+        )
+    if len(names) < 2:
+        raise ValueError(
+            f"{shown}: {len(names)} class ({', '.join(map(repr, names))}); a "
+            f"classifier needs two or more"
+        )
+    if left_out := {c: n for c, n in sorted(found.items()) if c not in names}:
+        info(
+            f"{shown}: left out {sum(left_out.values())} samples of labels not in "
+            f"data.{name}.classes: {', '.join(map(repr, left_out))}"
+        )
     for split, have in counts.items():
-        if missing := [c for c in labels if c not in have]:
+        if missing := [c for c in names if c not in have]:
             raise ValueError(
                 f"{shown}: no {what} {missing[0]!r} in the {split} split (it has "
                 f"{', '.join(map(repr, have))}); every split needs the same labels (or select "
                 f"them with data.{name}.classes)"
             )
-    return labels, names, left_out
+    return list(names), list(names.values()), left_out
 
 
 def skipped_report(skipped: list[dict[str, Any]], shown: str, what: str) -> dict[str, Any]:
@@ -102,8 +117,14 @@ def draw_plan(
         if source == "pool":
             drew = f"drew train/val/test = {list(want.values())} (stratified, seed {seed})"
             done["split"] = f"pooled {total} {what}; {drew}"
-        pool, where = layout[source], f"the {source.replace('pool', 'pooled')} {what}"
-        refuse_small_classes({c: len(pool[c]) for c in classes}, list(want), name, where)
+        pool = layout[source]
+        for c in classes:
+            if (n := len(pool[c])) < len(want):
+                raise ValueError(
+                    f"split@{name}: class {c!r} has {n} sample{'s' * (n != 1)} in the "
+                    f"{source.replace('pool', 'pooled')} {what}, fewer than {' and '.join(want)} "
+                    f"need (one each): add some, or leave it out with data.{name}.classes"
+                )
         # each class shuffled and spread evenly through one order, so any stretch is stratified;
         # each split's stretch holds its quota, then spares for unreadable files (never another's)
         spread = []

@@ -18,7 +18,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 from nnlab.files import atomic_dir, atomic_file, file_digest
@@ -139,11 +139,7 @@ class Limits(NamedTuple):
         return cls(cfg.max_unpacked_mb * _MB, cfg.max_ratio)
 
 
-_TAR_DECOMPRESSORS: dict[bytes, Callable[[Path], IO[bytes]]] = {
-    b"\x1f\x8b": gzip.open,
-    b"BZh": bz2.open,
-    b"\xfd7zXZ\x00": lzma.open,
-}
+_TAR_DECOMPRESSORS = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}
 # what reading a damaged archive raises, besides our own errors
 _READ_ERRORS = (
     *(tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError),
@@ -177,12 +173,10 @@ def is_archive(path: Path) -> bool:
 
 
 def _safe_parts(name: str) -> tuple[str, ...]:
-    if not name or "\x00" in name or "\\" in name:
-        raise UnsafeArchiveError(f"member {name!r} has an unusable name")
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts:
-        raise UnsafeArchiveError(f"member {name!r} has an absolute path or '..'")
-    return path.parts
+    parts = PurePosixPath(name).parts
+    if not name or "\x00" in name or "\\" in name or name.startswith("/") or ".." in parts:
+        raise UnsafeArchiveError(f"member {name!r} has a bad name, an absolute path or '..'")
+    return parts
 
 
 def _ratio_check(what: str, unpacked: int, packed: int, limits: Limits) -> None:
