@@ -1,5 +1,4 @@
-"""Data: one reader module per dataset kind (``download``, ``split``, ``spec``, ``load_input``),
-and what the readers share: split folder names, the labels every split needs, skipped files."""
+"""Data: one reader module per dataset kind (``download``, ``split``, ``spec``, ``load_input``)."""
 
 from __future__ import annotations
 
@@ -28,8 +27,7 @@ def reader(kind: str) -> ModuleType:
 def pick_labels(
     counts: dict[str, dict[str, int]], cfg: DataConfig, name: str, shown: str, what: str
 ) -> tuple[list[str], list[str], dict[str, int]]:
-    """(labels in class order, class names, {left-out label: count}) of {split: {label: count}}:
-    all labels sorted, or what ``classes:`` lists; every one in every split."""
+    """(labels, class names, left-out counts): all sorted, or ``classes:``; each in every split."""
     found = dict(sum(map(Counter, counts.values()), Counter()))
     names = cfg.class_names() or {c: c for c in sorted(found)}
     if missing := [c for c in names if c not in found]:
@@ -80,10 +78,8 @@ def label_counts(layout: Layout) -> dict[str, dict[str, int]]:
 def draw_plan(
     layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: str, what: str
 ) -> tuple[Plan, dict[str, Any]]:
-    """Per split its quota and the (label index, item) to draw it from in order, and the manifest
-    entries: the data's own splits kept, a missing val cut from train or val, or all pooled."""
+    """Per split (quota, [(label index, item)]) and manifest entries; the data's own splits kept."""
     rng = np.random.default_rng(seed)
-
     # {the data's split: {train, val or test: fraction of it}}
     vf, tf, have = cfg.val_fraction, cfg.test_fraction, set(layout)
     if have >= {"train", "val", "test"}:

@@ -1,5 +1,4 @@
-"""The split format (``data/split/<dataset>/{split}_x|y|len.npy``, ``meta.json`` for a model,
-``manifest.json`` with provenance and digests), its loaders, and the rules readers share."""
+"""The split format (``data/split/<dataset>/``: arrays, meta, manifest), loaders, shared rules."""
 
 from __future__ import annotations
 
@@ -53,8 +52,7 @@ def subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndar
     """Indices of a stratified, seeded subsample of at most ``max_samples`` items."""
     if max_samples is None or max_samples >= len(labels):
         return np.arange(len(labels))
-    keep, _ = stratified_split(labels, [1 - max_samples / len(labels)], seed)
-    return keep
+    return stratified_split(labels, [1 - max_samples / len(labels)], seed)[0]
 
 
 def refuse_empty(dataset: str, counts: dict[str, int], cfg: DataConfig) -> None:
@@ -74,8 +72,7 @@ def planned_classes(
     found_at: Callable[[Path], list[str]],
     substitute: list[str],
 ) -> list[str]:
-    """The class names split@<name> will write: ``classes:``, the downloaded data's, the local
-    folder's or file's (``found_at``), or at last (said) the offline substitute's."""
+    """The class names split@<name> will write: configured, downloaded, local, or substitute's."""
     if names := cfg.class_names():
         return list(names.values())
     raw = paths.raw_dir(name, root) / paths.MANIFEST
@@ -130,9 +127,7 @@ def split_digests(dataset: str, root: Path = Path(".")) -> dict[str, str]:
 def load_arrays(dataset: str, split: str, root: Path = Path(".")) -> dict[str, np.ndarray]:
     """Memory-mapped arrays of one split: nothing is copied into RAM until indexed."""
     path = _prepared_dir(dataset, root)
-    arrays = {
-        f.stem.removeprefix(f"{split}_"): load_array(f) for f in sorted(path.glob(f"{split}_*.npy"))
-    }
+    arrays = {f.stem[len(split) + 1 :]: load_array(f) for f in sorted(path.glob(f"{split}_*.npy"))}
     if "x" not in arrays or "y" not in arrays:
         raise StageOrderError(f"{path}: split {split!r} is missing; rerun split@{dataset}")
     return arrays

@@ -1,5 +1,4 @@
-"""Raw data: checksummed downloads, safe archives and folders, one download rule. Archives are
-checked here member by member (tarfile's filters let CVE-2025-4517 by); links never followed."""
+"""Raw data: checksummed downloads, archives checked member by member (CVE-2025-4517), folders."""
 
 from __future__ import annotations
 
@@ -140,34 +139,30 @@ class Limits(NamedTuple):
 
 
 _TAR_DECOMPRESSORS = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}
-# what reading a damaged archive raises, besides our own errors
-_READ_ERRORS = (
+_READ_ERRORS = (  # what reading a damaged archive raises, besides our own errors
     *(tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError),
     *(EOFError, OSError, RuntimeError, ValueError),
 )
 _NESTED = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz", ".gz")
 
 
-def _format(path: Path, shown: str) -> str:
+def _format(path: Path) -> str:
     """ "zip" or "tar" (plain or compressed), from the content; refused if it reads as both."""
     with open(path, "rb") as fh:
         head = fh.read(512)
     tar = head[257:262] == b"ustar" or head.startswith(tuple(_TAR_DECOMPRESSORS))
     zip_ = head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
-    ends_like_zip = zipfile.is_zipfile(path)
-    if tar and (zip_ or ends_like_zip):
-        raise ArchiveError(f"{shown}: refused: reads both as a tar and as a zip (ambiguous)")
-    if zip_ and not ends_like_zip:
-        raise ArchiveError(f"{shown}: damaged archive (a zip without its central directory)")
+    if tar and (zip_ or zipfile.is_zipfile(path)):
+        raise UnsafeArchiveError("reads both as a tar and as a zip (ambiguous)")
     if not (tar or zip_):
-        raise ArchiveError(f"{shown}: neither a folder nor a zip/tar archive")
+        raise UnsafeArchiveError("neither a folder nor a zip/tar archive")
     return "zip" if zip_ else "tar"
 
 
 def is_archive(path: Path) -> bool:
     """Whether a file reads as a zip or a (compressed) tar, from its content."""
     try:
-        return bool(_format(path, str(path)))
+        return bool(_format(path))
     except (ArchiveError, OSError):
         return False
 
@@ -233,11 +228,10 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[tuple]:
 def _archive_files(
     src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
 ) -> Iterator[tuple[str, bytes]]:
-    """Each member of a zip or tar checked as it comes, then the whole archive; every failure is
-    one line naming it as ``shown``."""
+    """The checked members of a zip or tar, then the whole archive; any failure names ``shown``."""
     total, seen, files = 0, {}, []
     try:
-        members = _zip_members if _format(src, shown) == "zip" else _tar_members
+        members = _zip_members if _format(src) == "zip" else _tar_members
         for parts, is_dir, size, open_member in members(src, limits):
             name, parents = "/".join(parts), [parts[:i] for i in range(1, len(parts))]
             if any(seen.get(p) is False for p in parents):
@@ -260,8 +254,6 @@ def _archive_files(
         if files and all(f.endswith(_NESTED) for f in files):
             raise UnsafeArchiveError("holds only nested archives (give the inner one instead)")
     except ArchiveError as err:
-        if str(err).startswith(shown):
-            raise
         prefix = "refused" if isinstance(err, UnsafeArchiveError) else "damaged archive"
         raise type(err)(f"{shown}: {prefix}: {err}") from None
     except _READ_ERRORS as err:
@@ -272,8 +264,7 @@ def _archive_files(
 def read_files(
     src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
 ) -> tuple[Iterator[tuple[str, bytes]], dict[str, int]]:
-    """(name, content) of the files ``keep`` accepts in a folder or checked archive, read one by
-    one, and counts of a folder's links and special files: none followed or opened (no hangs)."""
+    """Files ``keep`` accepts, read one by one, and counts of a folder's links and special files."""
     if not src.is_dir():
         return _archive_files(src, shown, limits, keep), {}
     files, skipped = [], {"skipped_symlinks": 0, "skipped_special": 0}
@@ -332,9 +323,7 @@ def download_raw(
     fallback_name: str,
     unpack: bool = True,
 ) -> dict[str, Any]:
-    """The manifest of a dataset's raw files in ``out_dir``, or of its offline substitute. A
-    ``path:`` (missing: an error under every source) goes to ``store(path, shown)``; else each
-    of ``files`` (name -> checksum) is downloaded and, if ``unpack``, goes to ``store`` too."""
+    """The manifest of ``path:`` given to ``store``, or of ``files`` downloaded, or the fallback."""
     key = f"data.{dataset}.path"
     src = Path(cfg.path).expanduser() if cfg.path else None
     if src and not src.exists():
