@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nnlab.data.sources import parse_mirror, safe_extract
+from nnlab.data.sources import Limits, parse_mirror, unpack_tree
 from nnlab.files import atomic_dir, atomic_file
 
 
@@ -26,7 +26,7 @@ def test_extracted_and_atomic_files_honour_the_umask(tmp_path):
             tf.addfile(member, io.BytesIO(b"x"))
     old = os.umask(0o027)
     try:
-        safe_extract(archive, tmp_path / "out")
+        unpack_tree(archive, tmp_path / "out", str(archive), Limits())
         with atomic_file(tmp_path / "f.txt", "w") as fh:
             fh.write("new")
     finally:

@@ -1,5 +1,4 @@
-"""Data: one reader module per dataset kind (``download``, ``split``, ``spec``, ``load_input``),
-and what the readers share: split folder names, the labels every split needs, skipped files."""
+"""Data: one reader module per dataset kind (``download``, ``split``, ``spec``, ``load_input``)."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from nnlab.config import KINDS, DataConfig
-from nnlab.data.prepare import pick_classes, refuse_small_classes
 from nnlab.log import info, warn
 from nnlab.paths import SPLITS
 
@@ -29,17 +27,32 @@ def reader(kind: str) -> ModuleType:
 def pick_labels(
     counts: dict[str, dict[str, int]], cfg: DataConfig, name: str, shown: str, what: str
 ) -> tuple[list[str], list[str], dict[str, int]]:
-    """:func:`~nnlab.data.prepare.pick_classes` over {split: {label: count}}; all in every split."""
-    total = sum(map(Counter, counts.values()), Counter())
-    labels, names, left_out = pick_classes(dict(total), cfg, name, shown)
+    """(labels, class names, left-out counts): all sorted, or ``classes:``; each in every split."""
+    found = dict(sum(map(Counter, counts.values()), Counter()))
+    names = cfg.class_names() or {c: c for c in sorted(found)}
+    if missing := [c for c in names if c not in found]:
+        raise ValueError(
+            f"data.{name}.classes: {missing[0]!r} is not in the data ({shown} "
+            f"has {', '.join(map(repr, sorted(found))) or 'no labels'})"
+        )
+    if len(names) < 2:
+        raise ValueError(
+            f"{shown}: {len(names)} class ({', '.join(map(repr, names))}); a "
+            f"classifier needs two or more"
+        )
+    if left_out := {c: n for c, n in sorted(found.items()) if c not in names}:
+        info(
+            f"{shown}: left out {sum(left_out.values())} samples of labels not in "
+            f"data.{name}.classes: {', '.join(map(repr, left_out))}"
+        )
     for split, have in counts.items():
-        if missing := [c for c in labels if c not in have]:
+        if missing := [c for c in names if c not in have]:
             raise ValueError(
                 f"{shown}: no {what} {missing[0]!r} in the {split} split (it has "
                 f"{', '.join(map(repr, have))}); every split needs the same labels (or select "
                 f"them with data.{name}.classes)"
             )
-    return labels, names, left_out
+    return list(names), list(names.values()), left_out
 
 
 def skipped_report(skipped: list[dict[str, Any]], shown: str, what: str) -> dict[str, Any]:
@@ -65,10 +78,8 @@ def label_counts(layout: Layout) -> dict[str, dict[str, int]]:
 def draw_plan(
     layout: Layout, classes: list[str], cfg: DataConfig, seed: int, name: str, what: str
 ) -> tuple[Plan, dict[str, Any]]:
-    """Per split its quota and the (label index, item) to draw it from in order, and the manifest
-    entries: the data's own splits kept, a missing val cut from train or val, or all pooled."""
+    """Per split (quota, [(label index, item)]) and manifest entries; the data's own splits kept."""
     rng = np.random.default_rng(seed)
-
     # {the data's split: {train, val or test: fraction of it}}
     vf, tf, have = cfg.val_fraction, cfg.test_fraction, set(layout)
     if have >= {"train", "val", "test"}:
@@ -102,8 +113,14 @@ def draw_plan(
         if source == "pool":
             drew = f"drew train/val/test = {list(want.values())} (stratified, seed {seed})"
             done["split"] = f"pooled {total} {what}; {drew}"
-        pool, where = layout[source], f"the {source.replace('pool', 'pooled')} {what}"
-        refuse_small_classes({c: len(pool[c]) for c in classes}, list(want), name, where)
+        pool = layout[source]
+        for c in classes:
+            if (n := len(pool[c])) < len(want):
+                raise ValueError(
+                    f"split@{name}: class {c!r} has {n} sample{'s' * (n != 1)} in the "
+                    f"{source.replace('pool', 'pooled')} {what}, fewer than {' and '.join(want)} "
+                    f"need (one each): add some, or leave it out with data.{name}.classes"
+                )
         # each class shuffled and spread evenly through one order, so any stretch is stratified;
         # each split's stretch holds its quota, then spares for unreadable files (never another's)
         spread = []

@@ -1,6 +1,4 @@
-"""The split format (``data/split/<dataset>/{split}_x|y|len.npy``, ``meta.json`` for a model,
-``manifest.json`` with the provenance and each split's digest), its readers, stratified splits,
-and the class rules every reader shares."""
+"""The split format (``data/split/<dataset>/``: arrays, meta, manifest), loaders, shared rules."""
 
 from __future__ import annotations
 
@@ -37,8 +35,7 @@ class Prepared:
 
 
 def stratified_split(labels: np.ndarray, fractions: list[float], seed: int) -> list[np.ndarray]:
-    """Indices cut class by class (seeded) into parts: ``fractions`` are the sizes of all parts
-    but the first, which takes the rest."""
+    """Indices cut class by class (seeded) into parts: the first the rest, then ``fractions``."""
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
     for cls in np.unique(labels):
@@ -55,8 +52,7 @@ def subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndar
     """Indices of a stratified, seeded subsample of at most ``max_samples`` items."""
     if max_samples is None or max_samples >= len(labels):
         return np.arange(len(labels))
-    keep, _ = stratified_split(labels, [1 - max_samples / len(labels)], seed)
-    return keep
+    return stratified_split(labels, [1 - max_samples / len(labels)], seed)[0]
 
 
 def refuse_empty(dataset: str, counts: dict[str, int], cfg: DataConfig) -> None:
@@ -69,30 +65,6 @@ def refuse_empty(dataset: str, counts: dict[str, int], cfg: DataConfig) -> None:
         )
 
 
-def pick_classes(
-    found: dict[str, int], cfg: DataConfig, name: str, where: str
-) -> tuple[list[str], list[str], dict[str, int]]:
-    """(labels in class order, class names, {left-out label: count}) from the labels found in
-    the data (``where``) and their counts: all of them sorted, or what ``classes:`` lists."""
-    names = cfg.class_names() or {c: c for c in sorted(found)}
-    if missing := [c for c in names if c not in found]:
-        raise ValueError(
-            f"data.{name}.classes: {missing[0]!r} is not in the data ({where} "
-            f"has {', '.join(map(repr, sorted(found))) or 'no labels'})"
-        )
-    if len(names) < 2:
-        raise ValueError(
-            f"{where}: {len(names)} class ({', '.join(map(repr, names))}); a "
-            f"classifier needs two or more"
-        )
-    if left_out := {c: n for c, n in sorted(found.items()) if c not in names}:
-        info(
-            f"{where}: left out {sum(left_out.values())} samples of labels not in "
-            f"data.{name}.classes: {', '.join(map(repr, left_out))}"
-        )
-    return list(names), list(names.values()), left_out
-
-
 def planned_classes(
     cfg: DataConfig,
     name: str,
@@ -100,9 +72,7 @@ def planned_classes(
     found_at: Callable[[Path], list[str]],
     substitute: list[str],
 ) -> list[str]:
-    """The class names split@<name> will write, for a spec from params: ``classes:``, else the
-    labels of the downloaded data, of the local folder or file (``found_at``), or at last (said)
-    the offline substitute's."""
+    """The class names split@<name> will write: configured, downloaded, local, or substitute's."""
     if names := cfg.class_names():
         return list(names.values())
     raw = paths.raw_dir(name, root) / paths.MANIFEST
@@ -118,17 +88,6 @@ def planned_classes(
             f"then taken to be the offline substitute's ({', '.join(substitute)})"
         )
     return substitute
-
-
-def refuse_small_classes(counts: dict[str, int], splits: list[str], name: str, where: str) -> None:
-    """One line naming the first class with fewer samples than the splits it must fill."""
-    for label, n in counts.items():
-        if n < len(splits):
-            raise ValueError(
-                f"split@{name}: class {label!r} has {n} sample{'s' * (n != 1)} in "
-                f"{where}, fewer than {' and '.join(splits)} need (one each): add "
-                f"some, or leave it out with data.{name}.classes"
-            )
 
 
 def split_digest(arrays: dict[str, np.ndarray]) -> str:
@@ -168,9 +127,7 @@ def split_digests(dataset: str, root: Path = Path(".")) -> dict[str, str]:
 def load_arrays(dataset: str, split: str, root: Path = Path(".")) -> dict[str, np.ndarray]:
     """Memory-mapped arrays of one split: nothing is copied into RAM until indexed."""
     path = _prepared_dir(dataset, root)
-    arrays = {
-        f.stem.removeprefix(f"{split}_"): load_array(f) for f in sorted(path.glob(f"{split}_*.npy"))
-    }
+    arrays = {f.stem[len(split) + 1 :]: load_array(f) for f in sorted(path.glob(f"{split}_*.npy"))}
     if "x" not in arrays or "y" not in arrays:
         raise StageOrderError(f"{path}: split {split!r} is missing; rerun split@{dataset}")
     return arrays

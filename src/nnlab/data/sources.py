@@ -1,11 +1,8 @@
-"""Raw data: checksummed downloads, safe archives and folders, one download rule. Archives are
-checked member by member here, not by ``tarfile``'s filters, which some Python patch levels let
-through (CVE-2025-4517): no links, devices, escaping names or bombs. Links are never followed."""
+"""Raw data: checksummed downloads, archives checked member by member (CVE-2025-4517), folders."""
 
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import hashlib
 import http.client
@@ -19,9 +16,8 @@ import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 from nnlab.files import atomic_dir, atomic_file, file_digest
@@ -38,12 +34,10 @@ class UnsafeArchiveError(ArchiveError):
     """A member is a link, a special file, escapes the target, or the archive is a bomb."""
 
 
-def parse_mirror(entry: str, name: str = "") -> tuple[str, str | None]:
-    """``url#sha256=<64 hex>`` (or ``#md5=<32 hex>``, checked by the config) -> (url,
-    "sha256:<hex>"); a URL without ``#`` is unpinned. A URL whose last part has no dot is a
-    folder: ``name`` is appended to it."""
+def parse_mirror(entry: str, name: str) -> tuple[str, str | None]:
+    """``url#sha256=<hex>`` -> (url, "sha256:<hex>"), or (url, None); ``name`` ends a folder URL."""
     url, hash_sign, fragment = entry.partition("#")
-    if name and "." not in PurePosixPath(urlparse(url).path).name:
+    if "." not in PurePosixPath(urlparse(url).path).name:
         url = url.rstrip("/") + "/" + name
     algo, _, digest = fragment.partition("=")
     return url, f"{algo}:{digest.lower()}" if hash_sign else None
@@ -99,10 +93,8 @@ def _download_once(url: str, dest: Path, pin: str | None, cfg: Any) -> str:
 
 
 def fetch(dest: Path, checksum: str | None, cfg: Any, unpack: Callable | None) -> dict[str, Any]:
-    """Download ``dest`` from the first of ``cfg.mirrors`` (its pin replaces ``checksum``) that
-    delivers it whole and verified, with ``cfg.retries`` retries. With ``unpack`` the file goes
-    to ``unpack(dest, url)`` and is deleted; an ArchiveError there moves on to the next mirror.
-    Returns ``{"url", "checksum", "pinned", **unpacked}``, or raises naming every failure."""
+    """``{"url", "checksum", "pinned", **unpack(dest, url)}`` from the first mirror delivering
+    ``dest`` verified (retrying); an ArchiveError in ``unpack`` moves on. Else every failure."""
     failures: list[str] = []
     for url, pin in (parse_mirror(e, dest.name) for e in cfg.mirrors):  # one or more
         pin, got = pin or checksum, None
@@ -135,10 +127,8 @@ def fetch(dest: Path, checksum: str | None, cfg: Any, unpack: Callable | None) -
 # ----------------------------------------------------------------------------- archives
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Caps on what an archive unpacks to: total bytes, and the compression ratio of the whole
-    archive and of any one member past 1 MiB."""
+class Limits(NamedTuple):
+    """Caps on unpacking: total bytes, and the ratio of the archive and of members past 1 MiB."""
 
     max_bytes: int = 4096 * _MB
     max_ratio: float = 100.0
@@ -148,62 +138,40 @@ class Limits:
         return cls(cfg.max_unpacked_mb * _MB, cfg.max_ratio)
 
 
-class _Member(NamedTuple):
-    parts: tuple[str, ...]  # the checked relative path
-    is_dir: bool
-    size: int  # declared uncompressed size; zipfile and tarfile read no more
-    open: Callable[[], IO[bytes]]
-
-
-_TAR_DECOMPRESSORS: dict[bytes, Callable[[Path], IO[bytes]]] = {
-    b"\x1f\x8b": gzip.open,
-    b"BZh": bz2.open,
-    b"\xfd7zXZ\x00": lzma.open,
-}
-# what reading a damaged archive raises, besides our own errors
-_READ_ERRORS = (
+_TAR_DECOMPRESSORS = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}
+_READ_ERRORS = (  # what reading a damaged archive raises, besides our own errors
     *(tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError),
     *(EOFError, OSError, RuntimeError, ValueError),
 )
 _NESTED = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz", ".gz")
 
 
-def _format(path: Path, shown: str) -> str:
+def _format(path: Path) -> str:
     """ "zip" or "tar" (plain or compressed), from the content; refused if it reads as both."""
     with open(path, "rb") as fh:
         head = fh.read(512)
     tar = head[257:262] == b"ustar" or head.startswith(tuple(_TAR_DECOMPRESSORS))
     zip_ = head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
-    ends_like_zip = zipfile.is_zipfile(path)
-    if tar and (zip_ or ends_like_zip):
-        raise ArchiveError(
-            f"{shown}: refused: reads both as a tar and as a zip "
-            f"(ambiguous; repack it as one plain archive)"
-        )
-    if zip_ and not ends_like_zip:
-        raise ArchiveError(
-            f"{shown}: damaged archive (a zip without its central directory: truncated?)"
-        )
+    if tar and (zip_ or zipfile.is_zipfile(path)):
+        raise UnsafeArchiveError("reads both as a tar and as a zip (ambiguous)")
     if not (tar or zip_):
-        raise ArchiveError(f"{shown}: neither a folder nor a zip/tar archive")
+        raise UnsafeArchiveError("neither a folder nor a zip/tar archive")
     return "zip" if zip_ else "tar"
 
 
 def is_archive(path: Path) -> bool:
     """Whether a file reads as a zip or a (compressed) tar, from its content."""
     try:
-        return bool(_format(path, str(path)))
+        return bool(_format(path))
     except (ArchiveError, OSError):
         return False
 
 
 def _safe_parts(name: str) -> tuple[str, ...]:
-    if not name or "\x00" in name or "\\" in name:
-        raise UnsafeArchiveError(f"member {name!r} has an unusable name")
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts:
-        raise UnsafeArchiveError(f"member {name!r} has an absolute path or '..'")
-    return path.parts
+    parts = PurePosixPath(name).parts
+    if not name or "\x00" in name or "\\" in name or name.startswith("/") or ".." in parts:
+        raise UnsafeArchiveError(f"member {name!r} has a bad name, an absolute path or '..'")
+    return parts
 
 
 def _ratio_check(what: str, unpacked: int, packed: int, limits: Limits) -> None:
@@ -214,7 +182,7 @@ def _ratio_check(what: str, unpacked: int, packed: int, limits: Limits) -> None:
         )
 
 
-def _zip_members(path: Path, limits: Limits) -> Iterator[_Member]:
+def _zip_members(path: Path, limits: Limits) -> Iterator[tuple]:
     with zipfile.ZipFile(path) as zf:
         for zi in zf.infolist():
             mode = zi.external_attr >> 16
@@ -225,12 +193,13 @@ def _zip_members(path: Path, limits: Limits) -> Iterator[_Member]:
                 )
             _ratio_check(f"member {zi.filename!r}", zi.file_size, zi.compress_size, limits)
             is_dir = zi.is_dir() or kind == stat.S_IFDIR
-            yield _Member(_safe_parts(zi.filename), is_dir, zi.file_size, lambda zi=zi: zf.open(zi))
+            yield _safe_parts(zi.filename), is_dir, zi.file_size, lambda zi=zi: zf.open(zi)
 
 
-def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
+def _tar_members(path: Path, limits: Limits) -> Iterator[tuple]:
     with open(path, "rb") as raw:
-        opener = next((o for m, o in _TAR_DECOMPRESSORS.items() if raw.read(6).startswith(m)), None)
+        head = raw.read(6)
+    opener = next((o for m, o in _TAR_DECOMPRESSORS.items() if head.startswith(m)), None)
     if opener:  # the whole stream, headers included, is measured before tarfile reads it
         size, cap = 0, min(max(_MB, limits.max_ratio * path.stat().st_size), limits.max_bytes * 2)
         with opener(path) as stream:
@@ -246,7 +215,7 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
                 kind = "symlink" if m.issym() else "hard link" if m.islnk() else None
                 kind = kind or "device, FIFO or other special file"
                 raise UnsafeArchiveError(f"member {m.name!r} is a {kind}")
-            yield _Member(_safe_parts(m.name), m.isdir(), m.size, lambda m=m: tf.extractfile(m))
+            yield _safe_parts(m.name), m.isdir(), m.size, lambda m=m: tf.extractfile(m)
         # tarfile ends quietly at an unreadable header or a cut: require the end marker
         tf.fileobj.seek(tf.offset)
         if tf.fileobj.read(tarfile.BLOCKSIZE) != tarfile.NUL * tarfile.BLOCKSIZE:
@@ -256,40 +225,35 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[_Member]:
             )
 
 
-def _members(path: Path, limits: Limits, shown: str) -> Iterator[_Member]:
-    """Every member of a zip or tar, checked as it comes, then the whole archive."""
+def _archive_files(
+    src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
+) -> Iterator[tuple[str, bytes]]:
+    """The checked members of a zip or tar, then the whole archive; any failure names ``shown``."""
     total, seen, files = 0, {}, []
-    for m in (_zip_members if _format(path, shown) == "zip" else _tar_members)(path, limits):
-        name, parents = "/".join(m.parts), [m.parts[:i] for i in range(1, len(m.parts))]
-        if any(seen.get(p) is False for p in parents):
-            raise UnsafeArchiveError(f"member {name!r} is both a file and a folder")
-        if (not m.is_dir and (not m.parts or m.parts in seen)) or seen.get(m.parts) is False:
-            raise UnsafeArchiveError(f"member {name!r} appears twice or has no file name")
-        seen.update(dict.fromkeys(parents, True))
-        seen[m.parts] = m.is_dir
-        if not m.is_dir:
-            files.append(name.lower())
-            total += m.size
-        if total > limits.max_bytes:
-            raise UnsafeArchiveError(
-                f"unpacks to over max_unpacked_mb={limits.max_bytes // _MB} MiB"
-            )
-        yield m
-    _ratio_check("the archive", total, path.stat().st_size, limits)
-    if files and all(f.endswith(_NESTED) for f in files):
-        raise UnsafeArchiveError(
-            "holds only nested archives (unpack the inner one and give that instead)"
-        )
-
-
-@contextlib.contextmanager
-def _named(shown: str) -> Iterator[None]:
-    """Turn every failure of reading an archive into one line naming it as ``shown``."""
     try:
-        yield
+        members = _zip_members if _format(src) == "zip" else _tar_members
+        for parts, is_dir, size, open_member in members(src, limits):
+            name, parents = "/".join(parts), [parts[:i] for i in range(1, len(parts))]
+            if any(seen.get(p) is False for p in parents):
+                raise UnsafeArchiveError(f"member {name!r} is both a file and a folder")
+            if (not is_dir and (not parts or parts in seen)) or seen.get(parts) is False:
+                raise UnsafeArchiveError(f"member {name!r} appears twice or has no file name")
+            seen.update(dict.fromkeys(parents, True))
+            seen[parts] = is_dir
+            if is_dir:
+                continue
+            files.append(name.lower())
+            if (total := total + size) > limits.max_bytes:
+                raise UnsafeArchiveError(
+                    f"unpacks to over max_unpacked_mb={limits.max_bytes // _MB} MiB"
+                )
+            if keep(name):
+                with open_member() as fh:
+                    yield name, fh.read()
+        _ratio_check("the archive", total, src.stat().st_size, limits)
+        if files and all(f.endswith(_NESTED) for f in files):
+            raise UnsafeArchiveError("holds only nested archives (give the inner one instead)")
     except ArchiveError as err:
-        if str(err).startswith(shown):
-            raise
         prefix = "refused" if isinstance(err, UnsafeArchiveError) else "damaged archive"
         raise type(err)(f"{shown}: {prefix}: {err}") from None
     except _READ_ERRORS as err:
@@ -297,23 +261,10 @@ def _named(shown: str) -> Iterator[None]:
         raise ArchiveError(f"{shown}: damaged archive ({type(err).__name__}: {text})") from None
 
 
-def _archive_files(
-    src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
-) -> Iterator[tuple[str, bytes]]:
-    with _named(shown):
-        for m in _members(src, limits, shown):
-            name = "/".join(m.parts)
-            if not m.is_dir and keep(name):
-                with m.open() as fh:
-                    yield name, fh.read()
-
-
 def read_files(
     src: Path, shown: str, limits: Limits, keep: Callable[[str], bool]
 ) -> tuple[Iterator[tuple[str, bytes]], dict[str, int]]:
-    """(relative name, content) of the files ``keep`` accepts in a folder or a checked archive,
-    one at a time as read, and counts of the links and FIFOs, sockets or devices in a folder:
-    none is followed or opened, so loops and pipes cannot hang."""
+    """Files ``keep`` accepts, read one by one, and counts of a folder's links and special files."""
     if not src.is_dir():
         return _archive_files(src, shown, limits, keep), {}
     files, skipped = [], {"skipped_symlinks": 0, "skipped_special": 0}
@@ -344,8 +295,7 @@ def read_files(
 
 
 def unpack_tree(src: Path, dest: Path, shown: str, limits: Limits) -> dict[str, int]:
-    """A folder's regular files copied, or an archive extracted, to ``dest``: all or nothing
-    (a refusal removes what was written). No member is a link, so none is followed."""
+    """A folder's regular files copied, or an archive extracted, to ``dest``: all or nothing."""
     files, skipped = read_files(src, shown, limits, keep=lambda name: True)
     with atomic_dir(dest) as tmp:
         for name, data in files:
@@ -358,13 +308,6 @@ def unpack_tree(src: Path, dest: Path, shown: str, limits: Limits) -> dict[str, 
             f"{skipped['skipped_special']} special files (links are never followed)"
         )
     return skipped
-
-
-def safe_extract(
-    archive: str | Path, dest: str | Path, *, limits: Limits = Limits(), shown: str | None = None
-) -> None:
-    """:func:`unpack_tree` for an archive named ``shown`` (its path, if not given)."""
-    unpack_tree(Path(archive), Path(dest), shown or str(archive), limits)
 
 
 # ----------------------------------------------------------------------------- the rule
@@ -380,9 +323,7 @@ def download_raw(
     fallback_name: str,
     unpack: bool = True,
 ) -> dict[str, Any]:
-    """The manifest of a dataset's raw files in ``out_dir``, or of its offline substitute. A
-    ``path:`` (missing: an error under every source) goes to ``store(path, shown)``; else each
-    of ``files`` (name -> checksum) is downloaded and, if ``unpack``, goes to ``store`` too."""
+    """The manifest of ``path:`` given to ``store``, or of ``files`` downloaded, or the fallback."""
     key = f"data.{dataset}.path"
     src = Path(cfg.path).expanduser() if cfg.path else None
     if src and not src.exists():

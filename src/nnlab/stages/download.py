@@ -21,11 +21,8 @@ def run(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
     out = paths.raw_dir(dataset, root)
     t0 = time.perf_counter()
     with interruptible(), atomic_dir(out) as tmp:
-        manifest = {
-            "dataset": dataset,
-            "kind": cfg.kind,
-            **reader(cfg.kind).download(cfg, tmp, dataset),
-        }
+        manifest = {"dataset": dataset, "kind": cfg.kind}
+        manifest |= reader(cfg.kind).download(cfg, tmp, dataset)
         manifest["seconds"] = round(time.perf_counter() - t0, 2)
         write_json(tmp / paths.MANIFEST, manifest)
     info(f"download@{dataset}: {manifest['source']} -> {out}")

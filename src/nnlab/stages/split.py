@@ -1,5 +1,4 @@
-"""split@<dataset>: the raw files decoded and split into data/split/ (the format of
-:mod:`nnlab.data.prepare`)."""
+"""split@<dataset>: the raw files decoded and split into data/split/ (see nnlab.data.prepare)."""
 
 from __future__ import annotations
 
@@ -36,25 +35,13 @@ def run(params: Params, dataset: str, root: Path = Path(".")) -> dict[str, Any]:
             )
     source = raw_manifest.get("source", "unknown")
     shape = list(arrays["train"]["x"].shape[1:])
-    meta = {
-        "dataset": dataset,
-        "kind": prepared.kind,
-        "reader": cfg.kind,
-        "input_shape": shape[2:] + shape[:2] if prepared.kind == "image" else shape,
-        "classes": classes,
-        "source": source,
-        **prepared.meta,
-    }
-    manifest = {
-        "dataset": dataset,
-        "source": source,
-        "download": raw_manifest,  # where the data came from
-        "seed": params.seed,
-        "counts": counts,
-        "class_counts": by_class,
-        "digests": {s: split_digest(arrays[s]) for s in SPLITS},
-        **prepared.manifest,
-    }
+    shape = shape[2:] + shape[:2] if prepared.kind == "image" else shape  # channels first
+    meta = {"dataset": dataset, "kind": prepared.kind, "reader": cfg.kind, "input_shape": shape}
+    meta |= {"classes": classes, "source": source, **prepared.meta}
+    digests = {s: split_digest(arrays[s]) for s in SPLITS}
+    manifest = {"dataset": dataset, "source": source, "download": raw_manifest, "seed": params.seed}
+    manifest |= {"counts": counts, "class_counts": by_class, "digests": digests}
+    manifest |= prepared.manifest
     out = paths.split_dir(dataset, root)
     with interruptible(), atomic_dir(out) as tmp:
         for split in SPLITS:
