@@ -63,7 +63,7 @@ class Augment:
         import albumentations as A
 
         self.compose = A.Compose([_build(step, f"augment[{i}]") for i, step in enumerate(steps)])
-        self.reseed(seed, current_rank() if rank is None else rank)
+        self.reseed(seed, rank_zero_only.rank if rank is None else rank)  # Lightning's global rank
 
     def reseed(self, *entropy: int) -> None:
         """Restart the stream from ``entropy`` (any ints: seed, worker id, rank...)."""
@@ -73,21 +73,13 @@ class Augment:
         return self.compose(image=np.ascontiguousarray(image))["image"]
 
 
-def current_rank() -> int:
-    """Global rank: torch.distributed's when initialised, else Lightning's."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    return rank_zero_only.rank
-
-
 build_augment = Augment  # the name the stages use
 
 
 def worker_init(worker_id: int) -> None:
     """A DataLoader worker: Lightning's seeding, then a stream per (seed, worker, rank)."""
     base_seed = torch.initial_seed() - worker_id
-    rank = current_rank()
-    pl_worker_init_function(worker_id, rank)
+    pl_worker_init_function(worker_id)
     transform = getattr(torch.utils.data.get_worker_info().dataset, "transform", None)
     if isinstance(transform, Augment):
-        transform.reseed(base_seed, worker_id, rank)
+        transform.reseed(base_seed, worker_id, rank_zero_only.rank)

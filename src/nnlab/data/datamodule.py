@@ -74,10 +74,6 @@ class LengthBucketSampler(Sampler[int]):
         return iter(np.concatenate([shuffled, order[n_full * self.batch_size :]]).tolist())
 
 
-def _whole_batch(batch: Any) -> Any:  # collate_fn: __getitems__ returns a whole batch
-    return batch
-
-
 def make_loader(
     data: Dataset,
     batch_size: int,
@@ -97,7 +93,7 @@ def make_loader(
         num_workers=workers,
         pin_memory=bool(pin),
         persistent_workers=workers > 0 and loader.persistent_workers,
-        collate_fn=_whole_batch,
+        collate_fn=dict,  # __getitems__ returns the whole batch: a dict of tensors
         worker_init_fn=worker_init if workers else None,
     )
 
