@@ -4,6 +4,7 @@ Batches are fetched whole (``__getitems__``); images stay uint8 until the device
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,12 @@ from nnlab.files import read_json
 from nnlab.paths import SPLITS, split_dir
 
 
+@dataclass(eq=False)
 class ArrayDataset(Dataset):
     """Samples of one split; ``transform`` (training images only) maps HWC uint8 to HWC uint8."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], transform: Callable | None = None):
-        self.arrays = arrays
-        self.transform = transform
+    arrays: dict[str, np.ndarray]
+    transform: Callable | None = None
 
     def __len__(self) -> int:
         return len(self.arrays["x"])
@@ -43,17 +44,16 @@ class ArrayDataset(Dataset):
         return {"x": torch.from_numpy(np.ascontiguousarray(x)), **labels}
 
 
+@dataclass(eq=False)
 class LengthBucketSampler(Sampler[int]):
     """Texts of similar length share a batch (little padding): shuffled, sorted within chunks,
     batches shuffled (the short one last); evaluation: length order. DDP ranks agree."""
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int):
-        self.lengths = np.asarray(lengths)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.chunk = batch_size * 50  # samples sorted together
-        self.epoch = 0
+    lengths: np.ndarray
+    batch_size: int
+    shuffle: bool
+    seed: int
+    epoch: int = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -67,7 +67,8 @@ class LengthBucketSampler(Sampler[int]):
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1  # the next epoch differs even where nobody calls set_epoch
         order = rng.permutation(len(self.lengths))
-        order = order[np.lexsort((self.lengths[order], np.arange(len(order)) // self.chunk))]
+        chunk = np.arange(len(order)) // (self.batch_size * 50)  # samples sorted together
+        order = order[np.lexsort((self.lengths[order], chunk))]
         n_full = len(order) // self.batch_size
         full = order[: n_full * self.batch_size].reshape(n_full, self.batch_size)
         shuffled = full[rng.permutation(n_full)].ravel()

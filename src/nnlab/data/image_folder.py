@@ -50,7 +50,7 @@ def _visible(p: Path) -> bool:
 
 
 def _dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
+    return sorted(p for p in folder.glob("*") if p.is_dir() and _visible(p))  # of a file: none
 
 
 def _files(folder: Path) -> list[Path]:
@@ -61,10 +61,8 @@ def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Pa
     """({split or "pool": {class: [image files]}}, [ignored files]); errors name ``shown``."""
     if not images.is_dir():
         raise ValueError(f"{images}: no images folder; rerun the download stage")
-    root = images
-    while len(top := [p for p in root.iterdir() if _visible(p)]) == 1 and top[0].is_dir():
-        if not _dirs(top[0]):  # a class folder, not a wrapper (cats_and_dogs_filtered/)
-            break
+    root = images  # unwrapped while it holds one folder of folders (cats_and_dogs_filtered/)
+    while len(top := [p for p in root.iterdir() if _visible(p)]) == 1 and _dirs(top[0]):
         root = top[0]
     dirs = _dirs(root)
     ignored = [p for p in root.iterdir() if p.is_file()]

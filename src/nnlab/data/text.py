@@ -246,10 +246,7 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
         records = synthetic_reviews(cfg.synthetic_size, n_test, seed)
     layout: Layout = {}
     for r in records:
-        try:
-            layout.setdefault(r["split"], {}).setdefault(r["label"], []).append(r["text"])
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"{raw_dir / paths.RAW_TEXTS}: not a text record ({err})") from None
+        layout.setdefault(r["split"], {}).setdefault(r["label"], []).append(r["text"])
     counts = label_counts(layout)
     labels, classes, left_out = pick_labels(counts, cfg, name, str(raw_dir), "texts labelled")
     plan, manifest = draw_plan(layout, labels, cfg, seed, name, "texts")
@@ -277,12 +274,7 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
 
 def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
     """A text (a file, its bytes, or itself) -> token ids and length, by the checkpoint's vocab."""
-    vocab_json = spec.extra.get("assets", {}).get(paths.VOCAB)
     shown = f"{source}: " if isinstance(source, Path) else ""  # a file is named
-    if vocab_json is None:
-        raise ValueError(
-            f"{shown}the model carries no {paths.VOCAB}; retrain it to predict on text"
-        )
     if isinstance(source, Path):
         source = source.read_bytes()
     if isinstance(source, bytes):
@@ -290,7 +282,7 @@ def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
     words = tokenize(source)
     if not words:
         raise ValueError(f"{shown}no words to classify")
-    ids, lengths = Vocabulary.from_json(vocab_json).encode([words])
+    ids, lengths = Vocabulary.from_json(spec.extra["assets"][paths.VOCAB]).encode([words])
     return {"x": ids[0], "len": lengths[0]}
 
 
