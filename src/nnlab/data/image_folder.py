@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from nnlab import paths
 from nnlab.config import DataConfig
 from nnlab.data import SPLIT_NAMES, Layout, draw_plan, label_counts, pick_labels, skipped_report
-from nnlab.data.images import IMAGE_SUFFIXES, ImageReadError, decode_image, load_image
+from nnlab.data.images import IMAGE_SUFFIXES, ImageReadError, load_image
 from nnlab.data.prepare import Prepared, planned_classes
 from nnlab.data.sources import Limits, download_raw, unpack_tree
-from nnlab.data.synthetic import ANIMAL_CLASSES, write_animals
+from nnlab.data.synthetic import ANIMAL_CLASSES, draw_animal
 from nnlab.files import read_json
 from nnlab.log import info, warn
 from nnlab.spec import DataSpec
@@ -59,8 +60,6 @@ def _files(folder: Path) -> list[Path]:
 
 def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Path]]:
     """({split or "pool": {class: [image files]}}, [ignored files]); errors name ``shown``."""
-    if not images.is_dir():
-        raise ValueError(f"{images}: no images folder; rerun the download stage")
     root = images  # unwrapped while it holds one folder of folders (cats_and_dogs_filtered/)
     while len(top := [p for p in root.iterdir() if _visible(p)]) == 1 and _dirs(top[0]):
         root = top[0]
@@ -92,8 +91,13 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
     """The images of download@<name>, or (offline) drawings made here from params and seed."""
     if read_json(raw_dir / paths.MANIFEST).get("source") != SYNTHETIC:
         return _split_images(cfg, raw_dir / paths.RAW_IMAGES, cfg.image_size, seed, name)
+    rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory(prefix="nnlab-drawings-") as tmp:
-        write_animals(Path(tmp), cfg.synthetic_size, cfg.synthetic_image_size, seed)
+        for i in range(cfg.synthetic_size):  # alternately cat and dog: <class>/<cat|dog>.<i>.png
+            folder = Path(tmp, ANIMAL_CLASSES[i % 2])
+            folder.mkdir(exist_ok=True)
+            drawn = draw_animal(rng, i % 2, cfg.synthetic_image_size)
+            Image.fromarray(drawn).save(folder / f"{folder.name[:-1]}.{i}.png")
         return _split_images(cfg, Path(tmp), cfg.synthetic_image_size, seed, name)
 
 
@@ -107,7 +111,7 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
 
     def load(path: Path) -> tuple[np.ndarray, str] | str:
         try:
-            return decode_image(path, (size, size), channels=cfg.channels)
+            return load_image(path, (size, size), channels=cfg.channels)
         except ImageReadError as err:
             return str(err).removeprefix(f"{path}: ")
 
@@ -153,7 +157,7 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
 def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
     """One image (a file or its bytes) as the model sees it."""
     channels, h, w = spec.input_shape
-    return {"x": load_image(path, (h, w), channels=channels)}
+    return {"x": load_image(path, (h, w), channels=channels)[0]}
 
 
 def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:

@@ -17,11 +17,6 @@ class ImageReadError(ValueError):
     """One file that cannot be used as an image (named in the message)."""
 
 
-def load_image(path: str | Path | bytes, size: tuple[int, int], channels: int = 3) -> np.ndarray:
-    """Any mode of image (file or bytes) as HWC uint8 of ``size``, or :class:`ImageReadError`."""
-    return decode_image(path, size, channels)[0]
-
-
 def _eight_bit(im: Image.Image) -> Image.Image:
     """16- and 32-bit grey and float images scaled to 8 bits (``convert("L")`` would clip them)."""
     arr = np.asarray(im, dtype=np.float64)
@@ -33,10 +28,11 @@ def _eight_bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
 
 
-def decode_image(
+def load_image(
     path: str | Path | bytes, size: tuple[int, int], channels: int = 3
 ) -> tuple[np.ndarray, str]:
-    """:func:`load_image` and the image's own mode; size limits checked before decoding."""
+    """(any mode of image, file or bytes, as HWC uint8 of ``size``, its own mode), or
+    :class:`ImageReadError`; size limits checked before decoding."""
     data = bytes(path) if isinstance(path, bytes | bytearray) else None
     shown = f"<{len(data)} bytes>" if data is not None else Path(path)
     try:

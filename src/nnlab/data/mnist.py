@@ -99,7 +99,7 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
 def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
     """One image (a file or its bytes) as MNIST sees digits: 28x28 grey, white on black."""
     _, h, w = spec.input_shape
-    x = load_image(path, (h, w), channels=1)
+    x = load_image(path, (h, w), channels=1)[0]
     if x.mean() > 127:  # dark digit on a light background: invert
         x = 255 - x
     return {"x": x}

@@ -4,26 +4,12 @@ carried by word order (a bag of words cannot solve them, a recurrent net can).""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 ANIMAL_CLASSES = ("cats", "dogs")
 REVIEW_CLASSES = ("neg", "pos")
-
-
-def write_animals(folder: Path, n: int, size: int, seed: int) -> None:
-    """``n`` drawings, alternately cat and dog, as ``folder/<class>/<cat|dog>.<i>.png``."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        label = i % 2
-        cls_dir = folder / ANIMAL_CLASSES[label]
-        cls_dir.mkdir(parents=True, exist_ok=True)
-        img = draw_animal(rng, label, size)
-        Image.fromarray(img).save(cls_dir / f"{ANIMAL_CLASSES[label][:-1]}.{i}.png")
 
 
 def draw_animal(rng: np.random.Generator, label: int, size: int) -> np.ndarray:

@@ -227,8 +227,6 @@ def write_texts(records: list[dict[str, str]], out: Path) -> None:
 
 
 def stored_texts(path: Path) -> Iterator[dict[str, Any]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; rerun the download stage")
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             try:
