@@ -1,5 +1,4 @@
-"""Albumentations pipelines from ``augment:`` steps (errors name the step), each transform with
-its own random stream, reseeded per DataLoader worker, epoch and rank."""
+"""Albumentations from ``augment:``; each transform's stream apart, per worker, epoch and rank."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""One LightningDataModule over prepared split arrays, for every dataset (derived ones too).
-Batches are fetched whole (``__getitems__``); images stay uint8 until the device."""
+"""One LightningDataModule over split arrays; whole batches fetched, images uint8 to the device."""
 
 from __future__ import annotations
 
@@ -46,8 +45,7 @@ class ArrayDataset(Dataset):
 
 @dataclass(eq=False)
 class LengthBucketSampler(Sampler[int]):
-    """Texts of similar length share a batch (little padding): shuffled, sorted within chunks,
-    batches shuffled (the short one last); evaluation: length order. DDP ranks agree."""
+    """Texts of like length batched (chunks sorted, batches shuffled); evaluation: length order."""
 
     lengths: np.ndarray
     batch_size: int

@@ -1,5 +1,4 @@
-"""Image folders: ``<split>/<class>/*`` or ``<class>/*`` images of any mode -> uint8 arrays;
-unreadable files skipped and replaced by spares of the same split. Offline: drawings."""
+"""Image folders (``<split>/<class>/*`` or ``<class>/*``) -> uint8 arrays; unreadable: spares."""
 
 from __future__ import annotations
 

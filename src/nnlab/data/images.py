@@ -20,8 +20,7 @@ class ImageReadError(ValueError):
 def load_image(
     path: str | Path | bytes, size: tuple[int, int], channels: int = 3
 ) -> tuple[np.ndarray, str]:
-    """(any mode of image, file or bytes, as HWC uint8 of ``size``, its own mode), or
-    :class:`ImageReadError`; size limits checked before decoding."""
+    """(HWC uint8 of ``size``, the image's own mode), or ImageReadError; limits checked first."""
     data = bytes(path) if isinstance(path, bytes | bytearray) else None
     shown = f"<{len(data)} bytes>" if data is not None else Path(path)
     try:

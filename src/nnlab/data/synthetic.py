@@ -1,5 +1,4 @@
-"""The seeded offline substitutes: cartoon cats and dogs, and movie reviews whose label is
-carried by word order (a bag of words cannot solve them, a recurrent net can)."""
+"""Seeded offline substitutes: cartoon cats and dogs, reviews only word order labels (for RNNs)."""
 
 from __future__ import annotations
 
@@ -13,8 +12,7 @@ REVIEW_CLASSES = ("neg", "pos")
 
 
 def draw_animal(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
-    """A cartoon cat (0: pointed ears, whiskers) or dog (1: floppy ears, snout) on clutter, at a
-    random place, size, angle and colour, so that a model must learn the shape."""
+    """A cat (0) or dog (1) on clutter, random place, size, angle, colour: the shape decides."""
     from PIL import Image, ImageDraw, ImageFilter
 
     s = 2 * size  # draw at twice the size, then downsample (anti-aliasing)
@@ -91,8 +89,7 @@ _FILLER = [
 
 
 def synthetic_review(rng: np.random.Generator, label: int) -> str:
-    """One review whose label only the order "not" + adjective decides: "<aspect> was [not]
-    <adj> [at all]", negated half of the time, among neutral sentences that say "not" too."""
+    """A review "<aspect> was [not] <adj> [at all]" among fillers with "not": order decides."""
     sentences = [str(s) for s in rng.choice(_FILLER, size=rng.integers(2, 7), replace=False)]
     for _ in range(rng.integers(1, 3)):
         negated = bool(rng.integers(2))
@@ -106,8 +103,7 @@ def synthetic_review(rng: np.random.Generator, label: int) -> str:
 
 
 def synthetic_reviews(n: int, n_test: int, seed: int) -> Iterator[dict[str, Any]]:
-    """``n`` review records (split, label, id, text), alternately negative and positive;
-    the first ``n_test`` are the test split."""
+    """``n`` records (split, label, id, text), neg and pos in turn; the first ``n_test``: test."""
     rng = np.random.default_rng(seed)
     for i in range(n):
         yield {

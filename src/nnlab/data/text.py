@@ -1,5 +1,4 @@
-"""Both text kinds: labelled texts of folders (text_folder) or tables (text_table), stored gzipped,
-split into ``max_len`` token ids and true lengths by a vocabulary of the training split only."""
+"""Text folders and tables -> ``max_len`` token ids and lengths by a train-split vocabulary."""
 
 from __future__ import annotations
 
@@ -90,8 +89,7 @@ TABLE_LAYOUT = "expected a .csv, .tsv or .jsonl file, or one per split named tra
 
 
 def read_texts(cfg: DataConfig, src: Path, shown: str) -> tuple[list[dict[str, str]], dict]:
-    """text_folder's texts of a folder or an archive (not extracted), and what was skipped
-    (symlinked, empty or binary files); only the ``classes:`` are read."""
+    """text_folder's texts of a folder or archive (not extracted), and the files skipped."""
     wanted = cfg.class_names()
 
     def keep(name: str) -> bool:
@@ -152,8 +150,7 @@ def _rows(
 def read_tables(
     cfg: DataConfig, src: Path, shown: str, dataset: str
 ) -> tuple[list[dict[str, str]], dict]:
-    """text_table's texts of a CSV, TSV or JSONL table or one per split, and the skipped rows
-    (empty text or label); every cell is data, never interpreted."""
+    """text_table's texts of one table or one per split (cells are data), and the rows skipped."""
     single = src.is_file() and not is_archive(src)
     if single:  # a table itself (from a mirror: named as its URL)
         name = PurePosixPath(shown.split(": ", 1)[-1]).name
