@@ -11,8 +11,7 @@ import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.fabric.utilities.seed import pl_worker_init_function
 
-# albumentations asks PyPI for a newer version on import (a network call in every worker)
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no PyPI call on import in each worker
 
 _STREAM_TAG = 0x6E6E6C61  # keeps augmentation streams apart from Lightning's own worker seeds
 
@@ -36,8 +35,7 @@ def _build(step: Any, where: str):
         if not isinstance(children, list) or not children:
             raise AugmentError(f"{where} {name}: needs a non-empty 'transforms' list of steps")
         args["transforms"] = [_build(c, f"{where}.transforms[{i}]") for i, c in enumerate(children)]
-    with warnings.catch_warnings():
-        # albumentations ignores unknown/old keyword arguments with a warning only
+    with warnings.catch_warnings():  # unknown or old arguments: albumentations only warns
         warnings.simplefilter("error")
         try:
             return cls(**args)

@@ -30,10 +30,8 @@ class ArrayDataset(Dataset):
         return len(self.arrays["x"])
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        idx = np.asarray(indices)
-        order = np.argsort(idx, kind="stable")  # sorted reads are kinder to a memmap
-        undo = np.argsort(order)
-        batch = {key: arr[idx[order]][undo] for key, arr in self.arrays.items()}
+        rows, back = np.unique(indices, return_inverse=True)  # sorted reads: kinder to a memmap
+        batch = {key: arr[rows][back] for key, arr in self.arrays.items()}
         x = batch.pop("x")
         if self.transform is not None:
             x = np.stack([self.transform(image) for image in x])

@@ -29,8 +29,7 @@ CLASSES = [str(d) for d in range(10)]
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Parse an IDX file of unsigned bytes (MNIST's; optionally gzipped), checking its header."""
-    path = Path(path)
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as fh:
+    with (gzip.open if Path(path).suffix == ".gz" else open)(path, "rb") as fh:
         data = fh.read()
     if data[:3] != b"\0\0\x08" or len(data) < 4:
         raise ValueError(f"{path}: not an IDX file of bytes (bad magic number)")

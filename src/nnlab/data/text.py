@@ -75,10 +75,7 @@ class Vocabulary:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Vocabulary:
-        try:
-            return cls(tuple(obj["tokens"]), int(obj["max_len"]), obj.get("keep", "last"))
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"not a vocabulary: missing or bad key {err}") from None
+        return cls(tuple(obj["tokens"]), int(obj["max_len"]), obj.get("keep", "last"))
 
 
 SYNTHETIC = "synthetic reviews"
@@ -88,8 +85,10 @@ DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".jsonl": None, ".ndjson"
 TABLE_LAYOUT = "expected a .csv, .tsv or .jsonl file, or one per split named train, val, test"
 
 
-def read_texts(cfg: DataConfig, src: Path, shown: str) -> tuple[list[dict[str, str]], dict]:
-    """text_folder's texts of a folder or archive (not extracted), and the files skipped."""
+def read_texts(cfg: DataConfig, src: Path, shown: str, name: str = "") -> tuple[list[dict], dict]:
+    """The kind's labelled texts of a folder, archive (not extracted) or table; what was skipped."""
+    if cfg.kind == "text_table":
+        return read_tables(cfg, src, shown, name)
     wanted = cfg.class_names()
 
     def keep(name: str) -> bool:
@@ -116,9 +115,7 @@ def read_texts(cfg: DataConfig, src: Path, shown: str) -> tuple[list[dict[str, s
     return records, {**report, **skipped_report(skipped, shown, "texts")}
 
 
-def _rows(
-    data: bytes, name: str, where: str, cfg: DataConfig, dataset: str
-) -> list[tuple[int, Any, Any]]:
+def _rows(data: bytes, name: str, where: str, cfg: DataConfig, dataset: str) -> list[tuple]:
     """(line number, text cell or None, label cell or None) of each row; errors name ``where``."""
     text = decode_text(data, where).removeprefix("\ufeff")
     cols = (cfg.text_column, cfg.label_column)
@@ -147,9 +144,7 @@ def _rows(
         raise ValueError(f"{where}: line {reader.line_num}: {err}") from None
 
 
-def read_tables(
-    cfg: DataConfig, src: Path, shown: str, dataset: str
-) -> tuple[list[dict[str, str]], dict]:
+def read_tables(cfg: DataConfig, src: Path, shown: str, dataset: str) -> tuple[list[dict], dict]:
     """text_table's texts of one table or one per split (cells are data), and the rows skipped."""
     single = src.is_file() and not is_archive(src)
     if single:  # a table itself (from a mirror: named as its URL)
@@ -185,29 +180,21 @@ def read_tables(
     return records, {**report, **skipped_report(skipped, shown, "texts")}
 
 
-def _read(cfg: DataConfig, src: Path, shown: str, name: str) -> tuple[list[dict], dict]:
-    if cfg.kind == "text_folder":
-        return read_texts(cfg, src, shown)
-    return read_tables(cfg, src, shown, name)
-
-
 def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
     """download@ of a text kind: the loader's records stored in ``texts.jsonl.gz``."""
 
     def store(src: Path, shown: str) -> dict[str, Any]:
-        records, report = _read(cfg, src, shown, name)
+        records, report = read_texts(cfg, src, shown, name)
         if not records:
             expected = FOLDER_LAYOUT if cfg.kind == "text_folder" else TABLE_LAYOUT
             raise ValueError(f"{shown}: no labelled texts found ({expected})")
-        splits = sorted({r["split"] for r in records})
-        counts = {s: Counter(r["label"] for r in records if r["split"] == s) for s in splits}
+        counts: dict[str, dict[str, int]] = {}
+        for (s, label), n in sorted(Counter((r["split"], r["label"]) for r in records).items()):
+            counts.setdefault(s, {})[label] = n
         pick_labels(counts, cfg, name, shown, "texts labelled")
         write_texts(records, out_dir / paths.RAW_TEXTS)
-        return {
-            "counts": {s: dict(sorted(c.items())) for s, c in counts.items()},
-            "classes": sorted({r["label"] for r in records}),
-            **report,
-        }
+        classes = sorted({r["label"] for r in records})
+        return {"counts": counts, "classes": classes, **report}
 
     made = {"generator": "nnlab.data.synthetic.synthetic_review", "classes": list(REVIEW_CLASSES)}
     made["written_by"] = f"split@{name} (synthetic_size, test_fraction, seed)"
@@ -285,7 +272,7 @@ def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     """What split@<name> will produce, from params alone (``nnlab summary`` before any data)."""
 
     def found(src: Path) -> list[str]:
-        return sorted({r["label"] for r in _read(cfg, src, str(src), name)[0]})
+        return sorted({r["label"] for r in read_texts(cfg, src, str(src), name)[0]})
 
     classes = planned_classes(cfg, name, root, found, list(REVIEW_CLASSES))
     extra = {"pad_index": PAD_INDEX, "max_len": cfg.max_len}
