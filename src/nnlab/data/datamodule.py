@@ -116,8 +116,7 @@ class ArrayDataModule(L.LightningDataModule):
 
     def assets(self, names: list[str]) -> dict[str, Any]:
         """Files listed in meta["assets"] (a vocabulary): they travel in the checkpoint."""
-        folder = split_dir(self.dataset_name, self.root)
-        return {name: read_json(folder / name) for name in names}
+        return {n: read_json(split_dir(self.dataset_name, self.root) / n) for n in names}
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

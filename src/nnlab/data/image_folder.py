@@ -92,11 +92,10 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
         return _split_images(cfg, raw_dir / paths.RAW_IMAGES, cfg.image_size, seed, name)
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory(prefix="nnlab-drawings-") as tmp:
-        for i in range(cfg.synthetic_size):  # alternately cat and dog: <class>/<cat|dog>.<i>.png
-            folder = Path(tmp, ANIMAL_CLASSES[i % 2])
-            folder.mkdir(exist_ok=True)
-            drawn = draw_animal(rng, i % 2, cfg.synthetic_image_size)
-            Image.fromarray(drawn).save(folder / f"{folder.name[:-1]}.{i}.png")
+        for i in range(cfg.synthetic_size):  # cats and dogs in turn: <class>/<cat|dog>.<i>.png
+            png = Path(tmp, ANIMAL_CLASSES[i % 2], f"{ANIMAL_CLASSES[i % 2][:-1]}.{i}.png")
+            png.parent.mkdir(exist_ok=True)
+            Image.fromarray(draw_animal(rng, i % 2, cfg.synthetic_image_size)).save(png)
         return _split_images(cfg, Path(tmp), cfg.synthetic_image_size, seed, name)
 
 
@@ -145,11 +144,8 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
     shortfall = {s: {"requested": plan[s][0], "got": n} for s, n in got.items() if n < plan[s][0]}
     if shortfall:
         manifest["shortfall"] = shortfall
-        warn(
-            f"split@{name}: too few readable images to fill "
-            + ", ".join(f"{s} ({v['got']} of {v['requested']})" for s, v in shortfall.items())
-            + "; replacements come only from the same split's files"
-        )
+        said = ", ".join(f"{s} ({v['got']} of {v['requested']})" for s, v in shortfall.items())
+        warn(f"split@{name}: too few readable images to fill {said}; none taken from other splits")
     return Prepared("image", classes, arrays, {"image_size": size}, manifest)
 
 

@@ -98,9 +98,7 @@ def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
     """One image (a file or its bytes) as MNIST sees digits: 28x28 grey, white on black."""
     _, h, w = spec.input_shape
     x = load_image(path, (h, w), channels=1)[0]
-    if x.mean() > 127:  # dark digit on a light background: invert
-        x = 255 - x
-    return {"x": x}
+    return {"x": 255 - x if x.mean() > 127 else x}  # a dark digit on light: inverted
 
 
 def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:

@@ -106,9 +106,5 @@ def synthetic_reviews(n: int, n_test: int, seed: int) -> Iterator[dict[str, Any]
     """``n`` records (split, label, id, text), neg and pos in turn; the first ``n_test``: test."""
     rng = np.random.default_rng(seed)
     for i in range(n):
-        yield {
-            "split": "test" if i < n_test else "train",
-            "label": REVIEW_CLASSES[i % 2],
-            "id": f"syn{i:06d}",
-            "text": synthetic_review(rng, i % 2),
-        }
+        split, text = "test" if i < n_test else "train", synthetic_review(rng, i % 2)
+        yield {"split": split, "label": REVIEW_CLASSES[i % 2], "id": f"syn{i:06d}", "text": text}

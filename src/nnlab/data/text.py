@@ -261,8 +261,7 @@ def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
         source = source.read_bytes()
     if isinstance(source, bytes):
         source = decode_text(source, shown.rstrip(": ") or "the text")
-    words = tokenize(source)
-    if not words:
+    if not (words := tokenize(source)):
         raise ValueError(f"{shown}no words to classify")
     ids, lengths = Vocabulary.from_json(spec.extra["assets"][paths.VOCAB]).encode([words])
     return {"x": ids[0], "len": lengths[0]}
