@@ -65,7 +65,7 @@ def build_cache(folder: Path, out: Path, size: int) -> dict[str, np.ndarray]:
     files = [
         (f, label) for label, cls in enumerate(CLASSES) for f in sorted((folder / cls).iterdir())
     ]
-    x = np.stack([load_image(f, (size, size)) for f, _ in files])
+    x = np.stack([load_image(f, (size, size))[0] for f, _ in files])
     y = np.array([label for _, label in files], dtype=np.int64)
     np.save(out / "x.npy", x)
     np.save(out / "y.npy", y)

@@ -4,7 +4,7 @@
    (what the stage does) versus the baseline, extracting the archive (``safe_extract``) and
    reading the 50,000 files back.
 2. split@imdb: tokenize, build the 10,000-word vocabulary from the training split, encode to
-   int32 arrays of max_len 200 (``text_folder.split``), with its phases timed separately.
+   int32 arrays of max_len 200 (``text.split``), with its phases timed separately.
 
 Uses ../shared/datasets/aclImdb.tar.gz when present, else a generated archive of
 ``--reviews`` synthetic reviews of IMDB-like length (the ratios then say less about real
@@ -29,7 +29,7 @@ import numpy as np
 
 from common import SHARED, alternate, result
 from nnlab.config import TextFolderConfig
-from nnlab.data import text_folder
+from nnlab.data import text
 from nnlab.data.sources import safe_extract
 from nnlab.data.synthetic import synthetic_review
 from nnlab.data.text import Vocabulary, stored_texts, tokenize, write_texts
@@ -83,13 +83,11 @@ def main() -> None:
 
         def extract_then_read() -> None:
             safe_extract(archive, tmp / "extracted")
-            write_texts(
-                text_folder.read_texts(cfg, tmp / "extracted", "bench")[0], tmp / "a.jsonl.gz"
-            )
+            write_texts(text.read_texts(cfg, tmp / "extracted", "bench")[0], tmp / "a.jsonl.gz")
             shutil.rmtree(tmp / "extracted")
 
         def stream() -> None:
-            write_texts(text_folder.read_texts(cfg, archive, "bench")[0], tmp / "raw" / RAW_TEXTS)
+            write_texts(text.read_texts(cfg, archive, "bench")[0], tmp / "raw" / RAW_TEXTS)
 
         (tmp / "raw").mkdir()
         write_json(tmp / "raw" / "manifest.json", {"source": str(archive)})  # not synthetic
@@ -103,7 +101,7 @@ def main() -> None:
         result("download@imdb: extract + read files / read tar members (s)", b / o)
 
         total = alternate(
-            {"split": lambda: timed(lambda: text_folder.split(cfg, tmp / "raw", 42, "imdb"))},
+            {"split": lambda: timed(lambda: text.split(cfg, tmp / "raw", 42, "imdb"))},
             args.repeat,
         )["split"]
         t_read = timed(lambda: list(stored_texts(tmp / "raw" / RAW_TEXTS)))
@@ -122,7 +120,7 @@ def main() -> None:
             f"\n2. split@imdb on {len(texts):,} reviews ({n_words / 1e6:.1f} M words), "
             f"vocab 10,000, max_len 200"
         )
-        print(f"   text_folder.split total (median of {args.repeat})  {total:6.2f} s")
+        print(f"   text.split total (median of {args.repeat})  {total:6.2f} s")
         print(f"     read texts.jsonl.gz        {t_read:6.2f} s")
         rate = n_words / t_tok / 1e6
         print(f"     tokenize                   {t_tok:6.2f} s  ({rate:.1f} M words/s)")

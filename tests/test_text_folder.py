@@ -11,10 +11,9 @@ import pytest
 
 from nnlab import paths
 from nnlab.config import TextFolderConfig
-from nnlab.data import text_folder
 from nnlab.data.prepare import load_arrays
 from nnlab.data.synthetic import synthetic_review
-from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, stored_texts, tokenize
+from nnlab.data.text import PAD_INDEX, UNK_INDEX, Vocabulary, read_texts, stored_texts, tokenize
 from nnlab.files import file_digest, read_json
 from nnlab.log import DownloadError
 from nnlab.stages.download import run as run_download
@@ -194,7 +193,7 @@ def test_shared_archive_layout_if_present():
     if not archive.is_file():
         pytest.skip("../shared/datasets/aclImdb.tar.gz not present")
     cfg = TextFolderConfig(kind="text_folder", path=str(archive), classes=["neg", "pos"])
-    records, report = text_folder.read_texts(cfg, archive, str(archive))
+    records, report = read_texts(cfg, archive, str(archive))
     assert len(records) == 50000 and report["skipped_count"] == 0
     assert {(r["split"], r["label"]) for r in records} == {
         (s, lab) for s in ("train", "test") for lab in ("neg", "pos")

@@ -1,5 +1,4 @@
-"""Albumentations pipelines from ``augment:`` steps (errors name the step), each transform with
-its own random stream, reseeded per DataLoader worker, epoch and rank."""
+"""Albumentations from ``augment:``; each transform's stream apart, per worker, epoch and rank."""
 
 from __future__ import annotations
 
@@ -12,8 +11,7 @@ import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.fabric.utilities.seed import pl_worker_init_function
 
-# albumentations asks PyPI for a newer version on import (a network call in every worker)
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no PyPI call on import in each worker
 
 _STREAM_TAG = 0x6E6E6C61  # keeps augmentation streams apart from Lightning's own worker seeds
 
@@ -37,8 +35,7 @@ def _build(step: Any, where: str):
         if not isinstance(children, list) or not children:
             raise AugmentError(f"{where} {name}: needs a non-empty 'transforms' list of steps")
         args["transforms"] = [_build(c, f"{where}.transforms[{i}]") for i, c in enumerate(children)]
-    with warnings.catch_warnings():
-        # albumentations ignores unknown/old keyword arguments with a warning only
+    with warnings.catch_warnings():  # unknown or old arguments: albumentations only warns
         warnings.simplefilter("error")
         try:
             return cls(**args)
@@ -63,7 +60,7 @@ class Augment:
         import albumentations as A
 
         self.compose = A.Compose([_build(step, f"augment[{i}]") for i, step in enumerate(steps)])
-        self.reseed(seed, current_rank() if rank is None else rank)
+        self.reseed(seed, rank_zero_only.rank if rank is None else rank)  # Lightning's global rank
 
     def reseed(self, *entropy: int) -> None:
         """Restart the stream from ``entropy`` (any ints: seed, worker id, rank...)."""
@@ -73,21 +70,13 @@ class Augment:
         return self.compose(image=np.ascontiguousarray(image))["image"]
 
 
-def current_rank() -> int:
-    """Global rank: torch.distributed's when initialised, else Lightning's."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    return rank_zero_only.rank
-
-
 build_augment = Augment  # the name the stages use
 
 
 def worker_init(worker_id: int) -> None:
     """A DataLoader worker: Lightning's seeding, then a stream per (seed, worker, rank)."""
     base_seed = torch.initial_seed() - worker_id
-    rank = current_rank()
-    pl_worker_init_function(worker_id, rank)
+    pl_worker_init_function(worker_id)
     transform = getattr(torch.utils.data.get_worker_info().dataset, "transform", None)
     if isinstance(transform, Augment):
-        transform.reseed(base_seed, worker_id, rank)
+        transform.reseed(base_seed, worker_id, rank_zero_only.rank)

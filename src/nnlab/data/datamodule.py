@@ -1,9 +1,9 @@
-"""One LightningDataModule over prepared split arrays, for every dataset (derived ones too).
-Batches are fetched whole (``__getitems__``); images stay uint8 until the device."""
+"""One LightningDataModule over split arrays; whole batches fetched, images uint8 to the device."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +19,19 @@ from nnlab.files import read_json
 from nnlab.paths import SPLITS, split_dir
 
 
+@dataclass(eq=False)
 class ArrayDataset(Dataset):
     """Samples of one split; ``transform`` (training images only) maps HWC uint8 to HWC uint8."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], transform: Callable | None = None):
-        self.arrays = arrays
-        self.transform = transform
+    arrays: dict[str, np.ndarray]
+    transform: Callable | None = None
 
     def __len__(self) -> int:
         return len(self.arrays["x"])
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        idx = np.asarray(indices)
-        order = np.argsort(idx, kind="stable")  # sorted reads are kinder to a memmap
-        undo = np.argsort(order)
-        batch = {key: arr[idx[order]][undo] for key, arr in self.arrays.items()}
+        rows, back = np.unique(indices, return_inverse=True)  # sorted reads: kinder to a memmap
+        batch = {key: arr[rows][back] for key, arr in self.arrays.items()}
         x = batch.pop("x")
         if self.transform is not None:
             x = np.stack([self.transform(image) for image in x])
@@ -43,17 +41,15 @@ class ArrayDataset(Dataset):
         return {"x": torch.from_numpy(np.ascontiguousarray(x)), **labels}
 
 
+@dataclass(eq=False)
 class LengthBucketSampler(Sampler[int]):
-    """Texts of similar length share a batch (little padding): shuffled, sorted within chunks,
-    batches shuffled (the short one last); evaluation: length order. DDP ranks agree."""
+    """Texts of like length batched (chunks sorted, batches shuffled); evaluation: length order."""
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int):
-        self.lengths = np.asarray(lengths)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.chunk = batch_size * 50  # samples sorted together
-        self.epoch = 0
+    lengths: np.ndarray
+    batch_size: int
+    shuffle: bool
+    seed: int
+    epoch: int = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -67,15 +63,12 @@ class LengthBucketSampler(Sampler[int]):
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1  # the next epoch differs even where nobody calls set_epoch
         order = rng.permutation(len(self.lengths))
-        order = order[np.lexsort((self.lengths[order], np.arange(len(order)) // self.chunk))]
+        chunk = np.arange(len(order)) // (self.batch_size * 50)  # samples sorted together
+        order = order[np.lexsort((self.lengths[order], chunk))]
         n_full = len(order) // self.batch_size
         full = order[: n_full * self.batch_size].reshape(n_full, self.batch_size)
         shuffled = full[rng.permutation(n_full)].ravel()
         return iter(np.concatenate([shuffled, order[n_full * self.batch_size :]]).tolist())
-
-
-def _whole_batch(batch: Any) -> Any:  # collate_fn: __getitems__ returns a whole batch
-    return batch
 
 
 def make_loader(
@@ -97,7 +90,7 @@ def make_loader(
         num_workers=workers,
         pin_memory=bool(pin),
         persistent_workers=workers > 0 and loader.persistent_workers,
-        collate_fn=_whole_batch,
+        collate_fn=dict,  # __getitems__ returns the whole batch: a dict of tensors
         worker_init_fn=worker_init if workers else None,
     )
 
@@ -123,8 +116,7 @@ class ArrayDataModule(L.LightningDataModule):
 
     def assets(self, names: list[str]) -> dict[str, Any]:
         """Files listed in meta["assets"] (a vocabulary): they travel in the checkpoint."""
-        folder = split_dir(self.dataset_name, self.root)
-        return {name: read_json(folder / name) for name in names}
+        return {n: read_json(split_dir(self.dataset_name, self.root) / n) for n in names}
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

@@ -1,5 +1,4 @@
-"""Image folders: ``<split>/<class>/*`` or ``<class>/*`` images of any mode -> uint8 arrays;
-unreadable files skipped and replaced by spares of the same split. Offline: drawings."""
+"""Image folders (``<split>/<class>/*`` or ``<class>/*``) -> uint8 arrays; unreadable: spares."""
 
 from __future__ import annotations
 
@@ -12,14 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from nnlab import paths
 from nnlab.config import DataConfig
 from nnlab.data import SPLIT_NAMES, Layout, draw_plan, label_counts, pick_labels, skipped_report
-from nnlab.data.images import IMAGE_SUFFIXES, ImageReadError, decode_image, load_image
+from nnlab.data.images import IMAGE_SUFFIXES, ImageReadError, load_image
 from nnlab.data.prepare import Prepared, planned_classes
 from nnlab.data.sources import Limits, download_raw, unpack_tree
-from nnlab.data.synthetic import ANIMAL_CLASSES, write_animals
+from nnlab.data.synthetic import ANIMAL_CLASSES, draw_animal
 from nnlab.files import read_json
 from nnlab.log import info, warn
 from nnlab.spec import DataSpec
@@ -50,7 +50,7 @@ def _visible(p: Path) -> bool:
 
 
 def _dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
+    return sorted(p for p in folder.glob("*") if p.is_dir() and _visible(p))  # of a file: none
 
 
 def _files(folder: Path) -> list[Path]:
@@ -59,12 +59,8 @@ def _files(folder: Path) -> list[Path]:
 
 def find_layout(images: Path, shown: str | None = None) -> tuple[Layout, list[Path]]:
     """({split or "pool": {class: [image files]}}, [ignored files]); errors name ``shown``."""
-    if not images.is_dir():
-        raise ValueError(f"{images}: no images folder; rerun the download stage")
-    root = images
-    while len(top := [p for p in root.iterdir() if _visible(p)]) == 1 and top[0].is_dir():
-        if not _dirs(top[0]):  # a class folder, not a wrapper (cats_and_dogs_filtered/)
-            break
+    root = images  # unwrapped while it holds one folder of folders (cats_and_dogs_filtered/)
+    while len(top := [p for p in root.iterdir() if _visible(p)]) == 1 and _dirs(top[0]):
         root = top[0]
     dirs = _dirs(root)
     ignored = [p for p in root.iterdir() if p.is_file()]
@@ -94,8 +90,12 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
     """The images of download@<name>, or (offline) drawings made here from params and seed."""
     if read_json(raw_dir / paths.MANIFEST).get("source") != SYNTHETIC:
         return _split_images(cfg, raw_dir / paths.RAW_IMAGES, cfg.image_size, seed, name)
+    rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory(prefix="nnlab-drawings-") as tmp:
-        write_animals(Path(tmp), cfg.synthetic_size, cfg.synthetic_image_size, seed)
+        for i in range(cfg.synthetic_size):  # cats and dogs in turn: <class>/<cat|dog>.<i>.png
+            png = Path(tmp, ANIMAL_CLASSES[i % 2], f"{ANIMAL_CLASSES[i % 2][:-1]}.{i}.png")
+            png.parent.mkdir(exist_ok=True)
+            Image.fromarray(draw_animal(rng, i % 2, cfg.synthetic_image_size)).save(png)
         return _split_images(cfg, Path(tmp), cfg.synthetic_image_size, seed, name)
 
 
@@ -109,7 +109,7 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
 
     def load(path: Path) -> tuple[np.ndarray, str] | str:
         try:
-            return decode_image(path, (size, size), channels=cfg.channels)
+            return load_image(path, (size, size), channels=cfg.channels)
         except ImageReadError as err:
             return str(err).removeprefix(f"{path}: ")
 
@@ -144,18 +144,15 @@ def _split_images(cfg: DataConfig, images: Path, size: int, seed: int, name: str
     shortfall = {s: {"requested": plan[s][0], "got": n} for s, n in got.items() if n < plan[s][0]}
     if shortfall:
         manifest["shortfall"] = shortfall
-        warn(
-            f"split@{name}: too few readable images to fill "
-            + ", ".join(f"{s} ({v['got']} of {v['requested']})" for s, v in shortfall.items())
-            + "; replacements come only from the same split's files"
-        )
+        said = ", ".join(f"{s} ({v['got']} of {v['requested']})" for s, v in shortfall.items())
+        warn(f"split@{name}: too few readable images to fill {said}; none taken from other splits")
     return Prepared("image", classes, arrays, {"image_size": size}, manifest)
 
 
 def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
     """One image (a file or its bytes) as the model sees it."""
     channels, h, w = spec.input_shape
-    return {"x": load_image(path, (h, w), channels=channels)}
+    return {"x": load_image(path, (h, w), channels=channels)[0]}
 
 
 def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:

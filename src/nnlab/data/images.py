@@ -17,26 +17,10 @@ class ImageReadError(ValueError):
     """One file that cannot be used as an image (named in the message)."""
 
 
-def load_image(path: str | Path | bytes, size: tuple[int, int], channels: int = 3) -> np.ndarray:
-    """Any mode of image (file or bytes) as HWC uint8 of ``size``, or :class:`ImageReadError`."""
-    return decode_image(path, size, channels)[0]
-
-
-def _eight_bit(im: Image.Image) -> Image.Image:
-    """16- and 32-bit grey and float images scaled to 8 bits (``convert("L")`` would clip them)."""
-    arr = np.asarray(im, dtype=np.float64)
-    top = arr.max(initial=0)
-    if im.mode.startswith("I;16") or top > 255:
-        arr = arr * (255 / 65535 if top <= 65535 else 255 / top)
-    elif im.mode == "F" and top <= 1:
-        arr = arr * 255
-    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
-
-
-def decode_image(
+def load_image(
     path: str | Path | bytes, size: tuple[int, int], channels: int = 3
 ) -> tuple[np.ndarray, str]:
-    """:func:`load_image` and the image's own mode; size limits checked before decoding."""
+    """(HWC uint8 of ``size``, the image's own mode), or ImageReadError; limits checked first."""
     data = bytes(path) if isinstance(path, bytes | bytearray) else None
     shown = f"<{len(data)} bytes>" if data is not None else Path(path)
     try:
@@ -54,8 +38,14 @@ def decode_image(
             mode = im.mode
             im.load()
             im = ImageOps.exif_transpose(im)
-            if im.mode.startswith("I") or im.mode == "F":
-                im = _eight_bit(im)
+            if im.mode.startswith("I") or im.mode == "F":  # scaled to 8 bits: convert() clips
+                arr = np.asarray(im, dtype=np.float64)
+                top = arr.max(initial=0)
+                if im.mode.startswith("I;16") or top > 255:
+                    arr = arr * (255 / 65535 if top <= 65535 else 255 / top)
+                elif im.mode == "F" and top <= 1:
+                    arr = arr * 255
+                im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
             if im.mode in ("RGBA", "LA", "P", "PA"):  # transparency onto white, not black
                 rgba = im.convert("RGBA")
                 im = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)

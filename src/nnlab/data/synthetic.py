@@ -1,10 +1,8 @@
-"""The seeded offline substitutes: cartoon cats and dogs, and movie reviews whose label is
-carried by word order (a bag of words cannot solve them, a recurrent net can)."""
+"""Seeded offline substitutes: cartoon cats and dogs, reviews only word order labels (for RNNs)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,22 +11,8 @@ ANIMAL_CLASSES = ("cats", "dogs")
 REVIEW_CLASSES = ("neg", "pos")
 
 
-def write_animals(folder: Path, n: int, size: int, seed: int) -> None:
-    """``n`` drawings, alternately cat and dog, as ``folder/<class>/<cat|dog>.<i>.png``."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        label = i % 2
-        cls_dir = folder / ANIMAL_CLASSES[label]
-        cls_dir.mkdir(parents=True, exist_ok=True)
-        img = draw_animal(rng, label, size)
-        Image.fromarray(img).save(cls_dir / f"{ANIMAL_CLASSES[label][:-1]}.{i}.png")
-
-
 def draw_animal(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
-    """A cartoon cat (0: pointed ears, whiskers) or dog (1: floppy ears, snout) on clutter, at a
-    random place, size, angle and colour, so that a model must learn the shape."""
+    """A cat (0) or dog (1) on clutter, random place, size, angle, colour: the shape decides."""
     from PIL import Image, ImageDraw, ImageFilter
 
     s = 2 * size  # draw at twice the size, then downsample (anti-aliasing)
@@ -105,8 +89,7 @@ _FILLER = [
 
 
 def synthetic_review(rng: np.random.Generator, label: int) -> str:
-    """One review whose label only the order "not" + adjective decides: "<aspect> was [not]
-    <adj> [at all]", negated half of the time, among neutral sentences that say "not" too."""
+    """A review "<aspect> was [not] <adj> [at all]" among fillers with "not": order decides."""
     sentences = [str(s) for s in rng.choice(_FILLER, size=rng.integers(2, 7), replace=False)]
     for _ in range(rng.integers(1, 3)):
         negated = bool(rng.integers(2))
@@ -120,13 +103,8 @@ def synthetic_review(rng: np.random.Generator, label: int) -> str:
 
 
 def synthetic_reviews(n: int, n_test: int, seed: int) -> Iterator[dict[str, Any]]:
-    """``n`` review records (split, label, id, text), alternately negative and positive;
-    the first ``n_test`` are the test split."""
+    """``n`` records (split, label, id, text), neg and pos in turn; the first ``n_test``: test."""
     rng = np.random.default_rng(seed)
     for i in range(n):
-        yield {
-            "split": "test" if i < n_test else "train",
-            "label": REVIEW_CLASSES[i % 2],
-            "id": f"syn{i:06d}",
-            "text": synthetic_review(rng, i % 2),
-        }
+        split, text = "test" if i < n_test else "train", synthetic_review(rng, i % 2)
+        yield {"split": split, "label": REVIEW_CLASSES[i % 2], "id": f"syn{i:06d}", "text": text}

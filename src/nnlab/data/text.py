@@ -1,25 +1,26 @@
-"""The reader of both text kinds (loaders: text_folder, text_table): texts stored gzipped, split
-into ``max_len`` token ids and true lengths by a vocabulary of the training split only."""
+"""Text folders and tables -> ``max_len`` token ids and lengths by a train-split vocabulary."""
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from nnlab import paths
 from nnlab.config import DataConfig
-from nnlab.data import Layout, draw_plan, label_counts, pick_labels, text_folder, text_table
+from nnlab.data import SPLIT_NAMES, Layout, draw_plan, label_counts, pick_labels, skipped_report
 from nnlab.data.prepare import Prepared, planned_classes, refuse_empty
-from nnlab.data.sources import download_raw
+from nnlab.data.sources import Limits, download_raw, is_archive, read_files
 from nnlab.data.synthetic import REVIEW_CLASSES, synthetic_reviews
 from nnlab.files import decode_text, read_json
 from nnlab.paths import VOCAB as VOCAB_ASSET  # noqa: F401  (the name other layers import)
@@ -74,39 +75,126 @@ class Vocabulary:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Vocabulary:
-        try:
-            return cls(tuple(obj["tokens"]), int(obj["max_len"]), obj.get("keep", "last"))
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"not a vocabulary: missing or bad key {err}") from None
+        return cls(tuple(obj["tokens"]), int(obj["max_len"]), obj.get("keep", "last"))
 
 
 SYNTHETIC = "synthetic reviews"
+_PLACE = re.compile(rf"(?:^|/)(?:({'|'.join(SPLIT_NAMES)})/)?([^/]+)/([^/]+)\.txt$", re.I)
+FOLDER_LAYOUT = "expected <split>/<label>/*.txt or <label>/*.txt"
+DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".jsonl": None, ".ndjson": None}
+TABLE_LAYOUT = "expected a .csv, .tsv or .jsonl file, or one per split named train, val, test"
 
 
-def _read(cfg: DataConfig, src: Path, shown: str, name: str) -> tuple[list[dict], dict]:
-    """The kind's loader: the labelled texts of ``src``, and what was skipped."""
-    if cfg.kind == "text_folder":
-        return text_folder.read_texts(cfg, src, shown)
-    return text_table.read_tables(cfg, src, shown, name)
+def read_texts(cfg: DataConfig, src: Path, shown: str, name: str = "") -> tuple[list[dict], dict]:
+    """The kind's labelled texts of a folder, archive (not extracted) or table; what was skipped."""
+    if cfg.kind == "text_table":
+        return read_tables(cfg, src, shown, name)
+    wanted = cfg.class_names()
+
+    def keep(name: str) -> bool:
+        m = _PLACE.search(name)
+        return m is not None and (wanted is None or m[2] in wanted)
+
+    files, report = read_files(src, shown, Limits.of(cfg), keep)
+    records, skipped = [], []
+    for name, data in files:
+        try:
+            text = decode_text(data, name)
+            reason = "" if text.strip() else "empty"
+        except ValueError as err:
+            reason = str(err).removeprefix(f"{name}: ")
+        if reason:
+            skipped.append({"file": name, "reason": reason})
+        else:
+            split, label, text_id = _PLACE.search(name).groups()
+            split = SPLIT_NAMES[split.lower()] if split else "pool"
+            records.append({"split": split, "label": label, "id": text_id, "text": text})
+    if any(r["split"] != "pool" for r in records):  # a split layout: files beside it ignored
+        report["ignored_files"] = sum(r["split"] == "pool" for r in records)
+        records = [r for r in records if r["split"] != "pool"]
+    return records, {**report, **skipped_report(skipped, shown, "texts")}
+
+
+def _rows(data: bytes, name: str, where: str, cfg: DataConfig, dataset: str) -> list[tuple]:
+    """(line number, text cell or None, label cell or None) of each row; errors name ``where``."""
+    text = decode_text(data, where).removeprefix("\ufeff")
+    cols = (cfg.text_column, cfg.label_column)
+    delimiter = DELIMITERS[PurePosixPath(name).suffix.lower()]
+    if delimiter is None:
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            try:
+                if line.strip():
+                    record = json.loads(line)
+                    rows.append((n, record.get(cols[0]), record.get(cols[1])))
+            except (ValueError, AttributeError) as err:  # AttributeError: no object, no .get
+                raise ValueError(f"{where}: line {n} is not a JSON object ({err})") from None
+        return rows
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = reader.fieldnames or []
+        for key, col in zip(("text_column", "label_column"), cols, strict=True):
+            if col not in header:
+                raise ValueError(
+                    f"{where}: no column {col!r} (data.{dataset}.{key}; the "
+                    f"header has {', '.join(map(repr, header)) or 'nothing'})"
+                )
+        return [(reader.line_num, *(row[c] for c in cols)) for row in reader]
+    except csv.Error as err:
+        raise ValueError(f"{where}: line {reader.line_num}: {err}") from None
+
+
+def read_tables(cfg: DataConfig, src: Path, shown: str, dataset: str) -> tuple[list[dict], dict]:
+    """text_table's texts of one table or one per split (cells are data), and the rows skipped."""
+    single = src.is_file() and not is_archive(src)
+    if single:  # a table itself (from a mirror: named as its URL)
+        name = PurePosixPath(shown.split(": ", 1)[-1]).name
+        if PurePosixPath(name).suffix.lower() not in DELIMITERS:
+            raise ValueError(f"{shown}: not a table ({TABLE_LAYOUT})")
+        if src.stat().st_size > Limits.of(cfg).max_bytes:
+            raise ValueError(f"{shown}: over max_unpacked_mb={cfg.max_unpacked_mb} MiB")
+        tables, report = [(name, src.read_bytes())], {}
+    else:
+        found, report = read_files(
+            src, shown, Limits.of(cfg), lambda n: PurePosixPath(n).suffix.lower() in DELIMITERS
+        )
+        tables = list(found)
+    splits = {n: SPLIT_NAMES.get(PurePosixPath(n).stem.lower()) for n, _ in tables}
+    if len(tables) > 1 and not all(splits.values()):
+        raise ValueError(f"{shown}: several tables ({', '.join(sorted(splits))}); {TABLE_LAYOUT}")
+    records, skipped = [], []
+    for name, data in tables:
+        where = shown if single else f"{shown}: {name}"
+        split = splits[name] or "pool"
+        for line, text, cell in _rows(data, name, where, cfg, dataset):
+            label = str(cell).strip() if type(cell) in (str, int) else ""
+            if not isinstance(text, str) or not text.strip():
+                reason = "no text"
+            elif not label:
+                reason = "no label" if cell in (None, "") else "label is not a string or integer"
+            else:
+                row_id = f"{name}:{line:09d}"
+                records.append({"split": split, "label": label, "id": row_id, "text": text})
+                continue
+            skipped.append({"file": name, "row": line, "reason": reason})
+    return records, {**report, **skipped_report(skipped, shown, "texts")}
 
 
 def download(cfg: DataConfig, out_dir: Path, name: str) -> dict[str, Any]:
     """download@ of a text kind: the loader's records stored in ``texts.jsonl.gz``."""
 
     def store(src: Path, shown: str) -> dict[str, Any]:
-        records, report = _read(cfg, src, shown, name)
+        records, report = read_texts(cfg, src, shown, name)
         if not records:
-            loader = text_folder if cfg.kind == "text_folder" else text_table
-            raise ValueError(f"{shown}: no labelled texts found ({loader.EXPECTED})")
-        splits = sorted({r["split"] for r in records})
-        counts = {s: Counter(r["label"] for r in records if r["split"] == s) for s in splits}
+            expected = FOLDER_LAYOUT if cfg.kind == "text_folder" else TABLE_LAYOUT
+            raise ValueError(f"{shown}: no labelled texts found ({expected})")
+        counts: dict[str, dict[str, int]] = {}
+        for (s, label), n in sorted(Counter((r["split"], r["label"]) for r in records).items()):
+            counts.setdefault(s, {})[label] = n
         pick_labels(counts, cfg, name, shown, "texts labelled")
         write_texts(records, out_dir / paths.RAW_TEXTS)
-        return {
-            "counts": {s: dict(sorted(c.items())) for s, c in counts.items()},
-            "classes": sorted({r["label"] for r in records}),
-            **report,
-        }
+        classes = sorted({r["label"] for r in records})
+        return {"counts": counts, "classes": classes, **report}
 
     made = {"generator": "nnlab.data.synthetic.synthetic_review", "classes": list(REVIEW_CLASSES)}
     made["written_by"] = f"split@{name} (synthetic_size, test_fraction, seed)"
@@ -123,8 +211,6 @@ def write_texts(records: list[dict[str, str]], out: Path) -> None:
 
 
 def stored_texts(path: Path) -> Iterator[dict[str, Any]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; rerun the download stage")
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             try:
@@ -142,10 +228,7 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
         records = synthetic_reviews(cfg.synthetic_size, n_test, seed)
     layout: Layout = {}
     for r in records:
-        try:
-            layout.setdefault(r["split"], {}).setdefault(r["label"], []).append(r["text"])
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"{raw_dir / paths.RAW_TEXTS}: not a text record ({err})") from None
+        layout.setdefault(r["split"], {}).setdefault(r["label"], []).append(r["text"])
     counts = label_counts(layout)
     labels, classes, left_out = pick_labels(counts, cfg, name, str(raw_dir), "texts labelled")
     plan, manifest = draw_plan(layout, labels, cfg, seed, name, "texts")
@@ -173,20 +256,14 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
 
 def load_input(source: Path | bytes | str, spec) -> dict[str, np.ndarray]:
     """A text (a file, its bytes, or itself) -> token ids and length, by the checkpoint's vocab."""
-    vocab_json = spec.extra.get("assets", {}).get(paths.VOCAB)
     shown = f"{source}: " if isinstance(source, Path) else ""  # a file is named
-    if vocab_json is None:
-        raise ValueError(
-            f"{shown}the model carries no {paths.VOCAB}; retrain it to predict on text"
-        )
     if isinstance(source, Path):
         source = source.read_bytes()
     if isinstance(source, bytes):
         source = decode_text(source, shown.rstrip(": ") or "the text")
-    words = tokenize(source)
-    if not words:
+    if not (words := tokenize(source)):
         raise ValueError(f"{shown}no words to classify")
-    ids, lengths = Vocabulary.from_json(vocab_json).encode([words])
+    ids, lengths = Vocabulary.from_json(spec.extra["assets"][paths.VOCAB]).encode([words])
     return {"x": ids[0], "len": lengths[0]}
 
 
@@ -194,7 +271,7 @@ def spec(cfg: DataConfig, name: str, root: Path) -> DataSpec:
     """What split@<name> will produce, from params alone (``nnlab summary`` before any data)."""
 
     def found(src: Path) -> list[str]:
-        return sorted({r["label"] for r in _read(cfg, src, str(src), name)[0]})
+        return sorted({r["label"] for r in read_texts(cfg, src, str(src), name)[0]})
 
     classes = planned_classes(cfg, name, root, found, list(REVIEW_CLASSES))
     extra = {"pad_index": PAD_INDEX, "max_len": cfg.max_len}
