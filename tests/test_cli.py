@@ -17,9 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from nnlab import cli, server, tracking
+from nnlab import cli, tracking
 from nnlab.cli import main
-from nnlab.server import server_command
 from tests.conftest import REPO, free_port
 
 
@@ -81,14 +80,17 @@ def test_usage_errors_stay_argparse(capsys, argv, said):
     assert exit_.value.code == 2 and said in capsys.readouterr().err
 
 
-def test_server_stores_runs_and_artifacts_in_the_project(tmp_path):
-    cmd = server_command(cli._parser().parse_args(["server"]), tmp_path)
+def test_server_stores_runs_and_artifacts_in_the_project(started, tmp_path):
+    assert cli._parser().parse_args(["server"]).port == 5000
+    port = str(free_port())
+    assert main(["server", "--port", port]) == 0
+    cmd = started[0]
     assert cmd[1:4] == ["-m", "mlflow", "server"]
     store = tmp_path.resolve() / "mlruns"
     assert cmd[cmd.index("--backend-store-uri") + 1] == f"sqlite:///{store / 'server.db'}"
     assert cmd[cmd.index("--artifacts-destination") + 1] == str(store / "server-artifacts")
     assert "--serve-artifacts" in cmd and "--app-name" not in cmd
-    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "5000"
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == port
     assert store.is_dir()  # sqlite needs the folder
 
 
@@ -96,7 +98,7 @@ def test_server_stores_runs_and_artifacts_in_the_project(tmp_path):
 def started(monkeypatch, tmp_path) -> list[list[str]]:
     """The commands nnlab would start (nothing is started)."""
     calls: list[list[str]] = []
-    monkeypatch.setattr(server, "run_group", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(cli, "run_group", lambda cmd: calls.append(cmd) or 0)
     monkeypatch.chdir(tmp_path)
     return calls
 

@@ -235,7 +235,7 @@ def test_own_data_through_dvc_repro_and_predict(tmp_path, kind):
 def test_grey_images_through_an_imagenet_base(tmp_path):
     """A features cache of a grey dataset: the channel is repeated for the base, in the cache,
     the summary and the composed net that predict runs on an image file."""
-    from nnlab.predict import predict
+    from nnlab.serving import predict
     from nnlab.stages.features import run as run_features
     from nnlab.stages.train import run as train
 

@@ -20,7 +20,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from nnlab import threads, tracking
-from nnlab.server import end_group
+from nnlab.cli import end_group
 from tests.conftest import BIN, TINY, cli_env, free_port, run_ok, stages_ran
 from tests.test_pipeline_e2e import commit, dvc_project
 
@@ -203,7 +203,7 @@ def test_two_nodes_on_loopback_one_run_one_set_of_outputs(project, tmp_path):
     _wait_all([_start(cmd, cwd, {**env, "NODE_RANK": str(rank)}) for rank, cwd in nodes])
     receipt = tracking.read_receipt(project / "models/mnist_cnn")
     assert receipt["num_nodes"] == 2
-    assert [r.info.run_id for r in _runs(tracking.resolve_uri(project))] == [receipt["run_id"]]
+    assert [r.info.run_id for r in _runs(tracking.tracking_uri(project))] == [receipt["run_id"]]
     # node 1 created nothing: no outputs, no store, no logs
     assert sorted(p.name for p in node1.iterdir()) == sorted(
         p.name for p in project.iterdir() if p.name not in ("models", "mlruns")
@@ -212,7 +212,7 @@ def test_two_nodes_on_loopback_one_run_one_set_of_outputs(project, tmp_path):
 
 def _check_dvc_exp_runs(work: Path, expected: dict[str, float], tmp_path: Path) -> None:
     """Each DVC experiment: one finished run with its lr and artifacts in the project's store."""
-    runs = {r.data.tags.get("dvc.exp_name"): r for r in _runs(tracking.resolve_uri(work))}
+    runs = {r.data.tags.get("dvc.exp_name"): r for r in _runs(tracking.tracking_uri(work))}
     for name, lr in expected.items():
         run = runs[name]
         assert run.info.status == "FINISHED" and "test/acc" in run.data.metrics

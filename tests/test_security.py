@@ -19,7 +19,7 @@ from nnlab.cli import main
 from nnlab.config import load_params
 from nnlab.files import UnsafeCheckpointError, file_digest, load_array, load_checkpoint, read_json
 from nnlab.models.backbones import read_state
-from nnlab.predict import predict
+from nnlab.serving import predict
 from nnlab.stages.train import run as train
 from tests.conftest import TINY, cli_env, copy_repo, params_text, run_ok, tiny_params
 

@@ -21,7 +21,7 @@ from nnlab.cli import main
 from nnlab.config import TrackingConfig
 from nnlab.data.prepare import load_arrays, split_digest
 from nnlab.files import read_json
-from nnlab.predict import predict
+from nnlab.serving import predict
 from nnlab.stages.evaluate import run as evaluate
 from nnlab.stages.train import run as train
 from tests.conftest import params_text, tiny_params
@@ -54,7 +54,7 @@ def _served(params, name, root, monkeypatch, files, inputs: dict | None = None):
     with nnlab predict on ``files``."""
     inputs = inputs or {"image": [f.read_bytes() for f in files]}
     expected = predict(params, name, [str(f) for f in files], root)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.resolve_uri(root))  # as a user would
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.tracking_uri(root))  # as a user would
     model = mlflow.pyfunc.load_model(f"models:/{name}@best")
     out = model.predict(pd.DataFrame(inputs))
     for row, want in zip(out.to_dict("records"), expected, strict=False):
@@ -225,7 +225,7 @@ def test_model_logging_off_failing_elsewhere_and_alias_best(project, tmp_path, m
         assert serving.log_best_model(params, "mnist_cnn", project) == "1"
         assert mlflow.get_tracking_uri() == other
     finally:
-        mlflow.set_tracking_uri(tracking.resolve_uri(project))
+        mlflow.set_tracking_uri(tracking.tracking_uri(project))
     assert [m.name for m in client.search_registered_models()] == ["mnist_cnn"]
 
     client.log_metric(first, "test/acc", 0.99)  # better than any tiny retraining

@@ -48,7 +48,7 @@ def test_receipt_is_portable_and_another_clone_uses_its_own_store(
     assert tracking.client(clone).search_runs(["0"]) == []
     assert tracking.client(clone).search_registered_models() == []
     # the clone that trained it still logs into its own run
-    assert tracking.log_to_run(receipt, metrics={"test/acc": 0.5}, root=project) is True
+    assert tracking.log_to_run(receipt, metrics={"test/acc": 0.5}, root=project) is not None
     assert tracking.client(project).get_run(receipt["run_id"]).data.metrics["test/acc"] == 0.5
 
 
@@ -138,8 +138,8 @@ def test_only_global_rank_zero_tracks(tmp_path, monkeypatch, env, zero):
         monkeypatch.setenv(key, value)
     assert tracking.is_global_zero_env() is zero
     if not zero:
-        assert tracking.tracking_uri(tmp_path) == tracking.resolve_uri(tmp_path)
-        assert tracking.log_to_run({"run_id": "abc"}, metrics={"x": 1.0}, root=tmp_path) is False
+        assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
+        assert tracking.log_to_run({"run_id": "abc"}, metrics={"x": 1.0}, root=tmp_path) is None
         assert tracking.make_logger("mnist_mlp", "mnist", {}, tmp_path) is False  # logger=False
         assert list(tmp_path.iterdir()) == []
 

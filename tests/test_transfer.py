@@ -27,7 +27,7 @@ from nnlab.models import backbones
 from nnlab.models.backbones import base_output_shape, build_base
 from nnlab.models.backbones import vgg16 as vgg16_base
 from nnlab.models.registry import build_model, loading_checkpoint
-from nnlab.predict import predict
+from nnlab.serving import predict
 from nnlab.spec import DataSpec
 from nnlab.stages.compare import pretrained_cell
 from nnlab.stages.download import run as run_download

@@ -1,23 +1,30 @@
-"""``nnlab`` command line: argparse and one table of commands. Every expected failure is one line,
-``nnlab: error: ...``, exit 2 for bad params, 130 when interrupted, 1 otherwise; ``--debug`` or
-``NNLAB_DEBUG=1`` adds the traceback."""
+"""``nnlab`` command line, and MLflow's UI and server run in a process group of their own. Each
+failure is one line ``nnlab: error: ...``: exit 2 for bad params, 130 if interrupted, else 1."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import ipaddress
 import json
 import logging
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
+from nnlab import paths
 from nnlab.config import PARAMS_FILE, ConfigError, load_params
 from nnlab.files import interruptible
-from nnlab.log import one_line
+from nnlab.log import info, one_line, warn
 
 DEBUG_ENV = "NNLAB_DEBUG"
 # the stages of dvc.yaml: what each does, and what it runs on (the <item> of train@<item>)
@@ -29,6 +36,8 @@ STAGES = {
     "evaluate": ("score an experiment's best checkpoint", "experiment"),
     "compare": ("table and chart of all evaluated experiments", None),
 }
+GRACE = 10  # seconds MLflow has to stop after a signal before what is left is killed
+STOP = (signal.SIGTERM, signal.SIGINT)
 
 
 def _port(text: str) -> int:
@@ -38,8 +47,7 @@ def _port(text: str) -> int:
 
 
 def _stage(args: argparse.Namespace, root: Path) -> int:
-    """A stage of dvc.yaml on the item named, else on the one DVC_STAGE names: dvc.yaml's
-    commands never name it, so that no params key reaches a shell."""
+    """A stage on the item named, else DVC_STAGE's (dvc.yaml's commands pass no params key)."""
     params = load_params(args.params)
     stage = importlib.import_module(f"nnlab.stages.{args.command}")
     what = STAGES[args.command][1]
@@ -65,7 +73,7 @@ def _summary(args: argparse.Namespace, root: Path) -> int:
 
 
 def _predict(args: argparse.Namespace, root: Path) -> int:
-    from nnlab.predict import predict
+    from nnlab.serving import predict
 
     results = predict(load_params(args.params), args.experiment, args.files, root)
     for r in results:
@@ -78,10 +86,84 @@ def _predict(args: argparse.Namespace, root: Path) -> int:
     return 1 if any("error" in r for r in results) else 0
 
 
-def _mlflow(args: argparse.Namespace, root: Path) -> int:
-    from nnlab import server
+def ui(args: argparse.Namespace, root: Path) -> int:
+    from nnlab import tracking  # MLflow: not for the other commands
 
-    return getattr(server, args.command)(args, root)
+    check_address(args.host, args.port)
+    uri = tracking.tracking_uri(root)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    cmd += ["--host", args.host, "--port", str(args.port)]
+    if artifacts := tracking.artifact_location(root):  # None: a server keeps them
+        cmd += ["--default-artifact-root", artifacts]
+    kind = f"tags.`{tracking.EXPERIMENT_KIND_TAG}` = '{tracking.EXPERIMENT_KIND}'"
+    found = tracking.client(root).search_experiments(filter_string=kind)
+    ids = sorted(e.experiment_id for e in found)
+    query = {"experiments": json.dumps(ids)} if ids else {}
+    query["workflowType"] = "machine_learning"  # MLflow 3's UI: the training view, not GenAI
+    page = f"{'compare-experiments/s' if ids else 'experiments'}?{urlencode(query)}"
+    info(f"MLflow UI on http://{args.host}:{args.port}/#/{page} (store {uri})")
+    return run_group(cmd)
+
+
+def server(args: argparse.Namespace, root: Path) -> int:
+    """``mlflow server`` on ``mlruns/`` (its folder made), proxying artifacts."""
+    check_address(args.host, args.port, args.app_name)
+    store = Path(root).resolve() / paths.MLRUNS
+    backend = args.backend_store_uri or f"sqlite:///{store / paths.SERVER_DB}"
+    artifacts = args.artifacts_destination or str(store / paths.SERVER_ARTIFACTS)
+    if args.backend_store_uri is None:
+        store.mkdir(parents=True, exist_ok=True)  # sqlite makes the file, not its folder
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend]
+    cmd += ["--artifacts-destination", artifacts, "--serve-artifacts"]
+    for option in ("host", "port", "app_name", "workers", "allowed_hosts"):
+        if getattr(args, option):
+            cmd += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    lan = args.host in ("0.0.0.0", "::")  # every interface: reach it by this machine's name
+    url = f"http://{socket.gethostname() if lan else args.host}:{args.port}"
+    info(
+        f"MLflow tracking server on {url} (store {backend}, artifacts {artifacts}); on the other "
+        f"machines:\nexport MLFLOW_TRACKING_URI={url}"
+    )
+    return run_group(cmd)
+
+
+def check_address(host: str, port: int, app_name: str | None = None) -> None:
+    """OSError naming host:port if it cannot be listened on; a warning if open to others."""
+    try:
+        family, *_, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family) as probe:  # as MLflow's uvicorn will bind it
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((address[0], port))
+    except OSError as err:
+        raise OSError(
+            f"{host}:{port}: cannot listen there ({err.strerror}); choose another --host or --port"
+        ) from None
+    if not ipaddress.ip_address(address[0]).is_loopback and app_name != "basic-auth":
+        warn(
+            f"MLflow on {host}:{port} without --app-name basic-auth: anyone on the network "
+            "can read, write and delete its runs"
+        )
+
+
+def run_group(cmd: list[str]) -> int:
+    """``cmd``'s exit status, run in a group of its own that gets SIGTERM and SIGINT, once empty."""
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    previous = {s: signal.signal(s, lambda n, _: end_group(proc.pid, n, False)) for s in STOP}
+    try:
+        return proc.wait()
+    finally:  # what MLflow left running, if anything
+        end_group(proc.pid, signal.SIGTERM)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def end_group(pgid: int, sig: int, wait: bool = True) -> None:
+    """Send ``sig`` to group ``pgid``; with ``wait``, return once empty (SIGKILL after GRACE s)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+        for tick in range((GRACE * 10 + 20) if wait else 0):
+            time.sleep(0.1)
+            os.killpg(pgid, signal.SIGKILL if tick == GRACE * 10 else 0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,27 +190,20 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("experiment")
     predict.add_argument("files", nargs="+", help="image or text files (after --, any name)")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
-    ui = command("ui", _mlflow, "open the MLflow UI on this project's runs")
-    server = command(
-        "server", _mlflow, "an MLflow tracking server that proxies artifacts (for many machines)"
-    )
-    for mlflow in (ui, server):
+    ui_ = command("ui", ui, "open the MLflow UI on this project's runs")
+    server_ = command("server", server, "an MLflow tracking server proxying artifacts (a LAN's)")
+    for mlflow in (ui_, server_):
         mlflow.add_argument("--port", type=_port, default=5000)
-        mlflow.add_argument(
-            "--host", default="127.0.0.1", help="interface (0.0.0.0: every one, for a LAN)"
-        )
-    server.add_argument("--backend-store-uri", help="default: sqlite:///<project>/mlruns/server.db")
-    server.add_argument(
-        "--artifacts-destination", help="default: <project>/mlruns/server-artifacts"
-    )
+        mlflow.add_argument("--host", default="127.0.0.1", help="0.0.0.0: every interface")
+    server_.add_argument("--backend-store-uri", help="default: sqlite:///mlruns/server.db")
+    server_.add_argument("--artifacts-destination", help="default: mlruns/server-artifacts")
     for flag in ("--app-name", "--workers", "--allowed-hosts"):
-        server.add_argument(flag, help="passed to mlflow server")
+        server_.add_argument(flag, help="passed to mlflow server")
     return p
 
 
 def _dashed_files(argv: list[str]) -> list[str]:
-    """``nnlab predict <experiment> -x.png``: a name that starts with "-" and is none of
-    predict's options is a file, passed on as ``./-x.png`` (not taken for an option)."""
+    """``nnlab predict <experiment> -x.png``: a "-name" none of predict's options is ``./-name``."""
     argv = list(argv)
     start = argv.index("predict") + 1 if "predict" in argv else len(argv)
     end = argv.index("--", start) if "--" in argv[start:] else len(argv)
@@ -165,14 +240,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def shown(text: str) -> str:
-    """``text`` for a terminal, newlines, tabs and escapes written as Python writes them, so that
-    no file name can forge a line or recolour the screen."""
+    """``text`` with newlines, tabs and escapes as Python writes them: no forged line or colour."""
     return text if text.isprintable() else repr(text)[1:-1]
 
 
 def run() -> None:
-    """The ``nnlab`` console script: :func:`main`, then an exit that skips the interpreter's
-    teardown (unloading torch, Lightning, MLflow): every file and MLflow call is done by then."""
+    """``nnlab``: :func:`main`, then exit skipping the teardown (unloading torch, MLflow: slow)."""
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,5 +1,4 @@
-"""A best checkpoint on a user's inputs: ``nnlab predict``, and the registered MLflow model
-``models:/<experiment>@best`` (the highest test/acc) that reads images or texts the same way."""
+"""A best checkpoint on a user's inputs: ``nnlab predict``, the registered ``<experiment>@best``."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
-from mlflow.exceptions import MlflowException
 from PIL import Image
 
 import nnlab
@@ -37,21 +35,14 @@ ALIAS = "best"
 METRIC = "test/acc"
 DIGEST_TAG = "nnlab.checkpoint_sha256"  # on a model version: the checkpoint it holds
 STORE_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-BATCH = 256  # inputs per forward pass
-MODEL_CODE = """import mlflow
-from nnlab.serving import NnlabModel
-
-mlflow.models.set_model(NnlabModel())
-"""
+MODEL_CODE = "import mlflow, nnlab.serving\nmlflow.models.set_model(nnlab.serving.NnlabModel())\n"
 _LOGGING: dict[str, NnlabModel] = {}  # checkpoint sha256 -> the model being logged
 # the model's pip requirements, pinned to the versions installed
-REQUIREMENTS = "mlflow torch lightning torchmetrics numpy pandas pillow pydantic pyyaml"
-REQUIREMENTS += " albumentations"
+PINNED = "mlflow torch lightning torchmetrics numpy pandas pillow pydantic pyyaml albumentations"
 
 
 class NnlabModel(mlflow.pyfunc.PythonModel):
-    """A Classifier (a features head composed with its frozen base) with its dataset's own input
-    reader; every input is read on its own, so a bad one gets its own error."""
+    """A Classifier (a features head with its frozen base) and its dataset's input reader."""
 
     def load_context(self, context) -> None:
         checkpoint = Path(context.artifacts[CHECKPOINT])
@@ -62,8 +53,7 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
             self.use(load_classifier(checkpoint), checkpoint, context.artifacts.get(BASE_TREE, "."))
 
     def use(self, model, checkpoint: Path, root=Path("."), trainer=None) -> NnlabModel:
-        """Serve ``model`` (from ``checkpoint``; a features head's base under ``root``) with
-        ``trainer``; a checkpoint nnlab cannot serve is one ValueError naming it."""
+        """Serve ``model`` (a head's base under ``root``); ValueError naming ``checkpoint``."""
         meta = model.hparams.meta
         try:
             if model.spec.kind == "features":
@@ -79,11 +69,9 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
         self.trainer = trainer or inference_trainer()
         return self
 
-    def run(self, values: list[Any], batch_size: int = BATCH) -> list[dict]:
-        """Per input (a file, image bytes, a text, or an exception: its error): label,
-        probability and per-class probabilities, or an error."""
-        results: list[dict[str, Any]] = []
-        samples: list[dict[str, np.ndarray]] = []
+    def run(self, values: list[Any], batch_size: int = 256) -> list[dict]:
+        """Per input (a file, image bytes, text or exception): label, probabilities or error."""
+        results, samples = [], []
         for value in values:
             try:
                 if isinstance(value, Exception):
@@ -99,17 +87,13 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
         loader = make_loader(ArrayDataset(arrays), batch_size, LoaderConfig())
         probs = torch.cat(self.trainer.predict(self.model, dataloaders=loader)).cpu().numpy()
         for r, p in zip((r for r in results if not r), probs, strict=True):
-            k = int(p.argmax())
-            r.update(
-                label=self.classes[k],
-                probability=round(float(p[k]), 4),
-                probabilities={c: round(float(v), 4) for c, v in zip(self.classes, p, strict=True)},
-            )
+            probabilities = {c: round(float(v), 4) for c, v in zip(self.classes, p, strict=True)}
+            label = self.classes[int(p.argmax())]
+            r.update(label=label, probability=probabilities[label], probabilities=probabilities)
         return results
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        """One row per input (its column checked by MLflow against the signature): label,
-        probability, p_<class> and error (None, or why)."""
+        """One row per input (column checked by MLflow): label, probability, p_<class> and error."""
         wanted = bytes if self.column == "image" else str  # never a path: no file is opened
         bad = f"expected {'encoded image bytes' if wanted is bytes else 'a review text'}, got "
         values = [bytes(v) if isinstance(v, bytearray) else v for v in model_input[self.column]]
@@ -123,6 +107,14 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
         scores.insert(0, "label", pd.Series([r.get("label") for r in results], dtype=object))
         errors = [f"row {i}: {r['error']}" if "error" in r else None for i, r in enumerate(results)]
         return scores.assign(error=pd.Series(errors, dtype=object))
+
+
+def predict(params: Params, name: str, files: list[str], root: Path = Path(".")) -> list[dict]:
+    """``nnlab predict``: per file, label and probability, or an error naming it (opens no FIFO)."""
+    best = paths.model_dir(name, root) / paths.BEST
+    model = NnlabModel().use(load_classifier(best), best, root, inference_trainer(params))
+    results = model.run([Path(f) for f in files], params.experiment(name).batch_size)
+    return [{"file": f, **r} for f, r in zip(files, results, strict=True)]
 
 
 def input_example(served: NnlabModel, dataset: str, root: Path) -> pd.DataFrame:
@@ -139,92 +131,72 @@ def input_example(served: NnlabModel, dataset: str, root: Path) -> pd.DataFrame:
 
 
 @tracking.answered()
-def log_best_model(params: Params, name: str, root=Path("."), model=None, trainer=None):
-    """Register ``name``'s best checkpoint (``model`` if loaded) in its training run, unless a
-    version holds it, and move alias ``best``. The version, or None: ``log_model: false``, a
-    rank other than 0, or a run the store lacks (one line)."""
-    root = Path(root)
+def log_best_model(params: Params, name: str, root: Path = Path("."), model=None, trainer=None):
+    """Register the best checkpoint in its run (once) and move alias best: the version, or None."""
     if not params.tracking.log_model or not tracking.is_global_zero_env():
         return None
     model_dir = paths.model_dir(name, root)
-    receipt = tracking.read_receipt(model_dir)
-    if not tracking.log_to_run(receipt, root=root):
+    run = tracking.log_to_run(tracking.read_receipt(model_dir), root=root)
+    if run is None:
         return None
-    client = tracking.client(root)
-    run = client.get_run(receipt["run_id"])
-    checkpoint = model_dir / paths.BEST
+    client, checkpoint = tracking.client(root), model_dir / paths.BEST
     digest = file_digest(checkpoint)
     same = client.search_model_versions(f"name = '{name}' AND tags.`{DIGEST_TAG}` = '{digest}'")
     if same:  # evaluate rerun on the same weights (other figures, code)
         version = str(min(int(v.version) for v in same))
-    else:
+    else:  # MLflow's check of the example and the signature it infers reuse ``served``
         served = NnlabModel().use(model or load_classifier(checkpoint), checkpoint, root, trainer)
         dataset = params.source_dataset(params.experiment(name).dataset)
-        example = input_example(served, dataset, root)
-        version = _log_model(served, name, checkpoint, digest, run.info, example, root)
+        pins = [f"{d}=={installed(d).split('+')[0]}" for d in PINNED.split()]  # no +cpu
+        uri, previous = tracking.tracking_uri(root), mlflow.get_tracking_uri()
+        with tempfile.TemporaryDirectory() as folder:
+            tmp = Path(folder)  # copies: MLflow refuses links (DVC's symlink cache) out of a folder
+            artifacts = {CHECKPOINT: str(shutil.copy(checkpoint, tmp / paths.BEST))}
+            meta = served.model.hparams.meta
+            if meta["kind"] == "features":  # the frozen base travels with the head
+                rel = paths.split_dir(meta["dataset"]) / meta["derived"]["base_weights"]
+                (tmp / BASE_TREE / rel).parent.mkdir(parents=True)
+                shutil.copy(root / rel, tmp / BASE_TREE / rel)
+                artifacts[BASE_TREE] = str(tmp / BASE_TREE)
+            (tmp / "nnlab_model.py").write_text(MODEL_CODE)  # the model's code, logged with it
+            with mock.patch.dict(os.environ, dict.fromkeys(STORE_VARS, uri)):
+                mlflow.set_tracking_uri(uri)  # a global URI (MLFlowLogger's) beats the vars
+                _LOGGING[digest] = served
+                try:
+                    with mlflow.start_run(run_id=run.info.run_id):
+                        logged = mlflow.pyfunc.log_model(
+                            name=name,
+                            python_model=str(tmp / "nnlab_model.py"),
+                            artifacts=artifacts,
+                            code_paths=[str(Path(nnlab.__file__).parent)],
+                            pip_requirements=pins,
+                            input_example=input_example(served, dataset, root),
+                            registered_model_name=name,
+                            tags={"nnlab.experiment": name},
+                        )
+                finally:  # the run's status and end as they were, even if logging failed
+                    _LOGGING.pop(digest, None)
+                    mlflow.set_tracking_uri(previous)
+                    client.set_terminated(run.info.run_id, run.info.status, run.info.end_time)
+        version = str(logged.registered_model_version)
         client.set_model_version_tag(name, version, DIGEST_TAG, digest)
     acc = run.data.metrics.get(METRIC)
     if acc is not None:  # shown beside the version in the registry
         client.set_model_version_tag(name, version, METRIC, f"{acc:.4f}")
     done = f"unchanged ({paths.BEST}): still" if same else "registered as"
     best = move_alias(name, root)
-    info(
-        f"evaluate@{name}: model {done} {name} version {version}; alias @{ALIAS} -> version {best}"
-    )
+    info(f"evaluate@{name}: model {done} {name} version {version}; alias @{ALIAS}: version {best}")
     return version
 
 
-def _log_model(served: NnlabModel, name, checkpoint, digest, run, example, root: Path) -> str:
-    """Log ``served`` into ``run``, registered, with ``example`` (MLflow's check of it and the
-    signature it infers reuse ``served``): the new version."""
-    client = tracking.client(root)  # on this store, whatever MLflow's global URI says
-    pins = [f"{d}=={installed(d).split('+')[0]}" for d in REQUIREMENTS.split()]  # no +cpu
-    previous = mlflow.get_tracking_uri()  # a global URI (MLFlowLogger sets one) beats the vars
-    with tempfile.TemporaryDirectory() as folder:
-        tmp = Path(folder)  # copies: MLflow refuses links (DVC's symlink cache) out of a folder
-        artifacts = {CHECKPOINT: str(shutil.copy(checkpoint, tmp / paths.BEST))}
-        meta = served.model.hparams.meta
-        if meta["kind"] == "features":  # the frozen base travels with the head
-            rel = paths.split_dir(meta["dataset"]) / meta["derived"]["base_weights"]
-            (tmp / BASE_TREE / rel).parent.mkdir(parents=True)
-            shutil.copy(root / rel, tmp / BASE_TREE / rel)
-            artifacts[BASE_TREE] = str(tmp / BASE_TREE)
-        code = tmp / "nnlab_model.py"  # the model's code, logged with it
-        code.write_text(MODEL_CODE)
-        uri = tracking.tracking_uri(root)  # MLflow's fluent API on this store for a moment
-        with mock.patch.dict(os.environ, dict.fromkeys(STORE_VARS, uri)):
-            mlflow.set_tracking_uri(uri)  # (it sets MLFLOW_TRACKING_URI too: restored here)
-            _LOGGING[digest] = served
-            try:
-                with mlflow.start_run(run_id=run.run_id):
-                    logged = mlflow.pyfunc.log_model(
-                        name=name,
-                        python_model=code,
-                        artifacts=artifacts,
-                        code_paths=[str(Path(nnlab.__file__).parent)],
-                        pip_requirements=pins,
-                        input_example=example,
-                        registered_model_name=name,
-                        tags={"nnlab.experiment": name},
-                    )
-            finally:  # the training run's status and end as they were, even if logging failed
-                _LOGGING.pop(digest, None)
-                mlflow.set_tracking_uri(previous)
-                client.set_terminated(run.run_id, run.status, end_time=run.end_time)
-    return str(logged.registered_model_version)
-
-
 def move_alias(name: str, root: Path = Path(".")) -> str:
-    """Alias ``best`` on the version of ``name`` with the highest test/acc (a tie: the holder
-    keeps it, else the newest)."""
+    """Alias ``best`` on the highest test/acc (a tie: the holder keeps it, else the newest)."""
     client = tracking.client(root)
     current = client.get_registered_model(name).aliases.get(ALIAS)
 
     def score(v) -> tuple:
-        try:
-            acc = client.get_run(v.run_id).data.metrics.get(METRIC, float("-inf"))
-        except MlflowException:
-            acc = float("-inf")  # its run was deleted
+        run = tracking.find_run(v.run_id, root)  # None: its run was deleted
+        acc = run.data.metrics.get(METRIC, float("-inf")) if run else float("-inf")
         return acc, str(v.version) == str(current), int(v.version)
 
     best = max(client.search_model_versions(f"name = '{name}'"), key=score)

@@ -1,5 +1,4 @@
-"""MLflow through its public API, on global rank 0 only: where runs go (``MLFLOW_TRACKING_URI``,
-else the project's SQLite store in ``mlruns/``), tags, dataset inputs and the portable receipt."""
+"""MLflow on rank 0 only: the store (MLFLOW_TRACKING_URI or ``mlruns/``), tags, inputs, receipt."""
 
 from __future__ import annotations
 
@@ -32,9 +31,8 @@ from nnlab.log import info, one_line
 # read by MLflow 3's UI: open the experiment on its runs, not on traces (the GenAI view)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
-# global, node and local rank as torchrun, SLURM and Lightning's launcher set them
+# global, node and local rank (torchrun, SLURM, Lightning); the waits unless the user set them
 RANK_VARS = ("RANK", "SLURM_PROCID", "NODE_RANK", "GROUP_RANK", "LOCAL_RANK")
-# a server that does not answer fails after two tries of 10 s, unless the user set these
 WAITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
 
 
@@ -44,37 +42,30 @@ def is_global_zero_env() -> bool:
 
 
 def project_root(root: Path = Path(".")) -> Path:
-    """The repository whose ``mlruns/`` is used: inside a DVC temporary workspace
-    (``<repo>/.dvc/tmp/exps/...``) the original one, found by the folder's shape alone."""
+    """The repository whose ``mlruns/`` is used: in ``<repo>/.dvc/tmp/exps/...``, ``<repo>``."""
     repo, found, _ = f"{Path(root).resolve()}/".rpartition("/.dvc/tmp/exps/")
     return Path(repo) if found else Path(root).resolve()
 
 
-def resolve_uri(root: Path = Path(".")) -> str:
-    """``MLFLOW_TRACKING_URI``, else the project's SQLite store; creates nothing."""
-    store = project_root(root) / paths.MLRUNS / paths.STORE_DB
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store}"
-
-
-def tracking_uri(root: Path = Path(".")) -> str:
-    """:func:`resolve_uri`, the local store created on global rank 0 only; :data:`WAITS` set."""
+def tracking_uri(root: Path = Path("."), create: bool = True) -> str:
+    """``MLFLOW_TRACKING_URI``, else the local store (``create``: made on rank 0); WAITS set."""
     for key, value in WAITS.items():
         os.environ.setdefault(key, value)
-    uri = resolve_uri(root)
-    if is_global_zero_env():
+    store = project_root(root) / paths.MLRUNS / paths.STORE_DB
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store}"
+    if create and is_global_zero_env():
         _client(uri)
     return uri
 
 
 def redacted_uri(root: Path = Path(".")) -> str:
     """The tracking URI for messages, without the credentials a server URI may carry."""
-    return re.sub(r"://[^/@]*@", "://", resolve_uri(root))
+    return re.sub(r"://[^/@]*@", "://", tracking_uri(root, create=False))
 
 
 @contextlib.contextmanager
 def answered():
-    """A tracking server's failure (no answer in time, or one MLflow refused) as one
-    RuntimeError naming the server without credentials; a decorator too."""
+    """A tracking server's failure as one RuntimeError naming it without credentials."""
     try:
         yield
     except MlflowException as err:
@@ -98,8 +89,7 @@ def artifact_location(root: Path = Path("."), experiment: str = "") -> str | Non
 
 
 def check_inside(location: str, root: Path = Path(".")) -> None:
-    """RuntimeError unless a local store keeps ``location`` inside this project's ``mlruns/``
-    (a store moved or copied from elsewhere names its old folders, and MLflow would write there)."""
+    """RuntimeError unless a local store's ``location`` is in ``mlruns/`` (not a moved store's)."""
     url = urlparse(location)
     if os.environ.get("MLFLOW_TRACKING_URI") or url.scheme not in ("", "file"):
         return
@@ -107,9 +97,8 @@ def check_inside(location: str, root: Path = Path(".")) -> None:
     where = Path(url2pathname(url.path))
     if not where.resolve().is_relative_to(store.resolve()):
         raise RuntimeError(
-            f"{store / paths.STORE_DB}: keeps artifacts in {where}, outside this "
-            "project (was mlruns/ moved or copied?): move it aside to start a new "
-            "store, or set MLFLOW_TRACKING_URI"
+            f"{store / paths.STORE_DB}: keeps artifacts in {where}, outside this project (mlruns/ "
+            "moved or copied?): move it aside to start a new store, or set MLFLOW_TRACKING_URI"
         )
 
 
@@ -119,8 +108,7 @@ def client(root: Path = Path(".")):
 
 @functools.cache
 def _client(uri: str):
-    """One client per store and process; a local store is created under a lock (parallel jobs
-    race on the schema), and a file that is not an SQLite database is one line naming it."""
+    """One client per store; a local store created under a lock (parallel jobs race on it)."""
     if not uri.startswith("sqlite:///"):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
     db = Path(uri.removeprefix("sqlite:///"))
@@ -134,8 +122,7 @@ def _client(uri: str):
             if not isinstance(err.__cause__, sqlite3.DatabaseError):  # SQLAlchemy's, wrapped
                 raise
             raise RuntimeError(
-                f"{db}: not a readable MLflow store ({err.__cause__}); move it "
-                "aside to start a new one"
+                f"{db}: not a readable MLflow store ({err.__cause__}); move it aside to start anew"
             ) from None
     return c
 
@@ -153,8 +140,7 @@ def ensure_experiment(name: str, root: Path = Path(".")) -> str:
 
 
 def params_hash(flat: dict[str, Any]) -> str:
-    text = json.dumps(flat, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def run_tags(experiment: str, dataset: str, data_source: str, root: Path) -> dict[str, str]:
@@ -176,8 +162,7 @@ def run_tags(experiment: str, dataset: str, data_source: str, root: Path) -> dic
 
 @answered()
 def make_logger(experiment: str, dataset: str, tags: dict[str, str], root=Path("."), run_id=None):
-    """Lightning's MLFlowLogger in a tagged experiment (a ``run_id`` the store lacks starts a new
-    run); ``False`` (no logger) on other ranks."""
+    """Lightning's MLFlowLogger (a ``run_id`` the store lacks: a new run); False on other ranks."""
     from lightning.pytorch.loggers import MLFlowLogger  # not for `nnlab ui`
 
     if not is_global_zero_env():
@@ -192,8 +177,6 @@ def make_logger(experiment: str, dataset: str, tags: dict[str, str], root=Path("
         tags=tags,
         tracking_uri=tracking_uri(root),
         run_id=run_id,
-        log_model=False,
-        artifact_location=artifact_location(root, dataset),
     )
 
 
@@ -212,13 +195,10 @@ def write_receipt(model_dir: Path, receipt: dict[str, Any]) -> None:
 
 def read_receipt(model_dir: Path) -> dict[str, Any]:
     path = Path(model_dir) / paths.RECEIPT
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: no run receipt; run `dvc repro train@{path.parent.name}` first"
-        )
-    receipt = read_json(path)
+    receipt = read_json(path) if path.exists() else None
     if not isinstance(receipt, dict) or not isinstance(receipt.get("run_id"), str):
-        raise ValueError(f"{path}: not a run receipt (no run_id); rerun train@{path.parent.name}")
+        hint = f"run `dvc repro train@{path.parent.name}`"
+        raise ValueError(f"{path}: not a run receipt (missing, or no run_id): {hint}")
     return receipt
 
 
@@ -231,16 +211,11 @@ def receipt_or_empty(model_dir: Path) -> dict[str, Any]:
 
 @answered()
 def log_to_run(
-    receipt: dict[str, Any],
-    metrics: dict[str, float] | None = None,
-    artifacts: list[Path] = (),
-    artifact_path: str | None = None,
-    root: Path = Path("."),
-) -> bool:
-    """Add metrics and files to the receipt's run; False, with one line, when the store
-    lacks that run (a checkpoint pulled into another clone)."""
+    receipt: dict, metrics: dict | None = None, artifacts=(), artifact_path=None, root=Path(".")
+) -> Any:
+    """Add metrics and files to the receipt's run: the run, or None (rank not 0, or not found)."""
     if not is_global_zero_env():
-        return False
+        return None
     run_id = receipt.get("run_id")
     run = find_run(run_id, root) if run_id else None
     if run is None:
@@ -249,7 +224,7 @@ def log_to_run(
             f"{paths.RECEIPT}) is not in {redacted_uri(root)}: nothing logged there (set "
             "MLFLOW_TRACKING_URI to the store that trained it, or retrain here)"
         )
-        return False
+        return None
     check_inside(run.info.artifact_uri, root)
     c = client(root)
     uploads = [p for p in map(Path, artifacts) if p.exists()]
@@ -261,12 +236,11 @@ def log_to_run(
         c.log_metric(run_id, key, float(value))
     for path in uploads:
         (c.log_artifacts if path.is_dir() else c.log_artifact)(run_id, str(path), artifact_path)
-    return True
+    return run
 
 
 def dataset_source(raw_manifest: dict[str, Any]):
-    """Where a dataset came from as an MLflow DatasetSource: the user's ``path``, the URL, or
-    (offline substitute) the generator's name."""
+    """A dataset's MLflow source: the user's ``path``, the URL, or the substitute's generator."""
     if raw_manifest.get("path"):
         return LocalArtifactDatasetSource(Path(raw_manifest["path"]).absolute().as_uri())
     files = [f for f in raw_manifest.get("files", {}).values() if isinstance(f, dict)]
@@ -279,8 +253,7 @@ def dataset_source(raw_manifest: dict[str, Any]):
 
 @answered()
 def log_datasets(run_id: str, dataset: str, root: Path = Path(".")) -> None:
-    """Log the splits as the run's dataset inputs with their manifest's digests (a features
-    cache with its origin's source)."""
+    """The splits as the run's dataset inputs, with their digests (a cache: its origin's source)."""
     meta, digests = load_meta(dataset, root), split_digests(dataset, root)
     origin = meta.get("derived", {}).get("from", dataset)
     raw = paths.raw_dir(origin, root) / paths.MANIFEST
