@@ -14,13 +14,7 @@ import torch
 
 from nnlab import paths, serving, tracking, viz
 from nnlab.checks import check_experiment
-from nnlab.classifier import (
-    Classifier,
-    count_parameters,
-    inference_trainer,
-    load_classifier,
-    scale_inputs,
-)
+from nnlab.classifier import count_parameters, inference_trainer, load_classifier, scale_inputs
 from nnlab.config import Params
 from nnlab.data.augment import build_augment
 from nnlab.data.datamodule import ArrayDataModule, ArrayDataset
@@ -42,7 +36,16 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     check_experiment(params, name)
     model_dir = paths.model_dir(name, root)
     receipt = tracking.read_receipt(model_dir)
-    _check_same_split(receipt, exp.dataset, name, root)
+    # a checkpoint trained on another split (re-split by hand outside `dvc repro`) is refused
+    trained_on, now = receipt.get("split_digests") or {}, split_digests(exp.dataset, root)
+    changed = [
+        f"{s} {trained_on.get(s)} -> {now[s]}" for s in sorted(now) if trained_on.get(s) != now[s]
+    ]
+    if trained_on and changed:
+        raise StageOrderError(
+            f"{paths.split_dir(exp.dataset, root)}: changed since {model_dir} was trained "
+            f"({', '.join(changed)}); rerun train@{name} first (dvc repro does)"
+        )
     trainer = inference_trainer(params)  # the one Trainer: test, then the model's example
     model = load_classifier(model_dir / paths.BEST)
     dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
@@ -52,17 +55,24 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     y, probs = np.asarray(test["y"]), torch.cat(model.test_probs).numpy()
     scores = {k: round(logged[k], 4) for k in ("test/acc", "test/loss")}
     metrics = scores | {k: receipt.get(k) for k in ("val/acc_best", "epochs_run", "train_seconds")}
-    out, classes = paths.report_dir(name, root), model.spec.classes
+    out, classes = paths.report_dir(name, root), list(model.spec.classes)
     with atomic_dir(out) as tmp:
         write_json(tmp / paths.METRICS, metrics)
-        write_json(tmp / paths.PER_CLASS, _per_class(model))
+        write_json(tmp / paths.PER_CLASS, _per_class(model.test_confusion.compute(), classes))
         pairs = zip(y, probs.argmax(1), strict=True)  # one row per sample: DVC's confusion plot
         rows = [["actual", "predicted"], *([classes[a], classes[p]] for a, p in pairs)]
         with (tmp / paths.CONFUSION).open("w", newline="") as fh:
             csv.writer(fh).writerows(rows)
+        (figures := tmp / paths.FIGURES).mkdir()
         if (model_dir / paths.HISTORY).is_file():
             shutil.copy(model_dir / paths.HISTORY, tmp / paths.HISTORY)
-        _figures(params, name, model, test, probs, tmp, root)
+            viz.learning_curves(tmp / paths.HISTORY, figures / paths.LEARNING_CURVES_PNG, name)
+        viz.confusion_matrix(model.test_confusion, classes, figures / paths.CONFUSION_PNG, name)
+        if VOCAB_ASSET in model.spec.extra.get("assets", {}):  # a text model: test examples
+            assets = model.spec.extra["assets"]
+            _text_examples(test, probs, classes, assets, figures / paths.EXAMPLES)
+        if model.spec.kind == "image":  # misclassified, what the net sees, augmented batches
+            _image_figures(params, name, model, test, probs, figures, root)
         report = {"experiment": name, "dataset": exp.dataset, "model": exp.model}
         report |= {"params_total": count_parameters(model.net)[0], "test_samples": len(y)}
         report |= {"data_source": receipt.get("data_source", "unknown")}
@@ -75,41 +85,20 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     return metrics
 
 
-def _check_same_split(receipt: dict[str, Any], dataset: str, name: str, root: Path) -> None:
-    """Refuse a checkpoint trained on another split (re-split by hand outside ``dvc repro``)."""
-    trained_on, now = receipt.get("split_digests") or {}, split_digests(dataset, root)
-    changed = [
-        f"{s} {trained_on.get(s)} -> {now[s]}" for s in sorted(now) if trained_on.get(s) != now[s]
-    ]
-    if trained_on and changed:
-        raise StageOrderError(
-            f"{paths.split_dir(dataset, root)}: changed since {paths.model_dir(name, root)} "
-            f"was trained ({', '.join(changed)}); rerun train@{name} first (dvc repro does)"
-        )
-
-
-def _per_class(model: Classifier) -> dict[str, dict[str, float]]:
-    values = {k: v.cpu().tolist() for k, v in model.test_per_class.compute().items()}
-    support = model.test_confusion.compute().sum(1).cpu().tolist()
+def _per_class(confusion: torch.Tensor, classes: list[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 (0 where undefined, as torchmetrics) and support of each class."""
+    cm = confusion.double().cpu()
+    tp, n, p = cm.diag(), cm.sum(1), cm.sum(0)  # true positives, support, predicted
+    values = {"precision": tp / p, "recall": tp / n, "f1": 2 * tp / (n + p)}
+    values = {k: v.nan_to_num(0.0).tolist() for k, v in values.items()}
     return {
-        c: {**{k: round(float(v[i]), 4) for k, v in values.items()}, "support": int(support[i])}
-        for i, c in enumerate(model.spec.classes)
+        c: {**{k: round(v[i], 4) for k, v in values.items()}, "support": int(n[i])}
+        for i, c in enumerate(classes)
     }
 
 
-def _figures(params: Params, name: str, model: Classifier, test, probs, out: Path, root: Path):
-    """``figures/``: learning curves, confusion matrix; test examples for texts; for images the
-    misclassified ones, what the net sees and augmented batches."""
-    exp, figures, classes = params.experiment(name), out / paths.FIGURES, list(model.spec.classes)
-    y = np.asarray(test["y"])
-    figures.mkdir()
-    if (out / paths.HISTORY).is_file():
-        viz.learning_curves(out / paths.HISTORY, figures / paths.LEARNING_CURVES_PNG, name)
-    viz.confusion_matrix(model.test_confusion, classes, figures / paths.CONFUSION_PNG, name)
-    if model.spec.kind == "text" and VOCAB_ASSET in model.assets:
-        _text_examples(test, probs, classes, model.assets, figures / paths.EXAMPLES)
-    if model.spec.kind != "image":
-        return
+def _image_figures(params: Params, name: str, model, test, probs, figures: Path, root: Path):
+    exp, classes, y = params.experiment(name), list(model.spec.classes), np.asarray(test["y"])
     viz.misclassified(test["x"], y, probs, classes, figures / paths.MISCLASSIFIED_PNG)
     fig = params.figures
     picks = viz.example_indices(y, fig.images)
@@ -123,8 +112,7 @@ def _figures(params: Params, name: str, model: Classifier, test, probs, out: Pat
 
 
 def _text_examples(test, probs: np.ndarray, classes: list[str], assets, out: Path, n=3) -> None:
-    """``n`` test texts per class and the ``n`` most confidently wrong, with probabilities,
-    decoded as the model read them (<unk> for unknown words)."""
+    """``n`` test texts per class and the ``n`` most confidently wrong, as the model read them."""
     vocab = Vocabulary.from_json(assets[VOCAB_ASSET])
     y, pred = np.asarray(test["y"]), probs.argmax(1)
     wrong = np.flatnonzero(pred != y)

@@ -1,6 +1,5 @@
-"""train@<experiment>: fit one experiment into ``models/<experiment>/`` (best and last
-checkpoints, history.csv, summary.txt, the run.json receipt). Earlier outputs are cleared only when
-the first epoch begins; a killed run resumes from last.ckpt while its params are unchanged."""
+"""train@<experiment>: fit one experiment into ``models/<experiment>/``; earlier outputs are cleared
+only as the first epoch begins; a killed run resumes from last.ckpt with the same params."""
 
 from __future__ import annotations
 
@@ -36,24 +35,19 @@ HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 
 
 class History(Callback):
-    """Per-epoch metrics in ``history.csv``, rewritten after every epoch; kept in the
-    checkpoint, so a resumed run keeps its curves."""
+    """Per-epoch metrics in ``history.csv``; kept in the checkpoint, so a resumed run keeps them."""
 
     def __init__(self, path: Path) -> None:
         self.path, self.rows = path, {}
 
-    def _record(self, trainer: L.Trainer) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:  # recorded before ModelCheckpoint's hook, which runs last
+            self.on_train_epoch_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
         row = {k: float(metrics[k]) for k in HISTORY_KEYS if k in metrics}
         self.rows[trainer.current_epoch] = {"epoch": trainer.current_epoch, **row}
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:  # before ModelCheckpoint's hook, which runs last
-            self._record(trainer)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.current_epoch not in self.rows:  # no validation this epoch
-            self._record(trainer)
         if trainer.is_global_zero:
             with atomic_file(self.path, "w") as fh:
                 writer = csv.DictWriter(fh, fieldnames=["epoch", *HISTORY_KEYS], restval="")
@@ -102,8 +96,7 @@ def resumable_checkpoint(model_dir: Path, phash: str) -> Path | None:
 
 
 def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
-    """Fit one experiment; returns the run receipt (on rank 0). Checks come first; a second
-    training of the same experiment in this project is refused until this one ends."""
+    """Fit one experiment (one at a time); returns the run receipt (on rank 0)."""
     root = Path(root)
     model_dir = paths.model_dir(name, root)
     check_experiment(params, name)  # augmentation, Trainer values, devices: before anything
@@ -150,8 +143,7 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     summary = summary_text(model.net, model.spec, name)
 
     def start(trainer: L.Trainer, _: Any) -> None:
-        """Built and sanity-checked: clear an earlier run's outputs unless resuming, log the
-        datasets, write the RUNNING receipt and the summary (rank 0)."""
+        """Sanity-checked: clear earlier outputs unless resuming; the RUNNING receipt, summary."""
         receipt.update(run_id=logger.run_id, experiment_id=logger.experiment_id)
         if resume is None:  # a split that cannot be read stops here, before anything is cleared
             tracking.log_datasets(receipt["run_id"], exp.dataset, root)
