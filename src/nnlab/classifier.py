@@ -1,6 +1,5 @@
-"""The one LightningModule: any registered net as a classifier (two classes: one logit and BCE;
-more: cross-entropy). A checkpoint alone rebuilds the net; every number is a torchmetrics
-object (reduced across DDP ranks) under one name: ``train/loss``, ``val/acc``, ``test/acc``..."""
+"""The one LightningModule: any registered net as a classifier (two classes: one logit and BCE),
+rebuilt from its checkpoint alone; every number a DDP-reduced torchmetrics object (``val/acc``)."""
 
 from __future__ import annotations
 
@@ -43,10 +42,9 @@ OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSpro
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """(N, C) class probabilities from (N, 1) binary or (N, C) multi-class logits."""
+    """(N, C) class probabilities from (N, C) logits or (N, 1) binary ones (z: logits [0, z])."""
     if logits.shape[-1] == 1:
-        p = torch.sigmoid(logits.float())
-        return torch.cat([1 - p, p], dim=-1)
+        logits = F.pad(logits, (1, 0))
     return torch.softmax(logits.float(), dim=-1)
 
 
@@ -85,8 +83,7 @@ class Classifier(L.LightningModule):
         if self.hparams.channels_last and self.spec.kind == "image":
             self.net = self.net.to(memory_format=torch.channels_last)
 
-    # Files listed in meta["assets"] (a vocabulary) travel in the checkpoint, not in hparams,
-    # and reach the net as spec.extra["assets"]: a checkpoint alone predicts on raw input.
+    # meta["assets"] (a vocabulary) ride in the checkpoint into spec.extra: it reads raw input
     def setup(self, stage: str) -> None:
         names = self.hparams.meta.get("assets", [])
         dm = getattr(self.trainer, "datamodule", None)

@@ -1,5 +1,4 @@
-"""Torch threads and DataLoader workers sized so that concurrent nnlab jobs share the cores equally,
-counted in a registry of one file per process in ``$NNLAB_JOBS_DIR`` (/tmp/nnlab-jobs-<uid>)."""
+"""Torch threads and DataLoader workers sized so that concurrent nnlab jobs share the cores."""
 
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ def available_cores() -> int:
 
 
 def jobs_dir() -> Path:
-    """The registry's folder; a ``NNLAB_JOBS_DIR`` that cannot hold it is refused."""
+    """The job registry's folder (one file per process); a ``NNLAB_JOBS_DIR`` unfit is refused."""
     folder = os.environ.get("NNLAB_JOBS_DIR")
     path = Path(folder or f"/tmp/nnlab-jobs-{os.getuid()}")
     if folder and not (path.is_dir() or (not path.exists() and os.access(path.parent, os.W_OK))):
@@ -75,13 +74,7 @@ def live_jobs() -> int:
     return count
 
 
-def plan(
-    threads: int | str = "auto",
-    num_workers: int = 0,
-    processes_per_node: int = 1,
-    jobs: int | None = None,
-    cores: int | None = None,
-) -> dict[str, Any]:
+def plan(threads="auto", num_workers=0, processes_per_node=1, jobs=None, cores=None) -> dict:
     """Threads and workers for one process; ``auto``: an even share of the cores per live job (at
     least this job's processes, maybe unregistered yet), workers out of it, never all of it."""
     cores = cores or available_cores()
@@ -99,7 +92,6 @@ def apply(p: dict[str, Any]) -> dict[str, Any]:
     """Set torch's threads from a plan (inter-op ones only where torch still allows it)."""
     torch.set_num_threads(p["threads"])
     if p["interop_threads"]:
-        # RuntimeError: set once already, or parallel work already ran; torch's count stays
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(p["interop_threads"])
     return p
@@ -112,7 +104,6 @@ class ThreadSizer(Callback):
     def __init__(self, threads: int | str = "auto", num_workers: int = 0) -> None:
         jobs_dir()  # a bad NNLAB_JOBS_DIR is refused before anything runs
         self.args = threads, num_workers
-        self.plan = plan(threads, num_workers, jobs=1)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self.processes = len(trainer.device_ids)
@@ -121,9 +112,8 @@ class ThreadSizer(Callback):
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         # the loaders' workers are already sized; only the threads can follow the jobs
-        self.plan = apply(
-            {**plan(*self.args, self.processes), "num_workers": self.plan["num_workers"]}
-        )
+        planned = plan(*self.args, self.processes)
+        self.plan = apply({**planned, "num_workers": self.plan["num_workers"]})
         metrics = {"loader/threads": self.plan["threads"], "loader/jobs": self.plan["jobs"]}
         for logger in trainer.loggers:  # each logs on rank 0 only
             logger.log_metrics(metrics, step=trainer.global_step)

@@ -1,5 +1,4 @@
-"""compare: one table of every evaluated experiment -> reports/comparison.{md,csv,png}, printed.
-Reads only the evaluate stage's JSON files; the numbers keep their names (``test/acc``, ...)."""
+"""compare: every evaluated experiment (evaluate's JSON) -> reports/comparison.{md,csv,png}."""
 
 from __future__ import annotations
 

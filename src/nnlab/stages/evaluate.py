@@ -1,5 +1,4 @@
-"""evaluate@<experiment>: score the best checkpoint on the test split into
-``reports/experiments/<experiment>/``, log that into the training's MLflow run, register it."""
+"""evaluate@<exp>: test the best checkpoint into reports/experiments/<exp>/; log and register it."""
 
 from __future__ import annotations
 
@@ -29,10 +28,7 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     exp, root = params.experiment(name), Path(root)
     if not tracking.is_global_zero_env():  # it would write files, log nothing and say nothing
         ranks = ", ".join(f"{k}={v}" for k in tracking.RANK_VARS if (v := os.environ.get(k)))
-        raise RuntimeError(
-            f"evaluate@{name} runs as one process, not as a rank other than 0 "
-            f"({ranks}): unset these variables"
-        )
+        raise RuntimeError(f"evaluate@{name} runs as one process, not a rank ({ranks}): unset them")
     check_experiment(params, name)
     model_dir = paths.model_dir(name, root)
     receipt = tracking.read_receipt(model_dir)
@@ -58,62 +54,54 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     out, classes = paths.report_dir(name, root), list(model.spec.classes)
     with atomic_dir(out) as tmp:
         write_json(tmp / paths.METRICS, metrics)
-        write_json(tmp / paths.PER_CLASS, _per_class(model.test_confusion.compute(), classes))
+        cm = model.test_confusion.compute().cpu()
+        tp, n, p = cm.diag(), cm.sum(1), cm.sum(0)  # true positives, support, predicted
+        scored = {"precision": tp / p, "recall": tp / n, "f1": 2 * tp / (n + p), "support": n}
+        scored = {k: v.nan_to_num(0.0).tolist() for k, v in scored.items()}  # 0/0: 0 (torchmetrics)
+        table = {c: {k: round(v[i], 4) for k, v in scored.items()} for i, c in enumerate(classes)}
+        write_json(tmp / paths.PER_CLASS, table)
         pairs = zip(y, probs.argmax(1), strict=True)  # one row per sample: DVC's confusion plot
         rows = [["actual", "predicted"], *([classes[a], classes[p]] for a, p in pairs)]
         with (tmp / paths.CONFUSION).open("w", newline="") as fh:
             csv.writer(fh).writerows(rows)
-        (figures := tmp / paths.FIGURES).mkdir()
         if (model_dir / paths.HISTORY).is_file():
             shutil.copy(model_dir / paths.HISTORY, tmp / paths.HISTORY)
-            viz.learning_curves(tmp / paths.HISTORY, figures / paths.LEARNING_CURVES_PNG, name)
-        viz.confusion_matrix(model.test_confusion, classes, figures / paths.CONFUSION_PNG, name)
-        if VOCAB_ASSET in model.spec.extra.get("assets", {}):  # a text model: test examples
-            assets = model.spec.extra["assets"]
-            _text_examples(test, probs, classes, assets, figures / paths.EXAMPLES)
-        if model.spec.kind == "image":  # misclassified, what the net sees, augmented batches
-            _image_figures(params, name, model, test, probs, figures, root)
+        _figures(params, name, model, test, probs, tmp, root)
         report = {"experiment": name, "dataset": exp.dataset, "model": exp.model}
         report |= {"params_total": count_parameters(model.net)[0], "test_samples": len(y)}
         report |= {"data_source": receipt.get("data_source", "unknown")}
         report |= {"pretrained": receipt.get("pretrained"), "run_id": receipt["run_id"]}
         write_json(tmp / paths.RECEIPT, report)  # what compare reads
     tracking.log_to_run(receipt, scores, [out], artifact_path="evaluation", root=root)
-    # registered (unless unchanged); alias best on the best test/acc
-    serving.log_best_model(params, name, root, model, trainer)
+    serving.log_best_model(params, name, root, model, trainer)  # alias best: max test/acc
     info(f"evaluate@{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f" -> {out}")
     return metrics
 
 
-def _per_class(confusion: torch.Tensor, classes: list[str]) -> dict[str, dict[str, float]]:
-    """Precision, recall, F1 (0 where undefined, as torchmetrics) and support of each class."""
-    cm = confusion.double().cpu()
-    tp, n, p = cm.diag(), cm.sum(1), cm.sum(0)  # true positives, support, predicted
-    values = {"precision": tp / p, "recall": tp / n, "f1": 2 * tp / (n + p)}
-    values = {k: v.nan_to_num(0.0).tolist() for k, v in values.items()}
-    return {
-        c: {**{k: round(v[i], 4) for k, v in values.items()}, "support": int(n[i])}
-        for i, c in enumerate(classes)
-    }
-
-
-def _image_figures(params: Params, name: str, model, test, probs, figures: Path, root: Path):
+def _figures(params: Params, name: str, model, test, probs, out: Path, root: Path) -> None:
+    """``figures/``: curves, confusion; test examples (texts); misclassified, insides (images)."""
     exp, classes, y = params.experiment(name), list(model.spec.classes), np.asarray(test["y"])
-    viz.misclassified(test["x"], y, probs, classes, figures / paths.MISCLASSIFIED_PNG)
-    fig = params.figures
-    picks = viz.example_indices(y, fig.images)
-    (x,) = scale_inputs(ArrayDataset({"x": test["x"]}).__getitems__(picks))
-    drawing = {"filters": fig.filters, "steps": fig.steps, "seed": params.seed}
-    inside.model_pictures(model.net.float(), x, y[picks], classes, figures, **drawing)
-    if exp.augment:  # what the training batches looked like
+    (figures := out / paths.FIGURES).mkdir()
+    if (out / paths.HISTORY).is_file():
+        viz.learning_curves(out / paths.HISTORY, figures / paths.LEARNING_CURVES_PNG, name)
+    viz.confusion_matrix(model.test_confusion, classes, figures / paths.CONFUSION_PNG, name)
+    if vocab := model.spec.extra.get("assets", {}).get(VOCAB_ASSET):  # a text model
+        _text_examples(test, probs, classes, vocab, figures / paths.EXAMPLES)
+    if model.spec.kind == "image":  # misclassified, what the net sees, augmented batches
+        viz.misclassified(test["x"], y, probs, classes, figures / paths.MISCLASSIFIED_PNG)
+        picks = viz.example_indices(y, params.figures.images)
+        (x,) = scale_inputs(ArrayDataset({"x": test["x"]}).__getitems__(picks))
+        drawing = params.figures.model_dump(include={"filters", "steps"}) | {"seed": params.seed}
+        inside.model_pictures(model.net.float(), x, y[picks], classes, figures, **drawing)
+    if exp.augment and model.spec.kind == "image":  # what the training batches looked like
         train_x = load_arrays(exp.dataset, "train", root)["x"]
         augment = build_augment(exp.augment, params.seed, rank=0)
         viz.augmented_samples(train_x, augment, figures / paths.AUGMENTED_PNG)
 
 
-def _text_examples(test, probs: np.ndarray, classes: list[str], assets, out: Path, n=3) -> None:
+def _text_examples(test, probs: np.ndarray, classes: list[str], vocab, out: Path, n=3) -> None:
     """``n`` test texts per class and the ``n`` most confidently wrong, as the model read them."""
-    vocab = Vocabulary.from_json(assets[VOCAB_ASSET])
+    vocab = Vocabulary.from_json(vocab)
     y, pred = np.asarray(test["y"]), probs.argmax(1)
     wrong = np.flatnonzero(pred != y)
     picks = [("sample", i) for c in range(len(classes)) for i in np.flatnonzero(y == c)[:n]]

@@ -25,9 +25,7 @@ from nnlab.log import info
 BASE_WEIGHTS = "base.pt"
 
 
-class FrozenBase(L.LightningModule):
-    """``predict_step`` = the base on a batch of uint8 images (scaled as in training)."""
-
+class FrozenBase(L.LightningModule):  # predict_step: the base on images scaled as in training
     def __init__(self, base: nn.Module):
         super().__init__()
         self.base = base.eval().requires_grad_(False)

@@ -97,8 +97,7 @@ def resumable_checkpoint(model_dir: Path, phash: str) -> Path | None:
 
 def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     """Fit one experiment (one at a time); returns the run receipt (on rank 0)."""
-    root = Path(root)
-    model_dir = paths.model_dir(name, root)
+    root, model_dir = Path(root), paths.model_dir(name, root)
     check_experiment(params, name)  # augmentation, Trainer values, devices: before anything
     jobs_dir()
     if model_dir.is_symlink():
@@ -131,15 +130,9 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     tags.update({f"pretrained.{key}": str(value) for key, value in pretrained.items()})
     tags["precision"] = str(trainer_kwargs["precision"])  # as resolved on this machine
     logger = tracking.make_logger(name, exp.dataset, tags, root, receipt.get("run_id"))
-    receipt.update(
-        experiment=name,
-        dataset=exp.dataset,
-        params_hash=phash,
-        data_source=source,
-        split_digests=split_digests(exp.dataset, root),
-        status="RUNNING",
-        **({"pretrained": pretrained} if pretrained else {}),
-    )
+    receipt |= {"experiment": name, "dataset": exp.dataset, "params_hash": phash}
+    receipt |= {"data_source": source, "split_digests": split_digests(exp.dataset, root)}
+    receipt |= {"status": "RUNNING", **({"pretrained": pretrained} if pretrained else {})}
     summary = summary_text(model.net, model.spec, name)
 
     def start(trainer: L.Trainer, _: Any) -> None:
@@ -185,17 +178,12 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
             f"train@{name}: no {paths.BEST} was written "
             f"(no validation batch ran? check the val split and limit_val_batches)"
         )
-    receipt.update(
-        status="FINISHED",
-        epochs_run=trainer.current_epoch,
-        train_seconds=round(timer.time_elapsed("train"), 2),
-        **{"val/acc_best": round(float(best.best_model_score), 4)},
-        early_stopped=bool(exp.patience and trainer.current_epoch < exp.epochs),
-        devices=trainer.num_devices,
-        num_nodes=trainer.num_nodes,
-        strategy=type(trainer.strategy).__name__,
-        precision=str(trainer.precision),
-    )
+    epochs, seconds = trainer.current_epoch, round(timer.time_elapsed("train"), 2)
+    receipt |= {"status": "FINISHED", "epochs_run": epochs, "train_seconds": seconds}
+    receipt["val/acc_best"] = round(float(best.best_model_score), 4)
+    receipt["early_stopped"] = bool(exp.patience and epochs < exp.epochs)
+    receipt |= {"devices": trainer.num_devices, "num_nodes": trainer.num_nodes}
+    receipt |= {"strategy": type(trainer.strategy).__name__, "precision": str(trainer.precision)}
     tracking.write_receipt(model_dir, receipt)
     artifacts = [model_dir / paths.SUMMARY, model_dir / paths.HISTORY]
     artifacts += [paths.split_dir(exp.dataset, root) / paths.MANIFEST, model_dir / paths.BEST]
