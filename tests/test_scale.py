@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from nnlab import threads, tracking
 from nnlab.cli import end_group
-from tests.conftest import BIN, TINY, cli_env, free_port, run_ok, stages_ran
+from tests.conftest import BIN, TINY, cli_env, free_port, run_ok, stages_ran, tiny_params
 from tests.test_pipeline_e2e import commit, dvc_project
 
 
@@ -64,8 +64,8 @@ def test_plan_splits_the_cores_between_live_jobs(setting, workers, sizes, expect
 
 @pytest.mark.parametrize("bad", [0, -1, True, "4", 2.0])
 def test_a_bad_thread_count_names_the_key(bad):
-    with pytest.raises(ValueError, match="loader.threads"):
-        threads.plan(bad, 0, jobs=1, cores=2)
+    with pytest.raises(ValueError, match="loader.threads"):  # config.py refuses it
+        tiny_params(**{"loader.threads": bad})
 
 
 def test_registry_counts_live_processes_and_drops_stale_ones(jobs, sleeper):

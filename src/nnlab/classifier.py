@@ -1,6 +1,5 @@
-"""The one LightningModule: any registered net as a classifier (two classes: one logit and BCE;
-more: cross-entropy). A checkpoint alone rebuilds the net; every number is a torchmetrics
-object (reduced across DDP ranks) under one name: ``train/loss``, ``val/acc``, ``test/acc``..."""
+"""The one LightningModule: any registered net as a classifier (two classes: one logit and BCE),
+rebuilt from its checkpoint alone; every number a DDP-reduced torchmetrics object (``val/acc``)."""
 
 from __future__ import annotations
 
@@ -14,14 +13,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric, MetricCollection
-from torchmetrics.classification import (
-    Accuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import Accuracy, MulticlassConfusionMatrix
 
 from nnlab.config import FinetuneConfig, LoaderConfig
 from nnlab.files import reading_checkpoint
@@ -33,12 +26,10 @@ NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 def skip_absent_nvml() -> bool:
-    """Undo Lightning's ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` where NVML is absent (True if so):
-    each ``torch.cuda.is_available()`` would try to load it."""
-    if os.environ.get(NVML_CHECK) != "1":
-        return False
+    """Drop Lightning's NVML-based CUDA check where NVML is absent (True if so): a dlopen each."""
     try:
-        ctypes.CDLL("libnvidia-ml.so.1")
+        if os.environ.get(NVML_CHECK) == "1":
+            ctypes.CDLL("libnvidia-ml.so.1")
     except OSError:
         del os.environ[NVML_CHECK]
         return True
@@ -51,16 +42,14 @@ OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSpro
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """(N, C) class probabilities from (N, 1) binary or (N, C) multi-class logits."""
+    """(N, C) class probabilities from (N, C) logits or (N, 1) binary ones (z: logits [0, z])."""
     if logits.shape[-1] == 1:
-        p = torch.sigmoid(logits.float())
-        return torch.cat([1 - p, p], dim=-1)
+        logits = F.pad(logits, (1, 0))
     return torch.softmax(logits.float(), dim=-1)
 
 
 def scale_inputs(batch: dict[str, torch.Tensor], channels_last: bool = False) -> tuple:
-    """Model inputs from a batch: uint8 images as floats in [0, 1], float16 features as float32,
-    token ids with their lengths."""
+    """Model inputs from a batch: uint8 images in [0, 1], features as float32, ids with lengths."""
     x = batch["x"]
     if x.dtype == torch.uint8:
         x = x.float().div_(255.0)
@@ -73,8 +62,7 @@ def scale_inputs(batch: dict[str, torch.Tensor], channels_last: bool = False) ->
 
 class Classifier(L.LightningModule):
     def __init__(self, *, model: str, meta: dict, model_options: dict, **hparams: Any):
-        """``hparams``: the experiment's optimizer, lr, weight_decay, momentum, channels_last and
-        finetune, its name (``experiment``) and ``params_hash``; all go into the checkpoint."""
+        """``hparams``: the optimizer settings, experiment name and params_hash (checkpointed)."""
         super().__init__()
         self.save_hyperparameters(logger=False)  # params reach MLflow once, from train
         self.spec = spec_from_meta(meta)
@@ -90,38 +78,24 @@ class Classifier(L.LightningModule):
             setattr(self, f"{stage}_acc", Accuracy(**task, validate_args=False))
             setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
         self.val_acc_best = MaxMetric()
-        self.test_per_class = MetricCollection(
-            {
-                "precision": MulticlassPrecision(k, average=None),
-                "recall": MulticlassRecall(k, average=None),
-                "f1": MulticlassF1Score(k, average=None),
-            }
-        )
         self.test_confusion = MulticlassConfusionMatrix(k)
         self.test_probs: list[torch.Tensor] = []  # of the one test run (evaluate's)
         if self.hparams.channels_last and self.spec.kind == "image":
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.assets: dict[str, Any] = {}
 
-    # Files listed in meta["assets"] (a vocabulary) travel in the checkpoint, not in hparams,
-    # and reach the net as spec.extra["assets"]: a checkpoint alone predicts on raw input.
+    # meta["assets"] (a vocabulary) ride in the checkpoint into spec.extra: it reads raw input
     def setup(self, stage: str) -> None:
         names = self.hparams.meta.get("assets", [])
         dm = getattr(self.trainer, "datamodule", None)
-        if names and not self.assets and dm is not None:
-            self.set_assets(dm.assets(names))
-
-    def set_assets(self, assets: dict[str, Any]) -> None:
-        self.assets = dict(assets)
-        self.spec = replace(self.spec, extra={**self.spec.extra, "assets": self.assets})
+        if names and "assets" not in self.spec.extra and dm is not None:
+            self.on_load_checkpoint({"nnlab_assets": dm.assets(names)})
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.assets:
-            checkpoint["nnlab_assets"] = self.assets
+        checkpoint["nnlab_assets"] = self.spec.extra.get("assets", {})
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if checkpoint.get("nnlab_assets"):
-            self.set_assets(checkpoint["nnlab_assets"])
+        if assets := checkpoint.get("nnlab_assets"):
+            self.spec = replace(self.spec, extra={**self.spec.extra, "assets": dict(assets)})
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.net(*inputs)
@@ -129,26 +103,23 @@ class Classifier(L.LightningModule):
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self(*scale_inputs(batch, self.hparams.channels_last))
 
-    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.binary:
-            return F.binary_cross_entropy_with_logits(logits.squeeze(-1).float(), y.float())
-        return F.cross_entropy(logits.float(), y)
-
     def predicted_class(self, logits: torch.Tensor) -> torch.Tensor:
         """The argmax of :func:`probabilities`, without computing them."""
         return (logits[:, 0] > 0).long() if self.binary else logits.argmax(-1)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> tuple:
-        logits = self.logits(batch)
-        loss = self.loss(logits, batch["y"])
+        logits, y = self.logits(batch), batch["y"]
+        if self.binary:
+            loss = F.binary_cross_entropy_with_logits(logits.squeeze(-1).float(), y.float())
+        else:
+            loss = F.cross_entropy(logits.float(), y)
         pred = self.predicted_class(logits.detach())
-        getattr(self, f"{stage}_acc").update(pred, batch["y"])
-        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(batch["y"]))
+        getattr(self, f"{stage}_acc").update(pred, y)
+        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(y))
         return loss, logits, pred
 
     def _log_epoch(self, stage: str) -> torch.Tensor:
-        """Logs the stage's loss and accuracy, already reduced over ranks (``sync_dist`` only
-        tells Lightning so), and resets them."""
+        """Logs the stage's loss and accuracy (reduced over ranks already) and resets them."""
         acc, loss = getattr(self, f"{stage}_acc"), getattr(self, f"{stage}_loss")
         value = acc.compute()
         self.log(f"{stage}/loss", loss.compute(), prog_bar=stage == "val", sync_dist=True)
@@ -185,7 +156,6 @@ class Classifier(L.LightningModule):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         _, logits, pred = self._step(batch, "test")
-        self.test_per_class.update(pred, batch["y"])
         self.test_confusion.update(pred, batch["y"])
         self.test_probs.append(probabilities(logits).cpu())
 
@@ -215,8 +185,7 @@ def count_parameters(net: nn.Module) -> tuple[int, int]:
 
 
 def inference_trainer(params: Any = None) -> L.Trainer:
-    """A Trainer for test, predict and feature extraction: the training's accelerator and
-    precision on ONE device (a DistributedSampler would pad the test set with duplicates)."""
+    """The training's accelerator and precision on ONE device (DDP would pad the test set)."""
     kwargs = params.trainer.kwargs() if params is not None else {}
     loader = params.loader if params is not None else LoaderConfig()
     return L.Trainer(

@@ -1,6 +1,4 @@
-"""Torch threads and DataLoader workers sized so that concurrent nnlab jobs share the cores:
-with ``loader.threads: auto`` each live job takes an equal share, counted in a registry of one
-file per process in ``$NNLAB_JOBS_DIR`` (default ``/tmp/nnlab-jobs-<uid>``)."""
+"""Torch threads and DataLoader workers sized so that concurrent nnlab jobs share the cores."""
 
 from __future__ import annotations
 
@@ -26,20 +24,16 @@ def available_cores() -> int:
 
 
 def jobs_dir() -> Path:
-    """The registry's folder; a ``NNLAB_JOBS_DIR`` that cannot hold it is refused."""
+    """The job registry's folder (one file per process); a ``NNLAB_JOBS_DIR`` unfit is refused."""
     folder = os.environ.get("NNLAB_JOBS_DIR")
     path = Path(folder or f"/tmp/nnlab-jobs-{os.getuid()}")
     if folder and not (path.is_dir() or (not path.exists() and os.access(path.parent, os.W_OK))):
-        raise ValueError(
-            f"NNLAB_JOBS_DIR={folder}: not a folder nnlab can write its job "
-            f"registry in (unset it to use /tmp/nnlab-jobs-<uid>)"
-        )
+        raise ValueError(f"NNLAB_JOBS_DIR={folder}: not a folder for the job registry; unset it")
     return path
 
 
 def _process(pid: int) -> tuple[str | None, bool]:
-    """(when ``pid`` started, to tell a reused pid apart, or None if it is gone; whether it is
-    stopped), from ``/proc/<pid>/stat``."""
+    """(start time, telling a reused pid apart, or None if gone; whether it is stopped)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -48,18 +42,15 @@ def _process(pid: int) -> tuple[str | None, bool]:
 
 
 def register(pid: int | None = None, folder: Path | None = None) -> Path | None:
-    """Record process ``pid`` (default: this one) as a live job; its file, or None when the
-    registry cannot be used (then this job plans as if alone)."""
+    """Record ``pid`` (default: this one) as a live job; its file, or None (plan as if alone)."""
     pid = pid or os.getpid()
     folder = folder or jobs_dir()
-    try:
+    with contextlib.suppress(OSError):
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if folder.stat().st_uid != os.getuid():  # someone else's folder: do not trust it
-            return None
-        write_json(folder / f"{pid}.json", {"pid": pid, "start": _process(pid)[0]})
-        return folder / f"{pid}.json"
-    except OSError:
-        return None
+        if folder.stat().st_uid == os.getuid():  # someone else's folder is not trusted
+            write_json(folder / f"{pid}.json", {"pid": pid, "start": _process(pid)[0]})
+            return folder / f"{pid}.json"
+    return None
 
 
 def unregister() -> None:
@@ -68,8 +59,7 @@ def unregister() -> None:
 
 
 def live_jobs() -> int:
-    """How many registered processes are alive and not stopped (a stopped job uses no core);
-    the files of dead ones are removed."""
+    """Registered processes alive and not stopped (using cores); dead ones' files are removed."""
     folder, count = jobs_dir(), 0
     for path in folder.glob("*.json") if folder.is_dir() else []:
         try:
@@ -84,26 +74,17 @@ def live_jobs() -> int:
     return count
 
 
-def plan(
-    threads: int | str = "auto",
-    num_workers: int = 0,
-    processes_per_node: int = 1,
-    jobs: int | None = None,
-    cores: int | None = None,
-) -> dict[str, Any]:
-    """Threads and DataLoader workers for one process. ``auto``: the cores split evenly between
-    the live jobs (at least this job's processes, which may not have registered yet); workers
-    come out of the share, never all of it. An int ``threads`` is used as given."""
+def plan(threads="auto", num_workers=0, processes_per_node=1, jobs=None, cores=None) -> dict:
+    """Threads and workers for one process; ``auto``: an even share of the cores per live job (at
+    least this job's processes, maybe unregistered yet), workers out of it, never all of it."""
     cores = cores or available_cores()
     jobs = max(jobs if jobs is not None else live_jobs(), processes_per_node, 1)
     if threads == "auto":
         share = max(1, cores // jobs)
         workers = min(num_workers, share - 1)
         threads, interop = max(1, share - workers), min(share, 2)
-    elif isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
+    else:  # an int >= 1 (config.py checked it)
         workers, interop = num_workers, None
-    else:
-        raise ValueError(f"loader.threads: {threads!r} is neither 'auto' nor an int >= 1")
     return {"threads": threads, "interop_threads": interop, "num_workers": workers, "jobs": jobs}
 
 
@@ -111,21 +92,18 @@ def apply(p: dict[str, Any]) -> dict[str, Any]:
     """Set torch's threads from a plan (inter-op ones only where torch still allows it)."""
     torch.set_num_threads(p["threads"])
     if p["interop_threads"]:
-        # RuntimeError: set once already, or parallel work already ran; torch's count stays
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(p["interop_threads"])
     return p
 
 
 class ThreadSizer(Callback):
-    """Registers this process as a job from setup to teardown (or an exception) and sizes
-    torch's threads then and at each training epoch (rank 0 logs ``loader/threads`` and
-    ``loader/jobs``). The DataModule's loaders take ``plan["num_workers"]``."""
+    """A registered job from setup to teardown (or an exception), sizing torch's threads then
+    and each training epoch (logged); the DataModule's loaders take ``plan["num_workers"]``."""
 
     def __init__(self, threads: int | str = "auto", num_workers: int = 0) -> None:
         jobs_dir()  # a bad NNLAB_JOBS_DIR is refused before anything runs
         self.args = threads, num_workers
-        self.plan = plan(threads, num_workers, jobs=1)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self.processes = len(trainer.device_ids)
@@ -134,15 +112,13 @@ class ThreadSizer(Callback):
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         # the loaders' workers are already sized; only the threads can follow the jobs
-        self.plan = apply(
-            {**plan(*self.args, self.processes), "num_workers": self.plan["num_workers"]}
-        )
+        planned = plan(*self.args, self.processes)
+        self.plan = apply({**planned, "num_workers": self.plan["num_workers"]})
         metrics = {"loader/threads": self.plan["threads"], "loader/jobs": self.plan["jobs"]}
         for logger in trainer.loggers:  # each logs on rank 0 only
             logger.log_metrics(metrics, step=trainer.global_step)
 
-    def teardown(self, trainer, pl_module, stage: str) -> None:
+    def teardown(self, trainer, pl_module, stage: Any) -> None:  # or the exception
         unregister()
 
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        unregister()
+    on_exception = teardown  # Lightning calls no teardown hook after an exception

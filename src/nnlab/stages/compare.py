@@ -1,5 +1,4 @@
-"""compare: one table of every evaluated experiment -> reports/comparison.{md,csv,png}, printed.
-Reads only the evaluate stage's JSON files; the numbers keep their names (``test/acc``, ...)."""
+"""compare: every evaluated experiment (evaluate's JSON) -> reports/comparison.{md,csv,png}."""
 
 from __future__ import annotations
 
@@ -33,8 +32,7 @@ def pretrained_cell(pretrained: dict[str, str] | None) -> str:
 
 
 def _row(name: str, root: Path) -> dict[str, Any] | None:
-    """The experiment's row, or None before its evaluation; files that do not hold what
-    evaluate writes are one ValueError naming them."""
+    """The experiment's row, or None before its evaluation; malformed files: one ValueError."""
     report = paths.report_dir(name, root)
     if not (report / paths.METRICS).exists() or not (report / paths.RECEIPT).exists():
         return None
@@ -60,24 +58,6 @@ def _row(name: str, root: Path) -> dict[str, Any] | None:
         ) from None
 
 
-def comparison_chart(rows: list[dict[str, Any]], out: Path) -> None:
-    """Bar chart of test accuracy per experiment; offline substitutes hatched."""
-    fig = Figure(figsize=(max(4, 1.1 * len(rows) + 2), 4), layout="constrained")
-    ax = fig.add_subplot()
-    names = [r["experiment"] for r in rows]
-    bars = ax.bar(names, [float(r["test/acc"]) for r in rows])
-    for bar, row in zip(bars, rows, strict=True):
-        if any(row[c].startswith("**") for c in NOTES):
-            bar.set(hatch="//", alpha=0.6)
-    ax.bar_label(bars, fmt="%.3f", fontsize=8)
-    ax.set(ylim=(0, 1.05), ylabel="test/acc")
-    title = "nnlab: test accuracy by experiment\n(hatched = offline substitute data or backbone)"
-    ax.set_title(title, fontsize=10)
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    with atomic_file(out, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=100)
-
-
 def run(params: Params, root: Path = Path(".")) -> str:
     root = Path(root)
     rows = [r for name in params.experiments if (r := _row(name, root)) is not None]
@@ -92,5 +72,19 @@ def run(params: Params, root: Path = Path(".")) -> str:
         fh.write(text)
     with atomic_file(out / "comparison.csv", "w") as fh:
         pd.DataFrame(rows, columns=COLUMNS).to_csv(fh, index=False)
-    comparison_chart(rows, out / "comparison.png")
+    # test accuracy per experiment, offline substitutes hatched
+    fig = Figure(figsize=(max(4, 1.1 * len(rows) + 2), 4), layout="constrained")
+    ax = fig.add_subplot()
+    names = [r["experiment"] for r in rows]
+    bars = ax.bar(names, [float(r["test/acc"]) for r in rows])
+    for bar, row in zip(bars, rows, strict=True):
+        if any(row[c].startswith("**") for c in NOTES):
+            bar.set(hatch="//", alpha=0.6)
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax.set(ylim=(0, 1.05), ylabel="test/acc")
+    title = "nnlab: test accuracy by experiment\n(hatched = offline substitute data or backbone)"
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    with atomic_file(out / "comparison.png", "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
     return text

@@ -1,5 +1,4 @@
-"""evaluate@<experiment>: score the best checkpoint on the test split into
-``reports/experiments/<experiment>/``, log that into the training's MLflow run, register it."""
+"""evaluate@<exp>: test the best checkpoint into reports/experiments/<exp>/; log and register it."""
 
 from __future__ import annotations
 
@@ -14,13 +13,7 @@ import torch
 
 from nnlab import paths, serving, tracking, viz
 from nnlab.checks import check_experiment
-from nnlab.classifier import (
-    Classifier,
-    count_parameters,
-    inference_trainer,
-    load_classifier,
-    scale_inputs,
-)
+from nnlab.classifier import count_parameters, inference_trainer, load_classifier, scale_inputs
 from nnlab.config import Params
 from nnlab.data.augment import build_augment
 from nnlab.data.datamodule import ArrayDataModule, ArrayDataset
@@ -35,14 +28,20 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     exp, root = params.experiment(name), Path(root)
     if not tracking.is_global_zero_env():  # it would write files, log nothing and say nothing
         ranks = ", ".join(f"{k}={v}" for k in tracking.RANK_VARS if (v := os.environ.get(k)))
-        raise RuntimeError(
-            f"evaluate@{name} runs as one process, not as a rank other than 0 "
-            f"({ranks}): unset these variables"
-        )
+        raise RuntimeError(f"evaluate@{name} runs as one process, not a rank ({ranks}): unset them")
     check_experiment(params, name)
     model_dir = paths.model_dir(name, root)
     receipt = tracking.read_receipt(model_dir)
-    _check_same_split(receipt, exp.dataset, name, root)
+    # a checkpoint trained on another split (re-split by hand outside `dvc repro`) is refused
+    trained_on, now = receipt.get("split_digests") or {}, split_digests(exp.dataset, root)
+    changed = [
+        f"{s} {trained_on.get(s)} -> {now[s]}" for s in sorted(now) if trained_on.get(s) != now[s]
+    ]
+    if trained_on and changed:
+        raise StageOrderError(
+            f"{paths.split_dir(exp.dataset, root)}: changed since {model_dir} was trained "
+            f"({', '.join(changed)}); rerun train@{name} first (dvc repro does)"
+        )
     trainer = inference_trainer(params)  # the one Trainer: test, then the model's example
     model = load_classifier(model_dir / paths.BEST)
     dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, root)
@@ -52,10 +51,15 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
     y, probs = np.asarray(test["y"]), torch.cat(model.test_probs).numpy()
     scores = {k: round(logged[k], 4) for k in ("test/acc", "test/loss")}
     metrics = scores | {k: receipt.get(k) for k in ("val/acc_best", "epochs_run", "train_seconds")}
-    out, classes = paths.report_dir(name, root), model.spec.classes
+    out, classes = paths.report_dir(name, root), list(model.spec.classes)
     with atomic_dir(out) as tmp:
         write_json(tmp / paths.METRICS, metrics)
-        write_json(tmp / paths.PER_CLASS, _per_class(model))
+        cm = model.test_confusion.compute().cpu()
+        tp, n, p = cm.diag(), cm.sum(1), cm.sum(0)  # true positives, support, predicted
+        scored = {"precision": tp / p, "recall": tp / n, "f1": 2 * tp / (n + p), "support": n}
+        scored = {k: v.nan_to_num(0.0).tolist() for k, v in scored.items()}  # 0/0: 0 (torchmetrics)
+        table = {c: {k: round(v[i], 4) for k, v in scored.items()} for i, c in enumerate(classes)}
+        write_json(tmp / paths.PER_CLASS, table)
         pairs = zip(y, probs.argmax(1), strict=True)  # one row per sample: DVC's confusion plot
         rows = [["actual", "predicted"], *([classes[a], classes[p]] for a, p in pairs)]
         with (tmp / paths.CONFUSION).open("w", newline="") as fh:
@@ -69,63 +73,35 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
         report |= {"pretrained": receipt.get("pretrained"), "run_id": receipt["run_id"]}
         write_json(tmp / paths.RECEIPT, report)  # what compare reads
     tracking.log_to_run(receipt, scores, [out], artifact_path="evaluation", root=root)
-    # registered (unless unchanged); alias best on the best test/acc
-    serving.log_best_model(params, name, root, model, trainer)
+    serving.log_best_model(params, name, root, model, trainer)  # alias best: max test/acc
     info(f"evaluate@{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f" -> {out}")
     return metrics
 
 
-def _check_same_split(receipt: dict[str, Any], dataset: str, name: str, root: Path) -> None:
-    """Refuse a checkpoint trained on another split (re-split by hand outside ``dvc repro``)."""
-    trained_on, now = receipt.get("split_digests") or {}, split_digests(dataset, root)
-    changed = [
-        f"{s} {trained_on.get(s)} -> {now[s]}" for s in sorted(now) if trained_on.get(s) != now[s]
-    ]
-    if trained_on and changed:
-        raise StageOrderError(
-            f"{paths.split_dir(dataset, root)}: changed since {paths.model_dir(name, root)} "
-            f"was trained ({', '.join(changed)}); rerun train@{name} first (dvc repro does)"
-        )
-
-
-def _per_class(model: Classifier) -> dict[str, dict[str, float]]:
-    values = {k: v.cpu().tolist() for k, v in model.test_per_class.compute().items()}
-    support = model.test_confusion.compute().sum(1).cpu().tolist()
-    return {
-        c: {**{k: round(float(v[i]), 4) for k, v in values.items()}, "support": int(support[i])}
-        for i, c in enumerate(model.spec.classes)
-    }
-
-
-def _figures(params: Params, name: str, model: Classifier, test, probs, out: Path, root: Path):
-    """``figures/``: learning curves, confusion matrix; test examples for texts; for images the
-    misclassified ones, what the net sees and augmented batches."""
-    exp, figures, classes = params.experiment(name), out / paths.FIGURES, list(model.spec.classes)
-    y = np.asarray(test["y"])
-    figures.mkdir()
+def _figures(params: Params, name: str, model, test, probs, out: Path, root: Path) -> None:
+    """``figures/``: curves, confusion; test examples (texts); misclassified, insides (images)."""
+    exp, classes, y = params.experiment(name), list(model.spec.classes), np.asarray(test["y"])
+    (figures := out / paths.FIGURES).mkdir()
     if (out / paths.HISTORY).is_file():
         viz.learning_curves(out / paths.HISTORY, figures / paths.LEARNING_CURVES_PNG, name)
     viz.confusion_matrix(model.test_confusion, classes, figures / paths.CONFUSION_PNG, name)
-    if model.spec.kind == "text" and VOCAB_ASSET in model.assets:
-        _text_examples(test, probs, classes, model.assets, figures / paths.EXAMPLES)
-    if model.spec.kind != "image":
-        return
-    viz.misclassified(test["x"], y, probs, classes, figures / paths.MISCLASSIFIED_PNG)
-    fig = params.figures
-    picks = viz.example_indices(y, fig.images)
-    (x,) = scale_inputs(ArrayDataset({"x": test["x"]}).__getitems__(picks))
-    drawing = {"filters": fig.filters, "steps": fig.steps, "seed": params.seed}
-    inside.model_pictures(model.net.float(), x, y[picks], classes, figures, **drawing)
-    if exp.augment:  # what the training batches looked like
+    if vocab := model.spec.extra.get("assets", {}).get(VOCAB_ASSET):  # a text model
+        _text_examples(test, probs, classes, vocab, figures / paths.EXAMPLES)
+    if model.spec.kind == "image":  # misclassified, what the net sees, augmented batches
+        viz.misclassified(test["x"], y, probs, classes, figures / paths.MISCLASSIFIED_PNG)
+        picks = viz.example_indices(y, params.figures.images)
+        (x,) = scale_inputs(ArrayDataset({"x": test["x"]}).__getitems__(picks))
+        drawing = params.figures.model_dump(include={"filters", "steps"}) | {"seed": params.seed}
+        inside.model_pictures(model.net.float(), x, y[picks], classes, figures, **drawing)
+    if exp.augment and model.spec.kind == "image":  # what the training batches looked like
         train_x = load_arrays(exp.dataset, "train", root)["x"]
         augment = build_augment(exp.augment, params.seed, rank=0)
         viz.augmented_samples(train_x, augment, figures / paths.AUGMENTED_PNG)
 
 
-def _text_examples(test, probs: np.ndarray, classes: list[str], assets, out: Path, n=3) -> None:
-    """``n`` test texts per class and the ``n`` most confidently wrong, with probabilities,
-    decoded as the model read them (<unk> for unknown words)."""
-    vocab = Vocabulary.from_json(assets[VOCAB_ASSET])
+def _text_examples(test, probs: np.ndarray, classes: list[str], vocab, out: Path, n=3) -> None:
+    """``n`` test texts per class and the ``n`` most confidently wrong, as the model read them."""
+    vocab = Vocabulary.from_json(vocab)
     y, pred = np.asarray(test["y"]), probs.argmax(1)
     wrong = np.flatnonzero(pred != y)
     picks = [("sample", i) for c in range(len(classes)) for i in np.flatnonzero(y == c)[:n]]

@@ -1,6 +1,5 @@
-"""features@<cache>: a frozen pretrained base run ONCE over every image of a split, on the
-training's accelerator; written in the split format (float16 vectors, a ``meta.json`` of kind
-``features``, the base's weights) as a derived dataset an experiment trains a head on."""
+"""features@<cache>: a frozen pretrained base run ONCE over every image of a split, written in the
+split format (float16 vectors, meta.json, the base's weights): a dataset to train a head on."""
 
 from __future__ import annotations
 
@@ -26,9 +25,7 @@ from nnlab.log import info
 BASE_WEIGHTS = "base.pt"
 
 
-class FrozenBase(L.LightningModule):
-    """``predict_step`` = the base on a batch of uint8 images (scaled as in training)."""
-
+class FrozenBase(L.LightningModule):  # predict_step: the base on images scaled as in training
     def __init__(self, base: nn.Module):
         super().__init__()
         self.base = base.eval().requires_grad_(False)
@@ -64,13 +61,9 @@ def run(params: Params, cache: str, root: Path = Path(".")) -> dict[str, Any]:
         derived = {"from": cfg.from_, "backbone": provenance["backbone"], "pool": cfg.pool}
         derived.update(image_shape=meta["input_shape"], base_weights=BASE_WEIGHTS)
         features_meta = {"dataset": cache, "kind": "features", "input_shape": list(feats.shape[1:])}
-        features_meta.update(
-            reader=meta["reader"],  # of the images the composed net classifies
-            classes=meta["classes"],
-            source=meta.get("source", "unknown"),
-            pretrained=provenance,
-            derived=derived,
-        )
+        features_meta |= {"reader": meta["reader"], "classes": meta["classes"]}  # the images'
+        features_meta |= {"source": meta.get("source", "unknown"), "pretrained": provenance}
+        features_meta["derived"] = derived
         write_json(tmp / paths.META, features_meta)
         seconds = round(time.perf_counter() - t0, 2)
         manifest = {"dataset": cache, **derived, "pretrained": provenance, "counts": counts}

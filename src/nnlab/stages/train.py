@@ -1,6 +1,5 @@
-"""train@<experiment>: fit one experiment into ``models/<experiment>/`` (best and last
-checkpoints, history.csv, summary.txt, the run.json receipt). Earlier outputs are cleared only when
-the first epoch begins; a killed run resumes from last.ckpt while its params are unchanged."""
+"""train@<experiment>: fit one experiment into ``models/<experiment>/``; earlier outputs are cleared
+only as the first epoch begins; a killed run resumes from last.ckpt with the same params."""
 
 from __future__ import annotations
 
@@ -36,24 +35,19 @@ HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 
 
 class History(Callback):
-    """Per-epoch metrics in ``history.csv``, rewritten after every epoch; kept in the
-    checkpoint, so a resumed run keeps its curves."""
+    """Per-epoch metrics in ``history.csv``; kept in the checkpoint, so a resumed run keeps them."""
 
     def __init__(self, path: Path) -> None:
         self.path, self.rows = path, {}
 
-    def _record(self, trainer: L.Trainer) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:  # recorded before ModelCheckpoint's hook, which runs last
+            self.on_train_epoch_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
         row = {k: float(metrics[k]) for k in HISTORY_KEYS if k in metrics}
         self.rows[trainer.current_epoch] = {"epoch": trainer.current_epoch, **row}
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:  # before ModelCheckpoint's hook, which runs last
-            self._record(trainer)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.current_epoch not in self.rows:  # no validation this epoch
-            self._record(trainer)
         if trainer.is_global_zero:
             with atomic_file(self.path, "w") as fh:
                 writer = csv.DictWriter(fh, fieldnames=["epoch", *HISTORY_KEYS], restval="")
@@ -102,10 +96,8 @@ def resumable_checkpoint(model_dir: Path, phash: str) -> Path | None:
 
 
 def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
-    """Fit one experiment; returns the run receipt (on rank 0). Checks come first; a second
-    training of the same experiment in this project is refused until this one ends."""
-    root = Path(root)
-    model_dir = paths.model_dir(name, root)
+    """Fit one experiment (one at a time); returns the run receipt (on rank 0)."""
+    root, model_dir = Path(root), paths.model_dir(name, root)
     check_experiment(params, name)  # augmentation, Trainer values, devices: before anything
     jobs_dir()
     if model_dir.is_symlink():
@@ -138,20 +130,13 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
     tags.update({f"pretrained.{key}": str(value) for key, value in pretrained.items()})
     tags["precision"] = str(trainer_kwargs["precision"])  # as resolved on this machine
     logger = tracking.make_logger(name, exp.dataset, tags, root, receipt.get("run_id"))
-    receipt.update(
-        experiment=name,
-        dataset=exp.dataset,
-        params_hash=phash,
-        data_source=source,
-        split_digests=split_digests(exp.dataset, root),
-        status="RUNNING",
-        **({"pretrained": pretrained} if pretrained else {}),
-    )
+    receipt |= {"experiment": name, "dataset": exp.dataset, "params_hash": phash}
+    receipt |= {"data_source": source, "split_digests": split_digests(exp.dataset, root)}
+    receipt |= {"status": "RUNNING", **({"pretrained": pretrained} if pretrained else {})}
     summary = summary_text(model.net, model.spec, name)
 
     def start(trainer: L.Trainer, _: Any) -> None:
-        """Built and sanity-checked: clear an earlier run's outputs unless resuming, log the
-        datasets, write the RUNNING receipt and the summary (rank 0)."""
+        """Sanity-checked: clear earlier outputs unless resuming; the RUNNING receipt, summary."""
         receipt.update(run_id=logger.run_id, experiment_id=logger.experiment_id)
         if resume is None:  # a split that cannot be read stops here, before anything is cleared
             tracking.log_datasets(receipt["run_id"], exp.dataset, root)
@@ -193,17 +178,12 @@ def _fit(params: Params, name: str, root: Path) -> dict[str, Any]:
             f"train@{name}: no {paths.BEST} was written "
             f"(no validation batch ran? check the val split and limit_val_batches)"
         )
-    receipt.update(
-        status="FINISHED",
-        epochs_run=trainer.current_epoch,
-        train_seconds=round(timer.time_elapsed("train"), 2),
-        **{"val/acc_best": round(float(best.best_model_score), 4)},
-        early_stopped=bool(exp.patience and trainer.current_epoch < exp.epochs),
-        devices=trainer.num_devices,
-        num_nodes=trainer.num_nodes,
-        strategy=type(trainer.strategy).__name__,
-        precision=str(trainer.precision),
-    )
+    epochs, seconds = trainer.current_epoch, round(timer.time_elapsed("train"), 2)
+    receipt |= {"status": "FINISHED", "epochs_run": epochs, "train_seconds": seconds}
+    receipt["val/acc_best"] = round(float(best.best_model_score), 4)
+    receipt["early_stopped"] = bool(exp.patience and epochs < exp.epochs)
+    receipt |= {"devices": trainer.num_devices, "num_nodes": trainer.num_nodes}
+    receipt |= {"strategy": type(trainer.strategy).__name__, "precision": str(trainer.precision)}
     tracking.write_receipt(model_dir, receipt)
     artifacts = [model_dir / paths.SUMMARY, model_dir / paths.HISTORY]
     artifacts += [paths.split_dir(exp.dataset, root) / paths.MANIFEST, model_dir / paths.BEST]
