@@ -20,7 +20,7 @@ LAYERS = [
         "library": "nnlab.classifier nnlab.tracking nnlab.viz nnlab.threads nnlab.serving "
         "nnlab.summary nnlab.checks"
     },
-    {"commands": "nnlab.stages nnlab.predict nnlab.server"},
+    {"commands": "nnlab.stages"},
     {"cli": "nnlab.cli"},
 ]
 
