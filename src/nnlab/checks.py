@@ -63,8 +63,7 @@ def _refusal(kwargs: dict[str, Any]) -> str | None:
     """Why Lightning will not build a Trainer from ``kwargs``, or None (a quiet dry build)."""
     logging.disable(logging.WARNING)  # Lightning's notes on the dry build
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(action="ignore"):
             L.Trainer(**kwargs, logger=False, enable_checkpointing=False, max_epochs=1)
     except Exception as err:
         return one_line(err) or type(err).__name__

@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
@@ -53,10 +54,6 @@ def _expected(what: str) -> WrapValidator:
     return WrapValidator(validate)
 
 
-Threads = Annotated[
-    Literal["auto"] | Annotated[int, Field(ge=1)], _expected('an int >= 1 or "auto"')
-]
-BoolOrAuto = Annotated[Literal["auto"] | bool, _expected('true, false or "auto"')]
 Name = Annotated[str, AfterValidator(check_name)]  # a key that names a folder
 
 
@@ -67,9 +64,8 @@ class _Strict(BaseModel):
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
         known = [field.alias or name for name, field in cls.model_fields.items()]
-        for key in data if isinstance(data, dict) else ():
-            if isinstance(key, str) and key not in known:
-                raise _key_error(f"{key}: unknown key (known: {', '.join(known)})")
+        if isinstance(data, dict) and (unknown := [k for k in data if k not in known]):
+            raise _key_error(f"{unknown[0]}: unknown key (known: {', '.join(known)})")
         return data
 
 
@@ -104,10 +100,7 @@ class TrainerConfig(BaseModel):
             raise _key_error(f"{key}: {NOT_IN_TRAINER[key]}")
         cores = os.cpu_count() or 1
         if self.accelerator == "cpu" and type(self.devices) is int and self.devices > cores:
-            raise _key_error(
-                f"devices: {self.devices} processes with accelerator: cpu, but this machine has "
-                f"{cores} cores"
-            )
+            raise _key_error(f"devices: {self.devices} processes but {cores} CPU cores")
         return self
 
     def kwargs(self) -> dict[str, Any]:
@@ -139,9 +132,9 @@ class LoaderConfig(_Strict):
 
     num_workers: int = Field(0, ge=0)
     persistent_workers: bool = True
-    pin_memory: BoolOrAuto = "auto"
+    pin_memory: Annotated[Literal["auto"] | bool, _expected('true, false or "auto"')] = "auto"
     # torch threads per process; auto: the cores shared among the jobs running at once
-    threads: Threads = "auto"
+    threads: Annotated[Literal["auto"] | PositiveInt, _expected('an int >= 1 or "auto"')] = "auto"
 
 
 PIN = re.compile(r"sha256=[0-9a-fA-F]{64}|md5=[0-9a-fA-F]{32}")  # a mirror URL's #fragment
@@ -209,10 +202,7 @@ class _UserDataConfig(DataConfig):
     source: Literal["auto", "remote", "synthetic"] = "auto"
     # a list fixes the class order or selects a subset; a mapping also names them
     classes: Annotated[
-        list[str] | dict[str, str] | None,
-        _expected(
-            "a list of class names, or a mapping {label in the data: class name}, all strings"
-        ),
+        list[str] | dict[str, str] | None, _expected("a list of names or {label in the data: name}")
     ] = None
     synthetic_size: int = Field(600, ge=10)
 
@@ -307,11 +297,8 @@ class ExperimentConfig(_Strict):
     def _check(self) -> ExperimentConfig:
         if self.momentum != 0 and self.optimizer in ("adam", "adamw"):
             raise _key_error(f"momentum: {self.optimizer} has no momentum (got {self.momentum})")
-        if self.finetune is not None and self.finetune.unfreeze_epoch >= self.epochs:
-            raise _key_error(
-                f"finetune.unfreeze_epoch: {self.finetune.unfreeze_epoch} >= epochs "
-                f"({self.epochs}): the base would never train"
-            )
+        if self.finetune is not None and (u := self.finetune.unfreeze_epoch) >= self.epochs:
+            raise _key_error(f"finetune.unfreeze_epoch: {u} >= epochs ({self.epochs}), base frozen")
         return self
 
 
