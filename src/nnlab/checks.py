@@ -39,8 +39,7 @@ def check_model(params: Params, name: str) -> None:
 
 
 def check_trainer(trainer: TrainerConfig) -> None:
-    """ConfigError unless Lightning takes ``trainer:``: types by ``lightning.Trainer``'s
-    annotations, then a dry build (pinned on the key whose removal helps)."""
+    """ConfigError unless ``lightning.Trainer``'s annotations and a dry build take ``trainer:``."""
     types = get_type_hints(L.Trainer.__init__)
     kwargs = trainer.kwargs()
     for key, value in kwargs.items():
@@ -49,14 +48,12 @@ def check_trainer(trainer: TrainerConfig) -> None:
         except ValidationError as err:
             expected = "; ".join(dict.fromkeys(e["msg"] for e in err.errors()))
             _fail(f"trainer.{key}: {expected} (got {show(value)})")
-    if (reason := _refusal(kwargs)) is None:
-        return
-    written = trainer.model_dump(exclude_unset=True)
-    for key, value in written.items():
-        others = {k: v for k, v in written.items() if k != key}
-        if _refusal({**TrainerConfig().kwargs(), **others}) is None:
-            _fail(f"trainer.{key}: Lightning rejects {show(value)}: {reason}")
-    _fail(f"trainer: Lightning rejects it: {reason}")
+    if (reason := _refusal(kwargs)) is not None:  # pinned on the written key whose removal helps
+        own = trainer.model_dump(exclude_unset=True)
+        for key, value in own.items():
+            if not _refusal(TrainerConfig(**{k: v for k, v in own.items() if k != key}).kwargs()):
+                _fail(f"trainer.{key}: Lightning rejects {show(value)}: {reason}")
+        _fail(f"trainer: Lightning rejects it: {reason}")
 
 
 def _refusal(kwargs: dict[str, Any]) -> str | None:

@@ -1,5 +1,4 @@
-"""Typed view of params.yaml, the only module that reads it: one line naming key and value on bad
-input. What only the libraries judge is ``nnlab.checks``: loading imports no torch nor Lightning."""
+"""params.yaml, typed and strict (no torch, no Lightning; ``nnlab.checks`` asks the libraries)."""
 
 from __future__ import annotations
 
@@ -104,8 +103,7 @@ class TrainerConfig(BaseModel):
         return self
 
     def kwargs(self) -> dict[str, Any]:
-        """For ``lightning.Trainer``; ``precision: auto``: bf16-mixed where the hardware has it,
-        else fp32 (16-mixed on a GPU)."""
+        """For ``lightning.Trainer``; ``precision: auto``: bf16 where native, else fp32 or fp16."""
         kwargs = self.model_dump()
         if kwargs["precision"] == "auto":
             kwargs["precision"] = "bf16-mixed" if cpu_has_bf16() else "32-true"
