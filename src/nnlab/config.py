@@ -371,7 +371,11 @@ class Params(_Strict):
         return name
 
     def flat(self, experiment: str) -> dict[str, Any]:
-        """Every param that shapes one experiment (its own as experiment.*), as dotted keys."""
+        """Every param that shapes one experiment, as dotted keys (for MLflow)."""
+        return flatten(self.tree(experiment))
+
+    def tree(self, experiment: str) -> dict[str, Any]:
+        """Every param that shapes one experiment, nested as params.yaml (its own as experiment)."""
         exp = self.experiment(experiment)
         source = self.source_dataset(exp.dataset)
         tree: dict[str, Any] = {
@@ -383,7 +387,7 @@ class Params(_Strict):
         if exp.dataset in self.features:
             tree["features"] = {exp.dataset: self.features[exp.dataset].model_dump(by_alias=True)}
         tree["experiment"] = exp.model_dump()
-        return flatten(tree)
+        return tree
 
 
 def _lookup(blocks: dict[str, Any], name: str, what: str, section: str) -> Any:
