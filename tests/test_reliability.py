@@ -27,7 +27,7 @@ from tests.conftest import TINY, tiny_params
 def test_names_that_differ_only_in_case_are_refused(overrides, first):
     with pytest.raises(ConfigError) as err:
         tiny_params(**overrides)
-    assert f"{next(iter(overrides))}: differs from {first} only in case" in str(err.value)
+    assert f"{next(iter(overrides))}: one folder with {first} (case ignored)" in str(err.value)
     assert "\n" not in str(err.value)
 
 

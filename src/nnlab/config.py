@@ -1,6 +1,4 @@
-"""Typed view of params.yaml, the only module that reads it: strict types, one line naming the key
-and value on bad input. What only the libraries can judge (model options, augment steps,
-``trainer:``) is checked by ``nnlab.checks``, so loading imports neither torch nor Lightning."""
+"""params.yaml, typed and strict (no torch, no Lightning; ``nnlab.checks`` asks the libraries)."""
 
 from __future__ import annotations
 
@@ -15,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
@@ -29,7 +28,7 @@ from nnlab.log import one_line
 from nnlab.paths import check_name
 
 PARAMS_FILE = "params.yaml"
-MAX_BYTES = 2**20  # a params file larger than this is not one
+MAX_BYTES = 2**20  # 1 MiB: a params file larger than this is not one
 KINDS = ("mnist", "image_folder", "text_folder", "text_table")  # the readers in nnlab.data
 
 
@@ -54,10 +53,6 @@ def _expected(what: str) -> WrapValidator:
     return WrapValidator(validate)
 
 
-Threads = Annotated[
-    Literal["auto"] | Annotated[int, Field(ge=1)], _expected('an int >= 1 or "auto"')
-]
-BoolOrAuto = Annotated[Literal["auto"] | bool, _expected('true, false or "auto"')]
 Name = Annotated[str, AfterValidator(check_name)]  # a key that names a folder
 
 
@@ -68,32 +63,24 @@ class _Strict(BaseModel):
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
         known = [field.alias or name for name, field in cls.model_fields.items()]
-        for key in data if isinstance(data, dict) else ():
-            if isinstance(key, str) and key not in known:
-                raise _key_error(f"{key}: unknown key (known: {', '.join(known)})")
+        if isinstance(data, dict) and (unknown := [k for k in data if k not in known]):
+            raise _key_error(f"{unknown[0]}: unknown key (known: {', '.join(known)})")
         return data
 
 
 LENGTH = "training length is experiments.<name>.epochs (and .patience)"
-# Arguments of lightning.Trainer that nnlab sets itself or that moved elsewhere: where to look
-NOT_IN_TRAINER = {
+NOT_IN_TRAINER = {  # lightning.Trainer arguments that nnlab sets itself or reads elsewhere
     **dict.fromkeys(("max_epochs", "min_epochs", "max_steps", "min_steps"), LENGTH),
     **{k: f"moved to loader.{k}" for k in ("num_workers", "persistent_workers", "pin_memory")},
-    "logger": "nnlab logs to MLflow (set MLFLOW_TRACKING_URI for a server)",
-    "callbacks": "nnlab sets checkpointing, early stopping (experiments.<name>.patience) "
-    "and the progress bar (trainer.enable_progress_bar)",
-    "default_root_dir": "outputs go to models/<experiment>/",
-    "enable_checkpointing": "nnlab always keeps best.ckpt and last.ckpt in models/<experiment>/",
-    "plugins": "not settable from params.yaml (Lightning detects the cluster environment)",
-    "progress_bar": "renamed to Lightning's trainer.enable_progress_bar",
-    "limit_batches": "use Lightning's trainer.limit_train_batches and trainer.limit_val_batches",
-    "channels_last": "moved per experiment: experiments.<name>.channels_last",
+    **dict.fromkeys(
+        ("logger", "callbacks", "default_root_dir", "enable_checkpointing", "plugins"),
+        "set by nnlab (MLflow, checkpoints in models/<experiment>/, early stopping by patience)",
+    ),
 }
 
 
 class TrainerConfig(BaseModel):
-    """Keyword arguments of ``lightning.Trainer``: nnlab's defaults and any other key as written,
-    for ``nnlab.checks`` to judge; refused here: NOT_IN_TRAINER, more CPU processes than cores."""
+    """``lightning.Trainer``'s keyword arguments: nnlab's defaults, others as written (checks)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -112,17 +99,20 @@ class TrainerConfig(BaseModel):
             raise _key_error(f"{key}: {NOT_IN_TRAINER[key]}")
         cores = os.cpu_count() or 1
         if self.accelerator == "cpu" and type(self.devices) is int and self.devices > cores:
-            raise _key_error(
-                f"devices: {self.devices} processes with accelerator: cpu, but this machine has "
-                f"{cores} cores"
-            )
+            raise _key_error(f"devices: {self.devices} processes but {cores} CPU cores")
         return self
 
     def kwargs(self) -> dict[str, Any]:
-        """The keyword arguments for ``lightning.Trainer``, ``precision: auto`` resolved."""
+        """For ``lightning.Trainer``; ``precision: auto``: bf16 where native, else fp32 or fp16."""
         kwargs = self.model_dump()
         if kwargs["precision"] == "auto":
-            kwargs["precision"] = auto_precision(kwargs["accelerator"])
+            kwargs["precision"] = "bf16-mixed" if cpu_has_bf16() else "32-true"
+            if kwargs["accelerator"] != "cpu":
+                import torch
+
+                if torch.cuda.is_available():
+                    bf16 = torch.cuda.is_bf16_supported()
+                    kwargs["precision"] = "bf16-mixed" if bf16 else "16-mixed"
         return kwargs
 
 
@@ -135,24 +125,14 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in words or "amx_bf16" in words
 
 
-def auto_precision(accelerator: Any) -> str:
-    """``precision: auto``: bf16-mixed where the hardware has it, else fp32 (16-mixed on a GPU)."""
-    if accelerator != "cpu":
-        import torch
-
-        if torch.cuda.is_available():
-            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if cpu_has_bf16() else "32-true"
-
-
 class LoaderConfig(_Strict):
     """The DataLoaders and torch threads of each training/evaluation process."""
 
     num_workers: int = Field(0, ge=0)
     persistent_workers: bool = True
-    pin_memory: BoolOrAuto = "auto"
+    pin_memory: Annotated[Literal["auto"] | bool, _expected('true, false or "auto"')] = "auto"
     # torch threads per process; auto: the cores shared among the jobs running at once
-    threads: Threads = "auto"
+    threads: Annotated[Literal["auto"] | PositiveInt, _expected('an int >= 1 or "auto"')] = "auto"
 
 
 PIN = re.compile(r"sha256=[0-9a-fA-F]{64}|md5=[0-9a-fA-F]{32}")  # a mirror URL's #fragment
@@ -194,10 +174,7 @@ class DataConfig(_Strict):
                 f"{self.val_fraction} + {self.test_fraction}"
             )
         if self.path is None and not self.mirrors and self.source in ("auto", "remote"):
-            raise _key_error(
-                "path: required: a folder or a file (or mirrors: URLs to download, or the offline "
-                "substitute as source:)"
-            )
+            raise _key_error("path: required: a folder or file (or mirrors:, or offline source:)")
         return self
 
     def class_names(self) -> dict[str, str] | None:
@@ -223,10 +200,7 @@ class _UserDataConfig(DataConfig):
     source: Literal["auto", "remote", "synthetic"] = "auto"
     # a list fixes the class order or selects a subset; a mapping also names them
     classes: Annotated[
-        list[str] | dict[str, str] | None,
-        _expected(
-            "a list of class names, or a mapping {label in the data: class name}, all strings"
-        ),
+        list[str] | dict[str, str] | None, _expected("a list of names or {label in the data: name}")
     ] = None
     synthetic_size: int = Field(600, ge=10)
 
@@ -320,15 +294,9 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
         if self.momentum != 0 and self.optimizer in ("adam", "adamw"):
-            raise _key_error(
-                f"momentum: {self.optimizer} has no momentum (got {self.momentum}; use sgd or "
-                "rmsprop, or drop it)"
-            )
-        if self.finetune is not None and self.finetune.unfreeze_epoch >= self.epochs:
-            raise _key_error(
-                f"finetune.unfreeze_epoch: {self.finetune.unfreeze_epoch} >= epochs "
-                f"({self.epochs}): the base would never train"
-            )
+            raise _key_error(f"momentum: {self.optimizer} has no momentum (got {self.momentum})")
+        if self.finetune is not None and (u := self.finetune.unfreeze_epoch) >= self.epochs:
+            raise _key_error(f"finetune.unfreeze_epoch: {u} >= epochs ({self.epochs}), base frozen")
         return self
 
 
@@ -361,17 +329,11 @@ class Params(_Strict):
         images = [n for n, d in data.items() if not isinstance(d, _TextConfig)]
         texts = [n for n in data if n not in images]
         for name, feat in self.features.items():
-            if name in data:
-                raise _key_error(f"features.{name}: a features cache named as a dataset")
             if feat.from_ not in images:
-                what = (
-                    f"is a {data[feat.from_].kind} dataset; a pretrained image base needs images"
-                    if feat.from_ in data
-                    else "has no block under data:"
-                )
+                kind = data[feat.from_].kind if feat.from_ in data else "not under data:"
                 raise _key_error(
-                    f"features.{name}.from: {_quote(feat.from_)} {what} (image datasets: "
-                    f"{_listed(images)})"
+                    f"features.{name}.from: {_quote(feat.from_)} ({kind}) is not an image dataset "
+                    f"(image datasets: {_listed(images)})"
                 )
         for name, exp in self.experiments.items():
             if exp.dataset not in data and exp.dataset not in self.features:
@@ -387,12 +349,9 @@ class Params(_Strict):
         split = [*(f"data.{n}" for n in data), *(f"features.{n}" for n in self.features)]
         for keys in ([f"experiments.{n}" for n in self.experiments], split):
             seen: dict[str, str] = {}
-            for key in keys:
+            for key in keys:  # a folder each; macOS and Windows ignore case in names
                 if (first := seen.setdefault(key.split(".", 1)[1].lower(), key)) != key:
-                    raise _key_error(
-                        f"{key}: differs from {first} only in case: one folder on a "
-                        "case-insensitive file system (macOS, Windows); rename one"
-                    )
+                    raise _key_error(f"{key}: one folder with {first} (case ignored); rename one")
         return self
 
     def experiment(self, name: str) -> ExperimentConfig:
@@ -412,7 +371,7 @@ class Params(_Strict):
         return name
 
     def flat(self, experiment: str) -> dict[str, Any]:
-        """Every param that shapes one experiment, flattened to dotted keys (for MLflow)."""
+        """Every param that shapes one experiment, as dotted keys (for MLflow)."""
         return flatten(self.tree(experiment))
 
     def tree(self, experiment: str) -> dict[str, Any]:
@@ -502,12 +461,8 @@ def _describe(err: ValidationError) -> str:
 
 
 def parse_params(raw: Any, where: str = PARAMS_FILE) -> Params:
-    if not isinstance(raw, dict):
-        got = "an empty file" if raw is None else show(raw)
-        raise ConfigError(
-            f"{where}: expected a mapping (seed, trainer, data, experiments...) at the top "
-            f"level, got {got}"
-        )
+    if raw is None:
+        raise ConfigError(f"{where}: an empty file, not params")
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
@@ -518,23 +473,17 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
     try:
         if (size := regular_file(path).stat().st_size) > MAX_BYTES:
-            raise ConfigError(
-                f"{path}: {size} bytes; a params file is text of at most {MAX_BYTES >> 20} MiB"
-            )
+            raise ConfigError(f"{path}: {size} bytes; a params file is text of at most 1 MiB")
         # as DVC reads it: YAML 1.2 (1e-3 is a float), no duplicate keys
         raw = YAML(typ="safe", pure=True).load(decode_text(path.read_bytes(), path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found (run nnlab from the project root)") from None
-    except (OSError, ValueError) as err:  # not a regular file, not text (one line each), unread
-        strerror = getattr(err, "strerror", None)
-        raise ConfigError(
-            f"{path}: cannot read it ({strerror})" if strerror else str(err)
-        ) from None
+    except (OSError, ValueError) as err:  # not a regular file, not text, unread: each names it
+        raise ConfigError(one_line(err)) from None
     except YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "not valid YAML"
-        problem = getattr(err, "problem", None) or one_line(err)
-        raise ConfigError(f"{path}: {where}: {problem}") from None
+        at = f"line {mark.line + 1}, column {mark.column + 1}: {err.problem}" if mark else err
+        raise ConfigError(f"{path}: {one_line(at)}") from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a params file") from None
     return parse_params(raw, str(path))
