@@ -1,6 +1,4 @@
-"""Keras-style model summary (layer, output shape, parameters, totals) from params alone: shapes
-from the split's meta.json when the data exists, else from the dataset's params. A head on a
-frozen base's features is shown with that base in front of it, as it runs on an image."""
+"""Keras-style model summary from params alone (a head on features behind its frozen base)."""
 
 from __future__ import annotations
 
@@ -8,6 +6,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook
 from torchvision.transforms import v2
 
 from nnlab import paths
@@ -48,16 +47,10 @@ def summary_rows(net: nn.Module, spec: DataSpec) -> list[tuple[str, str, int]]:
         inputs = (torch.ones(1, n, dtype=torch.long), torch.full((1,), n))
     else:  # images, already scaled to floats
         inputs = (torch.zeros(1, *spec.input_shape),)
-    hooks = [m.register_forward_hook(record) for m in leaves]
     was_training = net.training
-    try:
-        with torch.no_grad():
-            net.eval()
-            net(*inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-        net.train(was_training)
+    with torch.no_grad(), register_module_forward_hook(record):
+        net.eval()(*inputs)
+    net.train(was_training)
     return rows
 
 
@@ -82,8 +75,7 @@ def summary_text(net: nn.Module, spec: DataSpec, title: str = "") -> str:
 
 
 def dataset_spec(params, dataset: str, root: Path = Path(".")) -> DataSpec:
-    """The spec of a split: its meta.json when prepared, else what params say it will be; a
-    features cache's ``extra`` holds its base (random weights) and its images' spec."""
+    """A split's meta.json spec, else its params'; a cache's extra: its random base, image spec."""
     file = paths.split_dir(dataset, root) / paths.META
     meta = read_json(file) if file.is_file() else None
     if dataset in params.features:

@@ -1,6 +1,5 @@
-"""The only map from an experiment's ``model`` name to an nn.Module. A builder's keyword-only
-parameters are the schema of ``model_options`` (checked by pydantic without building); no torch
-at import: builders import it when they run."""
+"""Model name -> nn.Module; a builder's keyword-only parameters are the ``model_options`` schema
+(pydantic checks it without torch: builders import torch when they run)."""
 
 from __future__ import annotations
 

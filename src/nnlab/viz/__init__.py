@@ -1,5 +1,4 @@
-"""Pictures: learning curves, the confusion matrix, labelled image grids of misclassified and
-augmented images; ``inside``: what a conv net sees."""
+"""Pictures: learning curves, confusion matrix, image grids; ``inside``: what a conv net sees."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -36,15 +35,8 @@ def confusion_matrix(metric: MulticlassConfusionMatrix, classes: list[str], out:
     fig.savefig(out, dpi=100)
 
 
-def image_grid(
-    tiles: torch.Tensor | np.ndarray,
-    labels: list[str],
-    out: Path,
-    cols=8,
-    title="",
-    scale_each=False,
-) -> None:
-    """(N, C, H, W) floats in [0, 1] (any with ``scale_each``) or HWC uint8 images as one
+def image_grid(tiles, labels: list[str], out: Path, cols=8, title="", scale_each=False) -> None:
+    """(N, C, H, W) floats in [0, 1] (any with ``scale_each``) or (N, H, W, C) uint8 arrays as one
     mosaic (a subplot per tile is slow), each under its label."""
     if isinstance(tiles, np.ndarray):
         tiles = torch.as_tensor(tiles).permute(0, 3, 1, 2) / 255

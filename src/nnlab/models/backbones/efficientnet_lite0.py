@@ -1,6 +1,5 @@
-"""EfficientNet-Lite0's conv base (ReLU6, TensorFlow 'SAME' padding, no squeeze-excitation), VGG16's
-offline stand-in. Its package ships only a state dict, so the architecture is here, the modules
-named after that state dict's keys."""
+"""EfficientNet-Lite0's conv base (ReLU6, TF 'SAME' padding, no squeeze-excitation), VGG16's
+offline stand-in: its package ships only a state dict, so the architecture is here, named alike."""
 
 from __future__ import annotations
 
@@ -33,10 +32,8 @@ class SameConv(nn.Conv2d):
         super().__init__(cin, cout, k, stride, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, k, s in zip(
-            x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1], strict=True
-        ):
+        (k, _), (s, _), pads = self.kernel_size, self.stride, []  # square
+        for size in x.shape[:-3:-1]:  # width, then height
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
         return super().forward(F.pad(x, pads))
