@@ -13,6 +13,7 @@ import pickle
 import shutil
 import signal
 import stat
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -98,11 +99,7 @@ def interruptible() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def _stop(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, _stop)
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
     try:
         yield
     finally:

@@ -60,8 +60,7 @@ def with_fallback(
             warn(
                 f"{dataset}: remote source unreachable ({err}).\n"
                 f"    Falling back to the {fallback_name.upper()} (source: auto).\n"
-                f"    Results are NOT comparable to the real dataset; set source: remote to "
-                f"fail instead."
+                "    Results are NOT comparable to the real dataset (source: remote would fail)."
             )
             reason = str(err)
     return {**fallback(), "source": fallback_name, "fallback_reason": reason}

@@ -19,15 +19,11 @@ from nnlab.spec import DataSpec, spec_from_meta
 
 
 def _keras_shape(out) -> str:
-    """The output's shape as Keras prints it: (None, H, W, C) for images; "?" if unknown."""
-    while isinstance(out, tuple | list) and out:
+    """The output's shape as Keras prints it: (None, H, W, C) for images."""
+    while isinstance(out, tuple | list):  # an RNN's (output, state)
         out = out[0]
     out = getattr(out, "data", out)  # a PackedSequence's data
-    if not isinstance(out, torch.Tensor):
-        return "?"
-    dims = list(out.shape[1:])
-    if len(dims) == 3:  # C, H, W -> H, W, C
-        dims = [dims[1], dims[2], dims[0]]
+    dims = [*out.shape[2:], out.shape[1]] if out.ndim == 4 else out.shape[1:]  # channels last
     return "(" + ", ".join(["None", *map(str, dims)]) + ")"
 
 
@@ -42,14 +38,10 @@ def summary_rows(net: nn.Module, spec: DataSpec) -> list[tuple[str, str, int]]:
             params = sum(p.numel() for p in module.parameters(recurse=False))
             rows.append((f"{name} ({type(module).__name__})", _keras_shape(out), params))
 
-    if spec.kind == "text":  # token ids and their lengths
-        n = spec.input_shape[0]
-        inputs = (torch.ones(1, n, dtype=torch.long), torch.full((1,), n))
-    else:  # images, already scaled to floats
-        inputs = (torch.zeros(1, *spec.input_shape),)
+    x = torch.ones(1, *spec.input_shape, dtype=torch.long if spec.kind == "text" else None)
     was_training = net.training
     with torch.no_grad(), register_module_forward_hook(record):
-        net.eval()(*inputs)
+        net.eval()(x)  # token ids (all real), or images scaled to floats
     net.train(was_training)
     return rows
 
@@ -65,12 +57,8 @@ def summary_text(net: nn.Module, spec: DataSpec, title: str = "") -> str:
         lines += [row, "=" * width if i in (0, len(body) - 1) else "_" * width]
     total = sum(p.numel() for p in net.parameters())
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    lines += [
-        f"Total params: {total:,}",
-        f"Trainable params: {trainable:,}",
-        f"Non-trainable params: {total - trainable:,}",
-        "_" * width,
-    ]
+    lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}"]
+    lines += [f"Non-trainable params: {total - trainable:,}", "_" * width]
     return "\n".join(lines)
 
 

@@ -107,15 +107,13 @@ def filter_patterns(net, layers, out_dir: Path, *, steps=30, seed=0, **ascent) -
     for label, conv in layers:
         found = ascend_filters(net, conv, steps=steps, seed=seed, **ascent).cpu()
         shown = (F.layer_norm(found, found.shape[1:]) * 0.15 + 0.5).clamp(0, 1)
-        written.append(Path(out_dir) / paths.FILTER_PATTERNS_PNG.format(label))
-        image_grid(
-            shown,
-            [f"channel {c}" for c in range(len(shown))],
-            written[-1],
-            cols=min(8, len(shown)),
-            title=f"{label} ('{conv}', conv layer {convs.index(conv) + 1} of {len(convs)}): inputs "
-            f"maximising each channel's mean, {steps} ascent steps from grey noise (seed {seed})",
+        title = (
+            f"{label} ('{conv}', conv layer {convs.index(conv) + 1} of {len(convs)}): inputs "
+            f"maximising each channel's mean, {steps} ascent steps from grey noise (seed {seed})"
         )
+        labels = [f"channel {c}" for c in range(len(shown))]
+        written.append(Path(out_dir) / paths.FILTER_PATTERNS_PNG.format(label))
+        image_grid(shown, labels, written[-1], cols=min(8, len(shown)), title=title)
     return written
 
 
@@ -133,14 +131,11 @@ def feature_maps(net: nn.Module, x: torch.Tensor, out: Path, layers=3, per_layer
         tiles += [rgb, blank[len(m) :]]
         labels += [""] * (-len(labels) % per_layer) + [f"{conv} c0"]
         labels += [f"c{c}" for c in range(1, len(m))]
-    image_grid(
-        torch.cat(tiles),
-        labels,
-        out,
-        cols=per_layer,
-        title=f"activations of the first conv layers for one test image (up to "
-        f"{per_layer} channels each, each scaled to its own range)",
+    title = (
+        f"activations of the first conv layers for one test image (up to {per_layer} channels "
+        "each, each scaled to its own range)"
     )
+    image_grid(torch.cat(tiles), labels, out, cols=per_layer, title=title)
 
 
 def grad_cam(net: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -180,11 +175,8 @@ def gradcam_figure(net: nn.Module, x: torch.Tensor, y: np.ndarray, classes: list
     axes[1, 0].set_ylabel("Grad-CAM overlay", fontsize=8)
     bar = fig.colorbar(heat, ax=axes[1, :].tolist(), location="bottom", shrink=0.6, aspect=30)
     bar.set_label("Grad-CAM (relative importance, 0-1)", fontsize=8)
-    fig.suptitle(
-        f"Grad-CAM of the predicted class at '{conv_names(net)[-1]}' (the last conv "
-        f"layer); misclassified in red",
-        fontsize=9,
-    )
+    title = f"Grad-CAM of the predicted class at '{conv_names(net)[-1]}' (the last conv layer)"
+    fig.suptitle(f"{title}; misclassified in red", fontsize=9)
     return fig
 
 
@@ -198,14 +190,12 @@ def model_pictures(net: nn.Module, x, y, classes, out_dir: Path, *, filters=8, s
     feature_maps(net, x, written[0])
     weight = net.get_submodule(conv_names(net)[0]).weight.detach().float().cpu()
     tiles = weight[:32] if weight.shape[1] == 3 else weight[:32].mean(1, keepdim=True)
-    image_grid(
-        tiles,
-        [f"filter {c}" for c in range(len(tiles))],
-        written[1],
-        scale_each=True,
-        title=f"raw WEIGHTS of the first conv layer: {len(tiles)} of {len(weight)} kernels "
-        f"{tuple(weight.shape[1:])}, each scaled to [0, 1] (not what they respond to)",
+    title = (
+        f"raw WEIGHTS of the first conv layer: {len(tiles)} of {len(weight)} kernels "
+        f"{tuple(weight.shape[1:])}, each scaled to [0, 1] (not what they respond to)"
     )
+    labels = [f"filter {c}" for c in range(len(tiles))]
+    image_grid(tiles, labels, written[1], scale_each=True, title=title)
     if filters > 0 and steps > 0:
         ascent = {"filters": filters, "steps": steps, "size": min(x.shape[-1], 64), "seed": seed}
         written += filter_patterns(net, pattern_layers(net), out_dir, **ascent)

