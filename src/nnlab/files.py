@@ -1,6 +1,5 @@
-"""Atomic writes (a killed stage leaves neither a half-written output nor a temporary file;
-modes follow the umask; data is fsynced before it is published) and one-line errors for files
-that are not what a reader expects."""
+"""Atomic, fsynced writes (a killed stage leaves nothing half-written) and one-line errors for
+files that are not what a reader expects."""
 
 from __future__ import annotations
 
@@ -14,6 +13,7 @@ import pickle
 import shutil
 import signal
 import stat
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -37,8 +37,7 @@ def _temporary(dest: Path, kind: str, suffix: str = "") -> Path:
 
 @contextlib.contextmanager
 def _space_named(folder: Path) -> Iterator[None]:
-    """A full disk, however the writer says it (numpy: "N requested and M written"), names
-    ``folder``."""
+    """Any full-disk error (numpy's "N requested and M written") as "no space left on <folder>"."""
     try:
         yield
     except OSError as err:
@@ -49,8 +48,7 @@ def _space_named(folder: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def atomic_dir(dest: str | Path) -> Iterator[Path]:
-    """Yield a fresh folder that replaces ``dest`` on success; if it cannot be moved into
-    place, the old ``dest`` is put back."""
+    """A fresh folder that replaces ``dest`` on success (the old one put back if that fails)."""
     dest = Path(dest)
     tmp, old = _temporary(dest, "tmp"), _temporary(dest, "old")
     tmp.mkdir()
@@ -97,16 +95,11 @@ def atomic_file(dest: str | Path, mode: str = "wb") -> Iterator[Any]:
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """While inside, SIGTERM raises SystemExit (status 143) so every ``finally`` runs; only in
-    the main thread (handlers cannot be set elsewhere)."""
+    """SIGTERM raises SystemExit (143) inside, so every ``finally`` runs (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def _stop(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, _stop)
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
     try:
         yield
     finally:
@@ -115,8 +108,7 @@ def interruptible() -> Iterator[None]:
 
 @contextlib.contextmanager
 def exclusive(lock: Path, what: str) -> Iterator[None]:
-    """Hold ``lock`` (an flock, released when the process ends) for ``what``; a second holder is
-    refused at once, in one line naming the lock and its holder."""
+    """Hold ``lock`` (an flock) for ``what``; a second holder is refused at once, naming it."""
     fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         try:
@@ -134,8 +126,7 @@ def exclusive(lock: Path, what: str) -> Iterator[None]:
 
 
 def regular_file(path: str | Path) -> Path:
-    """``path`` if it is a regular file (links followed), else one OSError naming it: a FIFO,
-    a device or a socket is never opened (opening a FIFO waits for a writer forever)."""
+    """``path`` if a regular file, else one OSError naming it: a FIFO would block forever."""
     path = Path(path)
     try:
         kind = stat.filemode(path.stat().st_mode)[0]
@@ -170,8 +161,7 @@ class UnsafeCheckpointError(ValueError):
 
 @contextlib.contextmanager
 def reading_checkpoint(path: str | Path) -> Iterator[None]:
-    """What ``torch.load(weights_only=True)`` raises inside, as one line naming ``path``: a
-    pickle of more than tensors and plain data is refused, a corrupt file is said to be one."""
+    """``torch.load(weights_only=True)``'s errors inside as one line naming ``path``."""
     regular_file(path)
     try:
         yield
@@ -205,21 +195,16 @@ def file_digest(path: str | Path) -> str:
 
 
 def load_array(path: str | Path) -> Any:
-    """A memory-mapped ``.npy`` array; a corrupt file, or one that holds objects (a pickle),
-    is one ValueError naming it."""
-    import numpy as np
+    """A memory-mapped ``.npy`` array (never a pickle nor an .npz), or a ValueError naming it."""
+    from numpy.lib.format import open_memmap
 
     try:
-        array = np.load(regular_file(path), mmap_mode="r", allow_pickle=False)
+        return open_memmap(regular_file(path), mode="r")
     except (ValueError, EOFError) as err:  # numpy's first sentence: no advice to unpickle
         reason = str(err).split(". ")[0].rstrip(".")
         raise ValueError(
             f"{path}: not a readable .npy array (truncated or corrupt? {reason})"
         ) from None
-    if not isinstance(array, np.ndarray):  # an .npz archive under a .npy name
-        array.close()
-        raise ValueError(f"{path}: not a .npy array (an .npz archive)")
-    return array
 
 
 def decode_text(data: bytes, where: str | Path) -> str:

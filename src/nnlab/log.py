@@ -1,5 +1,4 @@
-"""nnlab's console output: one stdlib logger writing to stderr on global rank 0 only, with
-warnings that stand out (a substitute must never pass unnoticed); the offline-fallback rule."""
+"""nnlab's console output (stderr, global rank 0, loud warnings) and the offline-fallback rule."""
 
 from __future__ import annotations
 
@@ -37,8 +36,7 @@ warn = log.warning
 
 
 def one_line(text: object, limit: int = 300) -> str:
-    """``text`` for a one-line message: its lines joined by "; " (by " " after a colon), runs of
-    whitespace as one space, cut to ``limit`` characters."""
+    """``text``'s lines joined by "; " (" " after a colon), whitespace runs as one space, cut."""
     out = ""
     for line in filter(None, (" ".join(line.split()) for line in str(text).splitlines())):
         out += (" " if out.endswith(":") else "; ") + line if out else line
@@ -46,15 +44,10 @@ def one_line(text: object, limit: int = 300) -> str:
 
 
 def with_fallback(
-    source: str,
-    remote: Callable[[], dict[str, Any]],
-    fallback: Callable[[], dict[str, Any]],
-    *,
-    dataset: str,
-    fallback_name: str,
+    source: str, remote: Callable, fallback: Callable, *, dataset: str, fallback_name: str
 ) -> dict[str, Any]:
-    """The manifest of ``remote()`` or of the offline ``fallback()``: ``remote`` never falls back,
-    ``auto`` falls back loudly on :class:`DownloadError`, ``bundled``/``synthetic`` always do."""
+    """``remote()`` or the offline ``fallback()``: source remote never falls back, auto falls back
+    loudly on :class:`DownloadError`, bundled/synthetic always do."""
     if source in ("bundled", "synthetic"):
         info(f"{dataset}: using the {fallback_name} (source: {source})")
         reason = f"source: {source} in params.yaml"
@@ -67,8 +60,7 @@ def with_fallback(
             warn(
                 f"{dataset}: remote source unreachable ({err}).\n"
                 f"    Falling back to the {fallback_name.upper()} (source: auto).\n"
-                f"    Results are NOT comparable to the real dataset; set source: remote to "
-                f"fail instead."
+                "    Results are NOT comparable to the real dataset (source: remote would fail)."
             )
             reason = str(err)
     return {**fallback(), "source": fallback_name, "fallback_reason": reason}

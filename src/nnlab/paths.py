@@ -1,5 +1,4 @@
-"""Every path a stage reads or writes, under the names ``dvc.yaml`` uses; no I/O. Names are
-identifiers, never paths: the functions below refuse anything else, so none leaves the project."""
+"""Every path a stage reads or writes (no I/O); names must be identifiers, so none leaves."""
 
 from __future__ import annotations
 

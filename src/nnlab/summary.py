@@ -1,6 +1,4 @@
-"""Keras-style model summary (layer, output shape, parameters, totals) from params alone: shapes
-from the split's meta.json when the data exists, else from the dataset's params. A head on a
-frozen base's features is shown with that base in front of it, as it runs on an image."""
+"""Keras-style model summary from params alone (a head on features behind its frozen base)."""
 
 from __future__ import annotations
 
@@ -8,6 +6,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook
 from torchvision.transforms import v2
 
 from nnlab import paths
@@ -20,15 +19,11 @@ from nnlab.spec import DataSpec, spec_from_meta
 
 
 def _keras_shape(out) -> str:
-    """The output's shape as Keras prints it: (None, H, W, C) for images; "?" if unknown."""
-    while isinstance(out, tuple | list) and out:
+    """The output's shape as Keras prints it: (None, H, W, C) for images."""
+    while isinstance(out, tuple | list):  # an RNN's (output, state)
         out = out[0]
     out = getattr(out, "data", out)  # a PackedSequence's data
-    if not isinstance(out, torch.Tensor):
-        return "?"
-    dims = list(out.shape[1:])
-    if len(dims) == 3:  # C, H, W -> H, W, C
-        dims = [dims[1], dims[2], dims[0]]
+    dims = [*out.shape[2:], out.shape[1]] if out.ndim == 4 else out.shape[1:]  # channels last
     return "(" + ", ".join(["None", *map(str, dims)]) + ")"
 
 
@@ -43,21 +38,11 @@ def summary_rows(net: nn.Module, spec: DataSpec) -> list[tuple[str, str, int]]:
             params = sum(p.numel() for p in module.parameters(recurse=False))
             rows.append((f"{name} ({type(module).__name__})", _keras_shape(out), params))
 
-    if spec.kind == "text":  # token ids and their lengths
-        n = spec.input_shape[0]
-        inputs = (torch.ones(1, n, dtype=torch.long), torch.full((1,), n))
-    else:  # images, already scaled to floats
-        inputs = (torch.zeros(1, *spec.input_shape),)
-    hooks = [m.register_forward_hook(record) for m in leaves]
+    x = torch.ones(1, *spec.input_shape, dtype=torch.long if spec.kind == "text" else None)
     was_training = net.training
-    try:
-        with torch.no_grad():
-            net.eval()
-            net(*inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-        net.train(was_training)
+    with torch.no_grad(), register_module_forward_hook(record):
+        net.eval()(x)  # token ids (all real), or images scaled to floats
+    net.train(was_training)
     return rows
 
 
@@ -72,18 +57,13 @@ def summary_text(net: nn.Module, spec: DataSpec, title: str = "") -> str:
         lines += [row, "=" * width if i in (0, len(body) - 1) else "_" * width]
     total = sum(p.numel() for p in net.parameters())
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    lines += [
-        f"Total params: {total:,}",
-        f"Trainable params: {trainable:,}",
-        f"Non-trainable params: {total - trainable:,}",
-        "_" * width,
-    ]
+    lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}"]
+    lines += [f"Non-trainable params: {total - trainable:,}", "_" * width]
     return "\n".join(lines)
 
 
 def dataset_spec(params, dataset: str, root: Path = Path(".")) -> DataSpec:
-    """The spec of a split: its meta.json when prepared, else what params say it will be; a
-    features cache's ``extra`` holds its base (random weights) and its images' spec."""
+    """A split's meta.json spec, else its params'; a cache's extra: its random base, image spec."""
     file = paths.split_dir(dataset, root) / paths.META
     meta = read_json(file) if file.is_file() else None
     if dataset in params.features:

@@ -1,6 +1,5 @@
-"""The only map from an experiment's ``model`` name to an nn.Module. A builder's keyword-only
-parameters are the schema of ``model_options`` (checked by pydantic without building); no torch
-at import: builders import it when they run."""
+"""Model name -> nn.Module; a builder's keyword-only parameters are the ``model_options`` schema
+(pydantic checks it without torch: builders import torch when they run)."""
 
 from __future__ import annotations
 
@@ -46,13 +45,10 @@ def _conv_net(
     from torch import nn
 
     layers: list[nn.Module] = []
-    channels = spec.input_shape[0]
-    for width in filters:
-        layers += [nn.Conv2d(channels, width, 3, padding=padding), nn.ReLU(), nn.MaxPool2d(2)]
-        channels = width
+    for cin, cout in zip((spec.input_shape[0], *filters), filters, strict=False):
+        layers += [nn.Conv2d(cin, cout, 3, padding=padding), nn.ReLU(), nn.MaxPool2d(2)]
     layers.append(nn.Flatten())
-    with torch.no_grad():
-        width = nn.Sequential(*layers)(torch.zeros(1, *spec.input_shape)).shape[1]
+    width = nn.Sequential(*layers)(torch.zeros(1, *spec.input_shape)).shape[1]
     if dropout is not None:
         layers.append(nn.Dropout(dropout))
     for units in dense:
@@ -162,5 +158,5 @@ def check_options(model: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_model(name: str, spec: DataSpec, options: dict[str, Any] | None = None) -> nn.Module:
-    checked = check_options(name, dict(options or {}))
+    checked = check_options(name, dict(options or {}))  # before the lookup: unknown names
     return BUILDERS[name](spec, **checked)

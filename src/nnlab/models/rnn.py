@@ -1,6 +1,5 @@
-"""Embedding -> LSTM or GRU -> the state at each review's last real token -> Dense, so padding
-does not change a logit. ``packed`` runs over the real tokens only (a backward direction needs
-it); padded reads the output at the last token (faster on CPU)."""
+"""Embedding -> LSTM or GRU -> the state at the last real token (padding changes no logit) ->
+Dense; ``packed``: real tokens only (a backward direction needs it), else faster on CPU."""
 
 from __future__ import annotations
 
@@ -10,12 +9,9 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 
 class RecurrentClassifier(nn.Module):
-    """Options as the registry's ``lstm``/``gru`` builders check them (``packed`` None: when
-    bidirectional)."""
+    """Options as the registry's lstm/gru builders check them (packed None: if bidirectional)."""
 
-    def __init__(
-        self, cell, spec, *, embed_dim, hidden, num_layers, bidirectional, dropout, packed
-    ):
+    def __init__(self, cell, spec, embed_dim, hidden, num_layers, bidirectional, dropout, packed):
         super().__init__()
         if spec.vocab_size < 2:
             raise ValueError(f"{cell} needs a vocabulary (vocab_size {spec.vocab_size}): text only")
@@ -40,8 +36,7 @@ class RecurrentClassifier(nn.Module):
         self.head = nn.Linear(hidden * self.directions, spec.num_outputs)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        if lengths is None:
-            lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
+        lengths = torch.full((len(x),), x.shape[1]) if lengths is None else lengths
         lengths = lengths.to("cpu", torch.long).clamp(1, x.shape[1])  # packing wants CPU
         x = x[:, : int(lengths.max())]  # stored padded to max_len; drop all-padding columns
         emb = self.embedding(x)

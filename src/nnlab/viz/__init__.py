@@ -1,5 +1,4 @@
-"""Pictures: learning curves, the confusion matrix, labelled image grids of misclassified and
-augmented images; ``inside``: what a conv net sees."""
+"""Pictures: learning curves, confusion matrix, image grids; ``inside``: what a conv net sees."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -36,15 +35,8 @@ def confusion_matrix(metric: MulticlassConfusionMatrix, classes: list[str], out:
     fig.savefig(out, dpi=100)
 
 
-def image_grid(
-    tiles: torch.Tensor | np.ndarray,
-    labels: list[str],
-    out: Path,
-    cols=8,
-    title="",
-    scale_each=False,
-) -> None:
-    """(N, C, H, W) floats in [0, 1] (any with ``scale_each``) or HWC uint8 images as one
+def image_grid(tiles, labels: list[str], out: Path, cols=8, title="", scale_each=False) -> None:
+    """(N, C, H, W) floats in [0, 1] (any with ``scale_each``) or (N, H, W, C) uint8 arrays as one
     mosaic (a subplot per tile is slow), each under its label."""
     if isinstance(tiles, np.ndarray):
         tiles = torch.as_tensor(tiles).permute(0, 3, 1, 2) / 255
@@ -53,10 +45,8 @@ def image_grid(
     scaling = {"normalize": scale_each, "scale_each": scale_each}
     grid = make_grid(tiles.cpu().float(), nrow=cols, padding=pad, pad_value=1.0, **scaling)
     width = max(1.6 * cols, 6.4 if title else 0)
-    fig = Figure(
-        figsize=(width, width * grid.shape[1] / grid.shape[2] + 0.4 * bool(title)),
-        layout="constrained",
-    )
+    height = width * grid.shape[1] / grid.shape[2] + 0.4 * bool(title)
+    fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.add_subplot()
     ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest" if h < 64 else "antialiased")
     for i, label in enumerate(labels):
@@ -83,12 +73,8 @@ def misclassified(images: np.ndarray, y, probs, classes: list[str], out: Path, l
     wrong = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:limit]
     if len(wrong):
         labels = [f"{classes[y[i]]}→{classes[pred[i]]} {probs[i, pred[i]]:.2f}" for i in wrong]
-        image_grid(
-            np.asarray(images[wrong]),
-            labels,
-            out,
-            title="most confidently wrong: actual→predicted class, predicted probability",
-        )
+        title = "most confidently wrong: actual→predicted class, predicted probability"
+        image_grid(np.asarray(images[wrong]), labels, out, title=title)
 
 
 def example_indices(y: np.ndarray, n: int = 6) -> list[int]:

