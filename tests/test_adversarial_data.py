@@ -398,7 +398,8 @@ SYNTHETIC_IMDB = {"source": "synthetic", "synthetic_size": 40, "val_fraction": 0
 
 
 @pytest.mark.parametrize(
-    ("dataset", "block"), [("mnist", {"source": "bundled"}), ("imdb", SYNTHETIC_IMDB)]
+    ("dataset", "block"),
+    [("mnist", {"source": "bundled", "val_fraction": 0.04}), ("imdb", SYNTHETIC_IMDB)],
 )
 def test_empty_split_is_refused_naming_dataset_and_split(world, dataset, block):
     params = _params(dataset, max_samples=10, **block)

@@ -67,7 +67,7 @@ def test_download_and_split_from_mirror_or_path(tmp_path, fake_mirror, where):
         f for f, _ in mnist.FILES.values()
     }
     split = run_split(params, "mnist", tmp_path)
-    assert split["counts"] == {"train": 110, "val": 10, "test": 40}  # official test kept
+    assert split["counts"] == {"train": 108, "val": 12, "test": 40}  # official test kept
     assert split["test"] == "official t10k test set"
 
 

@@ -82,7 +82,9 @@ def test_gru_learns_negation():
     x_train, len_train = vocab.encode(train_words)
     x_test, len_test = vocab.encode(test_words)
 
-    net = build_model("gru", replace(SPEC, vocab_size=len(vocab)), {"embed_dim": 16, "hidden": 32})
+    net = build_model(
+        "gru", replace(SPEC, vocab_size=len(vocab.tokens)), {"embed_dim": 16, "hidden": 32}
+    )
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     xs, ls = torch.from_numpy(x_train), torch.from_numpy(len_train)
     ys = torch.from_numpy(y_train.astype(np.float32))

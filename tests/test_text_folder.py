@@ -137,7 +137,7 @@ def test_split_vocabulary_from_train_only_and_truncation(tmp_path, truncate, kep
     assert "zyzzyva" not in vocab.tokens and "br" not in vocab.tokens  # test-only word, markup
     meta = read_json(out / paths.META)
     assert meta["kind"] == "text" and meta["input_shape"] == [4]
-    assert meta["vocab_size"] == len(vocab) and meta["assets"] == [paths.VOCAB]
+    assert meta["vocab_size"] == len(vocab.tokens) and meta["assets"] == [paths.VOCAB]
     assert manifest["counts"] == {"train": 2, "val": 2, "test": 4}
     arrays = {s: load_arrays("imdb", s, tmp_path) for s in paths.SPLITS}
     texts = {s: list(map(vocab.decode, a["x"], a["len"])) for s, a in arrays.items()}

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from nnlab.config import DataConfig
+from nnlab.data import draw_plan
 from nnlab.data.images import load_image
-from nnlab.data.prepare import Prepared, stratified_split, subsample
+from nnlab.data.prepare import Prepared, refuse_empty
 from nnlab.data.sources import Limits, download_raw, read_files
 from nnlab.files import atomic_file
 from nnlab.paths import RAW_BUNDLED
@@ -77,21 +78,23 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
     """The official test set when the IDX files are there, else a test split of the sample."""
     if (raw_dir / RAW_BUNDLED).is_file():
         with np.load(raw_dir / RAW_BUNDLED) as z:
-            x, y = z["x"], z["y"]
-        fractions, test = [cfg.val_fraction * (1 - cfg.test_fraction), cfg.test_fraction], None
+            sources = {"pool": (z["x"], z["y"])}
         test_from = "stratified test_fraction of the bundled sample"
     else:
         x, y, xt, yt = (read_idx(raw_dir / f) for f, _ in FILES.values())  # in FILES' order
-        fractions, test = [cfg.val_fraction], (xt, yt, subsample(yt, cfg.max_samples, seed))
-        test_from = "official t10k test set"
-    keep = subsample(y, cfg.max_samples, seed)
-    x, y = x[keep], y[keep]
-    train, val, *rest = stratified_split(y, fractions, seed)
-    pools = {"train": (x, y, train), "val": (x, y, val), "test": test or (x, y, rest[0])}
-    arrays = {
-        s: {"x": xs[i][..., None], "y": ys[i].astype(np.int64)} for s, (xs, ys, i) in pools.items()
+        sources, test_from = {"train": (x, y), "test": (xt, yt)}, "official t10k test set"
+    layout = {
+        s: {c: np.flatnonzero(ys == k).tolist() for k, c in enumerate(CLASSES)}
+        for s, (_, ys) in sources.items()
     }
-    return Prepared(kind="image", classes=CLASSES, arrays=arrays, manifest={"test": test_from})
+    plan, manifest = draw_plan(layout, CLASSES, cfg, seed, name, "digits")
+    arrays = {}
+    for s, (quota, items) in plan.items():  # val comes from train, test from test if given
+        xs, ys = sources["test" if s == "test" and "test" in sources else next(iter(sources))]
+        i = sorted(item for _, item in items[:quota])
+        arrays[s] = {"x": xs[i][..., None], "y": ys[i].astype(np.int64)}
+    refuse_empty(name, {s: len(a["y"]) for s, a in arrays.items()}, cfg)
+    return Prepared("image", CLASSES, arrays, manifest=manifest | {"test": test_from})
 
 
 def load_input(path: Path | bytes, spec) -> dict[str, np.ndarray]:

@@ -34,27 +34,6 @@ class Prepared:
     files: dict[str, Any] = field(default_factory=dict)  # extra JSON files to write
 
 
-def stratified_split(labels: np.ndarray, fractions: list[float], seed: int) -> list[np.ndarray]:
-    """Indices cut class by class (seeded) into parts: the first the rest, then ``fractions``."""
-    rng = np.random.default_rng(seed)
-    parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
-    for cls in np.unique(labels):
-        idx = np.flatnonzero(labels == cls)
-        rng.shuffle(idx)
-        sizes = [round(len(idx) * f) for f in fractions]
-        cuts = np.cumsum([len(idx) - sum(sizes), *sizes[:-1]])
-        for part, chunk in zip(parts, np.split(idx, cuts), strict=True):
-            part.append(chunk)
-    return [np.sort(np.concatenate(p)) if p else np.array([], int) for p in parts]
-
-
-def subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndarray:
-    """Indices of a stratified, seeded subsample of at most ``max_samples`` items."""
-    if max_samples is None or max_samples >= len(labels):
-        return np.arange(len(labels))
-    return stratified_split(labels, [1 - max_samples / len(labels)], seed)[0]
-
-
 def refuse_empty(dataset: str, counts: dict[str, int], cfg: DataConfig) -> None:
     """One line naming the dataset and every split that would be empty."""
     if empty := [s for s in SPLITS if counts.get(s, 0) == 0]:

@@ -48,9 +48,6 @@ def data_path(path: str, root: Path) -> Path:
     return Path(root) / Path(path).expanduser()
 
 
-# ----------------------------------------------------------------------------- downloads
-
-
 def _failure(url: str, err: Exception) -> tuple[str, bool]:
     """One line naming ``url``, and whether a retry may help (a timeout, a drop, HTTP 5xx)."""
     if isinstance(err, urllib.error.HTTPError):
@@ -122,9 +119,6 @@ def fetch(dest: Path, checksum: str | None, cfg: Any, unpack: Callable | None) -
         finally:
             dest.unlink(missing_ok=True)
     raise DownloadError(f"could not download {dest.name}: " + "; ".join(failures))
-
-
-# ----------------------------------------------------------------------------- archives
 
 
 class Limits(NamedTuple):
@@ -308,9 +302,6 @@ def unpack_tree(src: Path, dest: Path, shown: str, limits: Limits) -> dict[str, 
             f"{skipped['skipped_special']} special files (links are never followed)"
         )
     return skipped
-
-
-# ----------------------------------------------------------------------------- the rule
 
 
 def download_raw(

@@ -51,9 +51,6 @@ class Vocabulary:
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max(size - 2, 0)]
         return cls(("<pad>", "<unk>", *(w for w, _ in ranked)), max_len, keep)
 
-    def __len__(self) -> int:
-        return len(self.tokens)
-
     def encode(self, texts: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Token lists -> (int32 ids (N, max_len) padded with 0, lengths after truncation)."""
         index = {w: i for i, w in enumerate(self.tokens)}
@@ -247,9 +244,9 @@ def split(cfg: DataConfig, raw_dir: Path, seed: int, name: str) -> Prepared:
             "truncated_fraction": round(float((full > cfg.max_len).mean()), 4),
             "unknown_fraction": round(1 - int((ids > 1).sum()) / max(int(lengths.sum()), 1), 4),
         }
-    manifest |= {"vocabulary": {"size": len(vocab), "built_from": "train split only"}}
+    manifest |= {"vocabulary": {"size": len(vocab.tokens), "built_from": "train split only"}}
     manifest |= {"lengths": stats, **({"left_out": left_out} if left_out else {})}
-    meta = {"vocab_size": len(vocab), "pad_index": PAD_INDEX, "max_len": cfg.max_len}
+    meta = {"vocab_size": len(vocab.tokens), "pad_index": PAD_INDEX, "max_len": cfg.max_len}
     meta |= {"truncate": f"keep the {cfg.truncate} max_len tokens", "assets": [paths.VOCAB]}
     return Prepared("text", classes, arrays, meta, manifest, {paths.VOCAB: vocab.to_json()})
 
