@@ -1,7 +1,7 @@
 """IMDB data stages on the 50,000 reviews of aclImdb.
 
 1. download@imdb's conversion: reading the tar members directly into ``reviews.jsonl.gz``
-   (what the stage does) versus the baseline, extracting the archive (``safe_extract``) and
+   (what the stage does) versus the baseline, extracting the archive (``unpack_tree``) and
    reading the 50,000 files back.
 2. split@imdb: tokenize, build the 10,000-word vocabulary from the training split, encode to
    int32 arrays of max_len 200 (``text.split``), with its phases timed separately.
@@ -30,7 +30,7 @@ import numpy as np
 from common import SHARED, alternate, result
 from nnlab.config import TextFolderConfig
 from nnlab.data import text
-from nnlab.data.sources import safe_extract
+from nnlab.data.sources import Limits, unpack_tree
 from nnlab.data.synthetic import synthetic_review
 from nnlab.data.text import Vocabulary, stored_texts, tokenize, write_texts
 from nnlab.files import write_json
@@ -82,7 +82,7 @@ def main() -> None:
         )
 
         def extract_then_read() -> None:
-            safe_extract(archive, tmp / "extracted")
+            unpack_tree(archive, tmp / "extracted", str(archive), Limits())
             write_texts(text.read_texts(cfg, tmp / "extracted", "bench")[0], tmp / "a.jsonl.gz")
             shutil.rmtree(tmp / "extracted")
 

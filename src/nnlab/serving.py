@@ -59,6 +59,8 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
             if model.spec.kind == "features":
                 model.net, model.spec = compose(model.net, meta, Path(root))
             self.reader = reader(meta["reader"])  # the split's kind: how its inputs are read
+            if model.spec.kind == "text":  # a vocabulary that cannot be read fails here, once
+                Vocabulary.from_json(model.spec.extra["assets"][VOCAB_ASSET])
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(
                 f"{checkpoint}: cannot serve it ({type(err).__name__}: {err})"
@@ -111,9 +113,9 @@ class NnlabModel(mlflow.pyfunc.PythonModel):
 
 def predict(params: Params, name: str, files: list[str], root: Path = Path(".")) -> list[dict]:
     """``nnlab predict``: per file, label and probability, or an error naming it (opens no FIFO)."""
-    best = paths.model_dir(name, root) / paths.BEST
+    exp, best = params.experiment(name), paths.model_dir(name, root) / paths.BEST
     model = NnlabModel().use(load_classifier(best), best, root, inference_trainer(params))
-    results = model.run([Path(f) for f in files], params.experiment(name).batch_size)
+    results = model.run([Path(f) for f in files], exp.batch_size)
     return [{"file": f, **r} for f, r in zip(files, results, strict=True)]
 
 

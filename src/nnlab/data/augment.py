@@ -25,7 +25,7 @@ def _build(step: Any, where: str):
 
     step = step.model_dump() if hasattr(step, "model_dump") else step  # an AugmentStep of params
     if not (isinstance(step, dict) and "name" in step):
-        raise AugmentError(f"{where}: expected {{name: ..., args: {{...}}}}, got {step!r}")
+        raise AugmentError(f"{where} expects {{name: ..., args: {{...}}}}, got {step!r}")
     name, args = step["name"], dict(step.get("args") or {})
     cls = getattr(A, name, None)
     if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform | A.BaseCompose)):

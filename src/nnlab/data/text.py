@@ -22,7 +22,7 @@ from nnlab.data import SPLIT_NAMES, Layout, draw_plan, label_counts, pick_labels
 from nnlab.data.prepare import Prepared, planned_classes, refuse_empty
 from nnlab.data.sources import Limits, download_raw, is_archive, read_files
 from nnlab.data.synthetic import REVIEW_CLASSES, synthetic_reviews
-from nnlab.files import decode_text, read_json
+from nnlab.files import decode_text, read_json, regular_file
 from nnlab.paths import VOCAB as VOCAB_ASSET  # noqa: F401  (the name other layers import)
 from nnlab.spec import DataSpec
 
@@ -208,7 +208,7 @@ def write_texts(records: list[dict[str, str]], out: Path) -> None:
 
 
 def stored_texts(path: Path) -> Iterator[dict[str, Any]]:
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
+    with gzip.open(regular_file(path), "rt", encoding="utf-8") as fh:  # never a FIFO
         for n, line in enumerate(fh, 1):
             try:
                 yield json.loads(line)

@@ -42,12 +42,16 @@ class History(Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:  # recorded before ModelCheckpoint's hook, which runs last
-            self.on_train_epoch_end(trainer, pl_module)
+            self._record(trainer)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _record(self, trainer: L.Trainer) -> None:
         metrics = trainer.callback_metrics
         row = {k: float(metrics[k]) for k in HISTORY_KEYS if k in metrics}
         self.rows[trainer.current_epoch] = {"epoch": trainer.current_epoch, **row}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch not in self.rows:  # no validation this epoch
+            self._record(trainer)
         if trainer.is_global_zero:
             with atomic_file(self.path, "w") as fh:
                 writer = csv.DictWriter(fh, fieldnames=["epoch", *HISTORY_KEYS], restval="")
