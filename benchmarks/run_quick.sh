@@ -77,6 +77,7 @@ bench bench_imdb_split.py --repeat 1
 bench bench_imdb_train.py --batches 10 --repeat 2
 bench bench_parallel.py --epochs 1 --mnist-samples 1000 --catdog-size 200
 bench bench_precision.py --steps 4 --repeats 2 --no-compile
+bench bench_repro.py
 
 python benchmarks/results.py "$LOGS" --out benchmarks/RESULTS.md || FAILED=1
 exit "$FAILED"
