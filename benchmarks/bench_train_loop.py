@@ -25,6 +25,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from common import classifier, fit, make_params, prepare, quiet, result
 from nnlab.classifier import scale_inputs
@@ -81,7 +82,7 @@ def bare(params, name: str, root: Path, epochs: int) -> float:
     arrays = {k: np.array(v) for k, v in load_arrays(exp.dataset, "train", root).items()}
     tensors = ArrayDataset(arrays).__getitems__(list(range(len(arrays["y"]))))
     meta_model = classifier(params, name, load_meta(exp.dataset, root))
-    net, loss_fn = meta_model.net, meta_model.loss
+    net, binary = meta_model.net, meta_model.binary
     opt = meta_model.configure_optimizers()
     net.train()
     n = len(tensors["y"])
@@ -89,7 +90,11 @@ def bare(params, name: str, root: Path, epochs: int) -> float:
     for _ in range(epochs):
         for idx in torch.randperm(n).split(exp.batch_size):
             batch = {k: v[idx] for k, v in tensors.items()}
-            loss = loss_fn(net(*scale_inputs(batch, exp.channels_last)), batch["y"])
+            logits, y = net(*scale_inputs(batch, exp.channels_last)), batch["y"]
+            if binary:
+                loss = F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.float())
+            else:
+                loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

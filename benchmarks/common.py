@@ -132,7 +132,7 @@ def train_samples_per_s(model, batches: Iterable[dict], max_batches: int, warmup
     for i, batch in enumerate(batches):
         if i == warmup:
             n, t0 = 0, time.perf_counter()
-        loss = model.loss(model.logits(batch), batch["y"])
+        loss = model.training_step(batch, i)  # the real step: forward, loss, metrics
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
