@@ -113,6 +113,8 @@ CASES = {
     "momentum-adam": bad("experiments.m.momentum", 0.9, "adam has no momentum", "0.9"),
     "unfreeze-never": bad("experiments.h.finetune", {"unfreeze_epoch": 2}, ">= epochs (2)"),
     "negative": bad("experiments.h.finetune", {"unfreeze_epoch": -1}, "unfreeze_epoch", "-1"),
+    "warmup-too-long": bad("experiments.m.warmup_epochs", 99, "warmup_epochs: 99", "> epochs"),
+    "unknown-schedule": bad("experiments.m.lr_schedule", "step", "lr_schedule", "'step'"),
     "mapping-for-list": bad("experiments.m.augment", {"name": "Blur"}, "a mapping"),
     "fractions-sum": bad("data.mnist.test_fraction", 0.9, "0.1 + 0.9"),
     "duplicate-key": (

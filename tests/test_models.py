@@ -11,6 +11,7 @@ from nnlab.summary import summary_rows, summary_text
 
 MNIST = DataSpec(kind="image", input_shape=(1, 28, 28), classes=tuple("0123456789"))
 CATDOG = DataSpec(kind="image", input_shape=(3, 150, 150), classes=("cats", "dogs"))
+TEXT = DataSpec(kind="text", input_shape=(20,), classes=("neg", "pos"), vocab_size=50)
 
 
 @pytest.mark.parametrize(
@@ -70,3 +71,24 @@ def test_bad_model_options_are_named(model, options, message):
         check_options(model, options)
     with pytest.raises(ValueError, match=message):  # before anything is built
         build_model(model, MNIST, options)
+
+
+def test_the_lecture_nets_start_as_keras_did():
+    """Glorot-uniform kernels, zero biases, LSTM forget-gate bias 1, orthogonal recurrence,
+    embeddings in ±0.05 with a zero padding row: a convnet4 output that is not ~0 at step 0."""
+    torch.manual_seed(0)
+    net = build_model("convnet4", CATDOG, {})
+    conv = net[0]
+    fan_in, fan_out = 3 * 9, 32 * 9
+    bound = (6 / (fan_in + fan_out)) ** 0.5
+    assert conv.weight.abs().max() <= bound and conv.weight.abs().max() > 0.9 * bound
+    assert all(m.bias.abs().sum() == 0 for m in net if hasattr(m, "bias"))
+    assert net(torch.rand(8, 3, 150, 150)).std() > 0.02  # PyTorch's defaults: about 0.004
+    lstm = build_model("lstm", TEXT, {"embed_dim": 8, "hidden": 4})
+    h = lstm.rnn.hidden_size
+    assert lstm.rnn.bias_ih_l0[h : 2 * h].tolist() == [1.0] * h  # i, f, g, o
+    assert lstm.rnn.bias_ih_l0[:h].abs().sum() == lstm.rnn.bias_hh_l0.abs().sum() == 0
+    gate = lstm.rnn.weight_hh_l0[:h]
+    torch.testing.assert_close(gate @ gate.T, torch.eye(h), atol=1e-5, rtol=0)
+    emb = lstm.embedding
+    assert emb.weight[emb.padding_idx].abs().sum() == 0 and emb.weight.abs().max() <= 0.05

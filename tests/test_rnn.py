@@ -56,7 +56,7 @@ def test_padding_does_not_change_the_logit_and_bidirectional_nets_pack(model, op
     assert short.shape == (3, 1)
     for same in (long, garbage, alone, from_packed):
         torch.testing.assert_close(short, same, rtol=0, atol=1e-5)
-    assert not torch.allclose(short, unpadded, atol=1e-3)
+    assert not torch.allclose(short, unpadded, rtol=0.05, atol=1e-6)  # logits start small
     text = summary_text(net, SPEC, f"imdb_{model}")
     assert "(None, 30, 8)" in text  # embedding of a full-length review
     assert f"rnn ({model.upper()})" in text and "head (Linear)" in text and "(None, 1)" in text

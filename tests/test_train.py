@@ -1,6 +1,7 @@
 import contextlib
 import csv
 import ctypes
+import math
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from nnlab.files import exclusive, read_json
 from nnlab.stages.compare import run as compare
 from nnlab.stages.evaluate import run as evaluate
 from nnlab.stages.split import run as run_split
+from nnlab.stages.train import build_classifier
 from nnlab.stages.train import run as train
 from tests.conftest import tiny_params
 
@@ -215,3 +217,29 @@ def test_precision_auto_trains_in_bf16_only_where_the_cpu_has_it(
     (run,) = _runs(project)
     assert receipt["precision"] == run.data.tags["precision"] == expected
     assert run.data.params["trainer.precision"] == expected
+
+
+def test_lr_schedule_warms_up_then_decays_by_the_step(project):
+    """warmup_epochs: a linear rise to lr; cosine: down to near 0 at the last step."""
+    params = tiny_params(
+        **{"experiments.mnist_mlp.epochs": 3, "experiments.mnist_mlp.lr": 0.01},
+        **{"experiments.mnist_mlp.lr_schedule": "cosine", "experiments.mnist_mlp.warmup_epochs": 1},
+    )
+    exp = params.experiment("mnist_mlp")
+    dm = ArrayDataModule(exp.dataset, exp, params.loader, params.seed, project)
+    model = build_classifier(params, "mnist_mlp", dm.meta, "test")
+    seen: list[float] = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, module, *args) -> None:
+            seen.append(module.optimizers().param_groups[0]["lr"])
+
+    trainer = L.Trainer(
+        max_epochs=3, limit_train_batches=4, limit_val_batches=1, callbacks=[Record()],
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    assert seen[:4] == pytest.approx([0.0025, 0.005, 0.0075, 0.01])
+    decay = seen[4:]
+    assert len(decay) == 8 and decay == sorted(decay, reverse=True) and decay[0] == 0.01
+    assert decay[-1] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * 7 / 8)))

@@ -1,12 +1,14 @@
 """reports/lecture.md: the lecture's numbers next to ours, from the evaluated experiments.
 
-    python tools/lecture.py [--notes docs/lecture-notes.md]
+    python tools/lecture.py [WORKSPACE ...] [--notes docs/lecture-notes.md]
 
-For every experiment it reads what evaluate wrote (metrics.json, run.json) and the split's
-manifest, and gives the lecture's (or the book's: Chollet, *Deep Learning with Python*, on the
-same 2,000-photo cats-vs-dogs set and IMDB) reference accuracy, our test accuracy with its
-standard error on the held-out test split (``sqrt(p (1 - p) / n)``), the epochs, the training
-wall time, the data source and the command that reproduces the row from a clean checkout: its
+WORKSPACE: a project folder that ran the lecture with one seed (default: this one); several
+give the mean over their seeds (tools/real_lecture.sh makes them). For every experiment it
+reads what evaluate wrote (metrics.json, run.json) and gives the lecture's (or the book's:
+Chollet, *Deep Learning with Python*, on the same 2,000-photo cats-vs-dogs set and IMDB)
+reference accuracy, the target, our test accuracy on the held-out test split with one standard
+error and each seed's, the epochs, the training minutes, the precision, the data source and the
+command that reproduces the row from a clean checkout: its
 ``-S`` overrides are the params of the experiment that differ from the committed params.yaml
 (``git show HEAD:params.yaml``), such as the path of the real data.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
+import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,19 @@ REFERENCES: dict[str, tuple[str, str]] = {
         "validation; Embedding 32 + LSTM 32, last 500 words, 10 epochs (book, 6.2)",
     ),
     "imdb_gru": ("-", "not in the lecture"),
+}
+
+
+# experiment -> (the issue's target test accuracy, as the mean over seeds; an experiment it must
+# beat as well)
+TARGETS: dict[str, tuple[float, str | None]] = {
+    "mnist_cnn": (0.975, None),
+    "catdog_cnn": (0.75, None),
+    "catdog_cnn_aug": (0.83, None),
+    "catdog_vgg16_features": (0.97, None),
+    "catdog_vgg16_finetune": (0.975, "catdog_vgg16_features"),
+    "imdb_lstm": (0.88, None),
+    "imdb_gru": (0.88, None),
 }
 
 
@@ -111,13 +127,13 @@ def _value(value: Any) -> str:
     return text.removesuffix("\n...").strip()
 
 
-def _row(params: Params, name: str, root: Path, committed: Params | None) -> dict[str, Any] | None:
+def _row(params: Params, name: str, root: Path) -> dict[str, Any] | None:
+    """One workspace's figures of experiment ``name``, or None (not evaluated there)."""
     report = paths.report_dir(name, root)
     if not (report / paths.METRICS).is_file():
         return None
     metrics, run = read_json(report / paths.METRICS), read_json(report / paths.RECEIPT)
     dataset = params.source_dataset(params.experiment(name).dataset)
-    acc, n = float(metrics["test/acc"]), int(run.get("test_samples") or 0)
     pretrained = run.get("pretrained") or {}
     path = params.dataset(dataset).path
     source = run.get("data_source", "?")
@@ -126,52 +142,107 @@ def _row(params: Params, name: str, root: Path, committed: Params | None) -> dic
     if pretrained.get("backbone"):
         fallback = " (fallback)" if pretrained.get("fallback") else ""
         source += f"; base {pretrained['backbone']}{fallback}"
-    reference, where = REFERENCES.get(name, ("-", ""))
     return {
-        "experiment": name,
-        "reference": f"{reference} ({where})" if where else reference,
-        "ours": f"{acc:.3f} ± {standard_error(acc, n):.3f} (n = {n})",
+        "seed": params.seed,
+        "acc": float(metrics["test/acc"]),
+        "n": int(run.get("test_samples") or 0),
         "epochs": metrics.get("epochs_run", "?"),
-        "train": f"{float(metrics.get('train_seconds') or 0) / 60:.1f} min",
+        "minutes": float(metrics.get("train_seconds") or 0) / 60,
+        "precision": run.get("precision", "?"),
         "data": source,
-        "command": f"`{reproduce_command(name, overrides(params, committed, name))}`",
     }
+
+
+def summarize(runs: list[dict[str, Any]]) -> tuple[float, float]:
+    """(mean test/acc, one standard error): over seeds, that of their mean (sample standard
+    deviation / sqrt(k)); of one run, the binomial one of its test set."""
+    accs = [r["acc"] for r in runs]
+    mean = statistics.fmean(accs)
+    if len(accs) > 1:
+        return mean, statistics.stdev(accs) / math.sqrt(len(accs))
+    return mean, standard_error(mean, runs[0]["n"])
 
 
 COLUMNS = {
     "experiment": "experiment",
     "reference": "lecture / book",
-    "ours": "ours: test/acc",
+    "target": "target",
+    "ours": "ours: test/acc ± 1 SE",
+    "seeds": "per seed",
     "epochs": "epochs",
     "train": "training",
+    "precision": "precision",
     "data": "data",
     "command": "reproduce",
 }
 
 
-def lecture(params: Params, root: Path = Path("."), notes: str = "") -> str:
-    committed = committed_params(Path(root))
-    rows = [r for name in params.experiments if (r := _row(params, name, root, committed))]
+def lecture(roots: list[Path], notes: str = "", out: Path = OUT) -> str:
+    """The table of every experiment over the workspaces ``roots`` (one seed each), written to
+    ``out`` (relative paths: in the first workspace)."""
+    first = load_params(Path(roots[0]) / PARAMS_FILE)
+    committed = committed_params(Path(roots[0]))
+    means: dict[str, float] = {}
+    each = [(load_params(Path(root) / PARAMS_FILE), root) for root in roots]
+    rows, total = [], 0.0
+    for name in first.experiments:
+        runs = [r for params, root in each if (r := _row(params, name, root))]
+        if not runs:
+            continue
+        mean, se = summarize(runs)
+        means[name] = mean
+        minutes = statistics.fmean(r["minutes"] for r in runs)
+        total += minutes
+        reference, where = REFERENCES.get(name, ("-", ""))
+        goal, above = TARGETS.get(name, (None, None))
+        met = mean >= goal if goal is not None else True
+        if above in means:
+            met = met and mean > means[above]
+        target = "-" if goal is None else f"≥ {goal}" + (f", > {above}" if above else "")
+        changed = {k: v for k, v in overrides(first, committed, name).items() if k != "seed"}
+        rows.append({
+            "experiment": name,
+            "reference": f"{reference} ({where})" if where else reference,
+            "target": target if goal is None else f"{target} {'**met**' if met else '**not met**'}",
+            "ours": f"{mean:.3f} ± {se:.3f} (n = {runs[0]['n']}" + (
+                f", {len(runs)} seeds)" if len(runs) > 1 else ")"),
+            "seeds": ", ".join(f"{r['acc']:.3f} ({r['seed']})" for r in runs),
+            "epochs": "/".join(sorted({str(r["epochs"]) for r in runs})),
+            "train": f"{minutes:.1f} min",
+            "precision": "/".join(sorted({r["precision"] for r in runs})),
+            "data": runs[0]["data"],
+            "command": f"`{reproduce_command(name, changed)}`",
+        })  # fmt: skip
+    seeds = ", ".join(str(params.seed) for params, _ in each)
     lines = [
         "# The lecture's numbers, reproduced",
         "",
-        "Test accuracy on each experiment's held-out test split, ± one standard error "
-        "(sqrt(p(1-p)/n)). Generated by `tools/lecture.py` from reports/experiments/.",
+        f"Test accuracy on each experiment's held-out test split, the mean over seeds {seeds} "
+        "(`-S seed=N` on the reproduce command) ± one standard error: of that mean over "
+        "several seeds (standard deviation / sqrt(seeds)), of the one test set for one "
+        f"(sqrt(p(1-p)/n)). Training: minutes per seed; {total:.1f} min for the whole table. "
+        "Generated by `tools/lecture.py` from reports/experiments/ of each seed's workspace.",
         "",
         "| " + " | ".join(COLUMNS.values()) + " |",
         "|" + "---|" * len(COLUMNS),
     ]
     lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
     text = "\n".join(lines) + "\n" + (f"\n{notes.strip()}\n" if notes.strip() else "")
-    with atomic_file(Path(root) / OUT, "w") as fh:
+    with atomic_file(Path(roots[0]) / out, "w") as fh:
         fh.write(text)
     return text
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--params", default=PARAMS_FILE)
+    parser.add_argument(
+        "workspaces",
+        nargs="*",
+        type=Path,
+        default=[Path(".")],
+        help="project folders of one seed each, evaluated (default: this one)",
+    )
     parser.add_argument("--notes", default=None, help="a Markdown file appended below the table")
     args = parser.parse_args()
     notes = Path(args.notes).read_text() if args.notes else ""
-    print(lecture(load_params(args.params), Path("."), notes))
+    print(lecture(args.workspaces, notes))

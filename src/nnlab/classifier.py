@@ -4,6 +4,7 @@ rebuilt from its checkpoint alone; every number a DDP-reduced torchmetrics objec
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -128,12 +129,25 @@ class Classifier(L.LightningModule):
         acc.reset()
         return value
 
-    def on_train_epoch_start(self) -> None:
-        # A group with "unfreeze_epoch" (TransferNet.param_groups) has LR 0 before that epoch.
+    def lr_factor(self) -> float:
+        """The schedule's multiple of each group's LR at this optimizer step: a linear warmup
+        over ``warmup_epochs``, then 1 (constant) or a cosine decay to 0 at the last step."""
+        hp, total = self.hparams, max(1, int(self.trainer.estimated_stepping_batches))
+        step = self.global_step
+        warmup = hp.get("warmup_epochs", 0) * total / self.trainer.max_epochs
+        if step < warmup:
+            return (step + 1) / warmup
+        if hp.get("lr_schedule", "constant") == "constant":
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1.0, total - warmup))))
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # from the step alone, so a resumed run continues the schedule; a group with
+        # "unfreeze_epoch" (TransferNet.param_groups) has LR 0 before that epoch
+        factor = self.lr_factor()
         for group in self.optimizers().param_groups:
-            if "unfreeze_epoch" in group:
-                unfrozen = self.current_epoch >= group["unfreeze_epoch"]
-                group["lr"] = group["unfrozen_lr"] if unfrozen else 0.0
+            frozen = self.current_epoch < group.get("unfreeze_epoch", 0)
+            group["lr"] = 0.0 if frozen else group["peak_lr"] * factor
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")[0]
@@ -174,7 +188,9 @@ class Classifier(L.LightningModule):
             ft = FinetuneConfig(**hp.finetune) if hp.finetune else None
             groups = self.net.param_groups(hp.lr, ft)
         else:
-            groups = [p for p in self.net.parameters() if p.requires_grad]
+            groups = [{"params": [p for p in self.net.parameters() if p.requires_grad]}]
+        for group in groups:
+            group["peak_lr"] = group.get("lr", hp.lr)
         return getattr(torch.optim, OPTIMIZERS[hp.optimizer])(groups, **kwargs)
 
 

@@ -284,6 +284,9 @@ class ExperimentConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.0, ge=0, lt=1)
     patience: int | None = Field(None, ge=1)
+    # the LR over training: a linear warmup over warmup_epochs, then constant or a cosine decay
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_epochs: float = Field(0, ge=0)
     model_options: dict[str, Any] = {}
     augment: list[AugmentStep] = []
     finetune: FinetuneConfig | None = None
@@ -295,6 +298,8 @@ class ExperimentConfig(_Strict):
     def _check(self) -> ExperimentConfig:
         if self.momentum != 0 and self.optimizer in ("adam", "adamw"):
             raise _key_error(f"momentum: {self.optimizer} has no momentum (got {self.momentum})")
+        if self.warmup_epochs > self.epochs:
+            raise _key_error(f"warmup_epochs: {self.warmup_epochs} > epochs ({self.epochs})")
         if self.finetune is not None and (u := self.finetune.unfreeze_epoch) >= self.epochs:
             raise _key_error(f"finetune.unfreeze_epoch: {u} >= epochs ({self.epochs}), base frozen")
         return self

@@ -37,6 +37,37 @@ Dropout = Annotated[float, Field(ge=0, lt=1)]
 Positive = Annotated[int, Field(ge=1)]
 
 
+def keras_init(net: nn.Module) -> nn.Module:
+    """Keras' default initializers, as the lecture's models started: Glorot-uniform kernels and
+    zero biases; for LSTM/GRU orthogonal recurrent kernels and (LSTM) a forget-gate bias of 1;
+    embeddings uniform in ±0.05. (PyTorch's defaults shrink the signal of a deep ReLU stack,
+    so the lecture's convnet4 sat at chance for epochs.)"""
+    from torch import nn
+
+    for m in net.modules():
+        if isinstance(m, nn.Linear | nn.Conv2d):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.uniform_(m.weight, -0.05, 0.05)
+            if m.padding_idx is not None:
+                m.weight.data[m.padding_idx] = 0
+        elif isinstance(m, nn.LSTM | nn.GRU):
+            gates = 4 if isinstance(m, nn.LSTM) else 3
+            for name, w in m.named_parameters():
+                if name.startswith("weight_ih"):
+                    nn.init.xavier_uniform_(w)  # (4h or 3h, inputs): Keras' kernel transposed
+                elif name.startswith("weight_hh"):
+                    for gate in w.data.chunk(gates):
+                        nn.init.orthogonal_(gate)
+                else:
+                    nn.init.zeros_(w)
+                    if gates == 4 and name.startswith("bias_ih"):
+                        w.data[m.hidden_size : 2 * m.hidden_size] = 1.0  # i, f, g, o
+    return net
+
+
 def _conv_net(
     spec: DataSpec, filters: tuple[int, ...], padding: int, dense: tuple[int, ...], dropout=None
 ) -> nn.Module:
@@ -54,19 +85,21 @@ def _conv_net(
     for units in dense:
         layers += [nn.Linear(width, units), nn.ReLU()]
         width = units
-    return nn.Sequential(*layers, nn.Linear(width, spec.num_outputs))
+    return keras_init(nn.Sequential(*layers, nn.Linear(width, spec.num_outputs)))
 
 
 def mlp(spec: DataSpec, *, hidden: Positive = 512, dropout: Dropout = 0.0) -> nn.Module:
     """The lecture's MLP: Flatten -> Dense(hidden) ReLU -> Dropout -> Dense."""
     from torch import nn
 
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(math.prod(spec.input_shape), hidden),
-        nn.ReLU(),
-        nn.Dropout(dropout),
-        nn.Linear(hidden, spec.num_outputs),
+    return keras_init(
+        nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(math.prod(spec.input_shape), hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, spec.num_outputs),
+        )
     )
 
 
@@ -118,7 +151,7 @@ def recurrent(
     options = dict(locals())  # cell, spec and the options
     from nnlab.models.rnn import RecurrentClassifier
 
-    return RecurrentClassifier(**options)
+    return keras_init(RecurrentClassifier(**options))
 
 
 BUILDERS: dict[str, Callable[..., nn.Module]] = {

@@ -71,6 +71,7 @@ def run(params: Params, name: str, root: Path = Path(".")) -> dict[str, Any]:
         report |= {"params_total": count_parameters(model.net)[0], "test_samples": len(y)}
         report |= {"data_source": receipt.get("data_source", "unknown")}
         report |= {"pretrained": receipt.get("pretrained"), "run_id": receipt["run_id"]}
+        report |= {"precision": receipt.get("precision")}
         write_json(tmp / paths.RECEIPT, report)  # what compare reads
     tracking.log_to_run(receipt, scores, [out], artifact_path="evaluation", root=root)
     serving.log_best_model(params, name, root, model, trainer)  # alias best: max test/acc

@@ -67,6 +67,7 @@ class History(Callback):
 
 def build_classifier(params: Params, name: str, meta: dict[str, Any], phash: str) -> Classifier:
     fields = {"model", "model_options", "optimizer", "lr", "weight_decay", "momentum"}
+    fields |= {"lr_schedule", "warmup_epochs"}
     kwargs = params.experiment(name).model_dump(include=fields | {"channels_last", "finetune"})
     return Classifier(meta=meta, experiment=name, params_hash=phash, **kwargs)
 

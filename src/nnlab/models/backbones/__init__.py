@@ -125,15 +125,16 @@ class TransferNet(nn.Module):
         return self
 
     def param_groups(self, lr: float, finetune: Any) -> list[dict[str, Any]]:
-        """The head at ``lr``, trainable blocks at ``backbone_lr`` (lr/10) from ``unfreeze_epoch``,
-        LR 0 before: unlike BackboneFinetuning, the optimizer and DDP hold them from step one."""
+        """The head at ``lr``, trainable blocks at ``backbone_lr`` (lr/10) from ``unfreeze_epoch``
+        (the classifier holds them at LR 0 before): unlike BackboneFinetuning, the optimizer and
+        DDP hold them from step one."""
         groups = [{"params": list(self.head.parameters()), "lr": lr, "name": "head"}]
         trainable = [p for p in self.base.parameters() if p.requires_grad]
         if trainable:
             start = finetune.unfreeze_epoch if finetune else 0
             tuned_lr = getattr(finetune, "backbone_lr", None) or lr / 10
             group = {"params": trainable, "name": "backbone", "unfreeze_epoch": start}
-            groups.append({**group, "lr": tuned_lr if start <= 0 else 0.0, "unfrozen_lr": tuned_lr})
+            groups.append({**group, "lr": tuned_lr})
         return groups
 
 
