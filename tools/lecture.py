@@ -180,10 +180,9 @@ COLUMNS = {
 def lecture(roots: list[Path], notes: str = "", out: Path = OUT) -> str:
     """The table of every experiment over the workspaces ``roots`` (one seed each), written to
     ``out`` (relative paths: in the first workspace)."""
-    first = load_params(Path(roots[0]) / PARAMS_FILE)
-    committed = committed_params(Path(roots[0]))
-    means: dict[str, float] = {}
     each = [(load_params(Path(root) / PARAMS_FILE), root) for root in roots]
+    first, committed = each[0][0], committed_params(Path(roots[0]))
+    means: dict[str, float] = {}
     rows, total = [], 0.0
     for name in first.experiments:
         runs = [r for params, root in each if (r := _row(params, name, root))]
@@ -195,15 +194,16 @@ def lecture(roots: list[Path], notes: str = "", out: Path = OUT) -> str:
         total += minutes
         reference, where = REFERENCES.get(name, ("-", ""))
         goal, above = TARGETS.get(name, (None, None))
-        met = mean >= goal if goal is not None else True
-        if above in means:
-            met = met and mean > means[above]
-        target = "-" if goal is None else f"≥ {goal}" + (f", > {above}" if above else "")
+        target = "-"
+        if goal is not None:
+            met = mean >= goal and (above not in means or mean > means[above])
+            target = f"≥ {goal}" + (f", > {above}" if above else "")
+            target += " **met**" if met else " **not met**"
         changed = {k: v for k, v in overrides(first, committed, name).items() if k != "seed"}
         rows.append({
             "experiment": name,
             "reference": f"{reference} ({where})" if where else reference,
-            "target": target if goal is None else f"{target} {'**met**' if met else '**not met**'}",
+            "target": target,
             "ours": f"{mean:.3f} ± {se:.3f} (n = {runs[0]['n']}" + (
                 f", {len(runs)} seeds)" if len(runs) > 1 else ")"),
             "seeds": ", ".join(f"{r['acc']:.3f} ({r['seed']})" for r in runs),

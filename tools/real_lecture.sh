@@ -12,8 +12,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-SEEDS=("${@:-42 1 2}")
-read -r -a SEEDS <<<"${SEEDS[*]}"
+SEEDS=("$@")
+[ ${#SEEDS[@]} -gt 0 ] || SEEDS=(42 1 2)
 SHARED=$(cd "$ROOT/.." && pwd)/shared/datasets
 CATS=${CATS:-$SHARED/cats_and_dogs_small}
 IMDB=${IMDB:-$SHARED/aclImdb.tar.gz}

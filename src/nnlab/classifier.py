@@ -132,14 +132,16 @@ class Classifier(L.LightningModule):
     def lr_factor(self) -> float:
         """The schedule's multiple of each group's LR at this optimizer step: a linear warmup
         over ``warmup_epochs``, then 1 (constant) or a cosine decay to 0 at the last step."""
-        hp, total = self.hparams, max(1, int(self.trainer.estimated_stepping_batches))
-        step = self.global_step
+        hp, total, step = self.hparams, self.total_steps, self.global_step
         warmup = hp.get("warmup_epochs", 0) * total / self.trainer.max_epochs
         if step < warmup:
             return (step + 1) / warmup
         if hp.get("lr_schedule", "constant") == "constant":
             return 1.0
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1.0, total - warmup))))
+
+    def on_train_start(self) -> None:
+        self.total_steps = max(1, int(self.trainer.estimated_stepping_batches))  # once per fit
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # from the step alone, so a resumed run continues the schedule; a group with
